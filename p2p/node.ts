@@ -1,0 +1,91 @@
+// Builds the agent's libp2p node: persistent peer key, QUIC + TCP (choice in
+// quic/), identify, ping and a cluster-private kad-dht, with admission in
+// front of every cluster protocol and a gater that refuses banned peers.
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { identify } from '@libp2p/identify'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { ping, type Ping } from '@libp2p/ping'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import type { PrivateKey, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
+import { transportModules } from '../quic/transports.js'
+import type { Admission } from './admission/admission.js'
+
+export const KAD_PROTOCOL = '/bolt/kad/1.0.0'
+export const PING_PROTOCOL = '/ipfs/ping/1.0.0'
+const PEER_KEY_FILE = 'peer.key'
+
+export type BoltLibp2p = Libp2p<{ dht: KadDHT, ping: Ping, identify: unknown }>
+
+export interface BoltNodeInit {
+  dataDir: string
+  listen: string[]
+  announce?: string[]
+  /** Servers answer DHT queries; edge/client nodes may only ask. */
+  dhtServer: boolean
+  admission: Admission
+}
+
+/** Loads the peer key from the data dir, creating it on first start, so the peer id survives restarts. */
+export async function loadPeerKey (dataDir: string): Promise<PrivateKey> {
+  const file = join(dataDir, PEER_KEY_FILE)
+  try {
+    return privateKeyFromProtobuf(await readFile(file))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read the peer key ${file}: ${(err as Error).message}`)
+  }
+  await mkdir(dataDir, { recursive: true, mode: 0o700 })
+  const key = await generateKeyPair('Ed25519')
+  await writeFile(file, privateKeyToProtobuf(key), { mode: 0o600, flag: 'wx' })
+  await chmod(file, 0o600)
+  return key
+}
+
+export async function createBoltNode (init: BoltNodeInit): Promise<BoltLibp2p> {
+  const privateKey = await loadPeerKey(init.dataDir)
+  const { admission } = init
+  const node = await createLibp2p({
+    privateKey,
+    addresses: { listen: init.listen, ...(init.announce !== undefined && init.announce.length > 0 ? { announce: init.announce } : {}) },
+    ...transportModules(),
+    connectionGater: {
+      // Loopback and private addresses are normal in a cluster: don't let the
+      // default gater refuse them.
+      denyDialMultiaddr: () => false,
+      denyInboundEncryptedConnection: (peerId) => admission.isBanned(peerId.toString()),
+      denyOutboundEncryptedConnection: (peerId) => admission.isBanned(peerId.toString())
+    },
+    connectionManager: { maxConnections: 512 },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      dht: kadDHT({ protocol: KAD_PROTOCOL, clientMode: !init.dhtServer, peerInfoMapper: passthroughMapper, allowQueryWithZeroPeers: true })
+    },
+    start: false
+  })
+  return node as unknown as BoltLibp2p
+}
+
+interface RegistrarInternals {
+  getHandler: (protocol: string) => { handler: StreamHandler & { __boltGuarded?: true }, options: StreamHandlerOptions }
+  getProtocols: () => string[]
+}
+
+/**
+ * Puts admission in front of handlers that libp2p services registered
+ * themselves (the DHT, ping). libp2p's own `use()` middleware is not used:
+ * in libp2p 3.3 it appends the handler to the stored middleware list on every
+ * inbound stream, so handlers would run once more per stream.
+ */
+export async function guardServiceProtocols (node: BoltLibp2p, admission: Admission, protocols: string[]): Promise<void> {
+  const registrar = (node as unknown as { components: { registrar: RegistrarInternals } }).components.registrar
+  for (const protocol of protocols) {
+    if (!registrar.getProtocols().includes(protocol)) continue
+    const { handler, options } = registrar.getHandler(protocol)
+    if (handler.__boltGuarded === true) continue
+    const guarded = admission.guard(handler) as StreamHandler & { __boltGuarded?: true }
+    guarded.__boltGuarded = true
+    await node.handle(protocol, guarded, { ...options, force: true })
+  }
+}
