@@ -1,0 +1,422 @@
+// Content-addressed blob store on disk. Its root is also an OCI image layout
+// (`oci-layout`, `blobs/sha256/<hex>`), so images pulled here can be read by
+// anything that reads a layout. A blob becomes visible only by an atomic
+// rename after its digest was verified and its bytes fsync'd; pieces of a
+// blob still being pulled live in `partial/<hex>/` with a persisted
+// have-bitfield, so a pull resumes after kill -9 and a crash at any point
+// leaves no half blob under `blobs/`.
+import { createHash, randomBytes } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import { createReadStream, type ReadStream } from 'node:fs'
+import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { decode, encode } from 'cbor-x'
+import { z } from 'zod'
+import { Bitfield } from './bitfield.js'
+import { digestHex } from './digest.js'
+import { BlobNotFoundError, DigestMismatchError, QuotaExceededError, SizeMismatchError } from './errors.js'
+import { fsyncDir, writeFileAtomic } from './fs-atomic.js'
+import { PartialBlob, PartialStateSchema } from './partial-blob.js'
+import { DEFAULT_PIECE_SIZE, HASH_BYTES, hashPiece, pieceCount, type PieceManifest, PieceManifestSchema } from './pieces.js'
+
+export interface BlobStoreOptions {
+  /** Root directory; created if missing. */
+  root: string
+  /** Disk quota for blobs plus partial blobs, in bytes; unreferenced blobs are evicted least recently used first to stay under it. Default: no quota. */
+  quotaBytes?: number
+  /** Piece size used for piece manifests derived here. */
+  pieceSize?: number
+}
+
+export interface BlobInfo {
+  digest: string
+  size: number
+  /** How many owners (images, objects) pin this blob. */
+  refs: number
+  lastAccess: number
+}
+
+export interface StoreUsage {
+  blobBytes: number
+  blobs: number
+  partialBytes: number
+  partials: number
+  quotaBytes: number | null
+}
+
+export interface BlobStoreEvents {
+  added: [digest: string, size: number]
+  removed: [digest: string]
+}
+
+export type BlobSource = Uint8Array | AsyncIterable<Uint8Array> | Readable
+
+const RefsSchema = z.record(z.string(), z.array(z.string()))
+/** Last-access times are written to disk at most this often per blob (they only order eviction). */
+const ACCESS_PERSIST_MS = 60_000
+
+export class BlobStore {
+  readonly root: string
+  readonly quotaBytes: number | null
+  readonly pieceSize: number
+  readonly events = new EventEmitter<BlobStoreEvents>()
+  private readonly blobs = new Map<string, { size: number, lastAccess: number, persistedAccess: number }>()
+  private readonly partials = new Map<string, PartialBlob>()
+  private readonly partialOpening = new Map<string, Promise<PartialBlob>>()
+  private refs = new Map<string, Set<string>>()
+  private refsWrite: Promise<void> = Promise.resolve()
+
+  private constructor (opts: BlobStoreOptions) {
+    this.root = opts.root
+    this.quotaBytes = opts.quotaBytes ?? null
+    this.pieceSize = opts.pieceSize ?? DEFAULT_PIECE_SIZE
+  }
+
+  static async open (opts: BlobStoreOptions): Promise<BlobStore> {
+    const s = new BlobStore(opts)
+    await s.load()
+    return s
+  }
+
+  private get blobDir (): string { return join(this.root, 'blobs', 'sha256') }
+  private get tmpDir (): string { return join(this.root, 'tmp') }
+  private get partialDir (): string { return join(this.root, 'partial') }
+  private get metaDir (): string { return join(this.root, 'meta', 'pieces') }
+
+  blobPath (digest: string): string {
+    return join(this.blobDir, digestHex(digest))
+  }
+
+  private async load (): Promise<void> {
+    for (const d of [this.blobDir, this.tmpDir, this.partialDir, this.metaDir]) await mkdir(d, { recursive: true })
+    await writeFileAtomic(join(this.root, 'oci-layout'), Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })), this.tmpDir)
+    // Whatever is in tmp/ is a write that never finished.
+    await rm(this.tmpDir, { recursive: true, force: true })
+    await mkdir(this.tmpDir, { recursive: true })
+    for (const name of await readdir(this.blobDir)) {
+      if (!/^[a-f0-9]{64}$/.test(name)) continue
+      const st = await stat(join(this.blobDir, name))
+      this.blobs.set(`sha256:${name}`, { size: st.size, lastAccess: st.mtimeMs, persistedAccess: st.mtimeMs })
+    }
+    try {
+      const raw = RefsSchema.parse(JSON.parse(await readFile(join(this.root, 'refs.json'), 'utf8')))
+      this.refs = new Map(Object.entries(raw).map(([owner, ds]) => [owner, new Set(ds)]))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+  }
+
+  async has (digest: string): Promise<boolean> {
+    digestHex(digest)
+    return this.blobs.has(digest)
+  }
+
+  hasSync (digest: string): boolean {
+    return this.blobs.has(digest)
+  }
+
+  async stat (digest: string): Promise<BlobInfo | undefined> {
+    const b = this.blobs.get(digest)
+    if (b === undefined) return undefined
+    return { digest, size: b.size, refs: this.refCount(digest), lastAccess: b.lastAccess }
+  }
+
+  async list (): Promise<BlobInfo[]> {
+    return [...this.blobs.entries()].map(([digest, b]) => ({ digest, size: b.size, refs: this.refCount(digest), lastAccess: b.lastAccess }))
+  }
+
+  usage (): StoreUsage {
+    let blobBytes = 0
+    for (const b of this.blobs.values()) blobBytes += b.size
+    let partialBytes = 0
+    for (const p of this.partials.values()) partialBytes += p.size
+    return { blobBytes, blobs: this.blobs.size, partialBytes, partials: this.partials.size, quotaBytes: this.quotaBytes }
+  }
+
+  /** `end` is inclusive, as in `fs.createReadStream`. */
+  createReadStream (digest: string, range: { start?: number, end?: number } = {}): ReadStream {
+    const b = this.blobs.get(digest)
+    if (b === undefined) throw new BlobNotFoundError(`blob ${digest} is not in the store`)
+    this.touch(digest)
+    return createReadStream(this.blobPath(digest), { start: range.start, end: range.end, highWaterMark: 1024 * 1024 })
+  }
+
+  async readAll (digest: string): Promise<Uint8Array> {
+    if (!this.blobs.has(digest)) throw new BlobNotFoundError(`blob ${digest} is not in the store`)
+    this.touch(digest)
+    return new Uint8Array(await readFile(this.blobPath(digest)))
+  }
+
+  /** Reads `length` bytes at `start` of a complete blob. */
+  async readRange (digest: string, start: number, length: number): Promise<Uint8Array> {
+    const b = this.blobs.get(digest)
+    if (b === undefined) throw new BlobNotFoundError(`blob ${digest} is not in the store`)
+    if (start < 0 || start + length > b.size) throw new RangeError(`range ${start}+${length} is outside ${digest} (${b.size} bytes)`)
+    this.touch(digest)
+    const fh = await open(this.blobPath(digest), 'r')
+    try {
+      const buf = new Uint8Array(length)
+      let off = 0
+      while (off < length) {
+        const { bytesRead } = await fh.read(buf, off, length - off, start + off)
+        if (bytesRead === 0) throw new SizeMismatchError(`blob ${digest} is shorter than recorded`)
+        off += bytesRead
+      }
+      return buf
+    } finally {
+      await fh.close()
+    }
+  }
+
+  /**
+   * Writes a blob: into tmp/, hashed on the way, fsync'd, checked against
+   * `expectedDigest` (and `size` when given), then renamed into place and the
+   * directory fsync'd. A blob already present is not written again.
+   */
+  async put (source: BlobSource, expectedDigest: string, opts: { size?: number } = {}): Promise<BlobInfo> {
+    digestHex(expectedDigest)
+    const existing = this.blobs.get(expectedDigest)
+    if (existing !== undefined) {
+      if (source instanceof Readable) source.destroy()
+      return { digest: expectedDigest, size: existing.size, refs: this.refCount(expectedDigest), lastAccess: existing.lastAccess }
+    }
+    if (opts.size !== undefined) await this.ensureSpace(opts.size)
+    const tmp = join(this.tmpDir, `${digestHex(expectedDigest)}.${randomBytes(6).toString('hex')}`)
+    const fh = await open(tmp, 'wx')
+    let size = 0
+    const hash = createHash('sha256')
+    try {
+      try {
+        const chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array> = source instanceof Uint8Array ? [source] : source
+        for await (const chunk of chunks) {
+          const c = chunk instanceof Uint8Array ? chunk : new Uint8Array(chunk as ArrayBuffer)
+          hash.update(c)
+          size += c.length
+          if (opts.size !== undefined && size > opts.size) throw new SizeMismatchError(`blob ${expectedDigest} is larger than the expected ${opts.size} bytes`)
+          let off = 0
+          while (off < c.length) off += (await fh.write(c, off, c.length - off)).bytesWritten
+        }
+        await fh.sync()
+      } finally {
+        await fh.close()
+      }
+      const got = `sha256:${hash.digest('hex')}`
+      if (got !== expectedDigest) throw new DigestMismatchError(`blob content hashes to ${got}, expected ${expectedDigest}`)
+      if (opts.size !== undefined && size !== opts.size) throw new SizeMismatchError(`blob ${expectedDigest} is ${size} bytes, expected ${opts.size}`)
+      if (opts.size === undefined) await this.ensureSpace(size)
+      await rename(tmp, this.blobPath(expectedDigest))
+      await fsyncDir(this.blobDir)
+    } catch (err) {
+      await rm(tmp, { force: true })
+      throw err
+    }
+    return this.record(expectedDigest, size)
+  }
+
+  private record (digest: string, size: number): BlobInfo {
+    const now = Date.now()
+    this.blobs.set(digest, { size, lastAccess: now, persistedAccess: now })
+    this.events.emit('added', digest, size)
+    return { digest, size, refs: this.refCount(digest), lastAccess: now }
+  }
+
+  /** Removes a blob even if pinned (pins stay, so a later pull restores it). */
+  async delete (digest: string): Promise<boolean> {
+    digestHex(digest)
+    if (!this.blobs.has(digest)) return false
+    this.blobs.delete(digest)
+    await rm(this.blobPath(digest), { force: true })
+    await rm(join(this.metaDir, digestHex(digest)), { force: true })
+    await fsyncDir(this.blobDir)
+    this.events.emit('removed', digest)
+    return true
+  }
+
+  // ---- references -------------------------------------------------------
+
+  refCount (digest: string): number {
+    let n = 0
+    for (const ds of this.refs.values()) if (ds.has(digest)) n++
+    return n
+  }
+
+  /** Pins `digests` under `owner` (e.g. `image:<ref>`, `object:<id>`), replacing that owner's earlier pins. */
+  async pin (owner: string, digests: string[]): Promise<void> {
+    for (const d of digests) digestHex(d)
+    this.refs.set(owner, new Set(digests))
+    await this.saveRefs()
+  }
+
+  async unpin (owner: string): Promise<void> {
+    if (this.refs.delete(owner)) await this.saveRefs()
+  }
+
+  owners (): Map<string, string[]> {
+    return new Map([...this.refs.entries()].map(([o, ds]) => [o, [...ds]]))
+  }
+
+  private async saveRefs (): Promise<void> {
+    const body = Buffer.from(JSON.stringify(Object.fromEntries([...this.refs.entries()].map(([o, ds]) => [o, [...ds]]))))
+    const write = this.refsWrite.then(async () => await writeFileAtomic(join(this.root, 'refs.json'), body, this.tmpDir))
+    this.refsWrite = write.catch(() => {})
+    await write
+  }
+
+  /** Deletes every unreferenced blob; returns the digests removed. */
+  async gc (): Promise<string[]> {
+    const removed: string[] = []
+    for (const digest of [...this.blobs.keys()]) {
+      if (this.refCount(digest) === 0 && await this.delete(digest)) removed.push(digest)
+    }
+    return removed
+  }
+
+  /** Evicts unreferenced blobs, least recently used first, until `bytes` more fit under the quota. */
+  async ensureSpace (bytes: number): Promise<void> {
+    if (this.quotaBytes === null) return
+    const used = (): number => { const u = this.usage(); return u.blobBytes + u.partialBytes }
+    if (used() + bytes <= this.quotaBytes) return
+    const candidates = [...this.blobs.entries()].filter(([d]) => this.refCount(d) === 0).sort((a, b) => a[1].lastAccess - b[1].lastAccess)
+    const evictable = candidates.reduce((n, [, b]) => n + b.size, 0)
+    if (used() - evictable + bytes > this.quotaBytes) {
+      throw new QuotaExceededError(`storing ${bytes} bytes would exceed the blob store quota of ${this.quotaBytes} bytes (${used() - evictable} used by pinned blobs and pulls in progress); raise the quota or remove images`)
+    }
+    for (const [digest] of candidates) {
+      if (used() + bytes <= this.quotaBytes) break
+      await this.delete(digest)
+    }
+    if (used() + bytes > this.quotaBytes) {
+      throw new QuotaExceededError(`storing ${bytes} bytes would exceed the blob store quota of ${this.quotaBytes} bytes (${used()} used by pinned blobs and pulls in progress); raise the quota or remove images`)
+    }
+  }
+
+  private touch (digest: string): void {
+    const b = this.blobs.get(digest)
+    if (b === undefined) return
+    b.lastAccess = Date.now()
+    if (b.lastAccess - b.persistedAccess > ACCESS_PERSIST_MS) {
+      b.persistedAccess = b.lastAccess
+      const t = new Date(b.lastAccess)
+      utimes(this.blobPath(digest), t, t).catch(() => {})
+    }
+  }
+
+  // ---- piece manifests ----------------------------------------------------
+
+  /** The piece manifest of a complete blob, derived on first use and kept in meta/pieces/. */
+  async pieceManifest (digest: string, pieceSize = this.pieceSize): Promise<PieceManifest> {
+    const b = this.blobs.get(digest)
+    if (b === undefined) throw new BlobNotFoundError(`blob ${digest} is not in the store`)
+    const file = join(this.metaDir, `${digestHex(digest)}.${pieceSize}`)
+    try {
+      const m = PieceManifestSchema.parse(decode(await readFile(file)))
+      if (m.digest === digest && m.size === b.size) return m
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as Error).name !== 'ZodError') throw err
+    }
+    const n = pieceCount(b.size, pieceSize)
+    const hashes = new Uint8Array(n * HASH_BYTES)
+    const fh = await open(this.blobPath(digest), 'r')
+    try {
+      const buf = new Uint8Array(pieceSize)
+      for (let i = 0; i < n; i++) {
+        const len = Math.min(pieceSize, b.size - i * pieceSize)
+        let off = 0
+        while (off < len) {
+          const { bytesRead } = await fh.read(buf, off, len - off, i * pieceSize + off)
+          if (bytesRead === 0) throw new SizeMismatchError(`blob ${digest} is shorter than recorded`)
+          off += bytesRead
+        }
+        hashes.set(hashPiece(buf.subarray(0, len)), i * HASH_BYTES)
+      }
+    } finally {
+      await fh.close()
+    }
+    const m: PieceManifest = { digest, size: b.size, pieceSize, hashes }
+    await this.savePieceManifest(m)
+    return m
+  }
+
+  async savePieceManifest (m: PieceManifest): Promise<void> {
+    await writeFileAtomic(join(this.metaDir, `${digestHex(m.digest)}.${m.pieceSize}`), encode(m), this.tmpDir)
+  }
+
+  // ---- partial blobs --------------------------------------------------------
+
+  /** Partial blobs on disk (pulls that were interrupted or are in progress). */
+  async listPartials (): Promise<string[]> {
+    return (await readdir(this.partialDir)).filter(n => /^[a-f0-9]{64}$/.test(n)).map(n => `sha256:${n}`)
+  }
+
+  getPartial (digest: string): PartialBlob | undefined {
+    return this.partials.get(digest)
+  }
+
+  /**
+   * Opens (or resumes) the partial blob of `digest`. A partial left by an
+   * earlier process with the same size and piece size keeps its pieces;
+   * one that disagrees is discarded.
+   */
+  async openPartial (digest: string, size: number, pieceSize = this.pieceSize): Promise<PartialBlob> {
+    digestHex(digest)
+    const open = this.partials.get(digest)
+    if (open !== undefined && open.size === size && open.pieceSize === pieceSize) return open
+    const pending = this.partialOpening.get(digest)
+    if (pending !== undefined) return await pending
+    const p = this.doOpenPartial(digest, size, pieceSize)
+    this.partialOpening.set(digest, p)
+    try {
+      return await p
+    } finally {
+      this.partialOpening.delete(digest)
+    }
+  }
+
+  private async doOpenPartial (digest: string, size: number, pieceSize: number): Promise<PartialBlob> {
+    const old = this.partials.get(digest)
+    if (old !== undefined) await old.discard()
+    const dir = join(this.partialDir, digestHex(digest))
+    let state: { have: Bitfield, hashes: Uint8Array } | undefined
+    try {
+      const raw = PartialStateSchema.parse(decode(await readFile(join(dir, 'state'))))
+      if (raw.size === size && raw.pieceSize === pieceSize) {
+        const n = pieceCount(size, pieceSize)
+        state = { have: new Bitfield(n, raw.have), hashes: raw.hashes }
+      }
+    } catch { /* no state, or unreadable: start over */ }
+    if (state === undefined) {
+      await rm(dir, { recursive: true, force: true })
+      await this.ensureSpace(size)
+      await mkdir(dir, { recursive: true })
+    }
+    const p = await PartialBlob.open({
+      digest,
+      dir,
+      size,
+      pieceSize,
+      state,
+      tmpDir: this.tmpDir,
+      onComplete: async (dataPath) => {
+        await rename(dataPath, this.blobPath(digest))
+        await fsyncDir(this.blobDir)
+        await rm(dir, { recursive: true, force: true })
+        this.partials.delete(digest)
+        this.record(digest, size)
+      },
+      onDiscard: async () => {
+        this.partials.delete(digest)
+        await rm(dir, { recursive: true, force: true })
+      }
+    })
+    this.partials.set(digest, p)
+    return p
+  }
+
+  /** Closes open partial files (their pieces stay on disk for a later resume). */
+  async close (): Promise<void> {
+    for (const p of [...this.partials.values()]) await p.close()
+    this.partials.clear()
+    await this.refsWrite
+  }
+}
