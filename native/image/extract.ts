@@ -1,0 +1,264 @@
+// Applying one layer tarball to a directory, safely: every entry name is
+// checked, every lookup resolves inside the destination, and symlinks, hard
+// links and device nodes that could reach outside are refused. Two targets:
+// `apply` merges onto a rootfs (whiteouts delete), `overlay` writes a layer
+// dir in overlayfs's own format (whiteouts as 0:0 char devices, opaque xattrs).
+import { createHash } from 'node:crypto'
+import { constants, createReadStream } from 'node:fs'
+import { chmod, lchown, link, lstat, mkdir, open, readdir, rm, symlink } from 'node:fs/promises'
+import { once } from 'node:events'
+import { join } from 'node:path'
+import { pipeline } from 'node:stream/promises'
+import { createGunzip, createZstdDecompress } from 'node:zlib'
+import type { Readable } from 'node:stream'
+import { Parser, type ReadEntry } from 'tar'
+import { mustRun } from '../command.js'
+import { DeviceNodeError, DigestMismatchError, HardlinkError, NativeError, PathTraversalError, UnsupportedLayerError } from '../errors.js'
+import { assertSymlinkInside, entryComponents, resolveInRoot } from './secure-path.js'
+import type { LayerCompression } from './layout.js'
+
+export type ExtractMode = 'apply' | 'overlay'
+
+export interface ExtractOptions {
+  mode: ExtractMode
+  /** Rootless: no chown, no device nodes. */
+  rootless: boolean
+  signal?: AbortSignal
+}
+
+export interface LayerSource {
+  blobPath: string
+  compression: LayerCompression
+  /** sha256 of the uncompressed tar, from the image config. */
+  diffId: string
+}
+
+const WHITEOUT_PREFIX = '.wh.'
+const OPAQUE_WHITEOUT = '.wh..wh..opq'
+
+function decompressor (c: LayerCompression): NodeJS.ReadWriteStream | undefined {
+  if (c === 'gzip') return createGunzip()
+  if (c === 'zstd') return createZstdDecompress()
+  return undefined
+}
+
+/**
+ * Extracts the layer at `src` into `dest` (which must exist). Checks the
+ * uncompressed bytes against `diffId` at the end and throws
+ * DigestMismatchError when they differ: callers extract into a staging dir
+ * and discard it on any error.
+ */
+export async function extractLayer (src: LayerSource, dest: string, opts: ExtractOptions): Promise<void> {
+  const applier = new EntryApplier(dest, opts)
+  const hash = createHash('sha256')
+  let failure: Error | undefined
+  let chain: Promise<void> = Promise.resolve()
+  const parser = new Parser({
+    strict: true,
+    onReadEntry: (entry: ReadEntry) => {
+      chain = chain.then(async () => {
+        if (failure !== undefined) { entry.resume(); return }
+        try {
+          await applier.apply(entry)
+        } catch (err) {
+          failure ??= err as Error
+          entry.resume()
+        }
+      })
+    }
+  })
+  parser.on('error', (err: Error) => { failure ??= new UnsupportedLayerError(`layer ${src.diffId} is not a valid tar: ${err.message}`) })
+  const ended = once(parser, 'end')
+  const file = createReadStream(src.blobPath)
+  const dec = decompressor(src.compression)
+  const stream: Readable = dec === undefined ? file : file.pipe(dec) as unknown as Readable
+  if (dec !== undefined) file.on('error', err => { (dec as unknown as Readable).destroy(err) })
+  try {
+    for await (const chunk of stream) {
+      opts.signal?.throwIfAborted()
+      if (failure !== undefined) break
+      hash.update(chunk as Buffer)
+      if (!parser.write(chunk as Buffer)) await once(parser, 'drain')
+    }
+    if (failure === undefined) {
+      parser.end()
+      await ended
+    }
+  } catch (err) {
+    failure ??= err instanceof NativeError ? err : new UnsupportedLayerError(`layer ${src.diffId} could not be read: ${(err as Error).message}`)
+  } finally {
+    file.destroy()
+  }
+  await chain
+  if (failure !== undefined) throw failure
+  await applier.finish()
+  const got = `sha256:${hash.digest('hex')}`
+  if (got !== src.diffId) {
+    throw new DigestMismatchError(`layer uncompressed content hashes to ${got}, the image config says ${src.diffId}: the image is corrupt`)
+  }
+}
+
+/** Applies tar entries one at a time; remembers what this layer created (for opaque dirs) and the directory modes to set last. */
+class EntryApplier {
+  private readonly createdInLayer = new Set<string>()
+  private readonly dirModes: Array<[string, number]> = []
+
+  constructor (private readonly root: string, private readonly opts: ExtractOptions) {}
+
+  async apply (entry: ReadEntry): Promise<void> {
+    if (entry.meta || entry.ignore) { entry.resume(); return }
+    const parts = entryComponents(entry.path)
+    if (parts.length === 0) { // the root itself ("./")
+      if (entry.type === 'Directory' && entry.mode !== undefined) this.dirModes.push([this.root, entry.mode & 0o7777])
+      entry.resume()
+      return
+    }
+    const base = parts[parts.length - 1] as string
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      await this.whiteout(parts, base)
+      entry.resume()
+      return
+    }
+    const parent = await this.ensureParent(parts)
+    const target = join(parent, base)
+    this.createdInLayer.add(parts.join('/'))
+    switch (entry.type) {
+      case 'Directory': {
+        const st = await lstat(target).catch(() => undefined)
+        if (st !== undefined && !st.isDirectory()) await rm(target, { recursive: true, force: true })
+        if (st === undefined || !st.isDirectory()) await mkdir(target, { mode: 0o700 })
+        this.dirModes.push([target, (entry.mode ?? 0o755) & 0o7777])
+        await this.chown(target, entry)
+        entry.resume()
+        return
+      }
+      case 'File':
+      case 'OldFile':
+      case 'ContiguousFile': {
+        await this.replace(target)
+        // O_EXCL|O_NOFOLLOW: the path was just cleared; never write through a link planted meanwhile.
+        const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
+        const fh = await open(target, flags, 0o600)
+        await pipeline(entry, fh.createWriteStream())
+        await this.chown(target, entry)
+        await chmod(target, (entry.mode ?? 0o644) & 0o7777)
+        return
+      }
+      case 'SymbolicLink': {
+        const linkTarget = entry.linkpath ?? ''
+        assertSymlinkInside(parts, linkTarget)
+        await this.replace(target)
+        await symlink(linkTarget, target)
+        await this.chown(target, entry)
+        entry.resume()
+        return
+      }
+      case 'Link': {
+        const linkName = entry.linkpath ?? ''
+        if (linkName.startsWith('/')) throw new HardlinkError(`hard link /${parts.join('/')} has absolute target ${linkName}: refusing the layer`)
+        let linkParts: string[]
+        try {
+          linkParts = entryComponents(linkName)
+        } catch (err) {
+          if (err instanceof PathTraversalError) throw new HardlinkError(`hard link /${parts.join('/')} -> ${linkName} climbs out of the rootfs: refusing the layer`)
+          throw err
+        }
+        const from = await resolveInRoot(this.root, linkParts, false)
+        const st = await lstat(from).catch(() => undefined)
+        if (st === undefined) throw new HardlinkError(`hard link /${parts.join('/')} -> ${linkName}: the target is not in the layer`)
+        if (st.isDirectory()) throw new HardlinkError(`hard link /${parts.join('/')} -> ${linkName}: the target is a directory`)
+        await this.replace(target)
+        await link(from, target)
+        entry.resume()
+        return
+      }
+      case 'CharacterDevice':
+      case 'BlockDevice':
+      case 'FIFO': {
+        await this.special(entry, parts, target)
+        entry.resume()
+        return
+      }
+      default:
+        throw new UnsupportedLayerError(`layer entry /${parts.join('/')} has tar type ${entry.type}, which a rootfs cannot hold`)
+    }
+  }
+
+  async finish (): Promise<void> {
+    // Deepest first, so a read-only parent never blocks setting its children.
+    for (const [dir, mode] of this.dirModes.reverse()) await chmod(dir, mode)
+  }
+
+  /** Resolves (and creates, as plain dirs) the parent of `parts`, never leaving the root. */
+  private async ensureParent (parts: string[]): Promise<string> {
+    const parentParts = parts.slice(0, -1)
+    const parent = await resolveInRoot(this.root, parentParts, true)
+    const st = await lstat(parent).catch(() => undefined)
+    if (st === undefined) {
+      // Walk it component by component so an intermediate symlink is resolved in-root too.
+      let cur: string[] = []
+      for (const p of parentParts) {
+        cur = [...cur, p]
+        const host = await resolveInRoot(this.root, cur, true)
+        const s = await lstat(host).catch(() => undefined)
+        if (s === undefined) await mkdir(host, { mode: 0o755 })
+        else if (!s.isDirectory()) throw new UnsupportedLayerError(`layer entry /${parts.join('/')} needs /${cur.join('/')} to be a directory, it is not`)
+      }
+      return await resolveInRoot(this.root, parentParts, true)
+    }
+    if (!st.isDirectory()) throw new UnsupportedLayerError(`layer entry /${parts.join('/')} needs /${parentParts.join('/')} to be a directory, it is not`)
+    return parent
+  }
+
+  /** Removes whatever a lower layer left at `target` (never following it). */
+  private async replace (target: string): Promise<void> {
+    await rm(target, { recursive: true, force: true })
+  }
+
+  private async whiteout (parts: string[], base: string): Promise<void> {
+    const parent = await this.ensureParent(parts)
+    if (base === OPAQUE_WHITEOUT) {
+      if (this.opts.mode === 'overlay') {
+        await mustRun('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', parent], m => new UnsupportedLayerError(`cannot mark an opaque dir for overlayfs: ${m}`))
+        return
+      }
+      const dirKey = parts.slice(0, -1).join('/')
+      for (const name of await readdir(parent)) {
+        const key = dirKey === '' ? name : `${dirKey}/${name}`
+        if (!this.createdInLayer.has(key)) await rm(join(parent, name), { recursive: true, force: true })
+      }
+      return
+    }
+    const name = base.slice(WHITEOUT_PREFIX.length)
+    if (name === '' || name === '.' || name === '..') throw new PathTraversalError(`whiteout /${parts.join('/')} names no file`)
+    const victim = join(parent, name)
+    if (this.opts.mode === 'overlay') {
+      await rm(victim, { recursive: true, force: true })
+      await mustRun('mknod', ['-m', '000', victim, 'c', '0', '0'], m => new DeviceNodeError(`cannot write an overlayfs whiteout: ${m}`))
+      return
+    }
+    await rm(victim, { recursive: true, force: true })
+  }
+
+  private async special (entry: ReadEntry, parts: string[], target: string): Promise<void> {
+    await this.replace(target)
+    const mode = ((entry.mode ?? 0o644) & 0o7777).toString(8)
+    if (entry.type === 'FIFO') {
+      await mustRun('mkfifo', ['-m', mode, target], m => new UnsupportedLayerError(m))
+      return
+    }
+    if (this.opts.rootless) {
+      throw new DeviceNodeError(`layer holds device node /${parts.join('/')}, which a rootless runtime cannot create: rebuild the image without it`)
+    }
+    const kind = entry.type === 'CharacterDevice' ? 'c' : 'b'
+    const major = entry.header.devmaj ?? 0
+    const minor = entry.header.devmin ?? 0
+    await mustRun('mknod', ['-m', mode, target, kind, String(major), String(minor)], m => new DeviceNodeError(m))
+    await this.chown(target, entry)
+  }
+
+  private async chown (target: string, entry: ReadEntry): Promise<void> {
+    if (this.opts.rootless) return
+    await lchown(target, entry.uid ?? 0, entry.gid ?? 0)
+  }
+}
