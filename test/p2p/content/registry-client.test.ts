@@ -1,0 +1,110 @@
+import t from 'tap'
+import { createServer } from 'node:http'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { RegistryClient, parseChallenge } from '../../../p2p/content/registry-client.js'
+import { parseReference, formatReference } from '../../../p2p/content/reference.js'
+import { sha256Digest } from '../../../p2p/content/digest.js'
+import { buildImage, pushImage, startRegistry } from '../../helpers/registry.js'
+
+t.test('reference parsing follows Docker rules', async t => {
+  const cases: Array<[string, string]> = [
+    ['busybox', 'docker.io/library/busybox:latest'],
+    ['user/app:1.0', 'docker.io/user/app:1.0'],
+    ['ghcr.io/org/app', 'ghcr.io/org/app:latest'],
+    ['localhost:5000/app:dev', 'localhost:5000/app:dev'],
+    ['127.0.0.1:5000/a/b@sha256:' + 'a'.repeat(64), '127.0.0.1:5000/a/b@sha256:' + 'a'.repeat(64)],
+    ['index.docker.io/library/redis:7', 'docker.io/library/redis:7'],
+    ['quay.io/x/y:tag@sha256:' + 'b'.repeat(64), 'quay.io/x/y:tag@sha256:' + 'b'.repeat(64)]
+  ]
+  for (const [input, want] of cases) t.equal(formatReference(parseReference(input)), want, input)
+  for (const bad of ['', 'UPPER/case', 'a@sha256:zz', 'a:b:c:', 'host.io/a//b']) {
+    t.throws(() => parseReference(bad), { name: 'InvalidReferenceError' }, JSON.stringify(bad))
+  }
+})
+
+t.test('WWW-Authenticate parsing', async t => {
+  t.same(parseChallenge('Bearer realm="https://auth.io/token",service="registry.io",scope="repository:a/b:pull"'), {
+    scheme: 'bearer', params: { realm: 'https://auth.io/token', service: 'registry.io', scope: 'repository:a/b:pull' }
+  })
+  t.same(parseChallenge('Basic realm="x"'), { scheme: 'basic', params: { realm: 'x' } })
+})
+
+t.test('against a real registry: manifest, index, blobs and ranges, all verified', async t => {
+  const reg = await startRegistry()
+  t.teardown(reg.stop)
+  const img = await buildImage({ extraLayerSizes: [300_000] })
+  await pushImage(reg.url, 'test/app', 'v1', img)
+  // An index pointing at the manifest for linux/amd64 and at a second manifest labelled arm64.
+  const other = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(img.manifest).toString()), annotations: { variant: 'arm' } }))
+  const putOther = await fetch(`${reg.url}/v2/test/app/manifests/arm`, { method: 'PUT', body: other, headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' } })
+  t.equal(putOther.status, 201)
+  const index = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256Digest(other), size: other.length, platform: { os: 'linux', architecture: 'arm64' } },
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: img.manifestDigest, size: img.manifest.length, platform: { os: 'linux', architecture: 'amd64' } }
+    ]
+  }))
+  const put = await fetch(`${reg.url}/v2/test/app/manifests/multi`, { method: 'PUT', body: index, headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' } })
+  t.equal(put.status, 201)
+
+  const client = new RegistryClient({ dockerConfigPath: false, platform: { os: 'linux', architecture: 'amd64' } })
+  const m = await client.resolve(parseReference(`${reg.host}/test/app:v1`))
+  t.equal(m.digest, img.manifestDigest)
+  t.equal(m.manifest.layers.length, 2)
+  const viaIndex = await client.resolve(parseReference(`${reg.host}/test/app:multi`))
+  t.equal(viaIndex.digest, img.manifestDigest, 'index resolved to linux/amd64')
+  t.equal(viaIndex.index?.digest, sha256Digest(index))
+  await t.rejects(new RegistryClient({ dockerConfigPath: false, platform: { os: 'linux', architecture: 's390x' } }).resolve(parseReference(`${reg.host}/test/app:multi`)), { name: 'PlatformNotFoundError' })
+
+  const ref = parseReference(`${reg.host}/test/app`)
+  const layer = img.layers[1]!
+  t.same(await client.getBlob(ref, layer.digest, { size: layer.bytes.length }), layer.bytes)
+  t.same(await client.getBlobRange(ref, layer.digest, 1000, 5000), layer.bytes.subarray(1000, 6000))
+  await t.rejects(client.getBlob(ref, img.layers[0]!.digest, { size: 10 }), { name: 'SizeMismatchError' })
+  await t.rejects(client.resolve(parseReference(`${reg.host}/test/app@${sha256Digest(Buffer.from('nope'))}`)), { name: 'RegistryError' })
+})
+
+t.test('bearer token auth, credentials from a docker config, retries on 503, mirrors first', async t => {
+  let failures = 2
+  const seen: string[] = []
+  const body = Buffer.from('hello blob')
+  const digest = sha256Digest(body)
+  const server = createServer((req, res) => {
+    seen.push(`${req.method ?? ''} ${req.url ?? ''} ${req.headers.authorization ?? '-'}`)
+    const port = (server.address() as { port: number }).port
+    if ((req.url ?? '').startsWith('/token')) {
+      const ok = req.headers.authorization === 'Basic ' + Buffer.from('alice:secret').toString('base64')
+      res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' }).end(JSON.stringify({ token: 'T0K' }))
+      return
+    }
+    if (req.headers.authorization !== 'Bearer T0K') {
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="http://127.0.0.1:${port}/token",service="test",scope="repository:a/b:pull"` }).end()
+      return
+    }
+    if (failures-- > 0) { res.writeHead(503).end(); return }
+    res.writeHead(200, { 'content-length': String(body.length) }).end(body)
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.close() })
+  const host = `127.0.0.1:${(server.address() as { port: number }).port}`
+  const dir = await mkdtemp(join(tmpdir(), 'bolt-dockercfg-'))
+  t.teardown(async () => await rm(dir, { recursive: true, force: true }))
+  await writeFile(join(dir, 'config.json'), JSON.stringify({ auths: { [host]: { auth: Buffer.from('alice:secret').toString('base64') } } }))
+  const client = new RegistryClient({ dockerConfigPath: join(dir, 'config.json'), backoffMs: 5 })
+  t.same(await client.getBlob(parseReference(`${host}/a/b`), digest), body)
+  t.ok(seen.some(s => s.startsWith('GET /token')), 'token fetched')
+  t.equal(seen.filter(s => s.includes('Bearer T0K')).length, 3, 'two 503s retried, then success')
+
+  const noCreds = new RegistryClient({ dockerConfigPath: false, backoffMs: 5 })
+  await t.rejects(noCreds.getBlob(parseReference(`${host}/a/b`), digest), { name: 'RegistryAuthError' })
+
+  // A mirror that is down is skipped; a non-loopback plain-HTTP mirror is refused.
+  seen.length = 0
+  failures = 0
+  const mirrored = new RegistryClient({ dockerConfigPath: join(dir, 'config.json'), backoffMs: 1, retries: 0, mirrors: { 'registry.example': ['http://127.0.0.1:1', 'http://10.0.0.1:5000', `http://${host}`] } })
+  t.same(await mirrored.getBlob(parseReference(`registry.example/a/b`), digest), body)
+})
