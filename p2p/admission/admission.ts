@@ -97,6 +97,9 @@ export class Admission {
     return true
   }
 
+  /** Installs the secrets of a cluster this node just created. */
+  setSecrets (s: ClusterSecrets): void { this.secrets = s }
+
   isAdmitted (peerId: string): boolean { return this.admitted.has(peerId) && !this.revoked.has(peerId) }
   clusterSecrets (): ClusterSecrets | undefined { return this.secrets }
 

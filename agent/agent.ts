@@ -1,0 +1,319 @@
+// The agent: the composition root. It owns the data dir, builds the libp2p
+// node with admission, runs membership (SWIM), serves the local API and
+// metrics, and shuts everything down in reverse order.
+import { randomBytes } from 'node:crypto'
+import { cpus, totalmem } from 'node:os'
+import { mkdir, rm, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Registry } from 'prom-client'
+import { Admission, AdmissionRejectedError, ImpostorError, type ClusterSecrets } from '../p2p/admission/admission.js'
+import { createBoltNode, guardServiceProtocols, KAD_PROTOCOL, PING_PROTOCOL, type BoltLibp2p } from '../p2p/node.js'
+import { openClusterStream } from '../p2p/dialer.js'
+import { clusterKeyFingerprint, formatToken, newClusterId, newClusterKey, newSecret, type JoinToken } from '../p2p/token.js'
+import { transportOf } from '../quic/transports.js'
+import { ClusterFileStore, readClusterFile, writeAtomic, type ClusterFile } from './cluster-file.js'
+import { nodeName, type Config } from './config.js'
+import { DataDirError, JoinFailedError, UserError } from './errors.js'
+import type { Logger } from './logger.js'
+import { createMetrics } from './metrics.js'
+import { API_FILE } from './api/client.js'
+import { ApiServer } from './api/server.js'
+import { MembershipHost, type MemberView } from './membership-host.js'
+import { registerCoreRoutes } from './api/routes.js'
+
+export const AGENT_VERSION = '0.1.0'
+
+export type AgentMode =
+  | { kind: 'init' }
+  | { kind: 'join', addrs: string[], token: JoinToken }
+  | { kind: 'start' }
+
+export interface AgentOptions {
+  dataDir: string
+  config: Config
+  mode: AgentMode
+  log: Logger
+  /** Remove the data dir on stop (bolt-agent dev). */
+  ephemeral?: boolean
+}
+
+export interface StatusJson {
+  node: { id: string, name: string, role: 'server' | 'client', addrs: string[] }
+  leader: string | null
+  term: number
+  members: MemberView[]
+}
+
+export class Agent {
+  readonly dataDir: string
+  readonly config: Config
+  readonly log: Logger
+  private readonly mode: AgentMode
+  private readonly ephemeral: boolean
+  private clusterFile!: ClusterFileStore
+  private admission!: Admission
+  libp2p!: BoltLibp2p
+  membership!: MembershipHost
+  private api!: ApiServer
+  private metrics!: Registry
+  apiUrl = ''
+  private stopping: Promise<void> | undefined
+  private resolveStopped!: () => void
+  /** Settles once the agent has stopped, whoever asked (signal, `leave`, API). */
+  readonly stopped = new Promise<void>(resolve => { this.resolveStopped = resolve })
+  private readonly stopController = new AbortController()
+
+  constructor (opts: AgentOptions) {
+    this.dataDir = opts.dataDir
+    this.config = opts.config
+    this.mode = opts.mode
+    this.log = opts.log
+    this.ephemeral = opts.ephemeral === true
+  }
+
+  get signal (): AbortSignal { return this.stopController.signal }
+  get peerId (): string { return this.libp2p.peerId.toString() }
+  get role (): 'server' | 'client' { return this.clusterFile.get().role }
+
+  async start (): Promise<void> {
+    await mkdir(this.dataDir, { recursive: true, mode: 0o700 })
+    await this.refuseSecondAgent()
+    const existing = await readClusterFile(this.dataDir)
+    const file = this.checkMode(existing)
+    this.clusterFile = new ClusterFileStore(this.dataDir, file ?? placeholderFile(nodeName(this.config)))
+
+    this.admission = new Admission({
+      ...(file !== undefined ? { secrets: secretsOf(file) } : {}),
+      revoked: file?.revoked ?? [],
+      onSecrets: (s) => { void this.clusterFile.update({ ...s }).catch(err => this.log.error({ err }, 'cannot persist cluster secrets')) },
+      members: () => this.membership?.dialableMembers() ?? [],
+      log: (m) => this.log.debug(m)
+    })
+    const role = this.initialRole(file)
+    this.libp2p = await createBoltNode({ dataDir: this.dataDir, listen: this.config.listen, announce: this.config.announce, dhtServer: role === 'server', admission: this.admission })
+    try {
+      await this.libp2p.start()
+    } catch (err) {
+      throw new UserError(`cannot listen on ${this.config.listen.join(', ')}: ${(err as Error).message} (pick other --listen addresses)`)
+    }
+    await this.admission.start(this.libp2p)
+    await guardServiceProtocols(this.libp2p, this.admission, [KAD_PROTOCOL, PING_PROTOCOL])
+
+    let seeds: Array<{ id: string, addrs: string[] }> = []
+    if (this.mode.kind === 'init') {
+      const clusterKey = newClusterKey()
+      await this.clusterFile.update({ clusterId: newClusterId(), clusterKey, joinSecret: newSecret(), secretVersion: 1, role: 'server', left: false })
+      this.admission.setSecrets(secretsOf(this.clusterFile.get()))
+    } else if (this.mode.kind === 'join') {
+      seeds = await this.joinThrough(this.mode.addrs, this.mode.token)
+      await this.clusterFile.update({ role, left: false, revoked: [] })
+    } else {
+      seeds = this.clusterFile.get().seeds.map(parseSeed).filter((s): s is { id: string, addrs: string[] } => s !== undefined)
+    }
+
+    const incarnation = this.clusterFile.get().incarnation + 1
+    await this.clusterFile.update({ incarnation, name: this.clusterFile.get().name })
+    this.membership = new MembershipHost({
+      libp2p: this.libp2p,
+      profile: this.config.profile,
+      overrides: this.config.membership,
+      incarnation,
+      meta: {
+        name: this.clusterFile.get().name,
+        role: this.clusterFile.get().role,
+        addrs: this.advertisedAddrs(),
+        resources: { cpus: cpus().length, memoryBytes: totalmem(), gpus: [] },
+        labels: this.config.labels,
+        version: AGENT_VERSION
+      },
+      openStream: async (peerId, addrs, protocol, signal) => await openClusterStream(this.libp2p, this.admission, peerId, addrs, protocol, signal),
+      guard: (h) => this.admission.guard(h),
+      onIncarnation: (n) => { void this.clusterFile.update({ incarnation: n }).catch(() => {}) },
+      onLeft: (id) => { this.admission.revoke(id); void this.clusterFile.update({ revoked: this.admission.revokedPeers() }).catch(() => {}) },
+      onSeeds: (s) => { void this.clusterFile.update({ seeds: s }).catch(() => {}) },
+      log: this.log
+    })
+    await this.membership.start()
+    if (seeds.length > 0) await this.membership.join(seeds)
+
+    this.metrics = createMetrics({
+      membersByState: () => this.membership.countByState(),
+      membership: () => this.membership.stats(),
+      bytesByProtocol: () => this.membership.bytesByProtocol()
+    })
+    await this.startApi()
+    this.log.info({ id: this.peerId, name: this.clusterFile.get().name, api: this.apiUrl }, 'agent ready')
+  }
+
+  private checkMode (existing: ClusterFile | undefined): ClusterFile | undefined {
+    const data = this.dataDir
+    if (this.mode.kind === 'start') {
+      if (existing === undefined) throw new DataDirError(`${data} has not joined a cluster (run \`bolt-agent init\` or \`bolt-agent join ADDR --token T\` first)`)
+      if (existing.left) throw new DataDirError(`this node left its cluster; join again with \`bolt-agent join ADDR --token T --data ${data}\``)
+      return existing
+    }
+    if (existing !== undefined && !existing.left) {
+      throw new DataDirError(`${data} already belongs to cluster ${existing.clusterId}; restart it with \`bolt-agent start --data ${data}\` or use another --data`)
+    }
+    return undefined
+  }
+
+  private initialRole (file: ClusterFile | undefined): 'server' | 'client' {
+    if (file !== undefined) return file.role
+    if (this.mode.kind === 'init') return 'server'
+    // `auto` is settled by Raft once it knows the voter count; until then a
+    // joiner runs as a server for the DHT and takes the Raft role it is given.
+    return this.config.role === 'client' ? 'client' : 'server'
+  }
+
+  private async joinThrough (addrs: string[], token: JoinToken): Promise<Array<{ id: string, addrs: string[] }>> {
+    const failures: string[] = []
+    for (const a of addrs) {
+      let ma
+      try {
+        ma = multiaddr(a)
+      } catch {
+        throw new UserError(`join failed: ${a} is not a multiaddr (expected e.g. /ip4/10.0.0.5/udp/7946/quic-v1/p2p/12D3KooW...)`, 2)
+      }
+      const host = ma.getComponents().find(c => ['ip4', 'ip6', 'dns', 'dns4', 'dns6'].includes(c.name))?.value ?? a
+      try {
+        const res = await this.admission.join(ma, token, AbortSignal.any([AbortSignal.timeout(10_000), this.signal]))
+        const seedAddrs = [ma.decapsulate('/p2p').toString()]
+        return [{ id: res.peerId, addrs: seedAddrs }, ...res.members.filter(m => m.id !== this.peerId && m.id !== res.peerId)]
+      } catch (err) {
+        if (err instanceof AdmissionRejectedError) {
+          failures.push(err.reason === 'token' ? `${host} rejected the token (check --token)` : `${host} ${err.message}`)
+        } else if (err instanceof ImpostorError) {
+          failures.push(`${host} is not the cluster the token names (${err.message})`)
+        } else {
+          failures.push(`cannot reach ${host} (${shortReason(err as Error)})`)
+        }
+      }
+    }
+    throw new JoinFailedError(`join failed: ${failures.join('; ')}`)
+  }
+
+  private async refuseSecondAgent (): Promise<void> {
+    const file = join(this.dataDir, API_FILE)
+    try {
+      const { readFile } = await import('node:fs/promises')
+      const api = JSON.parse(await readFile(file, 'utf8')) as { pid?: number }
+      if (typeof api.pid === 'number' && api.pid !== process.pid && isAlive(api.pid)) {
+        throw new DataDirError(`an agent (pid ${api.pid}) is already running on ${this.dataDir}; stop it first or use another --data`)
+      }
+    } catch (err) {
+      if (err instanceof DataDirError) throw err
+    }
+  }
+
+  /** Addresses other members can dial, without the /p2p part. */
+  advertisedAddrs (): string[] {
+    const addrs = this.libp2p.getMultiaddrs().map(m => m.decapsulate('/p2p').toString())
+    return [...new Set(addrs)].filter(a => transportOf(a) !== 'other').slice(0, 16)
+  }
+
+  joinAddrs (): string[] {
+    return this.libp2p.getMultiaddrs().map(m => m.toString())
+  }
+
+  tokenInfo (): { token: string, addrs: string[], join: string } {
+    const f = this.clusterFile.get()
+    const token = formatToken({ clusterId: f.clusterId, fingerprint: clusterKeyFingerprint(Buffer.from(f.clusterKey, 'hex')), secret: f.joinSecret })
+    const addrs = this.joinAddrs()
+    return { token, addrs, join: `bolt-agent join ${preferredJoinAddr(addrs)} --token ${token}` }
+  }
+
+  async rotateToken (): Promise<{ token: string, addrs: string[], join: string }> {
+    this.admission.rotate(newSecret())
+    await this.clusterFile.update({ ...secretsOf({ ...this.clusterFile.get(), ...this.admission.clusterSecrets() }) })
+    return this.tokenInfo()
+  }
+
+  status (): StatusJson {
+    const f = this.clusterFile.get()
+    return {
+      node: { id: this.peerId, name: f.name, role: f.role, addrs: this.joinAddrs() },
+      leader: null,
+      term: 0,
+      members: this.membership.view()
+    }
+  }
+
+  async metricsText (): Promise<string> { return await this.metrics.metrics() }
+  metricsContentType (): string { return this.metrics.contentType }
+
+  /** Tells the cluster this node leaves, then stops. */
+  async leave (): Promise<void> {
+    await this.membership.leave()
+    await this.clusterFile.update({ left: true })
+    await this.stop()
+  }
+
+  private async startApi (): Promise<void> {
+    const token = randomBytes(24).toString('hex')
+    this.api = new ApiServer(token)
+    registerCoreRoutes(this.api, this)
+    try {
+      this.apiUrl = await this.api.listen(this.config.api.listen)
+    } catch (err) {
+      throw new UserError(`cannot serve the API on ${this.config.api.listen}: ${(err as Error).message} (use --api HOST:PORT)`)
+    }
+    await writeAtomic(join(this.dataDir, API_FILE), JSON.stringify({ url: this.apiUrl, token, pid: process.pid }) + '\n')
+  }
+
+  async stop (): Promise<void> {
+    this.stopping ??= this.doStop()
+    await this.stopping
+  }
+
+  private async doStop (): Promise<void> {
+    this.stopController.abort()
+    await this.api?.close().catch(() => {})
+    await rm(join(this.dataDir, API_FILE), { force: true }).catch(() => {})
+    await this.membership?.stop().catch(() => {})
+    await this.admission?.stop().catch(() => {})
+    try { await this.libp2p?.stop() } catch {}
+    if (this.ephemeral) await rm(this.dataDir, { recursive: true, force: true }).catch(() => {})
+    this.resolveStopped()
+  }
+}
+
+function secretsOf (f: Pick<ClusterFile, 'clusterId' | 'clusterKey' | 'joinSecret' | 'secretVersion'>): ClusterSecrets {
+  return { clusterId: f.clusterId, clusterKey: f.clusterKey, joinSecret: f.joinSecret, secretVersion: f.secretVersion }
+}
+
+function placeholderFile (name: string): ClusterFile {
+  const zero32 = '0'.repeat(64)
+  return { version: 1, clusterId: '0'.repeat(16), clusterKey: zero32, joinSecret: zero32, secretVersion: 0, name, role: 'server', incarnation: 0, seeds: [], revoked: [], left: false }
+}
+
+function parseSeed (s: string): { id: string, addrs: string[] } | undefined {
+  try {
+    const ma = multiaddr(s)
+    const id = ma.getComponents().find(c => c.name === 'p2p')?.value
+    if (id === undefined) return undefined
+    return { id, addrs: [ma.decapsulate('/p2p').toString()] }
+  } catch { return undefined }
+}
+
+/** The address to print in a join command: a non-loopback QUIC one if any, else any QUIC, else the first. */
+export function preferredJoinAddr (addrs: string[]): string {
+  const quic = addrs.filter(a => transportOf(a) === 'quic')
+  const notLoop = (a: string): boolean => !a.startsWith('/ip4/127.') && !a.startsWith('/ip6/::1/')
+  return quic.find(notLoop) ?? quic[0] ?? addrs.find(notLoop) ?? addrs[0] ?? ''
+}
+
+function isAlive (pid: number): boolean {
+  try { process.kill(pid, 0); return true } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM' }
+}
+
+function shortReason (err: Error): string {
+  const e = err as Error & { errors?: Error[] }
+  const inner = e.errors?.[0]?.message ?? e.message
+  return inner.split('\n')[0]?.slice(0, 160) ?? 'unknown error'
+}
+
+export async function dataDirExists (dir: string): Promise<boolean> {
+  try { await stat(dir); return true } catch { return false }
+}

@@ -1,0 +1,31 @@
+// The API routes of the membership era: status, token, leave, metrics.
+// Later parts (kv, capsules, content) add their own route files.
+import type { Agent } from '../agent.js'
+import { ApiError, type ApiServer } from './server.js'
+
+export function registerCoreRoutes (api: ApiServer, agent: Agent): void {
+  api.route('GET', '/v1/status', async () => agent.status())
+  api.route('GET', '/v1/token', async () => agent.tokenInfo())
+  api.route('POST', '/v1/token/rotate', async () => await agent.rotateToken())
+  api.route('POST', '/v1/leave', async (_req, res) => {
+    // Answer first, then leave: the caller should not see a reset connection.
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ leaving: true }))
+    setImmediate(() => { void agent.leave().catch(err => agent.log.error({ err }, 'leave failed')) })
+    return undefined
+  })
+  api.route('POST', '/v1/debug/drop-rate', async (req) => {
+    // Fault hook for scenarios: drop this fraction of membership messages.
+    const body = await req.body() as { rate?: unknown }
+    const rate = typeof body.rate === 'number' && body.rate >= 0 && body.rate <= 1 ? body.rate : undefined
+    if (rate === undefined) throw new ApiError(400, 'rate must be a number in [0, 1]')
+    agent.membership.setDropRate(rate)
+    return { rate }
+  })
+  api.route('GET', '/metrics', async (_req, res) => {
+    const text = await agent.metricsText()
+    res.writeHead(200, { 'content-type': agent.metricsContentType() })
+    res.end(text)
+    return undefined
+  }, { open: true })
+}

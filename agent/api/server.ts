@@ -1,0 +1,117 @@
+// The agent's local HTTP API: loopback only by default, every route behind a
+// bearer token except /metrics (Prometheus scrapes without one; it holds no
+// secrets). Handlers return JSON; errors carry one line a person can act on.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { timingSafeEqual } from 'node:crypto'
+import type { AddressInfo } from 'node:net'
+
+export class ApiError extends Error {
+  override name = 'ApiError'
+  constructor (readonly status: number, message: string) { super(message) }
+}
+
+export interface ApiRequest {
+  method: string
+  path: string
+  params: Record<string, string>
+  query: URLSearchParams
+  body: () => Promise<unknown>
+  raw: IncomingMessage
+  signal: AbortSignal
+}
+
+/** A handler returns a JSON value, or takes over the response (streaming) and returns undefined. */
+export type ApiHandler = (req: ApiRequest, res: ServerResponse) => Promise<unknown>
+
+interface Route { method: string, pattern: RegExp, keys: string[], handler: ApiHandler, open: boolean }
+
+export const MAX_BODY_BYTES = 1024 * 1024
+
+export class ApiServer {
+  private readonly routes: Route[] = []
+  private server: Server | undefined
+
+  constructor (private readonly token: string) {}
+
+  route (method: string, path: string, handler: ApiHandler, opts: { open?: boolean } = {}): void {
+    const keys: string[] = []
+    const pattern = new RegExp('^' + path.replace(/:(\w+)(\*)?/g, (_m, k: string, star?: string) => { keys.push(k); return star === '*' ? '(.+)' : '([^/]+)' }) + '$')
+    this.routes.push({ method, pattern, keys, handler, open: opts.open === true })
+  }
+
+  async listen (hostPort: string): Promise<string> {
+    const idx = hostPort.lastIndexOf(':')
+    const host = hostPort.slice(0, idx).replace(/^\[|\]$/g, '')
+    const port = Number(hostPort.slice(idx + 1))
+    const server = createServer((req, res) => { void this.dispatch(req, res) })
+    this.server = server
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, host, () => { server.off('error', reject); resolve() })
+    })
+    const addr = server.address() as AddressInfo
+    return `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
+  }
+
+  async close (): Promise<void> {
+    const s = this.server
+    if (s === undefined) return
+    s.closeAllConnections()
+    await new Promise<void>(resolve => s.close(() => resolve()))
+  }
+
+  private authorized (req: IncomingMessage): boolean {
+    const h = req.headers.authorization ?? ''
+    const m = /^Bearer (.+)$/.exec(h)
+    if (m === null) return false
+    const a = Buffer.from(m[1] ?? '')
+    const b = Buffer.from(this.token)
+    return a.length === b.length && timingSafeEqual(a, b)
+  }
+
+  private async dispatch (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    const method = req.method ?? 'GET'
+    const ac = new AbortController()
+    res.on('close', () => ac.abort())
+    try {
+      const candidates = this.routes.filter(r => r.pattern.test(url.pathname))
+      if (candidates.length === 0) throw new ApiError(404, `no such endpoint: ${url.pathname}`)
+      const route = candidates.find(r => r.method === method)
+      if (route === undefined) throw new ApiError(405, `${method} not allowed on ${url.pathname}`)
+      if (!route.open && !this.authorized(req)) throw new ApiError(401, 'missing or wrong API token (check DATA/api.json or --api-token)')
+      const m = route.pattern.exec(url.pathname) as RegExpExecArray
+      const params: Record<string, string> = {}
+      route.keys.forEach((k, i) => { params[k] = decodeURIComponent(m[i + 1] ?? '') })
+      const result = await route.handler({ method, path: url.pathname, params, query: url.searchParams, body: async () => await readJson(req), raw: req, signal: ac.signal }, res)
+      if (res.headersSent || res.writableEnded) return
+      send(res, 200, result ?? null)
+    } catch (err) {
+      if (res.headersSent) { res.destroy(err as Error); return }
+      const status = err instanceof ApiError ? err.status : 500
+      send(res, status, { error: (err as Error).message, name: (err as Error).name })
+    }
+  }
+}
+
+function send (res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+  res.end(body)
+}
+
+async function readJson (req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const c of req) {
+    size += (c as Buffer).length
+    if (size > MAX_BODY_BYTES) throw new ApiError(413, `request body over ${MAX_BODY_BYTES} bytes`)
+    chunks.push(c as Buffer)
+  }
+  if (size === 0) return {}
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'))
+  } catch {
+    throw new ApiError(400, 'request body is not JSON')
+  }
+}

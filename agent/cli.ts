@@ -1,0 +1,219 @@
+// The `bolt-agent` command line. Agent commands (init, join, start, dev) run
+// an agent in the foreground until SIGINT/SIGTERM; client commands talk to a
+// running agent through its API. Exit codes: 0 ok, 1 failure, 2 bad usage.
+import { mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Command, CommanderError, Option } from 'commander'
+import { Agent, preferredJoinAddr, type AgentMode, type StatusJson } from './agent.js'
+import { ConfigError, defaultDataDir, loadConfig, type Config } from './config.js'
+import { UserError } from './errors.js'
+import { createLogger } from './logger.js'
+import { AgentRequestError, AgentUnreachableError, ApiClient, findApi } from './api/client.js'
+import { InvalidTokenError, parseToken } from '../p2p/token.js'
+import { EPHEMERAL_LISTEN } from '../quic/transports.js'
+import { registerClientCommands } from './cli-client.js'
+
+export interface GlobalOpts {
+  data?: string
+  config?: string
+  json?: boolean
+  api?: string
+  apiToken?: string
+  logLevel?: string
+}
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v]
+
+export function out (line: string): void { process.stdout.write(line + '\n') }
+
+export function dataDirOf (g: GlobalOpts): string { return g.data ?? defaultDataDir() }
+
+export async function client (g: GlobalOpts): Promise<ApiClient> {
+  const api = await findApi(dataDirOf(g), { ...(g.api !== undefined ? { url: g.api } : {}), ...(g.apiToken !== undefined ? { token: g.apiToken } : {}) })
+  return new ApiClient(api)
+}
+
+function labelsOf (pairs: string[] | undefined): Record<string, string> | undefined {
+  if (pairs === undefined) return undefined
+  const out: Record<string, string> = {}
+  for (const p of pairs) {
+    const i = p.indexOf('=')
+    if (i <= 0) throw new UserError(`--label ${p}: expected KEY=VALUE`, 2)
+    out[p.slice(0, i)] = p.slice(i + 1)
+  }
+  return out
+}
+
+interface AgentCmdOpts { listen?: string[], api?: string, name?: string, role?: string, label?: string[], profile?: string, mirrorUpstream?: string, token?: string }
+
+async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = false): Promise<void> {
+  if (g.api !== undefined && !/^[^\s:]+:\d+$|^\[[0-9a-fA-F:]+\]:\d+$/.test(g.api)) {
+    throw new UserError(`--api ${g.api}: agent commands take HOST:PORT to serve the API on (e.g. 127.0.0.1:7070)`, 2)
+  }
+  const flags: Record<string, unknown> = {
+    listen: o.listen,
+    name: o.name,
+    role: o.role,
+    profile: o.profile,
+    log_level: g.logLevel,
+    labels: labelsOf(o.label),
+    api: g.api !== undefined ? { listen: g.api } : undefined,
+    mirror: o.mirrorUpstream !== undefined ? { upstream: o.mirrorUpstream } : undefined
+  }
+  if (dev) {
+    flags.listen ??= EPHEMERAL_LISTEN
+    flags.api ??= { listen: '127.0.0.1:0' }
+    flags.mirror = { ...(flags.mirror as object ?? {}), listen: '127.0.0.1:0' }
+  }
+  const config: Config = await loadConfig(g.config, flags)
+  const dataDir = dev ? await mkdtemp(join(tmpdir(), 'bolt-dev-')) : dataDirOf(g)
+  const log = await createLogger(config.log_level)
+  const agent = new Agent({ dataDir, config, mode, log, ephemeral: dev })
+  let stopping = false
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (stopping) { process.exit(130); return }
+    stopping = true
+    log.info(`${sig}: shutting down`)
+    void agent.stop()
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  try {
+    await agent.start()
+  } catch (err) {
+    await agent.stop().catch(() => {})
+    throw err
+  }
+  const tok = agent.tokenInfo()
+  if (g.json === true) {
+    out(JSON.stringify({ event: 'ready', node: agent.status().node, api: agent.apiUrl, dataDir, token: tok.token, join: tok.join }))
+  } else {
+    const st = agent.status()
+    out(`bolt-agent ${mode.kind === 'init' || dev ? 'started a new cluster' : mode.kind === 'join' ? 'joined the cluster' : 'rejoined the cluster'}: node ${st.node.name} (${st.node.id}, ${st.node.role})`)
+    out(`data dir: ${dataDir}   API: ${agent.apiUrl} (token in ${join(dataDir, 'api.json')})`)
+    if (dev) {
+      out(`members: ${st.members.map(m => `${m.name}=${m.state}`).join(', ')}`)
+      out(`try:  bolt-agent --data ${dataDir} status`)
+      out('Ctrl-C stops it and removes the data dir.')
+    }
+    out('Join other machines with:')
+    out(`  ${tok.join}`)
+  }
+  await agent.stopped
+  process.off('SIGINT', onSignal)
+  process.off('SIGTERM', onSignal)
+}
+
+export function buildProgram (): Command {
+  const program = new Command()
+  program
+    .name('bolt-agent')
+    .description('peer-to-peer cluster agent: gossip membership, Raft scheduler, P2P images, OCI capsules')
+    .version('0.1.0')
+    .option('--data <dir>', 'the agent\'s data dir (env BOLT_DATA)')
+    .option('--config <file>', 'TOML config file (keys as in cluster.example.toml)')
+    .option('--json', 'machine-readable output on stdout')
+    .option('--api <url|host:port>', 'client commands: the agent API URL; agent commands: HOST:PORT to serve the API on')
+    .option('--api-token <token>', 'API bearer token (with --api URL)')
+    .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
+    .showHelpAfterError('(run bolt-agent --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+
+  const agentOpts = (c: Command): Command => c
+    .option('--listen <multiaddr>', 'listen address, repeatable (default QUIC and TCP on 7946)', collect)
+    .option('--name <name>', 'this node\'s name (default: host name)')
+    .option('--label <k=v>', 'node label for placement, repeatable', collect)
+    .addOption(new Option('--profile <profile>', 'timing profile').choices(['lan', 'wan', 'edge']))
+    .option('--mirror-upstream <host[:port]>', 'default upstream of the registry mirror')
+
+  agentOpts(program.command('init').description('start a new cluster and print the join command'))
+    .action(async (o: AgentCmdOpts) => { await runAgent(program.opts(), o, { kind: 'init' }) })
+
+  agentOpts(program.command('join').description('join a cluster through any member').argument('[multiaddr...]', 'address of one or more members'))
+    .option('--token <token>', 'the join token (bolt-agent token on a member)')
+    .addOption(new Option('--role <role>', 'auto: a Raft voter while there are fewer than raft.voters').choices(['auto', 'server', 'client']))
+    .option('--no-mdns', 'do not look for members on the local network')
+    .action(async (addrs: string[], o: AgentCmdOpts) => {
+      if (o.token === undefined) throw new UserError('join needs --token TOKEN (run `bolt-agent token` on a member to get it)', 2)
+      let token
+      try { token = parseToken(o.token) } catch (err) { if (err instanceof InvalidTokenError) throw new UserError(`--token: ${err.message}`, 2); throw err }
+      if (addrs.length === 0) throw new UserError('join needs the address of a member (LAN discovery without an address is not available yet)', 2)
+      await runAgent(program.opts(), o, { kind: 'join', addrs, token })
+    })
+
+  agentOpts(program.command('start').description('restart an agent that already belongs to a cluster, from its data dir'))
+    .action(async (o: AgentCmdOpts) => { await runAgent(program.opts(), o, { kind: 'start' }) })
+
+  program.command('dev').description('a one-node cluster in a fresh temp dir, ready to use; Ctrl-C cleans up')
+    .action(async () => { await runAgent(program.opts(), {}, { kind: 'init' }, true) })
+
+  program.command('status').description('this node, the leader, the term and every member')
+    .action(async () => {
+      const g = program.opts<GlobalOpts>()
+      const st = await (await client(g)).request<StatusJson>('GET', '/v1/status')
+      if (g.json === true) { out(JSON.stringify(st)); return }
+      out(`node    ${st.node.name} ${st.node.id} (${st.node.role})`)
+      out(`leader  ${st.leader ?? 'none'}   term ${st.term}`)
+      const rows = [['NAME', 'ID', 'STATE', 'ROLE', 'ADDR'], ...st.members.map(m => [m.name, m.id, m.state, m.role, m.addrs[0] ?? ''])]
+      printTable(rows)
+    })
+
+  program.command('token').description('print the join token and join command')
+    .option('--rotate', 'issue a new token; admitted members are undisturbed')
+    .action(async (o: { rotate?: boolean }) => {
+      const g = program.opts<GlobalOpts>()
+      const c = await client(g)
+      const t = o.rotate === true ? await c.request<{ token: string, addrs: string[], join: string }>('POST', '/v1/token/rotate') : await c.request<{ token: string, addrs: string[], join: string }>('GET', '/v1/token')
+      if (g.json === true) { out(JSON.stringify(t)); return }
+      out(t.token)
+      out(t.join)
+    })
+
+  program.command('leave').description('tell the cluster this node leaves, then stop it')
+    .action(async () => {
+      const g = program.opts<GlobalOpts>()
+      await (await client(g)).request('POST', '/v1/leave')
+      if (g.json === true) out(JSON.stringify({ left: true }))
+      else out('left the cluster; the agent is stopping')
+    })
+
+  registerClientCommands(program)
+  return program
+}
+
+export function printTable (rows: string[][]): void {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map(r => (r[i] ?? '').length))) ?? []
+  for (const r of rows) out(r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  '))
+}
+
+export { preferredJoinAddr }
+
+async function main (argv: string[]): Promise<number> {
+  const program = buildProgram()
+  try {
+    await program.parseAsync(argv)
+    return 0
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0
+      return 2
+    }
+    const e = err as Error
+    let line: string
+    let code = 1
+    if (e instanceof UserError) { line = e.message; code = e.exitCode } else if (e instanceof ConfigError || e instanceof AgentUnreachableError || e instanceof AgentRequestError) {
+      line = e.message
+    } else {
+      line = `error: ${e.message}`
+      if (process.env.BOLT_DEBUG !== undefined) process.stderr.write(`${e.stack ?? ''}\n`)
+    }
+    process.stderr.write(`bolt-agent: ${line.replace(/\n/g, ' ')}\n`)
+    return code
+  }
+}
+
+process.exitCode = await main(process.argv)
+// Agent commands end after a clean stop; don't wait on stray handles.
+setTimeout(() => process.exit(process.exitCode ?? 0), 200).unref()

@@ -1,0 +1,75 @@
+// What an agent keeps about its cluster in DATA/cluster.json (mode 0600): the
+// cluster secrets, this node's name and role, its SWIM incarnation, members
+// to reconnect to on `start`, and peers whose admission was revoked. Written
+// to a temp file, fsync'd and renamed, so a crash leaves the old or the new.
+import { open, readFile, rename, mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { z } from 'zod'
+
+export const CLUSTER_FILE = 'cluster.json'
+
+const Hex = (n: number): z.ZodString => z.string().length(n * 2).regex(/^[0-9a-f]+$/)
+
+export const ClusterFileSchema = z.object({
+  version: z.literal(1),
+  clusterId: Hex(8),
+  clusterKey: Hex(32),
+  joinSecret: Hex(32),
+  secretVersion: z.number().int().nonnegative(),
+  name: z.string(),
+  role: z.enum(['server', 'client']),
+  incarnation: z.number().int().nonnegative(),
+  /** Known members' dialable addresses (with /p2p/), refreshed while running. */
+  seeds: z.array(z.string()).max(64),
+  revoked: z.array(z.string()).max(10_000),
+  /** True once this node has left: `start` then refuses (join again with a token). */
+  left: z.boolean().default(false)
+})
+export type ClusterFile = z.infer<typeof ClusterFileSchema>
+
+export class NotInClusterError extends Error {
+  override name = 'NotInClusterError'
+}
+
+export async function readClusterFile (dataDir: string): Promise<ClusterFile | undefined> {
+  let text: string
+  try {
+    text = await readFile(join(dataDir, CLUSTER_FILE), 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+  const parsed = ClusterFileSchema.safeParse(JSON.parse(text))
+  if (!parsed.success) throw new Error(`${join(dataDir, CLUSTER_FILE)} is damaged (${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}); move it away and join again`)
+  return parsed.data
+}
+
+export async function writeAtomic (file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`
+  const fh = await open(tmp, 'w', mode)
+  try {
+    await fh.writeFile(data)
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  await rename(tmp, file)
+}
+
+/** Serializes writes so concurrent updates never interleave. */
+export class ClusterFileStore {
+  private chain: Promise<void> = Promise.resolve()
+  constructor (private readonly dataDir: string, private current: ClusterFile) {}
+
+  get (): ClusterFile { return this.current }
+
+  async update (patch: Partial<ClusterFile>): Promise<void> {
+    this.current = { ...this.current, ...patch }
+    const snapshot = JSON.stringify(this.current, null, 2) + '\n'
+    this.chain = this.chain.then(async () => {
+      await mkdir(this.dataDir, { recursive: true, mode: 0o700 })
+      await writeAtomic(join(this.dataDir, CLUSTER_FILE), snapshot)
+    })
+    await this.chain
+  }
+}

@@ -1,0 +1,147 @@
+// Agent configuration: TOML checked by zod. Precedence is flags > file >
+// defaults; a wrong key or value fails at start with the key's path and what
+// was expected, never with a stack trace.
+import { readFile } from 'node:fs/promises'
+import { homedir, hostname } from 'node:os'
+import { join } from 'node:path'
+import { parse as parseToml } from 'smol-toml'
+import { z } from 'zod'
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+const Multiaddr = z.string().regex(/^\/(ip4|ip6|dns|dns4|dns6)\//, 'a multiaddr such as /ip4/0.0.0.0/udp/7946/quic-v1')
+const HostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'HOST:PORT such as 127.0.0.1:0')
+
+export const ConfigSchema = z.strictObject({
+  /** This node's name in `status`; default: the host name. */
+  name: z.string().min(1).max(64).optional(),
+  /** Timing profile for gossip and probes: lan (memberlist LAN), wan, or edge (slow links, small machines). */
+  profile: z.enum(['lan', 'wan', 'edge']).default('lan'),
+  /** auto: a Raft voter while fewer than raft.voters exist, else a client. */
+  role: z.enum(['auto', 'server', 'client']).default('auto'),
+  listen: z.array(Multiaddr).max(16).default(['/ip4/0.0.0.0/udp/7946/quic-v1', '/ip4/0.0.0.0/tcp/7946']),
+  /** Addresses to advertise instead of the listen addresses (e.g. behind port forwarding). */
+  announce: z.array(Multiaddr).max(16).default([]),
+  log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  labels: z.record(z.string().regex(/^[A-Za-z0-9_.\-/]{1,63}$/, 'label keys are letters, digits, _ . - /'), z.string().max(256)).default({}),
+  api: z.strictObject({
+    /** The local HTTP API; loopback with a bearer token (written to DATA/api.json). Port 0 picks a free one. */
+    listen: HostPort.default('127.0.0.1:0')
+  }).prefault({}),
+  raft: z.strictObject({
+    /** How many servers vote; autopilot keeps this many. Odd numbers tolerate (n-1)/2 failures. */
+    voters: z.number().int().min(1).max(7).default(3),
+    /** Followers start an election after this long without a leader (randomized up to 2×). */
+    election_timeout_ms: z.number().int().min(100).max(60_000).default(1000),
+    heartbeat_ms: z.number().int().min(10).max(10_000).default(100),
+    /** Autopilot replaces a voter that gossip has marked dead for this long. */
+    dead_voter_grace_ms: z.number().int().min(1000).default(30_000)
+  }).prefault({}),
+  membership: z.strictObject({
+    /** Overrides of the profile's numbers (ms); absent: the profile's. */
+    probe_interval_ms: z.number().int().min(50).optional(),
+    probe_timeout_ms: z.number().int().min(10).optional(),
+    suspicion_mult: z.number().int().min(1).max(20).optional(),
+    push_pull_interval_ms: z.number().int().min(0).optional(),
+    gossip_interval_ms: z.number().int().min(10).optional()
+  }).prefault({}),
+  content: z.strictObject({
+    piece_size: z.number().int().min(64 * 1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
+    /** Concurrent piece uploads to peers; 0 on an edge node that should only download. */
+    upload_slots: z.number().int().min(0).max(256).default(8),
+    /** Blob store quota in bytes; 0 means no quota. Unreferenced blobs are evicted LRU above it. */
+    disk_quota_bytes: z.number().int().min(0).default(0),
+    /** Registries reached over plain HTTP besides loopback ones. */
+    insecure_registries: z.array(z.string()).default([])
+  }).prefault({}),
+  mirror: z.strictObject({
+    enabled: z.boolean().default(true),
+    listen: HostPort.default('127.0.0.1:5050'),
+    upstream: z.string().default('registry-1.docker.io'),
+    /** Serve tags from the cluster's last resolution when the upstream is down. */
+    serve_stale_tags: z.boolean().default(true)
+  }).prefault({}),
+  runtime: z.strictObject({
+    /** runc, crun, or auto (whichever is installed, crun preferred). */
+    oci_runtime: z.enum(['auto', 'runc', 'crun']).default('auto')
+  }).prefault({})
+})
+
+export type Config = z.infer<typeof ConfigSchema>
+
+export function formatZodIssue (issue: z.core.$ZodIssue): string {
+  const path = issue.path.length > 0 ? issue.path.join('.') : '(top level)'
+  if (issue.code === 'unrecognized_keys') {
+    const keys = (issue as { keys: string[] }).keys
+    const where = issue.path.length > 0 ? `${path}.` : ''
+    return `unknown key ${keys.map(k => where + k).join(', ')} (see cluster.example.toml for the keys)`
+  }
+  return `${path}: ${issue.message}`
+}
+
+/** Parses and checks a config; `flags` win over the file. */
+export function parseConfig (fileText: string | undefined, source: string, flags: Partial<Record<string, unknown>> = {}): Config {
+  let raw: Record<string, unknown> = {}
+  if (fileText !== undefined) {
+    try {
+      raw = parseToml(fileText) as Record<string, unknown>
+    } catch (err) {
+      const first = (err as Error).message.split('\n')[0] ?? 'parse error'
+      throw new ConfigError(`config error: ${source} is not valid TOML: ${first}`)
+    }
+  }
+  const merged = mergeDeep(raw, stripUndefined(flags))
+  const parsed = ConfigSchema.safeParse(merged)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    throw new ConfigError(`config error: ${source}: ${issue === undefined ? 'invalid' : formatZodIssue(issue)}`)
+  }
+  return parsed.data
+}
+
+export async function loadConfig (file: string | undefined, flags: Partial<Record<string, unknown>> = {}): Promise<Config> {
+  if (file === undefined) return parseConfig(undefined, 'flags', flags)
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`config error: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+  return parseConfig(text, file, flags)
+}
+
+export function defaultDataDir (): string {
+  const fromEnv = process.env.BOLT_DATA
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv
+  const xdg = process.env.XDG_DATA_HOME
+  if (xdg !== undefined && xdg !== '') return join(xdg, 'bolt-agent')
+  return join(homedir(), '.local', 'share', 'bolt-agent')
+}
+
+export function nodeName (config: Config): string {
+  return config.name ?? hostname()
+}
+
+function stripUndefined (o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(o)) {
+    if (v === undefined) continue
+    out[k] = v !== null && typeof v === 'object' && !Array.isArray(v) ? stripUndefined(v as Record<string, unknown>) : v
+  }
+  return out
+}
+
+function mergeDeep (base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base }
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k]
+    if (v !== null && typeof v === 'object' && !Array.isArray(v) && b !== null && typeof b === 'object' && !Array.isArray(b)) {
+      out[k] = mergeDeep(b as Record<string, unknown>, v as Record<string, unknown>)
+    } else {
+      out[k] = v
+    }
+  }
+  return out
+}

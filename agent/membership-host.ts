@@ -1,0 +1,134 @@
+// The agent's side of membership: builds the SWIM service from the profile
+// and config overrides, persists the incarnation, revokes admission of
+// members that left, keeps reconnect seeds fresh, and turns members into the
+// `status` view of CLI.md.
+import type { Stream, StreamHandler } from '@libp2p/interface'
+import { MembershipService } from '../p2p/membership/service.js'
+import { PROFILES, type SwimConfig } from '../p2p/membership/profiles.js'
+import type { MemberMeta } from '../p2p/membership/meta.js'
+import type { MemberEvent } from '../p2p/membership/core/types.js'
+import type { Config } from './config.js'
+import type { Logger } from './logger.js'
+import type { BoltLibp2p } from '../p2p/node.js'
+
+export interface MemberView {
+  id: string
+  name: string
+  state: 'alive' | 'suspect' | 'dead' | 'left'
+  role: 'server' | 'client'
+  addrs: string[]
+  resources: MemberMeta['resources']
+  labels: Record<string, string>
+  incarnation: number
+}
+
+export interface MembershipHostInit {
+  libp2p: BoltLibp2p
+  profile: Config['profile']
+  overrides: Config['membership']
+  incarnation: number
+  meta: MemberMeta
+  openStream: (peerId: string, addrs: string[], protocol: string, signal: AbortSignal) => Promise<Stream>
+  guard: (h: StreamHandler) => StreamHandler
+  onIncarnation: (n: number) => void
+  onLeft: (peerId: string) => void
+  onSeeds: (seeds: string[]) => void
+  log: Logger
+}
+
+const MAX_SEEDS = 16
+
+export function swimConfigFor (profile: Config['profile'], o: Config['membership']): SwimConfig {
+  const base = PROFILES[profile]
+  return {
+    ...base,
+    ...(o.probe_interval_ms !== undefined ? { probeIntervalMs: o.probe_interval_ms } : {}),
+    ...(o.probe_timeout_ms !== undefined ? { probeTimeoutMs: o.probe_timeout_ms } : {}),
+    ...(o.suspicion_mult !== undefined ? { suspicionMult: o.suspicion_mult } : {}),
+    ...(o.push_pull_interval_ms !== undefined ? { pushPullIntervalMs: o.push_pull_interval_ms } : {}),
+    ...(o.gossip_interval_ms !== undefined ? { gossipIntervalMs: o.gossip_interval_ms } : {})
+  }
+}
+
+export class MembershipHost extends EventTarget {
+  readonly service: MembershipService
+  readonly config: SwimConfig
+  private seedTimer: NodeJS.Timeout | undefined
+  private readonly init: MembershipHostInit
+
+  constructor (init: MembershipHostInit) {
+    super()
+    this.init = init
+    this.config = swimConfigFor(init.profile, init.overrides)
+    this.service = new MembershipService({
+      libp2p: init.libp2p,
+      self: { id: init.libp2p.peerId.toString(), meta: init.meta },
+      config: this.config,
+      lastIncarnation: init.incarnation,
+      openStream: init.openStream,
+      guard: init.guard
+    })
+  }
+
+  async start (): Promise<void> {
+    this.service.addEventListener('member', (evt) => { this.onEvent((evt as CustomEvent<MemberEvent>).detail) })
+    this.service.addEventListener('incarnation', (evt) => { this.init.onIncarnation((evt as CustomEvent<number>).detail) })
+    await this.service.start()
+    this.init.onIncarnation(this.service.incarnation())
+    this.seedTimer = setInterval(() => { this.saveSeeds() }, 10_000)
+    this.seedTimer.unref()
+  }
+
+  async stop (): Promise<void> {
+    if (this.seedTimer !== undefined) clearInterval(this.seedTimer)
+    this.saveSeeds()
+    await this.service.stop()
+  }
+
+  async join (seeds: Array<{ id: string, addrs: string[] }>): Promise<void> { await this.service.join(seeds) }
+  async leave (): Promise<void> { await this.service.leave() }
+  setDropRate (rate: number): void { this.service.setDropRate(rate) }
+  updateMeta (meta: MemberMeta): void { this.service.updateMeta(meta) }
+  stats (): { probesSent: number, probesFailed: number, suspicionsRaised: number, suspicionsRefuted: number } { return this.service.stats() }
+
+  bytesByProtocol (): Record<string, { in: number, out: number }> {
+    const s = this.service.stats()
+    return { '/bolt/swim/1': { in: s.bytesIn, out: s.bytesOut } }
+  }
+
+  view (): MemberView[] {
+    return this.service.members().map(m => ({
+      id: m.id,
+      name: m.meta.name,
+      state: m.state,
+      role: m.meta.role,
+      addrs: m.meta.addrs,
+      resources: m.meta.resources,
+      labels: m.meta.labels,
+      incarnation: m.incarnation
+    })).sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id))
+  }
+
+  countByState (): Record<string, number> {
+    const out: Record<string, number> = { alive: 0, suspect: 0, dead: 0, left: 0 }
+    for (const m of this.service.members()) out[m.state] = (out[m.state] ?? 0) + 1
+    return out
+  }
+
+  /** Alive members with addresses, for a joiner's welcome. */
+  dialableMembers (): Array<{ id: string, addrs: string[] }> {
+    return this.service.members().filter(m => m.state === 'alive' && m.meta.addrs.length > 0).map(m => ({ id: m.id, addrs: m.meta.addrs }))
+  }
+
+  private onEvent (e: MemberEvent): void {
+    this.init.log.info({ member: e.member.id, name: e.member.meta.name, incarnation: e.member.incarnation }, `member ${e.kind}`)
+    if (e.kind === 'left' && e.member.id !== this.init.libp2p.peerId.toString()) this.init.onLeft(e.member.id)
+    this.dispatchEvent(new CustomEvent('member', { detail: e }))
+  }
+
+  private saveSeeds (): void {
+    const self = this.init.libp2p.peerId.toString()
+    const seeds = this.dialableMembers().filter(m => m.id !== self).slice(0, MAX_SEEDS).flatMap(m => m.addrs.slice(0, 2).map(a => `${a}/p2p/${m.id}`))
+    if (seeds.length > 0) this.init.onSeeds(seeds)
+  }
+}

@@ -1,0 +1,166 @@
+// Starts real agent processes on loopback for integration tests and
+// scenarios: each with its own data dir, a config file, and helpers to run
+// client commands against it, kill it (-9), pause it, and restart it.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createInterface } from 'node:readline'
+
+const here = dirname(fileURLToPath(import.meta.url))
+/** The compiled CLI: dist/agent/cli.js next to dist/scenarios. */
+export const CLI = join(here, '..', 'agent', 'cli.js')
+
+/** Fast membership timings for tests: detection in a few seconds. */
+export const FAST_TOML = `
+[membership]
+probe_interval_ms = 300
+probe_timeout_ms = 150
+suspicion_mult = 3
+gossip_interval_ms = 100
+push_pull_interval_ms = 5000
+`
+
+export interface CliResult { code: number, stdout: string, stderr: string }
+
+export interface ReadyLine {
+  event: 'ready'
+  node: { id: string, name: string, role: string, addrs: string[] }
+  api: string
+  dataDir: string
+  token: string
+  join: string
+}
+
+export async function runCli (args: string[], opts: { timeoutMs?: number, env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return await new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, BOLT_LOG_JSON: '1', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    p.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+    p.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    const timer = setTimeout(() => { p.kill('SIGKILL') }, opts.timeoutMs ?? 60_000)
+    p.on('error', reject)
+    p.on('close', (code) => { clearTimeout(timer); resolve({ code: code ?? 137, stdout, stderr }) })
+  })
+}
+
+export class AgentProcess {
+  proc: ChildProcess | undefined
+  ready: ReadyLine | undefined
+  stderrTail: string[] = []
+  exited: Promise<number | null> = Promise.resolve(null)
+
+  constructor (readonly name: string, readonly dataDir: string, readonly configFile: string) {}
+
+  get id (): string { return this.ready?.node.id ?? '' }
+
+  /** Starts `bolt-agent <args>` and resolves with its ready line, or rejects with its error line. */
+  async start (args: string[], timeoutMs = 30_000): Promise<ReadyLine> {
+    const p = spawn(process.execPath, [CLI, '--json', '--data', this.dataDir, '--config', this.configFile, '--log-level', 'info', ...args], {
+      env: { ...process.env, BOLT_LOG_JSON: '1' },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    this.proc = p
+    this.exited = new Promise(resolve => p.on('exit', (code, sig) => resolve(code ?? (sig !== null ? 128 : null))))
+    createInterface({ input: p.stderr! }).on('line', (l) => {
+      this.stderrTail.push(l)
+      if (this.stderrTail.length > 200) this.stderrTail.shift()
+    })
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.name} not ready after ${timeoutMs} ms: ${this.stderrTail.slice(-5).join(' | ')}`)), timeoutMs)
+      createInterface({ input: p.stdout! }).on('line', (l) => {
+        try {
+          const v = JSON.parse(l) as ReadyLine
+          if (v.event === 'ready') { clearTimeout(timer); this.ready = v; resolve(v) }
+        } catch {}
+      })
+      p.on('exit', (code) => { clearTimeout(timer); reject(new Error(`${this.name} exited with ${code}: ${this.stderrTail.slice(-3).join(' | ')}`)) })
+    })
+  }
+
+  async cli (args: string[], timeoutMs?: number): Promise<CliResult> {
+    return await runCli(['--data', this.dataDir, ...args], timeoutMs !== undefined ? { timeoutMs } : {})
+  }
+
+  async status (): Promise<StatusLike | undefined> {
+    const r = await this.cli(['status', '--json'], 10_000)
+    if (r.code !== 0) return undefined
+    return JSON.parse(r.stdout) as StatusLike
+  }
+
+  signal (sig: NodeJS.Signals): void { this.proc?.kill(sig) }
+
+  async kill9 (): Promise<void> {
+    this.proc?.kill('SIGKILL')
+    await this.exited
+  }
+
+  async stop (): Promise<void> {
+    if (this.proc === undefined || this.proc.exitCode !== null || this.proc.signalCode !== null) return
+    this.proc.kill('SIGTERM')
+    const t = setTimeout(() => this.proc?.kill('SIGKILL'), 10_000)
+    await this.exited
+    clearTimeout(t)
+  }
+}
+
+export interface StatusLike {
+  node: { id: string, name: string, role: string, addrs: string[] }
+  leader: string | null
+  term: number
+  members: Array<{ id: string, name: string, state: string, role: string, addrs: string[], incarnation?: number }>
+}
+
+export class Cluster {
+  readonly agents: AgentProcess[] = []
+  private constructor (readonly root: string, readonly toml: string) {}
+
+  static async create (toml = FAST_TOML): Promise<Cluster> {
+    return new Cluster(await mkdtemp(join(tmpdir(), 'bolt-cluster-')), toml)
+  }
+
+  async add (name: string, extraToml = ''): Promise<AgentProcess> {
+    const dataDir = join(this.root, name)
+    const configFile = join(this.root, `${name}.toml`)
+    await writeFile(configFile, `name = "${name}"\nlisten = ["/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"]\n${extraToml}\n${this.toml}`)
+    const a = new AgentProcess(name, dataDir, configFile)
+    this.agents.push(a)
+    return a
+  }
+
+  /** init the first agent, join the rest through it over `transport`. */
+  async form (n: number, transport: 'quic' | 'tcp' = 'quic'): Promise<AgentProcess[]> {
+    const first = await this.add('a0')
+    await first.start(['init'])
+    const seed = seedAddr(first, transport)
+    const rest = await Promise.all(Array.from({ length: n - 1 }, async (_, i) => {
+      const a = await this.add(`a${i + 1}`)
+      await a.start(['join', seed, '--token', first.ready!.token])
+      return a
+    }))
+    return [first, ...rest]
+  }
+
+  async destroy (): Promise<void> {
+    await Promise.all(this.agents.map(async a => { await a.stop().catch(() => {}) }))
+    await rm(this.root, { recursive: true, force: true })
+  }
+}
+
+export function seedAddr (a: AgentProcess, transport: 'quic' | 'tcp'): string {
+  const addr = a.ready?.node.addrs.find(x => transport === 'quic' ? x.includes('/quic-v1') : (x.includes('/tcp/') && !x.includes('/ws')))
+  if (addr === undefined) throw new Error(`${a.name} has no ${transport} address`)
+  return addr
+}
+
+/** Polls `check` until it returns true or the deadline passes; returns the elapsed ms, or -1 on timeout. */
+export async function waitFor (check: () => Promise<boolean>, timeoutMs: number, intervalMs = 200): Promise<number> {
+  const start = Date.now()
+  while (Date.now() - start < timeoutMs) {
+    if (await check().catch(() => false)) return Date.now() - start
+    await new Promise(resolve => setTimeout(resolve, intervalMs))
+  }
+  return -1
+}
