@@ -1,0 +1,326 @@
+// The decision core of a piece-wise pull, with no I/O and no timers: events
+// in (a peer's have-bitfield, a piece arrived or failed, a peer gone), the
+// current time in milliseconds passed to `tick(now)`, and actions out (ask a
+// peer for a piece, fetch a piece from the registry, query a peer's
+// bitfield, ban a peer, done). The same deterministic harness style as Raft
+// and SWIM drives it in tests.
+//
+// Policy: rarest piece first among those a peer has, at most
+// `maxInflightPerPeer` requests pipelined per peer, endgame duplicates once
+// every missing piece is requested. The registry gets a piece only when no
+// live peer has it, and then only if it is this node's share among the
+// nodes pulling the same blob right now (index mod k = rank), or when it
+// has waited `registryDeadlineMs` for a peer to get it — so parallel first
+// pulls split the registry egress instead of each taking it all.
+import { Bitfield } from './bitfield.js'
+
+export const DEFAULT_MAX_INFLIGHT_PER_PEER = 4
+export const DEFAULT_MAX_REGISTRY_INFLIGHT = 4
+/** How long a piece nobody has waits for a peer that is pulling it before this node takes it from the registry. */
+export const DEFAULT_REGISTRY_DEADLINE_MS = 5_000
+/** A piece request unanswered this long makes its peer count as gone. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 20_000
+/** Re-query a peer's bitfield this often while pieces are missing (how partial holders become sources). */
+export const DEFAULT_QUERY_INTERVAL_MS = 200
+/** Before the first registry fetch, wait this long for peers' first bitfields (they may be pulling too). */
+export const DEFAULT_START_DELAY_MS = 300
+export const DEFAULT_ENDGAME_DUPLICATES = 2
+/** After a registry failure, wait this long before the next registry request; give up after MAX failures in a row. */
+export const REGISTRY_RETRY_MS = 500
+export const MAX_REGISTRY_FAILURES = 5
+/** Without a registry, give up when no live peer has a missing piece for this long. */
+export const DEFAULT_STALL_TIMEOUT_MS = 30_000
+
+export type Source = string | 'registry'
+
+export type PickerAction =
+  | { type: 'request', peer: string, index: number }
+  | { type: 'registry', index: number }
+  | { type: 'query', peer: string }
+  | { type: 'drop', peer: string, reason: 'timeout' }
+  | { type: 'ban', peer: string, index: number }
+  | { type: 'done' }
+  | { type: 'fail', reason: string }
+
+export interface PickerConfig {
+  pieceCount: number
+  /** This node's id: its rank among the nodes pulling the same blob picks its registry share. */
+  self: string
+  /** Whether a registry fallback exists. */
+  registry: boolean
+  maxInflightPerPeer?: number
+  maxRegistryInflight?: number
+  registryDeadlineMs?: number
+  requestTimeoutMs?: number
+  queryIntervalMs?: number
+  startDelayMs?: number
+  endgameDuplicates?: number
+  stallTimeoutMs?: number
+}
+
+interface PeerState {
+  have: Bitfield | null
+  pulling: boolean
+  inflight: Map<number, number>
+  queryInflight: boolean
+  lastQuery: number
+}
+
+export class PiecePicker {
+  private readonly cfg: Required<PickerConfig>
+  readonly have: Bitfield
+  private readonly peers = new Map<string, PeerState>()
+  private readonly banned = new Set<string>()
+  /** index → sources it is in flight from. */
+  private readonly inflight = new Map<number, Set<Source>>()
+  private readonly waitSince = new Map<number, number>()
+  private readonly order: number[]
+  private registryInflight = 0
+  private registryFailures = 0
+  private registryRetryAt = 0
+  private readonly startedAt: number
+  private lastProgress: number
+  private finished = false
+  readonly fromRegistry = new Set<number>()
+
+  constructor (cfg: PickerConfig, have: Bitfield, now: number) {
+    this.cfg = {
+      maxInflightPerPeer: DEFAULT_MAX_INFLIGHT_PER_PEER,
+      maxRegistryInflight: DEFAULT_MAX_REGISTRY_INFLIGHT,
+      registryDeadlineMs: DEFAULT_REGISTRY_DEADLINE_MS,
+      requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
+      queryIntervalMs: DEFAULT_QUERY_INTERVAL_MS,
+      startDelayMs: DEFAULT_START_DELAY_MS,
+      endgameDuplicates: DEFAULT_ENDGAME_DUPLICATES,
+      stallTimeoutMs: DEFAULT_STALL_TIMEOUT_MS,
+      ...cfg
+    }
+    if (have.length !== cfg.pieceCount) throw new RangeError(`have-bitfield has ${have.length} bits for ${cfg.pieceCount} pieces`)
+    this.have = have.clone()
+    this.startedAt = now
+    this.lastProgress = now
+    // A per-node order for ties, so nodes starting together do not all chase the same piece.
+    this.order = Array.from({ length: cfg.pieceCount }, (_, i) => i)
+    let seed = hashString(cfg.self)
+    for (let i = this.order.length - 1; i > 0; i--) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+      const j = seed % (i + 1)
+      const tmp = this.order[i] as number
+      this.order[i] = this.order[j] as number
+      this.order[j] = tmp
+    }
+  }
+
+  get done (): boolean { return this.have.count() === this.cfg.pieceCount }
+
+  isBanned (peer: string): boolean { return this.banned.has(peer) }
+  bannedPeers (): string[] { return [...this.banned] }
+  livePeers (): string[] { return [...this.peers.keys()] }
+
+  addPeer (peer: string): void {
+    if (peer === this.cfg.self || this.banned.has(peer) || this.peers.has(peer)) return
+    this.peers.set(peer, { have: null, pulling: false, inflight: new Map(), queryInflight: false, lastQuery: -Infinity })
+  }
+
+  /** A bitfield answer (or `null` when the peer holds nothing of this blob). */
+  peerHave (peer: string, have: Bitfield | null, pulling: boolean): void {
+    const p = this.peers.get(peer)
+    if (p === undefined) return
+    p.queryInflight = false
+    if (have !== null && have.length !== this.cfg.pieceCount) have = null
+    p.have = have ?? new Bitfield(this.cfg.pieceCount)
+    p.pulling = pulling
+  }
+
+  queryFailed (peer: string): void {
+    this.peerGone(peer)
+  }
+
+  /** The peer left, died, or its stream broke: everything in flight to it is free again. */
+  peerGone (peer: string): void {
+    const p = this.peers.get(peer)
+    if (p === undefined) return
+    for (const index of p.inflight.keys()) this.inflight.get(index)?.delete(peer)
+    this.peers.delete(peer)
+  }
+
+  /** A piece arrived; `ok` is whether it matched its hash. */
+  received (source: Source, index: number, ok: boolean, now: number): PickerAction[] {
+    this.clearInflight(source, index)
+    if (source === 'registry') {
+      this.registryInflight--
+      if (ok) { this.registryFailures = 0 } else { this.registryFailures++; this.registryRetryAt = now + REGISTRY_RETRY_MS }
+    }
+    if (!ok) {
+      if (source !== 'registry') {
+        this.banned.add(source)
+        this.peerGone(source)
+        return [{ type: 'ban', peer: source, index }]
+      }
+      return []
+    }
+    if (!this.have.get(index)) {
+      this.have.set(index)
+      this.lastProgress = now
+      if (source === 'registry') this.fromRegistry.add(index)
+    }
+    return []
+  }
+
+  /** A request failed without an answer (stream error, registry error). */
+  failed (source: Source, index: number, now: number): void {
+    this.clearInflight(source, index)
+    if (source === 'registry') {
+      this.registryInflight--
+      this.registryFailures++
+      this.registryRetryAt = now + REGISTRY_RETRY_MS
+    } else {
+      this.peerGone(source)
+    }
+  }
+
+  /** Forget that `index` is held (the assembled blob failed its digest). */
+  reset (): void {
+    for (let i = 0; i < this.cfg.pieceCount; i++) this.have.set(i, false)
+    this.fromRegistry.clear()
+  }
+
+  private clearInflight (source: Source, index: number): void {
+    this.inflight.get(index)?.delete(source)
+    if (source !== 'registry') this.peers.get(source)?.inflight.delete(index)
+  }
+
+  private startRequest (source: Source, index: number, now: number): void {
+    let s = this.inflight.get(index)
+    if (s === undefined) { s = new Set(); this.inflight.set(index, s) }
+    s.add(source)
+    if (source === 'registry') this.registryInflight++
+    else this.peers.get(source)?.inflight.set(index, now)
+  }
+
+  private availability (index: number): number {
+    let n = 0
+    for (const p of this.peers.values()) if (p.have?.get(index) === true) n++
+    return n
+  }
+
+  /** Everything to do now. Call after every event and periodically. */
+  tick (now: number): PickerAction[] {
+    if (this.finished) return []
+    const out: PickerAction[] = []
+    if (this.done) {
+      this.finished = true
+      return [{ type: 'done' }]
+    }
+    // 1. Requests that took too long: the peer counts as gone (a pipelined stream cannot cancel one request).
+    for (const [peer, p] of this.peers) {
+      for (const started of p.inflight.values()) {
+        if (now - started > this.cfg.requestTimeoutMs) {
+          out.push({ type: 'drop', peer, reason: 'timeout' })
+          this.peerGone(peer)
+          break
+        }
+      }
+    }
+    // 2. Bitfield queries.
+    for (const [peer, p] of this.peers) {
+      if (p.queryInflight) continue
+      const needsNothing = p.have !== null && !this.peerHasMissing(p.have) && !p.pulling
+      if (p.have === null || (!needsNothing && now - p.lastQuery >= this.cfg.queryIntervalMs)) {
+        if (p.have !== null && p.have.isComplete()) continue
+        p.queryInflight = true
+        p.lastQuery = now
+        out.push({ type: 'query', peer })
+      }
+    }
+    // 3. Pieces from peers, rarest first.
+    const missing = this.order.filter(i => !this.have.get(i))
+    const avail = new Map<number, number>()
+    for (const i of missing) avail.set(i, this.availability(i))
+    const byRarity = [...missing].sort((a, b) => (avail.get(a) as number) - (avail.get(b) as number))
+    for (const [peer, p] of this.peers) {
+      if (p.have === null) continue
+      for (const i of byRarity) {
+        if (p.inflight.size >= this.cfg.maxInflightPerPeer) break
+        if (!p.have.get(i) || (this.inflight.get(i)?.size ?? 0) > 0) continue
+        this.startRequest(peer, i, now)
+        out.push({ type: 'request', peer, index: i })
+      }
+    }
+    // Endgame: every missing piece is in flight somewhere; duplicate requests to idle peers.
+    if (missing.every(i => (this.inflight.get(i)?.size ?? 0) > 0)) {
+      for (const [peer, p] of this.peers) {
+        if (p.have === null) continue
+        for (const i of byRarity) {
+          if (p.inflight.size >= this.cfg.maxInflightPerPeer) break
+          const s = this.inflight.get(i)
+          if (!p.have.get(i) || s === undefined || s.has(peer) || s.size >= this.cfg.endgameDuplicates) continue
+          this.startRequest(peer, i, now)
+          out.push({ type: 'request', peer, index: i })
+        }
+      }
+    }
+    // 4. The registry, for pieces no live peer has.
+    for (const i of missing) {
+      if ((avail.get(i) as number) > 0) this.waitSince.delete(i)
+      else if (!this.waitSince.has(i)) this.waitSince.set(i, now)
+    }
+    if (this.cfg.registry) {
+      if (this.registryFailures >= MAX_REGISTRY_FAILURES) {
+        this.finished = true
+        out.push({ type: 'fail', reason: `registry failed ${this.registryFailures} times in a row` })
+        return out
+      }
+      const allAnswered = [...this.peers.values()].every(p => p.have !== null)
+      const mayStart = allAnswered || now - this.startedAt >= this.cfg.startDelayMs
+      if (mayStart && now >= this.registryRetryAt) {
+        const pullers = [this.cfg.self, ...[...this.peers.entries()].filter(([, p]) => p.pulling).map(([id]) => id)].sort()
+        const rank = pullers.indexOf(this.cfg.self)
+        const k = pullers.length
+        for (const i of missing) {
+          if (this.registryInflight >= this.cfg.maxRegistryInflight) break
+          if ((this.inflight.get(i)?.size ?? 0) > 0 || (avail.get(i) as number) > 0) continue
+          const mine = i % k === rank
+          const waited = now - (this.waitSince.get(i) ?? now) >= this.cfg.registryDeadlineMs
+          if (!mine && !waited) continue
+          this.startRequest('registry', i, now)
+          out.push({ type: 'registry', index: i })
+        }
+      }
+    } else {
+      const anyInflight = missing.some(i => (this.inflight.get(i)?.size ?? 0) > 0)
+      if (!anyInflight && now - this.lastProgress >= this.cfg.stallTimeoutMs) {
+        this.finished = true
+        out.push({ type: 'fail', reason: `no peer delivered a missing piece for ${this.cfg.stallTimeoutMs} ms and there is no registry to fall back on` })
+      }
+    }
+    return out
+  }
+
+  private peerHasMissing (peerHave: Bitfield): boolean {
+    for (let i = 0; i < this.cfg.pieceCount; i++) if (!this.have.get(i) && peerHave.get(i)) return true
+    return false
+  }
+
+  /** Invariants, checked by the tests after every step. */
+  checkInvariants (): void {
+    let reg = 0
+    for (const [i, s] of this.inflight) {
+      if (s.has('registry')) reg++
+      for (const src of s) {
+        if (src !== 'registry' && !this.peers.has(src)) throw new Error(`piece ${i} in flight to unknown peer ${src}`)
+        if (src !== 'registry' && this.banned.has(src)) throw new Error(`piece ${i} in flight to banned peer ${src}`)
+      }
+      if (s.size > Math.max(1, this.cfg.endgameDuplicates)) throw new Error(`piece ${i} in flight ${s.size} times`)
+    }
+    if (reg !== this.registryInflight) throw new Error(`registry in flight ${this.registryInflight} but ${reg} pieces`)
+    if (this.registryInflight > this.cfg.maxRegistryInflight) throw new Error('too many registry requests')
+    for (const [peer, p] of this.peers) if (p.inflight.size > this.cfg.maxInflightPerPeer) throw new Error(`peer ${peer} has ${p.inflight.size} in flight`)
+  }
+}
+
+function hashString (s: string): number {
+  let h = 2166136261
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0
+  return h
+}
