@@ -1,0 +1,76 @@
+// Options of the pure core, with named defaults and up-front validation.
+import type { LogReader } from '../storage/types.js'
+import { RaftConfigError } from '../errors.js'
+
+/** Ticks without hearing from a leader before campaigning; the actual timeout is drawn from [n, 2n). */
+export const DEFAULT_ELECTION_TICKS = 10
+/** A leader heartbeats every n ticks; must be well below the election timeout (thesis §3.4). */
+export const DEFAULT_HEARTBEAT_TICKS = 1
+/** Bytes of entries per append message; bounds memory per message and per round trip. */
+export const DEFAULT_MAX_SIZE_PER_MSG = 1024 * 1024
+/** Appends in flight per follower in replicate state (pipelining depth). */
+export const DEFAULT_MAX_INFLIGHT_MSGS = 256
+/** Bytes in flight per follower; 0 means only the count bounds it. */
+export const DEFAULT_MAX_INFLIGHT_BYTES = 32 * 1024 * 1024
+/** Bytes of committed entries handed to the application per Ready. */
+export const DEFAULT_MAX_COMMITTED_SIZE_PER_READY = 16 * 1024 * 1024
+/** Bytes per InstallSnapshot chunk. */
+export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 256 * 1024
+/** ReadIndex requests queued on a leader. */
+export const DEFAULT_MAX_PENDING_READS = 4096
+/** Largest snapshot a follower accepts (the chunks are buffered in memory). */
+export const DEFAULT_MAX_SNAPSHOT_BYTES = 1024 * 1024 * 1024
+
+export interface RaftCoreOptions {
+  id: string
+  storage: LogReader
+  /** Uniform in [0, 1); injected so the simulator is deterministic. */
+  random: () => number
+  electionTicks?: number
+  heartbeatTicks?: number
+  /** Pre-vote (thesis §9.6): a partitioned node does not bump terms and disrupt the cluster. */
+  preVote?: boolean
+  /** Check-quorum (thesis §6.2): a leader that has not heard from a quorum in an election timeout steps down. */
+  checkQuorum?: boolean
+  maxSizePerMsg?: number
+  maxInflightMsgs?: number
+  maxInflightBytes?: number
+  maxCommittedSizePerReady?: number
+  snapshotChunkBytes?: number
+  maxPendingReads?: number
+  maxSnapshotBytes?: number
+  /** Index already applied by the state machine (defaults to the snapshot index). */
+  applied?: number
+}
+
+export type ResolvedOptions = Required<Omit<RaftCoreOptions, 'applied'>> & { applied: number | undefined }
+
+export function resolveOptions (o: RaftCoreOptions): ResolvedOptions {
+  const r: ResolvedOptions = {
+    id: o.id,
+    storage: o.storage,
+    random: o.random,
+    electionTicks: o.electionTicks ?? DEFAULT_ELECTION_TICKS,
+    heartbeatTicks: o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS,
+    preVote: o.preVote ?? true,
+    checkQuorum: o.checkQuorum ?? true,
+    maxSizePerMsg: o.maxSizePerMsg ?? DEFAULT_MAX_SIZE_PER_MSG,
+    maxInflightMsgs: o.maxInflightMsgs ?? DEFAULT_MAX_INFLIGHT_MSGS,
+    maxInflightBytes: o.maxInflightBytes ?? DEFAULT_MAX_INFLIGHT_BYTES,
+    maxCommittedSizePerReady: o.maxCommittedSizePerReady ?? DEFAULT_MAX_COMMITTED_SIZE_PER_READY,
+    snapshotChunkBytes: o.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES,
+    maxPendingReads: o.maxPendingReads ?? DEFAULT_MAX_PENDING_READS,
+    maxSnapshotBytes: o.maxSnapshotBytes ?? DEFAULT_MAX_SNAPSHOT_BYTES,
+    applied: o.applied,
+  }
+  if (r.id === '') throw new RaftConfigError('raft: id must be a non-empty string')
+  const positive: Array<keyof ResolvedOptions> = ['electionTicks', 'heartbeatTicks', 'maxSizePerMsg', 'maxInflightMsgs', 'maxCommittedSizePerReady', 'snapshotChunkBytes', 'maxPendingReads']
+  for (const k of positive) {
+    const v = r[k]
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new RaftConfigError(`raft: ${k} must be a positive integer, got ${String(v)}`)
+  }
+  if (r.heartbeatTicks >= r.electionTicks) {
+    throw new RaftConfigError(`raft: heartbeatTicks (${r.heartbeatTicks}) must be below electionTicks (${r.electionTicks})`)
+  }
+  return r
+}

@@ -1,0 +1,419 @@
+// RaftCore: the I/O-free Raft state machine (etcd-io/raft style). Messages and
+// ticks go in through step()/tick(); what to persist, send and apply comes out
+// of ready() and is acknowledged with advance(). Time is logical (ticks) and
+// randomness is injected, so a seeded simulator replays any run exactly.
+import type { ConfChange, ConfState, Entry, HardState, Message, ReadState, Ready, Role, Snapshot, SoftState } from '../types.js'
+import { ConfChangeError, NotLeaderError, ProposalDroppedError, invariant } from '../errors.js'
+import { RaftLog } from './log.js'
+import { ProgressTracker, applyConfChange, confChangeProblem } from './tracker.js'
+import { ReadOnly } from './read-only.js'
+import { resolveOptions, type RaftCoreOptions, type ResolvedOptions } from './config.js'
+import { bcastAppend, bcastHeartbeat, handleTransfer, leaderTick, sendAppend, stepLeader } from './leader.js'
+import { stepCandidate, stepFollower, type SnapshotReceive } from './follower.js'
+
+export type StepFn = (r: RaftCore, m: Message) => void
+
+export interface PeerStatus { match: number, next: number, state: string, recentActive: boolean, isLearner: boolean }
+export interface CoreStatus {
+  id: string, term: number, vote: string, leader: string | null, role: Role
+  commit: number, applied: number, lastIndex: number, firstIndex: number
+  config: ConfState, progress: Record<string, PeerStatus>, leadTransferee: string | null
+}
+
+export class RaftCore {
+  readonly id: string
+  readonly opts: ResolvedOptions
+  readonly log: RaftLog
+  readonly tracker: ProgressTracker
+  readonly readOnly: ReadOnly
+  term = 0
+  vote = ''
+  lead: string | null = null
+  role: Role = 'follower'
+  electionElapsed = 0
+  heartbeatElapsed = 0
+  randomizedElectionTimeout = 0
+  leadTransferee: string | null = null
+  /** No new configuration change may be proposed until this index is applied. */
+  pendingConfIndex = 0
+  /** ReadIndex requests that arrived before this leader committed an entry of its term. */
+  pendingReadIndex: Array<{ context: string, from: string }> = []
+  /** Proposals appended since the last ready(); replicated in one batch per follower. */
+  broadcastPending = false
+  msgs: Message[] = []
+  readStates: ReadState[] = []
+  /** Committed entries up to here were handed out in a Ready not yet advanced. */
+  applying: number
+  snapRecv: SnapshotReceive | null = null
+  /** Configurations by the index that installed them, for compaction (pruned there). */
+  confHistory: Array<{ index: number, conf: ConfState }>
+  private stepFn: StepFn = stepFollower
+  private prevHardState: HardState
+  private prevSoftState: SoftState
+
+  constructor (options: RaftCoreOptions) {
+    this.opts = resolveOptions(options)
+    this.id = this.opts.id
+    this.log = new RaftLog(this.opts.storage)
+    this.tracker = new ProgressTracker(this.opts.maxInflightMsgs, this.opts.maxInflightBytes)
+    this.readOnly = new ReadOnly(this.opts.maxPendingReads)
+    const { hardState, confState } = this.opts.storage.initialState()
+    const snapIndex = this.log.firstIndex() - 1
+    this.tracker.setConfig(confState, this.log.lastIndex() + 1)
+    this.confHistory = [{ index: snapIndex, conf: confState }]
+    if (hardState.commit > 0) {
+      invariant(hardState.commit <= this.log.lastIndex(), `stored commit ${hardState.commit} beyond last index ${this.log.lastIndex()}`)
+      this.log.commitTo(hardState.commit)
+    }
+    this.term = hardState.term
+    this.vote = hardState.vote
+    if (this.opts.applied !== undefined && this.opts.applied > this.log.applied) this.log.appliedTo(Math.min(this.opts.applied, this.log.committed))
+    this.applying = this.log.applied
+    this.becomeFollower(this.term, null)
+    this.prevHardState = this.hardState()
+    this.prevSoftState = this.softState()
+  }
+
+  // ---- state transitions -------------------------------------------------
+
+  private reset (term: number): void {
+    if (this.term !== term) {
+      this.term = term
+      this.vote = ''
+    }
+    this.lead = null
+    this.electionElapsed = 0
+    this.heartbeatElapsed = 0
+    this.resetRandomizedElectionTimeout()
+    this.leadTransferee = null
+    this.tracker.resetVotes()
+    const last = this.log.lastIndex()
+    this.tracker.setConfig(this.tracker.confState(), last + 1)
+    for (const [id, p] of this.tracker.progress) {
+      p.match = id === this.id ? last : 0
+      p.next = last + 1
+      p.becomeProbe()
+      p.next = last + 1
+      p.recentActive = true
+    }
+    this.pendingConfIndex = 0
+    this.readOnly.reset()
+    this.pendingReadIndex = []
+    this.broadcastPending = false
+  }
+
+  resetRandomizedElectionTimeout (): void {
+    const e = this.opts.electionTicks
+    this.randomizedElectionTimeout = e + Math.floor(this.opts.random() * e)
+  }
+
+  becomeFollower (term: number, lead: string | null): void {
+    this.stepFn = stepFollower
+    this.reset(term)
+    this.lead = lead
+    this.role = 'follower'
+  }
+
+  becomePreCandidate (): void {
+    invariant(this.role !== 'leader', 'leader cannot become pre-candidate')
+    // Pre-vote does not change the term or the vote; it only asks whether we could win.
+    this.stepFn = stepCandidate
+    this.tracker.resetVotes()
+    this.lead = null
+    this.role = 'preCandidate'
+  }
+
+  becomeCandidate (): void {
+    invariant(this.role !== 'leader', 'leader cannot become candidate')
+    this.stepFn = stepCandidate
+    this.reset(this.term + 1)
+    this.vote = this.id
+    this.role = 'candidate'
+  }
+
+  becomeLeader (): void {
+    invariant(this.role === 'candidate' || this.role === 'leader', 'only a candidate becomes leader')
+    this.stepFn = stepLeader
+    this.reset(this.term)
+    this.lead = this.id
+    this.role = 'leader'
+    const self = this.tracker.progress.get(this.id)
+    self?.becomeReplicate()
+    // Conf changes wait until this term's first entry is applied (fixes the single-server change bug, raft-dev 2015).
+    this.pendingConfIndex = this.log.lastIndex()
+    // Thesis §3.6.2: an empty entry of the new term lets the leader learn and advance the commit index.
+    this.appendEntries([{ type: 'normal', term: 0, index: 0, data: new Uint8Array(0) }])
+  }
+
+  // ---- inputs ------------------------------------------------------------
+
+  tick (): void {
+    if (this.role === 'leader') {
+      leaderTick(this)
+      return
+    }
+    this.electionElapsed++
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0
+      this.hup(false)
+    }
+  }
+
+  step (m: Message): void {
+    if (m.to !== this.id) return
+    if (m.term > this.term) {
+      if (m.type === 'vote' || m.type === 'preVote') {
+        // Thesis §4.2.3: while a leader is known to be alive, ignore disruptive candidates (unless it is a transfer).
+        const inLease = this.opts.checkQuorum && this.lead !== null && this.electionElapsed < this.opts.electionTicks
+        if (!m.transfer && inLease) return
+      }
+      if (m.type === 'preVote') {
+        // Never change our term in response to a pre-vote.
+      } else if (m.type === 'preVoteResp' && !m.reject) {
+        // A granted pre-vote carries the future term; it is counted, not adopted.
+      } else if (m.type === 'app' || m.type === 'heartbeat' || m.type === 'snap') {
+        this.becomeFollower(m.term, m.from)
+      } else {
+        this.becomeFollower(m.term, null)
+      }
+    } else if (m.term < this.term) {
+      if ((this.opts.checkQuorum || this.opts.preVote) && (m.type === 'app' || m.type === 'heartbeat')) {
+        // A stale leader cut off by check-quorum/pre-vote would never learn the new term otherwise.
+        this.send({ type: 'appResp', from: this.id, to: m.from, term: this.term, index: 0, reject: false, hintIndex: 0, hintTerm: 0 })
+      } else if (m.type === 'preVote') {
+        this.send({ type: 'preVoteResp', from: this.id, to: m.from, term: this.term, reject: true })
+      }
+      return
+    }
+    if (m.type === 'vote' || m.type === 'preVote') {
+      const canVote = this.vote === m.from || (this.vote === '' && this.lead === null) || (m.type === 'preVote' && m.term > this.term)
+      const respType = m.type === 'vote' ? 'voteResp' : 'preVoteResp'
+      if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
+        this.send({ type: respType, from: this.id, to: m.from, term: m.term, reject: false })
+        if (m.type === 'vote') {
+          this.electionElapsed = 0
+          this.vote = m.from
+        }
+      } else {
+        this.send({ type: respType, from: this.id, to: m.from, term: this.term, reject: true })
+      }
+      return
+    }
+    this.stepFn(this, m)
+  }
+
+  /** Starts an election now (what an election timeout does). */
+  campaign (): void { this.hup(false) }
+
+  hup (transfer: boolean): void {
+    if (this.role === 'leader' || !this.promotable()) return
+    // A configuration change committed but not applied could change who votes; wait for it.
+    const pending = this.log.nextCommittedEntries(Number.MAX_SAFE_INTEGER, this.log.applied)
+    if (pending === null || pending.some(e => e.type === 'conf')) return
+    if (this.opts.preVote && !transfer) this.runElection('pre', false)
+    else this.runElection('real', transfer)
+  }
+
+  runElection (kind: 'pre' | 'real', transfer: boolean): void {
+    if (kind === 'pre') this.becomePreCandidate()
+    else this.becomeCandidate()
+    const term = kind === 'pre' ? this.term + 1 : this.term
+    this.tracker.recordVote(this.id, true)
+    if (this.tracker.tallyVotes() === 'won') {
+      if (kind === 'pre') this.runElection('real', transfer)
+      else this.becomeLeader()
+      return
+    }
+    const index = this.log.lastIndex()
+    const logTerm = this.log.lastTerm()
+    for (const id of [...this.tracker.voters].sort()) {
+      if (id === this.id) continue
+      this.send({ type: kind === 'pre' ? 'preVote' : 'vote', from: this.id, to: id, term, index, logTerm, transfer })
+    }
+  }
+
+  promotable (): boolean { return this.tracker.isVoter(this.id) }
+
+  // ---- client API ---------------------------------------------------------
+
+  propose (data: Uint8Array): { index: number, term: number } {
+    this.checkCanPropose()
+    const index = this.appendEntries([{ type: 'normal', term: 0, index: 0, data }])
+    return { index, term: this.term }
+  }
+
+  proposeConfChange (change: ConfChange): { index: number, term: number } {
+    this.checkCanPropose()
+    if (this.pendingConfIndex > this.log.applied) {
+      throw new ConfChangeError(`a configuration change is still pending (index ${this.pendingConfIndex}, applied ${this.log.applied}); retry once it is applied`)
+    }
+    const problem = confChangeProblem(this.tracker.confState(), change)
+    if (problem !== null) throw new ConfChangeError(`invalid configuration change ${change.type} ${change.node}: ${problem}`)
+    const index = this.appendEntries([{ type: 'conf', term: 0, index: 0, change }])
+    this.pendingConfIndex = index
+    return { index, term: this.term }
+  }
+
+  private checkCanPropose (): void {
+    if (this.role !== 'leader') throw new NotLeaderError(this.lead)
+    if (this.leadTransferee !== null) throw new ProposalDroppedError(`leadership is being transferred to ${this.leadTransferee}; retry on the new leader`)
+  }
+
+  /** Linearizable read (thesis §6.4): a ReadState with `context` comes out of a later Ready. */
+  readIndex (context: string): void {
+    if (this.role === 'leader') {
+      stepLeader(this, { type: 'readIndex', from: this.id, to: this.id, term: this.term, context })
+      return
+    }
+    if (this.lead === null) throw new NotLeaderError(null, 'no raft leader is known to confirm the read (retry shortly)')
+    this.send({ type: 'readIndex', from: this.id, to: this.lead, term: this.term, context })
+  }
+
+  transferLeader (to: string): void {
+    if (this.role === 'leader') {
+      handleTransfer(this, to)
+      return
+    }
+    if (this.lead === null) throw new NotLeaderError(null)
+    this.send({ type: 'transferLeader', from: this.id, to: this.lead, term: this.term, target: to })
+  }
+
+  /**
+   * Makes a snapshot of the state machine at `index` (<= applied) with `data`.
+   * The driver must persist it with storage.compact() before entries go.
+   */
+  compact (index: number, data: Uint8Array): Snapshot {
+    invariant(index <= this.log.applied, `compact index ${index} above applied ${this.log.applied}`)
+    const term = this.log.term(index)
+    invariant(term !== undefined, `compact index ${index} has no known term`)
+    let conf = this.confHistory[0]?.conf ?? this.tracker.confState()
+    for (const h of this.confHistory) if (h.index <= index) conf = h.conf
+    this.confHistory = [{ index, conf }, ...this.confHistory.filter(h => h.index > index)]
+    return { meta: { index, term, confState: conf }, data }
+  }
+
+  // ---- internals shared by the role files --------------------------------
+
+  send (m: Message): void {
+    this.msgs.push(m)
+  }
+
+  /** Leader: assigns term and index, appends, acks itself and maybe commits. Returns the last index. */
+  appendEntries (ents: Entry[]): number {
+    let li = this.log.lastIndex()
+    const stamped = ents.map(e => ({ ...e, term: this.term, index: ++li }))
+    li = this.log.append(stamped)
+    this.tracker.progress.get(this.id)?.maybeUpdate(li)
+    this.maybeCommit()
+    this.broadcastPending = true
+    return li
+  }
+
+  /** Leader: advances the commit index to what a quorum has; true if it moved. */
+  maybeCommit (): boolean {
+    const moved = this.log.maybeCommit(this.tracker.committedIndex(), this.term)
+    if (moved) this.releasePendingReads()
+    return moved
+  }
+
+  committedInTerm (): boolean {
+    return this.log.term(this.log.committed) === this.term
+  }
+
+  private releasePendingReads (): void {
+    if (this.pendingReadIndex.length === 0 || !this.committedInTerm()) return
+    const q = this.pendingReadIndex
+    this.pendingReadIndex = []
+    for (const r of q) stepLeader(this, { type: 'readIndex', from: r.from, to: this.id, term: this.term, context: r.context })
+  }
+
+  applyConfChange (e: Entry): void {
+    if (e.type !== 'conf') return
+    const cs = this.tracker.confState()
+    // Invalid changes (checked again here, as every node applies the same sequence) are skipped.
+    if (confChangeProblem(cs, e.change) !== null) return
+    const next = applyConfChange(cs, e.change)
+    this.tracker.setConfig(next, this.log.lastIndex() + 1)
+    this.confHistory.push({ index: e.index, conf: next })
+    if (this.role !== 'leader') return
+    if (!this.tracker.isVoter(this.id)) {
+      // A removed (or demoted) leader steps down; the rest elect a new one.
+      this.becomeFollower(this.term, null)
+      return
+    }
+    if (this.leadTransferee !== null && !this.tracker.isVoter(this.leadTransferee)) this.leadTransferee = null
+    if (this.maybeCommit()) bcastAppend(this)
+    else this.broadcastPending = true
+  }
+
+  hardState (): HardState { return { term: this.term, vote: this.vote, commit: this.log.committed } }
+  softState (): SoftState { return { leader: this.lead, role: this.role } }
+
+  // ---- Ready / advance ------------------------------------------------------
+
+  ready (): Ready | null {
+    if (this.broadcastPending && this.role === 'leader') bcastAppend(this)
+    this.broadcastPending = false
+    const rd: Ready = { entries: this.log.unstableEntries(), committedEntries: [], messages: [], readStates: [] }
+    const snap = this.log.unstable.snapshot
+    if (snap !== undefined) rd.snapshot = snap
+    const floor = Math.max(this.applying, snap?.meta.index ?? 0)
+    rd.committedEntries = this.log.nextCommittedEntries(this.opts.maxCommittedSizePerReady, floor) ?? []
+    const hs = this.hardState()
+    const ph = this.prevHardState
+    if (hs.term !== ph.term || hs.vote !== ph.vote || hs.commit !== ph.commit) rd.hardState = hs
+    const ss = this.softState()
+    if (ss.leader !== this.prevSoftState.leader || ss.role !== this.prevSoftState.role) rd.softState = ss
+    if (rd.entries.length === 0 && rd.snapshot === undefined && rd.committedEntries.length === 0 &&
+      rd.hardState === undefined && rd.softState === undefined && this.msgs.length === 0 && this.readStates.length === 0) {
+      return null
+    }
+    rd.messages = this.msgs
+    rd.readStates = this.readStates
+    this.msgs = []
+    this.readStates = []
+    if (rd.hardState !== undefined) this.prevHardState = rd.hardState
+    if (rd.softState !== undefined) this.prevSoftState = rd.softState
+    const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1]
+    if (lastCommitted !== undefined) this.applying = lastCommitted.index
+    else if (snap !== undefined) this.applying = Math.max(this.applying, snap.meta.index)
+    return rd
+  }
+
+  advance (rd: Ready): void {
+    const last = rd.entries[rd.entries.length - 1]
+    if (last !== undefined) this.log.unstable.stableTo(last.index, last.term)
+    if (rd.snapshot !== undefined) {
+      this.log.unstable.stableSnapTo(rd.snapshot.meta.index)
+      if (rd.snapshot.meta.index > this.log.applied && rd.snapshot.meta.index <= this.log.committed) {
+        this.log.appliedTo(rd.snapshot.meta.index)
+      }
+    }
+    // A snapshot restored while this Ready was out supersedes its older committed entries.
+    const restoring = this.log.unstable.snapshot?.meta.index ?? 0
+    for (const e of rd.committedEntries) {
+      if (e.index <= this.log.applied || e.index <= restoring) continue
+      this.log.appliedTo(e.index)
+      this.applyConfChange(e)
+    }
+    this.applying = Math.max(this.applying, this.log.applied)
+  }
+
+  // ---- introspection ------------------------------------------------------
+
+  status (): CoreStatus {
+    const progress: Record<string, PeerStatus> = {}
+    if (this.role === 'leader') {
+      for (const [id, p] of this.tracker.progress) {
+        progress[id] = { match: p.match, next: p.next, state: p.state, recentActive: p.recentActive, isLearner: p.isLearner }
+      }
+    }
+    return {
+      id: this.id, term: this.term, vote: this.vote, leader: this.lead, role: this.role,
+      commit: this.log.committed, applied: this.log.applied, lastIndex: this.log.lastIndex(), firstIndex: this.log.firstIndex(),
+      config: this.tracker.confState(), progress, leadTransferee: this.leadTransferee,
+    }
+  }
+}
+
+export { sendAppend, bcastHeartbeat }
