@@ -38,7 +38,7 @@ export function runSeed (seed: number, options: SimOptions = {}): SeedResult {
   const rnd = new Prng(seed)
   const netRnd = rnd.fork()
   const coreRnd = rnd.fork()
-  const rounds = options.rounds ?? 300
+  const rounds = options.rounds ?? 500
   const settleRounds = options.settleRounds ?? 600
   const voters = rnd.int(3, 5)
   const spare = rnd.int(0, 7 - voters)
@@ -55,7 +55,9 @@ export function runSeed (seed: number, options: SimOptions = {}): SeedResult {
   for (const id of ids) cluster.addNode(id, ids)
 
   // Fault profile for this seed.
-  const drop = rnd.pick([0, 0.01, 0.05, 0.15]) ?? 0
+  const drop = rnd.pick([0, 0.01, 0.05, 0.15, 0.3]) ?? 0
+  // How turbulent this seed is: scales partitions and crashes.
+  const storm = rnd.pick([0.5, 1, 2, 4]) ?? 1
   const dup = rnd.pick([0, 0.02, 0.1]) ?? 0
   const maxDelay = rnd.int(1, 6)
   const tickRate = new Map<string, number>()
@@ -115,19 +117,19 @@ export function runSeed (seed: number, options: SimOptions = {}): SeedResult {
 
   const faultStep = (): void => {
     const all = members().map(n => n.id)
-    if (rnd.chance(0.01)) {
+    if (rnd.chance(0.01 * storm)) {
       // Symmetric partition into two sides.
       blocked.clear()
       const side = new Set(all.filter(() => rnd.chance(0.5)))
       for (const a of all) for (const b of all) if (side.has(a) !== side.has(b)) blocked.add(`${a}>${b}`)
     }
-    if (rnd.chance(0.008)) {
+    if (rnd.chance(0.008 * storm)) {
       const a = rnd.pick(all)
       const b = rnd.pick(all)
       if (a !== undefined && b !== undefined && a !== b) blocked.add(`${a}>${b}`) // one-way
     }
     if (rnd.chance(0.02)) blocked.clear()
-    if (rnd.chance(0.006)) {
+    if (rnd.chance(0.006 * storm)) {
       const v = rnd.pick(cluster.live())
       if (v !== undefined) cluster.crash(v.id)
     }
