@@ -13,11 +13,13 @@ import { DigestMismatchError, SizeMismatchError } from './errors.js'
 import { HASH_BYTES, pieceCount, pieceRange, type PieceManifest } from './pieces.js'
 import { writeFileAtomic } from './fs-atomic.js'
 
+const Bytes = z.custom<Uint8Array>(v => v instanceof Uint8Array, { message: 'expected bytes' })
+
 export const PartialStateSchema = z.object({
   size: z.number().int().nonnegative(),
   pieceSize: z.number().int().positive(),
-  have: z.instanceof(Uint8Array),
-  hashes: z.instanceof(Uint8Array)
+  have: Bytes,
+  hashes: Bytes
 })
 
 export interface PartialBlobInit {

@@ -25,6 +25,8 @@ export const DEFAULT_QUERY_INTERVAL_MS = 200
 /** Before the first registry fetch, wait this long for peers' first bitfields (they may be pulling too). */
 export const DEFAULT_START_DELAY_MS = 300
 export const DEFAULT_ENDGAME_DUPLICATES = 2
+/** Peers holding nothing we need are re-queried this many times less often. */
+export const IDLE_QUERY_FACTOR = 5
 /** After a registry failure, wait this long before the next registry request; give up after MAX failures in a row. */
 export const REGISTRY_RETRY_MS = 500
 export const MAX_REGISTRY_FAILURES = 5
@@ -179,6 +181,13 @@ export class PiecePicker {
     }
   }
 
+  /** The peer answered that it does not hold `index` after all (it completed or dropped it meanwhile). */
+  missing (peer: string, index: number): void {
+    this.clearInflight(peer, index)
+    const p = this.peers.get(peer)
+    if (p?.have != null) p.have.set(index, false)
+  }
+
   /** Forget that `index` is held (the assembled blob failed its digest). */
   reset (): void {
     for (let i = 0; i < this.cfg.pieceCount; i++) this.have.set(i, false)
@@ -225,8 +234,10 @@ export class PiecePicker {
     // 2. Bitfield queries.
     for (const [peer, p] of this.peers) {
       if (p.queryInflight) continue
+      // A peer with nothing we need is asked again only now and then: it may start pulling too.
       const needsNothing = p.have !== null && !this.peerHasMissing(p.have) && !p.pulling
-      if (p.have === null || (!needsNothing && now - p.lastQuery >= this.cfg.queryIntervalMs)) {
+      const interval = needsNothing ? this.cfg.queryIntervalMs * IDLE_QUERY_FACTOR : this.cfg.queryIntervalMs
+      if (p.have === null || now - p.lastQuery >= interval) {
         if (p.have !== null && p.have.isComplete()) continue
         p.queryInflight = true
         p.lastQuery = now

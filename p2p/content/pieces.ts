@@ -4,6 +4,8 @@
 import { z } from 'zod'
 import { sha256Bytes } from './digest.js'
 
+const Bytes = z.custom<Uint8Array>(v => v instanceof Uint8Array, { message: 'expected bytes' })
+
 /** 4 MiB: large enough that per-piece overhead (a request, a hash, an fsync) is noise, small enough to spread a 100 MiB layer over many peers. */
 export const DEFAULT_PIECE_SIZE = 4 * 1024 * 1024
 /** Smallest and largest piece size a node accepts from config or from a peer. */
@@ -25,7 +27,7 @@ export const PieceManifestSchema = z.object({
   digest: z.string().regex(/^sha256:[a-f0-9]{64}$/),
   size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   pieceSize: z.number().int().min(MIN_PIECE_SIZE).max(MAX_PIECE_SIZE),
-  hashes: z.instanceof(Uint8Array)
+  hashes: Bytes
 }).refine(m => m.hashes.length === HASH_BYTES * pieceCount(m.size, m.pieceSize), { message: 'hashes length does not match size / pieceSize' })
   .refine(m => pieceCount(m.size, m.pieceSize) <= MAX_PIECES, { message: `more than ${MAX_PIECES} pieces` })
 

@@ -1,0 +1,74 @@
+// One `/bolt/pieces/1` stream to one peer, used for pipelined requests:
+// requests are written as they come, responses are read strictly in order.
+// Any error (timeout, malformed frame, closed stream) breaks the channel and
+// fails every request still waiting on it.
+import type { Stream } from '@libp2p/interface'
+import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
+import { InvalidMessageError } from './errors.js'
+import { decodeResponse, encodeRequest, MAX_FRAME, type PieceRequest, type PieceResponse } from './piece-messages.js'
+
+export class ChannelClosedError extends Error {
+  override name = 'ChannelClosedError'
+}
+
+export class PeerChannel {
+  private readonly lp: LengthPrefixedStream<Stream>
+  private readChain: Promise<unknown> = Promise.resolve()
+  private writeChain: Promise<unknown> = Promise.resolve()
+  private broken: Error | undefined
+  private readonly closer = new AbortController()
+
+  constructor (readonly peer: string, private readonly stream: Stream, private readonly timeoutMs: number) {
+    this.lp = lpStream(stream, { maxDataLength: MAX_FRAME })
+  }
+
+  get isBroken (): boolean { return this.broken !== undefined }
+
+  /** Sends `req`; resolves with its response and, for a piece, the piece bytes. */
+  async request (req: PieceRequest, signal?: AbortSignal): Promise<{ res: PieceResponse, data?: Uint8Array }> {
+    if (this.broken !== undefined) throw this.broken
+    const frame = encodeRequest(req)
+    const write = this.writeChain.then(async () => {
+      if (this.broken !== undefined) throw this.broken
+      await this.lp.write(frame)
+    })
+    this.writeChain = write.catch(() => {})
+    const read = this.readChain.then(async () => {
+      await write
+      if (this.broken !== undefined) throw this.broken
+      const signals = [AbortSignal.timeout(this.timeoutMs), this.closer.signal]
+      if (signal !== undefined) signals.push(signal)
+      const s = AbortSignal.any(signals)
+      const res = decodeResponse((await this.lp.read({ signal: s })).subarray())
+      if (res.t !== 'piece') return { res }
+      const data = (await this.lp.read({ signal: s })).subarray()
+      if (data.length !== res.length) throw new InvalidMessageError(`piece ${res.index}: header says ${res.length} bytes, frame has ${data.length}`)
+      return { res, data }
+    })
+    this.readChain = read.catch(() => {})
+    try {
+      return await read
+    } catch (err) {
+      this.break(err as Error)
+      throw err
+    }
+  }
+
+  private break (err: Error): void {
+    if (this.broken !== undefined) return
+    this.broken = new ChannelClosedError(`channel to ${this.peer} broke: ${err.message}`, { cause: err })
+    this.closer.abort(this.broken)
+    this.stream.abort(this.broken)
+  }
+
+  close (): void {
+    if (this.broken !== undefined) return
+    this.broken = new ChannelClosedError(`channel to ${this.peer} closed`)
+    this.closer.abort(this.broken)
+    this.stream.close().catch(() => { this.stream.abort(this.broken as Error) })
+  }
+
+  abort (): void {
+    this.break(new ChannelClosedError('aborted'))
+  }
+}

@@ -1,0 +1,155 @@
+// The serving side of `/bolt/pieces/1`: answers bitfield, manifest, piece
+// and replicate requests on one stream, in order, from complete blobs and
+// from partial blobs still being pulled. Piece uploads hold one of a bounded
+// number of upload slots (0 = serve nothing). Never throws out of the
+// handler: any error aborts just that stream.
+import type { Stream } from '@libp2p/interface'
+import { lpStream } from '@libp2p/utils'
+import { Bitfield } from './bitfield.js'
+import type { BlobStore } from './blob-store.js'
+import { decodeRequest, encodeResponse, MAX_FRAME, type PieceRequest, type PieceResponse } from './piece-messages.js'
+import { pieceCount, pieceRange } from './pieces.js'
+
+export interface PieceServerHooks {
+  store: BlobStore
+  uploadSlots: number
+  /** Digests this node is pulling right now. */
+  isPulling: (digest: string) => boolean
+  /** A peer asks this node to hold replicas; resolves with whether it now holds them. */
+  onReplicate?: (from: string, owner: string, blobs: Array<{ digest: string, size: number }>, signal: AbortSignal) => Promise<void>
+  /** Bytes sent to peers (metrics). */
+  onServed?: (bytes: number) => void
+  /** Corrupt the bytes of served pieces (tests of the lying-peer path only). */
+  corruptPieces?: boolean
+}
+
+/** A counting semaphore with FIFO waiters. */
+export class Slots {
+  private used = 0
+  private readonly waiters: Array<() => void> = []
+  constructor (readonly size: number) {}
+  async acquire (signal: AbortSignal): Promise<void> {
+    if (this.used < this.size) { this.used++; return }
+    await new Promise<void>((resolve, reject) => {
+      const grant = (): void => { signal.removeEventListener('abort', onAbort); resolve() }
+      const onAbort = (): void => {
+        const i = this.waiters.indexOf(grant)
+        if (i >= 0) this.waiters.splice(i, 1)
+        reject(signal.reason as Error)
+      }
+      this.waiters.push(grant)
+      signal.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  release (): void {
+    const next = this.waiters.shift()
+    if (next !== undefined) next()
+    else this.used--
+  }
+}
+
+export class PieceServer {
+  private readonly slots: Slots
+  private readonly streams = new Set<Stream>()
+  private readonly shutdown = new AbortController()
+
+  constructor (private readonly hooks: PieceServerHooks) {
+    this.slots = new Slots(hooks.uploadSlots)
+  }
+
+  /** Stream handler; the returned promise never rejects. */
+  async serve (stream: Stream, remotePeer: string): Promise<void> {
+    this.streams.add(stream)
+    const lp = lpStream(stream, { maxDataLength: MAX_FRAME })
+    try {
+      for (;;) {
+        let frame: Uint8Array
+        try {
+          frame = (await lp.read({ signal: this.shutdown.signal })).subarray()
+        } catch {
+          break // remote closed its side, or we are stopping
+        }
+        const req = decodeRequest(frame)
+        await this.answer(lp, req, remotePeer)
+      }
+      await stream.close()
+    } catch (err) {
+      stream.abort(err as Error)
+    } finally {
+      this.streams.delete(stream)
+    }
+  }
+
+  stop (): void {
+    this.shutdown.abort(new Error('piece server stopping'))
+    for (const s of this.streams) s.abort(new Error('piece server stopping'))
+  }
+
+  private async answer (lp: ReturnType<typeof lpStream<Stream>>, req: PieceRequest, remotePeer: string): Promise<void> {
+    const send = async (r: PieceResponse): Promise<void> => { await lp.write(encodeResponse(r)) }
+    const { store } = this.hooks
+    switch (req.t) {
+      case 'have?': {
+        if (this.hooks.uploadSlots === 0) return await send({ t: 'none', digest: req.digest })
+        if (store.hasSync(req.digest)) {
+          const m = await store.pieceManifest(req.digest, req.pieceSize)
+          const bf = Bitfield.full(pieceCount(m.size, m.pieceSize))
+          return await send({ t: 'have', digest: req.digest, size: m.size, pieceSize: m.pieceSize, complete: true, pulling: false, bitfield: bf.bytes, hashes: m.hashes })
+        }
+        const p = store.getPartial(req.digest)
+        if (p !== undefined && p.pieceSize === req.pieceSize) {
+          return await send({ t: 'have', digest: req.digest, size: p.size, pieceSize: p.pieceSize, complete: false, pulling: this.hooks.isPulling(req.digest), bitfield: p.have.bytes, hashes: p.hashes })
+        }
+        return await send({ t: 'none', digest: req.digest })
+      }
+      case 'manifest?': {
+        if (!store.hasSync(req.digest)) return await send({ t: 'err', code: 'missing', message: `${req.digest} is not complete here` })
+        const m = await store.pieceManifest(req.digest, req.pieceSize)
+        return await send({ t: 'manifest', digest: m.digest, size: m.size, pieceSize: m.pieceSize, hashes: m.hashes })
+      }
+      case 'piece?': {
+        if (this.hooks.uploadSlots === 0) return await send({ t: 'err', code: 'busy', message: 'this node serves no pieces (upload slots = 0)' })
+        await this.slots.acquire(this.shutdown.signal)
+        try {
+          const data = await this.readPiece(req.digest, req.pieceSize, req.index)
+          if (data === undefined) return await send({ t: 'err', code: 'missing', message: `piece ${req.index} of ${req.digest} is not held here` })
+          if (this.hooks.corruptPieces === true && data.length > 0) data[0] = (data[0] as number) ^ 0xff
+          await lp.writeV([encodeResponse({ t: 'piece', digest: req.digest, index: req.index, length: data.length }), data])
+          this.hooks.onServed?.(data.length)
+        } finally {
+          this.slots.release()
+        }
+        return
+      }
+      case 'replicate?': {
+        if (this.hooks.onReplicate === undefined) return await send({ t: 'replicated', ok: false, error: 'this node does not accept replicas' })
+        try {
+          await this.hooks.onReplicate(remotePeer, req.owner, req.blobs, this.shutdown.signal)
+          return await send({ t: 'replicated', ok: true })
+        } catch (err) {
+          return await send({ t: 'replicated', ok: false, error: (err as Error).message.slice(0, 1000) })
+        }
+      }
+    }
+  }
+
+  private async readPiece (digest: string, pieceSize: number, index: number): Promise<Uint8Array | undefined> {
+    const { store } = this.hooks
+    const st = await store.stat(digest)
+    if (st !== undefined) {
+      if (index * pieceSize >= st.size) return undefined
+      const { start, length } = pieceRange(st.size, pieceSize, index)
+      return await store.readRange(digest, start, length)
+    }
+    const p = store.getPartial(digest)
+    if (p !== undefined && p.pieceSize === pieceSize && p.have.get(index)) {
+      try {
+        return await p.readPiece(index)
+      } catch {
+        return undefined // completed or discarded meanwhile
+      }
+    }
+    return undefined
+  }
+}

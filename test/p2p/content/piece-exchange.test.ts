@@ -1,0 +1,184 @@
+// The piece exchange over real libp2p nodes (QUIC and TCP on loopback).
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { identify } from '@libp2p/identify'
+import { EPHEMERAL_LISTEN, transportModules, transportOf } from '../../../quic/transports.js'
+import { BlobStore } from '../../../p2p/content/blob-store.js'
+import { sha256Digest } from '../../../p2p/content/digest.js'
+import { PieceExchange } from '../../../p2p/content/piece-exchange.js'
+import { MemoryProviderTable } from '../../../p2p/content/providers.js'
+
+const PIECE = 64 * 1024
+
+interface TestNode { libp2p: Libp2p, store: BlobStore, ex: PieceExchange, id: string, dir: string }
+
+async function mkNode (t: { teardown: (fn: () => Promise<void>) => void }, opts: { corrupt?: boolean, uploadSlots?: number, providers?: MemoryProviderTable } = {}): Promise<TestNode> {
+  const dir = await mkdtemp(join(tmpdir(), 'bolt-px-'))
+  const libp2p = await createLibp2p({ addresses: { listen: EPHEMERAL_LISTEN }, ...transportModules(), services: { identify: identify() } })
+  const store = await BlobStore.open({ root: dir, pieceSize: PIECE })
+  const id = libp2p.peerId.toString()
+  const ex = new PieceExchange({
+    libp2p,
+    store,
+    pieceSize: PIECE,
+    uploadSlots: opts.uploadSlots,
+    corruptPieces: opts.corrupt,
+    providers: opts.providers?.sourceFor(id),
+    picker: { queryIntervalMs: 50, startDelayMs: 200, registryDeadlineMs: 2000, requestTimeoutMs: 5000, stallTimeoutMs: 5000 }
+  })
+  await ex.start()
+  const node = { libp2p, store, ex, id, dir }
+  t.teardown(async () => {
+    await ex.stop()
+    await libp2p.stop()
+    await store.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+  return node
+}
+
+async function connect (a: TestNode, b: TestNode, kind: 'tcp' | 'quic' = 'tcp'): Promise<void> {
+  const addr = b.libp2p.getMultiaddrs().find(m => transportOf(m) === kind)
+  if (addr === undefined) throw new Error(`no ${kind} address`)
+  await a.libp2p.dial(addr)
+}
+
+function countingRegistry (data: Uint8Array): { fn: (r: { start: number, length: number }) => Promise<Uint8Array>, bytes: () => number } {
+  let bytes = 0
+  return {
+    fn: async (r) => {
+      bytes += r.length
+      await new Promise(resolve => setTimeout(resolve, 2))
+      return data.slice(r.start, r.start + r.length)
+    },
+    bytes: () => bytes
+  }
+}
+
+t.test('pull a blob from one peer, over TCP and over QUIC', async t => {
+  for (const kind of ['tcp', 'quic'] as const) {
+    const a = await mkNode(t)
+    const b = await mkNode(t)
+    const data = randomBytes(10 * PIECE + 1234)
+    const d = sha256Digest(data)
+    await a.store.put(data, d)
+    await connect(b, a, kind)
+    const stats = await b.ex.pull(d, { size: data.length, candidates: [a.id] })
+    t.equal(stats.bytesFromPeers, data.length, kind)
+    t.equal(stats.bytesFromRegistry, 0)
+    t.same(Buffer.from(await b.store.readAll(d)), data)
+    t.ok(a.ex.counters.bytesServed >= data.length)
+  }
+})
+
+t.test('providers from the provider source; a node advertises a blob it only partly holds', async t => {
+  const table = new MemoryProviderTable()
+  const a = await mkNode(t, { providers: table })
+  const b = await mkNode(t, { providers: table })
+  const data = randomBytes(6 * PIECE)
+  const d = sha256Digest(data)
+  await a.store.put(data, d)
+  await new Promise(resolve => setTimeout(resolve, 10))
+  t.same(table.providers(d), [a.id], 'a put blob is announced')
+  await connect(b, a)
+  let announcedEarly = false
+  const stats = await b.ex.pull(d, {
+    size: data.length,
+    onProgress: p => { if (p.piecesDone === 1) announcedEarly = table.providers(d).includes(b.id) || announcedEarly }
+  })
+  await new Promise(resolve => setTimeout(resolve, 10))
+  t.equal(stats.bytesFromPeers, data.length)
+  t.ok(table.providers(d).includes(b.id), 'b announces after pulling')
+  t.ok(announcedEarly || table.providers(d).includes(b.id))
+  await b.store.delete(d)
+  await new Promise(resolve => setTimeout(resolve, 10))
+  t.notOk(table.providers(d).includes(b.id), 'withdrawn on removal')
+})
+
+t.test('a corrupt peer is banned, the pull completes from an honest one, no bad byte stored', async t => {
+  const bad = await mkNode(t, { corrupt: true })
+  const good = await mkNode(t)
+  const b = await mkNode(t)
+  const data = randomBytes(12 * PIECE)
+  const d = sha256Digest(data)
+  await bad.store.put(data, d)
+  await good.store.put(data, d)
+  await connect(b, bad)
+  await connect(b, good)
+  const stats = await b.ex.pull(d, { size: data.length, candidates: [bad.id, good.id] })
+  t.same(stats.bannedPeers, [bad.id])
+  t.ok(b.ex.bannedPeers.has(bad.id))
+  t.same(Buffer.from(await b.store.readAll(d)), data)
+})
+
+t.test('the only peer is corrupt: banned, and the registry serves everything', async t => {
+  const bad = await mkNode(t, { corrupt: true })
+  const b = await mkNode(t)
+  const data = randomBytes(5 * PIECE)
+  const d = sha256Digest(data)
+  await bad.store.put(data, d)
+  await connect(b, bad)
+  const reg = countingRegistry(data)
+  const stats = await b.ex.pull(d, { size: data.length, candidates: [bad.id], registry: reg.fn })
+  t.same(stats.bannedPeers, [bad.id])
+  t.equal(stats.bytesFromRegistry, data.length)
+  t.same(Buffer.from(await b.store.readAll(d)), data)
+})
+
+t.test('the only peer dies mid-pull: the pull completes from the registry', async t => {
+  const a = await mkNode(t)
+  const b = await mkNode(t)
+  const data = randomBytes(40 * PIECE)
+  const d = sha256Digest(data)
+  await a.store.put(data, d)
+  await connect(b, a)
+  const reg = countingRegistry(data)
+  let killed = false
+  const stats = await b.ex.pull(d, {
+    size: data.length,
+    candidates: [a.id],
+    registry: reg.fn,
+    onProgress: p => {
+      if (!killed && p.piecesDone >= 5) {
+        killed = true
+        void a.libp2p.stop()
+      }
+    }
+  })
+  t.ok(killed)
+  t.ok(stats.bytesFromPeers > 0, `from peers: ${stats.bytesFromPeers}`)
+  t.ok(stats.bytesFromRegistry > 0 && stats.bytesFromRegistry < data.length, `from registry: ${stats.bytesFromRegistry}`)
+  t.same(Buffer.from(await b.store.readAll(d)), data)
+})
+
+t.test('markDead drops a peer at once; upload slots 0 serve nothing', async t => {
+  const edge = await mkNode(t, { uploadSlots: 0 })
+  const b = await mkNode(t)
+  const data = randomBytes(3 * PIECE)
+  const d = sha256Digest(data)
+  await edge.store.put(data, d)
+  await connect(b, edge)
+  const reg = countingRegistry(data)
+  const stats = await b.ex.pull(d, { size: data.length, candidates: [edge.id], registry: reg.fn })
+  t.equal(stats.bytesFromPeers, 0)
+  t.equal(stats.bytesFromRegistry, data.length)
+  t.equal(edge.ex.counters.bytesServed, 0)
+})
+
+t.test('4 nodes pull the same blob at the same moment: registry egress stays near one copy', async t => {
+  const nodes = await Promise.all([0, 1, 2, 3].map(async () => await mkNode(t)))
+  for (let i = 0; i < nodes.length; i++) for (let j = i + 1; j < nodes.length; j++) await connect(nodes[i]!, nodes[j]!)
+  const data = randomBytes(48 * PIECE)
+  const d = sha256Digest(data)
+  const reg = countingRegistry(data)
+  const stats = await Promise.all(nodes.map(async n => await n.ex.pull(d, { size: data.length, candidates: nodes.filter(o => o !== n).map(o => o.id), registry: reg.fn })))
+  for (const n of nodes) t.same(Buffer.from(await n.store.readAll(d)), data)
+  const total = stats.reduce((s, x) => s + x.bytesFromRegistry, 0)
+  t.equal(total, reg.bytes())
+  t.ok(reg.bytes() <= 1.5 * data.length, `registry egress ${(reg.bytes() / data.length).toFixed(2)}× the blob`)
+  for (const n of nodes) t.same(await readdir(join(n.dir, 'partial')), [], 'no partial left')
+})

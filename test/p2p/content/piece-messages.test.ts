@@ -1,0 +1,37 @@
+import t from 'tap'
+import fc from 'fast-check'
+import { encode } from 'cbor-x'
+import { decodeRequest, decodeResponse, encodeRequest, encodeResponse, MAX_CONTROL_FRAME, type PieceRequest } from '../../../p2p/content/piece-messages.js'
+
+const digest = 'sha256:' + 'ab'.repeat(32)
+const typed = new Set(['InvalidMessageError', 'FrameTooLargeError'])
+
+t.test('valid messages round-trip', async t => {
+  const reqs: PieceRequest[] = [
+    { t: 'have?', digest, pieceSize: 4 * 1024 * 1024 },
+    { t: 'manifest?', digest, pieceSize: 65536 },
+    { t: 'piece?', digest, pieceSize: 65536, index: 17 },
+    { t: 'replicate?', owner: 'object:x', blobs: [{ digest, size: 10 }] }
+  ]
+  for (const r of reqs) t.same(decodeRequest(encodeRequest(r)), r)
+  const have = { t: 'have' as const, digest, size: 100, pieceSize: 65536, complete: false, pulling: true, bitfield: new Uint8Array([0x80]), hashes: new Uint8Array(32) }
+  const back = decodeResponse(encodeResponse(have))
+  t.equal(back.t, 'have')
+  t.same(back, { ...have, bitfield: Buffer.from(have.bitfield), hashes: Buffer.from(have.hashes) })
+})
+
+t.test('decoders reject bad input with typed errors only (fuzz)', async t => {
+  const check = (frame: Uint8Array): void => {
+    for (const dec of [decodeRequest, decodeResponse]) {
+      try { dec(frame) } catch (err) { if (!typed.has((err as Error).name)) throw err }
+    }
+  }
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 512 }), check), { numRuns: 2000, seed: 1 })
+  // Structured garbage: CBOR of arbitrary JSON-ish values, and near-miss messages.
+  fc.assert(fc.property(fc.jsonValue(), v => check(encode(v))), { numRuns: 1000, seed: 2 })
+  fc.assert(fc.property(fc.record({ t: fc.constantFrom('have?', 'piece?', 'have', 'piece', 'err', 'x'), digest: fc.string(), pieceSize: fc.integer(), index: fc.integer(), length: fc.integer() }), v => check(encode(v))), { numRuns: 1000, seed: 3 })
+  for (const hex of ['bf', '9f', 'c29ff7503e7d', 'a1', '5a000000ff']) t.throws(() => decodeRequest(Buffer.from(hex, 'hex')), { name: 'InvalidMessageError' }, `cbor ${hex} refused before cbor-x sees it`)
+  t.throws(() => decodeRequest(new Uint8Array(MAX_CONTROL_FRAME + 1)), { name: 'FrameTooLargeError' })
+  t.throws(() => decodeRequest(encode({ t: 'piece?', digest, pieceSize: 65536, index: -1 })), { name: 'InvalidMessageError' })
+  t.throws(() => decodeRequest(encode({ t: 'have?', digest, pieceSize: 1 })), { name: 'InvalidMessageError' })
+})
