@@ -1,0 +1,153 @@
+// The process side of one capsule. A detached shell (the "waiter") runs
+// `<runtime> run` in the foreground and writes its exit status to a file, so
+// the capsule and its exit code outlive an agent crash. Output goes through
+// two FIFOs the waiter also holds open: while the agent is down the capsule
+// writes into the pipe buffer instead of dying of SIGPIPE, and a restarted
+// agent reopens the FIFOs and carries on logging (Docker's live-restore way).
+import { spawn, type ChildProcess } from 'node:child_process'
+import { EventEmitter } from 'node:events'
+import { constants, open as openCb } from 'node:fs'
+import { promisify } from 'node:util'
+import { open, readFile, type FileHandle } from 'node:fs/promises'
+import { Socket } from 'node:net'
+import { join } from 'node:path'
+import { mustRun } from './command.js'
+import { NativeError } from './errors.js'
+import type { LogStream, RotatingLogWriter } from './logs.js'
+
+/** How often an adopted capsule's waiter is checked (it is not our child, so no exit event). */
+export const ADOPTED_POLL_MS = 200
+/** How long to wait, after the waiter is gone, for the last output to be logged. */
+export const LOG_DRAIN_TIMEOUT_MS = 2000
+
+export const EXIT_FILE = 'exit'
+export const PID_FILE = 'pid'
+
+// $1: capsule dir; the rest: the runtime's argv. fds 3 and 4 keep a reader on
+// each FIFO for as long as the capsule runs, and are closed for the runtime.
+const WAITER_SCRIPT = [
+  'd=$1; shift',
+  'exec 3<>"$d/stdout.fifo" 4<>"$d/stderr.fifo"',
+  '"$@" </dev/null >"$d/stdout.fifo" 2>"$d/stderr.fifo" 3>&- 4>&-',
+  'c=$?',
+  'echo "$c" >"$d/exit.tmp" && mv "$d/exit.tmp" "$d/exit"'
+].join('\n')
+
+export class WaiterError extends NativeError {
+  override name = 'WaiterError'
+}
+
+/** Whether `pid` is alive and is the waiter of the capsule in `dir` (not a reused pid). */
+export async function isWaiterAlive (pid: number, dir: string): Promise<boolean> {
+  try {
+    process.kill(pid, 0)
+  } catch {
+    return false
+  }
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
+  return cmdline.split('\0').includes(dir)
+}
+
+/** The waiter's recorded exit code, or null when it has not written one. */
+export async function readExitCode (dir: string): Promise<number | null> {
+  const text = await readFile(join(dir, EXIT_FILE), 'utf8').catch(() => undefined)
+  if (text === undefined) return null
+  const n = Number(text.trim())
+  return Number.isInteger(n) ? n : null
+}
+
+const openFd = promisify(openCb)
+
+/** A non-blocking reader on a FIFO; the socket owns (and closes) the fd. */
+async function openReader (fifo: string): Promise<Socket> {
+  const fd = await openFd(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
+  return new Socket({ fd, readable: true, writable: false })
+}
+
+export class CapsuleProcess extends EventEmitter {
+  private readonly readers: Array<{ socket: Socket, done: Promise<void> }> = []
+  private holds: FileHandle[] = []
+  private timer: NodeJS.Timeout | undefined
+  private child: ChildProcess | undefined
+  /** Resolves with the exit code (null if the waiter died without one) once output is drained. */
+  readonly exited: Promise<number | null>
+  private resolveExit!: (code: number | null) => void
+  private finishing = false
+
+  private constructor (readonly dir: string, private readonly log: RotatingLogWriter) {
+    super()
+    this.exited = new Promise(resolve => { this.resolveExit = resolve })
+  }
+
+  get waiterPid (): number | undefined {
+    return this.child?.pid
+  }
+
+  private async attach (): Promise<void> {
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const socket = await openReader(join(this.dir, `${stream}.fifo`))
+      socket.setEncoding('utf8')
+      socket.on('data', (s: string) => { this.log.feed(stream as LogStream, s) })
+      const done = new Promise<void>(resolve => {
+        socket.once('close', () => { resolve() })
+        socket.once('error', () => { resolve() })
+      })
+      this.readers.push({ socket, done })
+    }
+  }
+
+  /** Creates the FIFOs, starts logging them, and spawns the waiter running `argv`. */
+  static async launch (dir: string, argv: string[], log: RotatingLogWriter): Promise<CapsuleProcess> {
+    await mustRun('mkfifo', ['-m', '600', join(dir, 'stdout.fifo'), join(dir, 'stderr.fifo')], m => new WaiterError(m))
+    const p = new CapsuleProcess(dir, log)
+    await p.attach()
+    // Our own write ends keep the readers from seeing EOF before the waiter opens the FIFOs.
+    for (const s of ['stdout', 'stderr']) p.holds.push(await open(join(dir, `${s}.fifo`), constants.O_WRONLY | constants.O_NONBLOCK))
+    const child = spawn('/bin/sh', ['-c', WAITER_SCRIPT, 'bolt-waiter', dir, ...argv], { detached: true, stdio: 'ignore' })
+    p.child = child
+    child.unref()
+    child.once('error', () => { void p.finish() })
+    child.once('exit', () => { void p.finish() })
+    return p
+  }
+
+  /** Re-attaches to a capsule whose waiter survived an agent restart. */
+  static async adopt (dir: string, waiterPid: number, log: RotatingLogWriter): Promise<CapsuleProcess> {
+    const p = new CapsuleProcess(dir, log)
+    await p.attach()
+    const check = async (): Promise<void> => {
+      if (!(await isWaiterAlive(waiterPid, dir))) await p.finish()
+    }
+    p.timer = setInterval(() => { void check() }, ADOPTED_POLL_MS)
+    await check()
+    return p
+  }
+
+  private async finish (): Promise<void> {
+    if (this.finishing) return
+    this.finishing = true
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.timer = undefined
+    for (const h of this.holds) await h.close().catch(() => undefined)
+    this.holds = []
+    // Every writer is gone now: the readers drain what is buffered and see EOF.
+    const drained = Promise.all(this.readers.map(r => r.done))
+    let t: NodeJS.Timeout | undefined
+    await Promise.race([drained, new Promise<void>(resolve => { t = setTimeout(resolve, LOG_DRAIN_TIMEOUT_MS) })])
+    clearTimeout(t)
+    await this.detach()
+    this.resolveExit(await readExitCode(this.dir))
+  }
+
+  /** Stops reading (the agent is shutting down); the capsule keeps running under its waiter. */
+  async detach (): Promise<void> {
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.timer = undefined
+    for (const r of this.readers) {
+      r.socket.destroy()
+    }
+    this.readers.length = 0
+    for (const h of this.holds) await h.close().catch(() => undefined)
+    this.holds = []
+  }
+}

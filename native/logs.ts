@@ -1,0 +1,209 @@
+// Capsule logs: stdout and stderr split into lines and appended as JSON lines
+// ({t, s, l}) to one file that rotates by size, keeping a bounded number of
+// old files; and a reader that replays them and can follow new lines.
+import { EventEmitter, once } from 'node:events'
+import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises'
+
+/** A longer line is cut into records of this size (Docker does the same at 16 KiB). */
+export const MAX_LINE_BYTES = 16 * 1024
+export const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
+export const DEFAULT_LOG_MAX_FILES = 3
+
+export type LogStream = 'stdout' | 'stderr'
+
+export interface LogRecord {
+  /** Milliseconds since the epoch when the line was read. */
+  time: number
+  stream: LogStream
+  line: string
+}
+
+export interface RotationOptions {
+  maxBytes: number
+  /** Files kept in all, the live one included. */
+  maxFiles: number
+}
+
+/** Appends records to `path`, rotating to path.1 … path.(maxFiles-1) when it exceeds maxBytes. */
+export class RotatingLogWriter extends EventEmitter {
+  private fh: FileHandle | undefined
+  private size = 0
+  private chain: Promise<void> = Promise.resolve()
+  private readonly partial: Record<LogStream, string> = { stdout: '', stderr: '' }
+  private closed = false
+  /** Bumped on every rotation; readers compare it to notice one. */
+  generation = 0
+  /** Bumped on every append, so a reader can tell it missed one while reading. */
+  appends = 0
+
+  constructor (readonly path: string, private readonly opts: RotationOptions) {
+    super()
+    this.setMaxListeners(64)
+  }
+
+  async open (): Promise<void> {
+    this.fh = await open(this.path, 'a', 0o640)
+    this.size = (await this.fh.stat()).size
+  }
+
+  /** Feeds raw output of one stream; complete lines become records. */
+  feed (stream: LogStream, chunk: string): void {
+    if (this.closed) return
+    let buf = this.partial[stream] + chunk
+    const records: LogRecord[] = []
+    const now = Date.now()
+    for (;;) {
+      const nl = buf.indexOf('\n')
+      if (nl < 0) break
+      this.pushLine(records, stream, buf.slice(0, nl), now)
+      buf = buf.slice(nl + 1)
+    }
+    while (Buffer.byteLength(buf) > MAX_LINE_BYTES) {
+      this.pushLine(records, stream, buf.slice(0, MAX_LINE_BYTES), now)
+      buf = buf.slice(MAX_LINE_BYTES)
+    }
+    this.partial[stream] = buf
+    if (records.length > 0) this.enqueue(records)
+  }
+
+  private pushLine (out: LogRecord[], stream: LogStream, text: string, now: number): void {
+    let rest = text
+    do {
+      out.push({ time: now, stream, line: rest.slice(0, MAX_LINE_BYTES) })
+      rest = rest.slice(MAX_LINE_BYTES)
+    } while (rest.length > 0)
+  }
+
+  private enqueue (records: LogRecord[]): void {
+    const data = records.map(r => JSON.stringify({ t: r.time, s: r.stream, l: r.line }) + '\n').join('')
+    this.chain = this.chain.then(async () => { await this.append(data) }).catch(err => { this.emit('error', err) })
+  }
+
+  private async append (data: string): Promise<void> {
+    if (this.fh === undefined) return
+    if (this.size > 0 && this.size + Buffer.byteLength(data) > this.opts.maxBytes) await this.rotate()
+    const buf = Buffer.from(data)
+    await this.fh.write(buf)
+    this.size += buf.length
+    this.appends++
+    this.emit('append')
+  }
+
+  private async rotate (): Promise<void> {
+    await this.fh?.close()
+    const keep = this.opts.maxFiles - 1
+    await rm(`${this.path}.${keep}`, { force: true })
+    for (let i = keep - 1; i >= 1; i--) await rename(`${this.path}.${i}`, `${this.path}.${i + 1}`).catch(() => undefined)
+    if (keep >= 1) await rename(this.path, `${this.path}.1`)
+    else await rm(this.path, { force: true })
+    this.fh = await open(this.path, 'a', 0o640)
+    this.size = 0
+    this.generation++
+    this.emit('rotate')
+  }
+
+  /** Flushes partial lines and closes the file; readers following it then end. */
+  async close (): Promise<void> {
+    if (this.closed) return
+    for (const s of ['stdout', 'stderr'] as const) {
+      if (this.partial[s] !== '') { const rest = this.partial[s]; this.partial[s] = ''; this.enqueue([{ time: Date.now(), stream: s, line: rest }]) }
+    }
+    this.closed = true
+    await this.chain
+    await this.fh?.close()
+    this.fh = undefined
+    this.emit('close')
+  }
+
+  get isClosed (): boolean {
+    return this.closed
+  }
+}
+
+function parseRecord (line: string): LogRecord | undefined {
+  try {
+    const o = JSON.parse(line) as { t: number, s: LogStream, l: string }
+    return { time: o.t, stream: o.s, line: o.l }
+  } catch {
+    return undefined
+  }
+}
+
+const READ_CHUNK = 64 * 1024
+
+async function * readFileRecords (fh: FileHandle, start: number, state: { pos: number, rest: string }): AsyncGenerator<LogRecord> {
+  state.pos = start
+  const buf = Buffer.alloc(READ_CHUNK)
+  for (;;) {
+    const { bytesRead } = await fh.read(buf, 0, READ_CHUNK, state.pos)
+    if (bytesRead === 0) return
+    state.pos += bytesRead
+    const text = state.rest + buf.subarray(0, bytesRead).toString('utf8')
+    const lines = text.split('\n')
+    state.rest = lines.pop() ?? ''
+    for (const l of lines) {
+      const r = parseRecord(l)
+      if (r !== undefined) yield r
+    }
+  }
+}
+
+export interface ReadLogsOptions {
+  maxFiles: number
+  /** Keep waiting for new records until the writer closes or `signal` aborts. */
+  follow?: boolean
+  signal?: AbortSignal
+  /** The live writer, when the capsule still runs in this process. */
+  writer?: RotatingLogWriter
+}
+
+/** Replays the rotated files oldest first, then the live one; with `follow`, tails it. */
+export async function * readLogs (path: string, opts: ReadLogsOptions): AsyncGenerator<LogRecord> {
+  for (let i = opts.maxFiles - 1; i >= 1; i--) {
+    const fh = await open(`${path}.${i}`, 'r').catch(() => undefined)
+    if (fh === undefined) continue
+    try {
+      yield * readFileRecords(fh, 0, { pos: 0, rest: '' })
+    } finally {
+      await fh.close()
+    }
+  }
+  const writer = opts.follow === true ? opts.writer : undefined
+  let fh = await open(path, 'r').catch(() => undefined)
+  if (fh === undefined) return
+  let generation = writer?.generation ?? 0
+  const state = { pos: 0, rest: '' }
+  try {
+    for (;;) {
+      const seen = writer?.appends ?? 0
+      yield * readFileRecords(fh, state.pos, state)
+      if (writer === undefined || opts.signal?.aborted === true) return
+      if (writer.generation !== generation) {
+        // The file we hold was renamed to .1 and is finished: go to the new live file.
+        await fh.close()
+        fh = await open(path, 'r')
+        generation = writer.generation
+        state.pos = 0
+        state.rest = ''
+        continue
+      }
+      if (writer.isClosed) {
+        // Re-check the size once: the last append may have landed after our read.
+        if ((await stat(path).catch(() => ({ size: 0 }))).size > state.pos) continue
+        return
+      }
+      if (writer.appends !== seen) continue
+      const ac = new AbortController()
+      const waits = [once(writer, 'append', { signal: ac.signal }), once(writer, 'rotate', { signal: ac.signal }), once(writer, 'close', { signal: ac.signal })]
+      if (opts.signal !== undefined) waits.push(once(opts.signal, 'abort', { signal: ac.signal }))
+      try {
+        await Promise.race(waits)
+      } finally {
+        ac.abort()
+        await Promise.allSettled(waits)
+      }
+    }
+  } finally {
+    await fh.close()
+  }
+}

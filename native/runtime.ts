@@ -1,0 +1,398 @@
+// NodeRuntime: runs capsules on this node. Images become rootfs dirs, specs
+// become OCI bundles, and an OCI runtime (runc or crun) runs them under a
+// detached waiter, so capsules survive an agent crash and are adopted (or
+// cleaned up) when the agent comes back.
+import { createHash } from 'node:crypto'
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { userInfo } from 'node:os'
+import { join, resolve } from 'node:path'
+import { buildRuntimeConfig, hostNofileHard, type RootlessIds } from './bundle/config.js'
+import type { OciSpec } from './bundle/oci-spec.js'
+import { CapsuleProcess, isWaiterAlive, readExitCode } from './capsule-process.js'
+import { readRecord, writeRecord, type CapsuleExit, type CapsuleRecord } from './capsule-state.js'
+import { CapsuleCgroup, type CgroupLayout, type CgroupStats } from './cgroups.js'
+import { CapsuleExistsError, CapsuleNotFoundError, CapsuleStateError, ImageLayoutError } from './errors.js'
+import { applyContainerEdits, mergeEdits, type ContainerEdits } from './gpu/edits.js'
+import { readLogs, RotatingLogWriter, type LogRecord } from './logs.js'
+import type { ExecResult, OciRuntimeDriver } from './oci/driver.js'
+import type { ImageStore, PreparedImage } from './image/store.js'
+import { parseRunSpec, type CapsuleRunSpec, type CapsuleRunSpecInput } from './spec.js'
+
+export const DEFAULT_STOP_TIMEOUT_MS = 10_000
+export const LOG_FILE = 'capsule.log'
+/** How long run() waits for the OCI runtime to report the capsule started. */
+export const START_TIMEOUT_MS = 30_000
+
+export type CapsuleStatus = 'starting' | 'running' | 'exited'
+
+export interface CapsuleState {
+  name: string
+  image: string
+  status: CapsuleStatus
+  createdAt: number
+  /** Host pid of the capsule's init while it runs. */
+  pid: number | null
+  /** CDI devices given to it. */
+  devices: string[]
+  exit: CapsuleExit | null
+}
+
+export interface CapsuleHandle {
+  name: string
+  /** Resolves when the capsule has exited and its output is in the log. */
+  exited: Promise<CapsuleExit>
+}
+
+export interface RecoveryReport {
+  adopted: string[]
+  /** Capsules that had exited (or lost their waiter) while the agent was down, now recorded and released. */
+  finished: string[]
+  /** Runtime containers, cgroups and mounts with no capsule record, removed. */
+  orphansRemoved: string[]
+}
+
+/** Resolves GPU requests into CDI edits and gives the gaming profile; see gpu/. */
+export interface DeviceProvider {
+  gpuEdits: (request: number | string[], inUse: ReadonlySet<string>) => Promise<{ devices: string[], edits: ContainerEdits }>
+  gamingEdits: (opts: Exclude<CapsuleRunSpec['gaming'], undefined | boolean> | undefined) => Promise<ContainerEdits>
+  hostRoot: string
+}
+
+export interface NodeRuntimeDeps {
+  dataDir: string
+  driver: OciRuntimeDriver
+  images: ImageStore
+  cgroups: CgroupLayout
+  rootless?: RootlessIds
+  volumeRoots: string[]
+  log: { maxBytes: number, maxFiles: number }
+  devices: DeviceProvider
+}
+
+interface Live {
+  record: CapsuleRecord
+  dir: string
+  log: RotatingLogWriter
+  proc?: CapsuleProcess
+  exited: Promise<CapsuleExit>
+  devices: string[]
+}
+
+export class NodeRuntime {
+  private readonly capsulesDir: string
+  private readonly live = new Map<string, Live>()
+  /** Cgroup paths are per data dir, so several agents on one host never touch each other's. */
+  private readonly cgroupPrefix: string
+  private closed = false
+
+  constructor (private readonly deps: NodeRuntimeDeps) {
+    this.capsulesDir = join(resolve(deps.dataDir), 'capsules')
+    this.cgroupPrefix = `/bolt/${createHash('sha256').update(resolve(deps.dataDir)).digest('hex').slice(0, 12)}`
+  }
+
+  get runtimeName (): string {
+    return this.deps.driver.name
+  }
+
+  async init (): Promise<void> {
+    await mkdir(this.capsulesDir, { recursive: true, mode: 0o700 })
+  }
+
+  /** Prepares an image from an OCI layout on disk; returns its id for `run`. */
+  async prepareImage (layoutDir: string, ref: string, signal?: AbortSignal): Promise<PreparedImage> {
+    return await this.deps.images.prepare(layoutDir, ref, signal)
+  }
+
+  private cgroupFor (name: string): CapsuleCgroup | undefined {
+    if (this.deps.rootless !== undefined || this.deps.cgroups.mode === 'none') return undefined
+    return new CapsuleCgroup(this.deps.cgroups, `${this.cgroupPrefix}/${name}`)
+  }
+
+  private devicesInUse (): Set<string> {
+    const s = new Set<string>()
+    for (const l of this.live.values()) if (l.record.status !== 'exited') for (const d of l.devices) s.add(d)
+    return s
+  }
+
+  /** Builds the bundle and starts the capsule; resolves once its waiter runs. */
+  async run (input: CapsuleRunSpecInput): Promise<CapsuleHandle> {
+    if (this.closed) throw new CapsuleStateError('the runtime is closed')
+    const spec = parseRunSpec(input)
+    if (this.live.has(spec.name)) throw new CapsuleExistsError(`capsule ${spec.name} already exists on this node (remove it first)`)
+    const image = await this.deps.images.get(spec.image)
+    if (image === undefined) throw new ImageLayoutError(`image ${spec.image} is not prepared on this node (call prepareImage first)`)
+    const dir = join(this.capsulesDir, spec.name)
+    try {
+      await mkdir(dir, { mode: 0o700 })
+    } catch {
+      throw new CapsuleExistsError(`capsule ${spec.name} already has a directory at ${dir} (remove it first)`)
+    }
+    const cg = this.cgroupFor(spec.name)
+    const record: CapsuleRecord = {
+      name: spec.name,
+      image: spec.image,
+      runtime: this.deps.driver.name,
+      createdAt: Date.now(),
+      waiterPid: null,
+      cgroup: cg?.relPath ?? null,
+      log: { maxBytes: spec.log.maxBytes ?? this.deps.log.maxBytes, maxFiles: spec.log.maxFiles ?? this.deps.log.maxFiles },
+      status: 'starting',
+      stopRequested: false,
+      exit: null
+    }
+    let devices: string[] = []
+    try {
+      await writeRecord(dir, record)
+      const rootfs = await this.deps.images.createRootfs(image, dir)
+      const config = await this.bundleConfig(spec, image, rootfs, dir, cg)
+      if (spec.gpus !== undefined && spec.gpus !== 0) {
+        const g = await this.deps.devices.gpuEdits(spec.gpus, this.devicesInUse())
+        devices = g.devices
+        await applyContainerEdits(config, g.edits, this.deps.devices.hostRoot)
+      }
+      if (spec.gaming !== undefined && spec.gaming !== false) {
+        const edits = await this.deps.devices.gamingEdits(spec.gaming === true ? undefined : spec.gaming)
+        await applyContainerEdits(config, mergeEdits(edits), this.deps.devices.hostRoot)
+      }
+      await writeFile(join(dir, 'config.json'), JSON.stringify(config))
+      await cg?.create(spec.resources.memoryBytes)
+      const log = new RotatingLogWriter(join(dir, LOG_FILE), record.log)
+      await log.open()
+      const proc = await CapsuleProcess.launch(dir, this.deps.driver.runArgv(spec.name, dir, join(dir, 'pid')), log)
+      record.waiterPid = proc.waiterPid ?? null
+      record.status = 'running'
+      await writeRecord(dir, record)
+      const live: Live = { record, dir, log, proc, devices, exited: Promise.resolve() as unknown as Promise<CapsuleExit> }
+      live.exited = this.track(live, proc)
+      this.live.set(spec.name, live)
+      await waitForStart(dir, live.exited)
+      return { name: spec.name, exited: live.exited }
+    } catch (err) {
+      await this.release(spec.name, dir, cg).catch(() => undefined)
+      await rm(dir, { recursive: true, force: true })
+      throw err
+    }
+  }
+
+  private async bundleConfig (spec: CapsuleRunSpec, image: PreparedImage, rootfs: string, dir: string, cg: CapsuleCgroup | undefined): Promise<OciSpec> {
+    const hostname = spec.hostname ?? spec.name
+    const etcDir = join(dir, 'etc')
+    await mkdir(etcDir)
+    const resolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => 'nameserver 1.1.1.1\n')
+    await writeFile(join(etcDir, 'hostname'), `${hostname}\n`)
+    await writeFile(join(etcDir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`)
+    await writeFile(join(etcDir, 'resolv.conf'), spec.network === 'host' ? resolv : resolv.replace(/^nameserver\s+127\.\S+\s*$/gm, ''))
+    const config = await buildRuntimeConfig({
+      spec,
+      image: image.config,
+      rootfs,
+      ...(cg !== undefined ? { cgroupsPath: cg.leafPath, memoryOnParent: true } : {}),
+      cgroupNamespace: this.deps.cgroups.mode === 'v2',
+      ...(this.deps.rootless !== undefined ? { rootless: this.deps.rootless } : {}),
+      volumeRoots: this.deps.volumeRoots,
+      etcFiles: { hostname: join(etcDir, 'hostname'), hosts: join(etcDir, 'hosts'), resolvConf: join(etcDir, 'resolv.conf') }
+    })
+    if (spec.gaming !== undefined && spec.gaming !== false) {
+      // esync/fsync in Wine and Proton want a high open-file limit.
+      const hard = await hostNofileHard()
+      config.process.rlimits = config.process.rlimits.map(r => r.type === 'RLIMIT_NOFILE' ? { type: r.type, soft: Math.min(hard, Math.max(r.soft, 524288)), hard: Math.min(hard, Math.max(r.hard, 524288)) } : r)
+    }
+    return config
+  }
+
+  /** Follows a capsule process to its exit, then records why it ended and frees its resources. */
+  private async track (live: Live, proc: CapsuleProcess): Promise<CapsuleExit> {
+    const code = await proc.exited
+    return await this.finalize(live, code)
+  }
+
+  private async finalize (live: Live, code: number | null): Promise<CapsuleExit> {
+    const { record, dir } = live
+    const cg = record.cgroup !== null ? new CapsuleCgroup(this.deps.cgroups, record.cgroup) : undefined
+    const oomKills = cg !== undefined ? await cg.oomKills() : 0
+    const limitHit = cg !== undefined ? await cg.memoryLimitHit() : false
+    const oom = oomKills > 0 || (limitHit && code === 137 && !record.stopRequested)
+    const started = await readFile(join(dir, 'pid'), 'utf8').then(() => true, () => false)
+    let reason: CapsuleExit['reason']
+    if (oom) reason = 'oom'
+    else if (code === null) reason = 'lost'
+    else if (!started) reason = 'start-failed'
+    else if (record.stopRequested) reason = 'stopped'
+    else reason = 'exited'
+    const exit: CapsuleExit = { exitCode: code, reason, oomKilled: oom, finishedAt: Date.now() }
+    await live.log.close()
+    await this.release(record.name, dir, cg)
+    record.status = 'exited'
+    record.exit = exit
+    record.waiterPid = null
+    await writeRecord(dir, record).catch(() => undefined)
+    return exit
+  }
+
+  /** Frees what a stopped capsule holds: runtime state, cgroup, rootfs mount. Keeps its record and logs. */
+  private async release (name: string, dir: string, cg: CapsuleCgroup | undefined): Promise<void> {
+    const st = await this.deps.driver.state(name)
+    if (st !== undefined) {
+      if (st.status === 'running' || st.status === 'paused' || st.status === 'created') await this.deps.driver.kill(name, 'SIGKILL', true)
+      await this.deps.driver.delete(name, true)
+    }
+    await cg?.remove()
+    await this.deps.images.removeRootfs(dir)
+  }
+
+  private get (name: string): Live {
+    const l = this.live.get(name)
+    if (l === undefined) throw new CapsuleNotFoundError(`capsule ${name} is not on this node`)
+    return l
+  }
+
+  async state (name: string): Promise<CapsuleState> {
+    const l = this.get(name)
+    let pid: number | null = null
+    if (l.record.status !== 'exited') {
+      const n = Number((await readFile(join(l.dir, 'pid'), 'utf8').catch(() => '')).trim())
+      pid = Number.isInteger(n) && n > 0 ? n : null
+    }
+    return { name, image: l.record.image, status: l.record.status, createdAt: l.record.createdAt, pid, devices: l.devices, exit: l.record.exit }
+  }
+
+  async list (): Promise<CapsuleState[]> {
+    return await Promise.all([...this.live.keys()].sort().map(async n => await this.state(n)))
+  }
+
+  async wait (name: string, signal?: AbortSignal): Promise<CapsuleExit> {
+    const l = this.get(name)
+    if (signal === undefined) return await l.exited
+    signal.throwIfAborted()
+    return await new Promise((resolve, reject) => {
+      const onAbort = (): void => { reject(signal.reason as Error) }
+      signal.addEventListener('abort', onAbort, { once: true })
+      l.exited.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
+    })
+  }
+
+  /** SIGTERM (or the spec's stop signal), then SIGKILL to every process after `timeoutMs`. */
+  async stop (name: string, opts: { timeoutMs?: number, signal?: string } = {}): Promise<CapsuleExit> {
+    const l = this.get(name)
+    if (l.record.status === 'exited' && l.record.exit !== null) return l.record.exit
+    l.record.stopRequested = true
+    await writeRecord(l.dir, l.record)
+    await this.deps.driver.kill(name, opts.signal ?? 'SIGTERM')
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS
+    let t: NodeJS.Timeout | undefined
+    const timedOut = await Promise.race([
+      l.exited.then(() => false),
+      new Promise<boolean>(resolve => { t = setTimeout(() => { resolve(true) }, timeoutMs) })
+    ])
+    clearTimeout(t)
+    if (timedOut) await this.deps.driver.kill(name, 'SIGKILL', true)
+    return await l.exited
+  }
+
+  /** Deletes a capsule and everything it left (logs included). A running one must be stopped first, unless `force`. */
+  async remove (name: string, opts: { force?: boolean } = {}): Promise<void> {
+    const l = this.get(name)
+    if (l.record.status !== 'exited') {
+      if (opts.force !== true) throw new CapsuleStateError(`capsule ${name} is still running: stop it first (or remove with force)`)
+      await this.stop(name, { timeoutMs: 0 })
+    }
+    await l.exited
+    this.live.delete(name)
+    await rm(l.dir, { recursive: true, force: true })
+  }
+
+  logs (name: string, opts: { follow?: boolean, signal?: AbortSignal } = {}): AsyncIterable<LogRecord> {
+    const l = this.get(name)
+    return readLogs(join(l.dir, LOG_FILE), { maxFiles: l.record.log.maxFiles, follow: opts.follow, signal: opts.signal, writer: l.log })
+  }
+
+  async exec (name: string, argv: string[], opts: { env?: string[], cwd?: string, timeoutMs?: number, signal?: AbortSignal } = {}): Promise<ExecResult> {
+    const l = this.get(name)
+    if (l.record.status !== 'running') throw new CapsuleStateError(`capsule ${name} is ${l.record.status}: exec needs a running capsule`)
+    return await this.deps.driver.exec(name, argv, opts)
+  }
+
+  async stats (name: string): Promise<CgroupStats> {
+    const l = this.get(name)
+    if (l.record.status === 'exited' || l.record.cgroup === null) {
+      return { cpuNanos: 0, memoryBytes: 0, memoryPeakBytes: null, memoryLimitBytes: null, pids: 0, oomKills: l.record.exit?.oomKilled === true ? 1 : 0 }
+    }
+    return await new CapsuleCgroup(this.deps.cgroups, l.record.cgroup).stats()
+  }
+
+  /**
+   * At agent start: adopts capsules whose waiter still runs, records and frees
+   * those that ended meanwhile, and removes runtime containers, cgroups and
+   * mounts this data dir owns but no capsule record claims.
+   */
+  async recover (): Promise<RecoveryReport> {
+    const report: RecoveryReport = { adopted: [], finished: [], orphansRemoved: [] }
+    const names = await readdir(this.capsulesDir).catch(() => [] as string[])
+    for (const name of names.sort()) {
+      if (this.live.has(name)) continue
+      const dir = join(this.capsulesDir, name)
+      const record = await readRecord(dir)
+      if (record === undefined) {
+        // Crashed before the first record was written: nothing ran yet.
+        await this.release(name, dir, this.cgroupFor(name))
+        await rm(dir, { recursive: true, force: true })
+        report.orphansRemoved.push(name)
+        continue
+      }
+      const log = new RotatingLogWriter(join(dir, LOG_FILE), record.log)
+      const live: Live = { record, dir, log, devices: [], exited: Promise.resolve(record.exit as CapsuleExit) }
+      this.live.set(name, live)
+      if (record.status === 'exited') { await log.close(); continue }
+      await log.open()
+      if (record.waiterPid !== null && await isWaiterAlive(record.waiterPid, dir)) {
+        const proc = await CapsuleProcess.adopt(dir, record.waiterPid, log)
+        live.proc = proc
+        live.exited = this.track(live, proc)
+        report.adopted.push(name)
+      } else {
+        live.exited = this.finalize(live, await readExitCode(dir))
+        await live.exited
+        report.finished.push(name)
+      }
+    }
+    // Containers in our runtime state root that no record claims.
+    for (const c of await this.deps.driver.list().catch(() => [])) {
+      if (this.live.has(c.id)) continue
+      await this.deps.driver.kill(c.id, 'SIGKILL', true)
+      await this.deps.driver.delete(c.id, true)
+      report.orphansRemoved.push(c.id)
+    }
+    return report
+  }
+
+  /** Detaches from running capsules (they keep running under their waiters) and stops all timers. */
+  async close (): Promise<void> {
+    this.closed = true
+    for (const l of this.live.values()) {
+      await l.proc?.detach()
+      if (!l.log.isClosed) await l.log.close()
+    }
+  }
+}
+
+/** Resolves once the runtime wrote the capsule's pid file (it runs) or the capsule already ended. */
+async function waitForStart (dir: string, exited: Promise<CapsuleExit>, timeoutMs = START_TIMEOUT_MS): Promise<void> {
+  let ended = false
+  void exited.then(() => { ended = true }, () => { ended = true })
+  const deadline = Date.now() + timeoutMs
+  // Starts take a few ms; poll fast first, then back off.
+  for (let delay = 1; !ended && Date.now() < deadline; delay = Math.min(delay * 2, 50)) {
+    if (await stat(join(dir, 'pid')).then(() => true, () => false)) return
+    await new Promise(resolve => setTimeout(resolve, delay))
+  }
+}
+
+/** /etc/subuid-style ranges for `user`, for a rootless capsule's extra ids. */
+export async function subIdRange (file: string, user = userInfo().username): Promise<{ start: number, count: number } | undefined> {
+  const text = await readFile(file, 'utf8').catch(() => '')
+  for (const line of text.split('\n')) {
+    const [u, start, count] = line.trim().split(':')
+    if (u === user && start !== undefined && count !== undefined) return { start: Number(start), count: Number(count) }
+  }
+  return undefined
+}

@@ -1,0 +1,117 @@
+// One suite every OCI runtime driver must pass (runc and crun run it alike),
+// in the style of libp2p's interface-compliance-tests.
+import type { Test } from 'tap'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createRuntime, detectRuntimes, type LogRecord, type NodeRuntime, type RuntimeName } from '../../native/index.js'
+import { busyboxImage } from './image-fixture.js'
+
+export async function collect (it: AsyncIterable<LogRecord>): Promise<LogRecord[]> {
+  const out: LogRecord[] = []
+  for await (const r of it) out.push(r)
+  return out
+}
+
+export async function withRuntime (t: Test, runtime: RuntimeName | 'auto', opts: { rootfsMode?: 'overlay' | 'copy' } = {}): Promise<{ rt: NodeRuntime, image: string, dataDir: string }> {
+  const dataDir = await mkdtemp(join(tmpdir(), `bolt-native-${runtime}-`))
+  const rt = await createRuntime({ dataDir, runtime, ...opts })
+  const img = await busyboxImage()
+  const prepared = await rt.prepareImage(img.layoutDir, img.ref)
+  t.teardown(async () => {
+    for (const c of await rt.list()) await rt.remove(c.name, { force: true }).catch(() => undefined)
+    await rt.close()
+    await rm(dataDir, { recursive: true, force: true })
+  })
+  return { rt, image: prepared.id, dataDir }
+}
+
+export async function runtimeInstalled (name: RuntimeName): Promise<boolean> {
+  return (await detectRuntimes()).some(r => r.name === name)
+}
+
+export function complianceSuite (t: Test, runtime: RuntimeName): void {
+  t.test('output goes to the log, the exit code is reported', async t => {
+    const { rt, image } = await withRuntime(t, runtime)
+    const h = await rt.run({ name: 'hello', image, args: ['sh', '-c', 'echo hello; echo oops >&2; exit 3'] })
+    const exit = await h.exited
+    t.match(exit, { exitCode: 3, reason: 'exited', oomKilled: false })
+    const lines = await collect(rt.logs('hello'))
+    t.ok(lines.some(l => l.stream === 'stdout' && l.line === 'hello'))
+    t.ok(lines.some(l => l.stream === 'stderr' && l.line === 'oops'))
+    t.equal((await rt.state('hello')).status, 'exited')
+  })
+
+  t.test('a memory limit produces an OOM kill reported as OOM', async t => {
+    const { rt, image } = await withRuntime(t, runtime)
+    const h = await rt.run({ name: 'hog', image, resources: { memoryBytes: 16 * 1024 * 1024 }, args: ['sh', '-c', 'x=0123456789abcdef; while :; do x=$x$x; done'] })
+    const exit = await h.exited
+    t.match(exit, { reason: 'oom', oomKilled: true, exitCode: 137 })
+  })
+
+  t.test('a pids limit caps the processes', async t => {
+    const { rt, image } = await withRuntime(t, runtime)
+    await rt.run({ name: 'forker', image, resources: { pids: 6 }, args: ['sh', '-c', '(for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 30 & done); echo started; exec sleep 30'] })
+    for await (const r of rt.logs('forker', { follow: true, signal: AbortSignal.timeout(10_000) })) if (r.line === 'started') break
+    const st = await rt.stats('forker')
+    t.ok(st.pids <= 6 && st.pids >= 2, `pids ${st.pids} within the limit`)
+    const lines = await collect(rt.logs('forker'))
+    t.ok(lines.some(l => l.stream === 'stderr' && /fork|Resource temporarily unavailable/i.test(l.line)), 'fork failures were logged')
+    await rt.stop('forker', { timeoutMs: 200 })
+  })
+
+  t.test('stop sends SIGTERM, then SIGKILL after the timeout', async t => {
+    const { rt, image } = await withRuntime(t, runtime)
+    // A shell that traps TERM exits by itself.
+    await rt.run({ name: 'polite', image, args: ['sh', '-c', 'trap "echo got-term; exit 7" TERM; echo ready; while :; do sleep 0.05; done'] })
+    for await (const r of rt.logs('polite', { follow: true, signal: AbortSignal.timeout(10_000) })) if (r.line === 'ready') break
+    t.match(await rt.stop('polite', { timeoutMs: 5000 }), { exitCode: 7, reason: 'stopped' })
+    t.ok((await collect(rt.logs('polite'))).some(l => l.line === 'got-term'))
+    // PID 1 without a handler ignores SIGTERM: only the SIGKILL ends it.
+    await rt.run({ name: 'stubborn', image, args: ['sleep', '1000'] })
+    t.match(await rt.stop('stubborn', { timeoutMs: 300 }), { exitCode: 137, reason: 'stopped' })
+  })
+
+  t.test('exec runs in the capsule; stats read its cgroup', async t => {
+    const { rt, image } = await withRuntime(t, runtime)
+    await rt.run({ name: 'box', image, hostname: 'boxhost', resources: { memoryBytes: 64 * 1024 * 1024 }, args: ['sleep', '1000'] })
+    const r = await rt.exec('box', ['cat', '/etc/hostname'])
+    t.equal(r.exitCode, 0)
+    t.equal(r.stdout.trim(), 'boxhost')
+    t.equal((await rt.exec('box', ['sh', '-c', 'echo err >&2; exit 5'])).exitCode, 5)
+    const st = await rt.stats('box')
+    t.equal(st.memoryLimitBytes, 64 * 1024 * 1024)
+    t.ok(st.pids >= 1)
+    t.ok(st.memoryBytes > 0)
+    t.ok(st.cpuNanos >= 0)
+    t.ok((await rt.state('box')).pid !== null, 'state has the pid')
+    await rt.stop('box', { timeoutMs: 100 })
+    await t.rejects(rt.exec('box', ['true']), { name: 'CapsuleStateError' })
+  })
+
+  t.test('private network, read-only rootfs, env and cwd', async t => {
+    const { rt, image } = await withRuntime(t, runtime)
+    const h = await rt.run({
+      name: 'iso',
+      image,
+      network: 'private',
+      readOnlyRootfs: true,
+      env: { GREETING: 'hi' },
+      cwd: '/tmp',
+      args: ['sh', '-c', 'cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d " "; touch /ro 2>/dev/null && echo rootfs-writable; touch /tmp/ok && echo tmp-writable; echo "$GREETING $(pwd)"']
+    })
+    t.equal((await h.exited).exitCode, 0)
+    const lines = (await collect(rt.logs('iso'))).map(l => l.line)
+    t.same(lines.filter(l => !['tmp-writable', 'hi /tmp'].includes(l)), ['lo'], 'only loopback, rootfs read-only')
+    t.ok(lines.includes('tmp-writable'))
+    t.ok(lines.includes('hi /tmp'))
+  })
+
+  t.test('a command that cannot start is reported as start-failed', async t => {
+    const { rt, image } = await withRuntime(t, runtime)
+    const h = await rt.run({ name: 'nope', image, args: ['/does/not/exist'] })
+    const exit = await h.exited
+    t.equal(exit.reason, 'start-failed')
+    t.not(exit.exitCode, 0)
+  })
+}
