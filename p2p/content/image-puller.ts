@@ -1,0 +1,263 @@
+// Pulls an image — manifest, config, layers — into the blob store, layers
+// from peers first and from the registry only for what no peer delivers,
+// and records it in the store's OCI `index.json` (annotated with its
+// reference), so the store root is itself an OCI image layout that `native/`
+// can read. `exportImageLayout` writes a standalone layout of one image.
+import { copyFile, link, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { z } from 'zod'
+import type { BlobStore } from './blob-store.js'
+import { ImageNotFoundError } from './errors.js'
+import { writeFileAtomic } from './fs-atomic.js'
+import { MT_OCI_MANIFEST, parseImageManifest, type Descriptor, type ImageManifest } from './oci.js'
+import type { PieceExchange } from './piece-exchange.js'
+import { formatReference, parseReference, type ImageReference } from './reference.js'
+import type { RegistryClient } from './registry-client.js'
+
+export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name'
+export const PULLED_AT_ANNOTATION = 'io.bolt.pulled-at'
+/** Blobs of one image pulled at once. */
+export const DEFAULT_BLOB_CONCURRENCY = 3
+
+export interface ImagePullerInit {
+  store: BlobStore
+  registry: RegistryClient
+  /** Absent: everything from the registry. */
+  exchange?: PieceExchange
+  /** Live cluster members to ask for pieces directly. */
+  candidates?: () => string[]
+  /** Default registry for short names (docker.io). */
+  defaultRegistry?: string
+}
+
+export interface ImagePullProgress {
+  ref: string
+  phase: 'manifest' | 'blobs' | 'done'
+  totalBytes: number
+  doneBytes: number
+  bytesFromPeers: number
+  bytesFromRegistry: number
+  /** Bytes already in the store before this pull. */
+  bytesLocal: number
+  blobs: number
+  blobsDone: number
+}
+
+export interface PulledImage {
+  ref: string
+  digest: string
+  manifest: ImageManifest
+  size: number
+  bytesFromPeers: number
+  bytesFromRegistry: number
+  bytesLocal: number
+}
+
+export interface ImageRecord {
+  ref: string
+  digest: string
+  size: number
+  pulledAt: string
+}
+
+const IndexFileSchema = z.object({
+  schemaVersion: z.literal(2),
+  mediaType: z.string().optional(),
+  manifests: z.array(z.object({
+    mediaType: z.string(),
+    digest: z.string(),
+    size: z.number(),
+    annotations: z.record(z.string(), z.string()).optional()
+  }).loose())
+}).loose()
+type IndexFile = z.infer<typeof IndexFileSchema>
+
+export class ImagePuller {
+  private indexWrite: Promise<void> = Promise.resolve()
+
+  constructor (private readonly init: ImagePullerInit) {}
+
+  private parse (ref: string): ImageReference {
+    return parseReference(ref, { defaultRegistry: this.init.defaultRegistry })
+  }
+
+  async pull (refString: string, opts: { signal?: AbortSignal, onProgress?: (p: ImagePullProgress) => void, concurrency?: number } = {}): Promise<PulledImage> {
+    const ref = this.parse(refString)
+    const name = formatReference(ref)
+    const { store, registry } = this.init
+    const progress: ImagePullProgress = { ref: name, phase: 'manifest', totalBytes: 0, doneBytes: 0, bytesFromPeers: 0, bytesFromRegistry: 0, bytesLocal: 0, blobs: 0, blobsDone: 0 }
+    opts.onProgress?.({ ...progress })
+
+    // The manifest: by digest from the store when present, else from the registry (tags are always resolved upstream).
+    let manifestDigest: string
+    let manifestBytes: Uint8Array
+    let manifestMediaType = MT_OCI_MANIFEST
+    const extra: string[] = []
+    if (ref.digest !== undefined && store.hasSync(ref.digest)) {
+      manifestDigest = ref.digest
+      manifestBytes = await store.readAll(ref.digest)
+      manifestMediaType = (JSON.parse(Buffer.from(manifestBytes).toString()) as { mediaType?: string }).mediaType ?? MT_OCI_MANIFEST
+    } else {
+      const resolved = await registry.resolve(ref, { signal: opts.signal })
+      manifestDigest = resolved.digest
+      manifestBytes = resolved.bytes
+      manifestMediaType = resolved.mediaType
+      await store.put(resolved.bytes, resolved.digest)
+      if (resolved.index !== undefined) {
+        await store.put(resolved.index.bytes, resolved.index.digest)
+        extra.push(resolved.index.digest)
+      }
+    }
+    const manifest = parseImageManifest(manifestBytes)
+    const blobs: Descriptor[] = [manifest.config, ...manifest.layers]
+    progress.phase = 'blobs'
+    progress.blobs = blobs.length
+    progress.totalBytes = blobs.reduce((n, b) => n + b.size, 0)
+    opts.onProgress?.({ ...progress })
+
+    // Pin before pulling, so eviction under quota never takes a blob of an image being pulled.
+    const owner = `image:${name}`
+    await store.pin(owner, [manifestDigest, ...extra, ...blobs.map(b => b.digest)])
+
+    const perBlob = new Map<string, { peers: number, registry: number }>()
+    const report = (): void => {
+      let peers = 0
+      let reg = 0
+      for (const v of perBlob.values()) { peers += v.peers; reg += v.registry }
+      progress.bytesFromPeers = peers
+      progress.bytesFromRegistry = reg
+      progress.doneBytes = progress.bytesLocal + peers + reg
+      opts.onProgress?.({ ...progress })
+    }
+    const queue = [...blobs]
+    const worker = async (): Promise<void> => {
+      for (let d = queue.shift(); d !== undefined; d = queue.shift()) {
+        const desc = d
+        if (store.hasSync(desc.digest)) {
+          progress.bytesLocal += desc.size
+        } else if (this.init.exchange !== undefined) {
+          const stats = await this.init.exchange.pull(desc.digest, {
+            size: desc.size,
+            candidates: this.init.candidates?.() ?? [],
+            registry: async (range, signal) => await registry.getBlobRange(ref, desc.digest, range.start, range.length, { signal }),
+            signal: opts.signal,
+            onProgress: p => { perBlob.set(desc.digest, { peers: p.bytesFromPeers, registry: p.bytesFromRegistry }); report() }
+          })
+          perBlob.set(desc.digest, { peers: stats.bytesFromPeers, registry: stats.bytesFromRegistry })
+        } else {
+          const res = await registry.openBlob(ref, desc.digest, { signal: opts.signal })
+          if (res.body === null) throw new ImageNotFoundError(`${name}: blob ${desc.digest} has no body`)
+          await store.put(res.body, desc.digest, { size: desc.size })
+          perBlob.set(desc.digest, { peers: 0, registry: desc.size })
+        }
+        progress.blobsDone++
+        report()
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? DEFAULT_BLOB_CONCURRENCY, blobs.length) }, worker))
+
+    await this.recordImage(name, { mediaType: manifestMediaType, digest: manifestDigest, size: manifestBytes.length })
+    progress.phase = 'done'
+    report()
+    return { ref: name, digest: manifestDigest, manifest, size: progress.totalBytes, bytesFromPeers: progress.bytesFromPeers, bytesFromRegistry: progress.bytesFromRegistry, bytesLocal: progress.bytesLocal }
+  }
+
+  private get indexPath (): string { return join(this.init.store.root, 'index.json') }
+
+  private async readIndex (): Promise<IndexFile> {
+    try {
+      return IndexFileSchema.parse(JSON.parse(await readFile(this.indexPath, 'utf8')))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] }
+      throw err
+    }
+  }
+
+  private async updateIndex (fn: (idx: IndexFile) => void): Promise<void> {
+    const w = this.indexWrite.then(async () => {
+      const idx = await this.readIndex()
+      fn(idx)
+      await writeFileAtomic(this.indexPath, Buffer.from(JSON.stringify(idx, null, 2)), join(this.init.store.root, 'tmp'))
+    })
+    this.indexWrite = w.catch(() => {})
+    await w
+  }
+
+  private async recordImage (name: string, d: { mediaType: string, digest: string, size: number }): Promise<void> {
+    await this.updateIndex(idx => {
+      idx.manifests = idx.manifests.filter(m => m.annotations?.[REF_NAME_ANNOTATION] !== name)
+      idx.manifests.push({ ...d, annotations: { [REF_NAME_ANNOTATION]: name, [PULLED_AT_ANNOTATION]: new Date().toISOString() } })
+    })
+  }
+
+  /** Images pulled into this store, newest last. */
+  async images (): Promise<ImageRecord[]> {
+    const idx = await this.readIndex()
+    const out: ImageRecord[] = []
+    for (const m of idx.manifests) {
+      const ref = m.annotations?.[REF_NAME_ANNOTATION]
+      if (ref === undefined) continue
+      let size = m.size
+      try {
+        const man = parseImageManifest(await this.init.store.readAll(m.digest))
+        size = [man.config, ...man.layers].reduce((n, b) => n + b.size, 0)
+      } catch { /* manifest evicted: report the manifest size */ }
+      out.push({ ref, digest: m.digest, size, pulledAt: m.annotations?.[PULLED_AT_ANNOTATION] ?? '' })
+    }
+    return out
+  }
+
+  /** Forgets an image: drops it from index.json and unpins its blobs (GC or quota may then remove them). */
+  async remove (refString: string): Promise<boolean> {
+    const name = formatReference(this.parse(refString))
+    let found = false
+    await this.updateIndex(idx => {
+      const before = idx.manifests.length
+      idx.manifests = idx.manifests.filter(m => m.annotations?.[REF_NAME_ANNOTATION] !== name)
+      found = idx.manifests.length !== before
+    })
+    await this.init.store.unpin(`image:${name}`)
+    return found
+  }
+
+  /** The manifest digest recorded for `ref` (full reference, or a digest). */
+  async lookup (refString: string): Promise<{ ref: string, digest: string } | undefined> {
+    const idx = await this.readIndex()
+    const name = refString.startsWith('sha256:') ? undefined : formatReference(this.parse(refString))
+    const m = idx.manifests.find(x => (name !== undefined && x.annotations?.[REF_NAME_ANNOTATION] === name) || x.digest === refString)
+    return m === undefined ? undefined : { ref: m.annotations?.[REF_NAME_ANNOTATION] ?? m.digest, digest: m.digest }
+  }
+
+  /**
+   * Writes a standalone OCI image layout of one pulled image to `dir`
+   * (blobs hard-linked when on the same file system, copied otherwise), its
+   * index entry annotated with the reference and with the tag alone.
+   */
+  async exportImageLayout (refString: string, dir: string): Promise<{ digest: string }> {
+    const found = await this.lookup(refString)
+    if (found === undefined) throw new ImageNotFoundError(`image ${refString} is not pulled here (bolt-agent pull it first)`)
+    const { store } = this.init
+    const bytes = await store.readAll(found.digest)
+    const manifest = parseImageManifest(bytes)
+    await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true })
+    await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }))
+    for (const digest of [found.digest, manifest.config.digest, ...manifest.layers.map(l => l.digest)]) {
+      if (!store.hasSync(digest)) throw new ImageNotFoundError(`image ${found.ref}: blob ${digest} is missing from the store (pull the image again)`)
+      const dest = join(dir, 'blobs', 'sha256', digest.slice(7))
+      try {
+        await link(store.blobPath(digest), dest)
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        if (code === 'EEXIST') continue
+        await copyFile(store.blobPath(digest), dest)
+      }
+    }
+    const mediaType = manifest.mediaType ?? MT_OCI_MANIFEST
+    await writeFile(join(dir, 'index.json'), JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [{ mediaType, digest: found.digest, size: bytes.length, annotations: { [REF_NAME_ANNOTATION]: found.ref } }]
+    }, null, 2))
+    return { digest: found.digest }
+  }
+}
