@@ -21,6 +21,8 @@ import { API_FILE } from './api/client.js'
 import { ApiServer } from './api/server.js'
 import { MembershipHost, type MemberView } from './membership-host.js'
 import { registerCoreRoutes } from './api/routes.js'
+import { registerKvRoutes } from './api/kv-routes.js'
+import { RaftHost, ROLE_PREF_LABEL } from './raft/raft-host.js'
 
 export const AGENT_VERSION = '0.1.0'
 
@@ -55,6 +57,7 @@ export class Agent {
   private admission!: Admission
   libp2p!: BoltLibp2p
   membership!: MembershipHost
+  raft!: RaftHost
   private api!: ApiServer
   private metrics!: Registry
   apiUrl = ''
@@ -124,7 +127,7 @@ export class Agent {
         role: this.clusterFile.get().role,
         addrs: this.advertisedAddrs(),
         resources: { cpus: cpus().length, memoryBytes: totalmem(), gpus: [] },
-        labels: this.config.labels,
+        labels: { ...this.config.labels, [ROLE_PREF_LABEL]: this.config.role },
         version: AGENT_VERSION
       },
       openStream: async (peerId, addrs, protocol, signal) => await openClusterStream(this.libp2p, this.admission, peerId, addrs, protocol, signal),
@@ -137,10 +140,23 @@ export class Agent {
     await this.membership.start()
     if (seeds.length > 0) await this.membership.join(seeds)
 
+    this.raft = new RaftHost({
+      self: this.peerId,
+      dataDir: this.dataDir,
+      raft: this.config.raft,
+      bootstrap: this.mode.kind === 'init',
+      libp2p: this.libp2p,
+      openStream: async (peerId, protocol, signal) => await openClusterStream(this.libp2p, this.admission, peerId, this.addrsOf(peerId), protocol, signal),
+      guard: (h) => this.admission.guard(h),
+      members: () => this.membership.view().map(m => ({ id: m.id, state: m.state, addrs: m.addrs, labels: m.labels })),
+      log: this.log.child({ part: 'raft' })
+    })
+    await this.raft.start()
+
     this.metrics = createMetrics({
       membersByState: () => this.membership.countByState(),
       membership: () => this.membership.stats(),
-      bytesByProtocol: () => this.membership.bytesByProtocol()
+      bytesByProtocol: () => ({ ...this.membership.bytesByProtocol(), '/bolt/raft/1': this.raft.bytes() })
     })
     await this.startApi()
     this.log.info({ id: this.peerId, name: this.clusterFile.get().name, api: this.apiUrl }, 'agent ready')
@@ -232,12 +248,19 @@ export class Agent {
 
   status (): StatusJson {
     const f = this.clusterFile.get()
+    const rs = this.raft.status()
+    const voters = new Set(rs.voters)
+    const roleOf = (id: string, gossiped: 'server' | 'client'): 'server' | 'client' => rs.voters.length > 0 ? (voters.has(id) ? 'server' : 'client') : gossiped
     return {
-      node: { id: this.peerId, name: f.name, role: f.role, addrs: this.joinAddrs() },
-      leader: null,
-      term: 0,
-      members: this.membership.view()
+      node: { id: this.peerId, name: f.name, role: roleOf(this.peerId, f.role), addrs: this.joinAddrs() },
+      leader: rs.leader,
+      term: rs.term,
+      members: this.membership.view().map(m => ({ ...m, role: roleOf(m.id, m.role), labels: publicLabels(m.labels) }))
     }
+  }
+
+  addrsOf (peerId: string): string[] {
+    return this.membership.view().find(m => m.id === peerId)?.addrs ?? []
   }
 
   async metricsText (): Promise<string> { return await this.metrics.metrics() }
@@ -245,6 +268,7 @@ export class Agent {
 
   /** Tells the cluster this node leaves, then stops. */
   async leave (): Promise<void> {
+    await this.raft.prepareLeave()
     await this.membership.leave()
     await this.clusterFile.update({ left: true })
     await this.stop()
@@ -254,6 +278,7 @@ export class Agent {
     const token = randomBytes(24).toString('hex')
     this.api = new ApiServer(token)
     registerCoreRoutes(this.api, this)
+    registerKvRoutes(this.api, this)
     try {
       this.apiUrl = await this.api.listen(this.config.api.listen)
     } catch (err) {
@@ -271,12 +296,18 @@ export class Agent {
     this.stopController.abort()
     await this.api?.close().catch(() => {})
     await rm(join(this.dataDir, API_FILE), { force: true }).catch(() => {})
+    await this.raft?.stop().catch(() => {})
     await this.membership?.stop().catch(() => {})
     await this.admission?.stop().catch(() => {})
     try { await this.libp2p?.stop() } catch {}
     if (this.ephemeral) await rm(this.dataDir, { recursive: true, force: true }).catch(() => {})
     this.resolveStopped()
   }
+}
+
+/** Labels without the agent's own `bolt.` keys. */
+function publicLabels (labels: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(labels).filter(([k]) => !k.startsWith('bolt.')))
 }
 
 function secretsOf (f: Pick<ClusterFile, 'clusterId' | 'clusterKey' | 'joinSecret' | 'secretVersion'>): ClusterSecrets {

@@ -6,33 +6,16 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Command, CommanderError, Option } from 'commander'
 import { Agent, preferredJoinAddr, type AgentMode, type StatusJson } from './agent.js'
-import { ConfigError, defaultDataDir, loadConfig, type Config } from './config.js'
+import { ConfigError, loadConfig, type Config } from './config.js'
 import { UserError } from './errors.js'
 import { createLogger } from './logger.js'
-import { AgentRequestError, AgentUnreachableError, ApiClient, findApi } from './api/client.js'
+import { AgentRequestError, AgentUnreachableError } from './api/client.js'
 import { InvalidTokenError, parseToken } from '../p2p/token.js'
 import { EPHEMERAL_LISTEN } from '../quic/transports.js'
 import { registerClientCommands } from './cli-client.js'
-
-export interface GlobalOpts {
-  data?: string
-  config?: string
-  json?: boolean
-  api?: string
-  apiToken?: string
-  logLevel?: string
-}
+import { client, dataDirOf, out, type GlobalOpts } from './cli-common.js'
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v]
-
-export function out (line: string): void { process.stdout.write(line + '\n') }
-
-export function dataDirOf (g: GlobalOpts): string { return g.data ?? defaultDataDir() }
-
-export async function client (g: GlobalOpts): Promise<ApiClient> {
-  const api = await findApi(dataDirOf(g), { ...(g.api !== undefined ? { url: g.api } : {}), ...(g.apiToken !== undefined ? { token: g.apiToken } : {}) })
-  return new ApiClient(api)
-}
 
 function labelsOf (pairs: string[] | undefined): Record<string, string> | undefined {
   if (pairs === undefined) return undefined
@@ -183,7 +166,7 @@ export function buildProgram (): Command {
   return program
 }
 
-export function printTable (rows: string[][]): void {
+function printTable (rows: string[][]): void {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map(r => (r[i] ?? '').length))) ?? []
   for (const r of rows) out(r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  '))
 }

@@ -1,0 +1,232 @@
+// The agent's Raft: durable storage in DATA/raft, the transport over libp2p,
+// the cluster state machine, write forwarding to the leader, linearizable
+// reads, and autopilot (the leader adds members as learners, promotes
+// caught-up ones while there are fewer voters than wanted, and removes
+// voters that left or stayed dead past a grace period).
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import type { Stream, StreamHandler } from '@libp2p/interface'
+import { NotLeaderError, RaftNode, RaftStorage, type RaftNodeStatus } from '../../consensus/index.js'
+import { ClusterState, type CommandInput, type CommandResult, type Command } from '../state/cluster-state.js'
+import type { Config } from '../config.js'
+import type { Logger } from '../logger.js'
+import type { BoltLibp2p } from '../../p2p/node.js'
+import { RAFT_PROTOCOL, RaftTransport } from './transport.js'
+import { API_FORWARD_PROTOCOL, forwardHandler, forwardRequest, type ForwardResponse } from './forward.js'
+
+export const RAFT_TICK_MS = 100
+export const AUTOPILOT_INTERVAL_MS = 1000
+/** A learner within this many entries of the leader's last index counts as caught up. */
+export const CAUGHT_UP_ENTRIES = 16
+export const ROLE_PREF_LABEL = 'bolt.role'
+const WRITE_DEADLINE_MS = 10_000
+
+export interface RaftMember {
+  id: string
+  state: 'alive' | 'suspect' | 'dead' | 'left'
+  addrs: string[]
+  labels: Record<string, string>
+}
+
+export interface RaftHostInit {
+  self: string
+  dataDir: string
+  raft: Config['raft']
+  bootstrap: boolean
+  libp2p: BoltLibp2p
+  openStream: (peerId: string, protocol: string, signal: AbortSignal) => Promise<Stream>
+  guard: (h: StreamHandler) => StreamHandler
+  members: () => RaftMember[]
+  log: Logger
+}
+
+export class NoLeaderError extends Error {
+  override name = 'NoLeaderError'
+}
+
+export class RaftHost {
+  readonly state = new ClusterState()
+  private storage!: RaftStorage
+  node!: RaftNode
+  private transport!: RaftTransport
+  private autopilotTimer: NodeJS.Timeout | undefined
+  private autopilotBusy = false
+  private readonly deadSince = new Map<string, number>()
+  private readonly ac = new AbortController()
+
+  constructor (private readonly o: RaftHostInit) {}
+
+  async start (): Promise<void> {
+    const o = this.o
+    this.storage = await RaftStorage.open(join(o.dataDir, 'raft'))
+    this.transport = new RaftTransport({
+      self: o.self,
+      openStream: o.openStream,
+      deliver: (m) => { this.node.receive(m) },
+      log: o.log
+    })
+    this.node = new RaftNode({
+      id: o.self,
+      storage: this.storage,
+      ...(o.bootstrap ? { bootstrap: [o.self] } : {}),
+      tickMs: RAFT_TICK_MS,
+      electionTicks: Math.max(2, Math.round(o.raft.election_timeout_ms / RAFT_TICK_MS)),
+      heartbeatTicks: Math.max(1, Math.round(o.raft.heartbeat_ms / RAFT_TICK_MS)),
+      send: (to, m) => { this.transport.send(to, m) },
+      apply: (e) => { this.state.apply(e.index, e.data) },
+      snapshot: async () => this.state.snapshot(),
+      restore: (d) => { this.state.restore(d) }
+    })
+    this.node.on('leaderChange', (c) => { o.log.info({ leader: c.leader, term: c.term, role: c.role }, 'raft leader change') })
+    this.node.on('fatal', (err) => { o.log.fatal({ err: err.message }, 'raft stopped on a storage error') })
+    await o.libp2p.handle(RAFT_PROTOCOL, o.guard(this.transport.handler()), { maxInboundStreams: 16 })
+    await o.libp2p.handle(API_FORWARD_PROTOCOL, o.guard(forwardHandler(async (req, _from, signal) => await this.serveForward(req, signal))), { maxInboundStreams: 64 })
+    await this.node.start()
+    this.autopilotTimer = setInterval(() => { void this.autopilot() }, AUTOPILOT_INTERVAL_MS)
+    this.autopilotTimer.unref()
+  }
+
+  async stop (): Promise<void> {
+    this.ac.abort()
+    if (this.autopilotTimer !== undefined) clearInterval(this.autopilotTimer)
+    await this.o.libp2p.unhandle([RAFT_PROTOCOL, API_FORWARD_PROTOCOL]).catch(() => {})
+    await this.node?.stop().catch(() => {})
+    this.transport?.stop()
+    await this.storage?.close().catch(() => {})
+  }
+
+  status (): RaftNodeStatus { return this.node.status() }
+
+  /** server when a voter, client otherwise (a learner, or not yet added). */
+  roleOf (id: string): 'server' | 'client' {
+    return this.node.status().voters.includes(id) ? 'server' : 'client'
+  }
+
+  bytes (): { in: number, out: number } { return this.transport.bytes }
+
+  /** Commits a command through Raft from any member; resolves with its result once applied. */
+  async write (input: CommandInput, signal?: AbortSignal): Promise<CommandResult> {
+    const req = randomBytes(12).toString('hex')
+    const cmd = { ...input, req } as Command
+    const data = ClusterState.encode(cmd)
+    const sig = AbortSignal.any([AbortSignal.timeout(WRITE_DEADLINE_MS), this.ac.signal, ...(signal !== undefined ? [signal] : [])])
+    let lastErr: Error = new NoLeaderError('no Raft leader is known (is a quorum of servers up?)')
+    for (let attempt = 0; !sig.aborted; attempt++) {
+      try {
+        await this.node.propose(data, sig)
+        return this.state.takeResult(req) ?? { ok: true }
+      } catch (err) {
+        if (!(err instanceof NotLeaderError)) {
+          if ((err as Error).name === 'ProposalDroppedError' && attempt < 20) { await sleep(100); continue }
+          throw err
+        }
+        const leader = err.leader ?? this.node.status().leader
+        if (leader === null || leader === this.o.self) { lastErr = err; await sleep(100); continue }
+        try {
+          const stream = await this.o.openStream(leader, API_FORWARD_PROTOCOL, sig)
+          const res: ForwardResponse = await forwardRequest(stream, { op: 'propose', data, req }, sig)
+          if (res.ok) return res.result as CommandResult
+          lastErr = Object.assign(new Error(res.error), { name: res.name })
+          if (res.name !== 'NotLeaderError' && res.name !== 'ProposalDroppedError') throw lastErr
+        } catch (ferr) {
+          lastErr = ferr as Error
+          if (lastErr.name !== 'NotLeaderError' && lastErr.name !== 'ProposalDroppedError' && !isNetError(lastErr)) throw lastErr
+        }
+        await sleep(Math.min(100 * (attempt + 1), 500))
+      }
+    }
+    throw new NoLeaderError(`could not commit within ${WRITE_DEADLINE_MS / 1000} s: ${lastErr.message}`)
+  }
+
+  /** A linearizable read of one key (ReadIndex through the leader, then the local state). */
+  async read (key: string, signal?: AbortSignal): Promise<string | undefined> {
+    const sig = AbortSignal.any([AbortSignal.timeout(WRITE_DEADLINE_MS), this.ac.signal, ...(signal !== undefined ? [signal] : [])])
+    let lastErr: Error = new NoLeaderError('no Raft leader is known')
+    while (!sig.aborted) {
+      try {
+        await this.node.readIndex(sig)
+        return this.state.get(key)
+      } catch (err) {
+        lastErr = err as Error
+        if (sig.aborted) break
+        await sleep(100)
+      }
+    }
+    throw new NoLeaderError(`read not confirmed within ${WRITE_DEADLINE_MS / 1000} s: ${lastErr.message}`)
+  }
+
+  private async serveForward (req: { op: 'propose', data: Uint8Array, req: string } | { op: 'join' }, signal: AbortSignal): Promise<ForwardResponse> {
+    if (req.op !== 'propose') return { ok: true }
+    await this.node.propose(req.data, signal)
+    return { ok: true, result: this.state.takeResult(req.req) ?? { ok: true } }
+  }
+
+  /** Leaves Raft cleanly: a leader first hands leadership to a caught-up voter. */
+  async prepareLeave (): Promise<void> {
+    const st = this.node.status()
+    if (st.role !== 'leader') return
+    const target = st.voters.filter(v => v !== this.o.self).sort((a, b) => (st.progress[b]?.match ?? 0) - (st.progress[a]?.match ?? 0))[0]
+    if (target === undefined) return
+    try {
+      await this.node.transferLeadership(target, AbortSignal.timeout(3000))
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message }, 'leadership transfer before leave failed')
+    }
+  }
+
+  private async autopilot (): Promise<void> {
+    if (this.autopilotBusy) return
+    const st = this.node.status()
+    const now = Date.now()
+    const members = this.o.members()
+    for (const m of members) {
+      if (m.state === 'dead') { if (!this.deadSince.has(m.id)) this.deadSince.set(m.id, now) } else this.deadSince.delete(m.id)
+    }
+    if (st.role !== 'leader') return
+    this.autopilotBusy = true
+    try {
+      const inConfig = new Set([...st.voters, ...st.learners])
+      const byId = new Map(members.map(m => [m.id, m]))
+      // 1. remove members that left, or stayed dead past the grace period
+      for (const id of inConfig) {
+        if (id === this.o.self) continue
+        const m = byId.get(id)
+        const gone = m?.state === 'left' || (m?.state === 'dead' && now - (this.deadSince.get(id) ?? now) >= this.o.raft.dead_voter_grace_ms)
+        if (gone) {
+          this.o.log.info({ id, state: m?.state }, 'autopilot: removing server')
+          await this.node.removeServer(id, AbortSignal.timeout(5000))
+          return
+        }
+      }
+      // 2. add alive members as learners
+      for (const m of members) {
+        if (m.state !== 'alive' || inConfig.has(m.id)) continue
+        this.o.log.info({ id: m.id }, 'autopilot: adding learner')
+        await this.node.addLearner(m.id, AbortSignal.timeout(5000))
+        return
+      }
+      // 3. promote a caught-up learner while voters are short
+      if (st.voters.length < this.o.raft.voters) {
+        const candidates = st.learners
+          .map(id => ({ id, m: byId.get(id), match: st.progress[id]?.match ?? 0 }))
+          .filter(c => c.m?.state === 'alive' && (c.m.labels[ROLE_PREF_LABEL] ?? 'auto') !== 'client' && c.match + CAUGHT_UP_ENTRIES >= st.lastIndex)
+          .sort((a, b) => Number(b.m?.labels[ROLE_PREF_LABEL] === 'server') - Number(a.m?.labels[ROLE_PREF_LABEL] === 'server') || b.match - a.match)
+        const pick = candidates[0]
+        if (pick !== undefined && st.voters.length < 7) {
+          this.o.log.info({ id: pick.id }, 'autopilot: promoting learner to voter')
+          await this.node.promote(pick.id, AbortSignal.timeout(5000))
+        }
+      }
+    } catch (err) {
+      this.o.log.debug({ err: (err as Error).message }, 'autopilot round failed; retrying next round')
+    } finally {
+      this.autopilotBusy = false
+    }
+  }
+}
+
+function sleep (ms: number): Promise<void> { return new Promise(resolve => setTimeout(resolve, ms)) }
+
+function isNetError (e: Error): boolean {
+  return ['PeerUnreachableError', 'AbortError', 'TimeoutError', 'StreamResetError', 'UnexpectedEOFError', 'NotAdmittedError', 'StreamStateError', 'DialError', 'NoValidAddressesError'].includes(e.name)
+}

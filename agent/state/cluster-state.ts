@@ -1,0 +1,110 @@
+// The replicated state machine of the cluster, fed by committed Raft
+// entries: a small key-value store (for operators and the linearizability
+// check), server/client roles, and — as later parts land — capsules,
+// placements and object metadata. Commands are CBOR checked by zod; apply is
+// deterministic so every replica reaches the same state. A snapshot is the
+// state serialized with a sha256 checksum, checked on restore.
+import { createHash } from 'node:crypto'
+import { decode, encode } from 'cbor-x'
+import { z } from 'zod'
+
+export const MAX_KEY_BYTES = 512
+export const MAX_VALUE_BYTES = 64 * 1024
+/** Results kept for proposers to pick up after their entry applies. */
+const MAX_RESULTS = 4096
+
+export const CommandSchema = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('put'), req: z.string().max(64), key: z.string().min(1).max(MAX_KEY_BYTES), value: z.string().max(MAX_VALUE_BYTES) }),
+  z.object({ op: z.literal('cas'), req: z.string().max(64), key: z.string().min(1).max(MAX_KEY_BYTES), old: z.string().max(MAX_VALUE_BYTES).nullable(), value: z.string().max(MAX_VALUE_BYTES) }),
+  z.object({ op: z.literal('delete'), req: z.string().max(64), key: z.string().min(1).max(MAX_KEY_BYTES) }),
+  z.object({ op: z.literal('role'), req: z.string().max(64), id: z.string().max(128), role: z.enum(['server', 'client']) }),
+  z.object({ op: z.literal('noop'), req: z.string().max(64) })
+])
+export type Command = z.infer<typeof CommandSchema>
+export type CommandInput = Command extends infer C ? C extends { req: string } ? Omit<C, 'req'> : never : never
+
+export type CommandResult =
+  | { ok: true, value?: string | null }
+  | { ok: false, reason: string, current?: string | null }
+
+export class SnapshotCorruptError extends Error {
+  override name = 'SnapshotCorruptError'
+}
+
+const SnapshotSchema = z.object({
+  v: z.literal(1),
+  kv: z.array(z.tuple([z.string(), z.string()])),
+  roles: z.array(z.tuple([z.string(), z.enum(['server', 'client'])]))
+})
+
+export class ClusterState {
+  private kv = new Map<string, string>()
+  private roles = new Map<string, 'server' | 'client'>()
+  private readonly results = new Map<string, CommandResult>()
+  appliedIndex = 0
+
+  get (key: string): string | undefined { return this.kv.get(key) }
+  roleOf (id: string): 'server' | 'client' | undefined { return this.roles.get(id) }
+  allRoles (): Array<[string, 'server' | 'client']> { return [...this.roles] }
+
+  /** Takes the result of a command this node proposed, once. */
+  takeResult (req: string): CommandResult | undefined {
+    const r = this.results.get(req)
+    this.results.delete(req)
+    return r
+  }
+
+  static encode (cmd: Command): Uint8Array { return encode(CommandSchema.parse(cmd)) as Uint8Array }
+
+  /** Applies one committed entry's data. Undecodable data is skipped (and reported), never fatal. */
+  apply (index: number, data: Uint8Array): CommandResult {
+    this.appliedIndex = index
+    if (data.byteLength === 0) return { ok: true } // leader's empty entry of a new term
+    let cmd: Command
+    try {
+      cmd = CommandSchema.parse(decode(data))
+    } catch {
+      return { ok: false, reason: 'undecodable command' }
+    }
+    const result = this.run(cmd)
+    this.results.set(cmd.req, result)
+    if (this.results.size > MAX_RESULTS) {
+      const oldest = this.results.keys().next().value
+      if (oldest !== undefined) this.results.delete(oldest)
+    }
+    return result
+  }
+
+  private run (cmd: Command): CommandResult {
+    switch (cmd.op) {
+      case 'put': this.kv.set(cmd.key, cmd.value); return { ok: true }
+      case 'delete': this.kv.delete(cmd.key); return { ok: true }
+      case 'cas': {
+        const cur = this.kv.get(cmd.key) ?? null
+        if (cur !== cmd.old) return { ok: false, reason: 'mismatch', current: cur }
+        this.kv.set(cmd.key, cmd.value)
+        return { ok: true }
+      }
+      case 'role': this.roles.set(cmd.id, cmd.role); return { ok: true }
+      case 'noop': return { ok: true }
+    }
+  }
+
+  snapshot (): Uint8Array {
+    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1) }) as Uint8Array
+    const sum = createHash('sha256').update(body).digest()
+    return Buffer.concat([sum, body])
+  }
+
+  restore (data: Uint8Array): void {
+    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); return }
+    if (data.byteLength < 32) throw new SnapshotCorruptError('snapshot shorter than its checksum')
+    const sum = data.subarray(0, 32)
+    const body = data.subarray(32)
+    if (!createHash('sha256').update(body).digest().equals(sum)) throw new SnapshotCorruptError('snapshot checksum mismatch')
+    const parsed = SnapshotSchema.safeParse(decode(body))
+    if (!parsed.success) throw new SnapshotCorruptError('snapshot has an unexpected shape')
+    this.kv = new Map(parsed.data.kv)
+    this.roles = new Map(parsed.data.roles)
+  }
+}
