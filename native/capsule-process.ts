@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { constants, open as openCb } from 'node:fs'
 import { promisify } from 'node:util'
-import { open, readFile, type FileHandle } from 'node:fs/promises'
+import { open, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises'
 import { Socket } from 'node:net'
 import { join } from 'node:path'
 import { mustRun } from './command.js'
@@ -25,13 +25,34 @@ export const PID_FILE = 'pid'
 
 // $1: capsule dir; the rest: the runtime's argv. fds 3 and 4 keep a reader on
 // each FIFO for as long as the capsule runs, and are closed for the runtime.
+// At the end, if no agent is attached (its pid in agent.pid is gone), what is
+// still buffered in the FIFOs is saved to *.rest, since the pipes vanish with
+// their last fd; an attached agent drains them itself.
 const WAITER_SCRIPT = [
   'd=$1; shift',
   'exec 3<>"$d/stdout.fifo" 4<>"$d/stderr.fifo"',
   '"$@" </dev/null >"$d/stdout.fifo" 2>"$d/stderr.fifo" 3>&- 4>&-',
   'c=$?',
+  'a=; read -r a <"$d/agent.pid" 2>/dev/null',
+  'if [ -z "$a" ] || ! kill -0 "$a" 2>/dev/null; then',
+  '  exec 5<"$d/stdout.fifo" 6<"$d/stderr.fifo" 3>&- 4>&-',
+  '  cat <&5 >"$d/stdout.rest"; cat <&6 >"$d/stderr.rest"',
+  'fi',
   'echo "$c" >"$d/exit.tmp" && mv "$d/exit.tmp" "$d/exit"'
 ].join('\n')
+
+export const AGENT_PID_FILE = 'agent.pid'
+
+/** Moves output the waiter saved while no agent was attached into the log. */
+export async function collectRest (dir: string, log: RotatingLogWriter): Promise<void> {
+  for (const stream of ['stdout', 'stderr'] as const) {
+    const file = join(dir, `${stream}.rest`)
+    const text = await readFile(file, 'utf8').catch(() => undefined)
+    if (text === undefined) continue
+    if (text !== '') log.feed(stream, text)
+    await rm(file, { force: true })
+  }
+}
 
 export class WaiterError extends NativeError {
   override name = 'WaiterError'
@@ -99,6 +120,7 @@ export class CapsuleProcess extends EventEmitter {
   /** Creates the FIFOs, starts logging them, and spawns the waiter running `argv`. */
   static async launch (dir: string, argv: string[], log: RotatingLogWriter): Promise<CapsuleProcess> {
     await mustRun('mkfifo', ['-m', '600', join(dir, 'stdout.fifo'), join(dir, 'stderr.fifo')], m => new WaiterError(m))
+    await writeFile(join(dir, AGENT_PID_FILE), String(process.pid))
     const p = new CapsuleProcess(dir, log)
     await p.attach()
     // Our own write ends keep the readers from seeing EOF before the waiter opens the FIFOs.
@@ -113,6 +135,7 @@ export class CapsuleProcess extends EventEmitter {
 
   /** Re-attaches to a capsule whose waiter survived an agent restart. */
   static async adopt (dir: string, waiterPid: number, log: RotatingLogWriter): Promise<CapsuleProcess> {
+    await writeFile(join(dir, AGENT_PID_FILE), String(process.pid))
     const p = new CapsuleProcess(dir, log)
     await p.attach()
     const check = async (): Promise<void> => {
@@ -136,6 +159,7 @@ export class CapsuleProcess extends EventEmitter {
     await Promise.race([drained, new Promise<void>(resolve => { t = setTimeout(resolve, LOG_DRAIN_TIMEOUT_MS) })])
     clearTimeout(t)
     await this.detach()
+    await collectRest(this.dir, this.log)
     this.resolveExit(await readExitCode(this.dir))
   }
 

@@ -8,7 +8,7 @@ import { userInfo } from 'node:os'
 import { join, resolve } from 'node:path'
 import { buildRuntimeConfig, hostNofileHard, type RootlessIds } from './bundle/config.js'
 import type { OciSpec } from './bundle/oci-spec.js'
-import { CapsuleProcess, isWaiterAlive, readExitCode } from './capsule-process.js'
+import { CapsuleProcess, collectRest, isWaiterAlive, readExitCode } from './capsule-process.js'
 import { readRecord, writeRecord, type CapsuleExit, type CapsuleRecord } from './capsule-state.js'
 import { CapsuleCgroup, type CgroupLayout, type CgroupStats } from './cgroups.js'
 import { CapsuleExistsError, CapsuleNotFoundError, CapsuleStateError, ImageLayoutError } from './errors.js'
@@ -350,6 +350,7 @@ export class NodeRuntime {
         live.exited = this.track(live, proc)
         report.adopted.push(name)
       } else {
+        await collectRest(dir, log)
         live.exited = this.finalize(live, await readExitCode(dir))
         await live.exited
         report.finished.push(name)
