@@ -1,6 +1,7 @@
 // CBOR encoding of /bolt/swim/1 messages, checked by zod on decode. Decoding
 // throws only SwimDecodeError (oversized, not CBOR, or not a message).
 import { Encoder } from 'cbor-x'
+import { checkCborShape } from './cbor-guard.js'
 import { SwimMessageSchema, type Gossip, type SwimMessage } from './messages.js'
 
 /** Largest encoded message (and frame) accepted or produced. */
@@ -27,6 +28,7 @@ export function decodeMessage (bytes: Uint8Array): SwimMessage {
   if (bytes.byteLength > MAX_MESSAGE_BYTES) throw new SwimDecodeError(`swim message of ${bytes.byteLength} bytes exceeds ${MAX_MESSAGE_BYTES}`)
   let raw: unknown
   try {
+    checkCborShape(bytes)
     raw = cbor.decode(bytes)
   } catch (err) {
     throw new SwimDecodeError('swim message is not valid CBOR', { cause: err })

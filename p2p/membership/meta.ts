@@ -1,6 +1,7 @@
 // Member metadata gossiped with every `alive`: what the scheduler needs to
 // know about a node (role, resources, GPUs, labels). Bounded: it rides in
 // gossip messages, so its encoded size is capped at MAX_META_BYTES.
+import { Encoder } from 'cbor-x'
 import { z } from 'zod'
 
 /** Encoded (CBOR) size cap of one member's metadata. */
@@ -31,7 +32,9 @@ export const MemberMetaSchema = z.object({
   labels: z.record(z.string().min(1).max(63), z.string().max(256))
     .refine(l => Object.keys(l).length <= MAX_LABELS, { message: `at most ${MAX_LABELS} labels` }),
   version: z.string().max(64)
-})
+}).refine(m => sizer.encode(m).byteLength <= MAX_META_BYTES, { message: `metadata above ${MAX_META_BYTES} bytes` })
+
+const sizer = new Encoder({ useRecords: false, mapsAsObjects: true })
 
 export type Gpu = z.infer<typeof GpuSchema>
 export type Resources = z.infer<typeof ResourcesSchema>
