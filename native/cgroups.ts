@@ -17,6 +17,8 @@ export interface CgroupLayout {
   unifiedControllers: string[]
 }
 
+const V1_CONTROLLERS = new Set(['cpu', 'cpuacct', 'cpuset', 'memory', 'devices', 'freezer', 'net_cls', 'net_prio', 'blkio', 'perf_event', 'hugetlb', 'pids', 'rdma', 'misc'])
+
 function unescapeMount (s: string): string {
   return s.replace(/\\(\d{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)))
 }
@@ -35,8 +37,7 @@ export function parseCgroupMounts (mountinfo: string): Omit<CgroupLayout, 'unifi
     if (fstype === 'cgroup2') unified ??= mountPoint
     else if (fstype === 'cgroup') {
       for (const opt of (right[2] ?? '').split(',')) {
-        if (['rw', 'ro', 'relatime', 'noatime', 'nosuid', 'nodev', 'noexec'].includes(opt) || opt.startsWith('name=') || opt.startsWith('release_agent')) continue
-        v1[opt] ??= mountPoint
+        if (V1_CONTROLLERS.has(opt)) v1[opt] ??= mountPoint
       }
     }
   }

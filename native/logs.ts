@@ -179,10 +179,21 @@ export async function * readLogs (path: string, opts: ReadLogsOptions): AsyncGen
       yield * readFileRecords(fh, state.pos, state)
       if (writer === undefined || opts.signal?.aborted === true) return
       if (writer.generation !== generation) {
-        // The file we hold was renamed to .1 and is finished: go to the new live file.
-        await fh.close()
-        fh = await open(path, 'r')
+        // The file we hold was rotated away and is finished (we read it to its end
+        // above). Files rotated after it are .(k-1) … .1: read them, then the live one.
+        const k = writer.generation - generation
         generation = writer.generation
+        await fh.close()
+        for (let i = Math.min(k - 1, opts.maxFiles - 1); i >= 1; i--) {
+          const mid = await open(`${path}.${i}`, 'r').catch(() => undefined)
+          if (mid === undefined) continue
+          try {
+            yield * readFileRecords(mid, 0, { pos: 0, rest: '' })
+          } finally {
+            await mid.close()
+          }
+        }
+        fh = await open(path, 'r')
         state.pos = 0
         state.rest = ''
         continue
