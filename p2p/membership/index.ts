@@ -1,0 +1,15 @@
+// Public surface of membership: the libp2p service, the pure core (for
+// simulators), profiles, metadata and the wire codec.
+export { MembershipService, SWIM_PROTOCOL, MAX_INFLIGHT_SENDS, JoinError, MembershipStoppedError, InvalidMetaError } from './service.js'
+export type { MembershipServiceInit, MembershipStats, OpenStream, SwimLibp2p } from './service.js'
+export { SwimCore, JOIN_ATTEMPTS } from './core/swim-core.js'
+export type { SwimCoreOptions } from './core/swim-core.js'
+export type { MemberView, MemberEvent, MemberEventKind, MemberState, Outgoing, Drained, SwimCounters } from './core/types.js'
+export { suspicionBoundMs, suspicionMinMs, suspicionMaxMs, remainingSuspicionMs, expectedConfirmations } from './core/suspicion.js'
+export { seededRandom } from './core/random.js'
+export { LAN, WAN, EDGE, PROFILES, TICK_MS, profile, checkConfig, ticksOf, SwimConfigError } from './profiles.js'
+export type { SwimConfig, ProfileName } from './profiles.js'
+export { MemberMetaSchema, emptyMeta, metaEqual, MAX_META_BYTES } from './meta.js'
+export type { MemberMeta, Gpu, Resources } from './meta.js'
+export { encodeMessage, decodeMessage, SwimDecodeError, SwimEncodeError, MAX_MESSAGE_BYTES } from './codec.js'
+export type { SwimMessage, Gossip, PushPullState } from './messages.js'
