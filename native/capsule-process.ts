@@ -38,7 +38,8 @@ const WAITER_SCRIPT = [
   '  exec 5<"$d/stdout.fifo" 6<"$d/stderr.fifo" 3>&- 4>&-',
   '  cat <&5 >"$d/stdout.rest"; cat <&6 >"$d/stderr.rest"',
   'fi',
-  'echo "$c" >"$d/exit.tmp" && mv "$d/exit.tmp" "$d/exit"'
+  // One small write (a builtin, no mv to spawn): readers only look after the waiter is gone.
+  'echo "$c" >"$d/exit"'
 ].join('\n')
 
 export const AGENT_PID_FILE = 'agent.pid'
@@ -73,7 +74,9 @@ export async function isWaiterAlive (pid: number, dir: string): Promise<boolean>
 export async function readExitCode (dir: string): Promise<number | null> {
   const text = await readFile(join(dir, EXIT_FILE), 'utf8').catch(() => undefined)
   if (text === undefined) return null
-  const n = Number(text.trim())
+  const t = text.trim()
+  if (t === '') return null
+  const n = Number(t)
   return Number.isInteger(n) ? n : null
 }
 
@@ -83,6 +86,11 @@ const openFd = promisify(openCb)
 async function openReader (fifo: string): Promise<Socket> {
   const fd = await openFd(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
   return new Socket({ fd, readable: true, writable: false })
+}
+
+/** Creates the capsule's stdout and stderr FIFOs. */
+export async function makeFifos (dir: string): Promise<void> {
+  await mustRun('mkfifo', ['-m', '600', join(dir, 'stdout.fifo'), join(dir, 'stderr.fifo')], m => new WaiterError(m))
 }
 
 export class CapsuleProcess extends EventEmitter {
@@ -117,9 +125,8 @@ export class CapsuleProcess extends EventEmitter {
     }
   }
 
-  /** Creates the FIFOs, starts logging them, and spawns the waiter running `argv`. */
+  /** Starts logging the FIFOs (see makeFifos) and spawns the waiter running `argv`. */
   static async launch (dir: string, argv: string[], log: RotatingLogWriter): Promise<CapsuleProcess> {
-    await mustRun('mkfifo', ['-m', '600', join(dir, 'stdout.fifo'), join(dir, 'stderr.fifo')], m => new WaiterError(m))
     await writeFile(join(dir, AGENT_PID_FILE), String(process.pid))
     const p = new CapsuleProcess(dir, log)
     await p.attach()

@@ -31,6 +31,8 @@ export class RotatingLogWriter extends EventEmitter {
   private chain: Promise<void> = Promise.resolve()
   private readonly partial: Record<LogStream, string> = { stdout: '', stderr: '' }
   private closed = false
+  /** Set once everything queued is on disk and the file is closed. */
+  private ended = false
   /** Bumped on every rotation; readers compare it to notice one. */
   generation = 0
   /** Bumped on every append, so a reader can tell it missed one while reading. */
@@ -112,11 +114,12 @@ export class RotatingLogWriter extends EventEmitter {
     await this.chain
     await this.fh?.close()
     this.fh = undefined
+    this.ended = true
     this.emit('close')
   }
 
   get isClosed (): boolean {
-    return this.closed
+    return this.ended
   }
 }
 

@@ -3,12 +3,12 @@
 // detached waiter, so capsules survive an agent crash and are adopted (or
 // cleaned up) when the agent comes back.
 import { createHash } from 'node:crypto'
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rm, stat, watch, writeFile } from 'node:fs/promises'
 import { userInfo } from 'node:os'
 import { join, resolve } from 'node:path'
 import { buildRuntimeConfig, hostNofileHard, type RootlessIds } from './bundle/config.js'
 import type { OciSpec } from './bundle/oci-spec.js'
-import { CapsuleProcess, collectRest, isWaiterAlive, readExitCode } from './capsule-process.js'
+import { CapsuleProcess, collectRest, isWaiterAlive, makeFifos, readExitCode } from './capsule-process.js'
 import { readRecord, writeRecord, type CapsuleExit, type CapsuleRecord } from './capsule-state.js'
 import { CapsuleCgroup, type CgroupLayout, type CgroupStats } from './cgroups.js'
 import { CapsuleExistsError, CapsuleNotFoundError, CapsuleStateError, ImageLayoutError } from './errors.js'
@@ -75,6 +75,8 @@ interface Live {
   log: RotatingLogWriter
   proc?: CapsuleProcess
   exited: Promise<CapsuleExit>
+  /** Set when the capsule has exited and its resources are being freed. */
+  released?: Promise<void>
   devices: string[]
 }
 
@@ -143,7 +145,10 @@ export class NodeRuntime {
     let devices: string[] = []
     try {
       await writeRecord(dir, record)
-      const rootfs = await this.deps.images.createRootfs(image, dir)
+      // The FIFOs (a process spawn) are made while the rootfs is mounted.
+      const fifos = makeFifos(dir)
+      const rootfs = await this.deps.images.createRootfs(image, dir).finally(async () => { await fifos.catch(() => undefined) })
+      await fifos
       const config = await this.bundleConfig(spec, image, rootfs, dir, cg)
       if (spec.gpus !== undefined && spec.gpus !== 0) {
         const g = await this.deps.devices.gpuEdits(spec.gpus, this.devicesInUse())
@@ -221,11 +226,12 @@ export class NodeRuntime {
     else reason = 'exited'
     const exit: CapsuleExit = { exitCode: code, reason, oomKilled: oom, finishedAt: Date.now() }
     await live.log.close()
-    await this.release(record.name, dir, cg)
     record.status = 'exited'
     record.exit = exit
     record.waiterPid = null
     await writeRecord(dir, record).catch(() => undefined)
+    // Freeing the cgroup, runtime state and rootfs mount is off the exit path; remove() and close() wait for it.
+    live.released = this.release(record.name, dir, cg).catch(() => undefined)
     return exit
   }
 
@@ -297,6 +303,7 @@ export class NodeRuntime {
       await this.stop(name, { timeoutMs: 0 })
     }
     await l.exited
+    await l.released
     this.live.delete(name)
     await rm(l.dir, { recursive: true, force: true })
   }
@@ -353,6 +360,7 @@ export class NodeRuntime {
         await collectRest(dir, log)
         live.exited = this.finalize(live, await readExitCode(dir))
         await live.exited
+        await live.released
         report.finished.push(name)
       }
     }
@@ -372,19 +380,28 @@ export class NodeRuntime {
     for (const l of this.live.values()) {
       await l.proc?.detach()
       if (!l.log.isClosed) await l.log.close()
+      await l.released
     }
   }
 }
 
 /** Resolves once the runtime wrote the capsule's pid file (it runs) or the capsule already ended. */
 async function waitForStart (dir: string, exited: Promise<CapsuleExit>, timeoutMs = START_TIMEOUT_MS): Promise<void> {
-  let ended = false
-  void exited.then(() => { ended = true }, () => { ended = true })
-  const deadline = Date.now() + timeoutMs
-  // Starts take a few ms; poll fast first, then back off.
-  for (let delay = 1; !ended && Date.now() < deadline; delay = Math.min(delay * 2, 50)) {
-    if (await stat(join(dir, 'pid')).then(() => true, () => false)) return
-    await new Promise(resolve => setTimeout(resolve, delay))
+  const ac = new AbortController()
+  const pidFile = join(dir, 'pid')
+  const present = async (): Promise<boolean> => await stat(pidFile).then(() => true, () => false)
+  try {
+    const watched = (async () => {
+      // inotify on the capsule dir; the stat after arming closes the race with a file written before it.
+      const events = watch(dir, { signal: ac.signal })
+      if (await present()) return
+      for await (const e of events) if (e.filename === 'pid' && await present()) return
+    })().catch(() => undefined)
+    let t: NodeJS.Timeout | undefined
+    await Promise.race([watched, exited.then(() => undefined, () => undefined), new Promise<void>(resolve => { t = setTimeout(resolve, timeoutMs) })])
+    clearTimeout(t)
+  } finally {
+    ac.abort()
   }
 }
 

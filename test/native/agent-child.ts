@@ -3,7 +3,12 @@
 import { createRuntime } from '../../native/index.js'
 import { busyboxImage } from './image-fixture.js'
 
-const [dataDir, runtime] = process.argv.slice(2) as [string, 'runc' | 'crun']
+const [dataDir, runtime] = process.argv.slice(2) as [string | undefined, 'runc' | 'crun']
+if (dataDir === undefined) {
+  // Run by tap as a plain file of the folder: not a test by itself.
+  process.stdout.write('1..0 # SKIP helper for recovery.test (needs a data dir argument)\n')
+  process.exit(0)
+}
 const rt = await createRuntime({ dataDir, runtime })
 const img = await busyboxImage()
 const { id } = await rt.prepareImage(img.layoutDir, img.ref)
