@@ -115,8 +115,7 @@ export class Agent {
       seeds = this.clusterFile.get().seeds.map(parseSeed).filter((s): s is { id: string, addrs: string[] } => s !== undefined)
     }
 
-    const incarnation = this.clusterFile.get().incarnation + 1
-    await this.clusterFile.update({ incarnation, name: this.clusterFile.get().name })
+    const incarnation = this.clusterFile.get().incarnation
     this.membership = new MembershipHost({
       libp2p: this.libp2p,
       profile: this.config.profile,

@@ -65,14 +65,15 @@ export class MembershipHost extends EventTarget {
       self: { id: init.libp2p.peerId.toString(), meta: init.meta },
       config: this.config,
       lastIncarnation: init.incarnation,
+      onIncarnation: init.onIncarnation,
       openStream: init.openStream,
-      guard: init.guard
+      guard: init.guard,
+      onError: (where, peerId, err) => { init.log.debug({ where, peerId, err: (err as Error).message }, 'membership message failed') }
     })
   }
 
   async start (): Promise<void> {
     this.service.addEventListener('member', (evt) => { this.onEvent((evt as CustomEvent<MemberEvent>).detail) })
-    this.service.addEventListener('incarnation', (evt) => { this.init.onIncarnation((evt as CustomEvent<number>).detail) })
     await this.service.start()
     this.init.onIncarnation(this.service.incarnation())
     this.seedTimer = setInterval(() => { this.saveSeeds() }, 10_000)

@@ -52,7 +52,7 @@ async function measure (runtime: RuntimeName, runs: number, work: string): Promi
     const installed = (await detectRuntimes()).find(r => r.name === runtime)
     if (installed === undefined) throw new Error(`${runtime} vanished`)
     const { OciRuntimeDriver } = await import('../native/oci/driver.js')
-    const { detectCgroups } = await import('../native/cgroups.js')
+    const { CapsuleCgroup, detectCgroups } = await import('../native/cgroups.js')
     const driver = new OciRuntimeDriver(runtime, installed.path, { stateRoot: join(work, `${runtime}-bare-state`), hybridCgroupWorkaround: runtime === 'crun' && (await detectCgroups()).mode === 'hybrid' })
     try {
       for (let i = 0; i < runs; i++) {
@@ -69,6 +69,7 @@ async function measure (runtime: RuntimeName, runs: number, work: string): Promi
       }
     } finally {
       await store.removeRootfs(bareDir)
+      await new CapsuleCgroup(await detectCgroups(), '/bolt-bench').remove()
     }
     return out
   } finally {
