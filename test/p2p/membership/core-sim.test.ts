@@ -5,7 +5,7 @@
 import t from 'tap'
 import { SimCluster } from './sim-network.js'
 import { LAN, profile } from '../../../p2p/membership/profiles.js'
-import { suspicionBoundMs } from '../../../p2p/membership/core/suspicion.js'
+import { suspicionBoundMs, suspicionMaxMs } from '../../../p2p/membership/core/suspicion.js'
 
 const TICKS_PER_S = 1000 / LAN.tickMs
 
@@ -34,6 +34,7 @@ t.test('kill: the failed node is suspected, then dead everywhere within the boun
   t.not(deadAt, null, 'n3 declared dead by all')
   const took = (deadAt ?? Infinity) - killedAt
   t.ok(took <= boundTicks + LAN.probeIntervalMs / LAN.tickMs, `dead after ${took} ticks; bound ${boundTicks} + one probe interval`)
+  t.ok(took < suspicionMaxMs(LAN, n) / LAN.tickMs, 'independent confirmations shortened the suspicion below its maximum (Lifeguard)')
   const suspects = sim.log.filter(e => e.id === 'n3' && e.kind === 'suspect')
   t.ok(suspects.length > 0, 'suspected before dead')
   const firstSuspect = Math.min(...suspects.map(e => e.tick))
@@ -45,6 +46,21 @@ t.test('kill: the failed node is suspected, then dead everywhere within the boun
   t.not(reaped, null, 'dead member reaped after reclaimMs')
   sim.run(10 * TICKS_PER_S)
   t.ok(sim.upIds().every(o => sim.core(o).member('n3') === undefined), 'not resurrected by stale news')
+})
+
+t.test('32 nodes: join through one seed, then a kill is detected within the bound', async t => {
+  const n = 32
+  const sim = new SimCluster({ n, seed: 32, config: LAN })
+  const at = joinAll(sim, 30 * TICKS_PER_S)
+  t.not(at, null, 'all 32 see 32 alive')
+  t.comment(`converged after ${(at ?? 0) / TICKS_PER_S} simulated s`)
+  const killedAt = sim.now
+  sim.crash('n17')
+  const deadAt = sim.runUntil(() => sim.allSee('n17', 'dead'), 2 * suspicionBoundMs(LAN, n) / LAN.tickMs)
+  t.not(deadAt, null)
+  const tookMs = ((deadAt ?? Infinity) - killedAt) * LAN.tickMs
+  t.ok(tookMs <= suspicionBoundMs(LAN, n) + LAN.probeIntervalMs, `dead everywhere after ${tookMs} ms; bound ${suspicionBoundMs(LAN, n)} ms`)
+  t.ok(sim.maxMessageBytes <= 64 * 1024)
 })
 
 t.test('refutation: a briefly unreachable node is suspected and refutes with a higher incarnation', async t => {
@@ -91,6 +107,15 @@ t.test('5% loss for 10 simulated minutes: no false dead, no false suspicion that
   const suspects = sim.log.filter(e => e.kind === 'suspect').length
   const probes = sim.ids().reduce((s, id) => s + sim.core(id).stats().probesSent, 0)
   t.comment(`probes ${probes}, suspicions seen ${suspects}, messages ${sim.messagesSent}, largest message ${sim.maxMessageBytes} B`)
+})
+
+t.test('10% loss (a 5% fault hook at both ends) for 5 simulated minutes, three seeds: no false dead', async t => {
+  for (const seed of [51, 52, 53]) {
+    const sim = new SimCluster({ n: 16, seed, config: LAN, loss: 0.1 })
+    t.not(joinAll(sim, 60 * TICKS_PER_S), null, `seed ${seed}: joined`)
+    sim.run(300 * TICKS_PER_S)
+    t.equal(sim.log.filter(e => e.kind === 'dead').length, 0, `seed ${seed}: no false dead (${sim.log.filter(e => e.kind === 'suspect').length} suspicions seen, all refuted)`)
+  }
 })
 
 t.test('restart after kill: same id comes back alive with a higher incarnation', async t => {
