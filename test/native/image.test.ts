@@ -140,3 +140,25 @@ t.test('unknown refs and missing layouts give ImageLayoutError', async t => {
   const img = await busyboxImage()
   await t.rejects(store.prepare(img.layoutDir, 'alpine:3'), { name: 'ImageLayoutError', message: /alpine:3 is not in/ })
 })
+
+t.test('an image index is followed to this platform\'s manifest', async t => {
+  const { parent, dataDir } = await sandbox(t)
+  const { createHash } = await import('node:crypto')
+  const { writeFile } = await import('node:fs/promises')
+  const img = await writeLayout(join(parent, 'layout'), [makeTar([{ path: 'hello', data: 'multi-arch' }])], { ref: 'multi:1' })
+  const indexPath = join(img.layoutDir, 'index.json')
+  const top = JSON.parse(await readFile(indexPath, 'utf8')) as { manifests: Array<Record<string, unknown>> }
+  const arch = ({ x64: 'amd64', arm64: 'arm64' } as Record<string, string>)[process.arch] ?? process.arch
+  const manifest = { ...top.manifests[0], annotations: undefined, platform: { os: 'linux', architecture: arch } }
+  const other = { ...manifest, digest: `sha256:${'0'.repeat(64)}`, platform: { os: 'linux', architecture: 's390x-not-this' } }
+  const nested = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [other, manifest] })
+  const digest = 'sha256:' + createHash('sha256').update(nested).digest('hex')
+  await writeFile(join(img.layoutDir, 'blobs', 'sha256', digest.slice(7)), nested)
+  await writeFile(indexPath, JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.index.v1+json', digest, size: Buffer.byteLength(nested), annotations: { 'org.opencontainers.image.ref.name': 'multi:1' } }] }))
+  const store = new ImageStore(dataDir, 'copy', false)
+  await store.init()
+  const prepared = await store.prepare(img.layoutDir, 'multi:1')
+  t.equal(prepared.id, img.manifestDigest, 'the platform manifest, not the index, is the image id')
+  const rootfs = await store.createRootfs(prepared, join(dataDir, 'c'))
+  t.equal(await readFile(join(rootfs, 'hello'), 'utf8'), 'multi-arch')
+})
