@@ -31,8 +31,8 @@ for (const runtime of ['runc', 'crun'] as const) {
     const child = await startChild(dataDir, runtime)
     child.kill('SIGKILL')
     await once(child, 'exit')
-    // "short" finishes while no agent runs; its output sits in the FIFO until adoption... or it is logged already.
-    await new Promise(resolve => setTimeout(resolve, 1500))
+    // "short" finishes while no agent runs: wait for its waiter to record the exit.
+    for (let i = 0; i < 400 && !existsSync(join(dataDir, 'capsules', 'short', 'exit')); i++) await new Promise(resolve => setTimeout(resolve, 50))
 
     const rt = await createRuntime({ dataDir, runtime })
     t.teardown(async () => { await rt.close() })
