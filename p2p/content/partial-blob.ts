@@ -1,19 +1,24 @@
 // A blob being pulled piece by piece: `partial/<hex>/data` (pieces written
 // at their offsets) and `partial/<hex>/state` (have-bitfield and the hash of
 // each held piece). A piece's bytes are fsync'd before its bit is persisted,
-// so after kill -9 every bit set names a piece that is on disk; the blob
+// (in batches) so after kill -9 every bit set names a piece on disk; the blob
 // becomes visible only by `complete()`, after its whole digest was checked.
-import { createHash } from 'node:crypto'
 import { open, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { encode } from 'cbor-x'
 import { z } from 'zod'
 import { Bitfield } from './bitfield.js'
+import { createBlobHasher, type BlobHasher } from './blob-hasher.js'
 import { DigestMismatchError, SizeMismatchError } from './errors.js'
 import { HASH_BYTES, pieceCount, pieceRange, type PieceManifest } from './pieces.js'
 import { writeFileAtomic } from './fs-atomic.js'
 
 const Bytes = z.custom<Uint8Array>(v => v instanceof Uint8Array, { message: 'expected bytes' })
+
+/** Persist the have-bitfield after this many new pieces… */
+export const FLUSH_EVERY_PIECES = 8
+/** …or this long after the first unpersisted one. */
+export const FLUSH_AFTER_MS = 250
 
 export const PartialStateSchema = z.object({
   size: z.number().int().nonnegative(),
@@ -43,6 +48,10 @@ export class PartialBlob {
   readonly hashes: Uint8Array
   private fh: FileHandle | undefined
   private stateWrite: Promise<void> = Promise.resolve()
+  private unflushed = 0
+  private flushTimer: NodeJS.Timeout | undefined
+  private readonly writing = new Set<number>()
+  private hasher: BlobHasher | undefined
   private done = false
   private readonly listeners = new Set<(index: number) => void>()
 
@@ -90,20 +99,56 @@ export class PartialBlob {
     return this.hashes.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES)
   }
 
-  /** Stores piece `index` (already verified by the caller against `hash`). */
+  /**
+   * Stores piece `index` (already verified by the caller against `hash`).
+   * The bit is set in memory at once (so the piece can be served); it is
+   * persisted by a later flush, after an fdatasync that covers the piece —
+   * so after a crash every persisted bit names a piece on disk.
+   */
   async writePiece (index: number, data: Uint8Array, hash: Uint8Array): Promise<void> {
     const fh = this.handle()
     const { start, length } = pieceRange(this.size, this.pieceSize, index)
     if (data.length !== length) throw new SizeMismatchError(`piece ${index} of ${this.digest} is ${data.length} bytes, expected ${length}`)
-    if (this.have.get(index)) return
-    let off = 0
-    while (off < length) off += (await fh.write(data, off, length - off, start + off)).bytesWritten
-    await fh.datasync()
+    if (this.have.get(index) || this.writing.has(index)) return
+    this.writing.add(index)
+    try {
+      let off = 0
+      while (off < length) off += (await fh.write(data, off, length - off, start + off)).bytesWritten
+    } finally {
+      this.writing.delete(index)
+    }
     if (this.done) return
     this.have.set(index)
     this.hashes.set(hash, index * HASH_BYTES)
-    await this.persistState()
+    this.unflushed++
+    this.wholeHasher().pieceWritten(index)
+    if (this.unflushed >= FLUSH_EVERY_PIECES) await this.flush()
+    else this.scheduleFlush()
     for (const l of this.listeners) l(index)
+  }
+
+  /** fdatasync the data, then persist the have-bitfield as it was before the sync. */
+  async flush (): Promise<void> {
+    if (this.flushTimer !== undefined) { clearTimeout(this.flushTimer); this.flushTimer = undefined }
+    if (this.unflushed === 0 || this.fh === undefined) { await this.stateWrite; return }
+    this.unflushed = 0
+    const have = new Uint8Array(this.have.bytes)
+    const hashes = new Uint8Array(this.hashes)
+    const fh = this.fh
+    const w = this.stateWrite.then(async () => {
+      await fh.datasync()
+      await writeFileAtomic(join(this.init.dir, 'state'), encode({ size: this.size, pieceSize: this.pieceSize, have, hashes }), this.init.tmpDir)
+    })
+    this.stateWrite = w.catch(() => {})
+    await w
+  }
+
+  private scheduleFlush (): void {
+    if (this.flushTimer !== undefined) return
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined
+      this.flush().catch(() => {})
+    }, FLUSH_AFTER_MS)
   }
 
   async readPiece (index: number): Promise<Uint8Array> {
@@ -126,10 +171,19 @@ export class PartialBlob {
   }
 
   private async persistState (): Promise<void> {
+    this.unflushed = 0
     const body = encode({ size: this.size, pieceSize: this.pieceSize, have: this.have.bytes, hashes: this.hashes })
     const w = this.stateWrite.then(async () => await writeFileAtomic(join(this.init.dir, 'state'), body, this.init.tmpDir))
     this.stateWrite = w.catch(() => {})
     await w
+  }
+
+  private wholeHasher (): BlobHasher {
+    if (this.hasher === undefined) {
+      this.hasher = createBlobHasher(this.dataPath, this.size, this.pieceSize, this.pieceCount)
+      for (let i = 0; i < this.pieceCount; i++) if (this.have.get(i)) this.hasher.pieceWritten(i)
+    }
+    return this.hasher
   }
 
   /**
@@ -140,22 +194,16 @@ export class PartialBlob {
   async complete (): Promise<void> {
     if (!this.isComplete()) throw new Error(`partial ${this.digest} has ${this.have.count()}/${this.pieceCount} pieces`)
     const fh = this.handle()
-    const hash = createHash('sha256')
-    const buf = new Uint8Array(Math.min(4 * 1024 * 1024, Math.max(1, this.size)))
-    let pos = 0
-    while (pos < this.size) {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, this.size - pos), pos)
-      if (bytesRead === 0) break
-      hash.update(buf.subarray(0, bytesRead))
-      pos += bytesRead
-    }
-    const got = `sha256:${hash.digest('hex')}`
+    const hasher = this.wholeHasher()
+    this.hasher = undefined
+    const got = await hasher.digest()
     if (got !== this.digest) {
       for (let i = 0; i < this.pieceCount; i++) this.have.set(i, false)
       this.hashes.fill(0)
       await this.persistState()
       throw new DigestMismatchError(`assembled blob hashes to ${got}, expected ${this.digest}`)
     }
+    if (this.flushTimer !== undefined) { clearTimeout(this.flushTimer); this.flushTimer = undefined }
     await fh.sync()
     await this.stateWrite
     this.done = true
@@ -166,6 +214,9 @@ export class PartialBlob {
 
   async discard (): Promise<void> {
     this.done = true
+    await this.hasher?.terminate()
+    this.hasher = undefined
+    if (this.flushTimer !== undefined) { clearTimeout(this.flushTimer); this.flushTimer = undefined }
     await this.stateWrite
     await this.fh?.close()
     this.fh = undefined
@@ -173,6 +224,9 @@ export class PartialBlob {
   }
 
   async close (): Promise<void> {
+    await this.flush().catch(() => {})
+    await this.hasher?.terminate()
+    this.hasher = undefined
     await this.stateWrite
     await this.fh?.close()
     this.fh = undefined

@@ -18,8 +18,13 @@ export class PeerChannel {
   private broken: Error | undefined
   private readonly closer = new AbortController()
 
-  constructor (readonly peer: string, private readonly stream: Stream, private readonly timeoutMs: number) {
-    this.lp = lpStream(stream, { maxDataLength: MAX_FRAME })
+  /**
+   * `maxBufferBytes` bounds what may sit unread on the stream: the reader
+   * does not pause the stream, so every pipelined response can arrive before
+   * it is read (requests in flight × piece size, plus a control frame).
+   */
+  constructor (readonly peer: string, private readonly stream: Stream, private readonly timeoutMs: number, maxBufferBytes: number) {
+    this.lp = lpStream(stream, { maxDataLength: MAX_FRAME, maxBufferSize: maxBufferBytes })
   }
 
   get isBroken (): boolean { return this.broken !== undefined }

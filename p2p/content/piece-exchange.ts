@@ -12,10 +12,10 @@ import { digestHex } from './digest.js'
 import { PullAbortedError, PullFailedError } from './errors.js'
 import type { PartialBlob } from './partial-blob.js'
 import { PeerChannel } from './peer-channel.js'
-import { PIECES_PROTOCOL } from './piece-messages.js'
-import { PiecePicker, DEFAULT_REQUEST_TIMEOUT_MS, type PickerAction, type PickerConfig } from './piece-picker.js'
+import { MAX_CONTROL_FRAME, PIECES_PROTOCOL } from './piece-messages.js'
+import { PiecePicker, DEFAULT_MAX_INFLIGHT_PER_PEER, DEFAULT_REQUEST_TIMEOUT_MS, type PickerAction, type PickerConfig } from './piece-picker.js'
 import { PieceServer } from './piece-server.js'
-import { bytesEqual, DEFAULT_PIECE_SIZE, HASH_BYTES, hashPiece, pieceCount, pieceRange, pieceSizeFor } from './pieces.js'
+import { bytesEqual, DEFAULT_PIECE_SIZE, HASH_BYTES, hashPieceAsync, pieceCount, pieceRange, pieceSizeFor } from './pieces.js'
 import type { ProviderSource } from './providers.js'
 
 /** Concurrent piece uploads per node. */
@@ -24,6 +24,8 @@ export const DEFAULT_UPLOAD_SLOTS = 8
 export const MAX_PROVIDERS_PER_PULL = 16
 /** A peer reported dead is not used as a source for this long unless marked alive again. */
 export const DEAD_PEER_MS = 60_000
+/** Bytes around a piece on the wire: its header frame and length prefixes. */
+const FRAME_OVERHEAD = 4096
 /** The pull loop looks at the clock at least this often (timeouts, re-queries). */
 const LOOP_INTERVAL_MS = 20
 
@@ -342,7 +344,9 @@ class ActivePull {
     let c = this.channels.get(peer)
     if (c === undefined) {
       const timeout = this.ex.internals.picker?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
-      c = this.ex.openStream(peer, AbortSignal.any([this.signal, AbortSignal.timeout(timeout)])).then(s => new PeerChannel(peer, s, timeout))
+      const inflight = this.ex.internals.picker?.maxInflightPerPeer ?? DEFAULT_MAX_INFLIGHT_PER_PEER
+      const maxBuffer = (this.partial.pieceSize + FRAME_OVERHEAD) * (inflight + 1) + MAX_CONTROL_FRAME
+      c = this.ex.openStream(peer, AbortSignal.any([this.signal, AbortSignal.timeout(timeout)])).then(s => new PeerChannel(peer, s, timeout, maxBuffer))
       c.catch(() => {})
       this.channels.set(peer, c)
     }
@@ -418,7 +422,7 @@ class ActivePull {
     this.bytesFromPeers += data.length
     this.ex.internals.counters.bytesFromPeers += data.length
     const expected = this.expectedHash(peer, index)
-    const hash = hashPiece(data)
+    const hash = await hashPieceAsync(data)
     const { length } = pieceRange(this.partial.size, this.partial.pieceSize, index)
     const ok = expected !== undefined && data.length === length && bytesEqual(hash, expected)
     if (ok && !this.partial.have.get(index)) {
@@ -447,7 +451,7 @@ class ActivePull {
     }
     this.bytesFromRegistry += data.length
     this.ex.internals.counters.bytesFromRegistry += data.length
-    const hash = hashPiece(data)
+    const hash = await hashPieceAsync(data)
     const expected = this.trusted?.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES)
     const ok = data.length === range.length && (expected === undefined || bytesEqual(hash, expected))
     if (ok && !this.partial.have.get(index)) {

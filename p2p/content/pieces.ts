@@ -61,3 +61,8 @@ export function pieceSizeFor (size: number, preferred = DEFAULT_PIECE_SIZE): num
   while (pieceCount(size, ps) > MAX_PIECES && ps < MAX_PIECE_SIZE) ps *= 2
   return ps
 }
+
+/** sha256 of a piece on the libuv thread pool (WebCrypto), keeping 4 MiB of hashing off the event loop. */
+export async function hashPieceAsync (data: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', data as Uint8Array<ArrayBuffer>))
+}

@@ -175,3 +175,30 @@ t.test('kill -9 during a piece-wise write: nothing visible, resume keeps only wh
   await p.complete()
   t.ok(await store.has(digest))
 })
+
+t.test('large partial blobs are hashed on a worker thread as pieces arrive, in any order', async t => {
+  const store = await BlobStore.open({ root: await tempRoot(t) })
+  const ps = 1024 * 1024
+  const data = randomBytes(17 * ps + 5)
+  const d = sha256Digest(data)
+  const p = await store.openPartial(d, data.length, ps)
+  const order = Array.from({ length: p.pieceCount }, (_, i) => i).reverse()
+  for (const i of order) {
+    const piece = data.subarray(i * ps, Math.min(data.length, (i + 1) * ps))
+    await p.writePiece(i, piece, hashPiece(piece))
+  }
+  await p.complete()
+  t.ok(await store.has(d))
+  // And a wrong piece is caught by the same path.
+  const other = randomBytes(17 * ps)
+  const od = sha256Digest(other)
+  const q = await store.openPartial(od, other.length, ps)
+  for (let i = 0; i < q.pieceCount; i++) {
+    const piece = Buffer.from(other.subarray(i * ps, (i + 1) * ps))
+    if (i === 9) piece[100] = (piece[100] as number) ^ 1
+    await q.writePiece(i, piece, hashPiece(piece))
+  }
+  await t.rejects(q.complete(), { name: 'DigestMismatchError' })
+  t.notOk(await store.has(od))
+  await store.close()
+})

@@ -139,7 +139,7 @@ t.test('kill -9 during a pull: no partial blob visible after restart, and the pu
   const r = await puller.pull(`${proxy.host}/bolt/big:v1`)
   t.equal(r.digest, big.manifestDigest)
   for (const l of big.layers) t.ok(await store.has(l.digest))
-  t.ok(r.bytesFromRegistry < big.blobBytes, `resumed: ${r.bytesFromRegistry} of ${big.blobBytes} bytes fetched again`)
+  t.ok(r.bytesFromRegistry <= big.blobBytes - 512 * 1024, `resumed: ${r.bytesFromRegistry} of ${big.blobBytes} bytes fetched again`)
   t.same(await store.listPartials(), [])
 })
 
