@@ -4,12 +4,14 @@
 // run under a seeded simulator and replay exactly.
 import { MAX_MESSAGE_BYTES, encodedSize } from '../codec.js'
 import type { MemberMeta } from '../meta.js'
-import { MAX_GOSSIP_ITEMS, MAX_PUSH_PULL_STATES, type Gossip, type PushPullState, type SwimMessage } from '../messages.js'
+import { MAX_GOSSIP_ITEMS, type Gossip, type SwimMessage } from '../messages.js'
 import { checkConfig, ticksOf, type SwimConfig } from '../profiles.js'
 import { Awareness } from './awareness.js'
 import { BroadcastQueue, retransmitLimit } from './broadcast-queue.js'
 import { MemberTable, type MemberRecord } from './member-table.js'
-import { pickRandom, randomInt, shuffle, type Random } from './random.js'
+import { ProbeOrder } from './probe-order.js'
+import { ENVELOPE_HEADROOM, ITEM_OVERHEAD, chunkStates, mergeStates, stateOf } from './push-pull.js'
+import { pickRandom, randomInt, type Random } from './random.js'
 import type { Drained, MemberEvent, MemberView, Outgoing, SwimCounters } from './types.js'
 
 export interface SwimCoreOptions {
@@ -27,10 +29,6 @@ export interface SwimCoreOptions {
   random: Random
 }
 
-/** Per-item overhead budgeted for piggybacked gossip inside a CBOR array. */
-const GOSSIP_ITEM_OVERHEAD = 2
-/** Headroom kept below MAX_MESSAGE_BYTES for the message envelope. */
-const ENVELOPE_HEADROOM = 64
 /** Bound on outstanding indirect probes this node relays for others. */
 const MAX_RELAYS = 1024
 /** Push-pull attempts per seed before a join through it is given up. */
@@ -80,8 +78,7 @@ export class SwimCore {
   private readonly deadTalkSync = new Map<string, number>()
   /** Seeds whose push-pull has not been answered yet: retried every probe interval. */
   private readonly pendingSeeds = new Map<string, { nextTry: number, attemptsLeft: number }>()
-  private probeOrder: string[] = []
-  private probeIndex = 0
+  private readonly probeOrder: ProbeOrder
   private probe: Probe | null = null
   private readonly relays = new Map<number, Relay>()
   private nextProbeTick: number
@@ -113,12 +110,13 @@ export class SwimCore {
       tombstone: t(c.tombstoneMs)
     }
     this.awareness = new Awareness(c.awarenessMaxMultiplier)
+    this.probeOrder = new ProbeOrder(this.random)
     this.queue = new BroadcastQueue(c.maxBroadcasts)
     const me: MemberRecord = { id: opts.self, state: 'alive', incarnation: (opts.lastIncarnation ?? 0) + 1, meta: opts.meta, stateChangedAtTick: 0 }
     this.table = new MemberTable(me, this.config, this.awareness, this.counters, {
       broadcast: g => { this.broadcast(g) },
       event: (kind, rec) => { this.events.push({ kind, member: this.table.view(rec), tick: this.now }) },
-      added: id => { this.probeOrder.splice(randomInt(this.random, this.probeOrder.length + 1), 0, id) }
+      added: id => { this.probeOrder.insert(id) }
     }, () => this.now)
     this.broadcast({ k: 'alive', id: me.id, inc: me.incarnation, meta: me.meta })
     // Random phases, so that nodes started together do not probe in lockstep.
@@ -160,7 +158,7 @@ export class SwimCore {
     this.counters.messagesIn++
     if (msg.t === 'push-pull') {
       this.pendingSeeds.delete(from)
-      this.mergeState(from, msg.states)
+      mergeStates(this.table, from, msg.states)
       if (msg.reply && !this.table.leaving) this.sendPushPull(from, false, false)
       return
     }
@@ -264,20 +262,10 @@ export class SwimCore {
   // ---- probing ---------------------------------------------------------
 
   private nextProbeTarget (): string | null {
-    const probeable = (id: string): boolean => {
+    return this.probeOrder.next(() => this.table.members.keys(), id => {
       const s = this.table.members.get(id)?.state
       return id !== this.self && (s === 'alive' || s === 'suspect')
-    }
-    for (let pass = 0; pass < 2; pass++) {
-      while (this.probeIndex < this.probeOrder.length) {
-        const id = this.probeOrder[this.probeIndex++] as string
-        if (probeable(id)) return id
-      }
-      // Round complete: a fresh random order (memberlist resetNodes).
-      this.probeOrder = shuffle(this.random, [...this.table.members.keys()].filter(probeable))
-      this.probeIndex = 0
-    }
-    return null
+    })
   }
 
   private startProbe (): void {
@@ -406,48 +394,11 @@ export class SwimCore {
     if (target !== undefined) this.sendPushPull(target.id, false, true)
   }
 
-  /** Our full state (members and tombstones), split into messages that fit the size bound. */
+  /** Our full state (members and tombstones), in as many messages as the size bound needs; only the first asks for a reply. */
   private sendPushPull (to: string, join: boolean, reply: boolean): void {
-    const states: PushPullState[] = []
-    for (const m of this.table.members.values()) states.push({ id: m.id, inc: m.incarnation, state: m.state, meta: m.meta })
-    for (const [id, t] of this.table.tombstones) states.push({ id, inc: t.incarnation, state: t.state })
-    const budget = MAX_MESSAGE_BYTES - ENVELOPE_HEADROOM
-    let chunk: PushPullState[] = []
-    let size = 0
-    let first = true
-    const flush = (): void => {
-      this.sendWithAddrs(to, this.addrsOf(to), { t: 'push-pull', join, reply: reply && first, states: chunk })
-      first = false
-      chunk = []
-      size = 0
-    }
-    for (const s of states) {
-      const n = encodedSize(s) + GOSSIP_ITEM_OVERHEAD
-      if (chunk.length > 0 && (size + n > budget || chunk.length >= MAX_PUSH_PULL_STATES)) flush()
-      chunk.push(s)
-      size += n
-    }
-    if (chunk.length > 0) flush()
-  }
-
-  private mergeState (from: string, states: PushPullState[]): void {
-    for (const s of states) {
-      switch (s.state) {
-        case 'alive':
-          if (s.meta !== undefined) this.table.onAlive(s.id, s.inc, s.meta)
-          break
-        case 'left':
-          this.table.onLeft(s.id, s.inc)
-          break
-        case 'suspect':
-        case 'dead':
-          // As memberlist: a remote verdict is only a suspicion here, so the
-          // member (or we, if it is about us) gets its chance to refute.
-          if (s.meta !== undefined && !this.table.members.has(s.id)) this.table.onAlive(s.id, s.inc, s.meta)
-          this.table.onSuspect(s.id, s.inc, from)
-          break
-      }
-    }
+    chunkStates(stateOf(this.table)).forEach((states, i) => {
+      this.sendWithAddrs(to, this.addrsOf(to), { t: 'push-pull', join, reply: reply && i === 0, states })
+    })
   }
 
   // ---- sending ---------------------------------------------------------
@@ -465,7 +416,7 @@ export class SwimCore {
     if (msg.t !== 'push-pull') {
       const budget = MAX_MESSAGE_BYTES - ENVELOPE_HEADROOM - encodedSize(msg)
       const limit = retransmitLimit(this.config.retransmitMult, this.table.liveCount())
-      const extra = this.queue.take(budget, GOSSIP_ITEM_OVERHEAD, limit, MAX_GOSSIP_ITEMS - msg.g.length)
+      const extra = this.queue.take(budget, ITEM_OVERHEAD, limit, MAX_GOSSIP_ITEMS - msg.g.length)
       if (extra.length > 0) msg = { ...msg, g: [...msg.g, ...extra] }
     }
     this.counters.messagesOut++
