@@ -24,6 +24,8 @@ export const DEFAULT_UPLOAD_SLOTS = 8
 export const MAX_PROVIDERS_PER_PULL = 16
 /** A peer reported dead is not used as a source for this long unless marked alive again. */
 export const DEAD_PEER_MS = 60_000
+/** A replicate request waits this long for the peer to pull and pin everything. */
+export const REPLICATE_TIMEOUT_MS = 10 * 60_000
 /** Bytes around a piece on the wire: its header frame and length prefixes. */
 const FRAME_OVERHEAD = 4096
 /** The pull loop looks at the clock at least this often (timeouts, re-queries). */
@@ -90,18 +92,24 @@ export class PieceExchange {
   readonly counters: ExchangeCounters = { bytesFromPeers: 0, bytesFromRegistry: 0, bytesServed: 0 }
   readonly bannedPeers = new Set<string>()
   private started = false
+  private replicateHandler: PieceExchangeInit['onReplicate']
   private readonly onAdded = (digest: string): void => { this.announce(digest) }
   private readonly onRemoved = (digest: string): void => { this.withdraw(digest) }
 
   constructor (init: PieceExchangeInit) {
     this.init = { ...init }
+    this.replicateHandler = init.onReplicate
     this.self = init.libp2p.peerId.toString()
     this.pieceSize = init.pieceSize ?? init.store.pieceSize ?? DEFAULT_PIECE_SIZE
     this.server = new PieceServer({
       store: init.store,
       uploadSlots: init.uploadSlots ?? DEFAULT_UPLOAD_SLOTS,
       isPulling: (d) => this.active.has(d),
-      onReplicate: init.onReplicate,
+      onReplicate: async (from, owner, blobs, signal) => {
+        const h = this.replicateHandler
+        if (h === undefined) throw new Error('this node does not accept replicas')
+        await h(from, owner, blobs, signal)
+      },
       onServed: (n) => { this.counters.bytesServed += n },
       corruptPieces: init.corruptPieces
     })
@@ -214,6 +222,46 @@ export class PieceExchange {
         this.activePulls.delete(pull)
       }
     }
+  }
+
+  /** Who answers a peer's request to hold replicas (objects). */
+  setReplicateHandler (h: PieceExchangeInit['onReplicate']): void {
+    this.replicateHandler = h
+  }
+
+  /**
+   * Asks `peer` to pull `blobs` (from this node or anyone) and pin them under
+   * `owner`; resolves once the peer holds them, rejects with its reason.
+   */
+  async requestReplicate (peer: string, owner: string, blobs: Array<{ digest: string, size: number }>, opts: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<void> {
+    const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(opts.timeoutMs ?? REPLICATE_TIMEOUT_MS), ...(opts.signal !== undefined ? [opts.signal] : [])])
+    const ch = new PeerChannel(peer, await this.openStream(peer, signal), opts.timeoutMs ?? REPLICATE_TIMEOUT_MS, MAX_CONTROL_FRAME)
+    try {
+      const { res } = await ch.request({ t: 'replicate?', owner, blobs }, signal)
+      if (res.t !== 'replicated') throw new PullFailedError(`${peer} answered ${res.t} to a replicate request`)
+      if (!res.ok) throw new PullFailedError(`${peer} could not take replicas: ${res.error ?? 'no reason given'}`)
+    } finally {
+      ch.close()
+    }
+  }
+
+  /** The size of `digest` as the first of `candidates` holding it reports; undefined if none does. */
+  async probeSize (digest: string, candidates: string[], signal?: AbortSignal): Promise<number | undefined> {
+    for (const peer of candidates) {
+      if (peer === this.self || this.isDead(peer) || this.bannedPeers.has(peer)) continue
+      const s = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(DEFAULT_REQUEST_TIMEOUT_MS), ...(signal !== undefined ? [signal] : [])])
+      let ch: PeerChannel | undefined
+      try {
+        ch = new PeerChannel(peer, await this.openStream(peer, s), DEFAULT_REQUEST_TIMEOUT_MS, MAX_CONTROL_FRAME)
+        const { res } = await ch.request({ t: 'have?', digest, pieceSize: this.pieceSize }, s)
+        if (res.t === 'have' && res.complete) return res.size
+      } catch {
+        // try the next one
+      } finally {
+        ch?.close()
+      }
+    }
+    return undefined
   }
 
   /** A stream to `peer` for this protocol, preferring an open TCP connection for bulk. */

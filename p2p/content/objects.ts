@@ -1,0 +1,191 @@
+// Objects: files split by FastCDC into content-addressed chunks (identical
+// chunks stored once), described by an object manifest that is itself a
+// blob — the object id is the manifest's digest, so an id names exact bytes.
+// `putObject` stores locally and asks K peers (chosen by the caller, e.g. by
+// free space) to pull and pin a replica; `getObject` fetches the manifest and
+// chunks through the piece exchange, each verified, and writes the file.
+import { randomBytes } from 'node:crypto'
+import { open, rename, rm, stat } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
+import { z } from 'zod'
+import type { BlobStore } from './blob-store.js'
+import { sha256Digest } from './digest.js'
+import { ObjectNotFoundError, ManifestError } from './errors.js'
+import { chunkFile, DEFAULT_CDC, type CdcParams } from './fastcdc.js'
+import { fsyncDir } from './fs-atomic.js'
+import type { PieceExchange } from './piece-exchange.js'
+
+export const OBJECT_MANIFEST_MEDIA_TYPE = 'application/vnd.bolt.object.manifest.v1+json'
+/** Chunks fetched at once by getObject. */
+export const DEFAULT_CHUNK_CONCURRENCY = 4
+/** Bound on chunks per object (at 1 MiB average, about 1 TiB). */
+export const MAX_OBJECT_CHUNKS = 1_000_000
+
+const Digest = z.string().regex(/^sha256:[a-f0-9]{64}$/)
+export const ObjectManifestSchema = z.object({
+  mediaType: z.literal(OBJECT_MANIFEST_MEDIA_TYPE),
+  size: z.number().int().nonnegative(),
+  name: z.string().max(1024).optional(),
+  chunks: z.array(z.object({ digest: Digest, size: z.number().int().positive() })).max(MAX_OBJECT_CHUNKS)
+}).refine(m => m.chunks.reduce((n, c) => n + c.size, 0) === m.size, { message: 'chunk sizes do not add up to the object size' })
+export type ObjectManifest = z.infer<typeof ObjectManifestSchema>
+
+/** Picks up to `count` peers to hold replicas of an object of `size` bytes (e.g. by free space). */
+export type ReplicaChooser = (count: number, opts: { size: number, exclude: string[] }) => string[]
+
+export interface ObjectStoreInit {
+  store: BlobStore
+  exchange: PieceExchange
+  chooseReplicas?: ReplicaChooser
+  /** Live members to ask for chunks directly. */
+  candidates?: () => string[]
+  cdc?: CdcParams
+}
+
+export interface PutResult {
+  id: string
+  size: number
+  chunks: number
+  /** Chunks that were already in the store (dedup). */
+  dedupedChunks: number
+  replicas: string[]
+  /** Peers asked to hold a replica that failed, with why. */
+  replicaErrors: Array<{ peer: string, error: string }>
+}
+
+export interface GetResult {
+  id: string
+  size: number
+  bytesFromPeers: number
+  bytesLocal: number
+}
+
+export class ObjectStore {
+  private readonly cdc: CdcParams
+
+  constructor (private readonly init: ObjectStoreInit) {
+    this.cdc = init.cdc ?? DEFAULT_CDC
+    init.exchange.setReplicateHandler(async (from, owner, blobs, signal) => await this.holdReplica(from, owner, blobs, signal))
+  }
+
+  static owner (id: string): string {
+    return `object:${id}`
+  }
+
+  async putObject (file: string, opts: { replicas?: number, name?: string, signal?: AbortSignal } = {}): Promise<PutResult> {
+    const { store } = this.init
+    const chunks: Array<{ digest: string, size: number }> = []
+    let deduped = 0
+    let size = 0
+    for await (const chunk of chunkFile(file, this.cdc)) {
+      opts.signal?.throwIfAborted()
+      const digest = sha256Digest(chunk)
+      if (store.hasSync(digest)) deduped++
+      else await store.put(chunk, digest, { size: chunk.length })
+      chunks.push({ digest, size: chunk.length })
+      size += chunk.length
+    }
+    const manifest: ObjectManifest = { mediaType: OBJECT_MANIFEST_MEDIA_TYPE, size, name: opts.name ?? basename(file), chunks }
+    const bytes = Buffer.from(JSON.stringify(manifest))
+    const id = sha256Digest(bytes)
+    await store.put(bytes, id, { size: bytes.length })
+    await store.pin(ObjectStore.owner(id), [id, ...chunks.map(c => c.digest)])
+
+    const replicas: string[] = []
+    const replicaErrors: Array<{ peer: string, error: string }> = []
+    const want = opts.replicas ?? 0
+    if (want > 0) {
+      const self = this.init.exchange.internals.self
+      const tried = new Set<string>([self])
+      // Ask chosen peers; when one fails, choose again among the rest.
+      while (replicas.length < want) {
+        const chooser = this.init.chooseReplicas ?? ((count, o) => (this.init.candidates?.() ?? []).filter(p => !o.exclude.includes(p)).slice(0, count))
+        const picks = chooser(want - replicas.length, { size, exclude: [...tried] }).filter(p => !tried.has(p))
+        if (picks.length === 0) break
+        for (const p of picks) tried.add(p)
+        const blobs = [{ digest: id, size: bytes.length }, ...dedupe(chunks)]
+        const results = await Promise.allSettled(picks.map(async peer => { await this.init.exchange.requestReplicate(peer, ObjectStore.owner(id), blobs, { signal: opts.signal }); return peer }))
+        results.forEach((r, i) => {
+          if (r.status === 'fulfilled') replicas.push(r.value)
+          else replicaErrors.push({ peer: picks[i] as string, error: (r.reason as Error).message })
+        })
+      }
+    }
+    return { id, size, chunks: chunks.length, dedupedChunks: deduped, replicas, replicaErrors }
+  }
+
+  /** A peer asked us to hold an object's blobs: pull each (verified) and pin them. */
+  private async holdReplica (from: string, owner: string, blobs: Array<{ digest: string, size: number }>, signal: AbortSignal): Promise<void> {
+    if (!owner.startsWith('object:')) throw new Error(`refusing replicas for ${owner}: only objects are replicated on request`)
+    const candidates = [from, ...(this.init.candidates?.() ?? []).filter(p => p !== from)]
+    await this.init.store.ensureSpace(blobs.filter(b => !this.init.store.hasSync(b.digest)).reduce((n, b) => n + b.size, 0))
+    await runLimited(blobs, DEFAULT_CHUNK_CONCURRENCY, async b => { await this.init.exchange.pull(b.digest, { size: b.size, candidates, signal }) })
+    await this.init.store.pin(owner, blobs.map(b => b.digest))
+  }
+
+  async readManifest (id: string): Promise<ObjectManifest> {
+    const bytes = await this.init.store.readAll(id)
+    let raw: unknown
+    try {
+      raw = JSON.parse(Buffer.from(bytes).toString('utf8'))
+    } catch (err) {
+      throw new ManifestError(`object ${id}: manifest is not JSON`, { cause: err })
+    }
+    const r = ObjectManifestSchema.safeParse(raw)
+    if (!r.success) throw new ManifestError(`object ${id}: ${r.error.issues[0]?.message ?? 'invalid manifest'}`)
+    return r.data
+  }
+
+  /** Fetches object `id` (manifest, then chunks, all verified) and writes it to `dest` atomically. */
+  async getObject (id: string, dest: string, opts: { candidates?: string[], signal?: AbortSignal } = {}): Promise<GetResult> {
+    const { store, exchange } = this.init
+    const candidates = opts.candidates ?? this.init.candidates?.() ?? []
+    let bytesFromPeers = 0
+    let bytesLocal = 0
+    if (!store.hasSync(id)) {
+      const size = await exchange.probeSize(id, candidates, opts.signal)
+      if (size === undefined) throw new ObjectNotFoundError(`object ${id} is not held by this node or any of ${candidates.length} peers asked`)
+      bytesFromPeers += (await exchange.pull(id, { size, candidates, signal: opts.signal })).bytesFromPeers
+    }
+    const manifest = await this.readManifest(id)
+    await store.pin(ObjectStore.owner(id), [id, ...manifest.chunks.map(c => c.digest)])
+    await runLimited(dedupe(manifest.chunks), DEFAULT_CHUNK_CONCURRENCY, async c => {
+      if (store.hasSync(c.digest)) { bytesLocal += c.size; return }
+      bytesFromPeers += (await exchange.pull(c.digest, { size: c.size, candidates, signal: opts.signal })).bytesFromPeers
+    })
+    const tmp = join(dirname(dest), `.${basename(dest)}.${randomBytes(4).toString('hex')}.part`)
+    const fh = await open(tmp, 'wx')
+    try {
+      let pos = 0
+      for (const c of manifest.chunks) {
+        const data = await store.readAll(c.digest)
+        let off = 0
+        while (off < data.length) off += (await fh.write(data, off, data.length - off, pos + off)).bytesWritten
+        pos += data.length
+      }
+      await fh.sync()
+      await fh.close()
+      if ((await stat(tmp)).size !== manifest.size) throw new ManifestError(`object ${id}: assembled ${pos} bytes, manifest says ${manifest.size}`)
+      await rename(tmp, dest)
+      await fsyncDir(dirname(dest))
+    } catch (err) {
+      await fh.close().catch(() => {})
+      await rm(tmp, { force: true })
+      throw err
+    }
+    return { id, size: manifest.size, bytesFromPeers, bytesLocal }
+  }
+}
+
+function dedupe (chunks: Array<{ digest: string, size: number }>): Array<{ digest: string, size: number }> {
+  const seen = new Set<string>()
+  return chunks.filter(c => { if (seen.has(c.digest)) return false; seen.add(c.digest); return true })
+}
+
+async function runLimited<T> (items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  const queue = [...items]
+  const worker = async (): Promise<void> => {
+    for (let it = queue.shift(); it !== undefined; it = queue.shift()) await fn(it)
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, queue.length) }, worker))
+}
