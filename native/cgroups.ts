@@ -9,7 +9,7 @@ export type CgroupMode = 'v1' | 'hybrid' | 'v2' | 'none'
 
 export interface CgroupLayout {
   mode: CgroupMode
-  /** v1 controller → mount point (cpu, cpuacct, memory, pids, ...). */
+  /** v1 controller (or `name=X` hierarchy) → mount point (cpu, cpuacct, memory, pids, name=systemd, ...). */
   v1: Record<string, string>
   /** The cgroup2 mount, when there is one. */
   unified?: string
@@ -37,7 +37,8 @@ export function parseCgroupMounts (mountinfo: string): Omit<CgroupLayout, 'unifi
     if (fstype === 'cgroup2') unified ??= mountPoint
     else if (fstype === 'cgroup') {
       for (const opt of (right[2] ?? '').split(',')) {
-        if (V1_CONTROLLERS.has(opt)) v1[opt] ??= mountPoint
+        // Named hierarchies (name=systemd) hold no controller, but the OCI runtime makes cgroups there too.
+        if (V1_CONTROLLERS.has(opt) || opt.startsWith('name=')) v1[opt] ??= mountPoint
       }
     }
   }
@@ -200,9 +201,11 @@ export class CapsuleCgroup {
 
   /** Removes the parent cgroup (and anything left below it) in every hierarchy. */
   async remove (): Promise<void> {
+    // On a hybrid host the OCI runtime also makes the cgroup in the (nearly empty) v2 hierarchy.
+    const mounts = [...Object.values(this.layout.v1), ...(this.layout.unified !== undefined ? [this.layout.unified] : [])]
     const dirs = this.isV2
       ? [this.dir('memory')]
-      : Object.values(this.layout.v1).filter((v, i, a) => a.indexOf(v) === i).map(mp => join(mp, this.relPath))
+      : mounts.filter((v, i, a) => a.indexOf(v) === i).map(mp => join(mp, this.relPath))
     for (const d of dirs) {
       if (d === undefined) continue
       await removeCgroupDir(d)

@@ -17,7 +17,7 @@ const V2 = `35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9
 t.test('mountinfo: hybrid, v2, none', async t => {
   const h = parseCgroupMounts(HYBRID)
   t.equal(h.mode, 'hybrid')
-  t.same(h.v1, { cpu: '/sys/fs/cgroup/cpu,cpuacct', cpuacct: '/sys/fs/cgroup/cpu,cpuacct', memory: '/sys/fs/cgroup/memory', pids: '/sys/fs/cgroup/pids' })
+  t.same(h.v1, { 'name=systemd': '/sys/fs/cgroup/systemd', cpu: '/sys/fs/cgroup/cpu,cpuacct', cpuacct: '/sys/fs/cgroup/cpu,cpuacct', memory: '/sys/fs/cgroup/memory', pids: '/sys/fs/cgroup/pids' })
   t.equal(h.unified, '/sys/fs/cgroup/unified')
   t.match(parseCgroupMounts(V2), { mode: 'v2', v1: {}, unified: '/sys/fs/cgroup' })
   t.equal(parseCgroupMounts('').mode, 'none')

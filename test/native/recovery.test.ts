@@ -4,7 +4,9 @@ import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
+import { createHash } from 'node:crypto'
+import { detectCgroups } from '../../native/cgroups.js'
 import { fileURLToPath } from 'node:url'
 import { createRuntime, detectRuntimes, type RuntimeName } from '../../native/index.js'
 import { collect } from './compliance.js'
@@ -59,6 +61,10 @@ for (const runtime of ['runc', 'crun'] as const) {
     t.notOk(mounts.includes(dataDir), 'no mount left under the data dir')
     const stateRoot = join(dataDir, `${runtime}-state`)
     t.notOk(existsSync(join(stateRoot, 'long')), 'no runtime state left')
+    const prefix = `/bolt/${createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 12)}`
+    const layout = await detectCgroups()
+    const left = [...Object.values(layout.v1), layout.unified ?? ''].filter(mp => mp !== '' && existsSync(join(mp, prefix)))
+    t.same(left, [], 'no cgroup left in any hierarchy')
   })
 }
 
