@@ -86,6 +86,9 @@ export class NodeRuntime {
   /** Cgroup paths are per data dir, so several agents on one host never touch each other's. */
   private readonly cgroupPrefix: string
   private closed = false
+  private gpuLock: Promise<void> = Promise.resolve()
+  /** Devices picked by a run() still in progress (not yet in `live`). */
+  private readonly reservedDevices = new Set<string>()
 
   constructor (private readonly deps: NodeRuntimeDeps) {
     this.capsulesDir = join(resolve(deps.dataDir), 'capsules')
@@ -111,7 +114,7 @@ export class NodeRuntime {
   }
 
   private devicesInUse (): Set<string> {
-    const s = new Set<string>()
+    const s = new Set<string>(this.reservedDevices)
     for (const l of this.live.values()) if (l.record.status !== 'exited') for (const d of l.devices) s.add(d)
     return s
   }
@@ -145,24 +148,37 @@ export class NodeRuntime {
     let devices: string[] = []
     try {
       await writeRecord(dir, record)
-      // The FIFOs (a process spawn) are made while the rootfs is mounted.
-      const fifos = makeFifos(dir)
-      const rootfs = await this.deps.images.createRootfs(image, dir).finally(async () => { await fifos.catch(() => undefined) })
-      await fifos
-      const config = await this.bundleConfig(spec, image, rootfs, dir, cg)
-      if (spec.gpus !== undefined && spec.gpus !== 0) {
-        const g = await this.deps.devices.gpuEdits(spec.gpus, this.devicesInUse())
-        devices = g.devices
-        await applyContainerEdits(config, g.edits, this.deps.devices.hostRoot)
-      }
-      if (spec.gaming !== undefined && spec.gaming !== false) {
-        const edits = await this.deps.devices.gamingEdits(spec.gaming === true ? undefined : spec.gaming)
-        await applyContainerEdits(config, mergeEdits(edits), this.deps.devices.hostRoot)
-      }
-      await writeFile(join(dir, 'config.json'), JSON.stringify(config))
-      await cg?.create(spec.resources.memoryBytes)
       const log = new RotatingLogWriter(join(dir, LOG_FILE), record.log)
-      await log.open()
+      // Independent steps run side by side: the rootfs mount and mkfifo are process spawns.
+      const rootfsPath = join(dir, 'rootfs')
+      const steps = await Promise.allSettled([
+        this.deps.images.createRootfs(image, dir),
+        makeFifos(dir),
+        cg?.create(spec.resources.memoryBytes),
+        log.open(),
+        (async () => {
+          const config = await this.bundleConfig(spec, image, rootfsPath, dir, cg)
+          if (spec.gpus !== undefined && spec.gpus !== 0) {
+            const gpus = spec.gpus
+            devices = await this.withGpuLock(async () => {
+              const g = await this.deps.devices.gpuEdits(gpus, this.devicesInUse())
+              for (const d of g.devices) this.reservedDevices.add(d)
+              await applyContainerEdits(config, g.edits, this.deps.devices.hostRoot)
+              return g.devices
+            })
+          }
+          if (spec.gaming !== undefined && spec.gaming !== false) {
+            const edits = await this.deps.devices.gamingEdits(spec.gaming === true ? undefined : spec.gaming)
+            await applyContainerEdits(config, mergeEdits(edits), this.deps.devices.hostRoot)
+          }
+          await writeFile(join(dir, 'config.json'), JSON.stringify(config))
+        })()
+      ])
+      const failed = steps.find(r => r.status === 'rejected')
+      if (failed !== undefined) {
+        if (!log.isClosed) await log.close().catch(() => undefined)
+        throw failed.reason as Error
+      }
       const proc = await CapsuleProcess.launch(dir, this.deps.driver.runArgv(spec.name, dir, join(dir, 'pid')), log)
       record.waiterPid = proc.waiterPid ?? null
       record.status = 'running'
@@ -176,6 +192,21 @@ export class NodeRuntime {
       await this.release(spec.name, dir, cg).catch(() => undefined)
       await rm(dir, { recursive: true, force: true })
       throw err
+    } finally {
+      for (const d of devices) this.reservedDevices.delete(d)
+    }
+  }
+
+  /** GPU picks are serialized so two concurrent runs never get the same device. */
+  private async withGpuLock<T> (fn: () => Promise<T>): Promise<T> {
+    const prev = this.gpuLock
+    let release!: () => void
+    this.gpuLock = new Promise<void>(resolve => { release = resolve })
+    await prev
+    try {
+      return await fn()
+    } finally {
+      release()
     }
   }
 
@@ -214,10 +245,12 @@ export class NodeRuntime {
   private async finalize (live: Live, code: number | null): Promise<CapsuleExit> {
     const { record, dir } = live
     const cg = record.cgroup !== null ? new CapsuleCgroup(this.deps.cgroups, record.cgroup) : undefined
-    const oomKills = cg !== undefined ? await cg.oomKills() : 0
-    const limitHit = cg !== undefined ? await cg.memoryLimitHit() : false
+    const [oomKills, limitHit, started] = await Promise.all([
+      cg !== undefined ? cg.oomKills() : 0,
+      cg !== undefined ? cg.memoryLimitHit() : false,
+      stat(join(dir, 'pid')).then(() => true, () => false)
+    ])
     const oom = oomKills > 0 || (limitHit && code === 137 && !record.stopRequested)
-    const started = await readFile(join(dir, 'pid'), 'utf8').then(() => true, () => false)
     let reason: CapsuleExit['reason']
     if (oom) reason = 'oom'
     else if (code === null) reason = 'lost'
