@@ -110,7 +110,8 @@ export class Agent {
       this.admission.setSecrets(secretsOf(this.clusterFile.get()))
     } else if (this.mode.kind === 'join') {
       seeds = await this.joinThrough(this.mode.addrs, this.mode.token)
-      await this.clusterFile.update({ role, left: false, revoked: [] })
+      const seedLines = seeds.flatMap(s => s.addrs.slice(0, 2).map(a => `${a}/p2p/${s.id}`)).slice(0, 16)
+      await this.clusterFile.update({ role, left: false, revoked: [], seeds: seedLines })
     } else {
       seeds = this.clusterFile.get().seeds.map(parseSeed).filter((s): s is { id: string, addrs: string[] } => s !== undefined)
     }
@@ -137,7 +138,12 @@ export class Agent {
       log: this.log
     })
     await this.membership.start()
-    if (seeds.length > 0) await this.membership.join(seeds)
+    if (this.mode.kind === 'join') {
+      // Admission just answered, so a seed is up: a failure here is worth a retry, not an exit.
+      try { await this.membership.join(seeds) } catch { this.membership.joinInBackground(seeds, this.signal) }
+    } else if (seeds.length > 0) {
+      this.membership.joinInBackground(seeds, this.signal)
+    }
 
     this.raft = new RaftHost({
       self: this.peerId,

@@ -38,6 +38,17 @@ export interface MembershipHostInit {
 
 const MAX_SEEDS = 16
 
+/** One entry per peer, its addresses merged. */
+function groupSeeds (seeds: Array<{ id: string, addrs: string[] }>): Array<{ id: string, addrs: string[] }> {
+  const byId = new Map<string, Set<string>>()
+  for (const s of seeds) {
+    const set = byId.get(s.id) ?? new Set<string>()
+    for (const a of s.addrs) set.add(a)
+    byId.set(s.id, set)
+  }
+  return [...byId].map(([id, addrs]) => ({ id, addrs: [...addrs] }))
+}
+
 export function swimConfigFor (profile: Config['profile'], o: Config['membership']): SwimConfig {
   const base = PROFILES[profile]
   return {
@@ -54,6 +65,7 @@ export class MembershipHost extends EventTarget {
   readonly service: MembershipService
   readonly config: SwimConfig
   private seedTimer: NodeJS.Timeout | undefined
+  private seedDebounce: NodeJS.Timeout | undefined
   private readonly init: MembershipHostInit
 
   constructor (init: MembershipHostInit) {
@@ -82,11 +94,35 @@ export class MembershipHost extends EventTarget {
 
   async stop (): Promise<void> {
     if (this.seedTimer !== undefined) clearInterval(this.seedTimer)
+    if (this.seedDebounce !== undefined) clearTimeout(this.seedDebounce)
     this.saveSeeds()
     await this.service.stop()
   }
 
-  async join (seeds: Array<{ id: string, addrs: string[] }>): Promise<void> { await this.service.join(seeds) }
+  async join (seeds: Array<{ id: string, addrs: string[] }>): Promise<void> { await this.service.join(groupSeeds(seeds)) }
+
+  /**
+   * Joins through seeds, and if none answers now, keeps trying in the
+   * background with bounded back-off (a restarted node whose peers are down
+   * or unreachable for a while must come back by itself).
+   */
+  joinInBackground (seeds: Array<{ id: string, addrs: string[] }>, signal: AbortSignal): void {
+    const grouped = groupSeeds(seeds)
+    if (grouped.length === 0) return
+    void (async () => {
+      for (let attempt = 0; !signal.aborted; attempt++) {
+        try {
+          await this.service.join(grouped, { signal })
+          return
+        } catch (err) {
+          if (signal.aborted) return
+          const wait = Math.min(30_000, 1000 * 2 ** Math.min(attempt, 5))
+          this.init.log.warn({ err: (err as Error).message, retryInMs: wait }, 'no seed answered; retrying')
+          await new Promise(resolve => setTimeout(resolve, wait))
+        }
+      }
+    })()
+  }
   async leave (): Promise<void> { await this.service.leave() }
   setDropRate (rate: number): void { this.service.setDropRate(rate) }
   updateMeta (meta: MemberMeta): void { this.service.updateMeta(meta) }
@@ -125,6 +161,9 @@ export class MembershipHost extends EventTarget {
     this.init.log.info({ member: e.member.id, name: e.member.meta.name, incarnation: e.member.incarnation }, `member ${e.kind}`)
     if (e.kind === 'left' && e.member.id !== this.init.libp2p.peerId.toString()) this.init.onLeft(e.member.id)
     this.dispatchEvent(new CustomEvent('member', { detail: e }))
+    // Keep reconnect seeds fresh soon after any change, so a kill -9 right
+    // after joining still restarts with somewhere to dial.
+    this.seedDebounce ??= setTimeout(() => { this.seedDebounce = undefined; this.saveSeeds() }, 500)
   }
 
   private saveSeeds (): void {

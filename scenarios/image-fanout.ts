@@ -1,0 +1,110 @@
+// image-fanout: 8 nodes pull the same ~256 MiB image at the same moment
+// (32 MiB with --quick) from a real registry (Debian's docker-registry)
+// behind a proxy throttled to 50 MB/s like a remote registry — once with the
+// piece exchange on, once with it off (every node straight from the
+// registry), in the same run. Figures: registry blob egress / image size
+// with P2P (goal ≤ 1.2) and wall time with P2P / without (goal ≤ 0.5).
+// The nodes are libp2p nodes in one process on loopback (no admission, no
+// membership: candidates are the other seven), so this measures the content
+// path, not the agent's start-up.
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { identify } from '@libp2p/identify'
+import { EPHEMERAL_LISTEN, transportModules, transportOf } from '../quic/transports.js'
+import { BlobStore } from '../p2p/content/blob-store.js'
+import { ImagePuller } from '../p2p/content/image-puller.js'
+import { PieceExchange } from '../p2p/content/piece-exchange.js'
+import { RegistryClient } from '../p2p/content/registry-client.js'
+import { buildImage, pushImage, startCountingProxy, startRegistry } from '../test/helpers/registry.js'
+import type { Scenario, ScenarioReport } from './report.js'
+
+const MiB = 1024 * 1024
+const NODES = 8
+/** 50 MB/s, the issue's stand-in for a remote registry. */
+const REGISTRY_BYTES_PER_SECOND = 50 * 1000 * 1000
+
+interface FanoutNode { libp2p: Libp2p, store: BlobStore, ex: PieceExchange | undefined, puller: ImagePuller, id: string, dir: string }
+
+async function makeNodes (p2p: boolean): Promise<FanoutNode[]> {
+  const nodes: FanoutNode[] = []
+  const ids = (): string[] => nodes.map(n => n.id)
+  for (let i = 0; i < NODES; i++) {
+    const dir = await mkdtemp(join(tmpdir(), 'bolt-fanout-'))
+    // libp2p rate-limits inbound connections per host (5/s by default); 8 nodes on one loopback address dial 28 at once.
+    const libp2p = await createLibp2p({ addresses: { listen: EPHEMERAL_LISTEN }, ...transportModules(), connectionManager: { inboundConnectionThreshold: 1000, maxIncomingPendingConnections: 100 }, services: { identify: identify() } })
+    const store = await BlobStore.open({ root: dir })
+    const ex = p2p ? new PieceExchange({ libp2p, store }) : undefined
+    await ex?.start()
+    const id = libp2p.peerId.toString()
+    const puller = new ImagePuller({ store, exchange: ex, registry: new RegistryClient({ dockerConfigPath: false }), candidates: () => ids().filter(p => p !== id) })
+    nodes.push({ libp2p, store, ex, puller, id, dir })
+  }
+  if (p2p) {
+    for (let i = 0; i < nodes.length; i++) {
+      for (let j = i + 1; j < nodes.length; j++) {
+        await nodes[i]!.libp2p.dial(nodes[j]!.libp2p.getMultiaddrs().find(m => transportOf(m) === 'tcp')!)
+      }
+    }
+  }
+  return nodes
+}
+
+async function stopNodes (nodes: FanoutNode[]): Promise<void> {
+  for (const n of nodes) {
+    await n.ex?.stop()
+    await n.libp2p.stop()
+    await n.store.close()
+    await rm(n.dir, { recursive: true, force: true })
+  }
+}
+
+export const scenario: Scenario = {
+  name: 'image-fanout',
+  description: `${NODES} nodes pull one image at once through a 50 MB/s registry, P2P on vs off`,
+  run: async ({ quick }): Promise<ScenarioReport> => {
+    const layerSize = (quick ? 8 : 64) * MiB
+    const registry = await startRegistry()
+    const proxy = await startCountingProxy(registry.url, { bytesPerSecond: REGISTRY_BYTES_PER_SECOND })
+    try {
+      const img = await buildImage({ extraLayerSizes: [layerSize, layerSize, layerSize, layerSize] })
+      await pushImage(registry.url, 'bench/fanout', 'v1', img)
+      const ref = `${proxy.host}/bench/fanout:v1`
+      const runOnce = async (p2p: boolean): Promise<{ seconds: number, egress: number }> => {
+        const nodes = await makeNodes(p2p)
+        try {
+          proxy.reset()
+          const t0 = performance.now()
+          await Promise.all(nodes.map(async n => await n.puller.pull(ref)))
+          const seconds = (performance.now() - t0) / 1000
+          for (const n of nodes) for (const l of img.layers) if (!n.store.hasSync(l.digest)) throw new Error(`node ${n.id} is missing ${l.digest}`)
+          return { seconds, egress: proxy.blobBytes() }
+        } finally {
+          await stopNodes(nodes)
+        }
+      }
+      const on = await runOnce(true)
+      const off = await runOnce(false)
+      const egressRatio = on.egress / img.blobBytes
+      const timeRatio = on.seconds / off.seconds
+      return {
+        name: 'image-fanout',
+        figures: {
+          imageMiB: img.blobBytes / MiB,
+          egressRatio,
+          egressRatioWithoutP2p: off.egress / img.blobBytes,
+          secondsWithP2p: on.seconds,
+          secondsWithoutP2p: off.seconds,
+          timeRatio
+        },
+        goal: 'egressRatio <= 1.2 and timeRatio <= 0.5',
+        met: egressRatio <= 1.2 && timeRatio <= 0.5,
+        config: { nodes: NODES, layers: 4, layerBytes: layerSize, registryBytesPerSecond: REGISTRY_BYTES_PER_SECOND, pieceSize: 4 * MiB, inProcess: true, quick }
+      }
+    } finally {
+      await proxy.stop()
+      await registry.stop()
+    }
+  }
+}
