@@ -85,3 +85,8 @@ export class GpuUnavailableError extends NativeError {
 export class CdiSpecError extends NativeError {
   override name = 'CdiSpecError'
 }
+
+/** The chosen OCI runtime cannot work in this setup (crun rootless on a cgroup v1 hybrid host). */
+export class RuntimeUnsupportedError extends NativeError {
+  override name = 'RuntimeUnsupportedError'
+}

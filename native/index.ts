@@ -9,6 +9,7 @@ import type { RootlessIds } from './bundle/config.js'
 import { runCommand } from './command.js'
 import { detectCgroups, type CgroupLayout } from './cgroups.js'
 import { chooseRuntime, OciRuntimeDriver, type RuntimeName } from './oci/driver.js'
+import { RuntimeUnsupportedError } from './errors.js'
 import { ImageStore, type RootfsMode } from './image/store.js'
 import { DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES } from './logs.js'
 import { NodeRuntime, subIdRange, type DeviceProvider } from './runtime.js'
@@ -97,9 +98,14 @@ export async function createRuntime (opts: RuntimeOptions): Promise<NodeRuntime>
   const rootless = opts.rootless ?? process.getuid?.() !== 0
   const cgroups: CgroupLayout = await detectCgroups()
   const installed = await chooseRuntime(opts.runtime ?? 'auto')
+  if (installed.name === 'crun' && rootless && cgroups.mode === 'hybrid') {
+    // crun refuses hybrid cgroups, and an unprivileged process cannot hide the v2 mount from it.
+    throw new RuntimeUnsupportedError('crun cannot run rootless on this cgroup v1 "hybrid" host (it refuses hybrid cgroups and the workaround needs root): use runc, or run the agent as root')
+  }
   const driver = new OciRuntimeDriver(installed.name, installed.path, {
     stateRoot: join(dataDir, `${installed.name}-state`),
-    hybridCgroupWorkaround: installed.name === 'crun' && cgroups.mode === 'hybrid',
+    // Rootless crun manages no cgroups here, and an unprivileged unshare -m could not unmount anyway.
+    hybridCgroupWorkaround: installed.name === 'crun' && cgroups.mode === 'hybrid' && !rootless,
     rootless
   })
   const wantMode = opts.rootfsMode ?? 'auto'
