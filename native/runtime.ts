@@ -34,6 +34,8 @@ export interface CapsuleState {
   pid: number | null
   /** CDI devices given to it. */
   devices: string[]
+  /** False when the node cannot apply cgroup limits (rootless without delegation): resources are then not enforced. */
+  limitsEnforced: boolean
   exit: CapsuleExit | null
 }
 
@@ -292,7 +294,7 @@ export class NodeRuntime {
       const n = Number((await readFile(join(l.dir, 'pid'), 'utf8').catch(() => '')).trim())
       pid = Number.isInteger(n) && n > 0 ? n : null
     }
-    return { name, image: l.record.image, status: l.record.status, createdAt: l.record.createdAt, pid, devices: l.devices, exit: l.record.exit }
+    return { name, image: l.record.image, status: l.record.status, createdAt: l.record.createdAt, pid, devices: l.devices, limitsEnforced: l.record.cgroup !== null, exit: l.record.exit }
   }
 
   async list (): Promise<CapsuleState[]> {
