@@ -12,7 +12,7 @@ import { open, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises
 import { Socket } from 'node:net'
 import { join } from 'node:path'
 import { mustRun } from './command.js'
-import { NativeError } from './errors.js'
+import { WaiterError } from './errors.js'
 import type { LogStream, RotatingLogWriter } from './logs.js'
 
 /** How often an adopted capsule's waiter is checked (it is not our child, so no exit event). */
@@ -55,9 +55,6 @@ export async function collectRest (dir: string, log: RotatingLogWriter): Promise
   }
 }
 
-export class WaiterError extends NativeError {
-  override name = 'WaiterError'
-}
 
 /** Whether `pid` is alive and is the waiter of the capsule in `dir` (not a reused pid). */
 export async function isWaiterAlive (pid: number, dir: string): Promise<boolean> {
@@ -156,6 +153,14 @@ export class CapsuleProcess extends EventEmitter {
   private async finish (): Promise<void> {
     if (this.finishing) return
     this.finishing = true
+    try {
+      await this.drainAndDetach()
+    } finally {
+      this.resolveExit(await readExitCode(this.dir))
+    }
+  }
+
+  private async drainAndDetach (): Promise<void> {
     if (this.timer !== undefined) clearInterval(this.timer)
     this.timer = undefined
     for (const h of this.holds) await h.close().catch(() => undefined)
@@ -166,8 +171,7 @@ export class CapsuleProcess extends EventEmitter {
     await Promise.race([drained, new Promise<void>(resolve => { t = setTimeout(resolve, LOG_DRAIN_TIMEOUT_MS) })])
     clearTimeout(t)
     await this.detach()
-    await collectRest(this.dir, this.log)
-    this.resolveExit(await readExitCode(this.dir))
+    await collectRest(this.dir, this.log).catch(() => undefined)
   }
 
   /** Stops reading (the agent is shutting down); the capsule keeps running under its waiter. */

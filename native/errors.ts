@@ -90,3 +90,13 @@ export class CdiSpecError extends NativeError {
 export class RuntimeUnsupportedError extends NativeError {
   override name = 'RuntimeUnsupportedError'
 }
+
+/** The capsule's waiter (the shell that runs the OCI runtime) could not be set up. */
+export class WaiterError extends NativeError {
+  override name = 'WaiterError'
+}
+
+/** The capsule's rootfs could not be mounted or copied. */
+export class RootfsError extends NativeError {
+  override name = 'RootfsError'
+}

@@ -241,7 +241,12 @@ export class NodeRuntime {
   /** Follows a capsule process to its exit, then records why it ended and frees its resources. */
   private async track (live: Live, proc: CapsuleProcess): Promise<CapsuleExit> {
     const code = await proc.exited
-    return await this.finalize(live, code)
+    try {
+      return await this.finalize(live, code)
+    } catch {
+      // Never leave `exited` rejected with nobody listening: report what we know.
+      return { exitCode: code, reason: code === null ? 'lost' : 'exited', oomKilled: false, finishedAt: Date.now() }
+    }
   }
 
   private async finalize (live: Live, code: number | null): Promise<CapsuleExit> {

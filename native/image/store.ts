@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import { lstat, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { mustRun, runCommand } from '../command.js'
-import { ImageLayoutError, NativeError } from '../errors.js'
+import { ImageLayoutError, RootfsError } from '../errors.js'
 import { extractLayer } from './extract.js'
 import { resolveImage, verifyBlob, type ImageConfig } from './layout.js'
 
@@ -25,9 +25,6 @@ export interface PreparedImage {
   mode: RootfsMode
 }
 
-export class RootfsError extends NativeError {
-  override name = 'RootfsError'
-}
 
 function hex (digest: string): string {
   return digest.slice(digest.indexOf(':') + 1)
