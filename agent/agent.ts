@@ -268,6 +268,9 @@ export class Agent {
     return this.membership.view().find(m => m.id === peerId)?.addrs ?? []
   }
 
+  /** Fault hook: drop all cluster traffic with these peers. */
+  partition (peers: string[]): void { this.admission.partition(peers) }
+
   async metricsText (): Promise<string> { return await this.metrics.metrics() }
   metricsContentType (): string { return this.metrics.contentType }
 

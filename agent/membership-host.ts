@@ -38,6 +38,12 @@ export interface MembershipHostInit {
 
 const MAX_SEEDS = 16
 
+/** How often a dead member is retried: twice per push-pull interval, at most every 30 s, at least every 1 s. */
+export function reconnectIntervalMs (c: SwimConfig): number {
+  const pp = c.pushPullIntervalMs > 0 ? c.pushPullIntervalMs : 30_000
+  return Math.max(1000, Math.min(30_000, Math.floor(pp / 2)))
+}
+
 /** One entry per peer, its addresses merged. */
 function groupSeeds (seeds: Array<{ id: string, addrs: string[] }>): Array<{ id: string, addrs: string[] }> {
   const byId = new Map<string, Set<string>>()
@@ -66,6 +72,7 @@ export class MembershipHost extends EventTarget {
   readonly config: SwimConfig
   private seedTimer: NodeJS.Timeout | undefined
   private seedDebounce: NodeJS.Timeout | undefined
+  private reconnectTimer: NodeJS.Timeout | undefined
   private readonly init: MembershipHostInit
 
   constructor (init: MembershipHostInit) {
@@ -90,10 +97,13 @@ export class MembershipHost extends EventTarget {
     this.init.onIncarnation(this.service.incarnation())
     this.seedTimer = setInterval(() => { this.saveSeeds() }, 10_000)
     this.seedTimer.unref()
+    this.reconnectTimer = setInterval(() => { this.reconnect() }, reconnectIntervalMs(this.config))
+    this.reconnectTimer.unref()
   }
 
   async stop (): Promise<void> {
     if (this.seedTimer !== undefined) clearInterval(this.seedTimer)
+    if (this.reconnectTimer !== undefined) clearInterval(this.reconnectTimer)
     if (this.seedDebounce !== undefined) clearTimeout(this.seedDebounce)
     this.saveSeeds()
     await this.service.stop()
@@ -164,6 +174,19 @@ export class MembershipHost extends EventTarget {
     // Keep reconnect seeds fresh soon after any change, so a kill -9 right
     // after joining still restarts with somewhere to dial.
     this.seedDebounce ??= setTimeout(() => { this.seedDebounce = undefined; this.saveSeeds() }, 500)
+  }
+
+  /**
+   * Serf's reconnect: SWIM never probes dead members, so after a partition
+   * heals both sides would stay dead to each other. Each round, push-pull
+   * with one dead (not left) member; if it answers, the exchange tells it
+   * it was declared dead and it refutes with a higher incarnation.
+   */
+  private reconnect (): void {
+    const dead = this.service.members().filter(m => m.state === 'dead' && m.id !== this.init.libp2p.peerId.toString())
+    if (dead.length === 0) return
+    const pick = dead[Math.floor(Math.random() * dead.length)]!
+    void this.service.join([{ id: pick.id, addrs: pick.meta.addrs }], { timeoutMs: 2000 }).catch(() => {})
   }
 
   private saveSeeds (): void {

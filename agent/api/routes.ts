@@ -22,6 +22,13 @@ export function registerCoreRoutes (api: ApiServer, agent: Agent): void {
     agent.membership.setDropRate(rate)
     return { rate }
   })
+  api.route('POST', '/v1/debug/partition', async (req) => {
+    // Fault hook for tests and scenarios: cut this node off from these peers ([] heals).
+    const body = await req.body() as { peers?: unknown }
+    if (!Array.isArray(body.peers) || !body.peers.every(p => typeof p === 'string')) throw new ApiError(400, 'peers must be an array of peer ids')
+    agent.partition(body.peers as string[])
+    return { peers: body.peers }
+  })
   api.route('GET', '/metrics', async (_req, res) => {
     const text = await agent.metricsText()
     res.writeHead(200, { 'content-type': agent.metricsContentType() })

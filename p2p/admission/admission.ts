@@ -65,6 +65,8 @@ export class Admission {
   private readonly revoked: Set<string>
   private readonly attempts = new Map<string, { windowStart: number, count: number }>()
   private readonly banned = new Map<string, number>()
+  /** Fault injection (scenarios, tests): peers cut off as if the network dropped everything. */
+  private readonly blocked = new Set<string>()
   private readonly graceTimers = new Map<string, NodeJS.Timeout>()
   private readonly inflight = new Map<string, Promise<void>>()
   private readonly opts: Required<Omit<AdmissionInit, 'secrets' | 'revoked'>>
@@ -91,6 +93,7 @@ export class Admission {
 
   /** For libp2p's connection gater: refuse peers banned after a failed proof. */
   isBanned (peerId: string): boolean {
+    if (this.blocked.has(peerId)) return true
     const until = this.banned.get(peerId)
     if (until === undefined) return false
     if (Date.now() > until) { this.banned.delete(peerId); return false }
@@ -100,7 +103,18 @@ export class Admission {
   /** Installs the secrets of a cluster this node just created. */
   setSecrets (s: ClusterSecrets): void { this.secrets = s }
 
-  isAdmitted (peerId: string): boolean { return this.admitted.has(peerId) && !this.revoked.has(peerId) }
+  isAdmitted (peerId: string): boolean { return this.admitted.has(peerId) && !this.revoked.has(peerId) && !this.blocked.has(peerId) }
+
+  /** Fault hook: cuts this node off from `peers` (replacing any earlier cut); [] heals. */
+  partition (peers: string[]): void {
+    this.blocked.clear()
+    for (const p of peers) this.blocked.add(p)
+    for (const c of this.libp2p?.getConnections() ?? []) {
+      if (this.blocked.has(c.remotePeer.toString())) c.abort(new Error('partitioned by fault hook'))
+    }
+  }
+
+  blockedPeers (): string[] { return [...this.blocked] }
   clusterSecrets (): ClusterSecrets | undefined { return this.secrets }
 
   async start (libp2p: Libp2p): Promise<void> {
@@ -150,7 +164,7 @@ export class Admission {
     return (stream, conn) => {
       const peer = conn.remotePeer.toString()
       if (this.isAdmitted(peer)) return handler(stream, conn)
-      if (this.secrets === undefined || this.revoked.has(peer)) { stream.abort(new NotAdmittedError('not admitted')); return }
+      if (this.secrets === undefined || this.revoked.has(peer) || this.blocked.has(peer)) { stream.abort(new NotAdmittedError('not admitted')); return }
       void this.ensureAdmitted(peer, AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS)).then(
         async () => { await handler(stream, conn) },
         () => { stream.abort(new NotAdmittedError('not admitted')) }
@@ -173,6 +187,7 @@ export class Admission {
     const secrets = this.secrets
     if (secrets === undefined) throw new NotAdmittedError('this node has not joined a cluster')
     if (this.revoked.has(peerId)) throw new NotAdmittedError(`${peerId} was removed from the cluster`)
+    if (this.blocked.has(peerId)) throw new NotAdmittedError(`${peerId} is cut off by a fault hook`)
     const conn = libp2p.getConnections().find(c => c.remotePeer.toString() === peerId && c.status === 'open')
     if (conn === undefined) throw new NotAdmittedError(`not connected to ${peerId}`)
     const stream = await conn.newStream(ADMIT_PROTOCOL, { signal: signal ?? AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS) })
