@@ -11,8 +11,6 @@ import { promisify } from 'node:util'
 import { open, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises'
 import { Socket } from 'node:net'
 import { join } from 'node:path'
-import { mustRun } from './command.js'
-import { WaiterError } from './errors.js'
 import type { LogStream, RotatingLogWriter } from './logs.js'
 
 /** How often an adopted capsule's waiter is checked (it is not our child, so no exit event). */
@@ -29,6 +27,10 @@ export const PID_FILE = 'pid'
 // still buffered in the FIFOs is saved to *.rest, since the pipes vanish with
 // their last fd; an attached agent drains them itself.
 const WAITER_SCRIPT = [
+  // Spawned while the bundle is still being prepared: wait for "go" on stdin (EOF: the start was called off).
+  'read -r go || exit 0',
+  '[ "$go" = go ] || exit 0',
+  'exec 0</dev/null',
   'd=$1; shift',
   'exec 3<>"$d/stdout.fifo" 4<>"$d/stderr.fifo"',
   '"$@" </dev/null >"$d/stdout.fifo" 2>"$d/stderr.fifo" 3>&- 4>&-',
@@ -85,16 +87,44 @@ async function openReader (fifo: string): Promise<Socket> {
   return new Socket({ fd, readable: true, writable: false })
 }
 
-/** Creates the capsule's stdout and stderr FIFOs. */
-export async function makeFifos (dir: string): Promise<void> {
-  await mustRun('mkfifo', ['-m', '600', join(dir, 'stdout.fifo'), join(dir, 'stderr.fifo')], m => new WaiterError(m))
+/**
+ * A waiter spawned ahead of time, so the shell's start overlaps the bundle's
+ * preparation; it runs nothing until go(), and exits quietly on cancel().
+ */
+export class PendingWaiter {
+  private readonly child: ChildProcess
+  /** Resolves when the waiter process has exited (never rejects). */
+  readonly exited: Promise<void>
+
+  constructor (dir: string, argv: string[]) {
+    this.child = spawn('/bin/sh', ['-c', WAITER_SCRIPT, 'bolt-waiter', dir, ...argv], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] })
+    this.child.stdin?.on('error', () => undefined) // EPIPE if it died early: its exit says so
+    this.exited = new Promise<void>(resolve => {
+      this.child.once('exit', () => { resolve() })
+      this.child.once('error', () => { resolve() })
+    })
+    this.child.unref()
+  }
+
+  get pid (): number | undefined {
+    return this.child.pid
+  }
+
+  go (): void {
+    this.child.stdin?.end('go\n')
+  }
+
+  async cancel (): Promise<void> {
+    this.child.stdin?.end()
+    await this.exited
+  }
 }
 
 export class CapsuleProcess extends EventEmitter {
   private readonly readers: Array<{ socket: Socket, done: Promise<void> }> = []
   private holds: FileHandle[] = []
   private timer: NodeJS.Timeout | undefined
-  private child: ChildProcess | undefined
+  private waiter: PendingWaiter | undefined
   /** Resolves with the exit code (null if the waiter died without one) once output is drained. */
   readonly exited: Promise<number | null>
   private resolveExit!: (code: number | null) => void
@@ -106,7 +136,7 @@ export class CapsuleProcess extends EventEmitter {
   }
 
   get waiterPid (): number | undefined {
-    return this.child?.pid
+    return this.waiter?.pid
   }
 
   private async attach (): Promise<void> {
@@ -122,18 +152,16 @@ export class CapsuleProcess extends EventEmitter {
     }
   }
 
-  /** Starts logging the FIFOs (see makeFifos) and spawns the waiter running `argv`. */
-  static async launch (dir: string, argv: string[], log: RotatingLogWriter): Promise<CapsuleProcess> {
+  /** Starts logging the capsule's FIFOs (already in `dir`, see FifoPool) and lets `waiter` run. */
+  static async launch (dir: string, waiter: PendingWaiter, log: RotatingLogWriter): Promise<CapsuleProcess> {
     await writeFile(join(dir, AGENT_PID_FILE), String(process.pid))
     const p = new CapsuleProcess(dir, log)
     await p.attach()
     // Our own write ends keep the readers from seeing EOF before the waiter opens the FIFOs.
     for (const s of ['stdout', 'stderr']) p.holds.push(await open(join(dir, `${s}.fifo`), constants.O_WRONLY | constants.O_NONBLOCK))
-    const child = spawn('/bin/sh', ['-c', WAITER_SCRIPT, 'bolt-waiter', dir, ...argv], { detached: true, stdio: 'ignore' })
-    p.child = child
-    child.unref()
-    child.once('error', () => { void p.finish() })
-    child.once('exit', () => { void p.finish() })
+    p.waiter = waiter
+    void waiter.exited.then(async () => { await p.finish() })
+    waiter.go()
     return p
   }
 

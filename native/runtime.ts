@@ -8,7 +8,8 @@ import { userInfo } from 'node:os'
 import { join, resolve } from 'node:path'
 import { buildRuntimeConfig, hostNofileHard, type RootlessIds } from './bundle/config.js'
 import type { OciSpec } from './bundle/oci-spec.js'
-import { CapsuleProcess, collectRest, isWaiterAlive, makeFifos, readExitCode } from './capsule-process.js'
+import { CapsuleProcess, collectRest, isWaiterAlive, PendingWaiter, readExitCode } from './capsule-process.js'
+import { FifoPool } from './fifo-pool.js'
 import { readRecord, writeRecord, type CapsuleExit, type CapsuleRecord } from './capsule-state.js'
 import { CapsuleCgroup, type CgroupLayout, type CgroupStats } from './cgroups.js'
 import { CapsuleExistsError, CapsuleNotFoundError, CapsuleStateError, ImageLayoutError } from './errors.js'
@@ -88,12 +89,14 @@ export class NodeRuntime {
   /** Cgroup paths are per data dir, so several agents on one host never touch each other's. */
   private readonly cgroupPrefix: string
   private closed = false
+  private readonly fifos: FifoPool
   private gpuLock: Promise<void> = Promise.resolve()
   /** Devices picked by a run() still in progress (not yet in `live`). */
   private readonly reservedDevices = new Set<string>()
 
   constructor (private readonly deps: NodeRuntimeDeps) {
     this.capsulesDir = join(resolve(deps.dataDir), 'capsules')
+    this.fifos = new FifoPool(join(resolve(deps.dataDir), 'fifo-pool'))
     this.cgroupPrefix = `/bolt/${createHash('sha256').update(resolve(deps.dataDir)).digest('hex').slice(0, 12)}`
   }
 
@@ -103,6 +106,7 @@ export class NodeRuntime {
 
   async init (): Promise<void> {
     await mkdir(this.capsulesDir, { recursive: true, mode: 0o700 })
+    await this.fifos.init()
   }
 
   /** Prepares an image from an OCI layout on disk; returns its id for `run`. */
@@ -148,14 +152,16 @@ export class NodeRuntime {
       exit: null
     }
     let devices: string[] = []
+    let waiter: PendingWaiter | undefined
     try {
       await writeRecord(dir, record)
+      waiter = new PendingWaiter(dir, this.deps.driver.runArgv(spec.name, dir, join(dir, 'pid')))
       const log = new RotatingLogWriter(join(dir, LOG_FILE), record.log)
       // Independent steps run side by side: the rootfs mount and mkfifo are process spawns.
       const rootfsPath = join(dir, 'rootfs')
       const steps = await Promise.allSettled([
         this.deps.images.createRootfs(image, dir),
-        makeFifos(dir),
+        this.fifos.take(dir),
         cg?.create(spec.resources.memoryBytes),
         log.open(),
         (async () => {
@@ -181,7 +187,8 @@ export class NodeRuntime {
         if (!log.isClosed) await log.close().catch(() => undefined)
         throw failed.reason as Error
       }
-      const proc = await CapsuleProcess.launch(dir, this.deps.driver.runArgv(spec.name, dir, join(dir, 'pid')), log)
+      const proc = await CapsuleProcess.launch(dir, waiter, log)
+      waiter = undefined
       record.waiterPid = proc.waiterPid ?? null
       record.status = 'running'
       await writeRecord(dir, record)
@@ -191,6 +198,7 @@ export class NodeRuntime {
       await waitForStart(dir, live.exited)
       return { name: spec.name, exited: live.exited }
     } catch (err) {
+      await waiter?.cancel()
       await this.release(spec.name, dir, cg).catch(() => undefined)
       await rm(dir, { recursive: true, force: true })
       throw err
@@ -417,6 +425,7 @@ export class NodeRuntime {
   /** Detaches from running capsules (they keep running under their waiters) and stops all timers. */
   async close (): Promise<void> {
     this.closed = true
+    await this.fifos.close()
     for (const l of this.live.values()) {
       await l.proc?.detach()
       if (!l.log.isClosed) await l.log.close()

@@ -3,7 +3,7 @@
 // bundle in the same run. Goal (issue 4): p50 <= 1.3 x bare + 20 ms.
 import { spawn } from 'node:child_process'
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { availableParallelism, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createRuntime, detectRuntimes, type OciSpec, type RuntimeName } from '../native/index.js'
 import { busyboxImage } from '../test/native/image-fixture.js'
@@ -57,7 +57,8 @@ async function measure (runtime: RuntimeName, runs: number, work: string): Promi
     try {
       for (let i = 0; i < runs; i++) {
         // Interleaved, so drift on a shared machine hits both alike.
-        config.linux.cgroupsPath = `/bolt-bench/${process.pid}-${i}`
+        // Same shape as the capsule's: a parent per capsule, the runtime's cgroup below it.
+        config.linux.cgroupsPath = `/bolt-bench/${process.pid}-${i}/capsule`
         await writeFile(join(bareDir, 'config.json'), JSON.stringify(config))
         out.bare.push(await timeBare(driver.argv(['run', '--bundle', bareDir, `bare-${i}`])))
         const t0 = performance.now()
@@ -114,7 +115,7 @@ export const scenario: Scenario = {
       figures,
       goal: 'runc p50 <= 1.3 x bare runc p50 + 20 ms (ratios against bare `<runtime> run` of the same bundle, same run)',
       met,
-      config: { runs, image: 'busybox (busybox-static, built locally)', command: '/bin/true', rootfs: 'overlay when available' }
+      config: { runs, image: 'busybox (busybox-static, built locally)', command: '/bin/true', rootfs: 'overlay when available', loadAverage1m: loadavg()[0], cpus: availableParallelism() }
     }
   }
 }
