@@ -28,6 +28,8 @@ export const CapsuleRecordSchema = z.object({
   log: z.object({ maxBytes: z.number(), maxFiles: z.number() }),
   status: z.enum(['starting', 'running', 'exited']),
   stopRequested: z.boolean().default(false),
+  /** CDI devices it holds, so a restarted agent does not hand them out twice. */
+  devices: z.array(z.string()).default([]),
   exit: CapsuleExitSchema.nullable()
 })
 export type CapsuleRecord = z.infer<typeof CapsuleRecordSchema>

@@ -149,6 +149,7 @@ export class NodeRuntime {
       log: { maxBytes: spec.log.maxBytes ?? this.deps.log.maxBytes, maxFiles: spec.log.maxFiles ?? this.deps.log.maxFiles },
       status: 'starting',
       stopRequested: false,
+      devices: [],
       exit: null
     }
     let devices: string[] = []
@@ -191,6 +192,7 @@ export class NodeRuntime {
       waiter = undefined
       record.waiterPid = proc.waiterPid ?? null
       record.status = 'running'
+      record.devices = devices
       await writeRecord(dir, record)
       const live: Live = { record, dir, log, proc, devices, exited: Promise.resolve() as unknown as Promise<CapsuleExit> }
       live.exited = this.track(live, proc)
@@ -395,7 +397,7 @@ export class NodeRuntime {
         continue
       }
       const log = new RotatingLogWriter(join(dir, LOG_FILE), record.log)
-      const live: Live = { record, dir, log, devices: [], exited: Promise.resolve(record.exit as CapsuleExit) }
+      const live: Live = { record, dir, log, devices: record.devices, exited: Promise.resolve(record.exit as CapsuleExit) }
       this.live.set(name, live)
       if (record.status === 'exited') { await log.close(); continue }
       await log.open()

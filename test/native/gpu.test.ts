@@ -141,7 +141,7 @@ const haveRunc = (await detectRuntimes()).some(r => r.name === 'runc')
 t.test('a capsule asking for GPUs gets their device nodes (runc, AMD fixture host)', { skip: process.getuid?.() !== 0 ? 'needs root' : !haveRunc ? 'runc is not installed' : false }, async t => {
   const hostRoot = await copyFixture(t, 'amd')
   const dataDir = await mkdtemp(join(tmpdir(), 'bolt-gpu-run-'))
-  const rt = await createRuntime({ dataDir, runtime: 'runc', hostRoot })
+  let rt = await createRuntime({ dataDir, runtime: 'runc', hostRoot })
   t.teardown(async () => {
     for (const c of await rt.list()) await rt.remove(c.name, { force: true })
     await rt.close()
@@ -161,4 +161,12 @@ t.test('a capsule asking for GPUs gets their device nodes (runc, AMD fixture hos
   await rt.stop('g1', { timeoutMs: 100 })
   await rt.run({ name: 'g3', image: id, gpus: 1, args: ['true'] })
   t.same((await rt.state('g3')).devices, (await rt.state('g1')).devices, 'a stopped capsule frees its GPU')
+  await rt.wait('g3')
+  // An agent restart adopts g2 with its GPU: the next capsule must not get it.
+  await rt.close()
+  rt = await createRuntime({ dataDir, runtime: 'runc', hostRoot })
+  t.same((await rt.state('g2')).devices, [g2dev], 'the adopted capsule still holds its GPU')
+  await rt.run({ name: 'g4', image: id, gpus: 1, args: ['true'] })
+  t.notSame((await rt.state('g4')).devices, [g2dev])
+  await t.rejects(rt.run({ name: 'g5', image: id, gpus: 2, args: ['true'] }), { name: 'GpuUnavailableError' })
 })
