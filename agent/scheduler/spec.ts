@@ -1,0 +1,59 @@
+// The capsule spec: what `bolt-agent run` (and stacks) submit. Checked by zod
+// at the API boundary and again when applied from the Raft log.
+import { z } from 'zod'
+
+export const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/
+export const MAX_REPLICAS = 1000
+
+export const GpuDemandSchema = z.strictObject({
+  count: z.number().int().min(0).max(64).default(0),
+  vendor: z.enum(['nvidia', 'amd', 'intel']).optional(),
+  /** Substring of the model name, e.g. "A100". */
+  model: z.string().max(128).optional(),
+  minMemoryBytes: z.number().int().nonnegative().optional()
+})
+
+export const CapsuleSpecSchema = z.strictObject({
+  name: z.string().regex(NAME_RE, 'lowercase letters, digits, _ . - (max 63), starting with a letter or digit'),
+  image: z.string().min(1).max(512),
+  args: z.array(z.string().max(4096)).max(256).default([]),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name'), z.string().max(32_768)).default({}),
+  resources: z.strictObject({
+    /** CPUs (fractions allowed); the scheduler reserves them, the runtime sets the quota. */
+    cpu: z.number().min(0).max(1024).default(0.1),
+    memoryBytes: z.number().int().min(0).default(64 * 1024 * 1024),
+    gpus: GpuDemandSchema.prefault({})
+  }).prefault({}),
+  labels: z.record(z.string().max(63), z.string().max(256)).default({}),
+  /** Node selectors (`--on k=v`): every pair must match the node's labels. */
+  on: z.record(z.string().max(63), z.string().max(256)).default({}),
+  replicas: z.number().int().min(1).max(MAX_REPLICAS).default(1),
+  restart: z.strictObject({
+    policy: z.enum(['never', 'on-failure', 'always']).default('never'),
+    /** Restarts before the instance is marked failed (on-failure). */
+    maxRetries: z.number().int().min(0).max(1000).default(5),
+    /** First back-off; doubled per restart up to 5 minutes. */
+    backoffMs: z.number().int().min(0).max(300_000).default(1000)
+  }).prefault({}),
+  strategy: z.enum(['binpack', 'spread']).default('binpack'),
+  gaming: z.boolean().default(false),
+  volumes: z.array(z.strictObject({ host: z.string().max(4096), target: z.string().max(4096), readOnly: z.boolean().default(false) })).max(64).default([])
+})
+export type CapsuleSpec = z.infer<typeof CapsuleSpecSchema>
+export type CapsuleSpecInput = z.input<typeof CapsuleSpecSchema>
+
+export const InstanceStateSchema = z.enum(['pending', 'pulling', 'running', 'exited', 'failed', 'lost'])
+export type InstanceState = z.infer<typeof InstanceStateSchema>
+
+/** Instance names: the capsule's name for one replica, `name-i` for several. */
+export function instanceName (capsule: string, index: number, replicas: number): string {
+  return replicas === 1 ? capsule : `${capsule}-${index}`
+}
+
+/** Parses sizes like 512M, 2G, 1.5GiB, 1048576. */
+export function parseBytes (text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$/i.exec(text.trim())
+  if (m === null) throw new Error(`${text}: expected a size like 512M or 2G`)
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[(m[2] ?? '').toLowerCase() as '' | 'k' | 'm' | 'g' | 't']
+  return Math.round(Number(m[1]) * mult)
+}
