@@ -1,8 +1,8 @@
 // Public surface of membership: the libp2p service, the pure core (for
 // simulators), profiles, metadata and the wire codec.
-export { MembershipService, SWIM_PROTOCOL, MAX_INFLIGHT_SENDS, JoinError, MembershipStoppedError, InvalidMetaError } from './service.js'
+export { MembershipService, SWIM_PROTOCOL, MAX_INFLIGHT_SENDS, SEND_TIMEOUT_MS, JoinError, MembershipStoppedError, InvalidMetaError } from './service.js'
 export type { MembershipServiceInit, MembershipStats, OpenStream, SwimLibp2p } from './service.js'
-export { SwimCore, JOIN_ATTEMPTS } from './core/swim-core.js'
+export { SwimCore, JOIN_ATTEMPTS, joinWindowMs } from './core/swim-core.js'
 export type { SwimCoreOptions } from './core/swim-core.js'
 export type { MemberView, MemberEvent, MemberEventKind, MemberState, Outgoing, Drained, SwimCounters } from './core/types.js'
 export { suspicionBoundMs, suspicionMinMs, suspicionMaxMs, remainingSuspicionMs, expectedConfirmations } from './core/suspicion.js'

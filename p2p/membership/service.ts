@@ -8,7 +8,7 @@ import { lpStream } from '@libp2p/utils'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Connection, Libp2p, Stream, StreamHandler } from '@libp2p/interface'
 import { MAX_MESSAGE_BYTES, decodeMessage, encodeMessage } from './codec.js'
-import { JOIN_ATTEMPTS, SwimCore } from './core/swim-core.js'
+import { SwimCore, joinWindowMs } from './core/swim-core.js'
 import { seededRandom } from './core/random.js'
 import type { MemberEvent, MemberView, Outgoing, SwimCounters } from './core/types.js'
 import { MemberMetaSchema, type MemberMeta } from './meta.js'
@@ -17,6 +17,15 @@ import { LAN, checkConfig, type SwimConfig } from './profiles.js'
 export const SWIM_PROTOCOL = '/bolt/swim/1'
 /** Outgoing messages in flight at once; beyond this they are dropped (SWIM tolerates loss). */
 export const MAX_INFLIGHT_SENDS = 256
+/**
+ * Time allowed to deliver one message, dial included. Deliberately longer
+ * than a probe interval: the first message to a member needs a connection
+ * (dial + handshake: seconds on a loaded host), and aborting it at the probe
+ * deadline would abort the dial too, so under load no connection would ever
+ * complete. A late message is harmless (a stale ack's seq is ignored; gossip
+ * is idempotent); MAX_INFLIGHT_SENDS bounds what waits.
+ */
+export const SEND_TIMEOUT_MS = 10_000
 /** Concurrent inbound/outbound /bolt/swim/1 streams per connection. */
 export const MAX_STREAMS_PER_CONNECTION = 64
 
@@ -163,7 +172,8 @@ export class MembershipService extends EventTarget {
   /**
    * Joins through seeds (push-pull with each, retried). Resolves once another
    * member is known; rejects with JoinError when no seed answered within
-   * `timeoutMs` (default: JOIN_ATTEMPTS + 1 probe intervals).
+   * `timeoutMs` (default: the core's retry window, 31 probe intervals; a
+   * CLI wants a shorter one).
    */
   async join (seeds: Array<{ id: string, addrs: string[] }>, opts: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<void> {
     if (!this.running) throw new MembershipStoppedError('membership: start() before join()')
@@ -172,7 +182,7 @@ export class MembershipService extends EventTarget {
     this.core.join(others)
     this.flush()
     if (this.core.joined()) return
-    const timeoutMs = opts.timeoutMs ?? (JOIN_ATTEMPTS + 1) * this.config.probeIntervalMs
+    const timeoutMs = opts.timeoutMs ?? joinWindowMs(this.config.probeIntervalMs) + this.config.probeIntervalMs
     const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), this.shutdown.signal, ...(opts.signal !== undefined ? [opts.signal] : [])])
     await new Promise<void>((resolve, reject) => {
       const waiter: JoinWaiter = {
@@ -265,8 +275,8 @@ export class MembershipService extends EventTarget {
 
   private async sendNow (o: Outgoing): Promise<void> {
     const bytes = encodeMessage(o.msg)
-    // A message older than a probe interval is useless to SWIM: give up then.
-    const signal = AbortSignal.any([AbortSignal.timeout(this.config.probeIntervalMs), this.shutdown.signal])
+    const timeoutMs = Math.max(SEND_TIMEOUT_MS, this.config.probeIntervalMs)
+    const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), this.shutdown.signal])
     const stream = await this.openStream(o.to, o.addrs, this.protocol, signal)
     try {
       const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES })
@@ -298,7 +308,7 @@ export class MembershipService extends EventTarget {
 
   /** Inbound: one frame per stream. Never throws; bad input is counted and the stream aborted. */
   private async onStream (stream: Stream, connection: Connection): Promise<void> {
-    const signal = AbortSignal.any([AbortSignal.timeout(this.config.probeIntervalMs), this.shutdown.signal])
+    const signal = AbortSignal.any([AbortSignal.timeout(Math.max(SEND_TIMEOUT_MS, this.config.probeIntervalMs)), this.shutdown.signal])
     try {
       const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES })
       const frame = await lp.read({ signal })

@@ -34,6 +34,15 @@ const MAX_RELAYS = 1024
 /** Push-pull attempts per seed before a join through it is given up. */
 export const JOIN_ATTEMPTS = 5
 
+/**
+ * How long after joining the core retries a silent seed: attempts at
+ * 1, 2, 4, 8 … probe intervals (exponential back-off, so a seed busy with
+ * many joiners is not hammered), JOIN_ATTEMPTS in all.
+ */
+export function joinWindowMs (probeIntervalMs: number): number {
+  return (2 ** JOIN_ATTEMPTS - 1) * probeIntervalMs
+}
+
 interface Probe {
   target: string
   seq: number
@@ -77,7 +86,7 @@ export class SwimCore {
   /** Last tick we asked a "dead" member that talked to us for its state. */
   private readonly deadTalkSync = new Map<string, number>()
   /** Seeds whose push-pull has not been answered yet: retried every probe interval. */
-  private readonly pendingSeeds = new Map<string, { nextTry: number, attemptsLeft: number }>()
+  private readonly pendingSeeds = new Map<string, { nextTry: number, attempt: number }>()
   private readonly probeOrder: ProbeOrder
   private probe: Probe | null = null
   private readonly relays = new Map<number, Relay>()
@@ -184,7 +193,7 @@ export class SwimCore {
     for (const seed of seeds) {
       if (seed.id === this.self) continue
       this.seedAddrs.set(seed.id, [...seed.addrs])
-      this.pendingSeeds.set(seed.id, { nextTry: this.now + this.ticks.probeInterval, attemptsLeft: JOIN_ATTEMPTS - 1 })
+      this.pendingSeeds.set(seed.id, { nextTry: this.now + this.ticks.probeInterval, attempt: 1 })
       this.sendPushPull(seed.id, true, true)
     }
   }
@@ -355,9 +364,9 @@ export class SwimCore {
     if (this.joined()) { this.pendingSeeds.clear(); return }
     for (const [id, p] of this.pendingSeeds) {
       if (this.now < p.nextTry) continue
-      if (p.attemptsLeft <= 0) { this.pendingSeeds.delete(id); continue }
-      p.attemptsLeft--
-      p.nextTry = this.now + this.ticks.probeInterval
+      if (p.attempt >= JOIN_ATTEMPTS) { this.pendingSeeds.delete(id); continue }
+      p.nextTry = this.now + this.ticks.probeInterval * 2 ** p.attempt
+      p.attempt++
       this.sendPushPull(id, true, true)
     }
   }
