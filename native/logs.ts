@@ -77,16 +77,30 @@ export class RotatingLogWriter extends EventEmitter {
   }
 
   private enqueue (records: LogRecord[]): void {
-    const data = records.map(r => JSON.stringify({ t: r.time, s: r.stream, l: r.line }) + '\n').join('')
-    this.chain = this.chain.then(async () => { await this.append(data) }).catch(err => { this.emit('error', err) })
+    const lines = records.map(r => Buffer.from(JSON.stringify({ t: r.time, s: r.stream, l: r.line }) + '\n'))
+    this.chain = this.chain.then(async () => { await this.append(lines) }).catch(err => { this.emit('error', err) })
   }
 
-  private async append (data: string): Promise<void> {
-    if (this.fh === undefined) return
-    if (this.size > 0 && this.size + Buffer.byteLength(data) > this.opts.maxBytes) await this.rotate()
-    const buf = Buffer.from(data)
-    await this.fh.write(buf)
-    this.size += buf.length
+  /** Writes the lines in as few writes as the size limit allows, rotating between them. */
+  private async append (lines: Buffer[]): Promise<void> {
+    let batch: Buffer[] = []
+    let batchBytes = 0
+    const flush = async (): Promise<void> => {
+      if (batch.length === 0 || this.fh === undefined) return
+      await this.fh.write(Buffer.concat(batch))
+      this.size += batchBytes
+      batch = []
+      batchBytes = 0
+    }
+    for (const line of lines) {
+      if (this.size + batchBytes > 0 && this.size + batchBytes + line.length > this.opts.maxBytes) {
+        await flush()
+        await this.rotate()
+      }
+      batch.push(line)
+      batchBytes += line.length
+    }
+    await flush()
     this.appends++
     this.emit('append')
   }

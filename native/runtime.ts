@@ -366,7 +366,12 @@ export class NodeRuntime {
   async exec (name: string, argv: string[], opts: { env?: string[], cwd?: string, timeoutMs?: number, signal?: AbortSignal } = {}): Promise<ExecResult> {
     const l = this.get(name)
     if (l.record.status !== 'running') throw new CapsuleStateError(`capsule ${name} is ${l.record.status}: exec needs a running capsule`)
-    return await this.deps.driver.exec(name, argv, opts)
+    if (opts.env === undefined) return await this.deps.driver.exec(name, argv, opts)
+    // crun replaces the whole environment with --env (runc merges): always pass the capsule's, overridden.
+    const config = JSON.parse(await readFile(join(l.dir, 'config.json'), 'utf8')) as OciSpec
+    const env = new Map(config.process.env.map(kv => [kv.slice(0, kv.indexOf('=')), kv]))
+    for (const kv of opts.env) env.set(kv.slice(0, kv.indexOf('=')), kv)
+    return await this.deps.driver.exec(name, argv, { ...opts, env: [...env.values()] })
   }
 
   async stats (name: string): Promise<CgroupStats> {

@@ -107,6 +107,27 @@ export function complianceSuite (t: Test, runtime: RuntimeName): void {
     t.ok(lines.includes('hi /tmp'))
   })
 
+  t.test('logs rotate by size and read back in order', async t => {
+    const { rt, image, dataDir } = await withRuntime(t, runtime)
+    const h = await rt.run({ name: 'chatty', image, log: { maxBytes: 4096, maxFiles: 3 }, args: ['sh', '-c', 'i=0; while [ $i -lt 600 ]; do echo "line $i"; i=$((i+1)); done'] })
+    t.equal((await h.exited).exitCode, 0)
+    const { readdir } = await import('node:fs/promises')
+    const files = (await readdir(join(dataDir, 'capsules', 'chatty'))).filter(f => f.startsWith('capsule.log')).sort()
+    t.same(files, ['capsule.log', 'capsule.log.1', 'capsule.log.2'], 'at most maxFiles files')
+    const lines = (await collect(rt.logs('chatty'))).map(l => l.line)
+    t.equal(lines[lines.length - 1], 'line 599', 'the newest line is kept')
+    const nums = lines.map(l => Number(l.slice(5)))
+    t.same(nums, Array.from({ length: nums.length }, (_, i) => 600 - nums.length + i), 'a contiguous, ordered tail')
+  })
+
+  t.test('exec takes env and cwd', async t => {
+    const { rt, image } = await withRuntime(t, runtime)
+    await rt.run({ name: 'ex', image, args: ['sleep', '1000'] })
+    const r = await rt.exec('ex', ['sh', '-c', 'echo "$FOO $(pwd)"'], { env: ['FOO=bar'], cwd: '/tmp' })
+    t.equal(r.stdout.trim(), 'bar /tmp')
+    await rt.stop('ex', { timeoutMs: 100 })
+  })
+
   t.test('a command that cannot start is reported as start-failed', async t => {
     const { rt, image } = await withRuntime(t, runtime)
     const h = await rt.run({ name: 'nope', image, args: ['/does/not/exist'] })
