@@ -7,7 +7,7 @@ import { createLibp2p, type Libp2p } from 'libp2p'
 import { identify } from '@libp2p/identify'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
-import { transportModules, EPHEMERAL_LISTEN } from '../../../quic/transports.js'
+import { transportModules, transportOf, EPHEMERAL_LISTEN } from '../../../quic/transports.js'
 import { lpStream } from '@libp2p/utils'
 import { MembershipService, JoinError, SWIM_PROTOCOL } from '../../../p2p/membership/service.js'
 import { MAX_MESSAGE_BYTES } from '../../../p2p/membership/codec.js'
@@ -27,12 +27,12 @@ const config = profile('lan', {
 
 interface Agent { node: Libp2p, svc: MembershipService, key: PrivateKey, events: MemberEvent[], persisted: { inc: number } }
 
-async function startAgent (name: string, key?: PrivateKey, persisted = { inc: 0 }): Promise<Agent> {
+async function startAgent (name: string, key?: PrivateKey, persisted = { inc: 0 }, only?: 'quic' | 'tcp'): Promise<Agent> {
   const privateKey = key ?? await generateKeyPair('Ed25519')
   const node = await createLibp2p({ privateKey, addresses: { listen: EPHEMERAL_LISTEN }, ...transportModules(), services: { identify: identify() } })
   const svc = new MembershipService({
     libp2p: node,
-    self: { id: node.peerId.toString(), meta: emptyMeta(name, 'server', node.getMultiaddrs().map(String)) },
+    self: { id: node.peerId.toString(), meta: emptyMeta(name, 'server', node.getMultiaddrs().filter(m => only === undefined || transportOf(m) === only).map(String)) },
     config,
     lastIncarnation: persisted.inc,
     onIncarnation: inc => { persisted.inc = inc },
@@ -109,6 +109,20 @@ t.test('three libp2p agents: join, detect a kill, come back with a higher incarn
   const after = [...a.events.slice(before.a), ...c.events.slice(before.c)].filter(e => e.member.id === bid)
   t.notOk(after.some(e => e.kind === 'dead' || e.kind === 'suspect'), `never suspected or dead after leaving (${after.map(e => e.kind).join(', ')})`)
 })
+
+for (const only of ['quic', 'tcp'] as const) {
+  t.test(`two agents over ${only} only: join and stay alive through probes`, async t => {
+    const a = await startAgent(`a-${only}`, undefined, { inc: 0 }, only)
+    const b = await startAgent(`b-${only}`, undefined, { inc: 0 }, only)
+    t.teardown(async () => { await stopAgent(a); await stopAgent(b) })
+    await b.svc.join([{ id: a.node.peerId.toString(), addrs: a.node.getMultiaddrs().filter(m => transportOf(m) === only).map(String) }])
+    await waitFor('both alive', () => stateOf(a, b.node.peerId.toString()) === 'alive' && stateOf(b, a.node.peerId.toString()) === 'alive')
+    await waitFor('a few probes answered', () => a.svc.stats().probesSent >= 3 && b.svc.stats().probesSent >= 3)
+    t.equal(a.svc.stats().probesFailed + b.svc.stats().probesFailed, 0, 'no probe failed')
+    const conns = a.node.getConnections(b.node.peerId)
+    t.ok(conns.length > 0 && conns.every(c => transportOf(c.remoteAddr) === only), `connected over ${only}`)
+  })
+}
 
 t.test('join through an unreachable seed fails with JoinError', async t => {
   const a = await startAgent('lonely')
