@@ -114,6 +114,17 @@ export class NodeRuntime {
     return await this.deps.images.prepare(layoutDir, ref, signal)
   }
 
+  async listImages (): Promise<PreparedImage[]> {
+    return await this.deps.images.list()
+  }
+
+  /** Deletes a prepared image (and layers only it used); refused while a capsule that is not removed uses it. */
+  async removeImage (id: string): Promise<boolean> {
+    const users = [...this.live.values()].filter(l => l.record.image === id).map(l => l.record.name)
+    if (users.length > 0) throw new CapsuleStateError(`image ${id} is used by capsule(s) ${users.join(', ')}: remove them first`)
+    return await this.deps.images.remove(id)
+  }
+
   private cgroupFor (name: string): CapsuleCgroup | undefined {
     if (this.deps.rootless !== undefined || this.deps.cgroups.mode === 'none') return undefined
     return new CapsuleCgroup(this.deps.cgroups, `${this.cgroupPrefix}/${name}`)

@@ -3,7 +3,7 @@
 // copied for each capsule. Everything is built in a staging dir under the
 // data dir and renamed into place, so a crash leaves no half-extracted layer.
 import { randomBytes } from 'node:crypto'
-import { lstat, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { mustRun, runCommand } from '../command.js'
 import { ImageLayoutError, RootfsError } from '../errors.js'
@@ -86,6 +86,31 @@ export class ImageStore {
     } catch {
       return undefined
     }
+  }
+
+  /** Images prepared on this node. */
+  async list (): Promise<PreparedImage[]> {
+    const out: PreparedImage[] = []
+    for (const h of await readdir(this.imagesDir).catch(() => [] as string[])) {
+      const img = await this.get(`sha256:${h}`)
+      if (img !== undefined) out.push(img)
+    }
+    return out
+  }
+
+  /**
+   * Deletes an image and the extracted layers no other image uses. The caller
+   * makes sure no capsule runs from it (overlay rootfs mounts use the layers).
+   */
+  async remove (id: string): Promise<boolean> {
+    const img = await this.get(id)
+    if (img === undefined) return false
+    await rm(join(this.imagesDir, hex(id)), { recursive: true, force: true })
+    const stillUsed = new Set((await this.list()).flatMap(i => i.mode === 'overlay' ? i.diffIds : []))
+    if (img.mode === 'overlay') {
+      for (const d of img.diffIds) if (!stillUsed.has(d)) await rm(join(this.layersDir, hex(d)), { recursive: true, force: true })
+    }
+    return true
   }
 
   /**
