@@ -8,12 +8,14 @@ import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Registry } from 'prom-client'
 import { Admission, AdmissionRejectedError, ImpostorError, type ClusterSecrets } from '../p2p/admission/admission.js'
-import { createBoltNode, guardServiceProtocols, KAD_PROTOCOL, PING_PROTOCOL, type BoltLibp2p } from '../p2p/node.js'
+import { createBoltNode, guardServiceProtocols, KAD_PROTOCOL, PING_PROTOCOL, REACHABILITY_GUARDED_PROTOCOLS, type BoltLibp2p } from '../p2p/node.js'
+import { dialableAddrs, RelaySlot, shouldReserve } from '../p2p/reachability/index.js'
+import { LanAdvertiser, searchLan } from '../p2p/discovery/lan.js'
 import { openClusterStream } from '../p2p/dialer.js'
 import { clusterKeyFingerprint, formatToken, newClusterId, newClusterKey, newSecret, type JoinToken } from '../p2p/token.js'
 import { transportOf } from '../quic/transports.js'
 import { ClusterFileStore, readClusterFile, writeAtomic, type ClusterFile } from './cluster-file.js'
-import { nodeName, type Config } from './config.js'
+import { dhtServerMode, nodeName, reachabilityOptions, type Config } from './config.js'
 import { DataDirError, JoinFailedError, UserError } from './errors.js'
 import type { Logger } from './logger.js'
 import { createMetrics } from './metrics.js'
@@ -25,6 +27,8 @@ import { registerKvRoutes } from './api/kv-routes.js'
 import { RaftHost, ROLE_PREF_LABEL } from './raft/raft-host.js'
 
 export const AGENT_VERSION = '0.1.0'
+/** How long `join --token T` without an address searches the LAN. */
+export const LAN_JOIN_TIMEOUT_MS = 30_000
 
 export type AgentMode =
   | { kind: 'init' }
@@ -66,6 +70,10 @@ export class Agent {
   /** Settles once the agent has stopped, whoever asked (signal, `leave`, API). */
   readonly stopped = new Promise<void>(resolve => { this.resolveStopped = resolve })
   private readonly stopController = new AbortController()
+  private relaySlot: RelaySlot | undefined
+  private lan: LanAdvertiser | undefined
+  private lastAdvertised = ''
+  private readonly onSelfUpdate = (): void => { this.refreshAdvertisedAddrs() }
 
   constructor (opts: AgentOptions) {
     this.dataDir = opts.dataDir
@@ -94,14 +102,22 @@ export class Agent {
       log: (m) => this.log.debug(m)
     })
     const role = this.initialRole(file)
-    this.libp2p = await createBoltNode({ dataDir: this.dataDir, listen: this.config.listen, announce: this.config.announce, dhtServer: role === 'server', admission: this.admission })
+    this.libp2p = await createBoltNode({
+      dataDir: this.dataDir,
+      listen: this.config.listen,
+      announce: this.config.announce,
+      dhtServer: dhtServerMode(this.config, role),
+      admission: this.admission,
+      reach: reachabilityOptions(this.config, role),
+      websockets: this.config.websockets.listen
+    })
     try {
       await this.libp2p.start()
     } catch (err) {
       throw new UserError(`cannot listen on ${this.config.listen.join(', ')}: ${(err as Error).message} (pick other --listen addresses)`)
     }
     await this.admission.start(this.libp2p)
-    await guardServiceProtocols(this.libp2p, this.admission, [KAD_PROTOCOL, PING_PROTOCOL])
+    await guardServiceProtocols(this.libp2p, this.admission, [KAD_PROTOCOL, PING_PROTOCOL, ...REACHABILITY_GUARDED_PROTOCOLS])
 
     let seeds: Array<{ id: string, addrs: string[] }> = []
     if (this.mode.kind === 'init') {
@@ -109,7 +125,7 @@ export class Agent {
       await this.clusterFile.update({ clusterId: newClusterId(), clusterKey, joinSecret: newSecret(), secretVersion: 1, role: 'server', left: false })
       this.admission.setSecrets(secretsOf(this.clusterFile.get()))
     } else if (this.mode.kind === 'join') {
-      seeds = await this.joinThrough(this.mode.addrs, this.mode.token)
+      seeds = this.mode.addrs.length > 0 ? await this.joinThrough(this.mode.addrs, this.mode.token) : await this.joinOverLan(this.mode.token)
       const seedLines = seeds.flatMap(s => s.addrs.slice(0, 2).map(a => `${a}/p2p/${s.id}`)).slice(0, 16)
       await this.clusterFile.update({ role, left: false, revoked: [], seeds: seedLines })
     } else {
@@ -157,6 +173,7 @@ export class Agent {
       log: this.log.child({ part: 'raft' })
     })
     await this.raft.start()
+    await this.startReachability()
 
     this.metrics = createMetrics({
       membersByState: () => this.membership.countByState(),
@@ -186,6 +203,60 @@ export class Agent {
     // `auto` is settled by Raft once it knows the voter count; until then a
     // joiner runs as a server for the DHT and takes the Raft role it is given.
     return this.config.role === 'client' ? 'client' : 'server'
+  }
+
+  /** Once admitted: hold a relay slot if behind NAT, answer mDNS searches, keep gossiped addresses current. */
+  private async startReachability (): Promise<void> {
+    this.libp2p.addEventListener('self:peer:update', this.onSelfUpdate)
+    if (shouldReserve(this.config.relay.reserve, this.config.announce)) {
+      this.relaySlot = new RelaySlot(this.libp2p, { log: (m) => this.log.info(m) })
+      await this.relaySlot.start().catch((err: Error) => { this.log.warn({ err: err.message }, 'cannot search for a relay') })
+    }
+    if (this.config.mdns) {
+      this.lan = new LanAdvertiser(this.libp2p)
+      await this.lan.start(this.clusterFile.get().clusterId).catch((err: Error) => { this.log.warn({ err: err.message }, 'mDNS unavailable; joiners need an address') })
+    }
+  }
+
+  private refreshAdvertisedAddrs (): void {
+    if (this.membership === undefined || this.stopController.signal.aborted) return
+    const addrs = this.advertisedAddrs().join(' ')
+    if (addrs === this.lastAdvertised) return
+    this.lastAdvertised = addrs
+    const f = this.clusterFile.get()
+    this.membership.updateMeta({
+      name: f.name,
+      role: f.role,
+      addrs: this.advertisedAddrs(),
+      resources: { cpus: cpus().length, memoryBytes: totalmem(), gpus: [] },
+      labels: { ...this.config.labels, [ROLE_PREF_LABEL]: this.config.role },
+      version: AGENT_VERSION
+    })
+  }
+
+  /** `join --token T` without an address: members of the token's cluster found over mDNS, until one admits us. */
+  private async joinOverLan (token: JoinToken): Promise<Array<{ id: string, addrs: string[] }>> {
+    const signal = AbortSignal.any([AbortSignal.timeout(LAN_JOIN_TIMEOUT_MS), this.signal])
+    const failures: string[] = []
+    const search = new AbortController()
+    try {
+      for await (const c of searchLan(this.libp2p, token.clusterId, AbortSignal.any([signal, search.signal]))) {
+        const addrs = c.addrs.map(a => `${a}/p2p/${c.id}`)
+        try {
+          const seeds = await this.joinThrough(addrs, token)
+          search.abort()
+          return seeds
+        } catch (err) {
+          failures.push((err as Error).message.replace(/^join failed: /, ''))
+        }
+      }
+    } catch (err) {
+      if (!signal.aborted) throw err
+    }
+    if (this.signal.aborted) throw new JoinFailedError('join failed: the agent is stopping')
+    throw new JoinFailedError(failures.length > 0
+      ? `join failed: members found on the local network refused: ${failures.join('; ')}`
+      : `join failed: no member of cluster ${token.clusterId} answered on the local network (mDNS) within ${LAN_JOIN_TIMEOUT_MS / 1000} s; give a member's address: bolt-agent join ADDR --token T`)
   }
 
   private async joinThrough (addrs: string[], token: JoinToken): Promise<Array<{ id: string, addrs: string[] }>> {
@@ -230,8 +301,7 @@ export class Agent {
 
   /** Addresses other members can dial, without the /p2p part. */
   advertisedAddrs (): string[] {
-    const addrs = this.libp2p.getMultiaddrs().map(m => m.decapsulate('/p2p').toString())
-    return [...new Set(addrs)].filter(a => transportOf(a) !== 'other').slice(0, 16)
+    return dialableAddrs(this.libp2p.getMultiaddrs(), this.peerId)
   }
 
   joinAddrs (): string[] {
@@ -302,6 +372,9 @@ export class Agent {
 
   private async doStop (): Promise<void> {
     this.stopController.abort()
+    this.libp2p?.removeEventListener('self:peer:update', this.onSelfUpdate)
+    this.relaySlot?.stop()
+    await this.lan?.stop().catch(() => {})
     await this.api?.close().catch(() => {})
     await rm(join(this.dataDir, API_FILE), { force: true }).catch(() => {})
     await this.raft?.stop().catch(() => {})

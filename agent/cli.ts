@@ -28,7 +28,7 @@ function labelsOf (pairs: string[] | undefined): Record<string, string> | undefi
   return out
 }
 
-interface AgentCmdOpts { listen?: string[], api?: string, name?: string, role?: string, label?: string[], profile?: string, mirrorUpstream?: string, token?: string }
+interface AgentCmdOpts { listen?: string[], api?: string, name?: string, role?: string, label?: string[], profile?: string, mirrorUpstream?: string, token?: string, mdns?: boolean }
 
 async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = false): Promise<void> {
   if (g.api !== undefined && !/^[^\s:]+:\d+$|^\[[0-9a-fA-F:]+\]:\d+$/.test(g.api)) {
@@ -41,6 +41,8 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     profile: o.profile,
     log_level: g.logLevel,
     labels: labelsOf(o.label),
+    // Only --no-mdns overrides the file: commander's default (true) must not.
+    mdns: o.mdns === false ? false : undefined,
     api: g.api !== undefined ? { listen: g.api } : undefined,
     mirror: o.mirrorUpstream !== undefined ? { upstream: o.mirrorUpstream } : undefined
   }
@@ -50,6 +52,9 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     flags.mirror = { ...(flags.mirror as object ?? {}), listen: '127.0.0.1:0' }
   }
   const config: Config = await loadConfig(g.config, flags)
+  if (mode.kind === 'join' && mode.addrs.length === 0 && !config.mdns) {
+    throw new UserError('join needs the address of a member when mDNS is off (--no-mdns or mdns = false): bolt-agent join ADDR --token T', 2)
+  }
   const dataDir = dev ? await mkdtemp(join(tmpdir(), 'bolt-dev-')) : dataDirOf(g)
   const log = await createLogger(config.log_level)
   const agent = new Agent({ dataDir, config, mode, log, ephemeral: dev })
@@ -122,7 +127,6 @@ export function buildProgram (): Command {
       if (o.token === undefined) throw new UserError('join needs --token TOKEN (run `bolt-agent token` on a member to get it)', 2)
       let token
       try { token = parseToken(o.token) } catch (err) { if (err instanceof InvalidTokenError) throw new UserError(`--token: ${err.message}`, 2); throw err }
-      if (addrs.length === 0) throw new UserError('join needs the address of a member (LAN discovery without an address is not available yet)', 2)
       await runAgent(program.opts(), o, { kind: 'join', addrs, token })
     })
 

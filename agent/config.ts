@@ -6,6 +6,7 @@ import { homedir, hostname } from 'node:os'
 import { join } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
 import { z } from 'zod'
+import type { ReachabilityOptions } from '../p2p/reachability/options.js'
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -25,6 +26,8 @@ export const ConfigSchema = z.strictObject({
   /** Addresses to advertise instead of the listen addresses (e.g. behind port forwarding). */
   announce: z.array(Multiaddr).max(16).default([]),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** Find members on the local network with mDNS (`join --token T` without an address) and answer such searches. */
+  mdns: z.boolean().default(true),
   labels: z.record(z.string().regex(/^[A-Za-z0-9_.\-/]{1,63}$/, 'label keys are letters, digits, _ . - /'), z.string().max(256)).default({}),
   api: z.strictObject({
     /** The local HTTP API; loopback with a bearer token (written to DATA/api.json). Port 0 picks a free one. */
@@ -49,12 +52,34 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   content: z.strictObject({
     piece_size: z.number().int().min(64 * 1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
-    /** Concurrent piece uploads to peers; 0 on an edge node that should only download. */
-    upload_slots: z.number().int().min(0).max(256).default(8),
+    /** Concurrent piece uploads to peers; absent: 8, or 0 with profile = "edge" (download-only). See uploadSlots(). */
+    upload_slots: z.number().int().min(0).max(256).optional(),
     /** Blob store quota in bytes; 0 means no quota. Unreferenced blobs are evicted LRU above it. */
     disk_quota_bytes: z.number().int().min(0).default(0),
     /** Registries reached over plain HTTP besides loopback ones. */
     insecure_registries: z.array(z.string()).default([])
+  }).prefault({}),
+  relay: z.strictObject({
+    /** Run a circuit relay v2 service for NATed members (server agents only; never with profile = "edge"). */
+    service: z.boolean().default(true),
+    /** Reservations this agent holds for NATed members at once. */
+    max_reservations: z.number().int().min(0).max(1024).default(64),
+    reservation_ttl_ms: z.number().int().min(10_000).max(24 * 3600_000).default(3600_000),
+    /** Per relayed connection; 0 = none. Limited connections carry only protocols marked for them. */
+    duration_limit_ms: z.number().int().min(0).default(0),
+    data_limit_bytes: z.number().int().min(0).default(0),
+    /** Hold a slot on a member's relay: auto = when no interface has a public address. */
+    reserve: z.enum(['auto', 'always', 'never']).default('auto')
+  }).prefault({}),
+  nat: z.strictObject({
+    /** Ask members to dial back our public addresses (AutoNAT) so only confirmed ones are advertised. */
+    autonat: z.boolean().default(true),
+    /** Upgrade relayed connections to direct ones by hole punching (DCUtR). */
+    hole_punching: z.boolean().default(true)
+  }).prefault({}),
+  websockets: z.strictObject({
+    /** WebSockets listen addresses for browser clients, e.g. /ip4/0.0.0.0/tcp/7947/ws; empty = off. Admission applies. */
+    listen: z.array(Multiaddr.regex(/\/wss?$/, 'a WebSockets multiaddr ending in /ws')).max(4).default([])
   }).prefault({}),
   mirror: z.strictObject({
     enabled: z.boolean().default(true),
@@ -118,6 +143,33 @@ export function defaultDataDir (): string {
   const xdg = process.env.XDG_DATA_HOME
   if (xdg !== undefined && xdg !== '') return join(xdg, 'bolt-agent')
   return join(homedir(), '.local', 'share', 'bolt-agent')
+}
+
+/** Piece upload slots: configured, else none on an edge node (download-only), else 8. */
+export const DEFAULT_UPLOAD_SLOTS = 8
+export function uploadSlots (config: Config): number {
+  return config.content.upload_slots ?? (config.profile === 'edge' ? 0 : DEFAULT_UPLOAD_SLOTS)
+}
+
+/**
+ * The node's reachability from its config: the relay service runs on servers
+ * only and never on an edge agent (small machine, slow link); edge agents
+ * still hold a slot, verify addresses and punch holes.
+ */
+export function reachabilityOptions (config: Config, role: 'server' | 'client'): ReachabilityOptions {
+  const r = config.relay
+  const serve = r.service && role === 'server' && config.profile !== 'edge'
+  return {
+    ...(serve ? { relayService: { maxReservations: r.max_reservations, reservationTtlMs: r.reservation_ttl_ms, durationLimitMs: r.duration_limit_ms, dataLimitBytes: r.data_limit_bytes } } : {}),
+    reserve: r.reserve,
+    autonat: config.nat.autonat,
+    holePunching: config.nat.hole_punching
+  }
+}
+
+/** DHT server mode (answer queries, store records): servers that are not edge agents. */
+export function dhtServerMode (config: Config, role: 'server' | 'client'): boolean {
+  return role === 'server' && config.profile !== 'edge'
 }
 
 export function nodeName (config: Config): string {

@@ -1,6 +1,8 @@
 // Builds the agent's libp2p node: persistent peer key, QUIC + TCP (choice in
-// quic/), identify, ping and a cluster-private kad-dht, with admission in
-// front of every cluster protocol and a gater that refuses banned peers.
+// quic/, WebSockets optional), identify, ping and a cluster-private kad-dht,
+// plus reachability (circuit relay, AutoNAT, DCUtR; see reachability/), with
+// admission in front of every cluster protocol and a gater that refuses
+// banned peers.
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
@@ -11,6 +13,7 @@ import { createLibp2p, type Libp2p } from 'libp2p'
 import type { PrivateKey, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 import { transportModules } from '../quic/transports.js'
 import type { Admission } from './admission/admission.js'
+import { AUTONAT_PROTOCOL, RELAY_HOP_PROTOCOL, reachabilityModules, type ReachabilityOptions } from './reachability/index.js'
 
 export const KAD_PROTOCOL = '/bolt/kad/1.0.0'
 export const PING_PROTOCOL = '/ipfs/ping/1.0.0'
@@ -25,7 +28,14 @@ export interface BoltNodeInit {
   /** Servers answer DHT queries; edge/client nodes may only ask. */
   dhtServer: boolean
   admission: Admission
+  /** Relay service/client, AutoNAT, DCUtR; absent: none of them (plain direct node, as in unit tests). */
+  reach?: ReachabilityOptions
+  /** WebSockets listen addresses (browser clients); empty or absent: no WebSockets transport. */
+  websockets?: string[]
 }
+
+/** Protocols of the reachability services that admission guards (see guardServiceProtocols). */
+export const REACHABILITY_GUARDED_PROTOCOLS = [RELAY_HOP_PROTOCOL, AUTONAT_PROTOCOL]
 
 /** Loads the peer key from the data dir, creating it on first start, so the peer id survives restarts. */
 export async function loadPeerKey (dataDir: string): Promise<PrivateKey> {
@@ -45,10 +55,14 @@ export async function loadPeerKey (dataDir: string): Promise<PrivateKey> {
 export async function createBoltNode (init: BoltNodeInit): Promise<BoltLibp2p> {
   const privateKey = await loadPeerKey(init.dataDir)
   const { admission } = init
+  const ws = init.websockets ?? []
+  const base = transportModules({ websockets: ws.length > 0 })
+  const reach = init.reach !== undefined ? reachabilityModules(init.reach) : { transports: [], services: {} }
   const node = await createLibp2p({
     privateKey,
-    addresses: { listen: init.listen, ...(init.announce !== undefined && init.announce.length > 0 ? { announce: init.announce } : {}) },
-    ...transportModules(),
+    addresses: { listen: [...init.listen, ...ws], ...(init.announce !== undefined && init.announce.length > 0 ? { announce: init.announce } : {}) },
+    ...base,
+    transports: [...base.transports, ...reach.transports],
     connectionGater: {
       // Loopback and private addresses are normal in a cluster: don't let the
       // default gater refuse them.
@@ -60,7 +74,8 @@ export async function createBoltNode (init: BoltNodeInit): Promise<BoltLibp2p> {
     services: {
       identify: identify(),
       ping: ping(),
-      dht: kadDHT({ protocol: KAD_PROTOCOL, clientMode: !init.dhtServer, peerInfoMapper: passthroughMapper, allowQueryWithZeroPeers: true })
+      dht: kadDHT({ protocol: KAD_PROTOCOL, clientMode: !init.dhtServer, peerInfoMapper: passthroughMapper, allowQueryWithZeroPeers: true }),
+      ...reach.services
     },
     start: false
   })

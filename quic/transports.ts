@@ -4,13 +4,17 @@
 // as QUIC in js-libp2p today, while QUIC connects in one round trip and
 // survives NAT rebinding better — so both are kept, QUIC is listed first for
 // control traffic, and bulk protocols prefer a TCP connection when one exists.
+// WebSockets is optional (off by default) for browser clients. WebTransport
+// would slot in here too, but js-libp2p's WebTransport can only dial, from a
+// browser: Node cannot listen on it today.
 import { noise } from '@chainsafe/libp2p-noise'
 import { quic } from '@chainsafe/libp2p-quic'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { tcp } from '@libp2p/tcp'
+import { webSockets } from '@libp2p/websockets'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 
-export type TransportName = 'quic' | 'tcp'
+export type TransportName = 'quic' | 'tcp' | 'ws'
 
 /** Default listen addresses: QUIC and TCP on the same port number (7946, Serf's). */
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/udp/7946/quic-v1', '/ip4/0.0.0.0/tcp/7946']
@@ -20,21 +24,29 @@ export const EPHEMERAL_LISTEN = ['/ip4/127.0.0.1/udp/0/quic-v1', '/ip4/127.0.0.1
 /** Yamux window: 4 MiB lets one stream keep a loopback or LAN pipe full (default 256 KiB caps it). */
 export const YAMUX_MAX_STREAM_WINDOW = 4 * 1024 * 1024
 
+/** The transport an address is reached over; a relayed (`/p2p-circuit`) address is 'other'. */
 export function transportOf (addr: Multiaddr | string): TransportName | 'other' {
   const s = typeof addr === 'string' ? addr : addr.toString()
+  if (s.includes('/p2p-circuit')) return 'other'
   if (s.includes('/quic-v1')) return 'quic'
-  if (s.includes('/tcp/') && !s.includes('/ws')) return 'tcp'
+  if (/\/wss?(\/|$)/.test(s)) return 'ws'
+  if (s.includes('/tcp/')) return 'tcp'
   return 'other'
 }
 
+export interface TransportOptions {
+  /** Add the WebSockets transport (listen on /ws addresses, dial them). */
+  websockets?: boolean
+}
+
 /** libp2p `transports`, `connectionEncrypters` and `streamMuxers` for an agent. */
-export function transportModules (): {
-  transports: Array<ReturnType<typeof tcp> | ReturnType<typeof quic>>
+export function transportModules (opts: TransportOptions = {}): {
+  transports: Array<ReturnType<typeof tcp> | ReturnType<typeof quic> | ReturnType<typeof webSockets>>
   connectionEncrypters: Array<ReturnType<typeof noise>>
   streamMuxers: Array<ReturnType<typeof yamux>>
 } {
   return {
-    transports: [quic(), tcp()],
+    transports: [quic(), tcp(), ...(opts.websockets === true ? [webSockets()] : [])],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW } })]
   }
@@ -43,7 +55,9 @@ export function transportModules (): {
 /** Orders addresses so that the preferred transport for the purpose comes first. */
 export function preferTransport (addrs: Multiaddr[], purpose: 'control' | 'bulk'): Multiaddr[] {
   const rank = (a: Multiaddr): number => {
-    const t = transportOf(a)
+    // A relayed address ranks by the transport it reaches the relay over, so
+    // the advertised order (direct addresses first) decides between them.
+    const t = transportOf(a.toString().split('/p2p-circuit')[0] ?? '')
     if (purpose === 'bulk') return t === 'tcp' ? 0 : t === 'quic' ? 1 : 2
     return t === 'quic' ? 0 : t === 'tcp' ? 1 : 2
   }
