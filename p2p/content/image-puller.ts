@@ -16,8 +16,12 @@ import type { RegistryClient } from './registry-client.js'
 
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name'
 export const PULLED_AT_ANNOTATION = 'io.bolt.pulled-at'
-/** Blobs of one image pulled at once. */
-export const DEFAULT_BLOB_CONCURRENCY = 3
+/**
+ * Blobs of one image pulled at once. All of them (up to this bound): a node
+ * that starts every layer at once is counted by the peers pulling the same
+ * image when they split registry pieces, instead of looking idle.
+ */
+export const DEFAULT_BLOB_CONCURRENCY = 16
 
 export interface ImagePullerInit {
   store: BlobStore
@@ -145,9 +149,11 @@ export class ImagePuller {
           })
           perBlob.set(desc.digest, { peers: stats.bytesFromPeers, registry: stats.bytesFromRegistry })
         } else {
-          const res = await registry.openBlob(ref, desc.digest, { signal: opts.signal })
-          if (res.body === null) throw new ImageNotFoundError(`${name}: blob ${desc.digest} has no body`)
-          await store.put(res.body, desc.digest, { size: desc.size })
+          await registry.retryBody(opts.signal, async () => {
+            const res = await registry.openBlob(ref, desc.digest, { signal: opts.signal })
+            if (res.body === null) throw new ImageNotFoundError(`${name}: blob ${desc.digest} has no body`)
+            await store.put(res.body, desc.digest, { size: desc.size })
+          })
           perBlob.set(desc.digest, { peers: 0, registry: desc.size })
         }
         progress.blobsDone++

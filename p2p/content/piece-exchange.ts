@@ -84,6 +84,8 @@ export class PieceExchange {
   readonly pieceSize: number
   private readonly server: PieceServer
   private readonly active = new Map<string, Promise<PullStats>>()
+  /** Size and piece size of blobs being pulled, known before their partial file exists. */
+  private readonly pullingShape = new Map<string, { size: number, pieceSize: number }>()
   private readonly activePulls = new Set<ActivePull>()
   private readonly dead = new Map<string, number>()
   private readonly background = new Set<Promise<unknown>>()
@@ -105,6 +107,11 @@ export class PieceExchange {
       store: init.store,
       uploadSlots: init.uploadSlots ?? DEFAULT_UPLOAD_SLOTS,
       isPulling: (d) => this.active.has(d),
+      pullingShape: (d) => this.pullingShape.get(d),
+      registryFetching: (d) => {
+        for (const p of this.activePulls) if (p.digest === d) return p.registryFetching()
+        return undefined
+      },
       onReplicate: async (from, owner, blobs, signal) => {
         const h = this.replicateHandler
         if (h === undefined) throw new Error('this node does not accept replicas')
@@ -183,12 +190,16 @@ export class PieceExchange {
     if (this.init.store.hasSync(digest)) return { bytesFromPeers: 0, bytesFromRegistry: 0, bannedPeers: [] }
     const existing = this.active.get(digest)
     if (existing !== undefined) return await existing
+    // Say "pulling" at once (before any await), so peers starting the same
+    // pull count this node when they split the registry's pieces.
+    this.pullingShape.set(digest, { size: opts.size, pieceSize: pieceSizeFor(opts.size, this.pieceSize) })
     const p = this.doPull(digest, opts)
     this.active.set(digest, p)
     try {
       return await p
     } finally {
       this.active.delete(digest)
+      this.pullingShape.delete(digest)
     }
   }
 
@@ -296,7 +307,7 @@ class ActivePull {
 
   constructor (
     private readonly ex: PieceExchange,
-    private readonly digest: string,
+    readonly digest: string,
     private readonly partial: PartialBlob,
     private readonly opts: PullOptions,
     signal: AbortSignal,
@@ -307,6 +318,10 @@ class ActivePull {
     const { self, picker } = ex.internals
     this.picker = new PiecePicker({ ...picker, pieceCount: this.count, self, registry: opts.registry !== undefined }, partial.have, Date.now())
     if (partial.have.count() > 0) ex.announce(digest)
+  }
+
+  registryFetching (): Uint8Array {
+    return this.picker.registryFetching().bytes
   }
 
   peerGone (peer: string): void {
@@ -439,7 +454,8 @@ class ActivePull {
         this.trusted = new Uint8Array(res.hashes)
         this.partial.adoptManifest({ digest: this.digest, size: this.partial.size, pieceSize: this.partial.pieceSize, hashes: this.trusted })
       }
-      this.picker.peerHave(peer, bf, res.pulling)
+      const fetching = res.fetching !== undefined && res.fetching.length === bf.bytes.length ? new Bitfield(this.count, res.fetching) : undefined
+      this.picker.peerHave(peer, bf, res.pulling, fetching)
     } catch {
       this.picker.queryFailed(peer)
       this.closeChannel(peer)

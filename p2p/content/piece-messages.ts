@@ -48,7 +48,9 @@ export const ResponseSchema = z.discriminatedUnion('t', [
     pulling: z.boolean(),
     bitfield: Bytes,
     /** sha256 of each held piece (zeros elsewhere), HASH_BYTES each. */
-    hashes: Bytes
+    hashes: Bytes,
+    /** Pieces the node is fetching from the registry right now (so others wait for them instead). */
+    fetching: Bytes.optional()
   }),
   z.object({ t: z.literal('none'), digest: Digest }),
   z.object({ t: z.literal('manifest'), digest: Digest, size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER), pieceSize: PieceSize, hashes: Bytes }),

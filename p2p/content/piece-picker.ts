@@ -10,8 +10,9 @@
 // every missing piece is requested. The registry gets a piece only when no
 // live peer has it, and then only if it is this node's share among the
 // nodes pulling the same blob right now (index mod k = rank), or when it
-// has waited `registryDeadlineMs` for a peer to get it — so parallel first
-// pulls split the registry egress instead of each taking it all.
+// has waited `registryDeadlineMs` for a peer to get it, and never while a
+// live peer reports fetching that piece from the registry itself — so
+// parallel first pulls split the registry egress instead of each taking it all.
 import { Bitfield } from './bitfield.js'
 
 export const DEFAULT_MAX_INFLIGHT_PER_PEER = 4
@@ -22,13 +23,19 @@ export const DEFAULT_REGISTRY_DEADLINE_MS = 5_000
 export const DEFAULT_REQUEST_TIMEOUT_MS = 20_000
 /** Re-query a peer's bitfield this often while pieces are missing (how partial holders become sources). */
 export const DEFAULT_QUERY_INTERVAL_MS = 200
-/** Before the first registry fetch, wait this long for peers' first bitfields (they may be pulling too). */
-export const DEFAULT_START_DELAY_MS = 300
+/**
+ * Before the first registry fetch, wait for every known peer's first
+ * bitfield (they may be pulling too, and the registry share depends on how
+ * many are) — but no longer than this.
+ */
+export const DEFAULT_START_DELAY_MS = 2_000
 export const DEFAULT_ENDGAME_DUPLICATES = 2
 /** Peers holding nothing we need are re-queried this many times less often. */
 export const IDLE_QUERY_FACTOR = 5
 /** After a registry failure, wait this long before the next registry request; give up after MAX failures in a row. */
 export const REGISTRY_RETRY_MS = 500
+/** How many registry deadlines a piece may stay "being fetched by a peer" before this node fetches it anyway. */
+export const COVER_FACTOR = 4
 export const MAX_REGISTRY_FAILURES = 5
 /** Without a registry, give up when no live peer has a missing piece for this long. */
 export const DEFAULT_STALL_TIMEOUT_MS = 30_000
@@ -62,6 +69,8 @@ export interface PickerConfig {
 
 interface PeerState {
   have: Bitfield | null
+  /** Pieces the peer is fetching from the registry right now. */
+  fetching: Bitfield | null
   pulling: boolean
   inflight: Map<number, number>
   queryInflight: boolean
@@ -76,6 +85,7 @@ export class PiecePicker {
   /** index → sources it is in flight from. */
   private readonly inflight = new Map<number, Set<Source>>()
   private readonly waitSince = new Map<number, number>()
+  private readonly coveredSince = new Map<number, number>()
   private readonly order: number[]
   private registryInflight = 0
   private registryFailures = 0
@@ -121,17 +131,30 @@ export class PiecePicker {
 
   addPeer (peer: string): void {
     if (peer === this.cfg.self || this.banned.has(peer) || this.peers.has(peer)) return
-    this.peers.set(peer, { have: null, pulling: false, inflight: new Map(), queryInflight: false, lastQuery: -Infinity })
+    this.peers.set(peer, { have: null, fetching: null, pulling: false, inflight: new Map(), queryInflight: false, lastQuery: -Infinity })
   }
 
   /** A bitfield answer (or `null` when the peer holds nothing of this blob). */
-  peerHave (peer: string, have: Bitfield | null, pulling: boolean): void {
+  peerHave (peer: string, have: Bitfield | null, pulling: boolean, fetching?: Bitfield): void {
     const p = this.peers.get(peer)
     if (p === undefined) return
     p.queryInflight = false
     if (have !== null && have.length !== this.cfg.pieceCount) have = null
     p.have = have ?? new Bitfield(this.cfg.pieceCount)
     p.pulling = pulling
+    p.fetching = fetching !== undefined && fetching.length === this.cfg.pieceCount ? fetching : null
+  }
+
+  /** Pieces this node is fetching from the registry now (told to peers so they do not fetch them too). */
+  registryFetching (): Bitfield {
+    const b = new Bitfield(this.cfg.pieceCount)
+    for (const [i, s] of this.inflight) if (s.has('registry')) b.set(i)
+    return b
+  }
+
+  private fetchedElsewhere (index: number): boolean {
+    for (const p of this.peers.values()) if (p.fetching?.get(index) === true) return true
+    return false
   }
 
   queryFailed (peer: string): void {
@@ -291,6 +314,14 @@ export class PiecePicker {
         for (const i of missing) {
           if (this.registryInflight >= this.cfg.maxRegistryInflight) break
           if ((this.inflight.get(i)?.size ?? 0) > 0 || (avail.get(i) as number) > 0) continue
+          // A live peer already fetches it from the registry: wait for it to have it.
+          // (A peer that stays "fetching" for COVER_FACTOR deadlines is not believed any more.)
+          if (this.fetchedElsewhere(i)) {
+            const since = this.coveredSince.get(i) ?? now
+            this.coveredSince.set(i, since)
+            this.waitSince.set(i, now)
+            if (now - since < this.cfg.registryDeadlineMs * COVER_FACTOR) continue
+          }
           const mine = i % k === rank
           const waited = now - (this.waitSince.get(i) ?? now) >= this.cfg.registryDeadlineMs
           if (!mine && !waited) continue

@@ -8,13 +8,17 @@ import { lpStream } from '@libp2p/utils'
 import { Bitfield } from './bitfield.js'
 import type { BlobStore } from './blob-store.js'
 import { decodeRequest, encodeResponse, MAX_FRAME, type PieceRequest, type PieceResponse } from './piece-messages.js'
-import { pieceCount, pieceRange } from './pieces.js'
+import { HASH_BYTES, pieceCount, pieceRange } from './pieces.js'
 
 export interface PieceServerHooks {
   store: BlobStore
   uploadSlots: number
   /** Digests this node is pulling right now. */
   isPulling: (digest: string) => boolean
+  /** Size and piece size of a blob whose pull started but whose partial may not exist yet. */
+  pullingShape?: (digest: string) => { size: number, pieceSize: number } | undefined
+  /** Bitfield of pieces of `digest` this node is fetching from the registry now. */
+  registryFetching?: (digest: string) => Uint8Array | undefined
   /** A peer asks this node to hold replicas; resolves with whether it now holds them. */
   onReplicate?: (from: string, owner: string, blobs: Array<{ digest: string, size: number }>, signal: AbortSignal) => Promise<void>
   /** Bytes sent to peers (metrics). */
@@ -99,7 +103,13 @@ export class PieceServer {
         }
         const p = store.getPartial(req.digest)
         if (p !== undefined && p.pieceSize === req.pieceSize) {
-          return await send({ t: 'have', digest: req.digest, size: p.size, pieceSize: p.pieceSize, complete: false, pulling: this.hooks.isPulling(req.digest), bitfield: p.have.bytes, hashes: p.hashes })
+          const fetching = this.hooks.registryFetching?.(req.digest)
+          return await send({ t: 'have', digest: req.digest, size: p.size, pieceSize: p.pieceSize, complete: false, pulling: this.hooks.isPulling(req.digest), bitfield: p.have.bytes, hashes: p.hashes, ...(fetching !== undefined ? { fetching } : {}) })
+        }
+        const shape = this.hooks.pullingShape?.(req.digest)
+        if (shape !== undefined && shape.pieceSize === req.pieceSize) {
+          const n = pieceCount(shape.size, shape.pieceSize)
+          return await send({ t: 'have', digest: req.digest, size: shape.size, pieceSize: shape.pieceSize, complete: false, pulling: true, bitfield: new Bitfield(n).bytes, hashes: new Uint8Array(n * HASH_BYTES) })
         }
         return await send({ t: 'none', digest: req.digest })
       }

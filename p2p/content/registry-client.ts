@@ -85,6 +85,10 @@ export class RegistryClient {
 
   /** One manifest by tag or digest, checked against the digest asked for or the one the registry claims. */
   async getManifestBytes (ref: ImageReference, tagOrDigest: string, signal?: AbortSignal): Promise<{ digest: string, mediaType: string, bytes: Uint8Array }> {
+    return await this.retryBody(signal, async () => await this.getManifestOnce(ref, tagOrDigest, signal))
+  }
+
+  private async getManifestOnce (ref: ImageReference, tagOrDigest: string, signal?: AbortSignal): Promise<{ digest: string, mediaType: string, bytes: Uint8Array }> {
     const res = await this.request(ref, `manifests/${tagOrDigest}`, { accept: MANIFEST_ACCEPT, signal })
     const bytes = await readBody(res, MAX_MANIFEST_BYTES)
     this.opts.onBytes?.(bytes.length, 'manifest')
@@ -97,6 +101,10 @@ export class RegistryClient {
 
   /** A whole blob, verified against its digest (and size when given). */
   async getBlob (ref: ImageReference, digest: string, opts: { size?: number, signal?: AbortSignal } = {}): Promise<Uint8Array> {
+    return await this.retryBody(opts.signal, async () => await this.getBlobOnce(ref, digest, opts))
+  }
+
+  private async getBlobOnce (ref: ImageReference, digest: string, opts: { size?: number, signal?: AbortSignal }): Promise<Uint8Array> {
     const res = await this.request(ref, `blobs/${digest}`, { signal: opts.signal })
     const bytes = await readBody(res, opts.size ?? Number.MAX_SAFE_INTEGER)
     this.opts.onBytes?.(bytes.length, 'blob')
@@ -118,6 +126,10 @@ export class RegistryClient {
    */
   async getBlobRange (ref: ImageReference, digest: string, start: number, length: number, opts: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
     if (length === 0) return new Uint8Array(0)
+    return await this.retryBody(opts.signal, async () => await this.getBlobRangeOnce(ref, digest, start, length, opts))
+  }
+
+  private async getBlobRangeOnce (ref: ImageReference, digest: string, start: number, length: number, opts: { signal?: AbortSignal }): Promise<Uint8Array> {
     const res = await this.request(ref, `blobs/${digest}`, { range: `bytes=${start}-${start + length - 1}`, signal: opts.signal })
     if (res.status === 206) {
       const bytes = await readBody(res, length)
@@ -129,6 +141,27 @@ export class RegistryClient {
     this.opts.onBytes?.(all.length, 'blob')
     if (all.length < start + length) throw new SizeMismatchError(`blob ${digest} is ${all.length} bytes, shorter than range ${start}+${length}`)
     return all.subarray(start, start + length)
+  }
+
+  /**
+   * Retries a request whose body broke off (connection reset, `terminated`):
+   * the request itself was already retried for status codes, but a body
+   * read fails after the response began. Typed errors (digest, size, auth,
+   * HTTP status) are not retried here.
+   */
+  async retryBody<T> (signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+    const retries = this.opts.retries ?? DEFAULT_RETRIES
+    const backoff = this.opts.backoffMs ?? DEFAULT_BACKOFF_MS
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn()
+      } catch (err) {
+        const name = (err as Error).name
+        const typed = ['RegistryError', 'RegistryAuthError', 'DigestMismatchError', 'SizeMismatchError', 'ManifestError', 'PlatformNotFoundError', 'InsecureRegistryError', 'AbortError', 'TimeoutError'].includes(name)
+        if (typed || signal?.aborted === true || attempt >= retries) throw err
+        await sleep(backoff * 2 ** attempt * (0.5 + Math.random() / 2), signal)
+      }
+    }
   }
 
   // ---- HTTP -------------------------------------------------------------

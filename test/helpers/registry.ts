@@ -239,7 +239,7 @@ export async function startCountingProxy (targetUrl: string, opts: { bytesPerSec
     else if ((req.url ?? '').includes('/manifests/')) reqs.manifests++
     else reqs.other++
     if (down) { res.writeHead(503).end(); return }
-    const up = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } }, upRes => {
+    const up = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host }, agent: false }, upRes => {
       res.writeHead(upRes.statusCode ?? 502, upRes.headers)
       upRes.on('data', (chunk: Buffer) => {
         if (isBlob && req.method !== 'HEAD') blobBytes += chunk.length
@@ -261,9 +261,13 @@ export async function startCountingProxy (targetUrl: string, opts: { bytesPerSec
         else finish()
       })
     })
-    up.on('error', () => { if (!res.headersSent) res.writeHead(502); res.end() })
+    up.on('error', () => { if (!res.headersSent) res.writeHead(502).end(); else res.destroy() })
     req.pipe(up)
   })
+  // Longer than any client's idle timeout: otherwise a loaded machine lets
+  // the server close an idle keep-alive socket just as the client reuses it
+  // ("other side closed").
+  server.keepAliveTimeout = 65_000
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   const addr = server.address()
   const port = typeof addr === 'object' && addr !== null ? addr.port : 0

@@ -26,7 +26,7 @@ async function mkNode (t: Teardown, peers: () => string[]): Promise<Node> {
   const dir = await mkdtemp(join(tmpdir(), 'bolt-img-'))
   const libp2p = await createLibp2p({ addresses: { listen: EPHEMERAL_LISTEN }, ...transportModules(), services: { identify: identify() } })
   const store = await BlobStore.open({ root: dir, pieceSize: PIECE })
-  const ex = new PieceExchange({ libp2p, store, pieceSize: PIECE, picker: { queryIntervalMs: 50, startDelayMs: 200 } })
+  const ex = new PieceExchange({ libp2p, store, pieceSize: PIECE, picker: { queryIntervalMs: 50, startDelayMs: 2000 } })
   await ex.start()
   const id = libp2p.peerId.toString()
   const puller = new ImagePuller({ store, exchange: ex, registry: new RegistryClient({ dockerConfigPath: false }), candidates: () => peers().filter(p => p !== id) })

@@ -28,7 +28,7 @@ async function mkNode (t: { teardown: (fn: () => Promise<void>) => void }, opts:
     uploadSlots: opts.uploadSlots,
     corruptPieces: opts.corrupt,
     providers: opts.providers?.sourceFor(id),
-    picker: { queryIntervalMs: 50, startDelayMs: 200, registryDeadlineMs: 2000, requestTimeoutMs: 5000, stallTimeoutMs: 5000 }
+    picker: { queryIntervalMs: 50, startDelayMs: 2000, registryDeadlineMs: 2000, requestTimeoutMs: 5000, stallTimeoutMs: 5000 }
   })
   await ex.start()
   const node = { libp2p, store, ex, id, dir }

@@ -154,3 +154,20 @@ t.test('property: any peers, any corruption, any vanishing — invariants hold a
   ), { numRuns: 60, seed: 42 })
   t.pass('60 random runs')
 })
+
+t.test('a piece a peer is fetching from the registry is not fetched again, until that peer is gone', async t => {
+  const pk = new PiecePicker({ pieceCount: 2, self: 'A', registry: true, registryDeadlineMs: 100 }, new Bitfield(2), 0)
+  pk.addPeer('B')
+  const fetching = new Bitfield(2)
+  fetching.set(0)
+  fetching.set(1)
+  pk.peerHave('B', new Bitfield(2), true, fetching)
+  for (let now = 0; now < 300; now += 10) {
+    const regs = pk.tick(now).filter(a => a.type === 'registry')
+    t.same(regs, [], `t=${now}: waits for B`)
+    pk.checkInvariants()
+  }
+  pk.peerGone('B')
+  const regs = pk.tick(310).filter(a => a.type === 'registry').map(a => a.type === 'registry' ? a.index : -1)
+  t.same(regs.sort(), [0, 1], 'B gone: A fetches both')
+})
