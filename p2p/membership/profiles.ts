@@ -181,3 +181,6 @@ export function checkConfig (config: SwimConfig): Readonly<SwimConfig> {
 export function profile (name: ProfileName, overrides: Partial<SwimConfig> = {}): Readonly<SwimConfig> {
   return checkConfig({ ...PROFILES[name], ...overrides })
 }
+
+/** Re-exported for scenarios: the "dead within" bound for N members under a config. */
+export { suspicionBoundMs } from './core/suspicion.js'
