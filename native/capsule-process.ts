@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { constants, open as openCb } from 'node:fs'
 import { promisify } from 'node:util'
-import { open, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises'
+import { open, readFile, rm, stat, watch, writeFile, type FileHandle } from 'node:fs/promises'
 import { Socket } from 'node:net'
 import { join } from 'node:path'
 import type { LogStream, RotatingLogWriter } from './logs.js'
@@ -212,5 +212,28 @@ export class CapsuleProcess extends EventEmitter {
     this.readers.length = 0
     for (const h of this.holds) await h.close().catch(() => undefined)
     this.holds = []
+  }
+}
+
+/** How long run() waits for the OCI runtime to report the capsule started. */
+export const START_TIMEOUT_MS = 30_000
+
+/** Resolves once the runtime wrote the capsule's pid file (it runs) or the capsule already ended. */
+export async function waitForStart (dir: string, exited: Promise<unknown>, timeoutMs = START_TIMEOUT_MS): Promise<void> {
+  const ac = new AbortController()
+  const pidFile = join(dir, 'pid')
+  const present = async (): Promise<boolean> => await stat(pidFile).then(() => true, () => false)
+  try {
+    const watched = (async () => {
+      // inotify on the capsule dir; the stat after arming closes the race with a file written before it.
+      const events = watch(dir, { signal: ac.signal })
+      if (await present()) return
+      for await (const e of events) if (e.filename === 'pid' && await present()) return
+    })().catch(() => undefined)
+    let t: NodeJS.Timeout | undefined
+    await Promise.race([watched, exited.then(() => undefined, () => undefined), new Promise<void>(resolve => { t = setTimeout(resolve, timeoutMs) })])
+    clearTimeout(t)
+  } finally {
+    ac.abort()
   }
 }

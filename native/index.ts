@@ -5,14 +5,14 @@
 import { mkdir, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { readFile } from 'node:fs/promises'
-import type { RootlessIds } from './bundle/config.js'
+import { rootlessIds } from './rootless.js'
 import { runCommand } from './command.js'
 import { detectCgroups, type CgroupLayout } from './cgroups.js'
 import { chooseRuntime, OciRuntimeDriver, type RuntimeName } from './oci/driver.js'
 import { RuntimeUnsupportedError } from './errors.js'
 import { ImageStore, type RootfsMode } from './image/store.js'
 import { DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES } from './logs.js'
-import { NodeRuntime, subIdRange, type DeviceProvider } from './runtime.js'
+import { NodeRuntime, type DeviceProvider } from './runtime.js'
 import { discoverGpus, type DiscoverOptions, type GpuInfo } from './gpu/discover.js'
 import { CdiRegistry, DEFAULT_CDI_DIRS, ensureCdiSpecs, readCdiSpecs, type CdiSpec } from './gpu/cdi.js'
 import { gamingEdits } from './gpu/gaming.js'
@@ -68,12 +68,6 @@ async function overlayWorks (dir: string): Promise<boolean> {
   } finally {
     await rm(probe, { recursive: true, force: true })
   }
-}
-
-async function rootlessIds (): Promise<RootlessIds> {
-  const subuid = await subIdRange('/etc/subuid')
-  const subgid = await subIdRange('/etc/subgid')
-  return { uid: process.getuid?.() ?? 1000, gid: process.getgid?.() ?? 1000, ...(subuid !== undefined ? { subuid } : {}), ...(subgid !== undefined ? { subgid } : {}) }
 }
 
 function deviceProvider (hostRoot: string, cdiDirs: string[]): DeviceProvider {

@@ -3,12 +3,11 @@
 // detached waiter, so capsules survive an agent crash and are adopted (or
 // cleaned up) when the agent comes back.
 import { createHash } from 'node:crypto'
-import { mkdir, readdir, readFile, rm, stat, watch, writeFile } from 'node:fs/promises'
-import { userInfo } from 'node:os'
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { buildRuntimeConfig, hostNofileHard, type RootlessIds } from './bundle/config.js'
 import type { OciSpec } from './bundle/oci-spec.js'
-import { CapsuleProcess, collectRest, isWaiterAlive, PendingWaiter, readExitCode } from './capsule-process.js'
+import { CapsuleProcess, collectRest, isWaiterAlive, PendingWaiter, readExitCode, waitForStart } from './capsule-process.js'
 import { FifoPool } from './fifo-pool.js'
 import { readRecord, writeRecord, type CapsuleExit, type CapsuleRecord } from './capsule-state.js'
 import { CapsuleCgroup, type CgroupLayout, type CgroupStats } from './cgroups.js'
@@ -21,8 +20,6 @@ import { parseRunSpec, type CapsuleRunSpec, type CapsuleRunSpecInput } from './s
 
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000
 export const LOG_FILE = 'capsule.log'
-/** How long run() waits for the OCI runtime to report the capsule started. */
-export const START_TIMEOUT_MS = 30_000
 
 export type CapsuleStatus = 'starting' | 'running' | 'exited'
 
@@ -450,34 +447,4 @@ export class NodeRuntime {
       await l.released
     }
   }
-}
-
-/** Resolves once the runtime wrote the capsule's pid file (it runs) or the capsule already ended. */
-async function waitForStart (dir: string, exited: Promise<CapsuleExit>, timeoutMs = START_TIMEOUT_MS): Promise<void> {
-  const ac = new AbortController()
-  const pidFile = join(dir, 'pid')
-  const present = async (): Promise<boolean> => await stat(pidFile).then(() => true, () => false)
-  try {
-    const watched = (async () => {
-      // inotify on the capsule dir; the stat after arming closes the race with a file written before it.
-      const events = watch(dir, { signal: ac.signal })
-      if (await present()) return
-      for await (const e of events) if (e.filename === 'pid' && await present()) return
-    })().catch(() => undefined)
-    let t: NodeJS.Timeout | undefined
-    await Promise.race([watched, exited.then(() => undefined, () => undefined), new Promise<void>(resolve => { t = setTimeout(resolve, timeoutMs) })])
-    clearTimeout(t)
-  } finally {
-    ac.abort()
-  }
-}
-
-/** /etc/subuid-style ranges for `user`, for a rootless capsule's extra ids. */
-export async function subIdRange (file: string, user = userInfo().username): Promise<{ start: number, count: number } | undefined> {
-  const text = await readFile(file, 'utf8').catch(() => '')
-  for (const line of text.split('\n')) {
-    const [u, start, count] = line.trim().split(':')
-    if (u === user && start !== undefined && count !== undefined) return { start: Number(start), count: Number(count) }
-  }
-  return undefined
 }
