@@ -152,6 +152,9 @@ export class MembershipService extends EventTarget {
       maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
       runOnLimitedConnection: true
     })
+    // Missed ticks are not caught up after a stall (GC, SIGSTOP, an overloaded
+    // host): the stalled node's logical clock simply runs slow, so it is
+    // slower to accuse others — what Lifeguard wants from an unhealthy node.
     this.timer = setInterval(() => { this.core.tick(); this.flush() }, this.config.tickMs)
     this.onIncarnation?.(this.core.incarnation())
   }
