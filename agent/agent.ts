@@ -7,6 +7,7 @@ import { mkdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Registry } from 'prom-client'
+import type { Stream } from '@libp2p/interface'
 import { Admission, AdmissionRejectedError, ImpostorError, type ClusterSecrets } from '../p2p/admission/admission.js'
 import { createBoltNode, guardServiceProtocols, KAD_PROTOCOL, PING_PROTOCOL, REACHABILITY_GUARDED_PROTOCOLS, type BoltLibp2p } from '../p2p/node.js'
 import { dialableAddrs, RelaySlot, shouldReserve } from '../p2p/reachability/index.js'
@@ -25,6 +26,8 @@ import { MembershipHost, type MemberView } from './membership-host.js'
 import { registerCoreRoutes } from './api/routes.js'
 import { registerKvRoutes } from './api/kv-routes.js'
 import { RaftHost, ROLE_PREF_LABEL } from './raft/raft-host.js'
+import { ContentHost } from './content-host.js'
+import { CapsuleHost } from './capsule-host.js'
 
 export const AGENT_VERSION = '0.1.0'
 /** How long `join --token T` without an address searches the LAN. */
@@ -62,6 +65,8 @@ export class Agent {
   libp2p!: BoltLibp2p
   membership!: MembershipHost
   raft!: RaftHost
+  content!: ContentHost
+  capsules!: CapsuleHost
   private api!: ApiServer
   private metrics!: Registry
   apiUrl = ''
@@ -142,7 +147,7 @@ export class Agent {
         name: this.clusterFile.get().name,
         role: this.clusterFile.get().role,
         addrs: this.advertisedAddrs(),
-        resources: { cpus: cpus().length, memoryBytes: totalmem(), gpus: [] },
+        resources: await CapsuleHost.resources().catch(() => ({ cpus: cpus().length, memoryBytes: totalmem(), gpus: [] })),
         labels: { ...this.config.labels, [ROLE_PREF_LABEL]: this.config.role },
         version: AGENT_VERSION
       },
@@ -173,6 +178,32 @@ export class Agent {
       log: this.log.child({ part: 'raft' })
     })
     await this.raft.start()
+
+    const openBulk = async (peerId: string, protocol: string, signal: AbortSignal): Promise<Stream> => await openClusterStream(this.libp2p, this.admission, peerId, this.addrsOf(peerId), protocol, signal, 'bulk')
+    const openControl = async (peerId: string, protocol: string, signal: AbortSignal): Promise<Stream> => await openClusterStream(this.libp2p, this.admission, peerId, this.addrsOf(peerId), protocol, signal)
+    this.content = new ContentHost({
+      dataDir: this.dataDir,
+      config: this.config.content,
+      libp2p: this.libp2p,
+      guard: (h) => this.admission.guard(h),
+      openStream: openBulk,
+      candidates: () => this.membership.view().filter(m => m.state === 'alive' && m.id !== this.peerId).map(m => m.id),
+      log: this.log.child({ part: 'content' })
+    })
+    await this.content.start()
+    this.capsules = new CapsuleHost({
+      self: this.peerId,
+      dataDir: this.dataDir,
+      config: this.config,
+      libp2p: this.libp2p,
+      raft: this.raft,
+      content: this.content,
+      members: () => this.membership.view(),
+      guard: (h) => this.admission.guard(h),
+      openStream: openControl,
+      log: this.log.child({ part: 'capsules' })
+    })
+    await this.capsules.start()
     await this.startReachability()
 
     this.metrics = createMetrics({
@@ -357,6 +388,7 @@ export class Agent {
     this.api = new ApiServer(token)
     registerCoreRoutes(this.api, this)
     registerKvRoutes(this.api, this)
+    this.capsules.registerRoutes(this.api)
     try {
       this.apiUrl = await this.api.listen(this.config.api.listen)
     } catch (err) {
@@ -377,6 +409,8 @@ export class Agent {
     await this.lan?.stop().catch(() => {})
     await this.api?.close().catch(() => {})
     await rm(join(this.dataDir, API_FILE), { force: true }).catch(() => {})
+    await this.capsules?.stop().catch(() => {})
+    await this.content?.stop().catch(() => {})
     await this.raft?.stop().catch(() => {})
     await this.membership?.stop().catch(() => {})
     await this.admission?.stop().catch(() => {})

@@ -4,8 +4,10 @@ import type { Command } from 'commander'
 import { AgentRequestError } from './api/client.js'
 import { UserError } from './errors.js'
 import { client, out, type GlobalOpts } from './cli-common.js'
+import { parseBytes } from './scheduler/spec.js'
 
 export function registerClientCommands (program: Command): void {
+  registerCapsuleCommands(program)
   const kv = program.command('kv').description('a small linearizable key-value store in the Raft state')
   kv.command('get').argument('<key>').description('print the value alone (exit 1 if the key is absent)')
     .action(async (key: string) => {
@@ -30,5 +32,188 @@ export function registerClientCommands (program: Command): void {
       const r = await (await client(g)).request<{ swapped: boolean, current?: string | null }>('POST', `/v1/kv/${encodeURIComponent(key)}/cas`, { old, new: next })
       if (g.json === true) out(JSON.stringify(r))
       if (!r.swapped) throw new UserError(`cas failed: ${key} is ${r.current === null || r.current === undefined ? 'absent' : JSON.stringify(r.current)}, not ${JSON.stringify(old)}`)
+    })
+}
+
+// ---- capsules, images, gpu ------------------------------------------------
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v]
+
+function pairs (flag: string, list: string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const p of list ?? []) {
+    const i = p.indexOf('=')
+    if (i <= 0) throw new UserError(`${flag} ${p}: expected KEY=VALUE`, 2)
+    out[p.slice(0, i)] = p.slice(i + 1)
+  }
+  return out
+}
+
+function defaultName (image: string): string {
+  const base = (image.split('/').pop() ?? 'capsule').split(/[:@]/)[0]!.toLowerCase().replace(/[^a-z0-9_.-]/g, '-').replace(/^[^a-z0-9]+/, '') || 'capsule'
+  return `${base.slice(0, 50)}-${Math.random().toString(36).slice(2, 6)}`
+}
+
+interface PsRow { name: string, capsule: string, image: string, node: string | null, state: string, reason: string | null, exitCode: number | null, restarts: number }
+
+export function registerCapsuleCommands (program: Command): void {
+  program.command('run').description('submit a capsule; prints its name')
+    .argument('<image>', 'image reference, e.g. 127.0.0.1:5000/game-server:1.2')
+    .argument('[cmd...]', 'command and arguments (after --)')
+    .option('--name <name>', 'capsule name (default: from the image)')
+    .option('--cpu <cpus>', 'CPUs to reserve (fractions allowed)')
+    .option('--memory <size>', 'memory to reserve and limit, e.g. 512M, 2G')
+    .option('--gpus <n>', 'GPUs')
+    .option('--env <k=v>', 'environment variable, repeatable', collect)
+    .option('--label <k=v>', 'capsule label, repeatable', collect)
+    .option('--on <k=v>', 'run only on nodes with this label, repeatable', collect)
+    .option('--replicas <n>', 'instances, spread across nodes')
+    .option('--restart <policy>', 'never | on-failure | always')
+    .option('--strategy <s>', 'binpack (default) | spread')
+    .option('--gaming', 'gaming profile: GPU render nodes, input, sound, display sockets')
+    .action(async (image: string, cmd: string[], o: Record<string, unknown>) => {
+      const g = program.opts<GlobalOpts>()
+      const num = (flag: string, v: unknown, int = false): number | undefined => {
+        if (v === undefined) return undefined
+        const n = Number(v)
+        if (!Number.isFinite(n) || n < 0 || (int && !Number.isInteger(n))) throw new UserError(`${flag} ${String(v)}: expected a ${int ? 'whole ' : ''}number`, 2)
+        return n
+      }
+      let memoryBytes: number | undefined
+      if (o.memory !== undefined) {
+        try { memoryBytes = parseBytes(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
+      }
+      const gpus = num('--gpus', o.gpus, true)
+      const spec = {
+        name: (o.name as string | undefined) ?? defaultName(image),
+        image,
+        args: cmd,
+        env: pairs('--env', o.env as string[] | undefined),
+        labels: pairs('--label', o.label as string[] | undefined),
+        on: pairs('--on', o.on as string[] | undefined),
+        resources: { ...(o.cpu !== undefined ? { cpu: num('--cpu', o.cpu) } : {}), ...(memoryBytes !== undefined ? { memoryBytes } : {}), ...(gpus !== undefined ? { gpus: { count: gpus } } : {}) },
+        ...(o.replicas !== undefined ? { replicas: num('--replicas', o.replicas, true) } : {}),
+        ...(o.restart !== undefined ? { restart: { policy: o.restart } } : {}),
+        ...(o.strategy !== undefined ? { strategy: o.strategy } : {}),
+        ...(o.gaming === true ? { gaming: true } : {})
+      }
+      try {
+        const rec = await (await client(g)).request<{ spec: { name: string } }>('POST', '/v1/capsules', spec)
+        out(g.json === true ? JSON.stringify(rec) : rec.spec.name)
+      } catch (err) {
+        if (err instanceof AgentRequestError && err.status === 400) throw new UserError(err.message, 2)
+        throw err
+      }
+    })
+
+  program.command('ps').description('capsules: name, image, node, state, reason, exit code, restarts')
+    .action(async () => {
+      const g = program.opts<GlobalOpts>()
+      const rows = await (await client(g)).request<PsRow[]>('GET', '/v1/capsules')
+      if (g.json === true) { out(JSON.stringify(rows)); return }
+      const table = [['NAME', 'IMAGE', 'NODE', 'STATE', 'EXIT', 'RESTARTS', 'REASON'], ...rows.map(r => [r.name, r.image, r.node === null ? '-' : r.node.slice(-12), r.state, r.exitCode === null ? '-' : String(r.exitCode), String(r.restarts), r.reason ?? ''])]
+      const widths = table[0]!.map((_, i) => Math.max(...table.map(r => (r[i] ?? '').length)))
+      for (const r of table) out(r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  '))
+    })
+
+  program.command('logs').description('a capsule\'s output, from whichever node runs it')
+    .argument('<name>')
+    .option('-f, --follow', 'keep printing new output')
+    .action(async (name: string, o: { follow?: boolean }) => {
+      const g = program.opts<GlobalOpts>()
+      const res = await (await client(g)).raw('GET', `/v1/logs/${encodeURIComponent(name)}${o.follow === true ? '?follow=1' : ''}`)
+      if (!res.ok) {
+        const body = await res.json().catch(() => ({})) as { error?: string }
+        throw new UserError(body.error ?? `HTTP ${res.status}`)
+      }
+      let buf = ''
+      const decoder = new TextDecoder()
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buf += decoder.decode(chunk, { stream: true })
+        let nl
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl)
+          buf = buf.slice(nl + 1)
+          if (line === '') continue
+          const rec = JSON.parse(line) as { stream?: string, line?: string, error?: string }
+          if (rec.error !== undefined) throw new UserError(`logs: ${rec.error}`)
+          if (g.json === true) out(line)
+          else if (rec.stream === 'stderr') process.stderr.write((rec.line ?? '') + '\n')
+          else out(rec.line ?? '')
+        }
+      }
+    })
+
+  for (const [cmd, method, path, desc, word] of [
+    ['stop', 'POST', (n: string) => `/v1/capsules/${encodeURIComponent(n)}/stop`, 'stop a capsule (SIGTERM, then SIGKILL after a timeout)', 'stopping'],
+    ['rm', 'DELETE', (n: string) => `/v1/capsules/${encodeURIComponent(n)}`, 'remove a capsule; its node stops and cleans it up', 'removed']
+  ] as const) {
+    program.command(cmd).description(desc).argument('<name>')
+      .action(async (name: string) => {
+        const g = program.opts<GlobalOpts>()
+        try {
+          const r = await (await client(g)).request(method, path(name))
+          out(g.json === true ? JSON.stringify(r) : `${name} ${word}`)
+        } catch (err) {
+          if (err instanceof AgentRequestError && err.status === 404) throw new UserError(`no capsule named ${name}`)
+          throw err
+        }
+      })
+  }
+
+  program.command('pull').description('pull an image to this node, peers first, registry for the rest')
+    .argument('<image>')
+    .action(async (image: string) => {
+      const g = program.opts<GlobalOpts>()
+      const res = await (await client(g)).raw('POST', '/v1/images/pull', { ref: image })
+      if (!res.ok) throw new UserError(((await res.json().catch(() => ({}))) as { error?: string }).error ?? `HTTP ${res.status}`)
+      const tty = process.stdout.isTTY === true && g.json !== true
+      const { SingleBar, Presets } = await import('cli-progress')
+      const bar = tty ? new SingleBar({ format: 'pull {bar} {percentage}% | {value}/{total} bytes | peers {peers} registry {registry}', hideCursor: true }, Presets.shades_classic) : undefined
+      let started = false
+      let buf = ''
+      let failure: string | undefined
+      const decoder = new TextDecoder()
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buf += decoder.decode(chunk, { stream: true })
+        let nl
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl)
+          buf = buf.slice(nl + 1)
+          if (line === '') continue
+          const ev = JSON.parse(line) as { event: string, totalBytes?: number, doneBytes?: number, bytesFromPeers?: number, bytesFromRegistry?: number, error?: string, digest?: string, ref?: string }
+          if (g.json === true) out(line)
+          if (ev.event === 'progress' && bar !== undefined) {
+            if (!started && (ev.totalBytes ?? 0) > 0) { bar.start(ev.totalBytes ?? 0, 0, { peers: 0, registry: 0 }); started = true }
+            if (started) bar.update(ev.doneBytes ?? 0, { peers: ev.bytesFromPeers ?? 0, registry: ev.bytesFromRegistry ?? 0 })
+          }
+          if (ev.event === 'error') failure = ev.error
+          if (ev.event === 'done' && g.json !== true) {
+            bar?.stop()
+            out(`${ev.ref ?? image} ${ev.digest ?? ''} (from peers ${ev.bytesFromPeers ?? 0} B, from registry ${ev.bytesFromRegistry ?? 0} B)`)
+          }
+        }
+      }
+      bar?.stop()
+      if (failure !== undefined) throw new UserError(`pull failed: ${failure}`)
+    })
+
+  program.command('images').description('images pulled to this node')
+    .action(async () => {
+      const g = program.opts<GlobalOpts>()
+      const rows = await (await client(g)).request<Array<{ ref: string, digest: string, size: number, pulledAt: string }>>('GET', '/v1/images')
+      if (g.json === true) { out(JSON.stringify(rows)); return }
+      out('REF\tDIGEST\tSIZE')
+      for (const r of rows) out(`${r.ref}\t${r.digest.slice(0, 19)}\t${r.size}`)
+    })
+
+  program.command('gpu').description('the GPUs this node sees and its CDI spec')
+    .action(async () => {
+      const g = program.opts<GlobalOpts>()
+      const r = await (await client(g)).request<{ gpus: Array<{ vendor: string, model: string, memoryBytes: number | null, index: number }>, cdi: { specs: Array<{ path: string, devices: string[] }> } }>('GET', '/v1/gpu')
+      if (g.json === true) { out(JSON.stringify(r)); return }
+      if (r.gpus.length === 0) out('no GPUs found on this node')
+      for (const x of r.gpus) out(`${x.index}\t${x.vendor}\t${x.model}\t${x.memoryBytes ?? '?'} bytes`)
+      for (const s of r.cdi.specs) out(`CDI ${s.path}: ${s.devices.join(', ')}`)
     })
 }

@@ -70,7 +70,8 @@ export async function createBoltNode (init: BoltNodeInit): Promise<BoltLibp2p> {
       denyInboundEncryptedConnection: (peerId) => admission.isBanned(peerId.toString()),
       denyOutboundEncryptedConnection: (peerId) => admission.isBanned(peerId.toString())
     },
-    connectionManager: { maxConnections: 512 },
+    // All agents on one host (tests, scenarios) dial from one IP: lift the per-host inbound rate limit.
+    connectionManager: { maxConnections: 512, inboundConnectionThreshold: 1000, maxIncomingPendingConnections: 128 },
     services: {
       identify: identify(),
       ping: ping(),

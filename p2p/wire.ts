@@ -4,6 +4,7 @@
 // drop a bad peer without crashing.
 import { decode, encode } from 'cbor-x'
 import type { z } from 'zod'
+import { checkCborShape } from './membership/cbor-guard.js'
 
 export class WireDecodeError extends Error {
   override name = 'WireDecodeError'
@@ -24,6 +25,8 @@ export function decodeFrame<T> (schema: z.ZodType<T>, bytes: Uint8Array, maxByte
   if (bytes.byteLength > maxBytes) throw new FrameTooLargeError(`frame of ${bytes.byteLength} bytes exceeds the limit of ${maxBytes}`)
   let raw: unknown
   try {
+    // A header claiming 2^32 items keeps cbor-x busy for seconds: check the shape first.
+    checkCborShape(bytes)
     raw = decode(bytes)
   } catch (err) {
     throw new WireDecodeError(`not valid CBOR: ${(err as Error).message}`)

@@ -7,21 +7,26 @@
 import { createHash } from 'node:crypto'
 import { decode, encode } from 'cbor-x'
 import { z } from 'zod'
+import { CapsuleCommandSchema, CapsuleTable, type CapsuleRecord } from './capsules.js'
 
 export const MAX_KEY_BYTES = 512
 export const MAX_VALUE_BYTES = 64 * 1024
 /** Results kept for proposers to pick up after their entry applies. */
 const MAX_RESULTS = 4096
 
-export const CommandSchema = z.discriminatedUnion('op', [
+const KvCommandSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('put'), req: z.string().max(64), key: z.string().min(1).max(MAX_KEY_BYTES), value: z.string().max(MAX_VALUE_BYTES) }),
   z.object({ op: z.literal('cas'), req: z.string().max(64), key: z.string().min(1).max(MAX_KEY_BYTES), old: z.string().max(MAX_VALUE_BYTES).nullable(), value: z.string().max(MAX_VALUE_BYTES) }),
   z.object({ op: z.literal('delete'), req: z.string().max(64), key: z.string().min(1).max(MAX_KEY_BYTES) }),
   z.object({ op: z.literal('role'), req: z.string().max(64), id: z.string().max(128), role: z.enum(['server', 'client']) }),
   z.object({ op: z.literal('noop'), req: z.string().max(64) })
 ])
+export const CommandSchema = z.union([KvCommandSchema, CapsuleCommandSchema])
 export type Command = z.infer<typeof CommandSchema>
 export type CommandInput = Command extends infer C ? C extends { req: string } ? Omit<C, 'req'> : never : never
+
+/** Called after each applied command, so watchers (supervisor, scheduler) can react. */
+export type ApplyListener = (cmd: Command, result: CommandResult) => void
 
 export type CommandResult =
   | { ok: true, value?: string | null }
@@ -34,18 +39,26 @@ export class SnapshotCorruptError extends Error {
 const SnapshotSchema = z.object({
   v: z.literal(1),
   kv: z.array(z.tuple([z.string(), z.string()])),
-  roles: z.array(z.tuple([z.string(), z.enum(['server', 'client'])]))
+  roles: z.array(z.tuple([z.string(), z.enum(['server', 'client'])])),
+  capsules: z.array(z.unknown()).default([])
 })
 
 export class ClusterState {
   private kv = new Map<string, string>()
   private roles = new Map<string, 'server' | 'client'>()
   private readonly results = new Map<string, CommandResult>()
+  readonly capsules = new CapsuleTable()
+  private readonly listeners = new Set<ApplyListener>()
   appliedIndex = 0
 
   get (key: string): string | undefined { return this.kv.get(key) }
   roleOf (id: string): 'server' | 'client' | undefined { return this.roles.get(id) }
   allRoles (): Array<[string, 'server' | 'client']> { return [...this.roles] }
+
+  onApply (l: ApplyListener): () => void {
+    this.listeners.add(l)
+    return () => { this.listeners.delete(l) }
+  }
 
   /** Takes the result of a command this node proposed, once. */
   takeResult (req: string): CommandResult | undefined {
@@ -68,6 +81,9 @@ export class ClusterState {
     }
     const result = this.run(cmd)
     this.results.set(cmd.req, result)
+    for (const l of this.listeners) {
+      try { l(cmd, result) } catch { /* a watcher's failure must not break apply */ }
+    }
     if (this.results.size > MAX_RESULTS) {
       const oldest = this.results.keys().next().value
       if (oldest !== undefined) this.results.delete(oldest)
@@ -87,17 +103,18 @@ export class ClusterState {
       }
       case 'role': this.roles.set(cmd.id, cmd.role); return { ok: true }
       case 'noop': return { ok: true }
+      default: return this.capsules.apply(cmd)
     }
   }
 
   snapshot (): Uint8Array {
-    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1) }) as Uint8Array
+    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1), capsules: this.capsules.toSnapshot() }) as Uint8Array
     const sum = createHash('sha256').update(body).digest()
     return Buffer.concat([sum, body])
   }
 
   restore (data: Uint8Array): void {
-    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); return }
+    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); this.capsules.restore([]); return }
     if (data.byteLength < 32) throw new SnapshotCorruptError('snapshot shorter than its checksum')
     const sum = data.subarray(0, 32)
     const body = data.subarray(32)
@@ -106,5 +123,6 @@ export class ClusterState {
     if (!parsed.success) throw new SnapshotCorruptError('snapshot has an unexpected shape')
     this.kv = new Map(parsed.data.kv)
     this.roles = new Map(parsed.data.roles)
+    this.capsules.restore(parsed.data.capsules as CapsuleRecord[])
   }
 }

@@ -1,0 +1,204 @@
+// Capsules on this agent: the node runtime (runc/crun), the scheduler (acts
+// only while this node leads Raft), the supervisor, the logs protocol, and
+// the API routes for run/ps/logs/stop/rm, pull/images and gpu.
+import { join } from 'node:path'
+import type { ServerResponse } from 'node:http'
+import type { Stream, StreamHandler } from '@libp2p/interface'
+import { createRuntime, gpuReport, nodeResources, type NodeRuntime } from '../native/index.js'
+import { CapsuleSpecSchema } from './scheduler/spec.js'
+import { Scheduler, type SchedulerNode } from './scheduler/scheduler.js'
+import { Supervisor, runtimeNameOf } from './supervisor/supervisor.js'
+import { LOGS_PROTOCOL, fetchLogs, logsHandler, type LogLine } from './logs-protocol.js'
+import { ApiError, type ApiServer } from './api/server.js'
+import type { RaftHost } from './raft/raft-host.js'
+import type { ContentHost } from './content-host.js'
+import type { MemberView } from './membership-host.js'
+import type { Config } from './config.js'
+import type { Logger } from './logger.js'
+import type { BoltLibp2p } from '../p2p/node.js'
+import type { CapsuleRecord } from './state/capsules.js'
+
+export interface CapsuleHostInit {
+  self: string
+  dataDir: string
+  config: Config
+  libp2p: BoltLibp2p
+  raft: RaftHost
+  content: ContentHost
+  members: () => MemberView[]
+  guard: (h: StreamHandler) => StreamHandler
+  openStream: (peerId: string, protocol: string, signal: AbortSignal) => Promise<Stream>
+  log: Logger
+}
+
+export interface PsRecord {
+  name: string
+  capsule: string
+  image: string
+  node: string | null
+  state: string
+  reason: string | null
+  exitCode: number | null
+  restarts: number
+}
+
+export class CapsuleHost {
+  runtime: NodeRuntime | undefined
+  runtimeError: string | undefined
+  scheduler!: Scheduler
+  supervisor!: Supervisor
+
+  constructor (private readonly o: CapsuleHostInit) {}
+
+  async start (): Promise<void> {
+    const o = this.o
+    try {
+      this.runtime = await createRuntime({ dataDir: join(o.dataDir, 'runtime'), runtime: o.config.runtime.oci_runtime })
+    } catch (err) {
+      this.runtimeError = `no usable OCI runtime on this node: ${(err as Error).message}`
+      o.log.warn(this.runtimeError)
+    }
+    this.scheduler = new Scheduler({
+      isLeader: () => o.raft.status().role === 'leader',
+      capsules: () => o.raft.state.capsules,
+      nodes: () => o.members().map((m): SchedulerNode => ({ id: m.id, state: m.state, cpus: m.resources.cpus, memoryBytes: m.resources.memoryBytes, gpus: m.resources.gpus, labels: m.labels })),
+      write: async (cmd, signal) => await o.raft.write(cmd, signal),
+      deadGraceMs: o.config.raft.dead_voter_grace_ms,
+      log: o.log.child({ part: 'scheduler' })
+    })
+    this.supervisor = new Supervisor({
+      self: o.self,
+      capsules: () => o.raft.state.capsules,
+      write: async (cmd, signal) => await o.raft.write(cmd, signal),
+      runtime: this.runtime,
+      ...(this.runtimeError !== undefined ? { runtimeError: this.runtimeError } : {}),
+      images: { prepare: async (ref, signal) => await o.content.prepareForRuntime(this.runtime as NodeRuntime, ref, signal) },
+      log: o.log.child({ part: 'supervisor' })
+    })
+    o.raft.state.onApply((cmd) => {
+      if (cmd.op.startsWith('capsule.')) { this.supervisor.kick(); if (cmd.op === 'capsule.create' || cmd.op === 'capsule.unplace') this.scheduler.kick() }
+    })
+    await o.libp2p.handle(LOGS_PROTOCOL, o.guard(logsHandler((instance, follow, signal) => this.localLogs(instance, follow, signal))), { maxInboundStreams: 32 })
+    this.scheduler.start()
+    this.supervisor.start()
+  }
+
+  async stop (): Promise<void> {
+    this.scheduler?.stop()
+    await this.supervisor?.stop()
+    await this.o.libp2p.unhandle(LOGS_PROTOCOL).catch(() => {})
+    await this.runtime?.close().catch(() => {})
+  }
+
+  /** CPUs, memory and GPUs of this node for membership metadata. */
+  static async resources (): Promise<{ cpus: number, memoryBytes: number, gpus: Array<{ vendor: string, model: string, memoryBytes: number, index: number }> }> {
+    const r = await nodeResources()
+    return { cpus: r.cpus, memoryBytes: r.memoryBytes, gpus: r.gpus.map(g => ({ vendor: g.vendor, model: g.model, memoryBytes: g.memoryBytes ?? 0, index: g.index })) }
+  }
+
+  ps (): PsRecord[] {
+    const out: PsRecord[] = []
+    for (const c of this.o.raft.state.capsules.list()) {
+      for (const i of c.instances) {
+        out.push({ name: i.name, capsule: c.spec.name, image: c.spec.image, node: i.node, state: i.state, reason: i.reason, exitCode: i.exitCode, restarts: i.restarts })
+      }
+    }
+    return out.sort((a, b) => a.name < b.name ? -1 : 1)
+  }
+
+  private async * localLogs (instance: string, follow: boolean, signal: AbortSignal): AsyncIterable<LogLine> {
+    const rtName = this.supervisor.runtimeNameFor(instance)
+    if (rtName === undefined || this.runtime === undefined) throw new Error(`${instance} does not run on this node`)
+    for await (const r of this.runtime.logs(rtName, { follow, signal })) {
+      yield { stream: r.stream === 'stderr' ? 'stderr' : 'stdout', time: r.time, line: r.line }
+    }
+  }
+
+  /** Log lines of an instance, from whichever node runs it. */
+  async * logs (name: string, follow: boolean, signal: AbortSignal): AsyncIterable<LogLine> {
+    const table = this.o.raft.state.capsules
+    let found = table.instance(name)
+    if (found === undefined) {
+      const c = table.get(name)
+      if (c !== undefined && c.instances.length > 0) found = { capsule: c, instance: c.instances[0]! }
+    }
+    if (found === undefined) throw new ApiError(404, `no capsule or instance named ${name}`)
+    const node = found.instance.node
+    if (node === null) throw new ApiError(409, `${found.instance.name} is not placed on a node yet (${found.instance.reason ?? found.instance.state})`)
+    if (node === this.o.self) {
+      yield * this.localLogs(found.instance.name, follow, signal)
+      return
+    }
+    const stream = await this.o.openStream(node, LOGS_PROTOCOL, AbortSignal.any([signal, AbortSignal.timeout(10_000)]))
+    yield * fetchLogs(stream, found.instance.name, follow, signal)
+  }
+
+  registerRoutes (api: ApiServer): void {
+    const raft = this.o.raft
+    api.route('POST', '/v1/capsules', async (req) => {
+      const parsed = CapsuleSpecSchema.safeParse(await req.body())
+      if (!parsed.success) {
+        const i = parsed.error.issues[0]
+        throw new ApiError(400, `bad capsule spec: ${i?.path.join('.') ?? ''}: ${i?.message ?? ''}`)
+      }
+      const r = await raft.write({ op: 'capsule.create', spec: parsed.data }, req.signal)
+      if (!r.ok) throw new ApiError(409, r.reason)
+      return raft.state.capsules.get(parsed.data.name) satisfies CapsuleRecord | undefined
+    })
+    api.route('GET', '/v1/capsules', async (req) => {
+      await raft.node.readIndex(AbortSignal.any([req.signal, AbortSignal.timeout(5000)])).catch(() => undefined)
+      return this.ps()
+    })
+    api.route('POST', '/v1/capsules/:name/stop', async (req) => {
+      const r = await raft.write({ op: 'capsule.stop', name: req.params.name ?? '' }, req.signal)
+      if (!r.ok) throw new ApiError(404, r.reason)
+      return { name: req.params.name, stopping: true }
+    })
+    api.route('DELETE', '/v1/capsules/:name', async (req) => {
+      const r = await raft.write({ op: 'capsule.remove', name: req.params.name ?? '' }, req.signal)
+      if (!r.ok) throw new ApiError(404, r.reason)
+      return { name: req.params.name, removed: true }
+    })
+    api.route('GET', '/v1/logs/:name', async (req, res) => {
+      const follow = req.query.get('follow') === '1'
+      const lines = this.logs(req.params.name ?? '', follow, req.signal)
+      await streamNdjson(res, lines)
+      return undefined
+    })
+    api.route('POST', '/v1/images/pull', async (req, res) => {
+      const body = await req.body() as { ref?: unknown }
+      if (typeof body.ref !== 'string' || body.ref === '') throw new ApiError(400, 'ref is required')
+      const ref = body.ref
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+      try {
+        const done = await this.o.content.pull(ref, (p) => { res.write(JSON.stringify({ event: 'progress', ...p }) + '\n') }, req.signal)
+        res.end(JSON.stringify({ event: 'done', ref: done.ref, digest: done.digest, size: done.size, bytesFromPeers: done.bytesFromPeers, bytesFromRegistry: done.bytesFromRegistry, bytesLocal: done.bytesLocal }) + '\n')
+      } catch (err) {
+        res.end(JSON.stringify({ event: 'error', error: (err as Error).message }) + '\n')
+      }
+      return undefined
+    })
+    api.route('GET', '/v1/images', async () => await this.o.content.puller.images())
+    api.route('GET', '/v1/gpu', async () => await gpuReport())
+  }
+}
+
+async function streamNdjson (res: ServerResponse, lines: AsyncIterable<LogLine>): Promise<void> {
+  const it = lines[Symbol.asyncIterator]()
+  // Pull the first item before answering, so "not found" becomes a proper error status.
+  const first = await it.next()
+  res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+  if (first.done !== true) res.write(JSON.stringify(first.value) + '\n')
+  try {
+    for (let r = first; r.done !== true;) {
+      r = await it.next()
+      if (r.done === true) break
+      if (!res.write(JSON.stringify(r.value) + '\n')) await new Promise(resolve => res.once('drain', resolve))
+    }
+  } catch (err) {
+    res.write(JSON.stringify({ error: (err as Error).message }) + '\n')
+  }
+  res.end()
+}
+
+export { runtimeNameOf }

@@ -1,0 +1,91 @@
+// The agent's side of content: the blob store in DATA/blobs, the registry
+// client, the piece exchange behind admission, DHT provider records, and the
+// image puller — plus turning a pulled image into one the runtime can run.
+import { mkdtemp, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { StreamHandler } from '@libp2p/interface'
+import { BlobStore } from '../p2p/content/blob-store.js'
+import { RegistryClient } from '../p2p/content/registry-client.js'
+import { PieceExchange } from '../p2p/content/piece-exchange.js'
+import { DhtProviderSource } from '../p2p/content/providers.js'
+import { ImagePuller, type ImagePullProgress, type PulledImage } from '../p2p/content/image-puller.js'
+import type { BoltLibp2p } from '../p2p/node.js'
+import type { Config } from './config.js'
+import type { Logger } from './logger.js'
+import type { NodeRuntime } from '../native/index.js'
+
+export interface ContentHostInit {
+  dataDir: string
+  config: Config['content']
+  libp2p: BoltLibp2p
+  guard: (h: StreamHandler) => StreamHandler
+  openStream: (peerId: string, protocol: string, signal: AbortSignal) => Promise<import('@libp2p/interface').Stream>
+  candidates: () => string[]
+  log: Logger
+}
+
+export class ContentHost {
+  store!: BlobStore
+  registry!: RegistryClient
+  exchange!: PieceExchange
+  puller!: ImagePuller
+  /** Image ref → runtime image id, for images already prepared for the runtime. */
+  private readonly prepared = new Map<string, Promise<string>>()
+
+  constructor (private readonly o: ContentHostInit) {}
+
+  async start (): Promise<void> {
+    const o = this.o
+    this.store = await BlobStore.open({ root: join(o.dataDir, 'blobs'), pieceSize: o.config.piece_size, ...(o.config.disk_quota_bytes > 0 ? { quotaBytes: o.config.disk_quota_bytes } : {}) })
+    this.registry = new RegistryClient({ insecure: o.config.insecure_registries })
+    const lp = o.libp2p
+    // The exchange registers its own handler; hand it a libp2p whose handle() puts admission in front.
+    const guarded = {
+      peerId: lp.peerId,
+      getConnections: lp.getConnections.bind(lp),
+      dialProtocol: lp.dialProtocol.bind(lp),
+      unhandle: lp.unhandle.bind(lp),
+      handle: async (protocol: string | string[], handler: StreamHandler, opts?: Parameters<BoltLibp2p['handle']>[2]) => { await lp.handle(protocol, o.guard(handler), opts) }
+    } as unknown as ConstructorParameters<typeof PieceExchange>[0]['libp2p']
+    this.exchange = new PieceExchange({
+      libp2p: guarded,
+      store: this.store,
+      providers: new DhtProviderSource(lp),
+      uploadSlots: o.config.upload_slots,
+      pieceSize: o.config.piece_size,
+      openStream: o.openStream
+    })
+    await this.exchange.start()
+    this.puller = new ImagePuller({ store: this.store, registry: this.registry, exchange: this.exchange, candidates: o.candidates })
+  }
+
+  async stop (): Promise<void> {
+    await this.exchange?.stop().catch(() => {})
+  }
+
+  async pull (ref: string, onProgress?: (p: ImagePullProgress) => void, signal?: AbortSignal): Promise<PulledImage> {
+    return await this.puller.pull(ref, { ...(signal !== undefined ? { signal } : {}), ...(onProgress !== undefined ? { onProgress } : {}) })
+  }
+
+  /** Pulls (peers first) and prepares an image for the runtime; cached per ref for this process. */
+  async prepareForRuntime (runtime: NodeRuntime, ref: string, signal: AbortSignal): Promise<string> {
+    let p = this.prepared.get(ref)
+    if (p === undefined) {
+      p = (async () => {
+        const pulled = await this.pull(ref, undefined, signal)
+        const dir = await mkdtemp(join(this.o.dataDir, 'layout-'))
+        try {
+          await this.puller.exportImageLayout(ref, dir)
+          const img = await runtime.prepareImage(dir, ref, signal)
+          this.o.log.info({ ref, digest: pulled.digest, fromPeers: pulled.bytesFromPeers, fromRegistry: pulled.bytesFromRegistry }, 'image ready')
+          return img.id
+        } finally {
+          await rm(dir, { recursive: true, force: true })
+        }
+      })()
+      this.prepared.set(ref, p)
+      p.catch(() => { this.prepared.delete(ref) })
+    }
+    return await p
+  }
+}

@@ -1,0 +1,63 @@
+// `/bolt/logs/1`: `bolt-agent logs NAME [-f]` asked of any agent is served by
+// the node that runs the capsule. Request: one frame naming the instance;
+// response: frames of log lines until the end (or the client goes away).
+import { lpStream } from '@libp2p/utils'
+import type { Stream, StreamHandler } from '@libp2p/interface'
+import { z } from 'zod'
+import { decodeFrame, encodeFrame } from '../p2p/wire.js'
+
+export const LOGS_PROTOCOL = '/bolt/logs/1'
+export const MAX_LOG_FRAME = 256 * 1024
+
+export const LogsRequest = z.object({ instance: z.string().max(128), follow: z.boolean() })
+export const LogFrame = z.discriminatedUnion('t', [
+  z.object({ t: z.literal('line'), stream: z.enum(['stdout', 'stderr']), time: z.number(), line: z.string().max(200_000) }),
+  z.object({ t: z.literal('end') }),
+  z.object({ t: z.literal('error'), message: z.string().max(1024) })
+])
+export type LogFrame = z.infer<typeof LogFrame>
+export interface LogLine { stream: 'stdout' | 'stderr', time: number, line: string }
+
+export function logsHandler (serve: (instance: string, follow: boolean, signal: AbortSignal) => AsyncIterable<LogLine>): StreamHandler {
+  return (stream) => {
+    void (async () => {
+      const lp = lpStream(stream, { maxDataLength: MAX_LOG_FRAME })
+      const ac = new AbortController()
+      stream.addEventListener('close', () => ac.abort(), { once: true })
+      try {
+        const req = decodeFrame(LogsRequest, (await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray(), MAX_LOG_FRAME)
+        try {
+          for await (const l of serve(req.instance, req.follow, ac.signal)) {
+            await lp.write(encodeFrame(LogFrame, { t: 'line', ...l }, MAX_LOG_FRAME))
+          }
+          await lp.write(encodeFrame(LogFrame, { t: 'end' }, MAX_LOG_FRAME))
+        } catch (err) {
+          if (!ac.signal.aborted) await lp.write(encodeFrame(LogFrame, { t: 'error', message: (err as Error).message.slice(0, 1000) }, MAX_LOG_FRAME))
+        }
+        await stream.close()
+      } catch (err) {
+        stream.abort(err as Error)
+      } finally {
+        ac.abort()
+      }
+    })()
+  }
+}
+
+export async function * fetchLogs (stream: Stream, instance: string, follow: boolean, signal: AbortSignal): AsyncIterable<LogLine> {
+  const lp = lpStream(stream, { maxDataLength: MAX_LOG_FRAME })
+  const onAbort = (): void => { stream.abort(new Error('client went away')) }
+  signal.addEventListener('abort', onAbort, { once: true })
+  try {
+    await lp.write(encodeFrame(LogsRequest, { instance, follow }, MAX_LOG_FRAME))
+    for (;;) {
+      const f = decodeFrame(LogFrame, (await lp.read()).subarray(), MAX_LOG_FRAME)
+      if (f.t === 'end') return
+      if (f.t === 'error') throw new Error(f.message)
+      yield { stream: f.stream, time: f.time, line: f.line }
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+    stream.abort(new Error('done'))
+  }
+}

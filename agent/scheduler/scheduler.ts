@@ -1,0 +1,104 @@
+// The scheduler loop, active only on the Raft leader. Each round it reads the
+// committed capsules and the gossiped node metadata, takes instances off
+// nodes that left or stayed dead past the grace period, and places the
+// unplaced ones — each placement a conditional Raft command, so a new leader
+// resumes from the committed state and nothing is placed twice.
+import type { CommandInput, CommandResult } from '../state/cluster-state.js'
+import type { CapsuleTable } from '../state/capsules.js'
+import { CapacityView, type Allocation, type NodeCapacity } from './placement.js'
+import type { Logger } from '../logger.js'
+
+export const SCHEDULER_INTERVAL_MS = 250
+/** Placements committed per round at most (bounded work per round). */
+export const MAX_PLACEMENTS_PER_ROUND = 256
+
+export interface SchedulerNode extends NodeCapacity {
+  state: 'alive' | 'suspect' | 'dead' | 'left'
+}
+
+export interface SchedulerInit {
+  isLeader: () => boolean
+  capsules: () => CapsuleTable
+  nodes: () => SchedulerNode[]
+  write: (cmd: CommandInput, signal?: AbortSignal) => Promise<CommandResult>
+  /** How long a dead node keeps its instances before they are placed elsewhere. */
+  deadGraceMs: number
+  log: Logger
+}
+
+export class Scheduler {
+  private timer: NodeJS.Timeout | undefined
+  private busy = false
+  private readonly deadSince = new Map<string, number>()
+  private readonly ac = new AbortController()
+
+  constructor (private readonly o: SchedulerInit) {}
+
+  start (): void {
+    this.timer = setInterval(() => { void this.round() }, SCHEDULER_INTERVAL_MS)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    this.ac.abort()
+    if (this.timer !== undefined) clearInterval(this.timer)
+  }
+
+  /** Nudges a round soon (after a submit), instead of waiting for the timer. */
+  kick (): void { setImmediate(() => { void this.round() }) }
+
+  async round (): Promise<void> {
+    if (this.busy || this.ac.signal.aborted) return
+    const now = Date.now()
+    const nodes = this.o.nodes()
+    for (const n of nodes) {
+      if (n.state === 'dead') { if (!this.deadSince.has(n.id)) this.deadSince.set(n.id, now) } else this.deadSince.delete(n.id)
+    }
+    if (!this.o.isLeader()) return
+    this.busy = true
+    try {
+      const table = this.o.capsules()
+      const byId = new Map(nodes.map(n => [n.id, n]))
+      const usable = nodes.filter(n => n.state === 'alive')
+      const allocations: Allocation[] = []
+      const lost: Array<{ instance: string, generation: number, reason: string }> = []
+      const unplaced: Array<{ capsule: ReturnType<CapsuleTable['list']>[number], instance: string, generation: number, reason: string | null }> = []
+      for (const c of table.list()) {
+        for (const i of c.instances) {
+          if (i.node !== null) {
+            const n = byId.get(i.node)
+            const gone = n === undefined || n.state === 'left' || (n.state === 'dead' && now - (this.deadSince.get(n.id) ?? now) >= this.o.deadGraceMs)
+            if (gone && c.desired === 'run') { lost.push({ instance: i.name, generation: i.generation, reason: `node ${n?.id ?? i.node} ${n?.state ?? 'is gone'}; rescheduling` }); continue }
+            if (['pending', 'pulling', 'running'].includes(i.state)) {
+              allocations.push({ node: i.node, capsule: c.spec.name, cpu: c.spec.resources.cpu, memoryBytes: c.spec.resources.memoryBytes, gpuIndexes: i.gpuIndexes })
+            }
+          } else if (c.desired === 'run' && (i.state === 'pending' || i.state === 'lost')) {
+            unplaced.push({ capsule: c, instance: i.name, generation: i.generation, reason: i.reason })
+          }
+        }
+      }
+      for (const l of lost) {
+        this.o.log.info({ instance: l.instance, reason: l.reason }, 'scheduler: instance lost')
+        await this.o.write({ op: 'capsule.unplace', instance: l.instance, generation: l.generation, state: 'lost', reason: l.reason }, this.ac.signal)
+      }
+      if (unplaced.length === 0) return
+      const view = new CapacityView(usable, allocations)
+      let placed = 0
+      for (const u of unplaced) {
+        if (placed >= MAX_PLACEMENTS_PER_ROUND || !this.o.isLeader()) break
+        const s = u.capsule.spec
+        const r = view.place({ capsule: s.name, cpu: s.resources.cpu, memoryBytes: s.resources.memoryBytes, gpus: s.resources.gpus, on: s.on, strategy: s.strategy })
+        if (r.ok) {
+          await this.o.write({ op: 'capsule.place', instance: u.instance, node: r.node, gpuIndexes: r.gpuIndexes, generation: u.generation }, this.ac.signal)
+          placed++
+        } else if (u.reason !== r.reason) {
+          await this.o.write({ op: 'capsule.pending', instance: u.instance, reason: r.reason }, this.ac.signal)
+        }
+      }
+    } catch (err) {
+      this.o.log.debug({ err: (err as Error).message }, 'scheduler round failed; retrying')
+    } finally {
+      this.busy = false
+    }
+  }
+}

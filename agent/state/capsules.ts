@@ -1,0 +1,137 @@
+// Capsules in the replicated state: specs, their instances, where each is
+// placed and what its node last reported. Every change is a command in the
+// Raft log; commands that would place an instance twice or apply a stale
+// report carry the instance's generation and are refused when it moved on,
+// so a new leader or a late supervisor can't double-place or resurrect.
+import { z } from 'zod'
+import { CapsuleSpecSchema, InstanceStateSchema, instanceName, type CapsuleSpec, type InstanceState } from '../scheduler/spec.js'
+
+export interface InstanceRecord {
+  name: string
+  index: number
+  node: string | null
+  gpuIndexes: number[]
+  state: InstanceState
+  reason: string | null
+  exitCode: number | null
+  restarts: number
+  /** Bumped on every placement; reports and moves must name the current one. */
+  generation: number
+}
+
+export interface CapsuleRecord {
+  spec: CapsuleSpec
+  desired: 'run' | 'stop'
+  instances: InstanceRecord[]
+}
+
+const Gen = z.number().int().nonnegative()
+export const CapsuleCommandSchema = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('capsule.create'), req: z.string().max(64), spec: CapsuleSpecSchema }),
+  z.object({ op: z.literal('capsule.place'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), gpuIndexes: z.array(z.number().int()).max(64), generation: Gen }),
+  z.object({ op: z.literal('capsule.unplace'), req: z.string().max(64), instance: z.string().max(128), generation: Gen, state: z.enum(['pending', 'lost']), reason: z.string().max(512) }),
+  z.object({ op: z.literal('capsule.pending'), req: z.string().max(64), instance: z.string().max(128), reason: z.string().max(512) }),
+  z.object({ op: z.literal('capsule.report'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), generation: Gen, state: InstanceStateSchema, exitCode: z.number().int().nullable(), reason: z.string().max(512).nullable(), restarts: z.number().int().nonnegative() }),
+  z.object({ op: z.literal('capsule.stop'), req: z.string().max(64), name: z.string().max(128) }),
+  z.object({ op: z.literal('capsule.remove'), req: z.string().max(64), name: z.string().max(128) })
+])
+export type CapsuleCommand = z.infer<typeof CapsuleCommandSchema>
+
+export type Result = { ok: true, value?: string | null } | { ok: false, reason: string, current?: string | null }
+
+export class CapsuleTable {
+  private capsules = new Map<string, CapsuleRecord>()
+  /** instance name → capsule name */
+  private byInstance = new Map<string, string>()
+
+  list (): CapsuleRecord[] { return [...this.capsules.values()] }
+  get (name: string): CapsuleRecord | undefined { return this.capsules.get(name) }
+
+  instance (name: string): { capsule: CapsuleRecord, instance: InstanceRecord } | undefined {
+    const c = this.capsules.get(this.byInstance.get(name) ?? '')
+    const i = c?.instances.find(x => x.name === name)
+    return c !== undefined && i !== undefined ? { capsule: c, instance: i } : undefined
+  }
+
+  apply (cmd: CapsuleCommand): Result {
+    switch (cmd.op) {
+      case 'capsule.create': {
+        if (this.capsules.has(cmd.spec.name)) return { ok: false, reason: `a capsule named ${cmd.spec.name} exists (rm it first)` }
+        const r = cmd.spec.replicas
+        const instances = Array.from({ length: r }, (_, i): InstanceRecord => ({ name: instanceName(cmd.spec.name, i, r), index: i, node: null, gpuIndexes: [], state: 'pending', reason: 'waiting for the scheduler', exitCode: null, restarts: 0, generation: 0 }))
+        for (const i of instances) {
+          if (this.byInstance.has(i.name)) return { ok: false, reason: `instance name ${i.name} is taken by capsule ${this.byInstance.get(i.name) ?? ''}` }
+        }
+        this.capsules.set(cmd.spec.name, { spec: cmd.spec, desired: 'run', instances })
+        for (const i of instances) this.byInstance.set(i.name, cmd.spec.name)
+        return { ok: true }
+      }
+      case 'capsule.place': {
+        const f = this.instance(cmd.instance)
+        if (f === undefined) return { ok: false, reason: 'no such instance' }
+        const i = f.instance
+        if (i.node !== null || i.generation !== cmd.generation || f.capsule.desired !== 'run') return { ok: false, reason: 'stale placement' }
+        i.node = cmd.node
+        i.gpuIndexes = cmd.gpuIndexes
+        i.generation++
+        i.state = 'pending'
+        i.reason = null
+        i.exitCode = null
+        return { ok: true }
+      }
+      case 'capsule.unplace': {
+        const f = this.instance(cmd.instance)
+        if (f === undefined || f.instance.generation !== cmd.generation || f.instance.node === null) return { ok: false, reason: 'stale' }
+        const i = f.instance
+        i.node = null
+        i.gpuIndexes = []
+        i.state = cmd.state
+        i.reason = cmd.reason
+        return { ok: true }
+      }
+      case 'capsule.pending': {
+        const f = this.instance(cmd.instance)
+        if (f === undefined || f.instance.node !== null) return { ok: false, reason: 'stale' }
+        f.instance.reason = cmd.reason
+        return { ok: true }
+      }
+      case 'capsule.report': {
+        const f = this.instance(cmd.instance)
+        if (f === undefined) return { ok: false, reason: 'no such instance' }
+        const i = f.instance
+        if (i.node !== cmd.node || i.generation !== cmd.generation) return { ok: false, reason: 'stale report' }
+        i.state = cmd.state
+        i.exitCode = cmd.exitCode
+        i.reason = cmd.reason
+        i.restarts = cmd.restarts
+        return { ok: true }
+      }
+      case 'capsule.stop': {
+        const c = this.capsules.get(cmd.name)
+        if (c === undefined) return { ok: false, reason: `no capsule named ${cmd.name}` }
+        c.desired = 'stop'
+        return { ok: true }
+      }
+      case 'capsule.remove': {
+        const c = this.capsules.get(cmd.name)
+        if (c === undefined) return { ok: false, reason: `no capsule named ${cmd.name}` }
+        this.capsules.delete(cmd.name)
+        for (const i of c.instances) this.byInstance.delete(i.name)
+        return { ok: true }
+      }
+    }
+  }
+
+  toSnapshot (): CapsuleRecord[] {
+    return [...this.capsules.values()].sort((a, b) => a.spec.name < b.spec.name ? -1 : 1)
+  }
+
+  restore (records: CapsuleRecord[]): void {
+    this.capsules = new Map()
+    this.byInstance = new Map()
+    for (const r of records) {
+      this.capsules.set(r.spec.name, r)
+      for (const i of r.instances) this.byInstance.set(i.name, r.spec.name)
+    }
+  }
+}

@@ -1,0 +1,235 @@
+// The supervisor, on every node: reconciles "instances the committed state
+// places on me" with what the node runtime actually runs. It pulls the image
+// (peers first), starts the capsule, reports pending → pulling → running →
+// exited|failed back through Raft, applies the restart policy with back-off,
+// and stops whatever runs here that the state no longer places here — so
+// after a partition heals, a capsule that was moved elsewhere does not keep
+// running twice once this node learns the new placement.
+import type { NodeRuntime, CapsuleExit } from '../../native/index.js'
+import type { CommandInput, CommandResult } from '../state/cluster-state.js'
+import type { CapsuleRecord, CapsuleTable, InstanceRecord } from '../state/capsules.js'
+import type { InstanceState } from '../scheduler/spec.js'
+import type { Logger } from '../logger.js'
+
+export const RECONCILE_INTERVAL_MS = 1000
+export const MAX_BACKOFF_MS = 5 * 60_000
+export const STOP_TIMEOUT_MS = 10_000
+
+export interface ImageSource {
+  /** Makes the image runnable here; returns the runtime's image id. */
+  prepare: (ref: string, signal: AbortSignal) => Promise<string>
+}
+
+export interface SupervisorInit {
+  self: string
+  capsules: () => CapsuleTable
+  write: (cmd: CommandInput, signal?: AbortSignal) => Promise<CommandResult>
+  runtime: NodeRuntime | undefined
+  /** Why there is no runtime (reported as the failure reason). */
+  runtimeError?: string
+  images: ImageSource
+  log: Logger
+}
+
+interface Task {
+  instance: string
+  generation: number
+  runtimeName: string
+  ac: AbortController
+  done: Promise<void>
+}
+
+/** The runtime's name for one placement of an instance: a moved instance gets a new one. */
+export function runtimeNameOf (instance: string, generation: number): string {
+  return `${instance}.g${generation}`
+}
+
+export class Supervisor {
+  private readonly tasks = new Map<string, Task>()
+  private timer: NodeJS.Timeout | undefined
+  private reconciling = false
+  private again = false
+  private readonly ac = new AbortController()
+
+  constructor (private readonly o: SupervisorInit) {}
+
+  start (): void {
+    this.timer = setInterval(() => { this.kick() }, RECONCILE_INTERVAL_MS)
+    this.timer.unref()
+    this.kick()
+  }
+
+  async stop (): Promise<void> {
+    this.ac.abort()
+    if (this.timer !== undefined) clearInterval(this.timer)
+    // Capsules keep running across an agent restart (adopted at the next start); only watchers end.
+    for (const t of this.tasks.values()) t.ac.abort()
+    await Promise.allSettled([...this.tasks.values()].map(async t => await t.done))
+  }
+
+  kick (): void {
+    if (this.reconciling) { this.again = true; return }
+    this.reconciling = true
+    void this.reconcile().finally(() => {
+      this.reconciling = false
+      if (this.again && !this.ac.signal.aborted) { this.again = false; this.kick() }
+    })
+  }
+
+  /** Where an instance's output is on this node, if it runs or ran here. */
+  runtimeNameFor (instance: string): string | undefined {
+    const f = this.o.capsules().instance(instance)
+    if (f === undefined || f.instance.node !== this.o.self) return undefined
+    return runtimeNameOf(instance, f.instance.generation)
+  }
+
+  private async reconcile (): Promise<void> {
+    if (this.ac.signal.aborted) return
+    const mine = new Map<string, { capsule: CapsuleRecord, instance: InstanceRecord }>()
+    for (const c of this.o.capsules().list()) {
+      for (const i of c.instances) if (i.node === this.o.self) mine.set(runtimeNameOf(i.name, i.generation), { capsule: c, instance: i })
+    }
+    // Start what should run and isn't being handled.
+    for (const [rtName, { capsule, instance }] of mine) {
+      const running = this.tasks.get(rtName)
+      if (running !== undefined) {
+        if (capsule.desired === 'stop') running.ac.abort()
+        continue
+      }
+      if (capsule.desired === 'stop') {
+        if (instance.state === 'running' || instance.state === 'pulling' || instance.state === 'pending') this.spawn(rtName, capsule, instance, 'stop')
+        continue
+      }
+      if (instance.state === 'pending' || instance.state === 'pulling' || instance.state === 'running') this.spawn(rtName, capsule, instance, 'run')
+    }
+    // Stop and remove what runs here but is no longer placed here.
+    for (const [rtName, task] of this.tasks) {
+      if (!mine.has(rtName)) task.ac.abort()
+    }
+    const rt = this.o.runtime
+    if (rt === undefined) return
+    let local: Awaited<ReturnType<NodeRuntime['list']>> = []
+    try { local = await rt.list() } catch { return }
+    for (const s of local) {
+      if (mine.has(s.name) || this.tasks.has(s.name)) continue
+      this.o.log.info({ capsule: s.name }, 'supervisor: stopping a capsule no longer placed here')
+      await rt.stop(s.name, { timeoutMs: STOP_TIMEOUT_MS }).catch(() => undefined)
+      await rt.remove(s.name, { force: true }).catch(() => undefined)
+    }
+  }
+
+  private spawn (rtName: string, capsule: CapsuleRecord, instance: InstanceRecord, mode: 'run' | 'stop'): void {
+    const ac = new AbortController()
+    const task: Task = { instance: instance.name, generation: instance.generation, runtimeName: rtName, ac, done: Promise.resolve() }
+    this.tasks.set(rtName, task)
+    task.done = (mode === 'run' ? this.runInstance(task, capsule, instance) : this.stopInstance(task, instance))
+      .catch(err => { this.o.log.warn({ capsule: rtName, err: (err as Error).message }, 'supervisor task failed') })
+      .finally(() => { this.tasks.delete(rtName); this.kick() })
+  }
+
+  private async report (task: Task, state: InstanceState, fields: { exitCode?: number | null, reason?: string | null, restarts: number }): Promise<void> {
+    await this.o.write({
+      op: 'capsule.report', instance: task.instance, node: this.o.self, generation: task.generation,
+      state, exitCode: fields.exitCode ?? null, reason: fields.reason ?? null, restarts: fields.restarts
+    }, this.ac.signal).catch(err => { this.o.log.debug({ err: (err as Error).message }, 'report failed') })
+  }
+
+  private async stopInstance (task: Task, instance: InstanceRecord): Promise<void> {
+    const rt = this.o.runtime
+    let exitCode: number | null = instance.exitCode
+    if (rt !== undefined) {
+      const exit = await rt.stop(task.runtimeName, { timeoutMs: STOP_TIMEOUT_MS }).catch(() => undefined)
+      if (exit !== undefined) exitCode = exit.exitCode
+    }
+    await this.report(task, 'exited', { exitCode, reason: 'stopped', restarts: instance.restarts })
+  }
+
+  private async runInstance (task: Task, capsule: CapsuleRecord, instance: InstanceRecord): Promise<void> {
+    const rt = this.o.runtime
+    const spec = capsule.spec
+    let restarts = instance.restarts
+    if (rt === undefined) {
+      await this.report(task, 'failed', { reason: this.o.runtimeError ?? 'no OCI runtime on this node', restarts })
+      return
+    }
+    const signal = AbortSignal.any([task.ac.signal, this.ac.signal])
+    const existing = await rt.state(task.runtimeName).catch(() => undefined)
+    for (;;) {
+      let exit: CapsuleExit
+      if (existing !== undefined && existing.status !== 'exited' && restarts === instance.restarts) {
+        // Adopted after an agent restart: watch it rather than start it again.
+        if (instance.state !== 'running') await this.report(task, 'running', { restarts })
+        exit = await this.waitOrStop(rt, task, signal)
+      } else {
+        if (existing !== undefined || restarts > instance.restarts) await rt.remove(task.runtimeName, { force: true }).catch(() => undefined)
+        await this.report(task, 'pulling', { restarts })
+        let imageId: string
+        try {
+          imageId = await this.o.images.prepare(spec.image, signal)
+        } catch (err) {
+          if (signal.aborted) return
+          await this.report(task, 'failed', { reason: `image pull failed: ${(err as Error).message}`, restarts })
+          return
+        }
+        try {
+          await rt.run({
+            name: task.runtimeName,
+            image: imageId,
+            ...(spec.args.length > 0 ? { args: spec.args } : {}),
+            env: spec.env,
+            resources: { ...(spec.resources.cpu > 0 ? { cpus: spec.resources.cpu } : {}), ...(spec.resources.memoryBytes >= 4 * 1024 * 1024 ? { memoryBytes: spec.resources.memoryBytes } : {}) },
+            ...(spec.resources.gpus.count > 0 ? { gpus: spec.resources.gpus.count } : {}),
+            ...(spec.gaming ? { gaming: true } : {}),
+            volumes: spec.volumes.map(v => ({ hostPath: v.host, containerPath: v.target, readOnly: v.readOnly })),
+            labels: { 'bolt.capsule': spec.name, 'bolt.instance': instance.name }
+          })
+        } catch (err) {
+          await this.report(task, 'failed', { reason: `start failed: ${(err as Error).message}`, restarts })
+          return
+        }
+        await this.report(task, 'running', { restarts })
+        exit = await this.waitOrStop(rt, task, signal)
+      }
+      if (signal.aborted) return
+      const failed = exit.exitCode !== 0 || exit.oomKilled
+      const reason = exit.oomKilled ? 'OOM-killed' : failed ? `exit code ${exit.exitCode}` : null
+      const policy = spec.restart.policy
+      const restart = (policy === 'always' || (policy === 'on-failure' && failed)) && restarts < spec.restart.maxRetries
+      if (!restart) {
+        await this.report(task, failed ? 'failed' : 'exited', { exitCode: exit.exitCode, reason, restarts })
+        return
+      }
+      const backoff = Math.min(MAX_BACKOFF_MS, spec.restart.backoffMs * 2 ** restarts)
+      this.o.log.info({ capsule: task.runtimeName, exitCode: exit.exitCode, backoffMs: backoff }, 'supervisor: restarting')
+      await this.report(task, 'pending', { exitCode: exit.exitCode, reason: `${reason ?? 'exited'}; restarting in ${backoff} ms`, restarts })
+      await sleep(backoff, signal)
+      if (signal.aborted) return
+      restarts++
+    }
+  }
+
+  /** Waits for the capsule to exit; if the task is cancelled (moved, removed), stops and removes it. */
+  private async waitOrStop (rt: NodeRuntime, task: Task, signal: AbortSignal): Promise<CapsuleExit> {
+    const waiting = rt.wait(task.runtimeName)
+    const aborted = new Promise<'aborted'>(resolve => {
+      if (signal.aborted) resolve('aborted')
+      signal.addEventListener('abort', () => resolve('aborted'), { once: true })
+    })
+    const first = await Promise.race([waiting, aborted])
+    if (first !== 'aborted') return first
+    if (!this.ac.signal.aborted) {
+      // The state no longer places this here: stop it and free its resources.
+      const exit = await rt.stop(task.runtimeName, { timeoutMs: STOP_TIMEOUT_MS }).catch(() => undefined)
+      await rt.remove(task.runtimeName, { force: true }).catch(() => undefined)
+      return exit ?? { exitCode: 137, reason: 'stopped', oomKilled: false, finishedAt: Date.now() }
+    }
+    return { exitCode: 0, reason: 'stopped', oomKilled: false, finishedAt: Date.now() }
+  }
+}
+
+function sleep (ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise(resolve => {
+    const t = setTimeout(resolve, ms)
+    signal.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true })
+  })
+}
