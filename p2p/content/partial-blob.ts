@@ -149,6 +149,7 @@ export class PartialBlob {
       this.flushTimer = undefined
       this.flush().catch(() => {})
     }, FLUSH_AFTER_MS)
+    this.flushTimer.unref()
   }
 
   async readPiece (index: number): Promise<Uint8Array> {
