@@ -3,6 +3,7 @@
 // throws nothing but RaftDecodeError, whatever the bytes.
 import { Encoder } from 'cbor-x'
 import { MessageSchema, type Message } from './types.js'
+import { cborProblem } from './cbor-guard.js'
 import { RaftDecodeError, RaftFrameTooLargeError } from './errors.js'
 
 /**
@@ -35,6 +36,8 @@ export function decodeMessage (bytes: Uint8Array): Message {
   if (bytes.length > MAX_RAFT_FRAME_BYTES) {
     throw new RaftDecodeError(`raft frame of ${bytes.length} bytes is above the ${MAX_RAFT_FRAME_BYTES} byte limit`)
   }
+  const problem = cborProblem(bytes)
+  if (problem !== null) throw new RaftDecodeError(`raft frame is not acceptable CBOR: ${problem}`)
   let raw: unknown
   try {
     raw = cbor.decode(bytes)

@@ -31,6 +31,11 @@ export class RaftStoppedError extends Error {
   override name = 'RaftStoppedError'
 }
 
+/** A read or leadership transfer got no answer in time (lost messages, no quorum); retry. */
+export class RaftTimeoutError extends Error {
+  override name = 'RaftTimeoutError'
+}
+
 /** A wire message failed to decode (bad CBOR, schema mismatch, or frame too large). */
 export class RaftDecodeError extends Error {
   override name = 'RaftDecodeError'

@@ -4,6 +4,7 @@ import { Encoder } from 'cbor-x'
 import { z } from 'zod'
 import { EntrySchema, HardStateSchema, SnapshotMetaSchema, type Entry, type HardState, type Snapshot } from '../types.js'
 import { RaftStorageError } from '../errors.js'
+import { cborProblem } from '../cbor-guard.js'
 
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false })
 const SnapshotRecord = z.object({ meta: SnapshotMetaSchema, data: z.custom<Uint8Array>(v => v instanceof Uint8Array) })
@@ -21,6 +22,8 @@ export function encodeRecord (v: HardState | Entry | Snapshot): Uint8Array {
 }
 
 function decodeWith<T> (schema: z.ZodType<T>, bytes: Uint8Array, what: string): T {
+  const problem = cborProblem(bytes)
+  if (problem !== null) throw new RaftStorageError(`raft storage: ${what} is not acceptable CBOR (${problem}); the data directory may be corrupt`)
   let raw: unknown
   try {
     raw = cbor.decode(bytes)

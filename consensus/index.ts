@@ -1,0 +1,16 @@
+// Public surface of the Raft library. The agent wires RaftNode to libp2p
+// (`/bolt/raft/1`, using encodeMessage/decodeMessage) and to RaftStorage.
+export { RaftNode, DEFAULT_TICK_MS, DEFAULT_SNAPSHOT_THRESHOLD, DEFAULT_MAX_PENDING_PROPOSALS } from './node.js'
+export type { RaftNodeOptions, RaftNodeStatus, LeaderChange, RaftNodeEvents } from './node.js'
+export { RaftCore } from './core/raft.js'
+export type { CoreStatus, PeerStatus } from './core/raft.js'
+export type { RaftCoreOptions } from './core/config.js'
+export * from './core/config.js'
+export { RaftStorage } from './storage/level.js'
+export type { RaftStorageOptions } from './storage/level.js'
+export { MemoryStorage } from './storage/memory.js'
+export { bootstrapRequest, bootstrapStorage, isEmptyStorage } from './storage/bootstrap.js'
+export type { LogStorage, LogReader, PersistRequest, InitialState } from './storage/types.js'
+export { encodeMessage, decodeMessage, MAX_RAFT_FRAME_BYTES, MAX_ENTRY_BYTES } from './codec.js'
+export * from './errors.js'
+export * from './types.js'

@@ -1,0 +1,321 @@
+// RaftNode: drives a RaftCore with real time and durable storage. It owns the
+// only timer (the tick), runs the Ready loop in etcd's order (persist, send,
+// apply, advance), and turns proposals, reads and membership changes into
+// promises. Messages go out through `send` and come in through receive().
+import { EventEmitter } from 'node:events'
+import { RaftCore } from './core/raft.js'
+import type { CoreStatus } from './core/raft.js'
+import { DEFAULT_ELECTION_TICKS, DEFAULT_HEARTBEAT_TICKS } from './core/config.js'
+import type { LogStorage } from './storage/types.js'
+import { bootstrapStorage } from './storage/bootstrap.js'
+import type { ConfChange, Message, NormalEntry, Ready, Role } from './types.js'
+import { MAX_ENTRY_BYTES } from './codec.js'
+import { NotLeaderError, ProposalDroppedError, RaftConfigError, RaftStoppedError, RaftTimeoutError } from './errors.js'
+import { Waiters } from './waiters.js'
+
+/** Milliseconds per tick; with 10 election ticks the election timeout is 1-2 s (hashicorp/raft uses 1 s). */
+export const DEFAULT_TICK_MS = 100
+/** Applied entries beyond the last snapshot before the log is compacted. */
+export const DEFAULT_SNAPSHOT_THRESHOLD = 10_000
+/** Proposals and conf changes waiting to be applied; more are refused (back-pressure). */
+export const DEFAULT_MAX_PENDING_PROPOSALS = 8192
+/** A read or leadership transfer not answered within this many election timeouts fails. */
+export const REQUEST_TIMEOUT_ELECTIONS = 2
+
+export interface RaftNodeOptions {
+  id: string
+  storage: LogStorage
+  /** Bootstrap a new cluster with these voters when the storage is empty (`init`: [id]). Omit to join. */
+  bootstrap?: string[]
+  electionTicks?: number
+  heartbeatTicks?: number
+  tickMs?: number
+  preVote?: boolean
+  checkQuorum?: boolean
+  maxSizePerMsg?: number
+  maxInflightMsgs?: number
+  snapshotChunkBytes?: number
+  snapshotThreshold?: number
+  maxPendingProposals?: number
+  /** Defaults to Math.random; the simulator drives RaftCore directly with a seeded one. */
+  random?: () => number
+  /** Delivers a message to a peer; must not throw (drop on failure: Raft retries). */
+  send: (to: string, msg: Message) => void
+  /** Applies a committed entry to the state machine, in log order. */
+  apply: (entry: NormalEntry) => Promise<void> | void
+  /** Serializes the state machine as of the last applied entry. */
+  snapshot: () => Promise<Uint8Array>
+  /** Replaces the state machine with a snapshot's data. */
+  restore: (data: Uint8Array) => Promise<void> | void
+}
+
+export interface LeaderChange { leader: string | null, term: number, role: Role }
+
+export interface RaftNodeStatus {
+  id: string
+  term: number
+  leader: string | null
+  role: Role
+  commit: number
+  applied: number
+  lastIndex: number
+  snapshotIndex: number
+  voters: string[]
+  learners: string[]
+  /** Leader only: what each peer is known to have. */
+  progress: Record<string, { match: number, next: number, state: string }>
+}
+
+export interface RaftNodeEvents {
+  leaderChange: [LeaderChange]
+  fatal: [Error]
+}
+
+export class RaftNode extends EventEmitter<RaftNodeEvents> {
+  private readonly o: RaftNodeOptions
+  private core: RaftCore | null = null
+  private timer: NodeJS.Timeout | null = null
+  private ticks = 0
+  private draining: Promise<void> | null = null
+  private again = false
+  private stopped = false
+  private failed: Error | null = null
+  private readSeq = 0
+  private readonly waiters = new Waiters()
+  private last: LeaderChange = { leader: null, term: 0, role: 'follower' }
+  private readonly electionTicks: number
+
+  constructor (options: RaftNodeOptions) {
+    super()
+    this.o = { ...options }
+    this.electionTicks = options.electionTicks ?? DEFAULT_ELECTION_TICKS
+    const tickMs = options.tickMs ?? DEFAULT_TICK_MS
+    if (!Number.isFinite(tickMs) || tickMs <= 0) throw new RaftConfigError(`raft: tickMs must be a positive number, got ${tickMs}`)
+  }
+
+  /** Recovers from storage (bootstrapping it if asked and empty), then starts ticking. */
+  async start (): Promise<void> {
+    if (this.core !== null) return
+    const o = this.o
+    if (o.bootstrap !== undefined) await bootstrapStorage(o.storage, o.bootstrap)
+    const snap = o.storage.snapshot()
+    if (snap.meta.index > 0) await o.restore(snap.data)
+    this.core = new RaftCore({
+      id: o.id,
+      storage: o.storage,
+      random: o.random ?? Math.random,
+      electionTicks: this.electionTicks,
+      heartbeatTicks: o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS,
+      ...(o.preVote === undefined ? {} : { preVote: o.preVote }),
+      ...(o.checkQuorum === undefined ? {} : { checkQuorum: o.checkQuorum }),
+      ...(o.maxSizePerMsg === undefined ? {} : { maxSizePerMsg: o.maxSizePerMsg }),
+      ...(o.maxInflightMsgs === undefined ? {} : { maxInflightMsgs: o.maxInflightMsgs }),
+      ...(o.snapshotChunkBytes === undefined ? {} : { snapshotChunkBytes: o.snapshotChunkBytes }),
+    })
+    this.last = { leader: null, term: this.core.term, role: 'follower' }
+    o.storage.onAvailable = () => { this.schedule() }
+    this.timer = setInterval(() => { this.tick() }, o.tickMs ?? DEFAULT_TICK_MS)
+    this.timer.unref()
+    this.schedule()
+    await this.draining
+  }
+
+  /** Stops ticking, fails pending requests with RaftStoppedError and waits for the Ready loop. Storage stays open. */
+  async stop (): Promise<void> {
+    this.stopped = true
+    if (this.timer !== null) clearInterval(this.timer)
+    this.timer = null
+    this.o.storage.onAvailable = null
+    this.waiters.rejectAll(new RaftStoppedError('raft node stopped'))
+    await this.draining
+  }
+
+  /** Feeds a message from a peer (already decoded). */
+  receive (msg: Message): void {
+    if (this.core === null || this.stopped) return
+    this.core.step(msg)
+    this.schedule()
+  }
+
+  /** Resolves once `data` is committed and applied here; rejects with NotLeaderError on a follower. */
+  async propose (data: Uint8Array, signal?: AbortSignal): Promise<{ index: number, term: number }> {
+    const core = this.live()
+    if (data.length === 0) throw new ProposalDroppedError('raft: empty proposals are reserved for the leader\'s no-op entry')
+    if (data.length > MAX_ENTRY_BYTES) throw new ProposalDroppedError(`raft: proposal of ${data.length} bytes exceeds the ${MAX_ENTRY_BYTES} byte limit (split it)`)
+    this.checkBackPressure()
+    signal?.throwIfAborted()
+    const at = core.propose(data)
+    this.schedule()
+    await this.waiters.waitApplied(at.index, at.term, signal)
+    return at
+  }
+
+  /** Resolves when a linearizable read may be served from the local state machine. */
+  async readIndex (signal?: AbortSignal): Promise<void> {
+    const core = this.live()
+    signal?.throwIfAborted()
+    const ctx = `${this.o.id}:${++this.readSeq}`
+    const p = this.waiters.waitRead(ctx, this.ticks + REQUEST_TIMEOUT_ELECTIONS * this.electionTicks, signal)
+    try {
+      core.readIndex(ctx)
+    } catch (err) {
+      this.waiters.dropRead(ctx)
+      throw err
+    }
+    this.schedule()
+    const index = await p
+    await this.waiters.waitAppliedIndex(index, core.log.applied, signal)
+  }
+
+  /** Asks the leader to hand leadership to `to`; resolves when `to` leads. */
+  async transferLeadership (to: string, signal?: AbortSignal): Promise<void> {
+    const core = this.live()
+    if (this.last.leader === to) return
+    const p = this.waiters.waitLeader(to, this.ticks + REQUEST_TIMEOUT_ELECTIONS * this.electionTicks, signal)
+    try {
+      core.transferLeader(to)
+    } catch (err) {
+      this.waiters.dropLeader(to)
+      throw err
+    }
+    this.schedule()
+    await p
+  }
+
+  addLearner (id: string, signal?: AbortSignal): Promise<{ index: number, term: number }> {
+    return this.confChange({ type: 'addLearner', node: id }, signal)
+  }
+
+  promote (id: string, signal?: AbortSignal): Promise<{ index: number, term: number }> {
+    return this.confChange({ type: 'promote', node: id }, signal)
+  }
+
+  removeServer (id: string, signal?: AbortSignal): Promise<{ index: number, term: number }> {
+    return this.confChange({ type: 'remove', node: id }, signal)
+  }
+
+  private async confChange (cc: ConfChange, signal?: AbortSignal): Promise<{ index: number, term: number }> {
+    const core = this.live()
+    this.checkBackPressure()
+    signal?.throwIfAborted()
+    const at = core.proposeConfChange(cc)
+    this.schedule()
+    await this.waiters.waitApplied(at.index, at.term, signal)
+    return at
+  }
+
+  status (): RaftNodeStatus {
+    const core = this.core
+    if (core === null) {
+      return { id: this.o.id, term: 0, leader: null, role: 'follower', commit: 0, applied: 0, lastIndex: 0, snapshotIndex: 0, voters: [], learners: [], progress: {} }
+    }
+    const s: CoreStatus = core.status()
+    const progress: RaftNodeStatus['progress'] = {}
+    for (const [id, p] of Object.entries(s.progress)) progress[id] = { match: p.match, next: p.next, state: p.state }
+    return {
+      id: s.id, term: s.term, leader: s.leader, role: s.role, commit: s.commit, applied: s.applied, lastIndex: s.lastIndex,
+      snapshotIndex: s.firstIndex - 1, voters: s.config.voters, learners: s.config.learners, progress,
+    }
+  }
+
+  // ---- loop -----------------------------------------------------------------
+
+  private live (): RaftCore {
+    if (this.failed !== null) throw this.failed
+    if (this.core === null || this.stopped) throw new RaftStoppedError('raft node is not running')
+    return this.core
+  }
+
+  private checkBackPressure (): void {
+    const max = this.o.maxPendingProposals ?? DEFAULT_MAX_PENDING_PROPOSALS
+    if (this.waiters.pendingProposals() >= max) throw new ProposalDroppedError(`raft: ${max} proposals are already waiting; retry later`)
+  }
+
+  private tick (): void {
+    if (this.core === null || this.stopped) return
+    this.ticks++
+    this.core.tick()
+    this.waiters.expire(this.ticks, () => new RaftTimeoutError(`raft: no answer within ${REQUEST_TIMEOUT_ELECTIONS} election timeouts (leader ${this.last.leader ?? 'unknown'})`))
+    this.schedule()
+  }
+
+  private schedule (): void {
+    if (this.draining !== null) {
+      this.again = true
+      return
+    }
+    this.draining = this.drain().finally(() => { this.draining = null })
+  }
+
+  private async drain (): Promise<void> {
+    do {
+      this.again = false
+      for (;;) {
+        const core = this.core
+        if (core === null || this.stopped || this.failed !== null) return
+        const rd = core.ready()
+        if (rd === null) break
+        try {
+          await this.handle(core, rd)
+        } catch (err) {
+          this.fail(err instanceof Error ? err : new Error(String(err)))
+          return
+        }
+      }
+      // Let queued microtasks (receive, propose) land before checking again.
+      await new Promise<void>(resolve => { setImmediate(resolve) })
+    } while (this.again && !this.stopped)
+  }
+
+  private async handle (core: RaftCore, rd: Ready): Promise<void> {
+    const o = this.o
+    // 1. Persist in one synced batch BEFORE any message leaves (votes and acks promise durability).
+    if (rd.hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
+      await o.storage.save({ entries: rd.entries, ...(rd.hardState === undefined ? {} : { hardState: rd.hardState }), ...(rd.snapshot === undefined ? {} : { snapshot: rd.snapshot }) })
+    }
+    // 2. Send.
+    for (const m of rd.messages) {
+      try { o.send(m.to, m) } catch { /* the transport drops; Raft retries */ }
+    }
+    // 3. Apply.
+    if (rd.snapshot !== undefined) await o.restore(rd.snapshot.data)
+    for (const e of rd.committedEntries) {
+      if (e.type === 'normal' && e.data.length > 0) await o.apply(e)
+    }
+    core.advance(rd)
+    for (const e of rd.committedEntries) this.waiters.applied(e.index, e.term)
+    if (rd.snapshot !== undefined) this.waiters.appliedUpTo(rd.snapshot.meta.index)
+    this.waiters.appliedUpTo(core.log.applied)
+    for (const rs of rd.readStates) this.waiters.readReady(rs.context, rs.index)
+    this.noteLeadership(core)
+    await this.maybeCompact(core)
+  }
+
+  private noteLeadership (core: RaftCore): void {
+    const now: LeaderChange = { leader: core.lead, term: core.term, role: core.role }
+    if (now.leader === this.last.leader && now.term === this.last.term && now.role === this.last.role) return
+    const leaderChanged = now.leader !== this.last.leader
+    this.last = now
+    if (leaderChanged) {
+      this.waiters.rejectReads(new NotLeaderError(now.leader, `raft: leadership changed during the read (now ${now.leader ?? 'unknown'}); retry`))
+      if (now.leader !== null) this.waiters.leaderIs(now.leader)
+    }
+    this.emit('leaderChange', now)
+  }
+
+  private async maybeCompact (core: RaftCore): Promise<void> {
+    const threshold = this.o.snapshotThreshold ?? DEFAULT_SNAPSHOT_THRESHOLD
+    const applied = core.log.applied
+    if (applied - this.o.storage.snapshot().meta.index < threshold) return
+    const data = await this.o.snapshot()
+    await this.o.storage.compact(core.compact(applied, data))
+  }
+
+  private fail (err: Error): void {
+    this.failed = err
+    if (this.timer !== null) clearInterval(this.timer)
+    this.timer = null
+    this.waiters.rejectAll(err)
+    if (this.listenerCount('fatal') > 0) this.emit('fatal', err)
+  }
+}

@@ -1,0 +1,144 @@
+import t from 'tap'
+import { RaftCore, MemoryStorage, bootstrapRequest, NotLeaderError, ConfChangeError, RaftConfigError, type Message, type Ready } from '../../consensus/index.js'
+import { RaftLog } from '../../consensus/core/log.js'
+import { Inflights, Progress } from '../../consensus/core/progress.js'
+import { TermIndex } from '../../consensus/storage/term-index.js'
+import { Prng } from '../../consensus/sim/prng.js'
+
+const enc = new TextEncoder()
+
+function core (id: string, voters: string[], opts: Partial<ConstructorParameters<typeof RaftCore>[0]> = {}): { c: RaftCore, s: MemoryStorage } {
+  const s = new MemoryStorage()
+  s.saveSync(bootstrapRequest(voters))
+  const c = new RaftCore({ id, storage: s, random: () => 0, ...opts })
+  drain(c, s)
+  return { c, s }
+}
+
+function drain (c: RaftCore, s: MemoryStorage): Message[] {
+  const out: Message[] = []
+  for (let rd: Ready | null = c.ready(); rd !== null; rd = c.ready()) {
+    s.saveSync({ entries: rd.entries, ...(rd.hardState === undefined ? {} : { hardState: rd.hardState }), ...(rd.snapshot === undefined ? {} : { snapshot: rd.snapshot }) })
+    out.push(...rd.messages)
+    c.advance(rd)
+  }
+  return out
+}
+
+t.test('options are validated with errors naming the option', async t => {
+  t.throws(() => new RaftCore({ id: 'a', storage: new MemoryStorage(), random: Math.random, electionTicks: 2, heartbeatTicks: 2 }), RaftConfigError)
+  t.throws(() => new RaftCore({ id: 'a', storage: new MemoryStorage(), random: Math.random, maxInflightMsgs: 0 }), /maxInflightMsgs/)
+})
+
+t.test('a single voter becomes leader after its election timeout and commits alone', async t => {
+  const { c, s } = core('a', ['a'])
+  for (let i = 0; i < 10; i++) c.tick()
+  drain(c, s)
+  t.equal(c.role, 'leader')
+  const { index } = c.propose(enc.encode('x'))
+  drain(c, s)
+  t.equal(c.log.committed, index)
+  t.equal(c.log.applied, index)
+})
+
+t.test('followers refuse proposals with the leader hint; conf changes are validated', async t => {
+  const { c } = core('a', ['a', 'b', 'c'])
+  t.throws(() => c.propose(enc.encode('x')), NotLeaderError)
+  const { c: solo, s } = core('a', ['a'])
+  solo.campaign()
+  drain(solo, s)
+  t.throws(() => solo.proposeConfChange({ type: 'promote', node: 'zz' }), ConfChangeError)
+  t.throws(() => solo.proposeConfChange({ type: 'remove', node: 'a' }), /last voter/)
+  solo.proposeConfChange({ type: 'addLearner', node: 'b' })
+  t.throws(() => solo.proposeConfChange({ type: 'addLearner', node: 'c' }), /still pending/)
+  drain(solo, s)
+  t.same(solo.status().config, { voters: ['a'], learners: ['b'] })
+})
+
+t.test('pre-vote does not bump the term of an isolated node', async t => {
+  const { c, s } = core('a', ['a', 'b', 'c'])
+  for (let i = 0; i < 100; i++) c.tick()
+  const msgs = drain(c, s)
+  t.equal(c.term, 1)
+  t.equal(c.role, 'preCandidate')
+  t.ok(msgs.every(m => m.type === 'preVote'))
+})
+
+t.test('without pre-vote an isolated node does bump its term', async t => {
+  const { c, s } = core('a', ['a', 'b', 'c'], { preVote: false })
+  for (let i = 0; i < 10; i++) c.tick()
+  drain(c, s)
+  t.equal(c.term, 2)
+  t.equal(c.role, 'candidate')
+})
+
+t.test('check-quorum: a leader that hears nothing steps down after two election timeouts', async t => {
+  const { c, s } = core('a', ['a', 'b', 'c'], { preVote: false })
+  c.campaign()
+  drain(c, s)
+  for (const from of ['b', 'c']) c.step({ type: 'voteResp', from, to: 'a', term: 2, reject: false })
+  t.equal(c.role, 'leader')
+  for (let i = 0; i < 20; i++) c.tick()
+  t.equal(c.role, 'follower')
+})
+
+t.test('RaftLog: findConflictByTerm and maybeAppend truncation', async t => {
+  const s = new MemoryStorage()
+  s.saveSync({ entries: [1, 1, 2, 2, 2, 4].map((term, i) => ({ type: 'normal', term, index: i + 1, data: new Uint8Array() })) })
+  const log = new RaftLog(s)
+  t.same(log.findConflictByTerm(6, 3), [5, 2])
+  t.same(log.findConflictByTerm(6, 1), [2, 1])
+  t.same(log.findConflictByTerm(10, 9), [6, 4])
+  t.equal(log.maybeAppend(3, 2, 3, [{ type: 'normal', term: 3, index: 4, data: new Uint8Array() }]), 4)
+  t.equal(log.lastIndex(), 4)
+  t.equal(log.term(4), 3)
+  t.equal(log.committed, 3)
+  t.equal(log.maybeAppend(3, 9, 3, []), undefined)
+})
+
+t.test('Inflights and Progress bound the pipeline', async t => {
+  const inf = new Inflights(3, 100)
+  inf.add(1, 10); inf.add(2, 10)
+  t.notOk(inf.full())
+  inf.add(3, 10)
+  t.ok(inf.full())
+  inf.freeLE(2)
+  t.equal(inf.count(), 1)
+  const bytes = new Inflights(10, 25)
+  bytes.add(1, 20); bytes.add(2, 20)
+  t.ok(bytes.full(), 'byte bound')
+  const p = new Progress(10, false, 2, 0)
+  t.equal(p.state, 'probe')
+  p.sentEntries(12, 2, 20)
+  t.ok(p.isPaused(), 'probe sends one append at a time')
+  t.ok(p.maybeUpdate(12))
+  p.becomeReplicate()
+  p.sentEntries(14, 2, 20)
+  p.sentEntries(16, 2, 20)
+  t.ok(p.isPaused(), 'pipeline full')
+  t.equal(p.next, 17)
+  t.ok(p.maybeDecrTo(16, 13))
+  t.equal(p.next, 13)
+})
+
+t.test('TermIndex answers terms from runs', async t => {
+  const ti = new TermIndex()
+  for (let i = 1; i <= 10; i++) ti.append(i, i <= 3 ? 1 : i <= 7 ? 2 : 5)
+  t.equal(ti.termAt(1), 1)
+  t.equal(ti.termAt(4), 2)
+  t.equal(ti.termAt(10), 5)
+  ti.truncateFrom(6)
+  ti.append(6, 6)
+  t.equal(ti.termAt(5), 2)
+  t.equal(ti.termAt(6), 6)
+  ti.compactTo(4)
+  t.equal(ti.termAt(5), 2)
+})
+
+t.test('Prng is deterministic per seed', async t => {
+  const a = new Prng(7)
+  const b = new Prng(7)
+  const xs = Array.from({ length: 5 }, () => a.next())
+  t.same(xs, Array.from({ length: 5 }, () => b.next()))
+  t.ok(xs.every(x => x >= 0 && x < 1))
+})
