@@ -12,13 +12,14 @@ async function sandbox (t: { teardown: (fn: () => Promise<void>) => void }): Pro
   return { parent, dataDir: join(parent, 'data') }
 }
 
-const modes: RootfsMode[] = process.getuid?.() === 0 ? ['overlay', 'copy'] : ['copy']
+const ROOTLESS = process.getuid?.() !== 0
+const modes: RootfsMode[] = ROOTLESS ? ['copy'] : ['overlay', 'copy']
 
 for (const compression of ['gzip', 'zstd', 'none'] as const) {
   t.test(`busybox image (${compression}) prepares into a rootfs`, async t => {
     const { dataDir } = await sandbox(t)
     const img = await busyboxImage(compression)
-    const store = new ImageStore(dataDir, 'copy', false)
+    const store = new ImageStore(dataDir, 'copy', ROOTLESS)
     await store.init()
     const prepared = await store.prepare(img.layoutDir, img.ref)
     t.equal(prepared.mode, 'copy')
@@ -45,7 +46,7 @@ for (const mode of modes) {
       { path: '.wh.x' }
     ])
     const img = await writeLayout(join(parent, 'layout'), [l1, l2])
-    const store = new ImageStore(dataDir, mode, false)
+    const store = new ImageStore(dataDir, mode, ROOTLESS)
     await store.init()
     const prepared = await store.prepare(img.layoutDir, img.ref)
     const capsuleDir = join(dataDir, 'c1')
@@ -80,7 +81,7 @@ for (const mode of modes) {
     t.test(`rejects ${h.name} (${mode}) and writes nothing outside`, async t => {
       const { parent, dataDir } = await sandbox(t)
       const img = await writeLayout(join(parent, 'layout'), h.layers.map(makeTar))
-      const store = new ImageStore(dataDir, h.rootless === true ? 'copy' : mode, h.rootless ?? false)
+      const store = new ImageStore(dataDir, h.rootless === true ? 'copy' : mode, h.rootless ?? ROOTLESS)
       await store.init()
       await t.rejects(store.prepare(img.layoutDir, img.ref), { name: h.error })
       t.same((await readdir(parent)).sort(), ['data', 'layout'], 'nothing written next to the data dir')
@@ -98,7 +99,7 @@ t.test('an absolute symlink is followed inside the rootfs, never on the host', a
   const l1 = makeTar([{ path: 'etc/', type: 'Directory' }, { path: 'hostroot', type: 'SymbolicLink', linkpath: '/' }, { path: 'tmpl', type: 'SymbolicLink', linkpath: '/tmp' }])
   const l2 = makeTar([{ path: `hostroot/etc/${marker}`, data: 'inside' }, { path: `tmpl/${marker}`, data: 'inside' }])
   const img = await writeLayout(join(parent, 'layout'), [l1, l2])
-  const store = new ImageStore(dataDir, 'copy', false)
+  const store = new ImageStore(dataDir, 'copy', ROOTLESS)
   await store.init()
   const prepared = await store.prepare(img.layoutDir, img.ref)
   const rootfs = await store.createRootfs(prepared, join(dataDir, 'c'))
@@ -112,7 +113,7 @@ for (const mode of modes) {
   t.test(`bad digests are rejected before anything is written (${mode})`, async t => {
     const { parent, dataDir } = await sandbox(t)
     const img = await writeLayout(join(parent, 'layout'), [await busyboxLayer()], { corruptLayer: 0 })
-    const store = new ImageStore(dataDir, mode, false)
+    const store = new ImageStore(dataDir, mode, ROOTLESS)
     await store.init()
     await t.rejects(store.prepare(img.layoutDir, img.ref), { name: 'DigestMismatchError' })
     t.same(await readdir(join(dataDir, 'layers')), [])
@@ -126,7 +127,7 @@ t.test('a diff_id that does not match the uncompressed layer is rejected', async
   // Rewrite the config with a wrong diff_id (and the manifest/index to match).
   const { rewriteDiffId } = await import('./image-fixture-tamper.js')
   await rewriteDiffId(img.layoutDir)
-  const store = new ImageStore(dataDir, 'copy', false)
+  const store = new ImageStore(dataDir, 'copy', ROOTLESS)
   await store.init()
   await t.rejects(store.prepare(img.layoutDir, img.ref), { name: 'DigestMismatchError' })
   t.same(await readdir(join(dataDir, 'images')), [])
@@ -134,7 +135,7 @@ t.test('a diff_id that does not match the uncompressed layer is rejected', async
 
 t.test('unknown refs and missing layouts give ImageLayoutError', async t => {
   const { parent, dataDir } = await sandbox(t)
-  const store = new ImageStore(dataDir, 'copy', false)
+  const store = new ImageStore(dataDir, 'copy', ROOTLESS)
   await store.init()
   await t.rejects(store.prepare(join(parent, 'nope'), 'x'), { name: 'ImageLayoutError' })
   const img = await busyboxImage()
@@ -155,7 +156,7 @@ t.test('an image index is followed to this platform\'s manifest', async t => {
   const digest = 'sha256:' + createHash('sha256').update(nested).digest('hex')
   await writeFile(join(img.layoutDir, 'blobs', 'sha256', digest.slice(7)), nested)
   await writeFile(indexPath, JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.index.v1+json', digest, size: Buffer.byteLength(nested), annotations: { 'org.opencontainers.image.ref.name': 'multi:1' } }] }))
-  const store = new ImageStore(dataDir, 'copy', false)
+  const store = new ImageStore(dataDir, 'copy', ROOTLESS)
   await store.init()
   const prepared = await store.prepare(img.layoutDir, 'multi:1')
   t.equal(prepared.id, img.manifestDigest, 'the platform manifest, not the index, is the image id')
@@ -168,7 +169,7 @@ t.test('removing an image keeps the layers another image shares', { skip: proces
   const shared = makeTar([{ path: 'shared', data: 's' }])
   const a = await writeLayout(join(parent, 'a'), [shared, makeTar([{ path: 'a', data: 'a' }])], { ref: 'a:1' })
   const b = await writeLayout(join(parent, 'b'), [shared, makeTar([{ path: 'b', data: 'b' }])], { ref: 'b:1' })
-  const store = new ImageStore(dataDir, 'overlay', false)
+  const store = new ImageStore(dataDir, 'overlay', ROOTLESS)
   await store.init()
   const ia = await store.prepare(a.layoutDir, a.ref)
   const ib = await store.prepare(b.layoutDir, b.ref)
