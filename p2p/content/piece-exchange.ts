@@ -169,6 +169,14 @@ export class PieceExchange {
     this.track(providers.provide(digest, { signal: this.shutdown.signal }).catch(() => { this.provided.delete(digest) }))
   }
 
+  /** Stops announcing every blob (the node leaves the cluster); records already in the DHT expire with their TTL. */
+  async withdrawAll (): Promise<void> {
+    const w = this.init.providers?.withdraw
+    const all = [...this.provided]
+    this.provided.clear()
+    if (w !== undefined) await Promise.allSettled(all.map(async d => await w(d)))
+  }
+
   private withdraw (digest: string): void {
     this.provided.delete(digest)
     const w = this.init.providers?.withdraw
@@ -258,7 +266,23 @@ export class PieceExchange {
 
   /** The size of `digest` as the first of `candidates` holding it reports; undefined if none does. */
   async probeSize (digest: string, candidates: string[], signal?: AbortSignal): Promise<number | undefined> {
+    const asked = new Set<string>()
+    const fromCandidates = await this.probeSizeFrom(digest, candidates, asked, signal)
+    if (fromCandidates !== undefined || this.init.providers === undefined) return fromCandidates
+    // Then whoever the provider source names (the DHT holds object manifests too).
+    const found: string[] = []
+    try {
+      for await (const p of this.init.providers.findProviders(digest, { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(DEFAULT_REQUEST_TIMEOUT_MS), ...(signal !== undefined ? [signal] : [])]) })) {
+        if (!asked.has(p)) found.push(p)
+        if (found.length >= MAX_PROVIDERS_PER_PULL) break
+      }
+    } catch { /* lookup ended */ }
+    return await this.probeSizeFrom(digest, found, asked, signal)
+  }
+
+  private async probeSizeFrom (digest: string, candidates: string[], asked: Set<string>, signal?: AbortSignal): Promise<number | undefined> {
     for (const peer of candidates) {
+      asked.add(peer)
       if (peer === this.self || this.isDead(peer) || this.bannedPeers.has(peer)) continue
       const s = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(DEFAULT_REQUEST_TIMEOUT_MS), ...(signal !== undefined ? [signal] : [])])
       let ch: PeerChannel | undefined
