@@ -244,27 +244,28 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       this.again = true
       return
     }
-    this.draining = this.drain().finally(() => { this.draining = null })
+    this.again = false
+    this.draining = this.drain().finally(() => {
+      this.draining = null
+      // Input that arrived after the last ready() came back empty.
+      if (this.again && !this.stopped && this.failed === null) this.schedule()
+    })
   }
 
+  /** Hands every Ready through persist, send, apply and advance, one at a time. */
   private async drain (): Promise<void> {
-    do {
-      this.again = false
-      for (;;) {
-        const core = this.core
-        if (core === null || this.stopped || this.failed !== null) return
-        const rd = core.ready()
-        if (rd === null) break
-        try {
-          await this.handle(core, rd)
-        } catch (err) {
-          this.fail(err instanceof Error ? err : new Error(String(err)))
-          return
-        }
+    for (;;) {
+      const core = this.core
+      if (core === null || this.stopped || this.failed !== null) return
+      const rd = core.ready()
+      if (rd === null) return
+      try {
+        await this.handle(core, rd)
+      } catch (err) {
+        this.fail(err instanceof Error ? err : new Error(String(err)))
+        return
       }
-      // Let queued microtasks (receive, propose) land before checking again.
-      await new Promise<void>(resolve => { setImmediate(resolve) })
-    } while (this.again && !this.stopped)
+    }
   }
 
   private async handle (core: RaftCore, rd: Ready): Promise<void> {

@@ -27,7 +27,9 @@ export class Waiters {
   pendingProposals (): number { return this.proposals.size }
 
   waitApplied (index: number, term: number, signal?: AbortSignal): Promise<void> {
-    const { promise, pending } = track<void>(signal, () => { this.proposals.delete(index) })
+    const { promise, pending } = track<void>(signal, () => { if (this.proposals.get(index)?.term === term) this.proposals.delete(index) })
+    // A new proposal at an index we were waiting on means our older entry there was truncated.
+    this.proposals.get(index)?.reject(new ProposalDroppedError(`raft: the entry proposed at index ${index} was replaced before it committed; retry`))
     this.proposals.set(index, { ...pending, term })
     return promise
   }

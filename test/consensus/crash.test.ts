@@ -36,7 +36,8 @@ async function runAndKill (t: Test, round: number, acksBeforeKill: number): Prom
 }
 
 async function recover (): Promise<{ applied: string[], commit: number }> {
-  const storage = await RaftStorage.open(dir)
+  // A tiny window makes recovery replay committed entries through the read-back-from-disk path.
+  const storage = await RaftStorage.open(dir, { windowEntries: 16, fetchBatch: 32 })
   const applied: string[] = []
   const dec = new TextDecoder()
   const node = new RaftNode({
