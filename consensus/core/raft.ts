@@ -8,17 +8,13 @@ import { RaftLog } from './log.js'
 import { ProgressTracker, applyConfChange, confChangeProblem } from './tracker.js'
 import { ReadOnly } from './read-only.js'
 import { resolveOptions, type RaftCoreOptions, type ResolvedOptions } from './config.js'
-import { bcastAppend, bcastHeartbeat, handleTransfer, leaderTick, sendAppend, stepLeader } from './leader.js'
+import { bcastAppend, handleTransfer, leaderTick, stepLeader } from './leader.js'
 import { stepCandidate, stepFollower, type SnapshotReceive } from './follower.js'
+import { coreStatus, type CoreStatus } from './status.js'
+
+export type { CoreStatus, PeerStatus } from './status.js'
 
 export type StepFn = (r: RaftCore, m: Message) => void
-
-export interface PeerStatus { match: number, next: number, state: string, recentActive: boolean, isLearner: boolean }
-export interface CoreStatus {
-  id: string, term: number, vote: string, leader: string | null, role: Role
-  commit: number, applied: number, lastIndex: number, firstIndex: number
-  config: ConfState, progress: Record<string, PeerStatus>, leadTransferee: string | null
-}
 
 export class RaftCore {
   readonly id: string
@@ -399,21 +395,6 @@ export class RaftCore {
     this.applying = Math.max(this.applying, this.log.applied)
   }
 
-  // ---- introspection ------------------------------------------------------
-
-  status (): CoreStatus {
-    const progress: Record<string, PeerStatus> = {}
-    if (this.role === 'leader') {
-      for (const [id, p] of this.tracker.progress) {
-        progress[id] = { match: p.match, next: p.next, state: p.state, recentActive: p.recentActive, isLearner: p.isLearner }
-      }
-    }
-    return {
-      id: this.id, term: this.term, vote: this.vote, leader: this.lead, role: this.role,
-      commit: this.log.committed, applied: this.log.applied, lastIndex: this.log.lastIndex(), firstIndex: this.log.firstIndex(),
-      config: this.tracker.confState(), progress, leadTransferee: this.leadTransferee,
-    }
-  }
+  status (): CoreStatus { return coreStatus(this) }
 }
 
-export { sendAppend, bcastHeartbeat }

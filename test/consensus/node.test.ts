@@ -93,3 +93,34 @@ t.test('a partitioned leader steps down; the majority elects a new one and keeps
   t.equal(old.node.status().leader, fresh.id)
   await c.stopAll()
 })
+
+t.test('requests honour AbortSignal; a read without a known leader fails fast', async t => {
+  const c = new TestCluster()
+  const ids = ['a', 'b', 'c']
+  const a = c.add('a', ids)
+  await a.node.start()
+  // Alone, 'a' never learns a leader.
+  await t.rejects(a.node.readIndex(), { name: 'NotLeaderError' })
+  await t.rejects(a.node.propose(enc.encode('x')), { name: 'NotLeaderError', leader: null })
+  const ac = new AbortController()
+  ac.abort(new Error('caller gave up'))
+  await t.rejects(a.node.propose(enc.encode('x'), ac.signal), /caller gave up/)
+  await t.rejects(a.node.propose(new Uint8Array(0)), { name: 'ProposalDroppedError' })
+  await c.stopAll()
+})
+
+t.test('a proposal waiting for commit is released by its AbortSignal', async t => {
+  const c = new TestCluster()
+  const ids = ['a', 'b', 'c']
+  for (const id of ids) c.add(id, ids)
+  for (const m of c.members.values()) await m.node.start()
+  await until(() => c.leader() !== undefined, 'leader')
+  const leader = c.leader()
+  if (leader === undefined) throw new Error('no leader')
+  for (const m of c.members.values()) if (m !== leader) c.cut.add(m.id)
+  const ac = new AbortController()
+  const p = leader.node.propose(enc.encode('stuck'), ac.signal)
+  setTimeout(() => { ac.abort(new Error('timeout')) }, 50)
+  await t.rejects(p, /timeout/)
+  await c.stopAll()
+})
