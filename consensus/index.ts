@@ -1,6 +1,6 @@
 // Public surface of the Raft library. The agent wires RaftNode to libp2p
 // (`/bolt/raft/1`, using encodeMessage/decodeMessage) and to RaftStorage.
-export { RaftNode, DEFAULT_TICK_MS, DEFAULT_SNAPSHOT_THRESHOLD, DEFAULT_MAX_PENDING_PROPOSALS } from './node.js'
+export { RaftNode, DEFAULT_TICK_MS, DEFAULT_SNAPSHOT_THRESHOLD, DEFAULT_SNAPSHOT_CATCHUP_ENTRIES, DEFAULT_MAX_PENDING_PROPOSALS, REQUEST_TIMEOUT_ELECTIONS } from './node.js'
 export type { RaftNodeOptions, RaftNodeStatus, LeaderChange, RaftNodeEvents } from './node.js'
 export { RaftCore } from './core/raft.js'
 export type { CoreStatus, PeerStatus } from './core/raft.js'

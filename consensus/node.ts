@@ -17,6 +17,8 @@ import { Waiters } from './waiters.js'
 export const DEFAULT_TICK_MS = 100
 /** Applied entries beyond the last snapshot before the log is compacted. */
 export const DEFAULT_SNAPSHOT_THRESHOLD = 10_000
+/** Entries kept below a new snapshot so followers a little behind catch up from the log (etcd's default). */
+export const DEFAULT_SNAPSHOT_CATCHUP_ENTRIES = 5000
 /** Proposals and conf changes waiting to be applied; more are refused (back-pressure). */
 export const DEFAULT_MAX_PENDING_PROPOSALS = 8192
 /** A read or leadership transfer not answered within this many election timeouts fails. */
@@ -36,6 +38,7 @@ export interface RaftNodeOptions {
   maxInflightMsgs?: number
   snapshotChunkBytes?: number
   snapshotThreshold?: number
+  snapshotCatchUpEntries?: number
   maxPendingProposals?: number
   /** Defaults to Math.random; the simulator drives RaftCore directly with a seeded one. */
   random?: () => number
@@ -214,7 +217,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     for (const [id, p] of Object.entries(s.progress)) progress[id] = { match: p.match, next: p.next, state: p.state }
     return {
       id: s.id, term: s.term, leader: s.leader, role: s.role, commit: s.commit, applied: s.applied, lastIndex: s.lastIndex,
-      snapshotIndex: s.firstIndex - 1, voters: s.config.voters, learners: s.config.learners, progress,
+      snapshotIndex: this.o.storage.snapshot().meta.index, voters: s.config.voters, learners: s.config.learners, progress,
     }
   }
 
@@ -309,7 +312,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     const applied = core.log.applied
     if (applied - this.o.storage.snapshot().meta.index < threshold) return
     const data = await this.o.snapshot()
-    await this.o.storage.compact(core.compact(applied, data))
+    await this.o.storage.compact(core.compact(applied, data), this.o.snapshotCatchUpEntries ?? DEFAULT_SNAPSHOT_CATCHUP_ENTRIES)
   }
 
   private fail (err: Error): void {

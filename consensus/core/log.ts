@@ -15,8 +15,10 @@ export class RaftLog {
   constructor (storage: LogReader) {
     this.storage = storage
     this.unstable = new Unstable(storage.lastIndex() + 1)
-    this.committed = storage.firstIndex() - 1
-    this.applied = storage.firstIndex() - 1
+    // The state machine starts from the snapshot; entries kept below it are only for followers.
+    const si = storage.snapshot().meta.index
+    this.committed = si
+    this.applied = si
   }
 
   firstIndex (): number {
@@ -141,6 +143,11 @@ export class RaftLog {
 
   snapshot (): Snapshot {
     return this.unstable.snapshot ?? this.storage.snapshot()
+  }
+
+  /** Index of the latest snapshot (pending or stored). */
+  snapshotIndex (): number {
+    return this.snapshot().meta.index
   }
 
   /** Entries from lo to the end, bounded; null when not in memory (fetch started). */

@@ -54,7 +54,7 @@ export class RaftCore {
     this.tracker = new ProgressTracker(this.opts.maxInflightMsgs, this.opts.maxInflightBytes)
     this.readOnly = new ReadOnly(this.opts.maxPendingReads)
     const { hardState, confState } = this.opts.storage.initialState()
-    const snapIndex = this.log.firstIndex() - 1
+    const snapIndex = this.opts.storage.snapshot().meta.index
     this.tracker.setConfig(confState, this.log.lastIndex() + 1)
     this.confHistory = [{ index: snapIndex, conf: confState }]
     if (hardState.commit > 0) {

@@ -167,12 +167,12 @@ export class SimCluster {
   }
 
   /** Takes a snapshot of the state machine at its applied index and compacts the log. */
-  compact (id: string): boolean {
+  compact (id: string, keepEntries = 0): boolean {
     const n = this.node(id)
     const core = n.core
     if (core === null || n.sm.index <= n.storage.snapshot().meta.index || n.sm.index !== core.log.applied) return false
     const snap = core.compact(n.sm.index, n.sm.encode())
-    n.storage.compactSync(snap)
+    n.storage.compactSync(snap, keepEntries)
     return true
   }
 }

@@ -195,7 +195,7 @@ export function runSeed (seed: number, options: SimOptions = {}): SeedResult {
     }
     if (rnd.chance(0.03)) {
       const n = rnd.pick(live)
-      if (n !== undefined) cluster.compact(n.id)
+      if (n !== undefined) cluster.compact(n.id, rnd.pick([0, 0, 2, 10]) ?? 0)
     }
   }
 

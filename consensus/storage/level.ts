@@ -7,7 +7,7 @@ import type { Entry, HardState, Snapshot } from '../types.js'
 import { emptyConfState, emptyHardState, entrySize } from '../types.js'
 import { CompactedError, RaftStorageError, invariant } from '../errors.js'
 import type { InitialState, LogStorage, PersistRequest } from './types.js'
-import { ENTRY_PREFIX, KEY_HARD_STATE, KEY_SNAPSHOT, decodeEntry, decodeHardState, decodeSnapshot, encodeRecord, entryKey } from './records.js'
+import { ENTRY_PREFIX, KEY_HARD_STATE, KEY_LOG_START, KEY_SNAPSHOT, decodeEntry, decodeHardState, decodeLogStart, decodeSnapshot, encodeRecord, entryKey } from './records.js'
 import { TermIndex } from './term-index.js'
 
 /** Newest entries kept in memory (count); the leader serves followers that keep up from here. */
@@ -27,6 +27,8 @@ export class RaftStorage implements LogStorage {
   onAvailable: (() => void) | null = null
   private hs: HardState = emptyHardState()
   private snap: Snapshot = { meta: { index: 0, term: 0, confState: emptyConfState() }, data: new Uint8Array(0) }
+  /** The entry before the first one kept: its index and term (persisted as KEY_LOG_START). */
+  private dummy = { index: 0, term: 0 }
   private last = 0
   private readonly terms = new TermIndex()
   /** Entries [winStart, last] (the newest ones). */
@@ -69,7 +71,9 @@ export class RaftStorage implements LogStorage {
     if (hs !== undefined) this.hs = decodeHardState(hs)
     const snap = await this.db.get(KEY_SNAPSHOT)
     if (snap !== undefined) this.snap = decodeSnapshot(snap)
-    const si = this.snap.meta.index
+    const start = await this.db.get(KEY_LOG_START)
+    this.dummy = start !== undefined ? decodeLogStart(start) : { index: this.snap.meta.index, term: this.snap.meta.term }
+    const si = this.dummy.index
     this.last = si
     this.winStart = si + 1
     for await (const [key, value] of this.db.iterator({ gt: entryKey(si), lt: ENTRY_PREFIX + '~' })) {
@@ -87,20 +91,20 @@ export class RaftStorage implements LogStorage {
     return { hardState: { ...this.hs }, confState: structuredClone(this.snap.meta.confState) }
   }
 
-  firstIndex (): number { return this.snap.meta.index + 1 }
+  firstIndex (): number { return this.dummy.index + 1 }
   lastIndex (): number { return this.last }
   snapshot (): Snapshot { return this.snap }
 
   term (index: number): number {
-    const si = this.snap.meta.index
-    if (index === si) return this.snap.meta.term
+    const si = this.dummy.index
+    if (index === si) return this.dummy.term
     if (index < si) throw new CompactedError(index, si + 1)
     invariant(index <= this.last, `raft storage: term of ${index} beyond last ${this.last}`)
     return this.terms.termAt(index)
   }
 
   entries (lo: number, hi: number, maxBytes: number): Entry[] | null {
-    const si = this.snap.meta.index
+    const si = this.dummy.index
     if (lo <= si) throw new CompactedError(lo, si + 1)
     invariant(hi <= this.last + 1, `raft storage: entries up to ${hi} beyond last ${this.last}`)
     const out: Entry[] = []
@@ -149,6 +153,7 @@ export class RaftStorage implements LogStorage {
       // Installing a leader's snapshot discards the whole log.
       for (let i = first; i <= last; i++) ops.push({ type: 'del', key: entryKey(i) })
       ops.push({ type: 'put', key: KEY_SNAPSHOT, value: encodeRecord(req.snapshot) })
+      ops.push({ type: 'put', key: KEY_LOG_START, value: encodeRecord({ index: req.snapshot.meta.index, term: req.snapshot.meta.term }) })
       first = req.snapshot.meta.index + 1
       last = req.snapshot.meta.index
     }
@@ -166,6 +171,7 @@ export class RaftStorage implements LogStorage {
     // On disk: now make the read side match.
     if (req.snapshot !== undefined) {
       this.snap = req.snapshot
+      this.dummy = { index: req.snapshot.meta.index, term: req.snapshot.meta.term }
       this.last = req.snapshot.meta.index
       this.terms.clear()
       this.window = []
@@ -210,23 +216,28 @@ export class RaftStorage implements LogStorage {
     }
   }
 
-  async compact (snapshot: Snapshot): Promise<void> {
-    const si = this.snap.meta.index
+  async compact (snapshot: Snapshot, keepEntries = 0): Promise<void> {
     const ni = snapshot.meta.index
-    if (ni <= si) return
+    if (ni <= this.snap.meta.index) return
     invariant(ni <= this.last, `raft storage: compact at ${ni} beyond last ${this.last}`)
-    const ops: Batch = [{ type: 'put', key: KEY_SNAPSHOT, value: encodeRecord(snapshot) }]
-    for (let i = si + 1; i <= ni; i++) ops.push({ type: 'del', key: entryKey(i) })
+    const cut = Math.max(this.dummy.index, ni - Math.max(0, keepEntries))
+    const cutTerm = this.term(cut)
+    const ops: Batch = [
+      { type: 'put', key: KEY_SNAPSHOT, value: encodeRecord(snapshot) },
+      { type: 'put', key: KEY_LOG_START, value: encodeRecord({ index: cut, term: cutTerm }) },
+    ]
+    for (let i = this.dummy.index + 1; i <= cut; i++) ops.push({ type: 'del', key: entryKey(i) })
     await this.db.batch(ops, { sync: true })
     this.snap = snapshot
-    this.terms.compactTo(ni)
-    for (const k of [...this.cache.keys()]) if (k <= ni) this.cache.delete(k)
-    while (this.window.length > 0 && this.winStart <= ni) {
+    this.dummy = { index: cut, term: cutTerm }
+    this.terms.compactTo(cut)
+    for (const k of [...this.cache.keys()]) if (k <= cut) this.cache.delete(k)
+    while (this.window.length > 0 && this.winStart <= cut) {
       const old = this.window.shift()
       if (old !== undefined) this.winBytes -= entrySize(old)
       this.winStart++
     }
-    if (this.window.length === 0) this.winStart = Math.max(this.winStart, ni + 1)
+    if (this.window.length === 0) this.winStart = Math.max(this.winStart, cut + 1)
   }
 
   /** Entries currently held in memory (window + read cache), for tests of the memory bound. */

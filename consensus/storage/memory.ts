@@ -8,7 +8,9 @@ import type { InitialState, LogStorage, PersistRequest } from './types.js'
 export class MemoryStorage implements LogStorage {
   private hs: HardState = emptyHardState()
   private snap: Snapshot = { meta: { index: 0, term: 0, confState: emptyConfState() }, data: new Uint8Array(0) }
-  /** Entries after the snapshot index. */
+  /** The entry before the first one kept (its term answers term(firstIndex - 1)). */
+  private dummy = { index: 0, term: 0 }
+  /** Entries after dummy.index. */
   private ents: Entry[] = []
   onAvailable: (() => void) | null = null
 
@@ -16,12 +18,12 @@ export class MemoryStorage implements LogStorage {
     return { hardState: { ...this.hs }, confState: structuredClone(this.snap.meta.confState) }
   }
 
-  firstIndex (): number { return this.snap.meta.index + 1 }
-  lastIndex (): number { return this.snap.meta.index + this.ents.length }
+  firstIndex (): number { return this.dummy.index + 1 }
+  lastIndex (): number { return this.dummy.index + this.ents.length }
 
   term (index: number): number {
-    const si = this.snap.meta.index
-    if (index === si) return this.snap.meta.term
+    const si = this.dummy.index
+    if (index === si) return this.dummy.term
     if (index < si) throw new CompactedError(index, si + 1)
     const e = this.ents[index - si - 1]
     invariant(e !== undefined, `memory storage: no entry at ${index} (last ${this.lastIndex()})`)
@@ -29,7 +31,7 @@ export class MemoryStorage implements LogStorage {
   }
 
   entries (lo: number, hi: number, maxBytes: number): Entry[] {
-    const si = this.snap.meta.index
+    const si = this.dummy.index
     if (lo <= si) throw new CompactedError(lo, si + 1)
     invariant(hi <= this.lastIndex() + 1, `memory storage: entries up to ${hi} beyond last ${this.lastIndex()}`)
     const out: Entry[] = []
@@ -50,11 +52,12 @@ export class MemoryStorage implements LogStorage {
   saveSync (req: PersistRequest): void {
     if (req.snapshot !== undefined) {
       this.snap = req.snapshot
+      this.dummy = { index: req.snapshot.meta.index, term: req.snapshot.meta.term }
       this.ents = []
     }
     const first = req.entries[0]
     if (first !== undefined) {
-      const si = this.snap.meta.index
+      const si = this.dummy.index
       invariant(first.index > si && first.index <= this.lastIndex() + 1, `memory storage: append at ${first.index} leaves a gap after ${this.lastIndex()}`)
       this.ents = this.ents.slice(0, first.index - si - 1).concat(req.entries)
     }
@@ -65,17 +68,20 @@ export class MemoryStorage implements LogStorage {
     this.saveSync(req)
   }
 
-  compactSync (snapshot: Snapshot): void {
-    const si = this.snap.meta.index
+  compactSync (snapshot: Snapshot, keepEntries = 0): void {
     const ni = snapshot.meta.index
-    if (ni <= si) return
+    if (ni <= this.snap.meta.index) return
     invariant(ni <= this.lastIndex(), `memory storage: compact at ${ni} beyond last ${this.lastIndex()}`)
-    this.ents = this.ents.slice(ni - si)
     this.snap = snapshot
+    const cut = Math.max(this.dummy.index, ni - Math.max(0, keepEntries))
+    if (cut === this.dummy.index) return
+    const term = this.term(cut)
+    this.ents = this.ents.slice(cut - this.dummy.index)
+    this.dummy = { index: cut, term }
   }
 
-  async compact (snapshot: Snapshot): Promise<void> {
-    this.compactSync(snapshot)
+  async compact (snapshot: Snapshot, keepEntries = 0): Promise<void> {
+    this.compactSync(snapshot, keepEntries)
   }
 
   async close (): Promise<void> {}

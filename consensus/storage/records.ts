@@ -11,13 +11,18 @@ const SnapshotRecord = z.object({ meta: SnapshotMetaSchema, data: z.custom<Uint8
 
 export const KEY_HARD_STATE = 'h'
 export const KEY_SNAPSHOT = 's'
+/** Index and term of the entry before the first one kept. */
+export const KEY_LOG_START = 'l'
 export const ENTRY_PREFIX = 'e'
 /** Entry keys sort by index: 'e' + 16 hex digits. */
 export function entryKey (index: number): string {
   return ENTRY_PREFIX + index.toString(16).padStart(16, '0')
 }
 
-export function encodeRecord (v: HardState | Entry | Snapshot): Uint8Array {
+export interface LogStart { index: number, term: number }
+const LogStartSchema = z.object({ index: z.number().int().nonnegative(), term: z.number().int().nonnegative() })
+
+export function encodeRecord (v: HardState | Entry | Snapshot | LogStart): Uint8Array {
   return cbor.encode(v)
 }
 
@@ -38,3 +43,4 @@ function decodeWith<T> (schema: z.ZodType<T>, bytes: Uint8Array, what: string): 
 export const decodeHardState = (b: Uint8Array): HardState => decodeWith(HardStateSchema, b, 'hard state')
 export const decodeEntry = (b: Uint8Array): Entry => decodeWith(EntrySchema, b, 'log entry')
 export const decodeSnapshot = (b: Uint8Array): Snapshot => decodeWith(SnapshotRecord, b, 'snapshot')
+export const decodeLogStart = (b: Uint8Array): LogStart => decodeWith(LogStartSchema, b, 'log start')

@@ -8,10 +8,14 @@ export interface InitialState { hardState: HardState, confState: ConfState }
 /** Synchronous read side the core uses. It never blocks on I/O. */
 export interface LogReader {
   initialState: () => InitialState
-  /** Index of the first entry still in the log (snapshot index + 1). */
+  /**
+   * Index of the first entry still in the log. Compaction may keep entries
+   * below the snapshot index (for followers that are only a little behind),
+   * so this can be <= snapshot().meta.index + 1.
+   */
   firstIndex: () => number
   lastIndex: () => number
-  /** Term of entry `index`; the snapshot's term at its index. Throws CompactedError below that. */
+  /** Term of entry `index` for firstIndex-1 <= index <= lastIndex; throws CompactedError below. */
   term: (index: number) => number
   /**
    * Entries [lo, hi) up to `maxBytes` (at least one entry). Returns null when
@@ -30,8 +34,11 @@ export interface PersistRequest { hardState?: HardState, entries: Entry[], snaps
 export interface LogStorage extends LogReader {
   /** Durably writes the request (one atomic batch, synced) and updates the read side. */
   save: (req: PersistRequest) => Promise<void>
-  /** Durably records a locally made snapshot and drops entries up to its index. */
-  compact: (snapshot: Snapshot) => Promise<void>
+  /**
+   * Durably records a locally made snapshot and drops entries up to its index,
+   * except the last `keepEntries` of them (so followers slightly behind catch up from the log).
+   */
+  compact: (snapshot: Snapshot, keepEntries?: number) => Promise<void>
   /** Called when entries that `entries()` reported missing have been loaded. */
   onAvailable: (() => void) | null
   close: () => Promise<void>

@@ -88,6 +88,31 @@ t.test('RaftStorage keeps a bounded window in memory and reads older entries bac
   await s.close()
 })
 
+t.test('compaction can keep trailing entries below the snapshot for followers that are a little behind', async t => {
+  for (const open of [async () => new MemoryStorage(), async () => await RaftStorage.open(tmp())]) {
+    const s: LogStorage = await open()
+    await s.save({ entries: [...ents(1, 10, 1), ...ents(11, 20, 2)], hardState: { term: 2, vote: '', commit: 20 } })
+    await s.compact({ meta: { index: 15, term: 2, confState: { voters: ['a'], learners: [] } }, data: enc.encode('s15') }, 6)
+    t.equal(s.snapshot().meta.index, 15)
+    t.equal(s.firstIndex(), 10, 'entries 10.. kept')
+    t.equal(s.term(9), 1, 'term of the entry before the first kept')
+    t.throws(() => s.term(8), CompactedError)
+    t.same(texts(s.entries(10, 13, 1 << 20)), ['10', '11', '12'])
+    await s.close()
+  }
+  const dir = tmp()
+  const s = await RaftStorage.open(dir)
+  await s.save({ entries: ents(1, 30, 1) })
+  await s.compact({ meta: { index: 25, term: 1, confState: { voters: ['a'], learners: [] } }, data: enc.encode('s25') }, 5)
+  await s.close()
+  const r = await RaftStorage.open(dir)
+  t.equal(r.firstIndex(), 21)
+  t.equal(r.term(20), 1)
+  t.equal(r.snapshot().meta.index, 25)
+  t.equal(r.lastIndex(), 30)
+  await r.close()
+})
+
 t.test('RaftStorage rejects corrupt data with a typed error', async t => {
   const dir = tmp()
   const s = await RaftStorage.open(dir)
