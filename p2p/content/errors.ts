@@ -71,3 +71,8 @@ export class ObjectNotFoundError extends Error {
 export class ImageNotFoundError extends Error {
   override name = 'ImageNotFoundError'
 }
+
+/** A registry response body stopped delivering bytes (retried). */
+export class BodyStalledError extends Error {
+  override name = 'BodyStalledError'
+}

@@ -12,7 +12,7 @@ import { writeFileAtomic } from './fs-atomic.js'
 import { MT_OCI_MANIFEST, parseImageManifest, type Descriptor, type ImageManifest } from './oci.js'
 import type { PieceExchange } from './piece-exchange.js'
 import { formatReference, parseReference, type ImageReference } from './reference.js'
-import type { RegistryClient } from './registry-client.js'
+import { BODY_IDLE_TIMEOUT_MS, idleBounded, type RegistryClient } from './registry-client.js'
 
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name'
 export const PULLED_AT_ANNOTATION = 'io.bolt.pulled-at'
@@ -152,7 +152,7 @@ export class ImagePuller {
           await registry.retryBody(opts.signal, async () => {
             const res = await registry.openBlob(ref, desc.digest, { signal: opts.signal })
             if (res.body === null) throw new ImageNotFoundError(`${name}: blob ${desc.digest} has no body`)
-            await store.put(res.body, desc.digest, { size: desc.size })
+            await store.put(idleBounded(res.body, BODY_IDLE_TIMEOUT_MS), desc.digest, { size: desc.size })
           })
           perBlob.set(desc.digest, { peers: 0, registry: desc.size })
         }

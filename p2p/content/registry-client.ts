@@ -8,7 +8,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { sha256Digest } from './digest.js'
-import { DigestMismatchError, InsecureRegistryError, ManifestError, RegistryAuthError, RegistryError, SizeMismatchError } from './errors.js'
+import { BodyStalledError, DigestMismatchError, InsecureRegistryError, ManifestError, RegistryAuthError, RegistryError, SizeMismatchError } from './errors.js'
 import {
   hostPlatform, isIndexMediaType, isManifestMediaType, MANIFEST_ACCEPT, manifestMediaType, MAX_MANIFEST_BYTES,
   parseImageIndex, parseImageManifest, selectPlatform, type ImageManifest, type Platform
@@ -17,8 +17,10 @@ import { apiHost, DOCKER_HUB, formatReference, isLoopbackHost, type ImageReferen
 
 export const DEFAULT_RETRIES = 3
 export const DEFAULT_BACKOFF_MS = 200
-/** Per request; a blob body read gets the same bound per attempt. */
+/** Wait for a response head (status and headers). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000
+/** A response body that delivers nothing for this long is abandoned (and retried). */
+export const BODY_IDLE_TIMEOUT_MS = 60_000
 
 export type RegistryCredential = { username: string, password: string } | { token: string }
 
@@ -210,13 +212,20 @@ export class RegistryClient {
       if (auth !== undefined) headers.authorization = auth
       let res: Response | undefined
       let error: Error | undefined
+      // The timeout bounds the wait for the response head; the body is then
+      // bounded by an idle timeout in readBody (a large layer over a slow
+      // link may take minutes, and that is fine while bytes keep coming).
+      const headTimeout = new AbortController()
+      const timer = setTimeout(() => headTimeout.abort(new RegistryError(`${url}: no response within ${this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS} ms`)), this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS)
       try {
-        const signals = [AbortSignal.timeout(this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS)]
+        const signals = [headTimeout.signal]
         if (o.signal !== undefined) signals.push(o.signal)
         res = await this.fetchFn(url, { headers, signal: AbortSignal.any(signals), redirect: 'follow' })
       } catch (err) {
         if (o.signal?.aborted === true) throw err
         error = new RegistryError(`${url}: ${(err as Error).message}`, undefined, { cause: err })
+      } finally {
+        clearTimeout(timer)
       }
       if (res !== undefined) {
         if (res.ok) return res
@@ -320,12 +329,34 @@ async function readBody (res: Response, max: number): Promise<Uint8Array> {
   if (res.body === null) return new Uint8Array(0)
   const parts: Uint8Array[] = []
   let n = 0
-  for await (const chunk of res.body) {
+  for await (const chunk of idleBounded(res.body, BODY_IDLE_TIMEOUT_MS)) {
     n += chunk.length
     if (n > max) throw new SizeMismatchError(`response exceeds the expected ${max} bytes`)
     parts.push(chunk)
   }
   return new Uint8Array(Buffer.concat(parts))
+}
+
+/** Yields a body's chunks; fails with RegistryError when no byte arrives for `idleMs`. */
+export async function * idleBounded (body: ReadableStream<Uint8Array>, idleMs: number): AsyncGenerator<Uint8Array> {
+  const reader = body.getReader()
+  try {
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined
+      const idle = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new BodyStalledError(`response body stalled for ${idleMs} ms`)), idleMs)
+      })
+      try {
+        const r = await Promise.race([reader.read(), idle])
+        if (r.done) return
+        yield r.value
+      } finally {
+        clearTimeout(timer)
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {})
+  }
 }
 
 async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
