@@ -66,11 +66,15 @@ export interface RaftNodeStatus {
   voters: string[]
   learners: string[]
   /** Leader only: what each peer is known to have. */
-  progress: Record<string, { match: number, next: number, state: string }>
+  progress: Record<string, { match: number, next: number, state: string, recentActive: boolean }>
 }
+
+export interface ConfigChange { index: number, change: ConfChange, voters: string[], learners: string[] }
 
 export interface RaftNodeEvents {
   leaderChange: [LeaderChange]
+  /** A membership change was applied here (`voters`/`learners` are the configuration after it). */
+  configChange: [ConfigChange]
   fatal: [Error]
 }
 
@@ -214,7 +218,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     }
     const s: CoreStatus = core.status()
     const progress: RaftNodeStatus['progress'] = {}
-    for (const [id, p] of Object.entries(s.progress)) progress[id] = { match: p.match, next: p.next, state: p.state }
+    for (const [id, p] of Object.entries(s.progress)) progress[id] = { match: p.match, next: p.next, state: p.state, recentActive: p.recentActive }
     return {
       id: s.id, term: s.term, leader: s.leader, role: s.role, commit: s.commit, applied: s.applied, lastIndex: s.lastIndex,
       snapshotIndex: this.o.storage.snapshot().meta.index, voters: s.config.voters, learners: s.config.learners, progress,
@@ -287,7 +291,13 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       if (e.type === 'normal' && e.data.length > 0) await o.apply(e)
     }
     core.advance(rd)
-    for (const e of rd.committedEntries) this.waiters.applied(e.index, e.term)
+    for (const e of rd.committedEntries) {
+      this.waiters.applied(e.index, e.term)
+      if (e.type === 'conf') {
+        const cs = core.tracker.confState()
+        this.emit('configChange', { index: e.index, change: e.change, voters: cs.voters, learners: cs.learners })
+      }
+    }
     if (rd.snapshot !== undefined) this.waiters.appliedUpTo(rd.snapshot.meta.index)
     this.waiters.appliedUpTo(core.log.applied)
     for (const rs of rd.readStates) this.waiters.readReady(rs.context, rs.index)

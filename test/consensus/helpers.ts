@@ -10,7 +10,7 @@ export async function until (cond: () => boolean, what: string, timeoutMs = 10_0
   }
 }
 
-export interface TestMember { id: string, node: RaftNode, storage: LogStorage, applied: string[] }
+export interface TestMember { id: string, node: RaftNode, storage: LogStorage, applied: string[], restores: number }
 
 /** Nodes exchange messages through encode/decode, asynchronously; `cut` drops traffic to/from an id. */
 export class TestCluster {
@@ -20,6 +20,7 @@ export class TestCluster {
   add (id: string, bootstrap: string[] | undefined, storage: LogStorage = new MemoryStorage(), tickMs = 10): TestMember {
     const applied: string[] = []
     const dec = new TextDecoder()
+    let m: TestMember
     const node = new RaftNode({
       id,
       storage,
@@ -28,6 +29,7 @@ export class TestCluster {
       electionTicks: 10,
       heartbeatTicks: 2,
       snapshotThreshold: 20,
+      snapshotCatchUpEntries: 5,
       send: (to, msg) => {
         const bytes = encodeMessage(msg)
         setImmediate(() => {
@@ -37,9 +39,9 @@ export class TestCluster {
       },
       apply: (e: NormalEntry) => { applied.push(dec.decode(e.data)) },
       snapshot: async () => new TextEncoder().encode(JSON.stringify(applied)),
-      restore: (data: Uint8Array) => { applied.splice(0, applied.length, ...(JSON.parse(dec.decode(data)) as string[])) },
+      restore: (data: Uint8Array) => { m.restores++; applied.splice(0, applied.length, ...(JSON.parse(dec.decode(data)) as string[])) },
     })
-    const m = { id, node, storage, applied }
+    m = { id, node, storage, applied, restores: 0 }
     this.members.set(id, m)
     return m
   }

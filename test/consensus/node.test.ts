@@ -55,12 +55,16 @@ t.test('membership: add a learner, promote it, remove a voter; the new member ca
   await until(() => a.node.status().role === 'leader', 'leader')
   for (let i = 0; i < 60; i++) await a.node.propose(enc.encode(`v${i}`))
   const b = c.add('b', undefined) // joins empty
+  const seen: string[] = []
+  b.node.on('configChange', ch => { seen.push(`${ch.change.type} ${ch.change.node}`) })
   await b.node.start()
   await a.node.addLearner('b')
   t.same(a.node.status().learners, ['b'])
   await until(() => b.applied.length === 60, 'learner caught up')
   await a.node.promote('b')
   t.same(a.node.status().voters, ['a', 'b'])
+  await until(() => seen.includes('promote b'), 'b applied its promotion')
+  t.ok(b.restores > 0, 'the learner was caught up by a snapshot')
   const d = c.add('d', undefined)
   await d.node.start()
   await a.node.addLearner('d')
