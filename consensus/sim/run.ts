@@ -133,6 +133,16 @@ export function runSeed (seed: number, options: SimOptions = {}): SeedResult {
       const v = rnd.pick(cluster.live())
       if (v !== undefined) cluster.crash(v.id)
     }
+    if (rnd.chance(0.004 * storm)) {
+      // Figure 8 of the Raft paper: a leader reaches only one follower, then dies.
+      const l = cluster.leader()
+      const peer = rnd.pick(all.filter(id => id !== l?.id))
+      if (l !== undefined && peer !== undefined) {
+        cluster.processReady(l.id, false, send)
+        cluster.inFlight = cluster.inFlight.filter(f => f.msg.from !== l.id || f.msg.to === peer)
+        cluster.crash(l.id)
+      }
+    }
     if (rnd.chance(0.03)) {
       const down = members().filter(n => n.core === null)
       const v = rnd.pick(down)
