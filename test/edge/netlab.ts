@@ -1,0 +1,222 @@
+// A small network of namespaces for edge tests: a LAN (a bridge in a hub
+// namespace) with hosts on 10.77.0.0/24, and NAT routers, each with one host
+// behind it on its own 10.77.N.0/24 masqueraded to the router's LAN address.
+// Addresses exist only inside these namespaces. Agents run inside them with
+// `ip netns exec`; their API listens on the namespace's loopback, so client
+// commands run there too.
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { promisify } from 'node:util'
+import { CLI, FAST_TOML, type CliResult, type ReadyLine, type StatusLike } from '../../scenarios/harness.js'
+
+const exec = promisify(execFile)
+
+export async function sh (cmd: string, args: string[], input?: string): Promise<string> {
+  if (input === undefined) return (await exec(cmd, args, { timeout: 20_000 })).stdout
+  return await new Promise((resolve, reject) => {
+    const p = execFile(cmd, args, { timeout: 20_000 }, (err, stdout) => { if (err !== null) reject(err); else resolve(stdout) })
+    p.stdin?.end(input)
+  })
+}
+
+/** Why namespaces cannot be used here, or undefined when they can. */
+export async function netnsUnavailable (): Promise<string | undefined> {
+  if (process.platform !== 'linux') return 'network namespaces need Linux'
+  if (process.getuid?.() !== 0) return 'network namespaces need root (ip netns add)'
+  const probe = `boltprobe${process.pid}`
+  try {
+    await sh('ip', ['netns', 'add', probe])
+  } catch (err) {
+    return `cannot create a network namespace (ip netns add): ${(err as Error).message.split('\n')[0] ?? ''}`
+  }
+  try {
+    await sh('ip', ['netns', 'exec', probe, 'nft', 'list', 'tables'])
+  } catch (err) {
+    return `nft does not work in a namespace: ${(err as Error).message.split('\n')[0] ?? ''}`
+  } finally {
+    await sh('ip', ['netns', 'del', probe]).catch(() => {})
+  }
+  return undefined
+}
+
+export interface Host { ns: string, addr: string }
+
+export class NetLab {
+  private readonly namespaces: string[] = []
+  private nextLan = 1
+  private nextNat = 1
+  readonly hub: string
+  private constructor (readonly tag: string) { this.hub = `${tag}-hub` }
+
+  /** A lab with its LAN bridge; `tag` keeps names unique (interface names stay ≤ 15 chars). */
+  static async create (): Promise<NetLab> {
+    const lab = new NetLab(`b${process.pid % 100000}`)
+    await lab.addNs(lab.hub)
+    await lab.ip(lab.hub, 'link', 'add', 'br0', 'type', 'bridge')
+    await lab.ip(lab.hub, 'link', 'set', 'br0', 'up')
+    return lab
+  }
+
+  private async addNs (ns: string): Promise<void> {
+    await sh('ip', ['netns', 'add', ns])
+    this.namespaces.push(ns)
+    await this.ip(ns, 'link', 'set', 'lo', 'up')
+  }
+
+  async ip (ns: string, ...args: string[]): Promise<string> { return await sh('ip', ['-n', ns, ...args]) }
+  async nft (ns: string, script: string): Promise<void> { await sh('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], script) }
+
+  /** Plugs a namespace into the LAN bridge with the next 10.77.0.x address. */
+  private async plug (ns: string, ifname: string): Promise<string> {
+    const i = this.nextLan++
+    const peer = `${this.tag}l${i}`
+    await sh('ip', ['link', 'add', ifname, 'netns', ns, 'type', 'veth', 'peer', 'name', peer, 'netns', this.hub])
+    await this.ip(this.hub, 'link', 'set', peer, 'master', 'br0')
+    await this.ip(this.hub, 'link', 'set', peer, 'up')
+    const addr = `10.77.0.${i}`
+    await this.ip(ns, 'addr', 'add', `${addr}/24`, 'dev', ifname)
+    await this.ip(ns, 'link', 'set', ifname, 'up')
+    return addr
+  }
+
+  /** A host on the LAN (no default route: it reaches the LAN only). Multicast routed to the LAN for mDNS. */
+  async lanHost (name: string): Promise<Host> {
+    const ns = `${this.tag}-${name}`
+    await this.addNs(ns)
+    const addr = await this.plug(ns, 'eth0')
+    await this.ip(ns, 'route', 'add', '224.0.0.0/4', 'dev', 'eth0')
+    return { ns, addr }
+  }
+
+  /**
+   * A host behind its own NAT router: router on the LAN, the host on
+   * 10.77.N.2 with the router as default gateway; the router masquerades
+   * outbound traffic and drops new inbound connections, so LAN hosts cannot
+   * dial the host (they have no route to it either).
+   */
+  async natHost (name: string): Promise<Host & { router: string }> {
+    const n = ++this.nextNat
+    const router = `${this.tag}-r${n}`
+    const ns = `${this.tag}-${name}`
+    await this.addNs(router)
+    await this.addNs(ns)
+    await this.plug(router, 'wan')
+    await sh('ip', ['link', 'add', 'lan', 'netns', router, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns])
+    await this.ip(router, 'addr', 'add', `10.77.${n}.1/24`, 'dev', 'lan')
+    await this.ip(router, 'link', 'set', 'lan', 'up')
+    await this.ip(ns, 'addr', 'add', `10.77.${n}.2/24`, 'dev', 'eth0')
+    await this.ip(ns, 'link', 'set', 'eth0', 'up')
+    await this.ip(ns, 'route', 'add', 'default', 'via', `10.77.${n}.1`)
+    await sh('ip', ['netns', 'exec', router, 'sysctl', '-qw', 'net.ipv4.ip_forward=1'])
+    await this.nft(router, `
+table ip nat {
+  chain post { type nat hook postrouting priority 100; oifname "wan" masquerade; }
+}
+table inet fw {
+  chain fwd {
+    type filter hook forward priority 0; policy drop;
+    ct state established,related accept
+    iifname "lan" oifname "wan" accept
+  }
+}
+`)
+    return { ns, addr: `10.77.${n}.2`, router }
+  }
+
+  /** Cuts a NAT host's link (router drops everything it forwards) until `restore`. */
+  async cut (router: string): Promise<void> {
+    await this.nft(router, 'table inet cut {\n  chain fwd { type filter hook forward priority -10; policy accept; drop; }\n}\n')
+  }
+
+  async restore (router: string): Promise<void> { await this.nft(router, 'delete table inet cut\n') }
+
+  async destroy (): Promise<void> {
+    for (const ns of [...this.namespaces].reverse()) await sh('ip', ['netns', 'del', ns]).catch(() => {})
+  }
+}
+
+/** An agent process inside a namespace. */
+export class NsAgent {
+  proc: ChildProcess | undefined
+  ready: ReadyLine | undefined
+  readonly stderrTail: string[] = []
+  exited: Promise<number | null> = Promise.resolve(null)
+
+  constructor (readonly name: string, readonly host: Host, readonly dataDir: string, readonly configFile: string) {}
+
+  get id (): string { return this.ready?.node.id ?? '' }
+
+  static async create (root: string, name: string, host: Host, extraToml = ''): Promise<NsAgent> {
+    const dataDir = join(root, name)
+    const configFile = join(root, `${name}.toml`)
+    await writeFile(configFile, `name = "${name}"\nlisten = ["/ip4/${host.addr}/udp/0/quic-v1", "/ip4/${host.addr}/tcp/0"]\n${extraToml}\n${FAST_TOML}`)
+    return new NsAgent(name, host, dataDir, configFile)
+  }
+
+  async start (args: string[], timeoutMs = 40_000): Promise<ReadyLine> {
+    const p = spawn('ip', ['netns', 'exec', this.host.ns, process.execPath, CLI, '--json', '--data', this.dataDir, '--config', this.configFile, '--log-level', 'info', ...args], {
+      env: { ...process.env, BOLT_LOG_JSON: '1' },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    this.proc = p
+    this.exited = new Promise(resolve => p.on('exit', (code, sig) => resolve(code ?? (sig !== null ? 128 : null))))
+    createInterface({ input: p.stderr! }).on('line', (l) => {
+      this.stderrTail.push(l)
+      if (this.stderrTail.length > 300) this.stderrTail.shift()
+    })
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.name} not ready after ${timeoutMs} ms: ${this.stderrTail.slice(-5).join(' | ')}`)), timeoutMs)
+      createInterface({ input: p.stdout! }).on('line', (l) => {
+        try {
+          const v = JSON.parse(l) as ReadyLine
+          if (v.event === 'ready') { clearTimeout(timer); this.ready = v; resolve(v) }
+        } catch {}
+      })
+      p.on('exit', (code) => { clearTimeout(timer); reject(new Error(`${this.name} exited with ${code}: ${this.stderrTail.slice(-3).join(' | ')}`)) })
+    })
+  }
+
+  async cli (args: string[], timeoutMs = 10_000): Promise<CliResult> {
+    return await new Promise((resolve, reject) => {
+      const p = spawn('ip', ['netns', 'exec', this.host.ns, process.execPath, CLI, '--data', this.dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      let stdout = ''
+      let stderr = ''
+      p.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+      p.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+      const timer = setTimeout(() => { p.kill('SIGKILL') }, timeoutMs)
+      p.on('error', reject)
+      p.on('close', (code) => { clearTimeout(timer); resolve({ code: code ?? 137, stdout, stderr }) })
+    })
+  }
+
+  async status (): Promise<StatusLike | undefined> {
+    const r = await this.cli(['status', '--json'])
+    if (r.code !== 0) return undefined
+    return JSON.parse(r.stdout) as StatusLike
+  }
+
+  async stop (): Promise<void> {
+    const p = this.proc
+    if (p === undefined || p.exitCode !== null || p.signalCode !== null) return
+    // `ip netns exec` execs node in place, so the signal reaches the agent.
+    p.kill('SIGTERM')
+    const t = setTimeout(() => p.kill('SIGKILL'), 10_000)
+    await this.exited
+    clearTimeout(t)
+  }
+}
+
+export async function tempRoot (): Promise<{ root: string, cleanup: () => Promise<void> }> {
+  const root = await mkdtemp(join(tmpdir(), 'bolt-edge-'))
+  return { root, cleanup: async () => { await rm(root, { recursive: true, force: true }) } }
+}
+
+/** The seed address of an agent on the given transport. */
+export function addrOf (a: NsAgent, transport: 'quic' | 'tcp' = 'quic'): string {
+  const addr = a.ready?.node.addrs.find(x => !x.includes('/p2p-circuit') && (transport === 'quic' ? x.includes('/quic-v1') : x.includes('/tcp/')))
+  if (addr === undefined) throw new Error(`${a.name} has no ${transport} address`)
+  return addr
+}
