@@ -74,7 +74,9 @@ async function rawTransfer (conn: Connection, size: number): Promise<number> {
   return ms
 }
 
-async function measure (kind: TransportName, size: number): Promise<{ rawMBps: number, piecesMBps: number, ratio: number, medianRatio: number }> {
+interface Measured { rawMBps: number, piecesMBps: number, ratio: number, medianRatio: number, rawCpuPerGiB: number, piecesCpuPerGiB: number }
+
+async function measure (kind: TransportName, size: number): Promise<Measured> {
   let conn: Connection | undefined
   const a = await side(() => undefined)
   const b = await side(() => conn)
@@ -101,11 +103,21 @@ async function measure (kind: TransportName, size: number): Promise<{ rawMBps: n
     // load from other processes on a shared machine does not decide the ratio.
     const raw: number[] = []
     const pieces: number[] = []
+    // CPU seconds per GiB (whole process, all threads): steadier than wall
+    // time when other work shares the machine.
+    const rawCpu: number[] = []
+    const piecesCpu: number[] = []
+    const cpuSec = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1e6
+    const perGiB = size / (1024 * MiB)
     for (let round = 0; round < ROUNDS; round++) {
+      const c0 = process.cpuUsage()
       const rawMs = await rawTransfer(conn, size)
+      rawCpu.push(cpuSec(process.cpuUsage(c0)) / perGiB)
       raw.push(size / MiB / (rawMs / 1000))
       const t0 = performance.now()
+      const c1 = process.cpuUsage()
       const stats = await b.ex.pull(digest, { size, candidates: [a.libp2p.peerId.toString()] })
+      piecesCpu.push(cpuSec(process.cpuUsage(c1)) / perGiB)
       const piecesMs = performance.now() - t0
       if (stats.bytesFromPeers < size) throw new Error(`pull moved ${stats.bytesFromPeers} of ${size} bytes`)
       pieces.push(size / MiB / (piecesMs / 1000))
@@ -113,7 +125,7 @@ async function measure (kind: TransportName, size: number): Promise<{ rawMBps: n
     }
     const rawMBps = Math.max(...raw)
     const piecesMBps = Math.max(...pieces)
-    return { rawMBps, piecesMBps, ratio: piecesMBps / rawMBps, medianRatio: median(pieces) / median(raw) }
+    return { rawMBps, piecesMBps, ratio: piecesMBps / rawMBps, medianRatio: median(pieces) / median(raw), rawCpuPerGiB: median(rawCpu), piecesCpuPerGiB: median(piecesCpu) }
   } finally {
     for (const s of [b, a]) {
       await s.ex.stop()
@@ -139,10 +151,14 @@ export const scenario: Scenario = {
         tcpPiecesMBps: tcp.piecesMBps,
         tcpRatio: tcp.ratio,
         tcpMedianRatio: tcp.medianRatio,
+        tcpRawCpuSecPerGiB: tcp.rawCpuPerGiB,
+        tcpPiecesCpuSecPerGiB: tcp.piecesCpuPerGiB,
         quicRawMBps: quic.rawMBps,
         quicPiecesMBps: quic.piecesMBps,
         quicRatio: quic.ratio,
-        quicMedianRatio: quic.medianRatio
+        quicMedianRatio: quic.medianRatio,
+        quicRawCpuSecPerGiB: quic.rawCpuPerGiB,
+        quicPiecesCpuSecPerGiB: quic.piecesCpuPerGiB
       },
       goal: `tcpRatio >= ${goal} and quicRatio >= ${goal}`,
       met: tcp.ratio >= goal && quic.ratio >= goal,

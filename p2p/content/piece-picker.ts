@@ -11,8 +11,9 @@
 // live peer has it, and then only if it is this node's share among the
 // nodes pulling the same blob right now (index mod k = rank), or when it
 // has waited `registryDeadlineMs` for a peer to get it, and never while a
-// live peer reports fetching that piece from the registry itself — so
-// parallel first pulls split the registry egress instead of each taking it all.
+// peer that is making progress claims that piece for the registry itself
+// (the lowest peer id wins a double claim) — so parallel first pulls split
+// the registry egress instead of each taking it all.
 import { Bitfield } from './bitfield.js'
 
 export const DEFAULT_MAX_INFLIGHT_PER_PEER = 4
@@ -34,7 +35,7 @@ export const DEFAULT_ENDGAME_DUPLICATES = 2
 export const IDLE_QUERY_FACTOR = 5
 /** After a registry failure, wait this long before the next registry request; give up after MAX failures in a row. */
 export const REGISTRY_RETRY_MS = 500
-/** How many registry deadlines a piece may stay "being fetched by a peer" before this node fetches it anyway. */
+/** A peer whose bitfield has not grown for this many registry deadlines is not believed when it claims pieces. */
 export const COVER_FACTOR = 4
 export const MAX_REGISTRY_FAILURES = 5
 /** Without a registry, give up when no live peer has a missing piece for this long. */
@@ -69,8 +70,10 @@ export interface PickerConfig {
 
 interface PeerState {
   have: Bitfield | null
-  /** Pieces the peer is fetching from the registry right now. */
+  /** Pieces the peer fetches or will fetch from the registry (its claims). */
   fetching: Bitfield | null
+  /** When its bitfield last grew (or it first answered): claims of a peer stuck longer are not believed. */
+  lastChange: number
   pulling: boolean
   inflight: Map<number, number>
   queryInflight: boolean
@@ -85,7 +88,8 @@ export class PiecePicker {
   /** index → sources it is in flight from. */
   private readonly inflight = new Map<number, Set<Source>>()
   private readonly waitSince = new Map<number, number>()
-  private readonly coveredSince = new Map<number, number>()
+  private claimed: Bitfield
+  private lastNow: number
   private readonly order: number[]
   private registryInflight = 0
   private registryFailures = 0
@@ -111,6 +115,8 @@ export class PiecePicker {
     this.have = have.clone()
     this.startedAt = now
     this.lastProgress = now
+    this.lastNow = now
+    this.claimed = new Bitfield(cfg.pieceCount)
     // A per-node order for ties, so nodes starting together do not all chase the same piece.
     this.order = Array.from({ length: cfg.pieceCount }, (_, i) => i)
     let seed = hashString(cfg.self)
@@ -131,7 +137,7 @@ export class PiecePicker {
 
   addPeer (peer: string): void {
     if (peer === this.cfg.self || this.banned.has(peer) || this.peers.has(peer)) return
-    this.peers.set(peer, { have: null, fetching: null, pulling: false, inflight: new Map(), queryInflight: false, lastQuery: -Infinity })
+    this.peers.set(peer, { have: null, fetching: null, lastChange: this.lastNow, pulling: false, inflight: new Map(), queryInflight: false, lastQuery: -Infinity })
   }
 
   /** A bitfield answer (or `null` when the peer holds nothing of this blob). */
@@ -140,21 +146,30 @@ export class PiecePicker {
     if (p === undefined) return
     p.queryInflight = false
     if (have !== null && have.length !== this.cfg.pieceCount) have = null
+    const before = p.have?.count() ?? -1
     p.have = have ?? new Bitfield(this.cfg.pieceCount)
+    if (p.have.count() > before) p.lastChange = this.lastNow
     p.pulling = pulling
     p.fetching = fetching !== undefined && fetching.length === this.cfg.pieceCount ? fetching : null
   }
 
-  /** Pieces this node is fetching from the registry now (told to peers so they do not fetch them too). */
+  /**
+   * Pieces this node fetches or will fetch from the registry (in flight, or
+   * its share not yet started), told to peers so they do not fetch them too.
+   */
   registryFetching (): Bitfield {
-    const b = new Bitfield(this.cfg.pieceCount)
+    const b = this.claimed.clone()
     for (const [i, s] of this.inflight) if (s.has('registry')) b.set(i)
     return b
   }
 
-  private fetchedElsewhere (index: number): boolean {
-    for (const p of this.peers.values()) if (p.fetching?.get(index) === true) return true
-    return false
+  /** Live peers that claim piece `index` for the registry and made progress lately. */
+  private claimers (index: number, now: number): string[] {
+    const out: string[] = []
+    for (const [id, p] of this.peers) {
+      if (p.fetching?.get(index) === true && now - p.lastChange < this.cfg.registryDeadlineMs * COVER_FACTOR) out.push(id)
+    }
+    return out
   }
 
   queryFailed (peer: string): void {
@@ -238,6 +253,7 @@ export class PiecePicker {
 
   /** Everything to do now. Call after every event and periodically. */
   tick (now: number): PickerAction[] {
+    this.lastNow = now
     if (this.finished) return []
     const out: PickerAction[] = []
     if (this.done) {
@@ -307,27 +323,32 @@ export class PiecePicker {
       }
       const allAnswered = [...this.peers.values()].every(p => p.have !== null)
       const mayStart = allAnswered || now - this.startedAt >= this.cfg.startDelayMs
-      if (mayStart && now >= this.registryRetryAt) {
+      if (mayStart) {
         const pullers = [this.cfg.self, ...[...this.peers.entries()].filter(([, p]) => p.pulling).map(([id]) => id)].sort()
         const rank = pullers.indexOf(this.cfg.self)
         const k = pullers.length
+        const claimed = new Bitfield(this.cfg.pieceCount)
         for (const i of missing) {
-          if (this.registryInflight >= this.cfg.maxRegistryInflight) break
+          if ((this.inflight.get(i)?.has('registry')) === true) { claimed.set(i); continue }
           if ((this.inflight.get(i)?.size ?? 0) > 0 || (avail.get(i) as number) > 0) continue
-          // A live peer already fetches it from the registry: wait for it to have it.
-          // (A peer that stays "fetching" for COVER_FACTOR deadlines is not believed any more.)
-          if (this.fetchedElsewhere(i)) {
-            const since = this.coveredSince.get(i) ?? now
-            this.coveredSince.set(i, since)
-            this.waitSince.set(i, now)
-            if (now - since < this.cfg.registryDeadlineMs * COVER_FACTOR) continue
-          }
+          // Peers making progress that claim the piece (fetching it, or about
+          // to as their share): the lowest id among claimers fetches it, the
+          // rest wait for it to show up in a bitfield.
+          const claimers = this.claimers(i, now)
           const mine = i % k === rank
           const waited = now - (this.waitSince.get(i) ?? now) >= this.cfg.registryDeadlineMs
-          if (!mine && !waited) continue
+          if (claimers.length > 0) {
+            this.waitSince.set(i, now)
+            if (!mine || claimers.some(c => c < this.cfg.self)) continue
+          } else if (!mine && !waited) {
+            continue
+          }
+          claimed.set(i)
+          if (this.registryInflight >= this.cfg.maxRegistryInflight || now < this.registryRetryAt) continue
           this.startRequest('registry', i, now)
           out.push({ type: 'registry', index: i })
         }
+        this.claimed = claimed
       }
     } else {
       const anyInflight = missing.some(i => (this.inflight.get(i)?.size ?? 0) > 0)

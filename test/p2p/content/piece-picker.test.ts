@@ -35,11 +35,11 @@ function run (opts: { seed: number, pieces: number, pullers: string[], peers: Re
     const sp = opts.peers[peer]
     return sp === undefined ? pickers.has(peer) : sp.vanishAt === undefined || sim.now < sp.vanishAt
   }
-  const haveOf = (peer: string): { have: Bitfield, pulling: boolean } => {
+  const haveOf = (peer: string): { have: Bitfield, pulling: boolean, fetching?: Bitfield } => {
     const sp = opts.peers[peer]
     if (sp !== undefined) return { have: sp.have, pulling: false }
     const pk = pickers.get(peer) as PiecePicker
-    return { have: pk.have, pulling: !results.has(peer) }
+    return { have: pk.have, pulling: !results.has(peer), fetching: pk.registryFetching() }
   }
   const handle = (id: string, pk: PiecePicker, actions: PickerAction[]): void => {
     for (const a of actions) {
@@ -50,7 +50,7 @@ function run (opts: { seed: number, pieces: number, pullers: string[], peers: Re
           sim.later(id, 1 + sim.rand(5), () => {
             if (!alive(a.peer)) { pk.queryFailed(a.peer); return }
             const h = haveOf(a.peer)
-            pk.peerHave(a.peer, h.have.clone(), h.pulling)
+            pk.peerHave(a.peer, h.have.clone(), h.pulling, h.fetching)
           })
           break
         case 'request':
@@ -127,6 +127,7 @@ t.test('no registry and no peer with the pieces: the pull fails instead of hangi
 })
 
 t.test('4 pullers at once share the registry: egress stays near one copy', async t => {
+  // (Pullers tell each other which pieces they claim for the registry.)
   for (const seed of [11, 12, 13]) {
     const { sim, results } = run({ seed, pieces: 64, pullers: ['n1', 'n2', 'n3', 'n4'], peers: {}, registry: true })
     t.same([...results.values()], ['done', 'done', 'done', 'done'], `seed ${seed}`)
@@ -155,8 +156,9 @@ t.test('property: any peers, any corruption, any vanishing — invariants hold a
   t.pass('60 random runs')
 })
 
-t.test('a piece a peer is fetching from the registry is not fetched again, until that peer is gone', async t => {
-  const pk = new PiecePicker({ pieceCount: 2, self: 'A', registry: true, registryDeadlineMs: 100 }, new Bitfield(2), 0)
+t.test('pieces a peer claims for the registry are not fetched again, until that peer is gone', async t => {
+  // C's share under k=2 would be piece 1; B (a lower id) claims both, so C yields.
+  const pk = new PiecePicker({ pieceCount: 2, self: 'C', registry: true, registryDeadlineMs: 100 }, new Bitfield(2), 0)
   pk.addPeer('B')
   const fetching = new Bitfield(2)
   fetching.set(0)
@@ -165,9 +167,11 @@ t.test('a piece a peer is fetching from the registry is not fetched again, until
   for (let now = 0; now < 300; now += 10) {
     const regs = pk.tick(now).filter(a => a.type === 'registry')
     t.same(regs, [], `t=${now}: waits for B`)
+    if (now === 100) t.same(pk.registryFetching().count(), 0, 'C claims nothing')
     pk.checkInvariants()
   }
   pk.peerGone('B')
   const regs = pk.tick(310).filter(a => a.type === 'registry').map(a => a.type === 'registry' ? a.index : -1)
-  t.same(regs.sort(), [0, 1], 'B gone: A fetches both')
+  t.same(regs.sort(), [0, 1], 'B gone: C fetches both')
+  t.equal(pk.registryFetching().count(), 2, 'and claims them')
 })
