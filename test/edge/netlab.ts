@@ -95,9 +95,10 @@ export class NetLab {
    * A host behind its own NAT router: router on the LAN, the host on
    * 10.77.N.2 with the router as default gateway; the router masquerades
    * outbound traffic and drops new inbound connections, so LAN hosts cannot
-   * dial the host (they have no route to it either).
+   * dial the host (they have no route to it either). `reachOnly`: the
+   * host may open connections to these LAN addresses only.
    */
-  async natHost (name: string): Promise<Host & { router: string }> {
+  async natHost (name: string, opts: { reachOnly?: string[] } = {}): Promise<Host & { router: string }> {
     const n = ++this.nextNat
     const router = `${this.tag}-r${n}`
     const ns = `${this.tag}-${name}`
@@ -116,10 +117,10 @@ table ip nat {
   chain post { type nat hook postrouting priority 100; oifname "wan" masquerade; }
 }
 table inet fw {
-  chain fwd {
+  chain forwarding {
     type filter hook forward priority 0; policy drop;
     ct state established,related accept
-    iifname "lan" oifname "wan" accept
+    iifname "lan" oifname "wan" ${opts.reachOnly !== undefined ? `ip daddr { ${opts.reachOnly.join(', ')} } ` : ''}accept
   }
 }
 `)
@@ -128,7 +129,7 @@ table inet fw {
 
   /** Cuts a NAT host's link (router drops everything it forwards) until `restore`. */
   async cut (router: string): Promise<void> {
-    await this.nft(router, 'table inet cut {\n  chain fwd { type filter hook forward priority -10; policy accept; drop; }\n}\n')
+    await this.nft(router, 'table inet cut {\n  chain forwarding { type filter hook forward priority -10; policy accept; counter drop; }\n}\n')
   }
 
   async restore (router: string): Promise<void> { await this.nft(router, 'delete table inet cut\n') }

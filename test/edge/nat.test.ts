@@ -1,0 +1,69 @@
+// Issue "Edge reach", on a network of namespaces: an agent behind NAT joins
+// with the ordinary `join`, is reachable for the cluster's protocols through
+// a relay, and comes back by itself after its link is cut and restored.
+import t from 'tap'
+import { waitFor, type StatusLike } from '../../scenarios/harness.js'
+import { addrOf, NetLab, netnsUnavailable, NsAgent, sh, tempRoot } from './netlab.js'
+
+const why = await netnsUnavailable()
+if (why !== undefined) {
+  t.plan(0, `edge NAT tests need network namespaces: ${why}`)
+} else {
+  t.test('an agent behind NAT joins, is seen alive by all, and survives a cut link', async t => {
+    const lab = await NetLab.create()
+    const { root, cleanup } = await tempRoot()
+    const agents: NsAgent[] = []
+    t.teardown(async () => {
+      await Promise.all(agents.map(async a => { await a.stop().catch(() => {}) }))
+      await lab.destroy()
+      await cleanup()
+    })
+    const s1 = await lab.lanHost('s1')
+    const s2 = await lab.lanHost('s2')
+    // The NATed agent may open connections to a0 only: a1 and it can reach
+    // each other only through a0's relay.
+    const n = await lab.natHost('n', { reachOnly: [s1.addr] })
+
+    const a0 = await NsAgent.create(root, 'a0', s1)
+    const a1 = await NsAgent.create(root, 'a1', s2)
+    const edge = await NsAgent.create(root, 'edge', n, 'profile = "edge"\n')
+    agents.push(a0, a1, edge)
+    await a0.start(['init'])
+    const token = a0.ready!.token
+    await a1.start(['join', addrOf(a0), '--token', token])
+    await edge.start(['join', addrOf(a0), '--token', token])
+
+    await t.rejects(sh('ip', ['-n', s2.ns, 'route', 'get', n.addr]), 'the members have no route to the NATed agent')
+
+    const sees = (s: StatusLike | undefined, id: string, state: string): boolean => s?.members.find(m => m.id === id)?.state === state
+    const allAlive = async (): Promise<boolean> => {
+      for (const a of agents) {
+        const s = await a.status()
+        if (s === undefined || s.members.filter(m => m.state === 'alive').length !== 3) return false
+      }
+      return true
+    }
+    const formed = await waitFor(allAlive, 30_000, 500)
+    t.ok(formed >= 0, `all three see three members alive (took ${formed} ms)`)
+    if (formed < 0) {
+      for (const a of agents) t.comment(a.name, JSON.stringify(await a.status()), a.stderrTail.slice(-8).join('\n'))
+      return
+    }
+    const view = await a1.status()
+    const edgeAddrs = view?.members.find(m => m.id === edge.id)?.addrs ?? []
+    t.ok(edgeAddrs.some(a => a.includes('/p2p-circuit/p2p/' + edge.id)), `the members gossip a relayed address for it (${edgeAddrs.join(' ')})`)
+    t.ok(edgeAddrs.every(a => a.includes('/p2p-circuit') || a.includes(n.addr)), 'and only its own or relayed addresses')
+
+    await t.test('cut its link, restore it: alive again without a restart', async t => {
+      await lab.cut(n.router)
+      const dead = await waitFor(async () => sees(await a0.status(), edge.id, 'dead') && sees(await a1.status(), edge.id, 'dead'), 30_000, 500)
+      t.ok(dead >= 0, `the members declare it dead while cut (after ${dead} ms)`)
+      await lab.restore(n.router)
+      // FAST_TOML: push-pull every 5 s; dead members are retried twice per push-pull interval.
+      const back = await waitFor(allAlive, 20_000, 500)
+      t.ok(back >= 0, `all see all alive again after the link returns (took ${back} ms)`)
+      t.equal(edge.proc?.exitCode, null, 'the same process: no restart')
+      if (back < 0) for (const a of agents) t.comment(a.name, JSON.stringify(await a.status()), a.stderrTail.slice(-8).join('\n'))
+    })
+  })
+}
