@@ -119,7 +119,8 @@ export class Admission {
 
   async start (libp2p: Libp2p): Promise<void> {
     this.libp2p = libp2p
-    await libp2p.handle(ADMIT_PROTOCOL, (stream, conn) => { void this.handleInbound(stream, conn) }, { maxInboundStreams: 4 })
+    // Relayed connections with relay limits are "limited": admission must still run on them.
+    await libp2p.handle(ADMIT_PROTOCOL, (stream, conn) => { void this.handleInbound(stream, conn) }, { maxInboundStreams: 4, runOnLimitedConnection: true })
     libp2p.addEventListener('connection:open', this.onConnOpen)
     libp2p.addEventListener('peer:disconnect', this.onPeerDisconnect)
   }
@@ -168,7 +169,11 @@ export class Admission {
       void this.ensureAdmitted(peer, AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS)).then(
         async () => { await handler(stream, conn) },
         () => { stream.abort(new NotAdmittedError('not admitted')) }
-      )
+      ).catch((err: Error) => {
+        // libp2p's registrar catches a handler's rejection; here we called it, so we must
+        // (kad-dht's handler rejects on a peer's EOF, which would end the process).
+        stream.abort(err)
+      })
     }
   }
 
@@ -190,7 +195,7 @@ export class Admission {
     if (this.blocked.has(peerId)) throw new NotAdmittedError(`${peerId} is cut off by a fault hook`)
     const conn = libp2p.getConnections().find(c => c.remotePeer.toString() === peerId && c.status === 'open')
     if (conn === undefined) throw new NotAdmittedError(`not connected to ${peerId}`)
-    const stream = await conn.newStream(ADMIT_PROTOCOL, { signal: signal ?? AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS) })
+    const stream = await conn.newStream(ADMIT_PROTOCOL, { signal: signal ?? AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS), runOnLimitedConnection: true })
     const welcome = await this.dialerExchange(stream, conn, 'member', secrets.clusterKey, secrets.clusterId, signal)
     if (welcome.joinSecret !== undefined && welcome.secretVersion > (this.secrets?.secretVersion ?? 0)) {
       this.secrets = { ...secrets, joinSecret: welcome.joinSecret, secretVersion: welcome.secretVersion }
@@ -204,7 +209,7 @@ export class Admission {
     const libp2p = this.requireLibp2p()
     const sig = signal ?? AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS * 2)
     const conn = await libp2p.dial(addr, { signal: sig })
-    const stream = await conn.newStream(ADMIT_PROTOCOL, { signal: sig })
+    const stream = await conn.newStream(ADMIT_PROTOCOL, { signal: sig, runOnLimitedConnection: true })
     const welcome = await this.dialerExchange(stream, conn, 'join', token.secret, token.clusterId, sig)
     if (welcome.clusterKey === undefined || clusterKeyFingerprint(Buffer.from(welcome.clusterKey, 'hex')) !== token.fingerprint) {
       await conn.close().catch(() => {})
