@@ -26,6 +26,8 @@ export const MAX_PROVIDERS_PER_PULL = 16
 export const DEAD_PEER_MS = 60_000
 /** A replicate request waits this long for the peer to pull and pin everything. */
 export const REPLICATE_TIMEOUT_MS = 10 * 60_000
+/** How often peers dropped from a pull (timeout, broken stream) are tried again. */
+export const REVIVE_PEERS_MS = 2_000
 /** Bytes around a piece on the wire: its header frame and length prefixes. */
 const FRAME_OVERHEAD = 4096
 /** The pull loop looks at the clock at least this often (timeouts, re-queries). */
@@ -320,6 +322,8 @@ class ActivePull {
   private readonly picker: PiecePicker
   private readonly channels = new Map<string, Promise<PeerChannel>>()
   private readonly peerHashes = new Map<string, Uint8Array>()
+  private readonly known = new Set<string>()
+  private lastRevive = Date.now()
   private trusted: Uint8Array | undefined
   private readonly ops = new Set<Promise<void>>()
   private wake: (() => void) | undefined
@@ -357,8 +361,17 @@ class ActivePull {
   private addPeer (peer: string): void {
     const { self, isDead } = this.ex.internals
     if (this.registryOnly || peer === self || isDead(peer) || this.ex.bannedPeers.has(peer)) return
+    this.known.add(peer)
     this.picker.addPeer(peer)
     this.poke()
+  }
+
+  /** Peers dropped for a timeout or a broken stream get another chance (banned and dead ones do not). */
+  private revive (now: number): void {
+    if (now - this.lastRevive < REVIVE_PEERS_MS) return
+    this.lastRevive = now
+    const live = new Set(this.picker.livePeers())
+    for (const p of this.known) if (!live.has(p) && !this.picker.isBanned(p)) this.addPeer(p)
   }
 
   private poke (): void {
@@ -373,6 +386,7 @@ class ActivePull {
     try {
       for (;;) {
         if (this.signal.aborted) throw new PullAbortedError(`pull of ${this.digest} aborted`, { cause: this.signal.reason })
+        this.revive(Date.now())
         const actions = this.picker.tick(Date.now())
         for (const a of actions) {
           if (a.type === 'done') {
