@@ -53,6 +53,8 @@ export interface BlobStoreEvents {
 export type BlobSource = Uint8Array | AsyncIterable<Uint8Array> | Readable
 
 const RefsSchema = z.record(z.string(), z.array(z.string()))
+/** Piece manifests kept in memory (a few KiB each). */
+const MANIFEST_CACHE_ENTRIES = 1024
 /** Last-access times are written to disk at most this often per blob (they only order eviction). */
 const ACCESS_PERSIST_MS = 60_000
 
@@ -66,6 +68,8 @@ export class BlobStore {
   private readonly partialOpening = new Map<string, Promise<PartialBlob>>()
   private refs = new Map<string, Set<string>>()
   private refsWrite: Promise<void> = Promise.resolve()
+  /** Piece manifests in memory: every have? answer for a complete blob needs one. */
+  private readonly manifestCache = new Map<string, PieceManifest>()
 
   private constructor (opts: BlobStoreOptions) {
     this.root = opts.root
@@ -226,8 +230,10 @@ export class BlobStore {
     digestHex(digest)
     if (!this.blobs.has(digest)) return false
     this.blobs.delete(digest)
+    for (const k of [...this.manifestCache.keys()]) if (k.startsWith(digest + '.')) this.manifestCache.delete(k)
     await rm(this.blobPath(digest), { force: true })
-    await rm(join(this.metaDir, digestHex(digest)), { force: true })
+    const hex = digestHex(digest)
+    for (const name of await readdir(this.metaDir)) if (name.startsWith(hex + '.')) await rm(join(this.metaDir, name), { force: true })
     await fsyncDir(this.blobDir)
     this.events.emit('removed', digest)
     return true
@@ -308,10 +314,13 @@ export class BlobStore {
   async pieceManifest (digest: string, pieceSize = this.pieceSize): Promise<PieceManifest> {
     const b = this.blobs.get(digest)
     if (b === undefined) throw new BlobNotFoundError(`blob ${digest} is not in the store`)
+    const key = `${digest}.${pieceSize}`
+    const cached = this.manifestCache.get(key)
+    if (cached !== undefined && cached.size === b.size) return cached
     const file = join(this.metaDir, `${digestHex(digest)}.${pieceSize}`)
     try {
       const m = PieceManifestSchema.parse(decode(await readFile(file)))
-      if (m.digest === digest && m.size === b.size) return m
+      if (m.digest === digest && m.size === b.size) { this.cacheManifest(key, m); return m }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as Error).name !== 'ZodError') throw err
     }
@@ -338,7 +347,16 @@ export class BlobStore {
     return m
   }
 
+  private cacheManifest (key: string, m: PieceManifest): void {
+    if (this.manifestCache.size >= MANIFEST_CACHE_ENTRIES) {
+      const oldest = this.manifestCache.keys().next().value
+      if (oldest !== undefined) this.manifestCache.delete(oldest)
+    }
+    this.manifestCache.set(key, m)
+  }
+
   async savePieceManifest (m: PieceManifest): Promise<void> {
+    this.cacheManifest(`${m.digest}.${m.pieceSize}`, m)
     await writeFileAtomic(join(this.metaDir, `${digestHex(m.digest)}.${m.pieceSize}`), encode(m), this.tmpDir)
   }
 

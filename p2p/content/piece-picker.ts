@@ -33,6 +33,8 @@ export const DEFAULT_START_DELAY_MS = 2_000
 export const DEFAULT_ENDGAME_DUPLICATES = 2
 /** Peers holding nothing we need are re-queried this many times less often. */
 export const IDLE_QUERY_FACTOR = 5
+/** A peer whose answers bring nothing new is asked at most this many times less often (doubling per answer). */
+export const MAX_QUERY_BACKOFF = 8
 /** After a registry failure, wait this long before the next registry request; give up after MAX failures in a row. */
 export const REGISTRY_RETRY_MS = 500
 /** A peer whose bitfield has not grown for this many registry deadlines is not believed when it claims pieces. */
@@ -74,6 +76,8 @@ interface PeerState {
   fetching: Bitfield | null
   /** When its bitfield last grew (or it first answered): claims of a peer stuck longer are not believed. */
   lastChange: number
+  /** Answers in a row that brought nothing new: the next query waits longer (bounded back-off). */
+  unchanged: number
   pulling: boolean
   inflight: Map<number, number>
   queryInflight: boolean
@@ -137,7 +141,7 @@ export class PiecePicker {
 
   addPeer (peer: string): void {
     if (peer === this.cfg.self || this.banned.has(peer) || this.peers.has(peer)) return
-    this.peers.set(peer, { have: null, fetching: null, lastChange: this.lastNow, pulling: false, inflight: new Map(), queryInflight: false, lastQuery: -Infinity })
+    this.peers.set(peer, { have: null, fetching: null, lastChange: this.lastNow, unchanged: 0, pulling: false, inflight: new Map(), queryInflight: false, lastQuery: -Infinity })
   }
 
   /** A bitfield answer (or `null` when the peer holds nothing of this blob). */
@@ -148,7 +152,12 @@ export class PiecePicker {
     if (have !== null && have.length !== this.cfg.pieceCount) have = null
     const before = p.have?.count() ?? -1
     p.have = have ?? new Bitfield(this.cfg.pieceCount)
-    if (p.have.count() > before) p.lastChange = this.lastNow
+    if (p.have.count() > before) {
+      p.lastChange = this.lastNow
+      p.unchanged = 0
+    } else {
+      p.unchanged = Math.min(p.unchanged + 1, 16)
+    }
     p.pulling = pulling
     p.fetching = fetching !== undefined && fetching.length === this.cfg.pieceCount ? fetching : null
   }
@@ -275,7 +284,8 @@ export class PiecePicker {
       if (p.queryInflight) continue
       // A peer with nothing we need is asked again only now and then: it may start pulling too.
       const needsNothing = p.have !== null && !this.peerHasMissing(p.have) && !p.pulling
-      const interval = needsNothing ? this.cfg.queryIntervalMs * IDLE_QUERY_FACTOR : this.cfg.queryIntervalMs
+      const backoff = Math.min(2 ** p.unchanged, MAX_QUERY_BACKOFF)
+      const interval = this.cfg.queryIntervalMs * (needsNothing ? Math.max(IDLE_QUERY_FACTOR, backoff) : backoff)
       if (p.have === null || now - p.lastQuery >= interval) {
         if (p.have !== null && p.have.isComplete()) continue
         p.queryInflight = true
