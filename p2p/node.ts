@@ -32,7 +32,13 @@ export interface BoltNodeInit {
   reach?: ReachabilityOptions
   /** WebSockets listen addresses (browser clients); empty or absent: no WebSockets transport. */
   websockets?: string[]
+  /** Open connections kept at most (libp2p prunes beyond); default DEFAULT_MAX_CONNECTIONS. */
+  maxConnections?: number
 }
+
+export const DEFAULT_MAX_CONNECTIONS = 512
+/** For edge agents: small machines keep fewer connections (SWIM redials a pruned member when it probes it). */
+export const EDGE_MAX_CONNECTIONS = 64
 
 /** Protocols of the reachability services that admission guards (see guardServiceProtocols). */
 export const REACHABILITY_GUARDED_PROTOCOLS = [RELAY_HOP_PROTOCOL, AUTONAT_PROTOCOL]
@@ -71,7 +77,7 @@ export async function createBoltNode (init: BoltNodeInit): Promise<BoltLibp2p> {
       denyOutboundEncryptedConnection: (peerId) => admission.isBanned(peerId.toString())
     },
     // All agents on one host (tests, scenarios) dial from one IP: lift the per-host inbound rate limit.
-    connectionManager: { maxConnections: 512, inboundConnectionThreshold: 1000, maxIncomingPendingConnections: 128 },
+    connectionManager: { maxConnections: init.maxConnections ?? DEFAULT_MAX_CONNECTIONS, inboundConnectionThreshold: 1000, maxIncomingPendingConnections: 128 },
     services: {
       identify: identify(),
       ping: ping(),
