@@ -18,6 +18,8 @@ import { PieceServer } from './piece-server.js'
 import { bytesEqual, DEFAULT_PIECE_SIZE, HASH_BYTES, hashPieceAsync, pieceCount, pieceRange, pieceSizeFor } from './pieces.js'
 import type { ProviderSource } from './providers.js'
 
+/** 32 × 4 MiB = 128 MiB of pieces on the way at most, enough to keep several peers busy. */
+export const DEFAULT_MAX_PIECE_REQUESTS = 32
 /** Concurrent piece uploads per node. */
 export const DEFAULT_UPLOAD_SLOTS = 8
 /** Providers taken from a DHT lookup per pull. */
@@ -45,6 +47,8 @@ export interface PieceExchangeInit {
   /** Picker tuning (deadlines, pipelining); defaults are the picker's. */
   picker?: Partial<Omit<PickerConfig, 'pieceCount' | 'self' | 'registry'>>
   onReplicate?: (from: string, owner: string, blobs: Array<{ digest: string, size: number }>, signal: AbortSignal) => Promise<void>
+  /** Piece requests in flight at once across all pulls of this node (bounds memory: each may bring a piece). */
+  maxPieceRequests?: number
   /** Serve corrupted pieces: only for tests of the lying-peer path. */
   corruptPieces?: boolean
 }
@@ -96,6 +100,8 @@ export class PieceExchange {
   readonly counters: ExchangeCounters = { bytesFromPeers: 0, bytesFromRegistry: 0, bytesServed: 0 }
   readonly bannedPeers = new Set<string>()
   private started = false
+  private pieceRequestsInFlight = 0
+  private readonly maxPieceRequests: number
   private replicateHandler: PieceExchangeInit['onReplicate']
   private readonly onAdded = (digest: string): void => { this.announce(digest) }
   private readonly onRemoved = (digest: string): void => { this.withdraw(digest) }
@@ -103,6 +109,7 @@ export class PieceExchange {
   constructor (init: PieceExchangeInit) {
     this.init = { ...init }
     this.replicateHandler = init.onReplicate
+    this.maxPieceRequests = init.maxPieceRequests ?? DEFAULT_MAX_PIECE_REQUESTS
     this.self = init.libp2p.peerId.toString()
     this.pieceSize = init.pieceSize ?? init.store.pieceSize ?? DEFAULT_PIECE_SIZE
     this.server = new PieceServer({
@@ -244,6 +251,16 @@ export class PieceExchange {
       }
     }
   }
+
+  /** Piece requests this node may still start (node-wide cap across pulls). */
+  requestBudget (): number {
+    return Math.max(0, this.maxPieceRequests - this.pieceRequestsInFlight)
+  }
+
+  /** @internal */
+  pieceRequestStarted (): void { this.pieceRequestsInFlight++ }
+  /** @internal */
+  pieceRequestEnded (): void { this.pieceRequestsInFlight-- }
 
   /** Who answers a peer's request to hold replicas (objects). */
   setReplicateHandler (h: PieceExchangeInit['onReplicate']): void {
@@ -387,7 +404,7 @@ class ActivePull {
       for (;;) {
         if (this.signal.aborted) throw new PullAbortedError(`pull of ${this.digest} aborted`, { cause: this.signal.reason })
         this.revive(Date.now())
-        const actions = this.picker.tick(Date.now())
+        const actions = this.picker.tick(Date.now(), this.ex.requestBudget())
         for (const a of actions) {
           if (a.type === 'done') {
             // Endgame duplicates still in flight are not needed any more.
@@ -506,6 +523,15 @@ class ActivePull {
   }
 
   private async fetchFromPeer (peer: string, index: number): Promise<void> {
+    this.ex.pieceRequestStarted()
+    try {
+      await this.fetchFromPeerCounted(peer, index)
+    } finally {
+      this.ex.pieceRequestEnded()
+    }
+  }
+
+  private async fetchFromPeerCounted (peer: string, index: number): Promise<void> {
     let data: Uint8Array
     try {
       const ch = await this.channel(peer)

@@ -261,7 +261,12 @@ export class PiecePicker {
   }
 
   /** Everything to do now. Call after every event and periodically. */
-  tick (now: number): PickerAction[] {
+  /**
+   * `requestBudget` bounds new piece requests this tick (the node-wide cap
+   * on pieces in flight across all pulls, shared by the caller).
+   */
+  tick (now: number, requestBudget = Number.POSITIVE_INFINITY): PickerAction[] {
+    let budget = requestBudget
     this.lastNow = now
     if (this.finished) return []
     const out: PickerAction[] = []
@@ -301,8 +306,9 @@ export class PiecePicker {
     for (const [peer, p] of this.peers) {
       if (p.have === null) continue
       for (const i of byRarity) {
-        if (p.inflight.size >= this.cfg.maxInflightPerPeer) break
+        if (p.inflight.size >= this.cfg.maxInflightPerPeer || budget <= 0) break
         if (!p.have.get(i) || (this.inflight.get(i)?.size ?? 0) > 0) continue
+        budget--
         this.startRequest(peer, i, now)
         out.push({ type: 'request', peer, index: i })
       }
@@ -312,9 +318,10 @@ export class PiecePicker {
       for (const [peer, p] of this.peers) {
         if (p.have === null) continue
         for (const i of byRarity) {
-          if (p.inflight.size >= this.cfg.maxInflightPerPeer) break
+          if (p.inflight.size >= this.cfg.maxInflightPerPeer || budget <= 0) break
           const s = this.inflight.get(i)
           if (!p.have.get(i) || s === undefined || s.has(peer) || s.size >= this.cfg.endgameDuplicates) continue
+          budget--
           this.startRequest(peer, i, now)
           out.push({ type: 'request', peer, index: i })
         }
