@@ -46,18 +46,30 @@ export class RelaySlot {
   /** True while some relay holds a slot for us (a relayed address is listed). */
   held (): boolean { return this.libp2p.getMultiaddrs().some(isRelayed) }
 
-  /** Tries once now, then keeps checking in the background. */
+  /** Tries once now, then keeps checking in the background, and as soon as a relay-capable peer is identified. */
   async start (): Promise<void> {
-    this.timer = setInterval(() => { this.running ??= this.check().finally(() => { this.running = undefined }) }, this.checkMs)
+    this.timer = setInterval(() => { void this.schedule() }, this.checkMs)
     this.timer.unref()
-    this.running = this.check().finally(() => { this.running = undefined })
-    await this.running
+    // After a cut, the first connection back to a relay is the moment to reserve again.
+    this.libp2p.addEventListener('peer:identify', this.onIdentify)
+    await this.schedule()
   }
 
   stop (): void {
     this.stopped = true
+    this.libp2p.removeEventListener('peer:identify', this.onIdentify)
     if (this.timer !== undefined) clearInterval(this.timer)
     this.timer = undefined
+  }
+
+  private readonly onIdentify = (evt: CustomEvent<{ protocols: string[] }>): void => {
+    if (evt.detail.protocols.includes(RELAY_HOP_PROTOCOL) && !this.held()) void this.schedule()
+  }
+
+  /** One check at a time. */
+  private async schedule (): Promise<void> {
+    this.running ??= this.check().finally(() => { this.running = undefined })
+    await this.running
   }
 
   /** Connected, non-relayed peers that offer the relay protocol, ones not tried lately first. */
