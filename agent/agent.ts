@@ -122,6 +122,7 @@ export class Agent {
       throw new UserError(`cannot listen on ${this.config.listen.join(', ')}: ${(err as Error).message} (pick other --listen addresses)`)
     }
     await this.admission.start(this.libp2p)
+    this.log.debug('start: libp2p node started')
     await guardServiceProtocols(this.libp2p, this.admission, [KAD_PROTOCOL, PING_PROTOCOL, ...REACHABILITY_GUARDED_PROTOCOLS])
 
     let seeds: Array<{ id: string, addrs: string[] }> = []
@@ -138,6 +139,7 @@ export class Agent {
     }
 
     const incarnation = this.clusterFile.get().incarnation
+    this.log.debug('start: cluster secrets ready')
     this.membership = new MembershipHost({
       libp2p: this.libp2p,
       profile: this.config.profile,
@@ -159,6 +161,7 @@ export class Agent {
       log: this.log
     })
     await this.membership.start()
+    this.log.debug('start: membership started')
     if (this.mode.kind === 'join') {
       // Admission just answered, so a seed is up: a failure here is worth a retry, not an exit.
       try { await this.membership.join(seeds) } catch { this.membership.joinInBackground(seeds, this.signal) }
@@ -178,6 +181,7 @@ export class Agent {
       log: this.log.child({ part: 'raft' })
     })
     await this.raft.start()
+    this.log.debug('start: raft started')
 
     const openBulk = async (peerId: string, protocol: string, signal: AbortSignal): Promise<Stream> => await openClusterStream(this.libp2p, this.admission, peerId, this.addrsOf(peerId), protocol, signal, 'bulk')
     const openControl = async (peerId: string, protocol: string, signal: AbortSignal): Promise<Stream> => await openClusterStream(this.libp2p, this.admission, peerId, this.addrsOf(peerId), protocol, signal)
@@ -191,6 +195,7 @@ export class Agent {
       log: this.log.child({ part: 'content' })
     })
     await this.content.start()
+    this.log.debug('start: content started')
     this.capsules = new CapsuleHost({
       self: this.peerId,
       dataDir: this.dataDir,
@@ -204,6 +209,7 @@ export class Agent {
       log: this.log.child({ part: 'capsules' })
     })
     await this.capsules.start()
+    this.log.debug('start: capsules started')
     await this.startReachability()
 
     this.metrics = createMetrics({

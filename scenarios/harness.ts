@@ -1,8 +1,8 @@
 // Starts real agent processes on loopback for integration tests and
 // scenarios: each with its own data dir, a config file, and helpers to run
 // client commands against it, kill it (-9), pause it, and restart it.
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -64,6 +64,12 @@ export class AgentProcess {
     })
     this.proc = p
     this.exited = new Promise(resolve => p.on('exit', (code, sig) => resolve(code ?? (sig !== null ? 128 : null))))
+    p.on('exit', (code, sig) => {
+      // An agent that dies on its own is a finding: show why, on the test's stderr.
+      if (sig === null && code !== 0 && this.ready !== undefined) {
+        process.stderr.write(`# agent ${this.name} exited with ${code}; last log lines:\n${this.stderrTail.slice(-15).map(l => '#   ' + l.slice(0, 400)).join('\n')}\n`)
+      }
+    })
     createInterface({ input: p.stderr! }).on('line', (l) => {
       this.stderrTail.push(l)
       if (this.stderrTail.length > 200) this.stderrTail.shift()
@@ -145,8 +151,33 @@ export class Cluster {
 
   async destroy (): Promise<void> {
     await Promise.all(this.agents.map(async a => { await a.stop().catch(() => {}) }))
-    await rm(this.root, { recursive: true, force: true })
+    // Capsules outlive their agent by design: kill what the agents started, then unmount.
+    for (const a of this.agents) await killCapsules(a.dataDir)
+    await rm(this.root, { recursive: true, force: true }).catch(async () => {
+      await new Promise(resolve => setTimeout(resolve, 1000))
+      await rm(this.root, { recursive: true, force: true }).catch(() => {})
+    })
   }
+}
+
+/** Kills and deletes every container an agent's runtime left, and unmounts its rootfs mounts. */
+export async function killCapsules (dataDir: string): Promise<void> {
+  for (const rt of ['runc', 'crun']) {
+    const root = join(dataDir, 'runtime', `${rt}-state`)
+    const ids = await execText(rt, ['--root', root, 'list', '-q'])
+    for (const id of ids.split('\n').map(s => s.trim()).filter(Boolean)) {
+      await execText(rt, ['--root', root, 'kill', id, 'KILL'])
+      await execText(rt, ['--root', root, 'delete', '-f', id])
+    }
+  }
+  const mounts = (await readFile('/proc/mounts', 'utf8').catch(() => '')).split('\n').map(l => l.split(' ')[1] ?? '').filter(m => m.startsWith(dataDir + '/'))
+  for (const m of mounts.sort((a, b) => b.length - a.length)) await execText('umount', ['-l', m])
+}
+
+async function execText (cmd: string, args: string[]): Promise<string> {
+  return await new Promise(resolve => {
+    execFile(cmd, args, { timeout: 10_000 }, (err, stdout) => { resolve(err !== null ? '' : stdout) })
+  })
 }
 
 export function seedAddr (a: AgentProcess, transport: 'quic' | 'tcp'): string {

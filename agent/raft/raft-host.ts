@@ -125,7 +125,11 @@ export class RaftHost {
         try {
           const stream = await this.o.openStream(leader, API_FORWARD_PROTOCOL, sig)
           const res: ForwardResponse = await forwardRequest(stream, { op: 'propose', data, req }, sig)
-          if (res.ok) return res.result as CommandResult
+          if (res.ok) {
+            // Read-your-writes here too: wait until this node has applied up to the leader's commit.
+            await this.node.readIndex(sig).catch(() => undefined)
+            return res.result as CommandResult
+          }
           lastErr = Object.assign(new Error(res.error), { name: res.name })
           if (res.name !== 'NotLeaderError' && res.name !== 'ProposalDroppedError') throw lastErr
         } catch (ferr) {

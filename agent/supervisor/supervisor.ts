@@ -148,6 +148,8 @@ export class Supervisor {
     const rt = this.o.runtime
     const spec = capsule.spec
     let restarts = instance.restarts
+    // The last exit code stays visible in ps while an instance restarts (as docker shows it).
+    let lastExit: number | null = instance.exitCode
     if (rt === undefined) {
       await this.report(task, 'failed', { reason: this.o.runtimeError ?? 'no OCI runtime on this node', restarts })
       return
@@ -158,11 +160,11 @@ export class Supervisor {
       let exit: CapsuleExit
       if (existing !== undefined && existing.status !== 'exited' && restarts === instance.restarts) {
         // Adopted after an agent restart: watch it rather than start it again.
-        if (instance.state !== 'running') await this.report(task, 'running', { restarts })
+        if (instance.state !== 'running') await this.report(task, 'running', { restarts, exitCode: lastExit })
         exit = await this.waitOrStop(rt, task, signal)
       } else {
         if (existing !== undefined || restarts > instance.restarts) await rt.remove(task.runtimeName, { force: true }).catch(() => undefined)
-        await this.report(task, 'pulling', { restarts })
+        await this.report(task, 'pulling', { restarts, exitCode: lastExit })
         let imageId: string
         try {
           imageId = await this.o.images.prepare(spec.image, signal)
@@ -187,10 +189,11 @@ export class Supervisor {
           await this.report(task, 'failed', { reason: `start failed: ${(err as Error).message}`, restarts })
           return
         }
-        await this.report(task, 'running', { restarts })
+        await this.report(task, 'running', { restarts, exitCode: lastExit })
         exit = await this.waitOrStop(rt, task, signal)
       }
       if (signal.aborted) return
+      lastExit = exit.exitCode
       const failed = exit.exitCode !== 0 || exit.oomKilled
       const reason = exit.oomKilled ? 'OOM-killed' : failed ? `exit code ${exit.exitCode}` : null
       const policy = spec.restart.policy
