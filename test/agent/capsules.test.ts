@@ -41,12 +41,12 @@ t.test('capsules run, place, heal and clean up', { skip: !haveRunc || !isRoot ||
   await a3.start(['join', seed, '--token', a0.ready!.token])
   const agents = [a0, a1, a2, a3]
   const byId = (id: string | null): AgentProcess | undefined => agents.find(a => a.id === id)
-  t.ok(await agreedLeader(agents, 30_000), 'cluster formed with a leader')
   const clientReady = await waitFor(async () => {
     const s = await a0.status()
     return s?.members.filter(m => m.role === 'server').length === 3 && s.members.find(m => m.id === a3.id)?.role === 'client'
   }, 60_000)
   t.ok(clientReady >= 0, 'three voters and a3 a client')
+  t.ok(await agreedLeader(agents, 30_000), 'every member names the same leader')
 
   await t.test('run through a client, logs through another agent', async t => {
     const r = await a3.cli(['run', IMAGE, '--name', 'hello', '--memory', '64M', '--', '/bin/sh', '-c', 'echo hello-from-capsule; sleep 600'])
