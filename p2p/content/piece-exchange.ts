@@ -409,7 +409,7 @@ class ActivePull {
           if (a.type === 'done') {
             // Endgame duplicates still in flight are not needed any more.
             this.local.abort(new PullAbortedError('pull complete'))
-            for (const peer of [...this.channels.keys()]) this.closeChannel(peer)
+            this.closeAllChannels()
             await this.settle()
             await this.partial.complete()
             await this.saveManifest()
@@ -425,7 +425,7 @@ class ActivePull {
       }
     } finally {
       this.local.abort(new PullAbortedError('pull finished'))
-      for (const peer of [...this.channels.keys()]) this.closeChannel(peer)
+      this.closeAllChannels()
       await this.settle()
     }
   }
@@ -458,24 +458,39 @@ class ActivePull {
     })
   }
 
-  private channel (peer: string): Promise<PeerChannel> {
-    let c = this.channels.get(peer)
+  /**
+   * One stream per peer for bitfield queries and one for pieces, so a query
+   * never waits behind megabytes of pipelined pieces (head-of-line blocking
+   * turned slow peers into "timed out" peers).
+   */
+  private channel (peer: string, kind: 'control' | 'pieces'): Promise<PeerChannel> {
+    const key = `${kind}|${peer}`
+    let c = this.channels.get(key)
     if (c === undefined) {
       const timeout = this.ex.internals.picker?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
       const inflight = this.ex.internals.picker?.maxInflightPerPeer ?? DEFAULT_MAX_INFLIGHT_PER_PEER
-      const maxBuffer = (this.partial.pieceSize + FRAME_OVERHEAD) * (inflight + 1) + MAX_CONTROL_FRAME
+      const maxBuffer = kind === 'control' ? 2 * MAX_CONTROL_FRAME : (this.partial.pieceSize + FRAME_OVERHEAD) * (inflight + 1) + MAX_CONTROL_FRAME
       c = this.ex.openStream(peer, AbortSignal.any([this.signal, AbortSignal.timeout(timeout)])).then(s => new PeerChannel(peer, s, timeout, maxBuffer))
       c.catch(() => {})
-      this.channels.set(peer, c)
+      this.channels.set(key, c)
     }
     return c
   }
 
   private closeChannel (peer: string): void {
-    const c = this.channels.get(peer)
-    if (c === undefined) return
-    this.channels.delete(peer)
-    c.then(ch => ch.abort(), () => {})
+    for (const key of [`control|${peer}`, `pieces|${peer}`]) {
+      const c = this.channels.get(key)
+      if (c === undefined) continue
+      this.channels.delete(key)
+      c.then(ch => ch.abort(), () => {})
+    }
+  }
+
+  private closeAllChannels (): void {
+    for (const [key, c] of [...this.channels]) {
+      this.channels.delete(key)
+      c.then(ch => ch.abort(), () => {})
+    }
   }
 
   private dispatch (a: Exclude<PickerAction, { type: 'done' } | { type: 'fail' }>): void {
@@ -493,7 +508,7 @@ class ActivePull {
 
   private async query (peer: string): Promise<void> {
     try {
-      const ch = await this.channel(peer)
+      const ch = await this.channel(peer, 'control')
       const { res } = await ch.request({ t: 'have?', digest: this.digest, pieceSize: this.partial.pieceSize }, this.signal)
       if (res.t === 'none') { this.picker.peerHave(peer, null, false); return }
       if (res.t !== 'have' || res.digest !== this.digest || res.size !== this.partial.size || res.pieceSize !== this.partial.pieceSize ||
@@ -534,7 +549,7 @@ class ActivePull {
   private async fetchFromPeerCounted (peer: string, index: number): Promise<void> {
     let data: Uint8Array
     try {
-      const ch = await this.channel(peer)
+      const ch = await this.channel(peer, 'pieces')
       const r = await ch.request({ t: 'piece?', digest: this.digest, pieceSize: this.partial.pieceSize, index }, this.signal)
       if (r.res.t === 'err' && (r.res.code === 'missing' || r.res.code === 'busy')) {
         this.picker.missing(peer, index)
