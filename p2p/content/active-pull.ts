@@ -1,0 +1,309 @@
+// One pull of one blob in progress: a PiecePicker and the I/O it asks for —
+// bitfield queries and pipelined piece requests on streams to peers, every
+// piece checked against its hash before it is written, registry ranges for
+// what no peer delivers, peers dropped and tried again.
+import { Bitfield } from './bitfield.js'
+import { PullAbortedError, PullFailedError } from './errors.js'
+import type { PartialBlob } from './partial-blob.js'
+import { PeerChannel } from './peer-channel.js'
+import type { PieceExchange, PullOptions, PullStats } from './piece-exchange.js'
+import { MAX_CONTROL_FRAME } from './piece-messages.js'
+import { PiecePicker, DEFAULT_MAX_INFLIGHT_PER_PEER, DEFAULT_REQUEST_TIMEOUT_MS, type PickerAction } from './piece-picker.js'
+import { bytesEqual, HASH_BYTES, hashPieceAsync, pieceCount, pieceRange } from './pieces.js'
+
+/** Providers taken from a DHT lookup per pull. */
+export const MAX_PROVIDERS_PER_PULL = 16
+/** How often peers dropped from a pull (timeout, broken stream) are tried again. */
+export const REVIVE_PEERS_MS = 2_000
+/** Bytes around a piece on the wire: its header frame and length prefixes. */
+const FRAME_OVERHEAD = 4096
+/** The pull loop looks at the clock at least this often (timeouts, re-queries). */
+const LOOP_INTERVAL_MS = 20
+
+/** One pull of one blob: the picker plus the I/O it asks for. */
+export class ActivePull {
+  private readonly picker: PiecePicker
+  private readonly channels = new Map<string, Promise<PeerChannel>>()
+  private readonly peerHashes = new Map<string, Uint8Array>()
+  private readonly known = new Set<string>()
+  private lastRevive = Date.now()
+  private trusted: Uint8Array | undefined
+  private readonly ops = new Set<Promise<void>>()
+  private wake: (() => void) | undefined
+  private bytesFromPeers = 0
+  private bytesFromRegistry = 0
+  private readonly count: number
+  private readonly local = new AbortController()
+  private readonly signal: AbortSignal
+
+  constructor (
+    private readonly ex: PieceExchange,
+    readonly digest: string,
+    private readonly partial: PartialBlob,
+    private readonly opts: PullOptions,
+    signal: AbortSignal,
+    private readonly registryOnly: boolean
+  ) {
+    this.count = pieceCount(partial.size, partial.pieceSize)
+    this.signal = AbortSignal.any([signal, this.local.signal])
+    const { self, picker } = ex.internals
+    this.picker = new PiecePicker({ ...picker, pieceCount: this.count, self, registry: opts.registry !== undefined }, partial.have, Date.now())
+    if (partial.have.count() > 0) ex.announce(digest)
+  }
+
+  registryFetching (): Uint8Array {
+    return this.picker.registryFetching().bytes
+  }
+
+  peerGone (peer: string): void {
+    this.picker.peerGone(peer)
+    this.closeChannel(peer)
+    this.poke()
+  }
+
+  private addPeer (peer: string): void {
+    const { self, isDead } = this.ex.internals
+    if (this.registryOnly || peer === self || isDead(peer) || this.ex.bannedPeers.has(peer)) return
+    this.known.add(peer)
+    this.picker.addPeer(peer)
+    this.poke()
+  }
+
+  /** Peers dropped for a timeout or a broken stream get another chance (banned and dead ones do not). */
+  private revive (now: number): void {
+    if (now - this.lastRevive < REVIVE_PEERS_MS) return
+    this.lastRevive = now
+    const live = new Set(this.picker.livePeers())
+    for (const p of this.known) if (!live.has(p) && !this.picker.isBanned(p)) this.addPeer(p)
+  }
+
+  private poke (): void {
+    const w = this.wake
+    this.wake = undefined
+    w?.()
+  }
+
+  async run (): Promise<PullStats> {
+    for (const c of this.opts.candidates ?? []) this.addPeer(c)
+    this.findProviders()
+    try {
+      for (;;) {
+        if (this.signal.aborted) throw new PullAbortedError(`pull of ${this.digest} aborted`, { cause: this.signal.reason })
+        this.revive(Date.now())
+        const actions = this.picker.tick(Date.now(), this.ex.requestBudget())
+        for (const a of actions) {
+          if (a.type === 'done') {
+            // Endgame duplicates still in flight are not needed any more.
+            this.local.abort(new PullAbortedError('pull complete'))
+            this.closeAllChannels()
+            await this.settle()
+            await this.partial.complete()
+            await this.saveManifest()
+            return { bytesFromPeers: this.bytesFromPeers, bytesFromRegistry: this.bytesFromRegistry, bannedPeers: this.picker.bannedPeers() }
+          }
+          if (a.type === 'fail') throw new PullFailedError(`pull of ${this.digest} failed: ${a.reason}`)
+          this.dispatch(a)
+        }
+        await new Promise<void>(resolve => {
+          const timer = setTimeout(() => { this.wake = undefined; resolve() }, LOOP_INTERVAL_MS)
+          this.wake = () => { clearTimeout(timer); resolve() }
+        })
+      }
+    } finally {
+      this.local.abort(new PullAbortedError('pull finished'))
+      this.closeAllChannels()
+      await this.settle()
+    }
+  }
+
+  private async saveManifest (): Promise<void> {
+    // Every piece hash is known now: keep the manifest so serving does not re-read the blob.
+    try {
+      await this.ex.internals.store.savePieceManifest({ digest: this.digest, size: this.partial.size, pieceSize: this.partial.pieceSize, hashes: this.partial.hashes })
+    } catch { /* derived again on demand */ }
+  }
+
+  private async settle (): Promise<void> {
+    while (this.ops.size > 0) await Promise.allSettled([...this.ops])
+  }
+
+  private op (fn: () => Promise<void>): void {
+    const p = fn().catch(() => {}).finally(() => { this.ops.delete(p); this.poke() })
+    this.ops.add(p)
+  }
+
+  private findProviders (): void {
+    const providers = this.ex.internals.providers
+    if (providers === undefined || this.registryOnly) return
+    this.op(async () => {
+      let n = 0
+      for await (const peer of providers.findProviders(this.digest, { signal: this.signal })) {
+        this.addPeer(peer)
+        if (++n >= MAX_PROVIDERS_PER_PULL) break
+      }
+    })
+  }
+
+  /**
+   * One stream per peer for bitfield queries and one for pieces, so a query
+   * never waits behind megabytes of pipelined pieces (head-of-line blocking
+   * turned slow peers into "timed out" peers).
+   */
+  private channel (peer: string, kind: 'control' | 'pieces'): Promise<PeerChannel> {
+    const key = `${kind}|${peer}`
+    let c = this.channels.get(key)
+    if (c === undefined) {
+      const timeout = this.ex.internals.picker?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
+      const inflight = this.ex.internals.picker?.maxInflightPerPeer ?? DEFAULT_MAX_INFLIGHT_PER_PEER
+      const maxBuffer = kind === 'control' ? 2 * MAX_CONTROL_FRAME : (this.partial.pieceSize + FRAME_OVERHEAD) * (inflight + 1) + MAX_CONTROL_FRAME
+      c = this.ex.openStream(peer, AbortSignal.any([this.signal, AbortSignal.timeout(timeout)])).then(s => new PeerChannel(peer, s, timeout, maxBuffer))
+      c.catch(() => {})
+      this.channels.set(key, c)
+    }
+    return c
+  }
+
+  private closeChannel (peer: string): void {
+    for (const key of [`control|${peer}`, `pieces|${peer}`]) {
+      const c = this.channels.get(key)
+      if (c === undefined) continue
+      this.channels.delete(key)
+      c.then(ch => ch.abort(), () => {})
+    }
+  }
+
+  private closeAllChannels (): void {
+    for (const [key, c] of [...this.channels]) {
+      this.channels.delete(key)
+      c.then(ch => ch.abort(), () => {})
+    }
+  }
+
+  private dispatch (a: Exclude<PickerAction, { type: 'done' } | { type: 'fail' }>): void {
+    switch (a.type) {
+      case 'query': return this.op(async () => await this.query(a.peer))
+      case 'request': return this.op(async () => await this.fetchFromPeer(a.peer, a.index))
+      case 'registry': return this.op(async () => await this.fetchFromRegistry(a.index))
+      case 'drop': return this.closeChannel(a.peer)
+      case 'ban': {
+        this.ex.bannedPeers.add(a.peer)
+        return this.closeChannel(a.peer)
+      }
+    }
+  }
+
+  private async query (peer: string): Promise<void> {
+    try {
+      const ch = await this.channel(peer, 'control')
+      const { res } = await ch.request({ t: 'have?', digest: this.digest, pieceSize: this.partial.pieceSize }, this.signal)
+      if (res.t === 'none') { this.picker.peerHave(peer, null, false); return }
+      if (res.t !== 'have' || res.digest !== this.digest || res.size !== this.partial.size || res.pieceSize !== this.partial.pieceSize ||
+          res.bitfield.length !== Math.ceil(this.count / 8) || res.hashes.length !== this.count * HASH_BYTES) {
+        this.picker.peerHave(peer, null, false)
+        return
+      }
+      const bf = new Bitfield(this.count, res.bitfield)
+      // A bit without a hash cannot be checked: treat it as not held.
+      for (let i = 0; i < this.count; i++) if (bf.get(i) && res.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES).every(b => b === 0)) bf.set(i, false)
+      this.peerHashes.set(peer, res.hashes)
+      if (res.complete && this.trusted === undefined) {
+        this.trusted = new Uint8Array(res.hashes)
+        this.partial.adoptManifest({ digest: this.digest, size: this.partial.size, pieceSize: this.partial.pieceSize, hashes: this.trusted })
+      }
+      const fetching = res.fetching !== undefined && res.fetching.length === bf.bytes.length ? new Bitfield(this.count, res.fetching) : undefined
+      this.picker.peerHave(peer, bf, res.pulling, fetching)
+    } catch {
+      this.picker.queryFailed(peer)
+      this.closeChannel(peer)
+    }
+  }
+
+  private expectedHash (peer: string | undefined, index: number): Uint8Array | undefined {
+    const src = this.trusted ?? (peer !== undefined ? this.peerHashes.get(peer) : undefined)
+    return src?.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES)
+  }
+
+  private async fetchFromPeer (peer: string, index: number): Promise<void> {
+    this.ex.pieceRequestStarted()
+    try {
+      await this.fetchFromPeerCounted(peer, index)
+    } finally {
+      this.ex.pieceRequestEnded()
+    }
+  }
+
+  private async fetchFromPeerCounted (peer: string, index: number): Promise<void> {
+    let data: Uint8Array
+    try {
+      const ch = await this.channel(peer, 'pieces')
+      const r = await ch.request({ t: 'piece?', digest: this.digest, pieceSize: this.partial.pieceSize, index }, this.signal)
+      if (r.res.t === 'err' && (r.res.code === 'missing' || r.res.code === 'busy')) {
+        this.picker.missing(peer, index)
+        return
+      }
+      if (r.res.t !== 'piece' || r.res.index !== index || r.data === undefined) throw new Error(`unexpected answer ${r.res.t}`)
+      data = r.data
+    } catch {
+      this.picker.failed(peer, index, Date.now())
+      this.closeChannel(peer)
+      return
+    }
+    this.bytesFromPeers += data.length
+    this.ex.internals.counters.bytesFromPeers += data.length
+    const expected = this.expectedHash(peer, index)
+    const hash = await hashPieceAsync(data)
+    const { length } = pieceRange(this.partial.size, this.partial.pieceSize, index)
+    const ok = expected !== undefined && data.length === length && bytesEqual(hash, expected)
+    if (ok && !this.partial.have.get(index)) {
+      try {
+        await this.partial.writePiece(index, data, hash)
+      } catch {
+        this.picker.failed(peer, index, Date.now())
+        return
+      }
+      this.progress()
+      this.ex.announce(this.digest)
+    }
+    for (const a of this.picker.received(peer, index, ok, Date.now())) this.dispatch(a as Exclude<PickerAction, { type: 'done' } | { type: 'fail' }>)
+  }
+
+  private async fetchFromRegistry (index: number): Promise<void> {
+    const registry = this.opts.registry
+    if (registry === undefined) return
+    const range = pieceRange(this.partial.size, this.partial.pieceSize, index)
+    let data: Uint8Array
+    try {
+      data = await registry(range, this.signal)
+    } catch {
+      this.picker.failed('registry', index, Date.now())
+      return
+    }
+    this.bytesFromRegistry += data.length
+    this.ex.internals.counters.bytesFromRegistry += data.length
+    const hash = await hashPieceAsync(data)
+    const expected = this.trusted?.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES)
+    const ok = data.length === range.length && (expected === undefined || bytesEqual(hash, expected))
+    if (ok && !this.partial.have.get(index)) {
+      try {
+        await this.partial.writePiece(index, data, hash)
+      } catch {
+        this.picker.failed('registry', index, Date.now())
+        return
+      }
+      this.progress()
+      this.ex.announce(this.digest)
+    }
+    this.picker.received('registry', index, ok, Date.now())
+  }
+
+  private progress (): void {
+    this.opts.onProgress?.({
+      digest: this.digest,
+      size: this.partial.size,
+      piecesDone: this.partial.have.count(),
+      pieceCount: this.count,
+      bytesFromPeers: this.bytesFromPeers,
+      bytesFromRegistry: this.bytesFromRegistry
+    })
+  }
+}
