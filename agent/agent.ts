@@ -9,7 +9,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import type { Registry } from 'prom-client'
 import type { Stream } from '@libp2p/interface'
 import { Admission, AdmissionRejectedError, ImpostorError, type ClusterSecrets } from '../p2p/admission/admission.js'
-import { createBoltNode, guardServiceProtocols, KAD_PROTOCOL, PING_PROTOCOL, REACHABILITY_GUARDED_PROTOCOLS, type BoltLibp2p } from '../p2p/node.js'
+import { createBoltNode, guardServiceProtocols, KAD_PROTOCOL, PING_PROTOCOL, REACHABILITY_GUARDED_PROTOCOLS, type BoltLibp2p, DEFAULT_MAX_CONNECTIONS, EDGE_MAX_CONNECTIONS } from '../p2p/node.js'
 import { dialableAddrs, RelaySlot, shouldReserve } from '../p2p/reachability/index.js'
 import { LanAdvertiser, searchLan } from '../p2p/discovery/lan.js'
 import { openClusterStream } from '../p2p/dialer.js'
@@ -27,6 +27,8 @@ import { registerCoreRoutes } from './api/routes.js'
 import { registerKvRoutes } from './api/kv-routes.js'
 import { RaftHost, ROLE_PREF_LABEL } from './raft/raft-host.js'
 import { ContentHost } from './content-host.js'
+import { registerMirrorRoutes, startMirror } from './mirror/agent-mirror.js'
+import type { MirrorServer } from './mirror/mirror-server.js'
 import { CapsuleHost } from './capsule-host.js'
 
 export const AGENT_VERSION = '0.1.0'
@@ -66,6 +68,7 @@ export class Agent {
   membership!: MembershipHost
   raft!: RaftHost
   content!: ContentHost
+  mirror: MirrorServer | undefined
   capsules!: CapsuleHost
   private api!: ApiServer
   private metrics!: Registry
@@ -114,7 +117,8 @@ export class Agent {
       dhtServer: dhtServerMode(this.config, role),
       admission: this.admission,
       reach: reachabilityOptions(this.config, role),
-      websockets: this.config.websockets.listen
+      websockets: this.config.websockets.listen,
+      maxConnections: this.config.profile === 'edge' ? EDGE_MAX_CONNECTIONS : DEFAULT_MAX_CONNECTIONS
     })
     try {
       await this.libp2p.start()
@@ -395,6 +399,9 @@ export class Agent {
     registerCoreRoutes(this.api, this)
     registerKvRoutes(this.api, this)
     this.capsules.registerRoutes(this.api)
+    // Registry mirror: a taken port is a warning, never a failed start.
+    this.mirror = await startMirror({ config: this.config.mirror, content: this.content, candidates: () => this.membership.view().filter(m => m.state === 'alive' && m.id !== this.peerId).map(m => m.id), log: this.log.child({ part: 'mirror' }) })
+    registerMirrorRoutes(this.api, () => ({ mirror: this.mirror, config: this.config.mirror }))
     try {
       this.apiUrl = await this.api.listen(this.config.api.listen)
     } catch (err) {
@@ -415,6 +422,7 @@ export class Agent {
     await this.lan?.stop().catch(() => {})
     await this.api?.close().catch(() => {})
     await rm(join(this.dataDir, API_FILE), { force: true }).catch(() => {})
+    await this.mirror?.stop().catch(() => {})
     await this.capsules?.stop().catch(() => {})
     await this.content?.stop().catch(() => {})
     await this.raft?.stop().catch(() => {})

@@ -13,7 +13,11 @@ import { AgentRequestError, AgentUnreachableError } from './api/client.js'
 import { InvalidTokenError, parseToken } from '../p2p/token.js'
 import { EPHEMERAL_LISTEN } from '../quic/transports.js'
 import { registerClientCommands } from './cli-client.js'
+import { registerMirrorCommands } from './mirror/cli.js'
 import { client, dataDirOf, out, type GlobalOpts } from './cli-common.js'
+
+/** The longest a graceful shutdown may take before the process exits anyway. */
+const SHUTDOWN_DEADLINE_MS = 15_000
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v]
 
@@ -59,23 +63,28 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
   const log = await createLogger(config.log_level)
   const agent = new Agent({ dataDir, config, mode, log, ephemeral: dev })
   let stopping = false
+  let started = false
   const onSignal = (sig: NodeJS.Signals): void => {
     if (stopping) { process.exit(130); return }
     stopping = true
     log.info(`${sig}: shutting down`)
-    void agent.stop()
+    // Shut down cleanly, but never hang: a stop that takes too long (or a
+    // signal in the middle of start) still ends the process.
+    setTimeout(() => { log.warn('shutdown took too long; exiting'); process.exit(1) }, SHUTDOWN_DEADLINE_MS).unref()
+    void agent.stop().then(() => { if (!started) process.exit(130) })
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
   try {
     await agent.start()
+    started = true
   } catch (err) {
     await agent.stop().catch(() => {})
     throw err
   }
   const tok = agent.tokenInfo()
   if (g.json === true) {
-    out(JSON.stringify({ event: 'ready', node: agent.status().node, api: agent.apiUrl, dataDir, token: tok.token, join: tok.join }))
+    out(JSON.stringify({ event: 'ready', node: agent.status().node, api: agent.apiUrl, mirror: agent.mirror?.url ?? null, dataDir, token: tok.token, join: tok.join }))
   } else {
     const st = agent.status()
     out(`bolt-agent ${mode.kind === 'init' || dev ? 'started a new cluster' : mode.kind === 'join' ? 'joined the cluster' : 'rejoined the cluster'}: node ${st.node.name} (${st.node.id}, ${st.node.role})`)
@@ -167,6 +176,7 @@ export function buildProgram (): Command {
     })
 
   registerClientCommands(program)
+  registerMirrorCommands(program)
   return program
 }
 

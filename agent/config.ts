@@ -86,7 +86,9 @@ export const ConfigSchema = z.strictObject({
     listen: HostPort.default('127.0.0.1:5050'),
     upstream: z.string().default('registry-1.docker.io'),
     /** Serve tags from the cluster's last resolution when the upstream is down. */
-    serve_stale_tags: z.boolean().default(true)
+    serve_stale_tags: z.boolean().default(true),
+    /** Serve the mirror on a non-loopback address (anyone who reaches it can pull through this node). */
+    allow_remote: z.boolean().default(false)
   }).prefault({}),
   runtime: z.strictObject({
     /** runc, crun, or auto (whichever is installed, crun preferred). */

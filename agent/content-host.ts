@@ -13,6 +13,7 @@ import type { BoltLibp2p } from '../p2p/node.js'
 import type { Config } from './config.js'
 import type { Logger } from './logger.js'
 import type { NodeRuntime } from '../native/index.js'
+import { LOCAL_REF_PREFIX, writeDemoLayout } from './demo-image.js'
 
 export interface ContentHostInit {
   dataDir: string
@@ -72,6 +73,16 @@ export class ContentHost {
     let p = this.prepared.get(ref)
     if (p === undefined) {
       p = (async () => {
+        if (ref.startsWith(LOCAL_REF_PREFIX)) {
+          // Built on this node from the host's busybox (bolt-agent dev's demo), never pulled.
+          const dir = await mkdtemp(join(this.o.dataDir, 'layout-'))
+          try {
+            await writeDemoLayout(dir, ref)
+            return (await runtime.prepareImage(dir, ref, signal)).id
+          } finally {
+            await rm(dir, { recursive: true, force: true })
+          }
+        }
         const pulled = await this.pull(ref, undefined, signal)
         const dir = await mkdtemp(join(this.o.dataDir, 'layout-'))
         try {

@@ -191,7 +191,8 @@ export class MembershipHost extends EventTarget {
 
   private saveSeeds (): void {
     const self = this.init.libp2p.peerId.toString()
-    const seeds = this.dialableMembers().filter(m => m.id !== self).slice(0, MAX_SEEDS).flatMap(m => m.addrs.slice(0, 2).map(a => `${a}/p2p/${m.id}`))
+    // Relayed addresses already end in /p2p/ID and name the relay first: keep only direct ones.
+    const seeds = this.dialableMembers().filter(m => m.id !== self).slice(0, MAX_SEEDS).flatMap(m => m.addrs.filter(a => !a.includes('/p2p-circuit') && !a.includes('/p2p/')).slice(0, 2).map(a => `${a}/p2p/${m.id}`))
     if (seeds.length > 0) this.init.onSeeds(seeds)
   }
 }

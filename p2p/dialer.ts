@@ -29,11 +29,13 @@ export async function connectionTo (libp2p: Libp2p, peerId: string, addrs: strin
     return tcpFirst ?? open[0] as Connection
   }
   const mas = preferTransport(addrs.map(a => withPeer(a, peerId)).filter((m): m is Multiaddr => m !== undefined), purpose)
-  const sig = signal ?? AbortSignal.timeout(DIAL_TIMEOUT_MS)
+  const sig = signal ?? AbortSignal.timeout(DIAL_TIMEOUT_MS * Math.max(1, mas.length))
   let last: unknown
   for (const ma of mas) {
+    // Each address gets its own budget: one that silently drops packets
+    // (a NATed member's private address) must not starve a relayed one.
     try {
-      return await libp2p.dial(ma, { signal: sig })
+      return await libp2p.dial(ma, { signal: AbortSignal.any([sig, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) })
     } catch (err) {
       last = err
       if (sig.aborted) break

@@ -1,0 +1,401 @@
+// Read-only OCI distribution endpoint on each agent: Docker, containerd,
+// podman and skopeo pull through it unchanged. Blobs come from the local
+// store, then from peers through the piece exchange, then from the upstream;
+// a blob being pulled is streamed piece by piece in order, and its last piece
+// is sent only once everything sent hashes to the digest asked for — so a
+// client never completes a response with bad bytes (the socket is destroyed).
+import { createHash } from 'node:crypto'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { BlobStore } from '../../p2p/content/blob-store.js'
+import { isIndexMediaType, isManifestMediaType, manifestMediaType, MAX_MANIFEST_BYTES, MT_OCI_MANIFEST, parseImageIndex, parseImageManifest } from '../../p2p/content/oci.js'
+import type { PieceExchange } from '../../p2p/content/piece-exchange.js'
+import { pieceCount, pieceRange, pieceSizeFor } from '../../p2p/content/pieces.js'
+import { formatReference, type ImageReference } from '../../p2p/content/reference.js'
+import type { RegistryClient } from '../../p2p/content/registry-client.js'
+import { MirrorBindRefusedError, MirrorRequestError, MirrorVerifyError } from './errors.js'
+import { isLoopbackListen, parseMirrorPath, parseRange, splitHostPort, upstreamReference } from './request.js'
+import { newMirrorStats, type MirrorStats } from './stats.js'
+import { FileTagResolutions, tagKey, type TagResolutions } from './tag-cache.js'
+
+/** Blob sizes learnt from manifests served (a blob request carries no size). */
+export const MAX_KNOWN_SIZES = 100_000
+/** How long a blob request waits for the size from peers before asking the upstream. */
+export const SIZE_PROBE_TIMEOUT_MS = 5_000
+
+export interface MirrorLog {
+  info: (obj: object, msg: string) => void
+  warn: (obj: object, msg: string) => void
+  debug: (obj: object, msg: string) => void
+}
+
+export interface MirrorServerInit {
+  store: BlobStore
+  registry: RegistryClient
+  exchange: PieceExchange
+  /** Live cluster members to ask for pieces directly. */
+  candidates: () => string[]
+  /** `host:port`; port 0 picks a free one. */
+  listen: string
+  /** Default upstream for requests without `ns=` (registry-1.docker.io). */
+  upstream: string
+  /** Serve a tag's last known resolution when the upstream fails. */
+  serveStaleTags: boolean
+  /** Allow binding a non-loopback address. */
+  allowRemote?: boolean
+  /** Where tag resolutions are kept; default a JSON file in the blob store root. */
+  tags?: TagResolutions
+  log?: MirrorLog
+}
+
+interface ServedManifest { bytes: Uint8Array, digest: string, mediaType: string, source: 'upstream' | 'cache' | 'local' | 'peers' }
+
+export class MirrorServer {
+  readonly stats: MirrorStats = newMirrorStats()
+  private server: Server | undefined
+  private readonly tags: TagResolutions
+  private readonly knownSizes = new Map<string, number>()
+  private readonly shutdown = new AbortController()
+  private readonly background = new Set<Promise<unknown>>()
+  url = ''
+
+  constructor (private readonly init: MirrorServerInit) {
+    this.tags = init.tags ?? new FileTagResolutions(`${init.store.root}/mirror-tags.json`, `${init.store.root}/tmp`)
+  }
+
+  /** Binds and serves; resolves with the base URL (`http://127.0.0.1:5050`). */
+  async start (): Promise<string> {
+    const { host, port } = splitHostPort(this.init.listen)
+    if (!isLoopbackListen(this.init.listen) && this.init.allowRemote !== true) {
+      throw new MirrorBindRefusedError(`refusing to serve the registry mirror on ${this.init.listen}: it is not a loopback address (set mirror.allow_remote = true to expose it)`)
+    }
+    const server = createServer((req, res) => { void this.handle(req, res) })
+    server.keepAliveTimeout = 65_000
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, host, () => { server.off('error', reject); resolve() })
+    })
+    this.server = server
+    const addr = server.address() as AddressInfo
+    this.url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
+    return this.url
+  }
+
+  async stop (): Promise<void> {
+    this.shutdown.abort()
+    const s = this.server
+    this.server = undefined
+    if (s !== undefined) {
+      s.closeAllConnections()
+      await new Promise<void>(resolve => s.close(() => resolve()))
+    }
+    await Promise.allSettled([...this.background])
+  }
+
+  private track (p: Promise<unknown>): void {
+    this.background.add(p)
+    void p.finally(() => this.background.delete(p))
+  }
+
+  private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const signal = AbortSignal.any([this.shutdown.signal])
+    try {
+      const url = new URL(req.url ?? '/', 'http://mirror')
+      const head = req.method === 'HEAD'
+      if (req.method !== 'GET' && !head) {
+        this.stats.requests.other++
+        throw new MirrorRequestError(405, 'UNSUPPORTED', `${req.method ?? ''} is not supported: this mirror is read-only`)
+      }
+      const route = parseMirrorPath(url.pathname)
+      if (route.kind === 'base') {
+        this.stats.requests.base++
+        const body = Buffer.from('{}')
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length, 'docker-distribution-api-version': 'registry/2.0' })
+        res.end(head ? undefined : body)
+        return
+      }
+      const ref = upstreamReference(route.name, url.searchParams.get('ns'), this.init.upstream)
+      if (route.kind === 'manifest') {
+        this.stats.requests.manifest++
+        const m = await this.manifest(ref, route.reference, signal)
+        res.writeHead(200, {
+          'content-type': m.mediaType,
+          'content-length': m.bytes.length,
+          'docker-content-digest': m.digest,
+          'docker-distribution-api-version': 'registry/2.0',
+          'x-bolt-tag-source': m.source
+        })
+        res.end(head ? undefined : m.bytes)
+        return
+      }
+      this.stats.requests.blob++
+      await this.blob(ref, route.digest, req, res, head, signal)
+    } catch (err) {
+      this.fail(res, err as Error)
+    }
+  }
+
+  private fail (res: ServerResponse, err: Error): void {
+    if (res.headersSent) { res.destroy(err); return }
+    let status = 500
+    let code = 'UNKNOWN'
+    if (err instanceof MirrorRequestError) {
+      status = err.status
+      code = err.code
+    } else if (err.name === 'RegistryAuthError') {
+      status = 403
+      code = 'DENIED'
+    } else if (err.name === 'RegistryError' || err.name === 'PullFailedError' || err.name === 'InsecureRegistryError') {
+      status = 502
+      code = 'UNAVAILABLE'
+    }
+    if (status >= 500) this.init.log?.warn({ err: err.message }, 'mirror request failed')
+    const body = Buffer.from(JSON.stringify({ errors: [{ code, message: err.message, detail: null }] }))
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': body.length, 'docker-distribution-api-version': 'registry/2.0' })
+    res.end(body)
+  }
+
+  // ---- manifests -----------------------------------------------------------
+
+  private async manifest (ref: ImageReference, reference: string, signal: AbortSignal): Promise<ServedManifest> {
+    const { store, registry } = this.init
+    if (reference.startsWith('sha256:')) {
+      if (store.hasSync(reference)) return this.remember(await store.readAll(reference), reference, null, 'local')
+      // Peers first (content-addressed: any holder will do), then the upstream.
+      const fromPeers = await this.manifestFromPeers(reference, signal).catch(() => undefined)
+      if (fromPeers !== undefined) return this.remember(fromPeers, reference, null, 'peers')
+      try {
+        const m = await registry.getManifestBytes(ref, reference, signal)
+        await store.put(m.bytes, m.digest)
+        return this.remember(m.bytes, m.digest, m.mediaType, 'upstream')
+      } catch (err) {
+        throw this.notFound(err as Error, 'MANIFEST_UNKNOWN', `manifest ${reference} of ${formatReference(ref)} is not on this node, its peers or the upstream`)
+      }
+    }
+    const key = tagKey(ref.registry, ref.repository, reference)
+    try {
+      const m = await registry.getManifestBytes(ref, reference, signal)
+      await store.put(m.bytes, m.digest)
+      await this.tags.set(key, { digest: m.digest, mediaType: m.mediaType, at: Date.now() }).catch(() => {})
+      await this.pinImage(ref, reference, m.digest, m.bytes)
+      return this.remember(m.bytes, m.digest, m.mediaType, 'upstream')
+    } catch (err) {
+      const e = err as Error
+      const upstreamDown = e.name === 'RegistryError' && ((e as { status?: number }).status === undefined || ((e as { status?: number }).status ?? 0) >= 500)
+      if (!upstreamDown || !this.init.serveStaleTags) throw this.notFound(e, 'MANIFEST_UNKNOWN', `manifest ${formatReference({ ...ref, tag: reference })} unknown upstream`)
+      const last = await this.tags.get(key)
+      if (last === undefined) throw e
+      const bytes = store.hasSync(last.digest) ? await store.readAll(last.digest) : await this.manifestFromPeers(last.digest, signal)
+      if (bytes === undefined) throw e
+      this.stats.staleTags++
+      this.init.log?.info({ ref: key, digest: last.digest, err: e.message }, 'upstream down: serving the last known resolution of a tag')
+      return this.remember(bytes, last.digest, last.mediaType, 'cache')
+    }
+  }
+
+  private notFound (err: Error, code: string, message: string): Error {
+    const status = (err as { status?: number }).status
+    if (err.name === 'RegistryError' && status === 404) return new MirrorRequestError(404, code, message)
+    if (err.name === 'DigestMismatchError') return new MirrorRequestError(502, 'UNAVAILABLE', err.message)
+    return err
+  }
+
+  /** A manifest blob from peers only (they hold what the puller or a mirror stored). */
+  private async manifestFromPeers (digest: string, signal: AbortSignal): Promise<Uint8Array | undefined> {
+    const { store, exchange } = this.init
+    const size = await exchange.probeSize(digest, this.init.candidates(), AbortSignal.any([signal, AbortSignal.timeout(SIZE_PROBE_TIMEOUT_MS)]))
+    if (size === undefined || size > MAX_MANIFEST_BYTES) return undefined
+    await exchange.pull(digest, { size, candidates: this.init.candidates(), signal })
+    return await store.readAll(digest)
+  }
+
+  /** Records blob sizes named by a manifest and works out its media type. */
+  private remember (bytes: Uint8Array, digest: string, mediaType: string | null, source: ServedManifest['source']): ServedManifest {
+    const mt = mediaType ?? manifestMediaType(bytes, null)
+    try {
+      if (isManifestMediaType(mt)) {
+        const m = parseImageManifest(bytes)
+        for (const d of [m.config, ...m.layers]) this.knowSize(d.digest, d.size)
+      } else if (isIndexMediaType(mt)) {
+        for (const d of parseImageIndex(bytes).manifests) this.knowSize(d.digest, d.size)
+      }
+    } catch { /* not parseable: serve it as is */ }
+    return { bytes, digest, mediaType: mt === '' ? MT_OCI_MANIFEST : mt, source }
+  }
+
+  private knowSize (digest: string, size: number): void {
+    if (this.knownSizes.size >= MAX_KNOWN_SIZES) {
+      const first = this.knownSizes.keys().next().value
+      if (first !== undefined) this.knownSizes.delete(first)
+    }
+    this.knownSizes.set(digest, size)
+  }
+
+  /** Pins a tag's manifest and blobs under `mirror:<ref>` so quota eviction spares images served recently by tag. */
+  private async pinImage (ref: ImageReference, tag: string, digest: string, bytes: Uint8Array): Promise<void> {
+    try {
+      const digests = [digest]
+      const mt = manifestMediaType(bytes, null)
+      if (isManifestMediaType(mt)) {
+        const m = parseImageManifest(bytes)
+        digests.push(m.config.digest, ...m.layers.map(l => l.digest))
+      }
+      await this.init.store.pin(`mirror:${formatReference({ ...ref, tag })}`, digests)
+    } catch { /* pinning is best effort */ }
+  }
+
+  // ---- blobs ------------------------------------------------------------------
+
+  private async blobSize (ref: ImageReference, digest: string, signal: AbortSignal): Promise<number> {
+    const local = await this.init.store.stat(digest)
+    if (local !== undefined) return local.size
+    const known = this.knownSizes.get(digest)
+    if (known !== undefined) return known
+    const fromPeers = await this.init.exchange.probeSize(digest, this.init.candidates(), AbortSignal.any([signal, AbortSignal.timeout(SIZE_PROBE_TIMEOUT_MS)])).catch(() => undefined)
+    if (fromPeers !== undefined) return fromPeers
+    let res: Response
+    try {
+      res = await this.init.registry.openBlob(ref, digest, { signal })
+    } catch (err) {
+      throw this.notFound(err as Error, 'BLOB_UNKNOWN', `blob ${digest} of ${formatReference(ref)} is not on this node, its peers or the upstream`)
+    }
+    await res.body?.cancel().catch(() => {})
+    const len = Number(res.headers.get('content-length') ?? NaN)
+    if (!Number.isSafeInteger(len) || len < 0) throw new MirrorRequestError(502, 'UNAVAILABLE', `upstream did not say the size of blob ${digest}`)
+    this.knowSize(digest, len)
+    return len
+  }
+
+  private async blob (ref: ImageReference, digest: string, req: IncomingMessage, res: ServerResponse, head: boolean, signal: AbortSignal): Promise<void> {
+    const { store } = this.init
+    const size = await this.blobSize(ref, digest, signal)
+    const range = parseRange(typeof req.headers.range === 'string' ? req.headers.range : undefined, size)
+    const headers: Record<string, string | number> = {
+      'content-type': 'application/octet-stream',
+      'docker-content-digest': digest,
+      'accept-ranges': 'bytes',
+      'docker-distribution-api-version': 'registry/2.0'
+    }
+    if (range === 'unsatisfiable') {
+      res.writeHead(416, { ...headers, 'content-range': `bytes */${size}`, 'content-length': 0 })
+      res.end()
+      return
+    }
+    if (head) {
+      res.writeHead(200, { ...headers, 'content-length': size })
+      res.end()
+      return
+    }
+    const wasLocal = store.hasSync(digest)
+    if (!wasLocal) {
+      if (range !== undefined || size === 0) {
+        // A range of a blob not held yet: bytes of a range cannot be checked
+        // alone, so the whole blob is pulled (and verified) first.
+        await this.pullBlob(ref, digest, size, signal)
+      } else {
+        await this.streamWhilePulling(ref, digest, size, res, headers, signal)
+        return
+      }
+    }
+    const start = range?.start ?? 0
+    const end = range?.end ?? size - 1
+    const len = size === 0 ? 0 : end - start + 1
+    if (range !== undefined) res.writeHead(206, { ...headers, 'content-length': len, 'content-range': `bytes ${start}-${end}/${size}` })
+    else res.writeHead(200, { ...headers, 'content-length': len })
+    if (len === 0) { res.end(); return }
+    const stream = store.createReadStream(digest, { start, end })
+    stream.on('data', (c: Buffer | string) => { if (wasLocal) this.stats.bytes.local += c.length })
+    await new Promise<void>((resolve) => {
+      stream.once('error', (err) => { res.destroy(err); resolve() })
+      res.once('close', () => { stream.destroy(); resolve() })
+      stream.pipe(res)
+    })
+  }
+
+  /** Starts (or joins) the pull of a blob into the store; it goes on even if the client leaves. */
+  private pullBlob (ref: ImageReference, digest: string, size: number, signal: AbortSignal): Promise<void> {
+    let usedUpstream = false
+    const p = this.init.exchange.pull(digest, {
+      size,
+      candidates: this.init.candidates(),
+      registry: async (r, s) => {
+        usedUpstream = true
+        return await this.init.registry.getBlobRange(ref, digest, r.start, r.length, { signal: s })
+      },
+      signal
+    }).then(stats => {
+      this.stats.bytes.peers += stats.bytesFromPeers
+      this.stats.bytes.upstream += stats.bytesFromRegistry
+      if (usedUpstream) this.stats.upstreamFallbacks++
+      this.init.log?.debug({ digest, fromPeers: stats.bytesFromPeers, fromUpstream: stats.bytesFromRegistry }, 'mirror pulled a blob')
+    })
+    this.track(p.catch(() => {}))
+    return p
+  }
+
+  /**
+   * Sends the blob in order as its pieces land in the partial file. Pieces
+   * from peers were checked against their hashes on the way in; the blob as
+   * a whole is checked by hashing what is sent: the final piece goes out only
+   * if everything hashes to `digest`, otherwise the connection is destroyed.
+   */
+  private async streamWhilePulling (ref: ImageReference, digest: string, size: number, res: ServerResponse, headers: Record<string, string | number>, signal: AbortSignal): Promise<void> {
+    const { store, exchange } = this.init
+    const pieceSize = pieceSizeFor(size, exchange.pieceSize)
+    const n = pieceCount(size, pieceSize)
+    const partial = await store.openPartial(digest, size, pieceSize)
+    let wake: (() => void) | undefined
+    const changed = (): void => { const w = wake; wake = undefined; w?.() }
+    const off = partial.onPiece(changed)
+    let failure: Error | undefined
+    let done = false
+    const pulled = this.pullBlob(ref, digest, size, signal).then(() => { done = true; changed() }, (err: Error) => { failure = err; changed() })
+    let clientGone = false
+    res.once('close', () => { clientGone = true; changed() })
+    const hash = createHash('sha256')
+    try {
+      res.writeHead(200, { ...headers, 'content-length': size })
+      for (let i = 0; i < n; i++) {
+        const last = i === n - 1
+        for (;;) {
+          if (clientGone) return
+          if (failure !== undefined) throw failure
+          if (last ? done : (done || store.hasSync(digest) || partial.have.get(i))) break
+          await new Promise<void>(resolve => { wake = resolve })
+        }
+        const bytes = await this.readPiece(digest, partial, i, size, pieceSize)
+        hash.update(bytes)
+        if (last && `sha256:${hash.digest('hex')}` !== digest) {
+          throw new MirrorVerifyError(`blob ${digest}: the bytes assembled for the client do not hash to the digest (a piece changed under verification); response aborted`)
+        }
+        if (!res.write(bytes)) {
+          await new Promise<void>(resolve => {
+            const go = (): void => { res.off('drain', go); res.off('close', go); resolve() }
+            res.on('drain', go)
+            res.on('close', go)
+          })
+        }
+      }
+      res.end()
+    } catch (err) {
+      this.stats.aborted++
+      this.init.log?.warn({ digest, err: (err as Error).message }, 'mirror response aborted')
+      res.destroy(err as Error)
+    } finally {
+      off()
+      await pulled
+    }
+  }
+
+  private async readPiece (digest: string, partial: { readPiece: (i: number) => Promise<Uint8Array> }, i: number, size: number, pieceSize: number): Promise<Uint8Array> {
+    const { start, length } = pieceRange(size, pieceSize, i)
+    if (this.init.store.hasSync(digest)) return await this.init.store.readRange(digest, start, length)
+    try {
+      return await partial.readPiece(i)
+    } catch (err) {
+      // The partial completed (renamed into the store) between the check and the read.
+      if (this.init.store.hasSync(digest)) return await this.init.store.readRange(digest, start, length)
+      throw err
+    }
+  }
+}
