@@ -30,6 +30,8 @@ import { ContentHost } from './content-host.js'
 import { registerMirrorRoutes, startMirror } from './mirror/agent-mirror.js'
 import type { MirrorServer } from './mirror/mirror-server.js'
 import { CapsuleHost } from './capsule-host.js'
+import { busyboxPath, DEMO_REF } from './demo-image.js'
+import { CapsuleSpecSchema } from './scheduler/spec.js'
 
 export const AGENT_VERSION = '0.1.0'
 /** How long `join --token T` without an address searches the LAN. */
@@ -379,6 +381,19 @@ export class Agent {
     return this.membership.view().find(m => m.id === peerId)?.addrs ?? []
   }
 
+  /**
+   * `bolt-agent dev`'s demo: a capsule from an image built on this node from
+   * the host's busybox, so a newcomer sees one run with no registry at all.
+   * Returns why it could not be started, or undefined.
+   */
+  async runDemoCapsule (): Promise<string | undefined> {
+    if (busyboxPath() === undefined) return 'no busybox on this host (apt-get install busybox-static) for the demo image'
+    if (this.capsules.runtime === undefined) return this.capsules.runtimeError ?? 'no OCI runtime on this node'
+    const spec = CapsuleSpecSchema.parse({ name: 'demo', image: DEMO_REF, args: ['/bin/sh', '-c', 'echo hello from a bolt capsule; while true; do date; sleep 5; done'], resources: { cpu: 0.1, memoryBytes: 32 * 1024 * 1024 } })
+    const r = await this.raft.write({ op: 'capsule.create', spec })
+    return r.ok ? undefined : r.reason
+  }
+
   /** Fault hook: drop all cluster traffic with these peers. */
   partition (peers: string[]): void { this.admission.partition(peers) }
 
@@ -423,6 +438,10 @@ export class Agent {
     await this.api?.close().catch(() => {})
     await rm(join(this.dataDir, API_FILE), { force: true }).catch(() => {})
     await this.mirror?.stop().catch(() => {})
+    if (this.ephemeral) {
+      await this.capsules?.supervisor?.stop().catch(() => {})
+      await this.capsules?.removeAllLocal().catch(() => {})
+    }
     await this.capsules?.stop().catch(() => {})
     await this.content?.stop().catch(() => {})
     await this.raft?.stop().catch(() => {})

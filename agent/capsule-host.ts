@@ -83,6 +83,16 @@ export class CapsuleHost {
     this.supervisor.start()
   }
 
+  /** Stops and removes every capsule on this node (an ephemeral dev agent leaves nothing behind). */
+  async removeAllLocal (): Promise<void> {
+    const rt = this.runtime
+    if (rt === undefined) return
+    for (const c of await rt.list().catch(() => [])) {
+      await rt.stop(c.name, { timeoutMs: 3000 }).catch(() => undefined)
+      await rt.remove(c.name, { force: true }).catch(() => undefined)
+    }
+  }
+
   async stop (): Promise<void> {
     this.scheduler?.stop()
     await this.supervisor?.stop()

@@ -90,7 +90,15 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     out(`bolt-agent ${mode.kind === 'init' || dev ? 'started a new cluster' : mode.kind === 'join' ? 'joined the cluster' : 'rejoined the cluster'}: node ${st.node.name} (${st.node.id}, ${st.node.role})`)
     out(`data dir: ${dataDir}   API: ${agent.apiUrl} (token in ${join(dataDir, 'api.json')})`)
     if (dev) {
-      out(`members: ${st.members.map(m => `${m.name}=${m.state}`).join(', ')}`)
+      out(`members: ${st.members.map(m => `${m.name}=${m.state}`).join(', ')}   leader: ${st.leader ?? 'electing'}`)
+      const why = await agent.runDemoCapsule().catch((err: Error) => err.message)
+      if (why === undefined) {
+        out('demo capsule "demo" submitted (busybox printing the date):')
+        out(`  bolt-agent --data ${dataDir} ps`)
+        out(`  bolt-agent --data ${dataDir} logs demo -f`)
+      } else {
+        out(`no demo capsule: ${why}`)
+      }
       out(`try:  bolt-agent --data ${dataDir} status`)
       out('Ctrl-C stops it and removes the data dir.')
     }

@@ -115,6 +115,15 @@ export class MirrorServer {
         return
       }
       const ref = upstreamReference(route.name, url.searchParams.get('ns'), this.init.upstream)
+      if (route.kind === 'tags') {
+        // Read-only and cluster-local: the tags this node has resolved (no upstream listing).
+        this.stats.requests.other++
+        const tags = await this.tags.list?.(`${ref.registry}/${ref.repository}`) ?? []
+        const body = Buffer.from(JSON.stringify({ name: route.name, tags }))
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length, 'docker-distribution-api-version': 'registry/2.0' })
+        res.end(head ? undefined : body)
+        return
+      }
       if (route.kind === 'manifest') {
         this.stats.requests.manifest++
         const m = await this.manifest(ref, route.reference, signal)

@@ -13,10 +13,17 @@ export type MirrorRoute =
   | { kind: 'base' }
   | { kind: 'manifest', name: string, reference: string }
   | { kind: 'blob', name: string, digest: string }
+  | { kind: 'tags', name: string }
 
 /** Parses `/v2/`, `/v2/<name>/manifests/<ref>`, `/v2/<name>/blobs/<digest>`; throws MirrorRequestError otherwise. */
 export function parseMirrorPath (pathname: string): MirrorRoute {
   if (pathname === '/v2' || pathname === '/v2/') return { kind: 'base' }
+  const tags = /^\/v2\/(.+)\/tags\/list$/.exec(pathname)
+  if (tags !== null) {
+    const name = decodeURIComponent(tags[1] as string)
+    if (name.length > MAX_NAME || !name.split('/').every(c => NAME_COMPONENT_RE.test(c))) throw new MirrorRequestError(400, 'NAME_INVALID', `invalid repository name ${JSON.stringify(name.slice(0, 100))}`)
+    return { kind: 'tags', name }
+  }
   const m = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/.exec(pathname)
   if (m === null) throw new MirrorRequestError(404, 'NOT_FOUND', `no such route ${pathname.slice(0, 200)} (this mirror is read-only: /v2/<name>/manifests/<ref>, /v2/<name>/blobs/<digest>)`)
   const name = decodeURIComponent(m[1] as string)

@@ -12,6 +12,8 @@ export interface TagResolution { digest: string, mediaType: string, at: number }
 export interface TagResolutions {
   get: (key: string) => Promise<TagResolution | undefined>
   set: (key: string, value: TagResolution) => Promise<void>
+  /** Tags known under `registry/repository` (for `tags/list`). */
+  list?: (repoKey: string) => Promise<string[]>
 }
 
 const FileSchema = z.record(z.string(), z.object({ digest: z.string().regex(/^sha256:[a-f0-9]{64}$/), mediaType: z.string().max(200), at: z.number() }))
@@ -41,6 +43,14 @@ export class FileTagResolutions implements TagResolutions {
 
   async get (key: string): Promise<TagResolution | undefined> {
     return (await this.load()).get(key)
+  }
+
+  async list (repoKey: string): Promise<string[]> {
+    const out: string[] = []
+    for (const k of (await this.load()).keys()) {
+      if (k.startsWith(repoKey + ':')) out.push(k.slice(repoKey.length + 1))
+    }
+    return out.sort()
   }
 
   async set (key: string, value: TagResolution): Promise<void> {
