@@ -263,6 +263,7 @@ export class MirrorServer {
     const fromPeers = await this.init.exchange.probeSize(digest, this.init.candidates(), AbortSignal.any([signal, AbortSignal.timeout(SIZE_PROBE_TIMEOUT_MS)])).catch(() => undefined)
     if (fromPeers !== undefined) return fromPeers
     let res: Response
+    this.init.log?.debug({ digest, ref: formatReference(ref) }, 'blob size unknown here and at peers: asking the upstream')
     try {
       res = await this.init.registry.openBlob(ref, digest, { signal })
     } catch (err) {
@@ -367,12 +368,12 @@ export class MirrorServer {
       for (let i = 0; i < n; i++) {
         const last = i === n - 1
         for (;;) {
-          if (clientGone) return
+          if (clientGone) { this.init.log?.debug({ digest, piece: i, of: n }, 'mirror client left mid-blob'); return }
           if (failure !== undefined) throw failure
           if (last ? done : (done || store.hasSync(digest) || partial.have.get(i))) break
           await new Promise<void>(resolve => { wake = resolve })
         }
-        const bytes = await this.readPiece(digest, partial, i, size, pieceSize)
+        const bytes = await this.readPiece(digest, partial, i, size, pieceSize, pulled)
         hash.update(bytes)
         if (last && `sha256:${hash.digest('hex')}` !== digest) {
           throw new MirrorVerifyError(`blob ${digest}: the bytes assembled for the client do not hash to the digest (a piece changed under verification); response aborted`)
@@ -396,13 +397,15 @@ export class MirrorServer {
     }
   }
 
-  private async readPiece (digest: string, partial: { readPiece: (i: number) => Promise<Uint8Array> }, i: number, size: number, pieceSize: number): Promise<Uint8Array> {
+  private async readPiece (digest: string, partial: { readPiece: (i: number) => Promise<Uint8Array> }, i: number, size: number, pieceSize: number, settled: Promise<void>): Promise<Uint8Array> {
     const { start, length } = pieceRange(size, pieceSize, i)
     if (this.init.store.hasSync(digest)) return await this.init.store.readRange(digest, start, length)
     try {
       return await partial.readPiece(i)
     } catch (err) {
-      // The partial completed (renamed into the store) between the check and the read.
+      // The partial is completing: its file was closed and is being renamed
+      // into the store. Wait for the pull to settle, then read the blob.
+      await settled
       if (this.init.store.hasSync(digest)) return await this.init.store.readRange(digest, start, length)
       throw err
     }
