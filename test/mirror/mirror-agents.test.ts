@@ -1,0 +1,120 @@
+// The mirror in real agents: three agents, the upstream (docker-registry)
+// behind a counting proxy, skopeo pulling through each agent's mirror.
+import t from 'tap'
+import { execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createServer } from 'node:net'
+import { Cluster, FAST_TOML, waitFor, type AgentProcess } from '../../scenarios/harness.js'
+import { buildImage, pushImage, startCountingProxy, startRegistry, REGISTRY_BIN, type BuiltImage } from '../helpers/registry.js'
+
+async function skopeo (args: string[]): Promise<{ code: number, out: string }> {
+  return await new Promise(resolve => {
+    execFile('skopeo', args, { timeout: 90_000, maxBuffer: 8 * 1024 * 1024 }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : ((err as { code?: number }).code ?? 1), out: stdout + stderr })
+    })
+  })
+}
+
+async function holds (dir: string, img: BuiltImage): Promise<boolean> {
+  for (const d of [img.configDigest, ...img.layers.map(l => l.digest)]) {
+    const bytes = await readFile(join(dir, d.slice(7))).catch(() => undefined)
+    if (bytes === undefined || 'sha256:' + createHash('sha256').update(bytes).digest('hex') !== d) return false
+  }
+  return true
+}
+
+function mirrorHost (a: AgentProcess): string {
+  const url = (a.ready as unknown as { mirror: string | null }).mirror
+  if (url === null || url === undefined) throw new Error(`${a.name} has no mirror in its ready line`)
+  return url.slice('http://'.length)
+}
+
+const haveSkopeo = existsSync('/usr/bin/skopeo')
+
+t.test('three agents: pull through B after A, upstream down, CLI snippets, taken port', { skip: !haveSkopeo || !existsSync(REGISTRY_BIN) ? 'needs skopeo and docker-registry' : false }, async t => {
+  const reg = await startRegistry()
+  t.teardown(reg.stop)
+  const proxy = await startCountingProxy(reg.url)
+  t.teardown(proxy.stop)
+  const img = await buildImage({ extraLayerSizes: [3 * 1024 * 1024 + 11, 512 * 1024] })
+  await pushImage(reg.url, 'team/app', '1.0', img)
+
+  const mirrorToml = `[mirror]\nlisten = "127.0.0.1:0"\nupstream = "${proxy.host}"\n`
+  const cluster = await Cluster.create(FAST_TOML)
+  t.teardown(async () => { await cluster.destroy() })
+  const a = await cluster.add('a', mirrorToml)
+  await a.start(['init'])
+  const seed = a.ready!.node.addrs.find(x => x.includes('/quic-v1'))!
+  const b = await cluster.add('b', mirrorToml)
+  const c = await cluster.add('c', mirrorToml)
+  await Promise.all([b.start(['join', seed, '--token', a.ready!.token]), c.start(['join', seed, '--token', a.ready!.token])])
+  const allAlive = await waitFor(async () => (await a.status())?.members.filter(m => m.state === 'alive').length === 3 && (await b.status())?.members.filter(m => m.state === 'alive').length === 3, 30_000)
+  t.ok(allAlive >= 0, 'three members alive')
+  const out = await mkdtemp(join(tmpdir(), 'bolt-mirror-agents-'))
+  t.teardown(async () => { await rm(out, { recursive: true, force: true }) })
+
+  await t.test('A pulls through its mirror, then B: the upstream serves zero blob bytes for B', async t => {
+    const ra = await skopeo(['copy', '--src-tls-verify=false', `docker://${mirrorHost(a)}/team/app:1.0`, `dir:${join(out, 'a')}`])
+    t.equal(ra.code, 0, ra.code === 0 ? 'skopeo exits 0' : ra.out)
+    t.ok(await holds(join(out, 'a'), img))
+    t.ok(proxy.blobBytes() >= img.blobBytes, 'A fetched from the upstream')
+    proxy.reset()
+    const rb = await skopeo(['copy', '--src-tls-verify=false', `docker://${mirrorHost(b)}/team/app:1.0`, `dir:${join(out, 'b')}`])
+    t.equal(rb.code, 0, rb.code === 0 ? 'skopeo exits 0' : rb.out)
+    t.ok(await holds(join(out, 'b'), img), 'B served every blob with its digest')
+    t.equal(proxy.blobBytes(), 0, `no upstream blob byte for B (${JSON.stringify(proxy.requests())})`)
+    const inspect = await skopeo(['inspect', '--tls-verify=false', `docker://${mirrorHost(b)}/team/app:1.0`])
+    t.equal(inspect.code, 0, inspect.code === 0 ? 'skopeo exits 0' : inspect.out)
+    t.equal((JSON.parse(inspect.out) as { Digest: string }).Digest, img.manifestDigest)
+  })
+
+  await t.test('a Range for the middle of a layer through C returns exactly those bytes', async t => {
+    const layer = img.layers[1]!
+    const res = await fetch(`http://${mirrorHost(c)}/v2/team/app/blobs/${layer.digest}`, { headers: { range: 'bytes=1048570-2097160' } })
+    t.equal(res.status, 206)
+    t.ok(Buffer.from(await res.arrayBuffer()).equals(Buffer.from(layer.bytes.subarray(1048570, 2097161))))
+  })
+
+  await t.test('upstream down: a digest-pinned pull works through every agent', async t => {
+    proxy.setDown(true)
+    t.teardown(() => { proxy.setDown(false) })
+    for (const x of [a, b, c]) {
+      const dir = join(out, `down-${x.name}`)
+      const r = await skopeo(['copy', '--src-tls-verify=false', `docker://${mirrorHost(x)}/team/app@${img.manifestDigest}`, `dir:${dir}`])
+      t.equal(r.code, 0, r.code === 0 ? `${x.name}: skopeo exits 0` : `${x.name}: ${r.out}`)
+      t.ok(await holds(dir, img), `${x.name} served the image`)
+    }
+    const tag = await fetch(`http://${mirrorHost(b)}/v2/team/app/manifests/1.0`, { method: 'HEAD' })
+    t.equal(tag.headers.get('x-bolt-tag-source'), 'cache', 'a tag B resolved before comes from its cache')
+  })
+
+  await t.test('bolt-agent mirror config prints snippets for this node', async t => {
+    const ctd = await b.cli(['mirror', 'config', 'containerd'])
+    t.equal(ctd.code, 0, ctd.stderr)
+    t.match(ctd.stdout, `[host."http://${mirrorHost(b)}"]`)
+    t.match(ctd.stdout, `server = "https://${proxy.host}"`)
+    const docker = await b.cli(['mirror', 'config', 'docker'])
+    t.match(docker.stdout, `"http://${mirrorHost(b)}"`)
+    const podman = await b.cli(['mirror', 'config', 'podman'])
+    t.match(podman.stdout, `location = "${mirrorHost(b)}"`)
+    const bad = await b.cli(['mirror', 'config', 'rkt'])
+    t.not(bad.code, 0)
+  })
+
+  await t.test('an agent whose mirror port is taken still starts, without the mirror', async t => {
+    const blocker = createServer()
+    await new Promise<void>(resolve => blocker.listen(0, '127.0.0.1', resolve))
+    t.teardown(async () => { await new Promise<void>(resolve => blocker.close(() => resolve())) })
+    const port = (blocker.address() as { port: number }).port
+    const d = await cluster.add('d', `[mirror]\nlisten = "127.0.0.1:${port}"\n`)
+    const ready = await d.start(['join', seed, '--token', a.ready!.token])
+    t.equal((ready as unknown as { mirror: string | null }).mirror, null)
+    t.ok(d.stderrTail.some(l => l.includes('registry mirror not started')), 'a warning is logged')
+    const r = await d.cli(['mirror', 'config', 'docker'])
+    t.not(r.code, 0, 'the snippet command says the mirror is not running')
+  })
+})
