@@ -201,6 +201,10 @@ export class Agent {
       log: this.log.child({ part: 'content' })
     })
     await this.content.start()
+    this.membership.addEventListener('member', (evt) => {
+      const e = (evt as CustomEvent<{ kind: string, member: { id: string, state: string } }>).detail
+      this.content.memberState(e.member.id, e.member.state)
+    })
     this.log.debug('start: content started')
     this.capsules = new CapsuleHost({
       self: this.peerId,
@@ -221,7 +225,16 @@ export class Agent {
     this.metrics = createMetrics({
       membersByState: () => this.membership.countByState(),
       membership: () => this.membership.stats(),
-      bytesByProtocol: () => ({ ...this.membership.bytesByProtocol(), '/bolt/raft/1': this.raft.bytes() })
+      bytesByProtocol: () => ({ ...this.membership.bytesByProtocol(), '/bolt/raft/1': this.raft.bytes() }),
+      extra: [{
+        name: 'bolt_content_bytes_total',
+        help: 'Blob bytes by source: pulled from peers, from registries, and served to peers',
+        labels: ['source'],
+        read: () => {
+          const c = this.content.counters()
+          return [{ labels: { source: 'peers' }, value: c.bytesFromPeers }, { labels: { source: 'registry' }, value: c.bytesFromRegistry }, { labels: { source: 'served' }, value: c.bytesServed }]
+        }
+      }]
     })
     await this.startApi()
     this.log.info({ id: this.peerId, name: this.clusterFile.get().name, api: this.apiUrl }, 'agent ready')
@@ -401,7 +414,10 @@ export class Agent {
   metricsContentType (): string { return this.metrics.contentType }
 
   /** Tells the cluster this node leaves, then stops. */
+  private leaving = false
+
   async leave (): Promise<void> {
+    this.leaving = true
     await this.raft.prepareLeave()
     await this.membership.leave()
     await this.clusterFile.update({ left: true })
@@ -443,7 +459,7 @@ export class Agent {
       await this.capsules?.removeAllLocal().catch(() => {})
     }
     await this.capsules?.stop().catch(() => {})
-    await this.content?.stop().catch(() => {})
+    await this.content?.stop(this.leaving).catch(() => {})
     await this.raft?.stop().catch(() => {})
     await this.membership?.stop().catch(() => {})
     await this.admission?.stop().catch(() => {})

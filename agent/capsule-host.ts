@@ -189,6 +189,20 @@ export class CapsuleHost {
       return undefined
     })
     api.route('GET', '/v1/images', async () => await this.o.content.puller.images())
+    api.route('POST', '/v1/objects', async (req) => {
+      const body = await req.body() as { path?: unknown, replicas?: unknown }
+      if (typeof body.path !== 'string' || !body.path.startsWith('/')) throw new ApiError(400, 'path must be an absolute file path on this node')
+      const replicas = typeof body.replicas === 'number' && Number.isInteger(body.replicas) && body.replicas >= 0 ? body.replicas : 2
+      const r = await this.o.content.objects.putObject(body.path, { replicas, signal: req.signal })
+      // Object metadata goes into the Raft state, so any member can list it.
+      await this.o.raft.write({ op: 'put', key: `objects/${r.id}`, value: JSON.stringify({ size: r.size, chunks: r.chunks, replicas: r.replicas }) }, req.signal).catch(() => undefined)
+      return r
+    })
+    api.route('POST', '/v1/objects/:id/get', async (req) => {
+      const body = await req.body() as { dest?: unknown }
+      if (typeof body.dest !== 'string' || !body.dest.startsWith('/')) throw new ApiError(400, 'dest must be an absolute path on this node')
+      return await this.o.content.objects.getObject(req.params.id ?? '', body.dest, { signal: req.signal })
+    })
     api.route('GET', '/v1/gpu', async () => await gpuReport())
   }
 }

@@ -207,6 +207,25 @@ export function registerCapsuleCommands (program: Command): void {
       for (const r of rows) out(`${r.ref}\t${r.digest.slice(0, 19)}\t${r.size}`)
     })
 
+  const object = program.command('object').description('content-addressed objects, chunked and replicated across peers')
+  object.command('put').argument('<file>').option('--replicas <k>', 'peers to push the chunks to', '2')
+    .description('store FILE in the cluster; prints its id')
+    .action(async (file: string, o: { replicas: string }) => {
+      const g = program.opts<GlobalOpts>()
+      const k = Number(o.replicas)
+      if (!Number.isInteger(k) || k < 0) throw new UserError(`--replicas ${o.replicas}: expected a whole number`, 2)
+      const { resolve } = await import('node:path')
+      const r = await (await client(g)).request<{ id: string }>('POST', '/v1/objects', { path: resolve(file), replicas: k })
+      out(g.json === true ? JSON.stringify(r) : r.id)
+    })
+  object.command('get').argument('<id>').argument('<dest>').description('fetch an object from peers into DEST, verified')
+    .action(async (id: string, dest: string) => {
+      const g = program.opts<GlobalOpts>()
+      const { resolve } = await import('node:path')
+      const r = await (await client(g)).request('POST', `/v1/objects/${encodeURIComponent(id)}/get`, { dest: resolve(dest) })
+      out(g.json === true ? JSON.stringify(r) : `${id} -> ${resolve(dest)}`)
+    })
+
   program.command('gpu').description('the GPUs this node sees and its CDI spec')
     .action(async () => {
       const g = program.opts<GlobalOpts>()

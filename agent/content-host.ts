@@ -9,6 +9,7 @@ import { RegistryClient } from '../p2p/content/registry-client.js'
 import { PieceExchange } from '../p2p/content/piece-exchange.js'
 import { DhtProviderSource } from '../p2p/content/providers.js'
 import { ImagePuller, type ImagePullProgress, type PulledImage } from '../p2p/content/image-puller.js'
+import { ObjectStore } from '../p2p/content/objects.js'
 import type { BoltLibp2p } from '../p2p/node.js'
 import type { Config } from './config.js'
 import type { Logger } from './logger.js'
@@ -30,6 +31,7 @@ export class ContentHost {
   registry!: RegistryClient
   exchange!: PieceExchange
   puller!: ImagePuller
+  objects!: ObjectStore
   /** Image ref → runtime image id, for images already prepared for the runtime. */
   private readonly prepared = new Map<string, Promise<string>>()
 
@@ -58,9 +60,27 @@ export class ContentHost {
     })
     await this.exchange.start()
     this.puller = new ImagePuller({ store: this.store, registry: this.registry, exchange: this.exchange, candidates: o.candidates })
+    this.objects = new ObjectStore({
+      store: this.store,
+      exchange: this.exchange,
+      candidates: o.candidates,
+      // No free-space figure is gossiped yet: spread replicas over live members at random.
+      chooseReplicas: (count, { exclude }) => o.candidates().filter(id => !exclude.includes(id)).sort(() => Math.random() - 0.5).slice(0, count)
+    })
   }
 
-  async stop (): Promise<void> {
+  /** Membership news: dead members are dropped as piece sources at once. */
+  memberState (id: string, state: string): void {
+    if (state === 'dead' || state === 'left') this.exchange?.markDead(id)
+    else if (state === 'alive') this.exchange?.markAlive(id)
+  }
+
+  counters (): { bytesFromPeers: number, bytesFromRegistry: number, bytesServed: number } {
+    return this.exchange?.counters ?? { bytesFromPeers: 0, bytesFromRegistry: 0, bytesServed: 0 }
+  }
+
+  async stop (leaving = false): Promise<void> {
+    if (leaving) await Promise.resolve(this.exchange?.withdrawAll()).catch(() => {})
     await this.exchange?.stop().catch(() => {})
   }
 

@@ -48,7 +48,7 @@ export class RaftTransport {
 
   private async readLoop (stream: Stream, peer: string): Promise<void> {
     this.streams.add(stream)
-    const lp = lpStream(stream, { maxDataLength: MAX_RAFT_FRAME_BYTES })
+    const lp = lpStream(stream, { maxDataLength: MAX_RAFT_FRAME_BYTES, maxBufferSize: MAX_RAFT_FRAME_BYTES + 64 })
     try {
       for (;;) {
         const frame = await lp.read({ signal: this.ac.signal })
@@ -93,7 +93,7 @@ export class RaftTransport {
       try {
         stream = await this.o.openStream(peer, RAFT_PROTOCOL, AbortSignal.any([this.ac.signal, AbortSignal.timeout(5000)]))
         this.streams.add(stream)
-        const lp = lpStream(stream, { maxDataLength: MAX_RAFT_FRAME_BYTES })
+        const lp = lpStream(stream, { maxDataLength: MAX_RAFT_FRAME_BYTES, maxBufferSize: MAX_RAFT_FRAME_BYTES + 64 })
         q.failures = 0
         // Write what is queued; keep the stream open while frames keep coming.
         for (;;) {
