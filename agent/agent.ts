@@ -29,6 +29,7 @@ import { RaftHost, ROLE_PREF_LABEL } from './raft/raft-host.js'
 import { ContentHost } from './content-host.js'
 import { registerMirrorRoutes, startMirror } from './mirror/agent-mirror.js'
 import type { MirrorServer } from './mirror/mirror-server.js'
+import { mirrorMetrics, newMirrorStats } from './mirror/stats.js'
 import { CapsuleHost } from './capsule-host.js'
 import { busyboxPath, DEMO_REF } from './demo-image.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
@@ -234,7 +235,7 @@ export class Agent {
           const c = this.content.counters()
           return [{ labels: { source: 'peers' }, value: c.bytesFromPeers }, { labels: { source: 'registry' }, value: c.bytesFromRegistry }, { labels: { source: 'served' }, value: c.bytesServed }]
         }
-      }]
+      }, ...mirrorMetrics(() => this.mirror?.stats ?? newMirrorStats())]
     })
     await this.startApi()
     this.log.info({ id: this.peerId, name: this.clusterFile.get().name, api: this.apiUrl }, 'agent ready')

@@ -70,6 +70,10 @@ t.test('three agents: pull through B after A, upstream down, CLI snippets, taken
     const inspect = await skopeo(['inspect', '--tls-verify=false', `docker://${mirrorHost(b)}/team/app:1.0`])
     t.equal(inspect.code, 0, inspect.code === 0 ? 'skopeo exits 0' : inspect.out)
     t.equal((JSON.parse(inspect.out) as { Digest: string }).Digest, img.manifestDigest)
+    const metrics = await (await fetch(`${b.ready!.api}/metrics`)).text()
+    const peers = /bolt_mirror_blob_bytes_total\{source="peers"\} (\d+)/.exec(metrics)
+    t.ok(peers !== null && Number(peers[1]) >= img.blobBytes, `B's metrics count the blob bytes from peers (${peers?.[0] ?? 'missing'})`)
+    t.match(metrics, /bolt_mirror_blob_bytes_total\{source="upstream"\} 0/)
   })
 
   await t.test('a Range for the middle of a layer through C returns exactly those bytes', async t => {
