@@ -8,6 +8,7 @@ import { parseBytes } from './scheduler/spec.js'
 
 export function registerClientCommands (program: Command): void {
   registerCapsuleCommands(program)
+  registerStackCommands(program)
   const kv = program.command('kv').description('a small linearizable key-value store in the Raft state')
   kv.command('get').argument('<key>').description('print the value alone (exit 1 if the key is absent)')
     .action(async (key: string) => {
@@ -235,4 +236,75 @@ export function registerCapsuleCommands (program: Command): void {
       for (const x of r.gpus) out(`${x.index}\t${x.vendor}\t${x.model}\t${x.memoryBytes ?? '?'} bytes`)
       for (const s of r.cdi.specs) out(`CDI ${s.path}: ${s.devices.join(', ')}`)
     })
+}
+
+export function registerStackCommands (program: Command): void {
+  program.command('up').description('create a stack\'s capsules in depends_on order, waiting for each to be healthy')
+    .requiredOption('-f, --file <stack.toml>', 'the stack file')
+    .action(async (o: { file: string }) => {
+      const g = program.opts<GlobalOpts>()
+      const { readFile } = await import('node:fs/promises')
+      const { parseStack, startOrder, specOf, StackError } = await import('./stack.js')
+      let stack
+      let order: string[]
+      try {
+        stack = parseStack(await readFile(o.file, 'utf8'), o.file)
+        order = startOrder(stack)
+      } catch (err) {
+        if (err instanceof StackError || (err as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`up: ${(err as Error).message}`, 2)
+        throw err
+      }
+      const c = await client(g)
+      for (const name of order) {
+        const entry = stack.capsules[name]!
+        try {
+          await c.request('POST', '/v1/capsules', specOf(name, entry))
+        } catch (err) {
+          if (!(err instanceof AgentRequestError && err.status === 409)) throw err // already up: keep going
+        }
+        const deadline = Date.now() + (entry.health?.timeout_ms ?? 120_000)
+        for (;;) {
+          const rows = await c.request<PsRow[]>('GET', '/v1/capsules')
+          const mine = rows.filter(r => r.capsule === name)
+          const failed = mine.find(r => r.state === 'failed')
+          if (failed !== undefined) throw new UserError(`up: ${failed.name} failed (${failed.reason ?? 'no reason'}); later capsules not started`)
+          if (mine.length > 0 && mine.every(r => r.state === 'running') && (entry.health?.tcp === undefined || await tcpOk(entry.health.tcp))) break
+          if (Date.now() > deadline) throw new UserError(`up: ${name} not healthy within ${entry.health?.timeout_ms ?? 120_000} ms (${mine.map(r => `${r.name}=${r.state}${r.reason !== null ? ` ${r.reason}` : ''}`).join(', ')})`)
+          await new Promise(resolve => setTimeout(resolve, 300))
+        }
+        if (g.json === true) out(JSON.stringify({ capsule: name, state: 'running' }))
+        else out(`${name} running`)
+      }
+    })
+  program.command('down').description('remove a stack\'s capsules, dependents first')
+    .requiredOption('-f, --file <stack.toml>', 'the stack file')
+    .action(async (o: { file: string }) => {
+      const g = program.opts<GlobalOpts>()
+      const { readFile } = await import('node:fs/promises')
+      const { parseStack, startOrder } = await import('./stack.js')
+      let order: string[]
+      try {
+        order = startOrder(parseStack(await readFile(o.file, 'utf8'), o.file)).reverse()
+      } catch (err) {
+        throw new UserError(`down: ${(err as Error).message}`, 2)
+      }
+      const c = await client(g)
+      for (const name of order) {
+        await c.request('DELETE', `/v1/capsules/${encodeURIComponent(name)}`).catch((err: unknown) => {
+          if (!(err instanceof AgentRequestError && err.status === 404)) throw err
+        })
+        out(g.json === true ? JSON.stringify({ capsule: name, removed: true }) : `${name} removed`)
+      }
+    })
+}
+
+async function tcpOk (hostPort: string): Promise<boolean> {
+  const { connect } = await import('node:net')
+  const i = hostPort.lastIndexOf(':')
+  return await new Promise(resolve => {
+    const s = connect({ host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)), timeout: 1000 })
+    s.once('connect', () => { s.destroy(); resolve(true) })
+    s.once('error', () => resolve(false))
+    s.once('timeout', () => { s.destroy(); resolve(false) })
+  })
 }

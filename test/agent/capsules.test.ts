@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { join } from 'node:path'
 import { existsSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
 import { Cluster, waitFor, type AgentProcess } from '../../scenarios/harness.js'
 import { RAFT_TOML, agreedLeader } from '../../scenarios/_raft.js'
 import { buildImage, pushImage, startRegistry, REGISTRY_BIN } from '../helpers/registry.js'
@@ -109,6 +110,18 @@ t.test('capsules run, place, heal and clean up', { skip: !haveRunc || !isRoot ||
     }, 30_000, 500)
     t.ok(clean >= 0, 'nothing of it is left in the runtime on its node')
     t.notOk((await ps(a0)).some(x => x.name === 'hello'), 'gone from ps')
+  })
+
+  await t.test('stacks: up in depends_on order, down removes', async t => {
+    const file = join(cluster.root, 'stack.toml')
+    await writeFile(file, `[capsules.db]\nimage = "${IMAGE}"\nargs = ["/bin/sh", "-c", "sleep 600"]\nmemory = "16M"\n\n[capsules.app]\nimage = "${IMAGE}"\nargs = ["/bin/sh", "-c", "sleep 600"]\nmemory = "16M"\ndepends_on = ["db"]\n`)
+    const up = await a0.cli(['up', '-f', file], 120_000)
+    t.equal(up.code, 0, `up exits 0 ${up.stderr.trim()}`)
+    t.same(up.stdout.trim().split('\n'), ['db running', 'app running'], 'dependencies first, each waited for')
+    const down = await a0.cli(['down', '-f', file])
+    t.equal(down.code, 0, 'down exits 0')
+    t.same(down.stdout.trim().split('\n'), ['app removed', 'db removed'], 'dependents removed first')
+    t.notOk((await ps(a0)).some(x => x.name === 'db' || x.name === 'app'), 'gone from ps')
   })
 
   await t.test('kill -9 the node running a capsule: it runs elsewhere', async t => {
