@@ -20,6 +20,8 @@ import { FileTagResolutions, tagKey, type TagResolutions } from './tag-cache.js'
 
 /** Blob sizes learnt from manifests served (a blob request carries no size). */
 export const MAX_KNOWN_SIZES = 100_000
+/** Blobs of one manifest prefetched at most (a client asks for them next; starting them together lets pulling peers split the upstream). */
+export const MAX_PREFETCH_BLOBS = 16
 /** How long a blob request waits for the size from peers before asking the upstream. */
 export const SIZE_PROBE_TIMEOUT_MS = 5_000
 
@@ -41,6 +43,13 @@ export interface MirrorServerInit {
   upstream: string
   /** Serve a tag's last known resolution when the upstream fails. */
   serveStaleTags: boolean
+  /**
+   * Start pulling every blob of an image manifest as soon as a client gets
+   * the manifest (default off: in-process nodes measured upstream egress 1.0×
+   * with it, but 8 real agents on a 2-core machine measured 3–4.8× — see the
+   * mirror-fanout scenario).
+   */
+  prefetch?: boolean
   /** Allow binding a non-loopback address. */
   allowRemote?: boolean
   /** Where tag resolutions are kept; default a JSON file in the blob store root. */
@@ -57,6 +66,8 @@ export class MirrorServer {
   private readonly knownSizes = new Map<string, number>()
   private readonly shutdown = new AbortController()
   private readonly background = new Set<Promise<unknown>>()
+  /** Blob pulls this mirror started, by digest (a request for one joins it). */
+  private readonly pulling = new Map<string, Promise<void>>()
   url = ''
 
   constructor (private readonly init: MirrorServerInit) {
@@ -127,6 +138,7 @@ export class MirrorServer {
       if (route.kind === 'manifest') {
         this.stats.requests.manifest++
         const m = await this.manifest(ref, route.reference, signal)
+        if (this.init.prefetch === true) this.prefetch(ref, m)
         res.writeHead(200, {
           'content-type': m.mediaType,
           'content-length': m.bytes.length,
@@ -322,8 +334,28 @@ export class MirrorServer {
     })
   }
 
+  /**
+   * Starts pulling the blobs of an image manifest the client was just given:
+   * it asks for them next, and pulls started together across nodes split
+   * the upstream's pieces between them (as ImagePuller does).
+   */
+  private prefetch (ref: ImageReference, m: ServedManifest): void {
+    if (!isManifestMediaType(m.mediaType)) return
+    let blobs: Array<{ digest: string, size: number }>
+    try {
+      const parsed = parseImageManifest(m.bytes)
+      blobs = [parsed.config, ...parsed.layers]
+    } catch { return }
+    for (const b of blobs.slice(0, MAX_PREFETCH_BLOBS)) {
+      if (this.init.store.hasSync(b.digest) || this.pulling.has(b.digest)) continue
+      this.pullBlob(ref, b.digest, b.size, this.shutdown.signal).catch(() => {})
+    }
+  }
+
   /** Starts (or joins) the pull of a blob into the store; it goes on even if the client leaves. */
   private pullBlob (ref: ImageReference, digest: string, size: number, signal: AbortSignal): Promise<void> {
+    const running = this.pulling.get(digest)
+    if (running !== undefined) return running
     let usedUpstream = false
     const p = this.init.exchange.pull(digest, {
       size,
@@ -338,7 +370,8 @@ export class MirrorServer {
       this.stats.bytes.upstream += stats.bytesFromRegistry
       if (usedUpstream) this.stats.upstreamFallbacks++
       this.init.log?.debug({ digest, fromPeers: stats.bytesFromPeers, fromUpstream: stats.bytesFromRegistry }, 'mirror pulled a blob')
-    })
+    }).finally(() => { this.pulling.delete(digest) })
+    this.pulling.set(digest, p)
     this.track(p.catch(() => {}))
     return p
   }
