@@ -427,6 +427,9 @@ export class MirrorServer {
     } finally {
       off()
       await pulled
+      // The blob completed between the caller's check and openPartial, which
+      // then opened a fresh, empty partial: drop it.
+      if (store.hasSync(digest) && store.getPartial(digest) === partial) await partial.discard().catch(() => {})
     }
   }
 

@@ -92,3 +92,14 @@ for (const mode of ['fail', 'repair'] as const) {
     }
   })
 }
+
+t.test('a non-loopback bind is refused unless allowed', async t => {
+  const dir = await mkdtemp(join(tmpdir(), 'bolt-mirror-bind-'))
+  const store = await BlobStore.open({ root: dir })
+  t.teardown(async () => { await store.close(); await rm(dir, { recursive: true, force: true }) })
+  const mk = (allowRemote: boolean): MirrorServer => new MirrorServer({ store, registry: new RegistryClient({ dockerConfigPath: false }), exchange: lyingExchange(store, new Uint8Array(0), new Uint8Array(0), 'fail'), candidates: () => [], listen: '0.0.0.0:0', upstream: 'registry-1.docker.io', serveStaleTags: true, allowRemote })
+  await t.rejects(mk(false).start(), { name: 'MirrorBindRefusedError' })
+  const open = mk(true)
+  t.match(await open.start(), /^http:\/\/0\.0\.0\.0:\d+$/)
+  await open.stop()
+})
