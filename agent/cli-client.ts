@@ -127,21 +127,12 @@ export function registerCapsuleCommands (program: Command): void {
         const body = await res.json().catch(() => ({})) as { error?: string }
         throw new UserError(body.error ?? `HTTP ${res.status}`)
       }
-      let buf = ''
-      const decoder = new TextDecoder()
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buf += decoder.decode(chunk, { stream: true })
-        let nl
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl)
-          buf = buf.slice(nl + 1)
-          if (line === '') continue
-          const rec = JSON.parse(line) as { stream?: string, line?: string, error?: string }
-          if (rec.error !== undefined) throw new UserError(`logs: ${rec.error}`)
-          if (g.json === true) out(line)
-          else if (rec.stream === 'stderr') process.stderr.write((rec.line ?? '') + '\n')
-          else out(rec.line ?? '')
-        }
+      for await (const line of ndjsonLines(res)) {
+        const rec = JSON.parse(line) as { stream?: string, line?: string, error?: string }
+        if (rec.error !== undefined) throw new UserError(`logs: ${rec.error}`)
+        if (g.json === true) out(line)
+        else if (rec.stream === 'stderr') process.stderr.write((rec.line ?? '') + '\n')
+        else out(rec.line ?? '')
       }
     })
 
@@ -172,27 +163,18 @@ export function registerCapsuleCommands (program: Command): void {
       const { SingleBar, Presets } = await import('cli-progress')
       const bar = tty ? new SingleBar({ format: 'pull {bar} {percentage}% | {value}/{total} bytes | peers {peers} registry {registry}', hideCursor: true }, Presets.shades_classic) : undefined
       let started = false
-      let buf = ''
       let failure: string | undefined
-      const decoder = new TextDecoder()
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buf += decoder.decode(chunk, { stream: true })
-        let nl
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl)
-          buf = buf.slice(nl + 1)
-          if (line === '') continue
-          const ev = JSON.parse(line) as { event: string, totalBytes?: number, doneBytes?: number, bytesFromPeers?: number, bytesFromRegistry?: number, error?: string, digest?: string, ref?: string }
-          if (g.json === true) out(line)
-          if (ev.event === 'progress' && bar !== undefined) {
-            if (!started && (ev.totalBytes ?? 0) > 0) { bar.start(ev.totalBytes ?? 0, 0, { peers: 0, registry: 0 }); started = true }
-            if (started) bar.update(ev.doneBytes ?? 0, { peers: ev.bytesFromPeers ?? 0, registry: ev.bytesFromRegistry ?? 0 })
-          }
-          if (ev.event === 'error') failure = ev.error
-          if (ev.event === 'done' && g.json !== true) {
-            bar?.stop()
-            out(`${ev.ref ?? image} ${ev.digest ?? ''} (from peers ${ev.bytesFromPeers ?? 0} B, from registry ${ev.bytesFromRegistry ?? 0} B)`)
-          }
+      for await (const line of ndjsonLines(res)) {
+        const ev = JSON.parse(line) as { event: string, totalBytes?: number, doneBytes?: number, bytesFromPeers?: number, bytesFromRegistry?: number, error?: string, digest?: string, ref?: string }
+        if (g.json === true) out(line)
+        if (ev.event === 'progress' && bar !== undefined) {
+          if (!started && (ev.totalBytes ?? 0) > 0) { bar.start(ev.totalBytes ?? 0, 0, { peers: 0, registry: 0 }); started = true }
+          if (started) bar.update(ev.doneBytes ?? 0, { peers: ev.bytesFromPeers ?? 0, registry: ev.bytesFromRegistry ?? 0 })
+        }
+        if (ev.event === 'error') failure = ev.error
+        if (ev.event === 'done' && g.json !== true) {
+          bar?.stop()
+          out(`${ev.ref ?? image} ${ev.digest ?? ''} (from peers ${ev.bytesFromPeers ?? 0} B, from registry ${ev.bytesFromRegistry ?? 0} B)`)
         }
       }
       bar?.stop()
@@ -296,6 +278,22 @@ export function registerStackCommands (program: Command): void {
         out(g.json === true ? JSON.stringify({ capsule: name, removed: true }) : `${name} removed`)
       }
     })
+}
+
+/** The lines of a streamed NDJSON response, without the empty ones. */
+async function * ndjsonLines (res: Response): AsyncIterable<string> {
+  let buf = ''
+  const decoder = new TextDecoder()
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buf += decoder.decode(chunk, { stream: true })
+    let nl
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl)
+      buf = buf.slice(nl + 1)
+      if (line !== '') yield line
+    }
+  }
+  if (buf.trim() !== '') yield buf
 }
 
 async function tcpOk (hostPort: string): Promise<boolean> {

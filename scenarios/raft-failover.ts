@@ -26,7 +26,7 @@ async function failovers (voters: number, rounds: number): Promise<number[]> {
       for (let attempt = 0; committed < 0 && Date.now() - killedAt < 30_000; attempt++) {
         const api = apis[attempt % apis.length]!
         try {
-          const r = await kv(api, 'PUT', `/v1/kv/failover-${i}`, { value: String(attempt) }, 3000)
+          const r = await kv(api, 'PUT', `/v1/kv/failover-${i}`, { value: String(attempt) }, 12_000)
           if (r.status === 200) committed = Date.now() - killedAt
         } catch {}
       }

@@ -20,6 +20,12 @@ export const AUTOPILOT_INTERVAL_MS = 1000
 export const CAUGHT_UP_ENTRIES = 16
 export const ROLE_PREF_LABEL = 'bolt.role'
 const WRITE_DEADLINE_MS = 10_000
+/**
+ * One forwarding attempt to the leader we believe in. Short, because right
+ * after a leader dies its connection still looks open and a stream to it
+ * just hangs; the next attempt asks Raft again who leads.
+ */
+const FORWARD_ATTEMPT_MS = 1000
 
 export interface RaftMember {
   id: string
@@ -123,8 +129,9 @@ export class RaftHost {
         const leader = err.leader ?? this.node.status().leader
         if (leader === null || leader === this.o.self) { lastErr = err; await sleep(100); continue }
         try {
-          const stream = await this.o.openStream(leader, API_FORWARD_PROTOCOL, sig)
-          const res: ForwardResponse = await forwardRequest(stream, { op: 'propose', data, req }, sig)
+          const attempt = AbortSignal.any([sig, AbortSignal.timeout(FORWARD_ATTEMPT_MS)])
+          const stream = await this.o.openStream(leader, API_FORWARD_PROTOCOL, attempt)
+          const res: ForwardResponse = await forwardRequest(stream, { op: 'propose', data, req }, attempt)
           if (res.ok) {
             // Read-your-writes here too: wait until this node has applied up to the leader's commit.
             await this.node.readIndex(sig).catch(() => undefined)

@@ -13,6 +13,8 @@ export const MAX_KEY_BYTES = 512
 export const MAX_VALUE_BYTES = 64 * 1024
 /** Results kept for proposers to pick up after their entry applies. */
 const MAX_RESULTS = 4096
+/** Request ids remembered for de-duplicating retried commands. */
+const MAX_SEEN = 16_384
 
 const KvCommandSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('put'), req: z.string().max(64), key: z.string().min(1).max(MAX_KEY_BYTES), value: z.string().max(MAX_VALUE_BYTES) }),
@@ -40,13 +42,20 @@ const SnapshotSchema = z.object({
   v: z.literal(1),
   kv: z.array(z.tuple([z.string(), z.string()])),
   roles: z.array(z.tuple([z.string(), z.enum(['server', 'client'])])),
-  capsules: z.array(z.unknown()).default([])
+  capsules: z.array(z.unknown()).default([]),
+  seen: z.array(z.tuple([z.string(), z.unknown()])).default([])
 })
 
 export class ClusterState {
   private kv = new Map<string, string>()
   private roles = new Map<string, 'server' | 'client'>()
   private readonly results = new Map<string, CommandResult>()
+  /**
+   * Results of recent commands by request id. A client that timed out retries
+   * with the same id; if the first attempt did commit, the retry must get the
+   * first result and change nothing (a cas must not apply twice).
+   */
+  private readonly seen = new Map<string, CommandResult>()
   readonly capsules = new CapsuleTable()
   private readonly listeners = new Set<ApplyListener>()
   appliedIndex = 0
@@ -79,8 +88,18 @@ export class ClusterState {
     } catch {
       return { ok: false, reason: 'undecodable command' }
     }
+    const earlier = this.seen.get(cmd.req)
+    if (earlier !== undefined) {
+      this.results.set(cmd.req, earlier)
+      return earlier
+    }
     const result = this.run(cmd)
     this.results.set(cmd.req, result)
+    this.seen.set(cmd.req, result)
+    if (this.seen.size > MAX_SEEN) {
+      const oldest = this.seen.keys().next().value
+      if (oldest !== undefined) this.seen.delete(oldest)
+    }
     for (const l of this.listeners) {
       try { l(cmd, result) } catch { /* a watcher's failure must not break apply */ }
     }
@@ -108,13 +127,13 @@ export class ClusterState {
   }
 
   snapshot (): Uint8Array {
-    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1), capsules: this.capsules.toSnapshot() }) as Uint8Array
+    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1), capsules: this.capsules.toSnapshot(), seen: [...this.seen] }) as Uint8Array
     const sum = createHash('sha256').update(body).digest()
     return Buffer.concat([sum, body])
   }
 
   restore (data: Uint8Array): void {
-    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); this.capsules.restore([]); return }
+    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); this.capsules.restore([]); this.seen.clear(); return }
     if (data.byteLength < 32) throw new SnapshotCorruptError('snapshot shorter than its checksum')
     const sum = data.subarray(0, 32)
     const body = data.subarray(32)
@@ -124,5 +143,9 @@ export class ClusterState {
     this.kv = new Map(parsed.data.kv)
     this.roles = new Map(parsed.data.roles)
     this.capsules.restore(parsed.data.capsules as CapsuleRecord[])
+    // De-duplication must survive a snapshot, or replicas restored from one
+    // could re-apply a retried command that the others skipped.
+    this.seen.clear()
+    for (const [req, result] of parsed.data.seen) this.seen.set(req, result as CommandResult)
   }
 }

@@ -15,6 +15,12 @@ t.test('kv commands apply deterministically and snapshots restore with a checksu
   t.same(a.takeResult('r3'), { ok: false, reason: 'mismatch', current: '2' })
   t.equal(a.takeResult('r3'), undefined, 'results are taken once')
   t.same(a.apply(5, new Uint8Array([0xff, 0x00])), { ok: false, reason: 'undecodable command' }, 'garbage is skipped, not fatal')
+  t.same(a.apply(6, cmds[1]!), { ok: true }, 'a retried command (same request id) returns its first result')
+  t.equal(a.get('x'), '2', 'and changes nothing')
+  const c = new ClusterState()
+  c.restore(a.snapshot())
+  t.same(c.apply(7, cmds[1]!), { ok: true }, 'de-duplication survives a snapshot')
+  t.equal(c.get('x'), '2')
 
   const b = new ClusterState()
   b.restore(a.snapshot())
