@@ -196,8 +196,18 @@ export async function * readLogs (path: string, opts: ReadLogsOptions): AsyncGen
       yield * readFileRecords(fh, state.pos, state)
       if (writer === undefined || opts.signal?.aborted === true) return
       if (writer.generation !== generation) {
-        // The file we hold was rotated away and is finished (we read it to its end
-        // above). Files rotated after it are .(k-1) … .1: read them, then the live one.
+        // The writer bumps its counter after renaming and reopening, so a file
+        // opened in between may already be the new live one: then nothing of
+        // ours rotated, and reopening it would repeat its lines.
+        const live = await stat(path).catch(() => undefined)
+        if (live !== undefined && live.ino === (await fh.stat()).ino) {
+          generation = writer.generation
+          continue
+        }
+        // The file we hold was rotated away and is finished. Lines appended
+        // between our last read and the rotation are still in it: read them.
+        // Files rotated after it are .(k-1) … .1: read them, then the live one.
+        yield * readFileRecords(fh, state.pos, state)
         const k = writer.generation - generation
         generation = writer.generation
         await fh.close()
@@ -210,7 +220,14 @@ export async function * readLogs (path: string, opts: ReadLogsOptions): AsyncGen
             await mid.close()
           }
         }
-        fh = await open(path, 'r')
+        // A further rotation may be between its rename and its new file: retry briefly.
+        let next = await open(path, 'r').catch(() => undefined)
+        for (let tries = 0; next === undefined && tries < 1000; tries++) {
+          await new Promise(resolve => setImmediate(resolve))
+          next = await open(path, 'r').catch(() => undefined)
+        }
+        if (next === undefined) return
+        fh = next
         state.pos = 0
         state.rest = ''
         continue
