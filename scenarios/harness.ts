@@ -33,9 +33,17 @@ export interface ReadyLine {
   join: string
 }
 
-export async function runCli (args: string[], opts: { timeoutMs?: number, env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+/** The command line that runs the CLI, behind an optional launcher (e.g. `ip netns exec NS`). */
+function cliCommand (prefix: string[], args: string[]): [string, string[]] {
+  const argv = [process.execPath, CLI, ...args]
+  const all = [...prefix, ...argv]
+  return [all[0] as string, all.slice(1)]
+}
+
+export async function runCli (args: string[], opts: { timeoutMs?: number, env?: NodeJS.ProcessEnv, prefix?: string[] } = {}): Promise<CliResult> {
   return await new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, BOLT_LOG_JSON: '1', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const [cmd, argv] = cliCommand(opts.prefix ?? [], args)
+    const p = spawn(cmd, argv, { env: { ...process.env, BOLT_LOG_JSON: '1', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
     p.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
@@ -52,13 +60,15 @@ export class AgentProcess {
   stderrTail: string[] = []
   exited: Promise<number | null> = Promise.resolve(null)
 
-  constructor (readonly name: string, readonly dataDir: string, readonly configFile: string) {}
+  /** `prefix`: a launcher the agent runs behind, e.g. `ip netns exec NS` for a network namespace. */
+  constructor (readonly name: string, readonly dataDir: string, readonly configFile: string, readonly prefix: string[] = []) {}
 
   get id (): string { return this.ready?.node.id ?? '' }
 
   /** Starts `bolt-agent <args>` and resolves with its ready line, or rejects with its error line. */
   async start (args: string[], timeoutMs = 30_000): Promise<ReadyLine> {
-    const p = spawn(process.execPath, [CLI, '--json', '--data', this.dataDir, '--config', this.configFile, '--log-level', 'info', ...args], {
+    const [cmd, argv] = cliCommand(this.prefix, ['--json', '--data', this.dataDir, '--config', this.configFile, '--log-level', 'info', ...args])
+    const p = spawn(cmd, argv, {
       env: { ...process.env, BOLT_LOG_JSON: '1' },
       stdio: ['ignore', 'pipe', 'pipe']
     })
@@ -87,7 +97,7 @@ export class AgentProcess {
   }
 
   async cli (args: string[], timeoutMs?: number): Promise<CliResult> {
-    return await runCli(['--data', this.dataDir, ...args], timeoutMs !== undefined ? { timeoutMs } : {})
+    return await runCli(['--data', this.dataDir, ...args], { prefix: this.prefix, ...(timeoutMs !== undefined ? { timeoutMs } : {}) })
   }
 
   async status (): Promise<StatusLike | undefined> {

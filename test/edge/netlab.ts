@@ -4,13 +4,12 @@
 // Addresses exist only inside these namespaces. Agents run inside them with
 // `ip netns exec`; their API listens on the namespace's loopback, so client
 // commands run there too.
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
-import { CLI, FAST_TOML, type CliResult, type ReadyLine, type StatusLike } from '../../scenarios/harness.js'
+import { AgentProcess, FAST_TOML, type CliResult, type ReadyLine } from '../../scenarios/harness.js'
 
 const exec = promisify(execFile)
 
@@ -139,16 +138,11 @@ table inet fw {
   }
 }
 
-/** An agent process inside a namespace. */
-export class NsAgent {
-  proc: ChildProcess | undefined
-  ready: ReadyLine | undefined
-  readonly stderrTail: string[] = []
-  exited: Promise<number | null> = Promise.resolve(null)
-
-  constructor (readonly name: string, readonly host: Host, readonly dataDir: string, readonly configFile: string) {}
-
-  get id (): string { return this.ready?.node.id ?? '' }
+/** An agent process inside a namespace: the harness's agent behind `ip netns exec`. */
+export class NsAgent extends AgentProcess {
+  constructor (name: string, readonly host: Host, dataDir: string, configFile: string) {
+    super(name, dataDir, configFile, ['ip', 'netns', 'exec', host.ns])
+  }
 
   static async create (root: string, name: string, host: Host, extraToml = ''): Promise<NsAgent> {
     const dataDir = join(root, name)
@@ -157,57 +151,9 @@ export class NsAgent {
     return new NsAgent(name, host, dataDir, configFile)
   }
 
-  async start (args: string[], timeoutMs = 40_000): Promise<ReadyLine> {
-    const p = spawn('ip', ['netns', 'exec', this.host.ns, process.execPath, CLI, '--json', '--data', this.dataDir, '--config', this.configFile, '--log-level', 'info', ...args], {
-      env: { ...process.env, BOLT_LOG_JSON: '1' },
-      stdio: ['ignore', 'pipe', 'pipe']
-    })
-    this.proc = p
-    this.exited = new Promise(resolve => p.on('exit', (code, sig) => resolve(code ?? (sig !== null ? 128 : null))))
-    createInterface({ input: p.stderr! }).on('line', (l) => {
-      this.stderrTail.push(l)
-      if (this.stderrTail.length > 300) this.stderrTail.shift()
-    })
-    return await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${this.name} not ready after ${timeoutMs} ms: ${this.stderrTail.slice(-5).join(' | ')}`)), timeoutMs)
-      createInterface({ input: p.stdout! }).on('line', (l) => {
-        try {
-          const v = JSON.parse(l) as ReadyLine
-          if (v.event === 'ready') { clearTimeout(timer); this.ready = v; resolve(v) }
-        } catch {}
-      })
-      p.on('exit', (code) => { clearTimeout(timer); reject(new Error(`${this.name} exited with ${code}: ${this.stderrTail.slice(-3).join(' | ')}`)) })
-    })
-  }
-
-  async cli (args: string[], timeoutMs = 10_000): Promise<CliResult> {
-    return await new Promise((resolve, reject) => {
-      const p = spawn('ip', ['netns', 'exec', this.host.ns, process.execPath, CLI, '--data', this.dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-      let stdout = ''
-      let stderr = ''
-      p.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-      p.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-      const timer = setTimeout(() => { p.kill('SIGKILL') }, timeoutMs)
-      p.on('error', reject)
-      p.on('close', (code) => { clearTimeout(timer); resolve({ code: code ?? 137, stdout, stderr }) })
-    })
-  }
-
-  async status (): Promise<StatusLike | undefined> {
-    const r = await this.cli(['status', '--json'])
-    if (r.code !== 0) return undefined
-    return JSON.parse(r.stdout) as StatusLike
-  }
-
-  async stop (): Promise<void> {
-    const p = this.proc
-    if (p === undefined || p.exitCode !== null || p.signalCode !== null) return
-    // `ip netns exec` execs node in place, so the signal reaches the agent.
-    p.kill('SIGTERM')
-    const t = setTimeout(() => p.kill('SIGKILL'), 10_000)
-    await this.exited
-    clearTimeout(t)
-  }
+  // Namespaced agents start and answer more slowly (relays, NAT): longer defaults.
+  override async start (args: string[], timeoutMs = 40_000): Promise<ReadyLine> { return await super.start(args, timeoutMs) }
+  override async cli (args: string[], timeoutMs = 10_000): Promise<CliResult> { return await super.cli(args, timeoutMs) }
 }
 
 export async function tempRoot (): Promise<{ root: string, cleanup: () => Promise<void> }> {
