@@ -3,7 +3,7 @@
 import type { Command } from 'commander'
 import { AgentRequestError } from './api/client.js'
 import { UserError } from './errors.js'
-import { client, out, type GlobalOpts } from './cli-common.js'
+import { client, collect, out, pairs, type GlobalOpts } from './cli-common.js'
 import { parseBytes } from './scheduler/spec.js'
 
 export function registerClientCommands (program: Command): void {
@@ -37,18 +37,6 @@ export function registerClientCommands (program: Command): void {
 }
 
 // ---- capsules, images, gpu ------------------------------------------------
-
-const collect = (v: string, prev: string[] = []): string[] => [...prev, v]
-
-function pairs (flag: string, list: string[] | undefined): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const p of list ?? []) {
-    const i = p.indexOf('=')
-    if (i <= 0) throw new UserError(`${flag} ${p}: expected KEY=VALUE`, 2)
-    out[p.slice(0, i)] = p.slice(i + 1)
-  }
-  return out
-}
 
 function defaultName (image: string): string {
   const base = (image.split('/').pop() ?? 'capsule').split(/[:@]/)[0]!.toLowerCase().replace(/[^a-z0-9_.-]/g, '-').replace(/^[^a-z0-9]+/, '') || 'capsule'

@@ -14,23 +14,10 @@ import { InvalidTokenError, parseToken } from '../p2p/token.js'
 import { EPHEMERAL_LISTEN } from '../quic/transports.js'
 import { registerClientCommands } from './cli-client.js'
 import { registerMirrorCommands } from './mirror/cli.js'
-import { client, dataDirOf, out, type GlobalOpts } from './cli-common.js'
+import { client, collect, dataDirOf, out, pairs, type GlobalOpts } from './cli-common.js'
 
 /** The longest a graceful shutdown may take before the process exits anyway. */
 const SHUTDOWN_DEADLINE_MS = 15_000
-
-const collect = (v: string, prev: string[] = []): string[] => [...prev, v]
-
-function labelsOf (pairs: string[] | undefined): Record<string, string> | undefined {
-  if (pairs === undefined) return undefined
-  const out: Record<string, string> = {}
-  for (const p of pairs) {
-    const i = p.indexOf('=')
-    if (i <= 0) throw new UserError(`--label ${p}: expected KEY=VALUE`, 2)
-    out[p.slice(0, i)] = p.slice(i + 1)
-  }
-  return out
-}
 
 interface AgentCmdOpts { listen?: string[], api?: string, name?: string, role?: string, label?: string[], profile?: string, mirrorUpstream?: string, token?: string, mdns?: boolean }
 
@@ -44,7 +31,7 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     role: o.role,
     profile: o.profile,
     log_level: g.logLevel,
-    labels: labelsOf(o.label),
+    labels: o.label !== undefined ? pairs('--label', o.label) : undefined,
     // Only --no-mdns overrides the file: commander's default (true) must not.
     mdns: o.mdns === false ? false : undefined,
     api: g.api !== undefined ? { listen: g.api } : undefined,
