@@ -392,7 +392,8 @@ export class Agent {
   }
 
   addrsOf (peerId: string): string[] {
-    return this.membership.view().find(m => m.id === peerId)?.addrs ?? []
+    // On the path of every cluster stream opened: look the one member up, don't build the status view.
+    return this.membership.service.member(peerId)?.meta.addrs ?? []
   }
 
   /**
