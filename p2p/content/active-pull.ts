@@ -9,12 +9,18 @@ import { PeerChannel } from './peer-channel.js'
 import type { PieceExchange, PullOptions, PullStats } from './piece-exchange.js'
 import { MAX_CONTROL_FRAME } from './piece-messages.js'
 import { PiecePicker, DEFAULT_MAX_INFLIGHT_PER_PEER, DEFAULT_REQUEST_TIMEOUT_MS, type PickerAction } from './piece-picker.js'
-import { bytesEqual, HASH_BYTES, hashPieceAsync, pieceCount, pieceRange } from './pieces.js'
+import { type ChunkList, HASH_BYTES, pieceCount, pieceRange } from './pieces.js'
 
 /** Providers taken from a DHT lookup per pull. */
 export const MAX_PROVIDERS_PER_PULL = 16
 /** How often peers dropped from a pull (timeout, broken stream) are tried again. */
 export const REVIVE_PEERS_MS = 2_000
+/**
+ * Piece streams per peer. A peer answers the requests on one stream one
+ * after another (read the piece from disk, then send it), so with one stream
+ * its link idles during every disk read; two keep it busy.
+ */
+export const PIECE_STREAMS_PER_PEER = 2
 /** Bytes around a piece on the wire: its header frame and length prefixes. */
 const FRAME_OVERHEAD = 4096
 /** The pull loop looks at the clock at least this often (timeouts, re-queries). */
@@ -145,11 +151,11 @@ export class ActivePull {
   }
 
   /**
-   * One stream per peer for bitfield queries and one for pieces, so a query
+   * One stream per peer for bitfield queries and PIECE_STREAMS_PER_PEER for pieces, so a query
    * never waits behind megabytes of pipelined pieces (head-of-line blocking
    * turned slow peers into "timed out" peers).
    */
-  private channel (peer: string, kind: 'control' | 'pieces'): Promise<PeerChannel> {
+  private channel (peer: string, kind: 'control' | `pieces${number}`): Promise<PeerChannel> {
     const key = `${kind}|${peer}`
     let c = this.channels.get(key)
     if (c === undefined) {
@@ -164,7 +170,7 @@ export class ActivePull {
   }
 
   private closeChannel (peer: string): void {
-    for (const key of [`control|${peer}`, `pieces|${peer}`]) {
+    for (const key of [`control|${peer}`, ...Array.from({ length: PIECE_STREAMS_PER_PEER }, (_, i) => `pieces${i}|${peer}`)]) {
       const c = this.channels.get(key)
       if (c === undefined) continue
       this.channels.delete(key)
@@ -233,9 +239,9 @@ export class ActivePull {
   }
 
   private async fetchFromPeerCounted (peer: string, index: number): Promise<void> {
-    let data: Uint8Array
+    let data: ChunkList
     try {
-      const ch = await this.channel(peer, 'pieces')
+      const ch = await this.channel(peer, `pieces${index % PIECE_STREAMS_PER_PEER}`)
       const r = await ch.request({ t: 'piece?', digest: this.digest, pieceSize: this.partial.pieceSize, index }, this.signal)
       if (r.res.t === 'err' && (r.res.code === 'missing' || r.res.code === 'busy')) {
         this.picker.missing(peer, index)
@@ -248,21 +254,24 @@ export class ActivePull {
       this.closeChannel(peer)
       return
     }
-    this.bytesFromPeers += data.length
-    this.ex.internals.counters.bytesFromPeers += data.length
+    this.bytesFromPeers += data.byteLength
+    this.ex.internals.counters.bytesFromPeers += data.byteLength
+    // A piece from a peer is only taken against a hash we know: a bit
+    // without one was cleared at the query, so this is a peer's lie.
     const expected = this.expectedHash(peer, index)
-    const hash = await hashPieceAsync(data)
-    const { length } = pieceRange(this.partial.size, this.partial.pieceSize, index)
-    const ok = expected !== undefined && data.length === length && bytesEqual(hash, expected)
-    if (ok && !this.partial.have.get(index)) {
+    let ok = false
+    if (expected !== undefined) {
+      const held = this.partial.have.get(index)
       try {
-        await this.partial.writePiece(index, data, hash)
+        ok = (await this.partial.storePiece(index, data, expected)).ok
       } catch {
         this.picker.failed(peer, index, Date.now())
         return
       }
-      this.progress()
-      this.ex.announce(this.digest)
+      if (ok && !held) {
+        this.progress()
+        this.ex.announce(this.digest)
+      }
     }
     for (const a of this.picker.received(peer, index, ok, Date.now())) this.dispatch(a as Exclude<PickerAction, { type: 'done' } | { type: 'fail' }>)
   }
@@ -280,16 +289,16 @@ export class ActivePull {
     }
     this.bytesFromRegistry += data.length
     this.ex.internals.counters.bytesFromRegistry += data.length
-    const hash = await hashPieceAsync(data)
     const expected = this.trusted?.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES)
-    const ok = data.length === range.length && (expected === undefined || bytesEqual(hash, expected))
-    if (ok && !this.partial.have.get(index)) {
-      try {
-        await this.partial.writePiece(index, data, hash)
-      } catch {
-        this.picker.failed('registry', index, Date.now())
-        return
-      }
+    const held = this.partial.have.get(index)
+    let ok: boolean
+    try {
+      ok = (await this.partial.storePiece(index, data, expected)).ok
+    } catch {
+      this.picker.failed('registry', index, Date.now())
+      return
+    }
+    if (ok && !held) {
       this.progress()
       this.ex.announce(this.digest)
     }

@@ -1,48 +1,90 @@
-// Worker thread of BlobHasher: hashes a partial blob's data file front to
-// back as pieces are reported written, so neither the file read nor the
-// sha256 runs on the agent's event loop (which also keeps SWIM and Raft time).
+// Worker thread of BlobHasher. It owns the byte work of one partial blob so
+// the agent's event loop (which also keeps SWIM and Raft time) never hashes
+// or writes piece bytes: `store` hashes a piece (in a shared slot), checks it against the
+// expected hash, writes it at its offset, and feeds it to the whole-blob
+// sha256 straight from memory when it is the next piece in order; pieces
+// that arrive out of order are read back from the file once the hash gets
+// to them.
 import { createHash } from 'node:crypto'
-import { closeSync, openSync, readSync } from 'node:fs'
+import { closeSync, openSync, readSync, writeSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
 
 interface Init { path: string, size: number, pieceSize: number, pieceCount: number }
-type Msg = { t: 'piece', index: number } | { t: 'finish' }
+type Msg =
+  | { t: 'store', id: number, index: number, slot: SharedArrayBuffer, length: number, expected: Uint8Array | null }
+  | { t: 'piece', index: number }
+  | { t: 'finish' }
 
 const init = workerData as Init
-const fd = openSync(init.path, 'r')
+const fd = openSync(init.path, 'r+')
+/** 1 where the piece's bytes are in the file (written here or reported by the main thread). */
 const have = new Uint8Array(init.pieceCount)
-const hash = createHash('sha256')
-const buf = Buffer.allocUnsafe(Math.max(1, Math.min(init.pieceSize, init.size)))
+const whole = createHash('sha256')
+let readBuf: Buffer | undefined
+/** Pieces [0, next) are in `whole`. */
 let next = 0
 
-function hashPiece (i: number): void {
+function range (i: number): { start: number, length: number } {
   const start = i * init.pieceSize
-  const len = Math.min(init.pieceSize, init.size - start)
+  return { start, length: Math.min(init.pieceSize, init.size - start) }
+}
+
+function hashFromFile (i: number): void {
+  const { start, length } = range(i)
+  readBuf ??= Buffer.allocUnsafe(Math.max(1, Math.min(init.pieceSize, init.size)))
   let off = 0
-  while (off < len) {
-    const n = readSync(fd, buf, off, len - off, start + off)
+  while (off < length) {
+    const n = readSync(fd, readBuf, off, length - off, start + off)
     if (n === 0) throw new Error(`data file ends at ${start + off}, expected ${init.size} bytes`)
     off += n
   }
-  hash.update(buf.subarray(0, len))
+  whole.update(readBuf.subarray(0, length))
 }
 
 function advance (): void {
-  while (next < init.pieceCount && have[next] === 1) hashPiece(next++)
+  while (next < init.pieceCount && have[next] === 1) hashFromFile(next++)
+}
+
+function equal (a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+function store (m: Extract<Msg, { t: 'store' }>): void {
+  const { start, length } = range(m.index)
+  const data = new Uint8Array(m.slot, 0, m.length)
+  const hash = new Uint8Array(createHash('sha256').update(data).digest())
+  const ok = data.length === length && (m.expected === null || equal(hash, m.expected))
+  let written = false
+  if (ok && have[m.index] !== 1) {
+    let off = 0
+    while (off < length) off += writeSync(fd, data, off, length - off, start + off)
+    have[m.index] = 1
+    written = true
+    if (m.index === next) {
+      whole.update(data)
+      next++
+      advance()
+    }
+  }
+  parentPort?.postMessage({ t: 'stored', id: m.id, ok, written, hash }, [hash.buffer])
 }
 
 parentPort?.on('message', (m: Msg) => {
   try {
-    if (m.t === 'piece') {
-      if (m.index >= 0 && m.index < init.pieceCount) have[m.index] = 1
-      advance()
-      return
+    switch (m.t) {
+      case 'store': return store(m)
+      case 'piece':
+        if (m.index >= 0 && m.index < init.pieceCount) have[m.index] = 1
+        return advance()
+      case 'finish':
+        have.fill(1)
+        advance()
+        closeSync(fd)
+        parentPort?.postMessage({ t: 'digest', digest: `sha256:${whole.digest('hex')}` })
     }
-    have.fill(1)
-    advance()
-    closeSync(fd)
-    parentPort?.postMessage({ t: 'digest', digest: `sha256:${hash.digest('hex')}` })
   } catch (err) {
-    parentPort?.postMessage({ t: 'error', message: (err as Error).message })
+    parentPort?.postMessage({ t: 'error', id: m.t === 'store' ? m.id : undefined, message: (err as Error).message })
   }
 })

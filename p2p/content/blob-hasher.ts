@@ -1,18 +1,75 @@
-// The whole-blob sha256 of a partial blob, computed in a worker thread while
-// pieces arrive (see blob-hasher-worker.ts); small blobs are hashed inline at
-// completion, where a thread would cost more than it saves.
+// The whole-blob sha256 of a partial blob, and (for large blobs) the byte
+// work on its pieces, in a worker thread (see blob-hasher-worker.ts): piece
+// bytes are copied once into a reused shared-memory slot, then hashed,
+// checked, written and fed to the whole-blob hash there. Small blobs are
+// hashed inline at completion, where a thread would cost more than it saves.
 import { createHash } from 'node:crypto'
 import { open } from 'node:fs/promises'
 import { Worker } from 'node:worker_threads'
+import type { ChunkList } from './pieces.js'
 
 /** Blobs at least this large get a hashing thread. */
 export const HASHER_THREAD_MIN_BYTES = 16 * 1024 * 1024
+/**
+ * Shared-memory slots per hashing thread: pieces waiting for the thread plus
+ * the one it works on. The thread handles pieces one at a time, so a few
+ * keep it busy; more would only hold memory (a slot is one piece).
+ */
+export const HASHER_SLOTS = 4
+
+export interface StoredPiece {
+  /** The piece had the expected length and (when one was given) the expected hash. */
+  ok: boolean
+  /** Its bytes were written now (false when it was held already, or not ok). */
+  written: boolean
+  hash: Uint8Array
+}
 
 export interface BlobHasher {
   pieceWritten: (index: number) => void
+  /**
+   * Hashes piece `index`, and writes it at its offset only if it is ok.
+   * `data` may be a list of chunks as read off a stream: it is copied once.
+   * Absent on the inline hasher: the caller does the work itself.
+   */
+  store?: (index: number, data: Uint8Array | ChunkList, expected: Uint8Array | undefined) => Promise<StoredPiece>
   /** The digest of the whole file; call once every piece is written. */
   digest: () => Promise<string>
   terminate: () => Promise<void>
+}
+
+type Reply =
+  | { t: 'stored', id: number, ok: boolean, written: boolean, hash: Uint8Array }
+  | { t: 'digest', digest: string }
+  | { t: 'error', id?: number, message: string }
+
+/** Reused piece buffers shared with the hashing thread; `acquire` waits while all are in use. */
+class SlotPool {
+  private readonly free: SharedArrayBuffer[] = []
+  private created = 0
+  private readonly waiters: Array<(slot: SharedArrayBuffer) => void> = []
+  constructor (private readonly slotBytes: number, private readonly max: number) {}
+
+  async acquire (): Promise<SharedArrayBuffer> {
+    const slot = this.free.pop()
+    if (slot !== undefined) return slot
+    if (this.created < this.max) { this.created++; return new SharedArrayBuffer(this.slotBytes) }
+    return await new Promise(resolve => this.waiters.push(resolve))
+  }
+
+  release (slot: SharedArrayBuffer): void {
+    const w = this.waiters.shift()
+    if (w !== undefined) w(slot)
+    else this.free.push(slot)
+  }
+}
+
+function copyInto (slot: SharedArrayBuffer, data: Uint8Array | ChunkList): number {
+  const view = new Uint8Array(slot)
+  if (data instanceof Uint8Array) { view.set(data); return data.length }
+  let off = 0
+  for (const chunk of data) { view.set(chunk, off); off += chunk.length }
+  return off
 }
 
 export function createBlobHasher (path: string, size: number, pieceSize: number, pieceCount: number): BlobHasher {
@@ -20,18 +77,58 @@ export function createBlobHasher (path: string, size: number, pieceSize: number,
   const worker = new Worker(new URL('./blob-hasher-worker.js', import.meta.url), { workerData: { path, size, pieceSize, pieceCount } })
   worker.unref()
   let failed: Error | undefined
-  worker.on('error', (err) => { failed = err })
+  let nextId = 0
+  const slots = new SlotPool(Math.max(1, Math.min(pieceSize, size)), HASHER_SLOTS)
+  const pending = new Map<number, { resolve: (s: StoredPiece) => void, reject: (e: Error) => void }>()
+  let digestWaiter: { resolve: (d: string) => void, reject: (e: Error) => void } | undefined
+  const failAll = (err: Error): void => {
+    failed ??= err
+    for (const p of pending.values()) p.reject(err)
+    pending.clear()
+    digestWaiter?.reject(err)
+    digestWaiter = undefined
+  }
+  worker.on('error', failAll)
+  worker.on('exit', () => { failAll(new Error('blob hasher thread exited')) })
+  worker.on('message', (m: Reply) => {
+    if (m.t === 'stored') {
+      const p = pending.get(m.id)
+      pending.delete(m.id)
+      p?.resolve({ ok: m.ok, written: m.written, hash: m.hash })
+    } else if (m.t === 'digest') {
+      digestWaiter?.resolve(m.digest)
+      digestWaiter = undefined
+    } else if (m.id !== undefined) {
+      const p = pending.get(m.id)
+      pending.delete(m.id)
+      p?.reject(new Error(`blob hasher: ${m.message}`))
+    } else {
+      failAll(new Error(`blob hasher: ${m.message}`))
+    }
+  })
   return {
     pieceWritten: (index) => { if (failed === undefined) worker.postMessage({ t: 'piece', index }) },
+    store: async (index, data, expected) => {
+      if (failed !== undefined) throw failed
+      if (data.byteLength > pieceSize) return { ok: false, written: false, hash: new Uint8Array(0) }
+      const slot = await slots.acquire()
+      try {
+        const length = copyInto(slot, data)
+        const id = nextId++
+        return await new Promise<StoredPiece>((resolve, reject) => {
+          pending.set(id, { resolve, reject })
+          // A fresh copy of the 32 bytes: a view would clone its whole backing buffer.
+          worker.postMessage({ t: 'store', id, index, slot, length, expected: expected !== undefined ? new Uint8Array(expected) : null })
+        })
+      } finally {
+        slots.release(slot)
+      }
+    },
     digest: async () => {
       if (failed !== undefined) throw failed
       try {
         return await new Promise<string>((resolve, reject) => {
-          worker.once('message', (m: { t: string, digest?: string, message?: string }) => {
-            if (m.t === 'digest' && m.digest !== undefined) resolve(m.digest)
-            else reject(new Error(`blob hasher: ${m.message ?? 'failed'}`))
-          })
-          worker.once('error', reject)
+          digestWaiter = { resolve, reject }
           worker.postMessage({ t: 'finish' })
         })
       } finally {

@@ -160,7 +160,8 @@ export class BlobStore {
     this.touch(digest)
     const fh = await open(this.blobPath(digest), 'r')
     try {
-      const buf = new Uint8Array(length)
+      // Not zero-filled: every byte is read below or the call throws.
+      const buf = Buffer.allocUnsafe(length)
       let off = 0
       while (off < length) {
         const { bytesRead } = await fh.read(buf, off, length - off, start + off)

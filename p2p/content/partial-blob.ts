@@ -8,9 +8,9 @@ import { join } from 'node:path'
 import { encode } from 'cbor-x'
 import { z } from 'zod'
 import { Bitfield } from './bitfield.js'
-import { createBlobHasher, type BlobHasher } from './blob-hasher.js'
+import { createBlobHasher, type BlobHasher, type StoredPiece } from './blob-hasher.js'
 import { DigestMismatchError, SizeMismatchError } from './errors.js'
-import { HASH_BYTES, pieceCount, pieceRange, type PieceManifest } from './pieces.js'
+import { bytesEqual, type ChunkList, HASH_BYTES, hashPiece, pieceCount, pieceRange, type PieceManifest } from './pieces.js'
 import { writeFileAtomic } from './fs-atomic.js'
 
 const Bytes = z.custom<Uint8Array>(v => v instanceof Uint8Array, { message: 'expected bytes' })
@@ -118,11 +118,45 @@ export class PartialBlob {
       this.writing.delete(index)
     }
     if (this.done) return
+    this.wholeHasher().pieceWritten(index)
+    this.pieceStored(index, hash)
+  }
+
+  /**
+   * Checks piece `index` against `expected` (its length always; its hash
+   * when one is known) and stores it only if it passes, so a bad byte never
+   * reaches the file. `piece` may be the chunks read off a stream. Large
+   * blobs do the hashing and writing on their hasher thread.
+   */
+  async storePiece (index: number, piece: Uint8Array | ChunkList, expected: Uint8Array | undefined): Promise<{ ok: boolean, hash: Uint8Array }> {
+    const { length } = pieceRange(this.size, this.pieceSize, index)
+    const hasher = this.wholeHasher()
+    if (hasher.store === undefined || this.done || this.have.get(index) || this.writing.has(index)) {
+      const data = piece instanceof Uint8Array ? piece : piece.subarray()
+      const hash = hashPiece(data)
+      const ok = data.length === length && (expected === undefined || bytesEqual(hash, expected))
+      if (ok) await this.writePiece(index, data, hash)
+      return { ok, hash }
+    }
+    this.writing.add(index)
+    let r: StoredPiece
+    try {
+      r = await hasher.store(index, piece, expected)
+    } finally {
+      this.writing.delete(index)
+    }
+    if (r.written && !this.done) this.pieceStored(index, r.hash)
+    return { ok: r.ok, hash: r.hash }
+  }
+
+  /** Bookkeeping after piece `index` is in the file: the bit, its hash, a flush in time, listeners. */
+  private pieceStored (index: number, hash: Uint8Array): void {
     this.have.set(index)
     this.hashes.set(hash, index * HASH_BYTES)
     this.unflushed++
-    this.wholeHasher().pieceWritten(index)
-    if (this.unflushed >= FLUSH_EVERY_PIECES) await this.flush()
+    // The flush (an fdatasync, then the state file) runs behind the pull:
+    // waiting for it here would hold a request slot for a disk write.
+    if (this.unflushed >= FLUSH_EVERY_PIECES) this.flush().catch(() => {})
     else this.scheduleFlush()
     for (const l of this.listeners) l(index)
   }

@@ -5,6 +5,7 @@
 import type { Stream } from '@libp2p/interface'
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import { InvalidMessageError } from './errors.js'
+import type { ChunkList } from './pieces.js'
 import { decodeResponse, encodeRequest, MAX_FRAME, type PieceRequest, type PieceResponse } from './piece-messages.js'
 
 export class ChannelClosedError extends Error {
@@ -30,7 +31,7 @@ export class PeerChannel {
   get isBroken (): boolean { return this.broken !== undefined }
 
   /** Sends `req`; resolves with its response and, for a piece, the piece bytes. */
-  async request (req: PieceRequest, signal?: AbortSignal): Promise<{ res: PieceResponse, data?: Uint8Array }> {
+  async request (req: PieceRequest, signal?: AbortSignal): Promise<{ res: PieceResponse, data?: ChunkList }> {
     if (this.broken !== undefined) throw this.broken
     const frame = encodeRequest(req)
     const write = this.writeChain.then(async () => {
@@ -46,8 +47,9 @@ export class PeerChannel {
       const s = AbortSignal.any(signals)
       const res = decodeResponse((await this.lp.read({ signal: s })).subarray())
       if (res.t !== 'piece') return { res }
-      const data = (await this.lp.read({ signal: s })).subarray()
-      if (data.length !== res.length) throw new InvalidMessageError(`piece ${res.index}: header says ${res.length} bytes, frame has ${data.length}`)
+      // The piece stays a list of the chunks it arrived in: the one copy is made where it is stored.
+      const data = await this.lp.read({ signal: s })
+      if (data.byteLength !== res.length) throw new InvalidMessageError(`piece ${res.index}: header says ${res.length} bytes, frame has ${data.byteLength}`)
       return { res, data }
     })
     this.readChain = read.catch(() => {})

@@ -15,6 +15,12 @@ export const MAX_PIECE_SIZE = 16 * 1024 * 1024
 export const MAX_PIECES = 65536
 export const HASH_BYTES = 32
 
+/** Piece bytes as read off a stream: a list of chunks (a Uint8ArrayList), copied once where they are stored. */
+export interface ChunkList extends Iterable<Uint8Array> {
+  readonly byteLength: number
+  subarray: () => Uint8Array
+}
+
 export interface PieceManifest {
   digest: string
   size: number
@@ -60,9 +66,4 @@ export function pieceSizeFor (size: number, preferred = DEFAULT_PIECE_SIZE): num
   let ps = preferred
   while (pieceCount(size, ps) > MAX_PIECES && ps < MAX_PIECE_SIZE) ps *= 2
   return ps
-}
-
-/** sha256 of a piece on the libuv thread pool (WebCrypto), keeping 4 MiB of hashing off the event loop. */
-export async function hashPieceAsync (data: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', data as Uint8Array<ArrayBuffer>))
 }

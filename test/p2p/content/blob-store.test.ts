@@ -202,3 +202,35 @@ t.test('large partial blobs are hashed on a worker thread as pieces arrive, in a
   t.notOk(await store.has(od))
   await store.close()
 })
+
+t.test('storePiece checks a piece before it is written, on the hashing thread and inline', async t => {
+  const store = await BlobStore.open({ root: await tempRoot(t) })
+  const ps = 1024 * 1024
+  for (const size of [17 * ps + 5, 3 * ps + 5]) { // thread, inline
+    const data = randomBytes(size)
+    const d = sha256Digest(data)
+    const p = await store.openPartial(d, size, ps)
+    const pieceOf = (i: number): Buffer => Buffer.from(data.subarray(i * ps, Math.min(size, (i + 1) * ps)))
+    const hashes = Array.from({ length: p.pieceCount }, (_, i) => hashPiece(pieceOf(i)))
+    // A wrong byte under the right expected hash: refused, nothing stored.
+    const bad = pieceOf(1)
+    bad[7] = (bad[7] as number) ^ 0xff
+    t.equal((await p.storePiece(1, bad, hashes[1])).ok, false, `bad piece refused (${size} bytes)`)
+    t.notOk(p.have.get(1))
+    // A short piece is refused even with no hash to check against.
+    t.equal((await p.storePiece(2, pieceOf(2).subarray(1), undefined)).ok, false)
+    // Pieces given as lists of chunks, in an order that is not front to back.
+    const order = [...Array(p.pieceCount).keys()].sort((a, b) => (a % 3) - (b % 3) || b - a)
+    for (const i of order) {
+      const piece = pieceOf(i)
+      const chunks = [piece.subarray(0, 1000), piece.subarray(1000, 70_000), piece.subarray(70_000)]
+      const list = { byteLength: piece.length, subarray: () => Buffer.concat(chunks), [Symbol.iterator]: () => chunks[Symbol.iterator]() }
+      const r = await p.storePiece(i, list, hashes[i])
+      t.ok(r.ok && Buffer.from(r.hash).equals(Buffer.from(hashes[i] as Uint8Array)), `piece ${i} stored`)
+    }
+    t.ok(p.isComplete())
+    await p.complete()
+    t.same(Buffer.from(await store.readAll(d)), data, `assembled blob is the original (${size} bytes)`)
+  }
+  await store.close()
+})

@@ -11,6 +11,7 @@ import { BlobStore } from '../../../p2p/content/blob-store.js'
 import { sha256Digest } from '../../../p2p/content/digest.js'
 import { PieceExchange } from '../../../p2p/content/piece-exchange.js'
 import { MemoryProviderTable } from '../../../p2p/content/providers.js'
+import { HASHER_THREAD_MIN_BYTES } from '../../../p2p/content/blob-hasher.js'
 
 const PIECE = 64 * 1024
 
@@ -112,6 +113,21 @@ t.test('a corrupt peer is banned, the pull completes from an honest one, no bad 
   const stats = await b.ex.pull(d, { size: data.length, candidates: [bad.id, good.id] })
   t.same(stats.bannedPeers, [bad.id])
   t.ok(b.ex.bannedPeers.has(bad.id))
+  t.same(Buffer.from(await b.store.readAll(d)), data)
+})
+
+t.test('a corrupt peer on a blob large enough for the hashing thread: banned, no bad byte stored', async t => {
+  const bad = await mkNode(t, { corrupt: true })
+  const good = await mkNode(t)
+  const b = await mkNode(t)
+  const data = randomBytes(HASHER_THREAD_MIN_BYTES + 3 * PIECE + 17)
+  const d = sha256Digest(data)
+  await bad.store.put(data, d)
+  await good.store.put(data, d)
+  await connect(b, bad)
+  await connect(b, good)
+  const stats = await b.ex.pull(d, { size: data.length, candidates: [bad.id, good.id] })
+  t.same(stats.bannedPeers, [bad.id])
   t.same(Buffer.from(await b.store.readAll(d)), data)
 })
 
