@@ -8,9 +8,10 @@ import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Registry } from 'prom-client'
 import type { Stream } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { Admission, AdmissionRejectedError, ImpostorError, type ClusterSecrets } from '../p2p/admission/admission.js'
 import { createBoltNode, guardServiceProtocols, KAD_PROTOCOL, PING_PROTOCOL, REACHABILITY_GUARDED_PROTOCOLS, type BoltLibp2p, DEFAULT_MAX_CONNECTIONS, EDGE_MAX_CONNECTIONS } from '../p2p/node.js'
-import { dialableAddrs, RelaySlot, shouldReserve } from '../p2p/reachability/index.js'
+import { dialableAddrs, isRelayed, ownAddrs, RelaySlot, shouldReserve } from '../p2p/reachability/index.js'
 import { LanAdvertiser, searchLan } from '../p2p/discovery/lan.js'
 import { openClusterStream } from '../p2p/dialer.js'
 import { clusterKeyFingerprint, formatToken, newClusterId, newClusterKey, newSecret, type JoinToken } from '../p2p/token.js'
@@ -56,7 +57,8 @@ export interface StatusJson {
   node: { id: string, name: string, role: 'server' | 'client', addrs: string[] }
   leader: string | null
   term: number
-  members: MemberView[]
+  /** `connection`: how this agent reaches the member now (a direct or a relayed libp2p connection, or none open). */
+  members: Array<MemberView & { connection?: 'direct' | 'relayed' | 'none' }>
 }
 
 export class Agent {
@@ -358,11 +360,11 @@ export class Agent {
 
   /** Addresses other members can dial, without the /p2p part. */
   advertisedAddrs (): string[] {
-    return dialableAddrs(this.libp2p.getMultiaddrs(), this.peerId)
+    return dialableAddrs(ownAddrs(this.libp2p), this.peerId)
   }
 
   joinAddrs (): string[] {
-    return this.libp2p.getMultiaddrs().map(m => m.toString())
+    return ownAddrs(this.libp2p).map(m => m.toString())
   }
 
   tokenInfo (): { token: string, addrs: string[], join: string } {
@@ -387,8 +389,14 @@ export class Agent {
       node: { id: this.peerId, name: f.name, role: roleOf(this.peerId, f.role), addrs: this.joinAddrs() },
       leader: rs.leader,
       term: rs.term,
-      members: this.membership.view().map(m => ({ ...m, role: roleOf(m.id, m.role), labels: publicLabels(m.labels) }))
+      members: this.membership.view().map(m => ({ ...m, role: roleOf(m.id, m.role), labels: publicLabels(m.labels), ...(m.id !== this.peerId ? { connection: this.connectionKind(m.id) } : {}) }))
     }
+  }
+
+  private connectionKind (peerId: string): 'direct' | 'relayed' | 'none' {
+    const open = this.libp2p.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open')
+    if (open.some(c => !isRelayed(c.remoteAddr))) return 'direct'
+    return open.length > 0 ? 'relayed' : 'none'
   }
 
   addrsOf (peerId: string): string[] {

@@ -72,8 +72,13 @@ export const ConfigSchema = z.strictObject({
     reserve: z.enum(['auto', 'always', 'never']).default('auto')
   }).prefault({}),
   nat: z.strictObject({
-    /** Ask members to dial back our public addresses (AutoNAT) so only confirmed ones are advertised. */
-    autonat: z.boolean().default(true),
+    /**
+     * libp2p's AutoNAT v1: ask members to dial back our public addresses. Off:
+     * its server answers over the asker's existing connection and then closes
+     * it (@libp2p/autonat 3.0), cutting fresh connections between agents with
+     * public addresses (see cluster.example.toml).
+     */
+    autonat: z.boolean().default(false),
     /** Upgrade relayed connections to direct ones by hole punching (DCUtR). */
     hole_punching: z.boolean().default(true)
   }).prefault({}),

@@ -5,6 +5,7 @@
 import { networkInterfaces } from 'node:os'
 import { isPrivate } from '@libp2p/utils'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import type { Libp2p } from '@libp2p/interface'
 import type { ReserveMode } from './options.js'
 
 export const MAX_ADVERTISED_ADDRS = 16
@@ -13,8 +14,33 @@ export function isRelayed (addr: Multiaddr | string): boolean {
   return addr.toString().includes('/p2p-circuit')
 }
 
+interface AddressManagerView {
+  getAddressesWithMetadata: () => Array<{ multiaddr: Multiaddr, verified: boolean, type: string }>
+}
+
 /**
- * Addresses to gossip, from libp2p's `getMultiaddrs()`. Direct addresses lose
+ * This node's own addresses: libp2p's list (`getMultiaddrs()`, verified
+ * ones), then the addresses of its own listening interfaces that AutoNAT has
+ * not verified. libp2p withholds an unverified public interface address, so
+ * an agent on a public IP would otherwise print a join command with no
+ * address and gossip none until a peer had dialled it back — and the first
+ * agent has no peer. Unverified observed addresses (a NAT's outside port, a
+ * guess) stay out.
+ */
+export function ownAddrs (libp2p: Libp2p): Multiaddr[] {
+  const self = libp2p.peerId.toString()
+  const am = (libp2p as unknown as { components: { addressManager: AddressManagerView } }).components.addressManager
+  const verified = libp2p.getMultiaddrs()
+  const seen = new Set(verified.map(m => m.toString()))
+  const own = am.getAddressesWithMetadata()
+    .filter(a => a.type === 'transport' && !a.verified)
+    .map(a => a.multiaddr.toString().endsWith(`/p2p/${self}`) ? a.multiaddr : a.multiaddr.encapsulate(`/p2p/${self}`))
+    .filter(m => !seen.has(m.toString()))
+  return [...verified, ...own]
+}
+
+/**
+ * Addresses to gossip, from `ownAddrs()`. Direct addresses lose
  * their `/p2p/SELF` suffix (members append the id they know); relayed ones
  * keep it, since the relay's id comes before `/p2p-circuit` and a dialer
  * needs both. Wildcard, link-local-v6 and websockets-only duplicates go.

@@ -45,7 +45,12 @@ export const DEFAULT_RELAY_SERVICE: RelayServiceOptions = {
 export const DEFAULT_REACHABILITY: ReachabilityOptions = {
   relayService: DEFAULT_RELAY_SERVICE,
   reserve: 'auto',
-  autonat: true,
+  // Off: @libp2p/autonat 3.0's server dials back with openConnection(), which
+  // returns the asker's existing connection, and closes it afterwards — two
+  // agents with public addresses lose every new connection between them in
+  // the middle of admission. Own interface addresses are advertised anyway
+  // (ownAddrs), and NATed agents are recognised by their interfaces (shouldReserve).
+  autonat: false,
   holePunching: true
 }
 

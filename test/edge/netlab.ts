@@ -1,6 +1,7 @@
 // A small network of namespaces for edge tests: a LAN (a bridge in a hub
-// namespace) with hosts on 10.77.0.0/24, and NAT routers, each with one host
-// behind it on its own 10.77.N.0/24 masqueraded to the router's LAN address.
+// namespace) with hosts on 10.77.0.0/24 (or another /24, e.g. one libp2p does
+// not count as private, to play the internet), and NAT routers, each with one
+// host behind it on its own 10.77.N.0/24 masqueraded to the router's LAN address.
 // Addresses exist only inside these namespaces. Agents run inside them with
 // `ip netns exec`; their API listens on the namespace's loopback, so client
 // commands run there too.
@@ -43,16 +44,28 @@ export async function netnsUnavailable (): Promise<string | undefined> {
 
 export interface Host { ns: string, addr: string }
 
+/**
+ * How a NAT router picks the outside port of a flow. `preserve`: Linux
+ * masquerade keeps the inside source port when it is free, so one socket gets
+ * the same outside port towards every peer (endpoint-independent mapping, the
+ * kind hole punching needs). `random`: a fresh random port per flow
+ * (symmetric-like: the port a relay observes is useless to anyone else).
+ */
+export type NatMapping = 'preserve' | 'random'
+
 export class NetLab {
   private readonly namespaces: string[] = []
   private nextLan = 1
   private nextNat = 1
   readonly hub: string
-  private constructor (readonly tag: string) { this.hub = `${tag}-hub` }
+  private constructor (readonly tag: string, readonly lanPrefix: string) { this.hub = `${tag}-hub` }
 
-  /** A lab with its LAN bridge; `tag` keeps names unique (interface names stay ≤ 15 chars). */
-  static async create (): Promise<NetLab> {
-    const lab = new NetLab(`b${process.pid % 100000}`)
+  /**
+   * A lab with its LAN bridge; `tag` keeps names unique (interface names stay
+   * ≤ 15 chars). `lanPrefix`: the LAN's /24, default 10.77.0.
+   */
+  static async create (opts: { lanPrefix?: string } = {}): Promise<NetLab> {
+    const lab = new NetLab(`b${process.pid % 100000}`, opts.lanPrefix ?? '10.77.0')
     await lab.addNs(lab.hub)
     await lab.ip(lab.hub, 'link', 'add', 'br0', 'type', 'bridge')
     await lab.ip(lab.hub, 'link', 'set', 'br0', 'up')
@@ -68,14 +81,14 @@ export class NetLab {
   async ip (ns: string, ...args: string[]): Promise<string> { return await sh('ip', ['-n', ns, ...args]) }
   async nft (ns: string, script: string): Promise<void> { await sh('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], script) }
 
-  /** Plugs a namespace into the LAN bridge with the next 10.77.0.x address. */
+  /** Plugs a namespace into the LAN bridge with the LAN's next address. */
   private async plug (ns: string, ifname: string): Promise<string> {
     const i = this.nextLan++
     const peer = `${this.tag}l${i}`
     await sh('ip', ['link', 'add', ifname, 'netns', ns, 'type', 'veth', 'peer', 'name', peer, 'netns', this.hub])
     await this.ip(this.hub, 'link', 'set', peer, 'master', 'br0')
     await this.ip(this.hub, 'link', 'set', peer, 'up')
-    const addr = `10.77.0.${i}`
+    const addr = `${this.lanPrefix}.${i}`
     await this.ip(ns, 'addr', 'add', `${addr}/24`, 'dev', ifname)
     await this.ip(ns, 'link', 'set', ifname, 'up')
     return addr
@@ -95,9 +108,11 @@ export class NetLab {
    * 10.77.N.2 with the router as default gateway; the router masquerades
    * outbound traffic and drops new inbound connections, so LAN hosts cannot
    * dial the host (they have no route to it either). `reachOnly`: the
-   * host may open connections to these LAN addresses only.
+   * host may open connections to these LAN addresses only. The router itself
+   * drops unsolicited inbound packets, as home routers do (they would
+   * otherwise leave conntrack entries that make masquerade pick other ports).
    */
-  async natHost (name: string, opts: { reachOnly?: string[] } = {}): Promise<Host & { router: string }> {
+  async natHost (name: string, opts: { reachOnly?: string[], mapping?: NatMapping } = {}): Promise<Host & { router: string }> {
     const n = ++this.nextNat
     const router = `${this.tag}-r${n}`
     const ns = `${this.tag}-${name}`
@@ -113,9 +128,14 @@ export class NetLab {
     await sh('ip', ['netns', 'exec', router, 'sysctl', '-qw', 'net.ipv4.ip_forward=1'])
     await this.nft(router, `
 table ip nat {
-  chain post { type nat hook postrouting priority 100; oifname "wan" masquerade; }
+  chain post { type nat hook postrouting priority 100; oifname "wan" masquerade${opts.mapping === 'random' ? ' random,fully-random' : ''}; }
 }
 table inet fw {
+  chain input {
+    type filter hook input priority 0; policy drop;
+    iifname != "wan" accept
+    ct state established,related accept
+  }
   chain forwarding {
     type filter hook forward priority 0; policy drop;
     ct state established,related accept
@@ -126,7 +146,7 @@ table inet fw {
     return { ns, addr: `10.77.${n}.2`, router }
   }
 
-  /** Cuts a NAT host's link (router drops everything it forwards) until `restore`. */
+  /** Cuts a NAT host's link (router drops everything it forwards, both ways) until `restore`. */
   async cut (router: string): Promise<void> {
     await this.nft(router, 'table inet cut {\n  chain forwarding { type filter hook forward priority -10; policy accept; counter drop; }\n}\n')
   }
