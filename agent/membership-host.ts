@@ -37,6 +37,22 @@ export interface MembershipHostInit {
 }
 
 const MAX_SEEDS = 16
+/** Dead members tried in one reconnect round by a node that sees none alive (see reconnect()). */
+export const ISOLATED_RECONNECT_FANOUT = 4
+/** A reconnect push-pull not answered within this long is given up until the next round. */
+const RECONNECT_TIMEOUT_MS = 2000
+
+/** Up to `n` distinct items of `xs`, uniformly at random. */
+function sample<T> (xs: readonly T[], n: number): T[] {
+  const pool = [...xs]
+  for (let i = 0; i < Math.min(n, pool.length); i++) {
+    const j = i + Math.floor(Math.random() * (pool.length - i))
+    const tmp = pool[i] as T
+    pool[i] = pool[j] as T
+    pool[j] = tmp
+  }
+  return pool.slice(0, Math.min(n, pool.length))
+}
 
 /** How often a dead member is retried: twice per push-pull interval, at most every 30 s, at least every 1 s. */
 export function reconnectIntervalMs (c: SwimConfig): number {
@@ -181,12 +197,22 @@ export class MembershipHost extends EventTarget {
    * heals both sides would stay dead to each other. Each round, push-pull
    * with one dead (not left) member; if it answers, the exchange tells it
    * it was declared dead and it refutes with a higher incarnation.
+   *
+   * A node that sees no other member alive was most likely the one cut off.
+   * Its way back may be a single member (a NATed agent's relay: the others
+   * are reachable only through it), and drawing one dead member per round
+   * would find it after a lucky draw — 1/3 per round with three members, so
+   * sometimes only after many rounds. Such a node tries up to
+   * ISOLATED_RECONNECT_FANOUT dead members in the same round instead.
    */
   private reconnect (): void {
-    const dead = this.service.members().filter(m => m.state === 'dead' && m.id !== this.init.libp2p.peerId.toString())
+    const self = this.init.libp2p.peerId.toString()
+    const others = this.service.members().filter(m => m.id !== self)
+    const dead = others.filter(m => m.state === 'dead')
     if (dead.length === 0) return
-    const pick = dead[Math.floor(Math.random() * dead.length)]!
-    void this.service.join([{ id: pick.id, addrs: pick.meta.addrs }], { timeoutMs: 2000 }).catch(() => {})
+    const isolated = !others.some(m => m.state === 'alive' || m.state === 'suspect')
+    const picks = sample(dead, isolated ? ISOLATED_RECONNECT_FANOUT : 1)
+    void this.service.join(picks.map(m => ({ id: m.id, addrs: m.meta.addrs })), { timeoutMs: RECONNECT_TIMEOUT_MS }).catch(() => {})
   }
 
   private saveSeeds (): void {
