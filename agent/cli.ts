@@ -9,6 +9,7 @@ import { Agent, preferredJoinAddr, type AgentMode, type StatusJson } from './age
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { UserError } from './errors.js'
 import { createLogger } from './logger.js'
+import { reexecForEdge } from './edge-runtime.js'
 import { AgentRequestError, AgentUnreachableError } from './api/client.js'
 import { InvalidTokenError, parseToken } from '../p2p/token.js'
 import { EPHEMERAL_LISTEN } from '../quic/transports.js'
@@ -46,6 +47,8 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
   if (mode.kind === 'join' && mode.addrs.length === 0 && !config.mdns) {
     throw new UserError('join needs the address of a member when mDNS is off (--no-mdns or mdns = false): bolt-agent join ADDR --token T', 2)
   }
+  // Before anything is opened: an edge agent restarts itself with small-machine limits.
+  reexecForEdge(config)
   const dataDir = dev ? await mkdtemp(join(tmpdir(), 'bolt-dev-')) : dataDirOf(g)
   const log = await createLogger(config.log_level)
   const agent = new Agent({ dataDir, config, mode, log, ephemeral: dev })

@@ -82,6 +82,13 @@ export const ConfigSchema = z.strictObject({
     /** Upgrade relayed connections to direct ones by hole punching (DCUtR). */
     hole_punching: z.boolean().default(true)
   }).prefault({}),
+  edge: z.strictObject({
+    /**
+     * With profile = "edge": restart the process in place (same pid) with V8
+     * and allocator limits for small machines (agent/edge-runtime.ts).
+     */
+    tune_runtime: z.boolean().default(true)
+  }).prefault({}),
   websockets: z.strictObject({
     /** WebSockets listen addresses for browser clients, e.g. /ip4/0.0.0.0/tcp/7947/ws; empty = off. Admission applies. */
     listen: z.array(Multiaddr.regex(/\/wss?$/, 'a WebSockets multiaddr ending in /ws')).max(4).default([])

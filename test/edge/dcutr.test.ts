@@ -23,7 +23,10 @@ import { addrOf, NetLab, netnsUnavailable, NsAgent, tempRoot, type NatMapping } 
  *   observed address needs AutoNAT dial-backs from 4 different /8 networks,
  *   and behind a NAT that drops unsolicited packets a dial-back cannot succeed,
  *   so the CONNECT message carries no dialable address at all.
- * Set BOLT_EDGE_DCUTR=1 to run the test anyway.
+ * Run with BOLT_EDGE_DCUTR=1 DEBUG='libp2p:dcutr*' (2026-11-22): every
+ * attempt ends in "had no dialable multiaddrs in [/ip4/10.77.N.2/udp/…,
+ * /ip4/10.77.N.2/tcp/…, …/p2p-circuit/…]" — the private interface and the
+ * relayed address, never the NAT's outside address — and the pair stays relayed.
  */
 const DCUTR_BLOCKED = 'js-libp2p cannot hole-punch between two NATed Node agents: TCP dials cannot reuse the listen port (no SO_REUSEPORT on client sockets in Node), QUIC dials leave from a separate client socket, and DCUtR only offers AutoNAT-verified addresses'
 
