@@ -4,7 +4,8 @@
 import { ApiError, type ApiServer } from '../api/server.js'
 import type { ContentHost } from '../content-host.js'
 import type { Config } from '../config.js'
-import { MirrorServer, type MirrorLog } from './mirror-server.js'
+import { MirrorServer, nodeTagFile, type MirrorLog } from './mirror-server.js'
+import { ClusterTagResolutions, type ClusterKv } from './cluster-tags.js'
 import { MIRROR_CLIENT_KINDS, mirrorConfigSnippet, type MirrorClientKind } from './host-config.js'
 import type { TagResolutions } from './tag-cache.js'
 
@@ -17,9 +18,20 @@ export interface MirrorInfo {
   serveStaleTags: boolean
 }
 
-/** Starts the mirror if enabled; undefined when disabled or when it cannot bind (logged). */
-export async function startMirror (o: { config: MirrorConfig, content: ContentHost, candidates: () => string[], log: MirrorLog, tags?: TagResolutions }): Promise<MirrorServer | undefined> {
+/**
+ * Starts the mirror if enabled; undefined when disabled or when it cannot
+ * bind (logged). Given the agent's Raft, tag resolutions are shared by the
+ * cluster (see cluster-tags.ts); without it they stay on this node.
+ */
+export async function startMirror (o: { config: MirrorConfig, content: ContentHost, candidates: () => string[], log: MirrorLog, raft?: ClusterKv, tags?: TagResolutions }): Promise<MirrorServer | undefined> {
   if (!o.config.enabled) return undefined
+  const tags = o.tags ?? (o.raft === undefined
+    ? undefined
+    : new ClusterTagResolutions({
+      kv: o.raft,
+      local: nodeTagFile(o.content.store),
+      onWriteError: (key, err) => { o.log.debug({ key, err: err.message }, 'tag resolution not recorded in the cluster state (kept on this node)') }
+    }))
   const mirror = new MirrorServer({
     store: o.content.store,
     registry: o.content.registry,
@@ -30,7 +42,7 @@ export async function startMirror (o: { config: MirrorConfig, content: ContentHo
     serveStaleTags: o.config.serve_stale_tags,
     allowRemote: o.config.allow_remote,
     log: o.log,
-    ...(o.tags !== undefined ? { tags: o.tags } : {})
+    ...(tags !== undefined ? { tags } : {})
   })
   try {
     const url = await mirror.start()

@@ -57,7 +57,21 @@ export interface MirrorServerInit {
   log?: MirrorLog
 }
 
-interface ServedManifest { bytes: Uint8Array, digest: string, mediaType: string, source: 'upstream' | 'cache' | 'local' | 'peers' }
+/**
+ * Who answered a manifest request (the `X-Bolt-Tag-Source` header): for a
+ * tag, `upstream` (resolved live), `cluster` (the cluster's last known
+ * resolution in the Raft state, upstream down) or `node` (this node's own
+ * last resolution, upstream down and Raft without a newer one); for a
+ * digest, `local`, `peers` or `upstream`.
+ */
+export type ManifestSource = 'upstream' | 'cluster' | 'node' | 'local' | 'peers'
+
+interface ServedManifest { bytes: Uint8Array, digest: string, mediaType: string, source: ManifestSource }
+
+/** This node's own tag resolutions: a JSON file in the blob store root. */
+export function nodeTagFile (store: BlobStore): FileTagResolutions {
+  return new FileTagResolutions(`${store.root}/mirror-tags.json`, `${store.root}/tmp`)
+}
 
 export class MirrorServer {
   readonly stats: MirrorStats = newMirrorStats()
@@ -71,7 +85,7 @@ export class MirrorServer {
   url = ''
 
   constructor (private readonly init: MirrorServerInit) {
-    this.tags = init.tags ?? new FileTagResolutions(`${init.store.root}/mirror-tags.json`, `${init.store.root}/tmp`)
+    this.tags = init.tags ?? nodeTagFile(init.store)
   }
 
   /** Binds and serves; resolves with the base URL (`http://127.0.0.1:5050`). */
@@ -127,7 +141,7 @@ export class MirrorServer {
       }
       const ref = upstreamReference(route.name, url.searchParams.get('ns'), this.init.upstream)
       if (route.kind === 'tags') {
-        // Read-only and cluster-local: the tags this node has resolved (no upstream listing).
+        // Read-only: the tags this node and the cluster have resolved (no upstream listing).
         this.stats.requests.other++
         const tags = await this.tags.list?.(`${ref.registry}/${ref.repository}`) ?? []
         const body = Buffer.from(JSON.stringify({ name: route.name, tags }))
@@ -209,8 +223,9 @@ export class MirrorServer {
       const bytes = store.hasSync(last.digest) ? await store.readAll(last.digest) : await this.manifestFromPeers(last.digest, signal)
       if (bytes === undefined) throw e
       this.stats.staleTags++
-      this.init.log?.info({ ref: key, digest: last.digest, err: e.message }, 'upstream down: serving the last known resolution of a tag')
-      return this.remember(bytes, last.digest, last.mediaType, 'cache')
+      const source = last.source ?? 'node'
+      this.init.log?.info({ ref: key, digest: last.digest, source, err: e.message }, 'upstream down: serving the last known resolution of a tag')
+      return this.remember(bytes, last.digest, last.mediaType, source)
     }
   }
 
@@ -357,6 +372,7 @@ export class MirrorServer {
     const running = this.pulling.get(digest)
     if (running !== undefined) return running
     let usedUpstream = false
+    const started = performance.now()
     const p = this.init.exchange.pull(digest, {
       size,
       candidates: this.init.candidates(),
@@ -369,7 +385,7 @@ export class MirrorServer {
       this.stats.bytes.peers += stats.bytesFromPeers
       this.stats.bytes.upstream += stats.bytesFromRegistry
       if (usedUpstream) this.stats.upstreamFallbacks++
-      this.init.log?.debug({ digest, fromPeers: stats.bytesFromPeers, fromUpstream: stats.bytesFromRegistry }, 'mirror pulled a blob')
+      this.init.log?.debug({ digest, fromPeers: stats.bytesFromPeers, fromUpstream: stats.bytesFromRegistry, ms: Math.round(performance.now() - started) }, 'mirror pulled a blob')
     }).finally(() => { this.pulling.delete(digest) })
     this.pulling.set(digest, p)
     this.track(p.catch(() => {}))
@@ -396,6 +412,8 @@ export class MirrorServer {
     let clientGone = false
     res.once('close', () => { clientGone = true; changed() })
     const hash = createHash('sha256')
+    const started = performance.now()
+    let firstByteMs: number | undefined
     try {
       res.writeHead(200, { ...headers, 'content-length': size })
       for (let i = 0; i < n; i++) {
@@ -411,6 +429,7 @@ export class MirrorServer {
         if (last && `sha256:${hash.digest('hex')}` !== digest) {
           throw new MirrorVerifyError(`blob ${digest}: the bytes assembled for the client do not hash to the digest (a piece changed under verification); response aborted`)
         }
+        firstByteMs ??= performance.now() - started
         if (!res.write(bytes)) {
           await new Promise<void>(resolve => {
             const go = (): void => { res.off('drain', go); res.off('close', go); resolve() }
@@ -420,6 +439,7 @@ export class MirrorServer {
         }
       }
       res.end()
+      this.init.log?.debug({ digest, size, pieces: n, firstByteMs: Math.round(firstByteMs ?? 0), totalMs: Math.round(performance.now() - started) }, 'mirror streamed a blob while pulling')
     } catch (err) {
       this.stats.aborted++
       this.init.log?.warn({ digest, err: (err as Error).message }, 'mirror response aborted')

@@ -10,7 +10,8 @@ import { writeFileAtomic } from '../../p2p/content/fs-atomic.js'
 export interface TagResolution { digest: string, mediaType: string, at: number }
 
 export interface TagResolutions {
-  get: (key: string) => Promise<TagResolution | undefined>
+  /** `source` says whose resolution it is when a store combines several (absent: this node's). */
+  get: (key: string) => Promise<(TagResolution & { source?: 'cluster' | 'node' }) | undefined>
   set: (key: string, value: TagResolution) => Promise<void>
   /** Tags known under `registry/repository` (for `tags/list`). */
   list?: (repoKey: string) => Promise<string[]>

@@ -83,6 +83,40 @@ t.test('three agents: pull through B after A, upstream down, CLI snippets, taken
     t.ok(Buffer.from(await res.arrayBuffer()).equals(Buffer.from(layer.bytes.subarray(1048570, 2097161))))
   })
 
+  await t.test('a tag only A resolved is served by C from the cluster\'s resolution while the upstream is down', async t => {
+    const img2 = await buildImage({ extraLayerSizes: [700 * 1024 + 3] })
+    await pushImage(reg.url, 'team/app', '2.0', img2)
+    const ra = await fetch(`http://${mirrorHost(a)}/v2/team/app/manifests/2.0`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })
+    t.equal(ra.status, 200)
+    t.equal(ra.headers.get('x-bolt-tag-source'), 'upstream', 'A resolved 2.0 upstream')
+    t.equal(ra.headers.get('docker-content-digest'), img2.manifestDigest)
+    await ra.body?.cancel()
+    const pullA = await skopeo(['copy', '--src-tls-verify=false', `docker://${mirrorHost(a)}/team/app:2.0`, `dir:${join(out, 'a-2.0')}`])
+    t.equal(pullA.code, 0, pullA.code === 0 ? 'A pulls 2.0 (so its blobs are in the cluster)' : pullA.out)
+    // The resolution is in the Raft state: C reads it through its own API (a linearizable read).
+    const key = `mirror/tags/${proxy.host}/team/app:2.0`
+    const kvOnC = await c.cli(['kv', 'get', key])
+    t.equal(kvOnC.code, 0, `kv get ${key} on C: ${kvOnC.stderr.trim()}`)
+    t.equal((JSON.parse(kvOnC.stdout) as { digest: string }).digest, img2.manifestDigest, 'the cluster state holds A\'s resolution')
+
+    proxy.setDown(true)
+    t.teardown(() => { proxy.setDown(false) })
+    const tag = await fetch(`http://${mirrorHost(c)}/v2/team/app/manifests/2.0`, { method: 'HEAD' })
+    t.equal(tag.status, 200, 'C answers a tag it never resolved')
+    t.equal(tag.headers.get('x-bolt-tag-source'), 'cluster', 'the header says the cluster\'s resolution answered')
+    t.equal(tag.headers.get('docker-content-digest'), img2.manifestDigest)
+    const dir = join(out, 'c-2.0')
+    const rc = await skopeo(['copy', '--src-tls-verify=false', `docker://${mirrorHost(c)}/team/app:2.0`, `dir:${dir}`])
+    t.equal(rc.code, 0, rc.code === 0 ? 'skopeo pulls the tag through C with the upstream down' : rc.out)
+    t.ok(await holds(dir, img2), 'C served every blob with its digest (from peers: the upstream is down)')
+    const metrics = await (await fetch(`${c.ready!.api}/metrics`)).text()
+    t.match(metrics, /bolt_mirror_stale_tags_total [1-9]/, 'C counts the stale tag answers')
+    const list = await (await fetch(`http://${mirrorHost(c)}/v2/team/app/tags/list`)).json() as { tags: string[] }
+    t.ok(list.tags.includes('2.0'), `C lists the cluster's tags (${list.tags.join(', ')})`)
+    const unknown = await fetch(`http://${mirrorHost(c)}/v2/team/app/manifests/never-resolved`, { method: 'HEAD' })
+    t.not(unknown.status, 200, 'a tag nobody resolved is not invented')
+  })
+
   await t.test('upstream down: a digest-pinned pull works through every agent', async t => {
     proxy.setDown(true)
     t.teardown(() => { proxy.setDown(false) })
@@ -93,7 +127,7 @@ t.test('three agents: pull through B after A, upstream down, CLI snippets, taken
       t.ok(await holds(dir, img), `${x.name} served the image`)
     }
     const tag = await fetch(`http://${mirrorHost(b)}/v2/team/app/manifests/1.0`, { method: 'HEAD' })
-    t.equal(tag.headers.get('x-bolt-tag-source'), 'cache', 'a tag B resolved before comes from its cache')
+    t.equal(tag.headers.get('x-bolt-tag-source'), 'cluster', 'a tag B resolved before comes from the cluster\'s resolution (the same digest as B\'s own)')
   })
 
   await t.test('bolt-agent mirror config prints snippets for this node', async t => {
