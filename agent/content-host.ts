@@ -9,12 +9,20 @@ import { RegistryClient } from '../p2p/content/registry-client.js'
 import { PieceExchange } from '../p2p/content/piece-exchange.js'
 import { DhtProviderSource } from '../p2p/content/providers.js'
 import { ImagePuller, type ImagePullProgress, type PulledImage } from '../p2p/content/image-puller.js'
-import { ObjectStore } from '../p2p/content/objects.js'
+import { ObjectStore, type GetResult } from '../p2p/content/objects.js'
 import type { BoltLibp2p } from '../p2p/node.js'
 import type { Config } from './config.js'
 import type { Logger } from './logger.js'
 import type { NodeRuntime } from '../native/index.js'
 import { LOCAL_REF_PREFIX, writeDemoLayout } from './demo-image.js'
+import { locateObject, readObjectMeta, type ObjectLocatedBy, type ObjectMetaKv } from './object-location.js'
+
+export interface ObjectGetResult extends GetResult {
+  /** `raft`: the holders came from the object's record in the Raft state; `members`: live members and DHT providers were asked. */
+  locatedBy: ObjectLocatedBy
+  /** Peers asked, in order. */
+  asked: string[]
+}
 
 export interface ContentHostInit {
   dataDir: string
@@ -82,6 +90,28 @@ export class ContentHost {
   async stop (leaving = false): Promise<void> {
     if (leaving) await Promise.resolve(this.exchange?.withdrawAll()).catch(() => {})
     await this.exchange?.stop().catch(() => {})
+  }
+
+  /**
+   * `object get`: the holders recorded in the Raft state are asked first;
+   * live members and DHT providers only when there is no usable record or
+   * the recorded holders could not deliver.
+   */
+  async getObject (id: string, dest: string, kv: ObjectMetaKv, signal?: AbortSignal): Promise<ObjectGetResult> {
+    const alive = this.o.candidates()
+    const self = this.exchange.internals.self
+    const located = locateObject(await readObjectMeta(kv, id, signal), alive, self)
+    const opts = { ...(signal !== undefined ? { signal } : {}) }
+    if (located.locatedBy === 'raft') {
+      try {
+        return { ...await this.objects.getObject(id, dest, { ...opts, candidates: located.candidates }), locatedBy: 'raft', asked: located.candidates }
+      } catch (err) {
+        if (signal?.aborted === true) throw err
+        this.o.log.warn({ id, holders: located.candidates, err: (err as Error).message }, 'object get: the holders in the Raft state did not deliver; asking every live member')
+      }
+    }
+    const fallback = locateObject(undefined, alive, self)
+    return { ...await this.objects.getObject(id, dest, { ...opts, candidates: fallback.candidates }), locatedBy: 'members', asked: fallback.candidates }
   }
 
   async pull (ref: string, onProgress?: (p: ImagePullProgress) => void, signal?: AbortSignal): Promise<PulledImage> {
