@@ -164,10 +164,12 @@ export class NsAgent extends AgentProcess {
     super(name, dataDir, configFile, ['ip', 'netns', 'exec', host.ns])
   }
 
-  static async create (root: string, name: string, host: Host, extraToml = ''): Promise<NsAgent> {
+  /** `pushPullMs`: FAST_TOML's push-pull interval replaced (anti-entropy and reconnect rounds). */
+  static async create (root: string, name: string, host: Host, extraToml = '', opts: { pushPullMs?: number } = {}): Promise<NsAgent> {
     const dataDir = join(root, name)
     const configFile = join(root, `${name}.toml`)
-    await writeFile(configFile, `name = "${name}"\nlisten = ["/ip4/${host.addr}/udp/0/quic-v1", "/ip4/${host.addr}/tcp/0"]\n${extraToml}\n${FAST_TOML}`)
+    const fast = opts.pushPullMs === undefined ? FAST_TOML : FAST_TOML.replace(/push_pull_interval_ms = \d+/, `push_pull_interval_ms = ${opts.pushPullMs}`)
+    await writeFile(configFile, `name = "${name}"\nlisten = ["/ip4/${host.addr}/udp/0/quic-v1", "/ip4/${host.addr}/tcp/0"]\n${extraToml}\n${fast}`)
     return new NsAgent(name, host, dataDir, configFile)
   }
 
