@@ -394,7 +394,9 @@ export class Agent {
   }
 
   private connectionKind (peerId: string): 'direct' | 'relayed' | 'none' {
-    const open = this.libp2p.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open')
+    // An id libp2p cannot parse has no connection.
+    const conns = ((): ReturnType<BoltLibp2p['getConnections']> => { try { return this.libp2p.getConnections(peerIdFromString(peerId)) } catch { return [] } })()
+    const open = conns.filter(c => c.status === 'open')
     if (open.some(c => !isRelayed(c.remoteAddr))) return 'direct'
     return open.length > 0 ? 'relayed' : 'none'
   }

@@ -30,6 +30,9 @@ import { addrOf, NetLab, netnsUnavailable, NsAgent, tempRoot, type NatMapping } 
  */
 const DCUTR_BLOCKED = 'js-libp2p cannot hole-punch between two NATed Node agents: TCP dials cannot reuse the listen port (no SO_REUSEPORT on client sockets in Node), QUIC dials leave from a separate client socket, and DCUtR only offers AutoNAT-verified addresses'
 
+/** The port a router forwards to its NATed agent in the port-forward case. */
+const FORWARDED_PORT = 7946
+
 /** A /24 outside every range of @libp2p/utils' isPrivate list: the lab's "internet". */
 const PUBLIC_LAN = '11.77.0'
 
@@ -38,7 +41,9 @@ interface MemberWithConnection { id: string, state: string, connection?: string 
 const memberIn = (s: StatusLike | undefined, id: string): MemberWithConnection | undefined =>
   s?.members.find(m => m.id === id) as MemberWithConnection | undefined
 
-async function twoNatedAgents (t: Test, a: NatMapping, b: NatMapping): Promise<{ agents: NsAgent[], left: NsAgent, right: NsAgent }> {
+interface NatSide { mapping: NatMapping, forward?: number }
+
+async function twoNatedAgents (t: Test, a: NatSide, b: NatSide): Promise<{ agents: NsAgent[], left: NsAgent, right: NsAgent }> {
   const lab = await NetLab.create({ lanPrefix: PUBLIC_LAN })
   const { root, cleanup } = await tempRoot()
   const agents: NsAgent[] = []
@@ -49,12 +54,14 @@ async function twoNatedAgents (t: Test, a: NatMapping, b: NatMapping): Promise<{
   })
   const s1 = await lab.lanHost('s1')
   const s2 = await lab.lanHost('s2')
-  const n = await lab.natHost('n', { mapping: a })
-  const m = await lab.natHost('m', { mapping: b })
+  const n = await lab.natHost('n', a)
+  const m = await lab.natHost('m', b)
   const a0 = await NsAgent.create(root, 'a0', s1)
   const a1 = await NsAgent.create(root, 'a1', s2)
-  const left = await NsAgent.create(root, 'left', n, 'profile = "edge"\n')
-  const right = await NsAgent.create(root, 'right', m)
+  // Behind a port forward the agent listens on the forwarded port and announces the router's address.
+  const forwarded = (side: NatSide, wan: string): string => side.forward === undefined ? '' : `announce = ["/ip4/${wan}/udp/${side.forward}/quic-v1", "/ip4/${wan}/tcp/${side.forward}"]\n`
+  const left = await NsAgent.create(root, 'left', n, `profile = "edge"\n${forwarded(a, n.wan)}`, a.forward !== undefined ? { port: a.forward } : {})
+  const right = await NsAgent.create(root, 'right', m, forwarded(b, m.wan), b.forward !== undefined ? { port: b.forward } : {})
   agents.push(a0, a1, left, right)
   await a0.start(['init'])
   const token = a0.ready!.token
@@ -87,7 +94,7 @@ if (why !== undefined) {
   t.plan(0, `edge DCUtR tests need network namespaces: ${why}`)
 } else {
   t.test('behind a port-randomizing NAT: no direct path, they keep working through the relay', async t => {
-    const { left, right } = await twoNatedAgents(t, 'preserve', 'random')
+    const { left, right } = await twoNatedAgents(t, { mapping: 'preserve' }, { mapping: 'random' })
     // SWIM probes between them open a connection; the only way is a member's relay.
     const relayed = await connectionBetween(left, right, k => k.every(x => x === 'relayed'), 30_000)
     t.ok(relayed.waited >= 0, `each reaches the other over a relayed connection (${relayed.kinds.join(', ')})`)
@@ -103,9 +110,21 @@ if (why !== undefined) {
     t.ok(await waitFor(async () => { got = await right.cli(['kv', 'get', 'edge/key']); return got.stdout.trim() === 'through-nat' }, 15_000, 500) >= 0, `read behind the other NAT (${got.code}: ${got.stdout.trim()} ${got.stderr.trim()})`)
   })
 
+  // A NAT that allows a direct path without punching: a port forward. The
+  // NATed side dials the forwarded address; a relayed connection opened from
+  // the forwarded side is upgraded by DCUtR's unilateral path (the inbound
+  // side dials the other's public address and closes the relayed one).
+  t.test('behind a port-forwarding NAT and a plain one: they end up directly connected', async t => {
+    const { left, right } = await twoNatedAgents(t, { mapping: 'preserve', forward: FORWARDED_PORT }, { mapping: 'preserve' })
+    const direct = await connectionBetween(left, right, k => k.every(x => x === 'direct'), 30_000)
+    t.ok(direct.waited >= 0, `a direct connection between them (${direct.kinds.join(', ')})`)
+    const put = await right.cli(['kv', 'put', 'edge/fwd', 'direct'])
+    t.equal(put.code, 0, 'the cluster works for both')
+  })
+
   const runBlocked = process.env.BOLT_EDGE_DCUTR === '1'
   t.test('behind port-preserving NATs: a direct connection by hole punching (DCUtR)', runBlocked ? {} : { skip: DCUTR_BLOCKED }, async t => {
-    const { left, right } = await twoNatedAgents(t, 'preserve', 'preserve')
+    const { left, right } = await twoNatedAgents(t, { mapping: 'preserve' }, { mapping: 'preserve' })
     const direct = await connectionBetween(left, right, k => k.every(x => x === 'direct'), 60_000)
     t.ok(direct.waited >= 0, `the relayed connection was upgraded to a direct one (${direct.kinds.join(', ')})`)
     // With DEBUG=libp2p:dcutr* the agents log why each attempt failed.

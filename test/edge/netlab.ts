@@ -111,14 +111,16 @@ export class NetLab {
    * host may open connections to these LAN addresses only. The router itself
    * drops unsolicited inbound packets, as home routers do (they would
    * otherwise leave conntrack entries that make masquerade pick other ports).
+   * `forward`: the router forwards this TCP and UDP port on its LAN address
+   * to the host (a port forward, as set up by hand or by UPnP/NAT-PMP).
    */
-  async natHost (name: string, opts: { reachOnly?: string[], mapping?: NatMapping } = {}): Promise<Host & { router: string }> {
+  async natHost (name: string, opts: { reachOnly?: string[], mapping?: NatMapping, forward?: number } = {}): Promise<Host & { router: string, wan: string }> {
     const n = ++this.nextNat
     const router = `${this.tag}-r${n}`
     const ns = `${this.tag}-${name}`
     await this.addNs(router)
     await this.addNs(ns)
-    await this.plug(router, 'wan')
+    const wan = await this.plug(router, 'wan')
     await sh('ip', ['link', 'add', 'lan', 'netns', router, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns])
     await this.ip(router, 'addr', 'add', `10.77.${n}.1/24`, 'dev', 'lan')
     await this.ip(router, 'link', 'set', 'lan', 'up')
@@ -129,6 +131,10 @@ export class NetLab {
     await this.nft(router, `
 table ip nat {
   chain post { type nat hook postrouting priority 100; oifname "wan" masquerade${opts.mapping === 'random' ? ' random,fully-random' : ''}; }
+  chain pre {
+    type nat hook prerouting priority -100;
+    ${opts.forward !== undefined ? `iifname "wan" meta l4proto { tcp, udp } th dport ${opts.forward} dnat to 10.77.${n}.2` : ''}
+  }
 }
 table inet fw {
   chain input {
@@ -139,11 +145,12 @@ table inet fw {
   chain forwarding {
     type filter hook forward priority 0; policy drop;
     ct state established,related accept
+    ct status dnat accept
     iifname "lan" oifname "wan" ${opts.reachOnly !== undefined ? `ip daddr { ${opts.reachOnly.join(', ')} } ` : ''}accept
   }
 }
 `)
-    return { ns, addr: `10.77.${n}.2`, router }
+    return { ns, addr: `10.77.${n}.2`, router, wan }
   }
 
   /** Cuts a NAT host's link (router drops everything it forwards, both ways) until `restore`. */
@@ -164,12 +171,17 @@ export class NsAgent extends AgentProcess {
     super(name, dataDir, configFile, ['ip', 'netns', 'exec', host.ns])
   }
 
-  /** `pushPullMs`: FAST_TOML's push-pull interval replaced (anti-entropy and reconnect rounds). */
-  static async create (root: string, name: string, host: Host, extraToml = '', opts: { pushPullMs?: number } = {}): Promise<NsAgent> {
+  /**
+   * `pushPullMs`: FAST_TOML's push-pull interval replaced (anti-entropy and
+   * reconnect rounds). `port`: listen on this port (QUIC and TCP) instead of
+   * ephemeral ones, e.g. behind a port forward.
+   */
+  static async create (root: string, name: string, host: Host, extraToml = '', opts: { pushPullMs?: number, port?: number } = {}): Promise<NsAgent> {
     const dataDir = join(root, name)
     const configFile = join(root, `${name}.toml`)
     const fast = opts.pushPullMs === undefined ? FAST_TOML : FAST_TOML.replace(/push_pull_interval_ms = \d+/, `push_pull_interval_ms = ${opts.pushPullMs}`)
-    await writeFile(configFile, `name = "${name}"\nlisten = ["/ip4/${host.addr}/udp/0/quic-v1", "/ip4/${host.addr}/tcp/0"]\n${extraToml}\n${fast}`)
+    const port = opts.port ?? 0
+    await writeFile(configFile, `name = "${name}"\nlisten = ["/ip4/${host.addr}/udp/${port}/quic-v1", "/ip4/${host.addr}/tcp/${port}"]\n${extraToml}\n${fast}`)
     return new NsAgent(name, host, dataDir, configFile)
   }
 
