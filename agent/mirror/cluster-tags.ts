@@ -19,6 +19,11 @@ export const MAX_CLUSTER_TAG_KEY_BYTES = 512
 export const CLUSTER_TAG_REFRESH_MS = 10 * 60_000
 /** A write waits this long for Raft; past it the manifest is served anyway (the file has it). */
 export const CLUSTER_TAG_WRITE_TIMEOUT_MS = 3_000
+/**
+ * After a failed write (no leader, no quorum) the next writes are skipped
+ * this long, so manifest responses are not each held up by the write timeout.
+ */
+export const CLUSTER_TAG_WRITE_BACKOFF_MS = 30_000
 /** A linearizable read waits this long before falling back to this replica's state. */
 export const CLUSTER_TAG_READ_TIMEOUT_MS = 1_500
 /** Tags listed at most for one repository. */
@@ -63,6 +68,8 @@ export interface ClusterTagResolutionsInit {
 }
 
 export class ClusterTagResolutions implements TagResolutions {
+  private writesPausedUntil = 0
+
   constructor (private readonly init: ClusterTagResolutionsInit) {}
 
   async set (key: string, value: TagResolution): Promise<void> {
@@ -71,10 +78,13 @@ export class ClusterTagResolutions implements TagResolutions {
     if (Buffer.byteLength(k) > MAX_CLUSTER_TAG_KEY_BYTES) return
     const known = parseValue(this.init.kv.state.get(k))
     if (known !== undefined && known.digest === value.digest && known.mediaType === value.mediaType && value.at - known.at < CLUSTER_TAG_REFRESH_MS) return
+    const now = Date.now()
+    if (now < this.writesPausedUntil) return
     try {
       const r = await this.init.kv.write({ op: 'put', key: k, value: JSON.stringify(value) }, AbortSignal.timeout(CLUSTER_TAG_WRITE_TIMEOUT_MS))
       if (!r.ok) throw new Error('the Raft state refused the put')
     } catch (err) {
+      this.writesPausedUntil = Date.now() + CLUSTER_TAG_WRITE_BACKOFF_MS
       this.init.onWriteError?.(k, err as Error)
     }
   }

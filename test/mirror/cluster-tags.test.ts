@@ -87,6 +87,16 @@ t.test('the newest resolution wins; the same digest counts as the cluster\'s', a
   t.equal((await b.get(KEY))?.source, 'cluster', 'agreeing with the cluster: reported as the cluster\'s')
 })
 
+t.test('a failed write pauses cluster writes instead of delaying every manifest', async t => {
+  const { kv, a } = await setup(t)
+  kv.down = true
+  await a.set(KEY, { digest: D1, mediaType: MT, at: 1000 })
+  kv.down = false
+  await a.set(tagKey('registry.example', 'team/app', '2.0'), { digest: D2, mediaType: MT, at: 1001 })
+  t.equal(kv.writes, 0, 'no write attempted during the back-off')
+  t.equal((await a.get(KEY))?.source, 'node', 'the resolution is still kept on this node')
+})
+
 t.test('without a Raft leader the replica\'s applied state still answers', async t => {
   const { kv, a, b } = await setup(t)
   await a.set(KEY, { digest: D1, mediaType: MT, at: 1000 })
