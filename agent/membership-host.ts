@@ -89,19 +89,28 @@ export class MembershipHost extends EventTarget {
   private seedTimer: NodeJS.Timeout | undefined
   private seedDebounce: NodeJS.Timeout | undefined
   private reconnectTimer: NodeJS.Timeout | undefined
+  /** True while this node sees no other member alive or suspect (see reconnect()). */
+  private isolated = false
+  /** Longest dial while isolated: a reconnect round's wait, more where probes may take longer (slow links). */
+  private readonly isolatedDialMs: number
   private readonly init: MembershipHostInit
 
   constructor (init: MembershipHostInit) {
     super()
     this.init = init
     this.config = swimConfigFor(init.profile, init.overrides)
+    this.isolatedDialMs = Math.max(RECONNECT_TIMEOUT_MS, 2 * this.config.probeTimeoutMs)
     this.service = new MembershipService({
       libp2p: init.libp2p,
       self: { id: init.libp2p.peerId.toString(), meta: init.meta },
       config: this.config,
       lastIncarnation: init.incarnation,
       onIncarnation: init.onIncarnation,
-      openStream: init.openStream,
+      // While isolated, no dial may outlive a reconnect round: libp2p makes a
+      // new dial to a peer join the one in flight, and a dial started during
+      // a cut only resends its first packet on the transport's backoff
+      // (1, 2, 4 s), so the first round after the link returns would wait on it.
+      openStream: async (peerId, addrs, protocol, signal) => await init.openStream(peerId, addrs, protocol, this.isolated ? AbortSignal.any([signal, AbortSignal.timeout(this.isolatedDialMs)]) : signal),
       guard: init.guard,
       onError: (where, peerId, err) => { init.log.debug({ where, peerId, err: (err as Error).message }, 'membership message failed') }
     })
@@ -184,6 +193,7 @@ export class MembershipHost extends EventTarget {
   }
 
   private onEvent (e: MemberEvent): void {
+    if (e.member.id !== this.init.libp2p.peerId.toString() && (e.member.state === 'alive' || e.member.state === 'suspect')) this.isolated = false
     this.init.log.info({ member: e.member.id, name: e.member.meta.name, incarnation: e.member.incarnation }, `member ${e.kind}`)
     if (e.kind === 'left' && e.member.id !== this.init.libp2p.peerId.toString()) this.init.onLeft(e.member.id)
     this.dispatchEvent(new CustomEvent('member', { detail: e }))
@@ -209,9 +219,9 @@ export class MembershipHost extends EventTarget {
     const self = this.init.libp2p.peerId.toString()
     const others = this.service.members().filter(m => m.id !== self)
     const dead = others.filter(m => m.state === 'dead')
+    this.isolated = others.length > 0 && !others.some(m => m.state === 'alive' || m.state === 'suspect')
     if (dead.length === 0) return
-    const isolated = !others.some(m => m.state === 'alive' || m.state === 'suspect')
-    const picks = sample(dead, isolated ? ISOLATED_RECONNECT_FANOUT : 1)
+    const picks = sample(dead, this.isolated ? ISOLATED_RECONNECT_FANOUT : 1)
     void this.service.join(picks.map(m => ({ id: m.id, addrs: m.meta.addrs })), { timeoutMs: RECONNECT_TIMEOUT_MS }).catch(() => {})
   }
 
