@@ -443,7 +443,7 @@ export class Agent {
     registerKvRoutes(this.api, this)
     this.capsules.registerRoutes(this.api)
     // Registry mirror: a taken port is a warning, never a failed start.
-    this.mirror = await startMirror({ config: this.config.mirror, content: this.content, candidates: () => this.membership.view().filter(m => m.state === 'alive' && m.id !== this.peerId).map(m => m.id), log: this.log.child({ part: 'mirror' }) })
+    this.mirror = await startMirror({ config: this.config.mirror, content: this.content, raft: this.raft, candidates: () => this.membership.view().filter(m => m.state === 'alive' && m.id !== this.peerId).map(m => m.id), log: this.log.child({ part: 'mirror' }) })
     registerMirrorRoutes(this.api, () => ({ mirror: this.mirror, config: this.config.mirror }))
     try {
       this.apiUrl = await this.api.listen(this.config.api.listen)

@@ -201,7 +201,7 @@ export class CapsuleHost {
     api.route('POST', '/v1/objects/:id/get', async (req) => {
       const body = await req.body() as { dest?: unknown }
       if (typeof body.dest !== 'string' || !body.dest.startsWith('/')) throw new ApiError(400, 'dest must be an absolute path on this node')
-      return await this.o.content.objects.getObject(req.params.id ?? '', body.dest, { signal: req.signal })
+      return await this.o.content.getObject(req.params.id ?? '', body.dest, this.o.raft, req.signal)
     })
     api.route('GET', '/v1/gpu', async () => await gpuReport())
   }

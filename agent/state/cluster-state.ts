@@ -61,6 +61,17 @@ export class ClusterState {
   appliedIndex = 0
 
   get (key: string): string | undefined { return this.kv.get(key) }
+
+  /** Keys under `prefix`, sorted, at most `limit` (a read of this replica's state). */
+  keys (prefix: string, limit = 10_000): string[] {
+    const out: string[] = []
+    for (const k of this.kv.keys()) {
+      if (!k.startsWith(prefix)) continue
+      out.push(k)
+      if (out.length >= limit) break
+    }
+    return out.sort()
+  }
   roleOf (id: string): 'server' | 'client' | undefined { return this.roles.get(id) }
   allRoles (): Array<[string, 'server' | 'client']> { return [...this.roles] }
 

@@ -13,6 +13,8 @@ import { type ChunkList, HASH_BYTES, pieceCount, pieceRange } from './pieces.js'
 
 /** Providers taken from a DHT lookup per pull. */
 export const MAX_PROVIDERS_PER_PULL = 16
+/** With candidates given, the DHT is asked for providers only if none of them offers a missing piece by then. */
+export const PROVIDER_LOOKUP_DELAY_MS = 3_000
 /** How often peers dropped from a pull (timeout, broken stream) are tried again. */
 export const REVIVE_PEERS_MS = 2_000
 /**
@@ -142,6 +144,18 @@ export class ActivePull {
     const providers = this.ex.internals.providers
     if (providers === undefined || this.registryOnly) return
     this.op(async () => {
+      // Given candidates (the live members), a DHT lookup is only for when
+      // they do not have the blob: it walks the whole table, and 8 nodes
+      // pulling 6 blobs at once spent half their CPU on it.
+      if ((this.opts.candidates?.length ?? 0) > 0) {
+        const signal = this.signal
+        await new Promise<void>(resolve => {
+          const done = (): void => { clearTimeout(timer); signal.removeEventListener('abort', done); resolve() }
+          const timer = setTimeout(done, PROVIDER_LOOKUP_DELAY_MS)
+          signal.addEventListener('abort', done, { once: true })
+        })
+        if (this.signal.aborted || this.picker.livePeers().some(p => this.picker.peerOffers(p))) return
+      }
       let n = 0
       for await (const peer of providers.findProviders(this.digest, { signal: this.signal })) {
         this.addPeer(peer)

@@ -145,13 +145,16 @@ export class ObjectStore {
     if (!store.hasSync(id)) {
       const size = await exchange.probeSize(id, candidates, opts.signal)
       if (size === undefined) throw new ObjectNotFoundError(`object ${id} is not held by this node or any of ${candidates.length} peers asked`)
-      bytesFromPeers += (await exchange.pull(id, { size, candidates, signal: opts.signal })).bytesFromPeers
+      const s = await exchange.pull(id, { size, candidates, signal: opts.signal })
+      bytesFromPeers += s.bytesFromPeers
     }
     const manifest = await this.readManifest(id)
     await store.pin(ObjectStore.owner(id), [id, ...manifest.chunks.map(c => c.digest)])
     await runLimited(dedupe(manifest.chunks), DEFAULT_CHUNK_CONCURRENCY, async c => {
       if (store.hasSync(c.digest)) { bytesLocal += c.size; return }
-      bytesFromPeers += (await exchange.pull(c.digest, { size: c.size, candidates, signal: opts.signal })).bytesFromPeers
+      // Read the counter after the await: chunks are pulled in parallel.
+      const s = await exchange.pull(c.digest, { size: c.size, candidates, signal: opts.signal })
+      bytesFromPeers += s.bytesFromPeers
     })
     const tmp = join(dirname(dest), `.${basename(dest)}.${randomBytes(4).toString('hex')}.part`)
     const fh = await open(tmp, 'wx')

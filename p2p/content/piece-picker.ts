@@ -139,6 +139,13 @@ export class PiecePicker {
   bannedPeers (): string[] { return [...this.banned] }
   livePeers (): string[] { return [...this.peers.keys()] }
 
+  /** Whether `peer` holds, or is pulling, a piece this node is missing. */
+  peerOffers (peer: string): boolean {
+    const p = this.peers.get(peer)
+    if (p === undefined || p.have === null) return false
+    return p.pulling || this.peerHasMissing(p.have)
+  }
+
   addPeer (peer: string): void {
     if (peer === this.cfg.self || this.banned.has(peer) || this.peers.has(peer)) return
     this.peers.set(peer, { have: null, fetching: null, lastChange: this.lastNow, unchanged: 0, pulling: false, inflight: new Map(), queryInflight: false, lastQuery: -Infinity })

@@ -19,8 +19,14 @@ export const DEFAULT_RETRIES = 3
 export const DEFAULT_BACKOFF_MS = 200
 /** Wait for a response head (status and headers). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000
-/** A response body that delivers nothing for this long is abandoned (and retried). */
-export const BODY_IDLE_TIMEOUT_MS = 60_000
+/**
+ * A response body that delivers nothing for this long is abandoned (and
+ * retried). Bytes stop for a few seconds on a congested link, not for tens:
+ * with many concurrent fetches, Node's fetch was seen here to leave a body
+ * silent until this fired while the server had sent it all, so a long value
+ * turns that into a long stall.
+ */
+export const BODY_IDLE_TIMEOUT_MS = 15_000
 
 export type RegistryCredential = { username: string, password: string } | { token: string }
 

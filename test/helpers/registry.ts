@@ -239,6 +239,10 @@ export async function startCountingProxy (targetUrl: string, opts: { bytesPerSec
     else if ((req.url ?? '').includes('/manifests/')) reqs.manifests++
     else reqs.other++
     if (down) { res.writeHead(503).end(); return }
+    // A client that goes away mid-body (an aborted range) must not crash the
+    // proxy with a write after end, and its upstream request goes too.
+    res.on('error', () => {})
+    const send = (chunk: Buffer): void => { if (!res.writableEnded && !res.destroyed) res.write(chunk) }
     const up = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host }, agent: false }, upRes => {
       res.writeHead(upRes.statusCode ?? 502, upRes.headers)
       upRes.on('data', (chunk: Buffer) => {
@@ -249,19 +253,26 @@ export async function startCountingProxy (targetUrl: string, opts: { bytesPerSec
           const wait = nextFree - now
           if (wait > 1) {
             upRes.pause()
-            setTimeout(() => { res.write(chunk); upRes.resume() }, wait)
+            setTimeout(() => { send(chunk); upRes.resume() }, wait)
             return
           }
         }
-        res.write(chunk)
+        send(chunk)
       })
+      // An upstream response cut short must reach the client as a broken
+      // response, not as a silence it only notices after its idle timeout.
+      let ended = false
+      upRes.on('close', () => { if (!ended) res.destroy() })
+      upRes.on('error', () => { res.destroy() })
       upRes.on('end', () => {
-        const finish = (): void => { res.end() }
+        ended = true
+        const finish = (): void => { if (!res.destroyed) res.end() }
         if (opts.bytesPerSecond !== undefined) setTimeout(finish, Math.max(0, nextFree - Date.now()))
         else finish()
       })
     })
     up.on('error', () => { if (!res.headersSent) res.writeHead(502).end(); else res.destroy() })
+    res.on('close', () => { if (!res.writableFinished) up.destroy() })
     req.pipe(up)
   })
   // Longer than any client's idle timeout: otherwise a loaded machine lets
