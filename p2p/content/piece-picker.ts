@@ -31,6 +31,13 @@ export const DEFAULT_QUERY_INTERVAL_MS = 200
  */
 export const DEFAULT_START_DELAY_MS = 2_000
 export const DEFAULT_ENDGAME_DUPLICATES = 2
+/**
+ * A piece this node claims for the registry is fetched only once the claim
+ * has stood this long (peers see it at their next bitfield query and yield),
+ * so two pullers that start together and both think a piece is theirs do not
+ * both fetch it. Costs this much once per pull.
+ */
+export const DEFAULT_CLAIM_SETTLE_MS = 300
 /** Peers holding nothing we need are re-queried this many times less often. */
 export const IDLE_QUERY_FACTOR = 5
 /** A peer whose answers bring nothing new is asked at most this many times less often (doubling per answer). */
@@ -68,6 +75,7 @@ export interface PickerConfig {
   startDelayMs?: number
   endgameDuplicates?: number
   stallTimeoutMs?: number
+  claimSettleMs?: number
 }
 
 interface PeerState {
@@ -93,6 +101,8 @@ export class PiecePicker {
   private readonly inflight = new Map<number, Set<Source>>()
   private readonly waitSince = new Map<number, number>()
   private claimed: Bitfield
+  /** When this node started claiming each piece it claims now. */
+  private readonly claimedSince = new Map<number, number>()
   private lastNow: number
   private readonly order: number[]
   private registryInflight = 0
@@ -113,6 +123,7 @@ export class PiecePicker {
       startDelayMs: DEFAULT_START_DELAY_MS,
       endgameDuplicates: DEFAULT_ENDGAME_DUPLICATES,
       stallTimeoutMs: DEFAULT_STALL_TIMEOUT_MS,
+      claimSettleMs: DEFAULT_CLAIM_SETTLE_MS,
       ...cfg
     }
     if (have.length !== cfg.pieceCount) throw new RangeError(`have-bitfield has ${have.length} bits for ${cfg.pieceCount} pieces`)
@@ -159,8 +170,12 @@ export class PiecePicker {
     if (have !== null && have.length !== this.cfg.pieceCount) have = null
     const before = p.have?.count() ?? -1
     p.have = have ?? new Bitfield(this.cfg.pieceCount)
+    const claims = fetching !== undefined && fetching.length === this.cfg.pieceCount ? fetching.count() : 0
     if (p.have.count() > before) {
       p.lastChange = this.lastNow
+      p.unchanged = 0
+    } else if (claims !== (p.fetching?.count() ?? 0)) {
+      // New claims matter as much as new pieces: ask again soon.
       p.unchanged = 0
     } else {
       p.unchanged = Math.min(p.unchanged + 1, 16)
@@ -368,11 +383,15 @@ export class PiecePicker {
             continue
           }
           claimed.set(i)
+          const since = this.claimedSince.get(i) ?? now
+          this.claimedSince.set(i, since)
+          if (now - since < this.cfg.claimSettleMs) continue
           if (this.registryInflight >= this.cfg.maxRegistryInflight || now < this.registryRetryAt) continue
           this.startRequest('registry', i, now)
           out.push({ type: 'registry', index: i })
         }
         this.claimed = claimed
+        for (const i of [...this.claimedSince.keys()]) if (!claimed.get(i)) this.claimedSince.delete(i)
       }
     } else {
       const anyInflight = missing.some(i => (this.inflight.get(i)?.size ?? 0) > 0)

@@ -158,7 +158,7 @@ t.test('property: any peers, any corruption, any vanishing — invariants hold a
 
 t.test('pieces a peer claims for the registry are not fetched again, until that peer is gone', async t => {
   // C's share under k=2 would be piece 1; B (a lower id) claims both, so C yields.
-  const pk = new PiecePicker({ pieceCount: 2, self: 'C', registry: true, registryDeadlineMs: 100 }, new Bitfield(2), 0)
+  const pk = new PiecePicker({ pieceCount: 2, self: 'C', registry: true, registryDeadlineMs: 100, claimSettleMs: 0 }, new Bitfield(2), 0)
   pk.addPeer('B')
   const fetching = new Bitfield(2)
   fetching.set(0)
@@ -174,4 +174,14 @@ t.test('pieces a peer claims for the registry are not fetched again, until that 
   const regs = pk.tick(310).filter(a => a.type === 'registry').map(a => a.type === 'registry' ? a.index : -1)
   t.same(regs.sort(), [0, 1], 'B gone: C fetches both')
   t.equal(pk.registryFetching().count(), 2, 'and claims them')
+})
+
+t.test('a piece claimed for the registry is fetched only once the claim has stood for claimSettleMs', async t => {
+  const pk = new PiecePicker({ pieceCount: 3, self: 'A', registry: true, claimSettleMs: 300 }, new Bitfield(3), 0)
+  const regs = (now: number): number => pk.tick(now).filter(a => a.type === 'registry').length
+  t.equal(regs(0), 0, 'claimed, not fetched')
+  t.equal(pk.registryFetching().count(), 3, 'the claim is visible to peers at once')
+  t.equal(regs(299), 0)
+  t.equal(regs(300), 3, 'fetched after the settle time')
+  pk.checkInvariants()
 })
