@@ -100,36 +100,24 @@ t.test('providers from the provider source; a node advertises a blob it only par
   t.notOk(table.providers(d).includes(b.id), 'withdrawn on removal')
 })
 
-t.test('a corrupt peer is banned, the pull completes from an honest one, no bad byte stored', async t => {
-  const bad = await mkNode(t, { corrupt: true })
-  const good = await mkNode(t)
-  const b = await mkNode(t)
-  const data = randomBytes(12 * PIECE)
-  const d = sha256Digest(data)
-  await bad.store.put(data, d)
-  await good.store.put(data, d)
-  await connect(b, bad)
-  await connect(b, good)
-  const stats = await b.ex.pull(d, { size: data.length, candidates: [bad.id, good.id] })
-  t.same(stats.bannedPeers, [bad.id])
-  t.ok(b.ex.bannedPeers.has(bad.id))
-  t.same(Buffer.from(await b.store.readAll(d)), data)
-})
-
-t.test('a corrupt peer on a blob large enough for the hashing thread: banned, no bad byte stored', async t => {
-  const bad = await mkNode(t, { corrupt: true })
-  const good = await mkNode(t)
-  const b = await mkNode(t)
-  const data = randomBytes(HASHER_THREAD_MIN_BYTES + 3 * PIECE + 17)
-  const d = sha256Digest(data)
-  await bad.store.put(data, d)
-  await good.store.put(data, d)
-  await connect(b, bad)
-  await connect(b, good)
-  const stats = await b.ex.pull(d, { size: data.length, candidates: [bad.id, good.id] })
-  t.same(stats.bannedPeers, [bad.id])
-  t.same(Buffer.from(await b.store.readAll(d)), data)
-})
+// Small blobs are checked inline; large ones on the hashing thread.
+for (const [what, size] of [['inline', 12 * PIECE], ['on the hashing thread', HASHER_THREAD_MIN_BYTES + 3 * PIECE + 17]] as const) {
+  t.test(`a corrupt peer is banned, the pull completes from an honest one, no bad byte stored (${what})`, async t => {
+    const bad = await mkNode(t, { corrupt: true })
+    const good = await mkNode(t)
+    const b = await mkNode(t)
+    const data = randomBytes(size)
+    const d = sha256Digest(data)
+    await bad.store.put(data, d)
+    await good.store.put(data, d)
+    await connect(b, bad)
+    await connect(b, good)
+    const stats = await b.ex.pull(d, { size: data.length, candidates: [bad.id, good.id] })
+    t.same(stats.bannedPeers, [bad.id])
+    t.ok(b.ex.bannedPeers.has(bad.id))
+    t.same(Buffer.from(await b.store.readAll(d)), data)
+  })
+}
 
 t.test('the only peer is corrupt: banned, and the registry serves everything', async t => {
   const bad = await mkNode(t, { corrupt: true })
