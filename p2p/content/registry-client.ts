@@ -21,12 +21,12 @@ export const DEFAULT_BACKOFF_MS = 200
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000
 /**
  * A response body that delivers nothing for this long is abandoned (and
- * retried). Bytes stop for a few seconds on a congested link, not for tens:
- * with many concurrent fetches, Node's fetch was seen here to leave a body
- * silent until this fired while the server had sent it all, so a long value
- * turns that into a long stall.
+ * retried): a server that ends a response short of its Content-Length but
+ * keeps the connection open leaves the client waiting for the rest (our
+ * throttling test proxy did exactly that), and each such body costs this
+ * much. Bytes stop for seconds on a congested link, not for half a minute.
  */
-export const BODY_IDLE_TIMEOUT_MS = 15_000
+export const BODY_IDLE_TIMEOUT_MS = 30_000
 
 export type RegistryCredential = { username: string, password: string } | { token: string }
 

@@ -245,6 +245,14 @@ export async function startCountingProxy (targetUrl: string, opts: { bytesPerSec
     const send = (chunk: Buffer): void => { if (!res.writableEnded && !res.destroyed) res.write(chunk) }
     const up = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host }, agent: false }, upRes => {
       res.writeHead(upRes.statusCode ?? 502, upRes.headers)
+      // 'end' comes as soon as the last chunk is read, while that chunk may
+      // still wait for its turn under the throttle: the response ends only
+      // after every held chunk went out. (Ending it on a timer of its own
+      // raced the last chunk's timer and cut responses short, which clients
+      // saw as bodies that stall until their idle timeout.)
+      let held = 0
+      let ended = false
+      const finish = (): void => { if (ended && held === 0 && !res.destroyed) res.end() }
       upRes.on('data', (chunk: Buffer) => {
         if (isBlob && req.method !== 'HEAD') blobBytes += chunk.length
         if (opts.bytesPerSecond !== undefined) {
@@ -252,8 +260,9 @@ export async function startCountingProxy (targetUrl: string, opts: { bytesPerSec
           nextFree = Math.max(nextFree, now) + (chunk.length / opts.bytesPerSecond) * 1000
           const wait = nextFree - now
           if (wait > 1) {
+            held++
             upRes.pause()
-            setTimeout(() => { send(chunk); upRes.resume() }, wait)
+            setTimeout(() => { send(chunk); held--; upRes.resume(); finish() }, wait)
             return
           }
         }
@@ -261,15 +270,11 @@ export async function startCountingProxy (targetUrl: string, opts: { bytesPerSec
       })
       // An upstream response cut short must reach the client as a broken
       // response, not as a silence it only notices after its idle timeout.
-      let ended = false
-      upRes.on('close', () => { if (!ended) res.destroy() })
+      // (`complete`: the whole message arrived; it may still sit in the
+      // paused stream when the upstream socket closes.)
+      upRes.on('close', () => { if (!upRes.complete) res.destroy() })
       upRes.on('error', () => { res.destroy() })
-      upRes.on('end', () => {
-        ended = true
-        const finish = (): void => { if (!res.destroyed) res.end() }
-        if (opts.bytesPerSecond !== undefined) setTimeout(finish, Math.max(0, nextFree - Date.now()))
-        else finish()
-      })
+      upRes.on('end', () => { ended = true; finish() })
     })
     up.on('error', () => { if (!res.headersSent) res.writeHead(502).end(); else res.destroy() })
     res.on('close', () => { if (!res.writableFinished) up.destroy() })
