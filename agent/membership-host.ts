@@ -7,6 +7,7 @@ import { MembershipService } from '../p2p/membership/service.js'
 import { PROFILES, type SwimConfig } from '../p2p/membership/profiles.js'
 import type { MemberMeta } from '../p2p/membership/meta.js'
 import type { MemberEvent } from '../p2p/membership/core/types.js'
+import { pickRandom } from '../p2p/membership/core/random.js'
 import type { Config } from './config.js'
 import type { Logger } from './logger.js'
 import type { BoltLibp2p } from '../p2p/node.js'
@@ -41,18 +42,6 @@ const MAX_SEEDS = 16
 export const ISOLATED_RECONNECT_FANOUT = 4
 /** A reconnect push-pull not answered within this long is given up until the next round. */
 const RECONNECT_TIMEOUT_MS = 2000
-
-/** Up to `n` distinct items of `xs`, uniformly at random. */
-function sample<T> (xs: readonly T[], n: number): T[] {
-  const pool = [...xs]
-  for (let i = 0; i < Math.min(n, pool.length); i++) {
-    const j = i + Math.floor(Math.random() * (pool.length - i))
-    const tmp = pool[i] as T
-    pool[i] = pool[j] as T
-    pool[j] = tmp
-  }
-  return pool.slice(0, Math.min(n, pool.length))
-}
 
 /** How often a dead member is retried: twice per push-pull interval, at most every 30 s, at least every 1 s. */
 export function reconnectIntervalMs (c: SwimConfig): number {
@@ -221,7 +210,7 @@ export class MembershipHost extends EventTarget {
     const dead = others.filter(m => m.state === 'dead')
     this.isolated = others.length > 0 && !others.some(m => m.state === 'alive' || m.state === 'suspect')
     if (dead.length === 0) return
-    const picks = sample(dead, this.isolated ? ISOLATED_RECONNECT_FANOUT : 1)
+    const picks = pickRandom(Math.random, dead, this.isolated ? ISOLATED_RECONNECT_FANOUT : 1)
     void this.service.join(picks.map(m => ({ id: m.id, addrs: m.meta.addrs })), { timeoutMs: RECONNECT_TIMEOUT_MS }).catch(() => {})
   }
 

@@ -5,6 +5,7 @@
 // has no usable record (or none of its holders is alive) does get fall back
 // to asking live members and DHT providers.
 import { z } from 'zod'
+import { readKvRecord, type KvReader } from './state/kv-record.js'
 
 /** Raft KV prefix of object metadata (written by the put route). */
 export const OBJECT_META_PREFIX = 'objects/'
@@ -23,10 +24,7 @@ export const ObjectMetaSchema = z.object({
 export type ObjectMeta = z.infer<typeof ObjectMetaSchema>
 
 /** The slice of the agent's Raft that reading object metadata needs (RaftHost has it). */
-export interface ObjectMetaKv {
-  read: (key: string, signal?: AbortSignal) => Promise<string | undefined>
-  state: { get: (key: string) => string | undefined }
-}
+export type ObjectMetaKv = KvReader
 
 /** How get found the object's holders: the Raft record, or (no usable record) live members and providers. */
 export type ObjectLocatedBy = 'raft' | 'members'
@@ -40,17 +38,8 @@ export interface ObjectLocation {
 }
 
 export async function readObjectMeta (kv: ObjectMetaKv, id: string, signal?: AbortSignal): Promise<ObjectMeta | undefined> {
-  const key = OBJECT_META_PREFIX + id
-  const sig = AbortSignal.any([AbortSignal.timeout(OBJECT_META_READ_TIMEOUT_MS), ...(signal !== undefined ? [signal] : [])])
   // Without a leader (no quorum) the record this replica applied is still right: metadata of an id never changes.
-  const raw = await kv.read(key, sig).catch(() => kv.state.get(key))
-  if (raw === undefined) return undefined
-  try {
-    const r = ObjectMetaSchema.safeParse(JSON.parse(raw))
-    return r.success ? r.data : undefined
-  } catch {
-    return undefined
-  }
+  return await readKvRecord(kv, OBJECT_META_PREFIX + id, ObjectMetaSchema, OBJECT_META_READ_TIMEOUT_MS, signal)
 }
 
 /** Orders the peers to ask for an object: the recorded holders that are alive, else every live member. */

@@ -159,6 +159,14 @@ export class Cluster {
     return [first, ...rest]
   }
 
+  /** `form`, then wait until the first agent sees all `n` alive; throws if they are not within `timeoutMs`. */
+  async formAlive (n: number, transport: 'quic' | 'tcp' = 'quic', timeoutMs = 60_000): Promise<AgentProcess[]> {
+    const agents = await this.form(n, transport)
+    const alive = await waitFor(async () => (await agents[0]!.status())?.members.filter(m => m.state === 'alive').length === n, timeoutMs, 500)
+    if (alive < 0) throw new Error(`not all ${n} agents are alive members`)
+    return agents
+  }
+
   async destroy (): Promise<void> {
     await Promise.all(this.agents.map(async a => { await a.stop().catch(() => {}) }))
     // Capsules outlive their agent by design: kill what the agents started, then unmount.

@@ -19,7 +19,7 @@ import { ImagePuller } from '../p2p/content/image-puller.js'
 import { PieceExchange } from '../p2p/content/piece-exchange.js'
 import { RegistryClient } from '../p2p/content/registry-client.js'
 import { buildImage, pushImage, startCountingProxy, startRegistry } from '../test/helpers/registry.js'
-import { Cluster, waitFor } from './harness.js'
+import { Cluster } from './harness.js'
 import type { Scenario, ScenarioReport } from './report.js'
 
 const MiB = 1024 * 1024
@@ -61,9 +61,7 @@ async function makeNodes (p2p: boolean): Promise<FanoutNode[]> {
 async function pullWithAgents (ref: string, egress: () => number, reset: () => void): Promise<{ seconds: number, egress: number }> {
   const cluster = await Cluster.create('[mirror]\nlisten = "127.0.0.1:0"\n')
   try {
-    const agents = await cluster.form(NODES, 'quic')
-    const alive = await waitFor(async () => (await agents[0]!.status())?.members.filter(m => m.state === 'alive').length === NODES, 60_000, 500)
-    if (alive < 0) throw new Error(`not all ${NODES} agents are alive members`)
+    const agents = await cluster.formAlive(NODES, 'quic')
     reset()
     const t0 = performance.now()
     const results = await Promise.all(agents.map(async a => await a.cli(['pull', ref, '--json'], 600_000)))

@@ -15,7 +15,7 @@ import { execFile } from 'node:child_process'
 import { readFile, mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Cluster, waitFor, type AgentProcess } from './harness.js'
+import { Cluster, type AgentProcess } from './harness.js'
 import { buildImage, pushImage, startCountingProxy, startRegistry } from '../test/helpers/registry.js'
 import type { Scenario, ScenarioReport } from './report.js'
 
@@ -74,9 +74,7 @@ export const scenario: Scenario = {
     try {
       const img = await buildImage({ extraLayerSizes: [layerSize, layerSize, layerSize, layerSize] })
       await pushImage(registry.url, 'bench/fanout', 'v1', img)
-      const agents = await cluster.form(AGENTS, 'quic')
-      const alive = await waitFor(async () => (await agents[0]!.status())?.members.filter(m => m.state === 'alive').length === AGENTS, 60_000, 500)
-      if (alive < 0) throw new Error(`not all ${AGENTS} agents are alive members`)
+      const agents = await cluster.formAlive(AGENTS, 'quic')
       const mirrors = agents.map(a => {
         const url = (a.ready as unknown as { mirror: string | null }).mirror
         if (url === null) throw new Error(`${a.name} runs no mirror`)

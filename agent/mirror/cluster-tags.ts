@@ -5,6 +5,7 @@
 // last known resolution. The node's own file is kept beside it: it answers
 // when Raft has no quorum, and when it is newer than what Raft holds.
 import { z } from 'zod'
+import { parseKvRecord, readKvRecord, type KvReader } from '../state/kv-record.js'
 import type { TagResolution, TagResolutions } from './tag-cache.js'
 
 /** Key prefix of tag resolutions in the Raft KV. */
@@ -30,13 +31,9 @@ export const CLUSTER_TAG_READ_TIMEOUT_MS = 1_500
 export const MAX_LISTED_TAGS = 10_000
 
 /** The slice of the agent's Raft the mirror needs (RaftHost has it). */
-export interface ClusterKv {
-  read: (key: string, signal?: AbortSignal) => Promise<string | undefined>
+export interface ClusterKv extends KvReader {
   write: (cmd: { op: 'put', key: string, value: string }, signal?: AbortSignal) => Promise<{ ok: boolean }>
-  state: {
-    get: (key: string) => string | undefined
-    keys?: (prefix: string, limit?: number) => string[]
-  }
+  state: KvReader['state'] & { keys?: (prefix: string, limit?: number) => string[] }
 }
 
 /** Where a served tag resolution came from: the cluster's Raft state or this node's own file. */
@@ -48,16 +45,6 @@ const ValueSchema = z.object({ digest: z.string().regex(/^sha256:[a-f0-9]{64}$/)
 
 export function clusterTagKey (tagKey: string): string {
   return CLUSTER_TAG_PREFIX + tagKey
-}
-
-function parseValue (raw: string | undefined): TagResolution | undefined {
-  if (raw === undefined) return undefined
-  try {
-    const r = ValueSchema.safeParse(JSON.parse(raw))
-    return r.success ? r.data : undefined
-  } catch {
-    return undefined
-  }
 }
 
 export interface ClusterTagResolutionsInit {
@@ -76,7 +63,7 @@ export class ClusterTagResolutions implements TagResolutions {
     await this.init.local.set(key, value).catch(() => {})
     const k = clusterTagKey(key)
     if (Buffer.byteLength(k) > MAX_CLUSTER_TAG_KEY_BYTES) return
-    const known = parseValue(this.init.kv.state.get(k))
+    const known = parseKvRecord(ValueSchema, this.init.kv.state.get(k))
     if (known !== undefined && known.digest === value.digest && known.mediaType === value.mediaType && value.at - known.at < CLUSTER_TAG_REFRESH_MS) return
     const now = Date.now()
     if (now < this.writesPausedUntil) return
@@ -93,9 +80,7 @@ export class ClusterTagResolutions implements TagResolutions {
     const k = clusterTagKey(key)
     let cluster: TagResolution | undefined
     if (Buffer.byteLength(k) <= MAX_CLUSTER_TAG_KEY_BYTES) {
-      // Linearizable when the cluster has a leader; else what this replica applied.
-      const raw = await this.init.kv.read(k, AbortSignal.timeout(CLUSTER_TAG_READ_TIMEOUT_MS)).catch(() => this.init.kv.state.get(k))
-      cluster = parseValue(raw)
+      cluster = await readKvRecord(this.init.kv, k, ValueSchema, CLUSTER_TAG_READ_TIMEOUT_MS)
     }
     const own = await this.init.local.get(key).catch(() => undefined)
     // The newest resolution wins; when both name the same digest the cluster agrees with this node.
