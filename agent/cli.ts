@@ -5,14 +5,13 @@ import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Command, CommanderError, Option } from 'commander'
-import { Agent, preferredJoinAddr, type AgentMode, type StatusJson } from './agent.js'
+import type { AgentMode, StatusJson } from './agent.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { UserError } from './errors.js'
 import { createLogger } from './logger.js'
 import { reexecForEdge } from './edge-runtime.js'
 import { AgentRequestError, AgentUnreachableError } from './api/client.js'
 import { InvalidTokenError, parseToken } from '../p2p/token.js'
-import { EPHEMERAL_LISTEN } from '../quic/transports.js'
 import { registerClientCommands } from './cli-client.js'
 import { registerMirrorCommands } from './mirror/cli.js'
 import { client, collect, dataDirOf, out, pairs, type GlobalOpts } from './cli-common.js'
@@ -39,7 +38,7 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     mirror: o.mirrorUpstream !== undefined ? { upstream: o.mirrorUpstream } : undefined
   }
   if (dev) {
-    flags.listen ??= EPHEMERAL_LISTEN
+    flags.listen ??= (await import('../quic/transports.js')).EPHEMERAL_LISTEN
     flags.api ??= { listen: '127.0.0.1:0' }
     flags.mirror = { ...(flags.mirror as object ?? {}), listen: '127.0.0.1:0' }
   }
@@ -51,6 +50,9 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
   reexecForEdge(config)
   const dataDir = dev ? await mkdtemp(join(tmpdir(), 'bolt-dev-')) : dataDirOf(g)
   const log = await createLogger(config.log_level)
+  // Loaded here, not at the top: client commands (status, pull, ps…) never
+  // need libp2p, and importing it cost every CLI call 0.7 s of CPU.
+  const { Agent } = await import('./agent.js')
   const agent = new Agent({ dataDir, config, mode, log, ephemeral: dev })
   let stopping = false
   let started = false
@@ -182,8 +184,6 @@ function printTable (rows: string[][]): void {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map(r => (r[i] ?? '').length))) ?? []
   for (const r of rows) out(r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  '))
 }
-
-export { preferredJoinAddr }
 
 async function main (argv: string[]): Promise<number> {
   const program = buildProgram()

@@ -4,7 +4,7 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
-import { preferTransport } from '../quic/transports.js'
+import { preferTransport, transportOf } from '../quic/transports.js'
 import type { Admission } from './admission/admission.js'
 
 export class PeerUnreachableError extends Error {
@@ -12,6 +12,39 @@ export class PeerUnreachableError extends Error {
 }
 
 export const DIAL_TIMEOUT_MS = 5_000
+/** After a failed TCP dial for bulk traffic, the member's other connection carries bulk for this long. */
+export const BULK_DIAL_RETRY_MS = 60_000
+
+/** Per libp2p node: members a TCP connection for bulk traffic is being dialed to, or failed to lately (when). */
+const bulkDials = new WeakMap<Libp2p, Map<string, number | 'dialing'>>()
+
+/**
+ * Bulk bytes (pieces) cost about half the CPU over TCP (Noise + yamux) as
+ * over QUIC in js-libp2p, and a member is usually reached first over QUIC
+ * (control traffic). So when bulk traffic finds only a QUIC connection, a TCP
+ * one is dialed beside it in the background; until it is up, bulk uses what
+ * is open.
+ */
+function dialBulkInBackground (libp2p: Libp2p, peerId: string, addrs: Multiaddr[]): void {
+  const tcpAddrs = addrs.filter(a => transportOf(a) === 'tcp')
+  if (tcpAddrs.length === 0) return
+  let dials = bulkDials.get(libp2p)
+  if (dials === undefined) { dials = new Map(); bulkDials.set(libp2p, dials) }
+  const state = dials.get(peerId)
+  if (state === 'dialing' || (state !== undefined && Date.now() - state < BULK_DIAL_RETRY_MS)) return
+  dials.set(peerId, 'dialing')
+  const m = dials
+  void (async () => {
+    for (const ma of tcpAddrs) {
+      try {
+        await libp2p.dial(ma, { force: true, signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+        m.delete(peerId)
+        return
+      } catch {}
+    }
+    m.set(peerId, Date.now())
+  })()
+}
 
 function withPeer (addr: string, peerId: string): Multiaddr | undefined {
   try {
@@ -24,11 +57,13 @@ function withPeer (addr: string, peerId: string): Multiaddr | undefined {
 
 export async function connectionTo (libp2p: Libp2p, peerId: string, addrs: string[], purpose: 'control' | 'bulk', signal?: AbortSignal): Promise<Connection> {
   const open = libp2p.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open' && c.limits == null)
-  if (open.length > 0) {
-    const tcpFirst = purpose === 'bulk' ? open.find(c => c.remoteAddr.toString().includes('/tcp/')) : open.find(c => c.remoteAddr.toString().includes('/quic'))
-    return tcpFirst ?? open[0] as Connection
-  }
   const mas = preferTransport(addrs.map(a => withPeer(a, peerId)).filter((m): m is Multiaddr => m !== undefined), purpose)
+  if (open.length > 0) {
+    const preferred = open.find(c => transportOf(c.remoteAddr) === (purpose === 'bulk' ? 'tcp' : 'quic'))
+    if (preferred !== undefined) return preferred
+    if (purpose === 'bulk') dialBulkInBackground(libp2p, peerId, mas)
+    return open[0] as Connection
+  }
   const sig = signal ?? AbortSignal.timeout(DIAL_TIMEOUT_MS * Math.max(1, mas.length))
   let last: unknown
   for (const ma of mas) {

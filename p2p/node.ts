@@ -37,6 +37,9 @@ export interface BoltNodeInit {
 }
 
 export const DEFAULT_MAX_CONNECTIONS = 512
+/** A connection whose ping gets no answer this long is dead and closed (libp2p's connection monitor). */
+export const CONNECTION_PING_TIMEOUT_MS = 30_000
+const PING_STREAMS = 4
 /** For edge agents: small machines keep fewer connections (SWIM redials a pruned member when it probes it). */
 export const EDGE_MAX_CONNECTIONS = 64
 
@@ -78,9 +81,18 @@ export async function createBoltNode (init: BoltNodeInit): Promise<BoltLibp2p> {
     },
     // All agents on one host (tests, scenarios) dial from one IP: lift the per-host inbound rate limit.
     connectionManager: { maxConnections: init.maxConnections ?? DEFAULT_MAX_CONNECTIONS, inboundConnectionThreshold: 1000, maxIncomingPendingConnections: 128 },
+    // libp2p pings every connection every 10 s and aborts one whose ping
+    // fails: takes longer than about 1.2 × its average (at least 5 s by
+    // default), or cannot open a stream because the previous ping is still
+    // out (the ping service allows 1 outbound and 2 inbound streams). A ping
+    // queued behind megabytes of pieces on a busy connection did both, and
+    // the abort broke every transfer on it. Members' liveness is SWIM's job;
+    // this only has to catch a connection that is dead.
+    connectionMonitor: { pingTimeout: { minTimeout: CONNECTION_PING_TIMEOUT_MS } },
     services: {
       identify: identify(),
-      ping: ping(),
+      // Room for the pings a slow connection has out at once (monitor timeout / interval, both sides).
+      ping: ping({ maxOutboundStreams: PING_STREAMS, maxInboundStreams: 2 * PING_STREAMS }),
       dht: kadDHT({ protocol: KAD_PROTOCOL, clientMode: !init.dhtServer, peerInfoMapper: passthroughMapper, allowQueryWithZeroPeers: true }),
       ...reach.services
     },

@@ -13,6 +13,7 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { noiseCrypto } from './noise-crypto.js'
 
 export type TransportName = 'quic' | 'tcp' | 'ws'
 
@@ -47,7 +48,7 @@ export function transportModules (opts: TransportOptions = {}): {
 } {
   return {
     transports: [quic(), tcp(), ...(opts.websockets === true ? [webSockets()] : [])],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW } })]
   }
 }

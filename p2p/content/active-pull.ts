@@ -63,6 +63,10 @@ export class ActivePull {
     return this.picker.registryFetching().bytes
   }
 
+  registryFetchingNow (): Uint8Array {
+    return this.picker.registryInFlight().bytes
+  }
+
   peerGone (peer: string): void {
     this.picker.peerGone(peer)
     this.closeChannel(peer)
@@ -98,7 +102,7 @@ export class ActivePull {
       for (;;) {
         if (this.signal.aborted) throw new PullAbortedError(`pull of ${this.digest} aborted`, { cause: this.signal.reason })
         this.revive(Date.now())
-        const actions = this.picker.tick(Date.now(), this.ex.requestBudget())
+        const actions = this.picker.tick(Date.now(), this.ex.requestBudget(), this.ex.registryBudget(), peer => this.ex.peerRoom(peer))
         for (const a of actions) {
           if (a.type === 'done') {
             // Endgame duplicates still in flight are not needed any more.
@@ -203,7 +207,10 @@ export class ActivePull {
     switch (a.type) {
       case 'query': return this.op(async () => await this.query(a.peer))
       case 'request': return this.op(async () => await this.fetchFromPeer(a.peer, a.index))
-      case 'registry': return this.op(async () => await this.fetchFromRegistry(a.index))
+      case 'registry': {
+        this.ex.registryRequestStarted()
+        return this.op(async () => { try { await this.fetchFromRegistry(a.index) } finally { this.ex.registryRequestEnded() } })
+      }
       case 'drop': return this.closeChannel(a.peer)
       case 'ban': {
         this.ex.bannedPeers.add(a.peer)
@@ -230,8 +237,8 @@ export class ActivePull {
         this.trusted = new Uint8Array(res.hashes)
         this.partial.adoptManifest({ digest: this.digest, size: this.partial.size, pieceSize: this.partial.pieceSize, hashes: this.trusted })
       }
-      const fetching = res.fetching !== undefined && res.fetching.length === bf.bytes.length ? new Bitfield(this.count, res.fetching) : undefined
-      this.picker.peerHave(peer, bf, res.pulling, fetching)
+      const bits = (b: Uint8Array | undefined): Bitfield | undefined => b !== undefined && b.length === bf.bytes.length ? new Bitfield(this.count, b) : undefined
+      this.picker.peerHave(peer, bf, res.pulling, bits(res.fetching), bits(res.fetchingNow))
     } catch {
       this.picker.queryFailed(peer)
       this.closeChannel(peer)
@@ -244,11 +251,11 @@ export class ActivePull {
   }
 
   private async fetchFromPeer (peer: string, index: number): Promise<void> {
-    this.ex.pieceRequestStarted()
+    this.ex.pieceRequestStarted(peer)
     try {
       await this.fetchFromPeerCounted(peer, index)
     } finally {
-      this.ex.pieceRequestEnded()
+      this.ex.pieceRequestEnded(peer)
     }
   }
 

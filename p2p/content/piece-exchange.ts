@@ -20,6 +20,19 @@ import type { ProviderSource } from './providers.js'
 
 /** 32 × 4 MiB = 128 MiB of pieces on the way at most, enough to keep several peers busy. */
 export const DEFAULT_MAX_PIECE_REQUESTS = 32
+/**
+ * Registry range requests in flight at once across all pulls of this node.
+ * More only split the same link into slower requests, and a piece that takes
+ * longer to arrive is shared with peers later.
+ */
+export const DEFAULT_MAX_REGISTRY_REQUESTS = 4
+/**
+ * Piece requests in flight to one peer at once across all pulls of this
+ * node. Two keep a link busy (one piece on the wire, one being read from
+ * disk); more only wait in the peer's queue, where a piece that takes
+ * seconds to come makes every deadline and claim in the picker late.
+ */
+export const DEFAULT_MAX_REQUESTS_PER_PEER = 4
 /** Concurrent piece uploads per node. */
 export const DEFAULT_UPLOAD_SLOTS = 8
 /** A peer reported dead is not used as a source for this long unless marked alive again. */
@@ -41,6 +54,10 @@ export interface PieceExchangeInit {
   onReplicate?: (from: string, owner: string, blobs: Array<{ digest: string, size: number }>, signal: AbortSignal) => Promise<void>
   /** Piece requests in flight at once across all pulls of this node (bounds memory: each may bring a piece). */
   maxPieceRequests?: number
+  /** Registry range requests in flight at once across all pulls of this node. */
+  maxRegistryRequests?: number
+  /** Piece requests in flight to one peer at once across all pulls of this node. */
+  maxRequestsPerPeer?: number
   /** Serve corrupted pieces: only for tests of the lying-peer path. */
   corruptPieces?: boolean
 }
@@ -94,6 +111,8 @@ export class PieceExchange {
   private started = false
   private pieceRequestsInFlight = 0
   private readonly maxPieceRequests: number
+  private registryRequestsInFlight = 0
+  private readonly perPeerInFlight = new Map<string, number>()
   private replicateHandler: PieceExchangeInit['onReplicate']
   private readonly onAdded = (digest: string): void => { this.announce(digest) }
   private readonly onRemoved = (digest: string): void => { this.withdraw(digest) }
@@ -110,7 +129,7 @@ export class PieceExchange {
       isPulling: (d) => this.active.has(d),
       pullingShape: (d) => this.pullingShape.get(d),
       registryFetching: (d) => {
-        for (const p of this.activePulls) if (p.digest === d) return p.registryFetching()
+        for (const p of this.activePulls) if (p.digest === d) return { claimed: p.registryFetching(), now: p.registryFetchingNow() }
         return undefined
       },
       onReplicate: async (from, owner, blobs, signal) => {
@@ -249,10 +268,34 @@ export class PieceExchange {
     return Math.max(0, this.maxPieceRequests - this.pieceRequestsInFlight)
   }
 
+  /** Registry range requests this node may still start (node-wide cap across pulls). */
+  registryBudget (): number {
+    return Math.max(0, (this.init.maxRegistryRequests ?? DEFAULT_MAX_REGISTRY_REQUESTS) - this.registryRequestsInFlight)
+  }
+
   /** @internal */
-  pieceRequestStarted (): void { this.pieceRequestsInFlight++ }
+  registryRequestStarted (): void { this.registryRequestsInFlight++ }
   /** @internal */
-  pieceRequestEnded (): void { this.pieceRequestsInFlight-- }
+  registryRequestEnded (): void { this.registryRequestsInFlight-- }
+
+  /** Piece requests this node may still send to `peer` (node-wide cap across pulls). */
+  peerRoom (peer: string): number {
+    return Math.max(0, (this.init.maxRequestsPerPeer ?? DEFAULT_MAX_REQUESTS_PER_PEER) - (this.perPeerInFlight.get(peer) ?? 0))
+  }
+
+  /** @internal */
+  pieceRequestStarted (peer: string): void {
+    this.pieceRequestsInFlight++
+    this.perPeerInFlight.set(peer, (this.perPeerInFlight.get(peer) ?? 0) + 1)
+  }
+
+  /** @internal */
+  pieceRequestEnded (peer: string): void {
+    this.pieceRequestsInFlight--
+    const n = (this.perPeerInFlight.get(peer) ?? 1) - 1
+    if (n > 0) this.perPeerInFlight.set(peer, n)
+    else this.perPeerInFlight.delete(peer)
+  }
 
   /** Who answers a peer's request to hold replicas (objects). */
   setReplicateHandler (h: PieceExchangeInit['onReplicate']): void {

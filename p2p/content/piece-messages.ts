@@ -49,8 +49,10 @@ export const ResponseSchema = z.discriminatedUnion('t', [
     bitfield: Bytes,
     /** sha256 of each held piece (zeros elsewhere), HASH_BYTES each. */
     hashes: Bytes,
-    /** Pieces the node is fetching from the registry right now (so others wait for them instead). */
-    fetching: Bytes.optional()
+    /** Pieces the node claims for the registry: fetching now or soon (so others wait for them instead). */
+    fetching: Bytes.optional(),
+    /** Of those, the ones whose registry request is under way (nobody else fetches these). */
+    fetchingNow: Bytes.optional()
   }),
   z.object({ t: z.literal('none'), digest: Digest }),
   z.object({ t: z.literal('manifest'), digest: Digest, size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER), pieceSize: PieceSize, hashes: Bytes }),

@@ -7,13 +7,16 @@
 //
 // Policy: rarest piece first among those a peer has, at most
 // `maxInflightPerPeer` requests pipelined per peer, endgame duplicates once
-// every missing piece is requested. The registry gets a piece only when no
+// every missing piece is requested — only for a request that has been out
+// for longer than pieces usually take, so a blob of few pieces pulled from
+// many peers does not fetch every piece twice. The registry gets a piece only when no
 // live peer has it, and then only if it is this node's share among the
 // nodes pulling the same blob right now (index mod k = rank), or when it
 // has waited `registryDeadlineMs` for a peer to get it, and never while a
 // peer that is making progress claims that piece for the registry itself
-// (the lowest peer id wins a double claim) — so parallel first pulls split
-// the registry egress instead of each taking it all.
+// (the lowest peer id wins a double claim; a request already under way
+// always wins) — so parallel first pulls split the registry egress instead
+// of each taking it all.
 import { Bitfield } from './bitfield.js'
 
 export const DEFAULT_MAX_INFLIGHT_PER_PEER = 4
@@ -31,6 +34,14 @@ export const DEFAULT_QUERY_INTERVAL_MS = 200
  */
 export const DEFAULT_START_DELAY_MS = 2_000
 export const DEFAULT_ENDGAME_DUPLICATES = 2
+/**
+ * An endgame duplicate goes out only for a request out longer than this, or
+ * than twice the average piece time of this pull if that is longer (a
+ * loaded peer is not made slower by asking everyone for the same piece).
+ */
+export const DEFAULT_ENDGAME_AFTER_MS = 1_000
+/** Weight of the newest piece time in the running average (exponential). */
+const PIECE_TIME_WEIGHT = 0.2
 /**
  * A piece this node claims for the registry is fetched only once the claim
  * has stood this long (peers see it at their next bitfield query and yield),
@@ -74,6 +85,7 @@ export interface PickerConfig {
   queryIntervalMs?: number
   startDelayMs?: number
   endgameDuplicates?: number
+  endgameAfterMs?: number
   stallTimeoutMs?: number
   claimSettleMs?: number
 }
@@ -82,6 +94,8 @@ interface PeerState {
   have: Bitfield | null
   /** Pieces the peer fetches or will fetch from the registry (its claims). */
   fetching: Bitfield | null
+  /** Of those, the ones whose registry request is under way: never fetched here too. */
+  registryNow: Bitfield | null
   /** When its bitfield last grew (or it first answered): claims of a peer stuck longer are not believed. */
   lastChange: number
   /** Answers in a row that brought nothing new: the next query waits longer (bounded back-off). */
@@ -106,6 +120,10 @@ export class PiecePicker {
   private lastNow: number
   private readonly order: number[]
   private registryInflight = 0
+  /** index → when its registry request started. */
+  private readonly registrySince = new Map<number, number>()
+  /** Running average of how long a piece from a peer takes (ms); undefined before the first. */
+  private pieceMs: number | undefined
   private registryFailures = 0
   private registryRetryAt = 0
   private readonly startedAt: number
@@ -122,6 +140,7 @@ export class PiecePicker {
       queryIntervalMs: DEFAULT_QUERY_INTERVAL_MS,
       startDelayMs: DEFAULT_START_DELAY_MS,
       endgameDuplicates: DEFAULT_ENDGAME_DUPLICATES,
+      endgameAfterMs: DEFAULT_ENDGAME_AFTER_MS,
       stallTimeoutMs: DEFAULT_STALL_TIMEOUT_MS,
       claimSettleMs: DEFAULT_CLAIM_SETTLE_MS,
       ...cfg
@@ -159,11 +178,15 @@ export class PiecePicker {
 
   addPeer (peer: string): void {
     if (peer === this.cfg.self || this.banned.has(peer) || this.peers.has(peer)) return
-    this.peers.set(peer, { have: null, fetching: null, lastChange: this.lastNow, unchanged: 0, pulling: false, inflight: new Map(), queryInflight: false, lastQuery: -Infinity })
+    this.peers.set(peer, { have: null, fetching: null, registryNow: null, lastChange: this.lastNow, unchanged: 0, pulling: false, inflight: new Map(), queryInflight: false, lastQuery: -Infinity })
   }
 
-  /** A bitfield answer (or `null` when the peer holds nothing of this blob). */
-  peerHave (peer: string, have: Bitfield | null, pulling: boolean, fetching?: Bitfield): void {
+  /**
+   * A bitfield answer (or `null` when the peer holds nothing of this blob),
+   * with the pieces it claims for the registry (`fetching`) and, of those,
+   * the ones it is fetching right now (`registryNow`).
+   */
+  peerHave (peer: string, have: Bitfield | null, pulling: boolean, fetching?: Bitfield, registryNow?: Bitfield): void {
     const p = this.peers.get(peer)
     if (p === undefined) return
     p.queryInflight = false
@@ -182,6 +205,7 @@ export class PiecePicker {
     }
     p.pulling = pulling
     p.fetching = fetching !== undefined && fetching.length === this.cfg.pieceCount ? fetching : null
+    p.registryNow = registryNow !== undefined && registryNow.length === this.cfg.pieceCount ? registryNow : null
   }
 
   /**
@@ -194,13 +218,26 @@ export class PiecePicker {
     return b
   }
 
-  /** Live peers that claim piece `index` for the registry and made progress lately. */
-  private claimers (index: number, now: number): string[] {
-    const out: string[] = []
+  /** Pieces whose registry request is under way now. */
+  registryInFlight (): Bitfield {
+    const b = new Bitfield(this.cfg.pieceCount)
+    for (const [i, s] of this.inflight) if (s.has('registry')) b.set(i)
+    return b
+  }
+
+  /**
+   * Live peers that claim piece `index` for the registry and made progress
+   * lately; `now` is whether one of them has its request under way already.
+   */
+  private claimers (index: number, now: number): { ids: string[], underWay: boolean } {
+    const ids: string[] = []
+    let underWay = false
     for (const [id, p] of this.peers) {
-      if (p.fetching?.get(index) === true && now - p.lastChange < this.cfg.registryDeadlineMs * COVER_FACTOR) out.push(id)
+      if (p.fetching?.get(index) !== true || now - p.lastChange >= this.cfg.registryDeadlineMs * COVER_FACTOR) continue
+      ids.push(id)
+      if (p.registryNow?.get(index) === true) underWay = true
     }
-    return out
+    return { ids, underWay }
   }
 
   queryFailed (peer: string): void {
@@ -217,6 +254,13 @@ export class PiecePicker {
 
   /** A piece arrived; `ok` is whether it matched its hash. */
   received (source: Source, index: number, ok: boolean, now: number): PickerAction[] {
+    if (ok && source !== 'registry') {
+      const started = this.peers.get(source)?.inflight.get(index)
+      if (started !== undefined) {
+        const ms = now - started
+        this.pieceMs = this.pieceMs === undefined ? ms : this.pieceMs + PIECE_TIME_WEIGHT * (ms - this.pieceMs)
+      }
+    }
     this.clearInflight(source, index)
     if (source === 'registry') {
       this.registryInflight--
@@ -266,14 +310,24 @@ export class PiecePicker {
   private clearInflight (source: Source, index: number): void {
     this.inflight.get(index)?.delete(source)
     if (source !== 'registry') this.peers.get(source)?.inflight.delete(index)
+    else this.registrySince.delete(index)
+  }
+
+  /** When the oldest request for `index` still out started. */
+  private inflightSince (index: number, sources: Set<Source>): number {
+    let since = Number.POSITIVE_INFINITY
+    for (const src of sources) {
+      const t = src === 'registry' ? this.registrySince.get(index) : this.peers.get(src)?.inflight.get(index)
+      if (t !== undefined && t < since) since = t
+    }
+    return since
   }
 
   private startRequest (source: Source, index: number, now: number): void {
     let s = this.inflight.get(index)
     if (s === undefined) { s = new Set(); this.inflight.set(index, s) }
     s.add(source)
-    if (source === 'registry') this.registryInflight++
-    else this.peers.get(source)?.inflight.set(index, now)
+    if (source === 'registry') { this.registryInflight++; this.registrySince.set(index, now) } else this.peers.get(source)?.inflight.set(index, now)
   }
 
   private availability (index: number): number {
@@ -282,13 +336,22 @@ export class PiecePicker {
     return n
   }
 
-  /** Everything to do now. Call after every event and periodically. */
   /**
-   * `requestBudget` bounds new piece requests this tick (the node-wide cap
-   * on pieces in flight across all pulls, shared by the caller).
+   * Everything to do now. Call after every event and periodically.
+   * `requestBudget` and `registryBudget` bound new peer and registry
+   * requests this tick, and `peerRoom` new requests to one peer (node-wide
+   * caps across all pulls, kept by the caller).
    */
-  tick (now: number, requestBudget = Number.POSITIVE_INFINITY): PickerAction[] {
+  tick (now: number, requestBudget = Number.POSITIVE_INFINITY, registryBudget = Number.POSITIVE_INFINITY, peerRoom?: (peer: string) => number): PickerAction[] {
     let budget = requestBudget
+    let regBudget = registryBudget
+    const room = new Map<string, number>()
+    const hasRoom = (peer: string): boolean => {
+      let r = room.get(peer)
+      if (r === undefined) { r = peerRoom?.(peer) ?? Number.POSITIVE_INFINITY; room.set(peer, r) }
+      return r > 0
+    }
+    const take = (peer: string): void => { room.set(peer, (room.get(peer) ?? 0) - 1) }
     this.lastNow = now
     if (this.finished) return []
     const out: PickerAction[] = []
@@ -328,22 +391,26 @@ export class PiecePicker {
     for (const [peer, p] of this.peers) {
       if (p.have === null) continue
       for (const i of byRarity) {
-        if (p.inflight.size >= this.cfg.maxInflightPerPeer || budget <= 0) break
+        if (p.inflight.size >= this.cfg.maxInflightPerPeer || budget <= 0 || !hasRoom(peer)) break
         if (!p.have.get(i) || (this.inflight.get(i)?.size ?? 0) > 0) continue
         budget--
+        take(peer)
         this.startRequest(peer, i, now)
         out.push({ type: 'request', peer, index: i })
       }
     }
-    // Endgame: every missing piece is in flight somewhere; duplicate requests to idle peers.
+    // Endgame: every missing piece is in flight somewhere; duplicate the slow requests to idle peers.
     if (missing.every(i => (this.inflight.get(i)?.size ?? 0) > 0)) {
+      const slowAfter = Math.max(this.cfg.endgameAfterMs, 2 * (this.pieceMs ?? 0))
       for (const [peer, p] of this.peers) {
         if (p.have === null) continue
         for (const i of byRarity) {
-          if (p.inflight.size >= this.cfg.maxInflightPerPeer || budget <= 0) break
+          if (p.inflight.size >= this.cfg.maxInflightPerPeer || budget <= 0 || !hasRoom(peer)) break
           const s = this.inflight.get(i)
           if (!p.have.get(i) || s === undefined || s.has(peer) || s.size >= this.cfg.endgameDuplicates) continue
+          if (now - this.inflightSince(i, s) < slowAfter) continue
           budget--
+          take(peer)
           this.startRequest(peer, i, now)
           out.push({ type: 'request', peer, index: i })
         }
@@ -376,9 +443,9 @@ export class PiecePicker {
           const claimers = this.claimers(i, now)
           const mine = i % k === rank
           const waited = now - (this.waitSince.get(i) ?? now) >= this.cfg.registryDeadlineMs
-          if (claimers.length > 0) {
+          if (claimers.ids.length > 0) {
             this.waitSince.set(i, now)
-            if (!mine || claimers.some(c => c < this.cfg.self)) continue
+            if (!mine || claimers.underWay || claimers.ids.some(c => c < this.cfg.self)) continue
           } else if (!mine && !waited) {
             continue
           }
@@ -386,7 +453,8 @@ export class PiecePicker {
           const since = this.claimedSince.get(i) ?? now
           this.claimedSince.set(i, since)
           if (now - since < this.cfg.claimSettleMs) continue
-          if (this.registryInflight >= this.cfg.maxRegistryInflight || now < this.registryRetryAt) continue
+          if (this.registryInflight >= this.cfg.maxRegistryInflight || regBudget <= 0 || now < this.registryRetryAt) continue
+          regBudget--
           this.startRequest('registry', i, now)
           out.push({ type: 'registry', index: i })
         }
@@ -420,6 +488,7 @@ export class PiecePicker {
       if (s.size > Math.max(1, this.cfg.endgameDuplicates)) throw new Error(`piece ${i} in flight ${s.size} times`)
     }
     if (reg !== this.registryInflight) throw new Error(`registry in flight ${this.registryInflight} but ${reg} pieces`)
+    if (this.registrySince.size !== reg) throw new Error(`registry start times for ${this.registrySince.size} pieces but ${reg} in flight`)
     if (this.registryInflight > this.cfg.maxRegistryInflight) throw new Error('too many registry requests')
     for (const [peer, p] of this.peers) if (p.inflight.size > this.cfg.maxInflightPerPeer) throw new Error(`peer ${peer} has ${p.inflight.size} in flight`)
   }

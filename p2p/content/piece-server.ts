@@ -17,8 +17,8 @@ export interface PieceServerHooks {
   isPulling: (digest: string) => boolean
   /** Size and piece size of a blob whose pull started but whose partial may not exist yet. */
   pullingShape?: (digest: string) => { size: number, pieceSize: number } | undefined
-  /** Bitfield of pieces of `digest` this node is fetching from the registry now. */
-  registryFetching?: (digest: string) => Uint8Array | undefined
+  /** Bitfields of the pieces of `digest` this node claims for the registry, and of those it is fetching now. */
+  registryFetching?: (digest: string) => { claimed: Uint8Array, now: Uint8Array } | undefined
   /** A peer asks this node to hold replicas; resolves with whether it now holds them. */
   onReplicate?: (from: string, owner: string, blobs: Array<{ digest: string, size: number }>, signal: AbortSignal) => Promise<void>
   /** Bytes sent to peers (metrics). */
@@ -139,8 +139,8 @@ export class PieceServer {
         }
         const p = store.getPartial(req.digest)
         if (p !== undefined && p.pieceSize === req.pieceSize) {
-          const fetching = this.hooks.registryFetching?.(req.digest)
-          return await send({ t: 'have', digest: req.digest, size: p.size, pieceSize: p.pieceSize, complete: false, pulling: this.hooks.isPulling(req.digest), bitfield: p.have.bytes, hashes: p.hashes, ...(fetching !== undefined ? { fetching } : {}) })
+          const claims = this.hooks.registryFetching?.(req.digest)
+          return await send({ t: 'have', digest: req.digest, size: p.size, pieceSize: p.pieceSize, complete: false, pulling: this.hooks.isPulling(req.digest), bitfield: p.have.bytes, hashes: p.hashes, ...(claims !== undefined ? { fetching: claims.claimed, fetchingNow: claims.now } : {}) })
         }
         const shape = this.hooks.pullingShape?.(req.digest)
         if (shape !== undefined && shape.pieceSize === req.pieceSize) {

@@ -22,24 +22,43 @@ class Sim {
 }
 
 /** Runs pullers (ids) against static peers; pullers also serve what they hold to each other. */
-function run (opts: { seed: number, pieces: number, pullers: string[], peers: Record<string, SimPeer>, registry: boolean, maxSteps?: number }): { sim: Sim, pickers: Map<string, PiecePicker>, results: Map<string, 'done' | string> } {
+interface RunOptions {
+  seed: number
+  pieces: number
+  pullers: string[]
+  peers: Record<string, SimPeer>
+  registry: boolean
+  maxSteps?: number
+  /** When each puller starts (default 0). */
+  starts?: Record<string, number>
+  /** A registry piece takes base + rand(spread) steps (default 20 + rand(20)). */
+  registryDelay?: [number, number]
+  picker?: Partial<ConstructorParameters<typeof PiecePicker>[0]>
+}
+
+function run (opts: RunOptions): { sim: Sim, pickers: Map<string, PiecePicker>, results: Map<string, 'done' | string> } {
   const sim = new Sim(opts.seed)
   const pickers = new Map<string, PiecePicker>()
   const results = new Map<string, 'done' | string>()
-  for (const id of opts.pullers) {
-    const p = new PiecePicker({ pieceCount: opts.pieces, self: id, registry: opts.registry, queryIntervalMs: 50 }, new Bitfield(opts.pieces), 0)
-    for (const other of [...opts.pullers, ...Object.keys(opts.peers)]) p.addPeer(other)
-    pickers.set(id, p)
+  const startPullers = (): void => {
+    for (const id of opts.pullers) {
+      if (pickers.has(id) || sim.now < (opts.starts?.[id] ?? 0)) continue
+      const p = new PiecePicker({ pieceCount: opts.pieces, self: id, registry: opts.registry, queryIntervalMs: 50, ...opts.picker }, new Bitfield(opts.pieces), sim.now)
+      for (const other of [...opts.pullers, ...Object.keys(opts.peers)]) p.addPeer(other)
+      pickers.set(id, p)
+    }
   }
   const alive = (peer: string): boolean => {
     const sp = opts.peers[peer]
-    return sp === undefined ? pickers.has(peer) : sp.vanishAt === undefined || sim.now < sp.vanishAt
+    // A puller that has not started yet is up: it answers that it holds nothing.
+    return sp === undefined ? opts.pullers.includes(peer) : sp.vanishAt === undefined || sim.now < sp.vanishAt
   }
-  const haveOf = (peer: string): { have: Bitfield, pulling: boolean, fetching?: Bitfield } => {
+  const haveOf = (peer: string): { have: Bitfield, pulling: boolean, fetching?: Bitfield, now?: Bitfield } => {
     const sp = opts.peers[peer]
     if (sp !== undefined) return { have: sp.have, pulling: false }
-    const pk = pickers.get(peer) as PiecePicker
-    return { have: pk.have, pulling: !results.has(peer), fetching: pk.registryFetching() }
+    const pk = pickers.get(peer)
+    if (pk === undefined) return { have: new Bitfield(opts.pieces), pulling: false }
+    return { have: pk.have, pulling: !results.has(peer), fetching: pk.registryFetching(), now: pk.registryInFlight() }
   }
   const handle = (id: string, pk: PiecePicker, actions: PickerAction[]): void => {
     for (const a of actions) {
@@ -50,7 +69,7 @@ function run (opts: { seed: number, pieces: number, pullers: string[], peers: Re
           sim.later(id, 1 + sim.rand(5), () => {
             if (!alive(a.peer)) { pk.queryFailed(a.peer); return }
             const h = haveOf(a.peer)
-            pk.peerHave(a.peer, h.have.clone(), h.pulling, h.fetching)
+            pk.peerHave(a.peer, h.have.clone(), h.pulling, h.fetching, h.now)
           })
           break
         case 'request':
@@ -60,17 +79,20 @@ function run (opts: { seed: number, pieces: number, pullers: string[], peers: Re
             handle(id, pk, pk.received(a.peer, a.index, opts.peers[a.peer]?.corrupt !== true, sim.now))
           })
           break
-        case 'registry':
+        case 'registry': {
           sim.registryPieces++
-          sim.later(id, 20 + sim.rand(20), () => handle(id, pk, pk.received('registry', a.index, true, sim.now)))
+          const [base, spread] = opts.registryDelay ?? [20, 20]
+          sim.later(id, base + sim.rand(spread), () => handle(id, pk, pk.received('registry', a.index, true, sim.now)))
           break
+        }
         case 'ban': sim.log.push(`${id} bans ${a.peer}`); break
         case 'drop': sim.log.push(`${id} drops ${a.peer}`); break
       }
     }
   }
   const maxSteps = opts.maxSteps ?? 100_000
-  for (let step = 0; step < maxSteps && results.size < pickers.size; step++) {
+  for (let step = 0; step < maxSteps && results.size < opts.pullers.length; step++) {
+    startPullers()
     for (const [id, pk] of pickers) {
       if (results.has(id)) continue
       handle(id, pk, pk.tick(sim.now))
@@ -184,4 +206,87 @@ t.test('a piece claimed for the registry is fetched only once the claim has stoo
   t.equal(regs(299), 0)
   t.equal(regs(300), 3, 'fetched after the settle time')
   pk.checkInvariants()
+})
+
+t.test('a piece a peer is fetching from the registry right now is never fetched too, even by a lower id whose share it is', async t => {
+  // k = 2 (A and B pulling), A ranks 0: piece 0 is A's share and A has the lower id.
+  // B's request for it is under way, so A waits for it instead of racing it.
+  const pk = new PiecePicker({ pieceCount: 2, self: 'A', registry: true, claimSettleMs: 0, registryDeadlineMs: 100 }, new Bitfield(2), 0)
+  pk.addPeer('B')
+  const claims = new Bitfield(2)
+  claims.set(0)
+  pk.peerHave('B', new Bitfield(2), true, claims, claims.clone())
+  const regs = (p: PiecePicker, now: number): number[] => p.tick(now).filter(a => a.type === 'registry').map(a => a.type === 'registry' ? a.index : -1).sort()
+  t.same(regs(pk, 0), [], 'piece 0 is under way at B, piece 1 is B\'s share')
+  t.same(regs(pk, 100), [1], 'after the deadline A fetches piece 1, which nobody fetches, and still not piece 0')
+  // The same claim without a request under way: the lower id takes its share.
+  const pk2 = new PiecePicker({ pieceCount: 2, self: 'A', registry: true, claimSettleMs: 0, registryDeadlineMs: 100 }, new Bitfield(2), 0)
+  pk2.addPeer('B')
+  pk2.peerHave('B', new Bitfield(2), true, claims.clone())
+  t.same(regs(pk2, 0), [0], 'a mere claim by a higher id does not hold A back from its share')
+  pk.checkInvariants()
+  pk2.checkInvariants()
+})
+
+t.test('endgame duplicates go only to requests out longer than endgameAfterMs', async t => {
+  // 2 pieces, 3 complete peers: every piece is in flight at once (endgame from the start).
+  const pk = new PiecePicker({ pieceCount: 2, self: 'A', registry: false, maxInflightPerPeer: 1, endgameAfterMs: 500 }, new Bitfield(2), 0)
+  for (const p of ['P1', 'P2', 'P3']) { pk.addPeer(p); pk.peerHave(p, Bitfield.full(2), false) }
+  const first = pk.tick(0).filter(a => a.type === 'request')
+  t.equal(first.length, 2, 'each piece asked once')
+  t.same(pk.tick(499).filter(a => a.type === 'request'), [], 'no duplicate before 500 ms')
+  const dup = pk.tick(500).filter(a => a.type === 'request')
+  t.equal(dup.length, 1, 'the idle peer duplicates one slow piece at 500 ms')
+  pk.checkInvariants()
+})
+
+t.test('the duplicate threshold follows the pull: twice its average piece time', async t => {
+  const pk = new PiecePicker({ pieceCount: 4, self: 'A', registry: false, maxInflightPerPeer: 1, endgameAfterMs: 100 }, new Bitfield(4), 0)
+  for (const p of ['P1', 'P2']) { pk.addPeer(p); pk.peerHave(p, Bitfield.full(4), false) }
+  const reqs = pk.tick(0).filter(a => a.type === 'request')
+  t.equal(reqs.length, 2)
+  // Both first pieces take 1 s: the average is 1 s, so a duplicate waits 2 s.
+  for (const r of reqs) if (r.type === 'request') pk.received(r.peer, r.index, true, 1000)
+  const second = pk.tick(1000).filter(a => a.type === 'request')
+  t.equal(second.length, 2, 'the last two pieces go out')
+  const p1 = second.find(a => a.type === 'request' && a.peer === 'P1')
+  if (p1?.type === 'request') pk.received('P1', p1.index, true, 1100)
+  t.same(pk.tick(2500).filter(a => a.type === 'request'), [], 'P2 is not duplicated 1.5 s in (threshold about 2 s)')
+  t.equal(pk.tick(3100).filter(a => a.type === 'request').length, 1, 'but is once it has been out longer than twice the average')
+  pk.checkInvariants()
+})
+
+t.test('peerRoom caps the requests to a peer across pulls', async t => {
+  const pk = new PiecePicker({ pieceCount: 8, self: 'A', registry: false, maxInflightPerPeer: 4 }, new Bitfield(8), 0)
+  pk.addPeer('P1'); pk.addPeer('P2')
+  pk.peerHave('P1', Bitfield.full(8), false)
+  pk.peerHave('P2', Bitfield.full(8), false)
+  const reqs = pk.tick(0, Infinity, Infinity, peer => peer === 'P1' ? 1 : 0).filter(a => a.type === 'request')
+  t.same(reqs.map(a => a.type === 'request' ? a.peer : ''), ['P1'], 'one request to P1, none to P2 (no room)')
+  pk.checkInvariants()
+})
+
+t.test('registryBudget caps registry requests across pulls', async t => {
+  const pk = new PiecePicker({ pieceCount: 8, self: 'A', registry: true, claimSettleMs: 0 }, new Bitfield(8), 0)
+  t.equal(pk.tick(0, Infinity, 2).filter(a => a.type === 'registry').length, 2)
+  t.equal(pk.tick(1, Infinity, 0).filter(a => a.type === 'registry').length, 0)
+  pk.checkInvariants()
+})
+
+t.test('pullers that start at different moments still take about one copy from the registry', async t => {
+  // Staggered starts and slow registry pieces: the first puller sees nobody
+  // pulling and claims everything; later ones must yield to what it already
+  // fetches (a request under way beats a lower id's claim).
+  for (const seed of [21, 22, 23]) {
+    const pullers = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6']
+    const { sim, results } = run({
+      seed, pieces: 48, pullers, peers: {}, registry: true,
+      starts: Object.fromEntries(pullers.map((id, i) => [id, i * 15])),
+      registryDelay: [200, 100],
+      picker: { queryIntervalMs: 20, claimSettleMs: 10, startDelayMs: 50 },
+      maxSteps: 200_000
+    })
+    t.same([...results.values()], pullers.map(() => 'done'), `seed ${seed}: all done`)
+    t.ok(sim.registryPieces <= 48 * 1.05, `seed ${seed}: registry served ${sim.registryPieces} pieces for 48`)
+  }
 })
