@@ -30,12 +30,16 @@ export async function kv (api: { url: string, token: string }, method: 'GET' | '
   return { status: res.status, body: await res.json() as Record<string, unknown> }
 }
 
-/** Waits until every given agent names the same leader (a voter) and term; returns it. */
-export async function agreedLeader (agents: AgentProcess[], timeoutMs: number): Promise<{ leader: string, term: number } | undefined> {
+/**
+ * Waits until every given agent names the same leader (a voter) and term;
+ * returns it. `notLeader`: a node just killed, which survivors keep naming
+ * until they notice (a status poll can come back before that).
+ */
+export async function agreedLeader (agents: AgentProcess[], timeoutMs: number, notLeader?: string): Promise<{ leader: string, term: number } | undefined> {
   let found: { leader: string, term: number } | undefined
   const ok = await waitFor(async () => {
     const sts = await Promise.all(agents.map(async a => await a.status()))
-    if (sts.some(s => s === undefined || s.leader === null)) return false
+    if (sts.some(s => s === undefined || s.leader === null || s.leader === notLeader)) return false
     const first = sts[0] as StatusLike
     if (!sts.every(s => s!.leader === first.leader && s!.term === first.term)) return false
     found = { leader: first.leader!, term: first.term }

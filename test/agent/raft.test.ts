@@ -23,7 +23,7 @@ t.test('leader election, failover, durability under kill -9, partitions', async 
     const rest = agents.filter(a => a !== old)
     await old.kill9()
     const start = Date.now()
-    const next = await agreedLeader(rest, 3000 + 2000)
+    const next = await agreedLeader(rest, 3000 + 2000, old.id)
     const took = Date.now() - start
     t.ok(next !== undefined && next.leader !== old.id, `a new leader (${took} ms including status polling)`)
     t.ok(next !== undefined && next.term > first!.term, 'in a higher term')

@@ -34,7 +34,7 @@ t.test('leader killed mid-scheduling: nothing placed or running twice', { skip: 
   t.equal(r.code, 0, 'submitted through a follower')
   await leader.kill9()
   const survivors = agents.filter(a => a !== leader)
-  t.ok(await agreedLeader(survivors, 15_000), 'a new leader')
+  t.ok(await agreedLeader(survivors, 15_000, leader.id), 'a new leader')
   // The old leader's node is dead past the grace period: its instances move.
   const placed = await waitFor(async () => {
     const rows = JSON.parse((await follower.cli(['ps', '--json'])).stdout) as Ps[]
