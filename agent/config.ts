@@ -100,7 +100,13 @@ export const ConfigSchema = z.strictObject({
     /** Serve tags from the cluster's last resolution when the upstream is down. */
     serve_stale_tags: z.boolean().default(true),
     /** Serve the mirror on a non-loopback address (anyone who reaches it can pull through this node). */
-    allow_remote: z.boolean().default(false)
+    allow_remote: z.boolean().default(false),
+    /**
+     * When a client gets an image manifest, start pulling all its blobs at
+     * once (clients like skopeo ask for them one by one; pulls started
+     * together across nodes split the upstream between them).
+     */
+    prefetch: z.boolean().default(true)
   }).prefault({}),
   runtime: z.strictObject({
     /** runc, crun, or auto (whichever is installed, crun preferred). */

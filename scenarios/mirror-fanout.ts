@@ -11,6 +11,9 @@
 // about 35 times per run (and suspects are dropped as piece sources).
 // CPU figures say how busy the machine was while the clients pulled: on one
 // machine the mirrors' wall time is bounded by CPU, not by the upstream.
+// The image's layers are gzip-compressed like real images', and skopeo
+// writes an OCI layout: into one it fetches an image's layers in parallel
+// (into `dir:` one at a time), and keeps compressed layers as they are.
 import { execFile } from 'node:child_process'
 import { readFile, mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
@@ -55,7 +58,9 @@ async function agentsCpuSeconds (agents: AgentProcess[]): Promise<number> {
 
 async function skopeoCopy (src: string, dest: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    execFile('skopeo', ['copy', '--src-tls-verify=false', src, `dir:${dest}`], { timeout: SKOPEO_TIMEOUT_MS, maxBuffer: 8 * MiB }, (err, _stdout, stderr) => {
+    // An OCI layout, as in the issue's example: skopeo fetches the layers of
+    // one image in parallel into it (into `dir:` it fetches one at a time).
+    execFile('skopeo', ['copy', '--src-tls-verify=false', src, `oci:${dest}:v1`], { timeout: SKOPEO_TIMEOUT_MS, maxBuffer: 8 * MiB }, (err, _stdout, stderr) => {
       if (err !== null) reject(new Error(`skopeo copy ${src} failed: ${stderr.trim().slice(-300)}`))
       else resolve()
     })
@@ -72,7 +77,7 @@ export const scenario: Scenario = {
     const out = await mkdtemp(join(tmpdir(), 'bolt-mirror-fanout-'))
     const cluster = await Cluster.create(`[mirror]\nlisten = "127.0.0.1:0"\nupstream = "${proxy.host}"\n`)
     try {
-      const img = await buildImage({ extraLayerSizes: [layerSize, layerSize, layerSize, layerSize] })
+      const img = await buildImage({ extraLayerSizes: [layerSize, layerSize, layerSize, layerSize], gzip: true })
       await pushImage(registry.url, 'bench/fanout', 'v1', img)
       const agents = await cluster.formAlive(AGENTS, 'quic')
       const mirrors = agents.map(a => {

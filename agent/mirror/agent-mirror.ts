@@ -41,6 +41,7 @@ export async function startMirror (o: { config: MirrorConfig, content: ContentHo
     upstream: o.config.upstream,
     serveStaleTags: o.config.serve_stale_tags,
     allowRemote: o.config.allow_remote,
+    prefetch: o.config.prefetch,
     log: o.log,
     ...(tags !== undefined ? { tags } : {})
   })

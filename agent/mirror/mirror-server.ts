@@ -45,9 +45,7 @@ export interface MirrorServerInit {
   serveStaleTags: boolean
   /**
    * Start pulling every blob of an image manifest as soon as a client gets
-   * the manifest (default off: in-process nodes measured upstream egress 1.0×
-   * with it, but 8 real agents on a 2-core machine measured 3–4.8× — see the
-   * mirror-fanout scenario).
+   * the manifest (the agent's default is on, `[mirror] prefetch`; absent here: off).
    */
   prefetch?: boolean
   /** Allow binding a non-loopback address. */

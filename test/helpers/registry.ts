@@ -10,6 +10,7 @@ import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises'
 import { createServer as createNetServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { gzipSync } from 'node:zlib'
 
 export const REGISTRY_BIN = '/usr/bin/docker-registry'
 export const BUSYBOX_BIN = '/bin/busybox'
@@ -138,7 +139,12 @@ export interface BuiltImage {
  * An OCI image: busybox-static as /bin/busybox and /bin/sh, plus one layer per
  * entry of `extraLayerSizes` holding that many random bytes in /data/layerN.
  */
-export async function buildImage (opts: { extraLayerSizes?: number[] } = {}): Promise<BuiltImage> {
+/**
+ * `gzip`: layers compressed as in real images (`tar+gzip`). Clients that
+ * write an OCI layout (skopeo to `oci:`) compress uncompressed layers
+ * themselves, which would put gzip's CPU into a benchmark's client side.
+ */
+export async function buildImage (opts: { extraLayerSizes?: number[], gzip?: boolean } = {}): Promise<BuiltImage> {
   const busybox = new Uint8Array(await readFile(BUSYBOX_BIN))
   const base = tar([
     { path: 'bin/', type: 'dir' },
@@ -149,18 +155,23 @@ export async function buildImage (opts: { extraLayerSizes?: number[] } = {}): Pr
   for (const [i, size] of (opts.extraLayerSizes ?? []).entries()) {
     layerBytes.push(tar([{ path: 'data/', type: 'dir' }, { path: `data/layer${i}`, type: 'file', data: randomBytes(size), mode: 0o644 }]))
   }
-  const layers = layerBytes.map(bytes => ({ digest: digestOf(bytes), bytes }))
+  const diffIds = layerBytes.map(bytes => digestOf(bytes))
+  const layers = layerBytes.map(tarBytes => {
+    const bytes = opts.gzip === true ? new Uint8Array(gzipSync(tarBytes, { level: 1 })) : tarBytes
+    return { digest: digestOf(bytes), bytes }
+  })
+  const layerMediaType = opts.gzip === true ? 'application/vnd.oci.image.layer.v1.tar+gzip' : 'application/vnd.oci.image.layer.v1.tar'
   const config = Buffer.from(JSON.stringify({
     architecture: 'amd64',
     os: 'linux',
     config: { Cmd: ['/bin/sh'], Env: ['PATH=/bin'] },
-    rootfs: { type: 'layers', diff_ids: layers.map(l => l.digest) }
+    rootfs: { type: 'layers', diff_ids: diffIds }
   }))
   const manifest = Buffer.from(JSON.stringify({
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
     config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
-    layers: layers.map(l => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: l.digest, size: l.bytes.length }))
+    layers: layers.map(l => ({ mediaType: layerMediaType, digest: l.digest, size: l.bytes.length }))
   }))
   return {
     manifest: new Uint8Array(manifest),
