@@ -1,6 +1,7 @@
 // Worker thread of BlobHasher. It owns the byte work of one partial blob so
 // the agent's event loop (which also keeps SWIM and Raft time) never hashes
-// or writes piece bytes: `store` hashes a piece (in a shared slot), checks it against the
+// or writes piece bytes: `store` hashes a piece (in a slot buffer handed over
+// with the message and handed back with the answer), checks it against the
 // expected hash, writes it at its offset, and feeds it to the whole-blob
 // sha256 straight from memory when it is the next piece in order; pieces
 // that arrive out of order are read back from the file once the hash gets
@@ -11,7 +12,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 
 interface Init { path: string, size: number, pieceSize: number, pieceCount: number }
 type Msg =
-  | { t: 'store', id: number, index: number, slot: SharedArrayBuffer, length: number, expected: Uint8Array | null }
+  | { t: 'store', id: number, index: number, slot: ArrayBuffer, length: number, expected: Uint8Array | null }
   | { t: 'piece', index: number }
   | { t: 'finish' }
 
@@ -68,7 +69,7 @@ function store (m: Extract<Msg, { t: 'store' }>): void {
       advance()
     }
   }
-  parentPort?.postMessage({ t: 'stored', id: m.id, ok, written, hash }, [hash.buffer])
+  parentPort?.postMessage({ t: 'stored', id: m.id, ok, written, hash, slot: m.slot }, [hash.buffer, m.slot])
 }
 
 parentPort?.on('message', (m: Msg) => {
@@ -85,6 +86,7 @@ parentPort?.on('message', (m: Msg) => {
         parentPort?.postMessage({ t: 'digest', digest: `sha256:${whole.digest('hex')}` })
     }
   } catch (err) {
-    parentPort?.postMessage({ t: 'error', id: m.t === 'store' ? m.id : undefined, message: (err as Error).message })
+    const slot = m.t === 'store' && m.slot.byteLength > 0 ? m.slot : undefined
+    parentPort?.postMessage({ t: 'error', id: m.t === 'store' ? m.id : undefined, message: (err as Error).message, ...(slot !== undefined ? { slot } : {}) }, slot !== undefined ? [slot] : [])
   }
 })

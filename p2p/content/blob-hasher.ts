@@ -1,7 +1,10 @@
 // The whole-blob sha256 of a partial blob, and (for large blobs) the byte
 // work on its pieces, in a worker thread (see blob-hasher-worker.ts): piece
-// bytes are copied once into a reused shared-memory slot, then hashed,
-// checked, written and fed to the whole-blob hash there. Small blobs are
+// bytes are copied once into a reused slot buffer, which is handed to the
+// thread with the message (transferred, not copied) and handed back with the
+// answer; there they are hashed, checked, written and fed to the whole-blob
+// hash. (A SharedArrayBuffer was used before: V8 copies into shared memory
+// with relaxed atomic stores, several times slower than a plain copy.) Small blobs are
 // hashed inline at completion, where a thread would cost more than it saves.
 import { createHash } from 'node:crypto'
 import { open } from 'node:fs/promises'
@@ -11,9 +14,9 @@ import type { ChunkList } from './pieces.js'
 /** Blobs at least this large get a hashing thread. */
 export const HASHER_THREAD_MIN_BYTES = 16 * 1024 * 1024
 /**
- * Shared-memory slots per hashing thread: pieces waiting for the thread plus
- * the one it works on. The thread handles pieces one at a time, so a few
- * keep it busy; more would only hold memory (a slot is one piece).
+ * Slot buffers per hashing thread: pieces waiting for the thread plus the
+ * one it works on. The thread handles pieces one at a time, so a few keep it
+ * busy; more would only hold memory (a slot is one piece).
  */
 export const HASHER_SLOTS = 4
 
@@ -39,32 +42,40 @@ export interface BlobHasher {
 }
 
 type Reply =
-  | { t: 'stored', id: number, ok: boolean, written: boolean, hash: Uint8Array }
+  | { t: 'stored', id: number, ok: boolean, written: boolean, hash: Uint8Array, slot: ArrayBuffer }
   | { t: 'digest', digest: string }
-  | { t: 'error', id?: number, message: string }
+  | { t: 'error', id?: number, message: string, slot?: ArrayBuffer }
 
-/** Reused piece buffers shared with the hashing thread; `acquire` waits while all are in use. */
+/**
+ * Piece buffers that travel to the hashing thread and back; `acquire` waits
+ * while all are out. A buffer that does not come back (the thread failed)
+ * is given up, and a new one may be made in its place.
+ */
 class SlotPool {
-  private readonly free: SharedArrayBuffer[] = []
-  private created = 0
-  private readonly waiters: Array<(slot: SharedArrayBuffer) => void> = []
+  private readonly free: ArrayBuffer[] = []
+  private out = 0
+  private readonly waiters: Array<(slot: ArrayBuffer) => void> = []
   constructor (private readonly slotBytes: number, private readonly max: number) {}
 
-  async acquire (): Promise<SharedArrayBuffer> {
+  async acquire (): Promise<ArrayBuffer> {
+    this.out++
     const slot = this.free.pop()
     if (slot !== undefined) return slot
-    if (this.created < this.max) { this.created++; return new SharedArrayBuffer(this.slotBytes) }
+    if (this.out <= this.max) return new ArrayBuffer(this.slotBytes)
     return await new Promise(resolve => this.waiters.push(resolve))
   }
 
-  release (slot: SharedArrayBuffer): void {
+  /** The buffer came back (`slot`), or is lost (undefined). */
+  release (slot: ArrayBuffer | undefined): void {
+    const usable = slot !== undefined && slot.byteLength === this.slotBytes ? slot : undefined
     const w = this.waiters.shift()
-    if (w !== undefined) w(slot)
-    else this.free.push(slot)
+    if (w !== undefined) { w(usable ?? new ArrayBuffer(this.slotBytes)); return }
+    this.out--
+    if (usable !== undefined) this.free.push(usable)
   }
 }
 
-function copyInto (slot: SharedArrayBuffer, data: Uint8Array | ChunkList): number {
+function copyInto (slot: ArrayBuffer, data: Uint8Array | ChunkList): number {
   const view = new Uint8Array(slot)
   if (data instanceof Uint8Array) { view.set(data); return data.length }
   let off = 0
@@ -83,7 +94,7 @@ export function createBlobHasher (path: string, size: number, pieceSize: number,
   let digestWaiter: { resolve: (d: string) => void, reject: (e: Error) => void } | undefined
   const failAll = (err: Error): void => {
     failed ??= err
-    for (const p of pending.values()) p.reject(err)
+    for (const p of pending.values()) { slots.release(undefined); p.reject(err) }
     pending.clear()
     digestWaiter?.reject(err)
     digestWaiter = undefined
@@ -94,6 +105,7 @@ export function createBlobHasher (path: string, size: number, pieceSize: number,
     if (m.t === 'stored') {
       const p = pending.get(m.id)
       pending.delete(m.id)
+      if (p !== undefined) slots.release(m.slot)
       p?.resolve({ ok: m.ok, written: m.written, hash: m.hash })
     } else if (m.t === 'digest') {
       digestWaiter?.resolve(m.digest)
@@ -101,6 +113,7 @@ export function createBlobHasher (path: string, size: number, pieceSize: number,
     } else if (m.id !== undefined) {
       const p = pending.get(m.id)
       pending.delete(m.id)
+      if (p !== undefined) slots.release(m.slot)
       p?.reject(new Error(`blob hasher: ${m.message}`))
     } else {
       failAll(new Error(`blob hasher: ${m.message}`))
@@ -112,17 +125,15 @@ export function createBlobHasher (path: string, size: number, pieceSize: number,
       if (failed !== undefined) throw failed
       if (data.byteLength > pieceSize) return { ok: false, written: false, hash: new Uint8Array(0) }
       const slot = await slots.acquire()
-      try {
-        const length = copyInto(slot, data)
-        const id = nextId++
-        return await new Promise<StoredPiece>((resolve, reject) => {
-          pending.set(id, { resolve, reject })
-          // A fresh copy of the 32 bytes: a view would clone its whole backing buffer.
-          worker.postMessage({ t: 'store', id, index, slot, length, expected: expected !== undefined ? new Uint8Array(expected) : null })
-        })
-      } finally {
-        slots.release(slot)
-      }
+      if (failed !== undefined) { slots.release(slot); throw failed }
+      const length = copyInto(slot, data)
+      const id = nextId++
+      return await new Promise<StoredPiece>((resolve, reject) => {
+        pending.set(id, { resolve, reject })
+        // The slot is handed over (it comes back with the answer). A fresh
+        // copy of the 32 expected bytes: a view would clone its whole backing buffer.
+        worker.postMessage({ t: 'store', id, index, slot, length, expected: expected !== undefined ? new Uint8Array(expected) : null }, [slot])
+      })
     },
     digest: async () => {
       if (failed !== undefined) throw failed
