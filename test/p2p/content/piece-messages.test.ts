@@ -18,6 +18,10 @@ t.test('valid messages round-trip', async t => {
   const back = decodeResponse(encodeResponse(have))
   t.equal(back.t, 'have')
   t.same(back, { ...have, bitfield: Buffer.from(have.bitfield), hashes: Buffer.from(have.hashes) })
+  // With the registry claims: the pieces claimed and, of those, the ones fetched right now.
+  const claims = { ...have, fetching: new Uint8Array([0xc0]), fetchingNow: new Uint8Array([0x40]) }
+  const back2 = decodeResponse(encodeResponse(claims))
+  t.same(back2, { ...claims, bitfield: Buffer.from(claims.bitfield), hashes: Buffer.from(claims.hashes), fetching: Buffer.from(claims.fetching), fetchingNow: Buffer.from(claims.fetchingNow) }, 'claims round-trip')
 })
 
 t.test('decoders reject bad input with typed errors only (fuzz)', async t => {
