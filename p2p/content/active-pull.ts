@@ -2,6 +2,7 @@
 // bitfield queries and pipelined piece requests on streams to peers, every
 // piece checked against its hash before it is written, registry ranges for
 // what no peer delivers, peers dropped and tried again.
+import { setTimeout as delay } from 'node:timers/promises'
 import { Bitfield } from './bitfield.js'
 import { PullAbortedError, PullFailedError } from './errors.js'
 import type { PartialBlob } from './partial-blob.js'
@@ -152,12 +153,7 @@ export class ActivePull {
       // they do not have the blob: it walks the whole table, and 8 nodes
       // pulling 6 blobs at once spent half their CPU on it.
       if ((this.opts.candidates?.length ?? 0) > 0) {
-        const signal = this.signal
-        await new Promise<void>(resolve => {
-          const done = (): void => { clearTimeout(timer); signal.removeEventListener('abort', done); resolve() }
-          const timer = setTimeout(done, PROVIDER_LOOKUP_DELAY_MS)
-          signal.addEventListener('abort', done, { once: true })
-        })
+        await delay(PROVIDER_LOOKUP_DELAY_MS, undefined, { signal: this.signal }).catch(() => {})
         if (this.signal.aborted || this.picker.livePeers().some(p => this.picker.peerOffers(p))) return
       }
       let n = 0

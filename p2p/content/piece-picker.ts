@@ -190,22 +190,22 @@ export class PiecePicker {
     const p = this.peers.get(peer)
     if (p === undefined) return
     p.queryInflight = false
-    if (have !== null && have.length !== this.cfg.pieceCount) have = null
+    const sized = (b: Bitfield | null | undefined): Bitfield | null => b != null && b.length === this.cfg.pieceCount ? b : null
     const before = p.have?.count() ?? -1
-    p.have = have ?? new Bitfield(this.cfg.pieceCount)
-    const claims = fetching !== undefined && fetching.length === this.cfg.pieceCount ? fetching.count() : 0
+    p.have = sized(have) ?? new Bitfield(this.cfg.pieceCount)
+    const claimed = sized(fetching)
     if (p.have.count() > before) {
       p.lastChange = this.lastNow
       p.unchanged = 0
-    } else if (claims !== (p.fetching?.count() ?? 0)) {
+    } else if ((claimed?.count() ?? 0) !== (p.fetching?.count() ?? 0)) {
       // New claims matter as much as new pieces: ask again soon.
       p.unchanged = 0
     } else {
       p.unchanged = Math.min(p.unchanged + 1, 16)
     }
     p.pulling = pulling
-    p.fetching = fetching !== undefined && fetching.length === this.cfg.pieceCount ? fetching : null
-    p.registryNow = registryNow !== undefined && registryNow.length === this.cfg.pieceCount ? registryNow : null
+    p.fetching = claimed
+    p.registryNow = sized(registryNow)
   }
 
   /**

@@ -45,20 +45,11 @@ function varint (n: number): Uint8Array {
 
 /** Writes `data` as one length-prefixed frame, slice by slice, waiting for drain and yielding between slices. */
 async function sendFrameInSlices (stream: Stream, data: Uint8Array, signal: AbortSignal): Promise<void> {
-  const drained = async (): Promise<void> => {
-    await new Promise<void>((resolve, reject) => {
-      const done = (): void => { stream.removeEventListener('drain', done); stream.removeEventListener('close', closed); signal.removeEventListener('abort', aborted); resolve() }
-      const closed = (): void => { stream.removeEventListener('drain', done); signal.removeEventListener('abort', aborted); reject(new Error('stream closed while sending a piece')) }
-      const aborted = (): void => { stream.removeEventListener('drain', done); stream.removeEventListener('close', closed); reject(signal.reason as Error) }
-      stream.addEventListener('drain', done, { once: true })
-      stream.addEventListener('close', closed, { once: true })
-      signal.addEventListener('abort', aborted, { once: true })
-    })
-  }
-  if (!stream.send(varint(data.length))) await drained()
+  // onDrain rejects when the stream closes first, and when `signal` aborts.
+  if (!stream.send(varint(data.length))) await stream.onDrain({ signal })
   for (let off = 0; off < data.length; off += SEND_SLICE_BYTES) {
     if (signal.aborted) throw signal.reason as Error
-    if (!stream.send(data.subarray(off, Math.min(data.length, off + SEND_SLICE_BYTES)))) await drained()
+    if (!stream.send(data.subarray(off, Math.min(data.length, off + SEND_SLICE_BYTES)))) await stream.onDrain({ signal })
     else await new Promise<void>(resolve => setImmediate(resolve))
   }
 }
