@@ -4,7 +4,7 @@
 // number of upload slots (0 = serve nothing). Never throws out of the
 // handler: any error aborts just that stream.
 import type { Stream } from '@libp2p/interface'
-import { lpStream } from '@libp2p/utils'
+import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import { Bitfield } from './bitfield.js'
 import type { BlobStore } from './blob-store.js'
 import { decodeRequest, encodeResponse, MAX_FRAME, type PieceRequest, type PieceResponse } from './piece-messages.js'
@@ -80,6 +80,12 @@ export class Slots {
   }
 }
 
+/** An answer worked out ahead of sending; `release` frees what it holds (an upload slot), sent or not. */
+interface PreparedAnswer {
+  send: (stream: Stream, lp: LengthPrefixedStream<Stream>) => Promise<void>
+  release: () => void
+}
+
 export class PieceServer {
   private readonly slots: Slots
   private readonly streams = new Set<Stream>()
@@ -89,10 +95,16 @@ export class PieceServer {
     this.slots = new Slots(hooks.uploadSlots)
   }
 
-  /** Stream handler; the returned promise never rejects. */
+  /**
+   * Stream handler; the returned promise never rejects. Answers go out in
+   * request order, but one answer ahead is prepared while the one before it
+   * is still going out: the next request is read and its piece read from
+   * disk meanwhile, so the stream does not sit idle on each disk read.
+   */
   async serve (stream: Stream, remotePeer: string): Promise<void> {
     this.streams.add(stream)
     const lp = lpStream(stream, { maxDataLength: MAX_FRAME })
+    let sending: Promise<void> = Promise.resolve()
     try {
       for (;;) {
         let frame: Uint8Array
@@ -101,12 +113,25 @@ export class PieceServer {
         } catch {
           break // remote closed its side, or we are stopping
         }
-        const req = decodeRequest(frame)
-        await this.answer(stream, lp, req, remotePeer)
+        const answer = this.prepare(decodeRequest(frame), remotePeer)
+        const before = sending
+        sending = answer.then(async (a) => {
+          try {
+            await before
+            await a.send(stream, lp)
+          } finally {
+            a.release()
+          }
+        }, async (err: unknown) => { await before; throw err })
+        sending.catch(() => {}) // seen below, or by the next request's wait; never unhandled meanwhile
+        // At most one answer waits behind the one going out.
+        await before
       }
+      await sending
       await stream.close()
     } catch (err) {
       stream.abort(err as Error)
+      await sending.catch(() => {}) // releases the upload slot of an answer read ahead
     } finally {
       this.streams.delete(stream)
     }
@@ -117,56 +142,67 @@ export class PieceServer {
     for (const s of this.streams) s.abort(new Error('piece server stopping'))
   }
 
-  private async answer (stream: Stream, lp: ReturnType<typeof lpStream<Stream>>, req: PieceRequest, remotePeer: string): Promise<void> {
-    const send = async (r: PieceResponse): Promise<void> => { await lp.write(encodeResponse(r)) }
+  /** Works out the answer to `req` (for a piece: holds an upload slot and reads its bytes); `send` writes it. */
+  private async prepare (req: PieceRequest, remotePeer: string): Promise<PreparedAnswer> {
+    const reply = (r: PieceResponse): PreparedAnswer => ({ send: async (_s, lp) => { await lp.write(encodeResponse(r)) }, release: () => {} })
     const { store } = this.hooks
     switch (req.t) {
       case 'have?': {
-        if (this.hooks.uploadSlots === 0) return await send({ t: 'none', digest: req.digest })
+        if (this.hooks.uploadSlots === 0) return reply({ t: 'none', digest: req.digest })
         if (store.hasSync(req.digest)) {
           const m = await store.pieceManifest(req.digest, req.pieceSize)
           const bf = Bitfield.full(pieceCount(m.size, m.pieceSize))
-          return await send({ t: 'have', digest: req.digest, size: m.size, pieceSize: m.pieceSize, complete: true, pulling: false, bitfield: bf.bytes, hashes: m.hashes })
+          return reply({ t: 'have', digest: req.digest, size: m.size, pieceSize: m.pieceSize, complete: true, pulling: false, bitfield: bf.bytes, hashes: m.hashes })
         }
         const p = store.getPartial(req.digest)
         if (p !== undefined && p.pieceSize === req.pieceSize) {
           const claims = this.hooks.registryFetching?.(req.digest)
-          return await send({ t: 'have', digest: req.digest, size: p.size, pieceSize: p.pieceSize, complete: false, pulling: this.hooks.isPulling(req.digest), bitfield: p.have.bytes, hashes: p.hashes, ...(claims !== undefined ? { fetching: claims.claimed, fetchingNow: claims.now } : {}) })
+          return reply({ t: 'have', digest: req.digest, size: p.size, pieceSize: p.pieceSize, complete: false, pulling: this.hooks.isPulling(req.digest), bitfield: p.have.bytes, hashes: p.hashes, ...(claims !== undefined ? { fetching: claims.claimed, fetchingNow: claims.now } : {}) })
         }
         const shape = this.hooks.pullingShape?.(req.digest)
         if (shape !== undefined && shape.pieceSize === req.pieceSize) {
           const n = pieceCount(shape.size, shape.pieceSize)
-          return await send({ t: 'have', digest: req.digest, size: shape.size, pieceSize: shape.pieceSize, complete: false, pulling: true, bitfield: new Bitfield(n).bytes, hashes: new Uint8Array(n * HASH_BYTES) })
+          return reply({ t: 'have', digest: req.digest, size: shape.size, pieceSize: shape.pieceSize, complete: false, pulling: true, bitfield: new Bitfield(n).bytes, hashes: new Uint8Array(n * HASH_BYTES) })
         }
-        return await send({ t: 'none', digest: req.digest })
+        return reply({ t: 'none', digest: req.digest })
       }
       case 'manifest?': {
-        if (!store.hasSync(req.digest)) return await send({ t: 'err', code: 'missing', message: `${req.digest} is not complete here` })
+        if (!store.hasSync(req.digest)) return reply({ t: 'err', code: 'missing', message: `${req.digest} is not complete here` })
         const m = await store.pieceManifest(req.digest, req.pieceSize)
-        return await send({ t: 'manifest', digest: m.digest, size: m.size, pieceSize: m.pieceSize, hashes: m.hashes })
+        return reply({ t: 'manifest', digest: m.digest, size: m.size, pieceSize: m.pieceSize, hashes: m.hashes })
       }
       case 'piece?': {
-        if (this.hooks.uploadSlots === 0) return await send({ t: 'err', code: 'busy', message: 'this node serves no pieces (upload slots = 0)' })
+        if (this.hooks.uploadSlots === 0) return reply({ t: 'err', code: 'busy', message: 'this node serves no pieces (upload slots = 0)' })
         await this.slots.acquire(this.shutdown.signal)
+        let data: Uint8Array | undefined
         try {
-          const data = await this.readPiece(req.digest, req.pieceSize, req.index)
-          if (data === undefined) return await send({ t: 'err', code: 'missing', message: `piece ${req.index} of ${req.digest} is not held here` })
-          if (this.hooks.corruptPieces === true && data.length > 0) data[0] = (data[0] as number) ^ 0xff
-          await lp.write(encodeResponse({ t: 'piece', digest: req.digest, index: req.index, length: data.length }))
-          await sendFrameInSlices(stream, data, this.shutdown.signal)
-          this.hooks.onServed?.(data.length)
-        } finally {
+          data = await this.readPiece(req.digest, req.pieceSize, req.index)
+        } catch (err) {
           this.slots.release()
+          throw err
         }
-        return
+        if (data === undefined) {
+          this.slots.release()
+          return reply({ t: 'err', code: 'missing', message: `piece ${req.index} of ${req.digest} is not held here` })
+        }
+        if (this.hooks.corruptPieces === true && data.length > 0) data[0] = (data[0] as number) ^ 0xff
+        const bytes = data
+        return {
+          send: async (stream, lp) => {
+            await lp.write(encodeResponse({ t: 'piece', digest: req.digest, index: req.index, length: bytes.length }))
+            await sendFrameInSlices(stream, bytes, this.shutdown.signal)
+            this.hooks.onServed?.(bytes.length)
+          },
+          release: () => { this.slots.release() }
+        }
       }
       case 'replicate?': {
-        if (this.hooks.onReplicate === undefined) return await send({ t: 'replicated', ok: false, error: 'this node does not accept replicas' })
+        if (this.hooks.onReplicate === undefined) return reply({ t: 'replicated', ok: false, error: 'this node does not accept replicas' })
         try {
           await this.hooks.onReplicate(remotePeer, req.owner, req.blobs, this.shutdown.signal)
-          return await send({ t: 'replicated', ok: true })
+          return reply({ t: 'replicated', ok: true })
         } catch (err) {
-          return await send({ t: 'replicated', ok: false, error: (err as Error).message.slice(0, 1000) })
+          return reply({ t: 'replicated', ok: false, error: (err as Error).message.slice(0, 1000) })
         }
       }
     }

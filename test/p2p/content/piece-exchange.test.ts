@@ -8,10 +8,12 @@ import { createLibp2p, type Libp2p } from 'libp2p'
 import { identify } from '@libp2p/identify'
 import { EPHEMERAL_LISTEN, transportModules, transportOf } from '../../../quic/transports.js'
 import { BlobStore } from '../../../p2p/content/blob-store.js'
-import { sha256Digest } from '../../../p2p/content/digest.js'
+import { sha256Digest, sha256Hex } from '../../../p2p/content/digest.js'
 import { PieceExchange } from '../../../p2p/content/piece-exchange.js'
 import { MemoryProviderTable } from '../../../p2p/content/providers.js'
 import { HASHER_THREAD_MIN_BYTES } from '../../../p2p/content/blob-hasher.js'
+import { PeerChannel } from '../../../p2p/content/peer-channel.js'
+import { MAX_CONTROL_FRAME, PIECES_PROTOCOL } from '../../../p2p/content/piece-messages.js'
 
 const PIECE = 64 * 1024
 
@@ -157,6 +159,47 @@ t.test('the only peer dies mid-pull: the pull completes from the registry', asyn
   t.ok(stats.bytesFromPeers > 0, `from peers: ${stats.bytesFromPeers}`)
   t.ok(stats.bytesFromRegistry > 0 && stats.bytesFromRegistry < data.length, `from registry: ${stats.bytesFromRegistry}`)
   t.same(Buffer.from(await b.store.readAll(d)), data)
+})
+
+t.test('the server answers pipelined requests in order while reading ahead, and frees the upload slot of an answer read ahead when the client goes', async t => {
+  const a = await mkNode(t, { uploadSlots: 1 })
+  const b = await mkNode(t)
+  const data = randomBytes(6 * PIECE)
+  const d = sha256Digest(data)
+  await a.store.put(data, d)
+  await connect(b, a)
+  const open = async (): Promise<PeerChannel> => new PeerChannel(a.id, await b.libp2p.dialProtocol(a.libp2p.peerId, PIECES_PROTOCOL), 5000, 8 * PIECE + MAX_CONTROL_FRAME)
+
+  // Six requests at once, piece and bitfield requests mixed: the answers come back in request order.
+  const ch = await open()
+  const asked: Array<number | 'have'> = [4, 'have', 1, 5, 0, 'have']
+  const answers = await Promise.all(asked.map(async q => q === 'have'
+    ? await ch.request({ t: 'have?', digest: d, pieceSize: PIECE })
+    : await ch.request({ t: 'piece?', digest: d, pieceSize: PIECE, index: q })))
+  t.same(answers.map(r => r.res.t), asked.map(q => q === 'have' ? 'have' : 'piece'))
+  for (let i = 0; i < asked.length; i++) {
+    const q = asked[i]
+    if (typeof q !== 'number') continue
+    const r = answers[i]
+    t.equal(r?.res.t === 'piece' ? r.res.index : -1, q)
+    t.equal(sha256Hex(r?.data?.subarray() ?? new Uint8Array()), sha256Hex(data.subarray(q * PIECE, (q + 1) * PIECE)), `piece ${q} carries its own bytes`)
+  }
+  ch.close()
+
+  // One upload slot: a client asks for two pieces (the second is read ahead
+  // and holds the slot) and goes away. Another client is still served.
+  const gone = await open()
+  const first = gone.request({ t: 'piece?', digest: d, pieceSize: PIECE, index: 2 })
+  const second = gone.request({ t: 'piece?', digest: d, pieceSize: PIECE, index: 3 })
+  second.catch(() => {})
+  await first
+  gone.abort()
+  await t.rejects(second)
+  const later = await open()
+  const r = await later.request({ t: 'piece?', digest: d, pieceSize: PIECE, index: 3 })
+  t.equal(r.res.t, 'piece', 'the slot came back')
+  t.equal(sha256Hex(r.data?.subarray() ?? new Uint8Array()), sha256Hex(data.subarray(3 * PIECE, 4 * PIECE)))
+  later.close()
 })
 
 t.test('markDead drops a peer at once; upload slots 0 serve nothing', async t => {
