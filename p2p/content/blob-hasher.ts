@@ -47,31 +47,62 @@ type Reply =
   | { t: 'error', id?: number, message: string, slot?: ArrayBuffer }
 
 /**
+ * Slot buffers not in use, by size, shared by every hashing thread of the
+ * process while any is alive: a fresh buffer costs its page faults on the
+ * first copy into it (8 nodes pulling 5 blobs each faulted in 640 MiB), a
+ * reused one does not. At most SPARE_SLOTS are kept; none once the last
+ * hasher is gone.
+ */
+const SPARE_SLOTS = 8
+const spares = new Map<number, ArrayBuffer[]>()
+let liveHashers = 0
+
+function spareSlot (bytes: number): ArrayBuffer {
+  return spares.get(bytes)?.pop() ?? new ArrayBuffer(bytes)
+}
+
+function keepSpare (slot: ArrayBuffer): void {
+  if (liveHashers === 0) return
+  let list = spares.get(slot.byteLength)
+  if (list === undefined) { list = []; spares.set(slot.byteLength, list) }
+  if (list.length < SPARE_SLOTS) list.push(slot)
+}
+
+function hasherGone (): void {
+  if (--liveHashers === 0) spares.clear()
+}
+
+/** Spare slot buffers kept now (tests). */
+export function spareSlotCount (): number {
+  let n = 0
+  for (const list of spares.values()) n += list.length
+  return n
+}
+
+/**
  * Piece buffers that travel to the hashing thread and back; `acquire` waits
- * while all are out. A buffer that does not come back (the thread failed)
- * is given up, and a new one may be made in its place.
+ * while all of this hasher's are out. A buffer that does not come back (the
+ * thread failed) is given up, and a new one may be made in its place.
  */
 class SlotPool {
-  private readonly free: ArrayBuffer[] = []
+  /** Holders and waiters. */
   private out = 0
   private readonly waiters: Array<(slot: ArrayBuffer) => void> = []
   constructor (private readonly slotBytes: number, private readonly max: number) {}
 
   async acquire (): Promise<ArrayBuffer> {
     this.out++
-    const slot = this.free.pop()
-    if (slot !== undefined) return slot
-    if (this.out <= this.max) return new ArrayBuffer(this.slotBytes)
+    if (this.out <= this.max) return spareSlot(this.slotBytes)
     return await new Promise(resolve => this.waiters.push(resolve))
   }
 
   /** The buffer came back (`slot`), or is lost (undefined). */
   release (slot: ArrayBuffer | undefined): void {
     const usable = slot !== undefined && slot.byteLength === this.slotBytes ? slot : undefined
-    const w = this.waiters.shift()
-    if (w !== undefined) { w(usable ?? new ArrayBuffer(this.slotBytes)); return }
     this.out--
-    if (usable !== undefined) this.free.push(usable)
+    const w = this.waiters.shift()
+    if (w !== undefined) w(usable ?? spareSlot(this.slotBytes))
+    else if (usable !== undefined) keepSpare(usable)
   }
 }
 
@@ -87,6 +118,9 @@ export function createBlobHasher (path: string, size: number, pieceSize: number,
   if (size < HASHER_THREAD_MIN_BYTES) return inlineHasher(path, size)
   const worker = new Worker(new URL('./blob-hasher-worker.js', import.meta.url), { workerData: { path, size, pieceSize, pieceCount } })
   worker.unref()
+  liveHashers++
+  let gone = false
+  const done = (): void => { if (!gone) { gone = true; hasherGone() } }
   let failed: Error | undefined
   let nextId = 0
   const slots = new SlotPool(Math.max(1, Math.min(pieceSize, size)), HASHER_SLOTS)
@@ -100,7 +134,7 @@ export function createBlobHasher (path: string, size: number, pieceSize: number,
     digestWaiter = undefined
   }
   worker.on('error', failAll)
-  worker.on('exit', () => { failAll(new Error('blob hasher thread exited')) })
+  worker.on('exit', () => { done(); failAll(new Error('blob hasher thread exited')) })
   worker.on('message', (m: Reply) => {
     if (m.t === 'stored') {
       const p = pending.get(m.id)
