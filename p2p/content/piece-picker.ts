@@ -104,6 +104,8 @@ interface PeerState {
   inflight: Map<number, number>
   queryInflight: boolean
   lastQuery: number
+  /** When the query its last answer replied to went out: the answer shows the peer as of then or later. */
+  answeredAt: number
 }
 
 export class PiecePicker {
@@ -178,7 +180,7 @@ export class PiecePicker {
 
   addPeer (peer: string): void {
     if (peer === this.cfg.self || this.banned.has(peer) || this.peers.has(peer)) return
-    this.peers.set(peer, { have: null, fetching: null, registryNow: null, lastChange: this.lastNow, unchanged: 0, pulling: false, inflight: new Map(), queryInflight: false, lastQuery: -Infinity })
+    this.peers.set(peer, { have: null, fetching: null, registryNow: null, lastChange: this.lastNow, unchanged: 0, pulling: false, inflight: new Map(), queryInflight: false, lastQuery: -Infinity, answeredAt: -Infinity })
   }
 
   /**
@@ -189,6 +191,7 @@ export class PiecePicker {
   peerHave (peer: string, have: Bitfield | null, pulling: boolean, fetching?: Bitfield, registryNow?: Bitfield): void {
     const p = this.peers.get(peer)
     if (p === undefined) return
+    p.answeredAt = p.queryInflight ? p.lastQuery : this.lastNow
     p.queryInflight = false
     const sized = (b: Bitfield | null | undefined): Bitfield | null => b != null && b.length === this.cfg.pieceCount ? b : null
     const before = p.have?.count() ?? -1
@@ -453,6 +456,11 @@ export class PiecePicker {
           const since = this.claimedSince.get(i) ?? now
           this.claimedSince.set(i, since)
           if (now - since < this.cfg.claimSettleMs) continue
+          // Only on news from after the claim: a peer may have got the piece
+          // (or claimed it) since it last answered. On a busy machine answers
+          // lagged by seconds, and pieces a peer already held came from the
+          // registry again. A peer silent past the deadline is not waited for.
+          if (now - since < this.cfg.registryDeadlineMs && !this.everyoneAnsweredSince(since)) continue
           if (this.registryInflight >= this.cfg.maxRegistryInflight || regBudget <= 0 || now < this.registryRetryAt) continue
           regBudget--
           this.startRequest('registry', i, now)
@@ -469,6 +477,15 @@ export class PiecePicker {
       }
     }
     return out
+  }
+
+  /** Whether every live peer still short of pieces has answered a query sent at or after `t`. */
+  private everyoneAnsweredSince (t: number): boolean {
+    for (const p of this.peers.values()) {
+      if (p.have !== null && p.have.isComplete()) continue
+      if (p.answeredAt < t) return false
+    }
+    return true
   }
 
   private peerHasMissing (peerHave: Bitfield): boolean {

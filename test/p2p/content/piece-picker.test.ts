@@ -218,7 +218,16 @@ t.test('a piece a peer is fetching from the registry right now is never fetched 
   pk.peerHave('B', new Bitfield(2), true, claims, claims.clone())
   const regs = (p: PiecePicker, now: number): number[] => p.tick(now).filter(a => a.type === 'registry').map(a => a.type === 'registry' ? a.index : -1).sort()
   t.same(regs(pk, 0), [], 'piece 0 is under way at B, piece 1 is B\'s share')
-  t.same(regs(pk, 100), [1], 'after the deadline A fetches piece 1, which nobody fetches, and still not piece 0')
+  // After the deadline A claims piece 1, which nobody fetches; B, asked
+  // again, still lacks it and still fetches piece 0: A fetches piece 1 only.
+  const fetched: number[] = []
+  for (let now = 100; now < 400; now += 50) { // (past 400 ms without progress B's claims would expire)
+    for (const a of pk.tick(now)) {
+      if (a.type === 'registry') fetched.push(a.index)
+      if (a.type === 'query') pk.peerHave('B', new Bitfield(2), true, claims, claims.clone())
+    }
+  }
+  t.same(fetched, [1], 'A fetches piece 1, which nobody fetches, and never piece 0')
   // The same claim without a request under way: the lower id takes its share.
   const pk2 = new PiecePicker({ pieceCount: 2, self: 'A', registry: true, claimSettleMs: 0, registryDeadlineMs: 100 }, new Bitfield(2), 0)
   pk2.addPeer('B')
@@ -226,6 +235,44 @@ t.test('a piece a peer is fetching from the registry right now is never fetched 
   t.same(regs(pk2, 0), [0], 'a mere claim by a higher id does not hold A back from its share')
   pk.checkInvariants()
   pk2.checkInvariants()
+})
+
+t.test('a registry claim waits for news from every peer: a piece a peer got since its last answer comes from that peer', async t => {
+  const mk = (): PiecePicker => {
+    const pk = new PiecePicker({ pieceCount: 1, self: 'A', registry: true, claimSettleMs: 300, registryDeadlineMs: 5000, queryIntervalMs: 200 }, new Bitfield(1), 0)
+    pk.addPeer('B')
+    return pk
+  }
+  const acts = (pk: PiecePicker, now: number): string[] => pk.tick(now).map(a => a.type === 'registry' ? `registry ${a.index}` : a.type === 'request' ? `request ${a.peer} ${a.index}` : a.type === 'query' ? `query ${a.peer}` : a.type)
+
+  const pk = mk()
+  t.same(acts(pk, 0), ['query B'])
+  pk.peerHave('B', new Bitfield(1), true) // answers the query sent at 0: nothing yet
+  t.same(acts(pk, 10), [], 'piece 0 is A\'s share: claimed now, settling')
+  t.same(acts(pk, 199), [], 'settle time not over')
+  t.same(acts(pk, 310), ['query B'], 'settled, but B\'s last answer predates the claim: no registry yet, and B is asked again')
+  t.same(acts(pk, 400), [], 'still waiting for B')
+  pk.peerHave('B', Bitfield.full(1), true) // B got the piece meanwhile
+  t.same(acts(pk, 420), ['request B 0'], 'the piece comes from B, not from the registry')
+  pk.checkInvariants()
+
+  // B says nothing new: its fresh answer lets the claim go ahead.
+  const pk2 = mk()
+  acts(pk2, 0)
+  pk2.peerHave('B', new Bitfield(1), true)
+  acts(pk2, 10)
+  t.same(acts(pk2, 310), ['query B'])
+  pk2.peerHave('B', new Bitfield(1), true)
+  t.same(acts(pk2, 320), ['registry 0'], 'a fresh answer without the piece: A fetches it')
+
+  // B goes silent: the claim waits no longer than the registry deadline.
+  const pk3 = mk()
+  acts(pk3, 0)
+  pk3.peerHave('B', new Bitfield(1), true)
+  acts(pk3, 10)
+  t.same(acts(pk3, 310).filter(a => a.startsWith('registry')), [])
+  t.same(acts(pk3, 5009).filter(a => a.startsWith('registry')), [], 'not before the deadline')
+  t.same(acts(pk3, 5010).filter(a => a.startsWith('registry')), ['registry 0'], 'at the deadline, without B')
 })
 
 t.test('endgame duplicates go only to requests out longer than endgameAfterMs', async t => {
