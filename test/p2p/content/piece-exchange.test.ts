@@ -50,6 +50,17 @@ async function connect (a: TestNode, b: TestNode, kind: 'tcp' | 'quic' = 'tcp'):
   await a.libp2p.dial(addr)
 }
 
+/** A node holding a random blob of `size` bytes, and another connected to it. */
+async function holderAndPuller (t: { teardown: (fn: () => Promise<void>) => void }, size: number, holderOpts: { uploadSlots?: number } = {}): Promise<{ holder: TestNode, puller: TestNode, data: Buffer, d: string }> {
+  const holder = await mkNode(t, holderOpts)
+  const puller = await mkNode(t)
+  const data = randomBytes(size)
+  const d = sha256Digest(data)
+  await holder.store.put(data, d)
+  await connect(puller, holder)
+  return { holder, puller, data, d }
+}
+
 function countingRegistry (data: Uint8Array): { fn: (r: { start: number, length: number }) => Promise<Uint8Array>, bytes: () => number } {
   let bytes = 0
   return {
@@ -162,12 +173,7 @@ t.test('the only peer dies mid-pull: the pull completes from the registry', asyn
 })
 
 t.test('the server answers pipelined requests in order while reading ahead, and frees the upload slot of an answer read ahead when the client goes', async t => {
-  const a = await mkNode(t, { uploadSlots: 1 })
-  const b = await mkNode(t)
-  const data = randomBytes(6 * PIECE)
-  const d = sha256Digest(data)
-  await a.store.put(data, d)
-  await connect(b, a)
+  const { holder: a, puller: b, data, d } = await holderAndPuller(t, 6 * PIECE, { uploadSlots: 1 })
   const open = async (): Promise<PeerChannel> => new PeerChannel(a.id, await b.libp2p.dialProtocol(a.libp2p.peerId, PIECES_PROTOCOL), 5000, 8 * PIECE + MAX_CONTROL_FRAME)
 
   // Six requests at once, piece and bitfield requests mixed: the answers come back in request order.
@@ -203,12 +209,7 @@ t.test('the server answers pipelined requests in order while reading ahead, and 
 })
 
 t.test('markDead drops a peer at once; upload slots 0 serve nothing', async t => {
-  const edge = await mkNode(t, { uploadSlots: 0 })
-  const b = await mkNode(t)
-  const data = randomBytes(3 * PIECE)
-  const d = sha256Digest(data)
-  await edge.store.put(data, d)
-  await connect(b, edge)
+  const { holder: edge, puller: b, data, d } = await holderAndPuller(t, 3 * PIECE, { uploadSlots: 0 })
   const reg = countingRegistry(data)
   const stats = await b.ex.pull(d, { size: data.length, candidates: [edge.id], registry: reg.fn })
   t.equal(stats.bytesFromPeers, 0)
