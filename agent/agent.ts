@@ -27,7 +27,7 @@ import { MembershipHost, type MemberView } from './membership-host.js'
 import { registerCoreRoutes } from './api/routes.js'
 import { registerKvRoutes } from './api/kv-routes.js'
 import { RaftHost, ROLE_PREF_LABEL } from './raft/raft-host.js'
-import { ContentHost } from './content-host.js'
+import { aliveMembers, ContentHost, pieceSources } from './content-host.js'
 import { registerMirrorRoutes, startMirror } from './mirror/agent-mirror.js'
 import type { MirrorServer } from './mirror/mirror-server.js'
 import { mirrorMetrics, newMirrorStats } from './mirror/stats.js'
@@ -200,7 +200,8 @@ export class Agent {
       libp2p: this.libp2p,
       guard: (h) => this.admission.guard(h),
       openStream: openBulk,
-      candidates: () => this.membership.view().filter(m => m.state === 'alive' && m.id !== this.peerId).map(m => m.id),
+      candidates: () => pieceSources(this.membership.view(), this.peerId),
+      replicaTargets: () => aliveMembers(this.membership.view(), this.peerId),
       log: this.log.child({ part: 'content' })
     })
     await this.content.start()
@@ -443,7 +444,7 @@ export class Agent {
     registerKvRoutes(this.api, this)
     this.capsules.registerRoutes(this.api)
     // Registry mirror: a taken port is a warning, never a failed start.
-    this.mirror = await startMirror({ config: this.config.mirror, content: this.content, raft: this.raft, candidates: () => this.membership.view().filter(m => m.state === 'alive' && m.id !== this.peerId).map(m => m.id), log: this.log.child({ part: 'mirror' }) })
+    this.mirror = await startMirror({ config: this.config.mirror, content: this.content, raft: this.raft, candidates: () => pieceSources(this.membership.view(), this.peerId), log: this.log.child({ part: 'mirror' }) })
     registerMirrorRoutes(this.api, () => ({ mirror: this.mirror, config: this.config.mirror }))
     try {
       this.apiUrl = await this.api.listen(this.config.api.listen)

@@ -30,8 +30,30 @@ export interface ContentHostInit {
   libp2p: BoltLibp2p
   guard: (h: StreamHandler) => StreamHandler
   openStream: (peerId: string, protocol: string, signal: AbortSignal) => Promise<import('@libp2p/interface').Stream>
+  /** Members to pull pieces and objects from (see pieceSources). */
   candidates: () => string[]
+  /** Members to place object replicas on: alive ones only. */
+  replicaTargets: () => string[]
   log: Logger
+}
+
+type MemberView = ReadonlyArray<{ id: string, state: string }>
+
+/**
+ * Members a pull may take pieces from: alive ones and suspects. SWIM
+ * suspects a member that answers its probes late, as members busy serving
+ * pieces do (8 agents pulling at once suspected each other several times a
+ * pull); left out at a pull's start, such a member was never asked, and
+ * pieces it held came from the registry again. A member declared dead
+ * stops being a source at once (memberState).
+ */
+export function pieceSources (view: MemberView, self: string): string[] {
+  return view.filter(m => (m.state === 'alive' || m.state === 'suspect') && m.id !== self).map(m => m.id)
+}
+
+/** Members alive now, this node left out. */
+export function aliveMembers (view: MemberView, self: string): string[] {
+  return view.filter(m => m.state === 'alive' && m.id !== self).map(m => m.id)
 }
 
 export class ContentHost {
@@ -73,7 +95,7 @@ export class ContentHost {
       exchange: this.exchange,
       candidates: o.candidates,
       // No free-space figure is gossiped yet: spread replicas over live members at random.
-      chooseReplicas: (count, { exclude }) => o.candidates().filter(id => !exclude.includes(id)).sort(() => Math.random() - 0.5).slice(0, count)
+      chooseReplicas: (count, { exclude }) => o.replicaTargets().filter(id => !exclude.includes(id)).sort(() => Math.random() - 0.5).slice(0, count)
     })
   }
 
