@@ -18,6 +18,8 @@ import { client, collect, dataDirOf, out, pairs, type GlobalOpts } from './cli-c
 
 /** The longest a graceful shutdown may take before the process exits anyway. */
 const SHUTDOWN_DEADLINE_MS = 15_000
+/** A second SIGINT/SIGTERM at least this long after the first exits at once. */
+const FORCE_AFTER_MS = 1000
 
 interface AgentCmdOpts { listen?: string[], api?: string, name?: string, role?: string, label?: string[], profile?: string, mirrorUpstream?: string, token?: string, mdns?: boolean }
 
@@ -54,11 +56,18 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
   // need libp2p, and importing it cost every CLI call 0.7 s of CPU.
   const { Agent } = await import('./agent.js')
   const agent = new Agent({ dataDir, config, mode, log, ephemeral: dev })
-  let stopping = false
+  let stoppingSince: number | undefined
   let started = false
   const onSignal = (sig: NodeJS.Signals): void => {
-    if (stopping) { process.exit(130); return }
-    stopping = true
+    if (stoppingSince !== undefined) {
+      // A second signal forces the exit, but not one right after the first:
+      // that is the same Ctrl-C delivered twice (to the terminal's process
+      // group and again by a wrapper such as npx or timeout), and exiting
+      // then left dev's data dir and its demo capsule behind.
+      if (Date.now() - stoppingSince >= FORCE_AFTER_MS) process.exit(130)
+      return
+    }
+    stoppingSince = Date.now()
     log.info(`${sig}: shutting down`)
     // Shut down cleanly, but never hang: a stop that takes too long (or a
     // signal in the middle of start) still ends the process.
@@ -97,9 +106,9 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     out('Join other machines with:')
     out(`  ${tok.join}`)
   }
+  // The handlers stay until the process exits: a signal arriving after the
+  // stop (the second of a doubled Ctrl-C) must not kill it mid-exit.
   await agent.stopped
-  process.off('SIGINT', onSignal)
-  process.off('SIGTERM', onSignal)
 }
 
 export function buildProgram (): Command {

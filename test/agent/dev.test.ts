@@ -1,0 +1,59 @@
+// `bolt-agent dev`, the README's first command: a one-node cluster in a temp
+// dir that Ctrl-C stops and removes, as a real process.
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { readFile, rm } from 'node:fs/promises'
+import { createInterface } from 'node:readline'
+import { CLI, killCapsules, runCli, waitFor } from '../../scenarios/harness.js'
+
+const mountsUnder = async (dir: string): Promise<string[]> =>
+  (await readFile('/proc/mounts', 'utf8')).split('\n').map(l => l.split(' ')[1] ?? '').filter(m => m.startsWith(dir + '/'))
+
+t.test('dev starts a cluster of one with the demo capsule; a Ctrl-C delivered twice at once still shuts it down cleanly and removes its data dir', async t => {
+  const p = spawn(process.execPath, [CLI, 'dev'], { env: { ...process.env, BOLT_LOG_JSON: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = new Promise<number | null>(resolve => p.on('exit', (code, sig) => resolve(code ?? (sig !== null ? 128 : null))))
+  const stderr: string[] = []
+  createInterface({ input: p.stderr }).on('line', l => { stderr.push(l) })
+  const stdout: string[] = []
+  // The human output ends with how to join; the data dir is on its second line.
+  const dataDir = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`dev not ready: ${stderr.slice(-3).join(' | ')}`)) }, 60_000)
+    createInterface({ input: p.stdout }).on('line', l => {
+      stdout.push(l)
+      if (!l.startsWith('Join other machines with')) return
+      clearTimeout(timer)
+      const m = /^data dir: (\S+)/m.exec(stdout.join('\n'))
+      if (m === null) reject(new Error(`no data dir in: ${stdout.join(' | ')}`))
+      else resolve(m[1] as string)
+    })
+    p.on('exit', code => { clearTimeout(timer); reject(new Error(`dev exited with ${code}: ${stderr.slice(-3).join(' | ')}`)) })
+  })
+  t.teardown(async () => {
+    p.kill('SIGKILL')
+    // Only after a failed shutdown (runc would create its state dir anew).
+    if (existsSync(dataDir)) {
+      await killCapsules(dataDir)
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+  t.ok(existsSync(dataDir), 'its data dir exists while it runs')
+  const status = await runCli(['--data', dataDir, 'status', '--json'], { timeoutMs: 20_000 })
+  t.equal(status.code, 0, 'status answers')
+  t.equal((JSON.parse(status.stdout) as { members: unknown[] }).members.length, 1, 'a cluster of one')
+  const demo = stdout.some(l => l.startsWith('demo capsule "demo" submitted'))
+  t.ok(demo || stdout.some(l => l.startsWith('no demo capsule: ')), `the demo capsule is submitted, or dev says why not (${stdout.find(l => l.includes('demo capsule')) ?? ''})`)
+  if (demo) {
+    const running = await waitFor(async () => (await runCli(['--data', dataDir, 'ps'], { timeoutMs: 20_000 })).stdout.includes('running'), 30_000, 500)
+    t.ok(running >= 0, 'ps shows the demo capsule running')
+  }
+
+  // Ctrl-C reaches the agent twice, 20 ms apart (the terminal's process group, and a wrapper passing it on).
+  p.kill('SIGINT')
+  await new Promise(resolve => setTimeout(resolve, 20))
+  p.kill('SIGINT')
+  const code = await exited
+  t.equal(code, 0, `it exits cleanly, not forced (exit ${code})`)
+  t.notOk(existsSync(dataDir), 'its data dir is gone')
+  t.same(await mountsUnder(dataDir), [], 'no capsule mount left behind')
+})
