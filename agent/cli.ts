@@ -19,7 +19,7 @@ import { client, collect, dataDirOf, out, pairs, type GlobalOpts } from './cli-c
 /** The longest a graceful shutdown may take before the process exits anyway. */
 const SHUTDOWN_DEADLINE_MS = 15_000
 /** A second SIGINT/SIGTERM at least this long after the first exits at once. */
-const FORCE_AFTER_MS = 1000
+const FORCE_AFTER_MS = 2000
 
 interface AgentCmdOpts { listen?: string[], api?: string, name?: string, role?: string, label?: string[], profile?: string, mirrorUpstream?: string, token?: string, mdns?: boolean }
 
