@@ -37,7 +37,8 @@ export interface ContentHostInit {
   log: Logger
 }
 
-type MemberView = ReadonlyArray<{ id: string, state: string }>
+/** id and SWIM state of each member, as MembershipHost.view() gives them. */
+type MemberStates = ReadonlyArray<{ id: string, state: string }>
 
 /**
  * Members a pull may take pieces from: alive ones and suspects. SWIM
@@ -47,12 +48,12 @@ type MemberView = ReadonlyArray<{ id: string, state: string }>
  * pieces it held came from the registry again. A member declared dead
  * stops being a source at once (memberState).
  */
-export function pieceSources (view: MemberView, self: string): string[] {
+export function pieceSources (view: MemberStates, self: string): string[] {
   return view.filter(m => (m.state === 'alive' || m.state === 'suspect') && m.id !== self).map(m => m.id)
 }
 
 /** Members alive now, this node left out. */
-export function aliveMembers (view: MemberView, self: string): string[] {
+export function aliveMembers (view: MemberStates, self: string): string[] {
   return view.filter(m => m.state === 'alive' && m.id !== self).map(m => m.id)
 }
 

@@ -57,10 +57,11 @@ function withPeer (addr: string, peerId: string): Multiaddr | undefined {
 
 export async function connectionTo (libp2p: Libp2p, peerId: string, addrs: string[], purpose: 'control' | 'bulk', signal?: AbortSignal): Promise<Connection> {
   const open = libp2p.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open' && c.limits == null)
+  const preferred = open.find(c => transportOf(c.remoteAddr) === (purpose === 'bulk' ? 'tcp' : 'quic'))
+  if (preferred !== undefined) return preferred
+  // Parsed only past the common case above (every stream opened comes here).
   const mas = preferTransport(addrs.map(a => withPeer(a, peerId)).filter((m): m is Multiaddr => m !== undefined), purpose)
   if (open.length > 0) {
-    const preferred = open.find(c => transportOf(c.remoteAddr) === (purpose === 'bulk' ? 'tcp' : 'quic'))
-    if (preferred !== undefined) return preferred
     if (purpose === 'bulk') dialBulkInBackground(libp2p, peerId, mas)
     return open[0] as Connection
   }

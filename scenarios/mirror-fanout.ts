@@ -8,7 +8,7 @@
 // HTTP path and admission, on one machine's loopback. The agents run the
 // default (LAN) membership timings, not the tests' fast ones: on a loaded
 // 2-core machine the 150 ms probe timeout made every agent suspect its peers
-// about 35 times per run (and suspects are dropped as piece sources).
+// about 35 times per run.
 // CPU figures say how busy the machine was while the clients pulled: on one
 // machine the mirrors' wall time is bounded by CPU, not by the upstream.
 // The image's layers are gzip-compressed like real images', and skopeo

@@ -119,8 +119,6 @@ export function createBlobHasher (path: string, size: number, pieceSize: number,
   const worker = new Worker(new URL('./blob-hasher-worker.js', import.meta.url), { workerData: { path, size, pieceSize, pieceCount } })
   worker.unref()
   liveHashers++
-  let gone = false
-  const done = (): void => { if (!gone) { gone = true; hasherGone() } }
   let failed: Error | undefined
   let nextId = 0
   const slots = new SlotPool(Math.max(1, Math.min(pieceSize, size)), HASHER_SLOTS)
@@ -134,7 +132,7 @@ export function createBlobHasher (path: string, size: number, pieceSize: number,
     digestWaiter = undefined
   }
   worker.on('error', failAll)
-  worker.on('exit', () => { done(); failAll(new Error('blob hasher thread exited')) })
+  worker.on('exit', () => { hasherGone(); failAll(new Error('blob hasher thread exited')) })
   worker.on('message', (m: Reply) => {
     if (m.t === 'stored') {
       const p = pending.get(m.id)

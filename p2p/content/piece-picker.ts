@@ -121,8 +121,7 @@ export class PiecePicker {
   private readonly claimedSince = new Map<number, number>()
   private lastNow: number
   private readonly order: number[]
-  private registryInflight = 0
-  /** index → when its registry request started. */
+  /** index → when its registry request started (its size: registry requests in flight). */
   private readonly registrySince = new Map<number, number>()
   /** Running average of how long a piece from a peer takes (ms); undefined before the first. */
   private pieceMs: number | undefined
@@ -224,13 +223,13 @@ export class PiecePicker {
   /** Pieces whose registry request is under way now. */
   registryInFlight (): Bitfield {
     const b = new Bitfield(this.cfg.pieceCount)
-    for (const [i, s] of this.inflight) if (s.has('registry')) b.set(i)
+    for (const i of this.registrySince.keys()) b.set(i)
     return b
   }
 
   /**
    * Live peers that claim piece `index` for the registry and made progress
-   * lately; `now` is whether one of them has its request under way already.
+   * lately; `underWay`: one of them has its request out already.
    */
   private claimers (index: number, now: number): { ids: string[], underWay: boolean } {
     const ids: string[] = []
@@ -266,7 +265,6 @@ export class PiecePicker {
     }
     this.clearInflight(source, index)
     if (source === 'registry') {
-      this.registryInflight--
       if (ok) { this.registryFailures = 0 } else { this.registryFailures++; this.registryRetryAt = now + REGISTRY_RETRY_MS }
     }
     if (!ok) {
@@ -289,7 +287,6 @@ export class PiecePicker {
   failed (source: Source, index: number, now: number): void {
     this.clearInflight(source, index)
     if (source === 'registry') {
-      this.registryInflight--
       this.registryFailures++
       this.registryRetryAt = now + REGISTRY_RETRY_MS
     } else {
@@ -330,7 +327,8 @@ export class PiecePicker {
     let s = this.inflight.get(index)
     if (s === undefined) { s = new Set(); this.inflight.set(index, s) }
     s.add(source)
-    if (source === 'registry') { this.registryInflight++; this.registrySince.set(index, now) } else this.peers.get(source)?.inflight.set(index, now)
+    if (source === 'registry') this.registrySince.set(index, now)
+    else this.peers.get(source)?.inflight.set(index, now)
   }
 
   private availability (index: number): number {
@@ -461,7 +459,7 @@ export class PiecePicker {
           // lagged by seconds, and pieces a peer already held came from the
           // registry again. A peer silent past the deadline is not waited for.
           if (now - since < this.cfg.registryDeadlineMs && !this.everyoneAnsweredSince(since)) continue
-          if (this.registryInflight >= this.cfg.maxRegistryInflight || regBudget <= 0 || now < this.registryRetryAt) continue
+          if (this.registrySince.size >= this.cfg.maxRegistryInflight || regBudget <= 0 || now < this.registryRetryAt) continue
           regBudget--
           this.startRequest('registry', i, now)
           out.push({ type: 'registry', index: i })
@@ -504,9 +502,8 @@ export class PiecePicker {
       }
       if (s.size > Math.max(1, this.cfg.endgameDuplicates)) throw new Error(`piece ${i} in flight ${s.size} times`)
     }
-    if (reg !== this.registryInflight) throw new Error(`registry in flight ${this.registryInflight} but ${reg} pieces`)
     if (this.registrySince.size !== reg) throw new Error(`registry start times for ${this.registrySince.size} pieces but ${reg} in flight`)
-    if (this.registryInflight > this.cfg.maxRegistryInflight) throw new Error('too many registry requests')
+    if (reg > this.cfg.maxRegistryInflight) throw new Error('too many registry requests')
     for (const [peer, p] of this.peers) if (p.inflight.size > this.cfg.maxInflightPerPeer) throw new Error(`peer ${peer} has ${p.inflight.size} in flight`)
   }
 }
