@@ -31,6 +31,8 @@ export interface RaftNodeOptions {
   bootstrap?: string[]
   electionTicks?: number
   heartbeatTicks?: number
+  /** See RaftCoreOptions.learnerHeartbeatTicks (default: heartbeatTicks). */
+  learnerHeartbeatTicks?: number
   tickMs?: number
   preVote?: boolean
   checkQuorum?: boolean
@@ -113,6 +115,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       random: o.random ?? Math.random,
       electionTicks: this.electionTicks,
       heartbeatTicks: o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS,
+      ...(o.learnerHeartbeatTicks === undefined ? {} : { learnerHeartbeatTicks: o.learnerHeartbeatTicks }),
       ...(o.preVote === undefined ? {} : { preVote: o.preVote }),
       ...(o.checkQuorum === undefined ? {} : { checkQuorum: o.checkQuorum }),
       ...(o.maxSizePerMsg === undefined ? {} : { maxSizePerMsg: o.maxSizePerMsg }),

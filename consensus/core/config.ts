@@ -28,6 +28,14 @@ export interface RaftCoreOptions {
   random: () => number
   electionTicks?: number
   heartbeatTicks?: number
+  /**
+   * A leader heartbeats learners every n ticks (default: heartbeatTicks).
+   * Learners never campaign, so their heartbeats only carry the commit
+   * index and retry a lost append; a slower beat saves most of an idle
+   * cluster's messages when most members are learners. Appends, and the
+   * appends that announce a new commit index, still go out at once.
+   */
+  learnerHeartbeatTicks?: number
   /** Pre-vote (thesis §9.6): a partitioned node does not bump terms and disrupt the cluster. */
   preVote?: boolean
   /** Check-quorum (thesis §6.2): a leader that has not heard from a quorum in an election timeout steps down. */
@@ -52,6 +60,7 @@ export function resolveOptions (o: RaftCoreOptions): ResolvedOptions {
     random: o.random,
     electionTicks: o.electionTicks ?? DEFAULT_ELECTION_TICKS,
     heartbeatTicks: o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS,
+    learnerHeartbeatTicks: o.learnerHeartbeatTicks ?? o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS,
     preVote: o.preVote ?? true,
     checkQuorum: o.checkQuorum ?? true,
     maxSizePerMsg: o.maxSizePerMsg ?? DEFAULT_MAX_SIZE_PER_MSG,
@@ -64,7 +73,7 @@ export function resolveOptions (o: RaftCoreOptions): ResolvedOptions {
     applied: o.applied,
   }
   if (r.id === '') throw new RaftConfigError('raft: id must be a non-empty string')
-  const positive: Array<keyof ResolvedOptions> = ['electionTicks', 'heartbeatTicks', 'maxSizePerMsg', 'maxInflightMsgs', 'maxCommittedSizePerReady', 'snapshotChunkBytes', 'maxPendingReads']
+  const positive: Array<keyof ResolvedOptions> = ['electionTicks', 'heartbeatTicks', 'learnerHeartbeatTicks', 'maxSizePerMsg', 'maxInflightMsgs', 'maxCommittedSizePerReady', 'snapshotChunkBytes', 'maxPendingReads']
   for (const k of positive) {
     const v = r[k]
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new RaftConfigError(`raft: ${k} must be a positive integer, got ${String(v)}`)

@@ -8,6 +8,7 @@ import type { Progress } from './progress.js'
 
 export function leaderTick (r: RaftCore): void {
   r.heartbeatElapsed++
+  r.learnerHeartbeatElapsed++
   r.electionElapsed++
   if (r.electionElapsed >= r.opts.electionTicks) {
     r.electionElapsed = 0
@@ -25,13 +26,20 @@ export function leaderTick (r: RaftCore): void {
   }
   if (r.heartbeatElapsed >= r.opts.heartbeatTicks) {
     r.heartbeatElapsed = 0
-    bcastHeartbeat(r, r.readOnly.lastContext())
+    const learners = r.learnerHeartbeatElapsed >= r.opts.learnerHeartbeatTicks
+    if (learners) r.learnerHeartbeatElapsed = 0
+    bcastHeartbeat(r, r.readOnly.lastContext(), learners)
   }
 }
 
-export function bcastHeartbeat (r: RaftCore, context?: string): void {
+/**
+ * Heartbeats every voter, and every learner too when `learners` is true. A
+ * ReadIndex round needs only voters' acks, so it leaves learners out.
+ */
+export function bcastHeartbeat (r: RaftCore, context: string | undefined, learners: boolean): void {
   for (const [id, p] of r.tracker.progress) {
     if (id === r.id) continue
+    if (!learners && !r.tracker.isVoter(id)) continue
     // Never tell a follower to commit beyond what it is known to have.
     const commit = Math.min(p.match, r.log.committed)
     const m: Message = { type: 'heartbeat', from: r.id, to: id, term: r.term, commit }
@@ -184,5 +192,5 @@ function handleReadIndex (r: RaftCore, m: MessageOf<'readIndex'>): void {
     respondRead(r, m.from, m.context, r.log.committed)
     return
   }
-  if (r.readOnly.add(m.context, r.log.committed, m.from, r.id)) bcastHeartbeat(r, m.context)
+  if (r.readOnly.add(m.context, r.log.committed, m.from, r.id)) bcastHeartbeat(r, m.context, false)
 }

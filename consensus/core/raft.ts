@@ -28,6 +28,7 @@ export class RaftCore {
   role: Role = 'follower'
   electionElapsed = 0
   heartbeatElapsed = 0
+  learnerHeartbeatElapsed = 0
   randomizedElectionTimeout = 0
   leadTransferee: string | null = null
   /** No new configuration change may be proposed until this index is applied. */
@@ -80,6 +81,7 @@ export class RaftCore {
     this.lead = null
     this.electionElapsed = 0
     this.heartbeatElapsed = 0
+    this.learnerHeartbeatElapsed = 0
     this.resetRandomizedElectionTimeout()
     this.leadTransferee = null
     this.tracker.resetVotes()

@@ -82,6 +82,36 @@ t.test('check-quorum: a leader that hears nothing steps down after two election 
   t.equal(c.role, 'follower')
 })
 
+t.test('learners are heartbeaten every learnerHeartbeatTicks; voters every heartbeatTick; a ReadIndex round asks voters only', async t => {
+  const s = new MemoryStorage()
+  s.saveSync({ hardState: { term: 1, vote: '', commit: 3 }, entries: [{ type: 'conf', term: 1, index: 1, change: { type: 'addVoter', node: 'a' } }, { type: 'conf', term: 1, index: 2, change: { type: 'addVoter', node: 'b' } }, { type: 'conf', term: 1, index: 3, change: { type: 'addLearner', node: 'c' } }] })
+  const c = new RaftCore({ id: 'a', storage: s, random: () => 0, preVote: false, heartbeatTicks: 1, electionTicks: 10, learnerHeartbeatTicks: 4 })
+  drain(c, s)
+  c.campaign()
+  drain(c, s)
+  c.step({ type: 'voteResp', from: 'b', to: 'a', term: 2, reject: false })
+  t.equal(c.role, 'leader')
+  drain(c, s)
+  // Both catch up to the leader's empty entry, so only heartbeats remain.
+  for (const from of ['b', 'c']) c.step({ type: 'appResp', from, to: 'a', term: 2, index: 4, reject: false, hintIndex: 0, hintTerm: 0 })
+  drain(c, s)
+  const beats: string[] = []
+  for (let i = 0; i < 8; i++) {
+    c.tick()
+    for (const m of drain(c, s)) if (m.type === 'heartbeat') beats.push(`${i}:${m.to}`)
+  }
+  t.same(beats, ['0:b', '1:b', '2:b', '3:b', '3:c', '4:b', '5:b', '6:b', '7:b', '7:c'])
+  c.readIndex('r1')
+  const round = drain(c, s).filter(m => m.type === 'heartbeat')
+  t.same(round.map(m => [m.to, m.context]), [['b', 'r1']], 'the ReadIndex heartbeat goes to the voter only')
+  c.step({ type: 'heartbeatResp', from: 'b', to: 'a', term: 2, context: 'r1' })
+  t.same(c.readStates.map(r => r.context), ['r1'], 'the voter ack completes the read')
+  // The default keeps learners on the voters' beat.
+  const d = new RaftCore({ id: 'a', storage: s, random: () => 0 })
+  t.equal(d.opts.learnerHeartbeatTicks, d.opts.heartbeatTicks)
+  t.throws(() => new RaftCore({ id: 'a', storage: new MemoryStorage(), random: Math.random, learnerHeartbeatTicks: 0 }), /learnerHeartbeatTicks/)
+})
+
 t.test('RaftLog: findConflictByTerm and maybeAppend truncation', async t => {
   const s = new MemoryStorage()
   s.saveSync({ entries: [1, 1, 2, 2, 2, 4].map((term, i) => ({ type: 'normal', term, index: i + 1, data: new Uint8Array() })) })
