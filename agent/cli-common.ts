@@ -12,7 +12,27 @@ export interface GlobalOpts {
   logLevel?: string
 }
 
-export function out (line: string): void { process.stdout.write(line + '\n') }
+let stdoutClosed = false
+let agentRunning = false
+
+export function out (line: string): void { if (!stdoutClosed) process.stdout.write(line + '\n') }
+
+/**
+ * A reader that goes away (`bolt-agent status | head -1`) closes stdout
+ * under us, and the next write fails with EPIPE. A client command then ends
+ * quietly (exit 0), as a tool killed by SIGPIPE would stop; an agent keeps
+ * running and prints nothing more to stdout (its logs go to stderr).
+ */
+export function handleClosedStdout (): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err
+    stdoutClosed = true
+    if (!agentRunning) process.exit(0)
+  })
+}
+
+/** This process runs an agent: a closed stdout must not end it. */
+export function markAgentRunning (): void { agentRunning = true }
 
 export function dataDirOf (g: GlobalOpts): string { return g.data ?? defaultDataDir() }
 

@@ -14,7 +14,7 @@ import { AgentRequestError, AgentUnreachableError } from './api/client.js'
 import { InvalidTokenError, parseToken } from '../p2p/token.js'
 import { registerClientCommands } from './cli-client.js'
 import { registerMirrorCommands } from './mirror/cli.js'
-import { client, collect, dataDirOf, out, pairs, type GlobalOpts } from './cli-common.js'
+import { client, collect, dataDirOf, handleClosedStdout, markAgentRunning, out, pairs, type GlobalOpts } from './cli-common.js'
 
 /** The longest a graceful shutdown may take before the process exits anyway. */
 const SHUTDOWN_DEADLINE_MS = 15_000
@@ -45,6 +45,7 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     flags.mirror = { ...(flags.mirror as object ?? {}), listen: '127.0.0.1:0' }
   }
   const config: Config = await loadConfig(g.config, flags)
+  markAgentRunning()
   if (mode.kind === 'join' && mode.addrs.length === 0 && !config.mdns) {
     throw new UserError('join needs the address of a member when mDNS is off (--no-mdns or mdns = false): bolt-agent join ADDR --token T', 2)
   }
@@ -218,6 +219,7 @@ async function main (argv: string[]): Promise<number> {
   }
 }
 
+handleClosedStdout()
 process.exitCode = await main(process.argv)
 // Agent commands end after a clean stop; don't wait on stray handles.
 setTimeout(() => process.exit(process.exitCode ?? 0), 200).unref()

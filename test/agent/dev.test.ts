@@ -10,7 +10,7 @@ import { CLI, killCapsules, runCli, waitFor } from '../../scenarios/harness.js'
 const mountsUnder = async (dir: string): Promise<string[]> =>
   (await readFile('/proc/mounts', 'utf8')).split('\n').map(l => l.split(' ')[1] ?? '').filter(m => m.startsWith(dir + '/'))
 
-t.test('dev starts a cluster of one with the demo capsule; a Ctrl-C delivered twice at once still shuts it down cleanly and removes its data dir', async t => {
+t.test('dev starts a cluster of one with the demo capsule; status into a closed pipe exits quietly; a Ctrl-C delivered twice at once still shuts it down cleanly and removes its data dir', async t => {
   const p = spawn(process.execPath, [CLI, 'dev'], { env: { ...process.env, BOLT_LOG_JSON: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
   const exited = new Promise<number | null>(resolve => p.on('exit', (code, sig) => resolve(code ?? (sig !== null ? 128 : null))))
   const stderr: string[] = []
@@ -41,6 +41,17 @@ t.test('dev starts a cluster of one with the demo capsule; a Ctrl-C delivered tw
   const status = await runCli(['--data', dataDir, 'status', '--json'], { timeoutMs: 20_000 })
   t.equal(status.code, 0, 'status answers')
   t.equal((JSON.parse(status.stdout) as { members: unknown[] }).members.length, 1, 'a cluster of one')
+  // A reader that is gone before the output comes (`bolt-agent status | head -0`): a quiet exit, no EPIPE crash.
+  const closed = await new Promise<{ code: number | null, stderr: string }>((resolve, reject) => {
+    const c = spawn(process.execPath, [CLI, '--data', dataDir, 'status'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    c.stdout.destroy()
+    let err = ''
+    c.stderr.on('data', (d: Buffer) => { err += d.toString() })
+    const timer = setTimeout(() => { c.kill('SIGKILL'); reject(new Error('status with a closed stdout did not end')) }, 20_000)
+    c.on('close', code => { clearTimeout(timer); resolve({ code, stderr: err }) })
+  })
+  t.equal(closed.code, 0, `status whose reader went away exits 0 (${closed.stderr.slice(0, 200)})`)
+  t.notMatch(closed.stderr, /EPIPE|\n\s+at /, 'no EPIPE error or stack trace')
   const demo = stdout.some(l => l.startsWith('demo capsule "demo" submitted'))
   t.ok(demo || stdout.some(l => l.startsWith('no demo capsule: ')), `the demo capsule is submitted, or dev says why not (${stdout.find(l => l.includes('demo capsule')) ?? ''})`)
   if (demo) {
