@@ -9,6 +9,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { transportModules, transportOf, EPHEMERAL_LISTEN } from '../../../quic/transports.js'
 import { lpStream } from '@libp2p/utils'
+import { multiaddr } from '@multiformats/multiaddr'
 import { MembershipService, JoinError, SWIM_PROTOCOL } from '../../../p2p/membership/service.js'
 import { MAX_MESSAGE_BYTES } from '../../../p2p/membership/codec.js'
 import { emptyMeta } from '../../../p2p/membership/meta.js'
@@ -27,11 +28,14 @@ const config = profile('lan', {
 
 interface Agent { node: Libp2p, svc: MembershipService, key: PrivateKey, events: MemberEvent[], persisted: { inc: number } }
 
-async function startAgent (name: string, key?: PrivateKey, persisted = { inc: 0 }, only?: 'quic' | 'tcp'): Promise<Agent> {
+async function startAgent (name: string, key?: PrivateKey, persisted = { inc: 0 }, only?: 'quic' | 'tcp', opened?: { n: number }): Promise<Agent> {
   const privateKey = key ?? await generateKeyPair('Ed25519')
   const node = await createLibp2p({ privateKey, addresses: { listen: EPHEMERAL_LISTEN }, ...transportModules(), services: { identify: identify() } })
   const svc = new MembershipService({
     libp2p: node,
+    ...(opened !== undefined
+      ? { openStream: async (peer: string, addrs: string[], protocol: string, signal: AbortSignal) => { opened.n++; return await node.dialProtocol(addrs.map(a => multiaddr(a)), protocol, { signal }) } }
+      : {}),
     self: { id: node.peerId.toString(), meta: emptyMeta(name, 'server', node.getMultiaddrs().filter(m => only === undefined || transportOf(m) === only).map(String)) },
     config,
     lastIncarnation: persisted.inc,
@@ -123,6 +127,31 @@ for (const only of ['quic', 'tcp'] as const) {
     t.ok(conns.length > 0 && conns.every(c => transportOf(c.remoteAddr) === only), `connected over ${only}`)
   })
 }
+
+t.test('messages to a member share one stream; a stream closed under it is replaced', async t => {
+  const opened = { n: 0 }
+  const a = await startAgent('reuse-a', undefined, { inc: 0 }, undefined, opened)
+  const b = await startAgent('reuse-b')
+  t.teardown(async () => { await stopAgent(a); await stopAgent(b) })
+  await b.svc.join([seedOf(a)])
+  const bid = b.node.peerId.toString()
+  await waitFor('both alive', () => stateOf(a, bid) === 'alive' && stateOf(b, a.node.peerId.toString()) === 'alive')
+  const sentBefore = a.svc.stats().bytesOut
+  await waitFor('a sent a dozen probes', () => a.svc.stats().probesSent >= 12)
+  t.ok(a.svc.stats().bytesOut > sentBefore, 'a kept sending')
+  t.ok(opened.n <= 2, `a opened ${opened.n} streams for all its messages to b (one per message before)`)
+  // Reset a's stream to b from b's side: a's next messages go on a new one.
+  const swimStreams = (): Array<{ abort: (err: Error) => void }> => b.node.getConnections(a.node.peerId).flatMap(c => c.streams.filter(st => st.protocol === SWIM_PROTOCOL && st.direction === 'inbound'))
+  await waitFor('b has a\'s stream', () => swimStreams().length > 0)
+  for (const st of swimStreams()) st.abort(new Error('reset by the test'))
+  const failed = a.svc.stats().probesFailed
+  const probes = a.svc.stats().probesSent
+  const streamsBefore = opened.n
+  await waitFor('a few more probes', () => a.svc.stats().probesSent >= probes + 5)
+  t.ok(opened.n > streamsBefore, `a opened a new stream (${opened.n - streamsBefore})`)
+  t.ok(a.svc.stats().probesFailed - failed <= 1, `at most the probe in flight failed (${a.svc.stats().probesFailed - failed})`)
+  t.equal(stateOf(a, bid), 'alive')
+})
 
 t.test('join through an unreachable seed fails with JoinError', async t => {
   const a = await startAgent('lonely')
