@@ -28,9 +28,9 @@ export const MAX_INFLIGHT_SENDS = 256
  */
 export const SEND_TIMEOUT_MS = 10_000
 /**
- * A stream to a member that carried no message for this long is closed. A
+ * A stream to a member that carried no message for this long is closed. (A
  * stream per message cost a protocol negotiation and a stream set-up and
- * teardown on both ends each time: about a third of an idle agent's CPU.
+ * teardown on both ends each time.)
  */
 export const STREAM_IDLE_MS = 15_000
 /** Concurrent inbound/outbound /bolt/swim/1 streams per connection. */
