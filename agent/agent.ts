@@ -26,7 +26,8 @@ import { ApiServer } from './api/server.js'
 import { MembershipHost, type MemberView } from './membership-host.js'
 import { registerCoreRoutes } from './api/routes.js'
 import { registerKvRoutes } from './api/kv-routes.js'
-import { RaftHost, ROLE_PREF_LABEL } from './raft/raft-host.js'
+import { RaftHost } from './raft/raft-host.js'
+import { ROLE_PREF_LABEL } from './raft/autopilot.js'
 import { aliveMembers, ContentHost, pieceSources } from './content-host.js'
 import { registerMirrorRoutes, startMirror } from './mirror/agent-mirror.js'
 import type { MirrorServer } from './mirror/mirror-server.js'
@@ -186,7 +187,7 @@ export class Agent {
       libp2p: this.libp2p,
       openStream: async (peerId, protocol, signal) => await openClusterStream(this.libp2p, this.admission, peerId, this.addrsOf(peerId), protocol, signal),
       guard: (h) => this.admission.guard(h),
-      members: () => this.membership.view().map(m => ({ id: m.id, state: m.state, addrs: m.addrs, labels: m.labels })),
+      members: () => this.membership.heardOrder().map(m => ({ id: m.id, state: m.state, addrs: m.addrs, labels: m.labels })),
       log: this.log.child({ part: 'raft' })
     })
     await this.raft.start()

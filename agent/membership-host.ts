@@ -157,7 +157,13 @@ export class MembershipHost extends EventTarget {
     return { '/bolt/swim/1': { in: s.bytesIn, out: s.bytesOut } }
   }
 
+  /** Members sorted by name (as status shows them). */
   view (): MemberView[] {
+    return this.heardOrder().sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id))
+  }
+
+  /** Members in the order this node first heard of them (autopilot's join order). */
+  heardOrder (): MemberView[] {
     return this.service.members().map(m => ({
       id: m.id,
       name: m.meta.name,
@@ -167,7 +173,7 @@ export class MembershipHost extends EventTarget {
       resources: m.meta.resources,
       labels: m.meta.labels,
       incarnation: m.incarnation
-    })).sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id))
+    }))
   }
 
   countByState (): Record<string, number> {

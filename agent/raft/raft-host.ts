@@ -1,8 +1,6 @@
 // The agent's Raft: durable storage in DATA/raft, the transport over libp2p,
 // the cluster state machine, write forwarding to the leader, linearizable
-// reads, and autopilot (the leader adds members as learners, promotes
-// caught-up ones while there are fewer voters than wanted, and removes
-// voters that left or stayed dead past a grace period).
+// reads, and autopilot (autopilot.ts decides; the leader acts).
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import type { Stream, StreamHandler } from '@libp2p/interface'
@@ -12,13 +10,12 @@ import type { Config } from '../config.js'
 import type { Logger } from '../logger.js'
 import type { BoltLibp2p } from '../../p2p/node.js'
 import { RAFT_PROTOCOL, RaftTransport } from './transport.js'
+import { Autopilot } from './autopilot.js'
 import { API_FORWARD_PROTOCOL, forwardHandler, forwardRequest, type ForwardResponse } from './forward.js'
 
 export const RAFT_TICK_MS = 100
 export const AUTOPILOT_INTERVAL_MS = 1000
-/** A learner within this many entries of the leader's last index counts as caught up. */
-export const CAUGHT_UP_ENTRIES = 16
-export const ROLE_PREF_LABEL = 'bolt.role'
+const AUTOPILOT_STEPS_PER_ROUND = 4
 const WRITE_DEADLINE_MS = 10_000
 /**
  * One forwarding attempt to the leader we believe in. Short, because right
@@ -57,7 +54,7 @@ export class RaftHost {
   private transport!: RaftTransport
   private autopilotTimer: NodeJS.Timeout | undefined
   private autopilotBusy = false
-  private readonly deadSince = new Map<string, number>()
+  private readonly pilot = new Autopilot()
   private readonly ac = new AbortController()
 
   constructor (private readonly o: RaftHostInit) {}
@@ -191,47 +188,45 @@ export class RaftHost {
     }
   }
 
+  /**
+   * One autopilot round. After a change that committed, the next step is
+   * taken at once (a joiner becomes a voter within a round or two instead of
+   * one step per second), up to a few steps a round.
+   */
   private async autopilot (): Promise<void> {
     if (this.autopilotBusy) return
-    const st = this.node.status()
-    const now = Date.now()
-    const members = this.o.members()
-    for (const m of members) {
-      if (m.state === 'dead') { if (!this.deadSince.has(m.id)) this.deadSince.set(m.id, now) } else this.deadSince.delete(m.id)
-    }
-    if (st.role !== 'leader') return
     this.autopilotBusy = true
     try {
-      const inConfig = new Set([...st.voters, ...st.learners])
-      const byId = new Map(members.map(m => [m.id, m]))
-      // 1. remove members that left, or stayed dead past the grace period
-      for (const id of inConfig) {
-        if (id === this.o.self) continue
-        const m = byId.get(id)
-        const gone = m?.state === 'left' || (m?.state === 'dead' && now - (this.deadSince.get(id) ?? now) >= this.o.raft.dead_voter_grace_ms)
-        if (gone) {
-          this.o.log.info({ id, state: m?.state }, 'autopilot: removing server')
-          await this.node.removeServer(id, AbortSignal.timeout(5000))
-          return
-        }
-      }
-      // 2. add alive members as learners
-      for (const m of members) {
-        if (m.state !== 'alive' || inConfig.has(m.id)) continue
-        this.o.log.info({ id: m.id }, 'autopilot: adding learner')
-        await this.node.addLearner(m.id, AbortSignal.timeout(5000))
-        return
-      }
-      // 3. promote a caught-up learner while voters are short
-      if (st.voters.length < this.o.raft.voters) {
-        const candidates = st.learners
-          .map(id => ({ id, m: byId.get(id), match: st.progress[id]?.match ?? 0 }))
-          .filter(c => c.m?.state === 'alive' && (c.m.labels[ROLE_PREF_LABEL] ?? 'auto') !== 'client' && c.match + CAUGHT_UP_ENTRIES >= st.lastIndex)
-          .sort((a, b) => Number(b.m?.labels[ROLE_PREF_LABEL] === 'server') - Number(a.m?.labels[ROLE_PREF_LABEL] === 'server') || b.match - a.match)
-        const pick = candidates[0]
-        if (pick !== undefined && st.voters.length < 7) {
-          this.o.log.info({ id: pick.id }, 'autopilot: promoting learner to voter')
-          await this.node.promote(pick.id, AbortSignal.timeout(5000))
+      for (let i = 0; i < AUTOPILOT_STEPS_PER_ROUND && !this.ac.signal.aborted; i++) {
+        const st = this.node.status()
+        const match: Record<string, number> = {}
+        for (const [id, p] of Object.entries(st.progress)) match[id] = p.match
+        const step = this.pilot.step({
+          self: this.o.self,
+          members: this.o.members(),
+          voters: st.voters,
+          learners: st.learners,
+          match,
+          lastIndex: st.lastIndex,
+          wantVoters: this.o.raft.voters,
+          deadVoterGraceMs: this.o.raft.dead_voter_grace_ms,
+          now: Date.now()
+        })
+        if (st.role !== 'leader' || step === undefined) return
+        const signal = AbortSignal.any([AbortSignal.timeout(5000), this.ac.signal])
+        switch (step.kind) {
+          case 'remove':
+            this.o.log.info({ id: step.id, state: step.state }, 'autopilot: removing server')
+            await this.node.removeServer(step.id, signal)
+            break
+          case 'addLearner':
+            this.o.log.info({ id: step.id }, 'autopilot: adding learner')
+            await this.node.addLearner(step.id, signal)
+            break
+          case 'promote':
+            this.o.log.info({ id: step.id }, 'autopilot: promoting learner to voter')
+            await this.node.promote(step.id, signal)
+            break
         }
       }
     } catch (err) {

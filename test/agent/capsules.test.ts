@@ -47,6 +47,7 @@ t.test('capsules run, place, heal and clean up', { skip: !haveRunc || !isRoot ||
     return s?.members.filter(m => m.role === 'server').length === 3 && s.members.find(m => m.id === a3.id)?.role === 'client'
   }, 60_000)
   t.ok(clientReady >= 0, 'three voters and a3 a client')
+  if (clientReady < 0) for (const a of agents) t.comment(a.name, JSON.stringify(await a.status()), a.stderrTail.slice(-40).join('\n'))
   t.ok(await agreedLeader(agents, 30_000), 'every member names the same leader')
 
   await t.test('run through a client, logs through another agent', async t => {
