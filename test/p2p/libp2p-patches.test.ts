@@ -1,6 +1,7 @@
 // The behaviour our patches to libp2p packages (patches/, applied by
 // patch-package on install) must keep. Without the patch these fail.
 import t from 'tap'
+import { createHash, randomBytes } from 'node:crypto'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { EPHEMERAL_LISTEN, transportModules, transportOf, type TransportName } from '../../quic/transports.js'
 
@@ -59,3 +60,39 @@ for (const kind of ['tcp', 'quic'] as TransportName[]) {
     t.ok((await a.peerStore.get(b.peerId)).protocols.includes(PROTOCOL), 'the peer store knows the protocol')
   })
 }
+
+t.test('libp2p-quic: reads grow past 4 KiB while a stream is busy, and every byte arrives in order', async t => {
+  const a = await node()
+  const b = await node()
+  t.teardown(async () => { await a.stop(); await b.stop() })
+  const BULK = '/bolt/test/bulk/1'
+  const TOTAL = 8 * 1024 * 1024
+  const received = new Promise<{ chunks: number, largest: number, hash: string }>((resolve, reject) => {
+    void b.handle(BULK, (stream) => {
+      void (async () => {
+        const h = createHash('sha256')
+        let chunks = 0
+        let largest = 0
+        for await (const c of stream) {
+          chunks++
+          largest = Math.max(largest, c.byteLength)
+          for (const part of c instanceof Uint8Array ? [c] : c) h.update(part)
+        }
+        resolve({ chunks, largest, hash: h.digest('hex') })
+      })().catch(reject)
+    })
+  })
+  const conn = await a.dial(b.getMultiaddrs().find(m => transportOf(m) === 'quic')!)
+  const s = await conn.newStream(BULK)
+  const data = randomBytes(TOTAL)
+  for (let off = 0; off < TOTAL; off += 256 * 1024) {
+    if (!s.send(data.subarray(off, off + 256 * 1024))) await s.onDrain()
+  }
+  await s.close()
+  const got = await received
+  t.equal(got.hash, createHash('sha256').update(data).digest('hex'), 'the 8 MiB arrived intact')
+  // Unpatched, every native read asks for 4 KiB: no chunk is larger, and
+  // 8 MiB takes at least 2,048 of them.
+  t.ok(got.largest > 4096, `a chunk larger than 4 KiB was read (largest ${got.largest} bytes)`)
+  t.ok(got.chunks < TOTAL / 4096, `fewer reads than 4 KiB each would need (${got.chunks})`)
+})
