@@ -42,6 +42,9 @@ export const DEFAULT_ATTEMPTS_PER_WINDOW = 5
 export const DEFAULT_WINDOW_MS = 10_000
 export const DEFAULT_BAN_MS = 30_000
 const HANDSHAKE_TIMEOUT_MS = 5_000
+/** Tries of `join` through one member when the connection breaks before it answers, and the pause before the next (times the try). */
+export const JOIN_ATTEMPTS = 3
+const JOIN_RETRY_MS = 300
 
 export class AdmissionRejectedError extends Error {
   override name = 'AdmissionRejectedError'
@@ -204,10 +207,29 @@ export class Admission {
     this.markAdmitted(peerId)
   }
 
-  /** Joins a cluster through one member: proves the join secret, checks the cluster key fingerprint. */
+  /**
+   * Joins a cluster through one member: proves the join secret, checks the
+   * cluster key fingerprint. A connection that breaks before the member
+   * answers (a reset, an early end, a failed dial) is tried again, up to
+   * JOIN_ATTEMPTS in all within the signal's time; a refusal or an impostor
+   * is the member's answer and is thrown at once.
+   */
   async join (addr: Multiaddr, token: JoinToken, signal?: AbortSignal): Promise<JoinResult> {
-    const libp2p = this.requireLibp2p()
     const sig = signal ?? AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS * 2)
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.joinOnce(addr, token, sig)
+      } catch (err) {
+        const answered = err instanceof AdmissionRejectedError || err instanceof ImpostorError
+        if (answered || sig.aborted || attempt >= JOIN_ATTEMPTS) throw err
+        this.opts.log(`admission: join through ${addr.toString()} broke before an answer (${(err as Error).message}); trying again`)
+        await new Promise(resolve => setTimeout(resolve, JOIN_RETRY_MS * attempt))
+      }
+    }
+  }
+
+  private async joinOnce (addr: Multiaddr, token: JoinToken, sig: AbortSignal): Promise<JoinResult> {
+    const libp2p = this.requireLibp2p()
     const conn = await libp2p.dial(addr, { signal: sig })
     const stream = await conn.newStream(ADMIT_PROTOCOL, { signal: sig, runOnLimitedConnection: true })
     const welcome = await this.dialerExchange(stream, conn, 'join', token.secret, token.clusterId, sig)

@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import { createLibp2p } from 'libp2p'
 import { identify } from '@libp2p/identify'
 import { lpStream } from '@libp2p/utils'
-import { Admission, type ClusterSecrets } from '../../p2p/admission/admission.js'
+import { Admission, JOIN_ATTEMPTS, type ClusterSecrets } from '../../p2p/admission/admission.js'
+import { ADMIT_PROTOCOL } from '../../p2p/admission/messages.js'
 import { createBoltNode, guardServiceProtocols, KAD_PROTOCOL, PING_PROTOCOL } from '../../p2p/node.js'
 import { clusterKeyFingerprint, formatToken, newClusterId, newClusterKey, newSecret, parseToken } from '../../p2p/token.js'
 import { EPHEMERAL_LISTEN, transportModules, transportOf } from '../../quic/transports.js'
@@ -72,4 +73,34 @@ t.test('admission holds on QUIC and TCP', async t => {
       await plain.hangUp(a.node.peerId)
     })
   }
+})
+
+t.test('join tries again when the connection breaks before the member answers, never after a refusal', async t => {
+  const dir = await mkdtemp(join(tmpdir(), 'bolt-adm-retry-'))
+  const clusterKey = newClusterKey()
+  const secrets: ClusterSecrets = { clusterId: newClusterId(), clusterKey, joinSecret: newSecret(), secretVersion: 1 }
+  const token = parseToken(formatToken({ clusterId: secrets.clusterId, fingerprint: clusterKeyFingerprint(Buffer.from(clusterKey, 'hex')), secret: secrets.joinSecret }))
+  // A node that accepts the admission protocol and ends every stream unanswered.
+  const mute = await createLibp2p({ addresses: { listen: EPHEMERAL_LISTEN }, ...transportModules(), services: { identify: identify() } })
+  let opened = 0
+  await mute.handle(ADMIT_PROTOCOL, (stream) => { opened++; void stream.close() })
+  const seed = await member(join(dir, 'seed'), secrets)
+  const logs: string[] = []
+  const admission = new Admission({ log: (m) => { logs.push(m) } })
+  const node = await createBoltNode({ dataDir: join(dir, 'joiner'), listen: EPHEMERAL_LISTEN, dhtServer: true, admission })
+  await node.start()
+  await admission.start(node)
+  t.teardown(async () => { await node.stop(); await seed.node.stop(); await mute.stop(); await rm(dir, { recursive: true, force: true }) })
+
+  const err = await admission.join(mute.getMultiaddrs().find(m => transportOf(m) === 'tcp')!, token).then(() => undefined, (e: Error) => e)
+  t.ok(err !== undefined && err.name !== 'AdmissionRejectedError', `a member that never answers is a network failure (${err?.name}: ${err?.message})`)
+  t.equal(opened, JOIN_ATTEMPTS, `tried ${JOIN_ATTEMPTS} times`)
+  t.equal(logs.filter(l => l.includes('trying again')).length, JOIN_ATTEMPTS - 1, 'each retry is logged')
+
+  logs.length = 0
+  const seedAddr = seed.node.getMultiaddrs().find(m => transportOf(m) === 'tcp')!
+  await t.rejects(admission.join(seedAddr, { ...token, secret: newSecret() }), { name: 'AdmissionRejectedError', reason: 'token' })
+  t.equal(logs.filter(l => l.includes('trying again')).length, 0, 'a refusal is not tried again')
+  const ok = await admission.join(seedAddr, token)
+  t.equal(ok.peerId, seed.node.peerId.toString(), 'the right token still joins')
 })
