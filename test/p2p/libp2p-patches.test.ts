@@ -96,3 +96,22 @@ t.test('libp2p-quic: reads grow past 4 KiB while a stream is busy, and every byt
   t.ok(got.largest > 4096, `a chunk larger than 4 KiB was read (largest ${got.largest} bytes)`)
   t.ok(got.chunks < TOTAL / 4096, `fewer reads than 4 KiB each would need (${got.chunks})`)
 })
+
+t.test('@libp2p/utils: onDrain() waits for the next drain, not only the first one', async t => {
+  const a = await node()
+  const b = await node()
+  t.teardown(async () => { await a.stop(); await b.stop() })
+  const SINK = '/bolt/test/sink/1'
+  await b.handle(SINK, (stream) => { void (async () => { for await (const _ of stream) { /* discard */ } })().catch(() => { /* the nodes stop under it */ }) })
+  const conn = await a.dial(b.getMultiaddrs().find(m => transportOf(m) === 'quic')!)
+  const s = await conn.newStream(SINK)
+  // A QUIC stream needs a drain after every send: the native write completes later.
+  for (let i = 0; i < 5; i++) {
+    t.equal(s.send(new Uint8Array(64 * 1024)), false, `send ${i} asks the writer to wait`)
+    await s.onDrain()
+    // Unpatched, the first drain's promise stayed resolved: from the second
+    // send on, onDrain() returned while the write was still in flight.
+    t.equal(s.writableNeedsDrain, false, `onDrain ${i} returned after the drain`)
+  }
+  await s.close()
+})
