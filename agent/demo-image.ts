@@ -6,7 +6,6 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { create as createTar } from 'tar'
 
 export const LOCAL_REF_PREFIX = 'bolt.local/'
 export const DEMO_REF = 'bolt.local/busybox:demo'
@@ -32,6 +31,7 @@ export async function writeDemoLayout (dir: string, ref: string): Promise<void> 
     await copyFile(bb, join(stage, 'bin', 'busybox'))
     for (const applet of ['sh', 'echo', 'sleep', 'cat', 'ls', 'date', 'true']) await symlink('busybox', join(stage, 'bin', applet))
     const layerFile = join(stage, 'layer.tar')
+    const { create: createTar } = await import('tar')
     await createTar({ cwd: stage, file: layerFile, portable: true, noMtime: true }, ['bin'])
     const layer = new Uint8Array(await readFile(layerFile))
     const config = Buffer.from(JSON.stringify({

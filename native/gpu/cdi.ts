@@ -4,7 +4,7 @@
 // into the container edits to apply.
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { parse as parseYaml } from 'yaml'
+import { createRequire } from 'node:module'
 import { z } from 'zod'
 import { CdiSpecError, GpuUnavailableError } from '../errors.js'
 import type { GpuInfo, GpuVendor } from './discover.js'
@@ -34,6 +34,13 @@ export const GPU_KINDS: Record<GpuVendor, string> = { nvidia: 'nvidia.com/gpu', 
 export interface LoadedCdiSpec {
   path: string
   spec: CdiSpec
+}
+
+// The YAML parser is loaded on first use (a node without CDI specs never
+// needs it); `require` keeps parseCdiSpec synchronous.
+const requireLazily = createRequire(import.meta.url)
+function parseYaml (text: string): unknown {
+  return (requireLazily('yaml') as typeof import('yaml')).parse(text)
 }
 
 export function parseCdiSpec (text: string, path: string): CdiSpec {

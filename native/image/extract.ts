@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { createGunzip, createZstdDecompress } from 'node:zlib'
 import type { Readable } from 'node:stream'
-import { Parser, type ReadEntry } from 'tar'
+import type { ReadEntry } from 'tar'
 import { mustRun } from '../command.js'
 import { DeviceNodeError, DigestMismatchError, HardlinkError, NativeError, PathTraversalError, UnsupportedLayerError } from '../errors.js'
 import { assertSymlinkInside, entryComponents, resolveInRoot } from './secure-path.js'
@@ -53,6 +53,8 @@ export async function extractLayer (src: LayerSource, dest: string, opts: Extrac
   const hash = createHash('sha256')
   let failure: Error | undefined
   let chain: Promise<void> = Promise.resolve()
+  // Loaded on first use: most agents extract nothing between restarts.
+  const { Parser } = await import('tar')
   const parser = new Parser({
     strict: true,
     onReadEntry: (entry: ReadEntry) => {
