@@ -1,4 +1,4 @@
-// Autopilot's decision, one step per round, apart from the Raft calls that
+// Autopilot's decision, one step at a time, apart from the Raft calls that
 // carry it out: remove a server that left or stayed dead past its grace,
 // else add an alive member as a learner, else promote a learner while
 // voters are short.
@@ -7,9 +7,9 @@
 // membership table keeps that order), which on the node that admitted them
 // is the order they joined. Learners are added and promoted in that order,
 // so `join` run three times on a fresh cluster makes the first two joiners
-// voters and the third a client, whichever of them catches up first (they
-// catch up within a round of each other; picking the one with the highest
-// match index used to make the choice a race). A learner that is first in
+// voters and the third a client, whichever of them catches up first
+// (picking the learner with the highest match index made this a race: with
+// equal matches the lowest peer id won). A learner that is first in
 // line but has not caught up within `catchUpGraceMs` loses its place to the
 // next one that has, so one slow node cannot hold promotions up.
 
