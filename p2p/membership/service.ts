@@ -419,7 +419,7 @@ export class MembershipService extends EventTarget {
    */
   private async onStream (stream: Stream, connection: Connection): Promise<void> {
     const from = connection.remotePeer.toString()
-    const idleMs = STREAM_IDLE_MS + Math.max(SEND_TIMEOUT_MS, this.config.probeIntervalMs)
+    const idleMs = STREAM_IDLE_MS + this.sendTimeoutMs()
     try {
       const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES })
       for (;;) {
@@ -442,7 +442,7 @@ export class MembershipService extends EventTarget {
       if (this.shutdown.signal.aborted) { stream.abort(new MembershipStoppedError('membership stopped')); return }
       if (isDecodeError(err)) this.io.decodeErrors++
       else this.io.receiveErrors++
-      this.reportError('receive', connection.remotePeer.toString(), err)
+      this.reportError('receive', from, err)
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     }
   }
