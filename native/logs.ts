@@ -206,26 +206,13 @@ export async function * readLogs (path: string, opts: ReadLogsOptions): AsyncGen
         }
         // The file we hold was rotated away and is finished. Lines appended
         // between our last read and the rotation are still in it: read them.
-        // Files rotated after it are .(k-1) … .1: read them, then the live one.
+        // Then read the files rotated after it, found by inode (names shift
+        // under us while rotations go on), and go on with the live one.
         yield * readFileRecords(fh, state.pos, state)
-        const k = writer.generation - generation
         generation = writer.generation
+        const done: number = (await fh.stat()).ino
         await fh.close()
-        for (let i = Math.min(k - 1, opts.maxFiles - 1); i >= 1; i--) {
-          const mid = await open(`${path}.${i}`, 'r').catch(() => undefined)
-          if (mid === undefined) continue
-          try {
-            yield * readFileRecords(mid, 0, { pos: 0, rest: '' })
-          } finally {
-            await mid.close()
-          }
-        }
-        // A further rotation may be between its rename and its new file: retry briefly.
-        let next = await open(path, 'r').catch(() => undefined)
-        for (let tries = 0; next === undefined && tries < 1000; tries++) {
-          await new Promise(resolve => setImmediate(resolve))
-          next = await open(path, 'r').catch(() => undefined)
-        }
+        const next: FileHandle | undefined = yield * readRotatedAfter(path, opts.maxFiles, done)
         if (next === undefined) return
         fh = next
         state.pos = 0
@@ -251,4 +238,34 @@ export async function * readLogs (path: string, opts: ReadLogsOptions): AsyncGen
   } finally {
     await fh.close()
   }
+}
+
+/**
+ * Reads, oldest first, every rotated file newer than the one with inode
+ * `after`, and opens the live file. A file is opened by name and kept only if
+ * it is still the file seen when the names were listed; otherwise a rotation
+ * moved the names, and the listing is taken again. Undefined when the live
+ * file does not come back (the writer went away mid-rotation).
+ */
+async function * readRotatedAfter (path: string, maxFiles: number, after: number): AsyncGenerator<LogRecord, FileHandle | undefined> {
+  const names = [...Array.from({ length: maxFiles - 1 }, (_, j) => `${path}.${maxFiles - 1 - j}`), path]
+  let last = after
+  for (let tries = 0; tries < 1000; tries++) {
+    const inos = await Promise.all(names.map(async n => await stat(n).then(st => st.ino, () => undefined)))
+    for (let i = inos.indexOf(last) + 1; i < names.length; i++) {
+      if (inos[i] === undefined) continue
+      const fh = await open(names[i]!, 'r').catch(() => undefined)
+      if (fh === undefined || (await fh.stat()).ino !== inos[i]) { await fh?.close(); break }
+      if (i === names.length - 1) return fh
+      try {
+        yield * readFileRecords(fh, 0, { pos: 0, rest: '' })
+      } finally {
+        await fh.close()
+      }
+      last = inos[i]!
+    }
+    // The live file is between its rename and its new file, or names moved: look again.
+    await new Promise(resolve => setImmediate(resolve))
+  }
+  return undefined
 }
