@@ -4,6 +4,7 @@ import { readdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { formatFigures, writeReport, type Scenario } from './report.js'
+import { tuneGc } from '../agent/gc-tuning.js'
 
 async function loadScenarios (): Promise<Scenario[]> {
   const dir = dirname(fileURLToPath(import.meta.url))
@@ -27,11 +28,15 @@ async function main (): Promise<void> {
     process.exit(2)
   }
   const chosen = names.length === 0 ? all : all.filter(s => names.includes(s.name))
+  // Nodes run inside this process stand for agents: give them the agent's GC
+  // setting (agent processes set it themselves). Each report records it.
+  const gcFlags = tuneGc(undefined)
   let failed = false
   for (const s of chosen) {
     process.stdout.write(`# ${s.name}: ${s.description}\n`)
     try {
       const report = await s.run({ quick })
+      report.config.benchProcessGcFlags = gcFlags
       const file = await writeReport(report)
       process.stdout.write(`# report: ${file}\n`)
       process.stdout.write(formatFigures(report) + '\n')

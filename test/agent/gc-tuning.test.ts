@@ -1,0 +1,50 @@
+import t from 'tap'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { AGENT_GC_FLAGS, tuneGc } from '../../agent/gc-tuning.js'
+
+const run = promisify(execFile)
+
+/**
+ * A child process that churns through 1 GiB of 4 MiB buffers, at most 5 alive
+ * at once, and prints how many full (major) collections V8 ran meanwhile.
+ * `tune`: call tuneGc first, as the agent does after reading its config.
+ */
+async function majorCollections (tune: 'lan' | 'edge' | 'none'): Promise<number> {
+  const mod = new URL('../../agent/gc-tuning.js', import.meta.url).href
+  const script = `
+    import { PerformanceObserver, constants } from 'node:perf_hooks'
+    const { tuneGc } = await import(${JSON.stringify(mod)})
+    if (${JSON.stringify(tune)} !== 'none') tuneGc({ profile: ${JSON.stringify(tune)} })
+    let major = 0
+    const obs = new PerformanceObserver(list => { for (const e of list.getEntries()) if (e.detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR) major++ })
+    obs.observe({ entryTypes: ['gc'] })
+    const alive = []
+    for (let i = 0; i < 256; i++) {
+      const b = new Uint8Array(4 << 20); b[0] = i; alive.push(b)
+      if (alive.length > 4) alive.shift()
+      if (i % 8 === 0) await new Promise(r => setImmediate(r))
+    }
+    await new Promise(r => setTimeout(r, 50))
+    obs.disconnect()
+    process.stdout.write(String(major))
+  `
+  const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { timeout: 60_000 })
+  return Number(stdout)
+}
+
+t.test('the edge profile keeps the default runtime; the others get the flags', async t => {
+  t.same(tuneGc({ profile: 'edge' }), [])
+  t.same(tuneGc({ profile: 'lan' }), AGENT_GC_FLAGS)
+  t.same(tuneGc(undefined), AGENT_GC_FLAGS)
+})
+
+t.test('buffer churn no longer forces full collections once tuned', async t => {
+  const plain = await majorCollections('none')
+  const edge = await majorCollections('edge')
+  const tuned = await majorCollections('lan')
+  // 1 GiB of dead buffers: the default runtime collects the whole heap about once per 64 MB.
+  t.ok(plain >= 4, `default runtime: ${plain} full collections`)
+  t.ok(edge >= 4, `edge profile (default runtime): ${edge} full collections`)
+  t.ok(tuned <= plain / 2, `tuned: ${tuned} full collections, against ${plain} untuned`)
+})
