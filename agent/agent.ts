@@ -231,15 +231,7 @@ export class Agent {
       membersByState: () => this.membership.countByState(),
       membership: () => this.membership.stats(),
       bytesByProtocol: () => ({ ...this.membership.bytesByProtocol(), '/bolt/raft/1': this.raft.bytes() }),
-      extra: [{
-        name: 'bolt_content_bytes_total',
-        help: 'Blob bytes by source: pulled from peers, from registries, and served to peers',
-        labels: ['source'],
-        read: () => {
-          const c = this.content.counters()
-          return [{ labels: { source: 'peers' }, value: c.bytesFromPeers }, { labels: { source: 'registry' }, value: c.bytesFromRegistry }, { labels: { source: 'served' }, value: c.bytesServed }]
-        }
-      }, ...mirrorMetrics(() => this.mirror?.stats ?? newMirrorStats())]
+      extra: [...this.content.metrics(), ...mirrorMetrics(() => this.mirror?.stats ?? newMirrorStats())]
     })
     await this.startApi()
     this.log.info({ id: this.peerId, name: this.clusterFile.get().name, api: this.apiUrl }, 'agent ready')

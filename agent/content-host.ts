@@ -13,6 +13,7 @@ import { ObjectStore, type GetResult } from '../p2p/content/objects.js'
 import type { BoltLibp2p } from '../p2p/node.js'
 import type { Config } from './config.js'
 import type { Logger } from './logger.js'
+import type { MetricSources } from './metrics.js'
 import type { NodeRuntime } from '../native/index.js'
 import { LOCAL_REF_PREFIX, writeDemoLayout } from './demo-image.js'
 import { locateObject, readObjectMeta, type ObjectLocatedBy, type ObjectMetaKv } from './object-location.js'
@@ -108,6 +109,27 @@ export class ContentHost {
 
   counters (): { bytesFromPeers: number, bytesFromRegistry: number, bytesServed: number } {
     return this.exchange?.counters ?? { bytesFromPeers: 0, bytesFromRegistry: 0, bytesServed: 0 }
+  }
+
+  /** The content metrics, read when scraped (see metrics.ts). */
+  metrics (): NonNullable<MetricSources['extra']> {
+    return [{
+      name: 'bolt_content_bytes_total',
+      help: 'Blob bytes by source: pulled from peers, from registries, and served to peers',
+      labels: ['source'],
+      read: () => {
+        const c = this.counters()
+        return [{ labels: { source: 'peers' }, value: c.bytesFromPeers }, { labels: { source: 'registry' }, value: c.bytesFromRegistry }, { labels: { source: 'served' }, value: c.bytesServed }]
+      }
+    }, {
+      name: 'bolt_content_served_pieces_total',
+      help: 'Pieces read to serve peers and mirror clients, by where the bytes came from: memory (recently received or read) or disk',
+      labels: ['from'],
+      read: () => {
+        const r = this.exchange?.recent
+        return [{ labels: { from: 'memory' }, value: r?.hits ?? 0 }, { labels: { from: 'disk' }, value: r?.misses ?? 0 }]
+      }
+    }]
   }
 
   async stop (leaving = false): Promise<void> {

@@ -12,6 +12,7 @@ import { isIndexMediaType, isManifestMediaType, manifestMediaType, MAX_MANIFEST_
 import type { PieceExchange } from '../../p2p/content/piece-exchange.js'
 import { pieceCount, pieceRange, pieceSizeFor } from '../../p2p/content/pieces.js'
 import { formatReference, type ImageReference } from '../../p2p/content/reference.js'
+import type { PieceBytes } from '../../p2p/content/recent-pieces.js'
 import type { RegistryClient } from '../../p2p/content/registry-client.js'
 import { MirrorBindRefusedError, MirrorRequestError, MirrorVerifyError } from './errors.js'
 import { isLoopbackListen, parseMirrorPath, parseRange, splitHostPort, upstreamReference } from './request.js'
@@ -423,12 +424,15 @@ export class MirrorServer {
           await new Promise<void>(resolve => { wake = resolve })
         }
         const bytes = await this.readPiece(digest, partial, i, size, pieceSize, pulled)
-        hash.update(bytes)
+        const parts = bytes instanceof Uint8Array ? [bytes] : [...bytes]
+        for (const part of parts) hash.update(part)
         if (last && `sha256:${hash.digest('hex')}` !== digest) {
           throw new MirrorVerifyError(`blob ${digest}: the bytes assembled for the client do not hash to the digest (a piece changed under verification); response aborted`)
         }
         firstByteMs ??= performance.now() - started
-        if (!res.write(bytes)) {
+        let full = false
+        for (const part of parts) if (!res.write(part)) full = true
+        if (full) {
           await new Promise<void>(resolve => {
             const go = (): void => { res.off('drain', go); res.off('close', go); resolve() }
             res.on('drain', go)
@@ -451,7 +455,10 @@ export class MirrorServer {
     }
   }
 
-  private async readPiece (digest: string, partial: { readPiece: (i: number) => Promise<Uint8Array> }, i: number, size: number, pieceSize: number, settled: Promise<void>): Promise<Uint8Array> {
+  /** A held piece: from the exchange's recent pieces (verified, shared: never written to), else from disk. */
+  private async readPiece (digest: string, partial: { readPiece: (i: number) => Promise<Uint8Array> }, i: number, size: number, pieceSize: number, settled: Promise<void>): Promise<PieceBytes> {
+    const kept = this.init.exchange.recent.get(digest, pieceSize, i)
+    if (kept !== undefined) return kept
     const { start, length } = pieceRange(size, pieceSize, i)
     if (this.init.store.hasSync(digest)) return await this.init.store.readRange(digest, start, length)
     try {

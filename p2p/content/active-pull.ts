@@ -286,6 +286,7 @@ export class ActivePull {
         return
       }
       if (ok && !held) {
+        this.ex.recent.put(this.digest, this.partial.pieceSize, index, data)
         this.progress()
         this.ex.announce(this.digest)
       }
@@ -316,6 +317,7 @@ export class ActivePull {
       return
     }
     if (ok && !held) {
+      this.ex.recent.put(this.digest, this.partial.pieceSize, index, data)
       this.progress()
       this.ex.announce(this.digest)
     }

@@ -12,6 +12,7 @@ import { PullAbortedError, PullFailedError } from './errors.js'
 import { PeerChannel } from './peer-channel.js'
 import { MAX_CONTROL_FRAME, PIECES_PROTOCOL } from './piece-messages.js'
 import { DEFAULT_REQUEST_TIMEOUT_MS, type PickerConfig } from './piece-picker.js'
+import { DEFAULT_RECENT_PIECE_BYTES, RecentPieces } from './recent-pieces.js'
 import { PieceServer } from './piece-server.js'
 import { ActivePull, MAX_PROVIDERS_PER_PULL } from './active-pull.js'
 export { MAX_PROVIDERS_PER_PULL, REVIVE_PEERS_MS } from './active-pull.js'
@@ -58,6 +59,8 @@ export interface PieceExchangeInit {
   maxRegistryRequests?: number
   /** Piece requests in flight to one peer at once across all pulls of this node. */
   maxRequestsPerPeer?: number
+  /** Memory for verified pieces kept to serve again (see recent-pieces.ts); 0 keeps none. Default 32 MiB, 0 when this node uploads nothing. */
+  recentPieceBytes?: number
   /** Serve corrupted pieces: only for tests of the lying-peer path. */
   corruptPieces?: boolean
 }
@@ -108,6 +111,8 @@ export class PieceExchange {
   private readonly provided = new Set<string>()
   readonly counters: ExchangeCounters = { bytesFromPeers: 0, bytesFromRegistry: 0, bytesServed: 0 }
   readonly bannedPeers = new Set<string>()
+  /** Verified pieces kept in memory to serve again. */
+  readonly recent: RecentPieces
   private started = false
   private pieceRequestsInFlight = 0
   private readonly maxPieceRequests: number
@@ -115,7 +120,7 @@ export class PieceExchange {
   private readonly perPeerInFlight = new Map<string, number>()
   private replicateHandler: PieceExchangeInit['onReplicate']
   private readonly onAdded = (digest: string): void => { this.announce(digest) }
-  private readonly onRemoved = (digest: string): void => { this.withdraw(digest) }
+  private readonly onRemoved = (digest: string): void => { this.recent.drop(digest); this.withdraw(digest) }
 
   constructor (init: PieceExchangeInit) {
     this.init = { ...init }
@@ -123,9 +128,12 @@ export class PieceExchange {
     this.maxPieceRequests = init.maxPieceRequests ?? DEFAULT_MAX_PIECE_REQUESTS
     this.self = init.libp2p.peerId.toString()
     this.pieceSize = init.pieceSize ?? init.store.pieceSize ?? DEFAULT_PIECE_SIZE
+    const uploadSlots = init.uploadSlots ?? DEFAULT_UPLOAD_SLOTS
+    this.recent = new RecentPieces(init.recentPieceBytes ?? (uploadSlots === 0 ? 0 : DEFAULT_RECENT_PIECE_BYTES))
     this.server = new PieceServer({
       store: init.store,
-      uploadSlots: init.uploadSlots ?? DEFAULT_UPLOAD_SLOTS,
+      uploadSlots,
+      recent: this.recent,
       isPulling: (d) => this.active.has(d),
       pullingShape: (d) => this.pullingShape.get(d),
       registryFetching: (d) => {

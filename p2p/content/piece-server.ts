@@ -9,6 +9,7 @@ import { Bitfield } from './bitfield.js'
 import type { BlobStore } from './blob-store.js'
 import { decodeRequest, encodeResponse, MAX_FRAME, type PieceRequest, type PieceResponse } from './piece-messages.js'
 import { HASH_BYTES, pieceCount, pieceRange } from './pieces.js'
+import type { PieceBytes, RecentPieces } from './recent-pieces.js'
 
 export interface PieceServerHooks {
   store: BlobStore
@@ -23,6 +24,8 @@ export interface PieceServerHooks {
   onReplicate?: (from: string, owner: string, blobs: Array<{ digest: string, size: number }>, signal: AbortSignal) => Promise<void>
   /** Bytes sent to peers (metrics). */
   onServed?: (bytes: number) => void
+  /** Verified pieces kept in memory: served from there before the disk, and pieces read from disk kept there. */
+  recent?: RecentPieces
   /** Corrupt the bytes of served pieces (tests of the lying-peer path only). */
   corruptPieces?: boolean
 }
@@ -43,13 +46,36 @@ function varint (n: number): Uint8Array {
   return Uint8Array.from(out)
 }
 
+/** `data` in slices of at most `bytes`, each a list of parts, without copying (a chunk list is cut at its chunks). */
+function * slices (data: PieceBytes, bytes: number): Generator<Uint8Array[]> {
+  if (data instanceof Uint8Array) {
+    for (let off = 0; off < data.length; off += bytes) yield [data.subarray(off, Math.min(data.length, off + bytes))]
+    return
+  }
+  let parts: Uint8Array[] = []
+  let held = 0
+  for (const chunk of data) {
+    for (let off = 0; off < chunk.length;) {
+      const part = chunk.subarray(off, off + Math.min(chunk.length - off, bytes - held))
+      parts.push(part)
+      held += part.length
+      off += part.length
+      if (held === bytes) { yield parts; parts = []; held = 0 }
+    }
+  }
+  if (held > 0) yield parts
+}
+
 /** Writes `data` as one length-prefixed frame, slice by slice, waiting for drain and yielding between slices. */
-async function sendFrameInSlices (stream: Stream, data: Uint8Array, signal: AbortSignal): Promise<void> {
-  // onDrain rejects when the stream closes first, and when `signal` aborts.
-  if (!stream.send(varint(data.length))) await stream.onDrain({ signal })
-  for (let off = 0; off < data.length; off += SEND_SLICE_BYTES) {
+async function sendFrameInSlices (stream: Stream, data: PieceBytes, signal: AbortSignal): Promise<void> {
+  // onDrain rejects when the stream closes first, and when `signal` aborts;
+  // it returns at once when nothing waits to drain.
+  if (!stream.send(varint(data.byteLength))) await stream.onDrain({ signal })
+  for (const parts of slices(data, SEND_SLICE_BYTES)) {
     if (signal.aborted) throw signal.reason as Error
-    if (!stream.send(data.subarray(off, Math.min(data.length, off + SEND_SLICE_BYTES)))) await stream.onDrain({ signal })
+    let full = false
+    for (const part of parts) if (!stream.send(part)) full = true
+    if (full) await stream.onDrain({ signal })
     else await new Promise<void>(resolve => setImmediate(resolve))
   }
 }
@@ -174,7 +200,7 @@ export class PieceServer {
       case 'piece?': {
         if (this.hooks.uploadSlots === 0) return reply({ t: 'err', code: 'busy', message: 'this node serves no pieces (upload slots = 0)' })
         await this.slots.acquire(this.shutdown.signal)
-        let data: Uint8Array | undefined
+        let data: PieceBytes | undefined
         try {
           data = await this.readPiece(req.digest, req.pieceSize, req.index)
         } catch (err) {
@@ -185,13 +211,18 @@ export class PieceServer {
           this.slots.release()
           return reply({ t: 'err', code: 'missing', message: `piece ${req.index} of ${req.digest} is not held here` })
         }
-        if (this.hooks.corruptPieces === true && data.length > 0) data[0] = (data[0] as number) ^ 0xff
+        if (this.hooks.corruptPieces === true && data.byteLength > 0) {
+          // A copy: the bytes read may be shared with the recent-piece cache and other sends.
+          const bad = new Uint8Array(data instanceof Uint8Array ? data : data.subarray())
+          bad[0] = (bad[0] as number) ^ 0xff
+          data = bad
+        }
         const bytes = data
         return {
           send: async (stream, lp) => {
-            await lp.write(encodeResponse({ t: 'piece', digest: req.digest, index: req.index, length: bytes.length }))
+            await lp.write(encodeResponse({ t: 'piece', digest: req.digest, index: req.index, length: bytes.byteLength }))
             await sendFrameInSlices(stream, bytes, this.shutdown.signal)
-            this.hooks.onServed?.(bytes.length)
+            this.hooks.onServed?.(bytes.byteLength)
           },
           release: () => { this.slots.release() }
         }
@@ -208,18 +239,27 @@ export class PieceServer {
     }
   }
 
-  private async readPiece (digest: string, pieceSize: number, index: number): Promise<Uint8Array | undefined> {
-    const { store } = this.hooks
+  /** The bytes of a piece this node holds: from the recent-piece cache, else from disk (and then kept there). */
+  private async readPiece (digest: string, pieceSize: number, index: number): Promise<PieceBytes | undefined> {
+    const { store, recent } = this.hooks
     const st = await store.stat(digest)
     if (st !== undefined) {
       if (index * pieceSize >= st.size) return undefined
+      const kept = recent?.get(digest, pieceSize, index)
+      if (kept !== undefined) return kept
       const { start, length } = pieceRange(st.size, pieceSize, index)
-      return await store.readRange(digest, start, length)
+      const data = await store.readRange(digest, start, length)
+      recent?.put(digest, pieceSize, index, data)
+      return data
     }
     const p = store.getPartial(digest)
     if (p !== undefined && p.pieceSize === pieceSize && p.have.get(index)) {
+      const kept = recent?.get(digest, pieceSize, index)
+      if (kept !== undefined) return kept
       try {
-        return await p.readPiece(index)
+        const data = await p.readPiece(index)
+        recent?.put(digest, pieceSize, index, data)
+        return data
       } catch {
         return undefined // completed or discarded meanwhile
       }

@@ -11,6 +11,7 @@ import { BlobStore } from '../../p2p/content/blob-store.js'
 import { DigestMismatchError } from '../../p2p/content/errors.js'
 import type { PieceExchange, PullOptions, PullStats } from '../../p2p/content/piece-exchange.js'
 import { hashPiece, pieceCount, pieceRange } from '../../p2p/content/pieces.js'
+import { RecentPieces } from '../../p2p/content/recent-pieces.js'
 import { RegistryClient } from '../../p2p/content/registry-client.js'
 import { MirrorServer } from '../../agent/mirror/mirror-server.js'
 
@@ -37,6 +38,7 @@ async function get (url: string): Promise<{ status: number, body: Buffer } | 'ab
 function lyingExchange (store: BlobStore, bad: Uint8Array, good: Uint8Array, mode: 'fail' | 'repair'): PieceExchange {
   const fake = {
     pieceSize: PIECE,
+    recent: new RecentPieces(0),
     probeSize: async () => undefined,
     pull: async (digest: string, opts: PullOptions): Promise<PullStats> => {
       const partial = await store.openPartial(digest, opts.size, PIECE)

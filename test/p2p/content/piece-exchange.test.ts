@@ -89,6 +89,46 @@ t.test('pull a blob from one peer, over TCP and over QUIC', async t => {
   }
 })
 
+t.test('a node serves the pieces it just received from memory; a corrupting server never spoils what it keeps', async t => {
+  const a = await mkNode(t)
+  const b = await mkNode(t)
+  const c = await mkNode(t)
+  const data = randomBytes(6 * PIECE + 777)
+  const d = sha256Digest(data)
+  await a.store.put(data, d)
+  await connect(b, a, 'quic')
+  await connect(c, b, 'tcp')
+  await b.ex.pull(d, { size: data.length, candidates: [a.id] })
+  t.equal(b.ex.recent.size, 7, 'b keeps the 7 pieces it received')
+  const stats = await c.ex.pull(d, { size: data.length, candidates: [b.id] })
+  t.equal(stats.bytesFromPeers, data.length)
+  t.same(Buffer.from(await c.store.readAll(d)), data, 'received chunk lists served again arrive intact')
+  t.equal(b.ex.recent.hits, 7, 'every piece served from memory')
+  t.equal(b.ex.recent.misses, 0, 'no piece read from disk')
+  t.equal(a.ex.recent.misses, 7, 'a read each piece from disk once')
+
+  // A server told to corrupt what it sends works on a copy: the pieces it keeps stay good.
+  const bad = await mkNode(t, { corrupt: true })
+  const e = await mkNode(t)
+  await bad.store.put(data, d)
+  await connect(e, bad)
+  const reg = countingRegistry(data)
+  const s1 = await e.ex.pull(d, { size: data.length, candidates: [bad.id], registry: reg.fn })
+  t.same(s1.bannedPeers, [bad.id])
+  t.same(Buffer.from(await e.store.readAll(d)), data)
+  t.ok(bad.ex.recent.size > 0, 'the corrupt server kept the pieces it read')
+  for (let i = 0; i < 7; i++) {
+    const kept = bad.ex.recent.get(d, PIECE, i)
+    if (kept === undefined) continue
+    const bytes = kept instanceof Uint8Array ? kept : kept.subarray()
+    t.same(Buffer.from(bytes), data.subarray(i * PIECE, Math.min(data.length, (i + 1) * PIECE)), `kept piece ${i} unchanged`)
+  }
+
+  // Removing the blob forgets its pieces.
+  await b.store.delete(d)
+  t.equal(b.ex.recent.size, 0)
+})
+
 t.test('providers from the provider source; a node advertises a blob it only partly holds', async t => {
   const table = new MemoryProviderTable()
   const a = await mkNode(t, { providers: table })
