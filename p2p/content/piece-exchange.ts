@@ -12,7 +12,7 @@ import { PullAbortedError, PullFailedError } from './errors.js'
 import { PeerChannel } from './peer-channel.js'
 import { MAX_CONTROL_FRAME, PIECES_PROTOCOL } from './piece-messages.js'
 import { DEFAULT_REQUEST_TIMEOUT_MS, type PickerConfig } from './piece-picker.js'
-import { DEFAULT_RECENT_PIECE_BYTES, RecentPieces } from './recent-pieces.js'
+import { DEFAULT_RECENT_PIECE_BYTES, RECENT_PIECE_TTL_MS, RecentPieces } from './recent-pieces.js'
 import { PieceServer } from './piece-server.js'
 import { ActivePull, MAX_PROVIDERS_PER_PULL } from './active-pull.js'
 export { MAX_PROVIDERS_PER_PULL, REVIVE_PEERS_MS } from './active-pull.js'
@@ -113,6 +113,7 @@ export class PieceExchange {
   readonly bannedPeers = new Set<string>()
   /** Verified pieces kept in memory to serve again. */
   readonly recent: RecentPieces
+  private expireTimer: NodeJS.Timeout | undefined
   private started = false
   private pieceRequestsInFlight = 0
   private readonly maxPieceRequests: number
@@ -158,12 +159,16 @@ export class PieceExchange {
     }, { maxInboundStreams: 256, maxOutboundStreams: 256 })
     this.init.store.events.on('added', this.onAdded)
     this.init.store.events.on('removed', this.onRemoved)
+    this.expireTimer = setInterval(() => { this.recent.expire() }, RECENT_PIECE_TTL_MS / 3)
+    this.expireTimer.unref()
   }
 
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
     this.shutdown.abort(new PullAbortedError('piece exchange stopping'))
+    clearInterval(this.expireTimer)
+    this.recent.expire(0)
     this.init.store.events.off('added', this.onAdded)
     this.init.store.events.off('removed', this.onRemoved)
     await this.init.libp2p.unhandle(PIECES_PROTOCOL).catch(() => {})

@@ -4,21 +4,24 @@
 // from here costs no disk read and no new buffer, and one read from disk
 // serves every peer that asks for the same piece. Entries are shared by
 // every send and never written to: a caller that wants to change the bytes
-// copies them first.
+// copies them first. Pieces nobody asked for lately are dropped, so an idle
+// node holds none.
 import type { ChunkList } from './pieces.js'
 
 /** Default budget: eight 4 MiB pieces. */
 export const DEFAULT_RECENT_PIECE_BYTES = 32 * 1024 * 1024
+/** A piece not put or served for this long is dropped by `expire`. */
+export const RECENT_PIECE_TTL_MS = 30_000
 
 export type PieceBytes = Uint8Array | ChunkList
 
 export class RecentPieces {
-  private readonly entries = new Map<string, PieceBytes>()
+  private readonly entries = new Map<string, { data: PieceBytes, used: number }>()
   private bytes = 0
   hits = 0
   misses = 0
 
-  constructor (readonly budgetBytes: number = DEFAULT_RECENT_PIECE_BYTES) {}
+  constructor (readonly budgetBytes: number = DEFAULT_RECENT_PIECE_BYTES, readonly ttlMs = RECENT_PIECE_TTL_MS, private readonly now: () => number = Date.now) {}
 
   private static key (digest: string, pieceSize: number, index: number): string {
     return `${digest}/${pieceSize}/${index}`
@@ -31,8 +34,9 @@ export class RecentPieces {
     this.hits++
     // Map order is insertion order: moving the entry to the end marks it used.
     this.entries.delete(k)
+    v.used = this.now()
     this.entries.set(k, v)
-    return v
+    return v.data
   }
 
   /** Keeps a piece that was verified against its hash. A piece larger than the whole budget is not kept. */
@@ -40,13 +44,24 @@ export class RecentPieces {
     if (data.byteLength > this.budgetBytes) return
     const k = RecentPieces.key(digest, pieceSize, index)
     const old = this.entries.get(k)
-    if (old !== undefined) { this.entries.delete(k); this.bytes -= old.byteLength }
-    this.entries.set(k, data)
+    if (old !== undefined) { this.entries.delete(k); this.bytes -= old.data.byteLength }
+    this.entries.set(k, { data, used: this.now() })
     this.bytes += data.byteLength
     for (const [key, v] of this.entries) {
       if (this.bytes <= this.budgetBytes) break
       this.entries.delete(key)
-      this.bytes -= v.byteLength
+      this.bytes -= v.data.byteLength
+    }
+  }
+
+  /** Drops the pieces not put or served for `ttlMs` (or for `olderThanMs`; 0 drops all). */
+  expire (olderThanMs = this.ttlMs): void {
+    const before = this.now() - olderThanMs
+    // Least recently used first: stop at the first one used since.
+    for (const [key, v] of this.entries) {
+      if (v.used > before) break
+      this.entries.delete(key)
+      this.bytes -= v.data.byteLength
     }
   }
 
@@ -54,7 +69,7 @@ export class RecentPieces {
   drop (digest: string): void {
     const prefix = `${digest}/`
     for (const [key, v] of this.entries) {
-      if (key.startsWith(prefix)) { this.entries.delete(key); this.bytes -= v.byteLength }
+      if (key.startsWith(prefix)) { this.entries.delete(key); this.bytes -= v.data.byteLength }
     }
   }
 

@@ -51,3 +51,21 @@ t.test('chunk lists are kept as they are; drop forgets one digest; a budget of 0
   small.put(D, 64, 0, piece(64, 1))
   t.equal(small.size, 0, 'a piece larger than the budget is not kept')
 })
+
+t.test('pieces not put or served for the TTL are dropped; expire(0) drops all', async t => {
+  let now = 1000
+  const r = new RecentPieces(1000, 30_000, () => now)
+  r.put(D, 10, 0, piece(10, 0))
+  now += 20_000
+  r.put(D, 10, 1, piece(10, 1))
+  now += 5_000
+  t.ok(r.get(D, 10, 0) !== undefined, 'piece 0 served: its clock restarts')
+  now += 29_000
+  r.expire()
+  t.equal(r.get(D, 10, 1), undefined, 'piece 1: 34 s unused')
+  t.ok(r.get(D, 10, 0) !== undefined, 'piece 0: 29 s unused')
+  t.equal(r.heldBytes, 10)
+  r.expire(0)
+  t.equal(r.size, 0)
+  t.equal(r.heldBytes, 0)
+})
