@@ -3,22 +3,24 @@
 // metrics, and shuts everything down in reverse order.
 import { randomBytes } from 'node:crypto'
 import { cpus, totalmem } from 'node:os'
-import { mkdir, rm, stat } from 'node:fs/promises'
+import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Registry } from 'prom-client'
 import type { Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { Admission, AdmissionRejectedError, ImpostorError, type ClusterSecrets } from '../p2p/admission/admission.js'
+import { Admission, type ClusterSecrets } from '../p2p/admission/admission.js'
 import { createBoltNode, guardServiceProtocols, KAD_PROTOCOL, PING_PROTOCOL, REACHABILITY_GUARDED_PROTOCOLS, type BoltLibp2p, DEFAULT_MAX_CONNECTIONS, EDGE_MAX_CONNECTIONS } from '../p2p/node.js'
 import { dialableAddrs, isRelayed, ownAddrs, RelaySlot, shouldReserve } from '../p2p/reachability/index.js'
-import { LanAdvertiser, searchLan } from '../p2p/discovery/lan.js'
+import { LanAdvertiser } from '../p2p/discovery/lan.js'
 import { openClusterStream } from '../p2p/dialer.js'
 import { clusterKeyFingerprint, formatToken, newClusterId, newClusterKey, newSecret, type JoinToken } from '../p2p/token.js'
 import { transportOf } from '../quic/transports.js'
 import { ClusterFileStore, readClusterFile, writeAtomic, type ClusterFile } from './cluster-file.js'
 import { dhtServerMode, nodeName, reachabilityOptions, type Config } from './config.js'
-import { DataDirError, JoinFailedError, UserError } from './errors.js'
+import { UserError } from './errors.js'
+import { checkDataDirMode, refuseSecondAgent } from './data-dir.js'
+import { joinOverLan, joinThrough } from './join.js'
 import type { Logger } from './logger.js'
 import { createMetrics } from './metrics.js'
 import { API_FILE } from './api/client.js'
@@ -38,7 +40,6 @@ import { CapsuleSpecSchema } from './scheduler/spec.js'
 
 export const AGENT_VERSION = '0.1.0'
 /** How long `join --token T` without an address searches the LAN. */
-export const LAN_JOIN_TIMEOUT_MS = 30_000
 
 export type AgentMode =
   | { kind: 'init' }
@@ -103,9 +104,9 @@ export class Agent {
 
   async start (): Promise<void> {
     await mkdir(this.dataDir, { recursive: true, mode: 0o700 })
-    await this.refuseSecondAgent()
+    await refuseSecondAgent(this.dataDir)
     const existing = await readClusterFile(this.dataDir)
-    const file = this.checkMode(existing)
+    const file = checkDataDirMode(this.mode.kind, this.dataDir, existing)
     this.clusterFile = new ClusterFileStore(this.dataDir, file ?? placeholderFile(nodeName(this.config)))
 
     this.admission = new Admission({
@@ -141,7 +142,8 @@ export class Agent {
       await this.clusterFile.update({ clusterId: newClusterId(), clusterKey, joinSecret: newSecret(), secretVersion: 1, role: 'server', left: false })
       this.admission.setSecrets(secretsOf(this.clusterFile.get()))
     } else if (this.mode.kind === 'join') {
-      seeds = this.mode.addrs.length > 0 ? await this.joinThrough(this.mode.addrs, this.mode.token) : await this.joinOverLan(this.mode.token)
+      const joiner = { libp2p: this.libp2p, admission: this.admission, self: this.peerId, signal: this.signal }
+      seeds = this.mode.addrs.length > 0 ? await joinThrough(joiner, this.mode.addrs, this.mode.token) : await joinOverLan(joiner, this.mode.token)
       const seedLines = seeds.flatMap(s => s.addrs.slice(0, 2).map(a => `${a}/p2p/${s.id}`)).slice(0, 16)
       await this.clusterFile.update({ role, left: false, revoked: [], seeds: seedLines })
     } else {
@@ -237,19 +239,6 @@ export class Agent {
     this.log.info({ id: this.peerId, name: this.clusterFile.get().name, api: this.apiUrl }, 'agent ready')
   }
 
-  private checkMode (existing: ClusterFile | undefined): ClusterFile | undefined {
-    const data = this.dataDir
-    if (this.mode.kind === 'start') {
-      if (existing === undefined) throw new DataDirError(`${data} has not joined a cluster (run \`bolt-agent init\` or \`bolt-agent join ADDR --token T\` first)`)
-      if (existing.left) throw new DataDirError(`this node left its cluster; join again with \`bolt-agent join ADDR --token T --data ${data}\``)
-      return existing
-    }
-    if (existing !== undefined && !existing.left) {
-      throw new DataDirError(`${data} already belongs to cluster ${existing.clusterId}; restart it with \`bolt-agent start --data ${data}\` or use another --data`)
-    }
-    return undefined
-  }
-
   private initialRole (file: ClusterFile | undefined): 'server' | 'client' {
     if (file !== undefined) return file.role
     if (this.mode.kind === 'init') return 'server'
@@ -285,71 +274,6 @@ export class Agent {
       labels: { ...this.config.labels, [ROLE_PREF_LABEL]: this.config.role },
       version: AGENT_VERSION
     })
-  }
-
-  /** `join --token T` without an address: members of the token's cluster found over mDNS, until one admits us. */
-  private async joinOverLan (token: JoinToken): Promise<Array<{ id: string, addrs: string[] }>> {
-    const signal = AbortSignal.any([AbortSignal.timeout(LAN_JOIN_TIMEOUT_MS), this.signal])
-    const failures: string[] = []
-    const search = new AbortController()
-    try {
-      for await (const c of searchLan(this.libp2p, token.clusterId, AbortSignal.any([signal, search.signal]))) {
-        const addrs = c.addrs.map(a => `${a}/p2p/${c.id}`)
-        try {
-          const seeds = await this.joinThrough(addrs, token)
-          search.abort()
-          return seeds
-        } catch (err) {
-          failures.push((err as Error).message.replace(/^join failed: /, ''))
-        }
-      }
-    } catch (err) {
-      if (!signal.aborted) throw err
-    }
-    if (this.signal.aborted) throw new JoinFailedError('join failed: the agent is stopping')
-    throw new JoinFailedError(failures.length > 0
-      ? `join failed: members found on the local network refused: ${failures.join('; ')}`
-      : `join failed: no member of cluster ${token.clusterId} answered on the local network (mDNS) within ${LAN_JOIN_TIMEOUT_MS / 1000} s; give a member's address: bolt-agent join ADDR --token T`)
-  }
-
-  private async joinThrough (addrs: string[], token: JoinToken): Promise<Array<{ id: string, addrs: string[] }>> {
-    const failures: string[] = []
-    for (const a of addrs) {
-      let ma
-      try {
-        ma = multiaddr(a)
-      } catch {
-        throw new UserError(`join failed: ${a} is not a multiaddr (expected e.g. /ip4/10.0.0.5/udp/7946/quic-v1/p2p/12D3KooW...)`, 2)
-      }
-      const host = ma.getComponents().find(c => ['ip4', 'ip6', 'dns', 'dns4', 'dns6'].includes(c.name))?.value ?? a
-      try {
-        const res = await this.admission.join(ma, token, AbortSignal.any([AbortSignal.timeout(10_000), this.signal]))
-        const seedAddrs = [ma.decapsulate('/p2p').toString()]
-        return [{ id: res.peerId, addrs: seedAddrs }, ...res.members.filter(m => m.id !== this.peerId && m.id !== res.peerId)]
-      } catch (err) {
-        if (err instanceof AdmissionRejectedError) {
-          failures.push(err.reason === 'token' ? `${host} rejected the token (check --token)` : `${host} ${err.message}`)
-        } else if (err instanceof ImpostorError) {
-          failures.push(`${host} is not the cluster the token names (${err.message})`)
-        } else {
-          failures.push(`cannot reach ${host} (${shortReason(err as Error)})`)
-        }
-      }
-    }
-    throw new JoinFailedError(`join failed: ${failures.join('; ')}`)
-  }
-
-  private async refuseSecondAgent (): Promise<void> {
-    const file = join(this.dataDir, API_FILE)
-    try {
-      const { readFile } = await import('node:fs/promises')
-      const api = JSON.parse(await readFile(file, 'utf8')) as { pid?: number }
-      if (typeof api.pid === 'number' && api.pid !== process.pid && isAlive(api.pid)) {
-        throw new DataDirError(`an agent (pid ${api.pid}) is already running on ${this.dataDir}; stop it first or use another --data`)
-      }
-    } catch (err) {
-      if (err instanceof DataDirError) throw err
-    }
   }
 
   /** Addresses other members can dial, without the /p2p part. */
@@ -503,18 +427,4 @@ export function preferredJoinAddr (addrs: string[]): string {
   const quic = addrs.filter(a => transportOf(a) === 'quic')
   const notLoop = (a: string): boolean => !a.startsWith('/ip4/127.') && !a.startsWith('/ip6/::1/')
   return quic.find(notLoop) ?? quic[0] ?? addrs.find(notLoop) ?? addrs[0] ?? ''
-}
-
-function isAlive (pid: number): boolean {
-  try { process.kill(pid, 0); return true } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM' }
-}
-
-function shortReason (err: Error): string {
-  const e = err as Error & { errors?: Error[] }
-  const inner = e.errors?.[0]?.message ?? e.message
-  return inner.split('\n')[0]?.slice(0, 160) ?? 'unknown error'
-}
-
-export async function dataDirExists (dir: string): Promise<boolean> {
-  try { await stat(dir); return true } catch { return false }
 }

@@ -1,0 +1,84 @@
+// `bolt-agent join`: asking members for admission, through the addresses
+// given or, without any, through members of the token's cluster found over
+// mDNS. Resolves with the seeds membership starts from: the admitting member
+// and the members it listed.
+import { multiaddr } from '@multiformats/multiaddr'
+import { AdmissionRejectedError, ImpostorError, type Admission } from '../p2p/admission/admission.js'
+import { searchLan } from '../p2p/discovery/lan.js'
+import type { BoltLibp2p } from '../p2p/node.js'
+import type { JoinToken } from '../p2p/token.js'
+import { JoinFailedError, UserError } from './errors.js'
+
+export const LAN_JOIN_TIMEOUT_MS = 30_000
+/** One admission attempt through one address. */
+const JOIN_TIMEOUT_MS = 10_000
+
+export interface Joiner {
+  libp2p: BoltLibp2p
+  admission: Admission
+  /** This node's peer id. */
+  self: string
+  /** Aborts when the agent stops. */
+  signal: AbortSignal
+}
+
+export type Seed = { id: string, addrs: string[] }
+
+/** Tries each address in turn until a member admits us; the error lists why each failed. */
+export async function joinThrough (j: Joiner, addrs: string[], token: JoinToken): Promise<Seed[]> {
+  const failures: string[] = []
+  for (const a of addrs) {
+    let ma
+    try {
+      ma = multiaddr(a)
+    } catch {
+      throw new UserError(`join failed: ${a} is not a multiaddr (expected e.g. /ip4/10.0.0.5/udp/7946/quic-v1/p2p/12D3KooW...)`, 2)
+    }
+    const host = ma.getComponents().find(c => ['ip4', 'ip6', 'dns', 'dns4', 'dns6'].includes(c.name))?.value ?? a
+    try {
+      const res = await j.admission.join(ma, token, AbortSignal.any([AbortSignal.timeout(JOIN_TIMEOUT_MS), j.signal]))
+      const seedAddrs = [ma.decapsulate('/p2p').toString()]
+      return [{ id: res.peerId, addrs: seedAddrs }, ...res.members.filter(m => m.id !== j.self && m.id !== res.peerId)]
+    } catch (err) {
+      if (err instanceof AdmissionRejectedError) {
+        failures.push(err.reason === 'token' ? `${host} rejected the token (check --token)` : `${host} ${err.message}`)
+      } else if (err instanceof ImpostorError) {
+        failures.push(`${host} is not the cluster the token names (${err.message})`)
+      } else {
+        failures.push(`cannot reach ${host} (${shortReason(err as Error)})`)
+      }
+    }
+  }
+  throw new JoinFailedError(`join failed: ${failures.join('; ')}`)
+}
+
+/** `join --token T` without an address: members of the token's cluster found over mDNS, until one admits us. */
+export async function joinOverLan (j: Joiner, token: JoinToken): Promise<Seed[]> {
+  const signal = AbortSignal.any([AbortSignal.timeout(LAN_JOIN_TIMEOUT_MS), j.signal])
+  const failures: string[] = []
+  const search = new AbortController()
+  try {
+    for await (const c of searchLan(j.libp2p, token.clusterId, AbortSignal.any([signal, search.signal]))) {
+      const addrs = c.addrs.map(a => `${a}/p2p/${c.id}`)
+      try {
+        const seeds = await joinThrough(j, addrs, token)
+        search.abort()
+        return seeds
+      } catch (err) {
+        failures.push((err as Error).message.replace(/^join failed: /, ''))
+      }
+    }
+  } catch (err) {
+    if (!signal.aborted) throw err
+  }
+  if (j.signal.aborted) throw new JoinFailedError('join failed: the agent is stopping')
+  throw new JoinFailedError(failures.length > 0
+    ? `join failed: members found on the local network refused: ${failures.join('; ')}`
+    : `join failed: no member of cluster ${token.clusterId} answered on the local network (mDNS) within ${LAN_JOIN_TIMEOUT_MS / 1000} s; give a member's address: bolt-agent join ADDR --token T`)
+}
+
+function shortReason (err: Error): string {
+  const e = err as Error & { errors?: Error[] }
+  const inner = e.errors?.[0]?.message ?? e.message
+  return inner.split('\n')[0]?.slice(0, 160) ?? 'unknown error'
+}
