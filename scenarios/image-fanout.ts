@@ -8,6 +8,13 @@
 // membership: candidates are the other seven), so this measures the content
 // path, not the agent's start-up; then 8 agent processes pull the same image
 // with `bolt-agent pull` (agents* figures), against the same baseline.
+// That is the agents' first work after the cluster formed, and it pays
+// one-time costs of each process: V8 compiles the content path as it gets
+// hot (its compiler threads took about 12% of the machine's CPU during such
+// a pull, measured with perf), and bulk TCP connections are dialed beside the
+// QUIC ones. Then the same agents pull a second image of the same layer
+// sizes (agentsWarm* figures), as a cluster that has been running would.
+// The verdict reads the first pull, as before the second was added.
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -56,19 +63,26 @@ async function makeNodes (p2p: boolean): Promise<FanoutNode[]> {
 /**
  * The same pull by 8 agent processes (`bolt-agent pull` on each at once), as
  * users run it: each agent has its own event loop, where the in-process nodes
- * share one. Default membership timings. Returns seconds and blob egress.
+ * share one. Default membership timings. Each ref in `refs` is pulled by all
+ * agents at once, one ref after the other, in the same cluster: the first
+ * pull is the agents' first work after they formed the cluster, the second
+ * finds them warm (see the header). Returns seconds and blob egress per pull.
  */
-async function pullWithAgents (ref: string, egress: () => number, reset: () => void): Promise<{ seconds: number, egress: number }> {
+async function pullWithAgents (refs: string[], egress: () => number, reset: () => void): Promise<Array<{ seconds: number, egress: number }>> {
   const cluster = await Cluster.create('[mirror]\nlisten = "127.0.0.1:0"\n')
   try {
     const agents = await cluster.formAlive(NODES, 'quic')
-    reset()
-    const t0 = performance.now()
-    const results = await Promise.all(agents.map(async a => await a.cli(['pull', ref, '--json'], 600_000)))
-    const seconds = (performance.now() - t0) / 1000
-    const failed = results.find(r => r.code !== 0)
-    if (failed !== undefined) throw new Error(`an agent's pull failed: ${failed.stderr.trim().slice(-300)}`)
-    return { seconds, egress: egress() }
+    const out: Array<{ seconds: number, egress: number }> = []
+    for (const ref of refs) {
+      reset()
+      const t0 = performance.now()
+      const results = await Promise.all(agents.map(async a => await a.cli(['pull', ref, '--json'], 600_000)))
+      const seconds = (performance.now() - t0) / 1000
+      const failed = results.find(r => r.code !== 0)
+      if (failed !== undefined) throw new Error(`an agent's pull of ${ref} failed: ${failed.stderr.trim().slice(-300)}`)
+      out.push({ seconds, egress: egress() })
+    }
+    return out
   } finally {
     await cluster.destroy()
   }
@@ -94,6 +108,9 @@ export const scenario: Scenario = {
       const img = await buildImage({ extraLayerSizes: [layerSize, layerSize, layerSize, layerSize] })
       await pushImage(registry.url, 'bench/fanout', 'v1', img)
       const ref = `${proxy.host}/bench/fanout:v1`
+      // Same layer sizes, other bytes: the agents' second pull.
+      const img2 = await buildImage({ extraLayerSizes: [layerSize, layerSize, layerSize, layerSize] })
+      await pushImage(registry.url, 'bench/fanout2', 'v1', img2)
       const runOnce = async (p2p: boolean): Promise<{ seconds: number, egress: number }> => {
         const nodes = await makeNodes(p2p)
         try {
@@ -109,7 +126,9 @@ export const scenario: Scenario = {
       }
       const on = await runOnce(true)
       const off = await runOnce(false)
-      const agents = await pullWithAgents(ref, () => proxy.blobBytes(), () => proxy.reset())
+      const pulls = await pullWithAgents([ref, `${proxy.host}/bench/fanout2:v1`], () => proxy.blobBytes(), () => proxy.reset())
+      const agents = pulls[0]!
+      const warm = pulls[1]!
       const egressRatio = on.egress / img.blobBytes
       const timeRatio = on.seconds / off.seconds
       // The shortest the run without P2P could take: every node's copy through
@@ -130,12 +149,15 @@ export const scenario: Scenario = {
           timeRatioVsWireSpeed: on.seconds / wireSeconds,
           agentsEgressRatio: agents.egress / img.blobBytes,
           agentsSecondsWithP2p: agents.seconds,
-          agentsTimeRatio: agents.seconds / off.seconds
+          agentsTimeRatio: agents.seconds / off.seconds,
+          agentsWarmEgressRatio: warm.egress / img2.blobBytes,
+          agentsWarmSecondsWithP2p: warm.seconds,
+          agentsWarmTimeRatio: warm.seconds / off.seconds
         },
         goal: 'egressRatio <= 1.2 and timeRatio <= 0.5 (in-process nodes); the same two for 8 agent processes (agentsEgressRatio, agentsTimeRatio)',
         // Met only when both setups are: the issue's goal is for 8 agents.
         met: egressRatio <= 1.2 && timeRatio <= 0.5 && agents.egress / img.blobBytes <= 1.2 && agents.seconds / off.seconds <= 0.5,
-        config: { nodes: NODES, layers: 4, layerBytes: layerSize, registryBytesPerSecond: REGISTRY_BYTES_PER_SECOND, pieceSize: 4 * MiB, inProcess: true, quick }
+        config: { nodes: NODES, layers: 4, layerBytes: layerSize, registryBytesPerSecond: REGISTRY_BYTES_PER_SECOND, pieceSize: 4 * MiB, inProcess: true, quick, agentsWarm: 'agentsWarm*: a second image of the same layer sizes, pulled by the same agents right after the first (base layer shared); the verdict reads the first pull' }
       }
     } finally {
       await proxy.stop()
