@@ -263,8 +263,10 @@ export class PieceExchange {
         return stats
       } catch (err) {
         // The assembled blob failed its digest: some piece was wrong under a
-        // hash no one could check (a lying partial holder). Start over from
-        // the registry alone, once.
+        // hash no one could check (a lying partial holder). Its pieces were
+        // dropped from the partial; drop those kept in memory too. Start over
+        // from the registry alone, once.
+        if ((err as Error).name === 'DigestMismatchError') this.recent.drop(digest)
         if ((err as Error).name === 'DigestMismatchError' && attempt === 0 && opts.registry !== undefined) {
           registryOnly = true
           continue

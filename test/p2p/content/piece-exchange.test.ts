@@ -14,6 +14,7 @@ import { MemoryProviderTable } from '../../../p2p/content/providers.js'
 import { HASHER_THREAD_MIN_BYTES } from '../../../p2p/content/blob-hasher.js'
 import { PeerChannel } from '../../../p2p/content/peer-channel.js'
 import { MAX_CONTROL_FRAME, PIECES_PROTOCOL } from '../../../p2p/content/piece-messages.js'
+import { hashPiece } from '../../../p2p/content/pieces.js'
 
 const PIECE = 64 * 1024
 
@@ -127,6 +128,27 @@ t.test('a node serves the pieces it just received from memory; a corrupting serv
   // Removing the blob forgets its pieces.
   await b.store.delete(d)
   t.equal(b.ex.recent.size, 0)
+})
+
+t.test('pieces that passed a lying holder\'s hashes but failed the blob\'s digest are not kept in memory', async t => {
+  // The holder's partial has wrong bytes under hashes of those wrong bytes:
+  // every piece check passes, the whole digest does not.
+  const liar = await mkNode(t)
+  const b = await mkNode(t)
+  const data = randomBytes(4 * PIECE)
+  const d = sha256Digest(data)
+  const bad = Buffer.from(data)
+  bad[PIECE + 3] = (bad[PIECE + 3] ?? 0) ^ 0xff
+  const partial = await liar.store.openPartial(d, data.length, PIECE)
+  for (let i = 0; i < 4; i++) {
+    const piece = bad.subarray(i * PIECE, (i + 1) * PIECE)
+    await partial.writePiece(i, piece, hashPiece(piece))
+  }
+  await connect(b, liar)
+  // No registry to fall back to: the pull fails on the digest.
+  await t.rejects(b.ex.pull(d, { size: data.length, candidates: [liar.id] }), { name: 'DigestMismatchError' })
+  t.equal(b.ex.recent.size, 0, 'no piece of the failed blob is served from memory')
+  t.equal(b.store.getPartial(d)?.have.count() ?? 0, 0, 'nor from the partial')
 })
 
 t.test('providers from the provider source; a node advertises a blob it only partly holds', async t => {
