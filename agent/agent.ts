@@ -39,7 +39,6 @@ import { busyboxPath, DEMO_REF } from './demo-image.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
 
 export const AGENT_VERSION = '0.1.0'
-/** How long `join --token T` without an address searches the LAN. */
 
 export type AgentMode =
   | { kind: 'init' }

@@ -9,8 +9,9 @@
 //
 // `--external-memory-accounted-in-global-limit` counts that memory in the
 // heap's global limit instead, which grows with what is live. The same pull
-// then takes 15-20% less CPU and finishes 10-15% sooner, and an agent's
-// peak RSS is 100-200 MB higher (dead buffers wait longer for a collection).
+// then takes 15-25% less CPU and finishes 10-20% sooner, and an agent's
+// peak RSS is 100-200 MB higher: dead buffers wait longer for a collection
+// (after a pull, V8's memory reducer collected them within 10-30 s idle).
 // The edge profile keeps the default: there memory is the scarce thing, and
 // an edge agent serves no pieces.
 import { setFlagsFromString } from 'node:v8'

@@ -9,6 +9,7 @@ import type { BoltLibp2p } from '../p2p/node.js'
 import type { JoinToken } from '../p2p/token.js'
 import { JoinFailedError, UserError } from './errors.js'
 
+/** How long `join --token T` without an address searches the LAN. */
 export const LAN_JOIN_TIMEOUT_MS = 30_000
 /** One admission attempt through one address. */
 const JOIN_TIMEOUT_MS = 10_000
