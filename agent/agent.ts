@@ -20,7 +20,7 @@ import { ClusterFileStore, readClusterFile, writeAtomic, type ClusterFile } from
 import { dhtServerMode, nodeName, reachabilityOptions, type Config } from './config.js'
 import { UserError } from './errors.js'
 import { checkDataDirMode, refuseSecondAgent } from './data-dir.js'
-import { joinOverLan, joinThrough } from './join.js'
+import { joinOverLan, joinThrough, type Seed } from './join.js'
 import type { Logger } from './logger.js'
 import { createMetrics } from './metrics.js'
 import { API_FILE } from './api/client.js'
@@ -135,7 +135,7 @@ export class Agent {
     this.log.debug('start: libp2p node started')
     await guardServiceProtocols(this.libp2p, this.admission, [KAD_PROTOCOL, PING_PROTOCOL, ...REACHABILITY_GUARDED_PROTOCOLS])
 
-    let seeds: Array<{ id: string, addrs: string[] }> = []
+    let seeds: Seed[] = []
     if (this.mode.kind === 'init') {
       const clusterKey = newClusterKey()
       await this.clusterFile.update({ clusterId: newClusterId(), clusterKey, joinSecret: newSecret(), secretVersion: 1, role: 'server', left: false })
@@ -146,7 +146,7 @@ export class Agent {
       const seedLines = seeds.flatMap(s => s.addrs.slice(0, 2).map(a => `${a}/p2p/${s.id}`)).slice(0, 16)
       await this.clusterFile.update({ role, left: false, revoked: [], seeds: seedLines })
     } else {
-      seeds = this.clusterFile.get().seeds.map(parseSeed).filter((s): s is { id: string, addrs: string[] } => s !== undefined)
+      seeds = this.clusterFile.get().seeds.map(parseSeed).filter((s): s is Seed => s !== undefined)
     }
 
     const incarnation = this.clusterFile.get().incarnation
@@ -412,7 +412,7 @@ function placeholderFile (name: string): ClusterFile {
   return { version: 1, clusterId: '0'.repeat(16), clusterKey: zero32, joinSecret: zero32, secretVersion: 0, name, role: 'server', incarnation: 0, seeds: [], revoked: [], left: false }
 }
 
-function parseSeed (s: string): { id: string, addrs: string[] } | undefined {
+function parseSeed (s: string): Seed | undefined {
   try {
     const ma = multiaddr(s)
     const id = ma.getComponents().find(c => c.name === 'p2p')?.value

@@ -4,6 +4,7 @@
 // token and receive the cluster key; members prove the cluster key to each
 // other. The check sits on the stream handlers, so it holds on QUIC, TCP and
 // relayed connections alike — unlike libp2p's pnet, which QUIC ignores.
+import { setTimeout as delay } from 'node:timers/promises'
 import { randomBytes } from 'node:crypto'
 import { lpStream } from '@libp2p/utils'
 import type { Connection, Libp2p, PeerId, Stream, StreamHandler } from '@libp2p/interface'
@@ -223,7 +224,8 @@ export class Admission {
         const answered = err instanceof AdmissionRejectedError || err instanceof ImpostorError
         if (answered || sig.aborted || attempt >= JOIN_ATTEMPTS) throw err
         this.opts.log(`admission: join through ${addr.toString()} broke before an answer (${(err as Error).message}); trying again`)
-        await new Promise(resolve => setTimeout(resolve, JOIN_RETRY_MS * attempt))
+        // Cut short when the signal aborts; the next try then fails with its reason.
+        await delay(JOIN_RETRY_MS * attempt, undefined, { signal: sig }).catch(() => {})
       }
     }
   }

@@ -48,13 +48,9 @@ function varint (n: number): Uint8Array {
 
 /** `data` in slices of at most `bytes`, each a list of parts, without copying (a chunk list is cut at its chunks). */
 function * slices (data: PieceBytes, bytes: number): Generator<Uint8Array[]> {
-  if (data instanceof Uint8Array) {
-    for (let off = 0; off < data.length; off += bytes) yield [data.subarray(off, Math.min(data.length, off + bytes))]
-    return
-  }
   let parts: Uint8Array[] = []
   let held = 0
-  for (const chunk of data) {
+  for (const chunk of data instanceof Uint8Array ? [data] : data) {
     for (let off = 0; off < chunk.length;) {
       const part = chunk.subarray(off, off + Math.min(chunk.length - off, bytes - held))
       parts.push(part)
@@ -242,28 +238,22 @@ export class PieceServer {
   /** The bytes of a piece this node holds: from the recent-piece cache, else from disk (and then kept there). */
   private async readPiece (digest: string, pieceSize: number, index: number): Promise<PieceBytes | undefined> {
     const { store, recent } = this.hooks
+    let read: () => Promise<Uint8Array | undefined>
     const st = await store.stat(digest)
+    const p = st === undefined ? store.getPartial(digest) : undefined
     if (st !== undefined) {
       if (index * pieceSize >= st.size) return undefined
-      const kept = recent?.get(digest, pieceSize, index)
-      if (kept !== undefined) return kept
       const { start, length } = pieceRange(st.size, pieceSize, index)
-      const data = await store.readRange(digest, start, length)
-      recent?.put(digest, pieceSize, index, data)
-      return data
+      read = async () => await store.readRange(digest, start, length)
+    } else if (p !== undefined && p.pieceSize === pieceSize && p.have.get(index)) {
+      read = async () => await p.readPiece(index).catch(() => undefined) // completed or discarded meanwhile
+    } else {
+      return undefined
     }
-    const p = store.getPartial(digest)
-    if (p !== undefined && p.pieceSize === pieceSize && p.have.get(index)) {
-      const kept = recent?.get(digest, pieceSize, index)
-      if (kept !== undefined) return kept
-      try {
-        const data = await p.readPiece(index)
-        recent?.put(digest, pieceSize, index, data)
-        return data
-      } catch {
-        return undefined // completed or discarded meanwhile
-      }
-    }
-    return undefined
+    const kept = recent?.get(digest, pieceSize, index)
+    if (kept !== undefined) return kept
+    const data = await read()
+    if (data !== undefined) recent?.put(digest, pieceSize, index, data)
+    return data
   }
 }
