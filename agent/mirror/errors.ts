@@ -9,7 +9,7 @@ export class MirrorRequestError extends Error {
   constructor (readonly status: number, readonly code: string, message: string) { super(message) }
 }
 
-/** The bytes assembled for a client did not hash to the digest asked for: the response was aborted. */
+/** Bytes sent to a client were not covered by the blob's digest check: the response was aborted. */
 export class MirrorVerifyError extends Error {
   override name = 'MirrorVerifyError'
 }

@@ -54,6 +54,7 @@ export class PartialBlob {
   private hasher: BlobHasher | undefined
   private done = false
   private readonly listeners = new Set<(index: number) => void>()
+  private dropped = 0
 
   private constructor (private readonly init: PartialBlobInit, fh: FileHandle) {
     this.digest = init.digest
@@ -80,6 +81,13 @@ export class PartialBlob {
   get dataPath (): string { return join(this.init.dir, 'data') }
 
   isComplete (): boolean { return this.have.count() === this.pieceCount }
+
+  /**
+   * How many times the assembled blob failed its digest and every piece was
+   * dropped: a reader that sent pieces on before a reset sent bytes no check
+   * covers.
+   */
+  get resets (): number { return this.dropped }
 
   /** Called with the index of every piece stored from now on. */
   onPiece (fn: (index: number) => void): () => void {
@@ -237,6 +245,7 @@ export class PartialBlob {
     if (got !== this.digest) {
       for (let i = 0; i < this.pieceCount; i++) this.have.set(i, false)
       this.hashes.fill(0)
+      this.dropped++
       await this.persistState()
       throw new DigestMismatchError(`assembled blob hashes to ${got}, expected ${this.digest}`)
     }
