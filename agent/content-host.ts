@@ -85,7 +85,7 @@ export class ContentHost {
     this.exchange = new PieceExchange({
       libp2p: guarded,
       store: this.store,
-      providers: new DhtProviderSource(lp),
+      providers: new DhtProviderSource(lp, { members: () => o.candidates().length + 1 }),
       uploadSlots: o.config.upload_slots,
       pieceSize: o.config.piece_size,
       openStream: o.openStream
