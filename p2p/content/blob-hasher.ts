@@ -1,18 +1,34 @@
 // The whole-blob sha256 of a partial blob, and (for large blobs) the byte
-// work on its pieces, in a worker thread (see blob-hasher-worker.ts): piece
+// work on its pieces, in a hashing thread (see blob-hasher-worker.ts): piece
 // bytes are copied once into a reused slot buffer, which is handed to the
 // thread with the message (transferred, not copied) and handed back with the
 // answer; there they are hashed, checked, written and fed to the whole-blob
 // hash. (A SharedArrayBuffer was used before: V8 copies into shared memory
 // with relaxed atomic stores, several times slower than a plain copy.) Small blobs are
 // hashed inline at completion, where a thread would cost more than it saves.
+//
+// The threads are shared by the blobs of the process: a blob goes to the
+// thread with the fewest blobs, and a new thread starts only while every one
+// has some and there are fewer than HASHER_MAX_THREADS. A thread left with
+// no blob exits after HASHER_LINGER_MS. (One thread per blob started four to
+// six of them, each a V8 isolate of about 40 ms CPU to start, for every image
+// an agent pulled.)
 import { createHash } from 'node:crypto'
 import { open } from 'node:fs/promises'
+import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import type { ChunkList } from './pieces.js'
 
 /** Blobs at least this large get a hashing thread. */
 export const HASHER_THREAD_MIN_BYTES = 16 * 1024 * 1024
+/**
+ * Hashing threads at most: one thread hashes about 700 MB/s of pieces (two
+ * sha256 passes), more than one blob's pull needs, but a machine with cores
+ * to spare gets one per blob for up to 4 large blobs at once.
+ */
+export const HASHER_MAX_THREADS = Math.max(1, Math.min(4, availableParallelism() - 1))
+/** A thread with no blob left exits after this long (a pull's next blob reuses it). */
+export const HASHER_LINGER_MS = 2_000
 /**
  * Slot buffers per hashing thread: pieces waiting for the thread plus the
  * one it works on. The thread handles pieces one at a time, so a few keep it
@@ -42,9 +58,9 @@ export interface BlobHasher {
 }
 
 type Reply =
-  | { t: 'stored', id: number, ok: boolean, written: boolean, hash: Uint8Array, slot: ArrayBuffer }
-  | { t: 'digest', digest: string }
-  | { t: 'error', id?: number, message: string, slot?: ArrayBuffer }
+  | { t: 'stored', blob: number, id: number, ok: boolean, written: boolean, hash: Uint8Array, slot: ArrayBuffer }
+  | { t: 'digest', blob: number, digest: string }
+  | { t: 'error', blob: number, id?: number, message: string, slot?: ArrayBuffer }
 
 /**
  * Slot buffers not in use, by size, shared by every hashing thread of the
@@ -114,12 +130,73 @@ function copyInto (slot: ArrayBuffer, data: Uint8Array | ChunkList): number {
   return off
 }
 
+/** A hashing thread and the blobs it works for, by id. */
+interface HasherThread {
+  worker: Worker
+  blobs: Map<number, { onMessage: (m: Reply) => void, fail: (err: Error) => void }>
+  linger?: NodeJS.Timeout
+}
+
+const threads: HasherThread[] = []
+let nextBlob = 0
+
+/** Hashing threads running now (tests). */
+export function hasherThreadCount (): number {
+  return threads.length
+}
+
+function startThread (): HasherThread {
+  const worker = new Worker(new URL('./blob-hasher-worker.js', import.meta.url))
+  worker.unref()
+  const th: HasherThread = { worker, blobs: new Map() }
+  threads.push(th)
+  const fail = (err: Error): void => {
+    const at = threads.indexOf(th)
+    if (at >= 0) threads.splice(at, 1)
+    clearTimeout(th.linger)
+    for (const b of [...th.blobs.values()]) b.fail(err)
+    th.blobs.clear()
+  }
+  worker.on('error', fail)
+  worker.on('exit', () => { fail(new Error('blob hasher thread exited')) })
+  worker.on('message', (m: Reply) => {
+    const b = th.blobs.get(m.blob)
+    if (b !== undefined) b.onMessage(m)
+    // The answer to a store sent before its blob was terminated: only the slot is left to keep.
+    else if (m.t !== 'digest' && m.slot !== undefined) keepSpare(m.slot)
+  })
+  return th
+}
+
+/** The thread with the fewest blobs, or a new one while each has some and there is room. */
+function threadForBlob (): HasherThread {
+  let best: HasherThread | undefined
+  for (const th of threads) if (best === undefined || th.blobs.size < best.blobs.size) best = th
+  if (best === undefined || (best.blobs.size > 0 && threads.length < HASHER_MAX_THREADS)) best = startThread()
+  clearTimeout(best.linger)
+  best.linger = undefined
+  return best
+}
+
+function leaveThread (th: HasherThread, blob: number): void {
+  th.blobs.delete(blob)
+  if (th.blobs.size > 0 || !threads.includes(th)) return
+  th.linger = setTimeout(() => {
+    if (th.blobs.size > 0) return
+    const at = threads.indexOf(th)
+    if (at >= 0) threads.splice(at, 1)
+    void th.worker.terminate()
+  }, HASHER_LINGER_MS)
+  th.linger.unref()
+}
+
 export function createBlobHasher (path: string, size: number, pieceSize: number, pieceCount: number): BlobHasher {
   if (size < HASHER_THREAD_MIN_BYTES) return inlineHasher(path, size)
-  const worker = new Worker(new URL('./blob-hasher-worker.js', import.meta.url), { workerData: { path, size, pieceSize, pieceCount } })
-  worker.unref()
+  const th = threadForBlob()
+  const blob = nextBlob++
   liveHashers++
   let failed: Error | undefined
+  let gone = false
   let nextId = 0
   const slots = new SlotPool(Math.max(1, Math.min(pieceSize, size)), HASHER_SLOTS)
   const pending = new Map<number, { resolve: (s: StoredPiece) => void, reject: (e: Error) => void }>()
@@ -131,28 +208,37 @@ export function createBlobHasher (path: string, size: number, pieceSize: number,
     digestWaiter?.reject(err)
     digestWaiter = undefined
   }
-  worker.on('error', failAll)
-  worker.on('exit', () => { hasherGone(); failAll(new Error('blob hasher thread exited')) })
-  worker.on('message', (m: Reply) => {
-    if (m.t === 'stored') {
-      const p = pending.get(m.id)
-      pending.delete(m.id)
-      if (p !== undefined) slots.release(m.slot)
-      p?.resolve({ ok: m.ok, written: m.written, hash: m.hash })
-    } else if (m.t === 'digest') {
-      digestWaiter?.resolve(m.digest)
-      digestWaiter = undefined
-    } else if (m.id !== undefined) {
-      const p = pending.get(m.id)
-      pending.delete(m.id)
-      if (p !== undefined) slots.release(m.slot)
-      p?.reject(new Error(`blob hasher: ${m.message}`))
-    } else {
-      failAll(new Error(`blob hasher: ${m.message}`))
+  /** This blob is done with the thread (its file closed there, or closing). */
+  const leave = (): void => {
+    if (gone) return
+    gone = true
+    hasherGone()
+    leaveThread(th, blob)
+  }
+  th.blobs.set(blob, {
+    fail: (err) => { failAll(err); leave() },
+    onMessage: (m) => {
+      if (m.t === 'stored') {
+        const p = pending.get(m.id)
+        pending.delete(m.id)
+        if (p !== undefined) slots.release(m.slot)
+        p?.resolve({ ok: m.ok, written: m.written, hash: m.hash })
+      } else if (m.t === 'digest') {
+        digestWaiter?.resolve(m.digest)
+        digestWaiter = undefined
+      } else if (m.id !== undefined) {
+        const p = pending.get(m.id)
+        pending.delete(m.id)
+        if (p !== undefined) slots.release(m.slot)
+        p?.reject(new Error(`blob hasher: ${m.message}`))
+      } else {
+        failAll(new Error(`blob hasher: ${m.message}`))
+      }
     }
   })
+  th.worker.postMessage({ t: 'open', blob, path, size, pieceSize, pieceCount })
   return {
-    pieceWritten: (index) => { if (failed === undefined) worker.postMessage({ t: 'piece', index }) },
+    pieceWritten: (index) => { if (failed === undefined) th.worker.postMessage({ t: 'piece', blob, index }) },
     store: async (index, data, expected) => {
       if (failed !== undefined) throw failed
       if (data.byteLength > pieceSize) return { ok: false, written: false, hash: new Uint8Array(0) }
@@ -164,7 +250,7 @@ export function createBlobHasher (path: string, size: number, pieceSize: number,
         pending.set(id, { resolve, reject })
         // The slot is handed over (it comes back with the answer). A fresh
         // copy of the 32 expected bytes: a view would clone its whole backing buffer.
-        worker.postMessage({ t: 'store', id, index, slot, length, expected: expected !== undefined ? new Uint8Array(expected) : null }, [slot])
+        th.worker.postMessage({ t: 'store', blob, id, index, slot, length, expected: expected !== undefined ? new Uint8Array(expected) : null }, [slot])
       })
     },
     digest: async () => {
@@ -172,13 +258,20 @@ export function createBlobHasher (path: string, size: number, pieceSize: number,
       try {
         return await new Promise<string>((resolve, reject) => {
           digestWaiter = { resolve, reject }
-          worker.postMessage({ t: 'finish' })
+          th.worker.postMessage({ t: 'finish', blob })
         })
       } finally {
-        await worker.terminate()
+        leave()
       }
     },
-    terminate: async () => { await worker.terminate() }
+    terminate: async () => {
+      if (gone) return
+      // Stores already sent are still carried out there (into a file no one
+      // reads as held); their answers come back to no one.
+      th.worker.postMessage({ t: 'drop', blob })
+      failAll(new Error('blob hasher closed'))
+      leave()
+    }
   }
 }
 

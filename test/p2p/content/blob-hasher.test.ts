@@ -5,7 +5,7 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createBlobHasher, HASHER_SLOTS, HASHER_THREAD_MIN_BYTES, spareSlotCount } from '../../../p2p/content/blob-hasher.js'
+import { createBlobHasher, HASHER_LINGER_MS, HASHER_MAX_THREADS, HASHER_SLOTS, HASHER_THREAD_MIN_BYTES, hasherThreadCount, spareSlotCount } from '../../../p2p/content/blob-hasher.js'
 
 const PIECE = 1024 * 1024
 
@@ -63,4 +63,38 @@ t.test('pieces are checked, written and hashed whole; slot buffers are reused ac
   // Dropped on the thread's exit event, which comes a moment after terminate.
   for (let i = 0; i < 100 && spareSlotCount() > 0; i++) await new Promise(resolve => setTimeout(resolve, 20))
   t.equal(spareSlotCount(), 0, 'no spare is held once no hasher is alive')
+})
+
+t.test('blobs share the hashing threads; a terminated blob leaves the others on its thread working; an idle thread is reused, then exits', async t => {
+  const dir = await mkdtemp(join(tmpdir(), 'bolt-hasher-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const size = HASHER_THREAD_MIN_BYTES + Math.floor(PIECE / 3)
+  const count = Math.ceil(size / PIECE)
+  const blobs = [randomBytes(size), randomBytes(size), randomBytes(size)]
+  const piece = (b: Buffer, i: number): Buffer => b.subarray(i * PIECE, Math.min(size, (i + 1) * PIECE))
+  const hashers = await Promise.all(['a', 'b', 'c'].map(async name => createBlobHasher(await blank(dir, name, size), size, PIECE, count)))
+  const [a, b, c] = hashers as [typeof hashers[0], typeof hashers[0], typeof hashers[0]]
+  t.ok(hasherThreadCount() >= 1 && hasherThreadCount() <= HASHER_MAX_THREADS, `${hasherThreadCount()} thread(s) for 3 blobs, at most ${HASHER_MAX_THREADS}`)
+
+  // Pieces of the three blobs interleaved, in reverse order; c is terminated halfway.
+  for (let i = count - 1; i >= 0; i--) {
+    if (i === Math.floor(count / 2)) await c.terminate()
+    const live = i > Math.floor(count / 2) ? [a, b, c] : [a, b]
+    const results = await Promise.all(live.map(async (h, k) => await h.store!(i, piece(blobs[k]!, i), hashOf(piece(blobs[k]!, i)))))
+    t.ok(results.every(r => r.ok && r.written), `piece ${i} of ${live.length} blobs stored`)
+  }
+  await t.rejects(c.store!(0, piece(blobs[2]!, 0), hashOf(piece(blobs[2]!, 0))), /closed/, 'a terminated blob takes no more pieces')
+  t.equal(await a.digest(), `sha256:${createHash('sha256').update(blobs[0]!).digest('hex')}`)
+  t.equal(await b.digest(), `sha256:${createHash('sha256').update(blobs[1]!).digest('hex')}`)
+  t.ok((await readFile(join(dir, 'b'))).equals(blobs[1]!), 'the file holds the blob')
+
+  // No blob left: the threads linger, and a new blob takes one of them.
+  const idle = hasherThreadCount()
+  t.ok(idle >= 1, 'idle threads linger')
+  const d = createBlobHasher(await blank(dir, 'd', size), size, PIECE, count)
+  t.equal(hasherThreadCount(), idle, 'a blob started meanwhile reuses a lingering thread')
+  t.ok((await d.store!(0, piece(blobs[0]!, 0), hashOf(piece(blobs[0]!, 0)))).ok)
+  await d.terminate()
+  for (let waited = 0; hasherThreadCount() > 0 && waited < HASHER_LINGER_MS + 5000; waited += 100) await new Promise(resolve => setTimeout(resolve, 100))
+  t.equal(hasherThreadCount(), 0, `threads with no blob exit after ${HASHER_LINGER_MS} ms`)
 })
