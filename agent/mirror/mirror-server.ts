@@ -10,13 +10,12 @@ import type { AddressInfo } from 'node:net'
 import type { BlobStore } from '../../p2p/content/blob-store.js'
 import { isIndexMediaType, isManifestMediaType, manifestMediaType, MAX_MANIFEST_BYTES, MT_OCI_MANIFEST, parseImageIndex, parseImageManifest } from '../../p2p/content/oci.js'
 import type { PieceExchange } from '../../p2p/content/piece-exchange.js'
-import { pieceCount, pieceRange, pieceSizeFor } from '../../p2p/content/pieces.js'
 import { formatReference, type ImageReference } from '../../p2p/content/reference.js'
-import type { PieceBytes } from '../../p2p/content/recent-pieces.js'
 import type { RegistryClient } from '../../p2p/content/registry-client.js'
-import { MirrorBindRefusedError, MirrorRequestError, MirrorVerifyError } from './errors.js'
+import { MirrorBindRefusedError, MirrorRequestError } from './errors.js'
 import { isLoopbackListen, parseMirrorPath, parseRange, splitHostPort, upstreamReference } from './request.js'
 import { newMirrorStats, type MirrorStats } from './stats.js'
+import { streamWhilePulling } from './stream-while-pulling.js'
 import { FileTagResolutions, tagKey, type TagResolutions } from './tag-cache.js'
 
 /** Blob sizes learnt from manifests served (a blob request carries no size). */
@@ -329,7 +328,7 @@ export class MirrorServer {
         // alone, so the whole blob is pulled (and verified) first.
         await this.pullBlob(ref, digest, size, signal)
       } else {
-        await this.streamWhilePulling(ref, digest, size, res, headers, signal)
+        await streamWhilePulling({ store, exchange: this.init.exchange, stats: this.stats, log: this.init.log, pull: async () => await this.pullBlob(ref, digest, size, signal) }, digest, size, res, headers)
         return
       }
     }
@@ -389,91 +388,5 @@ export class MirrorServer {
     this.pulling.set(digest, p)
     this.track(p.catch(() => {}))
     return p
-  }
-
-  /**
-   * Sends the blob in order as its pieces land in the partial file. Pieces
-   * from peers were checked against their hashes on the way in; the whole
-   * blob is checked by the pull, whose hashing thread hashes every byte that
-   * goes into the partial file. The final piece goes out only once the pull
-   * has succeeded and the partial was never reset in between: a reset means
-   * the assembled blob failed its digest (a holder lied under matching piece
-   * hashes) and the pull started over, so pieces sent before it are bytes no
-   * check covered; the connection is destroyed instead. (Hashing what was
-   * sent here as well cost each agent a third sha256 pass over every blob,
-   * on its event loop.)
-   */
-  private async streamWhilePulling (ref: ImageReference, digest: string, size: number, res: ServerResponse, headers: Record<string, string | number>, signal: AbortSignal): Promise<void> {
-    const { store, exchange } = this.init
-    const pieceSize = pieceSizeFor(size, exchange.pieceSize)
-    const n = pieceCount(size, pieceSize)
-    const partial = await store.openPartial(digest, size, pieceSize)
-    const resets = partial.resets
-    let wake: (() => void) | undefined
-    const changed = (): void => { const w = wake; wake = undefined; w?.() }
-    const off = partial.onPiece(changed)
-    let failure: Error | undefined
-    let done = false
-    const pulled = this.pullBlob(ref, digest, size, signal).then(() => { done = true; changed() }, (err: Error) => { failure = err; changed() })
-    let clientGone = false
-    res.once('close', () => { clientGone = true; changed() })
-    const started = performance.now()
-    let firstByteMs: number | undefined
-    try {
-      res.writeHead(200, { ...headers, 'content-length': size })
-      for (let i = 0; i < n; i++) {
-        const last = i === n - 1
-        for (;;) {
-          if (clientGone) { this.init.log?.debug({ digest, piece: i, of: n }, 'mirror client left mid-blob'); return }
-          if (failure !== undefined) throw failure
-          if (last ? done : (done || store.hasSync(digest) || partial.have.get(i))) break
-          await new Promise<void>(resolve => { wake = resolve })
-        }
-        if (last && partial.resets !== resets) {
-          throw new MirrorVerifyError(`blob ${digest}: the pull found a piece sent here wrong (the blob failed its digest) and started over; response aborted`)
-        }
-        const bytes = await this.readPiece(digest, partial, i, size, pieceSize, pulled)
-        const parts = bytes instanceof Uint8Array ? [bytes] : [...bytes]
-        firstByteMs ??= performance.now() - started
-        let full = false
-        for (const part of parts) if (!res.write(part)) full = true
-        if (full) {
-          await new Promise<void>(resolve => {
-            const go = (): void => { res.off('drain', go); res.off('close', go); resolve() }
-            res.on('drain', go)
-            res.on('close', go)
-          })
-        }
-      }
-      res.end()
-      this.init.log?.debug({ digest, size, pieces: n, firstByteMs: Math.round(firstByteMs ?? 0), totalMs: Math.round(performance.now() - started) }, 'mirror streamed a blob while pulling')
-    } catch (err) {
-      this.stats.aborted++
-      this.init.log?.warn({ digest, err: (err as Error).message }, 'mirror response aborted')
-      res.destroy(err as Error)
-    } finally {
-      off()
-      await pulled
-      // The blob completed between the caller's check and openPartial, which
-      // then opened a fresh, empty partial: drop it.
-      if (store.hasSync(digest) && store.getPartial(digest) === partial) await partial.discard().catch(() => {})
-    }
-  }
-
-  /** A held piece: from the exchange's recent pieces (verified, shared: never written to), else from disk. */
-  private async readPiece (digest: string, partial: { readPiece: (i: number) => Promise<Uint8Array> }, i: number, size: number, pieceSize: number, settled: Promise<void>): Promise<PieceBytes> {
-    const kept = this.init.exchange.recent.get(digest, pieceSize, i)
-    if (kept !== undefined) return kept
-    const { start, length } = pieceRange(size, pieceSize, i)
-    if (this.init.store.hasSync(digest)) return await this.init.store.readRange(digest, start, length)
-    try {
-      return await partial.readPiece(i)
-    } catch (err) {
-      // The partial is completing: its file was closed and is being renamed
-      // into the store. Wait for the pull to settle, then read the blob.
-      await settled
-      if (this.init.store.hasSync(digest)) return await this.init.store.readRange(digest, start, length)
-      throw err
-    }
   }
 }
