@@ -285,11 +285,7 @@ export class ActivePull {
         this.picker.failed(peer, index, Date.now())
         return
       }
-      if (ok && !held) {
-        this.ex.recent.put(this.digest, this.partial.pieceSize, index, data)
-        this.progress()
-        this.ex.announce(this.digest)
-      }
+      if (ok && !held) this.landed(index, data)
     }
     for (const a of this.picker.received(peer, index, ok, Date.now())) this.dispatch(a as Exclude<PickerAction, { type: 'done' } | { type: 'fail' }>)
   }
@@ -316,12 +312,15 @@ export class ActivePull {
       this.picker.failed('registry', index, Date.now())
       return
     }
-    if (ok && !held) {
-      this.ex.recent.put(this.digest, this.partial.pieceSize, index, data)
-      this.progress()
-      this.ex.announce(this.digest)
-    }
+    if (ok && !held) this.landed(index, data)
     this.picker.received('registry', index, ok, Date.now())
+  }
+
+  /** A verified piece new to this node: kept in memory to serve, reported, and the blob advertised. */
+  private landed (index: number, data: Uint8Array | ChunkList): void {
+    this.ex.recent.put(this.digest, this.partial.pieceSize, index, data)
+    this.progress()
+    this.ex.announce(this.digest)
   }
 
   private progress (): void {

@@ -145,14 +145,19 @@ export function hasherThreadCount (): number {
   return threads.length
 }
 
+/** Takes `th` out of the pool: no new blob goes to it. */
+function dropThread (th: HasherThread): void {
+  const at = threads.indexOf(th)
+  if (at >= 0) threads.splice(at, 1)
+}
+
 function startThread (): HasherThread {
   const worker = new Worker(new URL('./blob-hasher-worker.js', import.meta.url))
   worker.unref()
   const th: HasherThread = { worker, blobs: new Map() }
   threads.push(th)
   const fail = (err: Error): void => {
-    const at = threads.indexOf(th)
-    if (at >= 0) threads.splice(at, 1)
+    dropThread(th)
     clearTimeout(th.linger)
     for (const b of [...th.blobs.values()]) b.fail(err)
     th.blobs.clear()
@@ -183,8 +188,7 @@ function leaveThread (th: HasherThread, blob: number): void {
   if (th.blobs.size > 0 || !threads.includes(th)) return
   th.linger = setTimeout(() => {
     if (th.blobs.size > 0) return
-    const at = threads.indexOf(th)
-    if (at >= 0) threads.splice(at, 1)
+    dropThread(th)
     void th.worker.terminate()
   }, HASHER_LINGER_MS)
   th.linger.unref()
@@ -208,6 +212,13 @@ export function createBlobHasher (path: string, size: number, pieceSize: number,
     digestWaiter?.reject(err)
     digestWaiter = undefined
   }
+  /** The store waiting for answer `id`, no longer pending; its slot back in the pool. */
+  const answered = (id: number, slot: ArrayBuffer | undefined): { resolve: (s: StoredPiece) => void, reject: (e: Error) => void } | undefined => {
+    const p = pending.get(id)
+    pending.delete(id)
+    if (p !== undefined) slots.release(slot)
+    return p
+  }
   /** This blob is done with the thread (its file closed there, or closing). */
   const leave = (): void => {
     if (gone) return
@@ -219,18 +230,12 @@ export function createBlobHasher (path: string, size: number, pieceSize: number,
     fail: (err) => { failAll(err); leave() },
     onMessage: (m) => {
       if (m.t === 'stored') {
-        const p = pending.get(m.id)
-        pending.delete(m.id)
-        if (p !== undefined) slots.release(m.slot)
-        p?.resolve({ ok: m.ok, written: m.written, hash: m.hash })
+        answered(m.id, m.slot)?.resolve({ ok: m.ok, written: m.written, hash: m.hash })
       } else if (m.t === 'digest') {
         digestWaiter?.resolve(m.digest)
         digestWaiter = undefined
       } else if (m.id !== undefined) {
-        const p = pending.get(m.id)
-        pending.delete(m.id)
-        if (p !== undefined) slots.release(m.slot)
-        p?.reject(new Error(`blob hasher: ${m.message}`))
+        answered(m.id, m.slot)?.reject(new Error(`blob hasher: ${m.message}`))
       } else {
         failAll(new Error(`blob hasher: ${m.message}`))
       }

@@ -38,16 +38,28 @@ async function mkNode (t: { teardown: (fn: () => Promise<void>) => void }, opts:
   return { libp2p, store, ex, providers }
 }
 
-t.test('a blob put on A is found through the DHT and pulled by C', async t => {
-  const a = await mkNode(t)
-  const b = await mkNode(t)
-  const c = await mkNode(t)
-  const tcp = (n: typeof a): ReturnType<typeof a.libp2p.getMultiaddrs>[number] => n.libp2p.getMultiaddrs().find(m => transportOf(m) === 'tcp')!
-  await a.libp2p.dial(tcp(b))
-  await c.libp2p.dial(tcp(b))
-  await a.libp2p.dial(tcp(c))
+type Node = Awaited<ReturnType<typeof mkNode>>
+
+/** Provider records `n` keeps for `digest` (kad-dht's own store, as GET_PROVIDERS answers from it). */
+async function recordsAt (n: Node, digest: string): Promise<string[]> {
+  const dht = (n.libp2p.services as unknown as { dht: { providers: { getProviders: (cid: unknown) => Promise<Array<{ toString: () => string }>> } } }).dht
+  return (await dht.providers.getProviders(digestToCid(digest))).map(p => p.toString())
+}
+
+/** A, B and C, each connected to the others, their routing tables filled. */
+async function three (t: Parameters<typeof mkNode>[0], a: Parameters<typeof mkNode>[1] = {}): Promise<[Node, Node, Node]> {
+  const nodes = [await mkNode(t, a), await mkNode(t), await mkNode(t)] as [Node, Node, Node]
+  const tcp = (n: Node): ReturnType<Node['libp2p']['getMultiaddrs']>[number] => n.libp2p.getMultiaddrs().find(m => transportOf(m) === 'tcp')!
+  await nodes[0].libp2p.dial(tcp(nodes[1]))
+  await nodes[2].libp2p.dial(tcp(nodes[1]))
+  await nodes[0].libp2p.dial(tcp(nodes[2]))
   // Let identify run so each routing table holds the others.
   await new Promise(resolve => setTimeout(resolve, 500))
+  return nodes
+}
+
+t.test('a blob put on A is found through the DHT and pulled by C', async t => {
+  const [a, , c] = await three(t)
   const data = randomBytes(5 * PIECE)
   const d = sha256Digest(data)
   await a.store.put(data, d)
@@ -59,25 +71,6 @@ t.test('a blob put on A is found through the DHT and pulled by C', async t => {
   t.equal(stats.bytesFromPeers, data.length)
   t.same(Buffer.from(await c.store.readAll(d)), data)
 })
-
-type Node = Awaited<ReturnType<typeof mkNode>>
-
-/** Provider records `n` keeps for `digest` (kad-dht's own store, as GET_PROVIDERS answers from it). */
-async function recordsAt (n: Node, digest: string): Promise<string[]> {
-  const dht = (n.libp2p.services as unknown as { dht: { providers: { getProviders: (cid: unknown) => Promise<Array<{ toString: () => string }>> } } }).dht
-  return (await dht.providers.getProviders(digestToCid(digest))).map(p => p.toString())
-}
-
-/** A, B and C, each connected to the others, their routing tables filled. */
-async function three (t: Parameters<typeof mkNode>[0], a: Parameters<typeof mkNode>[1]): Promise<[Node, Node, Node]> {
-  const nodes = [await mkNode(t, a), await mkNode(t), await mkNode(t)] as [Node, Node, Node]
-  const tcp = (n: Node): ReturnType<Node['libp2p']['getMultiaddrs']>[number] => n.libp2p.getMultiaddrs().find(m => transportOf(m) === 'tcp')!
-  await nodes[0].libp2p.dial(tcp(nodes[1]))
-  await nodes[2].libp2p.dial(tcp(nodes[1]))
-  await nodes[0].libp2p.dial(tcp(nodes[2]))
-  await new Promise(resolve => setTimeout(resolve, 500))
-  return nodes
-}
 
 async function lookup (n: Node, digest: string): Promise<string[]> {
   const found: string[] = []
