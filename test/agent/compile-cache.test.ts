@@ -42,6 +42,14 @@ t.test('the launcher keeps compiled code in ~/.cache/bolt-agent/compile-cache; N
   t.equal(await filesUnder(off), 0, 'nothing written when disabled')
 })
 
+t.test('a home where no directory can be made leaves the cache off and the command working', async t => {
+  // mkdir answers ENOENT inside /proc, which sent Node's recursive mkdir into an endless loop.
+  for (const home of ['/proc', '/dev/null']) {
+    const r = await run(process.execPath, [LAUNCHER, '--version'], { env: envWithHome(home), timeout: 20_000 })
+    t.equal(r.stdout.trim(), '0.1.0', `HOME=${home}`)
+  }
+})
+
 t.test('an agent writes its compiled modules once it is ready, so kill -9 leaves them for the next start', async t => {
   const home = await mkdtemp(join(tmpdir(), 'bolt-ccache-agent-'))
   const cluster = await Cluster.create()
