@@ -3,7 +3,7 @@
 // metrics, and shuts everything down in reverse order.
 import { randomBytes } from 'node:crypto'
 import { cpus, totalmem } from 'node:os'
-import { mkdir, rm } from 'node:fs/promises'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Registry } from 'prom-client'
@@ -19,6 +19,7 @@ import { transportOf } from '../quic/transports.js'
 import { ClusterFileStore, readClusterFile, writeAtomic, type ClusterFile } from './cluster-file.js'
 import { dhtServerMode, nodeName, reachabilityOptions, type Config } from './config.js'
 import { UserError } from './errors.js'
+import { makeDirsSync } from './make-dirs.js'
 import { checkDataDirMode, refuseSecondAgent } from './data-dir.js'
 import { joinOverLan, joinThrough, type Seed } from './join.js'
 import type { Logger } from './logger.js'
@@ -102,7 +103,11 @@ export class Agent {
   get role (): 'server' | 'client' { return this.clusterFile.get().role }
 
   async start (): Promise<void> {
-    await mkdir(this.dataDir, { recursive: true, mode: 0o700 })
+    try {
+      makeDirsSync(this.dataDir)
+    } catch (err) {
+      throw new UserError(`cannot create the data dir ${this.dataDir}: ${(err as Error).message} (choose another with --data)`)
+    }
     await refuseSecondAgent(this.dataDir)
     const existing = await readClusterFile(this.dataDir)
     const file = checkDataDirMode(this.mode.kind, this.dataDir, existing)

@@ -12,10 +12,10 @@
 // Entries are checked against their source file, so a cache left by another
 // build or Node version is not used, and a cache that cannot be written
 // costs nothing: the code is compiled as before.
-import { existsSync, mkdirSync } from 'node:fs'
 import module from 'node:module'
 import { homedir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
+import { makeDirsSync } from './make-dirs.js'
 
 /** Where the cache goes, from the environment. */
 export function compileCacheDir (env: NodeJS.ProcessEnv = process.env): string {
@@ -24,33 +24,18 @@ export function compileCacheDir (env: NodeJS.ProcessEnv = process.env): string {
   return join(xdg !== undefined && xdg !== '' ? xdg : join(homedir(), '.cache'), 'bolt-agent', 'compile-cache')
 }
 
-/**
- * Creates `dir` and its missing parents one level at a time; false where one
- * cannot be made. (Node's recursive mkdir, which the compile cache uses,
- * retries forever at full CPU where mkdir answers ENOENT inside a directory
- * that exists, as in /proc: HOME=/proc hung every command.)
- */
-function makeDirs (dir: string): boolean {
-  const missing: string[] = []
-  for (let d = dir; !existsSync(d); d = dirname(d)) {
-    if (dirname(d) === d) return false
-    missing.push(d)
-  }
-  try {
-    for (const d of missing.reverse()) mkdirSync(d, { mode: 0o700 })
-  } catch {
-    return false
-  }
-  return true
-}
-
 /** Turns the cache on for this process; returns its directory, or undefined where it is off or unavailable. */
 export function enableCompileCache (): string | undefined {
   // Absent before Node 22.1.
   if (typeof module.enableCompileCache !== 'function') return undefined
   if (process.env.NODE_DISABLE_COMPILE_CACHE !== undefined) return undefined
   const dir = compileCacheDir()
-  if (!makeDirs(dir)) return undefined
+  try {
+    // Made here, not by Node: see make-dirs.ts (HOME=/proc hung every command).
+    makeDirsSync(dir)
+  } catch {
+    return undefined
+  }
   return module.enableCompileCache(dir).directory
 }
 

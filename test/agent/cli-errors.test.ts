@@ -32,3 +32,10 @@ t.test('bad input gives one clear line and the right exit code', async t => {
     t.notMatch(r.stderr, /\n\s+at .*\(/, `${c.what}: no stack trace`)
   }
 })
+
+t.test('a data dir that cannot be made is an error, not a hang', async t => {
+  // mkdir answers ENOENT inside /proc, where Node's recursive mkdir retried forever.
+  const r = await runCli(['--data', '/proc/bolt-agent-test/data', 'init', '--listen', '/ip4/127.0.0.1/tcp/0'], { timeoutMs: 30_000 })
+  t.equal(r.code, 1)
+  t.match(r.stderr, /cannot create the data dir \/proc\/bolt-agent-test\/data: ENOENT.*choose another with --data/)
+})
