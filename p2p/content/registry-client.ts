@@ -229,7 +229,7 @@ export class RegistryClient {
         res = await this.fetchFn(url, { headers, signal: AbortSignal.any(signals), redirect: 'follow' })
       } catch (err) {
         if (o.signal?.aborted === true) throw err
-        error = new RegistryError(`${url}: ${(err as Error).message}`, undefined, { cause: err })
+        error = new RegistryError(`${url}: ${fetchFailure(err as Error)}`, undefined, { cause: err })
       } finally {
         clearTimeout(timer)
       }
@@ -371,4 +371,15 @@ async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
     const onAbort = (): void => { clearTimeout(timer); reject(signal?.reason as Error) }
     signal?.addEventListener('abort', onAbort, { once: true })
   })
+}
+
+/**
+ * undici says only "fetch failed" and puts what happened in `cause`
+ * (connect ECONNREFUSED 127.0.0.1:5000, getaddrinfo ENOTFOUND host, a TLS
+ * error): name both, so a person can tell a typo from a registry that is down.
+ */
+export function fetchFailure (err: Error): string {
+  const cause = err.cause
+  if (cause instanceof Error && cause.message !== '' && !err.message.includes(cause.message)) return `${err.message} (${cause.message})`
+  return err.message
 }

@@ -32,6 +32,11 @@ t.test('object put K=2, origin killed, get on a non-holder uses the Raft record'
     t.equal(r.replicas.length, 2, `${name}: two peers took a replica`)
     puts.push(r)
   }
+  // More copies than there are peers: stored all the same, with a warning saying how many were made.
+  const over = await a.cli(['object', 'put', join(cluster.root, 'other.bin'), '--replicas', '5'])
+  t.equal(over.code, 0, 'put with --replicas 5 on 3 peers exits 0')
+  t.equal(over.stdout.trim(), puts[1]!.id, 'and prints the id alone')
+  t.match(over.stderr, /warning: sha256:[0-9a-f]{64} has 3 of the 5 peer copies asked \(no other member could take one\); add members or lower --replicas/)
   const [main, second] = puts as [PutJson, PutJson]
   t.match(main.id, /^sha256:[0-9a-f]{64}$/, 'prints an id')
   const nonHolder = agents.slice(1).find(x => !main.replicas.includes(x.id))!

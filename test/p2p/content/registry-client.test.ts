@@ -108,3 +108,13 @@ t.test('bearer token auth, credentials from a docker config, retries on 503, mir
   const mirrored = new RegistryClient({ dockerConfigPath: join(dir, 'config.json'), backoffMs: 1, retries: 0, mirrors: { 'registry.example': ['http://127.0.0.1:1', 'http://10.0.0.1:5000', `http://${host}`] } })
   t.same(await mirrored.getBlob(parseReference(`registry.example/a/b`), digest), body)
 })
+
+t.test('a registry that cannot be reached is named with what the connection said', async t => {
+  // A port nothing listens on: undici says only "fetch failed" and keeps the reason in its cause.
+  const closed = createServer()
+  await new Promise<void>(resolve => closed.listen(0, '127.0.0.1', resolve))
+  const port = (closed.address() as { port: number }).port
+  await new Promise<void>(resolve => closed.close(() => resolve()))
+  const client = new RegistryClient({ dockerConfigPath: false, retries: 1, backoffMs: 5 })
+  await t.rejects(client.resolve(parseReference(`127.0.0.1:${port}/test/app:v1`)), { name: 'RegistryError', message: new RegExp(`fetch failed \\(connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\)`) })
+})
