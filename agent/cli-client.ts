@@ -3,7 +3,7 @@
 import type { Command } from 'commander'
 import { AgentRequestError } from './api/client.js'
 import { UserError } from './errors.js'
-import { client, collect, out, pairs, type GlobalOpts } from './cli-common.js'
+import { client, collect, formatBytes, out, pairs, type GlobalOpts } from './cli-common.js'
 import { parseBytes } from './scheduler/spec.js'
 
 export function registerClientCommands (program: Command): void {
@@ -149,20 +149,22 @@ export function registerCapsuleCommands (program: Command): void {
       if (!res.ok) throw new UserError(((await res.json().catch(() => ({}))) as { error?: string }).error ?? `HTTP ${res.status}`)
       const tty = process.stdout.isTTY === true && g.json !== true
       const { SingleBar, Presets } = await import('cli-progress')
-      const bar = tty ? new SingleBar({ format: 'pull {bar} {percentage}% | {value}/{total} bytes | peers {peers} registry {registry}', hideCursor: true }, Presets.shades_classic) : undefined
+      const bar = tty ? new SingleBar({ format: 'pull {bar} {percentage}% | {done} of {size} | from peers {peers}, registry {registry}', hideCursor: true }, Presets.shades_classic) : undefined
+      const payload = (ev: { totalBytes?: number, doneBytes?: number, bytesFromPeers?: number, bytesFromRegistry?: number }): Record<string, string> =>
+        ({ done: formatBytes(ev.doneBytes ?? 0), size: formatBytes(ev.totalBytes ?? 0), peers: formatBytes(ev.bytesFromPeers ?? 0), registry: formatBytes(ev.bytesFromRegistry ?? 0) })
       let started = false
       let failure: string | undefined
       for await (const line of ndjsonLines(res)) {
         const ev = JSON.parse(line) as { event: string, totalBytes?: number, doneBytes?: number, bytesFromPeers?: number, bytesFromRegistry?: number, error?: string, digest?: string, ref?: string }
         if (g.json === true) out(line)
         if (ev.event === 'progress' && bar !== undefined) {
-          if (!started && (ev.totalBytes ?? 0) > 0) { bar.start(ev.totalBytes ?? 0, 0, { peers: 0, registry: 0 }); started = true }
-          if (started) bar.update(ev.doneBytes ?? 0, { peers: ev.bytesFromPeers ?? 0, registry: ev.bytesFromRegistry ?? 0 })
+          if (!started && (ev.totalBytes ?? 0) > 0) { bar.start(ev.totalBytes ?? 0, 0, payload(ev)); started = true }
+          if (started) bar.update(ev.doneBytes ?? 0, payload(ev))
         }
         if (ev.event === 'error') failure = ev.error
         if (ev.event === 'done' && g.json !== true) {
           bar?.stop()
-          out(`${ev.ref ?? image} ${ev.digest ?? ''} (from peers ${ev.bytesFromPeers ?? 0} B, from registry ${ev.bytesFromRegistry ?? 0} B)`)
+          out(`${ev.ref ?? image} ${ev.digest ?? ''} (from peers ${formatBytes(ev.bytesFromPeers ?? 0)}, from registry ${formatBytes(ev.bytesFromRegistry ?? 0)})`)
         }
       }
       bar?.stop()
@@ -175,7 +177,7 @@ export function registerCapsuleCommands (program: Command): void {
       const rows = await (await client(g)).request<Array<{ ref: string, digest: string, size: number, pulledAt: string }>>('GET', '/v1/images')
       if (g.json === true) { out(JSON.stringify(rows)); return }
       out('REF\tDIGEST\tSIZE')
-      for (const r of rows) out(`${r.ref}\t${r.digest.slice(0, 19)}\t${r.size}`)
+      for (const r of rows) out(`${r.ref}\t${r.digest.slice(0, 19)}\t${formatBytes(r.size)}`)
     })
 
   const object = program.command('object').description('content-addressed objects, chunked and replicated across peers')

@@ -55,3 +55,13 @@ export function pairs (flag: string, list: string[] | undefined): Record<string,
   }
   return out
 }
+
+/** Bytes for people: `512 B`, `4.0 KiB`, `65.9 MiB`, `1.2 GiB` (JSON output keeps plain byte counts). */
+export function formatBytes (n: number): string {
+  if (!Number.isFinite(n) || n < 1024) return `${n} B`
+  const units = ['KiB', 'MiB', 'GiB', 'TiB']
+  let v = n / 1024
+  let i = 0
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++ }
+  return `${v.toFixed(1)} ${units[i] as string}`
+}

@@ -229,7 +229,8 @@ export class RegistryClient {
         res = await this.fetchFn(url, { headers, signal: AbortSignal.any(signals), redirect: 'follow' })
       } catch (err) {
         if (o.signal?.aborted === true) throw err
-        error = new RegistryError(`${url}: ${fetchFailure(err as Error)}`, undefined, { cause: err })
+        // The head timeout's own error already names the URL.
+        error = err instanceof RegistryError ? err : new RegistryError(`${url}: ${fetchFailure(err as Error)}`, undefined, { cause: err })
       } finally {
         clearTimeout(timer)
       }

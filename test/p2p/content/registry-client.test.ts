@@ -118,3 +118,14 @@ t.test('a registry that cannot be reached is named with what the connection said
   const client = new RegistryClient({ dockerConfigPath: false, retries: 1, backoffMs: 5 })
   await t.rejects(client.resolve(parseReference(`127.0.0.1:${port}/test/app:v1`)), { name: 'RegistryError', message: new RegExp(`fetch failed \\(connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\)`) })
 })
+
+t.test('a registry that never answers: the error names the URL once and the wait', async t => {
+  const silent = createServer(() => { /* never answers */ })
+  await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => { silent.closeAllConnections(); await new Promise<void>(resolve => silent.close(() => resolve())) })
+  const port = (silent.address() as { port: number }).port
+  const client = new RegistryClient({ dockerConfigPath: false, retries: 1, backoffMs: 5, timeoutMs: 200 })
+  const err = await client.resolve(parseReference(`127.0.0.1:${port}/test/app:v1`)).then(() => undefined, (e: Error) => e)
+  t.match(err?.message, `127.0.0.1:${port}/v2/test/app/manifests/v1: no response within 200 ms`)
+  t.equal(err?.message.split(`127.0.0.1:${port}/v2/test/app/manifests/v1`).length, 2, `the URL once: ${err?.message ?? ''}`)
+})
