@@ -10,6 +10,7 @@ import { Scheduler, type SchedulerNode } from './scheduler/scheduler.js'
 import { Supervisor, runtimeNameOf } from './supervisor/supervisor.js'
 import { LOGS_PROTOCOL, fetchLogs, logsHandler, type LogLine } from './logs-protocol.js'
 import { ApiError, type ApiServer } from './api/server.js'
+import { checkObjectDest, checkObjectSource } from './object-paths.js'
 import type { RaftHost } from './raft/raft-host.js'
 import type { ContentHost } from './content-host.js'
 import type { MemberView } from './membership-host.js'
@@ -193,6 +194,7 @@ export class CapsuleHost {
       const body = await req.body() as { path?: unknown, replicas?: unknown }
       if (typeof body.path !== 'string' || !body.path.startsWith('/')) throw new ApiError(400, 'path must be an absolute file path on this node')
       const replicas = typeof body.replicas === 'number' && Number.isInteger(body.replicas) && body.replicas >= 0 ? body.replicas : 2
+      await checkObjectSource(body.path)
       const r = await this.o.content.objects.putObject(body.path, { replicas, signal: req.signal })
       // Object metadata goes into the Raft state, so any member can list it.
       await this.o.raft.write({ op: 'put', key: `objects/${r.id}`, value: JSON.stringify({ size: r.size, chunks: r.chunks, replicas: r.replicas }) }, req.signal).catch(() => undefined)
@@ -201,6 +203,7 @@ export class CapsuleHost {
     api.route('POST', '/v1/objects/:id/get', async (req) => {
       const body = await req.body() as { dest?: unknown }
       if (typeof body.dest !== 'string' || !body.dest.startsWith('/')) throw new ApiError(400, 'dest must be an absolute path on this node')
+      await checkObjectDest(body.dest)
       return await this.o.content.getObject(req.params.id ?? '', body.dest, this.o.raft, req.signal)
     })
     api.route('GET', '/v1/gpu', async () => await gpuReport())

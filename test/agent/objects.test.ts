@@ -37,6 +37,9 @@ t.test('object put K=2, origin killed, get on a non-holder uses the Raft record'
   t.equal(over.code, 0, 'put with --replicas 5 on 3 peers exits 0')
   t.equal(over.stdout.trim(), puts[1]!.id, 'and prints the id alone')
   t.match(over.stderr, /warning: sha256:[0-9a-f]{64} has 3 of the 5 peer copies asked \(no other member could take one\); add members or lower --replicas/)
+  const dirPut = await a.cli(['object', 'put', cluster.root])
+  t.equal(dirPut.code, 1, 'put of a directory exits 1')
+  t.match(dirPut.stderr, `object put: ${cluster.root} is a directory; give one file`)
   const [main, second] = puts as [PutJson, PutJson]
   t.match(main.id, /^sha256:[0-9a-f]{64}$/, 'prints an id')
   const nonHolder = agents.slice(1).find(x => !main.replicas.includes(x.id))!
