@@ -18,77 +18,15 @@
 // always wins) — so parallel first pulls split the registry egress instead
 // of each taking it all.
 import { Bitfield } from './bitfield.js'
+import {
+  COVER_FACTOR, IDLE_QUERY_FACTOR, MAX_QUERY_BACKOFF, MAX_REGISTRY_FAILURES, REGISTRY_RETRY_MS,
+  withPickerDefaults, type PickerAction, type PickerConfig, type Source
+} from './piece-picker-config.js'
 
-export const DEFAULT_MAX_INFLIGHT_PER_PEER = 4
-export const DEFAULT_MAX_REGISTRY_INFLIGHT = 4
-/** How long a piece nobody has waits for a peer that is pulling it before this node takes it from the registry. */
-export const DEFAULT_REGISTRY_DEADLINE_MS = 5_000
-/** A piece request unanswered this long makes its peer count as gone. */
-export const DEFAULT_REQUEST_TIMEOUT_MS = 20_000
-/** Re-query a peer's bitfield this often while pieces are missing (how partial holders become sources). */
-export const DEFAULT_QUERY_INTERVAL_MS = 200
-/**
- * Before the first registry fetch, wait for every known peer's first
- * bitfield (they may be pulling too, and the registry share depends on how
- * many are) — but no longer than this.
- */
-export const DEFAULT_START_DELAY_MS = 2_000
-export const DEFAULT_ENDGAME_DUPLICATES = 2
-/**
- * An endgame duplicate goes out only for a request out longer than this, or
- * than twice the average piece time of this pull if that is longer (a
- * loaded peer is not made slower by asking everyone for the same piece).
- */
-export const DEFAULT_ENDGAME_AFTER_MS = 1_000
+export * from './piece-picker-config.js'
+
 /** Weight of the newest piece time in the running average (exponential). */
 const PIECE_TIME_WEIGHT = 0.2
-/**
- * A piece this node claims for the registry is fetched only once the claim
- * has stood this long (peers see it at their next bitfield query and yield),
- * so two pullers that start together and both think a piece is theirs do not
- * both fetch it. Costs this much once per pull.
- */
-export const DEFAULT_CLAIM_SETTLE_MS = 300
-/** Peers holding nothing we need are re-queried this many times less often. */
-export const IDLE_QUERY_FACTOR = 5
-/** A peer whose answers bring nothing new is asked at most this many times less often (doubling per answer). */
-export const MAX_QUERY_BACKOFF = 8
-/** After a registry failure, wait this long before the next registry request; give up after MAX failures in a row. */
-export const REGISTRY_RETRY_MS = 500
-/** A peer whose bitfield has not grown for this many registry deadlines is not believed when it claims pieces. */
-export const COVER_FACTOR = 4
-export const MAX_REGISTRY_FAILURES = 5
-/** Without a registry, give up when no live peer has a missing piece for this long. */
-export const DEFAULT_STALL_TIMEOUT_MS = 30_000
-
-export type Source = string | 'registry'
-
-export type PickerAction =
-  | { type: 'request', peer: string, index: number }
-  | { type: 'registry', index: number }
-  | { type: 'query', peer: string }
-  | { type: 'drop', peer: string, reason: 'timeout' }
-  | { type: 'ban', peer: string, index: number }
-  | { type: 'done' }
-  | { type: 'fail', reason: string }
-
-export interface PickerConfig {
-  pieceCount: number
-  /** This node's id: its rank among the nodes pulling the same blob picks its registry share. */
-  self: string
-  /** Whether a registry fallback exists. */
-  registry: boolean
-  maxInflightPerPeer?: number
-  maxRegistryInflight?: number
-  registryDeadlineMs?: number
-  requestTimeoutMs?: number
-  queryIntervalMs?: number
-  startDelayMs?: number
-  endgameDuplicates?: number
-  endgameAfterMs?: number
-  stallTimeoutMs?: number
-  claimSettleMs?: number
-}
 
 interface PeerState {
   have: Bitfield | null
@@ -133,19 +71,7 @@ export class PiecePicker {
   readonly fromRegistry = new Set<number>()
 
   constructor (cfg: PickerConfig, have: Bitfield, now: number) {
-    this.cfg = {
-      maxInflightPerPeer: DEFAULT_MAX_INFLIGHT_PER_PEER,
-      maxRegistryInflight: DEFAULT_MAX_REGISTRY_INFLIGHT,
-      registryDeadlineMs: DEFAULT_REGISTRY_DEADLINE_MS,
-      requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
-      queryIntervalMs: DEFAULT_QUERY_INTERVAL_MS,
-      startDelayMs: DEFAULT_START_DELAY_MS,
-      endgameDuplicates: DEFAULT_ENDGAME_DUPLICATES,
-      endgameAfterMs: DEFAULT_ENDGAME_AFTER_MS,
-      stallTimeoutMs: DEFAULT_STALL_TIMEOUT_MS,
-      claimSettleMs: DEFAULT_CLAIM_SETTLE_MS,
-      ...cfg
-    }
+    this.cfg = withPickerDefaults(cfg)
     if (have.length !== cfg.pieceCount) throw new RangeError(`have-bitfield has ${have.length} bits for ${cfg.pieceCount} pieces`)
     this.have = have.clone()
     this.startedAt = now
@@ -344,23 +270,34 @@ export class PiecePicker {
    * caps across all pulls, kept by the caller).
    */
   tick (now: number, requestBudget = Number.POSITIVE_INFINITY, registryBudget = Number.POSITIVE_INFINITY, peerRoom?: (peer: string) => number): PickerAction[] {
-    let budget = requestBudget
-    let regBudget = registryBudget
-    const room = new Map<string, number>()
-    const hasRoom = (peer: string): boolean => {
-      let r = room.get(peer)
-      if (r === undefined) { r = peerRoom?.(peer) ?? Number.POSITIVE_INFINITY; room.set(peer, r) }
-      return r > 0
-    }
-    const take = (peer: string): void => { room.set(peer, (room.get(peer) ?? 0) - 1) }
     this.lastNow = now
     if (this.finished) return []
-    const out: PickerAction[] = []
     if (this.done) {
       this.finished = true
       return [{ type: 'done' }]
     }
-    // 1. Requests that took too long: the peer counts as gone (a pipelined stream cannot cancel one request).
+    const out: PickerAction[] = []
+    const budget = new TickBudget(requestBudget, registryBudget, peerRoom)
+    this.expireRequests(now, out)
+    this.queryPeers(now, out)
+    const missing = this.order.filter(i => !this.have.get(i))
+    const avail = new Map<number, number>()
+    for (const i of missing) avail.set(i, this.availability(i))
+    const byRarity = [...missing].sort((a, b) => (avail.get(a) as number) - (avail.get(b) as number))
+    this.requestFromPeers(byRarity, now, budget, out)
+    // Endgame: every missing piece is in flight somewhere; duplicate the slow requests to idle peers.
+    if (missing.every(i => (this.inflight.get(i)?.size ?? 0) > 0)) this.endgame(byRarity, now, budget, out)
+    for (const i of missing) {
+      if ((avail.get(i) as number) > 0) this.waitSince.delete(i)
+      else if (!this.waitSince.has(i)) this.waitSince.set(i, now)
+    }
+    if (this.cfg.registry) this.registryShare(missing, avail, now, budget, out)
+    else this.checkStall(missing, now, out)
+    return out
+  }
+
+  /** Requests that took too long: the peer counts as gone (a pipelined stream cannot cancel one request). */
+  private expireRequests (now: number, out: PickerAction[]): void {
     for (const [peer, p] of this.peers) {
       for (const started of p.inflight.values()) {
         if (now - started > this.cfg.requestTimeoutMs) {
@@ -370,7 +307,10 @@ export class PiecePicker {
         }
       }
     }
-    // 2. Bitfield queries.
+  }
+
+  /** Bitfield queries: each peer now and then, less often while it brings nothing new. */
+  private queryPeers (now: number, out: PickerAction[]): void {
     for (const [peer, p] of this.peers) {
       if (p.queryInflight) continue
       // A peer with nothing we need is asked again only now and then: it may start pulling too.
@@ -384,97 +324,92 @@ export class PiecePicker {
         out.push({ type: 'query', peer })
       }
     }
-    // 3. Pieces from peers, rarest first.
-    const missing = this.order.filter(i => !this.have.get(i))
-    const avail = new Map<number, number>()
-    for (const i of missing) avail.set(i, this.availability(i))
-    const byRarity = [...missing].sort((a, b) => (avail.get(a) as number) - (avail.get(b) as number))
+  }
+
+  /** Pieces from peers, rarest first, each piece from one peer. */
+  private requestFromPeers (byRarity: number[], now: number, budget: TickBudget, out: PickerAction[]): void {
     for (const [peer, p] of this.peers) {
       if (p.have === null) continue
       for (const i of byRarity) {
-        if (p.inflight.size >= this.cfg.maxInflightPerPeer || budget <= 0 || !hasRoom(peer)) break
+        if (p.inflight.size >= this.cfg.maxInflightPerPeer || !budget.peerMay(peer)) break
         if (!p.have.get(i) || (this.inflight.get(i)?.size ?? 0) > 0) continue
-        budget--
-        take(peer)
+        budget.takePeer(peer)
         this.startRequest(peer, i, now)
         out.push({ type: 'request', peer, index: i })
       }
     }
-    // Endgame: every missing piece is in flight somewhere; duplicate the slow requests to idle peers.
-    if (missing.every(i => (this.inflight.get(i)?.size ?? 0) > 0)) {
-      const slowAfter = Math.max(this.cfg.endgameAfterMs, 2 * (this.pieceMs ?? 0))
-      for (const [peer, p] of this.peers) {
-        if (p.have === null) continue
-        for (const i of byRarity) {
-          if (p.inflight.size >= this.cfg.maxInflightPerPeer || budget <= 0 || !hasRoom(peer)) break
-          const s = this.inflight.get(i)
-          if (!p.have.get(i) || s === undefined || s.has(peer) || s.size >= this.cfg.endgameDuplicates) continue
-          if (now - this.inflightSince(i, s) < slowAfter) continue
-          budget--
-          take(peer)
-          this.startRequest(peer, i, now)
-          out.push({ type: 'request', peer, index: i })
-        }
+  }
+
+  /** Duplicates of requests out longer than pieces usually take, to peers not yet asked. */
+  private endgame (byRarity: number[], now: number, budget: TickBudget, out: PickerAction[]): void {
+    const slowAfter = Math.max(this.cfg.endgameAfterMs, 2 * (this.pieceMs ?? 0))
+    for (const [peer, p] of this.peers) {
+      if (p.have === null) continue
+      for (const i of byRarity) {
+        if (p.inflight.size >= this.cfg.maxInflightPerPeer || !budget.peerMay(peer)) break
+        const s = this.inflight.get(i)
+        if (!p.have.get(i) || s === undefined || s.has(peer) || s.size >= this.cfg.endgameDuplicates) continue
+        if (now - this.inflightSince(i, s) < slowAfter) continue
+        budget.takePeer(peer)
+        this.startRequest(peer, i, now)
+        out.push({ type: 'request', peer, index: i })
       }
     }
-    // 4. The registry, for pieces no live peer has.
+  }
+
+  /** The registry, for pieces no live peer has: this node's share, claimed first (see the top of this file). */
+  private registryShare (missing: number[], avail: Map<number, number>, now: number, budget: TickBudget, out: PickerAction[]): void {
+    if (this.registryFailures >= MAX_REGISTRY_FAILURES) {
+      this.finished = true
+      out.push({ type: 'fail', reason: `registry failed ${this.registryFailures} times in a row` })
+      return
+    }
+    const allAnswered = [...this.peers.values()].every(p => p.have !== null)
+    if (!allAnswered && now - this.startedAt < this.cfg.startDelayMs) return
+    const pullers = [this.cfg.self, ...[...this.peers.entries()].filter(([, p]) => p.pulling).map(([id]) => id)].sort()
+    const rank = pullers.indexOf(this.cfg.self)
+    const k = pullers.length
+    const claimed = new Bitfield(this.cfg.pieceCount)
     for (const i of missing) {
-      if ((avail.get(i) as number) > 0) this.waitSince.delete(i)
-      else if (!this.waitSince.has(i)) this.waitSince.set(i, now)
+      if ((this.inflight.get(i)?.has('registry')) === true) { claimed.set(i); continue }
+      if ((this.inflight.get(i)?.size ?? 0) > 0 || (avail.get(i) as number) > 0) continue
+      // Peers making progress that claim the piece (fetching it, or about
+      // to as their share): the lowest id among claimers fetches it, the
+      // rest wait for it to show up in a bitfield.
+      const claimers = this.claimers(i, now)
+      const mine = i % k === rank
+      const waited = now - (this.waitSince.get(i) ?? now) >= this.cfg.registryDeadlineMs
+      if (claimers.ids.length > 0) {
+        this.waitSince.set(i, now)
+        if (!mine || claimers.underWay || claimers.ids.some(c => c < this.cfg.self)) continue
+      } else if (!mine && !waited) {
+        continue
+      }
+      claimed.set(i)
+      const since = this.claimedSince.get(i) ?? now
+      this.claimedSince.set(i, since)
+      if (now - since < this.cfg.claimSettleMs) continue
+      // Only on news from after the claim: a peer may have got the piece
+      // (or claimed it) since it last answered. On a busy machine answers
+      // lagged by seconds, and pieces a peer already held came from the
+      // registry again. A peer silent past the deadline is not waited for.
+      if (now - since < this.cfg.registryDeadlineMs && !this.everyoneAnsweredSince(since)) continue
+      if (this.registrySince.size >= this.cfg.maxRegistryInflight || !budget.registryMay() || now < this.registryRetryAt) continue
+      budget.takeRegistry()
+      this.startRequest('registry', i, now)
+      out.push({ type: 'registry', index: i })
     }
-    if (this.cfg.registry) {
-      if (this.registryFailures >= MAX_REGISTRY_FAILURES) {
-        this.finished = true
-        out.push({ type: 'fail', reason: `registry failed ${this.registryFailures} times in a row` })
-        return out
-      }
-      const allAnswered = [...this.peers.values()].every(p => p.have !== null)
-      const mayStart = allAnswered || now - this.startedAt >= this.cfg.startDelayMs
-      if (mayStart) {
-        const pullers = [this.cfg.self, ...[...this.peers.entries()].filter(([, p]) => p.pulling).map(([id]) => id)].sort()
-        const rank = pullers.indexOf(this.cfg.self)
-        const k = pullers.length
-        const claimed = new Bitfield(this.cfg.pieceCount)
-        for (const i of missing) {
-          if ((this.inflight.get(i)?.has('registry')) === true) { claimed.set(i); continue }
-          if ((this.inflight.get(i)?.size ?? 0) > 0 || (avail.get(i) as number) > 0) continue
-          // Peers making progress that claim the piece (fetching it, or about
-          // to as their share): the lowest id among claimers fetches it, the
-          // rest wait for it to show up in a bitfield.
-          const claimers = this.claimers(i, now)
-          const mine = i % k === rank
-          const waited = now - (this.waitSince.get(i) ?? now) >= this.cfg.registryDeadlineMs
-          if (claimers.ids.length > 0) {
-            this.waitSince.set(i, now)
-            if (!mine || claimers.underWay || claimers.ids.some(c => c < this.cfg.self)) continue
-          } else if (!mine && !waited) {
-            continue
-          }
-          claimed.set(i)
-          const since = this.claimedSince.get(i) ?? now
-          this.claimedSince.set(i, since)
-          if (now - since < this.cfg.claimSettleMs) continue
-          // Only on news from after the claim: a peer may have got the piece
-          // (or claimed it) since it last answered. On a busy machine answers
-          // lagged by seconds, and pieces a peer already held came from the
-          // registry again. A peer silent past the deadline is not waited for.
-          if (now - since < this.cfg.registryDeadlineMs && !this.everyoneAnsweredSince(since)) continue
-          if (this.registrySince.size >= this.cfg.maxRegistryInflight || regBudget <= 0 || now < this.registryRetryAt) continue
-          regBudget--
-          this.startRequest('registry', i, now)
-          out.push({ type: 'registry', index: i })
-        }
-        this.claimed = claimed
-        for (const i of [...this.claimedSince.keys()]) if (!claimed.get(i)) this.claimedSince.delete(i)
-      }
-    } else {
-      const anyInflight = missing.some(i => (this.inflight.get(i)?.size ?? 0) > 0)
-      if (!anyInflight && now - this.lastProgress >= this.cfg.stallTimeoutMs) {
-        this.finished = true
-        out.push({ type: 'fail', reason: `no peer delivered a missing piece for ${this.cfg.stallTimeoutMs} ms and there is no registry to fall back on` })
-      }
+    this.claimed = claimed
+    for (const i of [...this.claimedSince.keys()]) if (!claimed.get(i)) this.claimedSince.delete(i)
+  }
+
+  /** Without a registry: fail once no live peer has delivered a missing piece for the stall timeout. */
+  private checkStall (missing: number[], now: number, out: PickerAction[]): void {
+    const anyInflight = missing.some(i => (this.inflight.get(i)?.size ?? 0) > 0)
+    if (!anyInflight && now - this.lastProgress >= this.cfg.stallTimeoutMs) {
+      this.finished = true
+      out.push({ type: 'fail', reason: `no peer delivered a missing piece for ${this.cfg.stallTimeoutMs} ms and there is no registry to fall back on` })
     }
-    return out
   }
 
   /** Whether every live peer still short of pieces has answered a query sent at or after `t`. */
@@ -512,4 +447,25 @@ function hashString (s: string): number {
   let h = 2166136261
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0
   return h
+}
+
+/** What one tick may still start: peer requests, registry requests, and requests to each peer (node-wide caps kept by the caller). */
+class TickBudget {
+  private readonly room = new Map<string, number>()
+  constructor (private requests: number, private registry: number, private readonly peerRoom?: (peer: string) => number) {}
+
+  peerMay (peer: string): boolean {
+    if (this.requests <= 0) return false
+    let r = this.room.get(peer)
+    if (r === undefined) { r = this.peerRoom?.(peer) ?? Number.POSITIVE_INFINITY; this.room.set(peer, r) }
+    return r > 0
+  }
+
+  takePeer (peer: string): void {
+    this.requests--
+    this.room.set(peer, (this.room.get(peer) ?? 0) - 1)
+  }
+
+  registryMay (): boolean { return this.registry > 0 }
+  takeRegistry (): void { this.registry-- }
 }
