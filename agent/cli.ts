@@ -11,7 +11,6 @@ import { UserError } from './errors.js'
 import { createLogger } from './logger.js'
 import { reexecForEdge } from './edge-runtime.js'
 import { tuneGc } from './gc-tuning.js'
-import { tuneJit } from './jit-tuning.js'
 import { enableCompileCache, flushCompileCache } from './compile-cache.js'
 import { AgentRequestError, AgentUnreachableError } from './api/client.js'
 import { InvalidTokenError, parseToken } from '../p2p/token.js'
@@ -55,7 +54,6 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
   // Before anything is opened: an edge agent restarts itself with small-machine limits.
   reexecForEdge(config)
   tuneGc(config)
-  tuneJit(config)
   const dataDir = dev ? await mkdtemp(join(tmpdir(), 'bolt-dev-')) : dataDirOf(g)
   const log = await createLogger(config.log_level)
   // Loaded here, not at the top: client commands (status, pull, ps…) never

@@ -5,7 +5,6 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { formatFigures, writeReport, type Scenario } from './report.js'
 import { tuneGc } from '../agent/gc-tuning.js'
-import { tuneJit } from '../agent/jit-tuning.js'
 
 async function loadScenarios (): Promise<Scenario[]> {
   const dir = dirname(fileURLToPath(import.meta.url))
@@ -30,16 +29,14 @@ async function main (): Promise<void> {
   }
   const chosen = names.length === 0 ? all : all.filter(s => names.includes(s.name))
   // Nodes run inside this process stand for agents: give them the agent's GC
-  // and compiler settings (agent processes set them themselves). Each report records them.
+  // setting (agent processes set it themselves). Each report records it.
   const gcFlags = tuneGc(undefined)
-  const jitFlags = tuneJit(undefined)
   let failed = false
   for (const s of chosen) {
     process.stdout.write(`# ${s.name}: ${s.description}\n`)
     try {
       const report = await s.run({ quick })
       report.config.benchProcessGcFlags = gcFlags
-      report.config.benchProcessJitFlags = jitFlags
       const file = await writeReport(report)
       process.stdout.write(`# report: ${file}\n`)
       process.stdout.write(formatFigures(report) + '\n')
