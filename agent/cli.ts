@@ -11,7 +11,6 @@ import { UserError } from './errors.js'
 import { createLogger } from './logger.js'
 import { reexecForEdge } from './edge-runtime.js'
 import { tuneGc } from './gc-tuning.js'
-import { enableCompileCache, flushCompileCache } from './compile-cache.js'
 import { AgentRequestError, AgentUnreachableError } from './api/client.js'
 import { InvalidTokenError, parseToken } from '../p2p/token.js'
 import { registerClientCommands } from './cli-client.js'
@@ -87,7 +86,6 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     await agent.stop().catch(() => {})
     throw err
   }
-  flushCompileCache()
   const tok = agent.tokenInfo()
   if (g.json === true) {
     out(JSON.stringify({ event: 'ready', node: agent.status().node, api: agent.apiUrl, mirror: agent.mirror?.url ?? null, dataDir, token: tok.token, join: tok.join }))
@@ -224,8 +222,6 @@ async function main (argv: string[]): Promise<number> {
 }
 
 handleClosedStdout()
-// Before main: the agent's own modules (libp2p, loaded by agent commands) are the bulk of what it compiles.
-enableCompileCache()
 process.exitCode = await main(process.argv)
 // Agent commands end after a clean stop; don't wait on stray handles.
 setTimeout(() => process.exit(process.exitCode ?? 0), 200).unref()

@@ -1,8 +1,8 @@
 // `mkdir -p` that fails instead of spinning. Node's recursive mkdir retries
 // forever at full CPU where mkdir answers ENOENT inside a directory that
-// exists, as it does under /proc: `--data /proc/x` or HOME=/proc hung the
-// agent. This walks up to the first directory that exists and makes the
-// rest one level at a time, so such a path fails with the mkdir error.
+// exists, as it does under /proc: `--data /proc/x` hung the agent. This
+// walks up to the first directory that exists and makes the rest one level
+// at a time, so such a path fails with the mkdir error.
 import { existsSync, mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 

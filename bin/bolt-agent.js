@@ -25,7 +25,4 @@ if (!existsSync(cli)) {
   process.stderr.write('bolt-agent is not built: run `npm install` (or `npm run build`) in the checkout\n')
   process.exit(1)
 }
-// Node's compile cache (agent/compile-cache.ts), on before the CLI's own modules load.
-const { enableCompileCache } = await import(new URL(`file://${join(here, '..', 'dist', 'agent', 'compile-cache.js')}`).href)
-enableCompileCache()
 await import(new URL(`file://${cli}`).href)
