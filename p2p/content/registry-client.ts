@@ -379,7 +379,7 @@ async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
  * (connect ECONNREFUSED 127.0.0.1:5000, getaddrinfo ENOTFOUND host, a TLS
  * error): name both, so a person can tell a typo from a registry that is down.
  */
-export function fetchFailure (err: Error): string {
+function fetchFailure (err: Error): string {
   const cause = err.cause
   if (cause instanceof Error && cause.message !== '' && !err.message.includes(cause.message)) return `${err.message} (${cause.message})`
   return err.message

@@ -38,4 +38,12 @@ t.test('a data dir that cannot be made is an error, not a hang', async t => {
   const r = await runCli(['--data', '/proc/bolt-agent-test/data', 'init', '--listen', '/ip4/127.0.0.1/tcp/0'], { timeoutMs: 30_000 })
   t.equal(r.code, 1)
   t.match(r.stderr, /cannot create the data dir \/proc\/bolt-agent-test\/data: ENOENT.*choose another with --data/)
+  // A file where the data dir should be.
+  const dir = await mkdtemp(join(tmpdir(), 'bolt-cli-file-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const file = join(dir, 'not-a-dir')
+  await writeFile(file, 'x')
+  const f = await runCli(['--data', file, 'init', '--listen', '/ip4/127.0.0.1/tcp/0'], { timeoutMs: 30_000 })
+  t.equal(f.code, 1)
+  t.match(f.stderr, `cannot create the data dir ${file}: ENOTDIR: ${file} is not a directory`)
 })
