@@ -16,6 +16,7 @@ import { sha256Digest } from '../../../p2p/content/digest.js'
 import { PieceExchange } from '../../../p2p/content/piece-exchange.js'
 import { digestToCid } from '../../../p2p/content/digest.js'
 import { DhtProviderSource, KAD_BUCKET_SIZE } from '../../../p2p/content/providers.js'
+import { waitFor } from '../../../scenarios/harness.js'
 
 const PIECE = 64 * 1024
 
@@ -53,8 +54,12 @@ async function three (t: Parameters<typeof mkNode>[0], a: Parameters<typeof mkNo
   await nodes[0].libp2p.dial(tcp(nodes[1]))
   await nodes[2].libp2p.dial(tcp(nodes[1]))
   await nodes[0].libp2p.dial(tcp(nodes[2]))
-  // Let identify run so each routing table holds the others.
-  await new Promise(resolve => setTimeout(resolve, 500))
+  // Identify fills each routing table with the others; on a loaded machine that took more than half a second.
+  const tableSize = (n: Node): number => (n.libp2p.services as unknown as { dht: { routingTable: { size: number } } }).dht.routingTable.size
+  // A DHT client (A, when asked) is in no one's table.
+  const others = a.clientMode === true ? 1 : 2
+  const filled = await waitFor(async () => tableSize(nodes[0]) >= 2 && tableSize(nodes[1]) >= others && tableSize(nodes[2]) >= others, 20_000, 50)
+  if (filled < 0) throw new Error(`routing tables not filled: ${nodes.map(tableSize).join(', ')}`)
   return nodes
 }
 
@@ -102,6 +107,8 @@ t.test('beyond K members, or from a DHT client, a provide sends the record to th
     await a.providers.provide(d)
     const self = a.libp2p.peerId.toString()
     const label = JSON.stringify({ members: opts.members?.(), clientMode: (opts as { clientMode?: boolean }).clientMode })
+    // provide() returns once ADD_PROVIDER is sent; B and C store it as they read it.
+    await waitFor(async () => (await recordsAt(b, d)).length > 0 && (await recordsAt(c, d)).length > 0, 10_000, 50)
     t.same(await recordsAt(b, d), [self], `B holds A's record (${label})`)
     t.same(await recordsAt(c, d), [self], `C holds A's record (${label})`)
   }
