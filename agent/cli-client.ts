@@ -1,6 +1,7 @@
 // Client commands added by later parts (kv, capsules, content). Each talks to
 // the agent API and prints plain text, or JSON with --json.
 import type { Command } from 'commander'
+import type { PutResult } from '../p2p/content/objects.js'
 import { AgentRequestError } from './api/client.js'
 import { UserError } from './errors.js'
 import { client, collect, formatBytes, out, pairs, type GlobalOpts } from './cli-common.js'
@@ -188,11 +189,11 @@ export function registerCapsuleCommands (program: Command): void {
       const k = Number(o.replicas)
       if (!Number.isInteger(k) || k < 0) throw new UserError(`--replicas ${o.replicas}: expected a whole number`, 2)
       const { resolve } = await import('node:path')
-      const r = await (await client(g)).request<{ id: string, replicas: string[], replicaErrors?: Array<{ peer: string, error: string }> }>('POST', '/v1/objects', { path: resolve(file), replicas: k })
+      const r = await (await client(g)).request<PutResult>('POST', '/v1/objects', { path: resolve(file), replicas: k })
       out(g.json === true ? JSON.stringify(r) : r.id)
       if (r.replicas.length < k) {
         // Stored all the same (here and on the peers that took it): a warning, not a failure.
-        const refused = r.replicaErrors ?? []
+        const refused = r.replicaErrors
         const why = refused.length > 0 ? `${refused.length} peer(s) failed, first: ${refused[0]?.error ?? ''}` : 'no other member could take one'
         process.stderr.write(`bolt-agent: warning: ${r.id} has ${r.replicas.length} of the ${k} peer copies asked (${why}); add members or lower --replicas\n`)
       }
