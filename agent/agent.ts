@@ -13,7 +13,7 @@ import { Admission, type ClusterSecrets } from '../p2p/admission/admission.js'
 import { createBoltNode, guardServiceProtocols, KAD_PROTOCOL, PING_PROTOCOL, REACHABILITY_GUARDED_PROTOCOLS, type BoltLibp2p, DEFAULT_MAX_CONNECTIONS, EDGE_MAX_CONNECTIONS } from '../p2p/node.js'
 import { dialableAddrs, isRelayed, ownAddrs, RelaySlot, shouldReserve } from '../p2p/reachability/index.js'
 import { LanAdvertiser } from '../p2p/discovery/lan.js'
-import { openClusterStream } from '../p2p/dialer.js'
+import { openClusterStream, prepareBulk } from '../p2p/dialer.js'
 import { clusterKeyFingerprint, formatToken, newClusterId, newClusterKey, newSecret, type JoinToken } from '../p2p/token.js'
 import { transportOf } from '../quic/transports.js'
 import { ClusterFileStore, readClusterFile, writeAtomic, type ClusterFile } from './cluster-file.js'
@@ -215,6 +215,9 @@ export class Agent {
     this.membership.addEventListener('member', (evt) => {
       const e = (evt as CustomEvent<{ kind: string, member: { id: string, state: string } }>).detail
       this.content.memberState(e.member.id, e.member.state)
+      // The lower id of a pair dials, so the pair shares one TCP connection;
+      // an edge agent dials only when it pulls.
+      if (e.member.state === 'alive' && this.config.profile !== 'edge' && this.peerId < e.member.id) prepareBulk(this.libp2p, e.member.id, this.addrsOf(e.member.id))
     })
     this.log.debug('start: content started')
     this.capsules = new CapsuleHost({

@@ -46,6 +46,18 @@ function dialBulkInBackground (libp2p: Libp2p, peerId: string, addrs: Multiaddr[
   })()
 }
 
+/**
+ * Dials a member's TCP connection for bulk traffic ahead of need, in the
+ * background, unless one is open (or being dialed). A pull opens its
+ * streams to every peer the moment it starts; those opened before TCP is
+ * up stay on QUIC for that whole pull, and its bitfield queries with them.
+ */
+export function prepareBulk (libp2p: Libp2p, peerId: string, addrs: string[]): void {
+  const open = libp2p.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open' && c.limits == null)
+  if (open.some(c => transportOf(c.remoteAddr) === 'tcp')) return
+  dialBulkInBackground(libp2p, peerId, addrs.map(a => withPeer(a, peerId)).filter((m): m is Multiaddr => m !== undefined))
+}
+
 function withPeer (addr: string, peerId: string): Multiaddr | undefined {
   try {
     const ma = multiaddr(addr)

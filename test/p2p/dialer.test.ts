@@ -3,7 +3,7 @@
 import t from 'tap'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { identify } from '@libp2p/identify'
-import { connectionTo } from '../../p2p/dialer.js'
+import { connectionTo, prepareBulk } from '../../p2p/dialer.js'
 import { EPHEMERAL_LISTEN, transportModules, transportOf } from '../../quic/transports.js'
 
 async function node (): Promise<Libp2p> {
@@ -52,4 +52,34 @@ t.test('a member with no TCP address: bulk stays on QUIC and nothing else is dia
   t.equal(transportOf(c.remoteAddr), 'quic')
   await new Promise(resolve => setTimeout(resolve, 500))
   t.equal(a.getConnections(b.peerId).length, 1, 'still one connection')
+})
+
+t.test('prepareBulk dials the TCP connection ahead of need, once', async t => {
+  const a = await node()
+  const b = await node()
+  const c = await node()
+  t.teardown(async () => { await a.stop(); await b.stop(); await c.stop() })
+  const transports = (to: Libp2p): string[] => a.getConnections(to.peerId).filter(x => x.status === 'open').map(x => transportOf(x.remoteAddr)).sort()
+  const addrsOf = (n: Libp2p): string[] => n.getMultiaddrs().map(m => m.toString())
+
+  // Reached over QUIC (control traffic came first): TCP comes up beside it.
+  await a.dial(b.getMultiaddrs().find(m => transportOf(m) === 'quic')!)
+  prepareBulk(a, b.peerId.toString(), addrsOf(b))
+  t.ok(await until(() => transports(b).includes('tcp'), 10_000), 'a TCP connection comes up beside the QUIC one')
+  prepareBulk(a, b.peerId.toString(), addrsOf(b))
+  await new Promise(resolve => setTimeout(resolve, 300))
+  t.same(transports(b), ['quic', 'tcp'], 'asked again with TCP open: nothing more is dialed')
+
+  // Not connected at all yet: the TCP connection is the first.
+  prepareBulk(a, c.peerId.toString(), addrsOf(c))
+  t.ok(await until(() => transports(c).includes('tcp'), 10_000), 'a member not yet connected gets a TCP connection')
+  const bulk = await connectionTo(a, c.peerId.toString(), addrsOf(c), 'bulk')
+  t.equal(transportOf(bulk.remoteAddr), 'tcp', 'bulk traffic then finds TCP at once')
+
+  // No TCP address: nothing is dialed.
+  const d = await node()
+  t.teardown(async () => { await d.stop() })
+  prepareBulk(a, d.peerId.toString(), d.getMultiaddrs().filter(m => transportOf(m) === 'quic').map(m => m.toString()))
+  await new Promise(resolve => setTimeout(resolve, 500))
+  t.equal(a.getConnections(d.peerId).length, 0, 'a member with only QUIC addresses is not dialed')
 })
