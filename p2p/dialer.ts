@@ -53,7 +53,12 @@ function dialBulkInBackground (libp2p: Libp2p, peerId: string, addrs: Multiaddr[
  * up stay on QUIC for that whole pull, and its bitfield queries with them.
  */
 export function prepareBulk (libp2p: Libp2p, peerId: string, addrs: string[]): void {
-  const open = libp2p.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open' && c.limits == null)
+  let open: Connection[]
+  try {
+    open = libp2p.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open' && c.limits == null)
+  } catch {
+    return // not a peer id: nothing to dial (this runs in an event listener, where a throw would be uncaught)
+  }
   if (open.some(c => transportOf(c.remoteAddr) === 'tcp')) return
   dialBulkInBackground(libp2p, peerId, addrs.map(a => withPeer(a, peerId)).filter((m): m is Multiaddr => m !== undefined))
 }

@@ -82,4 +82,5 @@ t.test('prepareBulk dials the TCP connection ahead of need, once', async t => {
   prepareBulk(a, d.peerId.toString(), d.getMultiaddrs().filter(m => transportOf(m) === 'quic').map(m => m.toString()))
   await new Promise(resolve => setTimeout(resolve, 500))
   t.equal(a.getConnections(d.peerId).length, 0, 'a member with only QUIC addresses is not dialed')
+  t.doesNotThrow(() => { prepareBulk(a, 'not-a-peer-id', addrsOf(d)) }, 'a malformed member id is ignored')
 })
