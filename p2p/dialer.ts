@@ -55,12 +55,22 @@ function dialBulkInBackground (libp2p: Libp2p, peerId: string, addrs: Multiaddr[
 export function prepareBulk (libp2p: Libp2p, peerId: string, addrs: string[]): void {
   let open: Connection[]
   try {
-    open = libp2p.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open' && c.limits == null)
+    open = openDirect(libp2p, peerId)
   } catch {
     return // not a peer id: nothing to dial (this runs in an event listener, where a throw would be uncaught)
   }
   if (open.some(c => transportOf(c.remoteAddr) === 'tcp')) return
-  dialBulkInBackground(libp2p, peerId, addrs.map(a => withPeer(a, peerId)).filter((m): m is Multiaddr => m !== undefined))
+  dialBulkInBackground(libp2p, peerId, peerAddrs(addrs, peerId))
+}
+
+/** The open connections to the member that carry no relay limits. */
+function openDirect (libp2p: Libp2p, peerId: string): Connection[] {
+  return libp2p.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open' && c.limits == null)
+}
+
+/** Gossiped addresses as multiaddrs ending in the member's id; unparsable ones are left out. */
+function peerAddrs (addrs: string[], peerId: string): Multiaddr[] {
+  return addrs.map(a => withPeer(a, peerId)).filter((m): m is Multiaddr => m !== undefined)
 }
 
 function withPeer (addr: string, peerId: string): Multiaddr | undefined {
@@ -73,11 +83,11 @@ function withPeer (addr: string, peerId: string): Multiaddr | undefined {
 }
 
 export async function connectionTo (libp2p: Libp2p, peerId: string, addrs: string[], purpose: 'control' | 'bulk', signal?: AbortSignal): Promise<Connection> {
-  const open = libp2p.getConnections(peerIdFromString(peerId)).filter(c => c.status === 'open' && c.limits == null)
+  const open = openDirect(libp2p, peerId)
   const preferred = open.find(c => transportOf(c.remoteAddr) === (purpose === 'bulk' ? 'tcp' : 'quic'))
   if (preferred !== undefined) return preferred
   // Parsed only past the common case above (every stream opened comes here).
-  const mas = preferTransport(addrs.map(a => withPeer(a, peerId)).filter((m): m is Multiaddr => m !== undefined), purpose)
+  const mas = preferTransport(peerAddrs(addrs, peerId), purpose)
   if (open.length > 0) {
     if (purpose === 'bulk') dialBulkInBackground(libp2p, peerId, mas)
     return open[0] as Connection
