@@ -6,7 +6,11 @@ import type { PieceExchange } from '../../p2p/content/piece-exchange.js'
 import { pieceCount, pieceRange, pieceSizeFor } from '../../p2p/content/pieces.js'
 import type { PieceBytes } from '../../p2p/content/recent-pieces.js'
 import { MirrorVerifyError } from './errors.js'
+import { ReadBuffers, writePooled } from './read-buffers.js'
 import type { MirrorStats } from './stats.js'
+
+/** Piece buffers of every streamed response of this process (see read-buffers.ts). */
+export const readBuffers = new ReadBuffers()
 
 export interface StreamWhilePullingInit {
   store: BlobStore
@@ -58,11 +62,14 @@ export async function streamWhilePulling (init: StreamWhilePullingInit, digest: 
       if (last && partial.resets !== resets) {
         throw new MirrorVerifyError(`blob ${digest}: the pull found a piece sent here wrong (the blob failed its digest) and started over; response aborted`)
       }
-      const bytes = await readPiece(init, digest, partial, i, size, pieceSize, pulled)
-      const parts = bytes instanceof Uint8Array ? [bytes] : [...bytes]
+      const { bytes, pooled } = await readPiece(init, digest, partial, i, size, pieceSize, pulled)
       firstByteMs ??= performance.now() - started
       let full = false
-      for (const part of parts) if (!res.write(part)) full = true
+      if (pooled !== undefined) {
+        full = !writePooled(res, readBuffers, pooled, bytes as Uint8Array)
+      } else {
+        for (const part of bytes instanceof Uint8Array ? [bytes] : [...bytes]) if (!res.write(part)) full = true
+      }
       if (full) {
         await new Promise<void>(resolve => {
           const go = (): void => { res.off('drain', go); res.off('close', go); resolve() }
@@ -86,19 +93,29 @@ export async function streamWhilePulling (init: StreamWhilePullingInit, digest: 
   }
 }
 
-/** A held piece: from the exchange's recent pieces (verified, shared: never written to), else from disk. */
-async function readPiece (init: StreamWhilePullingInit, digest: string, partial: { readPiece: (i: number) => Promise<Uint8Array> }, i: number, size: number, pieceSize: number, settled: Promise<void>): Promise<PieceBytes> {
+/**
+ * A held piece: from the exchange's recent pieces (verified, shared: never
+ * written to), else read from disk into `pooled`, a buffer of `readBuffers`
+ * that goes back once written.
+ */
+async function readPiece (init: StreamWhilePullingInit, digest: string, partial: { readPiece: (i: number, into?: Uint8Array) => Promise<Uint8Array> }, i: number, size: number, pieceSize: number, settled: Promise<void>): Promise<{ bytes: PieceBytes, pooled?: Uint8Array }> {
   const kept = init.exchange.recent.get(digest, pieceSize, i)
-  if (kept !== undefined) return kept
+  if (kept !== undefined) return { bytes: kept }
   const { start, length } = pieceRange(size, pieceSize, i)
-  if (init.store.hasSync(digest)) return await init.store.readRange(digest, start, length)
+  const pooled = readBuffers.take(pieceSize)
   try {
-    return await partial.readPiece(i)
+    if (init.store.hasSync(digest)) return { bytes: await init.store.readRange(digest, start, length, pooled), pooled }
+    try {
+      return { bytes: await partial.readPiece(i, pooled), pooled }
+    } catch (err) {
+      // The partial is completing: its file was closed and is being renamed
+      // into the store. Wait for the pull to settle, then read the blob.
+      await settled
+      if (init.store.hasSync(digest)) return { bytes: await init.store.readRange(digest, start, length, pooled), pooled }
+      throw err
+    }
   } catch (err) {
-    // The partial is completing: its file was closed and is being renamed
-    // into the store. Wait for the pull to settle, then read the blob.
-    await settled
-    if (init.store.hasSync(digest)) return await init.store.readRange(digest, start, length)
+    readBuffers.give(pooled)
     throw err
   }
 }

@@ -152,16 +152,17 @@ export class BlobStore {
     return new Uint8Array(await readFile(this.blobPath(digest)))
   }
 
-  /** Reads `length` bytes at `start` of a complete blob. */
-  async readRange (digest: string, start: number, length: number): Promise<Uint8Array> {
+  /** Reads `length` bytes at `start` of a complete blob: into the start of `into` when given (it must be large enough), else into a new buffer. */
+  async readRange (digest: string, start: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     const b = this.blobs.get(digest)
     if (b === undefined) throw new BlobNotFoundError(`blob ${digest} is not in the store`)
     if (start < 0 || start + length > b.size) throw new RangeError(`range ${start}+${length} is outside ${digest} (${b.size} bytes)`)
+    if (into !== undefined && into.byteLength < length) throw new RangeError(`a ${into.byteLength}-byte buffer cannot hold ${length} bytes`)
     this.touch(digest)
     const fh = await open(this.blobPath(digest), 'r')
     try {
       // Not zero-filled: every byte is read below or the call throws.
-      const buf = Buffer.allocUnsafe(length)
+      const buf = into !== undefined ? into.subarray(0, length) : Buffer.allocUnsafe(length)
       let off = 0
       while (off < length) {
         const { bytesRead } = await fh.read(buf, off, length - off, start + off)

@@ -194,13 +194,15 @@ export class PartialBlob {
     this.flushTimer.unref()
   }
 
-  async readPiece (index: number): Promise<Uint8Array> {
+  /** The bytes of held piece `index`: read into the start of `into` when given (it must be large enough), else into a new buffer. */
+  async readPiece (index: number, into?: Uint8Array): Promise<Uint8Array> {
     const fh = this.handle()
     if (!this.have.get(index)) throw new RangeError(`piece ${index} of ${this.digest} is not held`)
     const { start, length } = pieceRange(this.size, this.pieceSize, index)
+    if (into !== undefined && into.byteLength < length) throw new RangeError(`a ${into.byteLength}-byte buffer cannot hold piece ${index} (${length} bytes)`)
     // Not zero-filled (4 MiB of zeroes per piece served, on the event loop): every byte is read below or the call throws.
-    const raw = Buffer.allocUnsafeSlow(length)
-    const buf = new Uint8Array(raw.buffer, raw.byteOffset, length)
+    const raw = into === undefined ? Buffer.allocUnsafeSlow(length) : undefined
+    const buf = into !== undefined ? into.subarray(0, length) : new Uint8Array(raw!.buffer, raw!.byteOffset, length)
     let off = 0
     while (off < length) {
       const { bytesRead } = await fh.read(buf, off, length - off, start + off)

@@ -10,8 +10,8 @@ import { join } from 'node:path'
 import { BlobStore } from '../../p2p/content/blob-store.js'
 import { DigestMismatchError } from '../../p2p/content/errors.js'
 import type { PieceExchange, PullOptions, PullStats } from '../../p2p/content/piece-exchange.js'
+import { fakeExchange } from '../helpers/fake-exchange.js'
 import { hashPiece, pieceCount, pieceRange } from '../../p2p/content/pieces.js'
-import { RecentPieces } from '../../p2p/content/recent-pieces.js'
 import { RegistryClient } from '../../p2p/content/registry-client.js'
 import { MirrorServer } from '../../agent/mirror/mirror-server.js'
 
@@ -36,31 +36,25 @@ async function get (url: string): Promise<{ status: number, body: Buffer } | 'ab
 
 /** An exchange that writes `bad` bytes as pieces, then either fails or rewrites them with `good` and completes. */
 function lyingExchange (store: BlobStore, bad: Uint8Array, good: Uint8Array, mode: 'fail' | 'repair'): PieceExchange {
-  const fake = {
-    pieceSize: PIECE,
-    recent: new RecentPieces(0),
-    probeSize: async () => undefined,
-    pull: async (digest: string, opts: PullOptions): Promise<PullStats> => {
-      const partial = await store.openPartial(digest, opts.size, PIECE)
-      const n = pieceCount(opts.size, PIECE)
-      for (let i = 0; i < n; i++) {
-        const { start, length } = pieceRange(opts.size, PIECE, i)
-        const piece = bad.subarray(start, start + length)
-        await partial.writePiece(i, piece, hashPiece(piece))
-        await new Promise(resolve => setTimeout(resolve, 2))
-      }
-      if (mode === 'fail') throw new DigestMismatchError('assembled blob does not hash to its digest')
-      await partial.complete().catch(() => {})
-      for (let i = 0; i < n; i++) {
-        const { start, length } = pieceRange(opts.size, PIECE, i)
-        const piece = good.subarray(start, start + length)
-        await partial.writePiece(i, piece, hashPiece(piece))
-      }
-      await partial.complete()
-      return { bytesFromPeers: opts.size, bytesFromRegistry: 0, bannedPeers: [] }
+  return fakeExchange(PIECE, async (digest: string, opts: PullOptions): Promise<PullStats> => {
+    const partial = await store.openPartial(digest, opts.size, PIECE)
+    const n = pieceCount(opts.size, PIECE)
+    for (let i = 0; i < n; i++) {
+      const { start, length } = pieceRange(opts.size, PIECE, i)
+      const piece = bad.subarray(start, start + length)
+      await partial.writePiece(i, piece, hashPiece(piece))
+      await new Promise(resolve => setTimeout(resolve, 2))
     }
-  }
-  return fake as unknown as PieceExchange
+    if (mode === 'fail') throw new DigestMismatchError('assembled blob does not hash to its digest')
+    await partial.complete().catch(() => {})
+    for (let i = 0; i < n; i++) {
+      const { start, length } = pieceRange(opts.size, PIECE, i)
+      const piece = good.subarray(start, start + length)
+      await partial.writePiece(i, piece, hashPiece(piece))
+    }
+    await partial.complete()
+    return { bytesFromPeers: opts.size, bytesFromRegistry: 0, bannedPeers: [] }
+  })
 }
 
 for (const mode of ['fail', 'repair'] as const) {

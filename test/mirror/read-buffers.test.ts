@@ -1,0 +1,95 @@
+// The mirror's pooled read buffers: a blob streamed while it is pulled is
+// read from disk piece by piece into a few reused buffers, and the client
+// still gets exactly the blob's bytes, also when it reads slowly.
+import t from 'tap'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { request } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { BlobStore } from '../../p2p/content/blob-store.js'
+import type { PieceExchange, PullOptions, PullStats } from '../../p2p/content/piece-exchange.js'
+import { hashPiece, pieceCount, pieceRange } from '../../p2p/content/pieces.js'
+import { RegistryClient } from '../../p2p/content/registry-client.js'
+import { MirrorServer } from '../../agent/mirror/mirror-server.js'
+import { ReadBuffers } from '../../agent/mirror/read-buffers.js'
+import { readBuffers } from '../../agent/mirror/stream-while-pulling.js'
+import { fakeExchange } from '../helpers/fake-exchange.js'
+
+t.test('ReadBuffers: a buffer given back is taken again; spares are bounded and kept by size', async t => {
+  const pool = new ReadBuffers(2)
+  const a = pool.take(1024)
+  const b = pool.take(1024)
+  t.not(a, b, 'two takes, two buffers')
+  t.equal(a.byteLength, 1024)
+  t.equal(pool.made, 2)
+  pool.give(a)
+  pool.give(a)
+  t.equal(pool.spareCount(), 1, 'a buffer given twice is kept once')
+  t.equal(pool.take(1024), a, 'the spare is taken again')
+  t.equal(pool.made, 2, 'no new buffer for it')
+  pool.give(a)
+  pool.give(b)
+  pool.give(pool.take(2048))
+  t.equal(pool.spareCount(), 3, 'spares are kept per size')
+  pool.give(new Uint8Array(1024))
+  t.equal(pool.spareCount(), 3, 'no more than maxSpares of one size')
+  t.equal(pool.take(2048).byteLength, 2048, 'a take gets a buffer of its own size')
+})
+
+const PIECE = 256 * 1024
+const PIECES = 24
+
+/** An exchange that writes the blob's pieces into the partial file, a little apart, and completes it (no recent pieces: the mirror reads each from disk). */
+function slowExchange (store: BlobStore, blob: Uint8Array): PieceExchange {
+  return fakeExchange(PIECE, async (digest: string, opts: PullOptions): Promise<PullStats> => {
+    const partial = await store.openPartial(digest, opts.size, PIECE)
+    for (let i = 0; i < pieceCount(opts.size, PIECE); i++) {
+      const { start, length } = pieceRange(opts.size, PIECE, i)
+      const piece = blob.subarray(start, start + length)
+      await partial.writePiece(i, piece, hashPiece(piece))
+      await new Promise(resolve => setTimeout(resolve, 1))
+    }
+    await partial.complete()
+    return { bytesFromPeers: opts.size, bytesFromRegistry: 0, bannedPeers: [] }
+  })
+}
+
+/** GETs `url`, pausing the response for `pauseMs` first so the server's writes queue up. */
+async function slowGet (url: string, pauseMs: number): Promise<{ status: number, body: Buffer }> {
+  return await new Promise((resolve, reject) => {
+    const req = request(url, res => {
+      const parts: Buffer[] = []
+      res.pause()
+      setTimeout(() => res.resume(), pauseMs)
+      res.on('data', (c: Buffer) => { parts.push(c) })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }) })
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+t.test('a blob streamed while pulled is read into reused buffers, and the client gets exactly its bytes', async t => {
+  const dir = await mkdtemp(join(tmpdir(), 'bolt-mirror-readbuf-'))
+  const store = await BlobStore.open({ root: dir, pieceSize: PIECE })
+  const blob = randomBytes(PIECES * PIECE - 1000)
+  const digest = 'sha256:' + createHash('sha256').update(blob).digest('hex')
+  const mirror = new MirrorServer({ store, registry: new RegistryClient({ dockerConfigPath: false }), exchange: slowExchange(store, blob), candidates: () => [], listen: '127.0.0.1:0', upstream: '127.0.0.1:9', serveStaleTags: true })
+  ;(mirror as unknown as { knowSize: (d: string, n: number) => void }).knowSize(digest, blob.length)
+  await mirror.start()
+  t.teardown(async () => {
+    await mirror.stop()
+    await store.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+  const made0 = readBuffers.made
+  const r = await slowGet(`${mirror.url}/v2/x/blobs/${digest}`, 300)
+  t.equal(r.status, 200)
+  t.equal(r.body.length, blob.length)
+  t.ok(r.body.equals(blob), 'the bytes sent are the blob, though buffers were reused under a slow reader')
+  const made = readBuffers.made - made0
+  t.ok(made >= 1 && made <= 2, `${PIECES} pieces read from disk into ${made} buffer(s)`)
+  t.ok(readBuffers.spareCount() >= 1, 'the buffers came back to the pool')
+})
