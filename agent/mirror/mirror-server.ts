@@ -14,6 +14,7 @@ import { formatReference, type ImageReference } from '../../p2p/content/referenc
 import type { RegistryClient } from '../../p2p/content/registry-client.js'
 import { MirrorBindRefusedError, MirrorRequestError } from './errors.js'
 import { isLoopbackListen, parseMirrorPath, parseRange, splitHostPort, upstreamReference } from './request.js'
+import { readBuffers, sendFileRange } from './read-buffers.js'
 import { newMirrorStats, type MirrorStats } from './stats.js'
 import { streamWhilePulling } from './stream-while-pulling.js'
 import { FileTagResolutions, tagKey, type TagResolutions } from './tag-cache.js'
@@ -338,13 +339,14 @@ export class MirrorServer {
     if (range !== undefined) res.writeHead(206, { ...headers, 'content-length': len, 'content-range': `bytes ${start}-${end}/${size}` })
     else res.writeHead(200, { ...headers, 'content-length': len })
     if (len === 0) { res.end(); return }
-    const stream = store.createReadStream(digest, { start, end })
-    stream.on('data', (c: Buffer | string) => { if (wasLocal) this.stats.bytes.local += c.length })
-    await new Promise<void>((resolve) => {
-      stream.once('error', (err) => { res.destroy(err); resolve() })
-      res.once('close', () => { stream.destroy(); resolve() })
-      stream.pipe(res)
-    })
+    const fh = await store.openRead(digest)
+    try {
+      await sendFileRange(fh, start, len, res, readBuffers, n => { if (wasLocal) this.stats.bytes.local += n })
+    } catch (err) {
+      res.destroy(err as Error)
+    } finally {
+      await fh.close()
+    }
   }
 
   /**

@@ -6,11 +6,8 @@ import type { PieceExchange } from '../../p2p/content/piece-exchange.js'
 import { pieceCount, pieceRange, pieceSizeFor } from '../../p2p/content/pieces.js'
 import type { PieceBytes } from '../../p2p/content/recent-pieces.js'
 import { MirrorVerifyError } from './errors.js'
-import { ReadBuffers, writePooled } from './read-buffers.js'
+import { drained, readBuffers, writePooled } from './read-buffers.js'
 import type { MirrorStats } from './stats.js'
-
-/** Piece buffers of every streamed response of this process (see read-buffers.ts). */
-export const readBuffers = new ReadBuffers()
 
 export interface StreamWhilePullingInit {
   store: BlobStore
@@ -70,13 +67,7 @@ export async function streamWhilePulling (init: StreamWhilePullingInit, digest: 
       } else {
         for (const part of bytes instanceof Uint8Array ? [bytes] : [...bytes]) if (!res.write(part)) full = true
       }
-      if (full) {
-        await new Promise<void>(resolve => {
-          const go = (): void => { res.off('drain', go); res.off('close', go); resolve() }
-          res.on('drain', go)
-          res.on('close', go)
-        })
-      }
+      if (full) await drained(res)
     }
     res.end()
     log?.debug({ digest, size, pieces: n, firstByteMs: Math.round(firstByteMs ?? 0), totalMs: Math.round(performance.now() - started) }, 'mirror streamed a blob while pulling')

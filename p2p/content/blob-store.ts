@@ -8,7 +8,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { createReadStream, type ReadStream } from 'node:fs'
-import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises'
+import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { decode, encode } from 'cbor-x'
@@ -144,6 +144,13 @@ export class BlobStore {
     if (b === undefined) throw new BlobNotFoundError(`blob ${digest} is not in the store`)
     this.touch(digest)
     return createReadStream(this.blobPath(digest), { start: range.start, end: range.end, highWaterMark: 1024 * 1024 })
+  }
+
+  /** A handle to read a complete blob; it stays readable if the blob is evicted meanwhile. The caller closes it. */
+  async openRead (digest: string): Promise<FileHandle> {
+    if (!this.blobs.has(digest)) throw new BlobNotFoundError(`blob ${digest} is not in the store`)
+    this.touch(digest)
+    return await open(this.blobPath(digest), 'r')
   }
 
   async readAll (digest: string): Promise<Uint8Array> {

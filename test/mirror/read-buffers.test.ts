@@ -1,7 +1,7 @@
 // The mirror's pooled read buffers: a blob streamed while it is pulled is
 // read from disk piece by piece into a few reused buffers, and the client
 // still gets exactly the blob's bytes, also when it reads slowly.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { request } from 'node:http'
@@ -12,8 +12,7 @@ import type { PieceExchange, PullOptions, PullStats } from '../../p2p/content/pi
 import { hashPiece, pieceCount, pieceRange } from '../../p2p/content/pieces.js'
 import { RegistryClient } from '../../p2p/content/registry-client.js'
 import { MirrorServer } from '../../agent/mirror/mirror-server.js'
-import { ReadBuffers } from '../../agent/mirror/read-buffers.js'
-import { readBuffers } from '../../agent/mirror/stream-while-pulling.js'
+import { ReadBuffers, readBuffers, SEND_CHUNK_BYTES } from '../../agent/mirror/read-buffers.js'
 import { fakeExchange } from '../helpers/fake-exchange.js'
 
 t.test('ReadBuffers: a buffer given back is taken again; spares are bounded and kept by size', async t => {
@@ -55,10 +54,10 @@ function slowExchange (store: BlobStore, blob: Uint8Array): PieceExchange {
   })
 }
 
-/** GETs `url`, pausing the response for `pauseMs` first so the server's writes queue up. */
-async function slowGet (url: string, pauseMs: number): Promise<{ status: number, body: Buffer }> {
+/** GETs `url` (a Range when given), pausing the response for `pauseMs` first so the server's writes queue up. */
+async function slowGet (url: string, pauseMs: number, range?: string): Promise<{ status: number, body: Buffer }> {
   return await new Promise((resolve, reject) => {
-    const req = request(url, res => {
+    const req = request(url, { headers: range !== undefined ? { range } : {} }, res => {
       const parts: Buffer[] = []
       res.pause()
       setTimeout(() => res.resume(), pauseMs)
@@ -71,12 +70,14 @@ async function slowGet (url: string, pauseMs: number): Promise<{ status: number,
   })
 }
 
-t.test('a blob streamed while pulled is read into reused buffers, and the client gets exactly its bytes', async t => {
+/** A mirror over a fresh store that holds `blob` already (`stored`) or pulls it through slowExchange when asked. */
+async function startMirror (t: Test, blob: Uint8Array, stored: boolean): Promise<{ mirror: MirrorServer, digest: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'bolt-mirror-readbuf-'))
   const store = await BlobStore.open({ root: dir, pieceSize: PIECE })
-  const blob = randomBytes(PIECES * PIECE - 1000)
   const digest = 'sha256:' + createHash('sha256').update(blob).digest('hex')
+  if (stored) await store.put(blob, digest)
   const mirror = new MirrorServer({ store, registry: new RegistryClient({ dockerConfigPath: false }), exchange: slowExchange(store, blob), candidates: () => [], listen: '127.0.0.1:0', upstream: '127.0.0.1:9', serveStaleTags: true })
+  // The size comes from a manifest served before; here it is told directly.
   ;(mirror as unknown as { knowSize: (d: string, n: number) => void }).knowSize(digest, blob.length)
   await mirror.start()
   t.teardown(async () => {
@@ -84,6 +85,12 @@ t.test('a blob streamed while pulled is read into reused buffers, and the client
     await store.close()
     await rm(dir, { recursive: true, force: true })
   })
+  return { mirror, digest }
+}
+
+t.test('a blob streamed while pulled is read into reused buffers, and the client gets exactly its bytes', async t => {
+  const blob = randomBytes(PIECES * PIECE - 1000)
+  const { mirror, digest } = await startMirror(t, blob, false)
   const made0 = readBuffers.made
   const r = await slowGet(`${mirror.url}/v2/x/blobs/${digest}`, 300)
   t.equal(r.status, 200)
@@ -92,4 +99,30 @@ t.test('a blob streamed while pulled is read into reused buffers, and the client
   const made = readBuffers.made - made0
   t.ok(made >= 1 && made <= 2, `${PIECES} pieces read from disk into ${made} buffer(s)`)
   t.ok(readBuffers.spareCount() >= 1, 'the buffers came back to the pool')
+})
+
+t.test('a stored blob is sent in reused buffers: whole, and a Range, exact under a slow reader', async t => {
+  const blob = randomBytes(10 * SEND_CHUNK_BYTES + 777)
+  const { mirror, digest } = await startMirror(t, blob, true)
+  const made0 = readBuffers.made
+  // A client that leaves after the first bytes: the send stops, the mirror goes on serving.
+  await new Promise<void>(resolve => {
+    const req = request(`${mirror.url}/v2/x/blobs/${digest}`, res => { res.once('data', () => { req.destroy(); resolve() }) })
+    req.on('error', () => resolve())
+    req.end()
+  })
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.ok(readBuffers.spareCount() >= 1, 'the buffer of the left response came back')
+  const whole = await slowGet(`${mirror.url}/v2/x/blobs/${digest}`, 300)
+  t.equal(whole.status, 200)
+  t.ok(whole.body.equals(blob), 'the whole blob, exact')
+  const made = readBuffers.made - made0
+  t.ok(made >= 1 && made <= 2, `a left response and 11 chunks read into ${made} buffer(s)`)
+  const start = 3 * SEND_CHUNK_BYTES - 5
+  const end = 7 * SEND_CHUNK_BYTES + 11
+  const part = await slowGet(`${mirror.url}/v2/x/blobs/${digest}`, 100, `bytes=${start}-${end}`)
+  t.equal(part.status, 206)
+  t.ok(part.body.equals(blob.subarray(start, end + 1)), 'the range, exact')
+  t.equal(readBuffers.made - made0, made, 'the range reused the same buffers')
+  t.ok(mirror.stats.bytes.local >= blob.length + (end - start + 1), 'bytes sent from the store are counted as local')
 })
