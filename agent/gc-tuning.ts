@@ -5,9 +5,10 @@
 // allocated since the last one. (Those buffers die within seconds, yet
 // most outlive the young generation: at the end of a pull, 330 MB of an
 // agent's 600 MB peak RSS were dead buffers only a full collection freed,
-// with a 32 MB young generation or without the recent-piece cache too.) Measured with 8 agents pulling a 257 MiB image
-// on 2 cores: 17-25 full collections per agent per pull, and the V8 helper
-// threads as busy as a third of the machine.
+// with a 32 MB young generation or without the recent-piece cache too.)
+// Measured with 8 agents pulling a 257 MiB image on 2 cores: 17-25 full
+// collections per agent per pull, and the V8 helper threads as busy as a
+// third of the machine.
 //
 // `--external-memory-accounted-in-global-limit` counts that memory in the
 // heap's global limit instead, which grows with what is live. The same pull

@@ -20,7 +20,7 @@ export const SEND_CHUNK_BYTES = 1024 * 1024
 
 export class ReadBuffers {
   private readonly spares = new Map<number, Uint8Array[]>()
-  /** Buffers made because no spare was there (tests, metrics). */
+  /** Buffers made because no spare was there (read by tests). */
   made = 0
 
   constructor (readonly maxSpares = SPARE_READ_BUFFERS) {}

@@ -200,9 +200,14 @@ export class PartialBlob {
     if (!this.have.get(index)) throw new RangeError(`piece ${index} of ${this.digest} is not held`)
     const { start, length } = pieceRange(this.size, this.pieceSize, index)
     if (into !== undefined && into.byteLength < length) throw new RangeError(`a ${into.byteLength}-byte buffer cannot hold piece ${index} (${length} bytes)`)
-    // Not zero-filled (4 MiB of zeroes per piece served, on the event loop): every byte is read below or the call throws.
-    const raw = into === undefined ? Buffer.allocUnsafeSlow(length) : undefined
-    const buf = into !== undefined ? into.subarray(0, length) : new Uint8Array(raw!.buffer, raw!.byteOffset, length)
+    let buf: Uint8Array
+    if (into !== undefined) {
+      buf = into.subarray(0, length)
+    } else {
+      // Not zero-filled (4 MiB of zeroes per piece served, on the event loop): every byte is read below or the call throws.
+      const raw = Buffer.allocUnsafeSlow(length)
+      buf = new Uint8Array(raw.buffer, raw.byteOffset, length)
+    }
     let off = 0
     while (off < length) {
       const { bytesRead } = await fh.read(buf, off, length - off, start + off)
