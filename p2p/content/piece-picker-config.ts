@@ -19,10 +19,21 @@ export const DEFAULT_START_DELAY_MS = 2_000
 export const DEFAULT_ENDGAME_DUPLICATES = 2
 /**
  * An endgame duplicate goes out only for a request out longer than this, or
- * than twice the average piece time of this pull if that is longer (a
- * loaded peer is not made slower by asking everyone for the same piece).
+ * than ENDGAME_SLOW_FACTOR times the average piece time of this pull if
+ * that is longer (a loaded peer is not made slower by asking everyone for
+ * the same piece).
  */
 export const DEFAULT_ENDGAME_AFTER_MS = 1_000
+/**
+ * How many average piece times a request must be out before it is
+ * duplicated. Under load piece times spread widely: with 8 agents pulling
+ * 257 MiB through their mirrors on 2 cores, twice the average was crossed
+ * by ordinary pieces, and peers sent 60-116 MiB more than the 1,800 MiB
+ * needed (2 runs; pieces sent twice, and duplicates still under way when a
+ * pull finished). At four times, one run sent none more; a stalled peer is
+ * still worked around.
+ */
+export const ENDGAME_SLOW_FACTOR = 4
 /**
  * A piece this node claims for the registry is fetched only once the claim
  * has stood this long (peers see it at their next bitfield query and yield),

@@ -19,7 +19,7 @@
 // of each taking it all.
 import { Bitfield } from './bitfield.js'
 import {
-  COVER_FACTOR, IDLE_QUERY_FACTOR, MAX_QUERY_BACKOFF, MAX_REGISTRY_FAILURES, REGISTRY_RETRY_MS,
+  COVER_FACTOR, ENDGAME_SLOW_FACTOR, IDLE_QUERY_FACTOR, MAX_QUERY_BACKOFF, MAX_REGISTRY_FAILURES, REGISTRY_RETRY_MS,
   withPickerDefaults, type PickerAction, type PickerConfig, type Source
 } from './piece-picker-config.js'
 
@@ -342,7 +342,7 @@ export class PiecePicker {
 
   /** Duplicates of requests out longer than pieces usually take, to peers not yet asked. */
   private endgame (byRarity: number[], now: number, budget: TickBudget, out: PickerAction[]): void {
-    const slowAfter = Math.max(this.cfg.endgameAfterMs, 2 * (this.pieceMs ?? 0))
+    const slowAfter = Math.max(this.cfg.endgameAfterMs, ENDGAME_SLOW_FACTOR * (this.pieceMs ?? 0))
     for (const [peer, p] of this.peers) {
       if (p.have === null) continue
       for (const i of byRarity) {
