@@ -38,15 +38,16 @@ const SKOPEO_TIMEOUT_MS = 15 * 60_000
 /** Clock ticks per second of /proc (USER_HZ, 100 on Linux). */
 const USER_HZ = 100
 
+/** The user + system CPU seconds at `field` and the next of a /proc stat file (fields counted after the command name). */
+async function statCpuSeconds (file: string, field: number): Promise<number> {
+  const fields = (await readFile(file, 'utf8')).split(') ')[1]?.split(' ') ?? []
+  return (Number(fields[field]) + Number(fields[field + 1])) / USER_HZ
+}
+
 /** CPU seconds (user + system) a process used so far, from /proc; 0 when unreadable. */
 async function processCpuSeconds (pid: number | undefined): Promise<number> {
   if (pid === undefined) return 0
-  try {
-    const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? []
-    return (Number(fields[11]) + Number(fields[12])) / USER_HZ
-  } catch {
-    return 0
-  }
+  return await statCpuSeconds(`/proc/${pid}/stat`, 11).catch(() => 0)
 }
 
 /**
@@ -56,8 +57,7 @@ async function processCpuSeconds (pid: number | undefined): Promise<number> {
  * machine is slow at that moment, so this reads as a gauge of its speed.
  */
 async function exitedChildrenCpuSeconds (): Promise<number> {
-  const fields = (await readFile('/proc/self/stat', 'utf8')).split(') ')[1]?.split(' ') ?? []
-  return (Number(fields[13]) + Number(fields[14])) / USER_HZ
+  return await statCpuSeconds('/proc/self/stat', 13)
 }
 
 /** Busy and total CPU seconds of the whole machine so far (all cores). */

@@ -80,30 +80,24 @@ export async function drained (res: ServerResponse): Promise<void> {
  */
 export async function sendFileRange (fh: FileHandle, start: number, length: number, res: ServerResponse, pool: ReadBuffers, onBytes?: (n: number) => void): Promise<void> {
   const end = start + length
-  let gone = false
-  const leave = (): void => { gone = true }
-  res.once('close', leave)
-  try {
-    for (let pos = start; pos < end;) {
-      if (gone || res.destroyed) return
-      const buf = pool.take(SEND_CHUNK_BYTES)
-      let n: number
-      try {
-        n = (await fh.read(buf, 0, Math.min(SEND_CHUNK_BYTES, end - pos), pos)).bytesRead
-      } catch (err) {
-        pool.give(buf)
-        throw err
-      }
-      if (n === 0) {
-        pool.give(buf)
-        throw new Error(`file ends at byte ${pos}, ${end - pos} bytes short`)
-      }
-      pos += n
-      onBytes?.(n)
-      if (!writePooled(res, pool, buf, buf.subarray(0, n))) await drained(res)
+  for (let pos = start; pos < end;) {
+    // A response whose client left is destroyed by the time it emits 'close'.
+    if (res.destroyed) return
+    const buf = pool.take(SEND_CHUNK_BYTES)
+    let n: number
+    try {
+      n = (await fh.read(buf, 0, Math.min(SEND_CHUNK_BYTES, end - pos), pos)).bytesRead
+    } catch (err) {
+      pool.give(buf)
+      throw err
     }
-    res.end()
-  } finally {
-    res.off('close', leave)
+    if (n === 0) {
+      pool.give(buf)
+      throw new Error(`file ends at byte ${pos}, ${end - pos} bytes short`)
+    }
+    pos += n
+    onBytes?.(n)
+    if (!writePooled(res, pool, buf, buf.subarray(0, n))) await drained(res)
   }
+  res.end()
 }

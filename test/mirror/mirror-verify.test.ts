@@ -2,7 +2,7 @@
 // the partial file (a lying partial holder no piece hash can catch): the
 // client never completes a response whose bytes fail the blob's digest.
 import t from 'tap'
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { BlobStore } from '../../p2p/content/blob-store.js'
 import { DigestMismatchError } from '../../p2p/content/errors.js'
 import type { PieceExchange, PullOptions, PullStats } from '../../p2p/content/piece-exchange.js'
-import { fakeExchange } from '../helpers/fake-exchange.js'
+import { fakeExchange, mirrorOverStore } from '../helpers/fake-exchange.js'
 import { hashPiece, pieceCount, pieceRange } from '../../p2p/content/pieces.js'
 import { RegistryClient } from '../../p2p/content/registry-client.js'
 import { MirrorServer } from '../../agent/mirror/mirror-server.js'
@@ -59,21 +59,10 @@ function lyingExchange (store: BlobStore, bad: Uint8Array, good: Uint8Array, mod
 
 for (const mode of ['fail', 'repair'] as const) {
   t.test(`bad pieces in the partial (${mode}): the response is aborted, never completed with bad bytes`, async t => {
-    const dir = await mkdtemp(join(tmpdir(), 'bolt-mirror-verify-'))
-    const store = await BlobStore.open({ root: dir, pieceSize: PIECE })
     const good = randomBytes(10 * PIECE + 123)
     const bad = Buffer.from(good)
     bad[3 * PIECE + 5] = (bad[3 * PIECE + 5] ?? 0) ^ 0xff
-    const digest = 'sha256:' + createHash('sha256').update(good).digest('hex')
-    const mirror = new MirrorServer({ store, registry: new RegistryClient({ dockerConfigPath: false }), exchange: lyingExchange(store, bad, good, mode), candidates: () => [], listen: '127.0.0.1:0', upstream: '127.0.0.1:9', serveStaleTags: true })
-    // The size comes from a manifest served before; here it is told directly.
-    ;(mirror as unknown as { knowSize: (d: string, n: number) => void }).knowSize(digest, good.length)
-    await mirror.start()
-    t.teardown(async () => {
-      await mirror.stop()
-      await store.close()
-      await rm(dir, { recursive: true, force: true })
-    })
+    const { mirror, digest } = await mirrorOverStore(t, PIECE, good, store => lyingExchange(store, bad, good, mode))
     const r = await get(`${mirror.url}/v2/x/blobs/${digest}`)
     if (r === 'aborted') t.pass('aborted')
     // Streamed while pieces arrived: everything but the last piece went out before the pull ended.

@@ -2,18 +2,14 @@
 // read from disk piece by piece into a few reused buffers, and the client
 // still gets exactly the blob's bytes, also when it reads slowly.
 import t, { type Test } from 'tap'
-import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
 import { request } from 'node:http'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { BlobStore } from '../../p2p/content/blob-store.js'
 import type { PieceExchange, PullOptions, PullStats } from '../../p2p/content/piece-exchange.js'
 import { hashPiece, pieceCount, pieceRange } from '../../p2p/content/pieces.js'
-import { RegistryClient } from '../../p2p/content/registry-client.js'
 import { MirrorServer } from '../../agent/mirror/mirror-server.js'
 import { ReadBuffers, readBuffers, SEND_CHUNK_BYTES } from '../../agent/mirror/read-buffers.js'
-import { fakeExchange } from '../helpers/fake-exchange.js'
+import { fakeExchange, mirrorOverStore } from '../helpers/fake-exchange.js'
 
 t.test('ReadBuffers: a buffer given back is taken again; spares are bounded and kept by size', async t => {
   const pool = new ReadBuffers(2)
@@ -72,19 +68,8 @@ async function slowGet (url: string, pauseMs: number, range?: string): Promise<{
 
 /** A mirror over a fresh store that holds `blob` already (`stored`) or pulls it through slowExchange when asked. */
 async function startMirror (t: Test, blob: Uint8Array, stored: boolean): Promise<{ mirror: MirrorServer, digest: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'bolt-mirror-readbuf-'))
-  const store = await BlobStore.open({ root: dir, pieceSize: PIECE })
-  const digest = 'sha256:' + createHash('sha256').update(blob).digest('hex')
+  const { mirror, store, digest } = await mirrorOverStore(t, PIECE, blob, store => slowExchange(store, blob))
   if (stored) await store.put(blob, digest)
-  const mirror = new MirrorServer({ store, registry: new RegistryClient({ dockerConfigPath: false }), exchange: slowExchange(store, blob), candidates: () => [], listen: '127.0.0.1:0', upstream: '127.0.0.1:9', serveStaleTags: true })
-  // The size comes from a manifest served before; here it is told directly.
-  ;(mirror as unknown as { knowSize: (d: string, n: number) => void }).knowSize(digest, blob.length)
-  await mirror.start()
-  t.teardown(async () => {
-    await mirror.stop()
-    await store.close()
-    await rm(dir, { recursive: true, force: true })
-  })
   return { mirror, digest }
 }
 
