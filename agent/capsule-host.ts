@@ -2,7 +2,6 @@
 // only while this node leads Raft), the supervisor, the logs protocol, and
 // the API routes for run/ps/logs/stop/rm, pull/images and gpu.
 import { join } from 'node:path'
-import type { ServerResponse } from 'node:http'
 import type { Stream, StreamHandler } from '@libp2p/interface'
 import { createRuntime, gpuReport, nodeResources, type NodeRuntime } from '../native/index.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
@@ -10,6 +9,7 @@ import { Scheduler, type SchedulerNode } from './scheduler/scheduler.js'
 import { Supervisor, runtimeNameOf } from './supervisor/supervisor.js'
 import { LOGS_PROTOCOL, fetchLogs, logsHandler, type LogLine } from './logs-protocol.js'
 import { ApiError, type ApiServer } from './api/server.js'
+import { streamNdjson } from './api/ndjson.js'
 import { checkObjectDest, checkObjectSource } from './object-paths.js'
 import type { RaftHost } from './raft/raft-host.js'
 import type { ContentHost } from './content-host.js'
@@ -208,24 +208,6 @@ export class CapsuleHost {
     })
     api.route('GET', '/v1/gpu', async () => await gpuReport())
   }
-}
-
-async function streamNdjson (res: ServerResponse, lines: AsyncIterable<LogLine>): Promise<void> {
-  const it = lines[Symbol.asyncIterator]()
-  // Pull the first item before answering, so "not found" becomes a proper error status.
-  const first = await it.next()
-  res.writeHead(200, { 'content-type': 'application/x-ndjson' })
-  if (first.done !== true) res.write(JSON.stringify(first.value) + '\n')
-  try {
-    for (let r = first; r.done !== true;) {
-      r = await it.next()
-      if (r.done === true) break
-      if (!res.write(JSON.stringify(r.value) + '\n')) await new Promise(resolve => res.once('drain', resolve))
-    }
-  } catch (err) {
-    res.write(JSON.stringify({ error: (err as Error).message }) + '\n')
-  }
-  res.end()
 }
 
 export { runtimeNameOf }

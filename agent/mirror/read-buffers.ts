@@ -12,6 +12,7 @@
 // and a second through the same agents (measured with perf).
 import type { FileHandle } from 'node:fs/promises'
 import type { ServerResponse } from 'node:http'
+import { drained } from '../api/ndjson.js'
 
 /** Spare buffers kept per size; more are left to the garbage collector. */
 export const SPARE_READ_BUFFERS = 8
@@ -63,15 +64,6 @@ export function writePooled (res: ServerResponse, pool: ReadBuffers, buf: Uint8A
 
 /** Buffers of every mirror response of this process. */
 export const readBuffers = new ReadBuffers()
-
-/** Resolves when `res` can take more ('drain') or is gone ('close'). */
-export async function drained (res: ServerResponse): Promise<void> {
-  await new Promise<void>(resolve => {
-    const go = (): void => { res.off('drain', go); res.off('close', go); resolve() }
-    res.on('drain', go)
-    res.on('close', go)
-  })
-}
 
 /**
  * Sends `length` bytes of `fh` from `start` as the body of `res` (whose head

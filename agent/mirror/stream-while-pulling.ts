@@ -6,7 +6,8 @@ import type { PieceExchange } from '../../p2p/content/piece-exchange.js'
 import { pieceCount, pieceRange, pieceSizeFor } from '../../p2p/content/pieces.js'
 import type { PieceBytes } from '../../p2p/content/recent-pieces.js'
 import { MirrorVerifyError } from './errors.js'
-import { drained, readBuffers, writePooled } from './read-buffers.js'
+import { drained } from '../api/ndjson.js'
+import { readBuffers, writePooled } from './read-buffers.js'
 import type { MirrorStats } from './stats.js'
 
 export interface StreamWhilePullingInit {

@@ -1,0 +1,39 @@
+// Streaming an HTTP response body that a client reads at its own pace: one
+// JSON value per line (logs), and the wait for a full socket to take more.
+// A client that leaves must end the wait and the stream, or the handler and
+// the iterator feeding it stay suspended for the life of the agent.
+import type { ServerResponse } from 'node:http'
+
+/** Resolves when `res` can take more ('drain') or is gone ('close'). */
+export async function drained (res: ServerResponse): Promise<void> {
+  await new Promise<void>(resolve => {
+    const go = (): void => { res.off('drain', go); res.off('close', go); resolve() }
+    res.on('drain', go)
+    res.on('close', go)
+  })
+}
+
+/**
+ * Answers 200 with each value of `values` as a line of JSON, waiting for the
+ * client to take them. The first value is pulled before the head is written,
+ * so an iterator that throws at once (not found) fails the request with its
+ * own status instead. A later error becomes a last `{"error": …}` line. When
+ * the client leaves, the iterator is closed (its `finally` blocks run) and
+ * this returns.
+ */
+export async function streamNdjson (res: ServerResponse, values: AsyncIterable<unknown>): Promise<void> {
+  const it = values[Symbol.asyncIterator]()
+  const first = await it.next()
+  res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+  try {
+    for (let r = first; r.done !== true; r = await it.next()) {
+      if (!res.write(JSON.stringify(r.value) + '\n')) await drained(res)
+      if (res.destroyed) break
+    }
+  } catch (err) {
+    if (!res.destroyed) res.write(JSON.stringify({ error: (err as Error).message }) + '\n')
+  } finally {
+    await it.return?.()
+  }
+  res.end()
+}
