@@ -4,10 +4,9 @@ import type { ServerResponse } from 'node:http'
 import type { BlobStore } from '../../p2p/content/blob-store.js'
 import type { PieceExchange } from '../../p2p/content/piece-exchange.js'
 import { pieceCount, pieceRange, pieceSizeFor } from '../../p2p/content/pieces.js'
-import type { PieceBytes } from '../../p2p/content/recent-pieces.js'
+import { pieceBuffers, type PieceBuffer } from '../../p2p/content/piece-buffers.js'
 import { MirrorVerifyError } from './errors.js'
 import { drained } from '../api/ndjson.js'
-import { readBuffers, writePooled } from './read-buffers.js'
 import type { MirrorStats } from './stats.js'
 
 export interface StreamWhilePullingInit {
@@ -60,14 +59,11 @@ export async function streamWhilePulling (init: StreamWhilePullingInit, digest: 
       if (last && partial.resets !== resets) {
         throw new MirrorVerifyError(`blob ${digest}: the pull found a piece sent here wrong (the blob failed its digest) and started over; response aborted`)
       }
-      const { bytes, pooled } = await readPiece(init, digest, partial, i, size, pieceSize, pulled)
+      const piece = await readPiece(init, digest, partial, i, size, pieceSize, pulled)
       firstByteMs ??= performance.now() - started
-      let full = false
-      if (pooled !== undefined) {
-        full = !writePooled(res, readBuffers, pooled, bytes as Uint8Array)
-      } else {
-        for (const part of bytes instanceof Uint8Array ? [bytes] : [...bytes]) if (!res.write(part)) full = true
-      }
+      // The piece's buffer goes back once the socket took its bytes (the
+      // write's callback, also called when the write fails).
+      const full = !res.write(piece.bytes, () => { piece.release() })
       if (full) await drained(res)
     }
     res.end()
@@ -86,28 +82,31 @@ export async function streamWhilePulling (init: StreamWhilePullingInit, digest: 
 }
 
 /**
- * A held piece: from the exchange's recent pieces (verified, shared: never
- * written to), else read from disk into `pooled`, a buffer of `readBuffers`
- * that goes back once written.
+ * A held piece, with a reference for the caller: from the exchange's recent
+ * pieces (verified, shared: never written to), else read from disk into a
+ * pooled buffer.
  */
-async function readPiece (init: StreamWhilePullingInit, digest: string, partial: { readPiece: (i: number, into?: Uint8Array) => Promise<Uint8Array> }, i: number, size: number, pieceSize: number, settled: Promise<void>): Promise<{ bytes: PieceBytes, pooled?: Uint8Array }> {
+async function readPiece (init: StreamWhilePullingInit, digest: string, partial: { readPiece: (i: number, into?: Uint8Array) => Promise<Uint8Array> }, i: number, size: number, pieceSize: number, settled: Promise<void>): Promise<PieceBuffer> {
   const kept = init.exchange.recent.get(digest, pieceSize, i)
-  if (kept !== undefined) return { bytes: kept }
+  if (kept !== undefined) return kept
   const { start, length } = pieceRange(size, pieceSize, i)
-  const pooled = readBuffers.take(pieceSize)
+  const piece = pieceBuffers.take(length, pieceSize)
   try {
-    if (init.store.hasSync(digest)) return { bytes: await init.store.readRange(digest, start, length, pooled), pooled }
-    try {
-      return { bytes: await partial.readPiece(i, pooled), pooled }
-    } catch (err) {
-      // The partial is completing: its file was closed and is being renamed
-      // into the store. Wait for the pull to settle, then read the blob.
-      await settled
-      if (init.store.hasSync(digest)) return { bytes: await init.store.readRange(digest, start, length, pooled), pooled }
-      throw err
+    if (init.store.hasSync(digest)) await init.store.readRange(digest, start, length, piece.bytes)
+    else {
+      try {
+        await partial.readPiece(i, piece.bytes)
+      } catch (err) {
+        // The partial is completing: its file was closed and is being renamed
+        // into the store. Wait for the pull to settle, then read the blob.
+        await settled
+        if (!init.store.hasSync(digest)) throw err
+        await init.store.readRange(digest, start, length, piece.bytes)
+      }
     }
+    return piece
   } catch (err) {
-    readBuffers.give(pooled)
+    piece.release()
     throw err
   }
 }

@@ -8,9 +8,9 @@ import { PullAbortedError, PullFailedError } from './errors.js'
 import type { PartialBlob } from './partial-blob.js'
 import { PeerChannel } from './peer-channel.js'
 import type { PieceExchange, PullOptions, PullStats } from './piece-exchange.js'
-import { MAX_CONTROL_FRAME } from './piece-messages.js'
-import { PiecePicker, DEFAULT_MAX_INFLIGHT_PER_PEER, DEFAULT_REQUEST_TIMEOUT_MS, type PickerAction } from './piece-picker.js'
-import { type ChunkList, HASH_BYTES, pieceCount, pieceRange } from './pieces.js'
+import { PiecePicker, DEFAULT_REQUEST_TIMEOUT_MS, type PickerAction } from './piece-picker.js'
+import { PieceBuffer } from './piece-buffers.js'
+import { HASH_BYTES, pieceCount, pieceRange } from './pieces.js'
 
 /** Providers taken from a DHT lookup per pull. */
 export const MAX_PROVIDERS_PER_PULL = 16
@@ -24,8 +24,6 @@ export const REVIVE_PEERS_MS = 2_000
  * its link idles during every disk read; two keep it busy.
  */
 export const PIECE_STREAMS_PER_PEER = 2
-/** Bytes around a piece on the wire: its header frame and length prefixes. */
-const FRAME_OVERHEAD = 4096
 /** The pull loop looks at the clock at least this often (timeouts, re-queries). */
 const LOOP_INTERVAL_MS = 20
 
@@ -174,9 +172,7 @@ export class ActivePull {
     let c = this.channels.get(key)
     if (c === undefined) {
       const timeout = this.ex.internals.picker?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
-      const inflight = this.ex.internals.picker?.maxInflightPerPeer ?? DEFAULT_MAX_INFLIGHT_PER_PEER
-      const maxBuffer = kind === 'control' ? 2 * MAX_CONTROL_FRAME : (this.partial.pieceSize + FRAME_OVERHEAD) * (inflight + 1) + MAX_CONTROL_FRAME
-      c = this.ex.openStream(peer, AbortSignal.any([this.signal, AbortSignal.timeout(timeout)])).then(s => new PeerChannel(peer, s, timeout, maxBuffer))
+      c = this.ex.openStream(peer, AbortSignal.any([this.signal, AbortSignal.timeout(timeout)])).then(s => new PeerChannel(peer, s, timeout))
       c.catch(() => {})
       this.channels.set(key, c)
     }
@@ -256,7 +252,7 @@ export class ActivePull {
   }
 
   private async fetchFromPeerCounted (peer: string, index: number): Promise<void> {
-    let data: ChunkList
+    let data: PieceBuffer
     try {
       const ch = await this.channel(peer, `pieces${index % PIECE_STREAMS_PER_PEER}`)
       const r = await ch.request({ t: 'piece?', digest: this.digest, pieceSize: this.partial.pieceSize, index }, this.signal)
@@ -264,30 +260,37 @@ export class ActivePull {
         this.picker.missing(peer, index)
         return
       }
-      if (r.res.t !== 'piece' || r.res.index !== index || r.data === undefined) throw new Error(`unexpected answer ${r.res.t}`)
+      if (r.res.t !== 'piece' || r.res.index !== index || r.data === undefined) {
+        r.data?.release()
+        throw new Error(`unexpected answer ${r.res.t}`)
+      }
       data = r.data
     } catch {
       this.picker.failed(peer, index, Date.now())
       this.closeChannel(peer)
       return
     }
-    this.bytesFromPeers += data.byteLength
-    this.ex.internals.counters.bytesFromPeers += data.byteLength
-    // A piece from a peer is only taken against a hash we know: a bit
-    // without one was cleared at the query, so this is a peer's lie.
-    const expected = this.expectedHash(peer, index)
-    let ok = false
-    if (expected !== undefined) {
-      const held = this.partial.have.get(index)
-      try {
-        ok = (await this.partial.storePiece(index, data, expected)).ok
-      } catch {
-        this.picker.failed(peer, index, Date.now())
-        return
+    try {
+      this.bytesFromPeers += data.byteLength
+      this.ex.internals.counters.bytesFromPeers += data.byteLength
+      // A piece from a peer is only taken against a hash we know: a bit
+      // without one was cleared at the query, so this is a peer's lie.
+      const expected = this.expectedHash(peer, index)
+      let ok = false
+      if (expected !== undefined) {
+        const held = this.partial.have.get(index)
+        try {
+          ok = (await this.partial.storePiece(index, data.bytes, expected)).ok
+        } catch {
+          this.picker.failed(peer, index, Date.now())
+          return
+        }
+        if (ok && !held) this.landed(index, data)
       }
-      if (ok && !held) this.landed(index, data)
+      for (const a of this.picker.received(peer, index, ok, Date.now())) this.dispatch(a as Exclude<PickerAction, { type: 'done' } | { type: 'fail' }>)
+    } finally {
+      data.release()
     }
-    for (const a of this.picker.received(peer, index, ok, Date.now())) this.dispatch(a as Exclude<PickerAction, { type: 'done' } | { type: 'fail' }>)
   }
 
   private async fetchFromRegistry (index: number): Promise<void> {
@@ -312,12 +315,12 @@ export class ActivePull {
       this.picker.failed('registry', index, Date.now())
       return
     }
-    if (ok && !held) this.landed(index, data)
+    if (ok && !held) this.landed(index, PieceBuffer.unpooled(data))
     this.picker.received('registry', index, ok, Date.now())
   }
 
   /** A verified piece new to this node: kept in memory to serve, reported, and the blob advertised. */
-  private landed (index: number, data: Uint8Array | ChunkList): void {
+  private landed (index: number, data: PieceBuffer): void {
     this.ex.recent.put(this.digest, this.partial.pieceSize, index, data)
     this.progress()
     this.ex.announce(this.digest)

@@ -10,7 +10,8 @@ import type { BlobStore } from './blob-store.js'
 import { digestHex } from './digest.js'
 import { PullAbortedError, PullFailedError } from './errors.js'
 import { PeerChannel } from './peer-channel.js'
-import { MAX_CONTROL_FRAME, PIECES_PROTOCOL } from './piece-messages.js'
+import { pieceBuffers, SPARE_IDLE_MS } from './piece-buffers.js'
+import { PIECES_PROTOCOL } from './piece-messages.js'
 import { DEFAULT_REQUEST_TIMEOUT_MS, type PickerConfig } from './piece-picker.js'
 import { DEFAULT_RECENT_PIECE_BYTES, RECENT_PIECE_TTL_MS, RecentPieces } from './recent-pieces.js'
 import { PieceServer } from './piece-server.js'
@@ -159,7 +160,10 @@ export class PieceExchange {
     }, { maxInboundStreams: 256, maxOutboundStreams: 256 })
     this.init.store.events.on('added', this.onAdded)
     this.init.store.events.on('removed', this.onRemoved)
-    this.expireTimer = setInterval(() => { this.recent.expire() }, RECENT_PIECE_TTL_MS / 3)
+    this.expireTimer = setInterval(() => {
+      this.recent.expire()
+      pieceBuffers.trim(SPARE_IDLE_MS)
+    }, RECENT_PIECE_TTL_MS / 3)
     this.expireTimer.unref()
   }
 
@@ -169,6 +173,7 @@ export class PieceExchange {
     this.shutdown.abort(new PullAbortedError('piece exchange stopping'))
     clearInterval(this.expireTimer)
     this.recent.expire(0)
+    pieceBuffers.trim()
     this.init.store.events.off('added', this.onAdded)
     this.init.store.events.off('removed', this.onRemoved)
     await this.init.libp2p.unhandle(PIECES_PROTOCOL).catch(() => {})
@@ -323,7 +328,7 @@ export class PieceExchange {
    */
   async requestReplicate (peer: string, owner: string, blobs: Array<{ digest: string, size: number }>, opts: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<void> {
     const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(opts.timeoutMs ?? REPLICATE_TIMEOUT_MS), ...(opts.signal !== undefined ? [opts.signal] : [])])
-    const ch = new PeerChannel(peer, await this.openStream(peer, signal), opts.timeoutMs ?? REPLICATE_TIMEOUT_MS, MAX_CONTROL_FRAME)
+    const ch = new PeerChannel(peer, await this.openStream(peer, signal), opts.timeoutMs ?? REPLICATE_TIMEOUT_MS)
     try {
       const { res } = await ch.request({ t: 'replicate?', owner, blobs }, signal)
       if (res.t !== 'replicated') throw new PullFailedError(`${peer} answered ${res.t} to a replicate request`)
@@ -356,7 +361,7 @@ export class PieceExchange {
       const s = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(DEFAULT_REQUEST_TIMEOUT_MS), ...(signal !== undefined ? [signal] : [])])
       let ch: PeerChannel | undefined
       try {
-        ch = new PeerChannel(peer, await this.openStream(peer, s), DEFAULT_REQUEST_TIMEOUT_MS, MAX_CONTROL_FRAME)
+        ch = new PeerChannel(peer, await this.openStream(peer, s), DEFAULT_REQUEST_TIMEOUT_MS)
         const { res } = await ch.request({ t: 'have?', digest, pieceSize: this.pieceSize }, s)
         if (res.t === 'have' && res.complete) return res.size
       } catch {

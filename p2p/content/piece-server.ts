@@ -7,9 +7,10 @@ import type { Stream } from '@libp2p/interface'
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import { Bitfield } from './bitfield.js'
 import type { BlobStore } from './blob-store.js'
-import { decodeRequest, encodeResponse, MAX_FRAME, type PieceRequest, type PieceResponse } from './piece-messages.js'
+import { decodeRequest, encodeResponse, frameLength, MAX_FRAME, type PieceRequest, type PieceResponse } from './piece-messages.js'
 import { HASH_BYTES, pieceCount, pieceRange } from './pieces.js'
-import type { PieceBytes, RecentPieces } from './recent-pieces.js'
+import { PieceBuffer, pieceBuffers } from './piece-buffers.js'
+import type { RecentPieces } from './recent-pieces.js'
 
 export interface PieceServerHooks {
   store: BlobStore
@@ -37,40 +38,29 @@ export interface PieceServerHooks {
  * (SWIM probes, Raft heartbeats) and every other transfer.
  */
 export const SEND_SLICE_BYTES = 1024 * 1024
+/**
+ * The copies a slice is sent in: a Yamux frame's worth, so they come from
+ * the allocator's free lists (not a new mapping each, as 1 MiB copies did)
+ * and die as soon as Noise has sealed them.
+ */
+export const SEND_COPY_BYTES = 64 * 1024
 
-/** Unsigned LEB128, the length prefix of `lpStream` frames. */
-function varint (n: number): Uint8Array {
-  const out: number[] = []
-  while (n >= 0x80) { out.push((n % 0x80) | 0x80); n = Math.floor(n / 0x80) }
-  out.push(n)
-  return Uint8Array.from(out)
-}
-
-/** `data` in slices of at most `bytes`, each a list of parts, without copying (a chunk list is cut at its chunks). */
-function * slices (data: PieceBytes, bytes: number): Generator<Uint8Array[]> {
-  let parts: Uint8Array[] = []
-  let held = 0
-  for (const chunk of data instanceof Uint8Array ? [data] : data) {
-    for (let off = 0; off < chunk.length;) {
-      const part = chunk.subarray(off, off + Math.min(chunk.length - off, bytes - held))
-      parts.push(part)
-      held += part.length
-      off += part.length
-      if (held === bytes) { yield parts; parts = []; held = 0 }
-    }
-  }
-  if (held > 0) yield parts
-}
-
-/** Writes `data` as one length-prefixed frame, slice by slice, waiting for drain and yielding between slices. */
-async function sendFrameInSlices (stream: Stream, data: PieceBytes, signal: AbortSignal): Promise<void> {
+/**
+ * Writes `data` as one length-prefixed frame, slice by slice, waiting for
+ * drain and yielding between slices. Each slice is a copy: the stream may
+ * keep what it was given until the peer's window opens, while `data` is a
+ * pooled buffer that goes to the next piece once released. A copy that
+ * waits dies young; the pooled buffer is never held by the stream.
+ */
+async function sendFrameInSlices (stream: Stream, data: Uint8Array, signal: AbortSignal): Promise<void> {
   // onDrain rejects when the stream closes first, and when `signal` aborts;
   // it returns at once when nothing waits to drain.
-  if (!stream.send(varint(data.byteLength))) await stream.onDrain({ signal })
-  for (const parts of slices(data, SEND_SLICE_BYTES)) {
+  if (!stream.send(frameLength(data.byteLength))) await stream.onDrain({ signal })
+  for (let off = 0; off < data.byteLength; off += SEND_SLICE_BYTES) {
     if (signal.aborted) throw signal.reason as Error
+    const end = Math.min(off + SEND_SLICE_BYTES, data.byteLength)
     let full = false
-    for (const part of parts) if (!stream.send(part)) full = true
+    for (let o = off; o < end; o += SEND_COPY_BYTES) if (!stream.send(data.slice(o, Math.min(o + SEND_COPY_BYTES, end)))) full = true
     if (full) await stream.onDrain({ signal })
     else await new Promise<void>(resolve => setImmediate(resolve))
   }
@@ -196,7 +186,7 @@ export class PieceServer {
       case 'piece?': {
         if (this.hooks.uploadSlots === 0) return reply({ t: 'err', code: 'busy', message: 'this node serves no pieces (upload slots = 0)' })
         await this.slots.acquire(this.shutdown.signal)
-        let data: PieceBytes | undefined
+        let data: PieceBuffer | undefined
         try {
           data = await this.readPiece(req.digest, req.pieceSize, req.index)
         } catch (err) {
@@ -209,18 +199,22 @@ export class PieceServer {
         }
         if (this.hooks.corruptPieces === true && data.byteLength > 0) {
           // A copy: the bytes read may be shared with the recent-piece cache and other sends.
-          const bad = new Uint8Array(data instanceof Uint8Array ? data : data.subarray())
+          const bad = data.bytes.slice()
           bad[0] = (bad[0] as number) ^ 0xff
-          data = bad
+          data.release()
+          data = PieceBuffer.unpooled(bad)
         }
-        const bytes = data
+        const piece = data
         return {
           send: async (stream, lp) => {
-            await lp.write(encodeResponse({ t: 'piece', digest: req.digest, index: req.index, length: bytes.byteLength }))
-            await sendFrameInSlices(stream, bytes, this.shutdown.signal)
-            this.hooks.onServed?.(bytes.byteLength)
+            await lp.write(encodeResponse({ t: 'piece', digest: req.digest, index: req.index, length: piece.byteLength }))
+            await sendFrameInSlices(stream, piece.bytes, this.shutdown.signal)
+            this.hooks.onServed?.(piece.byteLength)
           },
-          release: () => { this.slots.release() }
+          release: () => {
+            piece.release()
+            this.slots.release()
+          }
         }
       }
       case 'replicate?': {
@@ -235,25 +229,38 @@ export class PieceServer {
     }
   }
 
-  /** The bytes of a piece this node holds: from the recent-piece cache, else from disk (and then kept there). */
-  private async readPiece (digest: string, pieceSize: number, index: number): Promise<PieceBytes | undefined> {
+  /**
+   * The bytes of a piece this node holds, with a reference for the caller:
+   * from the recent-piece cache, else read from disk into a pooled buffer
+   * (and then kept in the cache).
+   */
+  private async readPiece (digest: string, pieceSize: number, index: number): Promise<PieceBuffer | undefined> {
     const { store, recent } = this.hooks
-    let read: () => Promise<Uint8Array | undefined>
+    let read: (into: Uint8Array) => Promise<unknown>
+    let length: number
     const st = await store.stat(digest)
     const p = st === undefined ? store.getPartial(digest) : undefined
     if (st !== undefined) {
       if (index * pieceSize >= st.size) return undefined
-      const { start, length } = pieceRange(st.size, pieceSize, index)
-      read = async () => await store.readRange(digest, start, length)
+      const range = pieceRange(st.size, pieceSize, index)
+      length = range.length
+      read = async (into) => await store.readRange(digest, range.start, range.length, into)
     } else if (p !== undefined && p.pieceSize === pieceSize && p.have.get(index)) {
-      read = async () => await p.readPiece(index).catch(() => undefined) // completed or discarded meanwhile
+      length = pieceRange(p.size, pieceSize, index).length
+      read = async (into) => await p.readPiece(index, into)
     } else {
       return undefined
     }
     const kept = recent?.get(digest, pieceSize, index)
     if (kept !== undefined) return kept
-    const data = await read()
-    if (data !== undefined) recent?.put(digest, pieceSize, index, data)
-    return data
+    const piece = pieceBuffers.take(length, pieceSize)
+    try {
+      await read(piece.bytes)
+    } catch {
+      piece.release()
+      return undefined // gone meanwhile: a partial completed or was discarded, a blob was evicted
+    }
+    recent?.put(digest, pieceSize, index, piece)
+    return piece
   }
 }

@@ -2,21 +2,20 @@
 // first within a byte budget. In a fan-out every piece a node receives is
 // asked of it by the other pullers soon after it is announced: serving it
 // from here costs no disk read and no new buffer, and one read from disk
-// serves every peer that asks for the same piece. Entries are shared by
-// every send and never written to: a caller that wants to change the bytes
-// copies them first. Pieces nobody asked for lately are dropped, so an idle
-// node holds none.
-import type { ChunkList } from './pieces.js'
+// serves every peer that asks for the same piece. Entries are pooled buffers
+// (piece-buffers.ts) shared by every send and never written to: the cache
+// holds one reference to each, and `get` hands out another that its caller
+// releases. Pieces nobody asked for lately are dropped, so an idle node
+// holds none.
+import type { PieceBuffer } from './piece-buffers.js'
 
 /** Default budget: eight 4 MiB pieces. */
 export const DEFAULT_RECENT_PIECE_BYTES = 32 * 1024 * 1024
 /** A piece not put or served for this long is dropped by `expire`. */
 export const RECENT_PIECE_TTL_MS = 30_000
 
-export type PieceBytes = Uint8Array | ChunkList
-
 export class RecentPieces {
-  private readonly entries = new Map<string, { data: PieceBytes, used: number }>()
+  private readonly entries = new Map<string, { data: PieceBuffer, used: number }>()
   private bytes = 0
   hits = 0
   misses = 0
@@ -27,7 +26,8 @@ export class RecentPieces {
     return `${digest}/${pieceSize}/${index}`
   }
 
-  get (digest: string, pieceSize: number, index: number): PieceBytes | undefined {
+  /** The piece, with a reference for the caller to release. */
+  get (digest: string, pieceSize: number, index: number): PieceBuffer | undefined {
     const k = RecentPieces.key(digest, pieceSize, index)
     const v = this.entries.get(k)
     if (v === undefined) { this.misses++; return undefined }
@@ -36,22 +36,27 @@ export class RecentPieces {
     this.entries.delete(k)
     v.used = this.now()
     this.entries.set(k, v)
-    return v.data
+    return v.data.retain()
   }
 
-  /** Keeps a piece that was verified against its hash. A piece larger than the whole budget is not kept. */
-  put (digest: string, pieceSize: number, index: number, data: PieceBytes): void {
+  /** Keeps a piece that was verified against its hash (taking a reference of its own). A piece larger than the whole budget is not kept. */
+  put (digest: string, pieceSize: number, index: number, data: PieceBuffer): void {
     if (data.byteLength > this.budgetBytes) return
     const k = RecentPieces.key(digest, pieceSize, index)
     const old = this.entries.get(k)
-    if (old !== undefined) { this.entries.delete(k); this.bytes -= old.data.byteLength }
-    this.entries.set(k, { data, used: this.now() })
+    if (old !== undefined) this.remove(k, old.data)
+    this.entries.set(k, { data: data.retain(), used: this.now() })
     this.bytes += data.byteLength
     for (const [key, v] of this.entries) {
       if (this.bytes <= this.budgetBytes) break
-      this.entries.delete(key)
-      this.bytes -= v.data.byteLength
+      this.remove(key, v.data)
     }
+  }
+
+  private remove (key: string, data: PieceBuffer): void {
+    this.entries.delete(key)
+    this.bytes -= data.byteLength
+    data.release()
   }
 
   /** Drops the pieces not put or served for `ttlMs` (or for `olderThanMs`; 0 drops all). */
@@ -60,8 +65,7 @@ export class RecentPieces {
     // Least recently used first: stop at the first one used since.
     for (const [key, v] of this.entries) {
       if (v.used > before) break
-      this.entries.delete(key)
-      this.bytes -= v.data.byteLength
+      this.remove(key, v.data)
     }
   }
 
@@ -69,7 +73,7 @@ export class RecentPieces {
   drop (digest: string): void {
     const prefix = `${digest}/`
     for (const [key, v] of this.entries) {
-      if (key.startsWith(prefix)) { this.entries.delete(key); this.bytes -= v.data.byteLength }
+      if (key.startsWith(prefix)) this.remove(key, v.data)
     }
   }
 

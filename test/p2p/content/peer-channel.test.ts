@@ -7,7 +7,7 @@ import { identify } from '@libp2p/identify'
 import { lpStream } from '@libp2p/utils'
 import { EPHEMERAL_LISTEN, transportModules, transportOf } from '../../../quic/transports.js'
 import { ChannelClosedError, PeerChannel, RequestTimeoutError } from '../../../p2p/content/peer-channel.js'
-import { decodeRequest, encodeResponse, MAX_CONTROL_FRAME, MAX_FRAME } from '../../../p2p/content/piece-messages.js'
+import { decodeRequest, encodeResponse, MAX_FRAME } from '../../../p2p/content/piece-messages.js'
 
 const PROTOCOL = '/bolt-test/peer-channel/1'
 const DIGEST = `sha256:${'ab'.repeat(32)}`
@@ -42,7 +42,7 @@ async function pair (t: { teardown: (fn: () => Promise<void>) => void }, timeout
   const addr = a.getMultiaddrs().find(m => transportOf(m) === 'tcp')
   if (addr === undefined) throw new Error('no tcp address')
   const stream = await b.dialProtocol(addr, PROTOCOL)
-  return new PeerChannel(a.peerId.toString(), stream, timeoutMs, 4 * MAX_CONTROL_FRAME)
+  return new PeerChannel(a.peerId.toString(), stream, timeoutMs)
 }
 
 t.test('pipelined requests are answered in order, each with its own bytes', async t => {
@@ -55,7 +55,8 @@ t.test('pipelined requests are answered in order, each with its own bytes', asyn
     if (i % 3 === 0) { t.equal(r?.res.t, 'none'); continue }
     const index = i % 7 === 0 ? 8 : i % 5
     t.equal(r?.res.t === 'piece' ? r.res.index : -1, index)
-    t.same([...(r?.data?.subarray() ?? [])], Array(index + 1).fill(index))
+    t.same([...(r?.data?.bytes ?? [])], Array(index + 1).fill(index))
+    r?.data?.release()
   }
   t.notOk(ch.isBroken)
   ch.close()

@@ -13,7 +13,7 @@ import { PieceExchange } from '../../../p2p/content/piece-exchange.js'
 import { MemoryProviderTable } from '../../../p2p/content/providers.js'
 import { HASHER_THREAD_MIN_BYTES } from '../../../p2p/content/blob-hasher.js'
 import { PeerChannel } from '../../../p2p/content/peer-channel.js'
-import { MAX_CONTROL_FRAME, PIECES_PROTOCOL } from '../../../p2p/content/piece-messages.js'
+import { PIECES_PROTOCOL } from '../../../p2p/content/piece-messages.js'
 import { hashPiece } from '../../../p2p/content/pieces.js'
 
 const PIECE = 64 * 1024
@@ -121,8 +121,8 @@ t.test('a node serves the pieces it just received from memory; a corrupting serv
   for (let i = 0; i < 7; i++) {
     const kept = bad.ex.recent.get(d, PIECE, i)
     if (kept === undefined) continue
-    const bytes = kept instanceof Uint8Array ? kept : kept.subarray()
-    t.same(Buffer.from(bytes), data.subarray(i * PIECE, Math.min(data.length, (i + 1) * PIECE)), `kept piece ${i} unchanged`)
+    t.same(Buffer.from(kept.bytes), data.subarray(i * PIECE, Math.min(data.length, (i + 1) * PIECE)), `kept piece ${i} unchanged`)
+    kept.release()
   }
 
   // Removing the blob forgets its pieces.
@@ -236,7 +236,7 @@ t.test('the only peer dies mid-pull: the pull completes from the registry', asyn
 
 t.test('the server answers pipelined requests in order while reading ahead, and frees the upload slot of an answer read ahead when the client goes', async t => {
   const { holder: a, puller: b, data, d } = await holderAndPuller(t, 6 * PIECE, { uploadSlots: 1 })
-  const open = async (): Promise<PeerChannel> => new PeerChannel(a.id, await b.libp2p.dialProtocol(a.libp2p.peerId, PIECES_PROTOCOL), 5000, 8 * PIECE + MAX_CONTROL_FRAME)
+  const open = async (): Promise<PeerChannel> => new PeerChannel(a.id, await b.libp2p.dialProtocol(a.libp2p.peerId, PIECES_PROTOCOL), 5000)
 
   // Six requests at once, piece and bitfield requests mixed: the answers come back in request order.
   const ch = await open()
@@ -250,7 +250,8 @@ t.test('the server answers pipelined requests in order while reading ahead, and 
     if (typeof q !== 'number') continue
     const r = answers[i]
     t.equal(r?.res.t === 'piece' ? r.res.index : -1, q)
-    t.equal(sha256Hex(r?.data?.subarray() ?? new Uint8Array()), sha256Hex(data.subarray(q * PIECE, (q + 1) * PIECE)), `piece ${q} carries its own bytes`)
+    t.equal(sha256Hex(r?.data?.bytes ?? new Uint8Array()), sha256Hex(data.subarray(q * PIECE, (q + 1) * PIECE)), `piece ${q} carries its own bytes`)
+    r?.data?.release()
   }
   ch.close()
 
@@ -266,7 +267,8 @@ t.test('the server answers pipelined requests in order while reading ahead, and 
   const later = await open()
   const r = await later.request({ t: 'piece?', digest: d, pieceSize: PIECE, index: 3 })
   t.equal(r.res.t, 'piece', 'the slot came back')
-  t.equal(sha256Hex(r.data?.subarray() ?? new Uint8Array()), sha256Hex(data.subarray(3 * PIECE, 4 * PIECE)))
+  t.equal(sha256Hex(r.data?.bytes ?? new Uint8Array()), sha256Hex(data.subarray(3 * PIECE, 4 * PIECE)))
+  r.data?.release()
   later.close()
 })
 
