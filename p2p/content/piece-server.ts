@@ -38,19 +38,13 @@ export interface PieceServerHooks {
  * (SWIM probes, Raft heartbeats) and every other transfer.
  */
 export const SEND_SLICE_BYTES = 1024 * 1024
-/**
- * The copies a slice is sent in: a Yamux frame's worth, so they come from
- * the allocator's free lists (not a new mapping each, as 1 MiB copies did)
- * and die as soon as Noise has sealed them.
- */
-export const SEND_COPY_BYTES = 64 * 1024
 
 /**
  * Writes `data` as one length-prefixed frame, slice by slice, waiting for
  * drain and yielding between slices. Each slice is a copy: the stream may
  * keep what it was given until the peer's window opens, while `data` is a
- * pooled buffer that goes to the next piece once released. A copy that
- * waits dies young; the pooled buffer is never held by the stream.
+ * pooled buffer that goes to the next piece once released: the stream
+ * owns its copies and never holds the pooled buffer.
  */
 async function sendFrameInSlices (stream: Stream, data: Uint8Array, signal: AbortSignal): Promise<void> {
   // onDrain rejects when the stream closes first, and when `signal` aborts;
@@ -58,10 +52,9 @@ async function sendFrameInSlices (stream: Stream, data: Uint8Array, signal: Abor
   if (!stream.send(frameLength(data.byteLength))) await stream.onDrain({ signal })
   for (let off = 0; off < data.byteLength; off += SEND_SLICE_BYTES) {
     if (signal.aborted) throw signal.reason as Error
-    const end = Math.min(off + SEND_SLICE_BYTES, data.byteLength)
-    let full = false
-    for (let o = off; o < end; o += SEND_COPY_BYTES) if (!stream.send(data.slice(o, Math.min(o + SEND_COPY_BYTES, end)))) full = true
-    if (full) await stream.onDrain({ signal })
+    // One send per slice: sent in 64 KiB parts, the same piece took 10% longer
+    // over TCP (a Yamux frame each, and two Noise messages per frame).
+    if (!stream.send(data.slice(off, off + SEND_SLICE_BYTES))) await stream.onDrain({ signal })
     else await new Promise<void>(resolve => setImmediate(resolve))
   }
 }
