@@ -1,15 +1,14 @@
-// Buffers the mirror reads blob bytes into from disk, reused from one read
-// to the next instead of allocated per read: the pieces of a blob streamed
-// while it is pulled, and the chunks of a blob sent from the store. A buffer
-// goes back to the pool when the response's socket has taken its bytes (the
-// write's callback), so a response holds only what it has in flight.
+// Buffers the mirror reads a stored blob into from disk, 1 MiB at a time,
+// reused from one read to the next instead of allocated per read. (Pieces
+// of a blob streamed while it is pulled are piece buffers of the exchange's
+// pool instead: p2p/content/piece-buffers.ts.) A buffer goes back to the
+// pool when the response's socket has taken its bytes (the write's
+// callback), so a response holds only what it has in flight.
 //
-// Why: a fresh 4 MiB buffer per piece read is fresh memory, faulted in and
-// zeroed by the kernel on the first touch, and it dies only at V8's next
-// full collection. In an 8-client fan-out each agent read about 65 pieces
-// this way for its client; its peak RSS climbed from 150 MB to 600-700 MB,
-// and zeroing new pages was the largest difference between a first pull
-// and a second through the same agents (measured with perf).
+// Why: a fresh buffer per read is fresh memory, faulted in and zeroed by
+// the kernel on the first touch, and it dies only at V8's next full
+// collection; zeroing new pages was the largest difference between a first
+// pull and a second through the same agents (measured with perf).
 import type { FileHandle } from 'node:fs/promises'
 import type { ServerResponse } from 'node:http'
 import { drained } from '../api/ndjson.js'
