@@ -80,12 +80,11 @@ export class PeerChannel {
     const frame = encodeRequest(req)
     const write = this.writeChain.then(async () => {
       if (this.broken !== undefined) return
-      const stream = this.stream
       const len = frameLength(frame.byteLength)
       const out = new Uint8Array(len.byteLength + frame.byteLength)
       out.set(len)
       out.set(frame, len.byteLength)
-      if (!stream.send(out)) await stream.onDrain()
+      if (!this.stream.send(out)) await this.stream.onDrain()
     })
     this.writeChain = write.catch((err: Error) => { this.break(err) })
     return await answer
