@@ -376,9 +376,9 @@ export class MirrorServer {
     const p = this.init.exchange.pull(digest, {
       size,
       candidates: this.init.candidates(),
-      registry: async (r, s) => {
+      registry: async (r, s, into) => {
         usedUpstream = true
-        return await this.init.registry.getBlobRange(ref, digest, r.start, r.length, { signal: s })
+        return await this.init.registry.getBlobRange(ref, digest, r.start, r.length, { signal: s, into })
       },
       signal
     }).then(stats => {

@@ -9,7 +9,7 @@ import type { PartialBlob } from './partial-blob.js'
 import { PeerChannel } from './peer-channel.js'
 import type { PieceExchange, PullOptions, PullStats } from './piece-exchange.js'
 import { PiecePicker, DEFAULT_REQUEST_TIMEOUT_MS, type PickerAction } from './piece-picker.js'
-import { PieceBuffer } from './piece-buffers.js'
+import { PieceBuffer, pieceBuffers } from './piece-buffers.js'
 import { HASH_BYTES, pieceCount, pieceRange } from './pieces.js'
 
 /** Providers taken from a DHT lookup per pull. */
@@ -297,26 +297,43 @@ export class ActivePull {
     const registry = this.opts.registry
     if (registry === undefined) return
     const range = pieceRange(this.partial.size, this.partial.pieceSize, index)
-    let data: Uint8Array
+    const pooled = pieceBuffers.take(range.length, this.partial.pieceSize)
+    let piece: PieceBuffer
     try {
-      data = await registry(range, this.signal)
+      const data = await registry(range, this.signal, pooled.bytes)
+      // Read into the pooled buffer, or bytes of the callback's own (a view
+      // of the pooled buffer that is not all of it is copied out of it).
+      if (data.buffer !== pooled.bytes.buffer) {
+        pooled.release()
+        piece = PieceBuffer.unpooled(data)
+      } else if (data.byteOffset === pooled.bytes.byteOffset && data.byteLength === pooled.byteLength) {
+        piece = pooled
+      } else {
+        piece = PieceBuffer.unpooled(data.slice())
+        pooled.release()
+      }
     } catch {
+      pooled.release()
       this.picker.failed('registry', index, Date.now())
       return
     }
-    this.bytesFromRegistry += data.length
-    this.ex.internals.counters.bytesFromRegistry += data.length
-    const expected = this.trusted?.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES)
-    const held = this.partial.have.get(index)
-    let ok: boolean
     try {
-      ok = (await this.partial.storePiece(index, data, expected)).ok
-    } catch {
-      this.picker.failed('registry', index, Date.now())
-      return
+      this.bytesFromRegistry += piece.byteLength
+      this.ex.internals.counters.bytesFromRegistry += piece.byteLength
+      const expected = this.trusted?.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES)
+      const held = this.partial.have.get(index)
+      let ok: boolean
+      try {
+        ok = (await this.partial.storePiece(index, piece.bytes, expected)).ok
+      } catch {
+        this.picker.failed('registry', index, Date.now())
+        return
+      }
+      if (ok && !held) this.landed(index, piece)
+      this.picker.received('registry', index, ok, Date.now())
+    } finally {
+      piece.release()
     }
-    if (ok && !held) this.landed(index, PieceBuffer.unpooled(data))
-    this.picker.received('registry', index, ok, Date.now())
   }
 
   /** A verified piece new to this node: kept in memory to serve, reported, and the blob advertised. */

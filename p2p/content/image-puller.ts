@@ -143,7 +143,7 @@ export class ImagePuller {
           const stats = await this.init.exchange.pull(desc.digest, {
             size: desc.size,
             candidates: this.init.candidates?.() ?? [],
-            registry: async (range, signal) => await registry.getBlobRange(ref, desc.digest, range.start, range.length, { signal }),
+            registry: async (range, signal, into) => await registry.getBlobRange(ref, desc.digest, range.start, range.length, { signal, into }),
             signal: opts.signal,
             onProgress: p => { perBlob.set(desc.digest, { peers: p.bytesFromPeers, registry: p.bytesFromRegistry }); report() }
           })

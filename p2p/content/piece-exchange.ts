@@ -79,8 +79,12 @@ export interface PullOptions {
   size: number
   /** Peers to ask directly (e.g. live cluster members), besides the provider source. */
   candidates?: string[]
-  /** Fetch a byte range from the registry; absent = peers only. */
-  registry?: (range: { start: number, length: number }, signal: AbortSignal) => Promise<Uint8Array>
+  /**
+   * Fetch a byte range from the registry; absent = peers only. It may read
+   * the bytes into `into` (a pooled buffer of at least the range's length)
+   * and return a view of it, or return bytes of its own.
+   */
+  registry?: (range: { start: number, length: number }, signal: AbortSignal, into: Uint8Array) => Promise<Uint8Array>
   signal?: AbortSignal
   onProgress?: (p: PullProgress) => void
 }

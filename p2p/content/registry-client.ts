@@ -131,16 +131,19 @@ export class RegistryClient {
    * `length` bytes of a blob from `start` (HTTP Range). A registry that
    * ignores Range and answers 200 is handled by cutting the range out of the
    * body. Not verifiable alone: callers check pieces or the whole blob.
+   * With `into` (at least `length` bytes), a 206 body is read straight into
+   * it and a view of it is returned.
    */
-  async getBlobRange (ref: ImageReference, digest: string, start: number, length: number, opts: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+  async getBlobRange (ref: ImageReference, digest: string, start: number, length: number, opts: { signal?: AbortSignal, into?: Uint8Array } = {}): Promise<Uint8Array> {
     if (length === 0) return new Uint8Array(0)
+    if (opts.into !== undefined && opts.into.byteLength < length) throw new RangeError(`a buffer of ${opts.into.byteLength} bytes cannot take a range of ${length}`)
     return await this.retryBody(opts.signal, async () => await this.getBlobRangeOnce(ref, digest, start, length, opts))
   }
 
-  private async getBlobRangeOnce (ref: ImageReference, digest: string, start: number, length: number, opts: { signal?: AbortSignal }): Promise<Uint8Array> {
+  private async getBlobRangeOnce (ref: ImageReference, digest: string, start: number, length: number, opts: { signal?: AbortSignal, into?: Uint8Array }): Promise<Uint8Array> {
     const res = await this.request(ref, `blobs/${digest}`, { range: `bytes=${start}-${start + length - 1}`, signal: opts.signal })
     if (res.status === 206) {
-      const bytes = await readBody(res, length)
+      const bytes = opts.into !== undefined ? await readBodyInto(res, opts.into.subarray(0, length)) : await readBody(res, length)
       this.opts.onBytes?.(bytes.length, 'blob')
       if (bytes.length !== length) throw new SizeMismatchError(`range ${start}+${length} of ${digest}: got ${bytes.length} bytes`)
       return bytes
@@ -342,6 +345,23 @@ async function readBody (res: Response, max: number): Promise<Uint8Array> {
     parts.push(chunk)
   }
   return new Uint8Array(Buffer.concat(parts))
+}
+
+/** Reads a body into `into`; returns the part filled. Fails when the body is longer. */
+async function readBodyInto (res: Response, into: Uint8Array): Promise<Uint8Array> {
+  const len = res.headers.get('content-length')
+  if (len !== null && Number(len) > into.byteLength) {
+    await res.body?.cancel()
+    throw new SizeMismatchError(`response of ${len} bytes exceeds the expected ${into.byteLength}`)
+  }
+  if (res.body === null) return into.subarray(0, 0)
+  let n = 0
+  for await (const chunk of idleBounded(res.body, BODY_IDLE_TIMEOUT_MS)) {
+    if (n + chunk.length > into.byteLength) throw new SizeMismatchError(`response exceeds the expected ${into.byteLength} bytes`)
+    into.set(chunk, n)
+    n += chunk.length
+  }
+  return into.subarray(0, n)
 }
 
 /** Yields a body's chunks; fails with RegistryError when no byte arrives for `idleMs`. */

@@ -64,6 +64,12 @@ t.test('against a real registry: manifest, index, blobs and ranges, all verified
   const layer = img.layers[1]!
   t.same(await client.getBlob(ref, layer.digest, { size: layer.bytes.length }), layer.bytes)
   t.same(await client.getBlobRange(ref, layer.digest, 1000, 5000), layer.bytes.subarray(1000, 6000))
+  const into = new Uint8Array(5010).fill(7)
+  const got = await client.getBlobRange(ref, layer.digest, 1000, 5000, { into })
+  t.equal(got.buffer, into.buffer, 'a range read into the buffer given')
+  t.ok(Buffer.from(got).equals(layer.bytes.subarray(1000, 6000)), 'the range, exact')
+  t.same([...into.subarray(5000)], Array(10).fill(7), 'bytes past the range untouched')
+  await t.rejects(client.getBlobRange(ref, layer.digest, 0, 5000, { into: new Uint8Array(4999) }), RangeError, 'a buffer too small is refused')
   await t.rejects(client.getBlob(ref, img.layers[0]!.digest, { size: 10 }), { name: 'SizeMismatchError' })
   await t.rejects(client.resolve(parseReference(`${reg.host}/test/app@${sha256Digest(Buffer.from('nope'))}`)), { name: 'RegistryError' })
 })
