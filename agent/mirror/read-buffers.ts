@@ -12,43 +12,14 @@
 import type { FileHandle } from 'node:fs/promises'
 import type { ServerResponse } from 'node:http'
 import { drained } from '../api/ndjson.js'
+import { SpareBuffers as ReadBuffers } from '../../p2p/content/piece-buffers.js'
+
+export { ReadBuffers }
 
 /** Spare buffers kept per size; more are left to the garbage collector. */
 export const SPARE_READ_BUFFERS = 8
 /** A stored blob is sent in reads (and socket writes) of this size. */
 export const SEND_CHUNK_BYTES = 1024 * 1024
-
-export class ReadBuffers {
-  private readonly spares = new Map<number, Uint8Array[]>()
-  /** Buffers made because no spare was there (read by tests). */
-  made = 0
-
-  constructor (readonly maxSpares = SPARE_READ_BUFFERS) {}
-
-  /** A buffer of exactly `bytes` bytes, with unspecified contents. */
-  take (bytes: number): Uint8Array {
-    const spare = this.spares.get(bytes)?.pop()
-    if (spare !== undefined) return spare
-    this.made++
-    // Not zero-filled: callers read into it before using any byte.
-    const raw = Buffer.allocUnsafeSlow(bytes)
-    return new Uint8Array(raw.buffer, raw.byteOffset, bytes)
-  }
-
-  /** Gives `buf` (as taken) back; kept for the next `take` of its size while fewer than `maxSpares` are. */
-  give (buf: Uint8Array): void {
-    let list = this.spares.get(buf.byteLength)
-    if (list === undefined) { list = []; this.spares.set(buf.byteLength, list) }
-    if (list.length < this.maxSpares && !list.includes(buf)) list.push(buf)
-  }
-
-  /** Spare buffers kept now. */
-  spareCount (): number {
-    let n = 0
-    for (const list of this.spares.values()) n += list.length
-    return n
-  }
-}
 
 /**
  * Writes `bytes` (a view of the pooled `buf`, or `buf` itself) to `res` and
@@ -62,7 +33,7 @@ export function writePooled (res: ServerResponse, pool: ReadBuffers, buf: Uint8A
 }
 
 /** Buffers of every mirror response of this process. */
-export const readBuffers = new ReadBuffers()
+export const readBuffers = new ReadBuffers(SPARE_READ_BUFFERS)
 
 /**
  * Sends `length` bytes of `fh` from `start` as the body of `res` (whose head

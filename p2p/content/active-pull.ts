@@ -278,14 +278,12 @@ export class ActivePull {
       const expected = this.expectedHash(peer, index)
       let ok = false
       if (expected !== undefined) {
-        const held = this.partial.have.get(index)
-        try {
-          ok = (await this.partial.storePiece(index, data.bytes, expected)).ok
-        } catch {
+        const stored = await this.storeAndLand(index, data, expected)
+        if (stored === undefined) {
           this.picker.failed(peer, index, Date.now())
           return
         }
-        if (ok && !held) this.landed(index, data)
+        ok = stored
       }
       for (const a of this.picker.received(peer, index, ok, Date.now())) this.dispatch(a as Exclude<PickerAction, { type: 'done' } | { type: 'fail' }>)
     } finally {
@@ -301,15 +299,13 @@ export class ActivePull {
     let piece: PieceBuffer
     try {
       const data = await registry(range, this.signal, pooled.bytes)
-      // Read into the pooled buffer, or bytes of the callback's own (a view
-      // of the pooled buffer that is not all of it is copied out of it).
-      if (data.buffer !== pooled.bytes.buffer) {
-        pooled.release()
-        piece = PieceBuffer.unpooled(data)
-      } else if (data.byteOffset === pooled.bytes.byteOffset && data.byteLength === pooled.byteLength) {
+      // The pooled buffer, filled; else bytes of the callback's own (copied
+      // out first if they are part of the pooled buffer).
+      const shared = data.buffer === pooled.bytes.buffer
+      if (shared && data.byteOffset === pooled.bytes.byteOffset && data.byteLength === pooled.byteLength) {
         piece = pooled
       } else {
-        piece = PieceBuffer.unpooled(data.slice())
+        piece = PieceBuffer.unpooled(shared ? data.slice() : data)
         pooled.release()
       }
     } catch {
@@ -320,20 +316,28 @@ export class ActivePull {
     try {
       this.bytesFromRegistry += piece.byteLength
       this.ex.internals.counters.bytesFromRegistry += piece.byteLength
-      const expected = this.trusted?.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES)
-      const held = this.partial.have.get(index)
-      let ok: boolean
-      try {
-        ok = (await this.partial.storePiece(index, piece.bytes, expected)).ok
-      } catch {
+      const ok = await this.storeAndLand(index, piece, this.trusted?.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES))
+      if (ok === undefined) {
         this.picker.failed('registry', index, Date.now())
         return
       }
-      if (ok && !held) this.landed(index, piece)
       this.picker.received('registry', index, ok, Date.now())
     } finally {
       piece.release()
     }
+  }
+
+  /** Stores `piece` (checked against `expected` when given) and lands it when it is new here; whether it passed, undefined when the store failed. */
+  private async storeAndLand (index: number, piece: PieceBuffer, expected: Uint8Array | undefined): Promise<boolean | undefined> {
+    const held = this.partial.have.get(index)
+    let ok: boolean
+    try {
+      ok = (await this.partial.storePiece(index, piece.bytes, expected)).ok
+    } catch {
+      return undefined
+    }
+    if (ok && !held) this.landed(index, piece)
+    return ok
   }
 
   /** A verified piece new to this node: kept in memory to serve, reported, and the blob advertised. */

@@ -45,34 +45,68 @@ export const SPARE_PIECE_BUFFERS = 48
 /** Spares go when no piece buffer was taken for this long. */
 export const SPARE_IDLE_MS = 10_000
 
-export class PieceBuffers {
+/**
+ * Spare buffers by size: `take` reuses one given back, else allocates. Not
+ * zero-filled: whoever takes a buffer writes every byte it later reads.
+ */
+export class SpareBuffers {
   private readonly spares = new Map<number, Uint8Array[]>()
-  private lastTake = 0
-  /** Buffers allocated so far (for tests). */
+  /** Buffers made because no spare was there (read by tests). */
   made = 0
 
-  constructor (private readonly maxSpares = SPARE_PIECE_BUFFERS, private readonly now: () => number = Date.now) {}
+  constructor (readonly maxSpares: number) {}
+
+  /** A buffer of exactly `bytes` bytes, with unspecified contents. */
+  take (bytes: number): Uint8Array {
+    const spare = this.spares.get(bytes)?.pop()
+    if (spare !== undefined) return spare
+    this.made++
+    const raw = Buffer.allocUnsafeSlow(bytes)
+    return new Uint8Array(raw.buffer, raw.byteOffset, bytes)
+  }
+
+  /** Gives `buf` (as taken) back; kept for the next `take` of its size while fewer than `maxSpares` are. */
+  give (buf: Uint8Array): void {
+    let list = this.spares.get(buf.byteLength)
+    if (list === undefined) { list = []; this.spares.set(buf.byteLength, list) }
+    if (list.length < this.maxSpares && !list.includes(buf)) list.push(buf)
+  }
+
+  /** Lets every spare go. */
+  clear (): void {
+    this.spares.clear()
+  }
+
+  /** Spare buffers kept now. */
+  spareCount (): number {
+    let n = 0
+    for (const list of this.spares.values()) n += list.length
+    return n
+  }
+}
+
+export class PieceBuffers {
+  private readonly spares: SpareBuffers
+  private lastTake = 0
+
+  constructor (maxSpares = SPARE_PIECE_BUFFERS, private readonly now: () => number = Date.now) {
+    this.spares = new SpareBuffers(maxSpares)
+  }
+
+  /** Buffers allocated so far (for tests). */
+  get made (): number { return this.spares.made }
 
   /** A buffer of `capacity` bytes (at least `length`), viewed as `length` bytes, with one holder: the caller. */
   take (length: number, capacity = length): PieceBuffer {
     if (length > capacity) throw new RangeError(`a piece of ${length} bytes does not fit a buffer of ${capacity}`)
     this.lastTake = this.now()
-    let buf = this.spares.get(capacity)?.pop()
-    if (buf === undefined) {
-      buf = new Uint8Array(capacity)
-      this.made++
-    }
+    const buf = this.spares.take(capacity)
     return new PieceBuffer(buf.subarray(0, length), buf, this)
   }
 
   /** @internal PieceBuffer.release gives its buffer back here. */
   give (buf: Uint8Array): void {
-    let list = this.spares.get(buf.byteLength)
-    if (list === undefined) {
-      list = []
-      this.spares.set(buf.byteLength, list)
-    }
-    if (list.length < this.maxSpares) list.push(buf)
+    this.spares.give(buf)
   }
 
   /** Lets every spare go when no buffer was taken for `idleMs` (0: now), so an idle node holds none. */
@@ -81,9 +115,7 @@ export class PieceBuffers {
   }
 
   spareCount (): number {
-    let n = 0
-    for (const l of this.spares.values()) n += l.length
-    return n
+    return this.spares.spareCount()
   }
 }
 

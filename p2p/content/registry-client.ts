@@ -143,7 +143,7 @@ export class RegistryClient {
   private async getBlobRangeOnce (ref: ImageReference, digest: string, start: number, length: number, opts: { signal?: AbortSignal, into?: Uint8Array }): Promise<Uint8Array> {
     const res = await this.request(ref, `blobs/${digest}`, { range: `bytes=${start}-${start + length - 1}`, signal: opts.signal })
     if (res.status === 206) {
-      const bytes = opts.into !== undefined ? await readBodyInto(res, opts.into.subarray(0, length)) : await readBody(res, length)
+      const bytes = await readBody(res, length, opts.into)
       this.opts.onBytes?.(bytes.length, 'blob')
       if (bytes.length !== length) throw new SizeMismatchError(`range ${start}+${length} of ${digest}: got ${bytes.length} bytes`)
       return bytes
@@ -330,7 +330,12 @@ export function parseChallenge (header: string): Challenge | undefined {
   return { scheme: (m[1] as string).toLowerCase(), params }
 }
 
-async function readBody (res: Response, max: number): Promise<Uint8Array> {
+/**
+ * Reads a body of at most `max` bytes: into `into` when given (at least
+ * `max` bytes; a view of the part filled is returned), else into a new
+ * buffer.
+ */
+async function readBody (res: Response, max: number, into?: Uint8Array): Promise<Uint8Array> {
   const len = res.headers.get('content-length')
   if (len !== null && Number(len) > max) {
     await res.body?.cancel()
@@ -340,28 +345,12 @@ async function readBody (res: Response, max: number): Promise<Uint8Array> {
   const parts: Uint8Array[] = []
   let n = 0
   for await (const chunk of idleBounded(res.body, BODY_IDLE_TIMEOUT_MS)) {
-    n += chunk.length
-    if (n > max) throw new SizeMismatchError(`response exceeds the expected ${max} bytes`)
-    parts.push(chunk)
-  }
-  return new Uint8Array(Buffer.concat(parts))
-}
-
-/** Reads a body into `into`; returns the part filled. Fails when the body is longer. */
-async function readBodyInto (res: Response, into: Uint8Array): Promise<Uint8Array> {
-  const len = res.headers.get('content-length')
-  if (len !== null && Number(len) > into.byteLength) {
-    await res.body?.cancel()
-    throw new SizeMismatchError(`response of ${len} bytes exceeds the expected ${into.byteLength}`)
-  }
-  if (res.body === null) return into.subarray(0, 0)
-  let n = 0
-  for await (const chunk of idleBounded(res.body, BODY_IDLE_TIMEOUT_MS)) {
-    if (n + chunk.length > into.byteLength) throw new SizeMismatchError(`response exceeds the expected ${into.byteLength} bytes`)
-    into.set(chunk, n)
+    if (n + chunk.length > max) throw new SizeMismatchError(`response exceeds the expected ${max} bytes`)
+    if (into !== undefined) into.set(chunk, n)
+    else parts.push(chunk)
     n += chunk.length
   }
-  return into.subarray(0, n)
+  return into !== undefined ? into.subarray(0, n) : new Uint8Array(Buffer.concat(parts))
 }
 
 /** Yields a body's chunks; fails with RegistryError when no byte arrives for `idleMs`. */
