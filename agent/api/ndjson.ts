@@ -4,13 +4,34 @@
 // the iterator feeding it stay suspended for the life of the agent.
 import type { ServerResponse } from 'node:http'
 
-/** Resolves when `res` can take more ('drain') or is gone ('close'). */
+/**
+ * Whether the client of `res` is gone. The socket is destroyed a moment
+ * before `res` learns of it (its 'close' comes a tick later), and a write in
+ * that moment is dropped without its callback ever being called.
+ */
+export function clientGone (res: ServerResponse): boolean {
+  return res.destroyed || res.socket?.destroyed === true
+}
+
+/** Resolves when `res` can take more ('drain') or is gone ('close', or gone already). */
 export async function drained (res: ServerResponse): Promise<void> {
+  if (clientGone(res)) return
   await new Promise<void>(resolve => {
     const go = (): void => { res.off('drain', go); res.off('close', go); resolve() }
     res.on('drain', go)
     res.on('close', go)
   })
+}
+
+/**
+ * Writes `bytes` to `res` and calls `done` exactly once, when the socket has
+ * taken them or never will: a caller that reuses the bytes' buffer in
+ * `done` must not lose it to a client that left. Returns false when the
+ * caller should wait (`drained`) before writing more.
+ */
+export function writeThen (res: ServerResponse, bytes: Uint8Array, done: () => void): boolean {
+  if (clientGone(res)) { done(); return false }
+  return res.write(bytes, () => { done() })
 }
 
 /**
@@ -28,10 +49,10 @@ export async function streamNdjson (res: ServerResponse, values: AsyncIterable<u
   try {
     for (let r = first; r.done !== true; r = await it.next()) {
       if (!res.write(JSON.stringify(r.value) + '\n')) await drained(res)
-      if (res.destroyed) break
+      if (clientGone(res)) break
     }
   } catch (err) {
-    if (!res.destroyed) res.write(JSON.stringify({ error: (err as Error).message }) + '\n')
+    if (!clientGone(res)) res.write(JSON.stringify({ error: (err as Error).message }) + '\n')
   } finally {
     await it.return?.()
   }

@@ -11,7 +11,7 @@
 // pull and a second through the same agents (measured with perf).
 import type { FileHandle } from 'node:fs/promises'
 import type { ServerResponse } from 'node:http'
-import { drained } from '../api/ndjson.js'
+import { clientGone, drained, writeThen } from '../api/ndjson.js'
 import { SpareBuffers as ReadBuffers } from '../../p2p/content/piece-buffers.js'
 
 export { ReadBuffers }
@@ -23,13 +23,12 @@ export const SEND_CHUNK_BYTES = 1024 * 1024
 
 /**
  * Writes `bytes` (a view of the pooled `buf`, or `buf` itself) to `res` and
- * gives `buf` back to `pool` once the socket took them or the write failed:
- * Node calls a write's callback only then, so no later read overwrites
- * bytes still waiting to go out. Returns `res.write`'s answer (false: wait
- * for 'drain').
+ * gives `buf` back to `pool` once the socket took them or never will, so no
+ * later read overwrites bytes still waiting to go out. Returns false when
+ * the caller should wait for `drained`.
  */
 export function writePooled (res: ServerResponse, pool: ReadBuffers, buf: Uint8Array, bytes: Uint8Array): boolean {
-  return res.write(bytes, () => { pool.give(buf) })
+  return writeThen(res, bytes, () => { pool.give(buf) })
 }
 
 /** Buffers of every mirror response of this process. */
@@ -43,8 +42,7 @@ export const readBuffers = new ReadBuffers(SPARE_READ_BUFFERS)
 export async function sendFileRange (fh: FileHandle, start: number, length: number, res: ServerResponse, pool: ReadBuffers, onBytes?: (n: number) => void): Promise<void> {
   const end = start + length
   for (let pos = start; pos < end;) {
-    // A response whose client left is destroyed by the time it emits 'close'.
-    if (res.destroyed) return
+    if (clientGone(res)) return
     const buf = pool.take(SEND_CHUNK_BYTES)
     let n: number
     try {

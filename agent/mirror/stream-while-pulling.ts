@@ -6,7 +6,7 @@ import type { PieceExchange } from '../../p2p/content/piece-exchange.js'
 import { pieceCount, pieceRange, pieceSizeFor } from '../../p2p/content/pieces.js'
 import { pieceBuffers, type PieceBuffer } from '../../p2p/content/piece-buffers.js'
 import { MirrorVerifyError } from './errors.js'
-import { drained } from '../api/ndjson.js'
+import { clientGone, drained, writeThen } from '../api/ndjson.js'
 import type { MirrorStats } from './stats.js'
 
 export interface StreamWhilePullingInit {
@@ -42,8 +42,8 @@ export async function streamWhilePulling (init: StreamWhilePullingInit, digest: 
   let failure: Error | undefined
   let done = false
   const pulled = init.pull().then(() => { done = true; changed() }, (err: Error) => { failure = err; changed() })
-  let clientGone = false
-  res.once('close', () => { clientGone = true; changed() })
+  let left = false
+  res.once('close', () => { left = true; changed() })
   const started = performance.now()
   let firstByteMs: number | undefined
   try {
@@ -51,7 +51,7 @@ export async function streamWhilePulling (init: StreamWhilePullingInit, digest: 
     for (let i = 0; i < n; i++) {
       const last = i === n - 1
       for (;;) {
-        if (clientGone) { log?.debug({ digest, piece: i, of: n }, 'mirror client left mid-blob'); return }
+        if (left || clientGone(res)) { log?.debug({ digest, piece: i, of: n }, 'mirror client left mid-blob'); return }
         if (failure !== undefined) throw failure
         if (last ? done : (done || store.hasSync(digest) || partial.have.get(i))) break
         await new Promise<void>(resolve => { wake = resolve })
@@ -61,10 +61,8 @@ export async function streamWhilePulling (init: StreamWhilePullingInit, digest: 
       }
       const piece = await readPiece(init, digest, partial, i, size, pieceSize, pulled)
       firstByteMs ??= performance.now() - started
-      // The piece's buffer goes back once the socket took its bytes (the
-      // write's callback, also called when the write fails).
-      const full = !res.write(piece.bytes, () => { piece.release() })
-      if (full) await drained(res)
+      // The piece's buffer goes back once the socket took its bytes or never will.
+      if (!writeThen(res, piece.bytes, () => { piece.release() })) await drained(res)
     }
     res.end()
     log?.debug({ digest, size, pieces: n, firstByteMs: Math.round(firstByteMs ?? 0), totalMs: Math.round(performance.now() - started) }, 'mirror streamed a blob while pulling')

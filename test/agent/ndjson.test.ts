@@ -1,11 +1,13 @@
 // Streaming JSON lines to an HTTP client (the API's `logs`): every value
 // arrives in order, a late error becomes a last line, and a client that
 // leaves while the socket is full ends the handler and closes the iterator,
-// instead of leaving both waiting for a 'drain' that never comes.
+// instead of leaving both waiting for a 'drain' that never comes. A write
+// made in the moment between a client's leaving and the response's 'close'
+// still hands back its bytes (writeThen), and no wait begins then.
 import t, { type Test } from 'tap'
 import { createServer, get, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { streamNdjson } from '../../agent/api/ndjson.js'
+import { clientGone, drained, streamNdjson, writeThen } from '../../agent/api/ndjson.js'
 
 async function serve (t: Test, values: () => AsyncIterable<unknown>): Promise<{ url: string, handled: Promise<void> }> {
   let done!: () => void
@@ -66,4 +68,30 @@ t.test('a client that stops reading and leaves ends the stream and closes the it
   const late = new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error('the handler still waits 10 s after the client left')), 10_000) })
   await t.resolves(Promise.race([handled, late]).finally(() => clearTimeout(timer)))
   t.ok(closed, "the iterator's finally ran")
+})
+
+t.test('a write after the socket is gone, before the response closes: done is called, drained does not wait', async t => {
+  const seen = await new Promise<{ gone: boolean, destroyed: boolean, wrote: boolean, done: number, waited: boolean }>((resolve, reject) => {
+    const server = createServer((req, res) => {
+      res.writeHead(200)
+      req.socket.destroy()
+      // Node's 'close' for res comes a tick after this: a plain res.write's
+      // callback made now is never called (the pooled buffer would be lost).
+      let done = 0
+      const wrote = writeThen(res, new Uint8Array(1024), () => { done++ })
+      let waited = true
+      const destroyed = res.destroyed
+      drained(res).then(() => { waited = false }, reject)
+      setImmediate(() => { resolve({ gone: clientGone(res), destroyed, wrote, done, waited }) })
+    })
+    t.teardown(() => { server.closeAllConnections(); server.close() })
+    server.listen(0, '127.0.0.1', () => {
+      get(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, res => res.resume()).on('error', () => {})
+    })
+  })
+  t.notOk(seen.destroyed, 'the response did not know yet (the moment this guards)')
+  t.ok(seen.gone, 'clientGone sees the destroyed socket')
+  t.equal(seen.wrote, false, 'the writer is told to stop')
+  t.equal(seen.done, 1, 'done was called once')
+  t.notOk(seen.waited, 'drained resolved at once')
 })
