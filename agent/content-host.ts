@@ -123,11 +123,14 @@ export class ContentHost {
       }
     }, {
       name: 'bolt_content_served_pieces_total',
-      help: 'Pieces read to serve peers and mirror clients, by where the bytes came from: memory (recently received or read) or disk',
-      labels: ['from'],
+      help: 'Pieces read to serve peers and to stream to mirror clients, by where the bytes came from: memory (recently received or read) or disk',
+      labels: ['from', 'for'],
       read: () => {
-        const r = this.exchange?.recent
-        return [{ labels: { from: 'memory' }, value: r?.hits ?? 0 }, { labels: { from: 'disk' }, value: r?.misses ?? 0 }]
+        const counts = this.exchange?.recent.counts
+        return (['peers', 'mirror'] as const).flatMap(reader => [
+          { labels: { from: 'memory', for: reader }, value: counts?.[reader].hits ?? 0 },
+          { labels: { from: 'disk', for: reader }, value: counts?.[reader].misses ?? 0 }
+        ])
       }
     }]
   }

@@ -85,7 +85,7 @@ export async function streamWhilePulling (init: StreamWhilePullingInit, digest: 
  * pooled buffer.
  */
 async function readPiece (init: StreamWhilePullingInit, digest: string, partial: { readPiece: (i: number, into?: Uint8Array) => Promise<Uint8Array> }, i: number, size: number, pieceSize: number, settled: Promise<void>): Promise<PieceBuffer> {
-  const kept = init.exchange.recent.get(digest, pieceSize, i)
+  const kept = init.exchange.recent.get(digest, pieceSize, i, 'mirror')
   if (kept !== undefined) return kept
   const { start, length } = pieceRange(size, pieceSize, i)
   const piece = pieceBuffers.take(length, pieceSize)

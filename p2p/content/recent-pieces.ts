@@ -14,11 +14,14 @@ export const DEFAULT_RECENT_PIECE_BYTES = 32 * 1024 * 1024
 /** A piece not put or served for this long is dropped by `expire`. */
 export const RECENT_PIECE_TTL_MS = 30_000
 
+/** Who reads a piece: a peer's request, or the mirror streaming a blob to its client. */
+export type PieceReader = 'peers' | 'mirror'
+
 export class RecentPieces {
   private readonly entries = new Map<string, { data: PieceBuffer, used: number }>()
   private bytes = 0
-  hits = 0
-  misses = 0
+  /** Lookups found in memory (hits) or not (misses), by reader. */
+  readonly counts: Record<PieceReader, { hits: number, misses: number }> = { peers: { hits: 0, misses: 0 }, mirror: { hits: 0, misses: 0 } }
 
   constructor (readonly budgetBytes: number = DEFAULT_RECENT_PIECE_BYTES, readonly ttlMs = RECENT_PIECE_TTL_MS, private readonly now: () => number = Date.now) {}
 
@@ -26,12 +29,16 @@ export class RecentPieces {
     return `${digest}/${pieceSize}/${index}`
   }
 
+  get hits (): number { return this.counts.peers.hits + this.counts.mirror.hits }
+  get misses (): number { return this.counts.peers.misses + this.counts.mirror.misses }
+
   /** The piece, with a reference for the caller to release. */
-  get (digest: string, pieceSize: number, index: number): PieceBuffer | undefined {
+  get (digest: string, pieceSize: number, index: number, reader: PieceReader = 'peers'): PieceBuffer | undefined {
     const k = RecentPieces.key(digest, pieceSize, index)
     const v = this.entries.get(k)
-    if (v === undefined) { this.misses++; return undefined }
-    this.hits++
+    const count = this.counts[reader]
+    if (v === undefined) { count.misses++; return undefined }
+    count.hits++
     // Map order is insertion order: moving the entry to the end marks it used.
     this.entries.delete(k)
     v.used = this.now()

@@ -71,6 +71,12 @@ t.test('a key is digest, piece size and index; putting it again replaces it', as
   t.same(bytesOf(r, D, 100, 0), Array(50).fill(2))
   t.equal(r.hits, 1)
   t.equal(r.misses, 2)
+  const kept = r.get(D, 100, 0, 'mirror')
+  kept?.release()
+  t.equal(r.get(D, 100, 1, 'mirror'), undefined)
+  t.same(r.counts, { peers: { hits: 1, misses: 2 }, mirror: { hits: 1, misses: 1 } }, 'lookups are counted by reader')
+  t.equal(r.hits, 2, 'hits of all readers')
+  t.equal(r.misses, 3, 'misses of all readers')
 })
 
 t.test('drop forgets one digest; a budget of 0 keeps nothing', async t => {
