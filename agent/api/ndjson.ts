@@ -1,5 +1,6 @@
 // Streaming an HTTP response body that a client reads at its own pace: one
-// JSON value per line (logs), and the wait for a full socket to take more.
+// JSON value per line (logs), the wait for a full socket to take more, and
+// writes whose buffer is reused once the socket has taken it (the mirror).
 // A client that leaves must end the wait and the stream, or the handler and
 // the iterator feeding it stay suspended for the life of the agent.
 import type { ServerResponse } from 'node:http'

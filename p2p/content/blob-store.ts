@@ -11,14 +11,15 @@ import { createReadStream, type ReadStream } from 'node:fs'
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
-import { decode, encode } from 'cbor-x'
-import { z } from 'zod'
+import { decode } from 'cbor-x'
 import { Bitfield } from './bitfield.js'
+import { BlobRefs } from './blob-refs.js'
 import { digestHex } from './digest.js'
 import { BlobNotFoundError, DigestMismatchError, QuotaExceededError, SizeMismatchError } from './errors.js'
 import { fsyncDir, writeFileAtomic } from './fs-atomic.js'
 import { PartialBlob, PartialStateSchema } from './partial-blob.js'
-import { DEFAULT_PIECE_SIZE, HASH_BYTES, hashPiece, pieceCount, type PieceManifest, PieceManifestSchema } from './pieces.js'
+import { PieceManifests } from './piece-manifests.js'
+import { DEFAULT_PIECE_SIZE, pieceCount, type PieceManifest } from './pieces.js'
 
 export interface BlobStoreOptions {
   /** Root directory; created if missing. */
@@ -52,9 +53,6 @@ export interface BlobStoreEvents {
 
 export type BlobSource = Uint8Array | AsyncIterable<Uint8Array> | Readable
 
-const RefsSchema = z.record(z.string(), z.array(z.string()))
-/** Piece manifests kept in memory (a few KiB each). */
-const MANIFEST_CACHE_ENTRIES = 1024
 /** Last-access times are written to disk at most this often per blob (they only order eviction). */
 const ACCESS_PERSIST_MS = 60_000
 
@@ -66,15 +64,14 @@ export class BlobStore {
   private readonly blobs = new Map<string, { size: number, lastAccess: number, persistedAccess: number }>()
   private readonly partials = new Map<string, PartialBlob>()
   private readonly partialOpening = new Map<string, Promise<PartialBlob>>()
-  private refs = new Map<string, Set<string>>()
-  private refsWrite: Promise<void> = Promise.resolve()
-  /** Piece manifests in memory: every have? answer for a complete blob needs one. */
-  private readonly manifestCache = new Map<string, PieceManifest>()
+  private refs!: BlobRefs
+  private readonly manifests: PieceManifests
 
   private constructor (opts: BlobStoreOptions) {
     this.root = opts.root
     this.quotaBytes = opts.quotaBytes ?? null
     this.pieceSize = opts.pieceSize ?? DEFAULT_PIECE_SIZE
+    this.manifests = new PieceManifests(this.metaDir, this.tmpDir)
   }
 
   static async open (opts: BlobStoreOptions): Promise<BlobStore> {
@@ -103,12 +100,7 @@ export class BlobStore {
       const st = await stat(join(this.blobDir, name))
       this.blobs.set(`sha256:${name}`, { size: st.size, lastAccess: st.mtimeMs, persistedAccess: st.mtimeMs })
     }
-    try {
-      const raw = RefsSchema.parse(JSON.parse(await readFile(join(this.root, 'refs.json'), 'utf8')))
-      this.refs = new Map(Object.entries(raw).map(([owner, ds]) => [owner, new Set(ds)]))
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    }
+    this.refs = await BlobRefs.load(join(this.root, 'refs.json'), this.tmpDir)
   }
 
   async has (digest: string): Promise<boolean> {
@@ -239,43 +231,30 @@ export class BlobStore {
     digestHex(digest)
     if (!this.blobs.has(digest)) return false
     this.blobs.delete(digest)
-    for (const k of [...this.manifestCache.keys()]) if (k.startsWith(digest + '.')) this.manifestCache.delete(k)
     await rm(this.blobPath(digest), { force: true })
-    const hex = digestHex(digest)
-    for (const name of await readdir(this.metaDir)) if (name.startsWith(hex + '.')) await rm(join(this.metaDir, name), { force: true })
+    await this.manifests.forget(digest)
     await fsyncDir(this.blobDir)
     this.events.emit('removed', digest)
     return true
   }
 
-  // ---- references -------------------------------------------------------
+  // ---- references (blob-refs.ts) --------------------------------------------
 
   refCount (digest: string): number {
-    let n = 0
-    for (const ds of this.refs.values()) if (ds.has(digest)) n++
-    return n
+    return this.refs.count(digest)
   }
 
   /** Pins `digests` under `owner` (e.g. `image:<ref>`, `object:<id>`), replacing that owner's earlier pins. */
   async pin (owner: string, digests: string[]): Promise<void> {
-    for (const d of digests) digestHex(d)
-    this.refs.set(owner, new Set(digests))
-    await this.saveRefs()
+    await this.refs.pin(owner, digests)
   }
 
   async unpin (owner: string): Promise<void> {
-    if (this.refs.delete(owner)) await this.saveRefs()
+    await this.refs.unpin(owner)
   }
 
   owners (): Map<string, string[]> {
-    return new Map([...this.refs.entries()].map(([o, ds]) => [o, [...ds]]))
-  }
-
-  private async saveRefs (): Promise<void> {
-    const body = Buffer.from(JSON.stringify(Object.fromEntries([...this.refs.entries()].map(([o, ds]) => [o, [...ds]]))))
-    const write = this.refsWrite.then(async () => await writeFileAtomic(join(this.root, 'refs.json'), body, this.tmpDir))
-    this.refsWrite = write.catch(() => {})
-    await write
+    return this.refs.owners()
   }
 
   /** Deletes every unreferenced blob; returns the digests removed. */
@@ -317,56 +296,17 @@ export class BlobStore {
     }
   }
 
-  // ---- piece manifests ----------------------------------------------------
+  // ---- piece manifests (piece-manifests.ts) ---------------------------------
 
   /** The piece manifest of a complete blob, derived on first use and kept in meta/pieces/. */
   async pieceManifest (digest: string, pieceSize = this.pieceSize): Promise<PieceManifest> {
     const b = this.blobs.get(digest)
     if (b === undefined) throw new BlobNotFoundError(`blob ${digest} is not in the store`)
-    const key = `${digest}.${pieceSize}`
-    const cached = this.manifestCache.get(key)
-    if (cached !== undefined && cached.size === b.size) return cached
-    const file = join(this.metaDir, `${digestHex(digest)}.${pieceSize}`)
-    try {
-      const m = PieceManifestSchema.parse(decode(await readFile(file)))
-      if (m.digest === digest && m.size === b.size) { this.cacheManifest(key, m); return m }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as Error).name !== 'ZodError') throw err
-    }
-    const n = pieceCount(b.size, pieceSize)
-    const hashes = new Uint8Array(n * HASH_BYTES)
-    const fh = await open(this.blobPath(digest), 'r')
-    try {
-      const buf = new Uint8Array(pieceSize)
-      for (let i = 0; i < n; i++) {
-        const len = Math.min(pieceSize, b.size - i * pieceSize)
-        let off = 0
-        while (off < len) {
-          const { bytesRead } = await fh.read(buf, off, len - off, i * pieceSize + off)
-          if (bytesRead === 0) throw new SizeMismatchError(`blob ${digest} is shorter than recorded`)
-          off += bytesRead
-        }
-        hashes.set(hashPiece(buf.subarray(0, len)), i * HASH_BYTES)
-      }
-    } finally {
-      await fh.close()
-    }
-    const m: PieceManifest = { digest, size: b.size, pieceSize, hashes }
-    await this.savePieceManifest(m)
-    return m
-  }
-
-  private cacheManifest (key: string, m: PieceManifest): void {
-    if (this.manifestCache.size >= MANIFEST_CACHE_ENTRIES) {
-      const oldest = this.manifestCache.keys().next().value
-      if (oldest !== undefined) this.manifestCache.delete(oldest)
-    }
-    this.manifestCache.set(key, m)
+    return await this.manifests.get(digest, b.size, this.blobPath(digest), pieceSize)
   }
 
   async savePieceManifest (m: PieceManifest): Promise<void> {
-    this.cacheManifest(`${m.digest}.${m.pieceSize}`, m)
-    await writeFileAtomic(join(this.metaDir, `${digestHex(m.digest)}.${m.pieceSize}`), encode(m), this.tmpDir)
+    await this.manifests.save(m)
   }
 
   // ---- partial blobs --------------------------------------------------------
@@ -444,6 +384,6 @@ export class BlobStore {
   async close (): Promise<void> {
     for (const p of [...this.partials.values()]) await p.close()
     this.partials.clear()
-    await this.refsWrite
+    await this.refs.flushed()
   }
 }
