@@ -42,8 +42,8 @@ export async function streamWhilePulling (init: StreamWhilePullingInit, digest: 
   let failure: Error | undefined
   let done = false
   const pulled = init.pull().then(() => { done = true; changed() }, (err: Error) => { failure = err; changed() })
-  let left = false
-  res.once('close', () => { left = true; changed() })
+  // A client that leaves wakes the wait below (clientGone is true by then).
+  res.once('close', changed)
   const started = performance.now()
   let firstByteMs: number | undefined
   try {
@@ -51,7 +51,7 @@ export async function streamWhilePulling (init: StreamWhilePullingInit, digest: 
     for (let i = 0; i < n; i++) {
       const last = i === n - 1
       for (;;) {
-        if (left || clientGone(res)) { log?.debug({ digest, piece: i, of: n }, 'mirror client left mid-blob'); return }
+        if (clientGone(res)) { log?.debug({ digest, piece: i, of: n }, 'mirror client left mid-blob'); return }
         if (failure !== undefined) throw failure
         if (last ? done : (done || store.hasSync(digest) || partial.have.get(i))) break
         await new Promise<void>(resolve => { wake = resolve })
