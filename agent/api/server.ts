@@ -72,8 +72,11 @@ export class ApiServer {
   private async dispatch (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost')
     const method = req.method ?? 'GET'
+    // Handlers stop when the client leaves before its answer is complete.
+    // After a complete answer nothing is left to stop, and an abort there
+    // cost each request an exception and a round of abort events.
     const ac = new AbortController()
-    res.on('close', () => ac.abort())
+    res.on('close', () => { if (!res.writableFinished) ac.abort() })
     try {
       const candidates = this.routes.filter(r => r.pattern.test(url.pathname))
       if (candidates.length === 0) throw new ApiError(404, `no such endpoint: ${url.pathname}`)

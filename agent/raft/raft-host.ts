@@ -119,7 +119,8 @@ export class RaftHost {
     const cmd = { ...input, req } as Command
     const data = ClusterState.encode(cmd)
     const sig = AbortSignal.any([AbortSignal.timeout(WRITE_DEADLINE_MS), this.ac.signal, ...(signal !== undefined ? [signal] : [])])
-    let lastErr: Error = new NoLeaderError('no Raft leader is known (is a quorum of servers up?)')
+    // Built only when needed: an Error's stack costs every write otherwise.
+    let lastErr: Error | undefined
     for (let attempt = 0; !sig.aborted; attempt++) {
       try {
         await this.node.propose(data, sig)
@@ -149,13 +150,13 @@ export class RaftHost {
         await sleep(Math.min(100 * (attempt + 1), 500))
       }
     }
-    throw new NoLeaderError(`could not commit within ${WRITE_DEADLINE_MS / 1000} s: ${lastErr.message}`)
+    throw new NoLeaderError(`could not commit within ${WRITE_DEADLINE_MS / 1000} s: ${lastErr?.message ?? 'no Raft leader is known (is a quorum of servers up?)'}`)
   }
 
   /** A linearizable read of one key (ReadIndex through the leader, then the local state). */
   async read (key: string, signal?: AbortSignal): Promise<string | undefined> {
     const sig = AbortSignal.any([AbortSignal.timeout(WRITE_DEADLINE_MS), this.ac.signal, ...(signal !== undefined ? [signal] : [])])
-    let lastErr: Error = new NoLeaderError('no Raft leader is known')
+    let lastErr: Error | undefined
     while (!sig.aborted) {
       try {
         await this.node.readIndex(sig)
@@ -166,7 +167,7 @@ export class RaftHost {
         await sleep(100)
       }
     }
-    throw new NoLeaderError(`read not confirmed within ${WRITE_DEADLINE_MS / 1000} s: ${lastErr.message}`)
+    throw new NoLeaderError(`read not confirmed within ${WRITE_DEADLINE_MS / 1000} s: ${lastErr?.message ?? 'no Raft leader is known'}`)
   }
 
   private async serveForward (req: { op: 'propose', data: Uint8Array, req: string } | { op: 'join' }, signal: AbortSignal): Promise<ForwardResponse> {
