@@ -21,16 +21,6 @@ export const SPARE_READ_BUFFERS = 8
 /** A stored blob is sent in reads (and socket writes) of this size. */
 export const SEND_CHUNK_BYTES = 1024 * 1024
 
-/**
- * Writes `bytes` (a view of the pooled `buf`, or `buf` itself) to `res` and
- * gives `buf` back to `pool` once the socket took them or never will, so no
- * later read overwrites bytes still waiting to go out. Returns false when
- * the caller should wait for `drained`.
- */
-export function writePooled (res: ServerResponse, pool: ReadBuffers, buf: Uint8Array, bytes: Uint8Array): boolean {
-  return writeThen(res, bytes, () => { pool.give(buf) })
-}
-
 /** Buffers of every mirror response of this process. */
 export const readBuffers = new ReadBuffers(SPARE_READ_BUFFERS)
 
@@ -57,7 +47,9 @@ export async function sendFileRange (fh: FileHandle, start: number, length: numb
     }
     pos += n
     onBytes?.(n)
-    if (!writePooled(res, pool, buf, buf.subarray(0, n))) await drained(res)
+    // The buffer goes back once the socket took its bytes or never will, so
+    // no later read overwrites bytes still waiting to go out.
+    if (!writeThen(res, buf.subarray(0, n), () => { pool.give(buf) })) await drained(res)
   }
   res.end()
 }

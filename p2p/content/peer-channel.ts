@@ -9,10 +9,11 @@
 // an answer without a request, a control frame over MAX_CONTROL_FRAME or a
 // piece longer than the piece size asked for breaks the channel.
 import type { Stream } from '@libp2p/interface'
+import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { InvalidMessageError } from './errors.js'
 import { pieceBuffers, type PieceBuffer, type PieceBuffers } from './piece-buffers.js'
-import { decodeResponse, encodeRequest, frameLength, MAX_CONTROL_FRAME, type PieceRequest, type PieceResponse } from './piece-messages.js'
+import { decodeResponse, encodeRequest, MAX_CONTROL_FRAME, type PieceRequest, type PieceResponse } from './piece-messages.js'
 
 export class ChannelClosedError extends Error {
   override name = 'ChannelClosedError'
@@ -80,10 +81,9 @@ export class PeerChannel {
     const frame = encodeRequest(req)
     const write = this.writeChain.then(async () => {
       if (this.broken !== undefined) return
-      const len = frameLength(frame.byteLength)
-      const out = new Uint8Array(len.byteLength + frame.byteLength)
-      out.set(len)
-      out.set(frame, len.byteLength)
+      const out = new Uint8Array(varint.encodingLength(frame.byteLength) + frame.byteLength)
+      varint.encode(frame.byteLength, out)
+      out.set(frame, out.byteLength - frame.byteLength)
       if (!this.stream.send(out)) await this.stream.onDrain()
     })
     this.writeChain = write.catch((err: Error) => { this.break(err) })

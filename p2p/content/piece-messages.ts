@@ -77,14 +77,6 @@ function decodeWith<T> (schema: z.ZodType<T>, frame: Uint8Array, max: number): T
   return r.data
 }
 
-/** The unsigned varint that prefixes a frame of `n` bytes. */
-export function frameLength (n: number): Uint8Array {
-  const out: number[] = []
-  while (n >= 0x80) { out.push((n % 0x80) | 0x80); n = Math.floor(n / 0x80) }
-  out.push(n)
-  return Uint8Array.from(out)
-}
-
 export function encodeRequest (m: PieceRequest): Uint8Array {
   return encode(m)
 }

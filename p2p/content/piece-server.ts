@@ -5,9 +5,10 @@
 // handler: any error aborts just that stream.
 import type { Stream } from '@libp2p/interface'
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
+import * as varint from 'uint8-varint'
 import { Bitfield } from './bitfield.js'
 import type { BlobStore } from './blob-store.js'
-import { decodeRequest, encodeResponse, frameLength, MAX_FRAME, type PieceRequest, type PieceResponse } from './piece-messages.js'
+import { decodeRequest, encodeResponse, MAX_FRAME, type PieceRequest, type PieceResponse } from './piece-messages.js'
 import { HASH_BYTES, pieceCount, pieceRange } from './pieces.js'
 import { PieceBuffer, pieceBuffers } from './piece-buffers.js'
 import type { RecentPieces } from './recent-pieces.js'
@@ -49,7 +50,7 @@ export const SEND_SLICE_BYTES = 1024 * 1024
 async function sendFrameInSlices (stream: Stream, data: Uint8Array, signal: AbortSignal): Promise<void> {
   // onDrain rejects when the stream closes first, and when `signal` aborts;
   // it returns at once when nothing waits to drain.
-  if (!stream.send(frameLength(data.byteLength))) await stream.onDrain({ signal })
+  if (!stream.send(varint.encode(data.byteLength))) await stream.onDrain({ signal })
   for (let off = 0; off < data.byteLength; off += SEND_SLICE_BYTES) {
     if (signal.aborted) throw signal.reason as Error
     // One send per slice: sent in 64 KiB parts, the same piece took 10% longer

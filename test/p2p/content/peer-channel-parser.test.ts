@@ -6,11 +6,12 @@
 // channel over a real libp2p stream is tested in peer-channel.test.ts.
 import t from 'tap'
 import fc from 'fast-check'
+import * as varint from 'uint8-varint'
 import type { Stream } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { ChannelClosedError, PeerChannel } from '../../../p2p/content/peer-channel.js'
 import { PieceBuffers } from '../../../p2p/content/piece-buffers.js'
-import { encodeResponse, frameLength, MAX_CONTROL_FRAME, type PieceRequest, type PieceResponse } from '../../../p2p/content/piece-messages.js'
+import { encodeResponse, MAX_CONTROL_FRAME, type PieceRequest, type PieceResponse } from '../../../p2p/content/piece-messages.js'
 
 const DIGEST = `sha256:${'cd'.repeat(32)}`
 const PIECE_SIZE = 16 * 1024
@@ -33,7 +34,7 @@ function channel (pool: PieceBuffers): { ch: PeerChannel, stream: StandInStream 
 }
 
 function frame (bytes: Uint8Array): Uint8Array {
-  const len = frameLength(bytes.byteLength)
+  const len = varint.encode(bytes.byteLength)
   const out = new Uint8Array(len.byteLength + bytes.byteLength)
   out.set(len)
   out.set(bytes, len.byteLength)
@@ -118,7 +119,7 @@ t.test('what a peer may not send breaks the channel', async t => {
     ['a piece for a bitfield question', () => wire({ kind: 'piece', index: 1, bytes: new Uint8Array(10) }), { kind: 'none' }],
     ['a piece longer than the piece size asked for', () => wire({ kind: 'piece', index: 1, bytes: new Uint8Array(PIECE_SIZE + 1) }), { kind: 'piece', index: 1, bytes: new Uint8Array(0) }],
     ['a data frame of another length than its header says', () => [frame(encodeResponse({ t: 'piece', digest: DIGEST, index: 1, length: 10 })), frame(new Uint8Array(9))], { kind: 'piece', index: 1, bytes: new Uint8Array(0) }],
-    ['a control frame over the limit', () => [frameLength(MAX_CONTROL_FRAME + 1)], { kind: 'none' }],
+    ['a control frame over the limit', () => [varint.encode(MAX_CONTROL_FRAME + 1)], { kind: 'none' }],
     ['a length that never ends', () => [new Uint8Array(8).fill(0xff)], { kind: 'none' }]
   ]
   for (const [what, bytes, asked] of cases) {
