@@ -12,7 +12,7 @@ import { MIRROR_CLIENT_KINDS, mirrorConfigSnippet, type MirrorClientKind } from 
 import type { TagResolutions } from './tag-cache.js'
 import { RegistryClient } from '../../p2p/content/registry-client.js'
 import type { ImageReference } from '../../p2p/content/reference.js'
-import { UpstreamGuard } from './upstream-guard.js'
+import { isInternalAddress, privateHostAllowed, UpstreamGuard } from './upstream-guard.js'
 
 export type MirrorConfig = Config['mirror']
 
@@ -50,6 +50,10 @@ export async function startMirror (o: { config: MirrorConfig, content: ContentHo
   try {
     const url = await mirror.start()
     o.log.info({ url, upstream: o.config.upstream }, 'registry mirror listening')
+    const upstreamUrl = URL.parse(`https://${o.config.upstream}`)
+    if (upstreamUrl !== null && isInternalAddress(upstreamUrl.hostname) && !privateHostAllowed(o.config.allow_private_hosts, upstreamUrl)) {
+      o.log.warn({ upstream: o.config.upstream }, `mirror.upstream ${o.config.upstream} is a loopback or private address: the mirror refuses to fetch from it until [mirror] allow_private_hosts lists "${o.config.upstream}"`)
+    }
     return mirror
   } catch (err) {
     o.log.warn({ listen: o.config.listen, err: (err as Error).message }, `registry mirror not started: ${(err as Error).message} (set [mirror] listen to a free address, or enabled = false)`)
