@@ -256,6 +256,7 @@ export class MembershipService extends EventTarget {
       const inc = this.core.incarnation() + 1
       signed = { inc, sig: await signLeft(this.signer, this.core.self, inc) }
     }
+    if (!this.running) return
     this.core.leave(inc => inc === signed?.inc ? signed.sig : undefined)
     const sends = this.flush()
     await Promise.allSettled(sends)

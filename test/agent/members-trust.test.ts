@@ -3,11 +3,9 @@
 // /bolt/swim/1 itself) says another member left — nobody believes it;
 // `evict` removes the rogue, replaces the cluster key everywhere, and the
 // rogue's machine cannot come back, neither with its old key nor a fresh one
-// with the old token. And the honest case: a member that left and rejoined
-// through one member is admitted by all, so the cluster keeps a leader when
-// that one member dies.
+// with the old token. (The honest case, leave and rejoin: members-rejoin.test.ts.)
 import t from 'tap'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { lpStream } from '@libp2p/utils'
@@ -72,7 +70,7 @@ async function clusterFile (a: AgentProcess): Promise<{ keyVersion?: number, evi
   return JSON.parse(await readFile(join(a.dataDir, 'cluster.json'), 'utf8'))
 }
 
-t.test('members: no one speaks for another; evict removes for good; a rejoin with the token is admitted by all', async t => {
+t.test('members: no one speaks for another; evict removes for good', async t => {
   const cluster = await Cluster.create()
   const root = await mkdtemp(join(tmpdir(), 'bolt-rogue-'))
   const rogues: Rogue[] = []
@@ -143,7 +141,8 @@ t.test('members: no one speaks for another; evict removes for good; a rejoin wit
     t.ok(spread >= 0, 'every agent holds key version 2 and the rogue evicted (persisted)')
     const keys = new Set(await Promise.all(agents.map(async a => (await clusterFile(a)).clusterKey)))
     t.equal(keys.size, 1, 'one new key')
-    t.equal((await x.status())?.members.find(m => m.id === rogueId)?.state, 'left', 'status shows the rogue gone')
+    const shown = (await x.status())?.members.find(m => m.id === rogueId)?.state
+    t.ok(shown === undefined || shown === 'left', `status shows the rogue gone (${shown ?? 'reaped'})`)
 
     // 1. Its own peer id, with the old key: refused by every member.
     for (const a of [y, z]) {
@@ -178,40 +177,5 @@ t.test('members: no one speaks for another; evict removes for good; a rejoin wit
     const ok = await fresh.admission.join(multiaddr(seedAddr(y, 'tcp')), parseToken(out.token), AbortSignal.timeout(20_000))
     t.equal(ok.peerId, y.id, 'the new token joins')
     t.equal(fresh.admission.clusterSecrets()?.keyVersion, 2, 'at key version 2')
-  })
-
-  await t.test('z leaves and rejoins through x with the token: all admit it, and the cluster survives x dying', async t => {
-    const r = await z.cli(['leave'])
-    t.equal(r.code, 0, 'leave exits 0')
-    t.equal(await z.exited, 0, 'z stops cleanly')
-    const left = await waitFor(async () => await stateOn(x, z.id) === 'left' && await stateOn(y, z.id) === 'left', 30_000)
-    t.ok(left >= 0, 'x and y see z left')
-    const token = (JSON.parse((await x.cli(['token', '--json'])).stdout) as { token: string }).token
-    await z.start(['join', seedAddr(x, 'tcp'), '--token', token], 60_000)
-    const back = await waitFor(async () => {
-      for (const a of [x, y, z]) {
-        const s = await a.status()
-        if (s === undefined || s.members.filter(m => [x.id, y.id, z.id].includes(m.id) && m.state === 'alive').length !== 3) return false
-      }
-      const s = await x.status()
-      return s?.members.find(m => m.id === z.id)?.role === 'server'
-    }, 90_000, 500)
-    t.ok(back >= 0, 'all three alive again, z a voter again')
-    const f = await clusterFile(y)
-    t.notOk((f.evicted ?? []).includes(z.id), 'y holds nothing against z')
-    t.equal(f.revoked, undefined, 'no revoked list any more')
-    const file = join(root, 'z-object.bin')
-    await writeFile(file, 'hello from z')
-    const put = await z.cli(['object', 'put', file, '--json'], 60_000)
-    t.equal(put.code, 0, `object put from z works (${put.stderr.trim()})`)
-    await x.kill9()
-    const leader = await waitFor(async () => {
-      for (const a of [y, z]) {
-        const s = await a.status()
-        if (s?.leader === null || s?.leader === undefined || s.leader === x.id) return false
-      }
-      return true
-    }, 60_000, 500)
-    t.ok(leader >= 0, `y and z elect a leader without x (after ${leader} ms)`)
   })
 })
