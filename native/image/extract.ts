@@ -12,6 +12,7 @@ import { createGunzip, createZstdDecompress } from 'node:zlib'
 import type { Readable } from 'node:stream'
 import type { ReadEntry } from 'tar'
 import { mustRun } from '../command.js'
+import { mkdirWithMode } from '../file-modes.js'
 import { DeviceNodeError, DigestMismatchError, HardlinkError, NativeError, PathTraversalError, SymlinkEscapeError, UnsupportedLayerError } from '../errors.js'
 import { assertSymlinkInside, entryComponents, resolveInRoot } from './secure-path.js'
 import type { LayerCompression } from './layout.js'
@@ -262,7 +263,7 @@ class EntryApplier {
         cur = [...cur, p]
         const host = await resolveInRoot(this.root, cur, true)
         const s = await lstat(host).catch(() => undefined)
-        if (s === undefined) await mkdir(host, { mode: 0o755 })
+        if (s === undefined) await mkdirWithMode(host, 0o755) // implied dirs: 0755 whatever the agent's umask
         else if (!s.isDirectory()) throw new UnsupportedLayerError(`layer entry /${parts.join('/')} needs /${cur.join('/')} to be a directory, it is not`)
       }
       return await resolveInRoot(this.root, parentParts, true)
