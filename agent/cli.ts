@@ -16,6 +16,7 @@ import { formatToken } from '../p2p/token.js'
 import { hideTokenArg, readJoinToken, TOKEN_ENV } from './token-source.js'
 import { registerClientCommands } from './cli-client.js'
 import { registerMirrorCommands } from './mirror/cli.js'
+import { checkApiListen } from './api/server.js'
 import { client, collect, dataDirOf, handleClosedStdout, markAgentRunning, out, pairs, type GlobalOpts } from './cli-common.js'
 
 /** The longest a graceful shutdown may take before the process exits anyway. */
@@ -47,6 +48,7 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     flags.mirror = { ...(flags.mirror as object ?? {}), listen: '127.0.0.1:0' }
   }
   const config: Config = await loadConfig(g.config, flags)
+  try { checkApiListen(config.api.listen, config.api.allow_remote) } catch (err) { throw new UserError((err as Error).message) }
   markAgentRunning()
   if (mode.kind === 'join' && mode.addrs.length === 0 && !config.mdns) {
     throw new UserError('join needs the address of a member when mDNS is off (--no-mdns or mdns = false): BOLT_TOKEN=T bolt-agent join ADDR', 2)
