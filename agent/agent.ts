@@ -21,6 +21,7 @@ import { dhtServerMode, nodeName, reachabilityOptions, type Config } from './con
 import { UserError } from './errors.js'
 import { makeDirsSync } from './make-dirs.js'
 import { checkDataDirMode, refuseSecondAgent } from './data-dir.js'
+import { AGENT_UMASK, secureDataDir } from './data-dir-mode.js'
 import { joinOverLan, joinThrough, type Seed } from './join.js'
 import type { Logger } from './logger.js'
 import { createMetrics } from './metrics.js'
@@ -107,11 +108,15 @@ export class Agent {
   get role (): 'server' | 'client' { return this.clusterFile.get().role }
 
   async start (): Promise<void> {
+    // Before the first file: nothing the agent writes is for other users.
+    process.umask(AGENT_UMASK)
     try {
       makeDirsSync(this.dataDir)
     } catch (err) {
       throw new UserError(`cannot create the data dir ${this.dataDir}: ${(err as Error).message} (choose another with --data)`)
     }
+    const fixed = await secureDataDir(this.dataDir)
+    if (fixed !== undefined) this.log.warn(fixed)
     await refuseSecondAgent(this.dataDir)
     const existing = await readClusterFile(this.dataDir)
     const file = checkDataDirMode(this.mode.kind, this.dataDir, existing)
