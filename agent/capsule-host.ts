@@ -41,6 +41,8 @@ export interface PsRecord {
   reason: string | null
   exitCode: number | null
   restarts: number
+  /** The health check's verdict while running (`starting|healthy|unhealthy`); null without a check. */
+  health: string | null
 }
 
 export class CapsuleHost {
@@ -111,7 +113,7 @@ export class CapsuleHost {
     const out: PsRecord[] = []
     for (const c of this.o.raft.state.capsules.list()) {
       for (const i of c.instances) {
-        out.push({ name: i.name, capsule: c.spec.name, image: c.spec.image, node: i.node, state: i.state, reason: i.reason, exitCode: i.exitCode, restarts: i.restarts })
+        out.push({ name: i.name, capsule: c.spec.name, image: c.spec.image, node: i.node, state: i.state, reason: i.reason, exitCode: i.exitCode, restarts: i.restarts, health: i.state === 'running' ? i.health ?? null : null })
       }
     }
     return out.sort((a, b) => a.name < b.name ? -1 : 1)
@@ -151,6 +153,10 @@ export class CapsuleHost {
       if (!parsed.success) {
         const i = parsed.error.issues[0]
         throw new ApiError(400, `bad capsule spec: ${i?.path.join('.') ?? ''}: ${i?.message ?? ''}`)
+      }
+      const h = parsed.data.health?.check
+      if (h?.kind === 'http' && h.port === undefined && !parsed.data.ports.some(p => p.proto === 'tcp')) {
+        throw new ApiError(400, `--check http:${h.path} has no port to reach: write http:PORT${h.path}, or publish a tcp port`)
       }
       const r = await raft.write({ op: 'capsule.create', spec: parsed.data }, req.signal)
       if (!r.ok) throw new ApiError(409, r.reason)

@@ -6,6 +6,7 @@ import { AgentRequestError } from './api/client.js'
 import { UserError } from './errors.js'
 import { client, collect, formatBytes, out, pairs, type GlobalOpts } from './cli-common.js'
 import { parseBytes } from './scheduler/spec.js'
+import { addHealthOptions, healthFromFlags, type HealthFlags } from './services/cli.js'
 
 export function registerClientCommands (program: Command): void {
   registerCapsuleCommands(program)
@@ -44,10 +45,10 @@ function defaultName (image: string): string {
   return `${base.slice(0, 50)}-${Math.random().toString(36).slice(2, 6)}`
 }
 
-interface PsRow { name: string, capsule: string, image: string, node: string | null, state: string, reason: string | null, exitCode: number | null, restarts: number }
+interface PsRow { name: string, capsule: string, image: string, node: string | null, state: string, reason: string | null, exitCode: number | null, restarts: number, health: string | null }
 
 export function registerCapsuleCommands (program: Command): void {
-  program.command('run').description('submit a capsule; prints its name')
+  addHealthOptions(program.command('run').description('submit a capsule; prints its name'))
     .argument('<image>', 'image reference, e.g. 127.0.0.1:5000/game-server:1.2')
     .argument('[cmd...]', 'command and arguments (after --)')
     .option('--name <name>', 'capsule name (default: from the image)')
@@ -74,6 +75,7 @@ export function registerCapsuleCommands (program: Command): void {
         try { memoryBytes = parseBytes(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
       }
       const gpus = num('--gpus', o.gpus, true)
+      const health = healthFromFlags(o as HealthFlags)
       const spec = {
         name: (o.name as string | undefined) ?? defaultName(image),
         image,
@@ -85,7 +87,8 @@ export function registerCapsuleCommands (program: Command): void {
         ...(o.replicas !== undefined ? { replicas: num('--replicas', o.replicas, true) } : {}),
         ...(o.restart !== undefined ? { restart: { policy: o.restart } } : {}),
         ...(o.strategy !== undefined ? { strategy: o.strategy } : {}),
-        ...(o.gaming === true ? { gaming: true } : {})
+        ...(o.gaming === true ? { gaming: true } : {}),
+        ...health
       }
       try {
         const rec = await (await client(g)).request<{ spec: { name: string } }>('POST', '/v1/capsules', spec)
@@ -101,7 +104,7 @@ export function registerCapsuleCommands (program: Command): void {
       const g = program.opts<GlobalOpts>()
       const rows = await (await client(g)).request<PsRow[]>('GET', '/v1/capsules')
       if (g.json === true) { out(JSON.stringify(rows)); return }
-      const table = [['NAME', 'IMAGE', 'NODE', 'STATE', 'EXIT', 'RESTARTS', 'REASON'], ...rows.map(r => [r.name, r.image, r.node === null ? '-' : r.node.slice(-12), r.state, r.exitCode === null ? '-' : String(r.exitCode), String(r.restarts), r.reason ?? ''])]
+      const table = [['NAME', 'IMAGE', 'NODE', 'STATE', 'HEALTH', 'EXIT', 'RESTARTS', 'REASON'], ...rows.map(r => [r.name, r.image, r.node === null ? '-' : r.node.slice(-12), r.state, r.health ?? '-', r.exitCode === null ? '-' : String(r.exitCode), String(r.restarts), r.reason ?? ''])]
       const widths = table[0]!.map((_, i) => Math.max(...table.map(r => (r[i] ?? '').length)))
       for (const r of table) out(r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  '))
     })
@@ -247,8 +250,9 @@ export function registerStackCommands (program: Command): void {
           const mine = rows.filter(r => r.capsule === name)
           const failed = mine.find(r => r.state === 'failed')
           if (failed !== undefined) throw new UserError(`up: ${failed.name} failed (${failed.reason ?? 'no reason'}); later capsules not started`)
-          if (mine.length > 0 && mine.every(r => r.state === 'running') && (entry.health?.tcp === undefined || await tcpOk(entry.health.tcp))) break
-          if (Date.now() > deadline) throw new UserError(`up: ${name} not healthy within ${entry.health?.timeout_ms ?? 120_000} ms (${mine.map(r => `${r.name}=${r.state}${r.reason !== null ? ` ${r.reason}` : ''}`).join(', ')})`)
+          // A node-side check counts once every instance reports healthy; a tcp address is probed from here.
+          if (mine.length > 0 && mine.every(r => r.state === 'running' && (entry.health?.check === undefined || r.health === 'healthy')) && (entry.health?.tcp === undefined || await tcpOk(entry.health.tcp))) break
+          if (Date.now() > deadline) throw new UserError(`up: ${name} not healthy within ${entry.health?.timeout_ms ?? 120_000} ms (${mine.map(r => `${r.name}=${r.state}${r.health !== null ? `/${r.health}` : ''}${r.reason !== null ? ` ${r.reason}` : ''}`).join(', ')})`)
           await new Promise(resolve => setTimeout(resolve, 300))
         }
         if (g.json === true) out(JSON.stringify({ capsule: name, state: 'running' }))

@@ -1,0 +1,70 @@
+// The command line of services: `run`'s health flags (--check and its
+// timings, --service), and the `services`, `inspect` and `exec` commands.
+// Flags become the capsule spec's `health` through the same parsers the API
+// and stacks use; a bad one is a usage error (exit 2) naming the flag.
+import type { Command } from 'commander'
+import { UserError } from '../errors.js'
+import { HealthCheckSyntaxError, HealthSchema, parseCheck, parseDuration, type HealthInput } from './health-spec.js'
+import { SERVICE_NAME_RE } from '../scheduler/spec.js'
+
+export interface HealthFlags {
+  check?: string
+  checkInterval?: string
+  checkTimeout?: string
+  healthyThreshold?: string
+  unhealthyThreshold?: string
+  restartUnhealthy?: boolean
+  service?: string
+}
+
+/** Adds the health and service flags to `run`. */
+export function addHealthOptions (cmd: Command): Command {
+  return cmd
+    .option('--check <check>', 'health check: tcp:PORT | http:[PORT]/PATH | exec:CMD')
+    .option('--check-interval <duration>', 'time between checks, e.g. 10s (default 10s)')
+    .option('--check-timeout <duration>', 'how long one check may take (default 2s)')
+    .option('--healthy-threshold <n>', 'passes in a row to become healthy (default 1)')
+    .option('--unhealthy-threshold <n>', 'failures in a row to become unhealthy (default 3)')
+    .option('--restart-unhealthy', 'restart an instance when it turns unhealthy')
+    .option('--service <name>', 'service catalog and DNS name (default: the capsule name)')
+}
+
+/** The spec fields (`health`, `service`) for these flags; UserError(…, 2) on bad usage. */
+export function healthFromFlags (o: HealthFlags): { health?: HealthInput, service?: string } {
+  const out: { health?: HealthInput, service?: string } = {}
+  if (o.service !== undefined) {
+    if (!SERVICE_NAME_RE.test(o.service)) throw new UserError(`--service ${o.service}: expected a DNS label (lowercase letters, digits and -, at most 63)`, 2)
+    out.service = o.service
+  }
+  const timing = o.checkInterval !== undefined || o.checkTimeout !== undefined || o.healthyThreshold !== undefined || o.unhealthyThreshold !== undefined || o.restartUnhealthy === true
+  if (o.check === undefined) {
+    if (timing) throw new UserError('--check-interval, --check-timeout, the thresholds and --restart-unhealthy need --check', 2)
+    return out
+  }
+  const flag = (name: string, f: () => number): number => {
+    try { return f() } catch (err) { throw new UserError(`${name} ${(err as Error).message}`, 2) }
+  }
+  const count = (name: string, v: string): number => flag(name, () => {
+    if (!/^\d{1,3}$/.test(v) || Number(v) < 1 || Number(v) > 100) throw new HealthCheckSyntaxError(`${v}: expected a whole number from 1 to 100`)
+    return Number(v)
+  })
+  let check
+  try { check = parseCheck(o.check) } catch (err) { throw new UserError(`--check ${(err as Error).message}`, 2) }
+  const h: HealthInput = {
+    check,
+    ...(o.checkInterval !== undefined ? { intervalMs: flag('--check-interval', () => parseDuration(o.checkInterval ?? '')) } : {}),
+    ...(o.checkTimeout !== undefined ? { timeoutMs: flag('--check-timeout', () => parseDuration(o.checkTimeout ?? '')) } : {}),
+    ...(o.healthyThreshold !== undefined ? { healthyThreshold: count('--healthy-threshold', o.healthyThreshold) } : {}),
+    ...(o.unhealthyThreshold !== undefined ? { unhealthyThreshold: count('--unhealthy-threshold', o.unhealthyThreshold) } : {}),
+    ...(o.restartUnhealthy === true ? { restartUnhealthy: true } : {})
+  }
+  const r = HealthSchema.safeParse(h)
+  if (!r.success) {
+    const i = r.error.issues[0]
+    const names: Record<string, string> = { intervalMs: '--check-interval', timeoutMs: '--check-timeout' }
+    const key = String(i?.path[0] ?? '')
+    throw new UserError(`${names[key] ?? '--check'}: ${i?.message ?? 'invalid'} (in milliseconds)`, 2)
+  }
+  out.health = h
+  return out
+}
