@@ -4,6 +4,7 @@
 // and stacks use; a bad one is a usage error (exit 2) naming the flag.
 import type { Command } from 'commander'
 import { UserError } from '../errors.js'
+import { client, out, type GlobalOpts } from '../cli-common.js'
 import { HealthCheckSyntaxError, HealthSchema, parseCheck, parseDuration, type HealthInput } from './health-spec.js'
 import { SERVICE_NAME_RE } from '../scheduler/spec.js'
 
@@ -67,4 +68,28 @@ export function healthFromFlags (o: HealthFlags): { health?: HealthInput, servic
   }
   out.health = h
   return out
+}
+
+interface ServiceRow { name: string, instances: Array<{ instance: string, node: string, address: string, ports: Array<{ host: number, container: number, proto: string }>, health: string }> }
+
+/** `host:port` with brackets around an IPv6 host. */
+export function hostPort (address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`
+}
+
+export function registerServiceCommands (program: Command): void {
+  program.command('services').description('every service in the catalog and its instances (DNS answers the healthy ones)')
+    .action(async () => {
+      const g = program.opts<GlobalOpts>()
+      const rows = await (await client(g)).request<ServiceRow[]>('GET', '/v1/services')
+      if (g.json === true) { out(JSON.stringify(rows)); return }
+      if (rows.length === 0) { out('no services (a running capsule with published ports is one)'); return }
+      const table = [['NAME', 'HEALTHY', 'INSTANCES'], ...rows.map(r => [
+        r.name,
+        `${r.instances.filter(i => i.health === 'healthy').length}/${r.instances.length} healthy`,
+        r.instances.flatMap(i => i.ports.map(p => `${hostPort(i.address, p.host)}/${p.proto}${i.health !== 'healthy' ? ` (${i.health})` : ''}`)).join('  ')
+      ])]
+      const widths = table[0]!.map((_, i) => Math.max(...table.map(r => (r[i] ?? '').length)))
+      for (const r of table) out(r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  '))
+    })
 }
