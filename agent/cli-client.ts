@@ -6,12 +6,13 @@ import { AgentRequestError } from './api/client.js'
 import { UserError } from './errors.js'
 import { client, collect, formatBytes, out, pairs, type GlobalOpts } from './cli-common.js'
 import { parseBytes } from './scheduler/spec.js'
-import { addHealthOptions, healthFromFlags, registerServiceCommands, type HealthFlags } from './services/cli.js'
+import { addHealthOptions, healthFromFlags, registerInspectExec, registerServiceCommands, type HealthFlags } from './services/cli.js'
 
 export function registerClientCommands (program: Command): void {
   registerCapsuleCommands(program)
   registerStackCommands(program)
   registerServiceCommands(program)
+  registerInspectExec(program)
   const kv = program.command('kv').description('a small linearizable key-value store in the Raft state')
   kv.command('get').argument('<key>').description('print the value alone (exit 1 if the key is absent)')
     .action(async (key: string) => {

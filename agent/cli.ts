@@ -210,6 +210,7 @@ async function main (argv: string[]): Promise<number> {
     const e = err as Error
     let line: string
     let code = 1
+    if (e instanceof UserError && e.name === 'ExitCode') return e.exitCode // exec: the command's own code, its stderr already shown
     if (e instanceof UserError) { line = e.message; code = e.exitCode } else if (e instanceof ConfigError || e instanceof AgentUnreachableError || e instanceof AgentRequestError) {
       line = e.message
     } else {
