@@ -222,13 +222,16 @@ export function registerCapsuleCommands (program: Command): void {
     })
 }
 
+/** How long `up` waits for a healthy dependency to show in the service catalog (a dependency without ports never does). */
+const SERVICE_ENV_WAIT_MS = 5000
+
 export function registerStackCommands (program: Command): void {
   program.command('up').description('create a stack\'s capsules in depends_on order, waiting for each to be healthy')
     .requiredOption('-f, --file <stack.toml>', 'the stack file')
     .action(async (o: { file: string }) => {
       const g = program.opts<GlobalOpts>()
       const { readFile } = await import('node:fs/promises')
-      const { parseStack, startOrder, specOf, StackError } = await import('./stack.js')
+      const { parseStack, startOrder, specOf, serviceEnv, StackError } = await import('./stack.js')
       let stack
       let order: string[]
       try {
@@ -241,8 +244,20 @@ export function registerStackCommands (program: Command): void {
       const c = await client(g)
       for (const name of order) {
         const entry = stack.capsules[name]!
+        const deps = entry.depends_on.map(d => ({ capsule: d, service: stack.capsules[d]?.service ?? d }))
+        let env: Record<string, string> = {}
+        if (deps.length > 0) {
+          // The catalog follows health by one Raft round: give a dependency that is a service a moment to appear.
+          const until = Date.now() + SERVICE_ENV_WAIT_MS
+          for (;;) {
+            const catalog = await c.request<Array<{ name: string, instances: Array<{ address: string, ports: Array<{ host: number }>, health: string }> }>>('GET', '/v1/services')
+            env = serviceEnv(deps, catalog)
+            if (Object.keys(env).length === deps.length || Date.now() > until) break
+            await new Promise(resolve => setTimeout(resolve, 250))
+          }
+        }
         try {
-          await c.request('POST', '/v1/capsules', specOf(name, entry))
+          await c.request('POST', '/v1/capsules', specOf(name, entry, env))
         } catch (err) {
           if (!(err instanceof AgentRequestError && err.status === 409)) throw err // already up: keep going
         }

@@ -116,3 +116,26 @@ export function specOf (name: string, c: StackCapsule, env: Record<string, strin
     resources: { ...(c.cpu !== undefined ? { cpu: c.cpu } : {}), ...(c.memory !== undefined ? { memoryBytes: parseBytes(c.memory) } : {}), ...(c.gpus !== undefined ? { gpus: { count: c.gpus } } : {}) }
   }
 }
+
+/** `BOLT_SERVICE_<NAME>`: the variable a dependent capsule gets for service NAME. */
+export function serviceEnvName (service: string): string {
+  return `BOLT_SERVICE_${service.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`
+}
+
+interface CatalogService { name: string, instances: Array<{ address: string, ports: Array<{ host: number }>, health: string }> }
+
+/**
+ * The environment a capsule gets for the services it depends on:
+ * `BOLT_SERVICE_<NAME>=addr:port,...` over their healthy instances' host
+ * ports (like Docker links or Nomad's upstreams). A dependency that is no
+ * service (no published ports) gets no variable.
+ */
+export function serviceEnv (dependsOn: Array<{ capsule: string, service: string }>, catalog: CatalogService[]): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const d of dependsOn) {
+    const s = catalog.find(x => x.name === d.service)
+    const list = (s?.instances ?? []).filter(i => i.health === 'healthy').flatMap(i => i.ports.map(p => i.address.includes(':') ? `[${i.address}]:${p.host}` : `${i.address}:${p.host}`))
+    if (list.length > 0) out[serviceEnvName(d.service)] = list.join(',')
+  }
+  return out
+}
