@@ -19,6 +19,8 @@ export const TCP_IDLE_MS = 10_000
 /** Bytes buffered per TCP connection at most (one max-size message plus its prefix). */
 const MAX_TCP_BUFFER = 65_537
 const SERVFAIL = 2
+/** Encoded answers kept per (query without its id, transport); cleared when full. */
+const MAX_CACHED_ANSWERS = 4096
 
 export class DnsListenError extends Error {
   override name = 'DnsListenError'
@@ -30,6 +32,8 @@ export interface DnsServerInit {
   listen: string
   upstreams: Upstream[]
   lookup: ServiceLookup
+  /** Changes whenever the catalog does: cached answers older than it are not served. */
+  version: () => number
   log: Logger
 }
 
@@ -61,6 +65,9 @@ export class DnsServer {
   private tcp: Server | undefined
   private readonly conns = new Set<TcpSocket>()
   private forwards = 0
+  /** Answers to cluster names by the query's bytes after its id: a repeat costs a copy, not a decode and encode. */
+  private readonly cache = new Map<string, Buffer>()
+  private cacheVersion = -1
   private readonly ac = new AbortController()
   address: { host: string, port: number } | undefined
   readonly stats = { queries: 0, answered: 0, forwarded: 0, dropped: 0, forwardFailures: 0 }
@@ -122,9 +129,26 @@ export class DnsServer {
     if (tcp !== undefined) await new Promise<void>(resolve => { tcp.close(() => resolve()) })
   }
 
+  /** A cached answer to this query, with its id, or undefined. Synchronous: the hot path of a busy name. */
+  private cached (msg: Buffer, transport: 'udp' | 'tcp'): Buffer | undefined {
+    const version = this.o.version()
+    if (version !== this.cacheVersion) { this.cache.clear(); this.cacheVersion = version; return undefined }
+    if (msg.byteLength < 12 || msg.byteLength > 512) return undefined
+    const hit = this.cache.get(transport[0] + msg.toString('latin1', 2))
+    if (hit === undefined) return undefined
+    this.stats.queries++
+    this.stats.answered++
+    const reply = Buffer.from(hit)
+    msg.copy(reply, 0, 0, 2) // the query's id
+    return reply
+  }
+
   /** One query, from either transport; resolves to the reply bytes or undefined (dropped). */
   private async handle (msg: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
+    const hit = this.cached(msg, transport)
+    if (hit !== undefined) return hit
     this.stats.queries++
+    const key = msg.byteLength >= 12 && msg.byteLength <= 512 ? transport[0] + msg.toString('latin1', 2) : undefined
     let d
     try {
       d = answerQuery(msg, this.o.lookup, transport)
@@ -134,12 +158,21 @@ export class DnsServer {
       return headerOnlyReply(msg, SERVFAIL)
     }
     if (d.kind === 'drop') { this.stats.dropped++; return undefined }
-    if (d.kind === 'answer') { this.stats.answered++; return d.bytes }
+    if (d.kind === 'answer') {
+      this.stats.answered++
+      if (key !== undefined) {
+        if (this.cache.size >= MAX_CACHED_ANSWERS) this.cache.clear()
+        this.cache.set(key, d.bytes)
+      }
+      return d.bytes
+    }
     this.stats.forwarded++
     return await this.forward(msg)
   }
 
   private onUdp (msg: Buffer, host: string, port: number): void {
+    const hit = this.cached(msg, 'udp')
+    if (hit !== undefined) { this.udp?.send(hit, port, host); return }
     void this.handle(msg, 'udp').then(reply => {
       if (reply !== undefined && this.udp !== undefined) this.udp.send(reply, port, host)
     })

@@ -61,6 +61,7 @@ export class ServicesHost {
       // Never forward to ourselves: a loop that would eat every forward slot.
       upstreams: upstreams.filter(u => !(u.host === own.host && u.port === own.port)),
       lookup: (name) => this.o.catalog().service(name),
+      version: () => this.o.catalog().version,
       log: this.o.log
     })
     try {
