@@ -35,3 +35,9 @@ t.test('BOLT_SERVICE_<NAME> for each service a capsule depends on, healthy insta
   const s = parseStack('[capsules.web]\nimage = "x"\n[capsules.web.env]\nA = "1"\n', 's')
   t.match(specOf('web', s.capsules.web!, { BOLT_SERVICE_DB: '1.2.3.4:5' }), { env: { A: '1', BOLT_SERVICE_DB: '1.2.3.4:5' } })
 })
+
+t.test('memory sizes are strict: a bare number or less than 4 MiB is refused with the key', async t => {
+  t.throws(() => parseStack('[capsules.a]\nimage = "x"\nmemory = "10"\n', 's.toml'), { name: 'StackError', message: /capsules\.a\.memory: 10: give a unit/ })
+  t.throws(() => parseStack('[capsules.a]\nimage = "x"\nmemory = "1M"\n', 's.toml'), { name: 'StackError', message: /capsules\.a\.memory: 1M: below the smallest limit/ })
+  t.match(specOf('a', parseStack('[capsules.a]\nimage = "x"\nmemory = "4M"\n', 's.toml').capsules.a!), { resources: { memoryBytes: 4 * 1024 * 1024 } })
+})
