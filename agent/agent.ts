@@ -37,6 +37,7 @@ import { registerMirrorRoutes, startMirror } from './mirror/agent-mirror.js'
 import type { MirrorServer } from './mirror/mirror-server.js'
 import { mirrorMetrics, newMirrorStats } from './mirror/stats.js'
 import { CapsuleHost } from './capsule-host.js'
+import { ServicesHost } from './services/services-host.js'
 import { busyboxPath, DEMO_REF } from './demo-image.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
 
@@ -82,6 +83,7 @@ export class Agent {
   content!: ContentHost
   mirror: MirrorServer | undefined
   capsules!: CapsuleHost
+  services!: ServicesHost
   private api!: ApiServer
   private metrics!: Registry
   apiUrl = ''
@@ -248,6 +250,19 @@ export class Agent {
     })
     await this.capsules.start()
     this.log.debug('start: capsules started')
+    this.services = new ServicesHost({
+      config: this.config.dns,
+      isLeader: () => this.raft.status().role === 'leader',
+      capsules: () => this.raft.state.capsules.list(),
+      catalog: () => this.raft.state.catalog,
+      members: () => this.membership.view(),
+      write: async (cmd, signal) => await this.raft.write(cmd, signal),
+      readIndex: async (signal) => { await this.raft.node.readIndex(signal) },
+      log: this.log.child({ part: 'services' })
+    })
+    this.raft.state.onApply((cmd) => { if (cmd.op.startsWith('capsule.') || cmd.op === 'instance.health') this.services.kick() })
+    this.membership.addEventListener('member', () => { this.services.kick() })
+    await this.services.start()
     await this.startReachability()
 
     this.metrics = createMetrics({
@@ -400,6 +415,7 @@ export class Agent {
     registerCoreRoutes(this.api, this)
     registerKvRoutes(this.api, this)
     this.capsules.registerRoutes(this.api)
+    this.services.registerRoutes(this.api)
     // Registry mirror: a taken port is a warning, never a failed start.
     this.mirror = await startMirror({ config: this.config.mirror, content: this.content, raft: this.raft, candidates: () => pieceSources(this.membership.view(), this.peerId), log: this.log.child({ part: 'mirror' }), insecure: this.config.content.insecure_registries })
     registerMirrorRoutes(this.api, () => ({ mirror: this.mirror, config: this.config.mirror }))
@@ -428,6 +444,7 @@ export class Agent {
       await this.capsules?.supervisor?.stop().catch(() => {})
       await this.capsules?.removeAllLocal().catch(() => {})
     }
+    await this.services?.stop().catch(() => {})
     await this.capsules?.stop().catch(() => {})
     await this.content?.stop(this.leaving).catch(() => {})
     await this.raft?.stop().catch(() => {})

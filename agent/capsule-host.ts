@@ -18,6 +18,8 @@ import type { Config } from './config.js'
 import type { Logger } from './logger.js'
 import type { BoltLibp2p } from '../p2p/node.js'
 import type { CapsuleRecord } from './state/capsules.js'
+import { EXEC_PROTOCOL, ExecRequestSchema, execHandler, execRemote, type ExecOutcome } from './services/exec-protocol.js'
+import { nodeAddress } from './services/catalog-keeper.js'
 
 export interface CapsuleHostInit {
   self: string
@@ -41,6 +43,8 @@ export interface PsRecord {
   reason: string | null
   exitCode: number | null
   restarts: number
+  /** The health check's verdict while running (`starting|healthy|unhealthy`); null without a check. */
+  health: string | null
 }
 
 export class CapsuleHost {
@@ -80,6 +84,7 @@ export class CapsuleHost {
       if (cmd.op.startsWith('capsule.')) { this.supervisor.kick(); if (cmd.op === 'capsule.create' || cmd.op === 'capsule.unplace') this.scheduler.kick() }
     })
     await o.libp2p.handle(LOGS_PROTOCOL, o.guard(logsHandler((instance, follow, signal) => this.localLogs(instance, follow, signal))), { maxInboundStreams: 32 })
+    await o.libp2p.handle(EXEC_PROTOCOL, o.guard(execHandler(async (req, signal) => await this.localExec(req.instance, req.argv, req.timeoutMs, signal))), { maxInboundStreams: 16 })
     this.scheduler.start()
     this.supervisor.start()
   }
@@ -98,6 +103,7 @@ export class CapsuleHost {
     this.scheduler?.stop()
     await this.supervisor?.stop()
     await this.o.libp2p.unhandle(LOGS_PROTOCOL).catch(() => {})
+    await this.o.libp2p.unhandle(EXEC_PROTOCOL).catch(() => {})
     await this.runtime?.close().catch(() => {})
   }
 
@@ -111,7 +117,7 @@ export class CapsuleHost {
     const out: PsRecord[] = []
     for (const c of this.o.raft.state.capsules.list()) {
       for (const i of c.instances) {
-        out.push({ name: i.name, capsule: c.spec.name, image: c.spec.image, node: i.node, state: i.state, reason: i.reason, exitCode: i.exitCode, restarts: i.restarts })
+        out.push({ name: i.name, capsule: c.spec.name, image: c.spec.image, node: i.node, state: i.state, reason: i.reason, exitCode: i.exitCode, restarts: i.restarts, health: i.state === 'running' ? i.health ?? null : null })
       }
     }
     return out.sort((a, b) => a.name < b.name ? -1 : 1)
@@ -122,6 +128,52 @@ export class CapsuleHost {
     if (rtName === undefined || this.runtime === undefined) throw new Error(`${instance} does not run on this node`)
     for await (const r of this.runtime.logs(rtName, { follow, signal })) {
       yield { stream: r.stream === 'stderr' ? 'stderr' : 'stdout', time: r.time, line: r.line }
+    }
+  }
+
+  private async localExec (instance: string, argv: string[], timeoutMs: number, signal: AbortSignal): Promise<ExecOutcome> {
+    const rtName = this.supervisor.runtimeNameFor(instance)
+    if (rtName === undefined || this.runtime === undefined) throw new Error(`${instance} does not run on this node`)
+    return await this.runtime.exec(rtName, argv, { timeoutMs, signal })
+  }
+
+  /** The instance NAME names: itself, or the first running one of the capsule NAME (or `instance` of it). */
+  private pick (name: string, instance: string | undefined): { capsule: CapsuleRecord, instance: CapsuleRecord['instances'][number] } {
+    const table = this.o.raft.state.capsules
+    const direct = instance === undefined ? table.instance(name) : undefined
+    if (direct !== undefined) return direct
+    const c = table.get(name)
+    if (c === undefined) throw new ApiError(404, `no capsule or instance named ${name}`)
+    const i = instance !== undefined
+      ? c.instances.find(x => x.name === instance || String(x.index) === instance)
+      : c.instances.find(x => x.state === 'running') ?? c.instances[0]
+    if (i === undefined) throw new ApiError(404, `${name} has no instance ${instance ?? ''} (see bolt-agent inspect ${name})`)
+    return { capsule: c, instance: i }
+  }
+
+  /** Runs argv inside an instance, on whichever node runs it. */
+  async exec (name: string, instance: string | undefined, argv: string[], timeoutMs: number, signal: AbortSignal): Promise<ExecOutcome> {
+    const f = this.pick(name, instance)
+    const node = f.instance.node
+    if (node === null || f.instance.state !== 'running') throw new ApiError(409, `${f.instance.name} is not running (${f.instance.reason ?? f.instance.state})`)
+    if (node === this.o.self) return await this.localExec(f.instance.name, argv, timeoutMs, signal)
+    const stream = await this.o.openStream(node, EXEC_PROTOCOL, AbortSignal.any([signal, AbortSignal.timeout(10_000)]))
+    return await execRemote(stream, { instance: f.instance.name, argv, timeoutMs }, AbortSignal.any([signal, AbortSignal.timeout(timeoutMs + 10_000)]))
+  }
+
+  /** `inspect`: the spec and each instance with its node's address, ports, health and last exit. */
+  inspect (name: string): Record<string, unknown> {
+    const c = this.o.raft.state.capsules.get(name) ?? this.o.raft.state.capsules.instance(name)?.capsule
+    if (c === undefined) throw new ApiError(404, `no capsule or instance named ${name}`)
+    const members = new Map(this.o.members().map(m => [m.id, m]))
+    return {
+      name: c.spec.name,
+      desired: c.desired,
+      spec: c.spec,
+      instances: c.instances.map(i => {
+        const m = i.node !== null ? members.get(i.node) : undefined
+        return { name: i.name, node: i.node, nodeName: m?.name ?? null, address: m !== undefined ? nodeAddress(m.addrs) : null, ports: i.ports ?? [], health: i.state === 'running' ? i.health ?? null : null, state: i.state, reason: i.reason, exitCode: i.exitCode, restarts: i.restarts, generation: i.generation }
+      })
     }
   }
 
@@ -152,6 +204,10 @@ export class CapsuleHost {
         const i = parsed.error.issues[0]
         throw new ApiError(400, `bad capsule spec: ${i?.path.join('.') ?? ''}: ${i?.message ?? ''}`)
       }
+      const h = parsed.data.health?.check
+      if (h?.kind === 'http' && h.port === undefined && !parsed.data.ports.some(p => p.proto === 'tcp')) {
+        throw new ApiError(400, `--check http:${h.path} has no port to reach: write http:PORT${h.path}, or publish a tcp port`)
+      }
       const r = await raft.write({ op: 'capsule.create', spec: parsed.data }, req.signal)
       if (!r.ok) throw new ApiError(409, r.reason)
       return raft.state.capsules.get(parsed.data.name) satisfies CapsuleRecord | undefined
@@ -159,6 +215,17 @@ export class CapsuleHost {
     api.route('GET', '/v1/capsules', async (req) => {
       await raft.node.readIndex(AbortSignal.any([req.signal, AbortSignal.timeout(5000)])).catch(() => undefined)
       return this.ps()
+    })
+    api.route('GET', '/v1/capsules/:name', async (req) => {
+      await raft.node.readIndex(AbortSignal.any([req.signal, AbortSignal.timeout(5000)])).catch(() => undefined)
+      return this.inspect(req.params.name ?? '')
+    })
+    api.route('POST', '/v1/capsules/:name/exec', async (req) => {
+      const body = await req.body() as { instance?: unknown }
+      const parsed = ExecRequestSchema.omit({ instance: true }).safeParse(body)
+      if (!parsed.success) throw new ApiError(400, `bad exec request: ${parsed.error.issues[0]?.path.join('.') ?? ''}: ${parsed.error.issues[0]?.message ?? ''}`)
+      const instance = typeof body.instance === 'string' ? body.instance : undefined
+      return await this.exec(req.params.name ?? '', instance, parsed.data.argv, parsed.data.timeoutMs, req.signal)
     })
     api.route('POST', '/v1/capsules/:name/stop', async (req) => {
       const r = await raft.write({ op: 'capsule.stop', name: req.params.name ?? '' }, req.signal)

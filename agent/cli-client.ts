@@ -6,10 +6,13 @@ import { AgentRequestError } from './api/client.js'
 import { UserError } from './errors.js'
 import { client, collect, formatBytes, out, pairs, type GlobalOpts } from './cli-common.js'
 import { parseMemory } from './scheduler/spec.js'
+import { addHealthOptions, healthFromFlags, registerInspectExec, registerServiceCommands, type HealthFlags } from './services/cli.js'
 
 export function registerClientCommands (program: Command): void {
   registerCapsuleCommands(program)
   registerStackCommands(program)
+  registerServiceCommands(program)
+  registerInspectExec(program)
   const kv = program.command('kv').description('a small linearizable key-value store in the Raft state')
   kv.command('get').argument('<key>').description('print the value alone (exit 1 if the key is absent)')
     .action(async (key: string) => {
@@ -44,10 +47,10 @@ function defaultName (image: string): string {
   return `${base.slice(0, 50)}-${Math.random().toString(36).slice(2, 6)}`
 }
 
-interface PsRow { name: string, capsule: string, image: string, node: string | null, state: string, reason: string | null, exitCode: number | null, restarts: number }
+interface PsRow { name: string, capsule: string, image: string, node: string | null, state: string, reason: string | null, exitCode: number | null, restarts: number, health: string | null }
 
 export function registerCapsuleCommands (program: Command): void {
-  program.command('run').description('submit a capsule; prints its name')
+  addHealthOptions(program.command('run').description('submit a capsule; prints its name'))
     .argument('<image>', 'image reference, e.g. 127.0.0.1:5000/game-server:1.2')
     .argument('[cmd...]', 'command and arguments (after --)')
     .option('--name <name>', 'capsule name (default: from the image)')
@@ -74,6 +77,7 @@ export function registerCapsuleCommands (program: Command): void {
         try { memoryBytes = parseMemory(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
       }
       const gpus = num('--gpus', o.gpus, true)
+      const health = healthFromFlags(o as HealthFlags)
       const spec = {
         name: (o.name as string | undefined) ?? defaultName(image),
         image,
@@ -85,7 +89,8 @@ export function registerCapsuleCommands (program: Command): void {
         ...(o.replicas !== undefined ? { replicas: num('--replicas', o.replicas, true) } : {}),
         ...(o.restart !== undefined ? { restart: { policy: o.restart } } : {}),
         ...(o.strategy !== undefined ? { strategy: o.strategy } : {}),
-        ...(o.gaming === true ? { gaming: true } : {})
+        ...(o.gaming === true ? { gaming: true } : {}),
+        ...health
       }
       try {
         const rec = await (await client(g)).request<{ spec: { name: string } }>('POST', '/v1/capsules', spec)
@@ -101,7 +106,7 @@ export function registerCapsuleCommands (program: Command): void {
       const g = program.opts<GlobalOpts>()
       const rows = await (await client(g)).request<PsRow[]>('GET', '/v1/capsules')
       if (g.json === true) { out(JSON.stringify(rows)); return }
-      const table = [['NAME', 'IMAGE', 'NODE', 'STATE', 'EXIT', 'RESTARTS', 'REASON'], ...rows.map(r => [r.name, r.image, r.node === null ? '-' : r.node.slice(-12), r.state, r.exitCode === null ? '-' : String(r.exitCode), String(r.restarts), r.reason ?? ''])]
+      const table = [['NAME', 'IMAGE', 'NODE', 'STATE', 'HEALTH', 'EXIT', 'RESTARTS', 'REASON'], ...rows.map(r => [r.name, r.image, r.node === null ? '-' : r.node.slice(-12), r.state, r.health ?? '-', r.exitCode === null ? '-' : String(r.exitCode), String(r.restarts), r.reason ?? ''])]
       const widths = table[0]!.map((_, i) => Math.max(...table.map(r => (r[i] ?? '').length)))
       for (const r of table) out(r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  '))
     })
@@ -217,13 +222,16 @@ export function registerCapsuleCommands (program: Command): void {
     })
 }
 
+/** How long `up` waits for a healthy dependency to show in the service catalog (a dependency without ports never does). */
+const SERVICE_ENV_WAIT_MS = 5000
+
 export function registerStackCommands (program: Command): void {
   program.command('up').description('create a stack\'s capsules in depends_on order, waiting for each to be healthy')
     .requiredOption('-f, --file <stack.toml>', 'the stack file')
     .action(async (o: { file: string }) => {
       const g = program.opts<GlobalOpts>()
       const { readFile } = await import('node:fs/promises')
-      const { parseStack, startOrder, specOf, StackError } = await import('./stack.js')
+      const { parseStack, startOrder, specOf, serviceEnv, StackError } = await import('./stack.js')
       let stack
       let order: string[]
       try {
@@ -236,8 +244,20 @@ export function registerStackCommands (program: Command): void {
       const c = await client(g)
       for (const name of order) {
         const entry = stack.capsules[name]!
+        const deps = entry.depends_on.map(d => ({ capsule: d, service: stack.capsules[d]?.service ?? d }))
+        let env: Record<string, string> = {}
+        if (deps.length > 0) {
+          // The catalog follows health by one Raft round: give a dependency that is a service a moment to appear.
+          const until = Date.now() + SERVICE_ENV_WAIT_MS
+          for (;;) {
+            const catalog = await c.request<Array<{ name: string, instances: Array<{ address: string, ports: Array<{ host: number }>, health: string }> }>>('GET', '/v1/services')
+            env = serviceEnv(deps, catalog)
+            if (Object.keys(env).length === deps.length || Date.now() > until) break
+            await new Promise(resolve => setTimeout(resolve, 250))
+          }
+        }
         try {
-          await c.request('POST', '/v1/capsules', specOf(name, entry))
+          await c.request('POST', '/v1/capsules', specOf(name, entry, env))
         } catch (err) {
           if (!(err instanceof AgentRequestError && err.status === 409)) throw err // already up: keep going
         }
@@ -247,8 +267,9 @@ export function registerStackCommands (program: Command): void {
           const mine = rows.filter(r => r.capsule === name)
           const failed = mine.find(r => r.state === 'failed')
           if (failed !== undefined) throw new UserError(`up: ${failed.name} failed (${failed.reason ?? 'no reason'}); later capsules not started`)
-          if (mine.length > 0 && mine.every(r => r.state === 'running') && (entry.health?.tcp === undefined || await tcpOk(entry.health.tcp))) break
-          if (Date.now() > deadline) throw new UserError(`up: ${name} not healthy within ${entry.health?.timeout_ms ?? 120_000} ms (${mine.map(r => `${r.name}=${r.state}${r.reason !== null ? ` ${r.reason}` : ''}`).join(', ')})`)
+          // A node-side check counts once every instance reports healthy; a tcp address is probed from here.
+          if (mine.length > 0 && mine.every(r => r.state === 'running' && (entry.health?.check === undefined || r.health === 'healthy')) && (entry.health?.tcp === undefined || await tcpOk(entry.health.tcp))) break
+          if (Date.now() > deadline) throw new UserError(`up: ${name} not healthy within ${entry.health?.timeout_ms ?? 120_000} ms (${mine.map(r => `${r.name}=${r.state}${r.health !== null ? `/${r.health}` : ''}${r.reason !== null ? ` ${r.reason}` : ''}`).join(', ')})`)
           await new Promise(resolve => setTimeout(resolve, 300))
         }
         if (g.json === true) out(JSON.stringify({ capsule: name, state: 'running' }))

@@ -96,7 +96,7 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
   // The join token is a secret: start-up output (often kept in logs) never
   // holds it; `bolt-agent token` prints it when asked.
   if (g.json === true) {
-    out(JSON.stringify({ event: 'ready', node: agent.status().node, api: agent.apiUrl, mirror: agent.mirror?.url ?? null, dataDir }))
+    out(JSON.stringify({ event: 'ready', node: agent.status().node, api: agent.apiUrl, mirror: agent.mirror?.url ?? null, dns: agent.services?.dns?.url ?? null, dataDir }))
   } else {
     const st = agent.status()
     out(`bolt-agent ${mode.kind === 'init' || dev ? 'started a new cluster' : mode.kind === 'join' ? 'joined the cluster' : 'rejoined the cluster'}: node ${st.node.name} (${st.node.id}, ${st.node.role})`)
@@ -228,6 +228,7 @@ async function main (argv: string[]): Promise<number> {
     const e = err as Error
     let line: string
     let code = 1
+    if (e instanceof UserError && e.name === 'ExitCode') return e.exitCode // exec: the command's own code, its stderr already shown
     if (e instanceof UserError) { line = e.message; code = e.exitCode } else if (e instanceof ConfigError || e instanceof AgentUnreachableError || e instanceof AgentRequestError) {
       line = e.message
     } else {

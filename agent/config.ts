@@ -138,6 +138,14 @@ export const ConfigSchema = z.strictObject({
      */
     prefetch: z.boolean().default(true)
   }).prefault({}),
+  dns: z.strictObject({
+    /** Answer NAME.service.bolt from the service catalog and forward other names. */
+    enabled: z.boolean().default(true),
+    /** UDP and TCP; a taken address is a warning (DNS off), not a failed start. Port 0 picks a free one. */
+    listen: HostPort.default('127.0.0.1:8600'),
+    /** Resolvers for names outside .bolt (IP or IP:PORT); absent: the nameservers of /etc/resolv.conf. */
+    upstream: z.array(z.string().regex(/^[0-9.]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$|^[0-9a-fA-F:]+$/, 'an IP address, optionally :PORT')).max(8).optional()
+  }).prefault({}),
   runtime: z.strictObject({
     /** runc, crun, or auto (whichever is installed, crun preferred). */
     oci_runtime: z.enum(['auto', 'runc', 'crun']).default('auto')

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto'
 import { decode, encode } from 'cbor-x'
 import { z } from 'zod'
 import { CapsuleCommandSchema, CapsuleTable, type CapsuleRecord } from './capsules.js'
+import { CatalogCommandSchema, ServiceCatalog } from './services.js'
 
 export const MAX_KEY_BYTES = 512
 export const MAX_VALUE_BYTES = 64 * 1024
@@ -23,7 +24,7 @@ const KvCommandSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('role'), req: z.string().max(64), id: z.string().max(128), role: z.enum(['server', 'client']) }),
   z.object({ op: z.literal('noop'), req: z.string().max(64) })
 ])
-export const CommandSchema = z.union([KvCommandSchema, CapsuleCommandSchema])
+export const CommandSchema = z.union([KvCommandSchema, CapsuleCommandSchema, CatalogCommandSchema])
 export type Command = z.infer<typeof CommandSchema>
 export type CommandInput = Command extends infer C ? C extends { req: string } ? Omit<C, 'req'> : never : never
 
@@ -43,6 +44,7 @@ const SnapshotSchema = z.object({
   kv: z.array(z.tuple([z.string(), z.string()])),
   roles: z.array(z.tuple([z.string(), z.enum(['server', 'client'])])),
   capsules: z.array(z.unknown()).default([]),
+  catalog: z.array(z.unknown()).default([]),
   seen: z.array(z.tuple([z.string(), z.unknown()])).default([])
 })
 
@@ -57,6 +59,7 @@ export class ClusterState {
    */
   private readonly seen = new Map<string, CommandResult>()
   readonly capsules = new CapsuleTable()
+  readonly catalog = new ServiceCatalog()
   private readonly listeners = new Set<ApplyListener>()
   appliedIndex = 0
 
@@ -133,18 +136,19 @@ export class ClusterState {
       }
       case 'role': this.roles.set(cmd.id, cmd.role); return { ok: true }
       case 'noop': return { ok: true }
+      case 'catalog.update': return this.catalog.apply(cmd)
       default: return this.capsules.apply(cmd)
     }
   }
 
   snapshot (): Uint8Array {
-    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1), capsules: this.capsules.toSnapshot(), seen: [...this.seen] }) as Uint8Array
+    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1), capsules: this.capsules.toSnapshot(), catalog: this.catalog.toSnapshot(), seen: [...this.seen] }) as Uint8Array
     const sum = createHash('sha256').update(body).digest()
     return Buffer.concat([sum, body])
   }
 
   restore (data: Uint8Array): void {
-    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); this.capsules.restore([]); this.seen.clear(); return }
+    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); this.capsules.restore([]); this.catalog.restore([]); this.seen.clear(); return }
     if (data.byteLength < 32) throw new SnapshotCorruptError('snapshot shorter than its checksum')
     const sum = data.subarray(0, 32)
     const body = data.subarray(32)
@@ -154,6 +158,7 @@ export class ClusterState {
     this.kv = new Map(parsed.data.kv)
     this.roles = new Map(parsed.data.roles)
     this.capsules.restore(parsed.data.capsules as CapsuleRecord[])
+    this.catalog.restore(parsed.data.catalog)
     // De-duplication must survive a snapshot, or replicas restored from one
     // could re-apply a retried command that the others skipped.
     this.seen.clear()
