@@ -2,10 +2,9 @@
 // the agent API and prints plain text, or JSON with --json.
 import type { Command } from 'commander'
 import type { PutResult } from '../p2p/content/objects.js'
-import { AgentRequestError } from './api/client.js'
+import { AgentRequestError, type ApiResponse } from './api/client.js'
 import { UserError } from './errors.js'
 import { client, collect, formatBytes, out, pairs, type GlobalOpts } from './cli-common.js'
-import { parseBytes } from './scheduler/spec.js'
 
 export function registerClientCommands (program: Command): void {
   registerCapsuleCommands(program)
@@ -71,6 +70,8 @@ export function registerCapsuleCommands (program: Command): void {
       }
       let memoryBytes: number | undefined
       if (o.memory !== undefined) {
+        // Loaded here: spec.js brings zod, which would slow every other command's start.
+        const { parseBytes } = await import('./scheduler/spec.js')
         try { memoryBytes = parseBytes(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
       }
       const gpus = num('--gpus', o.gpus, true)
@@ -278,7 +279,7 @@ export function registerStackCommands (program: Command): void {
 }
 
 /** The lines of a streamed NDJSON response, without the empty ones. */
-async function * ndjsonLines (res: Response): AsyncIterable<string> {
+async function * ndjsonLines (res: ApiResponse): AsyncIterable<string> {
   let buf = ''
   const decoder = new TextDecoder()
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {

@@ -1,18 +1,20 @@
 // The `bolt-agent` command line. Agent commands (init, join, start, dev) run
 // an agent in the foreground until SIGINT/SIGTERM; client commands talk to a
 // running agent through its API. Exit codes: 0 ok, 1 failure, 2 bad usage.
+// What loads when: the top of this file (and of cli-client.ts, cli-common.ts,
+// api/client.ts) must stay light — commander, node: built-ins, the HTTP
+// client — because every client command pays for it at start. zod alone
+// costs more CPU to import than Node's own start; the agent, libp2p, pino and
+// smol-toml far more. Agent commands import what they need inside runAgent.
+// test/agent/cli-modules.test.ts checks what `status` loads.
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Command, CommanderError, Option } from 'commander'
 import type { AgentMode, StatusJson } from './agent.js'
-import { ConfigError, loadConfig, type Config } from './config.js'
+import type { Config } from './config.js'
 import { UserError } from './errors.js'
-import { createLogger } from './logger.js'
-import { reexecForEdge } from './edge-runtime.js'
-import { tuneGc } from './gc-tuning.js'
-import { AgentRequestError, AgentUnreachableError } from './api/client.js'
-import { InvalidTokenError, parseToken } from '../p2p/token.js'
+import { AgentRequestError, AgentUnreachableError, ApiFileDamagedError } from './api/client.js'
 import { registerClientCommands } from './cli-client.js'
 import { registerMirrorCommands } from './mirror/cli.js'
 import { client, collect, dataDirOf, handleClosedStdout, markAgentRunning, out, pairs, type GlobalOpts } from './cli-common.js'
@@ -45,16 +47,17 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     flags.api ??= { listen: '127.0.0.1:0' }
     flags.mirror = { ...(flags.mirror as object ?? {}), listen: '127.0.0.1:0' }
   }
+  const { loadConfig } = await import('./config.js')
   const config: Config = await loadConfig(g.config, flags)
   markAgentRunning()
   if (mode.kind === 'join' && mode.addrs.length === 0 && !config.mdns) {
     throw new UserError('join needs the address of a member when mDNS is off (--no-mdns or mdns = false): bolt-agent join ADDR --token T', 2)
   }
   // Before anything is opened: an edge agent restarts itself with small-machine limits.
-  reexecForEdge(config)
-  tuneGc(config)
+  ;(await import('./edge-runtime.js')).reexecForEdge(config)
+  ;(await import('./gc-tuning.js')).tuneGc(config)
   const dataDir = dev ? await mkdtemp(join(tmpdir(), 'bolt-dev-')) : dataDirOf(g)
-  const log = await createLogger(config.log_level)
+  const log = await (await import('./logger.js')).createLogger(config.log_level)
   // Loaded here, not at the top: client commands (status, pull, ps…) never
   // need libp2p, and importing it cost every CLI call 0.7 s of CPU.
   const { Agent } = await import('./agent.js')
@@ -146,6 +149,7 @@ export function buildProgram (): Command {
     .option('--no-mdns', 'do not look for members on the local network')
     .action(async (addrs: string[], o: AgentCmdOpts) => {
       if (o.token === undefined) throw new UserError('join needs --token TOKEN (run `bolt-agent token` on a member to get it)', 2)
+      const { InvalidTokenError, parseToken } = await import('../p2p/token.js')
       let token
       try { token = parseToken(o.token) } catch (err) { if (err instanceof InvalidTokenError) throw new UserError(`--token: ${err.message}`, 2); throw err }
       await runAgent(program.opts(), o, { kind: 'join', addrs, token })
@@ -210,7 +214,8 @@ async function main (argv: string[]): Promise<number> {
     const e = err as Error
     let line: string
     let code = 1
-    if (e instanceof UserError) { line = e.message; code = e.exitCode } else if (e instanceof ConfigError || e instanceof AgentUnreachableError || e instanceof AgentRequestError) {
+    // ConfigError by name: its module (zod, smol-toml) is loaded only by agent commands.
+    if (e instanceof UserError) { line = e.message; code = e.exitCode } else if (e.name === 'ConfigError' || e instanceof AgentUnreachableError || e instanceof AgentRequestError || e instanceof ApiFileDamagedError) {
       line = e.message
     } else {
       line = `error: ${e.message}`
