@@ -81,6 +81,8 @@ export class Agent {
   private metrics!: Registry
   apiUrl = ''
   private stopping: Promise<void> | undefined
+  /** Whether this agent wrote DATA/api.json: only then may stop() remove it (a refused second agent must not). */
+  private wroteApiFile = false
   private resolveStopped!: () => void
   /** Settles once the agent has stopped, whoever asked (signal, `leave`, API). */
   readonly stopped = new Promise<void>(resolve => { this.resolveStopped = resolve })
@@ -376,6 +378,7 @@ export class Agent {
       throw new UserError(`cannot serve the API on ${this.config.api.listen}: ${(err as Error).message} (use --api HOST:PORT)`)
     }
     await writeAtomic(join(this.dataDir, API_FILE), JSON.stringify({ url: this.apiUrl, token, pid: process.pid }) + '\n')
+    this.wroteApiFile = true
   }
 
   async stop (): Promise<void> {
@@ -389,7 +392,9 @@ export class Agent {
     this.relaySlot?.stop()
     await this.lan?.stop().catch(() => {})
     await this.api?.close().catch(() => {})
-    await rm(join(this.dataDir, API_FILE), { force: true }).catch(() => {})
+    // Only the file this agent wrote: an agent refused at start (another one
+    // runs on this data dir) must leave that one's api.json in place.
+    if (this.wroteApiFile) await rm(join(this.dataDir, API_FILE), { force: true }).catch((err: Error) => this.log.warn({ err }, 'cannot remove api.json'))
     await this.mirror?.stop().catch(() => {})
     if (this.ephemeral) {
       await this.capsules?.supervisor?.stop().catch(() => {})
