@@ -366,12 +366,12 @@ export class Agent {
 
   private async startApi (): Promise<void> {
     const token = randomBytes(24).toString('hex')
-    this.api = new ApiServer(token)
+    this.api = new ApiServer(token, { allowRemote: this.config.api.allow_remote, allowedHosts: this.config.api.allowed_hosts })
     registerCoreRoutes(this.api, this)
     registerKvRoutes(this.api, this)
     this.capsules.registerRoutes(this.api)
     // Registry mirror: a taken port is a warning, never a failed start.
-    this.mirror = await startMirror({ config: this.config.mirror, content: this.content, raft: this.raft, candidates: () => pieceSources(this.membership.view(), this.peerId), log: this.log.child({ part: 'mirror' }) })
+    this.mirror = await startMirror({ config: this.config.mirror, content: this.content, raft: this.raft, candidates: () => pieceSources(this.membership.view(), this.peerId), log: this.log.child({ part: 'mirror' }), insecure: this.config.content.insecure_registries })
     registerMirrorRoutes(this.api, () => ({ mirror: this.mirror, config: this.config.mirror }))
     try {
       this.apiUrl = await this.api.listen(this.config.api.listen)

@@ -71,8 +71,8 @@ export function registerCapsuleCommands (program: Command): void {
       let memoryBytes: number | undefined
       if (o.memory !== undefined) {
         // Loaded here: spec.js brings zod, which would slow every other command's start.
-        const { parseBytes } = await import('./scheduler/spec.js')
-        try { memoryBytes = parseBytes(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
+        const { parseMemory } = await import('./scheduler/spec.js')
+        try { memoryBytes = parseMemory(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
       }
       const gpus = num('--gpus', o.gpus, true)
       const spec = {

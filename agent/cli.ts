@@ -49,6 +49,9 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
   }
   const { loadConfig } = await import('./config.js')
   const config: Config = await loadConfig(g.config, flags)
+  // api/server.js imports node:http, whose ESM import loads undici: not at the top.
+  const { checkApiListen } = await import('./api/server.js')
+  try { checkApiListen(config.api.listen, config.api.allow_remote) } catch (err) { throw new UserError((err as Error).message) }
   markAgentRunning()
   if (mode.kind === 'join' && mode.addrs.length === 0 && !config.mdns) {
     throw new UserError('join needs the address of a member when mDNS is off (--no-mdns or mdns = false): bolt-agent join ADDR --token T', 2)

@@ -14,6 +14,17 @@ export function registerCoreRoutes (api: ApiServer, agent: Agent): void {
     setImmediate(() => { void agent.leave().catch(err => agent.log.error({ err }, 'leave failed')) })
     return undefined
   })
+  if (agent.config.debug.enabled) registerDebugRoutes(api, agent)
+  api.route('GET', '/metrics', async (_req, res) => {
+    const text = await agent.metricsText()
+    res.writeHead(200, { 'content-type': agent.metricsContentType() })
+    res.end(text)
+    return undefined
+  }, { open: true })
+}
+
+/** Fault hooks for tests and scenarios; registered only with `[debug] enabled = true` (they cut a node off its cluster). */
+function registerDebugRoutes (api: ApiServer, agent: Agent): void {
   api.route('POST', '/v1/debug/drop-rate', async (req) => {
     // Fault hook for scenarios: drop this fraction of membership messages.
     const body = await req.body() as { rate?: unknown }
@@ -29,10 +40,4 @@ export function registerCoreRoutes (api: ApiServer, agent: Agent): void {
     agent.partition(body.peers as string[])
     return { peers: body.peers }
   })
-  api.route('GET', '/metrics', async (_req, res) => {
-    const text = await agent.metricsText()
-    res.writeHead(200, { 'content-type': agent.metricsContentType() })
-    res.end(text)
-    return undefined
-  }, { open: true })
 }
