@@ -186,6 +186,17 @@ export function buildProgram (): Command {
       out(t.join)
     })
 
+  program.command('evict').description('remove a member for good (by name or id); replaces the cluster key and the join token')
+    .argument('<node>', 'the member\'s name or peer id, as `status` lists it')
+    .action(async (node: string) => {
+      const g = program.opts<GlobalOpts>()
+      const r = await (await client(g)).request<{ evicted: { id: string, name: string }, keyVersion: number, token: string, join: string }>('POST', '/v1/members/evict', { node })
+      if (g.json === true) { out(JSON.stringify(r)); return }
+      out(`evicted ${r.evicted.name} (${r.evicted.id}); cluster key version ${r.keyVersion}; the old token no longer works, the new one:`)
+      out(r.token)
+      out(r.join)
+    })
+
   program.command('leave').description('tell the cluster this node leaves, then stop it')
     .action(async () => {
       const g = program.opts<GlobalOpts>()
