@@ -88,6 +88,8 @@ export class Agent {
   private metrics!: Registry
   apiUrl = ''
   private stopping: Promise<void> | undefined
+  /** Whether this agent wrote DATA/api.json: only then may stop() remove it (a refused second agent must not). */
+  private wroteApiFile = false
   private resolveStopped!: () => void
   /** Settles once the agent has stopped, whoever asked (signal, `leave`, API). */
   readonly stopped = new Promise<void>(resolve => { this.resolveStopped = resolve })
@@ -269,7 +271,8 @@ export class Agent {
       membersByState: () => this.membership.countByState(),
       membership: () => this.membership.stats(),
       bytesByProtocol: () => ({ ...this.membership.bytesByProtocol(), '/bolt/raft/1': this.raft.bytes() }),
-      extra: [...this.content.metrics(), ...mirrorMetrics(() => this.mirror?.stats ?? newMirrorStats())]
+      extra: [...this.content.metrics(), ...mirrorMetrics(() => this.mirror?.stats ?? newMirrorStats()), ...this.raft.metrics.gauges()],
+      histograms: this.raft.metrics.histograms()
     })
     await this.startApi()
     this.log.info({ id: this.peerId, name: this.clusterFile.get().name, api: this.apiUrl }, 'agent ready')
@@ -425,6 +428,7 @@ export class Agent {
       throw new UserError(`cannot serve the API on ${this.config.api.listen}: ${(err as Error).message} (use --api HOST:PORT)`)
     }
     await writeAtomic(join(this.dataDir, API_FILE), JSON.stringify({ url: this.apiUrl, token, pid: process.pid }) + '\n')
+    this.wroteApiFile = true
   }
 
   async stop (): Promise<void> {
@@ -438,7 +442,9 @@ export class Agent {
     this.relaySlot?.stop()
     await this.lan?.stop().catch(() => {})
     await this.api?.close().catch(() => {})
-    await rm(join(this.dataDir, API_FILE), { force: true }).catch(() => {})
+    // Only the file this agent wrote: an agent refused at start (another one
+    // runs on this data dir) must leave that one's api.json in place.
+    if (this.wroteApiFile) await rm(join(this.dataDir, API_FILE), { force: true }).catch((err: Error) => this.log.warn({ err }, 'cannot remove api.json'))
     await this.mirror?.stop().catch(() => {})
     if (this.ephemeral) {
       await this.capsules?.supervisor?.stop().catch(() => {})

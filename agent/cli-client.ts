@@ -2,11 +2,10 @@
 // the agent API and prints plain text, or JSON with --json.
 import type { Command } from 'commander'
 import type { PutResult } from '../p2p/content/objects.js'
-import { AgentRequestError } from './api/client.js'
+import { AgentRequestError, type ApiResponse } from './api/client.js'
 import { UserError } from './errors.js'
 import { client, collect, formatBytes, out, pairs, type GlobalOpts } from './cli-common.js'
-import { parseMemory } from './scheduler/spec.js'
-import { addHealthOptions, healthFromFlags, registerInspectExec, registerServiceCommands, type HealthFlags } from './services/cli.js'
+import { addHealthOptions, registerInspectExec, registerServiceCommands, type HealthFlags } from './services/cli.js'
 
 export function registerClientCommands (program: Command): void {
   registerCapsuleCommands(program)
@@ -74,9 +73,12 @@ export function registerCapsuleCommands (program: Command): void {
       }
       let memoryBytes: number | undefined
       if (o.memory !== undefined) {
+        // Loaded here: spec.js brings zod, which would slow every other command's start.
+        const { parseMemory } = await import('./scheduler/spec.js')
         try { memoryBytes = parseMemory(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
       }
       const gpus = num('--gpus', o.gpus, true)
+      const { healthFromFlags } = await import('./services/health-flags.js')
       const health = healthFromFlags(o as HealthFlags)
       const spec = {
         name: (o.name as string | undefined) ?? defaultName(image),
@@ -299,7 +301,7 @@ export function registerStackCommands (program: Command): void {
 }
 
 /** The lines of a streamed NDJSON response, without the empty ones. */
-async function * ndjsonLines (res: Response): AsyncIterable<string> {
+async function * ndjsonLines (res: ApiResponse): AsyncIterable<string> {
   let buf = ''
   const decoder = new TextDecoder()
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {

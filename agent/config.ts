@@ -2,8 +2,7 @@
 // defaults; a wrong key or value fails at start with the key's path and what
 // was expected, never with a stack trace.
 import { readFile } from 'node:fs/promises'
-import { homedir, hostname } from 'node:os'
-import { join } from 'node:path'
+import { hostname } from 'node:os'
 import { parse as parseToml } from 'smol-toml'
 import { z } from 'zod'
 import type { ReachabilityOptions } from '../p2p/reachability/options.js'
@@ -195,13 +194,8 @@ export async function loadConfig (file: string | undefined, flags: Partial<Recor
   return parseConfig(text, file, flags)
 }
 
-export function defaultDataDir (): string {
-  const fromEnv = process.env.BOLT_DATA
-  if (fromEnv !== undefined && fromEnv !== '') return fromEnv
-  const xdg = process.env.XDG_DATA_HOME
-  if (xdg !== undefined && xdg !== '') return join(xdg, 'bolt-agent')
-  return join(homedir(), '.local', 'share', 'bolt-agent')
-}
+// Lives with the data-dir guards, which the CLI's client commands load without zod.
+export { defaultDataDir } from './data-dir.js'
 
 /** Piece upload slots: configured, else none on an edge node (download-only), else 8. */
 export const DEFAULT_UPLOAD_SLOTS = 8

@@ -12,6 +12,7 @@ import type { BoltLibp2p } from '../../p2p/node.js'
 import { RAFT_PROTOCOL, RaftTransport } from './transport.js'
 import { Autopilot } from './autopilot.js'
 import { API_FORWARD_PROTOCOL, forwardHandler, forwardRequest, type ForwardResponse } from './forward.js'
+import { RaftMetrics } from './raft-metrics.js'
 
 export const RAFT_TICK_MS = 100
 export const AUTOPILOT_INTERVAL_MS = 1000
@@ -49,6 +50,7 @@ export class NoLeaderError extends Error {
 
 export class RaftHost {
   readonly state = new ClusterState()
+  readonly metrics = new RaftMetrics()
   private storage!: RaftStorage
   node!: RaftNode
   private transport!: RaftTransport
@@ -61,7 +63,7 @@ export class RaftHost {
 
   async start (): Promise<void> {
     const o = this.o
-    this.storage = await RaftStorage.open(join(o.dataDir, 'raft'))
+    this.storage = await RaftStorage.open(join(o.dataDir, 'raft'), { onSynced: this.metrics.onSynced })
     this.transport = new RaftTransport({
       self: o.self,
       openStream: o.openStream,
@@ -123,7 +125,7 @@ export class RaftHost {
     let lastErr: Error | undefined
     for (let attempt = 0; !sig.aborted; attempt++) {
       try {
-        await this.node.propose(data, sig)
+        await this.proposeTimed(data, sig)
         return this.state.takeResult(req) ?? { ok: true }
       } catch (err) {
         if (!(err instanceof NotLeaderError)) {
@@ -135,6 +137,7 @@ export class RaftHost {
         try {
           const attempt = AbortSignal.any([sig, AbortSignal.timeout(FORWARD_ATTEMPT_MS)])
           const stream = await this.o.openStream(leader, API_FORWARD_PROTOCOL, attempt)
+          this.metrics.forwarded.sent++
           const res: ForwardResponse = await forwardRequest(stream, { op: 'propose', data, req }, attempt)
           if (res.ok) {
             // Read-your-writes here too: wait until this node has applied up to the leader's commit.
@@ -172,8 +175,16 @@ export class RaftHost {
 
   private async serveForward (req: { op: 'propose', data: Uint8Array, req: string } | { op: 'join' }, signal: AbortSignal): Promise<ForwardResponse> {
     if (req.op !== 'propose') return { ok: true }
-    await this.node.propose(req.data, signal)
+    this.metrics.forwarded.served++
+    await this.proposeTimed(req.data, signal)
     return { ok: true, result: this.state.takeResult(req.req) ?? { ok: true } }
+  }
+
+  /** propose(), its time to commit and apply observed for /metrics when it succeeds. */
+  private async proposeTimed (data: Uint8Array, signal: AbortSignal): Promise<void> {
+    const t0 = performance.now()
+    await this.node.propose(data, signal)
+    this.metrics.commitSeconds.observe((performance.now() - t0) / 1000)
   }
 
   /** Leaves Raft cleanly: a leader first hands leadership to a caught-up voter. */

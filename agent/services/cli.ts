@@ -5,10 +5,11 @@
 import type { Command } from 'commander'
 import { UserError } from '../errors.js'
 import { client, out, type GlobalOpts } from '../cli-common.js'
-import { HealthCheckSyntaxError, HealthSchema, formatCheck, parseCheck, parseDuration, type HealthCheck, type HealthInput } from './health-spec.js'
+import type { HealthCheck } from './health-spec.js'
 import { AgentRequestError } from '../api/client.js'
-import { SERVICE_NAME_RE } from '../scheduler/spec.js'
 
+// healthFromFlags lives in health-flags.ts: it needs the zod schemas, which
+// `run` loads only when it is given --check or --service.
 export interface HealthFlags {
   check?: string
   checkInterval?: string
@@ -29,46 +30,6 @@ export function addHealthOptions (cmd: Command): Command {
     .option('--unhealthy-threshold <n>', 'failures in a row to become unhealthy (default 3)')
     .option('--restart-unhealthy', 'restart an instance when it turns unhealthy')
     .option('--service <name>', 'service catalog and DNS name (default: the capsule name)')
-}
-
-/** The spec fields (`health`, `service`) for these flags; UserError(…, 2) on bad usage. */
-export function healthFromFlags (o: HealthFlags): { health?: HealthInput, service?: string } {
-  const out: { health?: HealthInput, service?: string } = {}
-  if (o.service !== undefined) {
-    if (!SERVICE_NAME_RE.test(o.service)) throw new UserError(`--service ${o.service}: expected a DNS label (lowercase letters, digits and -, at most 63)`, 2)
-    out.service = o.service
-  }
-  const timing = o.checkInterval !== undefined || o.checkTimeout !== undefined || o.healthyThreshold !== undefined || o.unhealthyThreshold !== undefined || o.restartUnhealthy === true
-  if (o.check === undefined) {
-    if (timing) throw new UserError('--check-interval, --check-timeout, the thresholds and --restart-unhealthy need --check', 2)
-    return out
-  }
-  const flag = (name: string, f: () => number): number => {
-    try { return f() } catch (err) { throw new UserError(`${name} ${(err as Error).message}`, 2) }
-  }
-  const count = (name: string, v: string): number => flag(name, () => {
-    if (!/^\d{1,3}$/.test(v) || Number(v) < 1 || Number(v) > 100) throw new HealthCheckSyntaxError(`${v}: expected a whole number from 1 to 100`)
-    return Number(v)
-  })
-  let check
-  try { check = parseCheck(o.check) } catch (err) { throw new UserError(`--check ${(err as Error).message}`, 2) }
-  const h: HealthInput = {
-    check,
-    ...(o.checkInterval !== undefined ? { intervalMs: flag('--check-interval', () => parseDuration(o.checkInterval ?? '')) } : {}),
-    ...(o.checkTimeout !== undefined ? { timeoutMs: flag('--check-timeout', () => parseDuration(o.checkTimeout ?? '')) } : {}),
-    ...(o.healthyThreshold !== undefined ? { healthyThreshold: count('--healthy-threshold', o.healthyThreshold) } : {}),
-    ...(o.unhealthyThreshold !== undefined ? { unhealthyThreshold: count('--unhealthy-threshold', o.unhealthyThreshold) } : {}),
-    ...(o.restartUnhealthy === true ? { restartUnhealthy: true } : {})
-  }
-  const r = HealthSchema.safeParse(h)
-  if (!r.success) {
-    const i = r.error.issues[0]
-    const names: Record<string, string> = { intervalMs: '--check-interval', timeoutMs: '--check-timeout' }
-    const key = String(i?.path[0] ?? '')
-    throw new UserError(`${names[key] ?? '--check'}: ${i?.message ?? 'invalid'} (in milliseconds)`, 2)
-  }
-  out.health = h
-  return out
 }
 
 interface ServiceRow { name: string, instances: Array<{ instance: string, node: string, address: string, ports: Array<{ host: number, container: number, proto: string }>, health: string }> }
@@ -119,6 +80,8 @@ export function registerInspectExec (program: Command): void {
       out(`image    ${r.spec.image}${r.spec.args.length > 0 ? `  ${r.spec.args.join(' ')}` : ''}`)
       out(`service  ${r.spec.service ?? r.name}`)
       const h = r.spec.health
+      // Loaded here: a client command loads no zod until it needs it (cli-modules.test).
+      const { formatCheck } = await import('./health-spec.js')
       if (h !== undefined) out(`check    ${formatCheck(h.check)} every ${h.intervalMs} ms, timeout ${h.timeoutMs} ms, healthy after ${h.healthyThreshold}, unhealthy after ${h.unhealthyThreshold}${h.restartUnhealthy ? ', restart when unhealthy' : ''}`)
       for (const i of r.instances) {
         const ports = i.ports.map(p => `${i.address !== null ? hostPort(i.address, p.host) : p.host}/${p.proto} -> ${p.container}/${p.proto}`).join(', ')
@@ -135,6 +98,7 @@ export function registerInspectExec (program: Command): void {
       const g = program.opts<GlobalOpts>()
       let timeoutMs: number | undefined
       if (o.timeout !== undefined) {
+        const { parseDuration } = await import('./health-spec.js')
         try { timeoutMs = parseDuration(o.timeout) } catch (err) { throw new UserError(`--timeout ${(err as Error).message}`, 2) }
       }
       let r: { exitCode: number, stdout: string, stderr: string }

@@ -1,6 +1,6 @@
 // Bad input to the CLI: one clear line, the right exit code, no stack trace.
 import t from 'tap'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runCli } from '../../scenarios/harness.js'
@@ -50,4 +50,18 @@ t.test('a data dir that cannot be made is an error, not a hang', async t => {
   const f = await runCli(['--data', file, 'init', '--listen', '/ip4/127.0.0.1/tcp/0'], { timeoutMs: 30_000 })
   t.equal(f.code, 1)
   t.match(f.stderr, `cannot create the data dir ${file}: ENOTDIR: ${file} is not a directory`)
+})
+
+t.test('a truncated api.json is one clear line, not a SyntaxError', async t => {
+  const dir = await mkdtemp(join(tmpdir(), 'bolt-cli-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  await mkdir(join(dir, 'data'))
+  // What a full disk or a crash mid-write would leave.
+  await writeFile(join(dir, 'data', 'api.json'), '{"url":"http://127.0.0.1:7070","tok')
+  const r = await runCli(['--data', join(dir, 'data'), 'status'], { timeoutMs: 30_000 })
+  t.equal(r.code, 1)
+  const lines = r.stderr.split('\n').filter(l => l.trim() !== '')
+  t.equal(lines.length, 1, `one line: ${r.stderr}`)
+  t.match(lines[0], /^bolt-agent: .*data\/api\.json is damaged \(not JSON: .*\); if an agent is running, restart it/)
+  t.notMatch(r.stderr, /SyntaxError|\n\s+at /)
 })
