@@ -3,7 +3,7 @@
 // the API routes for run/ps/logs/stop/rm, pull/images and gpu.
 import { join } from 'node:path'
 import type { Stream, StreamHandler } from '@libp2p/interface'
-import { createRuntime, gpuReport, nodeResources, type NodeRuntime } from '../native/index.js'
+import { createRuntime, gpuReport, type NodeRuntime } from '../native/index.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
 import { Scheduler, type SchedulerNode } from './scheduler/scheduler.js'
 import { Supervisor, runtimeNameOf } from './supervisor/supervisor.js'
@@ -29,6 +29,8 @@ export interface CapsuleHostInit {
   members: () => MemberView[]
   guard: (h: StreamHandler) => StreamHandler
   openStream: (peerId: string, protocol: string, signal: AbortSignal) => Promise<Stream>
+  /** Host root for GPU and gaming device lookups: '/' except in tests. */
+  hostRoot?: string
   log: Logger
 }
 
@@ -54,7 +56,12 @@ export class CapsuleHost {
   async start (): Promise<void> {
     const o = this.o
     try {
-      this.runtime = await createRuntime({ dataDir: join(o.dataDir, 'runtime'), runtime: o.config.runtime.oci_runtime })
+      this.runtime = await createRuntime({
+        dataDir: join(o.dataDir, 'runtime'),
+        runtime: o.config.runtime.oci_runtime,
+        allowGaming: o.config.capsules.allow_gaming,
+        ...(o.hostRoot !== undefined ? { hostRoot: o.hostRoot } : {})
+      })
     } catch (err) {
       this.runtimeError = `no usable OCI runtime on this node: ${(err as Error).message}`
       o.log.warn(this.runtimeError)
@@ -62,7 +69,16 @@ export class CapsuleHost {
     this.scheduler = new Scheduler({
       isLeader: () => o.raft.status().role === 'leader',
       capsules: () => o.raft.state.capsules,
-      nodes: () => o.members().map((m): SchedulerNode => ({ id: m.id, state: m.state, cpus: m.resources.cpus, memoryBytes: m.resources.memoryBytes, gpus: m.resources.gpus, labels: m.labels })),
+      nodes: () => o.members().map((m): SchedulerNode => ({
+        id: m.id,
+        state: m.state,
+        cpus: m.resources.cpus,
+        memoryBytes: m.resources.memoryBytes,
+        gpus: m.resources.gpus,
+        labels: m.labels,
+        allowHostNetwork: m.capsules?.allowHostNetwork === true,
+        allowGaming: m.capsules?.allowGaming === true
+      })),
       write: async (cmd, signal) => await o.raft.write(cmd, signal),
       deadGraceMs: o.config.raft.dead_voter_grace_ms,
       log: o.log.child({ part: 'scheduler' })
@@ -72,6 +88,7 @@ export class CapsuleHost {
       capsules: () => o.raft.state.capsules,
       write: async (cmd, signal) => await o.raft.write(cmd, signal),
       runtime: this.runtime,
+      allowHostNetwork: o.config.capsules.allow_host_network,
       ...(this.runtimeError !== undefined ? { runtimeError: this.runtimeError } : {}),
       images: { prepare: async (ref, signal) => await o.content.prepareForRuntime(this.runtime as NodeRuntime, ref, signal) },
       log: o.log.child({ part: 'supervisor' })
@@ -99,12 +116,6 @@ export class CapsuleHost {
     await this.supervisor?.stop()
     await this.o.libp2p.unhandle(LOGS_PROTOCOL).catch(() => {})
     await this.runtime?.close().catch(() => {})
-  }
-
-  /** CPUs, memory and GPUs of this node for membership metadata. */
-  static async resources (): Promise<{ cpus: number, memoryBytes: number, gpus: Array<{ vendor: string, model: string, memoryBytes: number, index: number }> }> {
-    const r = await nodeResources()
-    return { cpus: r.cpus, memoryBytes: r.memoryBytes, gpus: r.gpus.map(g => ({ vendor: g.vendor, model: g.model, memoryBytes: g.memoryBytes ?? 0, index: g.index })) }
   }
 
   ps (): PsRecord[] {

@@ -44,6 +44,8 @@ function defaultName (image: string): string {
   return `${base.slice(0, 50)}-${Math.random().toString(36).slice(2, 6)}`
 }
 
+const NETWORK_MODES = ['bridge', 'host', 'none']
+
 interface PsRow { name: string, capsule: string, image: string, node: string | null, state: string, reason: string | null, exitCode: number | null, restarts: number }
 
 export function registerCapsuleCommands (program: Command): void {
@@ -60,7 +62,8 @@ export function registerCapsuleCommands (program: Command): void {
     .option('--replicas <n>', 'instances, spread across nodes')
     .option('--restart <policy>', 'never | on-failure | always')
     .option('--strategy <s>', 'binpack (default) | spread')
-    .option('--gaming', 'gaming profile: GPU render nodes, input, sound, display sockets')
+    .option('--gaming', 'gaming profile: GPU render nodes, input, sound, display sockets (nodes with [capsules] allow_gaming)')
+    .option('--network <mode>', 'bridge | host (nodes with [capsules] allow_host_network) | none')
     .action(async (image: string, cmd: string[], o: Record<string, unknown>) => {
       const g = program.opts<GlobalOpts>()
       const num = (flag: string, v: unknown, int = false): number | undefined => {
@@ -74,6 +77,7 @@ export function registerCapsuleCommands (program: Command): void {
         try { memoryBytes = parseBytes(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
       }
       const gpus = num('--gpus', o.gpus, true)
+      if (o.network !== undefined && !NETWORK_MODES.includes(String(o.network))) throw new UserError(`--network ${String(o.network)}: expected one of ${NETWORK_MODES.join(', ')}`, 2)
       const spec = {
         name: (o.name as string | undefined) ?? defaultName(image),
         image,
@@ -85,7 +89,8 @@ export function registerCapsuleCommands (program: Command): void {
         ...(o.replicas !== undefined ? { replicas: num('--replicas', o.replicas, true) } : {}),
         ...(o.restart !== undefined ? { restart: { policy: o.restart } } : {}),
         ...(o.strategy !== undefined ? { strategy: o.strategy } : {}),
-        ...(o.gaming === true ? { gaming: true } : {})
+        ...(o.gaming === true ? { gaming: true } : {}),
+        ...(o.network !== undefined ? { network: o.network } : {})
       }
       try {
         const rec = await (await client(g)).request<{ spec: { name: string } }>('POST', '/v1/capsules', spec)

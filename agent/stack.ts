@@ -20,6 +20,8 @@ const StackCapsuleSchema = z.strictObject({
   on: z.record(z.string(), z.string()).default({}),
   labels: z.record(z.string(), z.string()).default({}),
   restart: z.enum(['never', 'on-failure', 'always']).default('on-failure'),
+  /** As `run --network`: host only on nodes whose config allows it. */
+  network: z.enum(['bridge', 'host', 'none']).optional(),
   depends_on: z.array(z.string()).default([]),
   health: z.strictObject({
     /** HOST:PORT that must accept a TCP connection. */
@@ -75,6 +77,7 @@ export function specOf (name: string, c: StackCapsule): Record<string, unknown> 
     on: c.on,
     replicas: c.replicas,
     restart: { policy: c.restart },
+    ...(c.network !== undefined ? { network: c.network } : {}),
     resources: { ...(c.cpu !== undefined ? { cpu: c.cpu } : {}), ...(c.memory !== undefined ? { memoryBytes: parseBytes(c.memory) } : {}), ...(c.gpus !== undefined ? { gpus: { count: c.gpus } } : {}) }
   }
 }
