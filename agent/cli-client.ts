@@ -203,12 +203,12 @@ export function registerCapsuleCommands (program: Command): void {
         process.stderr.write(`bolt-agent: warning: ${r.id} has ${r.replicas.length} of the ${k} peer copies asked (${why}); add members or lower --replicas\n`)
       }
     })
-  object.command('get').argument('<id>').argument('<dest>').description('fetch an object from peers into DEST, verified')
+  object.command('get').argument('<id>').argument('<dest>').description('fetch an object from peers into DEST, verified; DEST is written by this command, as you')
     .action(async (id: string, dest: string) => {
       const g = program.opts<GlobalOpts>()
-      const { resolve } = await import('node:path')
-      const r = await (await client(g)).request('POST', `/v1/objects/${encodeURIComponent(id)}/get`, { dest: resolve(dest) })
-      out(g.json === true ? JSON.stringify(r) : `${id} -> ${resolve(dest)}`)
+      const { downloadObject } = await import('./object-download.js')
+      const { dest: written, ...r } = await downloadObject(await client(g), id, dest)
+      out(g.json === true ? JSON.stringify(r) : `${id} -> ${written}`)
     })
 
   program.command('gpu').description('the GPUs this node sees and its CDI spec')
