@@ -156,7 +156,7 @@ export class ContentHost {
 
   private async fromHolders<T extends GetResult> (id: string, kv: ObjectMetaKv, signal: AbortSignal | undefined, fetch: (opts: { candidates: string[], signal?: AbortSignal }) => Promise<T>): Promise<T & ObjectGetResult> {
     const alive = this.o.candidates()
-    const self = this.exchange.internals.self
+    const self = this.exchange.self
     const located = locateObject(await readObjectMeta(kv, id, signal), alive, self)
     const opts = { ...(signal !== undefined ? { signal } : {}) }
     if (located.locatedBy === 'raft') {
