@@ -2,7 +2,6 @@
 // node with admission, runs membership (SWIM), serves the local API and
 // metrics, and shuts everything down in reverse order.
 import { randomBytes } from 'node:crypto'
-import { cpus, totalmem } from 'node:os'
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -28,10 +27,10 @@ import { createMetrics } from './metrics.js'
 import { API_FILE } from './api/client.js'
 import { ApiServer } from './api/server.js'
 import { MembershipHost, type MemberView } from './membership-host.js'
+import type { MemberMeta } from '../p2p/membership/meta.js'
 import { registerCoreRoutes } from './api/routes.js'
 import { registerKvRoutes } from './api/kv-routes.js'
 import { RaftHost } from './raft/raft-host.js'
-import { ROLE_PREF_LABEL } from './raft/autopilot.js'
 import { aliveMembers, ContentHost, pieceSources } from './content-host.js'
 import { registerMirrorRoutes, startMirror } from './mirror/agent-mirror.js'
 import type { MirrorServer } from './mirror/mirror-server.js'
@@ -40,8 +39,9 @@ import { CapsuleHost } from './capsule-host.js'
 import { ServicesHost } from './services/services-host.js'
 import { busyboxPath, DEMO_REF } from './demo-image.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
+import { LocalMemberMeta } from './member-meta.js'
 
-export const AGENT_VERSION = '0.1.0'
+export { AGENT_VERSION } from './member-meta.js'
 
 export type AgentMode =
   | { kind: 'init' }
@@ -55,6 +55,8 @@ export interface AgentOptions {
   log: Logger
   /** Remove the data dir on stop (bolt-agent dev). */
   ephemeral?: boolean
+  /** Host root for GPU discovery and device lookups: '/' except in tests (fixture GPU trees). */
+  hostRoot?: string
 }
 
 export interface StatusJson {
@@ -75,6 +77,8 @@ export class Agent {
   readonly log: Logger
   private readonly mode: AgentMode
   private readonly ephemeral: boolean
+  private readonly hostRoot: string
+  private localMeta!: LocalMemberMeta
   private clusterFile!: ClusterFileStore
   private admission!: Admission
   libp2p!: BoltLibp2p
@@ -105,6 +109,7 @@ export class Agent {
     this.mode = opts.mode
     this.log = opts.log
     this.ephemeral = opts.ephemeral === true
+    this.hostRoot = opts.hostRoot ?? '/'
   }
 
   get signal (): AbortSignal { return this.stopController.signal }
@@ -170,20 +175,14 @@ export class Agent {
     }
 
     const incarnation = this.clusterFile.get().incarnation
+    this.localMeta = await LocalMemberMeta.discover(this.config, this.log, this.hostRoot)
     this.log.debug('start: cluster secrets ready')
     this.membership = new MembershipHost({
       libp2p: this.libp2p,
       profile: this.config.profile,
       overrides: this.config.membership,
       incarnation,
-      meta: {
-        name: this.clusterFile.get().name,
-        role: this.clusterFile.get().role,
-        addrs: this.advertisedAddrs(),
-        resources: await CapsuleHost.resources().catch(() => ({ cpus: cpus().length, memoryBytes: totalmem(), gpus: [] })),
-        labels: { ...this.config.labels, [ROLE_PREF_LABEL]: this.config.role },
-        version: AGENT_VERSION
-      },
+      meta: this.memberMeta(),
       openStream: async (peerId, addrs, protocol, signal) => await openClusterStream(this.libp2p, this.admission, peerId, addrs, protocol, signal),
       guard: (h) => this.admission.guard(h),
       onIncarnation: (n) => { void this.clusterFile.update({ incarnation: n }).catch(() => {}) },
@@ -248,6 +247,7 @@ export class Agent {
       members: () => this.membership.view(),
       guard: (h) => this.admission.guard(h),
       openStream: openControl,
+      hostRoot: this.hostRoot,
       log: this.log.child({ part: 'capsules' })
     })
     await this.capsules.start()
@@ -304,15 +304,13 @@ export class Agent {
     const addrs = this.advertisedAddrs().join(' ')
     if (addrs === this.lastAdvertised) return
     this.lastAdvertised = addrs
+    this.membership.updateMeta(this.memberMeta())
+  }
+
+  /** This node's metadata as gossiped now: the one builder start-up and every update use. */
+  private memberMeta (): MemberMeta {
     const f = this.clusterFile.get()
-    this.membership.updateMeta({
-      name: f.name,
-      role: f.role,
-      addrs: this.advertisedAddrs(),
-      resources: { cpus: cpus().length, memoryBytes: totalmem(), gpus: [] },
-      labels: { ...this.config.labels, [ROLE_PREF_LABEL]: this.config.role },
-      version: AGENT_VERSION
-    })
+    return this.localMeta.build({ name: f.name, role: f.role, addrs: this.advertisedAddrs() })
   }
 
   /** Addresses other members can dial, without the /p2p part. */

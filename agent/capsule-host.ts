@@ -2,15 +2,18 @@
 // only while this node leads Raft), the supervisor, the logs protocol, and
 // the API routes for run/ps/logs/stop/rm, pull/images and gpu.
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import type { Stream, StreamHandler } from '@libp2p/interface'
-import { createRuntime, gpuReport, nodeResources, type NodeRuntime } from '../native/index.js'
+import { createRuntime, gpuReport, type NodeRuntime } from '../native/index.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
 import { Scheduler, type SchedulerNode } from './scheduler/scheduler.js'
 import { Supervisor, runtimeNameOf } from './supervisor/supervisor.js'
 import { LOGS_PROTOCOL, fetchLogs, logsHandler, type LogLine } from './logs-protocol.js'
 import { ApiError, type ApiServer } from './api/server.js'
 import { streamNdjson } from './api/ndjson.js'
-import { checkObjectDest, checkObjectSource } from './object-paths.js'
+import { checkDestInRoot, checkObjectId, checkObjectSource } from './object-paths.js'
+import { MAX_OBJECT_HOLDERS, OBJECT_HEADER, type ObjectGetHeader } from './object-location.js'
 import type { RaftHost } from './raft/raft-host.js'
 import type { ContentHost } from './content-host.js'
 import type { MemberView } from './membership-host.js'
@@ -31,6 +34,8 @@ export interface CapsuleHostInit {
   members: () => MemberView[]
   guard: (h: StreamHandler) => StreamHandler
   openStream: (peerId: string, protocol: string, signal: AbortSignal) => Promise<Stream>
+  /** Host root for GPU and gaming device lookups: '/' except in tests. */
+  hostRoot?: string
   log: Logger
 }
 
@@ -58,7 +63,12 @@ export class CapsuleHost {
   async start (): Promise<void> {
     const o = this.o
     try {
-      this.runtime = await createRuntime({ dataDir: join(o.dataDir, 'runtime'), runtime: o.config.runtime.oci_runtime })
+      this.runtime = await createRuntime({
+        dataDir: join(o.dataDir, 'runtime'),
+        runtime: o.config.runtime.oci_runtime,
+        allowGaming: o.config.capsules.allow_gaming,
+        ...(o.hostRoot !== undefined ? { hostRoot: o.hostRoot } : {})
+      })
     } catch (err) {
       this.runtimeError = `no usable OCI runtime on this node: ${(err as Error).message}`
       o.log.warn(this.runtimeError)
@@ -66,7 +76,16 @@ export class CapsuleHost {
     this.scheduler = new Scheduler({
       isLeader: () => o.raft.status().role === 'leader',
       capsules: () => o.raft.state.capsules,
-      nodes: () => o.members().map((m): SchedulerNode => ({ id: m.id, state: m.state, cpus: m.resources.cpus, memoryBytes: m.resources.memoryBytes, gpus: m.resources.gpus, labels: m.labels })),
+      nodes: () => o.members().map((m): SchedulerNode => ({
+        id: m.id,
+        state: m.state,
+        cpus: m.resources.cpus,
+        memoryBytes: m.resources.memoryBytes,
+        gpus: m.resources.gpus,
+        labels: m.labels,
+        allowHostNetwork: m.capsules?.allowHostNetwork === true,
+        allowGaming: m.capsules?.allowGaming === true
+      })),
       write: async (cmd, signal) => await o.raft.write(cmd, signal),
       deadGraceMs: o.config.raft.dead_voter_grace_ms,
       log: o.log.child({ part: 'scheduler' })
@@ -76,6 +95,7 @@ export class CapsuleHost {
       capsules: () => o.raft.state.capsules,
       write: async (cmd, signal) => await o.raft.write(cmd, signal),
       runtime: this.runtime,
+      allowHostNetwork: o.config.capsules.allow_host_network,
       ...(this.runtimeError !== undefined ? { runtimeError: this.runtimeError } : {}),
       images: { prepare: async (ref, signal) => await o.content.prepareForRuntime(this.runtime as NodeRuntime, ref, signal) },
       log: o.log.child({ part: 'supervisor' })
@@ -105,12 +125,6 @@ export class CapsuleHost {
     await this.o.libp2p.unhandle(LOGS_PROTOCOL).catch(() => {})
     await this.o.libp2p.unhandle(EXEC_PROTOCOL).catch(() => {})
     await this.runtime?.close().catch(() => {})
-  }
-
-  /** CPUs, memory and GPUs of this node for membership metadata. */
-  static async resources (): Promise<{ cpus: number, memoryBytes: number, gpus: Array<{ vendor: string, model: string, memoryBytes: number, index: number }> }> {
-    const r = await nodeResources()
-    return { cpus: r.cpus, memoryBytes: r.memoryBytes, gpus: r.gpus.map(g => ({ vendor: g.vendor, model: g.model, memoryBytes: g.memoryBytes ?? 0, index: g.index })) }
   }
 
   ps (): PsRecord[] {
@@ -267,14 +281,37 @@ export class CapsuleHost {
       await this.o.raft.write({ op: 'put', key: `objects/${r.id}`, value: JSON.stringify({ size: r.size, chunks: r.chunks, replicas: r.replicas }) }, req.signal).catch(() => undefined)
       return r
     })
+    // The bytes of an object, streamed: `bolt-agent object get ID DEST`
+    // writes DEST itself, as the user who runs it. How the object was found
+    // rides in the x-bolt-object header (JSON: id, size, bytesFromPeers,
+    // bytesLocal, locatedBy, asked: its first MAX_OBJECT_HOLDERS, so the
+    // header stays far below HTTP clients' 16 KiB limit in large clusters).
+    api.route('GET', '/v1/objects/:id', async (req, res) => {
+      const id = req.params.id ?? ''
+      checkObjectId(id)
+      const { manifest, ...got } = await this.o.content.fetchObject(id, this.o.raft, req.signal).catch(objectNotFound)
+      const header: ObjectGetHeader = { ...got, asked: got.asked.slice(0, MAX_OBJECT_HOLDERS) }
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(got.size), [OBJECT_HEADER]: JSON.stringify(header) })
+      await pipeline(Readable.from(this.o.content.objects.readObject(manifest)), res, { signal: req.signal })
+      return undefined
+    })
+    // The agent writes the file itself only under [objects] dest_root: it runs as root.
     api.route('POST', '/v1/objects/:id/get', async (req) => {
+      const id = req.params.id ?? ''
+      checkObjectId(id)
       const body = await req.body() as { dest?: unknown }
       if (typeof body.dest !== 'string' || !body.dest.startsWith('/')) throw new ApiError(400, 'dest must be an absolute path on this node')
-      await checkObjectDest(body.dest)
-      return await this.o.content.getObject(req.params.id ?? '', body.dest, this.o.raft, req.signal)
+      const dest = await checkDestInRoot(body.dest, this.o.config.objects.dest_root)
+      return await this.o.content.getObject(id, dest, this.o.raft, req.signal).catch(objectNotFound)
     })
     api.route('GET', '/v1/gpu', async () => await gpuReport())
   }
+}
+
+/** An object no holder has is the caller's 404, not the agent's 500. */
+function objectNotFound (err: unknown): never {
+  if ((err as Error).name === 'ObjectNotFoundError') throw new ApiError(404, (err as Error).message)
+  throw err
 }
 
 export { runtimeNameOf }

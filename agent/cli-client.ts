@@ -46,6 +46,8 @@ function defaultName (image: string): string {
   return `${base.slice(0, 50)}-${Math.random().toString(36).slice(2, 6)}`
 }
 
+const NETWORK_MODES = ['bridge', 'host', 'none']
+
 interface PsRow { name: string, capsule: string, image: string, node: string | null, state: string, reason: string | null, exitCode: number | null, restarts: number, health: string | null }
 
 export function registerCapsuleCommands (program: Command): void {
@@ -62,7 +64,8 @@ export function registerCapsuleCommands (program: Command): void {
     .option('--replicas <n>', 'instances, spread across nodes')
     .option('--restart <policy>', 'never | on-failure | always')
     .option('--strategy <s>', 'binpack (default) | spread')
-    .option('--gaming', 'gaming profile: GPU render nodes, input, sound, display sockets')
+    .option('--gaming', 'gaming profile: GPU render nodes, input, sound, display sockets (nodes with [capsules] allow_gaming)')
+    .option('--network <mode>', 'bridge | host (nodes with [capsules] allow_host_network) | none')
     .action(async (image: string, cmd: string[], o: Record<string, unknown>) => {
       const g = program.opts<GlobalOpts>()
       const num = (flag: string, v: unknown, int = false): number | undefined => {
@@ -78,6 +81,7 @@ export function registerCapsuleCommands (program: Command): void {
         try { memoryBytes = parseMemory(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
       }
       const gpus = num('--gpus', o.gpus, true)
+      if (o.network !== undefined && !NETWORK_MODES.includes(String(o.network))) throw new UserError(`--network ${String(o.network)}: expected one of ${NETWORK_MODES.join(', ')}`, 2)
       const { healthFromFlags } = await import('./services/health-flags.js')
       const health = healthFromFlags(o as HealthFlags)
       const spec = {
@@ -92,6 +96,7 @@ export function registerCapsuleCommands (program: Command): void {
         ...(o.restart !== undefined ? { restart: { policy: o.restart } } : {}),
         ...(o.strategy !== undefined ? { strategy: o.strategy } : {}),
         ...(o.gaming === true ? { gaming: true } : {}),
+        ...(o.network !== undefined ? { network: o.network } : {}),
         ...health
       }
       try {
@@ -205,12 +210,12 @@ export function registerCapsuleCommands (program: Command): void {
         process.stderr.write(`bolt-agent: warning: ${r.id} has ${r.replicas.length} of the ${k} peer copies asked (${why}); add members or lower --replicas\n`)
       }
     })
-  object.command('get').argument('<id>').argument('<dest>').description('fetch an object from peers into DEST, verified')
+  object.command('get').argument('<id>').argument('<dest>').description('fetch an object from peers into DEST, verified; DEST is written by this command, as you')
     .action(async (id: string, dest: string) => {
       const g = program.opts<GlobalOpts>()
-      const { resolve } = await import('node:path')
-      const r = await (await client(g)).request('POST', `/v1/objects/${encodeURIComponent(id)}/get`, { dest: resolve(dest) })
-      out(g.json === true ? JSON.stringify(r) : `${id} -> ${resolve(dest)}`)
+      const { downloadObject } = await import('./object-download.js')
+      const { dest: written, ...r } = await downloadObject(await client(g), id, dest)
+      out(g.json === true ? JSON.stringify(r) : `${id} -> ${written}`)
     })
 
   program.command('gpu').description('the GPUs this node sees and its CDI spec')

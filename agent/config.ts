@@ -148,6 +148,30 @@ export const ConfigSchema = z.strictObject({
   runtime: z.strictObject({
     /** runc, crun, or auto (whichever is installed, crun preferred). */
     oci_runtime: z.enum(['auto', 'runc', 'crun']).default('auto')
+  }).prefault({}),
+  capsules: z.strictObject({
+    /**
+     * Run capsules that ask for `network = "host"` here. They share the
+     * node's network stack (its loopback and the API on it): only for
+     * workloads you trust like the agent itself. Gossiped; the scheduler
+     * places such capsules only on nodes that allow them.
+     */
+    allow_host_network: z.boolean().default(false),
+    /**
+     * Run `gaming` capsules here: they get the node's input devices (a
+     * keylogger's and keystroke injector's reach), sound devices and the
+     * display/audio sockets. Only on a machine set aside for games.
+     */
+    allow_gaming: z.boolean().default(false)
+  }).prefault({}),
+  objects: z.strictObject({
+    /**
+     * The API's `object get` with a `dest` writes (as the agent's user, root)
+     * only under this directory; absent: never. `bolt-agent object get ID
+     * DEST` needs none of this: the agent streams the bytes and the CLI
+     * writes DEST as the user who runs it.
+     */
+    dest_root: z.string().startsWith('/', 'an absolute directory path').optional()
   }).prefault({})
 })
 

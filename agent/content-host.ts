@@ -9,7 +9,7 @@ import { RegistryClient } from '../p2p/content/registry-client.js'
 import { PieceExchange } from '../p2p/content/piece-exchange.js'
 import { DhtProviderSource } from '../p2p/content/providers.js'
 import { ImagePuller, type ImagePullProgress, type PulledImage } from '../p2p/content/image-puller.js'
-import { ObjectStore, type GetResult } from '../p2p/content/objects.js'
+import { ObjectStore, type FetchedObject, type GetResult } from '../p2p/content/objects.js'
 import type { BoltLibp2p } from '../p2p/node.js'
 import type { Config } from './config.js'
 import type { Logger } from './logger.js'
@@ -149,23 +149,32 @@ export class ContentHost {
   /**
    * `object get`: the holders recorded in the Raft state are asked first;
    * live members and DHT providers only when there is no usable record or
-   * the recorded holders could not deliver.
+   * the recorded holders could not deliver. Writes the object to `dest`.
    */
   async getObject (id: string, dest: string, kv: ObjectMetaKv, signal?: AbortSignal): Promise<ObjectGetResult> {
+    return await this.fromHolders(id, kv, signal, async opts => await this.objects.getObject(id, dest, opts))
+  }
+
+  /** As `getObject`, but leaves the object in the store for `objects.readObject` (the API streams it to the client). */
+  async fetchObject (id: string, kv: ObjectMetaKv, signal?: AbortSignal): Promise<FetchedObject & ObjectGetResult> {
+    return await this.fromHolders(id, kv, signal, async opts => await this.objects.fetchObject(id, opts))
+  }
+
+  private async fromHolders<T extends GetResult> (id: string, kv: ObjectMetaKv, signal: AbortSignal | undefined, fetch: (opts: { candidates: string[], signal?: AbortSignal }) => Promise<T>): Promise<T & ObjectGetResult> {
     const alive = this.o.candidates()
     const self = this.exchange.self
     const located = locateObject(await readObjectMeta(kv, id, signal), alive, self)
     const opts = { ...(signal !== undefined ? { signal } : {}) }
     if (located.locatedBy === 'raft') {
       try {
-        return { ...await this.objects.getObject(id, dest, { ...opts, candidates: located.candidates }), locatedBy: 'raft', asked: located.candidates }
+        return { ...await fetch({ ...opts, candidates: located.candidates }), locatedBy: 'raft', asked: located.candidates }
       } catch (err) {
         if (signal?.aborted === true) throw err
         this.o.log.warn({ id, holders: located.candidates, err: (err as Error).message }, 'object get: the holders in the Raft state did not deliver; asking every live member')
       }
     }
     const fallback = locateObject(undefined, alive, self)
-    return { ...await this.objects.getObject(id, dest, { ...opts, candidates: fallback.candidates }), locatedBy: 'members', asked: fallback.candidates }
+    return { ...await fetch({ ...opts, candidates: fallback.candidates }), locatedBy: 'members', asked: fallback.candidates }
   }
 
   async pull (ref: string, onProgress?: (p: ImagePullProgress) => void, signal?: AbortSignal): Promise<PulledImage> {

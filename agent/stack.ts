@@ -23,6 +23,8 @@ const StackCapsuleSchema = z.strictObject({
   on: z.record(z.string(), z.string()).default({}),
   labels: z.record(z.string(), z.string()).default({}),
   restart: z.enum(['never', 'on-failure', 'always']).default('on-failure'),
+  /** As `run --network`: host only on nodes whose config allows it. */
+  network: z.enum(['bridge', 'host', 'none']).optional(),
   depends_on: z.array(z.string()).default([]),
   /** Catalog and DNS name; default: the capsule's name. */
   service: z.string().regex(SERVICE_NAME_RE, 'a DNS label: lowercase letters, digits and -').optional(),
@@ -115,6 +117,7 @@ export function specOf (name: string, c: StackCapsule, env: Record<string, strin
     on: c.on,
     replicas: c.replicas,
     restart: { policy: c.restart },
+    ...(c.network !== undefined ? { network: c.network } : {}),
     resources: { ...(c.cpu !== undefined ? { cpu: c.cpu } : {}), ...(c.memory !== undefined ? { memoryBytes: parseMemory(c.memory) } : {}), ...(c.gpus !== undefined ? { gpus: { count: c.gpus } } : {}) }
   }
 }

@@ -12,7 +12,7 @@ import { FifoPool } from './fifo-pool.js'
 import { mkdirWithMode, writeNewFile } from './file-modes.js'
 import { readRecord, writeRecord, type CapsuleExit, type CapsuleRecord } from './capsule-state.js'
 import { CapsuleCgroup, type CgroupLayout, type CgroupStats } from './cgroups.js'
-import { CapsuleExistsError, CapsuleNotFoundError, CapsuleStateError, ImageLayoutError } from './errors.js'
+import { CapsuleExistsError, CapsuleNotFoundError, CapsuleStateError, GamingNotAllowedError, ImageLayoutError } from './errors.js'
 import { applyContainerEdits, mergeEdits, type ContainerEdits } from './gpu/edits.js'
 import { readLogs, RotatingLogWriter, type LogRecord } from './logs.js'
 import type { ExecResult, OciRuntimeDriver } from './oci/driver.js'
@@ -68,6 +68,8 @@ export interface NodeRuntimeDeps {
   volumeRoots: string[]
   log: { maxBytes: number, maxFiles: number }
   devices: DeviceProvider
+  /** Whether `gaming` capsules may get the node's input and sound devices (default: no). */
+  allowGaming?: boolean
 }
 
 interface Live {
@@ -138,6 +140,10 @@ export class NodeRuntime {
   async run (input: CapsuleRunSpecInput): Promise<CapsuleHandle> {
     if (this.closed) throw new CapsuleStateError('the runtime is closed')
     const spec = parseRunSpec(input)
+    if (spec.gaming !== undefined && spec.gaming !== false && this.deps.allowGaming !== true) {
+      // Defence in depth: the scheduler places gaming capsules only on nodes that allow them.
+      throw new GamingNotAllowedError(`capsule ${spec.name} asks for the gaming profile (this node's input and sound devices), which this node does not allow (set [capsules] allow_gaming = true on a machine set aside for games)`)
+    }
     if (this.live.has(spec.name)) throw new CapsuleExistsError(`capsule ${spec.name} already exists on this node (remove it first)`)
     const image = await this.deps.images.get(spec.image)
     if (image === undefined) throw new ImageLayoutError(`image ${spec.image} is not prepared on this node (call prepareImage first)`)

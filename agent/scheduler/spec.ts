@@ -62,6 +62,13 @@ export const CapsuleSpecSchema = z.strictObject({
     backoffMs: z.number().int().min(0).max(300_000).default(1000)
   }).prefault({}),
   strategy: z.enum(['binpack', 'spread']).default('binpack'),
+  /**
+   * The capsule's network: `host` shares the node's stack and is placed only
+   * on nodes whose config allows it; `none` has loopback only. Absent: the
+   * runtime's default.
+   */
+  network: z.enum(['bridge', 'host', 'none']).optional(),
+  /** Input and sound devices of the node: placed only on nodes that allow gaming. */
   gaming: z.boolean().default(false),
   volumes: z.array(z.strictObject({ host: z.string().max(4096), target: z.string().max(4096), readOnly: z.boolean().default(false) })).max(64).default([]),
   /** Ports the capsule serves on; instances with ports enter the service catalog. */

@@ -8,7 +8,7 @@
 import type { NodeRuntime, CapsuleExit } from '../../native/index.js'
 import type { CommandInput, CommandResult } from '../state/cluster-state.js'
 import type { CapsuleRecord, CapsuleTable, InstanceRecord } from '../state/capsules.js'
-import type { InstanceState } from '../scheduler/spec.js'
+import type { CapsuleSpec, InstanceState } from '../scheduler/spec.js'
 import type { Logger } from '../logger.js'
 import type { CapsuleSpec } from '../scheduler/spec.js'
 import { watchHealth } from '../services/health-probe.js'
@@ -31,6 +31,8 @@ export interface SupervisorInit {
   /** Why there is no runtime (reported as the failure reason). */
   runtimeError?: string
   images: ImageSource
+  /** This node's `[capsules] allow_host_network`: refuse `network = "host"` capsules when false. */
+  allowHostNetwork?: boolean
   log: Logger
   /**
    * Where tcp/http health checks reach an instance of this node. Default
@@ -47,6 +49,15 @@ interface Task {
   done: Promise<void>
   /** Set when the health check stopped it (--restart-unhealthy): restart whatever the policy. */
   unhealthyKill?: boolean
+}
+
+/**
+ * The node runtime's network for a capsule's `network`: `none` is a private
+ * namespace with loopback only; `host` and an absent field share the node's.
+ * `bridge` runs in a private namespace until the bridge runtime (#23) lands.
+ */
+export function runtimeNetwork (network: CapsuleSpec['network']): 'host' | 'private' {
+  return network === undefined || network === 'host' ? 'host' : 'private'
 }
 
 /** The runtime's name for one placement of an instance: a moved instance gets a new one. */
@@ -178,6 +189,11 @@ export class Supervisor {
         exit = await this.waitOrStop(rt, task, signal, spec, instance)
       } else {
         if (existing !== undefined || restarts > instance.restarts) await rt.remove(task.runtimeName, { force: true }).catch(() => undefined)
+        if (spec.network === 'host' && this.o.allowHostNetwork !== true) {
+          // Defence in depth: the scheduler places such capsules only on nodes that allow them.
+          await this.report(task, 'failed', { reason: 'this node does not allow host networking (set [capsules] allow_host_network = true in its config)', restarts })
+          return
+        }
         await this.report(task, 'pulling', { restarts, exitCode: lastExit })
         let imageId: string
         try {
@@ -196,6 +212,7 @@ export class Supervisor {
             resources: { ...(spec.resources.cpu > 0 ? { cpus: spec.resources.cpu } : {}), ...(spec.resources.memoryBytes >= 4 * 1024 * 1024 ? { memoryBytes: spec.resources.memoryBytes } : {}) },
             ...(spec.resources.gpus.count > 0 ? { gpus: spec.resources.gpus.count } : {}),
             ...(spec.gaming ? { gaming: true } : {}),
+            network: runtimeNetwork(spec.network),
             volumes: spec.volumes.map(v => ({ hostPath: v.host, containerPath: v.target, readOnly: v.readOnly })),
             labels: { 'bolt.capsule': spec.name, 'bolt.instance': instance.name }
           })

@@ -41,3 +41,9 @@ t.test('memory sizes are strict: a bare number or less than 4 MiB is refused wit
   t.throws(() => parseStack('[capsules.a]\nimage = "x"\nmemory = "1M"\n', 's.toml'), { name: 'StackError', message: /capsules\.a\.memory: 1M: below the smallest limit/ })
   t.match(specOf('a', parseStack('[capsules.a]\nimage = "x"\nmemory = "4M"\n', 's.toml').capsules.a!), { resources: { memoryBytes: 4 * 1024 * 1024 } })
 })
+
+t.test('network: bridge, host or none, passed to the capsule spec', async t => {
+  t.match(specOf('a', parseStack('[capsules.a]\nimage = "x"\nnetwork = "host"\n', 's.toml').capsules.a!), { network: 'host' })
+  t.notOk('network' in specOf('a', parseStack('[capsules.a]\nimage = "x"\n', 's.toml').capsules.a!), 'absent stays absent (the runtime\'s default)')
+  t.throws(() => parseStack('[capsules.a]\nimage = "x"\nnetwork = "wifi"\n', 's.toml'), { name: 'StackError', message: /capsules\.a\.network/ })
+})
