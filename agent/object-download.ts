@@ -31,9 +31,11 @@ export async function downloadObject (api: ApiClient, id: string, destArg: strin
     try { v = JSON.parse(text) as typeof v } catch { v = { error: text } }
     throw new AgentRequestError(res.status, v.error ?? `HTTP ${res.status}`, v.name)
   }
-  const header = ObjectGetHeaderSchema.safeParse(JSON.parse(res.headers.get(OBJECT_HEADER) ?? 'null'))
-  if (!header.success || res.body === null) {
-    await res.body?.cancel().catch(() => undefined)
+  let raw: unknown = null
+  try { raw = JSON.parse(res.header(OBJECT_HEADER) ?? 'null') } catch { /* not JSON: refused by the schema just below */ }
+  const header = ObjectGetHeaderSchema.safeParse(raw)
+  if (!header.success) {
+    res.discard()
     throw new ObjectDownloadError(`object get: the agent's answer has no valid ${OBJECT_HEADER} header (is the agent older than this CLI? upgrade it)`)
   }
   const tmp = join(dirname(dest), `.${basename(dest)}.${randomBytes(4).toString('hex')}.part`)

@@ -86,6 +86,15 @@ export class ApiResponse {
 
   get body (): AsyncIterable<Uint8Array> { return this.res }
 
+  /** A response header's value (the last one when repeated). */
+  header (name: string): string | undefined {
+    const v = this.res.headers[name.toLowerCase()]
+    return Array.isArray(v) ? v[v.length - 1] : v
+  }
+
+  /** Drops the body unread, closing the connection. */
+  discard (): void { this.res.destroy() }
+
   async text (): Promise<string> {
     const chunks: Buffer[] = []
     for await (const c of this.res) chunks.push(c as Buffer)

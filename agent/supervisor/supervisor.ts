@@ -10,7 +10,6 @@ import type { CommandInput, CommandResult } from '../state/cluster-state.js'
 import type { CapsuleRecord, CapsuleTable, InstanceRecord } from '../state/capsules.js'
 import type { CapsuleSpec, InstanceState } from '../scheduler/spec.js'
 import type { Logger } from '../logger.js'
-import type { CapsuleSpec } from '../scheduler/spec.js'
 import { watchHealth } from '../services/health-probe.js'
 import { HealthReporter } from '../services/health-reports.js'
 
