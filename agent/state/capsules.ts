@@ -26,16 +26,18 @@ export interface CapsuleRecord {
 }
 
 const Gen = z.number().int().nonnegative()
-export const CapsuleCommandSchema = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('capsule.create'), req: z.string().max(64), spec: CapsuleSpecSchema }),
-  z.object({ op: z.literal('capsule.place'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), gpuIndexes: z.array(z.number().int()).max(64), generation: Gen }),
-  z.object({ op: z.literal('capsule.unplace'), req: z.string().max(64), instance: z.string().max(128), generation: Gen, state: z.enum(['pending', 'lost']), reason: z.string().max(512) }),
-  z.object({ op: z.literal('capsule.pending'), req: z.string().max(64), instance: z.string().max(128), reason: z.string().max(512) }),
-  z.object({ op: z.literal('capsule.report'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), generation: Gen, state: InstanceStateSchema, exitCode: z.number().int().nullable(), reason: z.string().max(512).nullable(), restarts: z.number().int().nonnegative() }),
-  z.object({ op: z.literal('capsule.stop'), req: z.string().max(64), name: z.string().max(128) }),
-  z.object({ op: z.literal('capsule.remove'), req: z.string().max(64), name: z.string().max(128) })
-])
-export type CapsuleCommand = z.infer<typeof CapsuleCommandSchema>
+/** One schema per capsule command; commands.ts gives each its size bound and who may issue it. */
+export const CapsuleCommandSchemas = {
+  'capsule.create': z.object({ op: z.literal('capsule.create'), req: z.string().max(64), spec: CapsuleSpecSchema }),
+  'capsule.place': z.object({ op: z.literal('capsule.place'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), gpuIndexes: z.array(z.number().int()).max(64), generation: Gen }),
+  'capsule.unplace': z.object({ op: z.literal('capsule.unplace'), req: z.string().max(64), instance: z.string().max(128), generation: Gen, state: z.enum(['pending', 'lost']), reason: z.string().max(512) }),
+  'capsule.pending': z.object({ op: z.literal('capsule.pending'), req: z.string().max(64), instance: z.string().max(128), reason: z.string().max(512) }),
+  'capsule.report': z.object({ op: z.literal('capsule.report'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), generation: Gen, state: InstanceStateSchema, exitCode: z.number().int().nullable(), reason: z.string().max(512).nullable(), restarts: z.number().int().nonnegative() }),
+  'capsule.stop': z.object({ op: z.literal('capsule.stop'), req: z.string().max(64), name: z.string().max(128) }),
+  'capsule.remove': z.object({ op: z.literal('capsule.remove'), req: z.string().max(64), name: z.string().max(128) })
+}
+type CapsuleOp = keyof typeof CapsuleCommandSchemas
+export type CapsuleCommand = { [K in CapsuleOp]: z.infer<typeof CapsuleCommandSchemas[K]> }[CapsuleOp]
 
 export type Result = { ok: true, value?: string | null } | { ok: false, reason: string, current?: string | null }
 
