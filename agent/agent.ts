@@ -240,7 +240,7 @@ export class Agent {
       membersByState: () => this.membership.countByState(),
       membership: () => this.membership.stats(),
       bytesByProtocol: () => ({ ...this.membership.bytesByProtocol(), '/bolt/raft/1': this.raft.bytes() }),
-      extra: [...this.content.metrics(), ...mirrorMetrics(() => this.mirror?.stats ?? newMirrorStats())]
+      extra: [...this.content.metrics(), ...this.raft.metrics(), ...mirrorMetrics(() => this.mirror?.stats ?? newMirrorStats())]
     })
     await this.startApi()
     this.log.info({ id: this.peerId, name: this.clusterFile.get().name, api: this.apiUrl }, 'agent ready')

@@ -57,6 +57,8 @@ export class RaftHost {
   private autopilotBusy = false
   private readonly pilot = new Autopilot()
   private readonly ac = new AbortController()
+  /** Forwarded commands refused at this node as leader (malformed, unknown, too large or not allowed). */
+  refusedCommands = 0
 
   constructor (private readonly o: RaftHostInit) {
     // A committed entry that does not decode is skipped on every replica alike; say so, once per replay.
@@ -116,6 +118,14 @@ export class RaftHost {
   }
 
   bytes (): { in: number, out: number } { return this.transport.bytes }
+
+  /** Refusals at the Raft boundary, for /metrics. */
+  metrics (): Array<{ name: string, help: string, read: () => Array<{ value: number }> }> {
+    return [
+      { name: 'bolt_raft_refused_commands_total', help: 'Forwarded Raft commands this leader refused (malformed, unknown, too large, or not the sender\'s to issue)', read: () => [{ value: this.refusedCommands }] },
+      { name: 'bolt_raft_refused_messages_total', help: 'Raft messages dropped because their sender is not a voter (or learner) of the configuration', read: () => [{ value: this.node.status().refusedMessages }] }
+    ]
+  }
 
   /** Commits a command through Raft from any member; resolves with its result once applied. */
   async write (input: CommandInput, signal?: AbortSignal): Promise<CommandResult> {
@@ -189,6 +199,7 @@ export class RaftHost {
       cmd = admitCommand(req.data, { from, leader: this.o.self, state: this.state })
       if (cmd.req !== req.req) throw new CommandRefusedError(`the leader refused a command from ${from}: its request id does not match the forwarded one`)
     } catch (err) {
+      this.refusedCommands++
       this.o.log.warn({ from, err: (err as Error).message, name: (err as Error).name }, 'raft: refused a forwarded command')
       throw err
     }

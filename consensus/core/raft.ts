@@ -39,6 +39,8 @@ export class RaftCore {
   electionElapsed = 0
   /** Ticks since a voter of our configuration last spoke as leader (see senderAllowed). */
   strangerElapsed = 0
+  /** Messages dropped because their sender may not send them (a counter for status and metrics). */
+  refusedMessages = 0
   heartbeatElapsed = 0
   learnerHeartbeatElapsed = 0
   randomizedElectionTimeout = 0
@@ -173,7 +175,7 @@ export class RaftCore {
 
   step (m: Message): void {
     if (m.to !== this.id) return
-    if (!this.senderAllowed(m)) return
+    if (!this.senderAllowed(m)) { this.refusedMessages++; return }
     if (m.term > this.term) {
       if (m.type === 'vote' || m.type === 'preVote') {
         // Thesis §4.2.3: while a leader is known to be alive, ignore disruptive candidates (unless it is a transfer).
