@@ -175,8 +175,8 @@ export class PieceServer {
     const refuse = (e: Error): PreparedAnswer => reply({ t: 'err', code: 'bad-request', message: `${e.name}: ${e.message}`.slice(0, 1024) })
     const { store } = this.hooks
     if (req.t === 'have?' || req.t === 'manifest?' || req.t === 'piece?') {
-      const st = store.hasSync(req.digest) ? await store.stat(req.digest) : undefined
-      const problem = st !== undefined ? this.pieceSizeProblem(st.size, req.pieceSize) : null
+      const size = store.sizeSync(req.digest)
+      const problem = size !== undefined ? this.pieceSizeProblem(size, req.pieceSize) : null
       if (problem !== null) return refuse(problem)
     }
     switch (req.t) {
