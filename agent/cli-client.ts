@@ -5,7 +5,7 @@ import type { PutResult } from '../p2p/content/objects.js'
 import { AgentRequestError } from './api/client.js'
 import { UserError } from './errors.js'
 import { client, collect, formatBytes, out, pairs, type GlobalOpts } from './cli-common.js'
-import { parseBytes } from './scheduler/spec.js'
+import { parseMemory } from './scheduler/spec.js'
 
 export function registerClientCommands (program: Command): void {
   registerCapsuleCommands(program)
@@ -71,7 +71,7 @@ export function registerCapsuleCommands (program: Command): void {
       }
       let memoryBytes: number | undefined
       if (o.memory !== undefined) {
-        try { memoryBytes = parseBytes(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
+        try { memoryBytes = parseMemory(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
       }
       const gpus = num('--gpus', o.gpus, true)
       const spec = {

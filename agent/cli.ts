@@ -12,9 +12,11 @@ import { createLogger } from './logger.js'
 import { reexecForEdge } from './edge-runtime.js'
 import { tuneGc } from './gc-tuning.js'
 import { AgentRequestError, AgentUnreachableError } from './api/client.js'
-import { InvalidTokenError, parseToken } from '../p2p/token.js'
+import { formatToken } from '../p2p/token.js'
+import { hideTokenArg, readJoinToken, TOKEN_ENV } from './token-source.js'
 import { registerClientCommands } from './cli-client.js'
 import { registerMirrorCommands } from './mirror/cli.js'
+import { checkApiListen } from './api/server.js'
 import { client, collect, dataDirOf, handleClosedStdout, markAgentRunning, out, pairs, type GlobalOpts } from './cli-common.js'
 
 /** The longest a graceful shutdown may take before the process exits anyway. */
@@ -22,7 +24,7 @@ const SHUTDOWN_DEADLINE_MS = 15_000
 /** A second SIGINT/SIGTERM at least this long after the first exits at once. */
 const FORCE_AFTER_MS = 2000
 
-interface AgentCmdOpts { listen?: string[], api?: string, name?: string, role?: string, label?: string[], profile?: string, mirrorUpstream?: string, token?: string, mdns?: boolean }
+interface AgentCmdOpts { listen?: string[], api?: string, name?: string, role?: string, label?: string[], profile?: string, mirrorUpstream?: string, token?: string, tokenFile?: string, mdns?: boolean }
 
 async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = false): Promise<void> {
   if (g.api !== undefined && !/^[^\s:]+:\d+$|^\[[0-9a-fA-F:]+\]:\d+$/.test(g.api)) {
@@ -46,12 +48,17 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     flags.mirror = { ...(flags.mirror as object ?? {}), listen: '127.0.0.1:0' }
   }
   const config: Config = await loadConfig(g.config, flags)
+  try { checkApiListen(config.api.listen, config.api.allow_remote) } catch (err) { throw new UserError((err as Error).message) }
   markAgentRunning()
   if (mode.kind === 'join' && mode.addrs.length === 0 && !config.mdns) {
-    throw new UserError('join needs the address of a member when mDNS is off (--no-mdns or mdns = false): bolt-agent join ADDR --token T', 2)
+    throw new UserError('join needs the address of a member when mDNS is off (--no-mdns or mdns = false): BOLT_TOKEN=T bolt-agent join ADDR', 2)
   }
-  // Before anything is opened: an edge agent restarts itself with small-machine limits.
+  // Before anything is opened: an edge agent restarts itself with small-machine
+  // limits. The join token goes to the new process in its environment, never
+  // in its argv; then it leaves the environment, so no child (runc, mount…) inherits it.
+  if (mode.kind === 'join') process.env[TOKEN_ENV] = formatToken(mode.token)
   reexecForEdge(config)
+  delete process.env[TOKEN_ENV]
   tuneGc(config)
   const dataDir = dev ? await mkdtemp(join(tmpdir(), 'bolt-dev-')) : dataDirOf(g)
   const log = await createLogger(config.log_level)
@@ -86,9 +93,10 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     await agent.stop().catch(() => {})
     throw err
   }
-  const tok = agent.tokenInfo()
+  // The join token is a secret: start-up output (often kept in logs) never
+  // holds it; `bolt-agent token` prints it when asked.
   if (g.json === true) {
-    out(JSON.stringify({ event: 'ready', node: agent.status().node, api: agent.apiUrl, mirror: agent.mirror?.url ?? null, dataDir, token: tok.token, join: tok.join }))
+    out(JSON.stringify({ event: 'ready', node: agent.status().node, api: agent.apiUrl, mirror: agent.mirror?.url ?? null, dataDir }))
   } else {
     const st = agent.status()
     out(`bolt-agent ${mode.kind === 'init' || dev ? 'started a new cluster' : mode.kind === 'join' ? 'joined the cluster' : 'rejoined the cluster'}: node ${st.node.name} (${st.node.id}, ${st.node.role})`)
@@ -106,8 +114,7 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
       out(`try:  bolt-agent --data ${dataDir} status`)
       out('Ctrl-C stops it and removes the data dir.')
     }
-    out('Join other machines with:')
-    out(`  ${tok.join}`)
+    out(`Join other machines with the command that \`bolt-agent${dev || g.data !== undefined ? ` --data ${dataDir}` : ''} token\` prints (it holds the cluster's join secret).`)
   }
   // The handlers stay until the process exits: a signal arriving after the
   // stop (the second of a doubled Ctrl-C) must not kill it mid-exit.
@@ -141,13 +148,13 @@ export function buildProgram (): Command {
     .action(async (o: AgentCmdOpts) => { await runAgent(program.opts(), o, { kind: 'init' }) })
 
   agentOpts(program.command('join').description('join a cluster through any member').argument('[multiaddr...]', 'address of one or more members'))
-    .option('--token <token>', 'the join token (bolt-agent token on a member)')
+    .option('--token <token>', `the join token (\`bolt-agent token\` on a member); other local users can read it in the process list while the agent starts: prefer ${TOKEN_ENV}=T or --token-file`)
+    .option('--token-file <file>', 'read the join token from this file')
     .addOption(new Option('--role <role>', 'auto: a Raft voter while there are fewer than raft.voters').choices(['auto', 'server', 'client']))
     .option('--no-mdns', 'do not look for members on the local network')
     .action(async (addrs: string[], o: AgentCmdOpts) => {
-      if (o.token === undefined) throw new UserError('join needs --token TOKEN (run `bolt-agent token` on a member to get it)', 2)
-      let token
-      try { token = parseToken(o.token) } catch (err) { if (err instanceof InvalidTokenError) throw new UserError(`--token: ${err.message}`, 2); throw err }
+      if (o.token !== undefined) hideTokenArg()
+      const token = await readJoinToken({ flag: o.token, file: o.tokenFile })
       await runAgent(program.opts(), o, { kind: 'join', addrs, token })
     })
 
@@ -177,6 +184,17 @@ export function buildProgram (): Command {
       if (g.json === true) { out(JSON.stringify(t)); return }
       out(t.token)
       out(t.join)
+    })
+
+  program.command('evict').description('remove a member for good (by name or id); replaces the cluster key and the join token')
+    .argument('<node>', 'the member\'s name or peer id, as `status` lists it')
+    .action(async (node: string) => {
+      const g = program.opts<GlobalOpts>()
+      const r = await (await client(g)).request<{ evicted: { id: string, name: string }, keyVersion: number, token: string, join: string }>('POST', '/v1/members/evict', { node })
+      if (g.json === true) { out(JSON.stringify(r)); return }
+      out(`evicted ${r.evicted.name} (${r.evicted.id}); cluster key version ${r.keyVersion}; the old token no longer works, the new one:`)
+      out(r.token)
+      out(r.join)
     })
 
   program.command('leave').description('tell the cluster this node leaves, then stop it')

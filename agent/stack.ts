@@ -3,7 +3,7 @@
 // order is a topological sort that refuses cycles.
 import { z } from 'zod'
 import { parse as parseToml } from 'smol-toml'
-import { NAME_RE, parseBytes } from './scheduler/spec.js'
+import { NAME_RE, parseMemory } from './scheduler/spec.js'
 
 export class StackError extends Error {
   override name = 'StackError'
@@ -14,7 +14,9 @@ const StackCapsuleSchema = z.strictObject({
   args: z.array(z.string()).default([]),
   env: z.record(z.string(), z.string()).default({}),
   cpu: z.number().min(0).optional(),
-  memory: z.string().optional(),
+  memory: z.string().superRefine((v, ctx) => {
+    try { parseMemory(v) } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }) }
+  }).optional(),
   gpus: z.number().int().min(0).optional(),
   replicas: z.number().int().min(1).default(1),
   on: z.record(z.string(), z.string()).default({}),
@@ -75,6 +77,6 @@ export function specOf (name: string, c: StackCapsule): Record<string, unknown> 
     on: c.on,
     replicas: c.replicas,
     restart: { policy: c.restart },
-    resources: { ...(c.cpu !== undefined ? { cpu: c.cpu } : {}), ...(c.memory !== undefined ? { memoryBytes: parseBytes(c.memory) } : {}), ...(c.gpus !== undefined ? { gpus: { count: c.gpus } } : {}) }
+    resources: { ...(c.cpu !== undefined ? { cpu: c.cpu } : {}), ...(c.memory !== undefined ? { memoryBytes: parseMemory(c.memory) } : {}), ...(c.gpus !== undefined ? { gpus: { count: c.gpus } } : {}) }
   }
 }

@@ -9,6 +9,7 @@ import { buildRuntimeConfig, hostNofileHard, type RootlessIds } from './bundle/c
 import type { OciSpec } from './bundle/oci-spec.js'
 import { CapsuleProcess, collectRest, isWaiterAlive, PendingWaiter, readExitCode, waitForStart } from './capsule-process.js'
 import { FifoPool } from './fifo-pool.js'
+import { mkdirWithMode, writeNewFile } from './file-modes.js'
 import { readRecord, writeRecord, type CapsuleExit, type CapsuleRecord } from './capsule-state.js'
 import { CapsuleCgroup, type CgroupLayout, type CgroupStats } from './cgroups.js'
 import { CapsuleExistsError, CapsuleNotFoundError, CapsuleStateError, ImageLayoutError } from './errors.js'
@@ -233,11 +234,12 @@ export class NodeRuntime {
   private async bundleConfig (spec: CapsuleRunSpec, image: PreparedImage, rootfs: string, dir: string, cg: CapsuleCgroup | undefined): Promise<OciSpec> {
     const hostname = spec.hostname ?? spec.name
     const etcDir = join(dir, 'etc')
-    await mkdir(etcDir)
+    // Bind-mounted into the capsule, where any of its users reads them.
+    await mkdirWithMode(etcDir, 0o755)
     const resolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => 'nameserver 1.1.1.1\n')
-    await writeFile(join(etcDir, 'hostname'), `${hostname}\n`)
-    await writeFile(join(etcDir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`)
-    await writeFile(join(etcDir, 'resolv.conf'), spec.network === 'host' ? resolv : resolv.replace(/^nameserver\s+127\.\S+\s*$/gm, ''))
+    await writeNewFile(join(etcDir, 'hostname'), `${hostname}\n`, 0o644)
+    await writeNewFile(join(etcDir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`, 0o644)
+    await writeNewFile(join(etcDir, 'resolv.conf'), spec.network === 'host' ? resolv : resolv.replace(/^nameserver\s+127\.\S+\s*$/gm, ''), 0o644)
     const config = await buildRuntimeConfig({
       spec,
       image: image.config,

@@ -17,10 +17,14 @@ t.test('bad input gives one clear line and the right exit code', async t => {
     { what: 'bad value', args: ['--config', await write('value.toml', '[raft]\nvoters = "three"\n'), 'init'], code: 1, line: /raft\.voters: / },
     { what: 'bad listen multiaddr', args: ['init', '--listen', 'tcp://0.0.0.0:1'], code: 1, line: /listen\.0: a multiaddr/ },
     { what: 'bad seed multiaddr', args: ['join', 'not-an-addr', '--token', TOKEN, '--listen', '/ip4/127.0.0.1/tcp/0'], code: 2, line: /not-an-addr is not a multiaddr/ },
-    { what: 'missing token', args: ['join', '/ip4/127.0.0.1/tcp/9'], code: 2, line: /join needs --token/ },
+    { what: 'missing token', args: ['join', '/ip4/127.0.0.1/tcp/9'], code: 2, line: /join needs the join token: BOLT_TOKEN=T/ },
+    { what: 'token twice', args: ['join', '/ip4/127.0.0.1/tcp/9', '--token', TOKEN, '--token-file', await write('tok', TOKEN)], code: 2, line: /join takes --token or --token-file, not both/ },
+    { what: 'missing token file', args: ['join', '/ip4/127.0.0.1/tcp/9', '--token-file', join(dir, 'absent')], code: 2, line: /--token-file \S+absent: cannot read it \(ENOENT\)/ },
     { what: 'malformed token', args: ['join', '/ip4/127.0.0.1/tcp/9', '--token', 'hello'], code: 2, line: /--token: malformed token/ },
     { what: 'unreachable seed', args: ['join', '/ip4/127.0.0.1/tcp/9/p2p/12D3KooWGzh6Y8rhAPdbVEA7cxF5M4Z8ZkT3N2wJ8QYw4XK1pTn7', '--token', TOKEN, '--listen', '/ip4/127.0.0.1/tcp/0'], code: 1, line: /join failed: cannot reach 127\.0\.0\.1/ },
     { what: 'unknown command', args: ['frobnicate'], code: 2, line: /unknown command/ },
+    { what: 'memory without a unit', args: ['run', 'busybox', '--memory', '10'], code: 2, line: /--memory 10: give a unit, e\.g\. 512M/ },
+    { what: 'memory below the floor', args: ['run', 'busybox', '--memory', '1M'], code: 2, line: /--memory 1M: below the smallest limit/ },
     { what: 'no agent running', args: ['status'], code: 1, line: /no agent is running with data dir/ }
   ]
   for (const c of cases) {
