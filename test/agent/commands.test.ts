@@ -6,6 +6,7 @@ import fc from 'fast-check'
 import { encode } from 'cbor-x'
 import { admitCommand, COMMANDS, CommandDecodeError, decodeCommand, encodeCommand, MAX_COMMAND_BYTES, type Command, type IssuerContext } from '../../agent/state/commands.js'
 import { ClusterState } from '../../agent/state/cluster-state.js'
+import { CapsuleSpecSchema } from '../../agent/scheduler/spec.js'
 
 const KNOWN = new Set(['CommandDecodeError', 'UnknownCommandError', 'CommandTooLargeError'])
 
@@ -111,7 +112,7 @@ t.test('the rule table: who may issue what', async t => {
     { op: 'noop', req: 'd' },
     { op: 'capsule.stop', req: 'e', name: 'web' },
     { op: 'capsule.remove', req: 'f', name: 'web' },
-    { op: 'capsule.create', req: 'g', spec: { name: 'web', image: 'busybox', args: [], env: {}, resources: { cpu: 0.1, memoryBytes: 1, gpus: { count: 0 } }, labels: {}, on: {}, replicas: 1, restart: { policy: 'never', maxRetries: 5, backoffMs: 1000 }, strategy: 'binpack', gaming: false, volumes: [] } }
+    { op: 'capsule.create', req: 'g', spec: CapsuleSpecSchema.parse({ name: 'web', image: 'busybox' }) }
   ]
   for (const c of anyone) t.equal(admitCommand(bytes(c), ctx('M')).op, c.op, `${c.op}: any member`)
   const leaderOnly: Command[] = [
