@@ -271,7 +271,7 @@ export class Agent {
       membersByState: () => this.membership.countByState(),
       membership: () => this.membership.stats(),
       bytesByProtocol: () => ({ ...this.membership.bytesByProtocol(), '/bolt/raft/1': this.raft.bytes() }),
-      extra: [...this.content.metrics(), ...mirrorMetrics(() => this.mirror?.stats ?? newMirrorStats()), ...this.raft.metrics.gauges()],
+      extra: [...this.content.metrics(), ...mirrorMetrics(() => this.mirror?.stats ?? newMirrorStats()), ...this.raft.metrics.gauges(), ...this.raft.refusalMetrics()],
       histograms: this.raft.metrics.histograms()
     })
     await this.startApi()

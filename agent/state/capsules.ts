@@ -34,22 +34,24 @@ export interface CapsuleRecord {
 }
 
 const Gen = z.number().int().nonnegative()
-export const CapsuleCommandSchema = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('capsule.create'), req: z.string().max(64), spec: CapsuleSpecSchema }),
-  z.object({ op: z.literal('capsule.place'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), gpuIndexes: z.array(z.number().int()).max(64), generation: Gen, ports: z.array(PortBindingSchema).max(64).optional() }),
-  z.object({ op: z.literal('capsule.unplace'), req: z.string().max(64), instance: z.string().max(128), generation: Gen, state: z.enum(['pending', 'lost']), reason: z.string().max(512) }),
-  z.object({ op: z.literal('capsule.pending'), req: z.string().max(64), instance: z.string().max(128), reason: z.string().max(512) }),
-  z.object({ op: z.literal('capsule.report'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), generation: Gen, state: InstanceStateSchema, exitCode: z.number().int().nullable(), reason: z.string().max(512).nullable(), restarts: z.number().int().nonnegative() }),
-  z.object({ op: z.literal('capsule.stop'), req: z.string().max(64), name: z.string().max(128) }),
-  z.object({ op: z.literal('capsule.remove'), req: z.string().max(64), name: z.string().max(128) }),
+/** One schema per capsule command; commands.ts gives each its size bound and who may issue it. */
+export const CapsuleCommandSchemas = {
+  'capsule.create': z.object({ op: z.literal('capsule.create'), req: z.string().max(64), spec: CapsuleSpecSchema }),
+  'capsule.place': z.object({ op: z.literal('capsule.place'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), gpuIndexes: z.array(z.number().int()).max(64), generation: Gen, ports: z.array(PortBindingSchema).max(64).optional() }),
+  'capsule.unplace': z.object({ op: z.literal('capsule.unplace'), req: z.string().max(64), instance: z.string().max(128), generation: Gen, state: z.enum(['pending', 'lost']), reason: z.string().max(512) }),
+  'capsule.pending': z.object({ op: z.literal('capsule.pending'), req: z.string().max(64), instance: z.string().max(128), reason: z.string().max(512) }),
+  'capsule.report': z.object({ op: z.literal('capsule.report'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), generation: Gen, state: InstanceStateSchema, exitCode: z.number().int().nullable(), reason: z.string().max(512).nullable(), restarts: z.number().int().nonnegative() }),
+  'capsule.stop': z.object({ op: z.literal('capsule.stop'), req: z.string().max(64), name: z.string().max(128) }),
+  'capsule.remove': z.object({ op: z.literal('capsule.remove'), req: z.string().max(64), name: z.string().max(128) }),
   /**
    * Health transitions seen by one node's probes, batched: only changes are
    * written, coalesced per instance, so a probe every second costs no Raft
    * entry while nothing changes.
    */
-  z.object({ op: z.literal('instance.health'), req: z.string().max(64), node: z.string().max(128), updates: z.array(z.object({ instance: z.string().max(128), generation: Gen, health: HealthStateSchema })).min(1).max(MAX_HEALTH_UPDATES) })
-])
-export type CapsuleCommand = z.infer<typeof CapsuleCommandSchema>
+  'instance.health': z.object({ op: z.literal('instance.health'), req: z.string().max(64), node: z.string().max(128), updates: z.array(z.object({ instance: z.string().max(128), generation: Gen, health: HealthStateSchema })).min(1).max(MAX_HEALTH_UPDATES) })
+}
+type CapsuleOp = keyof typeof CapsuleCommandSchemas
+export type CapsuleCommand = { [K in CapsuleOp]: z.infer<typeof CapsuleCommandSchemas[K]> }[CapsuleOp]
 
 export type Result = { ok: true, value?: string | null } | { ok: false, reason: string, current?: string | null }
 
