@@ -1,12 +1,10 @@
 // The follower and (pre-)candidate roles: accepting appends, heartbeats and
 // chunked snapshots from the leader, counting votes, and leader transfer.
-import type { Message, MessageOf, Snapshot, SnapshotMeta } from '../types.js'
-import type { RaftCore } from './raft.js'
+import type { Message, MessageOf, Snapshot } from '../types.js'
+import type { RoleContext } from './role-context.js'
 
 /** A snapshot being received chunk by chunk. */
-export interface SnapshotReceive { meta: SnapshotMeta, total: number, received: number, chunks: Uint8Array[] }
-
-export function stepFollower (r: RaftCore, m: Message): void {
+export function stepFollower (r: RoleContext, m: Message): void {
   switch (m.type) {
     case 'app':
       r.electionElapsed = 0
@@ -37,7 +35,7 @@ export function stepFollower (r: RaftCore, m: Message): void {
   }
 }
 
-export function stepCandidate (r: RaftCore, m: Message): void {
+export function stepCandidate (r: RoleContext, m: Message): void {
   const respType = r.role === 'preCandidate' ? 'preVoteResp' : 'voteResp'
   switch (m.type) {
     case 'app':
@@ -70,7 +68,7 @@ export function stepCandidate (r: RaftCore, m: Message): void {
   }
 }
 
-function handleAppend (r: RaftCore, m: MessageOf<'app'>): void {
+function handleAppend (r: RoleContext, m: MessageOf<'app'>): void {
   if (m.index < r.log.committed) {
     r.send({ type: 'appResp', from: r.id, to: m.from, term: r.term, index: r.log.committed, reject: false, hintIndex: 0, hintTerm: 0 })
     return
@@ -85,14 +83,14 @@ function handleAppend (r: RaftCore, m: MessageOf<'app'>): void {
   r.send({ type: 'appResp', from: r.id, to: m.from, term: r.term, index: m.index, reject: true, hintIndex, hintTerm })
 }
 
-function handleHeartbeat (r: RaftCore, m: MessageOf<'heartbeat'>): void {
+function handleHeartbeat (r: RoleContext, m: MessageOf<'heartbeat'>): void {
   r.log.commitTo(Math.min(m.commit, r.log.lastIndex()))
   const resp: Message = { type: 'heartbeatResp', from: r.id, to: m.from, term: r.term }
   if (m.context !== undefined) resp.context = m.context
   r.send(resp)
 }
 
-function handleSnapChunk (r: RaftCore, m: MessageOf<'snap'>): void {
+function handleSnapChunk (r: RoleContext, m: MessageOf<'snap'>): void {
   const reply = (offset: number): void => { r.send({ type: 'snapResp', from: r.id, to: m.from, term: r.term, index: m.meta.index, offset }) }
   if (m.meta.index <= r.log.committed) {
     // Already have everything it covers: tell the leader where we are.
@@ -121,7 +119,7 @@ function handleSnapChunk (r: RaftCore, m: MessageOf<'snap'>): void {
 }
 
 /** Installs a snapshot from the leader; false if our log already covers it. */
-function restore (r: RaftCore, s: Snapshot): boolean {
+function restore (r: RoleContext, s: Snapshot): boolean {
   if (s.meta.index <= r.log.committed) return false
   if (r.log.matchTerm(s.meta.index, s.meta.term)) {
     // Our log has the entry: the snapshot adds only a commit index (etcd does the same).

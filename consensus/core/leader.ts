@@ -3,10 +3,10 @@
 import type { Message, MessageOf } from '../types.js'
 import { entrySize } from '../types.js'
 import { CompactedError } from '../errors.js'
-import type { RaftCore } from './raft.js'
+import type { RoleContext } from './role-context.js'
 import type { Progress } from './progress.js'
 
-export function leaderTick (r: RaftCore): void {
+export function leaderTick (r: RoleContext): void {
   r.heartbeatElapsed++
   r.learnerHeartbeatElapsed++
   r.electionElapsed++
@@ -36,7 +36,7 @@ export function leaderTick (r: RaftCore): void {
  * Heartbeats every voter, and every learner too when `learners` is true. A
  * ReadIndex round needs only voters' acks, so it leaves learners out.
  */
-export function bcastHeartbeat (r: RaftCore, context: string | undefined, learners: boolean): void {
+export function bcastHeartbeat (r: RoleContext, context: string | undefined, learners: boolean): void {
   for (const [id, p] of r.tracker.progress) {
     if (id === r.id) continue
     if (!learners && !r.tracker.isVoter(id)) continue
@@ -48,14 +48,14 @@ export function bcastHeartbeat (r: RaftCore, context: string | undefined, learne
   }
 }
 
-export function bcastAppend (r: RaftCore): void {
+export function bcastAppend (r: RoleContext): void {
   for (const id of r.tracker.progress.keys()) {
     if (id !== r.id) sendAppend(r, id, true)
   }
 }
 
 /** Sends what `to` needs next if it is not paused; false if nothing was sent. */
-export function sendAppend (r: RaftCore, to: string, sendIfEmpty: boolean): boolean {
+export function sendAppend (r: RoleContext, to: string, sendIfEmpty: boolean): boolean {
   const p = r.tracker.progress.get(to)
   if (p === undefined || p.isPaused()) return false
   const prevIndex = p.next - 1
@@ -76,7 +76,7 @@ export function sendAppend (r: RaftCore, to: string, sendIfEmpty: boolean): bool
   return true
 }
 
-function startSnapshot (r: RaftCore, to: string, p: Progress): boolean {
+function startSnapshot (r: RoleContext, to: string, p: Progress): boolean {
   // Snapshots are expensive; only send them to peers that answer (etcd does the same).
   if (!p.recentActive) return false
   const snap = r.log.snapshot()
@@ -86,7 +86,7 @@ function startSnapshot (r: RaftCore, to: string, p: Progress): boolean {
   return true
 }
 
-function sendSnapshotChunk (r: RaftCore, to: string, p: Progress): void {
+function sendSnapshotChunk (r: RoleContext, to: string, p: Progress): void {
   const snap = r.log.snapshot()
   if (snap.meta.index !== p.pendingSnapshot) {
     // Compacted again meanwhile: restart with the newer snapshot.
@@ -98,7 +98,7 @@ function sendSnapshotChunk (r: RaftCore, to: string, p: Progress): void {
   p.snapIdleTicks = 0
 }
 
-export function handleTransfer (r: RaftCore, target: string): void {
+export function handleTransfer (r: RoleContext, target: string): void {
   const p = r.tracker.progress.get(target)
   if (p === undefined || p.isLearner || target === r.id) return
   if (r.leadTransferee === target) return
@@ -109,11 +109,11 @@ export function handleTransfer (r: RaftCore, target: string): void {
   else sendAppend(r, target, true)
 }
 
-function sendTimeoutNow (r: RaftCore, to: string): void {
+function sendTimeoutNow (r: RoleContext, to: string): void {
   r.send({ type: 'timeoutNow', from: r.id, to, term: r.term })
 }
 
-export function stepLeader (r: RaftCore, m: Message): void {
+export function stepLeader (r: RoleContext, m: Message): void {
   switch (m.type) {
     case 'appResp': handleAppResp(r, m); return
     case 'heartbeatResp': handleHeartbeatResp(r, m); return
@@ -134,7 +134,7 @@ export function stepLeader (r: RaftCore, m: Message): void {
   }
 }
 
-function handleAppResp (r: RaftCore, m: MessageOf<'appResp'>): void {
+function handleAppResp (r: RoleContext, m: MessageOf<'appResp'>): void {
   const p = r.tracker.progress.get(m.from)
   if (p === undefined) return
   p.recentActive = true
@@ -164,7 +164,7 @@ function handleAppResp (r: RaftCore, m: MessageOf<'appResp'>): void {
   if (m.from === r.leadTransferee && p.match === r.log.lastIndex()) sendTimeoutNow(r, m.from)
 }
 
-function handleHeartbeatResp (r: RaftCore, m: MessageOf<'heartbeatResp'>): void {
+function handleHeartbeatResp (r: RoleContext, m: MessageOf<'heartbeatResp'>): void {
   const p = r.tracker.progress.get(m.from)
   if (p === undefined) return
   p.recentActive = true
@@ -177,12 +177,12 @@ function handleHeartbeatResp (r: RaftCore, m: MessageOf<'heartbeatResp'>): void 
   for (const rs of r.readOnly.advance(m.context)) respondRead(r, rs.from, rs.context, rs.index)
 }
 
-function respondRead (r: RaftCore, from: string, context: string, index: number): void {
+function respondRead (r: RoleContext, from: string, context: string, index: number): void {
   if (from === r.id) r.readStates.push({ index, context })
   else r.send({ type: 'readIndexResp', from: r.id, to: from, term: r.term, context, index, reject: false })
 }
 
-function handleReadIndex (r: RaftCore, m: MessageOf<'readIndex'>): void {
+function handleReadIndex (r: RoleContext, m: MessageOf<'readIndex'>): void {
   if (!r.committedInTerm()) {
     // Thesis §6.4 step 1: the commit index is only known once an entry of this term commits.
     if (r.pendingReadIndex.length < r.opts.maxPendingReads) r.pendingReadIndex.push({ context: m.context, from: m.from })

@@ -9,7 +9,8 @@ import { ProgressTracker, applyConfChange, confChangeProblem } from './tracker.j
 import { ReadOnly } from './read-only.js'
 import { resolveOptions, type RaftCoreOptions, type ResolvedOptions } from './config.js'
 import { bcastAppend, handleTransfer, leaderTick, stepLeader } from './leader.js'
-import { stepCandidate, stepFollower, type SnapshotReceive } from './follower.js'
+import { stepCandidate, stepFollower } from './follower.js'
+import type { RoleContext, SnapshotReceive } from './role-context.js'
 import { coreStatus, type CoreStatus } from './status.js'
 
 export type { CoreStatus, PeerStatus } from './status.js'
@@ -26,7 +27,7 @@ export type StepFn = (r: RaftCore, m: Message) => void
 const FROM_VOTERS: ReadonlySet<Message['type']> = new Set(['app', 'heartbeat', 'snap', 'timeoutNow', 'vote', 'preVote', 'readIndexResp', 'transferLeader'])
 const FROM_LEADER: ReadonlySet<Message['type']> = new Set(['app', 'heartbeat', 'snap'])
 
-export class RaftCore {
+export class RaftCore implements RoleContext {
   readonly id: string
   readonly opts: ResolvedOptions
   readonly log: RaftLog

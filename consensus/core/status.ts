@@ -1,6 +1,6 @@
 // A read-only summary of a core for status output and tests.
 import type { ConfState, Role } from '../types.js'
-import type { RaftCore } from './raft.js'
+import type { RoleContext } from './role-context.js'
 
 export interface PeerStatus { match: number, next: number, state: string, recentActive: boolean, isLearner: boolean }
 export interface CoreStatus {
@@ -11,7 +11,7 @@ export interface CoreStatus {
   refusedMessages: number
 }
 
-export function coreStatus (r: RaftCore): CoreStatus {
+export function coreStatus (r: RoleContext): CoreStatus {
   const progress: Record<string, PeerStatus> = {}
   if (r.role === 'leader') {
     for (const [id, p] of r.tracker.progress) {
