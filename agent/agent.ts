@@ -36,6 +36,7 @@ import { registerMirrorRoutes, startMirror } from './mirror/agent-mirror.js'
 import type { MirrorServer } from './mirror/mirror-server.js'
 import { mirrorMetrics, newMirrorStats } from './mirror/stats.js'
 import { CapsuleHost } from './capsule-host.js'
+import type { MemberMeta } from '../p2p/membership/meta.js'
 import { busyboxPath, DEMO_REF } from './demo-image.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
 
@@ -89,6 +90,8 @@ export class Agent {
   private lan: LanAdvertiser | undefined
   private lastAdvertised = ''
   private readonly onSelfUpdate = (): void => { this.refreshAdvertisedAddrs() }
+  private resources: MemberMeta['resources'] = { cpus: cpus().length, memoryBytes: totalmem(), gpus: [] }
+  private networkMeta: MemberMeta['network']
 
   constructor (opts: AgentOptions) {
     this.dataDir = opts.dataDir
@@ -161,14 +164,7 @@ export class Agent {
       profile: this.config.profile,
       overrides: this.config.membership,
       incarnation,
-      meta: {
-        name: this.clusterFile.get().name,
-        role: this.clusterFile.get().role,
-        addrs: this.advertisedAddrs(),
-        resources: await CapsuleHost.resources().catch(() => ({ cpus: cpus().length, memoryBytes: totalmem(), gpus: [] })),
-        labels: { ...this.config.labels, [ROLE_PREF_LABEL]: this.config.role },
-        version: AGENT_VERSION
-      },
+      meta: (this.resources = await CapsuleHost.resources().catch(() => ({ cpus: cpus().length, memoryBytes: totalmem(), gpus: [] })), this.selfMeta()),
       openStream: async (peerId, addrs, protocol, signal) => await openClusterStream(this.libp2p, this.admission, peerId, addrs, protocol, signal),
       guard: (h) => this.admission.guard(h),
       onIncarnation: (n) => { void this.clusterFile.update({ incarnation: n }).catch(() => {}) },
@@ -228,6 +224,7 @@ export class Agent {
       raft: this.raft,
       content: this.content,
       members: () => this.membership.view(),
+      announceNetwork: (n) => { this.networkMeta = n; this.membership.updateMeta(this.selfMeta()) },
       guard: (h) => this.admission.guard(h),
       openStream: openControl,
       log: this.log.child({ part: 'capsules' })
@@ -272,15 +269,21 @@ export class Agent {
     const addrs = this.advertisedAddrs().join(' ')
     if (addrs === this.lastAdvertised) return
     this.lastAdvertised = addrs
+    this.membership.updateMeta(this.selfMeta())
+  }
+
+  /** What this node gossips about itself. */
+  private selfMeta (): MemberMeta {
     const f = this.clusterFile.get()
-    this.membership.updateMeta({
+    return {
       name: f.name,
       role: f.role,
       addrs: this.advertisedAddrs(),
-      resources: { cpus: cpus().length, memoryBytes: totalmem(), gpus: [] },
+      resources: this.resources,
       labels: { ...this.config.labels, [ROLE_PREF_LABEL]: this.config.role },
-      version: AGENT_VERSION
-    })
+      version: AGENT_VERSION,
+      ...(this.networkMeta !== undefined ? { network: this.networkMeta } : {})
+    }
   }
 
   /** Addresses other members can dial, without the /p2p part. */
@@ -339,7 +342,8 @@ export class Agent {
   async runDemoCapsule (): Promise<string | undefined> {
     if (busyboxPath() === undefined) return 'no busybox on this host (apt-get install busybox-static) for the demo image'
     if (this.capsules.runtime === undefined) return this.capsules.runtimeError ?? 'no OCI runtime on this node'
-    const spec = CapsuleSpecSchema.parse({ name: 'demo', image: DEMO_REF, args: ['/bin/sh', '-c', 'echo hello from a bolt capsule; while true; do date; sleep 5; done'], resources: { cpu: 0.1, memoryBytes: 32 * 1024 * 1024 } })
+    // The demo needs no network: `none` leaves the host's interfaces and firewall as they were.
+    const spec = CapsuleSpecSchema.parse({ name: 'demo', image: DEMO_REF, args: ['/bin/sh', '-c', 'echo hello from a bolt capsule; while true; do date; sleep 5; done'], resources: { cpu: 0.1, memoryBytes: 32 * 1024 * 1024 }, network: 'none' })
     const r = await this.raft.write({ op: 'capsule.create', spec })
     return r.ok ? undefined : r.reason
   }

@@ -5,7 +5,8 @@ import type { PutResult } from '../p2p/content/objects.js'
 import { AgentRequestError } from './api/client.js'
 import { UserError } from './errors.js'
 import { client, collect, formatBytes, out, pairs, type GlobalOpts } from './cli-common.js'
-import { parseBytes } from './scheduler/spec.js'
+import { NetworkModeSchema, parseBytes, portsProblem, type NetworkMode, type PortRequest } from './scheduler/spec.js'
+import { formatPort, parsePortOption, PortOptionError } from './ports.js'
 
 export function registerClientCommands (program: Command): void {
   registerCapsuleCommands(program)
@@ -44,7 +45,7 @@ function defaultName (image: string): string {
   return `${base.slice(0, 50)}-${Math.random().toString(36).slice(2, 6)}`
 }
 
-interface PsRow { name: string, capsule: string, image: string, node: string | null, state: string, reason: string | null, exitCode: number | null, restarts: number }
+interface PsRow { name: string, capsule: string, image: string, node: string | null, nodeName?: string | null, address?: string | null, ports?: Array<{ host: number, container: number, proto: string }>, state: string, reason: string | null, exitCode: number | null, restarts: number }
 
 export function registerCapsuleCommands (program: Command): void {
   program.command('run').description('submit a capsule; prints its name')
@@ -61,6 +62,8 @@ export function registerCapsuleCommands (program: Command): void {
     .option('--restart <policy>', 'never | on-failure | always')
     .option('--strategy <s>', 'binpack (default) | spread')
     .option('--gaming', 'gaming profile: GPU render nodes, input, sound, display sockets')
+    .option('-p, --publish <port>', 'publish a port: HOST:CONTAINER[/tcp|udp], or CONTAINER[/proto] for a dynamic host port; repeatable', collect)
+    .option('--network <mode>', 'bridge (default): own address on the node\'s bridge | host: the node\'s network | none: loopback only')
     .action(async (image: string, cmd: string[], o: Record<string, unknown>) => {
       const g = program.opts<GlobalOpts>()
       const num = (flag: string, v: unknown, int = false): number | undefined => {
@@ -74,6 +77,17 @@ export function registerCapsuleCommands (program: Command): void {
         try { memoryBytes = parseBytes(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
       }
       const gpus = num('--gpus', o.gpus, true)
+      const network = o.network as string | undefined
+      if (network !== undefined && !NetworkModeSchema.options.includes(network as NetworkMode)) throw new UserError(`--network ${network}: expected bridge, host or none`, 2)
+      let ports: PortRequest[] = []
+      try {
+        ports = ((o.publish as string[] | undefined) ?? []).map(parsePortOption)
+      } catch (err) {
+        if (err instanceof PortOptionError) throw new UserError(err.message, 2)
+        throw err
+      }
+      const problem = portsProblem((network ?? 'bridge') as NetworkMode, ports)
+      if (problem !== undefined) throw new UserError(problem, 2)
       const spec = {
         name: (o.name as string | undefined) ?? defaultName(image),
         image,
@@ -85,7 +99,9 @@ export function registerCapsuleCommands (program: Command): void {
         ...(o.replicas !== undefined ? { replicas: num('--replicas', o.replicas, true) } : {}),
         ...(o.restart !== undefined ? { restart: { policy: o.restart } } : {}),
         ...(o.strategy !== undefined ? { strategy: o.strategy } : {}),
-        ...(o.gaming === true ? { gaming: true } : {})
+        ...(o.gaming === true ? { gaming: true } : {}),
+        ...(network !== undefined ? { network } : {}),
+        ...(ports.length > 0 ? { ports } : {})
       }
       try {
         const rec = await (await client(g)).request<{ spec: { name: string } }>('POST', '/v1/capsules', spec)
@@ -101,7 +117,8 @@ export function registerCapsuleCommands (program: Command): void {
       const g = program.opts<GlobalOpts>()
       const rows = await (await client(g)).request<PsRow[]>('GET', '/v1/capsules')
       if (g.json === true) { out(JSON.stringify(rows)); return }
-      const table = [['NAME', 'IMAGE', 'NODE', 'STATE', 'EXIT', 'RESTARTS', 'REASON'], ...rows.map(r => [r.name, r.image, r.node === null ? '-' : r.node.slice(-12), r.state, r.exitCode === null ? '-' : String(r.exitCode), String(r.restarts), r.reason ?? ''])]
+      const portsOf = (r: PsRow): string => (r.ports ?? []).map(p => formatPort(r.address ?? null, p)).join(',') || '-'
+      const table = [['NAME', 'IMAGE', 'NODE', 'STATE', 'PORTS', 'EXIT', 'RESTARTS', 'REASON'], ...rows.map(r => [r.name, r.image, r.node === null ? '-' : (r.nodeName ?? r.node.slice(-12)), r.state, portsOf(r), r.exitCode === null ? '-' : String(r.exitCode), String(r.restarts), r.reason ?? ''])]
       const widths = table[0]!.map((_, i) => Math.max(...table.map(r => (r[i] ?? '').length)))
       for (const r of table) out(r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  '))
     })

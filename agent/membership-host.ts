@@ -21,6 +21,8 @@ export interface MemberView {
   resources: MemberMeta['resources']
   labels: Record<string, string>
   incarnation: number
+  /** The member's capsule subnet and dynamic port range, once announced. */
+  network?: MemberMeta['network']
 }
 
 export interface MembershipHostInit {
@@ -172,7 +174,8 @@ export class MembershipHost extends EventTarget {
       addrs: m.meta.addrs,
       resources: m.meta.resources,
       labels: m.meta.labels,
-      incarnation: m.incarnation
+      incarnation: m.incarnation,
+      ...(m.meta.network !== undefined ? { network: m.meta.network } : {})
     }))
   }
 

@@ -13,6 +13,46 @@ export const GpuDemandSchema = z.strictObject({
   minMemoryBytes: z.number().int().nonnegative().optional()
 })
 
+export const NetworkModeSchema = z.enum(['bridge', 'host', 'none'])
+export type NetworkMode = z.infer<typeof NetworkModeSchema>
+export const MAX_PORTS = 64
+
+export const PortRequestSchema = z.strictObject({
+  /** Absent: a dynamic port from the node's range, chosen at placement. */
+  host: z.number().int().min(1, 'a host port is 1-65535').max(65535, 'a host port is 1-65535').optional(),
+  container: z.number().int().min(1, 'a container port is 1-65535').max(65535, 'a container port is 1-65535'),
+  proto: z.enum(['tcp', 'udp']).default('tcp')
+})
+export type PortRequest = z.infer<typeof PortRequestSchema>
+
+/** A port as placed: what the instance record in Raft holds (`ports: [{ host, container, proto }]`). */
+export const AssignedPortSchema = z.strictObject({
+  host: z.number().int().min(1).max(65535),
+  container: z.number().int().min(1).max(65535),
+  proto: z.enum(['tcp', 'udp'])
+})
+export type AssignedPort = z.infer<typeof AssignedPortSchema>
+
+/** What is wrong with these ports in this network mode, or undefined. */
+export function portsProblem (network: NetworkMode, ports: ReadonlyArray<{ host?: number | undefined, container: number, proto: 'tcp' | 'udp' }>): string | undefined {
+  if (network === 'none' && ports.length > 0) return 'a capsule with --network none has no network to publish ports from (use bridge)'
+  const seen = new Set<string>()
+  const containers = new Set<string>()
+  for (const p of ports) {
+    if (network === 'host' && p.host !== undefined && p.host !== p.container) return `with --network host a capsule listens on the host's ports itself: use -p ${p.container}${p.proto === 'udp' ? '/udp' : ''}, not ${p.host}:${p.container}`
+    const host = network === 'host' ? p.container : p.host
+    if (host !== undefined) {
+      const k = `${host}/${p.proto}`
+      if (seen.has(k)) return `host port ${k} is asked for twice`
+      seen.add(k)
+    }
+    const c = `${p.container}/${p.proto}`
+    if (containers.has(c)) return `container port ${c} is published twice`
+    containers.add(c)
+  }
+  return undefined
+}
+
 export const CapsuleSpecSchema = z.strictObject({
   name: z.string().regex(NAME_RE, 'lowercase letters, digits, _ . - (max 63), starting with a letter or digit'),
   image: z.string().min(1).max(512),
@@ -37,7 +77,14 @@ export const CapsuleSpecSchema = z.strictObject({
   }).prefault({}),
   strategy: z.enum(['binpack', 'spread']).default('binpack'),
   gaming: z.boolean().default(false),
-  volumes: z.array(z.strictObject({ host: z.string().max(4096), target: z.string().max(4096), readOnly: z.boolean().default(false) })).max(64).default([])
+  volumes: z.array(z.strictObject({ host: z.string().max(4096), target: z.string().max(4096), readOnly: z.boolean().default(false) })).max(64).default([]),
+  /** bridge (absent = bridge): a namespace on the node's bridge; host: the node's own network; none: loopback only. */
+  network: NetworkModeSchema.optional(),
+  /** Published ports (`-p`): a host port (absent = dynamic, from the node's range) forwarded to a container port. */
+  ports: z.array(PortRequestSchema).max(MAX_PORTS).default([])
+}).superRefine((s, ctx) => {
+  const problem = portsProblem(s.network ?? 'bridge', s.ports)
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', path: ['ports'], message: problem })
 })
 export type CapsuleSpec = z.infer<typeof CapsuleSpecSchema>
 export type CapsuleSpecInput = z.input<typeof CapsuleSpecSchema>

@@ -4,13 +4,15 @@
 // report carry the instance's generation and are refused when it moved on,
 // so a new leader or a late supervisor can't double-place or resurrect.
 import { z } from 'zod'
-import { CapsuleSpecSchema, InstanceStateSchema, instanceName, type CapsuleSpec, type InstanceState } from '../scheduler/spec.js'
+import { AssignedPortSchema, CapsuleSpecSchema, InstanceStateSchema, instanceName, MAX_PORTS, type AssignedPort, type CapsuleSpec, type InstanceState } from '../scheduler/spec.js'
 
 export interface InstanceRecord {
   name: string
   index: number
   node: string | null
   gpuIndexes: number[]
+  /** Host ports this placement holds on its node (empty while unplaced). */
+  ports: AssignedPort[]
   state: InstanceState
   reason: string | null
   exitCode: number | null
@@ -28,7 +30,7 @@ export interface CapsuleRecord {
 const Gen = z.number().int().nonnegative()
 export const CapsuleCommandSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('capsule.create'), req: z.string().max(64), spec: CapsuleSpecSchema }),
-  z.object({ op: z.literal('capsule.place'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), gpuIndexes: z.array(z.number().int()).max(64), generation: Gen }),
+  z.object({ op: z.literal('capsule.place'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), gpuIndexes: z.array(z.number().int()).max(64), ports: z.array(AssignedPortSchema).max(MAX_PORTS).default([]), generation: Gen }),
   z.object({ op: z.literal('capsule.unplace'), req: z.string().max(64), instance: z.string().max(128), generation: Gen, state: z.enum(['pending', 'lost']), reason: z.string().max(512) }),
   z.object({ op: z.literal('capsule.pending'), req: z.string().max(64), instance: z.string().max(128), reason: z.string().max(512) }),
   z.object({ op: z.literal('capsule.report'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), generation: Gen, state: InstanceStateSchema, exitCode: z.number().int().nullable(), reason: z.string().max(512).nullable(), restarts: z.number().int().nonnegative() }),
@@ -58,7 +60,7 @@ export class CapsuleTable {
       case 'capsule.create': {
         if (this.capsules.has(cmd.spec.name)) return { ok: false, reason: `a capsule named ${cmd.spec.name} exists (rm it first)` }
         const r = cmd.spec.replicas
-        const instances = Array.from({ length: r }, (_, i): InstanceRecord => ({ name: instanceName(cmd.spec.name, i, r), index: i, node: null, gpuIndexes: [], state: 'pending', reason: 'waiting for the scheduler', exitCode: null, restarts: 0, generation: 0 }))
+        const instances = Array.from({ length: r }, (_, i): InstanceRecord => ({ name: instanceName(cmd.spec.name, i, r), index: i, node: null, gpuIndexes: [], ports: [], state: 'pending', reason: 'waiting for the scheduler', exitCode: null, restarts: 0, generation: 0 }))
         for (const i of instances) {
           if (this.byInstance.has(i.name)) return { ok: false, reason: `instance name ${i.name} is taken by capsule ${this.byInstance.get(i.name) ?? ''}` }
         }
@@ -73,6 +75,7 @@ export class CapsuleTable {
         if (i.node !== null || i.generation !== cmd.generation || f.capsule.desired !== 'run') return { ok: false, reason: 'stale placement' }
         i.node = cmd.node
         i.gpuIndexes = cmd.gpuIndexes
+        i.ports = cmd.ports
         i.generation++
         i.state = 'pending'
         i.reason = null
@@ -85,6 +88,7 @@ export class CapsuleTable {
         const i = f.instance
         i.node = null
         i.gpuIndexes = []
+        i.ports = []
         i.state = cmd.state
         i.reason = cmd.reason
         return { ok: true }
@@ -131,7 +135,10 @@ export class CapsuleTable {
     this.byInstance = new Map()
     for (const r of records) {
       this.capsules.set(r.spec.name, r)
-      for (const i of r.instances) this.byInstance.set(i.name, r.spec.name)
+      for (const i of r.instances) {
+        i.ports ??= [] // snapshots from before ports existed
+        this.byInstance.set(i.name, r.spec.name)
+      }
     }
   }
 }

@@ -28,6 +28,8 @@ export interface SupervisorInit {
   /** Why there is no runtime (reported as the failure reason). */
   runtimeError?: string
   images: ImageSource
+  /** Why bridge capsules must not start on this node now (its subnet overlaps a member's), or undefined. */
+  bridgeRefusal?: () => string | undefined
   log: Logger
 }
 
@@ -173,6 +175,12 @@ export class Supervisor {
           await this.report(task, 'failed', { reason: `image pull failed: ${(err as Error).message}`, restarts })
           return
         }
+        const netMode = spec.network ?? 'bridge'
+        const refusal = netMode === 'bridge' ? this.o.bridgeRefusal?.() : undefined
+        if (refusal !== undefined) {
+          await this.report(task, 'failed', { reason: refusal, restarts })
+          return
+        }
         try {
           await rt.run({
             name: task.runtimeName,
@@ -183,7 +191,8 @@ export class Supervisor {
             ...(spec.resources.gpus.count > 0 ? { gpus: spec.resources.gpus.count } : {}),
             ...(spec.gaming ? { gaming: true } : {}),
             volumes: spec.volumes.map(v => ({ hostPath: v.host, containerPath: v.target, readOnly: v.readOnly })),
-            labels: { 'bolt.capsule': spec.name, 'bolt.instance': instance.name }
+            labels: { 'bolt.capsule': spec.name, 'bolt.instance': instance.name },
+            network: netMode === 'bridge' ? { bridge: { ports: instance.ports } } : netMode === 'host' ? 'host' : 'private'
           })
         } catch (err) {
           await this.report(task, 'failed', { reason: `start failed: ${(err as Error).message}`, restarts })
