@@ -18,8 +18,10 @@ function port (text: string, what: string, whole: string): number {
 }
 
 export function parsePortOption (text: string): PortRequest {
-  const shown = text.length > MAX_PORT_OPTION_CHARS ? `${text.slice(0, MAX_PORT_OPTION_CHARS)}...` : text
-  if (text.length > MAX_PORT_OPTION_CHARS) throw new PortOptionError(`-p ${JSON.stringify(shown)}: too long (expected HOST:CONTAINER[/tcp|udp] or CONTAINER[/tcp|udp])`)
+  const cut = text.length > MAX_PORT_OPTION_CHARS ? `${text.slice(0, MAX_PORT_OPTION_CHARS)}...` : text
+  // Quoted when it holds anything but printable ASCII: an error stays one line.
+  const shown = /^[\x21-\x7e]+$/.test(cut) ? cut : JSON.stringify(cut)
+  if (text.length > MAX_PORT_OPTION_CHARS) throw new PortOptionError(`-p ${shown}: too long (expected HOST:CONTAINER[/tcp|udp] or CONTAINER[/tcp|udp])`)
   let rest = text.trim()
   let proto: 'tcp' | 'udp' = 'tcp'
   const slash = rest.indexOf('/')

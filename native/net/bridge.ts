@@ -148,7 +148,7 @@ add rule ${t} forwarding oifname "${br}" ct status dnat accept
       await this.ip(['-n', a.netns, 'link', 'set', 'eth0', 'up'])
       await this.ip(['-n', a.netns, 'link', 'set', 'lo', 'up'])
       await this.ip(['-n', a.netns, 'route', 'add', 'default', 'via', this.gateway])
-      if (ports.length > 0) await this.nft(ports.map(p => `add element ip ${this.table} ${p.proto}_ports { ${p.host} : ${a.address} . ${p.container} }`).join('\n') + '\n')
+      if (ports.length > 0) await this.publish(a.address, ports)
     } catch (err) {
       await this.detach(capsule).catch(() => undefined)
       throw err
@@ -161,12 +161,13 @@ add rule ${t} forwarding oifname "${br}" ct status dnat accept
     const rec = await this.readRecord(capsule)
     const netns = rec?.netns ?? this.netnsName(capsule)
     const veth = rec?.veth ?? this.vethName(capsule)
-    for (const p of rec?.ports ?? []) {
-      // Only the element that still points at this capsule: a port may since belong to another.
-      const r = await runCommand('nft', ['-j', 'list', 'map', 'ip', this.table, `${p.proto}_ports`])
-      if (r.exitCode === 0 && mapHas(r.stdout, p.host, rec?.address ?? '')) {
-        await this.nft(`delete element ip ${this.table} ${p.proto}_ports { ${p.host} }\n`).catch(() => undefined)
-      }
+    if (rec !== undefined && rec.ports.length > 0) {
+      await this.serial(async () => {
+        for (const p of rec.ports) {
+          // Only the element that still points at this capsule: the scheduler may already have given the port to another.
+          if ((await this.mapTarget(p.proto, p.host)) === rec.address) await this.nft(`delete element ip ${this.table} ${p.proto}_ports { ${p.host} }\n`).catch(() => undefined)
+        }
+      })
     }
     await runCommand('ip', ['link', 'del', veth])
     await runCommand('ip', ['netns', 'del', netns])
@@ -200,9 +201,32 @@ add rule ${t} forwarding oifname "${br}" ct status dnat accept
         const e = kept.flatMap(r => r.ports.filter(p => p.proto === proto).map(p => `${p.host} : ${r.address} . ${p.container}`))
         return e.length > 0 ? `add element ip ${this.table} ${proto}_ports { ${e.join(', ')} }\n` : ''
       }
-      await this.nft(`flush map ip ${this.table} tcp_ports\nflush map ip ${this.table} udp_ports\n${elems('tcp')}${elems('udp')}`)
+      await this.serial(async () => { await this.nft(`flush map ip ${this.table} tcp_ports\nflush map ip ${this.table} udp_ports\n${elems('tcp')}${elems('udp')}`) })
     }
     return cleaned
+  }
+
+  /**
+   * Forwards host ports to `address`. A port still forwarded to a capsule
+   * that is being removed (its node had not torn it down when the scheduler
+   * freed the port) is taken over in the same nft transaction.
+   */
+  private async publish (address: string, ports: PortMapping[]): Promise<void> {
+    await this.serial(async () => {
+      const lines: string[] = []
+      for (const p of ports) {
+        if ((await this.mapTarget(p.proto, p.host)) !== undefined) lines.push(`delete element ip ${this.table} ${p.proto}_ports { ${p.host} }`)
+        lines.push(`add element ip ${this.table} ${p.proto}_ports { ${p.host} : ${address} . ${p.container} }`)
+      }
+      await this.nft(lines.join('\n') + '\n')
+    })
+  }
+
+  /** The capsule address a host port is forwarded to now, if any. */
+  private async mapTarget (proto: 'tcp' | 'udp', port: number): Promise<string | undefined> {
+    const r = await runCommand('nft', ['-j', 'list', 'map', 'ip', this.table, `${proto}_ports`])
+    if (r.exitCode !== 0) return undefined
+    return mapTarget(r.stdout, port)
   }
 
   /** Removes the bridge and the nft table (an ephemeral dev agent); capsules must be detached first. */
@@ -264,18 +288,17 @@ add rule ${t} forwarding oifname "${br}" ct status dnat accept
   }
 }
 
-/** Whether `nft -j list map` output maps `port` to `address`. */
-function mapHas (json: string, port: number, address: string): boolean {
-  try {
-    const doc = JSON.parse(json) as { nftables?: Array<{ map?: { elem?: unknown[] } }> }
-    for (const item of doc.nftables ?? []) {
-      for (const e of item.map?.elem ?? []) {
-        if (!Array.isArray(e) || e[0] !== port) continue
-        return JSON.stringify(e[1]).includes(`"${address}"`)
-      }
+/** The address `nft -j list map` output forwards `port` to, if any. */
+export function mapTarget (json: string, port: number): string | undefined {
+  let doc: unknown
+  try { doc = JSON.parse(json) } catch { return undefined }
+  const items = (doc as { nftables?: Array<{ map?: { elem?: unknown[] } }> }).nftables ?? []
+  for (const item of items) {
+    for (const e of item.map?.elem ?? []) {
+      if (!Array.isArray(e) || e[0] !== port) continue
+      const concat = (e[1] as { concat?: unknown[] } | undefined)?.concat
+      return typeof concat?.[0] === 'string' ? concat[0] : JSON.stringify(e[1])
     }
-  } catch {
-    return true // unreadable: delete by key, as before the check existed
   }
-  return false
+  return undefined
 }
