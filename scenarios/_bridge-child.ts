@@ -4,7 +4,7 @@
 // and that port, and the same transfer between two host processes. Prints
 // one JSON line: seconds per round for each path.
 import { spawn } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createRuntime } from '../native/index.js'
@@ -14,10 +14,17 @@ const MiB = Number(process.argv[2] ?? '512')
 const ROUNDS = Number(process.argv[3] ?? '3')
 const HOST_PORT = 20001
 const BASE_PORT = 20002
+const HOST_CAPSULE_PORT = 20003
 
-/** sh that prints "T <uptime before> <uptime after>" around one transfer to ADDR PORT. */
-const sendScript = (bb: string, addr: string, port: number): string =>
-  `a=$(cat /proc/uptime); ${bb} dd if=/dev/zero bs=1048576 count=${MiB} 2>/dev/null | ${bb} nc ${addr} ${port}; b=$(cat /proc/uptime); echo "T \${a%% *} \${b%% *}"`
+/**
+ * sh that prints "T <uptime before> <uptime after>" around one HTTP GET of
+ * the MiB-sized file from ADDR:PORT that wget completed (exit 0); a refused
+ * connection (the server not listening yet) is tried again, and not timed.
+ * busybox wget, not nc: busybox nc moves bulk data through small reads
+ * (about 25 MB/s here), which would measure nc instead of the network.
+ */
+const getScript = (bb: string, addr: string, port: number): string =>
+  `for i in 1 2 3 4 5 6 7 8 9 10; do a=$(cat /proc/uptime); ${bb} wget -q -O /dev/null http://${addr}:${port}/f && { b=$(cat /proc/uptime); echo "T \${a%% *} \${b%% *}"; exit 0; }; ${bb} sleep 0.5; done; echo "F"; exit 1`
 
 function seconds (line: string | undefined): number {
   const m = /T ([\d.]+) ([\d.]+)/.exec(line ?? '')
@@ -37,30 +44,38 @@ async function shOut (script: string): Promise<string> {
 
 const dir = await mkdtemp(join(tmpdir(), 'bolt-bridge-bench-'))
 const rt = await createRuntime({ dataDir: join(dir, 'rt'), bridge: { name: 'boltb0', subnet: '10.88.250.0/24' } })
-const hostServer = spawn('sh', ['-c', `while true; do busybox nc -l -p ${BASE_PORT} > /dev/null || exit 1; done`], { stdio: 'ignore' })
-const result: { bridge: number[], host: number[], error?: string } = { bridge: [], host: [] }
+await mkdir(join(dir, 'www'))
+await shOut(`busybox dd if=/dev/zero of=${join(dir, 'www', 'f')} bs=1048576 count=${MiB} 2>/dev/null`)
+const hostServer = spawn('busybox', ['httpd', '-f', '-p', String(BASE_PORT), '-h', join(dir, 'www')], { stdio: 'ignore' })
+const result: { bridge: number[], host: number[], hostCapsules: number[], error?: string } = { bridge: [], host: [], hostCapsules: [] }
 try {
   const layout = join(dir, 'layout')
   await writeDemoLayout(layout, DEMO_REF)
   const image = (await rt.prepareImage(layout, DEMO_REF)).id
-  await rt.run({ name: 'srv', image, args: ['/bin/sh', '-c', 'while true; do /bin/busybox nc -l -p 5001 > /dev/null; done'], network: { bridge: { ports: [{ host: HOST_PORT, container: 5001, proto: 'tcp' }] } } })
+  await rt.run({ name: 'srv', image, args: ['/bin/sh', '-c', `/bin/busybox dd if=/dev/zero of=/tmp/f bs=1048576 count=${MiB} 2>/dev/null && exec /bin/busybox httpd -f -p 5001 -h /tmp`], network: { bridge: { ports: [{ host: HOST_PORT, container: 5001, proto: 'tcp' }] } } })
+  // Two host-network capsules: what a capsule costs without the bridge (seccomp, cgroups), to tell the two apart.
+  await rt.run({ name: 'hsrv', image, args: ['/bin/sh', '-c', `/bin/busybox dd if=/dev/zero of=/tmp/f bs=1048576 count=${MiB} 2>/dev/null && exec /bin/busybox httpd -f -p ${HOST_CAPSULE_PORT} -h /tmp`], network: 'host' })
   const gw = rt.bridge?.gateway ?? ''
-  for (let i = 0; i < ROUNDS; i++) {
-    // Alternate the two paths so a busy neighbour on the machine weighs on both alike.
-    const name = `cli-${i}`
-    await rt.run({ name, image, args: ['/bin/sh', '-c', sendScript('/bin/busybox', gw, HOST_PORT)], network: { bridge: { ports: [] } } })
+  const timeCapsule = async (name: string, script: string, network: 'host' | { bridge: { ports: [] } }): Promise<number> => {
+    await rt.run({ name, image, args: ['/bin/sh', '-c', script], network })
     await rt.wait(name)
     let last: string | undefined
     for await (const r of rt.logs(name)) if (r.line.startsWith('T ')) last = r.line
-    result.bridge.push(seconds(last))
     await rt.remove(name, { force: true })
-    result.host.push(seconds((await shOut(sendScript('busybox', '127.0.0.1', BASE_PORT))).trim()))
+    return seconds(last)
+  }
+  for (let i = 0; i < ROUNDS; i++) {
+    // Alternate the two paths so a busy neighbour on the machine weighs on both alike.
+    result.bridge.push(await timeCapsule(`cli-${i}`, getScript('/bin/busybox', gw, HOST_PORT), { bridge: { ports: [] } }))
+    result.hostCapsules.push(await timeCapsule(`hcli-${i}`, getScript('/bin/busybox', '127.0.0.1', HOST_CAPSULE_PORT), 'host'))
+    result.host.push(seconds((await shOut(getScript('busybox', '127.0.0.1', BASE_PORT))).trim()))
   }
 } catch (err) {
   result.error = (err as Error).message
 } finally {
   hostServer.kill('SIGKILL')
   await rt.remove('srv', { force: true }).catch(() => undefined)
+  await rt.remove('hsrv', { force: true }).catch(() => undefined)
   await rt.bridge?.reconcile(new Set()).catch(() => undefined)
   await rt.bridge?.destroy().catch(() => undefined)
   await rt.close()
