@@ -9,8 +9,8 @@ import { multiaddr } from '@multiformats/multiaddr'
 import type { Registry } from 'prom-client'
 import type { Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { Admission, type ClusterSecrets } from '../p2p/admission/admission.js'
-import { createBoltNode, guardServiceProtocols, KAD_PROTOCOL, PING_PROTOCOL, REACHABILITY_GUARDED_PROTOCOLS, type BoltLibp2p, DEFAULT_MAX_CONNECTIONS, EDGE_MAX_CONNECTIONS } from '../p2p/node.js'
+import { Admission, keyVersionOf, type ClusterSecrets } from '../p2p/admission/admission.js'
+import { createBoltNode, loadPeerKey, guardServiceProtocols, KAD_PROTOCOL, PING_PROTOCOL, REACHABILITY_GUARDED_PROTOCOLS, type BoltLibp2p, DEFAULT_MAX_CONNECTIONS, EDGE_MAX_CONNECTIONS } from '../p2p/node.js'
 import { dialableAddrs, isRelayed, ownAddrs, RelaySlot, shouldReserve } from '../p2p/reachability/index.js'
 import { LanAdvertiser } from '../p2p/discovery/lan.js'
 import { openClusterStream, prepareBulk } from '../p2p/dialer.js'
@@ -62,6 +62,10 @@ export interface StatusJson {
   term: number
   /** `connection`: how this agent reaches the member now (a direct or a relayed libp2p connection, or none open). */
   members: Array<MemberView & { connection?: 'direct' | 'relayed' | 'none' }>
+}
+
+export class UnknownMemberError extends Error {
+  override name = 'UnknownMemberError'
 }
 
 export class Agent {
@@ -118,8 +122,10 @@ export class Agent {
 
     this.admission = new Admission({
       ...(file !== undefined ? { secrets: secretsOf(file) } : {}),
-      revoked: file?.revoked ?? [],
+      evicted: file?.evicted ?? [],
       onSecrets: (s) => { void this.clusterFile.update({ ...s }).catch(err => this.log.error({ err }, 'cannot persist cluster secrets')) },
+      onEvicted: (ids) => { void this.clusterFile.update({ evicted: ids }).catch(err => this.log.error({ err }, 'cannot persist the evicted list')) },
+      knownMember: (id) => this.membership?.service.member(id) !== undefined,
       members: () => this.membership?.dialableMembers() ?? [],
       log: (m) => this.log.debug(m)
     })
@@ -152,7 +158,7 @@ export class Agent {
       const joiner = { libp2p: this.libp2p, admission: this.admission, self: this.peerId, signal: this.signal }
       seeds = this.mode.addrs.length > 0 ? await joinThrough(joiner, this.mode.addrs, this.mode.token) : await joinOverLan(joiner, this.mode.token)
       const seedLines = seeds.flatMap(s => s.addrs.slice(0, 2).map(a => `${a}/p2p/${s.id}`)).slice(0, 16)
-      await this.clusterFile.update({ role, left: false, revoked: [], seeds: seedLines })
+      await this.clusterFile.update({ role, left: false, evicted: [], seeds: seedLines })
     } else {
       seeds = this.clusterFile.get().seeds.map(parseSeed).filter((s): s is Seed => s !== undefined)
     }
@@ -168,7 +174,10 @@ export class Agent {
       openStream: async (peerId, addrs, protocol, signal) => await openClusterStream(this.libp2p, this.admission, peerId, addrs, protocol, signal),
       guard: (h) => this.admission.guard(h),
       onIncarnation: (n) => { void this.clusterFile.update({ incarnation: n }).catch(() => {}) },
-      onLeft: (id) => { this.admission.revoke(id); void this.clusterFile.update({ revoked: this.admission.revokedPeers() }).catch(() => {}) },
+      // A member that left is not revoked: it may come back with a token
+      // (or the cluster key it still holds); removing one for good is `evict`.
+      signer: await loadPeerKey(this.dataDir),
+      evicted: (id) => this.admission.isEvicted(id),
       onSeeds: (s) => { void this.clusterFile.update({ seeds: s }).catch(() => {}) },
       log: this.log
     })
@@ -302,6 +311,25 @@ export class Agent {
     return { token, addrs, join: `bolt-agent join ${preferredJoinAddr(addrs)} --token ${token}` }
   }
 
+  /**
+   * `bolt-agent evict NODE`: removes a member for good (by name or peer id).
+   * Its peer id is refused, the cluster key and join secret are replaced
+   * (members are handed the new key as they next prove the old one), and
+   * Raft and the scheduler treat it as gone. The token changes.
+   */
+  async evict (node: string): Promise<{ evicted: { id: string, name: string }, keyVersion: number, token: string, join: string }> {
+    const matches = this.membership.view().filter(m => m.id === node || m.name === node)
+    if (matches.length === 0) throw new UnknownMemberError(`no member named ${node} (see bolt-agent status)`)
+    if (matches.length > 1) throw new UnknownMemberError(`${matches.length} members are named ${node}: evict by id (${matches.map(m => m.id).join(', ')})`)
+    const victim = matches[0]!
+    if (victim.id === this.peerId) throw new UnknownMemberError(`${node} is this node: run evict on another member, or leave`)
+    const s = this.admission.evict(victim.id, { clusterKey: newClusterKey(), joinSecret: newSecret() })
+    await this.clusterFile.update({ ...secretsOf({ ...this.clusterFile.get(), ...s, keyVersion: keyVersionOf(s) }), evicted: this.admission.evictedPeers() })
+    this.log.info({ member: victim.id, name: victim.name, keyVersion: keyVersionOf(s) }, 'member evicted; cluster key and token replaced')
+    const t = this.tokenInfo()
+    return { evicted: { id: victim.id, name: victim.name }, keyVersion: keyVersionOf(s), token: t.token, join: t.join }
+  }
+
   async rotateToken (): Promise<{ token: string, addrs: string[], join: string }> {
     this.admission.rotate(newSecret())
     await this.clusterFile.update({ ...secretsOf({ ...this.clusterFile.get(), ...this.admission.clusterSecrets() }) })
@@ -367,12 +395,12 @@ export class Agent {
 
   private async startApi (): Promise<void> {
     const token = randomBytes(24).toString('hex')
-    this.api = new ApiServer(token)
+    this.api = new ApiServer(token, { allowRemote: this.config.api.allow_remote, allowedHosts: this.config.api.allowed_hosts })
     registerCoreRoutes(this.api, this)
     registerKvRoutes(this.api, this)
     this.capsules.registerRoutes(this.api)
     // Registry mirror: a taken port is a warning, never a failed start.
-    this.mirror = await startMirror({ config: this.config.mirror, content: this.content, raft: this.raft, candidates: () => pieceSources(this.membership.view(), this.peerId), log: this.log.child({ part: 'mirror' }) })
+    this.mirror = await startMirror({ config: this.config.mirror, content: this.content, raft: this.raft, candidates: () => pieceSources(this.membership.view(), this.peerId), log: this.log.child({ part: 'mirror' }), insecure: this.config.content.insecure_registries })
     registerMirrorRoutes(this.api, () => ({ mirror: this.mirror, config: this.config.mirror }))
     try {
       this.apiUrl = await this.api.listen(this.config.api.listen)
@@ -415,13 +443,13 @@ function publicLabels (labels: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(labels).filter(([k]) => !k.startsWith('bolt.')))
 }
 
-function secretsOf (f: Pick<ClusterFile, 'clusterId' | 'clusterKey' | 'joinSecret' | 'secretVersion'>): ClusterSecrets {
-  return { clusterId: f.clusterId, clusterKey: f.clusterKey, joinSecret: f.joinSecret, secretVersion: f.secretVersion }
+function secretsOf (f: Pick<ClusterFile, 'clusterId' | 'clusterKey' | 'joinSecret' | 'secretVersion' | 'keyVersion' | 'previousKey'>): ClusterSecrets {
+  return { clusterId: f.clusterId, clusterKey: f.clusterKey, joinSecret: f.joinSecret, secretVersion: f.secretVersion, keyVersion: f.keyVersion, ...(f.previousKey !== undefined ? { previousKey: f.previousKey } : {}) }
 }
 
 function placeholderFile (name: string): ClusterFile {
   const zero32 = '0'.repeat(64)
-  return { version: 1, clusterId: '0'.repeat(16), clusterKey: zero32, joinSecret: zero32, secretVersion: 0, name, role: 'server', incarnation: 0, seeds: [], revoked: [], left: false }
+  return { version: 1, clusterId: '0'.repeat(16), clusterKey: zero32, keyVersion: 1, joinSecret: zero32, secretVersion: 0, name, role: 'server', incarnation: 0, seeds: [], evicted: [], left: false }
 }
 
 function parseSeed (s: string): Seed | undefined {

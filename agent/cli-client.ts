@@ -5,7 +5,7 @@ import type { PutResult } from '../p2p/content/objects.js'
 import { AgentRequestError } from './api/client.js'
 import { UserError } from './errors.js'
 import { client, collect, formatBytes, out, pairs, type GlobalOpts } from './cli-common.js'
-import { NetworkModeSchema, parseBytes, portsProblem, type NetworkMode, type PortRequest } from './scheduler/spec.js'
+import { NetworkModeSchema, parseMemory, portsProblem, type NetworkMode, type PortRequest } from './scheduler/spec.js'
 import { formatPort, parsePortOption, PortOptionError } from './ports.js'
 
 export function registerClientCommands (program: Command): void {
@@ -74,7 +74,7 @@ export function registerCapsuleCommands (program: Command): void {
       }
       let memoryBytes: number | undefined
       if (o.memory !== undefined) {
-        try { memoryBytes = parseBytes(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
+        try { memoryBytes = parseMemory(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
       }
       const gpus = num('--gpus', o.gpus, true)
       const network = o.network as string | undefined

@@ -15,6 +15,7 @@ import { AgentRequestError, AgentUnreachableError } from './api/client.js'
 import { InvalidTokenError, parseToken } from '../p2p/token.js'
 import { registerClientCommands } from './cli-client.js'
 import { registerMirrorCommands } from './mirror/cli.js'
+import { checkApiListen } from './api/server.js'
 import { client, collect, dataDirOf, handleClosedStdout, markAgentRunning, out, pairs, type GlobalOpts } from './cli-common.js'
 
 /** The longest a graceful shutdown may take before the process exits anyway. */
@@ -46,6 +47,7 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     flags.mirror = { ...(flags.mirror as object ?? {}), listen: '127.0.0.1:0' }
   }
   const config: Config = await loadConfig(g.config, flags)
+  try { checkApiListen(config.api.listen, config.api.allow_remote) } catch (err) { throw new UserError((err as Error).message) }
   markAgentRunning()
   if (mode.kind === 'join' && mode.addrs.length === 0 && !config.mdns) {
     throw new UserError('join needs the address of a member when mDNS is off (--no-mdns or mdns = false): bolt-agent join ADDR --token T', 2)
@@ -177,6 +179,17 @@ export function buildProgram (): Command {
       if (g.json === true) { out(JSON.stringify(t)); return }
       out(t.token)
       out(t.join)
+    })
+
+  program.command('evict').description('remove a member for good (by name or id); replaces the cluster key and the join token')
+    .argument('<node>', 'the member\'s name or peer id, as `status` lists it')
+    .action(async (node: string) => {
+      const g = program.opts<GlobalOpts>()
+      const r = await (await client(g)).request<{ evicted: { id: string, name: string }, keyVersion: number, token: string, join: string }>('POST', '/v1/members/evict', { node })
+      if (g.json === true) { out(JSON.stringify(r)); return }
+      out(`evicted ${r.evicted.name} (${r.evicted.id}); cluster key version ${r.keyVersion}; the old token no longer works, the new one:`)
+      out(r.token)
+      out(r.join)
     })
 
   program.command('leave').description('tell the cluster this node leaves, then stop it')

@@ -1,10 +1,11 @@
 // What an agent keeps about its cluster in DATA/cluster.json (mode 0600): the
 // cluster secrets, this node's name and role, its SWIM incarnation, members
-// to reconnect to on `start`, and peers whose admission was revoked. Written
+// to reconnect to on `start`, and peers evicted from the cluster. Written
 // to a temp file, fsync'd and renamed, so a crash leaves the old or the new.
 import { open, readFile, rename, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
+import { MAX_EVICTED } from '../p2p/admission/admission.js'
 
 export const CLUSTER_FILE = 'cluster.json'
 
@@ -21,7 +22,14 @@ export const ClusterFileSchema = z.object({
   incarnation: z.number().int().nonnegative(),
   /** Known members' dialable addresses (with /p2p/), refreshed while running. */
   seeds: z.array(z.string()).max(64),
-  revoked: z.array(z.string()).max(10_000),
+  /** Version of clusterKey (1 until the first evict) and the one before it. */
+  keyVersion: z.number().int().min(1).default(1),
+  previousKey: Hex(32).optional(),
+  /**
+   * Peer ids evicted, oldest first (admission keeps MAX_EVICTED). Files
+   * before evict had `revoked`, grown by every leave: it is no longer read.
+   */
+  evicted: z.array(z.string().max(128)).max(MAX_EVICTED).default([]),
   /** True once this node has left: `start` then refuses (join again with a token). */
   left: z.boolean().default(false)
 })

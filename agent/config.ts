@@ -7,12 +7,15 @@ import { join } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
 import { z } from 'zod'
 import type { ReachabilityOptions } from '../p2p/reachability/options.js'
+import { DEFAULT_MIRROR_DISK_QUOTA_BYTES } from './mirror/mirror-quota.js'
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
 const Multiaddr = z.string().regex(/^\/(ip4|ip6|dns|dns4|dns6)\//, 'a multiaddr such as /ip4/0.0.0.0/udp/7946/quic-v1')
+const HostName = z.string().regex(/^[A-Za-z0-9.-]{1,253}$|^[0-9a-fA-F:]{2,45}$/, 'a host name or IP address, without a port')
+const RegistryHost = z.string().regex(/^[A-Za-z0-9.-]{1,253}(?::\d{1,5})?$|^\[[0-9a-fA-F:]{2,45}\](?::\d{1,5})?$/, 'a registry as host[:port]')
 const HostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'HOST:PORT such as 127.0.0.1:0')
 
 export const ConfigSchema = z.strictObject({
@@ -31,7 +34,15 @@ export const ConfigSchema = z.strictObject({
   labels: z.record(z.string().regex(/^[A-Za-z0-9_.\-/]{1,63}$/, 'label keys are letters, digits, _ . - /'), z.string().max(256)).default({}),
   api: z.strictObject({
     /** The local HTTP API; loopback with a bearer token (written to DATA/api.json). Port 0 picks a free one. */
-    listen: HostPort.default('127.0.0.1:0')
+    listen: HostPort.default('127.0.0.1:0'),
+    /** Serve the API on a non-loopback address (every route but /metrics still needs the token). */
+    allow_remote: z.boolean().default(false),
+    /** `Host` names the API answers to besides loopback names and its own address (others get 421: DNS rebinding). */
+    allowed_hosts: z.array(HostName).max(64).default([])
+  }).prefault({}),
+  debug: z.strictObject({
+    /** Register the fault hooks (/v1/debug/partition, /v1/debug/drop-rate) that tests and scenarios use. */
+    enabled: z.boolean().default(false)
   }).prefault({}),
   raft: z.strictObject({
     /** How many servers vote; autopilot keeps this many. Odd numbers tolerate (n-1)/2 failures. */
@@ -101,6 +112,25 @@ export const ConfigSchema = z.strictObject({
     serve_stale_tags: z.boolean().default(true),
     /** Serve the mirror on a non-loopback address (anyone who reaches it can pull through this node). */
     allow_remote: z.boolean().default(false),
+    /** Registries (host[:port]) containerd's `ns=` may name; absent: Docker Hub. The upstream is always one. */
+    registries: z.array(RegistryHost).max(256).optional(),
+    /**
+     * Hosts (`host:port`, `host` for any port, or "*") the mirror may fetch
+     * from although they are on loopback, private or link-local addresses
+     * (an upstream, a redirect target, a token realm). Empty: none — a
+     * registry on this machine or your LAN must be listed here.
+     */
+    allow_private_hosts: z.array(z.string().regex(/^\*$|^[A-Za-z0-9.-]{1,253}(?::\d{1,5})?$|^\[[0-9a-fA-F:]{2,45}\](?::\d{1,5})?$/, 'host[:port] or "*"')).max(256).default([]),
+    /** `Host` names the mirror answers to besides loopback names and its own address (others get 421). */
+    allowed_hosts: z.array(HostName).max(64).default([]),
+    /** Bytes of blobs no capsule or object pins that the mirror keeps (LRU eviction above it, 507 when a blob cannot fit); 0 = no quota. */
+    disk_quota_bytes: z.number().int().min(0).default(DEFAULT_MIRROR_DISK_QUOTA_BYTES),
+    /**
+     * Repositories (`registry/repository`, or `registry/prefix/*`) for which
+     * the mirror sends this node's registry credentials (config or
+     * ~/.docker/config.json); others are fetched anonymously.
+     */
+    credential_repositories: z.array(z.string().regex(/^[a-z0-9.-]+(?::\d{1,5})?\/[a-z0-9._/-]*(?:\*)?$/, 'registry/repository or registry/prefix/*')).max(256).default([]),
     /**
      * When a client gets an image manifest, start pulling all its blobs at
      * once (clients like skopeo ask for them one by one; pulls started

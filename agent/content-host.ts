@@ -147,7 +147,7 @@ export class ContentHost {
    */
   async getObject (id: string, dest: string, kv: ObjectMetaKv, signal?: AbortSignal): Promise<ObjectGetResult> {
     const alive = this.o.candidates()
-    const self = this.exchange.internals.self
+    const self = this.exchange.self
     const located = locateObject(await readObjectMeta(kv, id, signal), alive, self)
     const opts = { ...(signal !== undefined ? { signal } : {}) }
     if (located.locatedBy === 'raft') {

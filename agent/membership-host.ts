@@ -1,12 +1,13 @@
 // The agent's side of membership: builds the SWIM service from the profile
-// and config overrides, persists the incarnation, revokes admission of
-// members that left, keeps reconnect seeds fresh, and turns members into the
+// and config overrides, persists the incarnation, signs this node's leave
+// with its key, keeps reconnect seeds fresh, and turns members into the
 // `status` view of CLI.md.
 import type { Stream, StreamHandler } from '@libp2p/interface'
 import { MembershipService } from '../p2p/membership/service.js'
 import { PROFILES, type SwimConfig } from '../p2p/membership/profiles.js'
 import type { MemberMeta } from '../p2p/membership/meta.js'
 import type { MemberEvent } from '../p2p/membership/core/types.js'
+import type { LeftSigner } from '../p2p/membership/left-proof.js'
 import { pickRandom } from '../p2p/membership/core/random.js'
 import type { Config } from './config.js'
 import type { Logger } from './logger.js'
@@ -34,7 +35,10 @@ export interface MembershipHostInit {
   openStream: (peerId: string, addrs: string[], protocol: string, signal: AbortSignal) => Promise<Stream>
   guard: (h: StreamHandler) => StreamHandler
   onIncarnation: (n: number) => void
-  onLeft: (peerId: string) => void
+  /** This node's libp2p key: signs its `left` news, the only kind others take. */
+  signer: LeftSigner
+  /** Members evicted by an operator: shown, and handed to Raft and the scheduler, as left. */
+  evicted: (peerId: string) => boolean
   onSeeds: (seeds: string[]) => void
   log: Logger
 }
@@ -97,6 +101,7 @@ export class MembershipHost extends EventTarget {
       config: this.config,
       lastIncarnation: init.incarnation,
       onIncarnation: init.onIncarnation,
+      signer: init.signer,
       // While isolated, no dial may outlive a reconnect round: libp2p makes a
       // new dial to a peer join the one in flight, and a dial started during
       // a cut only resends its first packet on the transport's backoff
@@ -169,7 +174,7 @@ export class MembershipHost extends EventTarget {
     return this.service.members().map(m => ({
       id: m.id,
       name: m.meta.name,
-      state: m.state,
+      state: this.init.evicted(m.id) ? 'left' as const : m.state,
       role: m.meta.role,
       addrs: m.meta.addrs,
       resources: m.meta.resources,
@@ -187,13 +192,12 @@ export class MembershipHost extends EventTarget {
 
   /** Alive members with addresses, for a joiner's welcome. */
   dialableMembers (): Array<{ id: string, addrs: string[] }> {
-    return this.service.members().filter(m => m.state === 'alive' && m.meta.addrs.length > 0).map(m => ({ id: m.id, addrs: m.meta.addrs }))
+    return this.service.members().filter(m => m.state === 'alive' && m.meta.addrs.length > 0 && !this.init.evicted(m.id)).map(m => ({ id: m.id, addrs: m.meta.addrs }))
   }
 
   private onEvent (e: MemberEvent): void {
     if (e.member.id !== this.init.libp2p.peerId.toString() && (e.member.state === 'alive' || e.member.state === 'suspect')) this.isolated = false
     this.init.log.info({ member: e.member.id, name: e.member.meta.name, incarnation: e.member.incarnation }, `member ${e.kind}`)
-    if (e.kind === 'left' && e.member.id !== this.init.libp2p.peerId.toString()) this.init.onLeft(e.member.id)
     this.dispatchEvent(new CustomEvent('member', { detail: e }))
     // Keep reconnect seeds fresh soon after any change, so a kill -9 right
     // after joining still restarts with somewhere to dial.

@@ -3,7 +3,7 @@
 // order is a topological sort that refuses cycles.
 import { z } from 'zod'
 import { parse as parseToml } from 'smol-toml'
-import { MAX_PORTS, NAME_RE, NetworkModeSchema, parseBytes, portsProblem, type PortRequest } from './scheduler/spec.js'
+import { MAX_PORTS, NAME_RE, NetworkModeSchema, parseMemory, portsProblem, type PortRequest } from './scheduler/spec.js'
 import { parsePortOption } from './ports.js'
 
 export class StackError extends Error {
@@ -15,7 +15,9 @@ const StackCapsuleSchema = z.strictObject({
   args: z.array(z.string()).default([]),
   env: z.record(z.string(), z.string()).default({}),
   cpu: z.number().min(0).optional(),
-  memory: z.string().optional(),
+  memory: z.string().superRefine((v, ctx) => {
+    try { parseMemory(v) } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }) }
+  }).optional(),
   gpus: z.number().int().min(0).optional(),
   replicas: z.number().int().min(1).default(1),
   on: z.record(z.string(), z.string()).default({}),
@@ -102,6 +104,6 @@ export function specOf (name: string, c: StackCapsule): Record<string, unknown> 
     restart: { policy: c.restart },
     ...(c.network !== undefined ? { network: c.network } : {}),
     ports: c.ports.map(parsePortOption),
-    resources: { ...(c.cpu !== undefined ? { cpu: c.cpu } : {}), ...(c.memory !== undefined ? { memoryBytes: parseBytes(c.memory) } : {}), ...(c.gpus !== undefined ? { gpus: { count: c.gpus } } : {}) }
+    resources: { ...(c.cpu !== undefined ? { cpu: c.cpu } : {}), ...(c.memory !== undefined ? { memoryBytes: parseMemory(c.memory) } : {}), ...(c.gpus !== undefined ? { gpus: { count: c.gpus } } : {}) }
   }
 }

@@ -10,7 +10,8 @@ export const scenario: Scenario = {
   async run ({ quick }) {
     const n = quick ? 8 : 16
     const durationMs = quick ? 60_000 : 5 * 60_000
-    const cluster = await Cluster.create('')
+    // The drop-rate fault hook exists only with [debug] enabled.
+    const cluster = await Cluster.create('[debug]\nenabled = true\n')
     try {
       const agents = await formInBatches(cluster, n)
       await waitFor(async () => (await Promise.all(agents.map(aliveCount))).every(c => c === n), 120_000, 500)

@@ -93,7 +93,8 @@ export const scenario: Scenario = {
     const registry = await startRegistry()
     const proxy = await startCountingProxy(registry.url, { bytesPerSecond: UPSTREAM_BYTES_PER_SECOND })
     const out = await mkdtemp(join(tmpdir(), 'bolt-mirror-fanout-'))
-    const cluster = await Cluster.create(`[mirror]\nlisten = "127.0.0.1:0"\nupstream = "${proxy.host}"\n`)
+    // The test registry is on loopback, which the mirror fetches from only when allowed.
+    const cluster = await Cluster.create(`[mirror]\nlisten = "127.0.0.1:0"\nupstream = "${proxy.host}"\nallow_private_hosts = ["${proxy.host}"]\n`)
     try {
       const img = await buildImage({ extraLayerSizes: [layerSize, layerSize, layerSize, layerSize], gzip: true })
       await pushImage(registry.url, 'bench/fanout', 'v1', img)

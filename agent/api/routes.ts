@@ -1,12 +1,25 @@
-// The API routes of the membership era: status, token, leave, metrics.
+// The API routes of the membership era: status, token, evict, leave, metrics.
 // Later parts (kv, capsules, content) add their own route files.
-import type { Agent } from '../agent.js'
+import { z } from 'zod'
+import { UnknownMemberError, type Agent } from '../agent.js'
 import { ApiError, type ApiServer } from './server.js'
+
+const EvictBody = z.object({ node: z.string().min(1).max(128) })
 
 export function registerCoreRoutes (api: ApiServer, agent: Agent): void {
   api.route('GET', '/v1/status', async () => agent.status())
   api.route('GET', '/v1/token', async () => agent.tokenInfo())
   api.route('POST', '/v1/token/rotate', async () => await agent.rotateToken())
+  api.route('POST', '/v1/members/evict', async (req) => {
+    const body = EvictBody.safeParse(await req.body())
+    if (!body.success) throw new ApiError(400, 'expected {"node": NAME-OR-ID}')
+    try {
+      return await agent.evict(body.data.node)
+    } catch (err) {
+      if (err instanceof UnknownMemberError) throw new ApiError(404, err.message)
+      throw err
+    }
+  })
   api.route('POST', '/v1/leave', async (_req, res) => {
     // Answer first, then leave: the caller should not see a reset connection.
     res.writeHead(200, { 'content-type': 'application/json' })
@@ -14,6 +27,17 @@ export function registerCoreRoutes (api: ApiServer, agent: Agent): void {
     setImmediate(() => { void agent.leave().catch(err => agent.log.error({ err }, 'leave failed')) })
     return undefined
   })
+  if (agent.config.debug.enabled) registerDebugRoutes(api, agent)
+  api.route('GET', '/metrics', async (_req, res) => {
+    const text = await agent.metricsText()
+    res.writeHead(200, { 'content-type': agent.metricsContentType() })
+    res.end(text)
+    return undefined
+  }, { open: true })
+}
+
+/** Fault hooks for tests and scenarios; registered only with `[debug] enabled = true` (they cut a node off its cluster). */
+function registerDebugRoutes (api: ApiServer, agent: Agent): void {
   api.route('POST', '/v1/debug/drop-rate', async (req) => {
     // Fault hook for scenarios: drop this fraction of membership messages.
     const body = await req.body() as { rate?: unknown }
@@ -29,10 +53,4 @@ export function registerCoreRoutes (api: ApiServer, agent: Agent): void {
     agent.partition(body.peers as string[])
     return { peers: body.peers }
   })
-  api.route('GET', '/metrics', async (_req, res) => {
-    const text = await agent.metricsText()
-    res.writeHead(200, { 'content-type': agent.metricsContentType() })
-    res.end(text)
-    return undefined
-  }, { open: true })
 }

@@ -1,13 +1,41 @@
-// The agent's local HTTP API: loopback only by default, every route behind a
-// bearer token except /metrics (Prometheus scrapes without one; it holds no
-// secrets). Handlers return JSON; errors carry one line a person can act on.
+// The agent's local HTTP API: loopback only unless `[api] allow_remote`,
+// every route behind a bearer token except /metrics (Prometheus scrapes
+// without one; it holds no secrets), and only for requests whose `Host`
+// names this listener (a DNS-rebound web page gets 421, /metrics included).
+// Handlers return JSON; errors carry one line a person can act on.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { timingSafeEqual } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
+import { isLoopbackHost } from '../../p2p/content/reference.js'
+import { HostCheck } from '../http-host.js'
 
 export class ApiError extends Error {
   override name = 'ApiError'
   constructor (readonly status: number, message: string) { super(message) }
+}
+
+/** A request whose `Host` is not this API's address (DNS rebinding): 421. */
+export class ForeignHostError extends ApiError {
+  override name = 'ForeignHostError'
+}
+
+/** `listen` on a non-loopback address without `allowRemote`. */
+export class ApiBindRefusedError extends Error {
+  override name = 'ApiBindRefusedError'
+}
+
+/** Refuses, before anything starts, an API address off loopback that `[api] allow_remote` did not allow. */
+export function checkApiListen (hostPort: string, allowRemote: boolean): void {
+  if (!isLoopbackHost(hostPort) && !allowRemote) {
+    throw new ApiBindRefusedError(`refusing to serve the API on ${hostPort}: it is not a loopback address (set [api] allow_remote = true to expose it; every route but /metrics still needs the token)`)
+  }
+}
+
+export interface ApiServerOptions {
+  /** Allow binding a non-loopback address (`[api] allow_remote`). */
+  allowRemote?: boolean
+  /** `Host` names accepted besides loopback names and the bound address (`[api] allowed_hosts`). */
+  allowedHosts?: string[]
 }
 
 export interface ApiRequest {
@@ -30,8 +58,11 @@ export const MAX_BODY_BYTES = 1024 * 1024
 export class ApiServer {
   private readonly routes: Route[] = []
   private server: Server | undefined
+  private readonly hosts: HostCheck
 
-  constructor (private readonly token: string) {}
+  constructor (private readonly token: string, private readonly opts: ApiServerOptions = {}) {
+    this.hosts = new HostCheck(opts.allowedHosts)
+  }
 
   route (method: string, path: string, handler: ApiHandler, opts: { open?: boolean } = {}): void {
     const keys: string[] = []
@@ -40,6 +71,7 @@ export class ApiServer {
   }
 
   async listen (hostPort: string): Promise<string> {
+    checkApiListen(hostPort, this.opts.allowRemote === true)
     const idx = hostPort.lastIndexOf(':')
     const host = hostPort.slice(0, idx).replace(/^\[|\]$/g, '')
     const port = Number(hostPort.slice(idx + 1))
@@ -50,6 +82,7 @@ export class ApiServer {
       server.listen(port, host, () => { server.off('error', reject); resolve() })
     })
     const addr = server.address() as AddressInfo
+    this.hosts.bind(addr.address)
     return `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
   }
 
@@ -78,6 +111,7 @@ export class ApiServer {
     const ac = new AbortController()
     res.on('close', () => { if (!res.writableFinished) ac.abort() })
     try {
+      if (!this.hosts.allows(req.headers.host)) throw new ForeignHostError(421, `Host ${JSON.stringify((req.headers.host ?? '').slice(0, 100))} is not this agent's API address (add it to [api] allowed_hosts if you reach the API by that name)`)
       const candidates = this.routes.filter(r => r.pattern.test(url.pathname))
       if (candidates.length === 0) throw new ApiError(404, `no such endpoint: ${url.pathname}`)
       const route = candidates.find(r => r.method === method)

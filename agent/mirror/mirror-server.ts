@@ -12,8 +12,10 @@ import { isIndexMediaType, isManifestMediaType, manifestMediaType, MAX_MANIFEST_
 import type { PieceExchange } from '../../p2p/content/piece-exchange.js'
 import { formatReference, type ImageReference } from '../../p2p/content/reference.js'
 import type { RegistryClient } from '../../p2p/content/registry-client.js'
+import { HostCheck } from '../http-host.js'
 import { MirrorBindRefusedError, MirrorRequestError } from './errors.js'
-import { isLoopbackListen, parseMirrorPath, parseRange, splitHostPort, upstreamReference } from './request.js'
+import { MirrorQuota } from './mirror-quota.js'
+import { allowedRegistries, checkRegistryAllowed, isLoopbackListen, parseMirrorPath, parseNamespace, parseRange, splitHostPort, upstreamReference } from './request.js'
 import { readBuffers, sendFileRange } from './read-buffers.js'
 import { newMirrorStats, type MirrorStats } from './stats.js'
 import { streamWhilePulling } from './stream-while-pulling.js'
@@ -51,6 +53,14 @@ export interface MirrorServerInit {
   prefetch?: boolean
   /** Allow binding a non-loopback address. */
   allowRemote?: boolean
+  /** Registries (host[:port]) `ns=` may name; default the upstream and Docker Hub (the upstream is always allowed). */
+  registries?: string[]
+  /** Hosts `ns=` may name by a literal loopback, private or link-local address (the registry client's guard checks every fetch). */
+  privateHosts?: string[]
+  /** `Host` names accepted besides loopback names and the bound address. */
+  allowedHosts?: string[]
+  /** Bytes of blobs no capsule or object pins that the mirror keeps; 0 or absent: no limit (see mirror-quota.ts). */
+  diskQuotaBytes?: number
   /** Where tag resolutions are kept; default a JSON file in the blob store root. */
   tags?: TagResolutions
   log?: MirrorLog
@@ -81,10 +91,16 @@ export class MirrorServer {
   private readonly background = new Set<Promise<unknown>>()
   /** Blob pulls this mirror started, by digest (a request for one joins it). */
   private readonly pulling = new Map<string, Promise<void>>()
+  private readonly hosts: HostCheck
+  private readonly registries: Set<string>
+  private readonly quota: MirrorQuota | undefined
   url = ''
 
   constructor (private readonly init: MirrorServerInit) {
     this.tags = init.tags ?? nodeTagFile(init.store)
+    this.hosts = new HostCheck(init.allowedHosts)
+    this.registries = allowedRegistries(init.registries, init.upstream)
+    this.quota = init.diskQuotaBytes !== undefined && init.diskQuotaBytes > 0 ? new MirrorQuota(init.store, init.diskQuotaBytes) : undefined
   }
 
   /** Binds and serves; resolves with the base URL (`http://127.0.0.1:5050`). */
@@ -101,6 +117,7 @@ export class MirrorServer {
     })
     this.server = server
     const addr = server.address() as AddressInfo
+    this.hosts.bind(addr.address)
     this.url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
     return this.url
   }
@@ -124,6 +141,11 @@ export class MirrorServer {
   private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const signal = AbortSignal.any([this.shutdown.signal])
     try {
+      // Before anything else: a page rebound to this address names its own host.
+      if (!this.hosts.allows(req.headers.host)) {
+        this.stats.requests.other++
+        throw new MirrorRequestError(421, 'DENIED', `Host ${JSON.stringify((req.headers.host ?? '').slice(0, 100))} is not this mirror's address (add it to [mirror] allowed_hosts if clients use that name)`)
+      }
       const url = new URL(req.url ?? '/', 'http://mirror')
       const head = req.method === 'HEAD'
       if (req.method !== 'GET' && !head) {
@@ -138,7 +160,9 @@ export class MirrorServer {
         res.end(head ? undefined : body)
         return
       }
-      const ref = upstreamReference(route.name, url.searchParams.get('ns'), this.init.upstream)
+      const ns = url.searchParams.get('ns')
+      const ref = upstreamReference(route.name, ns === null || ns === '' ? null : parseNamespace(ns, this.init.privateHosts), this.init.upstream)
+      checkRegistryAllowed(ref.registry, this.registries)
       if (route.kind === 'tags') {
         // Read-only: the tags this node and the cluster have resolved (no upstream listing).
         this.stats.requests.other++
@@ -179,7 +203,10 @@ export class MirrorServer {
     } else if (err.name === 'RegistryAuthError') {
       status = 403
       code = 'DENIED'
-    } else if (err.name === 'RegistryError' || err.name === 'PullFailedError' || err.name === 'InsecureRegistryError') {
+    } else if (err.name === 'MirrorQuotaExceededError') {
+      status = 507
+      code = 'DENIED'
+    } else if (err.name === 'RegistryError' || err.name === 'PullFailedError' || err.name === 'InsecureRegistryError' || err.name === 'UpstreamAddressRefusedError') {
       status = 502
       code = 'UNAVAILABLE'
     }
@@ -324,12 +351,19 @@ export class MirrorServer {
     }
     const wasLocal = store.hasSync(digest)
     if (!wasLocal) {
+      // Room first, so a blob over the quota is a 507, not a cut response.
+      await this.quota?.reserve(digest, size)
       if (range !== undefined || size === 0) {
         // A range of a blob not held yet: bytes of a range cannot be checked
         // alone, so the whole blob is pulled (and verified) first.
         await this.pullBlob(ref, digest, size, signal)
       } else {
-        await streamWhilePulling({ store, exchange: this.init.exchange, stats: this.stats, log: this.init.log, pull: async () => await this.pullBlob(ref, digest, size, signal) }, digest, size, res, headers)
+        try {
+          await streamWhilePulling({ store, exchange: this.init.exchange, stats: this.stats, log: this.init.log, pull: async () => await this.pullBlob(ref, digest, size, signal) }, digest, size, res, headers)
+        } finally {
+          // pullBlob releases its reservation when it settles; one never started has nothing to wait for.
+          if (!this.pulling.has(digest)) this.quota?.release(digest)
+        }
         return
       }
     }
@@ -373,7 +407,8 @@ export class MirrorServer {
     if (running !== undefined) return running
     let usedUpstream = false
     const started = performance.now()
-    const p = this.init.exchange.pull(digest, {
+    const room = this.quota?.reserve(digest, size) ?? Promise.resolve()
+    const p = room.then(async () => await this.init.exchange.pull(digest, {
       size,
       candidates: this.init.candidates(),
       registry: async (r, s, into) => {
@@ -381,12 +416,12 @@ export class MirrorServer {
         return await this.init.registry.getBlobRange(ref, digest, r.start, r.length, { signal: s, into })
       },
       signal
-    }).then(stats => {
+    })).then(stats => {
       this.stats.bytes.peers += stats.bytesFromPeers
       this.stats.bytes.upstream += stats.bytesFromRegistry
       if (usedUpstream) this.stats.upstreamFallbacks++
       this.init.log?.debug({ digest, fromPeers: stats.bytesFromPeers, fromUpstream: stats.bytesFromRegistry, ms: Math.round(performance.now() - started) }, 'mirror pulled a blob')
-    }).finally(() => { this.pulling.delete(digest) })
+    }).finally(() => { this.pulling.delete(digest); this.quota?.release(digest) })
     this.pulling.set(digest, p)
     this.track(p.catch(() => {}))
     return p

@@ -1,8 +1,11 @@
 // Pure parts of the mirror's request handling: which upstream a request is
-// for (containerd's `ns=` or the default), the repository path under Docker
-// Hub's `library/` rule, and the Range header.
+// for (containerd's `ns=`, checked against the configured registries, or the
+// default), the repository path under Docker Hub's `library/` rule, and the
+// Range header.
+import { isIP } from 'node:net'
 import { DOCKER_HUB, DOCKER_HUB_API, isLoopbackHost, type ImageReference } from '../../p2p/content/reference.js'
 import { MirrorRequestError } from './errors.js'
+import { isInternalAddress, privateHostAllowed } from './upstream-guard.js'
 
 const NAME_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/
 const TAG_RE = /^[\w][\w.-]{0,127}$/
@@ -15,20 +18,29 @@ export type MirrorRoute =
   | { kind: 'blob', name: string, digest: string }
   | { kind: 'tags', name: string }
 
+/** decodeURIComponent that answers a malformed escape with a 400 rather than a URIError (a 500). */
+function decodePart (part: string): string {
+  try {
+    return decodeURIComponent(part)
+  } catch {
+    throw new MirrorRequestError(400, 'NAME_INVALID', `malformed percent-escape in ${JSON.stringify(part.slice(0, 100))}`)
+  }
+}
+
 /** Parses `/v2/`, `/v2/<name>/manifests/<ref>`, `/v2/<name>/blobs/<digest>`; throws MirrorRequestError otherwise. */
 export function parseMirrorPath (pathname: string): MirrorRoute {
   if (pathname === '/v2' || pathname === '/v2/') return { kind: 'base' }
   const tags = /^\/v2\/(.+)\/tags\/list$/.exec(pathname)
   if (tags !== null) {
-    const name = decodeURIComponent(tags[1] as string)
+    const name = decodePart(tags[1] as string)
     if (name.length > MAX_NAME || !name.split('/').every(c => NAME_COMPONENT_RE.test(c))) throw new MirrorRequestError(400, 'NAME_INVALID', `invalid repository name ${JSON.stringify(name.slice(0, 100))}`)
     return { kind: 'tags', name }
   }
   const m = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/.exec(pathname)
   if (m === null) throw new MirrorRequestError(404, 'NOT_FOUND', `no such route ${pathname.slice(0, 200)} (this mirror is read-only: /v2/<name>/manifests/<ref>, /v2/<name>/blobs/<digest>)`)
-  const name = decodeURIComponent(m[1] as string)
+  const name = decodePart(m[1] as string)
   const what = m[2] as string
-  const ref = decodeURIComponent(m[3] as string)
+  const ref = decodePart(m[3] as string)
   if (name.length > MAX_NAME || !name.split('/').every(c => NAME_COMPONENT_RE.test(c))) throw new MirrorRequestError(400, 'NAME_INVALID', `invalid repository name ${JSON.stringify(name.slice(0, 100))}`)
   if (what === 'blobs') {
     if (!DIGEST_RE.test(ref)) throw new MirrorRequestError(400, 'DIGEST_INVALID', `invalid digest ${JSON.stringify(ref.slice(0, 100))} (sha256:<64 hex>)`)
@@ -44,10 +56,58 @@ export function parseMirrorPath (pathname: string): MirrorRoute {
  * of its names becomes `docker.io`, whose one-component names get `library/`.
  */
 export function upstreamReference (name: string, ns: string | null, defaultUpstream: string): ImageReference {
-  let registry = ns !== null && ns !== '' ? ns : defaultUpstream
-  if (registry === DOCKER_HUB_API || registry === 'index.docker.io') registry = DOCKER_HUB
+  const registry = canonicalRegistry(ns !== null && ns !== '' ? ns : defaultUpstream)
   const repository = registry === DOCKER_HUB && !name.includes('/') ? `library/${name}` : name
   return { registry, repository }
+}
+
+/** A registry as `ns=` may name it: a DNS name or IP literal, and an optional port; nothing else. */
+const NS_RE = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]{2,45}\])(?::(\d{1,5}))?$/
+const MAX_NS = 260
+
+/** Docker Hub under any of its names is `docker.io`; other names as given, lower case. */
+export function canonicalRegistry (registry: string): string {
+  const r = registry.toLowerCase()
+  return r === DOCKER_HUB_API || r === 'index.docker.io' ? DOCKER_HUB : r
+}
+
+/**
+ * containerd's `ns=` as a registry `host[:port]`: a path, query, fragment,
+ * userinfo, scheme or anything but a host name / IP literal and port is a
+ * 400, so the upstream URL is built only from checked parts. A literal
+ * loopback, private or link-local address is a 400 unless `privateHosts`
+ * (`[mirror] allow_private_hosts`) names it.
+ */
+export function parseNamespace (ns: string, privateHosts: string[] = []): string {
+  const quoted = JSON.stringify(ns.slice(0, 100))
+  const host = ns.toLowerCase()
+  const m = host.length <= MAX_NS ? NS_RE.exec(host) : null
+  if (m === null) throw new MirrorRequestError(400, 'NAME_INVALID', `ns=${quoted} is not a registry host[:port] (no scheme, path, query or userinfo)`)
+  const port = m[1]
+  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) throw new MirrorRequestError(400, 'NAME_INVALID', `ns=${quoted}: port out of range`)
+  const name = (port === undefined ? host : host.slice(0, host.length - port.length - 1)).replace(/^\[|\]$/g, '')
+  if (name.startsWith('[') || (host.startsWith('[') && isIP(name) !== 6)) throw new MirrorRequestError(400, 'NAME_INVALID', `ns=${quoted} is not a registry host[:port]`)
+  // A numeric last label makes URL parsers read the name as an IPv4 address in another notation (0x7f, 2130706433).
+  if (!host.startsWith('[') && /(?:^|\.)(?:0x[0-9a-f]*|\d+)$/.test(name) && isIP(name) !== 4) throw new MirrorRequestError(400, 'NAME_INVALID', `ns=${quoted} is neither a host name nor a dotted IPv4 address`)
+  if (!privateHostAllowed(privateHosts, new URL(`https://${host}`)) && (name === 'localhost' || name.endsWith('.localhost') || (isIP(name) !== 0 && isInternalAddress(name)))) {
+    throw new MirrorRequestError(400, 'DENIED', `ns=${quoted} is a loopback, private or link-local address: the mirror does not fetch from those (list it in [mirror] allow_private_hosts to allow it)`)
+  }
+  return host
+}
+
+/**
+ * The registries the mirror fetches from: `[mirror] registries` when set,
+ * else the default upstream and Docker Hub; the default upstream always.
+ */
+export function allowedRegistries (configured: string[] | undefined, upstream: string): Set<string> {
+  return new Set([...(configured ?? [DOCKER_HUB]), upstream].map(canonicalRegistry))
+}
+
+/** Throws a 400 unless `registry` (canonical) is on the allow-list. */
+export function checkRegistryAllowed (registry: string, allowed: Set<string>): void {
+  if (!allowed.has(canonicalRegistry(registry))) {
+    throw new MirrorRequestError(400, 'DENIED', `registry ${JSON.stringify(registry.slice(0, 100))} is not one this mirror serves (add it to [mirror] registries)`)
+  }
 }
 
 export type ByteRange = { start: number, end: number }

@@ -2,6 +2,13 @@
 // at the API boundary and again when applied from the Raft log.
 import { z } from 'zod'
 
+/**
+ * The smallest memory limit a capsule may ask for. Below a few MiB the
+ * kernel refuses the cgroup limit or the runtime cannot even start the
+ * capsule, so a smaller number is a typo (`--memory 10`), not a wish.
+ */
+export const MIN_MEMORY_BYTES = 4 * 1024 * 1024
+
 export const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/
 export const MAX_REPLICAS = 1000
 
@@ -61,7 +68,7 @@ export const CapsuleSpecSchema = z.strictObject({
   resources: z.strictObject({
     /** CPUs (fractions allowed); the scheduler reserves them, the runtime sets the quota. */
     cpu: z.number().min(0).max(1024).default(0.1),
-    memoryBytes: z.number().int().min(0).default(64 * 1024 * 1024),
+    memoryBytes: z.number().int().min(MIN_MEMORY_BYTES, `memory limits start at ${MIN_MEMORY_BYTES} bytes (4 MiB)`).default(64 * 1024 * 1024),
     gpus: GpuDemandSchema.prefault({})
   }).prefault({}),
   labels: z.record(z.string().max(63), z.string().max(256)).default({}),
@@ -95,6 +102,18 @@ export type InstanceState = z.infer<typeof InstanceStateSchema>
 /** Instance names: the capsule's name for one replica, `name-i` for several. */
 export function instanceName (capsule: string, index: number, replicas: number): string {
   return replicas === 1 ? capsule : `${capsule}-${index}`
+}
+
+/**
+ * A capsule's memory limit: a number with a unit (512M, 2G, 1.5GiB), at
+ * least MIN_MEMORY_BYTES. A bare number is refused: `--memory 512` meant
+ * 512 bytes and left the capsule unlimited, which nobody asks for.
+ */
+export function parseMemory (text: string): number {
+  if (/^\s*\d+(?:\.\d+)?\s*b?\s*$/i.test(text)) throw new Error(`${text}: give a unit, e.g. 512M or 2G (a bare number would be bytes)`)
+  const bytes = parseBytes(text)
+  if (bytes < MIN_MEMORY_BYTES) throw new Error(`${text}: below the smallest limit a capsule can run with (4M)`)
+  return bytes
 }
 
 /** Parses sizes like 512M, 2G, 1.5GiB, 1048576. */

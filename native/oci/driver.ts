@@ -119,9 +119,19 @@ export class OciRuntimeDriver {
   }
 
   /** Sends `signal` to the capsule's init (to every process with `all`). Quiet when it is already gone. */
+  /**
+   * Sends `signal` to the container's init, or with `all` to every process
+   * of its cgroup. A rootless container without a delegated cgroup has no
+   * process list to walk (runc: `lstat : no such file or directory`), so a
+   * failed `--all` falls back to the init alone: every capsule has its own
+   * PID namespace, and when its init dies the kernel kills the rest.
+   */
   async kill (id: string, signal: string, all = false): Promise<boolean> {
-    const r = await this.invoke(['kill', ...(all ? ['--all'] : []), id, signal.replace(/^SIG/, '')], `kill ${id}`)
-    return r.exitCode === 0
+    const sig = signal.replace(/^SIG/, '')
+    const r = await this.invoke(['kill', ...(all ? ['--all'] : []), id, sig], `kill ${id}`)
+    if (r.exitCode === 0 || !all) return r.exitCode === 0
+    const init = await this.invoke(['kill', id, sig], `kill ${id}`)
+    return init.exitCode === 0
   }
 
   async delete (id: string, force = false): Promise<void> {

@@ -4,28 +4,54 @@
 // token and receive the cluster key; members prove the cluster key to each
 // other. The check sits on the stream handlers, so it holds on QUIC, TCP and
 // relayed connections alike — unlike libp2p's pnet, which QUIC ignores.
+// `evict` removes a member for good: its peer id is refused, and the cluster
+// key and join secret are replaced, the new key handed only to members that
+// prove the old one and are not evicted.
 import { setTimeout as delay } from 'node:timers/promises'
 import { randomBytes } from 'node:crypto'
 import { lpStream } from '@libp2p/utils'
 import type { Connection, Libp2p, PeerId, Stream, StreamHandler } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { clusterKeyFingerprint, equalHex, type JoinToken } from '../token.js'
-import { ADMIT_PROTOCOL, admissionMac, decodeAdmit, encodeAdmit, MAX_ADMIT_FRAME, type AdmitMessage } from './messages.js'
+import { ADMIT_PROTOCOL, admissionMac, decodeAdmit, encodeAdmit, MAX_ADMIT_FRAME, MAX_EVICTED_HANDOVER, type AdmitMessage, type Rekey } from './messages.js'
+import { FailureTable, sourceOf } from './failure-table.js'
 
 export interface ClusterSecrets {
   clusterId: string
   clusterKey: string
   joinSecret: string
   secretVersion: number
+  /** Version of clusterKey: 1 until the first `evict`, +1 at each. */
+  keyVersion?: number
+  /**
+   * The key of version keyVersion − 1: a member that missed the rotation
+   * proves it and is handed the new key (when this node knows it as a member).
+   */
+  previousKey?: string
 }
+
+/**
+ * Evicted peer ids kept. Enough: each evict replaces the cluster key and
+ * only the previous one is still accepted, so an id evicted before the
+ * previous rotation holds no key anyone accepts; the list only has to cover
+ * the ids evicted with the last rotation.
+ */
+export const MAX_EVICTED = 1024
 
 export interface AdmissionInit {
   /** Absent until this node has joined: then only `join()` works. */
   secrets?: ClusterSecrets
-  /** Peers whose admission was revoked (left or evicted). */
-  revoked?: Iterable<string>
+  /** Peers evicted from the cluster (oldest first; at most MAX_EVICTED are kept). */
+  evicted?: Iterable<string>
   /** Called when secrets are learned or rotated, so the caller persists them. */
   onSecrets?: (s: ClusterSecrets) => void
+  /** Called when the evicted list changes, so the caller persists it. */
+  onEvicted?: (ids: string[]) => void
+  /**
+   * Whether a peer id is a member this node knows (its member list): only
+   * those may prove the previous cluster key and be handed the new one.
+   */
+  knownMember?: (peerId: string) => boolean
   /** Members to hand a joiner in the welcome. */
   members?: () => Array<{ id: string, addrs: string[] }>
   /** How long an unadmitted inbound connection may stay open to run admission. */
@@ -35,6 +61,12 @@ export interface AdmissionInit {
   windowMs?: number
   /** How long a peer that failed a proof is refused. */
   banMs?: number
+  /**
+   * Failed proofs allowed from one source address (an IPv4 address, an
+   * IPv6 /64) within banMs; past it the source is refused until the window
+   * ends. Per address, since a peer id costs nothing to replace.
+   */
+  failuresPerSource?: number
   log?: (msg: string) => void
 }
 
@@ -42,6 +74,9 @@ export const DEFAULT_GRACE_MS = 10_000
 export const DEFAULT_ATTEMPTS_PER_WINDOW = 5
 export const DEFAULT_WINDOW_MS = 10_000
 export const DEFAULT_BAN_MS = 30_000
+export const DEFAULT_FAILURES_PER_SOURCE = 10
+/** Peers tracked for the attempt rate limit (the oldest are forgotten first). */
+const MAX_TRACKED_PEERS = 10_000
 const HANDSHAKE_TIMEOUT_MS = 5_000
 /** Tries of `join` through one member when the connection breaks before it answers, and the pause before the next (times the try). */
 export const JOIN_ATTEMPTS = 3
@@ -66,14 +101,16 @@ export interface JoinResult {
 export class Admission {
   private secrets: ClusterSecrets | undefined
   private readonly admitted = new Set<string>()
-  private readonly revoked: Set<string>
+  /** Evicted peer ids, oldest first (a Set keeps insertion order). */
+  private readonly evicted: Set<string>
   private readonly attempts = new Map<string, { windowStart: number, count: number }>()
   private readonly banned = new Map<string, number>()
+  private readonly failures: FailureTable
   /** Fault injection (scenarios, tests): peers cut off as if the network dropped everything. */
   private readonly blocked = new Set<string>()
   private readonly graceTimers = new Map<string, NodeJS.Timeout>()
   private readonly inflight = new Map<string, Promise<void>>()
-  private readonly opts: Required<Omit<AdmissionInit, 'secrets' | 'revoked'>>
+  private readonly opts: Required<Omit<AdmissionInit, 'secrets' | 'evicted'>>
   private libp2p: Libp2p | undefined
   private readonly onConnOpen = (evt: CustomEvent<Connection>): void => { this.armGrace(evt.detail) }
   private readonly onPeerDisconnect = (evt: CustomEvent<PeerId>): void => {
@@ -83,16 +120,20 @@ export class Admission {
 
   constructor (init: AdmissionInit = {}) {
     this.secrets = init.secrets
-    this.revoked = new Set(init.revoked ?? [])
+    this.evicted = new Set([...(init.evicted ?? [])].slice(-MAX_EVICTED))
     this.opts = {
       onSecrets: init.onSecrets ?? (() => {}),
+      onEvicted: init.onEvicted ?? (() => {}),
+      knownMember: init.knownMember ?? (() => false),
       members: init.members ?? (() => []),
       graceMs: init.graceMs ?? DEFAULT_GRACE_MS,
       attemptsPerWindow: init.attemptsPerWindow ?? DEFAULT_ATTEMPTS_PER_WINDOW,
       windowMs: init.windowMs ?? DEFAULT_WINDOW_MS,
       banMs: init.banMs ?? DEFAULT_BAN_MS,
+      failuresPerSource: init.failuresPerSource ?? DEFAULT_FAILURES_PER_SOURCE,
       log: init.log ?? (() => {})
     }
+    this.failures = new FailureTable(this.opts.failuresPerSource, this.opts.banMs)
   }
 
   /** For libp2p's connection gater: refuse peers banned after a failed proof. */
@@ -107,7 +148,7 @@ export class Admission {
   /** Installs the secrets of a cluster this node just created. */
   setSecrets (s: ClusterSecrets): void { this.secrets = s }
 
-  isAdmitted (peerId: string): boolean { return this.admitted.has(peerId) && !this.revoked.has(peerId) && !this.blocked.has(peerId) }
+  isAdmitted (peerId: string): boolean { return this.admitted.has(peerId) && !this.evicted.has(peerId) && !this.blocked.has(peerId) }
 
   /** Fault hook: cuts this node off from `peers` (replacing any earlier cut); [] heals. */
   partition (peers: string[]): void {
@@ -136,28 +177,102 @@ export class Admission {
     this.graceTimers.clear()
   }
 
-  revoke (peerId: string): void {
-    this.revoked.add(peerId)
-    this.admitted.delete(peerId)
-    for (const c of this.libp2p?.getConnections() ?? []) {
-      if (c.remotePeer.toString() === peerId) void c.close().catch(() => {})
-    }
-  }
+  isEvicted (peerId: string): boolean { return this.evicted.has(peerId) }
+  evictedPeers (): string[] { return [...this.evicted] }
 
-  unrevoke (peerId: string): void { this.revoked.delete(peerId) }
-  revokedPeers (): string[] { return [...this.revoked] }
+  /**
+   * Removes a member for good: its peer id is refused from now on, and the
+   * cluster key and the join secret are replaced, so it can neither come back
+   * under another peer id nor join again with a token it knew. Connected
+   * members are handed the new key at once (they prove the old one); others
+   * on their next handshake.
+   */
+  evict (peerId: string, fresh: { clusterKey: string, joinSecret: string }): ClusterSecrets {
+    const s = this.secrets
+    if (s === undefined) throw new Error('this node has not joined a cluster')
+    if (peerId === this.libp2p?.peerId.toString()) throw new Error('a node cannot evict itself (use leave)')
+    this.addEvicted([peerId])
+    this.secrets = {
+      ...s,
+      clusterKey: fresh.clusterKey,
+      keyVersion: keyVersionOf(s) + 1,
+      previousKey: s.clusterKey,
+      joinSecret: fresh.joinSecret,
+      secretVersion: s.secretVersion + 1
+    }
+    this.opts.onSecrets(this.secrets)
+    this.opts.log(`admission: evicted ${peerId}; cluster key now version ${keyVersionOf(this.secrets)}`)
+    this.handshakeAgain()
+    return this.secrets
+  }
 
   /** Issues a new join secret; admitted members are undisturbed and learn it on their next handshake. */
   rotate (newSecret: string): ClusterSecrets {
     if (this.secrets === undefined) throw new Error('this node has not joined a cluster')
     this.secrets = { ...this.secrets, joinSecret: newSecret, secretVersion: this.secrets.secretVersion + 1 }
     this.opts.onSecrets(this.secrets)
-    // Push the new secret to connected members by re-running the handshake.
+    this.handshakeAgain()
+    return this.secrets
+  }
+
+  /** Pushes new secrets to connected members by running the handshake again with each. */
+  private handshakeAgain (): void {
     for (const id of [...this.admitted]) {
       this.admitted.delete(id)
-      void this.ensureAdmitted(id).catch(() => {})
+      void this.ensureAdmitted(id).catch((err: Error) => { this.opts.log(`admission: new handshake with ${id} failed: ${err.message}`) })
     }
-    return this.secrets
+  }
+
+  /** Adds evicted ids (refreshing their place), drops the oldest past MAX_EVICTED, cuts their connections. */
+  private addEvicted (ids: string[]): void {
+    const self = this.libp2p?.peerId.toString()
+    let changed = false
+    for (const id of ids) {
+      if (id === self) continue
+      if (!this.evicted.has(id)) changed = true
+      this.evicted.delete(id)
+      this.evicted.add(id)
+      this.admitted.delete(id)
+      for (const c of this.libp2p?.getConnections() ?? []) {
+        if (c.remotePeer.toString() === id) void c.close().catch((err: Error) => { c.abort(err) })
+      }
+    }
+    for (const oldest of this.evicted) {
+      if (this.evicted.size <= MAX_EVICTED) break
+      this.evicted.delete(oldest)
+    }
+    if (changed) this.opts.onEvicted([...this.evicted])
+  }
+
+  /** A member one key version behind proved the old key: take the new one it was handed. */
+  private adoptKey (r: Rekey, from: string): void {
+    const s = this.secrets
+    if (s === undefined || r.version !== keyVersionOf(s) + 1) return
+    this.secrets = { ...s, clusterKey: r.key, keyVersion: r.version, previousKey: s.clusterKey }
+    this.opts.log(`admission: ${from} handed over cluster key version ${r.version}`)
+    this.addEvicted(r.evicted)
+    this.opts.onSecrets(this.secrets)
+    this.handshakeAgain()
+  }
+
+  /** The cluster key of `version`, when this node holds it. */
+  private keyOf (version: number): string | undefined {
+    const s = this.secrets
+    if (s === undefined) return undefined
+    if (version === keyVersionOf(s)) return s.clusterKey
+    if (version === keyVersionOf(s) - 1) return s.previousKey
+    return undefined
+  }
+
+  /** Whether `peer` may prove the previous key (and be handed the new one): a known member, not evicted. */
+  private mayUseOldKey (peer: string): boolean {
+    return !this.evicted.has(peer) && this.opts.knownMember(peer)
+  }
+
+  private rekeyFor (): Rekey | undefined {
+    const s = this.secrets
+    if (s === undefined || keyVersionOf(s) < 2) return undefined
+    return { version: keyVersionOf(s), key: s.clusterKey, evicted: [...this.evicted].slice(-MAX_EVICTED_HANDOVER) }
   }
 
   /**
@@ -169,7 +284,7 @@ export class Admission {
     return (stream, conn) => {
       const peer = conn.remotePeer.toString()
       if (this.isAdmitted(peer)) return handler(stream, conn)
-      if (this.secrets === undefined || this.revoked.has(peer) || this.blocked.has(peer)) { stream.abort(new NotAdmittedError('not admitted')); return }
+      if (this.secrets === undefined || this.evicted.has(peer) || this.blocked.has(peer)) { stream.abort(new NotAdmittedError('not admitted')); return }
       void this.ensureAdmitted(peer, AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS)).then(
         async () => { await handler(stream, conn) },
         () => { stream.abort(new NotAdmittedError('not admitted')) }
@@ -195,14 +310,25 @@ export class Admission {
     const libp2p = this.requireLibp2p()
     const secrets = this.secrets
     if (secrets === undefined) throw new NotAdmittedError('this node has not joined a cluster')
-    if (this.revoked.has(peerId)) throw new NotAdmittedError(`${peerId} was removed from the cluster`)
+    if (this.evicted.has(peerId)) throw new NotAdmittedError(`${peerId} was evicted from the cluster`)
     if (this.blocked.has(peerId)) throw new NotAdmittedError(`${peerId} is cut off by a fault hook`)
     const conn = libp2p.getConnections().find(c => c.remotePeer.toString() === peerId && c.status === 'open')
     if (conn === undefined) throw new NotAdmittedError(`not connected to ${peerId}`)
-    const stream = await conn.newStream(ADMIT_PROTOCOL, { signal: signal ?? AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS), runOnLimitedConnection: true })
-    const welcome = await this.dialerExchange(stream, conn, 'member', secrets.clusterKey, secrets.clusterId, signal)
+    const sig = signal ?? AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS)
+    let welcome: Extract<AdmitMessage, { t: 'welcome' }>
+    try {
+      const stream = await conn.newStream(ADMIT_PROTOCOL, { signal: sig, runOnLimitedConnection: true })
+      welcome = await this.dialerExchange(stream, conn, 'member', secrets.clusterId, sig)
+    } catch (err) {
+      // This peer id was evicted once and has since joined again with a
+      // token (through another member): prove the join secret to this one too.
+      if (!(err instanceof AdmissionRejectedError && err.reason === 'revoked')) throw err
+      const stream = await conn.newStream(ADMIT_PROTOCOL, { signal: sig, runOnLimitedConnection: true })
+      welcome = await this.dialerExchange(stream, conn, 'join', secrets.clusterId, sig)
+      if (welcome.clusterKey !== this.secrets?.clusterKey) throw new ImpostorError(`${peerId} proved the join secret but holds another cluster key`)
+    }
     if (welcome.joinSecret !== undefined && welcome.secretVersion > (this.secrets?.secretVersion ?? 0)) {
-      this.secrets = { ...secrets, joinSecret: welcome.joinSecret, secretVersion: welcome.secretVersion }
+      this.secrets = { ...(this.secrets ?? secrets), joinSecret: welcome.joinSecret, secretVersion: welcome.secretVersion }
       this.opts.onSecrets(this.secrets)
     }
     this.markAdmitted(peerId)
@@ -234,7 +360,7 @@ export class Admission {
     const libp2p = this.requireLibp2p()
     const conn = await libp2p.dial(addr, { signal: sig })
     const stream = await conn.newStream(ADMIT_PROTOCOL, { signal: sig, runOnLimitedConnection: true })
-    const welcome = await this.dialerExchange(stream, conn, 'join', token.secret, token.clusterId, sig)
+    const welcome = await this.dialerExchange(stream, conn, 'join', token.clusterId, sig, token.secret)
     if (welcome.clusterKey === undefined || clusterKeyFingerprint(Buffer.from(welcome.clusterKey, 'hex')) !== token.fingerprint) {
       await conn.close().catch(() => {})
       throw new ImpostorError('the peer proved the join secret but not the cluster key the token pins')
@@ -242,28 +368,43 @@ export class Admission {
     this.secrets = {
       clusterId: token.clusterId,
       clusterKey: welcome.clusterKey,
+      keyVersion: welcome.keyVersion,
       joinSecret: welcome.joinSecret ?? token.secret,
       secretVersion: welcome.secretVersion
     }
     this.opts.onSecrets(this.secrets)
     const peer = conn.remotePeer.toString()
-    this.revoked.delete(libp2p.peerId.toString())
     this.markAdmitted(peer)
     return { peerId: peer, members: welcome.members }
   }
 
-  private async dialerExchange (stream: Stream, conn: Connection, mode: 'join' | 'member', key: string, clusterId: string, signal?: AbortSignal): Promise<Extract<AdmitMessage, { t: 'welcome' }>> {
+  /**
+   * The dialer's side. `join`: proves `joinKey` (the token's secret, or our
+   * join secret). `member`: proves the cluster key of the older side's
+   * version, and hands ours over when it is the newer.
+   */
+  private async dialerExchange (stream: Stream, conn: Connection, mode: 'join' | 'member', clusterId: string, signal: AbortSignal | undefined, joinKey?: string): Promise<Extract<AdmitMessage, { t: 'welcome' }>> {
     const libp2p = this.requireLibp2p()
     const lp = lpStream(stream, { maxDataLength: MAX_ADMIT_FRAME })
     const self = libp2p.peerId.toString()
     const other = conn.remotePeer.toString()
     const nonce = randomBytes(32).toString('hex')
     const opts = { signal }
+    const mine = this.secrets
+    const myKeyVersion = mine !== undefined ? keyVersionOf(mine) : 1
     try {
-      await lp.write(encodeAdmit({ t: 'hello', mode, clusterId, nonce, secretVersion: this.secrets?.secretVersion ?? 0 }), opts)
+      await lp.write(encodeAdmit({ t: 'hello', mode, clusterId, nonce, secretVersion: mine?.secretVersion ?? 0, keyVersion: myKeyVersion }), opts)
       const reply = decodeAdmit((await lp.read(opts)).subarray())
       if (reply.t === 'reject') throw rejection(reply.reason)
       if (reply.t !== 'challenge') throw new AdmissionRejectedError('protocol', `unexpected ${reply.t} from ${other}`)
+      let key: string | undefined = joinKey ?? mine?.joinSecret
+      if (mode === 'member') {
+        key = reply.keyVersion <= myKeyVersion ? this.keyOf(reply.keyVersion) : undefined
+        if (key === undefined || (reply.keyVersion < myKeyVersion && !this.mayUseOldKey(other))) {
+          throw new NotAdmittedError(`${other} holds cluster key version ${reply.keyVersion}, this node ${myKeyVersion}: one of the two must join again with a token`)
+        }
+      }
+      if (key === undefined) throw new NotAdmittedError('no join secret to prove')
       const expected = admissionMac(key, 'listener', clusterId, other, self, nonce, reply.nonce)
       if (!equalHex(expected, reply.proof)) {
         throw mode === 'join'
@@ -271,12 +412,13 @@ export class Admission {
           : new NotAdmittedError(`${other} could not prove the cluster key`)
       }
       const proof = admissionMac(key, 'dialer', clusterId, self, other, nonce, reply.nonce)
-      const mine = this.secrets
       const handOver = mode === 'member' && mine !== undefined && mine.secretVersion > reply.secretVersion ? mine.joinSecret : undefined
-      await lp.write(encodeAdmit({ t: 'proof', proof, secretVersion: mine?.secretVersion ?? 0, ...(handOver !== undefined ? { joinSecret: handOver } : {}) }), opts)
+      const rekey = mode === 'member' && reply.keyVersion < myKeyVersion ? this.rekeyFor() : undefined
+      await lp.write(encodeAdmit({ t: 'proof', proof, secretVersion: mine?.secretVersion ?? 0, ...(handOver !== undefined ? { joinSecret: handOver } : {}), ...(rekey !== undefined ? { rekey } : {}) }), opts)
       const last = decodeAdmit((await lp.read(opts)).subarray())
       if (last.t === 'reject') throw rejection(last.reason)
       if (last.t !== 'welcome') throw new AdmissionRejectedError('protocol', `unexpected ${last.t} from ${other}`)
+      if (mode === 'member' && last.rekey !== undefined && reply.keyVersion === myKeyVersion) this.adoptKey(last.rekey, other)
       await stream.close().catch(() => {})
       return last
     } catch (err) {
@@ -287,6 +429,7 @@ export class Admission {
 
   private async handleInbound (stream: Stream, conn: Connection): Promise<void> {
     const peer = conn.remotePeer.toString()
+    const source = sourceOf(conn.remoteAddr, peer)
     const lp = lpStream(stream, { maxDataLength: MAX_ADMIT_FRAME })
     const signal = AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS)
     const reject = async (reason: Extract<AdmitMessage, { t: 'reject' }>['reason']): Promise<void> => {
@@ -294,36 +437,46 @@ export class Admission {
       await stream.close().catch(() => {})
     }
     try {
-      if (!this.allowAttempt(peer)) { await reject('rate'); return }
+      if (!this.allowAttempt(peer, source)) { await reject('rate'); return }
       const secrets = this.secrets
       const hello = decodeAdmit((await lp.read({ signal })).subarray())
       if (hello.t !== 'hello') { await reject('protocol'); return }
       if (secrets === undefined || hello.clusterId !== secrets.clusterId) { await reject('cluster'); return }
-      if (hello.mode === 'member' && this.revoked.has(peer)) { await reject('revoked'); return }
-      const key = hello.mode === 'join' ? secrets.joinSecret : secrets.clusterKey
+      if (hello.mode === 'member' && this.evicted.has(peer)) { await reject('revoked'); return }
+      const mine = keyVersionOf(secrets)
+      // Member proofs use the older side's key: one version back only, and
+      // only from a member this node knows (an evicted machine under a new
+      // peer id is not one).
+      const used = Math.min(hello.keyVersion, mine)
+      const key = hello.mode === 'join' ? secrets.joinSecret : this.keyOf(used)
+      if (key === undefined || (hello.mode === 'member' && used < mine && !this.mayUseOldKey(peer))) { await reject('stale'); return }
       const self = this.requireLibp2p().peerId.toString()
       const nonce = randomBytes(32).toString('hex')
       const proof = admissionMac(key, 'listener', secrets.clusterId, self, peer, hello.nonce, nonce)
-      await lp.write(encodeAdmit({ t: 'challenge', nonce, proof, secretVersion: secrets.secretVersion }), { signal })
+      await lp.write(encodeAdmit({ t: 'challenge', nonce, proof, secretVersion: secrets.secretVersion, keyVersion: hello.mode === 'member' ? used : mine }), { signal })
       const answer = decodeAdmit((await lp.read({ signal })).subarray())
       if (answer.t !== 'proof') { await reject('protocol'); return }
       const expected = admissionMac(key, 'dialer', secrets.clusterId, peer, self, hello.nonce, nonce)
       if (!equalHex(expected, answer.proof)) {
         this.banned.set(peer, Date.now() + this.opts.banMs)
-        this.opts.log(`admission: ${peer} failed to prove the ${hello.mode === 'join' ? 'join token' : 'cluster key'}`)
+        this.failures.fail(source)
+        this.opts.log(`admission: ${peer} (from ${source}) failed to prove the ${hello.mode === 'join' ? 'join token' : 'cluster key'}`)
         await reject('token')
         setTimeout(() => { void conn.close().catch(() => {}) }, 200).unref()
         return
       }
-      if (hello.mode === 'member' && answer.joinSecret !== undefined && answer.secretVersion > secrets.secretVersion) {
-        this.secrets = { ...secrets, joinSecret: answer.joinSecret, secretVersion: answer.secretVersion }
+      if (hello.mode === 'member' && answer.rekey !== undefined && used === mine) this.adoptKey(answer.rekey, peer)
+      const current = this.secrets ?? secrets
+      if (hello.mode === 'member' && answer.joinSecret !== undefined && answer.secretVersion > current.secretVersion) {
+        this.secrets = { ...current, joinSecret: answer.joinSecret, secretVersion: answer.secretVersion }
         this.opts.onSecrets(this.secrets)
       }
-      if (hello.mode === 'join') this.revoked.delete(peer)
+      if (hello.mode === 'join' && this.evicted.delete(peer)) this.opts.onEvicted([...this.evicted])
       const now = this.secrets ?? secrets
+      const rekey = hello.mode === 'member' && used < keyVersionOf(now) ? this.rekeyFor() : undefined
       const welcome: AdmitMessage = hello.mode === 'join'
-        ? { t: 'welcome', clusterKey: now.clusterKey, joinSecret: now.joinSecret, secretVersion: now.secretVersion, members: this.opts.members().slice(0, 256) }
-        : { t: 'welcome', secretVersion: now.secretVersion, members: [], ...(hello.secretVersion < now.secretVersion ? { joinSecret: now.joinSecret } : {}) }
+        ? { t: 'welcome', clusterKey: now.clusterKey, keyVersion: keyVersionOf(now), joinSecret: now.joinSecret, secretVersion: now.secretVersion, members: this.opts.members().slice(0, 256) }
+        : { t: 'welcome', secretVersion: now.secretVersion, keyVersion: keyVersionOf(now), members: [], ...(hello.secretVersion < now.secretVersion ? { joinSecret: now.joinSecret } : {}), ...(rekey !== undefined ? { rekey } : {}) }
       await lp.write(encodeAdmit(welcome), { signal })
       this.markAdmitted(peer)
       await stream.close().catch(() => {})
@@ -339,13 +492,18 @@ export class Admission {
     if (t !== undefined) { clearTimeout(t); this.graceTimers.delete(peer) }
   }
 
-  private allowAttempt (peer: string): boolean {
-    if (this.isBanned(peer)) return false
+  /** A peer's attempts are rate-limited; a source address that failed too many proofs is refused for a while. */
+  private allowAttempt (peer: string, source: string): boolean {
+    if (this.isBanned(peer) || this.failures.refused(source)) return false
     const now = Date.now()
     const a = this.attempts.get(peer)
     if (a === undefined || now - a.windowStart > this.opts.windowMs) {
+      this.attempts.delete(peer)
       this.attempts.set(peer, { windowStart: now, count: 1 })
-      if (this.attempts.size > 10_000) this.attempts.clear() // bound the table; worst case is a fresh window
+      for (const oldest of this.attempts.keys()) {
+        if (this.attempts.size <= MAX_TRACKED_PEERS) break
+        this.attempts.delete(oldest)
+      }
       return true
     }
     a.count++
@@ -371,12 +529,15 @@ export class Admission {
   }
 }
 
+export function keyVersionOf (s: ClusterSecrets): number { return s.keyVersion ?? 1 }
+
 function rejection (reason: string): Error {
   switch (reason) {
     case 'token': return new AdmissionRejectedError(reason, 'rejected the token')
     case 'cluster': return new AdmissionRejectedError(reason, 'belongs to another cluster (the token names a different cluster id)')
-    case 'revoked': return new AdmissionRejectedError(reason, 'has removed this node from the cluster (join again with a token)')
+    case 'revoked': return new AdmissionRejectedError(reason, 'has evicted this node from the cluster (an operator must give it a new token)')
     case 'rate': return new AdmissionRejectedError(reason, 'is refusing admission attempts for now (too many tries; wait and retry)')
+    case 'stale': return new AdmissionRejectedError(reason, 'holds a newer cluster key than this node can prove (a member was evicted since; join again with a new token from `bolt-agent token`)')
     default: return new AdmissionRejectedError(reason, 'broke off the admission exchange')
   }
 }

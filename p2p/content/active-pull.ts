@@ -7,7 +7,7 @@ import { Bitfield } from './bitfield.js'
 import { PullAbortedError, PullFailedError } from './errors.js'
 import type { PartialBlob } from './partial-blob.js'
 import { PeerChannel } from './peer-channel.js'
-import type { PieceExchange, PullOptions, PullStats } from './piece-exchange.js'
+import type { PullContext, PullOptions, PullStats } from './pull-context.js'
 import { PiecePicker, DEFAULT_REQUEST_TIMEOUT_MS, type PickerAction } from './piece-picker.js'
 import { PieceBuffer, pieceBuffers } from './piece-buffers.js'
 import { HASH_BYTES, pieceCount, pieceRange } from './pieces.js'
@@ -44,7 +44,7 @@ export class ActivePull {
   private readonly signal: AbortSignal
 
   constructor (
-    private readonly ex: PieceExchange,
+    private readonly ex: PullContext,
     readonly digest: string,
     private readonly partial: PartialBlob,
     private readonly opts: PullOptions,
@@ -53,7 +53,7 @@ export class ActivePull {
   ) {
     this.count = pieceCount(partial.size, partial.pieceSize)
     this.signal = AbortSignal.any([signal, this.local.signal])
-    const { self, picker } = ex.internals
+    const { self, picker } = ex
     this.picker = new PiecePicker({ ...picker, pieceCount: this.count, self, registry: opts.registry !== undefined }, partial.have, Date.now())
     if (partial.have.count() > 0) ex.announce(digest)
   }
@@ -73,8 +73,8 @@ export class ActivePull {
   }
 
   private addPeer (peer: string): void {
-    const { self, isDead } = this.ex.internals
-    if (this.registryOnly || peer === self || isDead(peer) || this.ex.bannedPeers.has(peer)) return
+    const { self } = this.ex
+    if (this.registryOnly || peer === self || this.ex.isDead(peer) || this.ex.isBanned(peer)) return
     this.known.add(peer)
     this.picker.addPeer(peer)
     this.poke()
@@ -130,7 +130,7 @@ export class ActivePull {
   private async saveManifest (): Promise<void> {
     // Every piece hash is known now: keep the manifest so serving does not re-read the blob.
     try {
-      await this.ex.internals.store.savePieceManifest({ digest: this.digest, size: this.partial.size, pieceSize: this.partial.pieceSize, hashes: this.partial.hashes })
+      await this.ex.savePieceManifest({ digest: this.digest, size: this.partial.size, pieceSize: this.partial.pieceSize, hashes: this.partial.hashes })
     } catch { /* derived again on demand */ }
   }
 
@@ -144,7 +144,7 @@ export class ActivePull {
   }
 
   private findProviders (): void {
-    const providers = this.ex.internals.providers
+    const providers = this.ex.providers
     if (providers === undefined || this.registryOnly) return
     this.op(async () => {
       // Given candidates (the live members), a DHT lookup is only for when
@@ -171,7 +171,7 @@ export class ActivePull {
     const key = `${kind}|${peer}`
     let c = this.channels.get(key)
     if (c === undefined) {
-      const timeout = this.ex.internals.picker?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
+      const timeout = this.ex.picker?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
       c = this.ex.openStream(peer, AbortSignal.any([this.signal, AbortSignal.timeout(timeout)])).then(s => new PeerChannel(peer, s, timeout))
       c.catch(() => {})
       this.channels.set(key, c)
@@ -205,7 +205,7 @@ export class ActivePull {
       }
       case 'drop': return this.closeChannel(a.peer)
       case 'ban': {
-        this.ex.bannedPeers.add(a.peer)
+        this.ex.ban(a.peer)
         return this.closeChannel(a.peer)
       }
     }
@@ -272,7 +272,7 @@ export class ActivePull {
     }
     try {
       this.bytesFromPeers += data.byteLength
-      this.ex.internals.counters.bytesFromPeers += data.byteLength
+      this.ex.counters.bytesFromPeers += data.byteLength
       // A piece from a peer is only taken against a hash we know: a bit
       // without one was cleared at the query, so this is a peer's lie.
       const expected = this.expectedHash(peer, index)
@@ -315,7 +315,7 @@ export class ActivePull {
     }
     try {
       this.bytesFromRegistry += piece.byteLength
-      this.ex.internals.counters.bytesFromRegistry += piece.byteLength
+      this.ex.counters.bytesFromRegistry += piece.byteLength
       const ok = await this.storeAndLand(index, piece, this.trusted?.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES))
       if (ok === undefined) {
         this.picker.failed('registry', index, Date.now())
@@ -342,7 +342,7 @@ export class ActivePull {
 
   /** A verified piece new to this node: kept in memory to serve, reported, and the blob advertised. */
   private landed (index: number, data: PieceBuffer): void {
-    this.ex.recent.put(this.digest, this.partial.pieceSize, index, data)
+    this.ex.keepRecent(this.digest, this.partial.pieceSize, index, data)
     this.progress()
     this.ex.announce(this.digest)
   }

@@ -76,3 +76,8 @@ export class ImageNotFoundError extends Error {
 export class BodyStalledError extends Error {
   override name = 'BodyStalledError'
 }
+
+/** A URL the registry client was about to fetch (a redirect, a token realm) was refused by its guard. */
+export class UpstreamAddressRefusedError extends Error {
+  override name = 'UpstreamAddressRefusedError'
+}

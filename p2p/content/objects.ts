@@ -95,7 +95,7 @@ export class ObjectStore {
     const replicaErrors: Array<{ peer: string, error: string }> = []
     const want = opts.replicas ?? 0
     if (want > 0) {
-      const self = this.init.exchange.internals.self
+      const self = this.init.exchange.self
       const tried = new Set<string>([self])
       // Ask chosen peers; when one fails, choose again among the rest.
       while (replicas.length < want) {

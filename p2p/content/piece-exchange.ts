@@ -16,6 +16,8 @@ import { DEFAULT_REQUEST_TIMEOUT_MS, type PickerConfig } from './piece-picker.js
 import { DEFAULT_RECENT_PIECE_BYTES, RECENT_PIECE_TTL_MS, RecentPieces } from './recent-pieces.js'
 import { PieceServer } from './piece-server.js'
 import { ActivePull, MAX_PROVIDERS_PER_PULL } from './active-pull.js'
+import type { ExchangeCounters, PullContext, PullOptions, PullStats } from './pull-context.js'
+export type { ExchangeCounters, PullOptions, PullProgress, PullStats } from './pull-context.js'
 export { MAX_PROVIDERS_PER_PULL, REVIVE_PEERS_MS } from './active-pull.js'
 import { DEFAULT_PIECE_SIZE, pieceSizeFor } from './pieces.js'
 import type { ProviderSource } from './providers.js'
@@ -66,44 +68,10 @@ export interface PieceExchangeInit {
   corruptPieces?: boolean
 }
 
-export interface PullProgress {
-  digest: string
-  size: number
-  piecesDone: number
-  pieceCount: number
-  bytesFromPeers: number
-  bytesFromRegistry: number
-}
-
-export interface PullOptions {
-  size: number
-  /** Peers to ask directly (e.g. live cluster members), besides the provider source. */
-  candidates?: string[]
-  /**
-   * Fetch a byte range from the registry; absent = peers only. It may read
-   * the bytes into `into` (a pooled buffer of at least the range's length)
-   * and return a view of it, or return bytes of its own.
-   */
-  registry?: (range: { start: number, length: number }, signal: AbortSignal, into: Uint8Array) => Promise<Uint8Array>
-  signal?: AbortSignal
-  onProgress?: (p: PullProgress) => void
-}
-
-export interface PullStats {
-  bytesFromPeers: number
-  bytesFromRegistry: number
-  bannedPeers: string[]
-}
-
-export interface ExchangeCounters {
-  bytesFromPeers: number
-  bytesFromRegistry: number
-  bytesServed: number
-}
-
 export class PieceExchange {
   private readonly init: PieceExchangeInit
-  private readonly self: string
+  private readonly selfId: string
+  private readonly context: PullContext
   readonly pieceSize: number
   private readonly server: PieceServer
   private readonly active = new Map<string, Promise<PullStats>>()
@@ -132,7 +100,8 @@ export class PieceExchange {
     this.init = { ...init }
     this.replicateHandler = init.onReplicate
     this.maxPieceRequests = init.maxPieceRequests ?? DEFAULT_MAX_PIECE_REQUESTS
-    this.self = init.libp2p.peerId.toString()
+    this.selfId = init.libp2p.peerId.toString()
+    this.context = this.pullContext()
     this.pieceSize = init.pieceSize ?? init.store.pieceSize ?? DEFAULT_PIECE_SIZE
     const uploadSlots = init.uploadSlots ?? DEFAULT_UPLOAD_SLOTS
     this.recent = new RecentPieces(init.recentPieceBytes ?? (uploadSlots === 0 ? 0 : DEFAULT_RECENT_PIECE_BYTES))
@@ -264,7 +233,7 @@ export class PieceExchange {
     const signal = AbortSignal.any(opts.signal !== undefined ? [opts.signal, this.shutdown.signal] : [this.shutdown.signal])
     let registryOnly = false
     for (let attempt = 0; ; attempt++) {
-      const pull = new ActivePull(this, digest, partial, opts, signal, registryOnly)
+      const pull = new ActivePull(this.context, digest, partial, opts, signal, registryOnly)
       this.activePulls.add(pull)
       try {
         const stats = await pull.run()
@@ -297,28 +266,9 @@ export class PieceExchange {
     return Math.max(0, (this.init.maxRegistryRequests ?? DEFAULT_MAX_REGISTRY_REQUESTS) - this.registryRequestsInFlight)
   }
 
-  /** @internal */
-  registryRequestStarted (): void { this.registryRequestsInFlight++ }
-  /** @internal */
-  registryRequestEnded (): void { this.registryRequestsInFlight-- }
-
   /** Piece requests this node may still send to `peer` (node-wide cap across pulls). */
   peerRoom (peer: string): number {
     return Math.max(0, (this.init.maxRequestsPerPeer ?? DEFAULT_MAX_REQUESTS_PER_PEER) - (this.perPeerInFlight.get(peer) ?? 0))
-  }
-
-  /** @internal */
-  pieceRequestStarted (peer: string): void {
-    this.pieceRequestsInFlight++
-    this.perPeerInFlight.set(peer, (this.perPeerInFlight.get(peer) ?? 0) + 1)
-  }
-
-  /** @internal */
-  pieceRequestEnded (peer: string): void {
-    this.pieceRequestsInFlight--
-    const n = (this.perPeerInFlight.get(peer) ?? 1) - 1
-    if (n > 0) this.perPeerInFlight.set(peer, n)
-    else this.perPeerInFlight.delete(peer)
   }
 
   /** Who answers a peer's request to hold replicas (objects). */
@@ -387,8 +337,38 @@ export class PieceExchange {
     return await this.init.libp2p.dialProtocol(pid, PIECES_PROTOCOL, { signal })
   }
 
-  /** @internal */
-  get internals (): { self: string, store: BlobStore, providers: ProviderSource | undefined, picker: PieceExchangeInit['picker'], isDead: (p: string) => boolean, counters: ExchangeCounters } {
-    return { self: this.self, store: this.init.store, providers: this.init.providers, picker: this.init.picker, isDead: (p) => this.isDead(p), counters: this.counters }
+  /** This node's peer id. */
+  get self (): string { return this.selfId }
+
+  /** What a pull of this exchange may use (see pull-context.ts). */
+  private pullContext (): PullContext {
+    return {
+      self: this.selfId,
+      providers: this.init.providers,
+      picker: this.init.picker,
+      counters: this.counters,
+      isDead: (p) => this.isDead(p),
+      isBanned: (p) => this.bannedPeers.has(p),
+      ban: (p) => { this.bannedPeers.add(p) },
+      announce: (d) => { this.announce(d) },
+      keepRecent: (d, size, i, piece) => { this.recent.put(d, size, i, piece) },
+      savePieceManifest: async (m) => { await this.init.store.savePieceManifest(m) },
+      openStream: async (p, s) => await this.openStream(p, s),
+      requestBudget: () => this.requestBudget(),
+      registryBudget: () => this.registryBudget(),
+      peerRoom: (p) => this.peerRoom(p),
+      registryRequestStarted: () => { this.registryRequestsInFlight++ },
+      registryRequestEnded: () => { this.registryRequestsInFlight-- },
+      pieceRequestStarted: (p) => {
+        this.pieceRequestsInFlight++
+        this.perPeerInFlight.set(p, (this.perPeerInFlight.get(p) ?? 0) + 1)
+      },
+      pieceRequestEnded: (p) => {
+        this.pieceRequestsInFlight--
+        const n = (this.perPeerInFlight.get(p) ?? 1) - 1
+        if (n > 0) this.perPeerInFlight.set(p, n)
+        else this.perPeerInFlight.delete(p)
+      }
+    }
   }
 }

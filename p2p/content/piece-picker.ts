@@ -293,6 +293,10 @@ export class PiecePicker {
     }
     if (this.cfg.registry) this.registryShare(missing, avail, now, budget, out)
     else this.checkStall(missing, now, out)
+    // Cheap (in-flight pieces and peers are bounded), so asserted on every
+    // tick in production too: a broken invariant stops this pull loudly
+    // instead of letting it request the wrong pieces for minutes.
+    this.checkInvariants()
     return out
   }
 
@@ -426,21 +430,26 @@ export class PiecePicker {
     return false
   }
 
-  /** Invariants, checked by the tests after every step. */
+  /** Invariants: asserted at the end of every tick, and by the tests after every step. */
   checkInvariants (): void {
     let reg = 0
     for (const [i, s] of this.inflight) {
       if (s.has('registry')) reg++
       for (const src of s) {
-        if (src !== 'registry' && !this.peers.has(src)) throw new Error(`piece ${i} in flight to unknown peer ${src}`)
-        if (src !== 'registry' && this.banned.has(src)) throw new Error(`piece ${i} in flight to banned peer ${src}`)
+        if (src !== 'registry' && !this.peers.has(src)) throw new PickerInvariantError(`piece ${i} in flight to unknown peer ${src}`)
+        if (src !== 'registry' && this.banned.has(src)) throw new PickerInvariantError(`piece ${i} in flight to banned peer ${src}`)
       }
-      if (s.size > Math.max(1, this.cfg.endgameDuplicates)) throw new Error(`piece ${i} in flight ${s.size} times`)
+      if (s.size > Math.max(1, this.cfg.endgameDuplicates)) throw new PickerInvariantError(`piece ${i} in flight ${s.size} times`)
     }
-    if (this.registrySince.size !== reg) throw new Error(`registry start times for ${this.registrySince.size} pieces but ${reg} in flight`)
-    if (reg > this.cfg.maxRegistryInflight) throw new Error('too many registry requests')
-    for (const [peer, p] of this.peers) if (p.inflight.size > this.cfg.maxInflightPerPeer) throw new Error(`peer ${peer} has ${p.inflight.size} in flight`)
+    if (this.registrySince.size !== reg) throw new PickerInvariantError(`registry start times for ${this.registrySince.size} pieces but ${reg} in flight`)
+    if (reg > this.cfg.maxRegistryInflight) throw new PickerInvariantError(`${reg} registry requests in flight, more than ${this.cfg.maxRegistryInflight}`)
+    for (const [peer, p] of this.peers) if (p.inflight.size > this.cfg.maxInflightPerPeer) throw new PickerInvariantError(`peer ${peer} has ${p.inflight.size} requests in flight, more than ${this.cfg.maxInflightPerPeer}`)
   }
+}
+
+/** The picker's own state broke a rule it keeps: a bug, never bad input from a peer. */
+export class PickerInvariantError extends Error {
+  override name = 'PickerInvariantError'
 }
 
 function hashString (s: string): number {

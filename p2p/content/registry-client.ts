@@ -46,7 +46,22 @@ export interface RegistryClientOptions {
   fetch?: typeof fetch
   /** Called for every body byte received from a registry or mirror (metrics). */
   onBytes?: (n: number, kind: 'manifest' | 'blob') => void
+  /**
+   * Called before every URL this client fetches — each endpoint, each
+   * redirect hop, each token realm — and throws to refuse it (the registry
+   * mirror fetches for anyone who reaches it: see agent/mirror/upstream-guard.ts).
+   */
+  guard?: (url: URL) => Promise<void>
+  /**
+   * Whether credentials (from config or Docker's config.json) may be sent
+   * for this repository; default: always. The mirror passes the repositories
+   * its config names, so a client of the mirror cannot borrow the node's login.
+   */
+  useCredentials?: (ref: ImageReference) => boolean
 }
+
+/** Redirects followed at most for one request (registries redirect blobs once, to a CDN). */
+export const MAX_REDIRECTS = 5
 
 export interface ResolvedManifest {
   /** Digest of the platform manifest. */
@@ -168,7 +183,7 @@ export class RegistryClient {
         return await fn()
       } catch (err) {
         const name = (err as Error).name
-        const typed = ['RegistryError', 'RegistryAuthError', 'DigestMismatchError', 'SizeMismatchError', 'ManifestError', 'PlatformNotFoundError', 'InsecureRegistryError', 'AbortError', 'TimeoutError'].includes(name)
+        const typed = ['RegistryError', 'RegistryAuthError', 'UpstreamAddressRefusedError', 'DigestMismatchError', 'SizeMismatchError', 'ManifestError', 'PlatformNotFoundError', 'InsecureRegistryError', 'AbortError', 'TimeoutError'].includes(name)
         if (typed || signal?.aborted === true || attempt >= retries) throw err
         await sleep(backoff * 2 ** attempt * (0.5 + Math.random() / 2), signal)
       }
@@ -229,9 +244,9 @@ export class RegistryClient {
       try {
         const signals = [headTimeout.signal]
         if (o.signal !== undefined) signals.push(o.signal)
-        res = await this.fetchFn(url, { headers, signal: AbortSignal.any(signals), redirect: 'follow' })
+        res = await this.fetchFollowing(new URL(url), headers, AbortSignal.any(signals))
       } catch (err) {
-        if (o.signal?.aborted === true) throw err
+        if (o.signal?.aborted === true || (err as Error).name === 'UpstreamAddressRefusedError') throw err
         // The head timeout's own error already names the URL.
         error = err instanceof RegistryError ? err : new RegistryError(`${url}: ${fetchFailure(err as Error)}`, undefined, { cause: err })
       } finally {
@@ -258,8 +273,27 @@ export class RegistryClient {
     }
   }
 
+  /**
+   * Fetches `url`, following redirects here rather than in fetch so that the
+   * guard sees every hop; the Authorization header goes only to the origin
+   * it was issued for (a blob redirect to a CDN carries a signed URL instead).
+   */
+  private async fetchFollowing (url: URL, headers: Record<string, string>, signal: AbortSignal): Promise<Response> {
+    const origin = url.origin
+    for (let hop = 0; ; hop++) {
+      await this.opts.guard?.(url)
+      const h = url.origin === origin ? headers : Object.fromEntries(Object.entries(headers).filter(([k]) => k !== 'authorization'))
+      const res = await this.fetchFn(url, { headers: h, signal, redirect: 'manual' })
+      const location = res.headers.get('location')
+      if (![301, 302, 303, 307, 308].includes(res.status) || location === null) return res
+      await res.body?.cancel().catch(() => {})
+      if (hop >= MAX_REDIRECTS) throw new RegistryError(`${origin}: more than ${MAX_REDIRECTS} redirects`)
+      url = new URL(location, url)
+    }
+  }
+
   private async authenticate (host: string, ref: ImageReference, ch: Challenge | undefined, signal?: AbortSignal): Promise<void> {
-    const cred = await this.credentialFor(ref.registry, host)
+    const cred = await this.credentialFor(ref, host)
     if (ch === undefined) throw new RegistryAuthError(`${host} asks for authentication without a usable WWW-Authenticate challenge`)
     if (ch.scheme === 'basic') {
       if (cred === undefined || !('username' in cred)) throw new RegistryAuthError(`${host} needs a username and password (add them to config or ~/.docker/config.json)`)
@@ -272,13 +306,14 @@ export class RegistryClient {
       return
     }
     const u = new URL(ch.params.realm)
+    await this.opts.guard?.(u)
     if (ch.params.service !== undefined) u.searchParams.set('service', ch.params.service)
     u.searchParams.set('scope', ch.params.scope ?? `repository:${ref.repository}:pull`)
     const headers: Record<string, string> = {}
     if (cred !== undefined && 'username' in cred) headers.authorization = 'Basic ' + Buffer.from(`${cred.username}:${cred.password}`).toString('base64')
     const signals = [AbortSignal.timeout(this.opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS)]
     if (signal !== undefined) signals.push(signal)
-    const res = await this.fetchFn(u, { headers, signal: AbortSignal.any(signals) })
+    const res = await this.fetchFn(u, { headers, signal: AbortSignal.any(signals), redirect: this.opts.guard === undefined ? 'follow' : 'error' })
     if (!res.ok) throw new RegistryAuthError(`token endpoint ${u.host} answered HTTP ${res.status} for ${ref.repository}`)
     const body = z.object({ token: z.string().optional(), access_token: z.string().optional() }).parse(await res.json())
     const token = body.token ?? body.access_token
@@ -286,7 +321,9 @@ export class RegistryClient {
     this.tokens.set(`${host}|${ref.repository}`, `Bearer ${token}`)
   }
 
-  private async credentialFor (registry: string, host: string): Promise<RegistryCredential | undefined> {
+  private async credentialFor (ref: ImageReference, host: string): Promise<RegistryCredential | undefined> {
+    if (this.opts.useCredentials !== undefined && !this.opts.useCredentials(ref)) return undefined
+    const registry = ref.registry
     const fromConfig = this.opts.credentials?.[registry] ?? this.opts.credentials?.[host]
     if (fromConfig !== undefined) return fromConfig
     if (this.dockerAuths === undefined) this.dockerAuths = await loadDockerAuths(this.opts.dockerConfigPath)

@@ -3,6 +3,7 @@
 // message: it is the authenticated libp2p peer id of the stream.
 import { z } from 'zod'
 import { MemberMetaSchema, MAX_ADDRS, MAX_ADDR_CHARS } from './meta.js'
+import { LEFT_SIG_HEX_CHARS } from './left-proof.js'
 
 export const MAX_ID_CHARS = 128
 /** Piggybacked gossip items in one message. */
@@ -13,6 +14,8 @@ export const MAX_PUSH_PULL_STATES = 2048
 const Id = z.string().min(1).max(MAX_ID_CHARS)
 const Inc = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)
 const Seq = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)
+/** The leaver's signature of its own departure (left-proof.ts), relayed with the news. */
+const LeftSig = z.string().length(LEFT_SIG_HEX_CHARS).regex(/^[0-9a-f]+$/)
 
 export const MemberStateNameSchema = z.enum(['alive', 'suspect', 'dead', 'left'])
 export type MemberStateName = z.infer<typeof MemberStateNameSchema>
@@ -22,7 +25,7 @@ export const GossipSchema = z.discriminatedUnion('k', [
   z.object({ k: z.literal('alive'), id: Id, inc: Inc, meta: MemberMetaSchema }),
   z.object({ k: z.literal('suspect'), id: Id, inc: Inc, from: Id }),
   z.object({ k: z.literal('dead'), id: Id, inc: Inc, from: Id }),
-  z.object({ k: z.literal('left'), id: Id, inc: Inc })
+  z.object({ k: z.literal('left'), id: Id, inc: Inc, sig: LeftSig.optional() })
 ])
 export type Gossip = z.infer<typeof GossipSchema>
 
@@ -31,7 +34,9 @@ export const PushPullStateSchema = z.object({
   id: Id,
   inc: Inc,
   state: MemberStateNameSchema,
-  meta: MemberMetaSchema.optional()
+  meta: MemberMetaSchema.optional(),
+  /** With state `left`: the member's own signature of its departure. */
+  sig: LeftSig.optional()
 })
 export type PushPullState = z.infer<typeof PushPullStateSchema>
 

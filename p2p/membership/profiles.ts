@@ -182,5 +182,3 @@ export function profile (name: ProfileName, overrides: Partial<SwimConfig> = {})
   return checkConfig({ ...PROFILES[name], ...overrides })
 }
 
-/** Re-exported for scenarios: the "dead within" bound for N members under a config. */
-export { suspicionBoundMs } from './core/suspicion.js'

@@ -14,6 +14,7 @@ import { seededRandom } from './core/random.js'
 import type { MemberEvent, MemberView, Outgoing, SwimCounters } from './core/types.js'
 import { MemberMetaSchema, type MemberMeta } from './meta.js'
 import { LAN, checkConfig, type SwimConfig } from './profiles.js'
+import { signLeft, verifyLeft, type LeftSigner } from './left-proof.js'
 
 export const SWIM_PROTOCOL = '/bolt/swim/1'
 /** Outgoing messages in flight at once; beyond this they are dropped (SWIM tolerates loss). */
@@ -65,6 +66,11 @@ export interface MembershipServiceInit {
   onError?: (where: 'send' | 'receive', peerId: string, err: unknown) => void
   /** Seed of the core's random source (default: random). */
   seed?: number
+  /**
+   * This node's libp2p private key (or anything that signs with it): signs
+   * its `left` news. Without it, a leave is not taken as one by the others.
+   */
+  signer?: LeftSigner
   protocol?: string
 }
 
@@ -134,6 +140,7 @@ export class MembershipService extends EventTarget {
   private readonly guard: ((h: StreamHandler) => StreamHandler) | undefined
   private readonly onIncarnation: ((n: number) => void) | undefined
   private readonly onError: ((where: 'send' | 'receive', peerId: string, err: unknown) => void) | undefined
+  private readonly signer: LeftSigner | undefined
   private dropRate: number
   private timer: NodeJS.Timeout | undefined
   private shutdown = new AbortController()
@@ -158,13 +165,15 @@ export class MembershipService extends EventTarget {
     this.guard = init.guard
     this.onIncarnation = init.onIncarnation
     this.onError = init.onError
+    this.signer = init.signer
     this.dropRate = init.faultHook?.dropRate ?? 0
     this.core = new SwimCore({
       self,
       meta: meta.data,
       lastIncarnation: init.lastIncarnation ?? 0,
       config: this.config,
-      random: seededRandom(init.seed ?? randomInt(2 ** 31))
+      random: seededRandom(init.seed ?? randomInt(2 ** 31)),
+      verifyLeft
     })
     this.lastIncarnationSeen = this.core.incarnation()
   }
@@ -240,7 +249,15 @@ export class MembershipService extends EventTarget {
    */
   async leave (opts: { propagateMs?: number } = {}): Promise<void> {
     if (!this.running) return
-    this.core.leave()
+    // The core leaves at the next incarnation; sign that one (again, should a
+    // refutation raise the incarnation while the key signs).
+    let signed: { inc: number, sig: string } | undefined
+    for (let i = 0; i < 3 && this.signer !== undefined && signed?.inc !== this.core.incarnation() + 1; i++) {
+      const inc = this.core.incarnation() + 1
+      signed = { inc, sig: await signLeft(this.signer, this.core.self, inc) }
+    }
+    if (!this.running) return
+    this.core.leave(inc => inc === signed?.inc ? signed.sig : undefined)
     const sends = this.flush()
     await Promise.allSettled(sends)
     const propagateMs = opts.propagateMs ?? 3 * this.config.gossipIntervalMs

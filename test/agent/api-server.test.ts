@@ -41,3 +41,43 @@ t.test("a handler's signal: aborted when the client leaves mid-request, not afte
   })
   t.ok(aborted, 'the handler of a client that left is aborted')
 })
+
+/** A GET with a chosen Host header (fetch does not let one set it). */
+async function getWithHost (url: string, host: string): Promise<{ status: number, body: string }> {
+  return await new Promise((resolve, reject) => {
+    const req = request(url, { headers: { host } }, res => {
+      let body = ''
+      res.on('data', (d: Buffer) => { body += d.toString() })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body }) })
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+t.test('a foreign Host gets 421, /metrics included (DNS rebinding); loopback and configured names are served', async t => {
+  const api = new ApiServer(TOKEN, { allowedHosts: ['bolt.internal'] })
+  let served = 0
+  api.route('GET', '/metrics', async () => { served++; return 'metrics' }, { open: true })
+  const url = await api.listen('127.0.0.1:0')
+  t.teardown(async () => { await api.close() })
+  const port = new URL(url).port
+  for (const host of [`rebind.attacker.example:${port}`, 'rebind.attacker.example', `192.0.2.1:${port}`]) {
+    const r = await getWithHost(`${url}/metrics`, host)
+    t.equal(r.status, 421, `Host ${host}: 421`)
+    t.equal((JSON.parse(r.body) as { name: string }).name, 'ForeignHostError')
+  }
+  t.equal(served, 0, 'no handler ran for a foreign Host')
+  for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `bolt.internal:${port}`]) {
+    t.equal((await getWithHost(`${url}/metrics`, host)).status, 200, `Host ${host}: served`)
+  }
+})
+
+t.test('the API refuses a non-loopback address without allow_remote', async t => {
+  const api = new ApiServer(TOKEN)
+  await t.rejects(api.listen('0.0.0.0:0'), { name: 'ApiBindRefusedError', message: /allow_remote/ })
+  const remote = new ApiServer(TOKEN, { allowRemote: true })
+  const url = await remote.listen('0.0.0.0:0')
+  t.teardown(async () => { await remote.close() })
+  t.match(url, /^http:\/\/0\.0\.0\.0:\d+$/, 'allowed with allow_remote')
+})

@@ -21,6 +21,8 @@ t.test('bad input gives one clear line and the right exit code', async t => {
     { what: 'malformed token', args: ['join', '/ip4/127.0.0.1/tcp/9', '--token', 'hello'], code: 2, line: /--token: malformed token/ },
     { what: 'unreachable seed', args: ['join', '/ip4/127.0.0.1/tcp/9/p2p/12D3KooWGzh6Y8rhAPdbVEA7cxF5M4Z8ZkT3N2wJ8QYw4XK1pTn7', '--token', TOKEN, '--listen', '/ip4/127.0.0.1/tcp/0'], code: 1, line: /join failed: cannot reach 127\.0\.0\.1/ },
     { what: 'unknown command', args: ['frobnicate'], code: 2, line: /unknown command/ },
+    { what: 'memory without a unit', args: ['run', 'busybox', '--memory', '10'], code: 2, line: /--memory 10: give a unit, e\.g\. 512M/ },
+    { what: 'memory below the floor', args: ['run', 'busybox', '--memory', '1M'], code: 2, line: /--memory 1M: below the smallest limit/ },
     { what: 'no agent running', args: ['status'], code: 1, line: /no agent is running with data dir/ }
   ]
   for (const c of cases) {

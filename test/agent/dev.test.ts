@@ -3,7 +3,8 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { readFile, rm } from 'node:fs/promises'
+import { readdir, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { createInterface } from 'node:readline'
 import { CLI, killCapsules, runCli, waitFor } from '../../scenarios/harness.js'
 
@@ -67,4 +68,62 @@ t.test('dev starts a cluster of one with the demo capsule; status into a closed 
   t.equal(code, 0, `it exits cleanly, not forced (exit ${code})`)
   t.notOk(existsSync(dataDir), 'its data dir is gone')
   t.same(await mountsUnder(dataDir), [], 'no capsule mount left behind')
+})
+
+const NOBODY = 65534
+
+/** The demo capsule's processes as `uid` (its shell loop), and every process whose command line names `dir` (runc, the waiter). */
+async function capsuleProcesses (dir: string, uid: number): Promise<string[]> {
+  const found: string[] = []
+  for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue
+    const cmd = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' ')
+    const owner = Number(/^Uid:\s+(\d+)/m.exec(await readFile(`/proc/${pid}/status`, 'utf8').catch(() => ''))?.[1] ?? -1)
+    if (cmd.includes(dir) || (owner === uid && cmd.includes('hello from a bolt capsule'))) found.push(`${pid}: ${cmd.slice(0, 120)}`)
+  }
+  return found
+}
+
+// The most common first try is `dev` as a normal user. Its demo capsule runs
+// under rootless runc, whose `kill --all` fails without a delegated cgroup;
+// the shell loop as PID 1 ignores SIGTERM, so the stop must reach its init
+// with SIGKILL, and within the shutdown budget.
+t.test('dev as an unprivileged user: Ctrl-C stops the demo capsule and removes the data dir', { skip: process.getuid?.() !== 0 ? 'needs root to drop to nobody' : !existsSync('/usr/bin/setpriv') ? 'needs setpriv' : false }, async t => {
+  const p = spawn('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', process.execPath, CLI, 'dev'], {
+    env: { ...process.env, HOME: tmpdir(), BOLT_LOG_JSON: '1' }, stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const exited = new Promise<number | null>(resolve => p.on('exit', (code, sig) => resolve(code ?? (sig !== null ? 128 : null))))
+  const stdout: string[] = []
+  const stderr: string[] = []
+  createInterface({ input: p.stderr }).on('line', l => { stderr.push(l) })
+  const dataDir = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`dev not ready: ${stderr.slice(-3).join(' | ')}`)) }, 60_000)
+    createInterface({ input: p.stdout }).on('line', l => {
+      stdout.push(l)
+      if (!l.startsWith('Join other machines with') && !l.startsWith('Ctrl-C stops it')) return
+      const m = /^data dir: (\S+)/m.exec(stdout.join('\n'))
+      if (m !== null) { clearTimeout(timer); resolve(m[1] as string) }
+    })
+    p.on('exit', code => { clearTimeout(timer); reject(new Error(`dev exited with ${code}: ${stderr.slice(-3).join(' | ')}`)) })
+  })
+  t.teardown(async () => {
+    p.kill('SIGKILL')
+    if (existsSync(dataDir)) {
+      await killCapsules(dataDir)
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+  const demo = stdout.some(l => l.startsWith('demo capsule "demo" submitted'))
+  if (!demo) {
+    // Rootless capsules need unprivileged user namespaces; without them dev says why and runs no capsule.
+    t.ok(stdout.some(l => l.startsWith('no demo capsule: ')), `dev says why there is no demo capsule (${stdout.find(l => l.includes('demo')) ?? ''})`)
+  } else {
+    const running = await waitFor(async () => (await capsuleProcesses(dataDir, NOBODY)).some(l => l.includes('while true')), 60_000, 500)
+    t.ok(running >= 0, 'the demo capsule runs, as nobody, under rootless runc')
+  }
+  p.kill('SIGINT')
+  const code = await exited
+  t.equal(code, 0, `it exits cleanly, not forced by the shutdown deadline (exit ${code}; ${stderr.filter(l => l.includes('too long')).join(' ')})`)
+  t.same(await capsuleProcesses(dataDir, NOBODY), [], 'no capsule or runtime process is left')
+  t.notOk(existsSync(dataDir), 'its data dir is gone')
 })

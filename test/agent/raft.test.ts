@@ -11,7 +11,7 @@ async function partition (a: AgentProcess, peers: string[]): Promise<void> {
 }
 
 t.test('leader election, failover, durability under kill -9, partitions', async t => {
-  const cluster = await Cluster.create(RAFT_TOML(3))
+  const cluster = await Cluster.create(RAFT_TOML(3) + '\n[debug]\nenabled = true\n')
   t.teardown(async () => { await cluster.destroy() })
   const agents = await formVoters(cluster, 3)
 

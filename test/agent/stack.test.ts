@@ -22,3 +22,9 @@ tcp = "127.0.0.1:5432"
   t.throws(() => parseStack('[capsules.a]\nimag = "x"\n', 's'), { name: 'StackError' })
   t.throws(() => parseStack('[capsules.a\n', 's'), { message: /not valid TOML/ })
 })
+
+t.test('memory sizes are strict: a bare number or less than 4 MiB is refused with the key', async t => {
+  t.throws(() => parseStack('[capsules.a]\nimage = "x"\nmemory = "10"\n', 's.toml'), { name: 'StackError', message: /capsules\.a\.memory: 10: give a unit/ })
+  t.throws(() => parseStack('[capsules.a]\nimage = "x"\nmemory = "1M"\n', 's.toml'), { name: 'StackError', message: /capsules\.a\.memory: 1M: below the smallest limit/ })
+  t.match(specOf('a', parseStack('[capsules.a]\nimage = "x"\nmemory = "4M"\n', 's.toml').capsules.a!), { resources: { memoryBytes: 4 * 1024 * 1024 } })
+})

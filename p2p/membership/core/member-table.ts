@@ -3,8 +3,10 @@
 // news about one member; at equal incarnation the precedence is
 // left > dead > suspect > alive, and only the member itself may raise its
 // incarnation (to refute). A reaped member leaves a tombstone so stale news
-// cannot bring it back.
+// cannot bring it back. Only a member may say it left: `left` news counts
+// only with the member's own signature (left-proof.ts), which travels with it.
 import { metaEqual, type MemberMeta } from '../meta.js'
+import type { LeftVerifier } from '../left-proof.js'
 import type { Gossip } from '../messages.js'
 import type { Awareness } from './awareness.js'
 import { Suspicion, expectedConfirmations, suspicionMinMs } from './suspicion.js'
@@ -17,9 +19,11 @@ export interface MemberRecord {
   incarnation: number
   meta: MemberMeta
   stateChangedAtTick: number
+  /** With state `left`: the member's signature of its departure, relayed in push-pull. */
+  leftSig?: string
 }
 
-interface Tombstone { incarnation: number, state: 'dead' | 'left', atTick: number }
+interface Tombstone { incarnation: number, state: 'dead' | 'left', atTick: number, leftSig?: string }
 
 /** What merging news does besides changing the table. */
 export interface TableEffects {
@@ -43,7 +47,8 @@ export class MemberTable {
     private readonly awareness: Awareness,
     private readonly counters: SwimCounters,
     private readonly fx: TableEffects,
-    private readonly now: () => number
+    private readonly now: () => number,
+    private readonly verifyLeft: LeftVerifier
   ) {
     this.self = self.id
     this.members.set(self.id, self)
@@ -71,7 +76,7 @@ export class MemberTable {
       case 'alive': this.onAlive(g.id, g.inc, g.meta); break
       case 'suspect': this.onSuspect(g.id, g.inc, g.from); break
       case 'dead': this.onDead(g.id, g.inc, g.from); break
-      case 'left': this.onLeft(g.id, g.inc); break
+      case 'left': this.onLeft(g.id, g.inc, g.sig); break
     }
   }
 
@@ -105,6 +110,7 @@ export class MemberTable {
     this.suspicions.delete(id)
     rec.incarnation = inc
     rec.meta = meta
+    delete rec.leftSig
     if (prev !== 'alive') {
       rec.state = 'alive'
       rec.stateChangedAtTick = this.now()
@@ -172,19 +178,28 @@ export class MemberTable {
     this.fx.event('dead', rec)
   }
 
-  onLeft (id: string, inc: number): void {
+  /**
+   * News that `id` left. Taken only with `id`'s own signature: another
+   * member saying so is ignored (any member could otherwise make the cluster
+   * drop a voter or its capsules), and the signature is re-gossiped with it.
+   */
+  onLeft (id: string, inc: number, sig: string | undefined): void {
     const rec = this.members.get(id)
     if (rec === undefined || inc < rec.incarnation || rec.state === 'left') return
-    // Left outranks dead at the same incarnation: a member that said goodbye
-    // while someone was declaring it dead has left, not failed.
+    // News of our own departure, signed or not, is refuted: it may be our
+    // own from before we joined again.
     if (id === this.self) {
       if (!this.leaving) this.refute(inc)
       return
     }
+    if (!this.verifyLeft(id, inc, sig)) return
+    // Left outranks dead at the same incarnation: a member that said goodbye
+    // while someone was declaring it dead has left, not failed.
     this.suspicions.delete(id)
-    this.fx.broadcast({ k: 'left', id, inc })
+    this.fx.broadcast({ k: 'left', id, inc, sig })
     rec.incarnation = inc
     rec.state = 'left'
+    rec.leftSig = sig
     rec.stateChangedAtTick = this.now()
     this.fx.event('left', rec)
   }
@@ -217,7 +232,7 @@ export class MemberTable {
       if (id === this.self || (rec.state !== 'dead' && rec.state !== 'left')) continue
       if (now - rec.stateChangedAtTick < reclaimTicks) continue
       this.members.delete(id)
-      this.tombstones.set(id, { incarnation: rec.incarnation, state: rec.state, atTick: now })
+      this.tombstones.set(id, { incarnation: rec.incarnation, state: rec.state, atTick: now, ...(rec.leftSig !== undefined ? { leftSig: rec.leftSig } : {}) })
       this.fx.event('reaped', rec)
     }
     for (const [id, t] of this.tombstones) {

@@ -12,8 +12,8 @@ export const ENVELOPE_HEADROOM = 64
 /** Every member and tombstone, as push-pull states. */
 export function stateOf (table: MemberTable): PushPullState[] {
   const states: PushPullState[] = []
-  for (const m of table.members.values()) states.push({ id: m.id, inc: m.incarnation, state: m.state, meta: m.meta })
-  for (const [id, t] of table.tombstones) states.push({ id, inc: t.incarnation, state: t.state })
+  for (const m of table.members.values()) states.push({ id: m.id, inc: m.incarnation, state: m.state, meta: m.meta, ...(m.leftSig !== undefined ? { sig: m.leftSig } : {}) })
+  for (const [id, t] of table.tombstones) states.push({ id, inc: t.incarnation, state: t.state, ...(t.leftSig !== undefined ? { sig: t.leftSig } : {}) })
   return states
 }
 
@@ -39,7 +39,7 @@ export function chunkStates (states: PushPullState[], budget = MAX_MESSAGE_BYTES
 /**
  * Merges a peer's state. As in memberlist, a remote `dead` or `suspect` is
  * only a suspicion here, so the member (or we, if it is about us) gets its
- * chance to refute; `left` is taken as is.
+ * chance to refute; `left` is taken only with the member's signature.
  */
 export function mergeStates (table: MemberTable, from: string, states: PushPullState[]): void {
   for (const s of states) {
@@ -48,7 +48,7 @@ export function mergeStates (table: MemberTable, from: string, states: PushPullS
         if (s.meta !== undefined) table.onAlive(s.id, s.inc, s.meta)
         break
       case 'left':
-        table.onLeft(s.id, s.inc)
+        table.onLeft(s.id, s.inc, s.sig)
         break
       case 'suspect':
       case 'dead':

@@ -4,6 +4,7 @@
 // run under a seeded simulator and replay exactly.
 import { MAX_MESSAGE_BYTES, encodedSize } from '../codec.js'
 import type { MemberMeta } from '../meta.js'
+import type { LeftVerifier } from '../left-proof.js'
 import { MAX_GOSSIP_ITEMS, type Gossip, type SwimMessage } from '../messages.js'
 import { checkConfig, ticksOf, type SwimConfig } from '../profiles.js'
 import { Awareness } from './awareness.js'
@@ -27,6 +28,11 @@ export interface SwimCoreOptions {
   config: SwimConfig
   /** Seeded random source in [0, 1). */
   random: Random
+  /**
+   * Checks a member's signature of its own `left` news (left-proof.ts's
+   * verifyLeft over libp2p; simulators pass their own).
+   */
+  verifyLeft: LeftVerifier
 }
 
 /** Bound on outstanding indirect probes this node relays for others. */
@@ -126,7 +132,7 @@ export class SwimCore {
       broadcast: g => { this.broadcast(g) },
       event: (kind, rec) => { this.events.push({ kind, member: this.table.view(rec), tick: this.now }) },
       added: id => { this.probeOrder.insert(id) }
-    }, () => this.now)
+    }, () => this.now, opts.verifyLeft)
     this.broadcast({ k: 'alive', id: me.id, inc: me.incarnation, meta: me.meta })
     // Random phases, so that nodes started together do not probe in lockstep.
     this.nextProbeTick = 1 + randomInt(this.random, this.ticks.probeInterval)
@@ -211,8 +217,10 @@ export class SwimCore {
    * Leaves gracefully: announces `left` at a higher incarnation (so no stale
    * alive can outrank it) and pushes it to a few members at once; probing
    * and anti-entropy stop, gossip continues until the caller stops ticking.
+   * `sign` gives this node's signature of its departure at the incarnation it
+   * is passed (left-proof.ts); without one, nobody takes the news as a leave.
    */
-  leave (): void {
+  leave (sign: (inc: number) => string | undefined = () => undefined): void {
     if (this.table.leaving) return
     const me = this.table.me
     this.table.leaving = true
@@ -220,7 +228,9 @@ export class SwimCore {
     me.incarnation++
     me.state = 'left'
     me.stateChangedAtTick = this.now
-    this.broadcast({ k: 'left', id: me.id, inc: me.incarnation })
+    const sig = sign(me.incarnation)
+    if (sig !== undefined) me.leftSig = sig
+    this.broadcast({ k: 'left', id: me.id, inc: me.incarnation, ...(sig !== undefined ? { sig } : {}) })
     this.events.push({ kind: 'left', member: this.table.view(me), tick: this.now })
     for (const id of this.gossipTargets(Math.max(this.config.gossipNodes, this.config.indirectChecks))) {
       this.send(id, { t: 'gossip', g: [] })

@@ -21,11 +21,12 @@ const meta: fc.Arbitrary<MemberMeta> = fc.record({
   labels: fc.dictionary(fc.string({ minLength: 1, maxLength: 20 }).filter(k => k !== '__proto__'), fc.string({ maxLength: 30 }), { maxKeys: 5 }),
   version: fc.string({ maxLength: 20 })
 })
+const leftSig = fc.uint8Array({ minLength: 64, maxLength: 64 }).map(b => Buffer.from(b).toString('hex'))
 const gossip: fc.Arbitrary<Gossip> = fc.oneof(
   fc.record({ k: fc.constant('alive' as const), id, inc, meta }),
   fc.record({ k: fc.constant('suspect' as const), id, inc, from: id }),
   fc.record({ k: fc.constant('dead' as const), id, inc, from: id }),
-  fc.record({ k: fc.constant('left' as const), id, inc })
+  fc.record({ k: fc.constant('left' as const), id, inc, sig: leftSig }, { requiredKeys: ['k', 'id', 'inc'] })
 )
 const g = fc.array(gossip, { maxLength: 5 })
 const message: fc.Arbitrary<SwimMessage> = fc.oneof(
@@ -38,7 +39,7 @@ const message: fc.Arbitrary<SwimMessage> = fc.oneof(
     t: fc.constant('push-pull' as const),
     join: fc.boolean(),
     reply: fc.boolean(),
-    states: fc.array(fc.record({ id, inc, state: fc.constantFrom('alive' as const, 'suspect' as const, 'dead' as const, 'left' as const), meta }), { maxLength: 4 })
+    states: fc.array(fc.record({ id, inc, state: fc.constantFrom('alive' as const, 'suspect' as const, 'dead' as const, 'left' as const), meta, sig: leftSig }, { requiredKeys: ['id', 'inc', 'state', 'meta'] }), { maxLength: 4 })
   })
 )
 

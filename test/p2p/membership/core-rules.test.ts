@@ -8,10 +8,11 @@ import { emptyMeta, type MemberMeta } from '../../../p2p/membership/meta.js'
 import { profile } from '../../../p2p/membership/profiles.js'
 import { MAX_MESSAGE_BYTES, encodeMessage } from '../../../p2p/membership/codec.js'
 import { MAX_GOSSIP_ITEMS, type Gossip } from '../../../p2p/membership/messages.js'
+import { simLeftSig, simSigner, simVerifyLeft } from './sim-left.js'
 
 const config = profile('lan', { reclaimMs: 5000 })
 const meta = (name: string, extra: Partial<MemberMeta> = {}): MemberMeta => ({ ...emptyMeta(name, 'server', [`/sim/${name}`]), ...extra })
-const core = (id: string, lastIncarnation = 0): SwimCore => new SwimCore({ self: id, meta: meta(id), lastIncarnation, config, random: seededRandom(42) })
+const core = (id: string, lastIncarnation = 0): SwimCore => new SwimCore({ self: id, meta: meta(id), lastIncarnation, config, random: seededRandom(42), verifyLeft: simVerifyLeft })
 const gossip = (c: SwimCore, from: string, ...g: Gossip[]): void => { c.receive(from, { t: 'gossip', g }) }
 
 t.test('precedence: incarnation first, then left > dead > suspect > alive', async t => {
@@ -27,7 +28,7 @@ t.test('precedence: incarnation first, then left > dead > suspect > alive', asyn
     [{ k: 'dead', id: 'x', inc: 4, from: 'p' }, 'dead', 4],
     [{ k: 'suspect', id: 'x', inc: 4, from: 'q' }, 'dead', 4],
     [{ k: 'alive', id: 'x', inc: 4, meta: meta('x') }, 'dead', 4],
-    [{ k: 'left', id: 'x', inc: 4 }, 'left', 4],
+    [{ k: 'left', id: 'x', inc: 4, sig: simLeftSig('x', 4) }, 'left', 4],
     [{ k: 'dead', id: 'x', inc: 5, from: 'p' }, 'left', 4],
     [{ k: 'alive', id: 'x', inc: 4, meta: meta('x') }, 'left', 4],
     [{ k: 'alive', id: 'x', inc: 5, meta: meta('x') }, 'alive', 5]
@@ -40,9 +41,32 @@ t.test('precedence: incarnation first, then left > dead > suspect > alive', asyn
   t.same(o.drain().events.map(e => e.kind), ['joined', 'suspect', 'alive', 'dead', 'left', 'joined'])
 })
 
+t.test('left counts only with the member\'s own signature, which is relayed with it', async t => {
+  const o = core('o')
+  gossip(o, 'p', { k: 'alive', id: 'x', inc: 3, meta: meta('x') })
+  o.drain()
+  gossip(o, 'p', { k: 'left', id: 'x', inc: 9 })
+  gossip(o, 'p', { k: 'left', id: 'x', inc: 9, sig: simLeftSig('p', 9) })
+  gossip(o, 'p', { k: 'left', id: 'x', inc: 10, sig: simLeftSig('x', 9) })
+  o.receive('p', { t: 'push-pull', join: false, reply: false, states: [{ id: 'x', inc: 11, state: 'left', meta: meta('x') }] })
+  t.same([o.member('x')?.state, o.member('x')?.incarnation], ['alive', 3], 'unsigned, foreign-signed, replayed-at-another-incarnation left news: all ignored')
+  t.notOk(o.drain().events.some(e => e.kind === 'left'), 'no left event')
+  gossip(o, 'p', { k: 'left', id: 'o', inc: 50 })
+  t.equal(o.incarnation(), 51, 'left news about ourselves, even unsigned, is refuted (it may be our own from an earlier life)')
+  o.receive('p', { t: 'push-pull', join: false, reply: false, states: [{ id: 'x', inc: 4, state: 'left', meta: meta('x'), sig: simLeftSig('x', 4) }] })
+  t.equal(o.member('x')?.state, 'left', 'signed left from push-pull is taken')
+  gossip(o, 'p', { k: 'alive', id: 'p', inc: 1, meta: meta('p') })
+  let relayed: Gossip | undefined
+  for (let i = 0; i < 100 && relayed === undefined; i++) {
+    o.tick()
+    relayed = o.drain().send.flatMap(s => 'g' in s.msg ? s.msg.g : []).find(g => g.k === 'left' && g.id === 'x')
+  }
+  t.same(relayed, { k: 'left', id: 'x', inc: 4, sig: simLeftSig('x', 4) }, 'relayed with its signature')
+})
+
 t.test('news about an unknown member: only alive adds it', async t => {
   const o = core('o')
-  gossip(o, 'p', { k: 'suspect', id: 'u', inc: 9, from: 'p' }, { k: 'dead', id: 'v', inc: 9, from: 'p' }, { k: 'left', id: 'w', inc: 9 })
+  gossip(o, 'p', { k: 'suspect', id: 'u', inc: 9, from: 'p' }, { k: 'dead', id: 'v', inc: 9, from: 'p' }, { k: 'left', id: 'w', inc: 9, sig: simLeftSig('w', 9) })
   t.equal(o.members().length, 1)
 })
 
@@ -70,7 +94,7 @@ t.test('after leave(), news of our death is not refuted and nothing is probed', 
   const o = core('o')
   gossip(o, 'p', { k: 'alive', id: 'p', inc: 1, meta: meta('p') })
   o.drain()
-  o.leave()
+  o.leave(simSigner('o'))
   const inc = o.incarnation()
   const d = o.drain()
   t.ok(d.send.length > 0 && d.send.every(s => s.msg.t === 'gossip' && s.msg.g.some(g => g.k === 'left' && g.id === 'o' && g.inc === inc)), 'left pushed at once')

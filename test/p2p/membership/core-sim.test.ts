@@ -4,6 +4,7 @@
 // its seed; a failure replays exactly.
 import t from 'tap'
 import { SimCluster } from './sim-network.js'
+import { simSigner } from './sim-left.js'
 import { LAN, profile } from '../../../p2p/membership/profiles.js'
 import { suspicionBoundMs, suspicionMaxMs } from '../../../p2p/membership/core/suspicion.js'
 
@@ -86,7 +87,7 @@ t.test('leave: others see left, never dead, and stale alive news does not resurr
   const sim = new SimCluster({ n: 8, seed: 4, config: LAN })
   t.not(joinAll(sim), null, 'all nodes see each other alive')
   const inc = sim.core('n5').incarnation()
-  sim.core('n5').leave()
+  sim.core('n5').leave(simSigner('n5'))
   sim.run(2) // the leave messages go out on the next steps
   sim.crash('n5') // the process exits right after leaving
   const left = sim.runUntil(() => sim.allSee('n5', 'left'), 10 * TICKS_PER_S)

@@ -39,6 +39,7 @@ async function startAgent (name: string, key?: PrivateKey, persisted = { inc: 0 
     self: { id: node.peerId.toString(), meta: emptyMeta(name, 'server', node.getMultiaddrs().filter(m => only === undefined || transportOf(m) === only).map(String)) },
     config,
     lastIncarnation: persisted.inc,
+    signer: privateKey,
     onIncarnation: inc => { persisted.inc = inc },
   })
   const events: MemberEvent[] = []

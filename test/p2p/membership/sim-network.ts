@@ -8,6 +8,7 @@ import type { MemberEvent, MemberState } from '../../../p2p/membership/core/type
 import { decodeMessage, encodeMessage } from '../../../p2p/membership/codec.js'
 import { emptyMeta } from '../../../p2p/membership/meta.js'
 import type { SwimConfig } from '../../../p2p/membership/profiles.js'
+import { simVerifyLeft } from './sim-left.js'
 
 export interface SimOptions {
   n: number
@@ -62,7 +63,8 @@ export class SimCluster {
       meta: emptyMeta(id, 'server', [`/sim/${id}`]),
       lastIncarnation,
       config: this.config,
-      random: seededRandom(++this.seedCounter * 7919)
+      random: seededRandom(++this.seedCounter * 7919),
+      verifyLeft: simVerifyLeft
     })
     const node: SimNode = { id, core, up: true, persistedIncarnation: core.incarnation() }
     this.nodes.set(id, node)

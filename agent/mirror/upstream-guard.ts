@@ -1,0 +1,88 @@
+// What the mirror may fetch from: anyone who reaches the mirror makes this
+// node send requests, so every URL it fetches — the upstream, each redirect
+// hop, a token realm — must be http(s) without userinfo, and its host's
+// address (the literal, or every address its name resolves to) outside
+// loopback, link-local and private ranges unless the config names that host
+// in `[mirror] allow_private_hosts`.
+import { lookup as dnsLookup } from 'node:dns/promises'
+import { BlockList, isIP } from 'node:net'
+import { UpstreamAddressRefusedError } from '../../p2p/content/errors.js'
+
+/** Ranges no mirror fetch reaches by default: loopback, private, link-local, CGNAT, multicast, reserved, documentation. */
+const INTERNAL = new BlockList()
+for (const [net, bits] of [
+  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
+  ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24], ['203.0.113.0', 24],
+  ['224.0.0.0', 4], ['240.0.0.0', 4]
+] as const) INTERNAL.addSubnet(net, bits, 'ipv4')
+for (const [net, bits] of [
+  ['::', 96], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8], ['2001:db8::', 32], ['64:ff9b::', 96], ['100::', 64]
+] as const) INTERNAL.addSubnet(net, bits, 'ipv6')
+
+/** True for an IP address in a loopback, private, link-local or otherwise non-public range. */
+export function isInternalAddress (address: string): boolean {
+  const a = address.toLowerCase().replace(/^\[|\]$/g, '').replace(/%.*$/, '')
+  const family = isIP(a)
+  if (family === 4) return INTERNAL.check(a, 'ipv4')
+  if (family !== 6) return false
+  // Node's BlockList checks IPv4-mapped addresses (::ffff:7f00:1) against the IPv4 ranges.
+  return INTERNAL.check(a, 'ipv6')
+}
+
+export type Lookup = (host: string) => Promise<string[]>
+
+const systemLookup: Lookup = async host => (await dnsLookup(host, { all: true, verbatim: true })).map(r => r.address)
+
+/** The `host[:port]` of a URL as `allow_private_hosts` entries name it (default ports spelled out). */
+function hostKeys (url: URL): [string, string] {
+  const port = url.port !== '' ? url.port : url.protocol === 'https:' ? '443' : '80'
+  const name = url.hostname.toLowerCase()
+  return [name, `${name}:${port}`]
+}
+
+/**
+ * Whether `[mirror] allow_private_hosts` lets the mirror reach `url`'s host
+ * on a private address: an entry `host:port` names that port only, `host`
+ * every port, `*` every host.
+ */
+export function privateHostAllowed (entries: string[], url: URL): boolean {
+  if (entries.length === 0) return false
+  const [name, withPort] = hostKeys(url)
+  return entries.some(e => { const x = e.toLowerCase(); return x === '*' || x === name || x === withPort })
+}
+
+export interface UpstreamGuardInit {
+  /** Hosts (`host[:port]`, `*`) that may be on loopback, private and link-local addresses (`[mirror] allow_private_hosts`). */
+  privateHosts: string[]
+  lookup?: Lookup
+}
+
+/** Checks each URL the mirror's registry client is about to fetch; see RegistryClientOptions.guard. */
+export class UpstreamGuard {
+  private readonly lookup: Lookup
+
+  constructor (private readonly init: UpstreamGuardInit) {
+    this.lookup = init.lookup ?? systemLookup
+  }
+
+  async check (url: URL): Promise<void> {
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UpstreamAddressRefusedError(`refusing to fetch ${url.protocol} URL ${url.host} for the mirror: only http and https`)
+    if (url.username !== '' || url.password !== '') throw new UpstreamAddressRefusedError(`refusing to fetch from ${url.host} for the mirror: the URL carries credentials`)
+    if (privateHostAllowed(this.init.privateHosts, url)) return
+    const host = url.hostname.replace(/^\[|\]$/g, '')
+    const addrs = isIP(host) !== 0 ? [host] : host === 'localhost' || host.endsWith('.localhost') ? ['127.0.0.1'] : await this.resolve(host)
+    const bad = addrs.find(isInternalAddress)
+    if (bad !== undefined) {
+      throw new UpstreamAddressRefusedError(`refusing to fetch from ${url.host} for the mirror: ${bad === host ? 'it is' : `it resolves to ${bad},`} a loopback, private or link-local address (list it in [mirror] allow_private_hosts to allow it)`)
+    }
+  }
+
+  private async resolve (host: string): Promise<string[]> {
+    try {
+      return await this.lookup(host)
+    } catch (err) {
+      // Not left to the fetch: its own lookup could answer differently.
+      throw new UpstreamAddressRefusedError(`cannot resolve ${host} to check its address: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err })
+    }
+  }
+}

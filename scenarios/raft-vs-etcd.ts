@@ -1,0 +1,199 @@
+// raft-vs-etcd: writes and linearizable reads of 256-byte values on a
+// 3-member cluster, bolt-agent against etcd 3.4 (Debian's etcd-server, its
+// default 100 ms heartbeat and 1000 ms election timeout) started by this
+// scenario, both driven by the same `wrk` client with a Lua script over
+// HTTP+JSON: our `PUT|GET /v1/kv/KEY` against etcd's `/v3/kv/put|range`
+// gateway. Figures are ratios of bolt-agent's requests/s to etcd's.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Cluster, waitFor } from './harness.js'
+import type { Scenario } from './report.js'
+import { RAFT_TOML, agreedLeader, apiOf, formVoters, kv } from './_raft.js'
+
+const VALUE_BYTES = 256
+const KEYS = 1000
+const ETCD = '/usr/bin/etcd'
+const WRK = '/usr/bin/wrk'
+
+/** One wrk run's figures (requests/s, latency percentiles in ms, non-2xx answers). */
+export interface WrkResult { rps: number, p50Ms: number, p99Ms: number, errors: number, requests: number }
+
+async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address()
+      s.close(() => { resolve(typeof a === 'object' && a !== null ? a.port : 0) })
+    })
+  })
+}
+
+/** wrk's `--latency` block gives "50%  1.23ms"; units us, ms or s. */
+function latencyMs (out: string, pct: string): number {
+  const m = new RegExp(`^\\s*${pct}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out)
+  if (m === null) return Number.NaN
+  const v = Number(m[1])
+  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v
+}
+
+export function parseWrk (out: string): WrkResult {
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN)
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? Number.NaN)
+  const errors = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0) + Number(/Socket errors:.*timeout (\d+)/.exec(out)?.[1] ?? 0)
+  return { rps, requests, errors, p50Ms: latencyMs(out, '50'), p99Ms: latencyMs(out, '99') }
+}
+
+async function runWrk (url: string, script: string, connections: number, seconds: number): Promise<WrkResult> {
+  const dir = await mkdtemp(join(tmpdir(), 'bolt-wrk-'))
+  try {
+    const file = join(dir, 'script.lua')
+    await writeFile(file, script)
+    const threads = Math.min(2, connections)
+    const out = await new Promise<string>((resolve, reject) => {
+      const p = spawn(WRK, ['-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--timeout', '10s', '--latency', '-s', file, url], { stdio: ['ignore', 'pipe', 'pipe'] })
+      let text = ''
+      p.stdout.on('data', (d: Buffer) => { text += d.toString() })
+      p.stderr.on('data', (d: Buffer) => { text += d.toString() })
+      p.once('error', reject)
+      p.once('exit', (code) => { code === 0 ? resolve(text) : reject(new Error(`wrk exited ${String(code)}: ${text}`)) })
+    })
+    return parseWrk(out)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+// Lua for wrk: one request per call, keys spread over KEYS names so writes
+// do not all hit one key. `math.random` is seeded per thread by wrk.
+const value = 'v'.repeat(VALUE_BYTES)
+const b64 = (s: string): string => Buffer.from(s).toString('base64')
+/** A tiny base64 encoder in Lua (wrk's LuaJIT has none). */
+const LUA_B64 = `
+local b='ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+function enc(data)
+  return ((data:gsub('.', function(x)
+    local r,b='',x:byte()
+    for i=8,1,-1 do r=r..(b%2^i-b%2^(i-1)>0 and '1' or '0') end
+    return r;
+  end)..'0000'):gsub('%d%d?%d?%d?%d?%d?', function(x)
+    if (#x < 6) then return '' end
+    local c=0
+    for i=1,6 do c=c+(x:sub(i,i)=='1' and 2^(6-i) or 0) end
+    return b:sub(c+1,c+1)
+  end)..({ '', '==', '=' })[#data%3+1])
+end
+`
+const ETCD_PUT = LUA_B64 + `
+request = function()
+  local k = math.random(0, ${KEYS - 1})
+  local body = '{"key":"' .. enc("k" .. k) .. '","value":"${b64(value)}"}'
+  return wrk.format("POST", "/v3/kv/put", {["Content-Type"]="application/json"}, body)
+end
+`
+const ETCD_RANGE = LUA_B64 + `
+request = function()
+  local k = math.random(0, ${KEYS - 1})
+  return wrk.format("POST", "/v3/kv/range", {["Content-Type"]="application/json"}, '{"key":"' .. enc("k" .. k) .. '"}')
+end
+`
+const boltPut = (token: string): string => `
+request = function()
+  local k = math.random(0, ${KEYS - 1})
+  return wrk.format("PUT", "/v1/kv/k" .. k, {["Content-Type"]="application/json", ["Authorization"]="Bearer ${token}"}, '{"value":"${value}"}')
+end
+`
+const boltGet = (token: string): string => `
+request = function()
+  local k = math.random(0, ${KEYS - 1})
+  return wrk.format("GET", "/v1/kv/k" .. k, {["Authorization"]="Bearer ${token}"})
+end
+`
+
+interface EtcdCluster { clientUrl: string, stop: () => Promise<void> }
+
+/** Three etcd members on loopback, defaults for heartbeat and election. */
+async function startEtcd (): Promise<EtcdCluster> {
+  const dir = await mkdtemp(join(tmpdir(), 'bolt-etcd-'))
+  const members = await Promise.all([1, 2, 3].map(async i => ({ name: `e${i}`, peer: await freePort(), client: await freePort() })))
+  const initial = members.map(m => `${m.name}=http://127.0.0.1:${m.peer}`).join(',')
+  const procs: ChildProcess[] = members.map(m => spawn(ETCD, [
+    '--name', m.name, '--data-dir', join(dir, m.name),
+    '--listen-peer-urls', `http://127.0.0.1:${m.peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peer}`,
+    '--listen-client-urls', `http://127.0.0.1:${m.client}`, '--advertise-client-urls', `http://127.0.0.1:${m.client}`,
+    '--initial-cluster', initial, '--initial-cluster-state', 'new', '--initial-cluster-token', 'bench', '--log-level', 'error'
+  ], { stdio: 'ignore' }))
+  const stop = async (): Promise<void> => {
+    await Promise.all(procs.map(async p => {
+      if (p.exitCode !== null || p.signalCode !== null) return
+      const exited = new Promise(resolve => p.once('exit', resolve))
+      p.kill('SIGKILL')
+      await exited
+    }))
+    await rm(dir, { recursive: true, force: true })
+  }
+  const clientUrl = `http://127.0.0.1:${members[0]!.client}`
+  // Writes go to any member (etcd forwards to its leader); wait for one to commit.
+  const ok = await waitFor(async () => {
+    const r = await fetch(`${clientUrl}/v3/kv/put`, { method: 'POST', body: JSON.stringify({ key: b64('ready'), value: b64('1') }), signal: AbortSignal.timeout(2000) }).catch(() => undefined)
+    return r?.ok === true
+  }, 30_000, 200)
+  if (ok < 0) { await stop(); throw new Error('etcd did not commit a write within 30 s') }
+  // Send the load to the leader, as for bolt-agent.
+  for (const m of members) {
+    const url = `http://127.0.0.1:${m.client}`
+    const st = await fetch(`${url}/v3/maintenance/status`, { method: 'POST', body: '{}' }).then(async r => await r.json() as { header?: { member_id?: string }, leader?: string })
+    if (st.leader !== undefined && st.leader === st.header?.member_id) return { clientUrl: url, stop }
+  }
+  return { clientUrl, stop }
+}
+
+export const scenario: Scenario = {
+  name: 'raft-vs-etcd',
+  description: '3 members: writes at 1 and 64 connections and linearizable reads at 64, bolt-agent vs etcd 3.4, same wrk client',
+  async run ({ quick }) {
+    if (!existsSync(ETCD)) throw new Error(`raft-vs-etcd needs etcd (${ETCD}): apt-get install etcd-server`)
+    if (!existsSync(WRK)) throw new Error(`raft-vs-etcd needs wrk (${WRK}): apt-get install wrk`)
+    const seconds = quick ? 5 : 15
+    const figures: Record<string, number> = {}
+    const etcd = await startEtcd()
+    try {
+      const e1 = await runWrk(etcd.clientUrl, ETCD_PUT, 1, seconds)
+      const e64 = await runWrk(etcd.clientUrl, ETCD_PUT, 64, seconds)
+      const er64 = await runWrk(etcd.clientUrl, ETCD_RANGE, 64, seconds)
+      Object.assign(figures, { etcdWrites1: e1.rps, etcdWrites64: e64.rps, etcdReads64: er64.rps, etcdWriteP50Ms1: e1.p50Ms, etcdWriteP99Ms64: e64.p99Ms, etcdErrors: e1.errors + e64.errors + er64.errors })
+    } finally {
+      await etcd.stop()
+    }
+    const cluster = await Cluster.create(RAFT_TOML(3))
+    try {
+      const agents = await formVoters(cluster, 3)
+      const lead = await agreedLeader(agents, 30_000)
+      const leader = agents.find(a => a.id === lead?.leader)
+      if (leader === undefined) throw new Error('no leader')
+      const api = await apiOf(leader)
+      // Every key exists before the reads, so a read measures a read, not a 404.
+      for (let k = 0; k < KEYS; k += 50) await Promise.all(Array.from({ length: 50 }, async (_, j) => await kv(api, 'PUT', `/v1/kv/k${k + j}`, { value })))
+      const b1 = await runWrk(api.url, boltPut(api.token), 1, seconds)
+      const b64w = await runWrk(api.url, boltPut(api.token), 64, seconds)
+      const br64 = await runWrk(api.url, boltGet(api.token), 64, seconds)
+      Object.assign(figures, { boltWrites1: b1.rps, boltWrites64: b64w.rps, boltReads64: br64.rps, boltWriteP50Ms1: b1.p50Ms, boltWriteP99Ms64: b64w.p99Ms, boltErrors: b1.errors + b64w.errors + br64.errors })
+    } finally {
+      await cluster.destroy()
+    }
+    const writes1Ratio = figures.boltWrites1! / figures.etcdWrites1!
+    const writes64Ratio = figures.boltWrites64! / figures.etcdWrites64!
+    const reads64Ratio = figures.boltReads64! / figures.etcdReads64!
+    return {
+      name: 'raft-vs-etcd',
+      figures: { ...figures, writes1Ratio, writes64Ratio, reads64Ratio },
+      goal: 'writes1Ratio >= 1 and writes64Ratio >= 1 and reads64Ratio >= 1 (bolt-agent / etcd 3.4, same wrk client, same run)',
+      met: writes1Ratio >= 1 && writes64Ratio >= 1 && reads64Ratio >= 1,
+      config: { members: 3, valueBytes: VALUE_BYTES, keys: KEYS, seconds, client: 'wrk with a Lua script, 2 threads', etcd: 'Debian etcd-server 3.4, default heartbeat 100 ms, election 1000 ms', bolt: 'PUT|GET /v1/kv/KEY to the leader' }
+    }
+  }
+}
