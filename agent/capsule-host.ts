@@ -85,6 +85,9 @@ export class CapsuleHost {
         runtime: o.config.runtime.oci_runtime,
         ...(this.subnet !== undefined ? { bridge: { name: o.config.network.bridge, subnet: this.subnet } } : {})
       })
+      const rec = this.runtime.lastRecovery
+      if (rec?.networkError !== undefined) o.log.warn({ err: rec.networkError }, 'capsule networks not reconciled at start (left namespaces or forwards stay until the next start)')
+      if (rec !== undefined && rec.orphansRemoved.length > 0) o.log.info({ removed: rec.orphansRemoved }, 'removed what capsules left')
     } catch (err) {
       this.runtimeError = `no usable OCI runtime on this node: ${(err as Error).message}`
       o.log.warn(this.runtimeError)

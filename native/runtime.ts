@@ -50,6 +50,8 @@ export interface RecoveryReport {
   finished: string[]
   /** Runtime containers, cgroups and mounts with no capsule record, removed. */
   orphansRemoved: string[]
+  /** Why the capsule networks could not be reconciled (namespaces and forwards may be left until the next start). */
+  networkError?: string
 }
 
 /** Resolves GPU requests into CDI edits and gives the gaming profile; see gpu/. */
@@ -219,6 +221,9 @@ export class NodeRuntime {
       for (const d of devices) this.reservedDevices.delete(d)
     }
   }
+
+  /** What the last recover() did (the agent logs it). */
+  lastRecovery: RecoveryReport | undefined
 
   /** The node's capsule bridge (absent when rootless): its gateway is where capsules' DNS queries go. */
   get bridge (): BridgeNetwork | undefined { return this.deps.bridge }
@@ -416,6 +421,7 @@ export class NodeRuntime {
    */
   async recover (): Promise<RecoveryReport> {
     const report: RecoveryReport = { adopted: [], finished: [], orphansRemoved: [] }
+    this.lastRecovery = report
     const names = await readdir(this.capsulesDir).catch(() => [] as string[])
     for (const name of names.sort()) {
       if (this.live.has(name)) continue
@@ -449,7 +455,12 @@ export class NodeRuntime {
     // Namespaces, veths and port forwards of capsules that no longer run.
     if (this.deps.bridge !== undefined) {
       const running = new Set([...this.live].filter(([, l]) => l.record.status !== 'exited').map(([n]) => n))
-      for (const n of await this.deps.bridge.reconcile(running)) report.orphansRemoved.push(`network ${n}`)
+      try {
+        for (const n of await this.deps.bridge.reconcile(running)) report.orphansRemoved.push(`network ${n}`)
+      } catch (err) {
+        // Capsules still run without it; the next start tries again. Not a reason to refuse every capsule on this node.
+        report.networkError = (err as Error).message
+      }
     }
     // Containers in our runtime state root that no record claims.
     for (const c of await this.deps.driver.list().catch(() => [])) {

@@ -24,7 +24,9 @@ const AttachmentSchema = z.object({
   netns: z.string(),
   veth: z.string(),
   address: z.string(),
-  ports: z.array(PortMappingSchema)
+  ports: z.array(PortMappingSchema),
+  /** When it was attached (ms): of two records that claim one host port, the later one holds it. */
+  at: z.number().default(0)
 })
 /** What one capsule holds of the network; written before the first kernel object is made, so a crash leaves a record to clean by. */
 export type Attachment = z.infer<typeof AttachmentSchema>
@@ -133,7 +135,7 @@ add rule ${t} forwarding oifname "${br}" ct status dnat accept
         if (!used.has(ip)) { address = ip; break }
       }
       if (address === undefined) throw new SubnetFullError(`the capsule subnet ${formatSubnet(this.subnet)} has no free address (remove capsules, or set a larger [network] subnet)`)
-      const rec: Attachment = { name: capsule, netns: this.netnsName(capsule), veth: this.vethName(capsule), address, ports }
+      const rec: Attachment = { name: capsule, netns: this.netnsName(capsule), veth: this.vethName(capsule), address, ports, at: Date.now() }
       await this.writeRecord(rec)
       return rec
     })
@@ -198,7 +200,10 @@ add rule ${t} forwarding oifname "${br}" ct status dnat accept
     if (this.ready !== undefined || records.length > 0) {
       await this.ensure()
       const elems = (proto: 'tcp' | 'udp'): string => {
-        const e = kept.flatMap(r => r.ports.filter(p => p.proto === proto).map(p => `${p.host} : ${r.address} . ${p.container}`))
+        // A capsule whose removal a crash interrupted may still claim a port its successor holds: the later attachment wins.
+        const byPort = new Map<number, string>()
+        for (const r of [...kept].sort((a, b) => a.at - b.at)) for (const p of r.ports) if (p.proto === proto) byPort.set(p.host, `${p.host} : ${r.address} . ${p.container}`)
+        const e = [...byPort.values()]
         return e.length > 0 ? `add element ip ${this.table} ${proto}_ports { ${e.join(', ')} }\n` : ''
       }
       await this.serial(async () => { await this.nft(`flush map ip ${this.table} tcp_ports\nflush map ip ${this.table} udp_ports\n${elems('tcp')}${elems('udp')}`) })

@@ -150,7 +150,8 @@ t.test('bridge networking and published ports across two nodes', { timeout: 900_
     let after = before
     const cleaned = await waitFor(async () => { after = await netState(where.host.ns, prefix); return !after.netns.includes(`${prefix}-ghost.g9`) && !after.ports.includes('9999') }, 60_000, 500)
     t.ok(cleaned >= 0, `the orphan namespace and forward are gone after the restart (${JSON.stringify(after)})`)
-    t.same(after.netns, before.netns, 'the adopted capsule keeps its namespace')
+    // (Capsules of the previous subtest may still have been on their way out when the agent was killed: compare keep's alone.)
+    t.same(after.netns.filter(n => n.includes('-keep.g')), before.netns.filter(n => n.includes('-keep.g')), 'the adopted capsule keeps its namespace')
     t.match(after.ports, /8090/, 'and its forward')
     const body = await httpGet(where.host.ns, '127.0.0.1', 8090, '/hostname')
     t.match(body, /200 OK/, 'and still answers')
