@@ -102,6 +102,7 @@ export class Agent {
   private lan: LanAdvertiser | undefined
   private lastAdvertised = ''
   private readonly onSelfUpdate = (): void => { this.refreshAdvertisedAddrs() }
+  private networkMeta: MemberMeta['network']
 
   constructor (opts: AgentOptions) {
     this.dataDir = opts.dataDir
@@ -245,6 +246,7 @@ export class Agent {
       raft: this.raft,
       content: this.content,
       members: () => this.membership.view(),
+      announceNetwork: (n) => { this.networkMeta = n; this.membership.updateMeta(this.memberMeta()) },
       guard: (h) => this.admission.guard(h),
       openStream: openControl,
       hostRoot: this.hostRoot,
@@ -310,7 +312,8 @@ export class Agent {
   /** This node's metadata as gossiped now: the one builder start-up and every update use. */
   private memberMeta (): MemberMeta {
     const f = this.clusterFile.get()
-    return this.localMeta.build({ name: f.name, role: f.role, addrs: this.advertisedAddrs() })
+    const meta = this.localMeta.build({ name: f.name, role: f.role, addrs: this.advertisedAddrs() })
+    return this.networkMeta !== undefined ? { ...meta, network: this.networkMeta } : meta
   }
 
   /** Addresses other members can dial, without the /p2p part. */
@@ -388,7 +391,8 @@ export class Agent {
   async runDemoCapsule (): Promise<string | undefined> {
     if (busyboxPath() === undefined) return 'no busybox on this host (apt-get install busybox-static) for the demo image'
     if (this.capsules.runtime === undefined) return this.capsules.runtimeError ?? 'no OCI runtime on this node'
-    const spec = CapsuleSpecSchema.parse({ name: 'demo', image: DEMO_REF, args: ['/bin/sh', '-c', 'echo hello from a bolt capsule; while true; do date; sleep 5; done'], resources: { cpu: 0.1, memoryBytes: 32 * 1024 * 1024 } })
+    // The demo needs no network: `none` leaves the host's interfaces and firewall as they were.
+    const spec = CapsuleSpecSchema.parse({ name: 'demo', image: DEMO_REF, args: ['/bin/sh', '-c', 'echo hello from a bolt capsule; while true; do date; sleep 5; done'], resources: { cpu: 0.1, memoryBytes: 32 * 1024 * 1024 }, network: 'none' })
     const r = await this.raft.write({ op: 'capsule.create', spec })
     return r.ok ? undefined : r.reason
   }

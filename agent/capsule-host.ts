@@ -22,7 +22,8 @@ import type { Logger } from './logger.js'
 import type { BoltLibp2p } from '../p2p/node.js'
 import type { CapsuleRecord } from './state/capsules.js'
 import { EXEC_PROTOCOL, ExecRequestSchema, execHandler, execRemote, type ExecOutcome } from './services/exec-protocol.js'
-import { nodeAddress } from './services/catalog-keeper.js'
+import type { AssignedPort, NetworkMode } from './scheduler/spec.js'
+import { chooseSubnet, nodeAddress, subnetConflict } from './capsule-network.js'
 
 export interface CapsuleHostInit {
   self: string
@@ -32,6 +33,8 @@ export interface CapsuleHostInit {
   raft: RaftHost
   content: ContentHost
   members: () => MemberView[]
+  /** Publishes this node's capsule subnet and port range in its member metadata. */
+  announceNetwork: (n: { subnet: string, ports: [number, number] }) => void
   guard: (h: StreamHandler) => StreamHandler
   openStream: (peerId: string, protocol: string, signal: AbortSignal) => Promise<Stream>
   /** Host root for GPU and gaming device lookups: '/' except in tests. */
@@ -44,17 +47,26 @@ export interface PsRecord {
   capsule: string
   image: string
   node: string | null
+  /** The node's name, for people (`node` stays the member id). */
+  nodeName: string | null
+  /** The node's advertised host address: where its published ports are reached. */
+  address: string | null
+  ports: AssignedPort[]
+  network: NetworkMode
   state: string
   reason: string | null
   exitCode: number | null
   restarts: number
   /** The health check's verdict while running (`starting|healthy|unhealthy`); null without a check. */
-  health: string | null
+  health: 'healthy' | 'unhealthy' | 'starting' | null
 }
 
 export class CapsuleHost {
   runtime: NodeRuntime | undefined
   runtimeError: string | undefined
+  /** This node's capsule subnet (bridge mode); undefined on a rootless node. */
+  subnet: string | undefined
+  private bridgeError: string | undefined
   scheduler!: Scheduler
   supervisor!: Supervisor
 
@@ -62,13 +74,28 @@ export class CapsuleHost {
 
   async start (): Promise<void> {
     const o = this.o
+    const rootless = process.getuid?.() !== 0
+    if (!rootless) {
+      try {
+        this.subnet = await chooseSubnet(o.config.network, o.dataDir, o.self, o.members())
+      } catch (err) {
+        this.bridgeError = (err as Error).message
+        o.log.warn(this.bridgeError)
+      }
+    }
+    // Announced even without a bridge: the scheduler takes dynamic ports from this node's range.
+    o.announceNetwork({ subnet: this.subnet ?? '', ports: [o.config.network.port_range[0], o.config.network.port_range[1]] })
     try {
       this.runtime = await createRuntime({
         dataDir: join(o.dataDir, 'runtime'),
         runtime: o.config.runtime.oci_runtime,
         allowGaming: o.config.capsules.allow_gaming,
-        ...(o.hostRoot !== undefined ? { hostRoot: o.hostRoot } : {})
+        ...(o.hostRoot !== undefined ? { hostRoot: o.hostRoot } : {}),
+        ...(this.subnet !== undefined ? { bridge: { name: o.config.network.bridge, subnet: this.subnet } } : {})
       })
+      const rec = this.runtime.lastRecovery
+      if (rec?.networkError !== undefined) o.log.warn({ err: rec.networkError }, 'capsule networks not reconciled at start (left namespaces or forwards stay until the next start)')
+      if (rec !== undefined && rec.orphansRemoved.length > 0) o.log.info({ removed: rec.orphansRemoved }, 'removed what capsules left')
     } catch (err) {
       this.runtimeError = `no usable OCI runtime on this node: ${(err as Error).message}`
       o.log.warn(this.runtimeError)
@@ -84,7 +111,8 @@ export class CapsuleHost {
         gpus: m.resources.gpus,
         labels: m.labels,
         allowHostNetwork: m.capsules?.allowHostNetwork === true,
-        allowGaming: m.capsules?.allowGaming === true
+        allowGaming: m.capsules?.allowGaming === true,
+        portRange: m.network?.ports
       })),
       write: async (cmd, signal) => await o.raft.write(cmd, signal),
       deadGraceMs: o.config.raft.dead_voter_grace_ms,
@@ -98,6 +126,9 @@ export class CapsuleHost {
       allowHostNetwork: o.config.capsules.allow_host_network,
       ...(this.runtimeError !== undefined ? { runtimeError: this.runtimeError } : {}),
       images: { prepare: async (ref, signal) => await o.content.prepareForRuntime(this.runtime as NodeRuntime, ref, signal) },
+      bridgeRefusal: () => this.bridgeError ?? (this.subnet !== undefined ? subnetConflict(this.subnet, o.self, o.members()) : undefined),
+      // A bridge capsule's checks go to its own address on the bridge; others to loopback.
+      probeAddress: async (runtimeName) => (await this.runtime?.bridge?.records().catch(() => []))?.find(r => r.name === runtimeName)?.address ?? '127.0.0.1',
       log: o.log.child({ part: 'supervisor' })
     })
     o.raft.state.onApply((cmd) => {
@@ -109,7 +140,16 @@ export class CapsuleHost {
     this.supervisor.start()
   }
 
-  /** Stops and removes every capsule on this node (an ephemeral dev agent leaves nothing behind). */
+  /**
+   * The address capsules on this node send DNS queries to (their
+   * resolv.conf's first nameserver): the bridge's own address. Undefined on
+   * a node without a bridge (rootless, or a bad subnet).
+   */
+  bridgeAddress (): string | undefined {
+    return this.runtime?.bridge?.gateway
+  }
+
+  /** Stops and removes every capsule on this node, then its bridge and nft table (an ephemeral dev agent leaves nothing behind). */
   async removeAllLocal (): Promise<void> {
     const rt = this.runtime
     if (rt === undefined) return
@@ -117,6 +157,8 @@ export class CapsuleHost {
       await rt.stop(c.name, { timeoutMs: 3000 }).catch(() => undefined)
       await rt.remove(c.name, { force: true }).catch(() => undefined)
     }
+    await rt.bridge?.reconcile(new Set()).catch(err => { this.o.log.warn({ err: (err as Error).message }, 'cannot clean capsule networks') })
+    await rt.bridge?.destroy().catch(err => { this.o.log.warn({ err: (err as Error).message }, 'cannot remove the capsule bridge') })
   }
 
   async stop (): Promise<void> {
@@ -129,9 +171,25 @@ export class CapsuleHost {
 
   ps (): PsRecord[] {
     const out: PsRecord[] = []
+    const members = new Map(this.o.members().map(m => [m.id, m]))
     for (const c of this.o.raft.state.capsules.list()) {
       for (const i of c.instances) {
-        out.push({ name: i.name, capsule: c.spec.name, image: c.spec.image, node: i.node, state: i.state, reason: i.reason, exitCode: i.exitCode, restarts: i.restarts, health: i.state === 'running' ? i.health ?? null : null })
+        const m = i.node !== null ? members.get(i.node) : undefined
+        out.push({
+          name: i.name,
+          capsule: c.spec.name,
+          image: c.spec.image,
+          node: i.node,
+          nodeName: m?.name ?? null,
+          address: m !== undefined ? nodeAddress(m.addrs) : null,
+          ports: i.ports,
+          network: c.spec.network ?? 'bridge',
+          health: i.state === 'running' ? i.health ?? null : null,
+          state: i.state,
+          reason: i.reason,
+          exitCode: i.exitCode,
+          restarts: i.restarts
+        })
       }
     }
     return out.sort((a, b) => a.name < b.name ? -1 : 1)

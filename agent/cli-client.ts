@@ -6,6 +6,8 @@ import { AgentRequestError, type ApiResponse } from './api/client.js'
 import { UserError } from './errors.js'
 import { client, collect, formatBytes, out, pairs, type GlobalOpts } from './cli-common.js'
 import { addHealthOptions, registerInspectExec, registerServiceCommands, type HealthFlags } from './services/cli.js'
+import type { NetworkMode, PortRequest } from './scheduler/spec.js'
+import { formatPort, parsePortOption, PortOptionError } from './ports.js'
 
 export function registerClientCommands (program: Command): void {
   registerCapsuleCommands(program)
@@ -46,9 +48,7 @@ function defaultName (image: string): string {
   return `${base.slice(0, 50)}-${Math.random().toString(36).slice(2, 6)}`
 }
 
-const NETWORK_MODES = ['bridge', 'host', 'none']
-
-interface PsRow { name: string, capsule: string, image: string, node: string | null, state: string, reason: string | null, exitCode: number | null, restarts: number, health: string | null }
+interface PsRow { name: string, capsule: string, image: string, node: string | null, nodeName?: string | null, address?: string | null, ports?: Array<{ host: number, container: number, proto: string }>, state: string, reason: string | null, exitCode: number | null, restarts: number, health: string | null }
 
 export function registerCapsuleCommands (program: Command): void {
   addHealthOptions(program.command('run').description('submit a capsule; prints its name'))
@@ -65,7 +65,8 @@ export function registerCapsuleCommands (program: Command): void {
     .option('--restart <policy>', 'never | on-failure | always')
     .option('--strategy <s>', 'binpack (default) | spread')
     .option('--gaming', 'gaming profile: GPU render nodes, input, sound, display sockets (nodes with [capsules] allow_gaming)')
-    .option('--network <mode>', 'bridge | host (nodes with [capsules] allow_host_network) | none')
+    .option('-p, --publish <port>', 'publish a port: HOST:CONTAINER[/tcp|udp], or CONTAINER[/proto] for a dynamic host port; repeatable', collect)
+    .option('--network <mode>', 'bridge (default): own address on the node\'s bridge | host: the node\'s network (nodes with [capsules] allow_host_network) | none: loopback only')
     .action(async (image: string, cmd: string[], o: Record<string, unknown>) => {
       const g = program.opts<GlobalOpts>()
       const num = (flag: string, v: unknown, int = false): number | undefined => {
@@ -81,7 +82,19 @@ export function registerCapsuleCommands (program: Command): void {
         try { memoryBytes = parseMemory(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
       }
       const gpus = num('--gpus', o.gpus, true)
-      if (o.network !== undefined && !NETWORK_MODES.includes(String(o.network))) throw new UserError(`--network ${String(o.network)}: expected one of ${NETWORK_MODES.join(', ')}`, 2)
+      const network = o.network as string | undefined
+      if (network !== undefined && !['bridge', 'host', 'none'].includes(network)) throw new UserError(`--network ${network}: expected bridge, host or none`, 2)
+      let ports: PortRequest[] = []
+      try {
+        ports = ((o.publish as string[] | undefined) ?? []).map(parsePortOption)
+      } catch (err) {
+        if (err instanceof PortOptionError) throw new UserError(err.message, 2)
+        throw err
+      }
+      // Loaded here: a client command loads no zod until it needs it (cli-modules.test).
+      const { portsProblem } = await import('./scheduler/spec.js')
+      const problem = portsProblem((network ?? 'bridge') as NetworkMode, ports)
+      if (problem !== undefined) throw new UserError(problem, 2)
       const { healthFromFlags } = await import('./services/health-flags.js')
       const health = healthFromFlags(o as HealthFlags)
       const spec = {
@@ -96,7 +109,8 @@ export function registerCapsuleCommands (program: Command): void {
         ...(o.restart !== undefined ? { restart: { policy: o.restart } } : {}),
         ...(o.strategy !== undefined ? { strategy: o.strategy } : {}),
         ...(o.gaming === true ? { gaming: true } : {}),
-        ...(o.network !== undefined ? { network: o.network } : {}),
+        ...(network !== undefined ? { network } : {}),
+        ...(ports.length > 0 ? { ports } : {}),
         ...health
       }
       try {
@@ -113,7 +127,8 @@ export function registerCapsuleCommands (program: Command): void {
       const g = program.opts<GlobalOpts>()
       const rows = await (await client(g)).request<PsRow[]>('GET', '/v1/capsules')
       if (g.json === true) { out(JSON.stringify(rows)); return }
-      const table = [['NAME', 'IMAGE', 'NODE', 'STATE', 'HEALTH', 'EXIT', 'RESTARTS', 'REASON'], ...rows.map(r => [r.name, r.image, r.node === null ? '-' : r.node.slice(-12), r.state, r.health ?? '-', r.exitCode === null ? '-' : String(r.exitCode), String(r.restarts), r.reason ?? ''])]
+      const portsOf = (r: PsRow): string => (r.ports ?? []).map(p => formatPort(r.address ?? null, p)).join(',') || '-'
+      const table = [['NAME', 'IMAGE', 'NODE', 'STATE', 'HEALTH', 'PORTS', 'EXIT', 'RESTARTS', 'REASON'], ...rows.map(r => [r.name, r.image, r.node === null ? '-' : (r.nodeName ?? r.node.slice(-12)), r.state, r.health ?? '-', portsOf(r), r.exitCode === null ? '-' : String(r.exitCode), String(r.restarts), r.reason ?? ''])]
       const widths = table[0]!.map((_, i) => Math.max(...table.map(r => (r[i] ?? '').length)))
       for (const r of table) out(r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  '))
     })

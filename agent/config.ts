@@ -145,6 +145,19 @@ export const ConfigSchema = z.strictObject({
     /** Resolvers for names outside .bolt (IP or IP:PORT); absent: the nameservers of /etc/resolv.conf. */
     upstream: z.array(z.string().regex(/^[0-9.]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$|^[0-9a-fA-F:]+$/, 'an IP address, optionally :PORT')).max(8).optional()
   }).prefault({}),
+  network: z.strictObject({
+    /**
+     * This node's capsule subnet (bridge mode), e.g. "10.88.3.0/24". "auto":
+     * a /24 of 10.88.0.0/16 no other member has announced, kept in
+     * DATA/network.json. Members gossip theirs; an overlap is refused.
+     */
+    subnet: z.union([z.literal('auto'), z.string().regex(/^\d+\.\d+\.\d+\.\d+\/\d{1,2}$/, 'an IPv4 subnet such as 10.88.3.0/24, or "auto"')]).default('auto'),
+    /** The bridge capsules attach to (an interface name, at most 15 characters). */
+    bridge: z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, 'an interface name: letters, digits, _ . -, at most 15').default('bolt0'),
+    /** Host ports given to `-p CONTAINER` (dynamic); static ports may be anywhere in 1-65535. */
+    port_range: z.tuple([z.number().int().min(1).max(65535), z.number().int().min(1).max(65535)])
+      .refine(([lo, hi]) => lo <= hi, 'port_range is [low, high] with low <= high').default([20000, 32767])
+  }).prefault({}),
   runtime: z.strictObject({
     /** runc, crun, or auto (whichever is installed, crun preferred). */
     oci_runtime: z.enum(['auto', 'runc', 'crun']).default('auto')

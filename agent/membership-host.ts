@@ -24,6 +24,8 @@ export interface MemberView {
   incarnation: number
   /** What the member's config lets capsules have (host network, gaming); absent from older agents. */
   capsules?: CapsulePolicy
+  /** The member's capsule subnet and dynamic port range, once announced. */
+  network?: MemberMeta['network']
 }
 
 export interface MembershipHostInit {
@@ -180,7 +182,8 @@ export class MembershipHost extends EventTarget {
       resources: m.meta.resources,
       labels: m.meta.labels,
       incarnation: m.incarnation,
-      ...(m.meta.capsules !== undefined ? { capsules: m.meta.capsules } : {})
+      ...(m.meta.capsules !== undefined ? { capsules: m.meta.capsules } : {}),
+      ...(m.meta.network !== undefined ? { network: m.meta.network } : {})
     }))
   }
 

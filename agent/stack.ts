@@ -3,8 +3,9 @@
 // order is a topological sort that refuses cycles.
 import { z } from 'zod'
 import { parse as parseToml } from 'smol-toml'
-import { NAME_RE, SERVICE_NAME_RE, parseMemory } from './scheduler/spec.js'
+import { MAX_PORTS, NAME_RE, NetworkModeSchema, SERVICE_NAME_RE, parseMemory, portsProblem, type PortRequest } from './scheduler/spec.js'
 import { HealthSchema, parseCheck, parseDuration, type HealthInput } from './services/health-spec.js'
+import { parsePortOption } from './ports.js'
 
 export class StackError extends Error {
   override name = 'StackError'
@@ -24,10 +25,12 @@ const StackCapsuleSchema = z.strictObject({
   labels: z.record(z.string(), z.string()).default({}),
   restart: z.enum(['never', 'on-failure', 'always']).default('on-failure'),
   /** As `run --network`: host only on nodes whose config allows it. */
-  network: z.enum(['bridge', 'host', 'none']).optional(),
+  network: NetworkModeSchema.optional(),
   depends_on: z.array(z.string()).default([]),
   /** Catalog and DNS name; default: the capsule's name. */
   service: z.string().regex(SERVICE_NAME_RE, 'a DNS label: lowercase letters, digits and -').optional(),
+  /** As `run -p`: "HOST:CONTAINER[/tcp|udp]" or "CONTAINER[/tcp|udp]". */
+  ports: z.array(z.string().max(64)).max(MAX_PORTS).default([]),
   health: z.strictObject({
     /** HOST:PORT that must accept a TCP connection (checked by `up` from where it runs). */
     tcp: z.string().regex(/^[^\s:]+:\d+$/).optional(),
@@ -57,9 +60,22 @@ export function parseStack (text: string, source: string): Stack {
     const i = r.error.issues[0]
     throw new StackError(`${source}: ${i?.path.join('.') ?? ''}: ${i?.message ?? 'invalid'}`)
   }
+  // Static host ports: each one is asked by one capsule of the stack at most (two would wait on each other forever on a one-node cluster).
+  const owner = new Map<string, string>()
   for (const [name, c] of Object.entries(r.data.capsules)) {
     stackHealth(`${source}: capsules.${name}.health`, c)
     for (const d of c.depends_on) if (r.data.capsules[d] === undefined) throw new StackError(`${source}: capsules.${name}.depends_on names ${d}, which the stack does not define`)
+    const ports = stackPorts(source, name, c)
+    const problem = portsProblem(c.network ?? 'bridge', ports)
+    if (problem !== undefined) throw new StackError(`${source}: capsules.${name}.ports: ${problem}`)
+    for (const p of ports) {
+      const host = c.network === 'host' ? p.container : p.host
+      if (host === undefined) continue
+      const k = `${host}/${p.proto}`
+      const other = owner.get(k)
+      if (other !== undefined) throw new StackError(`${source}: capsules ${other} and ${name} both ask for host port ${k} (give one another port, or a dynamic one: "${p.container}/${p.proto}")`)
+      owner.set(k, name)
+    }
   }
   return r.data
 }
@@ -103,6 +119,14 @@ export function stackHealth (where: string, c: StackCapsule): HealthInput | unde
   return out
 }
 
+function stackPorts (source: string, name: string, c: StackCapsule): PortRequest[] {
+  try {
+    return c.ports.map(parsePortOption)
+  } catch (err) {
+    throw new StackError(`${source}: capsules.${name}.ports: ${(err as Error).message}`)
+  }
+}
+
 /** The capsule spec the API takes, for one stack entry. */
 export function specOf (name: string, c: StackCapsule, env: Record<string, string> = {}): Record<string, unknown> {
   const health = stackHealth(`capsules.${name}.health`, c)
@@ -118,6 +142,7 @@ export function specOf (name: string, c: StackCapsule, env: Record<string, strin
     replicas: c.replicas,
     restart: { policy: c.restart },
     ...(c.network !== undefined ? { network: c.network } : {}),
+    ports: c.ports.map(parsePortOption),
     resources: { ...(c.cpu !== undefined ? { cpu: c.cpu } : {}), ...(c.memory !== undefined ? { memoryBytes: parseMemory(c.memory) } : {}), ...(c.gpus !== undefined ? { gpus: { count: c.gpus } } : {}) }
   }
 }

@@ -105,3 +105,18 @@ export class RootfsError extends NativeError {
 export class GamingNotAllowedError extends NativeError {
   override name = 'GamingNotAllowedError'
 }
+
+/** `ip` or `nft` failed while setting up or tearing down a capsule's network. */
+export class NetworkSetupError extends NativeError {
+  override name = 'NetworkSetupError'
+}
+
+/** The capsule asks for a network mode this node cannot give (bridge on a rootless agent). */
+export class NetworkUnsupportedError extends NativeError {
+  override name = 'NetworkUnsupportedError'
+}
+
+/** Every address of the node's capsule subnet is in use. */
+export class SubnetFullError extends NativeError {
+  override name = 'SubnetFullError'
+}

@@ -2,6 +2,7 @@
 // the GPU helpers (`discoverGpus`, CDI, `gpuReport`) and `nodeResources` for
 // membership metadata and `bolt-agent gpu`. Nothing here imports other
 // project folders.
+import { createHash } from 'node:crypto'
 import { mkdir, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { readFile } from 'node:fs/promises'
@@ -16,6 +17,7 @@ import { NodeRuntime, type DeviceProvider } from './runtime.js'
 import { discoverGpus, type DiscoverOptions, type GpuInfo } from './gpu/discover.js'
 import { CdiRegistry, DEFAULT_CDI_DIRS, ensureCdiSpecs, readCdiSpecs, type CdiSpec } from './gpu/cdi.js'
 import { gamingEdits } from './gpu/gaming.js'
+import { BridgeNetwork } from './net/bridge.js'
 
 export * from './errors.js'
 export { NodeRuntime, type CapsuleHandle, type CapsuleState, type CapsuleStatus, type RecoveryReport } from './runtime.js'
@@ -33,6 +35,13 @@ export { CdiRegistry, CdiSpecSchema, DEFAULT_CDI_DIRS, ensureCdiSpecs, generateC
 export { applyContainerEdits, type ContainerEdits } from './gpu/edits.js'
 export { gamingEdits, GAMING_ENV } from './gpu/gaming.js'
 export { nodeResources, type NodeResources, type NodeGpu } from './resources.js'
+export { BridgeNetwork, PortMappingSchema, type PortMapping, type Attachment } from './net/bridge.js'
+export { parseSubnet, formatSubnet, gatewayOf, overlaps, type Subnet } from './net/cidr.js'
+
+/** Names of this data dir's network namespaces start with it: two agents on one host never touch each other's. */
+export function netnsPrefix (dataDir: string): string {
+  return `bolt-${createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 6)}`
+}
 
 export interface RuntimeOptions {
   /** Where images, layers, capsules and the OCI runtime's state live. */
@@ -53,6 +62,8 @@ export interface RuntimeOptions {
   recover?: boolean
   /** Let `gaming` capsules have the node's input and sound devices. Default: refused. */
   allowGaming?: boolean
+  /** The capsule bridge (root only): interface name and this node's capsule subnet. */
+  bridge?: { name: string, subnet: string }
 }
 
 /** Whether overlayfs can be mounted here, tried once in the data dir. */
@@ -117,7 +128,10 @@ export async function createRuntime (opts: RuntimeOptions): Promise<NodeRuntime>
     volumeRoots: opts.volumeRoots ?? [],
     log: { maxBytes: opts.log?.maxBytes ?? DEFAULT_LOG_MAX_BYTES, maxFiles: opts.log?.maxFiles ?? DEFAULT_LOG_MAX_FILES },
     devices: deviceProvider(opts.hostRoot ?? '/', opts.cdiDirs ?? DEFAULT_CDI_DIRS),
-    allowGaming: opts.allowGaming === true
+    allowGaming: opts.allowGaming === true,
+    ...(opts.bridge !== undefined && !rootless
+      ? { bridge: new BridgeNetwork({ bridge: opts.bridge.name, subnet: opts.bridge.subnet, prefix: netnsPrefix(dataDir), stateDir: join(dataDir, 'net') }) }
+      : {})
   })
   await runtime.init()
   if (opts.recover !== false) await runtime.recover()

@@ -12,7 +12,8 @@ import { FifoPool } from './fifo-pool.js'
 import { mkdirWithMode, writeNewFile } from './file-modes.js'
 import { readRecord, writeRecord, type CapsuleExit, type CapsuleRecord } from './capsule-state.js'
 import { CapsuleCgroup, type CgroupLayout, type CgroupStats } from './cgroups.js'
-import { CapsuleExistsError, CapsuleNotFoundError, CapsuleStateError, GamingNotAllowedError, ImageLayoutError } from './errors.js'
+import { CapsuleExistsError, CapsuleNotFoundError, CapsuleStateError, GamingNotAllowedError, ImageLayoutError, NetworkUnsupportedError } from './errors.js'
+import type { BridgeNetwork } from './net/bridge.js'
 import { applyContainerEdits, mergeEdits, type ContainerEdits } from './gpu/edits.js'
 import { readLogs, RotatingLogWriter, type LogRecord } from './logs.js'
 import type { ExecResult, OciRuntimeDriver } from './oci/driver.js'
@@ -50,6 +51,8 @@ export interface RecoveryReport {
   finished: string[]
   /** Runtime containers, cgroups and mounts with no capsule record, removed. */
   orphansRemoved: string[]
+  /** Why the capsule networks could not be reconciled (namespaces and forwards may be left until the next start). */
+  networkError?: string
 }
 
 /** Resolves GPU requests into CDI edits and gives the gaming profile; see gpu/. */
@@ -70,6 +73,8 @@ export interface NodeRuntimeDeps {
   devices: DeviceProvider
   /** Whether `gaming` capsules may get the node's input and sound devices (default: no). */
   allowGaming?: boolean
+  /** The node's capsule bridge; absent on a rootless node (bridge capsules are refused there). */
+  bridge?: BridgeNetwork
 }
 
 interface Live {
@@ -181,7 +186,7 @@ export class NodeRuntime {
         cg?.create(spec.resources.memoryBytes),
         log.open(),
         (async () => {
-          const config = await this.bundleConfig(spec, image, rootfsPath, dir, cg)
+          const config = await this.bundleConfig(await this.attachNetwork(spec), image, rootfsPath, dir, cg)
           if (spec.gpus !== undefined && spec.gpus !== 0) {
             const gpus = spec.gpus
             devices = await this.withGpuLock(async () => {
@@ -224,6 +229,22 @@ export class NodeRuntime {
     }
   }
 
+  /** What the last recover() did (the agent logs it). */
+  lastRecovery: RecoveryReport | undefined
+
+  /** The node's capsule bridge (absent when rootless): its gateway is where capsules' DNS queries go. */
+  get bridge (): BridgeNetwork | undefined { return this.deps.bridge }
+
+  /** A bridge request becomes the namespace prepared for it (the OCI bundle joins it by path); other modes pass through. */
+  private async attachNetwork (spec: CapsuleRunSpec): Promise<CapsuleRunSpec & { bridgeGateway?: string }> {
+    const net = spec.network
+    if (typeof net !== 'object' || !('bridge' in net)) return spec
+    const bridge = this.deps.bridge
+    if (bridge === undefined) throw new NetworkUnsupportedError(`capsule ${spec.name}: bridge networking needs an agent running as root; a rootless agent runs capsules with --network host or none`)
+    const a = await bridge.attach(spec.name, net.bridge.ports)
+    return { ...spec, network: { netnsPath: a.netnsPath }, bridgeGateway: bridge.gateway }
+  }
+
   /** GPU picks are serialized so two concurrent runs never get the same device. */
   private async withGpuLock<T> (fn: () => Promise<T>): Promise<T> {
     const prev = this.gpuLock
@@ -237,7 +258,7 @@ export class NodeRuntime {
     }
   }
 
-  private async bundleConfig (spec: CapsuleRunSpec, image: PreparedImage, rootfs: string, dir: string, cg: CapsuleCgroup | undefined): Promise<OciSpec> {
+  private async bundleConfig (spec: CapsuleRunSpec & { bridgeGateway?: string }, image: PreparedImage, rootfs: string, dir: string, cg: CapsuleCgroup | undefined): Promise<OciSpec> {
     const hostname = spec.hostname ?? spec.name
     const etcDir = join(dir, 'etc')
     // Bind-mounted into the capsule, where any of its users reads them.
@@ -245,7 +266,9 @@ export class NodeRuntime {
     const resolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => 'nameserver 1.1.1.1\n')
     await writeNewFile(join(etcDir, 'hostname'), `${hostname}\n`, 0o644)
     await writeNewFile(join(etcDir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`, 0o644)
-    await writeNewFile(join(etcDir, 'resolv.conf'), spec.network === 'host' ? resolv : resolv.replace(/^nameserver\s+127\.\S+\s*$/gm, ''), 0o644)
+    const outside = resolv.replace(/^nameserver\s+127\.\S+\s*$/gm, '')
+    // A bridge capsule asks the node's DNS on the bridge first (the agent serves *.bolt there), then the host's own resolvers.
+    await writeNewFile(join(etcDir, 'resolv.conf'), spec.network === 'host' ? resolv : spec.bridgeGateway !== undefined ? `nameserver ${spec.bridgeGateway}\n${outside}` : outside, 0o644)
     const config = await buildRuntimeConfig({
       spec,
       image: image.config,
@@ -309,6 +332,7 @@ export class NodeRuntime {
       await this.deps.driver.delete(name, true)
     }
     await cg?.remove()
+    await this.deps.bridge?.detach(name)
     await this.deps.images.removeRootfs(dir)
   }
 
@@ -405,6 +429,7 @@ export class NodeRuntime {
    */
   async recover (): Promise<RecoveryReport> {
     const report: RecoveryReport = { adopted: [], finished: [], orphansRemoved: [] }
+    this.lastRecovery = report
     const names = await readdir(this.capsulesDir).catch(() => [] as string[])
     for (const name of names.sort()) {
       if (this.live.has(name)) continue
@@ -433,6 +458,16 @@ export class NodeRuntime {
         await live.exited
         await live.released
         report.finished.push(name)
+      }
+    }
+    // Namespaces, veths and port forwards of capsules that no longer run.
+    if (this.deps.bridge !== undefined) {
+      const running = new Set([...this.live].filter(([, l]) => l.record.status !== 'exited').map(([n]) => n))
+      try {
+        for (const n of await this.deps.bridge.reconcile(running)) report.orphansRemoved.push(`network ${n}`)
+      } catch (err) {
+        // Capsules still run without it; the next start tries again. Not a reason to refuse every capsule on this node.
+        report.networkError = (err as Error).message
       }
     }
     // Containers in our runtime state root that no record claims.

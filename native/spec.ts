@@ -2,6 +2,7 @@
 // zod at the boundary; everything downstream uses the inferred type.
 import { z } from 'zod'
 import { InvalidSpecError } from './errors.js'
+import { PortMappingSchema } from './net/bridge.js'
 
 export const CAPSULE_NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/
 
@@ -22,7 +23,9 @@ export const NetworkSchema = z.union([
   /** A fresh network namespace for this capsule, with only loopback. */
   z.literal('private'),
   /** Join a namespace prepared elsewhere (`ip netns add`): `/var/run/netns/<name>`. */
-  z.object({ netnsPath: z.string().startsWith('/') })
+  z.object({ netnsPath: z.string().startsWith('/') }),
+  /** A namespace of its own on the node's bridge (see net/bridge.ts), with these host ports forwarded to it. */
+  z.object({ bridge: z.object({ ports: z.array(PortMappingSchema).max(64).default([]) }) })
 ])
 
 export const GamingSchema = z.object({

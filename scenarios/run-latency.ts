@@ -56,7 +56,7 @@ export const scenario: Scenario = {
       const lead = await agreedLeader(agents, 30_000)
       const api = await apiOf(agents.find(a => a.id === lead?.leader) ?? agents[0]!)
       // Warm every node's image cache.
-      await kv(api, 'POST', '/v1/capsules', { name: 'warm', image, args: ['/bin/true'], replicas: 3, strategy: 'spread', resources: { cpu: 0.01, memoryBytes: 16 * 1024 * 1024 } }, 30_000)
+      await kv(api, 'POST', '/v1/capsules', { name: 'warm', image, args: ['/bin/true'], replicas: 3, strategy: 'spread', resources: { cpu: 0.01, memoryBytes: 16 * 1024 * 1024 }, network: 'none' }, 30_000)
       await waitFor(async () => {
         const rows = (await kv(api, 'GET', '/v1/capsules')).body as unknown as Array<{ name: string, state: string }>
         return rows.filter(r => r.name.startsWith('warm-') && (r.state === 'exited' || r.state === 'failed')).length === 3
@@ -64,7 +64,7 @@ export const scenario: Scenario = {
       const samples: number[] = []
       for (let i = 0; i < runs; i++) {
         const t0 = performance.now()
-        await kv(api, 'POST', '/v1/capsules', { name: `rl-${i}`, image, args: ['/bin/sh', '-c', 'sleep 600'], resources: { cpu: 0.01, memoryBytes: 16 * 1024 * 1024 } }, 30_000)
+        await kv(api, 'POST', '/v1/capsules', { name: `rl-${i}`, image, args: ['/bin/sh', '-c', 'sleep 600'], resources: { cpu: 0.01, memoryBytes: 16 * 1024 * 1024 }, network: 'none' }, 30_000)
         const ok = await waitFor(async () => {
           const rows = (await kv(api, 'GET', '/v1/capsules')).body as unknown as Array<{ name: string, state: string }>
           return rows.find(r => r.name === `rl-${i}`)?.state === 'running'

@@ -87,7 +87,7 @@ async function boltRuns (via: AgentProcess, apiAgent: AgentProcess, image: strin
   for (let i = -1; i < runs; i++) {
     const name = `${prefix}${i < 0 ? 'warm' : i}`
     const t0 = performance.now()
-    const r = await timed(process.execPath, [CLI, '--data', via.dataDir, 'run', image, '--name', name, '--memory', '16M', '--cpu', '0.01', '--', ...ARGS])
+    const r = await timed(process.execPath, [CLI, '--data', via.dataDir, 'run', image, '--network', 'none', '--name', name, '--memory', '16M', '--cpu', '0.01', '--', ...ARGS])
     if (r.code !== 0) throw new Error(`bolt-agent run failed: ${r.out}`)
     const ok = await waitFor(async () => {
       const rows = (await kv(api, 'GET', '/v1/capsules')).body as unknown as Array<{ name: string, state: string }>

@@ -5,7 +5,8 @@
 // resumes from the committed state and nothing is placed twice.
 import type { CommandInput, CommandResult } from '../state/cluster-state.js'
 import type { CapsuleTable } from '../state/capsules.js'
-import { CapacityView, type Allocation, type NodeCapacity } from './placement.js'
+import { CapacityView, type Allocation, type NodeCapacity, type PortDemand } from './placement.js'
+import type { CapsuleSpec } from './spec.js'
 import type { Logger } from '../logger.js'
 
 export const SCHEDULER_INTERVAL_MS = 250
@@ -70,7 +71,7 @@ export class Scheduler {
             const gone = n === undefined || n.state === 'left' || (n.state === 'dead' && now - (this.deadSince.get(n.id) ?? now) >= this.o.deadGraceMs)
             if (gone && c.desired === 'run') { lost.push({ instance: i.name, generation: i.generation, reason: `node ${n?.id ?? i.node} ${n?.state ?? 'is gone'}; rescheduling` }); continue }
             if (['pending', 'pulling', 'running'].includes(i.state)) {
-              allocations.push({ node: i.node, capsule: c.spec.name, cpu: c.spec.resources.cpu, memoryBytes: c.spec.resources.memoryBytes, gpuIndexes: i.gpuIndexes })
+              allocations.push({ node: i.node, capsule: c.spec.name, cpu: c.spec.resources.cpu, memoryBytes: c.spec.resources.memoryBytes, gpuIndexes: i.gpuIndexes, ports: i.ports })
             }
           } else if (c.desired === 'run' && (i.state === 'pending' || i.state === 'lost')) {
             unplaced.push({ capsule: c, instance: i.name, generation: i.generation, reason: i.reason })
@@ -87,9 +88,9 @@ export class Scheduler {
       for (const u of unplaced) {
         if (placed >= MAX_PLACEMENTS_PER_ROUND || !this.o.isLeader()) break
         const s = u.capsule.spec
-        const r = view.place({ capsule: s.name, cpu: s.resources.cpu, memoryBytes: s.resources.memoryBytes, gpus: s.resources.gpus, on: s.on, strategy: s.strategy, hostNetwork: s.network === 'host', gaming: s.gaming })
+        const r = view.place({ capsule: s.name, cpu: s.resources.cpu, memoryBytes: s.resources.memoryBytes, gpus: s.resources.gpus, on: s.on, strategy: s.strategy, hostNetwork: s.network === 'host', gaming: s.gaming, ports: portDemands(s) })
         if (r.ok) {
-          await this.o.write({ op: 'capsule.place', instance: u.instance, node: r.node, gpuIndexes: r.gpuIndexes, generation: u.generation }, this.ac.signal)
+          await this.o.write({ op: 'capsule.place', instance: u.instance, node: r.node, gpuIndexes: r.gpuIndexes, ports: r.ports, generation: u.generation }, this.ac.signal)
           placed++
         } else if (u.reason !== r.reason) {
           await this.o.write({ op: 'capsule.pending', instance: u.instance, reason: r.reason }, this.ac.signal)
@@ -101,4 +102,9 @@ export class Scheduler {
       this.busy = false
     }
   }
+}
+
+/** A capsule's host ports as the placement core sees them: on the host network the container port is the host port. */
+export function portDemands (s: CapsuleSpec): PortDemand[] {
+  return s.ports.map(p => ({ host: s.network === 'host' ? p.container : p.host, container: p.container, proto: p.proto }))
 }

@@ -24,20 +24,45 @@ export const GpuDemandSchema = z.strictObject({
 /** A DNS name for the service catalog: labels of letters, digits and '-'. */
 export const SERVICE_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
 
-export const PortProtoSchema = z.enum(['tcp', 'udp'])
-/** A port the capsule publishes; without `host`, the host port is the container port (host network). */
-export const PortSpecSchema = z.strictObject({
-  container: z.number().int().min(1).max(65535),
-  host: z.number().int().min(1).max(65535).optional(),
-  proto: PortProtoSchema.default('tcp')
+export const NetworkModeSchema = z.enum(['bridge', 'host', 'none'])
+export type NetworkMode = z.infer<typeof NetworkModeSchema>
+export const MAX_PORTS = 64
+
+export const PortRequestSchema = z.strictObject({
+  /** Absent: a dynamic port from the node's range, chosen at placement. */
+  host: z.number().int().min(1, 'a host port is 1-65535').max(65535, 'a host port is 1-65535').optional(),
+  container: z.number().int().min(1, 'a container port is 1-65535').max(65535, 'a container port is 1-65535'),
+  proto: z.enum(['tcp', 'udp']).default('tcp')
 })
-/** A host port bound to an instance's container port, as placed (the instance record's `ports`). */
-export const PortBindingSchema = z.strictObject({
+export type PortRequest = z.infer<typeof PortRequestSchema>
+
+/** A port as placed: what the instance record in Raft holds (`ports: [{ host, container, proto }]`). */
+export const AssignedPortSchema = z.strictObject({
   host: z.number().int().min(1).max(65535),
   container: z.number().int().min(1).max(65535),
-  proto: PortProtoSchema
+  proto: z.enum(['tcp', 'udp'])
 })
-export type PortBinding = z.infer<typeof PortBindingSchema>
+export type AssignedPort = z.infer<typeof AssignedPortSchema>
+
+/** What is wrong with these ports in this network mode, or undefined. */
+export function portsProblem (network: NetworkMode, ports: ReadonlyArray<{ host?: number | undefined, container: number, proto: 'tcp' | 'udp' }>): string | undefined {
+  if (network === 'none' && ports.length > 0) return 'a capsule with --network none has no network to publish ports from (use bridge)'
+  const seen = new Set<string>()
+  const containers = new Set<string>()
+  for (const p of ports) {
+    if (network === 'host' && p.host !== undefined && p.host !== p.container) return `with --network host a capsule listens on the host's ports itself: use -p ${p.container}${p.proto === 'udp' ? '/udp' : ''}, not ${p.host}:${p.container}`
+    const host = network === 'host' ? p.container : p.host
+    if (host !== undefined) {
+      const k = `${host}/${p.proto}`
+      if (seen.has(k)) return `host port ${k} is asked for twice`
+      seen.add(k)
+    }
+    const c = `${p.container}/${p.proto}`
+    if (containers.has(c)) return `container port ${c} is published twice`
+    containers.add(c)
+  }
+  return undefined
+}
 
 export const CapsuleSpecSchema = z.strictObject({
   name: z.string().regex(NAME_RE, 'lowercase letters, digits, _ . - (max 63), starting with a letter or digit'),
@@ -62,20 +87,23 @@ export const CapsuleSpecSchema = z.strictObject({
     backoffMs: z.number().int().min(0).max(300_000).default(1000)
   }).prefault({}),
   strategy: z.enum(['binpack', 'spread']).default('binpack'),
-  /**
-   * The capsule's network: `host` shares the node's stack and is placed only
-   * on nodes whose config allows it; `none` has loopback only. Absent: the
-   * runtime's default.
-   */
-  network: z.enum(['bridge', 'host', 'none']).optional(),
   /** Input and sound devices of the node: placed only on nodes that allow gaming. */
   gaming: z.boolean().default(false),
   volumes: z.array(z.strictObject({ host: z.string().max(4096), target: z.string().max(4096), readOnly: z.boolean().default(false) })).max(64).default([]),
-  /** Ports the capsule serves on; instances with ports enter the service catalog. */
-  ports: z.array(PortSpecSchema).max(64).default([]),
+  /**
+   * bridge (absent = bridge): a namespace on the node's bridge; host: the
+   * node's own network, placed only on nodes whose config allows it; none:
+   * loopback only.
+   */
+  network: NetworkModeSchema.optional(),
   /** The catalog and DNS name (`NAME.service.bolt`); default: the capsule's name. */
   service: z.string().regex(SERVICE_NAME_RE, 'a DNS label: lowercase letters, digits and -').optional(),
-  health: HealthSchema.optional()
+  health: HealthSchema.optional(),
+  /** Published ports (`-p`): a host port (absent = dynamic, from the node's range) forwarded to a container port. */
+  ports: z.array(PortRequestSchema).max(MAX_PORTS).default([])
+}).superRefine((s, ctx) => {
+  const problem = portsProblem(s.network ?? 'bridge', s.ports)
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', path: ['ports'], message: problem })
 })
 export type CapsuleSpec = z.infer<typeof CapsuleSpecSchema>
 export type CapsuleSpecInput = z.input<typeof CapsuleSpecSchema>

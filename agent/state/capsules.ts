@@ -4,7 +4,7 @@
 // report carry the instance's generation and are refused when it moved on,
 // so a new leader or a late supervisor can't double-place or resurrect.
 import { z } from 'zod'
-import { CapsuleSpecSchema, InstanceStateSchema, PortBindingSchema, instanceName, type CapsuleSpec, type InstanceState, type PortBinding } from '../scheduler/spec.js'
+import { AssignedPortSchema, CapsuleSpecSchema, InstanceStateSchema, instanceName, MAX_PORTS, type AssignedPort, type CapsuleSpec, type InstanceState } from '../scheduler/spec.js'
 import { HealthStateSchema, type HealthState } from '../services/health-spec.js'
 
 export interface InstanceRecord {
@@ -12,14 +12,14 @@ export interface InstanceRecord {
   index: number
   node: string | null
   gpuIndexes: number[]
+  /** Host ports this placement holds on its node (empty while unplaced). */
+  ports: AssignedPort[]
   state: InstanceState
   reason: string | null
   exitCode: number | null
   restarts: number
   /** Bumped on every placement; reports and moves must name the current one. */
   generation: number
-  /** Host ports bound for this placement (absent in records from before services). */
-  ports?: PortBinding[]
   /** The health check's verdict while running; null without a check (absent in older records). */
   health?: HealthState | null
 }
@@ -37,7 +37,7 @@ const Gen = z.number().int().nonnegative()
 /** One schema per capsule command; commands.ts gives each its size bound and who may issue it. */
 export const CapsuleCommandSchemas = {
   'capsule.create': z.object({ op: z.literal('capsule.create'), req: z.string().max(64), spec: CapsuleSpecSchema }),
-  'capsule.place': z.object({ op: z.literal('capsule.place'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), gpuIndexes: z.array(z.number().int()).max(64), generation: Gen, ports: z.array(PortBindingSchema).max(64).optional() }),
+  'capsule.place': z.object({ op: z.literal('capsule.place'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), gpuIndexes: z.array(z.number().int()).max(64), ports: z.array(AssignedPortSchema).max(MAX_PORTS).default([]), generation: Gen }),
   'capsule.unplace': z.object({ op: z.literal('capsule.unplace'), req: z.string().max(64), instance: z.string().max(128), generation: Gen, state: z.enum(['pending', 'lost']), reason: z.string().max(512) }),
   'capsule.pending': z.object({ op: z.literal('capsule.pending'), req: z.string().max(64), instance: z.string().max(128), reason: z.string().max(512) }),
   'capsule.report': z.object({ op: z.literal('capsule.report'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), generation: Gen, state: InstanceStateSchema, exitCode: z.number().int().nullable(), reason: z.string().max(512).nullable(), restarts: z.number().int().nonnegative() }),
@@ -78,7 +78,7 @@ export class CapsuleTable {
       case 'capsule.create': {
         if (this.capsules.has(cmd.spec.name)) return { ok: false, reason: `a capsule named ${cmd.spec.name} exists (rm it first)` }
         const r = cmd.spec.replicas
-        const instances = Array.from({ length: r }, (_, i): InstanceRecord => ({ name: instanceName(cmd.spec.name, i, r), index: i, node: null, gpuIndexes: [], state: 'pending', reason: 'waiting for the scheduler', exitCode: null, restarts: 0, generation: 0 }))
+        const instances = Array.from({ length: r }, (_, i): InstanceRecord => ({ name: instanceName(cmd.spec.name, i, r), index: i, node: null, gpuIndexes: [], ports: [], state: 'pending', reason: 'waiting for the scheduler', exitCode: null, restarts: 0, generation: 0 }))
         for (const i of instances) {
           if (this.byInstance.has(i.name)) return { ok: false, reason: `instance name ${i.name} is taken by capsule ${this.byInstance.get(i.name) ?? ''}` }
         }
@@ -93,12 +93,11 @@ export class CapsuleTable {
         if (i.node !== null || i.generation !== cmd.generation || f.capsule.desired !== 'run') return { ok: false, reason: 'stale placement' }
         i.node = cmd.node
         i.gpuIndexes = cmd.gpuIndexes
+        i.ports = cmd.ports
         i.generation++
         i.state = 'pending'
         i.reason = null
         i.exitCode = null
-        // Host network (today): the host port is the container port unless the spec names one.
-        i.ports = cmd.ports ?? (f.capsule.spec.ports ?? []).map(p => ({ host: p.host ?? p.container, container: p.container, proto: p.proto }))
         i.health = initialHealth(f.capsule.spec)
         return { ok: true }
       }
@@ -108,6 +107,7 @@ export class CapsuleTable {
         const i = f.instance
         i.node = null
         i.gpuIndexes = []
+        i.ports = []
         i.state = cmd.state
         i.reason = cmd.reason
         i.ports = []
@@ -169,7 +169,10 @@ export class CapsuleTable {
     this.byInstance = new Map()
     for (const r of records) {
       this.capsules.set(r.spec.name, r)
-      for (const i of r.instances) this.byInstance.set(i.name, r.spec.name)
+      for (const i of r.instances) {
+        i.ports ??= [] // snapshots from before ports existed
+        this.byInstance.set(i.name, r.spec.name)
+      }
     }
   }
 }

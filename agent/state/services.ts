@@ -5,7 +5,7 @@
 // DNS from its own replica's copy, in memory.
 import { z } from 'zod'
 import { HealthStateSchema } from '../services/health-spec.js'
-import { PortBindingSchema } from '../scheduler/spec.js'
+import { AssignedPortSchema } from '../scheduler/spec.js'
 
 /** Entries set or removed in one `catalog.update` at most. */
 export const MAX_CATALOG_CHANGES = 256
@@ -17,7 +17,7 @@ export const CatalogEntrySchema = z.strictObject({
   generation: z.number().int().nonnegative(),
   /** The node's advertised host address (IPv4 or IPv6). */
   address: z.string().max(64),
-  ports: z.array(PortBindingSchema).max(64),
+  ports: z.array(AssignedPortSchema).max(64),
   health: HealthStateSchema
 })
 export type CatalogEntry = z.infer<typeof CatalogEntrySchema>

@@ -32,12 +32,14 @@ export interface SupervisorInit {
   images: ImageSource
   /** This node's `[capsules] allow_host_network`: refuse `network = "host"` capsules when false. */
   allowHostNetwork?: boolean
+  /** Why bridge capsules must not start on this node now (its subnet overlaps a member's), or undefined. */
+  bridgeRefusal?: () => string | undefined
   log: Logger
   /**
-   * Where tcp/http health checks reach an instance of this node. Default
-   * 127.0.0.1 (host network); a bridge network gives the capsule's address.
+   * Where tcp/http health checks reach the capsule with this runtime name.
+   * Default 127.0.0.1 (host network); a bridge capsule's own address.
    */
-  probeAddress?: (instance: InstanceRecord) => string
+  probeAddress?: (runtimeName: string) => Promise<string>
 }
 
 interface Task {
@@ -48,15 +50,6 @@ interface Task {
   done: Promise<void>
   /** Set when the health check stopped it (--restart-unhealthy): restart whatever the policy. */
   unhealthyKill?: boolean
-}
-
-/**
- * The node runtime's network for a capsule's `network`: `none` is a private
- * namespace with loopback only; `host` and an absent field share the node's.
- * `bridge` runs in a private namespace until the bridge runtime (#23) lands.
- */
-export function runtimeNetwork (network: CapsuleSpec['network']): 'host' | 'private' {
-  return network === undefined || network === 'host' ? 'host' : 'private'
 }
 
 /** The runtime's name for one placement of an instance: a moved instance gets a new one. */
@@ -202,6 +195,12 @@ export class Supervisor {
           await this.report(task, 'failed', { reason: `image pull failed: ${(err as Error).message}`, restarts })
           return
         }
+        const netMode = spec.network ?? 'bridge'
+        const refusal = netMode === 'bridge' ? this.o.bridgeRefusal?.() : undefined
+        if (refusal !== undefined) {
+          await this.report(task, 'failed', { reason: refusal, restarts })
+          return
+        }
         try {
           await rt.run({
             name: task.runtimeName,
@@ -211,9 +210,9 @@ export class Supervisor {
             resources: { ...(spec.resources.cpu > 0 ? { cpus: spec.resources.cpu } : {}), ...(spec.resources.memoryBytes >= 4 * 1024 * 1024 ? { memoryBytes: spec.resources.memoryBytes } : {}) },
             ...(spec.resources.gpus.count > 0 ? { gpus: spec.resources.gpus.count } : {}),
             ...(spec.gaming ? { gaming: true } : {}),
-            network: runtimeNetwork(spec.network),
             volumes: spec.volumes.map(v => ({ hostPath: v.host, containerPath: v.target, readOnly: v.readOnly })),
-            labels: { 'bolt.capsule': spec.name, 'bolt.instance': instance.name }
+            labels: { 'bolt.capsule': spec.name, 'bolt.instance': instance.name },
+            network: netMode === 'bridge' ? { bridge: { ports: instance.ports } } : netMode === 'host' ? 'host' : 'private'
           })
         } catch (err) {
           await this.report(task, 'failed', { reason: `start failed: ${(err as Error).message}`, restarts })
@@ -263,7 +262,7 @@ export class Supervisor {
     if (h === undefined) return
     const tcp = (instance.ports ?? []).find(p => p.proto === 'tcp')?.container ?? (spec.ports ?? []).find(p => p.proto === 'tcp')?.container
     const target = {
-      address: this.o.probeAddress?.(instance) ?? '127.0.0.1',
+      address: (await this.o.probeAddress?.(task.runtimeName)) ?? '127.0.0.1',
       httpPort: tcp,
       exec: async (argv: string[], o: { timeoutMs: number, signal: AbortSignal }) => await rt.exec(task.runtimeName, argv, o)
     }

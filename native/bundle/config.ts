@@ -148,7 +148,11 @@ export async function buildRuntimeConfig (input: BundleInput): Promise<OciSpec> 
 
   const namespaces: Array<{ type: string, path?: string }> = [{ type: 'pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }]
   if (spec.network === 'private') namespaces.push({ type: 'network' })
-  else if (typeof spec.network === 'object') namespaces.push({ type: 'network', path: spec.network.netnsPath })
+  else if (typeof spec.network === 'object') {
+    // The runtime turns a bridge request into the namespace it prepared before the bundle is written.
+    if (!('netnsPath' in spec.network)) throw new InvalidSpecError(`capsule ${spec.name}: a bridge network must be attached (a namespace path) before its bundle is built`)
+    namespaces.push({ type: 'network', path: spec.network.netnsPath })
+  }
   if (input.cgroupNamespace === true) namespaces.push({ type: 'cgroup' })
   if (rootless !== undefined) namespaces.push({ type: 'user' })
 

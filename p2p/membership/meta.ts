@@ -42,7 +42,12 @@ export const MemberMetaSchema = z.object({
   labels: z.record(z.string().min(1).max(63), z.string().max(256))
     .refine(l => Object.keys(l).length <= MAX_LABELS, { message: `at most ${MAX_LABELS} labels` }),
   version: z.string().max(64),
-  capsules: CapsulePolicySchema.optional()
+  capsules: CapsulePolicySchema.optional(),
+  /** Capsule networking: the node's bridge subnet and its dynamic host port range (absent: none announced yet). */
+  network: z.object({
+    subnet: z.string().max(18),
+    ports: z.tuple([z.number().int().min(1).max(65535), z.number().int().min(1).max(65535)])
+  }).optional()
 }).refine(m => sizer.encode(m).byteLength <= MAX_META_BYTES, { message: `metadata above ${MAX_META_BYTES} bytes` })
 
 const sizer = new Encoder({ useRecords: false, mapsAsObjects: true })

@@ -116,7 +116,7 @@ t.test('the rule table: who may issue what', async t => {
   ]
   for (const c of anyone) t.equal(admitCommand(bytes(c), ctx('M')).op, c.op, `${c.op}: any member`)
   const leaderOnly: Command[] = [
-    { op: 'capsule.place', req: 'h', instance: 'web', node: 'M', gpuIndexes: [], generation: 0 },
+    { op: 'capsule.place', req: 'h', instance: 'web', node: 'M', gpuIndexes: [], ports: [], generation: 0 },
     { op: 'capsule.unplace', req: 'i', instance: 'web', generation: 1, state: 'lost', reason: 'x' },
     { op: 'capsule.pending', req: 'j', instance: 'web', reason: 'x' },
     { op: 'role', req: 'k', id: 'M', role: 'server' }

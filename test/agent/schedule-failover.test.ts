@@ -30,7 +30,7 @@ t.test('leader killed mid-scheduling: nothing placed or running twice', { skip: 
   const lead = await agreedLeader(agents, 30_000)
   const leader = agents.find(a => a.id === lead?.leader)!
   const follower = agents.find(a => a !== leader)!
-  const r = await follower.cli(['run', IMAGE, '--name', 'burst', '--replicas', '6', '--cpu', '0.01', '--memory', '8M', '--', '/bin/sh', '-c', 'sleep 600'])
+  const r = await follower.cli(['run', IMAGE, '--network', 'none', '--name', 'burst', '--replicas', '6', '--cpu', '0.01', '--memory', '8M', '--', '/bin/sh', '-c', 'sleep 600'])
   t.equal(r.code, 0, 'submitted through a follower')
   await leader.kill9()
   const survivors = agents.filter(a => a !== leader)

@@ -84,7 +84,7 @@ t.test('the catalog the leader wants: running, ports, not unhealthy, node not de
   table.apply({ op: 'capsule.create', req: 'c', spec })
   const nodes = ['n1', 'n2', 'n3', 'n4']
   for (let i = 0; i < 4; i++) {
-    table.apply({ op: 'capsule.place', req: `p${i}`, instance: `web-${i}`, node: nodes[i]!, gpuIndexes: [], generation: 0 })
+    table.apply({ op: 'capsule.place', req: `p${i}`, instance: `web-${i}`, node: nodes[i]!, gpuIndexes: [], ports: [{ host: 8080, container: 8080, proto: 'tcp' }], generation: 0 })
     table.apply({ op: 'capsule.report', req: `r${i}`, instance: `web-${i}`, node: nodes[i]!, generation: 1, state: 'running', exitCode: null, reason: null, restarts: 0 })
   }
   table.apply({ op: 'instance.health', req: 'h', node: 'n1', updates: [{ instance: 'web-0', generation: 1, health: 'healthy' }] })

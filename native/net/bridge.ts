@@ -1,0 +1,309 @@
+// Bridge networking for capsules (Docker's default, done with Debian's `ip`
+// and `nft`): one Linux bridge per node holding the subnet's first address,
+// one network namespace per capsule joined to it by a veth pair, outbound
+// NAT, and published ports as elements of an nft map that DNATs host ports
+// to capsule address and port. Every name carries this agent's prefix, so
+// reconcile() removes exactly what this agent left and nothing of anyone else's.
+import { createHash } from 'node:crypto'
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { z } from 'zod'
+import { runCommand, type CommandResult } from '../command.js'
+import { NetworkSetupError, SubnetFullError } from '../errors.js'
+import { formatSubnet, gatewayOf, numberToIp, parseSubnet, subnetSize, type Subnet } from './cidr.js'
+
+export const PortMappingSchema = z.object({
+  host: z.number().int().min(1).max(65535),
+  container: z.number().int().min(1).max(65535),
+  proto: z.enum(['tcp', 'udp'])
+})
+export type PortMapping = z.infer<typeof PortMappingSchema>
+
+const AttachmentSchema = z.object({
+  name: z.string(),
+  netns: z.string(),
+  veth: z.string(),
+  address: z.string(),
+  ports: z.array(PortMappingSchema),
+  /** When it was attached (ms): of two records that claim one host port, the later one holds it. */
+  at: z.number().default(0)
+})
+/** What one capsule holds of the network; written before the first kernel object is made, so a crash leaves a record to clean by. */
+export type Attachment = z.infer<typeof AttachmentSchema>
+
+export interface BridgeOptions {
+  /** The bridge interface, e.g. bolt0 (at most 15 characters). */
+  bridge: string
+  /** The node's capsule subnet, e.g. 10.88.3.0/24. */
+  subnet: string
+  /** Unique to this agent (its data dir): namespaces and veths are named from it. */
+  prefix: string
+  /** Where attachment records live. */
+  stateDir: string
+}
+
+const IFNAME_RE = /^[a-zA-Z0-9_.-]{1,15}$/
+const NETNS_DIR = '/run/netns'
+
+/** Reads and writes /proc/sys; a seam so unit tests can run without touching the host. */
+async function sysctl (path: string, value: string): Promise<void> {
+  await writeFile(join('/proc/sys', path), value).catch((err: Error) => {
+    throw new NetworkSetupError(`cannot set ${path.replaceAll('/', '.')}=${value}: ${err.message}`)
+  })
+}
+
+function hash8 (text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 8)
+}
+
+export class BridgeNetwork {
+  readonly subnet: Subnet
+  readonly gateway: string
+  /** The nft table of this bridge (ip family): its maps hold the published ports. */
+  readonly table: string
+  private ready: Promise<void> | undefined
+  private lock: Promise<void> = Promise.resolve()
+
+  constructor (private readonly o: BridgeOptions) {
+    if (!IFNAME_RE.test(o.bridge)) throw new NetworkSetupError(`bridge name ${o.bridge} is not a valid interface name (letters, digits, _ . -, at most 15)`)
+    this.subnet = parseSubnet(o.subnet)
+    this.gateway = gatewayOf(this.subnet)
+    this.table = `bolt_${o.bridge.replace(/[^a-zA-Z0-9_]/g, '_')}`
+  }
+
+  get bridge (): string { return this.o.bridge }
+  netnsName (capsule: string): string { return `${this.o.prefix}-${capsule}` }
+  vethName (capsule: string): string { return `bv${hash8(`${this.o.prefix}/${capsule}`)}` }
+
+  /** Creates the bridge, forwarding and the nft table once; safe to call again (an adopted bridge keeps its capsules). */
+  async ensure (): Promise<void> {
+    this.ready ??= this.setUp().catch(err => { this.ready = undefined; throw err })
+    await this.ready
+  }
+
+  private async setUp (): Promise<void> {
+    const br = this.o.bridge
+    if ((await runCommand('ip', ['link', 'show', 'dev', br])).exitCode !== 0) {
+      await this.ip(['link', 'add', br, 'type', 'bridge'])
+    }
+    await this.ip(['addr', 'replace', `${this.gateway}/${this.subnet.prefix}`, 'dev', br])
+    await this.ip(['link', 'set', br, 'up'])
+    // Forwarding for outbound NAT; route_localnet so 127.0.0.1:HOSTPORT may be DNATed onto the bridge.
+    await sysctl('net/ipv4/ip_forward', '1')
+    await sysctl(`net/ipv4/conf/${br}/route_localnet`, '1')
+    const t = `ip ${this.table}`
+    const net = formatSubnet(this.subnet)
+    await this.nft(`
+add table ${t}
+add map ${t} tcp_ports { type inet_service : ipv4_addr . inet_service; }
+add map ${t} udp_ports { type inet_service : ipv4_addr . inet_service; }
+add chain ${t} pre { type nat hook prerouting priority dstnat; policy accept; }
+add chain ${t} out { type nat hook output priority -100; policy accept; }
+add chain ${t} post { type nat hook postrouting priority srcnat; policy accept; }
+add chain ${t} forwarding { type filter hook forward priority filter; policy accept; }
+flush chain ${t} pre
+flush chain ${t} out
+flush chain ${t} post
+flush chain ${t} forwarding
+add rule ${t} pre fib daddr type local dnat ip to tcp dport map @tcp_ports
+add rule ${t} pre fib daddr type local dnat ip to udp dport map @udp_ports
+add rule ${t} out fib daddr type local dnat ip to tcp dport map @tcp_ports
+add rule ${t} out fib daddr type local dnat ip to udp dport map @udp_ports
+add rule ${t} post ip saddr ${net} oifname != "${br}" masquerade
+add rule ${t} post oifname "${br}" ip saddr 127.0.0.0/8 masquerade
+add rule ${t} post oifname "${br}" ct status dnat ip saddr ${net} masquerade
+add rule ${t} forwarding iifname "${br}" accept
+add rule ${t} forwarding oifname "${br}" ct state established,related accept
+add rule ${t} forwarding oifname "${br}" ct status dnat accept
+`)
+  }
+
+  /**
+   * A namespace for `capsule` on the bridge, with the next free address, a
+   * default route through the bridge, and its published ports forwarded.
+   * Returns the namespace path for the OCI bundle.
+   */
+  async attach (capsule: string, ports: PortMapping[], signal?: AbortSignal): Promise<Attachment & { netnsPath: string }> {
+    await this.ensure()
+    const a = await this.serial(async () => {
+      const used = new Set((await this.records()).map(r => r.address))
+      used.add(this.gateway)
+      let address: string | undefined
+      const size = subnetSize(this.subnet)
+      for (let i = 2; i < size - 1; i++) {
+        const ip = numberToIp(this.subnet.base + i)
+        if (!used.has(ip)) { address = ip; break }
+      }
+      if (address === undefined) throw new SubnetFullError(`the capsule subnet ${formatSubnet(this.subnet)} has no free address (remove capsules, or set a larger [network] subnet)`)
+      const rec: Attachment = { name: capsule, netns: this.netnsName(capsule), veth: this.vethName(capsule), address, ports, at: Date.now() }
+      await this.writeRecord(rec)
+      return rec
+    })
+    try {
+      signal?.throwIfAborted()
+      const peer = `bp${this.vethName(capsule).slice(2)}`
+      await this.ipRaw(['netns', 'add', a.netns])
+      await this.ip(['link', 'add', a.veth, 'type', 'veth', 'peer', 'name', peer, 'netns', a.netns])
+      await this.ip(['link', 'set', a.veth, 'master', this.o.bridge, 'up'])
+      await this.ip(['-n', a.netns, 'link', 'set', peer, 'name', 'eth0'])
+      await this.ip(['-n', a.netns, 'addr', 'add', `${a.address}/${this.subnet.prefix}`, 'dev', 'eth0'])
+      await this.ip(['-n', a.netns, 'link', 'set', 'eth0', 'up'])
+      await this.ip(['-n', a.netns, 'link', 'set', 'lo', 'up'])
+      await this.ip(['-n', a.netns, 'route', 'add', 'default', 'via', this.gateway])
+      if (ports.length > 0) await this.publish(a.address, ports)
+    } catch (err) {
+      await this.detach(capsule).catch(() => undefined)
+      throw err
+    }
+    return { ...a, netnsPath: join(NETNS_DIR, a.netns) }
+  }
+
+  /** Removes what `capsule` holds: its port forwards, veth and namespace. Missing pieces are fine (a crash may have left half). */
+  async detach (capsule: string): Promise<void> {
+    const rec = await this.readRecord(capsule)
+    const netns = rec?.netns ?? this.netnsName(capsule)
+    const veth = rec?.veth ?? this.vethName(capsule)
+    if (rec !== undefined && rec.ports.length > 0) {
+      await this.serial(async () => {
+        for (const p of rec.ports) {
+          // Only the element that still points at this capsule: the scheduler may already have given the port to another.
+          if ((await this.mapTarget(p.proto, p.host)) === rec.address) await this.nft(`delete element ip ${this.table} ${p.proto}_ports { ${p.host} }\n`).catch(() => undefined)
+        }
+      })
+    }
+    await runCommand('ip', ['link', 'del', veth])
+    await runCommand('ip', ['netns', 'del', netns])
+    await rm(join(this.o.stateDir, `${capsule}.json`), { force: true })
+  }
+
+  /**
+   * At start and after crashes: detaches every capsule not in `live`, removes
+   * namespaces of this agent that no record claims (their veths go with them),
+   * and rebuilds the port maps from the live records. Returns the names cleaned.
+   */
+  async reconcile (live: ReadonlySet<string>): Promise<string[]> {
+    const cleaned: string[] = []
+    const records = await this.records()
+    for (const r of records) {
+      if (!live.has(r.name)) { await this.detach(r.name); cleaned.push(r.name) }
+    }
+    const kept = records.filter(r => live.has(r.name))
+    const keptNs = new Set(kept.map(r => r.netns))
+    const mine = `${this.o.prefix}-`
+    const nsList = (await runCommand('ip', ['netns', 'list'])).stdout.split('\n').map(l => l.split(' ')[0] ?? '').filter(n => n.startsWith(mine))
+    for (const ns of nsList) {
+      if (keptNs.has(ns)) continue
+      await runCommand('ip', ['netns', 'del', ns])
+      cleaned.push(ns)
+    }
+    // A veth dies with its namespace (deleting the peer deletes the pair): no scan of the bridge's ports needed.
+    if (this.ready !== undefined || records.length > 0) {
+      await this.ensure()
+      const elems = (proto: 'tcp' | 'udp'): string => {
+        // A capsule whose removal a crash interrupted may still claim a port its successor holds: the later attachment wins.
+        const byPort = new Map<number, string>()
+        for (const r of [...kept].sort((a, b) => a.at - b.at)) for (const p of r.ports) if (p.proto === proto) byPort.set(p.host, `${p.host} : ${r.address} . ${p.container}`)
+        const e = [...byPort.values()]
+        return e.length > 0 ? `add element ip ${this.table} ${proto}_ports { ${e.join(', ')} }\n` : ''
+      }
+      await this.serial(async () => { await this.nft(`flush map ip ${this.table} tcp_ports\nflush map ip ${this.table} udp_ports\n${elems('tcp')}${elems('udp')}`) })
+    }
+    return cleaned
+  }
+
+  /**
+   * Forwards host ports to `address`. A port still forwarded to a capsule
+   * that is being removed (its node had not torn it down when the scheduler
+   * freed the port) is taken over in the same nft transaction.
+   */
+  private async publish (address: string, ports: PortMapping[]): Promise<void> {
+    await this.serial(async () => {
+      const lines: string[] = []
+      for (const p of ports) {
+        if ((await this.mapTarget(p.proto, p.host)) !== undefined) lines.push(`delete element ip ${this.table} ${p.proto}_ports { ${p.host} }`)
+        lines.push(`add element ip ${this.table} ${p.proto}_ports { ${p.host} : ${address} . ${p.container} }`)
+      }
+      await this.nft(lines.join('\n') + '\n')
+    })
+  }
+
+  /** The capsule address a host port is forwarded to now, if any. */
+  private async mapTarget (proto: 'tcp' | 'udp', port: number): Promise<string | undefined> {
+    const r = await runCommand('nft', ['-j', 'list', 'map', 'ip', this.table, `${proto}_ports`])
+    if (r.exitCode !== 0) return undefined
+    return mapTarget(r.stdout, port)
+  }
+
+  /** Removes the bridge and the nft table (an ephemeral dev agent); capsules must be detached first. */
+  async destroy (): Promise<void> {
+    await runCommand('nft', ['delete', 'table', 'ip', this.table])
+    await runCommand('ip', ['link', 'del', this.o.bridge])
+    this.ready = undefined
+  }
+
+  async records (): Promise<Attachment[]> {
+    const names = await readdir(this.o.stateDir).catch(() => [] as string[])
+    const out: Attachment[] = []
+    for (const n of names) {
+      if (!n.endsWith('.json')) continue
+      const r = await this.readRecord(n.slice(0, -5))
+      if (r !== undefined) out.push(r)
+    }
+    return out
+  }
+
+  private async readRecord (capsule: string): Promise<Attachment | undefined> {
+    const text = await readFile(join(this.o.stateDir, `${capsule}.json`), 'utf8').catch(() => undefined)
+    if (text === undefined) return undefined
+    try {
+      const r = AttachmentSchema.safeParse(JSON.parse(text))
+      return r.success ? r.data : undefined
+    } catch {
+      return undefined // a record torn by a crash: reconcile() finds its namespace by prefix
+    }
+  }
+
+  private async writeRecord (rec: Attachment): Promise<void> {
+    await mkdir(this.o.stateDir, { recursive: true, mode: 0o700 })
+    const file = join(this.o.stateDir, `${rec.name}.json`)
+    await writeFile(`${file}.tmp`, JSON.stringify(rec))
+    const { rename } = await import('node:fs/promises')
+    await rename(`${file}.tmp`, file)
+  }
+
+  private async serial<T> (fn: () => Promise<T>): Promise<T> {
+    const prev = this.lock
+    let release!: () => void
+    this.lock = new Promise<void>(resolve => { release = resolve })
+    await prev
+    try { return await fn() } finally { release() }
+  }
+
+  private async ip (args: string[]): Promise<CommandResult> { return await this.ipRaw(args) }
+
+  private async ipRaw (args: string[]): Promise<CommandResult> {
+    const r = await runCommand('ip', args).catch((err: Error) => { throw new NetworkSetupError(`ip could not be started: ${err.message} (apt-get install iproute2)`) })
+    if (r.exitCode !== 0) throw new NetworkSetupError(`ip ${args.join(' ')} failed: ${r.stderr.trim()}`)
+    return r
+  }
+
+  private async nft (script: string): Promise<void> {
+    const r = await runCommand('nft', ['-f', '-'], { input: script }).catch((err: Error) => { throw new NetworkSetupError(`nft could not be started: ${err.message} (apt-get install nftables)`) })
+    if (r.exitCode !== 0) throw new NetworkSetupError(`nft failed: ${r.stderr.trim().split('\n')[0] ?? ''}`)
+  }
+}
+
+/** The address `nft -j list map` output forwards `port` to, if any. */
+export function mapTarget (json: string, port: number): string | undefined {
+  let doc: unknown
+  try { doc = JSON.parse(json) } catch { return undefined }
+  const items = (doc as { nftables?: Array<{ map?: { elem?: unknown[] } }> }).nftables ?? []
+  for (const item of items) {
+    for (const e of item.map?.elem ?? []) {
+      if (!Array.isArray(e) || e[0] !== port) continue
+      const concat = (e[1] as { concat?: unknown[] } | undefined)?.concat
+      return typeof concat?.[0] === 'string' ? concat[0] : JSON.stringify(e[1])
+    }
+  }
+  return undefined
+}
