@@ -23,7 +23,8 @@ import type { BoltLibp2p } from '../p2p/node.js'
 import type { CapsuleRecord } from './state/capsules.js'
 import { EXEC_PROTOCOL, ExecRequestSchema, execHandler, execRemote, type ExecOutcome } from './services/exec-protocol.js'
 import type { AssignedPort, NetworkMode } from './scheduler/spec.js'
-import { chooseSubnet, nodeAddress, subnetConflict } from './capsule-network.js'
+import { chooseSubnet, subnetConflict } from './capsule-network.js'
+import { nodeAddress } from './services/catalog-keeper.js'
 
 export interface CapsuleHostInit {
   self: string

@@ -66,8 +66,3 @@ export function subnetConflict (own: string, self: string, members: readonly Mem
   return undefined
 }
 
-/** The host address other machines reach a node's published ports on: its first advertised IPv4, not loopback when it has another. */
-export function nodeAddress (addrs: readonly string[]): string | null {
-  const ips = addrs.filter(a => !a.includes('/p2p-circuit')).map(a => /^\/ip4\/([\d.]+)\//.exec(a)?.[1]).filter((x): x is string => x !== undefined && x !== '0.0.0.0')
-  return ips.find(ip => !ip.startsWith('127.')) ?? ips[0] ?? null
-}

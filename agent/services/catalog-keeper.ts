@@ -60,8 +60,9 @@ function sameEntry (a: CatalogEntry, b: CatalogEntry): boolean {
 }
 
 /** A node's host address from its advertised multiaddrs: a routable IPv4 first, then any IP. */
-export function nodeAddress (addrs: string[]): string | null {
-  const ips = addrs.flatMap(a => {
+export function nodeAddress (addrs: readonly string[]): string | null {
+  // A relayed address names the relay's host, not this member's.
+  const ips = addrs.filter(a => !a.includes('/p2p-circuit')).flatMap(a => {
     const m = /^\/(ip4|ip6)\/([^/]+)/.exec(a)
     return m !== null && m[2] !== '0.0.0.0' && m[2] !== '::' ? [{ v: m[1], ip: m[2] as string }] : []
   })
