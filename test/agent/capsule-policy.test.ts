@@ -63,7 +63,7 @@ t.test('host networking and gaming are placed only where the node\'s config allo
 
     const bad = await plain.cli(['run', DEMO_REF, '--network', 'wifi'])
     t.equal(bad.code, 2, 'an unknown --network is bad usage')
-    t.match(bad.stderr, /--network wifi: expected one of bridge, host, none/)
+    t.match(bad.stderr, /--network wifi: expected bridge, host or none/)
   })
 
   await t.test('gaming', async t => {

@@ -116,9 +116,9 @@ t.test('instance.health applies only from the node running the current placement
   const table = new CapsuleTable()
   const spec = CapsuleSpecSchema.parse({ name: 'web', image: 'x', ports: [{ container: 8080 }], health: { check: { kind: 'tcp', port: 8080 } } })
   t.ok(table.apply({ op: 'capsule.create', req: '1', spec }).ok)
-  t.ok(table.apply({ op: 'capsule.place', req: '2', instance: 'web', node: 'n1', gpuIndexes: [], ports: [], generation: 0 }).ok)
+  t.ok(table.apply({ op: 'capsule.place', req: '2', instance: 'web', node: 'n1', gpuIndexes: [], ports: [{ host: 8080, container: 8080, proto: 'tcp' }], generation: 0 }).ok)
   const i = table.instance('web')!.instance
-  t.same(i.ports, [{ host: 8080, container: 8080, proto: 'tcp' }], 'host network: the declared port is the host port')
+  t.same(i.ports, [{ host: 8080, container: 8080, proto: 'tcp' }], 'the instance holds the ports its placement assigned')
   t.equal(i.health, 'starting')
   t.notOk(table.apply({ op: 'instance.health', req: '3', node: 'n1', updates: [{ instance: 'web', generation: 1, health: 'healthy' }] }).ok, 'not running yet')
   t.ok(table.apply({ op: 'capsule.report', req: '4', instance: 'web', node: 'n1', generation: 1, state: 'running', exitCode: null, reason: null, restarts: 0 }).ok)

@@ -49,7 +49,7 @@ t.test('health checks drive the catalog and DNS', { skip: ok ? false : 'needs ro
   const seed = a0.ready!.node.addrs.find(a => a.includes('/quic-v1'))!
   const a1 = await cluster.add('a1')
   await a1.start(['join', seed, '--token', a0.ready!.token])
-  const a2 = await cluster.add('a2', '[labels]\nrole = "svc"\n')
+  const a2 = await cluster.add('a2', '[labels]\nrole = "svc"\n[capsules]\nallow_host_network = true\n')
   await a2.start(['join', seed, '--token', a0.ready!.token])
   const agents = [a0, a1, a2]
   const dnsOf = (a: AgentProcess): string => (a.ready as unknown as { dns: string }).dns
@@ -70,6 +70,9 @@ t.test('health checks drive the catalog and DNS', { skip: ok ? false : 'needs ro
     args: ['/bin/sh', '-c', 'echo up > /tmp/ok; exec sleep 3600'],
     resources: { cpu: 0.1, memoryBytes: 32 * 1024 * 1024 },
     on: { role: 'svc' },
+    // Host network: the agents share one network namespace here, and the
+    // catalog's port is the declared one (bridge capsules: test/agent/network.test.ts).
+    network: 'host',
     ports: [{ container: port }],
     health: { check: { kind: 'exec', command: 'test -f /tmp/ok' }, intervalMs: 500, timeoutMs: 5000, unhealthyThreshold: 2 }
   }
