@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import type { Stream, StreamHandler } from '@libp2p/interface'
 import { createRuntime, gpuReport, nodeResources, type NodeRuntime } from '../native/index.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
+import { parseReference } from '../p2p/content/reference.js'
 import { Scheduler, type SchedulerNode } from './scheduler/scheduler.js'
 import { Supervisor, runtimeNameOf } from './supervisor/supervisor.js'
 import { LOGS_PROTOCOL, fetchLogs, logsHandler, type LogLine } from './logs-protocol.js'
@@ -152,6 +153,8 @@ export class CapsuleHost {
         const i = parsed.error.issues[0]
         throw new ApiError(400, `bad capsule spec: ${i?.path.join('.') ?? ''}: ${i?.message ?? ''}`)
       }
+      // A reference no registry could serve is refused here, not found out by the node's pull later.
+      try { parseReference(parsed.data.image) } catch (err) { throw new ApiError(400, (err as Error).message) }
       const r = await raft.write({ op: 'capsule.create', spec: parsed.data }, req.signal)
       if (!r.ok) throw new ApiError(409, r.reason)
       return raft.state.capsules.get(parsed.data.name) satisfies CapsuleRecord | undefined

@@ -46,6 +46,39 @@ function defaultName (image: string): string {
 
 interface PsRow { name: string, capsule: string, image: string, node: string | null, state: string, reason: string | null, exitCode: number | null, restarts: number }
 
+/** How long `run` waits for the scheduler to place every instance (Nomad's `job run` monitor, kept short). */
+export const RUN_WAIT_MS = 10_000
+
+interface Placement {
+  placed: number
+  pending: Array<{ instance: string, reason: string }>
+  /** True when the scheduler has looked at every unplaced instance and said why it does not fit. */
+  verdict: boolean
+}
+
+/**
+ * Polls until every instance of `name` is on a node or the scheduler has
+ * given each unplaced one a reason, or `ms` passed. A reason other than
+ * the initial "waiting for the scheduler" is the scheduler's verdict.
+ */
+async function waitForPlacement (c: Awaited<ReturnType<typeof client>>, name: string, ms: number): Promise<Placement> {
+  const { WAITING_FOR_SCHEDULER } = await import('./state/capsules.js')
+  const deadline = Date.now() + ms
+  let last: Placement = { placed: 0, pending: [], verdict: false }
+  for (;;) {
+    const rows = (await c.request<PsRow[]>('GET', '/v1/capsules')).filter(r => r.capsule === name)
+    const unplaced = rows.filter(r => r.node === null)
+    last = {
+      placed: rows.length - unplaced.length,
+      pending: unplaced.map(r => ({ instance: r.name, reason: r.reason ?? r.state })),
+      verdict: unplaced.length > 0 && unplaced.every(r => r.reason !== null && r.reason !== WAITING_FOR_SCHEDULER)
+    }
+    if (rows.length > 0 && (unplaced.length === 0 || last.verdict)) return last
+    if (Date.now() >= deadline) return last
+    await new Promise(resolve => setTimeout(resolve, 250))
+  }
+}
+
 export function registerCapsuleCommands (program: Command): void {
   program.command('run').description('submit a capsule; prints its name')
     .argument('<image>', 'image reference, e.g. 127.0.0.1:5000/game-server:1.2')
@@ -61,6 +94,7 @@ export function registerCapsuleCommands (program: Command): void {
     .option('--restart <policy>', 'never | on-failure | always')
     .option('--strategy <s>', 'binpack (default) | spread')
     .option('--gaming', 'gaming profile: GPU render nodes, input, sound, display sockets')
+    .option('-d, --detach', 'return once submitted, without waiting for placement')
     .action(async (image: string, cmd: string[], o: Record<string, unknown>) => {
       const g = program.opts<GlobalOpts>()
       const num = (flag: string, v: unknown, int = false): number | undefined => {
@@ -87,12 +121,23 @@ export function registerCapsuleCommands (program: Command): void {
         ...(o.strategy !== undefined ? { strategy: o.strategy } : {}),
         ...(o.gaming === true ? { gaming: true } : {})
       }
+      const c = await client(g)
+      let rec: { spec: { name: string } }
       try {
-        const rec = await (await client(g)).request<{ spec: { name: string } }>('POST', '/v1/capsules', spec)
-        out(g.json === true ? JSON.stringify(rec) : rec.spec.name)
+        rec = await c.request<{ spec: { name: string } }>('POST', '/v1/capsules', spec)
       } catch (err) {
         if (err instanceof AgentRequestError && err.status === 400) throw new UserError(err.message, 2)
         throw err
+      }
+      if (o.detach === true) { out(g.json === true ? JSON.stringify(rec) : rec.spec.name); return }
+      const placement = await waitForPlacement(c, rec.spec.name, RUN_WAIT_MS)
+      out(g.json === true ? JSON.stringify({ ...rec, placement }) : rec.spec.name)
+      const name = rec.spec.name
+      const why = [...new Set(placement.pending.map(p => p.reason))].join('; ')
+      if (placement.verdict && placement.placed === 0) throw new UserError(`run: ${name} cannot be placed: ${why}; it stays pending (bolt-agent rm ${name} to drop it)`)
+      if (placement.pending.length > 0) {
+        const what = placement.verdict ? why : `not placed within ${RUN_WAIT_MS / 1000} s (${why})`
+        process.stderr.write(`bolt-agent: warning: ${name}: ${placement.placed} of ${placement.placed + placement.pending.length} instances placed; ${what}; see bolt-agent ps\n`)
       }
     })
 

@@ -37,6 +37,9 @@ export const CapsuleCommandSchema = z.discriminatedUnion('op', [
 ])
 export type CapsuleCommand = z.infer<typeof CapsuleCommandSchema>
 
+/** The reason a new instance carries until the scheduler has looked at it (`run` waits past it). */
+export const WAITING_FOR_SCHEDULER = 'waiting for the scheduler'
+
 export type Result = { ok: true, value?: string | null } | { ok: false, reason: string, current?: string | null }
 
 export class CapsuleTable {
@@ -58,7 +61,7 @@ export class CapsuleTable {
       case 'capsule.create': {
         if (this.capsules.has(cmd.spec.name)) return { ok: false, reason: `a capsule named ${cmd.spec.name} exists (rm it first)` }
         const r = cmd.spec.replicas
-        const instances = Array.from({ length: r }, (_, i): InstanceRecord => ({ name: instanceName(cmd.spec.name, i, r), index: i, node: null, gpuIndexes: [], state: 'pending', reason: 'waiting for the scheduler', exitCode: null, restarts: 0, generation: 0 }))
+        const instances = Array.from({ length: r }, (_, i): InstanceRecord => ({ name: instanceName(cmd.spec.name, i, r), index: i, node: null, gpuIndexes: [], state: 'pending', reason: WAITING_FOR_SCHEDULER, exitCode: null, restarts: 0, generation: 0 }))
         for (const i of instances) {
           if (this.byInstance.has(i.name)) return { ok: false, reason: `instance name ${i.name} is taken by capsule ${this.byInstance.get(i.name) ?? ''}` }
         }
