@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import { cpus, totalmem } from 'node:os'
 import { rm } from 'node:fs/promises'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Registry } from 'prom-client'
 import type { Stream } from '@libp2p/interface'
@@ -25,6 +25,7 @@ import { joinOverLan, joinThrough, type Seed } from './join.js'
 import type { Logger } from './logger.js'
 import { createMetrics } from './metrics.js'
 import { API_FILE } from './api/client.js'
+import { registerLocalAgent, unregisterLocalAgent } from './local-agents.js'
 import { ApiServer } from './api/server.js'
 import { MembershipHost, type MemberView } from './membership-host.js'
 import { registerCoreRoutes } from './api/routes.js'
@@ -404,6 +405,9 @@ export class Agent {
       throw new UserError(`cannot serve the API on ${this.config.api.listen}: ${(err as Error).message} (use --api HOST:PORT)`)
     }
     await writeAtomic(join(this.dataDir, API_FILE), JSON.stringify({ url: this.apiUrl, token, pid: process.pid }) + '\n')
+    // So client commands find this agent without --data; without it they still work with --data.
+    await registerLocalAgent({ pid: process.pid, dataDir: resolve(this.dataDir), url: this.apiUrl })
+      .catch((err: Error) => { this.log.warn(`clients will need --data ${this.dataDir}: ${err.message}`) })
   }
 
   async stop (): Promise<void> {
@@ -418,6 +422,7 @@ export class Agent {
     await this.lan?.stop().catch(() => {})
     await this.api?.close().catch(() => {})
     await rm(join(this.dataDir, API_FILE), { force: true }).catch(() => {})
+    await unregisterLocalAgent(process.pid).catch((err: Error) => { this.log.warn(`cannot remove this agent from the runtime dir: ${err.message}`) })
     await this.mirror?.stop().catch(() => {})
     if (this.ephemeral) {
       await this.capsules?.supervisor?.stop().catch(() => {})
