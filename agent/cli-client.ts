@@ -151,22 +151,38 @@ export function registerCapsuleCommands (program: Command): void {
       for (const r of table) out(r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  '))
     })
 
-  program.command('logs').description('a capsule\'s output, from whichever node runs it')
-    .argument('<name>')
+  program.command('logs').description('a capsule\'s output (every replica, each line prefixed), from whichever nodes run it')
+    .argument('<name>', 'a capsule (all its instances) or one instance, e.g. web-1')
     .option('-f, --follow', 'keep printing new output')
-    .action(async (name: string, o: { follow?: boolean }) => {
+    .option('--tail <n>', 'only the last N lines of each instance (then new ones with -f); "all" for everything')
+    .option('--since <when>', 'only lines since a duration ago (10s, 5m, 1h30m, 2d) or a time (2026-12-06T19:00:00Z)')
+    .option('-t, --timestamps', 'prefix each line with the time it was written (RFC 3339)')
+    .action(async (name: string, o: { follow?: boolean, tail?: string, since?: string, timestamps?: boolean }) => {
       const g = program.opts<GlobalOpts>()
-      const res = await (await client(g)).raw('GET', `/v1/logs/${encodeURIComponent(name)}${o.follow === true ? '?follow=1' : ''}`)
+      const { MAX_TAIL } = await import('../native/logs.js')
+      const q = new URLSearchParams()
+      if (o.follow === true) q.set('follow', '1')
+      if (o.tail !== undefined && o.tail !== 'all') {
+        const n = Number(o.tail)
+        if (!/^\d+$/.test(o.tail) || n > MAX_TAIL) throw new UserError(`--tail ${o.tail}: expected a whole number up to ${MAX_TAIL}, or all`, 2)
+        q.set('tail', String(n))
+      }
+      if (o.since !== undefined) q.set('since', String(parseSince(o.since, Date.now())))
+      const res = await (await client(g)).raw('GET', `/v1/logs/${encodeURIComponent(name)}${q.size > 0 ? `?${q.toString()}` : ''}`)
       if (!res.ok) {
         const body = await res.json().catch(() => ({})) as { error?: string }
         throw new UserError(body.error ?? `HTTP ${res.status}`)
       }
       for await (const line of ndjsonLines(res)) {
-        const rec = JSON.parse(line) as { stream?: string, line?: string, error?: string }
+        const rec = JSON.parse(line) as { stream?: string, line?: string, error?: string, time?: number, instance?: string }
         if (rec.error !== undefined) throw new UserError(`logs: ${rec.error}`)
-        if (g.json === true) out(line)
-        else if (rec.stream === 'stderr') process.stderr.write((rec.line ?? '') + '\n')
-        else out(rec.line ?? '')
+        if (g.json === true) { out(line); continue }
+        // Replicas are told apart by a prefix, as docker compose logs does; one instance asked by name needs none.
+        const prefix = rec.instance !== undefined && rec.instance !== name ? `${rec.instance} | ` : ''
+        const stamp = o.timestamps === true && rec.time !== undefined ? `${new Date(rec.time).toISOString()} ` : ''
+        const text = prefix + stamp + (rec.line ?? '')
+        if (rec.stream === 'stderr') process.stderr.write(text + '\n')
+        else out(text)
       }
     })
 
@@ -320,6 +336,23 @@ export function registerStackCommands (program: Command): void {
         out(g.json === true ? JSON.stringify({ capsule: name, removed: true }) : `${name} removed`)
       }
     })
+}
+
+/**
+ * `--since`: a duration before `now` (90s, 5m, 1h30m, 2d, 500ms) or an
+ * absolute time Date.parse understands (RFC 3339 above all). Milliseconds
+ * since the epoch; a usage error otherwise.
+ */
+export function parseSince (text: string, now: number): number {
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+  if (/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(text)) {
+    let ms = 0
+    for (const m of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) ms += Number(m[1]) * (unit[m[2] as string] as number)
+    return now - ms
+  }
+  const t = Date.parse(text)
+  if (/^\d{4}-\d{2}-\d{2}/.test(text) && Number.isFinite(t)) return t
+  throw new UserError(`--since ${text}: expected a duration (10s, 5m, 1h30m, 2d) or a time (2026-12-06T19:00:00Z)`, 2)
 }
 
 /** The lines of a streamed NDJSON response, without the empty ones. */

@@ -52,7 +52,42 @@ t.test('day-two operations on one agent', { skip: !haveRunc || !isRoot || !haveB
     t.notOk((await ps(a)).some(r => r.capsule === 'bad'), 'and nothing was submitted')
     for (const n of ['fits', 'too-big', 'mars', 'mars2']) t.equal((await a.cli(['rm', n])).code, 0, `rm ${n}`)
   })
-})
 
-// Quiet the linter about a helper kept for the later subtests.
-void waitFor
+  await t.test('logs: every replica with a prefix, --tail, --since, -t', async t => {
+    const r = await a.cli(['run', IMAGE, '--name', 'chatty', '--replicas', '2', '--memory', '16M', '--', '/bin/sh', '-c', 'for i in 1 2 3; do echo early-$i; done; sleep 2; echo late; echo oops >&2; sleep 600'], 60_000)
+    t.equal(r.code, 0, `run (${r.stderr.trim()})`)
+    let all = { code: -1, stdout: '', stderr: '' }
+    const both = await waitFor(async () => {
+      all = await a.cli(['logs', 'chatty'], 20_000)
+      return all.stdout.includes('chatty-0 | late') && all.stdout.includes('chatty-1 | late')
+    }, 90_000, 500)
+    t.ok(both >= 0, `logs NAME shows every replica, prefixed (${all.stdout.trim().split('\n').join(' / ')} ${all.stderr.trim()})`)
+    t.match(all.stderr, /chatty-0 \| oops/, 'stderr lines carry the prefix too')
+    const one = await a.cli(['logs', 'chatty-1'], 20_000)
+    t.same(one.stdout.trim().split('\n'), ['early-1', 'early-2', 'early-3', 'late'], 'one instance by name: its lines, no prefix')
+
+    const tail = await a.cli(['logs', '--tail', '2', 'chatty-0'], 20_000)
+    t.same(tail.stdout.trim().split('\n'), ['late'], '--tail 2: the last two lines (late on stdout…)')
+    t.equal(tail.stderr.trim(), 'oops', '…and oops on stderr)')
+    const tailAll = await a.cli(['logs', '--tail', '1', 'chatty'], 20_000)
+    t.same(tailAll.stderr.trim().split('\n').sort(), ['chatty-0 | oops', 'chatty-1 | oops'], '--tail applies per instance')
+    t.equal(tailAll.stdout.trim(), '', 'nothing else')
+
+    const stamped = await a.cli(['logs', '-t', 'chatty-0'], 20_000)
+    t.match(stamped.stdout.split('\n')[0], /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z early-1$/, `-t prefixes the time (${stamped.stdout.split('\n')[0] ?? ''})`)
+
+    const json = await a.cli(['--json', 'logs', 'chatty-0'], 20_000)
+    const recs = json.stdout.trim().split('\n').map(l => JSON.parse(l) as { line: string, time: number, stream: string, instance: string })
+    const late = recs.find(x => x.line === 'late')
+    t.equal(late?.instance, 'chatty-0', 'JSON records name their instance')
+    const since = await a.cli(['logs', '--since', new Date(late?.time ?? 0).toISOString(), 'chatty-0'], 20_000)
+    t.same(since.stdout.trim().split('\n'), ['late'], '--since TIME leaves out the earlier lines')
+    const hour = await a.cli(['logs', '--since', '1h', 'chatty-0'], 20_000)
+    t.equal(hour.stdout.trim().split('\n').length, 4, '--since 1h: all of them')
+    for (const bad of [['--since', 'banana'], ['--tail', '-1'], ['--tail', 'x']]) {
+      const b = await a.cli(['logs', ...bad, 'chatty'], 20_000)
+      t.equal(b.code, 2, `logs ${bad.join(' ')} is bad usage (${b.stderr.trim()})`)
+    }
+    t.equal((await a.cli(['rm', 'chatty'])).code, 0)
+  })
+})
