@@ -28,6 +28,24 @@ export function registerClientCommands (program: Command): void {
       const r = await (await client(g)).request('PUT', `/v1/kv/${encodeURIComponent(key)}`, { value })
       if (g.json === true) out(JSON.stringify(r))
     })
+  kv.command('delete').argument('<key>').description('remove KEY (exit 1 if the key is absent)')
+    .action(async (key: string) => {
+      const g = program.opts<GlobalOpts>()
+      try {
+        const r = await (await client(g)).request('DELETE', `/v1/kv/${encodeURIComponent(key)}`)
+        if (g.json === true) out(JSON.stringify(r))
+      } catch (err) {
+        if (err instanceof AgentRequestError && err.status === 404) throw new UserError(`no such key: ${key}`)
+        throw err
+      }
+    })
+  kv.command('list').option('--prefix <p>', 'only keys that start with P').description('the keys, sorted, one a line (JSON: an array of keys)')
+    .action(async (o: { prefix?: string }) => {
+      const g = program.opts<GlobalOpts>()
+      const keys = await (await client(g)).request<string[]>('GET', `/v1/kv${o.prefix !== undefined ? `?prefix=${encodeURIComponent(o.prefix)}` : ''}`)
+      if (g.json === true) out(JSON.stringify(keys))
+      else for (const k of keys) out(k)
+    })
   kv.command('cas').argument('<key>').argument('<old>').argument('<new>').description('set KEY to NEW only if it is OLD (exit 1 when it is not)')
     .action(async (key: string, old: string, next: string) => {
       const g = program.opts<GlobalOpts>()
@@ -45,6 +63,22 @@ function defaultName (image: string): string {
 }
 
 interface PsRow { name: string, capsule: string, image: string, node: string | null, state: string, reason: string | null, exitCode: number | null, restarts: number }
+
+const PS_STATES = ['pending', 'pulling', 'running', 'exited', 'failed', 'lost']
+
+/** `--filter k=v` of ps, checked: an unknown key or state is bad usage. */
+function psFilters (list: string[] | undefined): { node: string[], state: string[] } {
+  const f: { node: string[], state: string[] } = { node: [], state: [] }
+  for (const p of list ?? []) {
+    const i = p.indexOf('=')
+    const k = p.slice(0, i)
+    const v = p.slice(i + 1)
+    if (i <= 0 || v === '' || (k !== 'node' && k !== 'state')) throw new UserError(`--filter ${p}: expected node=NAME or state=STATE`, 2)
+    if (k === 'state' && !PS_STATES.includes(v)) throw new UserError(`--filter ${p}: state is one of ${PS_STATES.join(', ')}`, 2)
+    f[k].push(v)
+  }
+  return f
+}
 
 /** How long `run` waits for the scheduler to place every instance (Nomad's `job run` monitor, kept short). */
 export const RUN_WAIT_MS = 10_000
@@ -142,9 +176,19 @@ export function registerCapsuleCommands (program: Command): void {
     })
 
   program.command('ps').description('capsules: name, image, node, state, reason, exit code, restarts')
-    .action(async () => {
+    .option('--filter <k=v>', 'only rows with node=NAME|ID or state=STATE; repeatable (one key: any value; several keys: all)', collect)
+    .action(async (o: { filter?: string[] }) => {
       const g = program.opts<GlobalOpts>()
-      const rows = await (await client(g)).request<PsRow[]>('GET', '/v1/capsules')
+      const filters = psFilters(o.filter)
+      const c = await client(g)
+      let rows = await c.request<PsRow[]>('GET', '/v1/capsules')
+      if (filters.state.length > 0) rows = rows.filter(r => filters.state.includes(r.state))
+      if (filters.node.length > 0) {
+        // A node is named by its name, its id, or the id's tail that ps prints.
+        const members = (await c.request<{ members: Array<{ id: string, name: string }> }>('GET', '/v1/status')).members
+        const ids = new Set(members.filter(m => filters.node.some(f => f === m.name || f === m.id || (f.length >= 8 && m.id.endsWith(f)))).map(m => m.id))
+        rows = rows.filter(r => r.node !== null && ids.has(r.node))
+      }
       if (g.json === true) { out(JSON.stringify(rows)); return }
       const table = [['NAME', 'IMAGE', 'NODE', 'STATE', 'EXIT', 'RESTARTS', 'REASON'], ...rows.map(r => [r.name, r.image, r.node === null ? '-' : r.node.slice(-12), r.state, r.exitCode === null ? '-' : String(r.exitCode), String(r.restarts), r.reason ?? ''])]
       const widths = table[0]!.map((_, i) => Math.max(...table.map(r => (r[i] ?? '').length)))

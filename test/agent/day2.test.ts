@@ -59,20 +59,23 @@ t.test('day-two operations on one agent', { skip: !haveRunc || !isRoot || !haveB
     let all = { code: -1, stdout: '', stderr: '' }
     const both = await waitFor(async () => {
       all = await a.cli(['logs', 'chatty'], 20_000)
-      return all.stdout.includes('chatty-0 | late') && all.stdout.includes('chatty-1 | late')
+      // oops (stderr) is each instance's last line: wait for it, so --tail below sees the whole output.
+      return all.stdout.includes('chatty-0 | late') && all.stdout.includes('chatty-1 | late') && all.stderr.includes('chatty-0 | oops') && all.stderr.includes('chatty-1 | oops')
     }, 90_000, 500)
     t.ok(both >= 0, `logs NAME shows every replica, prefixed (${all.stdout.trim().split('\n').join(' / ')} ${all.stderr.trim()})`)
     t.match(all.stderr, /chatty-0 \| oops/, 'stderr lines carry the prefix too')
     const one = await a.cli(['logs', 'chatty-1'], 20_000)
     t.same(one.stdout.trim().split('\n'), ['early-1', 'early-2', 'early-3', 'late'], 'one instance by name: its lines, no prefix')
 
+    // stdout and stderr are read by two pipes, so late and oops may be stored in either order.
+    const lines = (r: { stdout: string, stderr: string }): string[] => (r.stdout + r.stderr).split('\n').filter(l => l !== '').sort()
     const tail = await a.cli(['logs', '--tail', '2', 'chatty-0'], 20_000)
-    t.same(tail.stdout.trim().split('\n'), ['late'], '--tail 2: the last two lines (late on stdout…)')
-    t.equal(tail.stderr.trim(), 'oops', '…and oops on stderr)')
+    t.same(lines(tail), ['late', 'oops'], '--tail 2: the last two lines')
     const tailAll = await a.cli(['logs', '--tail', '1', 'chatty'], 20_000)
-    t.same(tailAll.stderr.trim().split('\n').sort(), ['chatty-0 | oops', 'chatty-1 | oops'], '--tail applies per instance')
-    t.equal(tailAll.stdout.trim(), '', 'nothing else')
-
+    const last = lines(tailAll)
+    t.equal(last.length, 2, `--tail 1 of two replicas: two lines (${last.join(' / ')})`)
+    t.ok(last[0]?.startsWith('chatty-0 | ') && last[1]?.startsWith('chatty-1 | '), 'one of each instance')
+    t.ok(last.every(l => / \| (late|oops)$/.test(l)), 'each its last line')
     const stamped = await a.cli(['logs', '-t', 'chatty-0'], 20_000)
     t.match(stamped.stdout.split('\n')[0], /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z early-1$/, `-t prefixes the time (${stamped.stdout.split('\n')[0] ?? ''})`)
 
@@ -89,5 +92,36 @@ t.test('day-two operations on one agent', { skip: !haveRunc || !isRoot || !haveB
       t.equal(b.code, 2, `logs ${bad.join(' ')} is bad usage (${b.stderr.trim()})`)
     }
     t.equal((await a.cli(['rm', 'chatty'])).code, 0)
+  })
+
+  await t.test('kv delete and list; ps --filter', async t => {
+    for (const [k, v] of [['app/a', '1'], ['app/b', '2'], ['other', '3']]) t.equal((await a.cli(['kv', 'put', k as string, v as string])).code, 0, `put ${k ?? ''}`)
+    const list = await a.cli(['kv', 'list', '--prefix', 'app/'])
+    t.equal(list.code, 0, `kv list exits 0 (${list.stderr.trim()})`)
+    t.same(list.stdout.trim().split('\n'), ['app/a', 'app/b'], 'the keys under the prefix, sorted')
+    const json = await a.cli(['--json', 'kv', 'list'])
+    t.ok((JSON.parse(json.stdout) as string[]).includes('other'), 'without --prefix: every key (JSON array)')
+    const del = await a.cli(['kv', 'delete', 'app/a'])
+    t.equal(del.code, 0, `kv delete exits 0 (${del.stderr.trim()})`)
+    const gone = await a.cli(['kv', 'get', 'app/a'])
+    t.equal(gone.code, 1, 'the key is gone')
+    t.same((await a.cli(['kv', 'list', '--prefix', 'app/'])).stdout.trim().split('\n'), ['app/b'], 'and no longer listed')
+    const again = await a.cli(['kv', 'delete', 'app/a'])
+    t.equal(again.code, 1, 'deleting an absent key: exit 1')
+    t.match(again.stderr, /no such key: app\/a/, 'saying so')
+
+    t.equal((await a.cli(['run', IMAGE, '--name', 'up1', '--memory', '16M', '--', '/bin/sh', '-c', 'sleep 600'], 60_000)).code, 0)
+    t.equal((await a.cli(['run', '--detach', IMAGE, '--name', 'nowhere', '--on', 'zone=mars', '--', '/bin/true'], 60_000)).code, 0)
+    const ran = await waitFor(async () => (await ps(a)).find(r => r.name === 'up1')?.state === 'running', 60_000, 500)
+    t.ok(ran >= 0, 'up1 runs')
+    t.same((await ps(a, '--filter', 'state=pending')).map(r => r.name), ['nowhere'], '--filter state=pending')
+    t.same((await ps(a, '--filter', 'node=d0')).map(r => r.name), ['up1'], '--filter node=NAME')
+    t.same((await ps(a, '--filter', `node=${a.id}`, '--filter', 'state=running')).map(r => r.name), ['up1'], 'node=ID and state together')
+    t.same((await ps(a, '--filter', 'state=running', '--filter', 'state=pending')).map(r => r.name).sort(), ['nowhere', 'up1'], 'one key twice: either value')
+    for (const bad of ['state=asleep', 'colour=red', 'node']) {
+      const b = await a.cli(['ps', '--filter', bad])
+      t.equal(b.code, 2, `--filter ${bad} is bad usage (${b.stderr.trim()})`)
+    }
+    for (const n of ['up1', 'nowhere']) t.equal((await a.cli(['rm', n])).code, 0, `rm ${n}`)
   })
 })
