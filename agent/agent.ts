@@ -2,7 +2,6 @@
 // node with admission, runs membership (SWIM), serves the local API and
 // metrics, and shuts everything down in reverse order.
 import { randomBytes } from 'node:crypto'
-import { cpus, totalmem } from 'node:os'
 import { rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -21,6 +20,7 @@ import { dhtServerMode, nodeName, reachabilityOptions, type Config } from './con
 import { UserError } from './errors.js'
 import { makeDirsSync } from './make-dirs.js'
 import { checkDataDirMode, refuseSecondAgent } from './data-dir.js'
+import { AGENT_UMASK, secureDataDir } from './data-dir-mode.js'
 import { joinOverLan, joinThrough, type Seed } from './join.js'
 import type { Logger } from './logger.js'
 import { createMetrics } from './metrics.js'
@@ -28,19 +28,21 @@ import { API_FILE } from './api/client.js'
 import { registerLocalAgent, unregisterLocalAgent } from './local-agents.js'
 import { ApiServer } from './api/server.js'
 import { MembershipHost, type MemberView } from './membership-host.js'
+import type { MemberMeta } from '../p2p/membership/meta.js'
 import { registerCoreRoutes } from './api/routes.js'
 import { registerKvRoutes } from './api/kv-routes.js'
 import { RaftHost } from './raft/raft-host.js'
-import { ROLE_PREF_LABEL } from './raft/autopilot.js'
 import { aliveMembers, ContentHost, pieceSources } from './content-host.js'
 import { registerMirrorRoutes, startMirror } from './mirror/agent-mirror.js'
 import type { MirrorServer } from './mirror/mirror-server.js'
 import { mirrorMetrics, newMirrorStats } from './mirror/stats.js'
 import { CapsuleHost } from './capsule-host.js'
+import { ServicesHost } from './services/services-host.js'
 import { busyboxPath, DEMO_REF } from './demo-image.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
+import { LocalMemberMeta } from './member-meta.js'
 
-export const AGENT_VERSION = '0.1.0'
+export { AGENT_VERSION } from './member-meta.js'
 
 export type AgentMode =
   | { kind: 'init' }
@@ -54,6 +56,8 @@ export interface AgentOptions {
   log: Logger
   /** Remove the data dir on stop (bolt-agent dev). */
   ephemeral?: boolean
+  /** Host root for GPU discovery and device lookups: '/' except in tests (fixture GPU trees). */
+  hostRoot?: string
 }
 
 export interface StatusJson {
@@ -74,6 +78,8 @@ export class Agent {
   readonly log: Logger
   private readonly mode: AgentMode
   private readonly ephemeral: boolean
+  private readonly hostRoot: string
+  private localMeta!: LocalMemberMeta
   private clusterFile!: ClusterFileStore
   private admission!: Admission
   libp2p!: BoltLibp2p
@@ -82,10 +88,13 @@ export class Agent {
   content!: ContentHost
   mirror: MirrorServer | undefined
   capsules!: CapsuleHost
+  services!: ServicesHost
   private api!: ApiServer
   private metrics!: Registry
   apiUrl = ''
   private stopping: Promise<void> | undefined
+  /** Whether this agent wrote DATA/api.json: only then may stop() remove it (a refused second agent must not). */
+  private wroteApiFile = false
   private resolveStopped!: () => void
   /** Settles once the agent has stopped, whoever asked (signal, `leave`, API). */
   readonly stopped = new Promise<void>(resolve => { this.resolveStopped = resolve })
@@ -101,6 +110,7 @@ export class Agent {
     this.mode = opts.mode
     this.log = opts.log
     this.ephemeral = opts.ephemeral === true
+    this.hostRoot = opts.hostRoot ?? '/'
   }
 
   get signal (): AbortSignal { return this.stopController.signal }
@@ -108,11 +118,15 @@ export class Agent {
   get role (): 'server' | 'client' { return this.clusterFile.get().role }
 
   async start (): Promise<void> {
+    // Before the first file: nothing the agent writes is for other users.
+    process.umask(AGENT_UMASK)
     try {
       makeDirsSync(this.dataDir)
     } catch (err) {
       throw new UserError(`cannot create the data dir ${this.dataDir}: ${(err as Error).message} (choose another with --data)`)
     }
+    const fixed = await secureDataDir(this.dataDir)
+    if (fixed !== undefined) this.log.warn(fixed)
     await refuseSecondAgent(this.dataDir)
     const existing = await readClusterFile(this.dataDir)
     const file = checkDataDirMode(this.mode.kind, this.dataDir, existing)
@@ -162,20 +176,14 @@ export class Agent {
     }
 
     const incarnation = this.clusterFile.get().incarnation
+    this.localMeta = await LocalMemberMeta.discover(this.config, this.log, this.hostRoot)
     this.log.debug('start: cluster secrets ready')
     this.membership = new MembershipHost({
       libp2p: this.libp2p,
       profile: this.config.profile,
       overrides: this.config.membership,
       incarnation,
-      meta: {
-        name: this.clusterFile.get().name,
-        role: this.clusterFile.get().role,
-        addrs: this.advertisedAddrs(),
-        resources: await CapsuleHost.resources().catch(() => ({ cpus: cpus().length, memoryBytes: totalmem(), gpus: [] })),
-        labels: { ...this.config.labels, [ROLE_PREF_LABEL]: this.config.role },
-        version: AGENT_VERSION
-      },
+      meta: this.memberMeta(),
       openStream: async (peerId, addrs, protocol, signal) => await openClusterStream(this.libp2p, this.admission, peerId, addrs, protocol, signal),
       guard: (h) => this.admission.guard(h),
       onIncarnation: (n) => { void this.clusterFile.update({ incarnation: n }).catch(() => {}) },
@@ -240,17 +248,32 @@ export class Agent {
       members: () => this.membership.view(),
       guard: (h) => this.admission.guard(h),
       openStream: openControl,
+      hostRoot: this.hostRoot,
       log: this.log.child({ part: 'capsules' })
     })
     await this.capsules.start()
     this.log.debug('start: capsules started')
+    this.services = new ServicesHost({
+      config: this.config.dns,
+      isLeader: () => this.raft.status().role === 'leader',
+      capsules: () => this.raft.state.capsules.list(),
+      catalog: () => this.raft.state.catalog,
+      members: () => this.membership.view(),
+      write: async (cmd, signal) => await this.raft.write(cmd, signal),
+      readIndex: async (signal) => { await this.raft.node.readIndex(signal) },
+      log: this.log.child({ part: 'services' })
+    })
+    this.raft.state.onApply((cmd) => { if (cmd.op.startsWith('capsule.') || cmd.op === 'instance.health') this.services.kick() })
+    this.membership.addEventListener('member', () => { this.services.kick() })
+    await this.services.start()
     await this.startReachability()
 
     this.metrics = createMetrics({
       membersByState: () => this.membership.countByState(),
       membership: () => this.membership.stats(),
       bytesByProtocol: () => ({ ...this.membership.bytesByProtocol(), '/bolt/raft/1': this.raft.bytes() }),
-      extra: [...this.content.metrics(), ...mirrorMetrics(() => this.mirror?.stats ?? newMirrorStats())]
+      extra: [...this.content.metrics(), ...mirrorMetrics(() => this.mirror?.stats ?? newMirrorStats()), ...this.raft.metrics.gauges(), ...this.raft.refusalMetrics()],
+      histograms: this.raft.metrics.histograms()
     })
     await this.startApi()
     this.log.info({ id: this.peerId, name: this.clusterFile.get().name, api: this.apiUrl }, 'agent ready')
@@ -282,15 +305,13 @@ export class Agent {
     const addrs = this.advertisedAddrs().join(' ')
     if (addrs === this.lastAdvertised) return
     this.lastAdvertised = addrs
+    this.membership.updateMeta(this.memberMeta())
+  }
+
+  /** This node's metadata as gossiped now: the one builder start-up and every update use. */
+  private memberMeta (): MemberMeta {
     const f = this.clusterFile.get()
-    this.membership.updateMeta({
-      name: f.name,
-      role: f.role,
-      addrs: this.advertisedAddrs(),
-      resources: { cpus: cpus().length, memoryBytes: totalmem(), gpus: [] },
-      labels: { ...this.config.labels, [ROLE_PREF_LABEL]: this.config.role },
-      version: AGENT_VERSION
-    })
+    return this.localMeta.build({ name: f.name, role: f.role, addrs: this.advertisedAddrs() })
   }
 
   /** Addresses other members can dial, without the /p2p part. */
@@ -396,6 +417,7 @@ export class Agent {
     registerCoreRoutes(this.api, this)
     registerKvRoutes(this.api, this)
     this.capsules.registerRoutes(this.api)
+    this.services.registerRoutes(this.api)
     // Registry mirror: a taken port is a warning, never a failed start.
     this.mirror = await startMirror({ config: this.config.mirror, content: this.content, raft: this.raft, candidates: () => pieceSources(this.membership.view(), this.peerId), log: this.log.child({ part: 'mirror' }), insecure: this.config.content.insecure_registries })
     registerMirrorRoutes(this.api, () => ({ mirror: this.mirror, config: this.config.mirror }))
@@ -405,6 +427,7 @@ export class Agent {
       throw new UserError(`cannot serve the API on ${this.config.api.listen}: ${(err as Error).message} (use --api HOST:PORT)`)
     }
     await writeAtomic(join(this.dataDir, API_FILE), JSON.stringify({ url: this.apiUrl, token, pid: process.pid }) + '\n')
+    this.wroteApiFile = true
     // So client commands find this agent without --data; without it they still work with --data.
     await registerLocalAgent({ pid: process.pid, dataDir: resolve(this.dataDir), url: this.apiUrl })
       .catch((err: Error) => { this.log.warn(`clients will need --data ${this.dataDir}: ${err.message}`) })
@@ -421,13 +444,16 @@ export class Agent {
     this.relaySlot?.stop()
     await this.lan?.stop().catch(() => {})
     await this.api?.close().catch(() => {})
-    await rm(join(this.dataDir, API_FILE), { force: true }).catch(() => {})
-    await unregisterLocalAgent(process.pid).catch((err: Error) => { this.log.warn(`cannot remove this agent from the runtime dir: ${err.message}`) })
+    // Only the file this agent wrote: an agent refused at start (another one
+    // runs on this data dir) must leave that one's api.json in place.
+    if (this.wroteApiFile) await rm(join(this.dataDir, API_FILE), { force: true }).catch((err: Error) => this.log.warn({ err }, 'cannot remove api.json'))
+    if (this.wroteApiFile) await unregisterLocalAgent(process.pid).catch((err: Error) => { this.log.warn(`cannot remove this agent from the runtime dir: ${err.message}`) })
     await this.mirror?.stop().catch(() => {})
     if (this.ephemeral) {
       await this.capsules?.supervisor?.stop().catch(() => {})
       await this.capsules?.removeAllLocal().catch(() => {})
     }
+    await this.services?.stop().catch(() => {})
     await this.capsules?.stop().catch(() => {})
     await this.content?.stop(this.leaving).catch(() => {})
     await this.raft?.stop().catch(() => {})

@@ -2,8 +2,10 @@
 // only while this node leads Raft), the supervisor, the logs protocol, and
 // the API routes for run/ps/logs/stop/rm, pull/images and gpu.
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import type { Stream, StreamHandler } from '@libp2p/interface'
-import { createRuntime, gpuReport, nodeResources, type NodeRuntime } from '../native/index.js'
+import { createRuntime, gpuReport, type NodeRuntime } from '../native/index.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
 import { parseReference } from '../p2p/content/reference.js'
 import { Scheduler, type SchedulerNode } from './scheduler/scheduler.js'
@@ -13,7 +15,8 @@ import { mergeAsArrived, mergeByTime } from './log-merge.js'
 import { z } from 'zod'
 import { ApiError, type ApiServer } from './api/server.js'
 import { streamNdjson } from './api/ndjson.js'
-import { checkObjectDest, checkObjectSource } from './object-paths.js'
+import { checkDestInRoot, checkObjectId, checkObjectSource } from './object-paths.js'
+import { MAX_OBJECT_HOLDERS, OBJECT_HEADER, type ObjectGetHeader } from './object-location.js'
 import type { RaftHost } from './raft/raft-host.js'
 import type { ContentHost } from './content-host.js'
 import type { MemberView } from './membership-host.js'
@@ -21,6 +24,8 @@ import type { Config } from './config.js'
 import type { Logger } from './logger.js'
 import type { BoltLibp2p } from '../p2p/node.js'
 import type { CapsuleRecord } from './state/capsules.js'
+import { EXEC_PROTOCOL, ExecRequestSchema, execHandler, execRemote, type ExecOutcome } from './services/exec-protocol.js'
+import { nodeAddress } from './services/catalog-keeper.js'
 
 export interface CapsuleHostInit {
   self: string
@@ -32,6 +37,8 @@ export interface CapsuleHostInit {
   members: () => MemberView[]
   guard: (h: StreamHandler) => StreamHandler
   openStream: (peerId: string, protocol: string, signal: AbortSignal) => Promise<Stream>
+  /** Host root for GPU and gaming device lookups: '/' except in tests. */
+  hostRoot?: string
   log: Logger
 }
 
@@ -44,6 +51,8 @@ export interface PsRecord {
   reason: string | null
   exitCode: number | null
   restarts: number
+  /** The health check's verdict while running (`starting|healthy|unhealthy`); null without a check. */
+  health: string | null
 }
 
 export class CapsuleHost {
@@ -57,7 +66,12 @@ export class CapsuleHost {
   async start (): Promise<void> {
     const o = this.o
     try {
-      this.runtime = await createRuntime({ dataDir: join(o.dataDir, 'runtime'), runtime: o.config.runtime.oci_runtime })
+      this.runtime = await createRuntime({
+        dataDir: join(o.dataDir, 'runtime'),
+        runtime: o.config.runtime.oci_runtime,
+        allowGaming: o.config.capsules.allow_gaming,
+        ...(o.hostRoot !== undefined ? { hostRoot: o.hostRoot } : {})
+      })
     } catch (err) {
       this.runtimeError = `no usable OCI runtime on this node: ${(err as Error).message}`
       o.log.warn(this.runtimeError)
@@ -65,7 +79,16 @@ export class CapsuleHost {
     this.scheduler = new Scheduler({
       isLeader: () => o.raft.status().role === 'leader',
       capsules: () => o.raft.state.capsules,
-      nodes: () => o.members().map((m): SchedulerNode => ({ id: m.id, state: m.state, cpus: m.resources.cpus, memoryBytes: m.resources.memoryBytes, gpus: m.resources.gpus, labels: m.labels })),
+      nodes: () => o.members().map((m): SchedulerNode => ({
+        id: m.id,
+        state: m.state,
+        cpus: m.resources.cpus,
+        memoryBytes: m.resources.memoryBytes,
+        gpus: m.resources.gpus,
+        labels: m.labels,
+        allowHostNetwork: m.capsules?.allowHostNetwork === true,
+        allowGaming: m.capsules?.allowGaming === true
+      })),
       write: async (cmd, signal) => await o.raft.write(cmd, signal),
       deadGraceMs: o.config.raft.dead_voter_grace_ms,
       log: o.log.child({ part: 'scheduler' })
@@ -75,6 +98,7 @@ export class CapsuleHost {
       capsules: () => o.raft.state.capsules,
       write: async (cmd, signal) => await o.raft.write(cmd, signal),
       runtime: this.runtime,
+      allowHostNetwork: o.config.capsules.allow_host_network,
       ...(this.runtimeError !== undefined ? { runtimeError: this.runtimeError } : {}),
       images: { prepare: async (ref, signal) => await o.content.prepareForRuntime(this.runtime as NodeRuntime, ref, signal) },
       log: o.log.child({ part: 'supervisor' })
@@ -83,6 +107,7 @@ export class CapsuleHost {
       if (cmd.op.startsWith('capsule.')) { this.supervisor.kick(); if (cmd.op === 'capsule.create' || cmd.op === 'capsule.unplace') this.scheduler.kick() }
     })
     await o.libp2p.handle(LOGS_PROTOCOL, o.guard(logsHandler((instance, q, signal) => this.localLogs(instance, q, signal))), { maxInboundStreams: 32 })
+    await o.libp2p.handle(EXEC_PROTOCOL, o.guard(execHandler(async (req, signal) => await this.localExec(req.instance, req.argv, req.timeoutMs, signal))), { maxInboundStreams: 16 })
     this.scheduler.start()
     this.supervisor.start()
   }
@@ -101,20 +126,15 @@ export class CapsuleHost {
     this.scheduler?.stop()
     await this.supervisor?.stop()
     await this.o.libp2p.unhandle(LOGS_PROTOCOL).catch(() => {})
+    await this.o.libp2p.unhandle(EXEC_PROTOCOL).catch(() => {})
     await this.runtime?.close().catch(() => {})
-  }
-
-  /** CPUs, memory and GPUs of this node for membership metadata. */
-  static async resources (): Promise<{ cpus: number, memoryBytes: number, gpus: Array<{ vendor: string, model: string, memoryBytes: number, index: number }> }> {
-    const r = await nodeResources()
-    return { cpus: r.cpus, memoryBytes: r.memoryBytes, gpus: r.gpus.map(g => ({ vendor: g.vendor, model: g.model, memoryBytes: g.memoryBytes ?? 0, index: g.index })) }
   }
 
   ps (): PsRecord[] {
     const out: PsRecord[] = []
     for (const c of this.o.raft.state.capsules.list()) {
       for (const i of c.instances) {
-        out.push({ name: i.name, capsule: c.spec.name, image: c.spec.image, node: i.node, state: i.state, reason: i.reason, exitCode: i.exitCode, restarts: i.restarts })
+        out.push({ name: i.name, capsule: c.spec.name, image: c.spec.image, node: i.node, state: i.state, reason: i.reason, exitCode: i.exitCode, restarts: i.restarts, health: i.state === 'running' ? i.health ?? null : null })
       }
     }
     return out.sort((a, b) => a.name < b.name ? -1 : 1)
@@ -125,6 +145,52 @@ export class CapsuleHost {
     if (rtName === undefined || this.runtime === undefined) throw new Error(`${instance} does not run on this node`)
     for await (const r of this.runtime.logs(rtName, { follow: q.follow, signal, ...(q.tail !== undefined ? { tail: q.tail } : {}), ...(q.since !== undefined ? { since: q.since } : {}) })) {
       yield { stream: r.stream === 'stderr' ? 'stderr' : 'stdout', time: r.time, line: r.line }
+    }
+  }
+
+  private async localExec (instance: string, argv: string[], timeoutMs: number, signal: AbortSignal): Promise<ExecOutcome> {
+    const rtName = this.supervisor.runtimeNameFor(instance)
+    if (rtName === undefined || this.runtime === undefined) throw new Error(`${instance} does not run on this node`)
+    return await this.runtime.exec(rtName, argv, { timeoutMs, signal })
+  }
+
+  /** The instance NAME names: itself, or the first running one of the capsule NAME (or `instance` of it). */
+  private pick (name: string, instance: string | undefined): { capsule: CapsuleRecord, instance: CapsuleRecord['instances'][number] } {
+    const table = this.o.raft.state.capsules
+    const direct = instance === undefined ? table.instance(name) : undefined
+    if (direct !== undefined) return direct
+    const c = table.get(name)
+    if (c === undefined) throw new ApiError(404, `no capsule or instance named ${name}`)
+    const i = instance !== undefined
+      ? c.instances.find(x => x.name === instance || String(x.index) === instance)
+      : c.instances.find(x => x.state === 'running') ?? c.instances[0]
+    if (i === undefined) throw new ApiError(404, `${name} has no instance ${instance ?? ''} (see bolt-agent inspect ${name})`)
+    return { capsule: c, instance: i }
+  }
+
+  /** Runs argv inside an instance, on whichever node runs it. */
+  async exec (name: string, instance: string | undefined, argv: string[], timeoutMs: number, signal: AbortSignal): Promise<ExecOutcome> {
+    const f = this.pick(name, instance)
+    const node = f.instance.node
+    if (node === null || f.instance.state !== 'running') throw new ApiError(409, `${f.instance.name} is not running (${f.instance.reason ?? f.instance.state})`)
+    if (node === this.o.self) return await this.localExec(f.instance.name, argv, timeoutMs, signal)
+    const stream = await this.o.openStream(node, EXEC_PROTOCOL, AbortSignal.any([signal, AbortSignal.timeout(10_000)]))
+    return await execRemote(stream, { instance: f.instance.name, argv, timeoutMs }, AbortSignal.any([signal, AbortSignal.timeout(timeoutMs + 10_000)]))
+  }
+
+  /** `inspect`: the spec and each instance with its node's address, ports, health and last exit. */
+  inspect (name: string): Record<string, unknown> {
+    const c = this.o.raft.state.capsules.get(name) ?? this.o.raft.state.capsules.instance(name)?.capsule
+    if (c === undefined) throw new ApiError(404, `no capsule or instance named ${name}`)
+    const members = new Map(this.o.members().map(m => [m.id, m]))
+    return {
+      name: c.spec.name,
+      desired: c.desired,
+      spec: c.spec,
+      instances: c.instances.map(i => {
+        const m = i.node !== null ? members.get(i.node) : undefined
+        return { name: i.name, node: i.node, nodeName: m?.name ?? null, address: m !== undefined ? nodeAddress(m.addrs) : null, ports: i.ports ?? [], health: i.state === 'running' ? i.health ?? null : null, state: i.state, reason: i.reason, exitCode: i.exitCode, restarts: i.restarts, generation: i.generation }
+      })
     }
   }
 
@@ -164,6 +230,10 @@ export class CapsuleHost {
       }
       // A reference no registry could serve is refused here, not found out by the node's pull later.
       try { parseReference(parsed.data.image) } catch (err) { throw new ApiError(400, (err as Error).message) }
+      const h = parsed.data.health?.check
+      if (h?.kind === 'http' && h.port === undefined && !parsed.data.ports.some(p => p.proto === 'tcp')) {
+        throw new ApiError(400, `--check http:${h.path} has no port to reach: write http:PORT${h.path}, or publish a tcp port`)
+      }
       const r = await raft.write({ op: 'capsule.create', spec: parsed.data }, req.signal)
       if (!r.ok) throw new ApiError(409, r.reason)
       return raft.state.capsules.get(parsed.data.name) satisfies CapsuleRecord | undefined
@@ -171,6 +241,17 @@ export class CapsuleHost {
     api.route('GET', '/v1/capsules', async (req) => {
       await raft.node.readIndex(AbortSignal.any([req.signal, AbortSignal.timeout(5000)])).catch(() => undefined)
       return this.ps()
+    })
+    api.route('GET', '/v1/capsules/:name', async (req) => {
+      await raft.node.readIndex(AbortSignal.any([req.signal, AbortSignal.timeout(5000)])).catch(() => undefined)
+      return this.inspect(req.params.name ?? '')
+    })
+    api.route('POST', '/v1/capsules/:name/exec', async (req) => {
+      const body = await req.body() as { instance?: unknown }
+      const parsed = ExecRequestSchema.omit({ instance: true }).safeParse(body)
+      if (!parsed.success) throw new ApiError(400, `bad exec request: ${parsed.error.issues[0]?.path.join('.') ?? ''}: ${parsed.error.issues[0]?.message ?? ''}`)
+      const instance = typeof body.instance === 'string' ? body.instance : undefined
+      return await this.exec(req.params.name ?? '', instance, parsed.data.argv, parsed.data.timeoutMs, req.signal)
     })
     api.route('POST', '/v1/capsules/:name/stop', async (req) => {
       const r = await raft.write({ op: 'capsule.stop', name: req.params.name ?? '' }, req.signal)
@@ -213,11 +294,28 @@ export class CapsuleHost {
       await this.o.raft.write({ op: 'put', key: `objects/${r.id}`, value: JSON.stringify({ size: r.size, chunks: r.chunks, replicas: r.replicas }) }, req.signal).catch(() => undefined)
       return r
     })
+    // The bytes of an object, streamed: `bolt-agent object get ID DEST`
+    // writes DEST itself, as the user who runs it. How the object was found
+    // rides in the x-bolt-object header (JSON: id, size, bytesFromPeers,
+    // bytesLocal, locatedBy, asked: its first MAX_OBJECT_HOLDERS, so the
+    // header stays far below HTTP clients' 16 KiB limit in large clusters).
+    api.route('GET', '/v1/objects/:id', async (req, res) => {
+      const id = req.params.id ?? ''
+      checkObjectId(id)
+      const { manifest, ...got } = await this.o.content.fetchObject(id, this.o.raft, req.signal).catch(objectNotFound)
+      const header: ObjectGetHeader = { ...got, asked: got.asked.slice(0, MAX_OBJECT_HOLDERS) }
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(got.size), [OBJECT_HEADER]: JSON.stringify(header) })
+      await pipeline(Readable.from(this.o.content.objects.readObject(manifest)), res, { signal: req.signal })
+      return undefined
+    })
+    // The agent writes the file itself only under [objects] dest_root: it runs as root.
     api.route('POST', '/v1/objects/:id/get', async (req) => {
+      const id = req.params.id ?? ''
+      checkObjectId(id)
       const body = await req.body() as { dest?: unknown }
       if (typeof body.dest !== 'string' || !body.dest.startsWith('/')) throw new ApiError(400, 'dest must be an absolute path on this node')
-      await checkObjectDest(body.dest)
-      return await this.o.content.getObject(req.params.id ?? '', body.dest, this.o.raft, req.signal)
+      const dest = await checkDestInRoot(body.dest, this.o.config.objects.dest_root)
+      return await this.o.content.getObject(id, dest, this.o.raft, req.signal).catch(objectNotFound)
     })
     api.route('GET', '/v1/gpu', async () => await gpuReport())
   }
@@ -229,5 +327,10 @@ const LogsQueryParams = z.object({
   tail: z.coerce.number().int().min(0).max(MAX_TAIL).optional(),
   since: z.coerce.number().finite().optional()
 })
+/** An object no holder has is the caller's 404, not the agent's 500. */
+function objectNotFound (err: unknown): never {
+  if ((err as Error).name === 'ObjectNotFoundError') throw new ApiError(404, (err as Error).message)
+  throw err
+}
 
 export { runtimeNameOf }

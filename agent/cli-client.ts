@@ -2,14 +2,16 @@
 // the agent API and prints plain text, or JSON with --json.
 import type { Command } from 'commander'
 import type { PutResult } from '../p2p/content/objects.js'
-import { AgentRequestError } from './api/client.js'
+import { AgentRequestError, type ApiResponse } from './api/client.js'
 import { UserError } from './errors.js'
 import { client, collect, formatBytes, out, pairs, type GlobalOpts } from './cli-common.js'
-import { parseMemory } from './scheduler/spec.js'
+import { addHealthOptions, registerInspectExec, registerServiceCommands, type HealthFlags } from './services/cli.js'
 
 export function registerClientCommands (program: Command): void {
   registerCapsuleCommands(program)
   registerStackCommands(program)
+  registerServiceCommands(program)
+  registerInspectExec(program)
   const kv = program.command('kv').description('a small linearizable key-value store in the Raft state')
   kv.command('get').argument('<key>').description('print the value alone (exit 1 if the key is absent)')
     .action(async (key: string) => {
@@ -62,7 +64,9 @@ function defaultName (image: string): string {
   return `${base.slice(0, 50)}-${Math.random().toString(36).slice(2, 6)}`
 }
 
-interface PsRow { name: string, capsule: string, image: string, node: string | null, state: string, reason: string | null, exitCode: number | null, restarts: number }
+const NETWORK_MODES = ['bridge', 'host', 'none']
+
+interface PsRow { name: string, capsule: string, image: string, node: string | null, state: string, reason: string | null, exitCode: number | null, restarts: number, health: string | null }
 
 const PS_STATES = ['pending', 'pulling', 'running', 'exited', 'failed', 'lost']
 
@@ -96,7 +100,7 @@ interface Placement {
  * the initial "waiting for the scheduler" is the scheduler's verdict.
  */
 async function waitForPlacement (c: Awaited<ReturnType<typeof client>>, name: string, ms: number): Promise<Placement> {
-  const { WAITING_FOR_SCHEDULER } = await import('./state/capsules.js')
+  const { WAITING_FOR_SCHEDULER } = await import('./state/instance-reasons.js')
   const deadline = Date.now() + ms
   let last: Placement = { placed: 0, pending: [], verdict: false }
   for (;;) {
@@ -114,7 +118,7 @@ async function waitForPlacement (c: Awaited<ReturnType<typeof client>>, name: st
 }
 
 export function registerCapsuleCommands (program: Command): void {
-  program.command('run').description('submit a capsule; prints its name')
+  addHealthOptions(program.command('run').description('submit a capsule; prints its name'))
     .argument('<image>', 'image reference, e.g. 127.0.0.1:5000/game-server:1.2')
     .argument('[cmd...]', 'command and arguments (after --)')
     .option('--name <name>', 'capsule name (default: from the image)')
@@ -127,7 +131,8 @@ export function registerCapsuleCommands (program: Command): void {
     .option('--replicas <n>', 'instances, spread across nodes')
     .option('--restart <policy>', 'never | on-failure | always')
     .option('--strategy <s>', 'binpack (default) | spread')
-    .option('--gaming', 'gaming profile: GPU render nodes, input, sound, display sockets')
+    .option('--gaming', 'gaming profile: GPU render nodes, input, sound, display sockets (nodes with [capsules] allow_gaming)')
+    .option('--network <mode>', 'bridge | host (nodes with [capsules] allow_host_network) | none')
     .option('-d, --detach', 'return once submitted, without waiting for placement')
     .action(async (image: string, cmd: string[], o: Record<string, unknown>) => {
       const g = program.opts<GlobalOpts>()
@@ -139,9 +144,14 @@ export function registerCapsuleCommands (program: Command): void {
       }
       let memoryBytes: number | undefined
       if (o.memory !== undefined) {
+        // Loaded here: spec.js brings zod, which would slow every other command's start.
+        const { parseMemory } = await import('./scheduler/spec.js')
         try { memoryBytes = parseMemory(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
       }
       const gpus = num('--gpus', o.gpus, true)
+      if (o.network !== undefined && !NETWORK_MODES.includes(String(o.network))) throw new UserError(`--network ${String(o.network)}: expected one of ${NETWORK_MODES.join(', ')}`, 2)
+      const { healthFromFlags } = await import('./services/health-flags.js')
+      const health = healthFromFlags(o as HealthFlags)
       const spec = {
         name: (o.name as string | undefined) ?? defaultName(image),
         image,
@@ -153,7 +163,9 @@ export function registerCapsuleCommands (program: Command): void {
         ...(o.replicas !== undefined ? { replicas: num('--replicas', o.replicas, true) } : {}),
         ...(o.restart !== undefined ? { restart: { policy: o.restart } } : {}),
         ...(o.strategy !== undefined ? { strategy: o.strategy } : {}),
-        ...(o.gaming === true ? { gaming: true } : {})
+        ...(o.gaming === true ? { gaming: true } : {}),
+        ...(o.network !== undefined ? { network: o.network } : {}),
+        ...health
       }
       const c = await client(g)
       let rec: { spec: { name: string } }
@@ -190,7 +202,7 @@ export function registerCapsuleCommands (program: Command): void {
         rows = rows.filter(r => r.node !== null && ids.has(r.node))
       }
       if (g.json === true) { out(JSON.stringify(rows)); return }
-      const table = [['NAME', 'IMAGE', 'NODE', 'STATE', 'EXIT', 'RESTARTS', 'REASON'], ...rows.map(r => [r.name, r.image, r.node === null ? '-' : r.node.slice(-12), r.state, r.exitCode === null ? '-' : String(r.exitCode), String(r.restarts), r.reason ?? ''])]
+      const table = [['NAME', 'IMAGE', 'NODE', 'STATE', 'HEALTH', 'EXIT', 'RESTARTS', 'REASON'], ...rows.map(r => [r.name, r.image, r.node === null ? '-' : r.node.slice(-12), r.state, r.health ?? '-', r.exitCode === null ? '-' : String(r.exitCode), String(r.restarts), r.reason ?? ''])]
       const widths = table[0]!.map((_, i) => Math.max(...table.map(r => (r[i] ?? '').length)))
       for (const r of table) out(r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  '))
     })
@@ -203,7 +215,7 @@ export function registerCapsuleCommands (program: Command): void {
     .option('-t, --timestamps', 'prefix each line with the time it was written (RFC 3339)')
     .action(async (name: string, o: { follow?: boolean, tail?: string, since?: string, timestamps?: boolean }) => {
       const g = program.opts<GlobalOpts>()
-      const { MAX_TAIL } = await import('../native/logs.js')
+      const { MAX_TAIL } = await import('./logs-query.js')
       const q = new URLSearchParams()
       if (o.follow === true) q.set('follow', '1')
       if (o.tail !== undefined && o.tail !== 'all') {
@@ -303,12 +315,12 @@ export function registerCapsuleCommands (program: Command): void {
         process.stderr.write(`bolt-agent: warning: ${r.id} has ${r.replicas.length} of the ${k} peer copies asked (${why}); add members or lower --replicas\n`)
       }
     })
-  object.command('get').argument('<id>').argument('<dest>').description('fetch an object from peers into DEST, verified')
+  object.command('get').argument('<id>').argument('<dest>').description('fetch an object from peers into DEST, verified; DEST is written by this command, as you')
     .action(async (id: string, dest: string) => {
       const g = program.opts<GlobalOpts>()
-      const { resolve } = await import('node:path')
-      const r = await (await client(g)).request('POST', `/v1/objects/${encodeURIComponent(id)}/get`, { dest: resolve(dest) })
-      out(g.json === true ? JSON.stringify(r) : `${id} -> ${resolve(dest)}`)
+      const { downloadObject } = await import('./object-download.js')
+      const { dest: written, ...r } = await downloadObject(await client(g), id, dest)
+      out(g.json === true ? JSON.stringify(r) : `${id} -> ${written}`)
     })
 
   program.command('gpu').description('the GPUs this node sees and its CDI spec')
@@ -322,13 +334,16 @@ export function registerCapsuleCommands (program: Command): void {
     })
 }
 
+/** How long `up` waits for a healthy dependency to show in the service catalog (a dependency without ports never does). */
+const SERVICE_ENV_WAIT_MS = 5000
+
 export function registerStackCommands (program: Command): void {
   program.command('up').description('create a stack\'s capsules in depends_on order, waiting for each to be healthy')
     .requiredOption('-f, --file <stack.toml>', 'the stack file')
     .action(async (o: { file: string }) => {
       const g = program.opts<GlobalOpts>()
       const { readFile } = await import('node:fs/promises')
-      const { parseStack, startOrder, specOf, StackError } = await import('./stack.js')
+      const { parseStack, startOrder, specOf, serviceEnv, StackError } = await import('./stack.js')
       let stack
       let order: string[]
       try {
@@ -341,8 +356,20 @@ export function registerStackCommands (program: Command): void {
       const c = await client(g)
       for (const name of order) {
         const entry = stack.capsules[name]!
+        const deps = entry.depends_on.map(d => ({ capsule: d, service: stack.capsules[d]?.service ?? d }))
+        let env: Record<string, string> = {}
+        if (deps.length > 0) {
+          // The catalog follows health by one Raft round: give a dependency that is a service a moment to appear.
+          const until = Date.now() + SERVICE_ENV_WAIT_MS
+          for (;;) {
+            const catalog = await c.request<Array<{ name: string, instances: Array<{ address: string, ports: Array<{ host: number }>, health: string }> }>>('GET', '/v1/services')
+            env = serviceEnv(deps, catalog)
+            if (Object.keys(env).length === deps.length || Date.now() > until) break
+            await new Promise(resolve => setTimeout(resolve, 250))
+          }
+        }
         try {
-          await c.request('POST', '/v1/capsules', specOf(name, entry))
+          await c.request('POST', '/v1/capsules', specOf(name, entry, env))
         } catch (err) {
           if (!(err instanceof AgentRequestError && err.status === 409)) throw err // already up: keep going
         }
@@ -352,8 +379,9 @@ export function registerStackCommands (program: Command): void {
           const mine = rows.filter(r => r.capsule === name)
           const failed = mine.find(r => r.state === 'failed')
           if (failed !== undefined) throw new UserError(`up: ${failed.name} failed (${failed.reason ?? 'no reason'}); later capsules not started`)
-          if (mine.length > 0 && mine.every(r => r.state === 'running') && (entry.health?.tcp === undefined || await tcpOk(entry.health.tcp))) break
-          if (Date.now() > deadline) throw new UserError(`up: ${name} not healthy within ${entry.health?.timeout_ms ?? 120_000} ms (${mine.map(r => `${r.name}=${r.state}${r.reason !== null ? ` ${r.reason}` : ''}`).join(', ')})`)
+          // A node-side check counts once every instance reports healthy; a tcp address is probed from here.
+          if (mine.length > 0 && mine.every(r => r.state === 'running' && (entry.health?.check === undefined || r.health === 'healthy')) && (entry.health?.tcp === undefined || await tcpOk(entry.health.tcp))) break
+          if (Date.now() > deadline) throw new UserError(`up: ${name} not healthy within ${entry.health?.timeout_ms ?? 120_000} ms (${mine.map(r => `${r.name}=${r.state}${r.health !== null ? `/${r.health}` : ''}${r.reason !== null ? ` ${r.reason}` : ''}`).join(', ')})`)
           await new Promise(resolve => setTimeout(resolve, 300))
         }
         if (g.json === true) out(JSON.stringify({ capsule: name, state: 'running' }))
@@ -400,7 +428,7 @@ export function parseSince (text: string, now: number): number {
 }
 
 /** The lines of a streamed NDJSON response, without the empty ones. */
-async function * ndjsonLines (res: Response): AsyncIterable<string> {
+async function * ndjsonLines (res: ApiResponse): AsyncIterable<string> {
   let buf = ''
   const decoder = new TextDecoder()
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {

@@ -1,5 +1,5 @@
 // Helpers shared by the CLI's command files.
-import { defaultDataDir } from './config.js'
+import { defaultDataDir } from './data-dir.js'
 import { join } from 'node:path'
 import { API_FILE, ApiClient, findApi } from './api/client.js'
 import { UserError } from './errors.js'

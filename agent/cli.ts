@@ -1,21 +1,22 @@
 // The `bolt-agent` command line. Agent commands (init, join, start, dev) run
 // an agent in the foreground until SIGINT/SIGTERM; client commands talk to a
 // running agent through its API. Exit codes: 0 ok, 1 failure, 2 bad usage.
+// What loads when: the top of this file (and of cli-client.ts, cli-common.ts,
+// api/client.ts) must stay light — commander, node: built-ins, the HTTP
+// client — because every client command pays for it at start. zod alone
+// costs more CPU to import than Node's own start; the agent, libp2p, pino and
+// smol-toml far more. Agent commands import what they need inside runAgent.
+// test/agent/cli-modules.test.ts checks what `status` loads.
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Command, CommanderError, Option } from 'commander'
 import type { AgentMode, StatusJson } from './agent.js'
-import { ConfigError, loadConfig, type Config } from './config.js'
+import type { Config } from './config.js'
 import { UserError } from './errors.js'
-import { createLogger } from './logger.js'
-import { reexecForEdge } from './edge-runtime.js'
-import { tuneGc } from './gc-tuning.js'
-import { AgentRequestError, AgentUnreachableError } from './api/client.js'
-import { InvalidTokenError, parseToken } from '../p2p/token.js'
+import { AgentRequestError, AgentUnreachableError, ApiFileDamagedError } from './api/client.js'
 import { registerClientCommands } from './cli-client.js'
 import { registerMirrorCommands } from './mirror/cli.js'
-import { checkApiListen } from './api/server.js'
 import { client, collect, dataDirOf, handleClosedStdout, markAgentRunning, out, pairs, type GlobalOpts } from './cli-common.js'
 
 /** The longest a graceful shutdown may take before the process exits anyway. */
@@ -23,7 +24,7 @@ const SHUTDOWN_DEADLINE_MS = 15_000
 /** A second SIGINT/SIGTERM at least this long after the first exits at once. */
 const FORCE_AFTER_MS = 2000
 
-interface AgentCmdOpts { listen?: string[], api?: string, name?: string, role?: string, label?: string[], profile?: string, mirrorUpstream?: string, token?: string, mdns?: boolean }
+interface AgentCmdOpts { listen?: string[], api?: string, name?: string, role?: string, label?: string[], profile?: string, mirrorUpstream?: string, token?: string, tokenFile?: string, mdns?: boolean }
 
 /** How long the join banner waits for autopilot to promote a `--role auto` joiner (it loses its turn after 10 s). */
 const ROLE_SETTLE_MS = 15_000
@@ -64,17 +65,25 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     flags.api ??= { listen: '127.0.0.1:0' }
     flags.mirror = { ...(flags.mirror as object ?? {}), listen: '127.0.0.1:0' }
   }
+  const { loadConfig } = await import('./config.js')
   const config: Config = await loadConfig(g.config, flags)
+  // api/server.js imports node:http, whose ESM import loads undici: not at the top.
+  const { checkApiListen } = await import('./api/server.js')
   try { checkApiListen(config.api.listen, config.api.allow_remote) } catch (err) { throw new UserError((err as Error).message) }
   markAgentRunning()
   if (mode.kind === 'join' && mode.addrs.length === 0 && !config.mdns) {
-    throw new UserError('join needs the address of a member when mDNS is off (--no-mdns or mdns = false): bolt-agent join ADDR --token T', 2)
+    throw new UserError('join needs the address of a member when mDNS is off (--no-mdns or mdns = false): BOLT_TOKEN=T bolt-agent join ADDR', 2)
   }
-  // Before anything is opened: an edge agent restarts itself with small-machine limits.
-  reexecForEdge(config)
-  tuneGc(config)
+  // Before anything is opened: an edge agent restarts itself with small-machine
+  // limits. The join token goes to the new process in its environment, never
+  // in its argv; then it leaves the environment, so no child (runc, mount…) inherits it.
+  const { TOKEN_ENV } = await import('./token-source.js')
+  if (mode.kind === 'join') process.env[TOKEN_ENV] = (await import('../p2p/token.js')).formatToken(mode.token)
+  ;(await import('./edge-runtime.js')).reexecForEdge(config)
+  delete process.env[TOKEN_ENV]
+  ;(await import('./gc-tuning.js')).tuneGc(config)
   const dataDir = dev ? await mkdtemp(join(tmpdir(), 'bolt-dev-')) : dataDirOf(g)
-  const log = await createLogger(config.log_level)
+  const log = await (await import('./logger.js')).createLogger(config.log_level)
   // Loaded here, not at the top: client commands (status, pull, ps…) never
   // need libp2p, and importing it cost every CLI call 0.7 s of CPU.
   const { Agent } = await import('./agent.js')
@@ -106,9 +115,10 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     await agent.stop().catch(() => {})
     throw err
   }
-  const tok = agent.tokenInfo()
+  // The join token is a secret: start-up output (often kept in logs) never
+  // holds it; `bolt-agent token` prints it when asked.
   if (g.json === true) {
-    out(JSON.stringify({ event: 'ready', node: agent.status().node, api: agent.apiUrl, mirror: agent.mirror?.url ?? null, dataDir, token: tok.token, join: tok.join }))
+    out(JSON.stringify({ event: 'ready', node: agent.status().node, api: agent.apiUrl, mirror: agent.mirror?.url ?? null, dns: agent.services?.dns?.url ?? null, dataDir }))
   } else {
     const st = mode.kind === 'join' && config.role === 'auto' ? await settledStatus(agent, config.raft.voters, () => stoppingSince !== undefined) : agent.status()
     out(`bolt-agent ${mode.kind === 'init' || dev ? 'started a new cluster' : mode.kind === 'join' ? 'joined the cluster' : 'rejoined the cluster'}: node ${st.node.name} (${st.node.id}, ${st.node.role})`)
@@ -126,8 +136,7 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
       out(`try:  bolt-agent --data ${dataDir} status`)
       out('Ctrl-C stops it and removes the data dir.')
     }
-    out('Join other machines with:')
-    out(`  ${tok.join}`)
+    out(`Join other machines with the command that \`bolt-agent${dev || g.data !== undefined ? ` --data ${dataDir}` : ''} token\` prints (it holds the cluster's join secret).`)
   }
   // The handlers stay until the process exits: a signal arriving after the
   // stop (the second of a doubled Ctrl-C) must not kill it mid-exit.
@@ -161,13 +170,14 @@ export function buildProgram (): Command {
     .action(async (o: AgentCmdOpts) => { await runAgent(program.opts(), o, { kind: 'init' }) })
 
   agentOpts(program.command('join').description('join a cluster through any member').argument('[multiaddr...]', 'address of one or more members'))
-    .option('--token <token>', 'the join token (bolt-agent token on a member)')
+    .option('--token <token>', `the join token (\`bolt-agent token\` on a member); other local users can read it in the process list while the agent starts: prefer BOLT_TOKEN=T or --token-file`)
+    .option('--token-file <file>', 'read the join token from this file')
     .addOption(new Option('--role <role>', 'auto: a Raft voter while there are fewer than raft.voters').choices(['auto', 'server', 'client']))
     .option('--no-mdns', 'do not look for members on the local network')
     .action(async (addrs: string[], o: AgentCmdOpts) => {
-      if (o.token === undefined) throw new UserError('join needs --token TOKEN (run `bolt-agent token` on a member to get it)', 2)
-      let token
-      try { token = parseToken(o.token) } catch (err) { if (err instanceof InvalidTokenError) throw new UserError(`--token: ${err.message}`, 2); throw err }
+      const { hideTokenArg, readJoinToken } = await import('./token-source.js')
+      if (o.token !== undefined) hideTokenArg()
+      const token = await readJoinToken({ flag: o.token, file: o.tokenFile })
       await runAgent(program.opts(), o, { kind: 'join', addrs, token })
     })
 
@@ -241,7 +251,9 @@ async function main (argv: string[]): Promise<number> {
     const e = err as Error
     let line: string
     let code = 1
-    if (e instanceof UserError) { line = e.message; code = e.exitCode } else if (e instanceof ConfigError || e instanceof AgentUnreachableError || e instanceof AgentRequestError) {
+    if (e instanceof UserError && e.name === 'ExitCode') return e.exitCode // exec: the command's own code, its stderr already shown
+    // ConfigError by name: its module (zod, smol-toml) is loaded only by agent commands.
+    if (e instanceof UserError) { line = e.message; code = e.exitCode } else if (e.name === 'ConfigError' || e instanceof AgentUnreachableError || e instanceof AgentRequestError || e instanceof ApiFileDamagedError) {
       line = e.message
     } else {
       line = `error: ${e.message}`

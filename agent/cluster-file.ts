@@ -2,7 +2,9 @@
 // cluster secrets, this node's name and role, its SWIM incarnation, members
 // to reconnect to on `start`, and peers evicted from the cluster. Written
 // to a temp file, fsync'd and renamed, so a crash leaves the old or the new.
-import { open, readFile, rename, mkdir } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { constants } from 'node:fs'
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { MAX_EVICTED } from '../p2p/admission/admission.js'
@@ -52,16 +54,27 @@ export async function readClusterFile (dataDir: string): Promise<ClusterFile | u
   return parsed.data
 }
 
+/**
+ * Replaces `file` with `data` at `mode`: a temp file beside it at a name no
+ * one can guess, created with O_EXCL|O_NOFOLLOW (never through a planted
+ * link), fsync'd and renamed over it.
+ */
 export async function writeAtomic (file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`
-  const fh = await open(tmp, 'w', mode)
+  const tmp = `${file}.tmp-${randomBytes(8).toString('hex')}`
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode)
   try {
-    await fh.writeFile(data)
-    await fh.sync()
-  } finally {
-    await fh.close()
+    try {
+      await fh.writeFile(data)
+      await fh.chmod(mode) // the umask may have taken bits the caller asked for
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    await rename(tmp, file)
+  } catch (err) {
+    await rm(tmp, { force: true })
+    throw err
   }
-  await rename(tmp, file)
 }
 
 /** Serializes writes so concurrent updates never interleave. */

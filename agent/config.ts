@@ -2,8 +2,7 @@
 // defaults; a wrong key or value fails at start with the key's path and what
 // was expected, never with a stack trace.
 import { readFile } from 'node:fs/promises'
-import { homedir, hostname } from 'node:os'
-import { join } from 'node:path'
+import { hostname } from 'node:os'
 import { parse as parseToml } from 'smol-toml'
 import { z } from 'zod'
 import type { ReachabilityOptions } from '../p2p/reachability/options.js'
@@ -138,9 +137,41 @@ export const ConfigSchema = z.strictObject({
      */
     prefetch: z.boolean().default(true)
   }).prefault({}),
+  dns: z.strictObject({
+    /** Answer NAME.service.bolt from the service catalog and forward other names. */
+    enabled: z.boolean().default(true),
+    /** UDP and TCP; a taken address is a warning (DNS off), not a failed start. Port 0 picks a free one. */
+    listen: HostPort.default('127.0.0.1:8600'),
+    /** Resolvers for names outside .bolt (IP or IP:PORT); absent: the nameservers of /etc/resolv.conf. */
+    upstream: z.array(z.string().regex(/^[0-9.]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$|^[0-9a-fA-F:]+$/, 'an IP address, optionally :PORT')).max(8).optional()
+  }).prefault({}),
   runtime: z.strictObject({
     /** runc, crun, or auto (whichever is installed, crun preferred). */
     oci_runtime: z.enum(['auto', 'runc', 'crun']).default('auto')
+  }).prefault({}),
+  capsules: z.strictObject({
+    /**
+     * Run capsules that ask for `network = "host"` here. They share the
+     * node's network stack (its loopback and the API on it): only for
+     * workloads you trust like the agent itself. Gossiped; the scheduler
+     * places such capsules only on nodes that allow them.
+     */
+    allow_host_network: z.boolean().default(false),
+    /**
+     * Run `gaming` capsules here: they get the node's input devices (a
+     * keylogger's and keystroke injector's reach), sound devices and the
+     * display/audio sockets. Only on a machine set aside for games.
+     */
+    allow_gaming: z.boolean().default(false)
+  }).prefault({}),
+  objects: z.strictObject({
+    /**
+     * The API's `object get` with a `dest` writes (as the agent's user, root)
+     * only under this directory; absent: never. `bolt-agent object get ID
+     * DEST` needs none of this: the agent streams the bytes and the CLI
+     * writes DEST as the user who runs it.
+     */
+    dest_root: z.string().startsWith('/', 'an absolute directory path').optional()
   }).prefault({})
 })
 
@@ -187,13 +218,8 @@ export async function loadConfig (file: string | undefined, flags: Partial<Recor
   return parseConfig(text, file, flags)
 }
 
-export function defaultDataDir (): string {
-  const fromEnv = process.env.BOLT_DATA
-  if (fromEnv !== undefined && fromEnv !== '') return fromEnv
-  const xdg = process.env.XDG_DATA_HOME
-  if (xdg !== undefined && xdg !== '') return join(xdg, 'bolt-agent')
-  return join(homedir(), '.local', 'share', 'bolt-agent')
-}
+// Lives with the data-dir guards, which the CLI's client commands load without zod.
+export { defaultDataDir } from './data-dir.js'
 
 /** Piece upload slots: configured, else none on an edge node (download-only), else 8. */
 export const DEFAULT_UPLOAD_SLOTS = 8

@@ -9,7 +9,7 @@ import { RegistryClient } from '../p2p/content/registry-client.js'
 import { PieceExchange } from '../p2p/content/piece-exchange.js'
 import { DhtProviderSource } from '../p2p/content/providers.js'
 import { ImagePuller, type ImagePullProgress, type PulledImage } from '../p2p/content/image-puller.js'
-import { ObjectStore, type GetResult } from '../p2p/content/objects.js'
+import { ObjectStore, type FetchedObject, type GetResult } from '../p2p/content/objects.js'
 import type { BoltLibp2p } from '../p2p/node.js'
 import type { Config } from './config.js'
 import type { Logger } from './logger.js'
@@ -64,8 +64,14 @@ export class ContentHost {
   exchange!: PieceExchange
   puller!: ImagePuller
   objects!: ObjectStore
-  /** Image ref → runtime image id, for images already prepared for the runtime. */
-  private readonly prepared = new Map<string, Promise<string>>()
+  /** Built-here ref (bolt.local/…, never moves) → runtime image id. */
+  private readonly preparedLocal = new Map<string, Promise<string>>()
+  /** Manifest digest → runtime image id, for pulled images prepared for the runtime (one entry per image on this node). */
+  private readonly preparedIds = new Map<string, string>()
+  /** Ref → the manifest digest it last resolved to here, for starts while its registry is unreachable. */
+  private readonly lastDigest = new Map<string, string>()
+  /** Resolutions in flight per ref: replicas starting together share one. */
+  private readonly resolving = new Map<string, Promise<string>>()
 
   constructor (private readonly o: ContentHostInit) {}
 
@@ -143,57 +149,108 @@ export class ContentHost {
   /**
    * `object get`: the holders recorded in the Raft state are asked first;
    * live members and DHT providers only when there is no usable record or
-   * the recorded holders could not deliver.
+   * the recorded holders could not deliver. Writes the object to `dest`.
    */
   async getObject (id: string, dest: string, kv: ObjectMetaKv, signal?: AbortSignal): Promise<ObjectGetResult> {
+    return await this.fromHolders(id, kv, signal, async opts => await this.objects.getObject(id, dest, opts))
+  }
+
+  /** As `getObject`, but leaves the object in the store for `objects.readObject` (the API streams it to the client). */
+  async fetchObject (id: string, kv: ObjectMetaKv, signal?: AbortSignal): Promise<FetchedObject & ObjectGetResult> {
+    return await this.fromHolders(id, kv, signal, async opts => await this.objects.fetchObject(id, opts))
+  }
+
+  private async fromHolders<T extends GetResult> (id: string, kv: ObjectMetaKv, signal: AbortSignal | undefined, fetch: (opts: { candidates: string[], signal?: AbortSignal }) => Promise<T>): Promise<T & ObjectGetResult> {
     const alive = this.o.candidates()
     const self = this.exchange.self
     const located = locateObject(await readObjectMeta(kv, id, signal), alive, self)
     const opts = { ...(signal !== undefined ? { signal } : {}) }
     if (located.locatedBy === 'raft') {
       try {
-        return { ...await this.objects.getObject(id, dest, { ...opts, candidates: located.candidates }), locatedBy: 'raft', asked: located.candidates }
+        return { ...await fetch({ ...opts, candidates: located.candidates }), locatedBy: 'raft', asked: located.candidates }
       } catch (err) {
         if (signal?.aborted === true) throw err
         this.o.log.warn({ id, holders: located.candidates, err: (err as Error).message }, 'object get: the holders in the Raft state did not deliver; asking every live member')
       }
     }
     const fallback = locateObject(undefined, alive, self)
-    return { ...await this.objects.getObject(id, dest, { ...opts, candidates: fallback.candidates }), locatedBy: 'members', asked: fallback.candidates }
+    return { ...await fetch({ ...opts, candidates: fallback.candidates }), locatedBy: 'members', asked: fallback.candidates }
   }
 
   async pull (ref: string, onProgress?: (p: ImagePullProgress) => void, signal?: AbortSignal): Promise<PulledImage> {
     return await this.puller.pull(ref, { ...(signal !== undefined ? { signal } : {}), ...(onProgress !== undefined ? { onProgress } : {}) })
   }
 
-  /** Pulls (peers first) and prepares an image for the runtime; cached per ref for this process. */
+  /**
+   * Pulls (peers first) and prepares an image for the runtime; called at
+   * every capsule (re)start. A tag is resolved again each time, so a capsule
+   * started after the tag moved runs the image it names now (as `docker run
+   * --pull always` would); what is already prepared for that digest is reused.
+   * When the tag cannot be resolved (registry down, node offline), the image
+   * it last resolved to here is started, with a warning.
+   */
   async prepareForRuntime (runtime: NodeRuntime, ref: string, signal: AbortSignal): Promise<string> {
-    let p = this.prepared.get(ref)
+    if (ref.startsWith(LOCAL_REF_PREFIX)) return await this.prepareLocal(runtime, ref, signal)
+    for (;;) {
+      const shared = this.resolving.get(ref)
+      if (shared === undefined) break
+      try {
+        return await shared
+      } catch (err) {
+        // The start that began it was stopped: this one resolves for itself.
+        if (signal.aborted || (err as Error).name !== 'AbortError') throw err
+      }
+    }
+    const p = this.resolveAndPrepare(runtime, ref, signal).finally(() => { this.resolving.delete(ref) })
+    this.resolving.set(ref, p)
+    return await p
+  }
+
+  private async resolveAndPrepare (runtime: NodeRuntime, ref: string, signal: AbortSignal): Promise<string> {
+    let pulled: PulledImage
+    try {
+      pulled = await this.pull(ref, undefined, signal)
+    } catch (err) {
+      const last = this.lastDigest.get(ref)
+      const id = last === undefined ? undefined : this.preparedIds.get(last)
+      if (signal.aborted || id === undefined) throw err
+      this.o.log.warn({ ref, digest: last, err: (err as Error).message }, 'image: cannot resolve the tag again; starting the image it last resolved to')
+      return id
+    }
+    const known = this.preparedIds.get(pulled.digest)
+    if (known !== undefined) {
+      this.lastDigest.set(ref, pulled.digest)
+      return known
+    }
+    const dir = await mkdtemp(join(this.o.dataDir, 'layout-'))
+    try {
+      const { digest } = await this.puller.exportImageLayout(ref, dir)
+      const img = await runtime.prepareImage(dir, ref, signal)
+      this.o.log.info({ ref, digest, fromPeers: pulled.bytesFromPeers, fromRegistry: pulled.bytesFromRegistry }, 'image ready')
+      // The digest exported, which a concurrent `pull` of the same ref may have moved past `pulled`.
+      this.preparedIds.set(digest, img.id)
+      this.lastDigest.set(ref, digest)
+      return img.id
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  }
+
+  /** Built on this node from the host's busybox (bolt-agent dev's demo), never pulled: prepared once per ref. */
+  private async prepareLocal (runtime: NodeRuntime, ref: string, signal: AbortSignal): Promise<string> {
+    let p = this.preparedLocal.get(ref)
     if (p === undefined) {
       p = (async () => {
-        if (ref.startsWith(LOCAL_REF_PREFIX)) {
-          // Built on this node from the host's busybox (bolt-agent dev's demo), never pulled.
-          const dir = await mkdtemp(join(this.o.dataDir, 'layout-'))
-          try {
-            await writeDemoLayout(dir, ref)
-            return (await runtime.prepareImage(dir, ref, signal)).id
-          } finally {
-            await rm(dir, { recursive: true, force: true })
-          }
-        }
-        const pulled = await this.pull(ref, undefined, signal)
         const dir = await mkdtemp(join(this.o.dataDir, 'layout-'))
         try {
-          await this.puller.exportImageLayout(ref, dir)
-          const img = await runtime.prepareImage(dir, ref, signal)
-          this.o.log.info({ ref, digest: pulled.digest, fromPeers: pulled.bytesFromPeers, fromRegistry: pulled.bytesFromRegistry }, 'image ready')
-          return img.id
+          await writeDemoLayout(dir, ref)
+          return (await runtime.prepareImage(dir, ref, signal)).id
         } finally {
           await rm(dir, { recursive: true, force: true })
         }
       })()
-      this.prepared.set(ref, p)
-      p.catch(() => { this.prepared.delete(ref) })
+      this.preparedLocal.set(ref, p)
+      p.catch(() => { this.preparedLocal.delete(ref) })
     }
     return await p
   }

@@ -1,10 +1,20 @@
 // Guards on the data dir before an agent starts: one agent per data dir, and
 // the command (init, join, start) must fit what the dir holds.
 import { readFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { API_FILE } from './api/client.js'
 import type { ClusterFile } from './cluster-file.js'
 import { DataDirError } from './errors.js'
+
+/** `--data`'s default: env BOLT_DATA, else $XDG_DATA_HOME/bolt-agent, else ~/.local/share/bolt-agent. */
+export function defaultDataDir (): string {
+  const fromEnv = process.env.BOLT_DATA
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv
+  const xdg = process.env.XDG_DATA_HOME
+  if (xdg !== undefined && xdg !== '') return join(xdg, 'bolt-agent')
+  return join(homedir(), '.local', 'share', 'bolt-agent')
+}
 
 /** Throws when another live agent wrote the data dir's API file. */
 export async function refuseSecondAgent (dataDir: string): Promise<void> {
@@ -15,6 +25,8 @@ export async function refuseSecondAgent (dataDir: string): Promise<void> {
     }
   } catch (err) {
     if (err instanceof DataDirError) throw err
+    // No api.json (no agent ran, or it stopped cleanly) or an unreadable one
+    // (a crash mid-write): neither names a live agent, so this one may start.
   }
 }
 

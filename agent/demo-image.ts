@@ -6,6 +6,7 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
+import { mkdirWithMode } from '../native/file-modes.js'
 
 export const LOCAL_REF_PREFIX = 'bolt.local/'
 export const DEMO_REF = 'bolt.local/busybox:demo'
@@ -27,7 +28,7 @@ export async function writeDemoLayout (dir: string, ref: string): Promise<void> 
   if (bb === undefined) throw new DemoImageError('the demo image needs busybox on the host (apt-get install busybox-static)')
   const stage = await mkdtemp(join(tmpdir(), 'bolt-demo-'))
   try {
-    await mkdir(join(stage, 'bin'))
+    await mkdirWithMode(join(stage, 'bin'), 0o755) // the capsule's /bin, whatever the agent's umask
     await copyFile(bb, join(stage, 'bin', 'busybox'))
     for (const applet of ['sh', 'echo', 'sleep', 'cat', 'ls', 'date', 'true']) await symlink('busybox', join(stage, 'bin', applet))
     const layerFile = join(stage, 'layer.tar')

@@ -4,6 +4,7 @@
 // these flags set — no launcher to configure, and no second process waiting.
 // `edge.tune_runtime = false` keeps the plain runtime. What each costs:
 import type { Config } from './config.js'
+import { withoutTokenArgs } from './token-source.js'
 
 /**
  * - `--max-semi-space-size=1`: the young generation is 3 × this (MiB). V8's
@@ -50,8 +51,10 @@ export function reexecForEdge (config: Config, execve = (process as unknown as {
   if (process.env[EDGE_RUNTIME_MARK] !== undefined || execve === undefined) return
   const script = process.argv[1]
   if (script === undefined) return
-  // User flags (execArgv) come last so they win over ours.
-  const args = [process.execPath, ...EDGE_NODE_FLAGS, ...process.execArgv, script, ...process.argv.slice(2)]
+  // User flags (execArgv) come last so they win over ours. A --token value
+  // never reaches the new argv (readable by every local user): the caller
+  // hands the token over in the environment (BOLT_TOKEN).
+  const args = [process.execPath, ...EDGE_NODE_FLAGS, ...process.execArgv, script, ...withoutTokenArgs(process.argv.slice(2))]
   // The user's own environment wins over ours too.
   execve.call(process, process.execPath, args, { ...EDGE_ENV, ...process.env, [EDGE_RUNTIME_MARK]: '1' })
 }

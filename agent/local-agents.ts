@@ -2,22 +2,28 @@
 // client command finds the one agent without --data (`bolt-agent dev` puts
 // its data dir in a fresh temp dir). Each agent writes RUNTIME/PID.json with
 // its data dir on start and removes it on stop; the token stays in the data
-// dir's api.json (0600), so an entry holds no secret.
+// dir's api.json (0600), so an entry holds no secret. Client commands load
+// this file, so it imports no zod (see api/client.ts): entries are checked
+// by hand in parseLocalAgent.
 import { lstat, mkdir, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { z } from 'zod'
-import { writeAtomic } from './cluster-file.js'
 
 /** At most this many entries are read: a directory full of junk must not make every client command slow. */
 export const MAX_LOCAL_AGENTS = 256
 
-export const LocalAgentSchema = z.strictObject({
-  pid: z.number().int().positive(),
-  dataDir: z.string().min(1).max(4096),
-  url: z.string().max(512)
-})
-export type LocalAgent = z.infer<typeof LocalAgentSchema>
+export interface LocalAgent { pid: number, dataDir: string, url: string }
+
+/** An entry's JSON value when it is one an agent wrote, else undefined. */
+export function parseLocalAgent (v: unknown): LocalAgent | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined
+  const { pid, dataDir, url, ...rest } = v as Record<string, unknown>
+  if (Object.keys(rest).length > 0) return undefined
+  if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return undefined
+  if (typeof dataDir !== 'string' || dataDir === '' || dataDir.length > 4096) return undefined
+  if (typeof url !== 'string' || url.length > 512) return undefined
+  return { pid, dataDir, url }
+}
 
 export class RuntimeDirError extends Error {
   override name = 'RuntimeDirError'
@@ -60,6 +66,7 @@ function alive (pid: number): boolean {
 /** Lists this agent in the runtime dir. */
 export async function registerLocalAgent (entry: LocalAgent, dir = runtimeDir()): Promise<void> {
   await ownDir(dir, true)
+  const { writeAtomic } = await import('./cluster-file.js')
   await writeAtomic(join(dir, `${entry.pid}.json`), JSON.stringify(entry) + '\n')
 }
 
@@ -78,11 +85,11 @@ export async function listLocalAgents (dir = runtimeDir()): Promise<LocalAgent[]
   for (const n of names) {
     const text = await readFile(join(dir, n), 'utf8').catch(() => undefined) // removed while we read: its agent stopped
     if (text === undefined) continue
-    let parsed
-    try { parsed = LocalAgentSchema.safeParse(JSON.parse(text)) } catch { parsed = undefined } // half-written or damaged: not an agent we can use
-    if (parsed?.success !== true || `${parsed.data.pid}.json` !== n) continue
-    if (!alive(parsed.data.pid)) { await rm(join(dir, n), { force: true }).catch(() => undefined); continue } // best effort: a stale entry is skipped anyway
-    found.push(parsed.data)
+    let parsed: LocalAgent | undefined
+    try { parsed = parseLocalAgent(JSON.parse(text)) } catch { parsed = undefined } // not JSON: not an agent we can use
+    if (parsed === undefined || `${parsed.pid}.json` !== n) continue
+    if (!alive(parsed.pid)) { await rm(join(dir, n), { force: true }).catch(() => undefined); continue } // best effort: a stale entry is skipped anyway
+    found.push(parsed)
   }
   return found.sort((a, b) => a.pid - b.pid)
 }

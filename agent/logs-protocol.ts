@@ -5,7 +5,7 @@ import { lpStream } from '@libp2p/utils'
 import type { Stream, StreamHandler } from '@libp2p/interface'
 import { z } from 'zod'
 import { decodeFrame, encodeFrame } from '../p2p/wire.js'
-import { MAX_TAIL } from '../native/logs.js'
+import { MAX_TAIL } from './logs-query.js'
 
 export const LOGS_PROTOCOL = '/bolt/logs/1'
 export const MAX_LOG_FRAME = 256 * 1024

@@ -5,7 +5,7 @@
 import type { Stream, StreamHandler } from '@libp2p/interface'
 import { MembershipService } from '../p2p/membership/service.js'
 import { PROFILES, type SwimConfig } from '../p2p/membership/profiles.js'
-import type { MemberMeta } from '../p2p/membership/meta.js'
+import type { CapsulePolicy, MemberMeta } from '../p2p/membership/meta.js'
 import type { MemberEvent } from '../p2p/membership/core/types.js'
 import type { LeftSigner } from '../p2p/membership/left-proof.js'
 import { pickRandom } from '../p2p/membership/core/random.js'
@@ -22,6 +22,8 @@ export interface MemberView {
   resources: MemberMeta['resources']
   labels: Record<string, string>
   incarnation: number
+  /** What the member's config lets capsules have (host network, gaming); absent from older agents. */
+  capsules?: CapsulePolicy
 }
 
 export interface MembershipHostInit {
@@ -177,7 +179,8 @@ export class MembershipHost extends EventTarget {
       addrs: m.meta.addrs,
       resources: m.meta.resources,
       labels: m.meta.labels,
-      incarnation: m.incarnation
+      incarnation: m.incarnation,
+      ...(m.meta.capsules !== undefined ? { capsules: m.meta.capsules } : {})
     }))
   }
 

@@ -7,7 +7,12 @@ export interface MetricSources {
   membership: () => { probesSent: number, probesFailed: number, suspicionsRaised: number, suspicionsRefuted: number }
   bytesByProtocol: () => Record<string, { in: number, out: number }>
   extra?: Array<{ name: string, help: string, labels?: string[], read: () => Array<{ labels?: Record<string, string>, value: number }> }>
+  /** Histograms kept by the parts themselves (e.g. agent/raft/raft-metrics.ts). */
+  histograms?: Array<{ name: string, help: string, read: () => HistogramSnapshot }>
 }
+
+/** A histogram's state: cumulative counts per `le` bound, the last for +Inf. */
+export interface HistogramSnapshot { bounds: number[], cumulative: number[], sum: number, count: number }
 
 export function createMetrics (src: MetricSources): Registry {
   const registry = new Registry()
@@ -57,5 +62,20 @@ export function createMetrics (src: MetricSources): Registry {
       }
     })
   }
+  for (const h of src.histograms ?? []) registry.registerMetric(histogramMetric(h) as unknown as Parameters<Registry['registerMetric']>[0])
   return registry
+}
+
+/**
+ * A histogram whose buckets a part counts itself, in the shape prom-client's
+ * registry reads from its own metrics (get() → name, help, type, values).
+ */
+function histogramMetric (h: { name: string, help: string, read: () => HistogramSnapshot }): object {
+  const get = async (): Promise<object> => {
+    const s = h.read()
+    const values = s.bounds.map((le, i) => ({ metricName: `${h.name}_bucket`, labels: { le }, value: s.cumulative[i] ?? 0 }))
+    values.push({ metricName: `${h.name}_bucket`, labels: { le: '+Inf' as unknown as number }, value: s.count })
+    return { name: h.name, help: h.help, type: 'histogram', aggregator: 'sum', values: [...values, { metricName: `${h.name}_sum`, value: s.sum }, { metricName: `${h.name}_count`, value: s.count }] }
+  }
+  return { name: h.name, help: h.help, type: 'histogram', aggregator: 'sum', get, reset: () => {} }
 }

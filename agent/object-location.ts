@@ -29,6 +29,18 @@ export type ObjectMetaKv = KvReader
 /** How get found the object's holders: the Raft record, or (no usable record) live members and providers. */
 export type ObjectLocatedBy = 'raft' | 'members'
 
+/** Response header of `GET /v1/objects/:id` (the bytes streamed to the CLI): how the object was found, as JSON. */
+export const OBJECT_HEADER = 'x-bolt-object'
+export const ObjectGetHeaderSchema = z.object({
+  id: z.string(),
+  size: z.number().int().nonnegative(),
+  bytesFromPeers: z.number().int().nonnegative(),
+  bytesLocal: z.number().int().nonnegative(),
+  locatedBy: z.enum(['raft', 'members']),
+  asked: z.array(z.string().max(128)).max(MAX_OBJECT_HOLDERS)
+})
+export type ObjectGetHeader = z.infer<typeof ObjectGetHeaderSchema>
+
 export interface ObjectLocation {
   locatedBy: ObjectLocatedBy
   /** Peers to ask, in order. */

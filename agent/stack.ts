@@ -3,7 +3,8 @@
 // order is a topological sort that refuses cycles.
 import { z } from 'zod'
 import { parse as parseToml } from 'smol-toml'
-import { NAME_RE, parseMemory } from './scheduler/spec.js'
+import { NAME_RE, SERVICE_NAME_RE, parseMemory } from './scheduler/spec.js'
+import { HealthSchema, parseCheck, parseDuration, type HealthInput } from './services/health-spec.js'
 
 export class StackError extends Error {
   override name = 'StackError'
@@ -22,11 +23,23 @@ const StackCapsuleSchema = z.strictObject({
   on: z.record(z.string(), z.string()).default({}),
   labels: z.record(z.string(), z.string()).default({}),
   restart: z.enum(['never', 'on-failure', 'always']).default('on-failure'),
+  /** As `run --network`: host only on nodes whose config allows it. */
+  network: z.enum(['bridge', 'host', 'none']).optional(),
   depends_on: z.array(z.string()).default([]),
+  /** Catalog and DNS name; default: the capsule's name. */
+  service: z.string().regex(SERVICE_NAME_RE, 'a DNS label: lowercase letters, digits and -').optional(),
   health: z.strictObject({
-    /** HOST:PORT that must accept a TCP connection. */
+    /** HOST:PORT that must accept a TCP connection (checked by `up` from where it runs). */
     tcp: z.string().regex(/^[^\s:]+:\d+$/).optional(),
-    timeout_ms: z.number().int().min(100).default(60_000)
+    /** How long `up` waits for this capsule to be healthy. */
+    timeout_ms: z.number().int().min(100).default(60_000),
+    /** The node-side check, as `--check`: tcp:PORT, http:[PORT]/PATH or exec:CMD. */
+    check: z.string().max(4200).optional(),
+    interval: z.string().max(32).optional(),
+    check_timeout: z.string().max(32).optional(),
+    healthy_threshold: z.number().int().min(1).max(100).optional(),
+    unhealthy_threshold: z.number().int().min(1).max(100).optional(),
+    restart_unhealthy: z.boolean().optional()
   }).optional()
 })
 export const StackSchema = z.strictObject({
@@ -45,6 +58,7 @@ export function parseStack (text: string, source: string): Stack {
     throw new StackError(`${source}: ${i?.path.join('.') ?? ''}: ${i?.message ?? 'invalid'}`)
   }
   for (const [name, c] of Object.entries(r.data.capsules)) {
+    stackHealth(`${source}: capsules.${name}.health`, c)
     for (const d of c.depends_on) if (r.data.capsules[d] === undefined) throw new StackError(`${source}: capsules.${name}.depends_on names ${d}, which the stack does not define`)
   }
   return r.data
@@ -66,17 +80,67 @@ export function startOrder (stack: Stack): string[] {
   return out
 }
 
+/** The node-side health check of a stack entry, or undefined; StackError naming the key on bad input. */
+export function stackHealth (where: string, c: StackCapsule): HealthInput | undefined {
+  const h = c.health
+  if (h?.check === undefined) {
+    if (h !== undefined && (h.interval ?? h.check_timeout ?? h.healthy_threshold ?? h.unhealthy_threshold ?? h.restart_unhealthy) !== undefined) throw new StackError(`${where}: interval, check_timeout, the thresholds and restart_unhealthy need check`)
+    return undefined
+  }
+  const at = (key: string, f: () => number): number => { try { return f() } catch (err) { throw new StackError(`${where}.${key}: ${(err as Error).message}`) } }
+  let check
+  try { check = parseCheck(h.check) } catch (err) { throw new StackError(`${where}.check: ${(err as Error).message}`) }
+  const out: HealthInput = {
+    check,
+    ...(h.interval !== undefined ? { intervalMs: at('interval', () => parseDuration(h.interval ?? '')) } : {}),
+    ...(h.check_timeout !== undefined ? { timeoutMs: at('check_timeout', () => parseDuration(h.check_timeout ?? '')) } : {}),
+    ...(h.healthy_threshold !== undefined ? { healthyThreshold: h.healthy_threshold } : {}),
+    ...(h.unhealthy_threshold !== undefined ? { unhealthyThreshold: h.unhealthy_threshold } : {}),
+    ...(h.restart_unhealthy !== undefined ? { restartUnhealthy: h.restart_unhealthy } : {})
+  }
+  const r = HealthSchema.safeParse(out)
+  if (!r.success) throw new StackError(`${where}: ${r.error.issues[0]?.path.join('.') ?? ''}: ${r.error.issues[0]?.message ?? 'invalid'}`)
+  return out
+}
+
 /** The capsule spec the API takes, for one stack entry. */
-export function specOf (name: string, c: StackCapsule): Record<string, unknown> {
+export function specOf (name: string, c: StackCapsule, env: Record<string, string> = {}): Record<string, unknown> {
+  const health = stackHealth(`capsules.${name}.health`, c)
   return {
+    ...(health !== undefined ? { health } : {}),
+    ...(c.service !== undefined ? { service: c.service } : {}),
     name,
     image: c.image,
     args: c.args,
-    env: c.env,
+    env: { ...env, ...c.env },
     labels: { ...c.labels },
     on: c.on,
     replicas: c.replicas,
     restart: { policy: c.restart },
+    ...(c.network !== undefined ? { network: c.network } : {}),
     resources: { ...(c.cpu !== undefined ? { cpu: c.cpu } : {}), ...(c.memory !== undefined ? { memoryBytes: parseMemory(c.memory) } : {}), ...(c.gpus !== undefined ? { gpus: { count: c.gpus } } : {}) }
   }
+}
+
+/** `BOLT_SERVICE_<NAME>`: the variable a dependent capsule gets for service NAME. */
+export function serviceEnvName (service: string): string {
+  return `BOLT_SERVICE_${service.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`
+}
+
+interface CatalogService { name: string, instances: Array<{ address: string, ports: Array<{ host: number }>, health: string }> }
+
+/**
+ * The environment a capsule gets for the services it depends on:
+ * `BOLT_SERVICE_<NAME>=addr:port,...` over their healthy instances' host
+ * ports (like Docker links or Nomad's upstreams). A dependency that is no
+ * service (no published ports) gets no variable.
+ */
+export function serviceEnv (dependsOn: Array<{ capsule: string, service: string }>, catalog: CatalogService[]): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const d of dependsOn) {
+    const s = catalog.find(x => x.name === d.service)
+    const list = (s?.instances ?? []).filter(i => i.health === 'healthy').flatMap(i => i.ports.map(p => i.address.includes(':') ? `[${i.address}]:${p.host}` : `${i.address}:${p.host}`))
+    if (list.length > 0) out[serviceEnvName(d.service)] = list.join(',')
+  }
+  return out
 }

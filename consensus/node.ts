@@ -69,6 +69,8 @@ export interface RaftNodeStatus {
   learners: string[]
   /** Leader only: what each peer is known to have. */
   progress: Record<string, { match: number, next: number, state: string, recentActive: boolean }>
+  /** Messages dropped since start because their sender may not send them (not a voter or learner). */
+  refusedMessages: number
 }
 
 export interface ConfigChange { index: number, change: ConfChange, voters: string[], learners: string[] }
@@ -217,7 +219,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   status (): RaftNodeStatus {
     const core = this.core
     if (core === null) {
-      return { id: this.o.id, term: 0, leader: null, role: 'follower', commit: 0, applied: 0, lastIndex: 0, snapshotIndex: 0, voters: [], learners: [], progress: {} }
+      return { id: this.o.id, term: 0, leader: null, role: 'follower', commit: 0, applied: 0, lastIndex: 0, snapshotIndex: 0, voters: [], learners: [], progress: {}, refusedMessages: 0 }
     }
     const s: CoreStatus = core.status()
     const progress: RaftNodeStatus['progress'] = {}
@@ -225,6 +227,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     return {
       id: s.id, term: s.term, leader: s.leader, role: s.role, commit: s.commit, applied: s.applied, lastIndex: s.lastIndex,
       snapshotIndex: this.o.storage.snapshot().meta.index, voters: s.config.voters, learners: s.config.learners, progress,
+      refusedMessages: s.refusedMessages,
     }
   }
 

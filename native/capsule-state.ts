@@ -1,9 +1,10 @@
 // The small per-capsule record kept on disk (`capsules/<name>/state.json`),
 // written atomically, so an agent that restarts after kill -9 knows what it
 // had started: which waiter process to adopt, or what to clean up.
-import { readFile, rename, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
+import { replaceFile } from './file-modes.js'
 
 export const EXIT_REASONS = ['exited', 'oom', 'stopped', 'start-failed', 'lost'] as const
 
@@ -37,9 +38,7 @@ export type CapsuleRecord = z.infer<typeof CapsuleRecordSchema>
 export const STATE_FILE = 'state.json'
 
 export async function writeRecord (dir: string, rec: CapsuleRecord): Promise<void> {
-  const tmp = join(dir, `${STATE_FILE}.tmp`)
-  await writeFile(tmp, JSON.stringify(rec))
-  await rename(tmp, join(dir, STATE_FILE))
+  await replaceFile(join(dir, STATE_FILE), JSON.stringify(rec), 0o600)
 }
 
 export async function readRecord (dir: string): Promise<CapsuleRecord | undefined> {

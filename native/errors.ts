@@ -100,3 +100,8 @@ export class WaiterError extends NativeError {
 export class RootfsError extends NativeError {
   override name = 'RootfsError'
 }
+
+/** A capsule asks for the gaming profile (input and sound devices) on a node whose config does not allow it. */
+export class GamingNotAllowedError extends NativeError {
+  override name = 'GamingNotAllowedError'
+}

@@ -51,6 +51,8 @@ export interface RuntimeOptions {
   cdiDirs?: string[]
   /** Adopt/clean capsules left by a previous agent at creation (default true). */
   recover?: boolean
+  /** Let `gaming` capsules have the node's input and sound devices. Default: refused. */
+  allowGaming?: boolean
 }
 
 /** Whether overlayfs can be mounted here, tried once in the data dir. */
@@ -114,7 +116,8 @@ export async function createRuntime (opts: RuntimeOptions): Promise<NodeRuntime>
     ...(rootless ? { rootless: await rootlessIds() } : {}),
     volumeRoots: opts.volumeRoots ?? [],
     log: { maxBytes: opts.log?.maxBytes ?? DEFAULT_LOG_MAX_BYTES, maxFiles: opts.log?.maxFiles ?? DEFAULT_LOG_MAX_FILES },
-    devices: deviceProvider(opts.hostRoot ?? '/', opts.cdiDirs ?? DEFAULT_CDI_DIRS)
+    devices: deviceProvider(opts.hostRoot ?? '/', opts.cdiDirs ?? DEFAULT_CDI_DIRS),
+    allowGaming: opts.allowGaming === true
   })
   await runtime.init()
   if (opts.recover !== false) await runtime.recover()

@@ -200,7 +200,7 @@ export async function * readLogs (path: string, opts: ReadLogsOptions): AsyncGen
     if (since !== undefined && r.time < since) continue
     if (ring === undefined) { yield r; continue }
     ring.push(r)
-    if (ring.length > (tail as number)) ring.shift()
+    if (ring.length > Math.min(tail as number, MAX_TAIL)) ring.shift()
   }
   if (ring !== undefined) yield * ring
 }

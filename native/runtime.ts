@@ -9,9 +9,10 @@ import { buildRuntimeConfig, hostNofileHard, type RootlessIds } from './bundle/c
 import type { OciSpec } from './bundle/oci-spec.js'
 import { CapsuleProcess, collectRest, isWaiterAlive, PendingWaiter, readExitCode, waitForStart } from './capsule-process.js'
 import { FifoPool } from './fifo-pool.js'
+import { mkdirWithMode, writeNewFile } from './file-modes.js'
 import { readRecord, writeRecord, type CapsuleExit, type CapsuleRecord } from './capsule-state.js'
 import { CapsuleCgroup, type CgroupLayout, type CgroupStats } from './cgroups.js'
-import { CapsuleExistsError, CapsuleNotFoundError, CapsuleStateError, ImageLayoutError } from './errors.js'
+import { CapsuleExistsError, CapsuleNotFoundError, CapsuleStateError, GamingNotAllowedError, ImageLayoutError } from './errors.js'
 import { applyContainerEdits, mergeEdits, type ContainerEdits } from './gpu/edits.js'
 import { readLogs, RotatingLogWriter, type LogRecord } from './logs.js'
 import type { ExecResult, OciRuntimeDriver } from './oci/driver.js'
@@ -67,6 +68,8 @@ export interface NodeRuntimeDeps {
   volumeRoots: string[]
   log: { maxBytes: number, maxFiles: number }
   devices: DeviceProvider
+  /** Whether `gaming` capsules may get the node's input and sound devices (default: no). */
+  allowGaming?: boolean
 }
 
 interface Live {
@@ -137,6 +140,10 @@ export class NodeRuntime {
   async run (input: CapsuleRunSpecInput): Promise<CapsuleHandle> {
     if (this.closed) throw new CapsuleStateError('the runtime is closed')
     const spec = parseRunSpec(input)
+    if (spec.gaming !== undefined && spec.gaming !== false && this.deps.allowGaming !== true) {
+      // Defence in depth: the scheduler places gaming capsules only on nodes that allow them.
+      throw new GamingNotAllowedError(`capsule ${spec.name} asks for the gaming profile (this node's input and sound devices), which this node does not allow (set [capsules] allow_gaming = true on a machine set aside for games)`)
+    }
     if (this.live.has(spec.name)) throw new CapsuleExistsError(`capsule ${spec.name} already exists on this node (remove it first)`)
     const image = await this.deps.images.get(spec.image)
     if (image === undefined) throw new ImageLayoutError(`image ${spec.image} is not prepared on this node (call prepareImage first)`)
@@ -233,11 +240,12 @@ export class NodeRuntime {
   private async bundleConfig (spec: CapsuleRunSpec, image: PreparedImage, rootfs: string, dir: string, cg: CapsuleCgroup | undefined): Promise<OciSpec> {
     const hostname = spec.hostname ?? spec.name
     const etcDir = join(dir, 'etc')
-    await mkdir(etcDir)
+    // Bind-mounted into the capsule, where any of its users reads them.
+    await mkdirWithMode(etcDir, 0o755)
     const resolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => 'nameserver 1.1.1.1\n')
-    await writeFile(join(etcDir, 'hostname'), `${hostname}\n`)
-    await writeFile(join(etcDir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`)
-    await writeFile(join(etcDir, 'resolv.conf'), spec.network === 'host' ? resolv : resolv.replace(/^nameserver\s+127\.\S+\s*$/gm, ''))
+    await writeNewFile(join(etcDir, 'hostname'), `${hostname}\n`, 0o644)
+    await writeNewFile(join(etcDir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`, 0o644)
+    await writeNewFile(join(etcDir, 'resolv.conf'), spec.network === 'host' ? resolv : resolv.replace(/^nameserver\s+127\.\S+\s*$/gm, ''), 0o644)
     const config = await buildRuntimeConfig({
       spec,
       image: image.config,

@@ -6,12 +6,14 @@ import { join } from 'node:path'
 import type { Stream, StreamHandler } from '@libp2p/interface'
 import { NotLeaderError, RaftNode, RaftStorage, type RaftNodeStatus } from '../../consensus/index.js'
 import { ClusterState, type CommandInput, type CommandResult, type Command } from '../state/cluster-state.js'
+import { admitCommand, CommandRefusedError } from '../state/commands.js'
 import type { Config } from '../config.js'
 import type { Logger } from '../logger.js'
 import type { BoltLibp2p } from '../../p2p/node.js'
 import { RAFT_PROTOCOL, RaftTransport } from './transport.js'
 import { Autopilot } from './autopilot.js'
 import { API_FORWARD_PROTOCOL, forwardHandler, forwardRequest, type ForwardResponse } from './forward.js'
+import { RaftMetrics } from './raft-metrics.js'
 
 export const RAFT_TICK_MS = 100
 export const AUTOPILOT_INTERVAL_MS = 1000
@@ -48,7 +50,8 @@ export class NoLeaderError extends Error {
 }
 
 export class RaftHost {
-  readonly state = new ClusterState()
+  readonly state: ClusterState
+  readonly metrics = new RaftMetrics()
   private storage!: RaftStorage
   node!: RaftNode
   private transport!: RaftTransport
@@ -56,12 +59,17 @@ export class RaftHost {
   private autopilotBusy = false
   private readonly pilot = new Autopilot()
   private readonly ac = new AbortController()
+  /** Forwarded commands refused at this node as leader (malformed, unknown, too large or not allowed). */
+  refusedCommands = 0
 
-  constructor (private readonly o: RaftHostInit) {}
+  constructor (private readonly o: RaftHostInit) {
+    // A committed entry that does not decode is skipped on every replica alike; say so, once per replay.
+    this.state = new ClusterState({ onSkip: (index, err) => { o.log.error({ index, err: err.message, name: err.name }, 'raft: skipped a committed entry that is not a valid command') } })
+  }
 
   async start (): Promise<void> {
     const o = this.o
-    this.storage = await RaftStorage.open(join(o.dataDir, 'raft'))
+    this.storage = await RaftStorage.open(join(o.dataDir, 'raft'), { onSynced: this.metrics.onSynced })
     this.transport = new RaftTransport({
       self: o.self,
       openStream: o.openStream,
@@ -89,7 +97,7 @@ export class RaftHost {
     this.node.on('leaderChange', (c) => { o.log.info({ leader: c.leader, term: c.term, role: c.role }, 'raft leader change') })
     this.node.on('fatal', (err) => { o.log.fatal({ err: err.message }, 'raft stopped on a storage error') })
     await o.libp2p.handle(RAFT_PROTOCOL, o.guard(this.transport.handler()), { maxInboundStreams: 16 })
-    await o.libp2p.handle(API_FORWARD_PROTOCOL, o.guard(forwardHandler(async (req, _from, signal) => await this.serveForward(req, signal))), { maxInboundStreams: 64 })
+    await o.libp2p.handle(API_FORWARD_PROTOCOL, o.guard(forwardHandler(async (req, from, signal) => await this.serveForward(req, from, signal))), { maxInboundStreams: 64 })
     await this.node.start()
     this.autopilotTimer = setInterval(() => { void this.autopilot() }, AUTOPILOT_INTERVAL_MS)
     this.autopilotTimer.unref()
@@ -113,6 +121,15 @@ export class RaftHost {
 
   bytes (): { in: number, out: number } { return this.transport.bytes }
 
+  /** Refusals at the Raft boundary, for /metrics. */
+  /** Commands and messages this node refused (see state/commands.ts and the core's voter check). */
+  refusalMetrics (): Array<{ name: string, help: string, read: () => Array<{ value: number }> }> {
+    return [
+      { name: 'bolt_raft_refused_commands_total', help: 'Forwarded Raft commands this leader refused (malformed, unknown, too large, or not the sender\'s to issue)', read: () => [{ value: this.refusedCommands }] },
+      { name: 'bolt_raft_refused_messages_total', help: 'Raft messages dropped because their sender is not a voter (or learner) of the configuration', read: () => [{ value: this.node.status().refusedMessages }] }
+    ]
+  }
+
   /** Commits a command through Raft from any member; resolves with its result once applied. */
   async write (input: CommandInput, signal?: AbortSignal): Promise<CommandResult> {
     const req = randomBytes(12).toString('hex')
@@ -123,7 +140,7 @@ export class RaftHost {
     let lastErr: Error | undefined
     for (let attempt = 0; !sig.aborted; attempt++) {
       try {
-        await this.node.propose(data, sig)
+        await this.proposeTimed(data, sig)
         return this.state.takeResult(req) ?? { ok: true }
       } catch (err) {
         if (!(err instanceof NotLeaderError)) {
@@ -135,6 +152,7 @@ export class RaftHost {
         try {
           const attempt = AbortSignal.any([sig, AbortSignal.timeout(FORWARD_ATTEMPT_MS)])
           const stream = await this.o.openStream(leader, API_FORWARD_PROTOCOL, attempt)
+          this.metrics.forwarded.sent++
           const res: ForwardResponse = await forwardRequest(stream, { op: 'propose', data, req }, attempt)
           if (res.ok) {
             // Read-your-writes here too: wait until this node has applied up to the leader's commit.
@@ -170,10 +188,35 @@ export class RaftHost {
     throw new NoLeaderError(`read not confirmed within ${WRITE_DEADLINE_MS / 1000} s: ${lastErr?.message ?? 'no Raft leader is known'}`)
   }
 
-  private async serveForward (req: { op: 'propose', data: Uint8Array, req: string } | { op: 'join' }, signal: AbortSignal): Promise<ForwardResponse> {
+  /**
+   * A member's forwarded write. The leader checks it before proposing: the
+   * bytes must decode to a registered command within its size bound, and
+   * the sender (the peer id the connection authenticated) must be allowed
+   * to issue it (the rule table in state/commands.ts).
+   */
+  private async serveForward (req: { op: 'propose', data: Uint8Array, req: string } | { op: 'join' }, from: string, signal: AbortSignal): Promise<ForwardResponse> {
     if (req.op !== 'propose') return { ok: true }
-    await this.node.propose(req.data, signal)
+    const st = this.node.status()
+    if (st.role !== 'leader') throw new NotLeaderError(st.leader)
+    let cmd: Command
+    try {
+      cmd = admitCommand(req.data, { from, leader: this.o.self, state: this.state })
+      if (cmd.req !== req.req) throw new CommandRefusedError(`the leader refused a command from ${from}: its request id does not match the forwarded one`)
+    } catch (err) {
+      this.refusedCommands++
+      this.o.log.warn({ from, err: (err as Error).message, name: (err as Error).name }, 'raft: refused a forwarded command')
+      throw err
+    }
+    this.metrics.forwarded.served++
+    await this.proposeTimed(req.data, signal)
     return { ok: true, result: this.state.takeResult(req.req) ?? { ok: true } }
+  }
+
+  /** propose(), its time to commit and apply observed for /metrics when it succeeds. */
+  private async proposeTimed (data: Uint8Array, signal: AbortSignal): Promise<void> {
+    const t0 = performance.now()
+    await this.node.propose(data, signal)
+    this.metrics.commitSeconds.observe((performance.now() - t0) / 1000)
   }
 
   /** Leaves Raft cleanly: a leader first hands leadership to a caught-up voter. */

@@ -1,6 +1,7 @@
 // The placement core: pure functions over node capacities and existing
 // allocations, no I/O. Feasibility (free CPU, memory, GPUs matching vendor/
-// model/memory, label selectors), then a score: binpack prefers the node
+// model/memory, label selectors, what the node's config allows: host
+// networking, gaming devices), then a score: binpack prefers the node
 // that ends up fullest (Nomad's default, leaves whole nodes free for big
 // capsules), spread the emptiest. Replicas of one capsule avoid sharing a
 // node when another fits. An infeasible demand gets a reason a person can act on.
@@ -13,6 +14,10 @@ export interface NodeCapacity {
   memoryBytes: number
   gpus: NodeGpu[]
   labels: Record<string, string>
+  /** The node's `[capsules] allow_host_network` (absent: not allowed). */
+  allowHostNetwork?: boolean
+  /** The node's `[capsules] allow_gaming` (absent: not allowed). */
+  allowGaming?: boolean
 }
 
 export interface Demand {
@@ -23,6 +28,10 @@ export interface Demand {
   gpus: { count: number, vendor?: string | undefined, model?: string | undefined, minMemoryBytes?: number | undefined }
   on: Record<string, string>
   strategy: 'binpack' | 'spread'
+  /** Shares the node's network stack: only nodes that allow it. */
+  hostNetwork?: boolean
+  /** Gets the node's input and sound devices: only nodes that allow it. */
+  gaming?: boolean
 }
 
 export interface Allocation {
@@ -59,6 +68,7 @@ export class CapacityView {
 
   place (d: Demand): PlaceResult {
     let best: { node: NodeCapacity, gpus: number[], score: number } | undefined
+    let permitted = 0
     let matchedSelectors = 0
     let bestCpuFree = 0
     let bestMemFree = 0
@@ -67,6 +77,8 @@ export class CapacityView {
     for (const n of this.nodes) {
       if (on.length > 0 && !entriesMatch(n.labels, on)) continue
       matchedSelectors++
+      if (!allows(n, d)) continue
+      permitted++
       const u = this.use.get(n.id) as NodeUse
       const cpuFree = n.cpus - u.cpu
       const memFree = n.memoryBytes - u.mem
@@ -87,7 +99,7 @@ export class CapacityView {
       if (best === undefined || score > best.score) best = { node: n, gpus, score }
     }
     if (best === undefined) {
-      return { ok: false, reason: infeasibleReason(d, this.nodes.length, matchedSelectors, bestCpuFree, bestMemFree, gpuShort) }
+      return { ok: false, reason: infeasibleReason(d, this.nodes.length, permitted, matchedSelectors, bestCpuFree, bestMemFree, gpuShort) }
     }
     const alloc: Allocation = { node: best.node.id, capsule: d.capsule, cpu: d.cpu, memoryBytes: d.memoryBytes, gpuIndexes: best.gpus }
     this.commit(alloc)
@@ -110,6 +122,13 @@ function entriesMatch (labels: Record<string, string>, on: Array<[string, string
   return true
 }
 
+/** Whether the node's config lets this demand run there (host network, gaming devices). */
+function allows (n: NodeCapacity, d: Demand): boolean {
+  if (d.hostNetwork === true && n.allowHostNetwork !== true) return false
+  if (d.gaming === true && n.allowGaming !== true) return false
+  return true
+}
+
 function gpuMatches (g: NodeGpu, want: Demand['gpus']): boolean {
   if (want.vendor !== undefined && g.vendor.toLowerCase() !== want.vendor) return false
   if (want.model !== undefined && !g.model.toLowerCase().includes(want.model.toLowerCase())) return false
@@ -122,9 +141,14 @@ function fmtBytes (n: number): string {
   return `${Math.round(n / 1024 ** 2)}M`
 }
 
-function infeasibleReason (d: Demand, nodes: number, matched: number, cpuFree: number, memFree: number, gpuShort: number): string {
+function infeasibleReason (d: Demand, nodes: number, permitted: number, matched: number, cpuFree: number, memFree: number, gpuShort: number): string {
   if (nodes === 0) return 'no alive node to run on'
   if (matched === 0) return `no node has labels ${Object.entries(d.on).map(([k, v]) => `${k}=${v}`).join(',')}`
+  if (permitted === 0) {
+    const want = [d.hostNetwork === true ? 'host networking' : '', d.gaming === true ? 'gaming capsules' : ''].filter(Boolean).join(' and ')
+    const keys = [d.hostNetwork === true ? 'allow_host_network' : '', d.gaming === true ? 'allow_gaming' : ''].filter(Boolean).map(k => `[capsules] ${k}`).join(' and ')
+    return `no node allows ${want} (set ${keys})`
+  }
   if (cpuFree + 1e-9 < d.cpu) return `no node has ${d.cpu} CPUs free (most free: ${Math.max(0, cpuFree).toFixed(2)})`
   if (memFree < d.memoryBytes) return `no node has ${fmtBytes(d.memoryBytes)} memory free (most free: ${fmtBytes(Math.max(0, memFree))})`
   if (gpuShort > 0 || d.gpus.count > 0) {

@@ -87,7 +87,7 @@ export class Scheduler {
       for (const u of unplaced) {
         if (placed >= MAX_PLACEMENTS_PER_ROUND || !this.o.isLeader()) break
         const s = u.capsule.spec
-        const r = view.place({ capsule: s.name, cpu: s.resources.cpu, memoryBytes: s.resources.memoryBytes, gpus: s.resources.gpus, on: s.on, strategy: s.strategy })
+        const r = view.place({ capsule: s.name, cpu: s.resources.cpu, memoryBytes: s.resources.memoryBytes, gpus: s.resources.gpus, on: s.on, strategy: s.strategy, hostNetwork: s.network === 'host', gaming: s.gaming })
         if (r.ok) {
           await this.o.write({ op: 'capsule.place', instance: u.instance, node: r.node, gpuIndexes: r.gpuIndexes, generation: u.generation }, this.ac.signal)
           placed++

@@ -1,6 +1,7 @@
 // The capsule spec: what `bolt-agent run` (and stacks) submit. Checked by zod
 // at the API boundary and again when applied from the Raft log.
 import { z } from 'zod'
+import { HealthSchema } from '../services/health-spec.js'
 
 /**
  * The smallest memory limit a capsule may ask for. Below a few MiB the
@@ -19,6 +20,24 @@ export const GpuDemandSchema = z.strictObject({
   model: z.string().max(128).optional(),
   minMemoryBytes: z.number().int().nonnegative().optional()
 })
+
+/** A DNS name for the service catalog: labels of letters, digits and '-'. */
+export const SERVICE_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
+
+export const PortProtoSchema = z.enum(['tcp', 'udp'])
+/** A port the capsule publishes; without `host`, the host port is the container port (host network). */
+export const PortSpecSchema = z.strictObject({
+  container: z.number().int().min(1).max(65535),
+  host: z.number().int().min(1).max(65535).optional(),
+  proto: PortProtoSchema.default('tcp')
+})
+/** A host port bound to an instance's container port, as placed (the instance record's `ports`). */
+export const PortBindingSchema = z.strictObject({
+  host: z.number().int().min(1).max(65535),
+  container: z.number().int().min(1).max(65535),
+  proto: PortProtoSchema
+})
+export type PortBinding = z.infer<typeof PortBindingSchema>
 
 export const CapsuleSpecSchema = z.strictObject({
   name: z.string().regex(NAME_RE, 'lowercase letters, digits, _ . - (max 63), starting with a letter or digit'),
@@ -43,8 +62,20 @@ export const CapsuleSpecSchema = z.strictObject({
     backoffMs: z.number().int().min(0).max(300_000).default(1000)
   }).prefault({}),
   strategy: z.enum(['binpack', 'spread']).default('binpack'),
+  /**
+   * The capsule's network: `host` shares the node's stack and is placed only
+   * on nodes whose config allows it; `none` has loopback only. Absent: the
+   * runtime's default.
+   */
+  network: z.enum(['bridge', 'host', 'none']).optional(),
+  /** Input and sound devices of the node: placed only on nodes that allow gaming. */
   gaming: z.boolean().default(false),
-  volumes: z.array(z.strictObject({ host: z.string().max(4096), target: z.string().max(4096), readOnly: z.boolean().default(false) })).max(64).default([])
+  volumes: z.array(z.strictObject({ host: z.string().max(4096), target: z.string().max(4096), readOnly: z.boolean().default(false) })).max(64).default([]),
+  /** Ports the capsule serves on; instances with ports enter the service catalog. */
+  ports: z.array(PortSpecSchema).max(64).default([]),
+  /** The catalog and DNS name (`NAME.service.bolt`); default: the capsule's name. */
+  service: z.string().regex(SERVICE_NAME_RE, 'a DNS label: lowercase letters, digits and -').optional(),
+  health: HealthSchema.optional()
 })
 export type CapsuleSpec = z.infer<typeof CapsuleSpecSchema>
 export type CapsuleSpecInput = z.input<typeof CapsuleSpecSchema>

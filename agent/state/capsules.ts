@@ -4,7 +4,9 @@
 // report carry the instance's generation and are refused when it moved on,
 // so a new leader or a late supervisor can't double-place or resurrect.
 import { z } from 'zod'
-import { CapsuleSpecSchema, InstanceStateSchema, instanceName, type CapsuleSpec, type InstanceState } from '../scheduler/spec.js'
+import { CapsuleSpecSchema, InstanceStateSchema, PortBindingSchema, instanceName, type CapsuleSpec, type InstanceState, type PortBinding } from '../scheduler/spec.js'
+import { HealthStateSchema, type HealthState } from '../services/health-spec.js'
+import { WAITING_FOR_SCHEDULER } from './instance-reasons.js'
 
 export interface InstanceRecord {
   name: string
@@ -17,7 +19,14 @@ export interface InstanceRecord {
   restarts: number
   /** Bumped on every placement; reports and moves must name the current one. */
   generation: number
+  /** Host ports bound for this placement (absent in records from before services). */
+  ports?: PortBinding[]
+  /** The health check's verdict while running; null without a check (absent in older records). */
+  health?: HealthState | null
 }
+
+/** At most this many health transitions in one `instance.health` command. */
+export const MAX_HEALTH_UPDATES = 256
 
 export interface CapsuleRecord {
   spec: CapsuleSpec
@@ -26,21 +35,31 @@ export interface CapsuleRecord {
 }
 
 const Gen = z.number().int().nonnegative()
-export const CapsuleCommandSchema = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('capsule.create'), req: z.string().max(64), spec: CapsuleSpecSchema }),
-  z.object({ op: z.literal('capsule.place'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), gpuIndexes: z.array(z.number().int()).max(64), generation: Gen }),
-  z.object({ op: z.literal('capsule.unplace'), req: z.string().max(64), instance: z.string().max(128), generation: Gen, state: z.enum(['pending', 'lost']), reason: z.string().max(512) }),
-  z.object({ op: z.literal('capsule.pending'), req: z.string().max(64), instance: z.string().max(128), reason: z.string().max(512) }),
-  z.object({ op: z.literal('capsule.report'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), generation: Gen, state: InstanceStateSchema, exitCode: z.number().int().nullable(), reason: z.string().max(512).nullable(), restarts: z.number().int().nonnegative() }),
-  z.object({ op: z.literal('capsule.stop'), req: z.string().max(64), name: z.string().max(128) }),
-  z.object({ op: z.literal('capsule.remove'), req: z.string().max(64), name: z.string().max(128) })
-])
-export type CapsuleCommand = z.infer<typeof CapsuleCommandSchema>
+/** One schema per capsule command; commands.ts gives each its size bound and who may issue it. */
+export const CapsuleCommandSchemas = {
+  'capsule.create': z.object({ op: z.literal('capsule.create'), req: z.string().max(64), spec: CapsuleSpecSchema }),
+  'capsule.place': z.object({ op: z.literal('capsule.place'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), gpuIndexes: z.array(z.number().int()).max(64), generation: Gen, ports: z.array(PortBindingSchema).max(64).optional() }),
+  'capsule.unplace': z.object({ op: z.literal('capsule.unplace'), req: z.string().max(64), instance: z.string().max(128), generation: Gen, state: z.enum(['pending', 'lost']), reason: z.string().max(512) }),
+  'capsule.pending': z.object({ op: z.literal('capsule.pending'), req: z.string().max(64), instance: z.string().max(128), reason: z.string().max(512) }),
+  'capsule.report': z.object({ op: z.literal('capsule.report'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), generation: Gen, state: InstanceStateSchema, exitCode: z.number().int().nullable(), reason: z.string().max(512).nullable(), restarts: z.number().int().nonnegative() }),
+  'capsule.stop': z.object({ op: z.literal('capsule.stop'), req: z.string().max(64), name: z.string().max(128) }),
+  'capsule.remove': z.object({ op: z.literal('capsule.remove'), req: z.string().max(64), name: z.string().max(128) }),
+  /**
+   * Health transitions seen by one node's probes, batched: only changes are
+   * written, coalesced per instance, so a probe every second costs no Raft
+   * entry while nothing changes.
+   */
+  'instance.health': z.object({ op: z.literal('instance.health'), req: z.string().max(64), node: z.string().max(128), updates: z.array(z.object({ instance: z.string().max(128), generation: Gen, health: HealthStateSchema })).min(1).max(MAX_HEALTH_UPDATES) })
+}
+type CapsuleOp = keyof typeof CapsuleCommandSchemas
+export type CapsuleCommand = { [K in CapsuleOp]: z.infer<typeof CapsuleCommandSchemas[K]> }[CapsuleOp]
 
-/** The reason a new instance carries until the scheduler has looked at it (`run` waits past it). */
-export const WAITING_FOR_SCHEDULER = 'waiting for the scheduler'
 
 export type Result = { ok: true, value?: string | null } | { ok: false, reason: string, current?: string | null }
+
+function initialHealth (spec: CapsuleSpec): HealthState | null {
+  return spec.health !== undefined ? 'starting' : null
+}
 
 export class CapsuleTable {
   private capsules = new Map<string, CapsuleRecord>()
@@ -80,6 +99,9 @@ export class CapsuleTable {
         i.state = 'pending'
         i.reason = null
         i.exitCode = null
+        // Host network (today): the host port is the container port unless the spec names one.
+        i.ports = cmd.ports ?? (f.capsule.spec.ports ?? []).map(p => ({ host: p.host ?? p.container, container: p.container, proto: p.proto }))
+        i.health = initialHealth(f.capsule.spec)
         return { ok: true }
       }
       case 'capsule.unplace': {
@@ -90,6 +112,8 @@ export class CapsuleTable {
         i.gpuIndexes = []
         i.state = cmd.state
         i.reason = cmd.reason
+        i.ports = []
+        i.health = initialHealth(f.capsule.spec)
         return { ok: true }
       }
       case 'capsule.pending': {
@@ -103,6 +127,8 @@ export class CapsuleTable {
         if (f === undefined) return { ok: false, reason: 'no such instance' }
         const i = f.instance
         if (i.node !== cmd.node || i.generation !== cmd.generation) return { ok: false, reason: 'stale report' }
+        // A (re)start is checked afresh: the last verdict was about the previous process.
+        if (cmd.state !== 'running' || i.state !== 'running') i.health = initialHealth(f.capsule.spec)
         i.state = cmd.state
         i.exitCode = cmd.exitCode
         i.reason = cmd.reason
@@ -121,6 +147,17 @@ export class CapsuleTable {
         this.capsules.delete(cmd.name)
         for (const i of c.instances) this.byInstance.delete(i.name)
         return { ok: true }
+      }
+      case 'instance.health': {
+        let applied = 0
+        for (const u of cmd.updates) {
+          const f = this.instance(u.instance)
+          // Only the node running this placement speaks for it, and only while it runs.
+          if (f === undefined || f.instance.node !== cmd.node || f.instance.generation !== u.generation || f.instance.state !== 'running' || f.capsule.spec.health === undefined) continue
+          f.instance.health = u.health
+          applied++
+        }
+        return applied > 0 ? { ok: true, value: String(applied) } : { ok: false, reason: 'stale health report' }
       }
     }
   }

@@ -7,25 +7,17 @@
 import { createHash } from 'node:crypto'
 import { decode, encode } from 'cbor-x'
 import { z } from 'zod'
-import { CapsuleCommandSchema, CapsuleTable, type CapsuleRecord } from './capsules.js'
+import { checkCborShape } from '../../p2p/membership/cbor-guard.js'
+import { CapsuleTable, type CapsuleRecord } from './capsules.js'
+import { ServiceCatalog } from './services.js'
+import { decodeCommand, encodeCommand, type Command } from './commands.js'
 
-export const MAX_KEY_BYTES = 512
-export const MAX_VALUE_BYTES = 64 * 1024
+export { MAX_KEY_BYTES, MAX_VALUE_BYTES, type Command, type CommandInput } from './commands.js'
+
 /** Results kept for proposers to pick up after their entry applies. */
 const MAX_RESULTS = 4096
 /** Request ids remembered for de-duplicating retried commands. */
 const MAX_SEEN = 16_384
-
-const KvCommandSchema = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('put'), req: z.string().max(64), key: z.string().min(1).max(MAX_KEY_BYTES), value: z.string().max(MAX_VALUE_BYTES) }),
-  z.object({ op: z.literal('cas'), req: z.string().max(64), key: z.string().min(1).max(MAX_KEY_BYTES), old: z.string().max(MAX_VALUE_BYTES).nullable(), value: z.string().max(MAX_VALUE_BYTES) }),
-  z.object({ op: z.literal('delete'), req: z.string().max(64), key: z.string().min(1).max(MAX_KEY_BYTES) }),
-  z.object({ op: z.literal('role'), req: z.string().max(64), id: z.string().max(128), role: z.enum(['server', 'client']) }),
-  z.object({ op: z.literal('noop'), req: z.string().max(64) })
-])
-export const CommandSchema = z.union([KvCommandSchema, CapsuleCommandSchema])
-export type Command = z.infer<typeof CommandSchema>
-export type CommandInput = Command extends infer C ? C extends { req: string } ? Omit<C, 'req'> : never : never
 
 /** Called after each applied command, so watchers (supervisor, scheduler) can react. */
 export type ApplyListener = (cmd: Command, result: CommandResult) => void
@@ -43,8 +35,14 @@ const SnapshotSchema = z.object({
   kv: z.array(z.tuple([z.string(), z.string()])),
   roles: z.array(z.tuple([z.string(), z.enum(['server', 'client'])])),
   capsules: z.array(z.unknown()).default([]),
+  catalog: z.array(z.unknown()).default([]),
   seen: z.array(z.tuple([z.string(), z.unknown()])).default([])
 })
+
+export interface ClusterStateInit {
+  /** Told of each committed entry that apply skipped (malformed, unknown, or a failing command). */
+  onSkip?: (index: number, err: Error) => void
+}
 
 export class ClusterState {
   private kv = new Map<string, string>()
@@ -57,8 +55,11 @@ export class ClusterState {
    */
   private readonly seen = new Map<string, CommandResult>()
   readonly capsules = new CapsuleTable()
+  readonly catalog = new ServiceCatalog()
   private readonly listeners = new Set<ApplyListener>()
   appliedIndex = 0
+
+  constructor (private readonly init: ClusterStateInit = {}) {}
 
   get (key: string): string | undefined { return this.kv.get(key) }
 
@@ -87,18 +88,33 @@ export class ClusterState {
     return r
   }
 
-  static encode (cmd: Command): Uint8Array { return encode(CommandSchema.parse(cmd)) as Uint8Array }
+  static encode (cmd: Command): Uint8Array { return encodeCommand(cmd) }
 
-  /** Applies one committed entry's data. Undecodable data is skipped (and reported), never fatal. */
+  /**
+   * Applies one committed entry's data. Never throws: an entry that does not
+   * decode to a registered command (or whose command fails) is skipped with
+   * its reason reported through onSkip, so one bad entry in the log can
+   * neither stop nor stall the replica — at every restart it is replayed.
+   */
   apply (index: number, data: Uint8Array): CommandResult {
     this.appliedIndex = index
     if (data.byteLength === 0) return { ok: true } // leader's empty entry of a new term
     let cmd: Command
     try {
-      cmd = CommandSchema.parse(decode(data))
-    } catch {
+      cmd = decodeCommand(data)
+    } catch (err) {
+      this.init.onSkip?.(index, err as Error)
       return { ok: false, reason: 'undecodable command' }
     }
+    try {
+      return this.applyCommand(cmd)
+    } catch (err) {
+      this.init.onSkip?.(index, err as Error)
+      return { ok: false, reason: `command failed: ${(err as Error).message}` }
+    }
+  }
+
+  private applyCommand (cmd: Command): CommandResult {
     const earlier = this.seen.get(cmd.req)
     if (earlier !== undefined) {
       this.results.set(cmd.req, earlier)
@@ -133,27 +149,36 @@ export class ClusterState {
       }
       case 'role': this.roles.set(cmd.id, cmd.role); return { ok: true }
       case 'noop': return { ok: true }
+      case 'catalog.update': return this.catalog.apply(cmd)
       default: return this.capsules.apply(cmd)
     }
   }
 
   snapshot (): Uint8Array {
-    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1), capsules: this.capsules.toSnapshot(), seen: [...this.seen] }) as Uint8Array
+    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1), capsules: this.capsules.toSnapshot(), catalog: this.catalog.toSnapshot(), seen: [...this.seen] }) as Uint8Array
     const sum = createHash('sha256').update(body).digest()
     return Buffer.concat([sum, body])
   }
 
   restore (data: Uint8Array): void {
-    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); this.capsules.restore([]); this.seen.clear(); return }
+    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); this.capsules.restore([]); this.catalog.restore([]); this.seen.clear(); return }
     if (data.byteLength < 32) throw new SnapshotCorruptError('snapshot shorter than its checksum')
     const sum = data.subarray(0, 32)
     const body = data.subarray(32)
     if (!createHash('sha256').update(body).digest().equals(sum)) throw new SnapshotCorruptError('snapshot checksum mismatch')
-    const parsed = SnapshotSchema.safeParse(decode(body))
+    let raw: unknown
+    try {
+      checkCborShape(body)
+      raw = decode(body)
+    } catch (err) {
+      throw new SnapshotCorruptError(`snapshot is not acceptable CBOR: ${(err as Error).message}`)
+    }
+    const parsed = SnapshotSchema.safeParse(raw)
     if (!parsed.success) throw new SnapshotCorruptError('snapshot has an unexpected shape')
     this.kv = new Map(parsed.data.kv)
     this.roles = new Map(parsed.data.roles)
     this.capsules.restore(parsed.data.capsules as CapsuleRecord[])
+    this.catalog.restore(parsed.data.catalog)
     // De-duplication must survive a snapshot, or replicas restored from one
     // could re-apply a retried command that the others skipped.
     this.seen.clear()

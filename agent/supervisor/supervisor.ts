@@ -8,8 +8,10 @@
 import type { NodeRuntime, CapsuleExit } from '../../native/index.js'
 import type { CommandInput, CommandResult } from '../state/cluster-state.js'
 import type { CapsuleRecord, CapsuleTable, InstanceRecord } from '../state/capsules.js'
-import type { InstanceState } from '../scheduler/spec.js'
+import type { CapsuleSpec, InstanceState } from '../scheduler/spec.js'
 import type { Logger } from '../logger.js'
+import { watchHealth } from '../services/health-probe.js'
+import { HealthReporter } from '../services/health-reports.js'
 
 export const RECONCILE_INTERVAL_MS = 1000
 export const MAX_BACKOFF_MS = 5 * 60_000
@@ -28,7 +30,14 @@ export interface SupervisorInit {
   /** Why there is no runtime (reported as the failure reason). */
   runtimeError?: string
   images: ImageSource
+  /** This node's `[capsules] allow_host_network`: refuse `network = "host"` capsules when false. */
+  allowHostNetwork?: boolean
   log: Logger
+  /**
+   * Where tcp/http health checks reach an instance of this node. Default
+   * 127.0.0.1 (host network); a bridge network gives the capsule's address.
+   */
+  probeAddress?: (instance: InstanceRecord) => string
 }
 
 interface Task {
@@ -37,6 +46,17 @@ interface Task {
   runtimeName: string
   ac: AbortController
   done: Promise<void>
+  /** Set when the health check stopped it (--restart-unhealthy): restart whatever the policy. */
+  unhealthyKill?: boolean
+}
+
+/**
+ * The node runtime's network for a capsule's `network`: `none` is a private
+ * namespace with loopback only; `host` and an absent field share the node's.
+ * `bridge` runs in a private namespace until the bridge runtime (#23) lands.
+ */
+export function runtimeNetwork (network: CapsuleSpec['network']): 'host' | 'private' {
+  return network === undefined || network === 'host' ? 'host' : 'private'
 }
 
 /** The runtime's name for one placement of an instance: a moved instance gets a new one. */
@@ -50,8 +70,11 @@ export class Supervisor {
   private reconciling = false
   private again = false
   private readonly ac = new AbortController()
+  readonly health: HealthReporter
 
-  constructor (private readonly o: SupervisorInit) {}
+  constructor (private readonly o: SupervisorInit) {
+    this.health = new HealthReporter({ node: o.self, write: o.write, onError: (err) => { o.log.debug({ err: err.message }, 'health report failed; retrying') } })
+  }
 
   start (): void {
     this.timer = setInterval(() => { this.kick() }, RECONCILE_INTERVAL_MS)
@@ -65,6 +88,7 @@ export class Supervisor {
     // Capsules keep running across an agent restart (adopted at the next start); only watchers end.
     for (const t of this.tasks.values()) t.ac.abort()
     await Promise.allSettled([...this.tasks.values()].map(async t => await t.done))
+    this.health.stop()
   }
 
   kick (): void {
@@ -161,9 +185,14 @@ export class Supervisor {
       if (existing !== undefined && existing.status !== 'exited' && restarts === instance.restarts) {
         // Adopted after an agent restart: watch it rather than start it again.
         if (instance.state !== 'running') await this.report(task, 'running', { restarts, exitCode: lastExit })
-        exit = await this.waitOrStop(rt, task, signal)
+        exit = await this.waitOrStop(rt, task, signal, spec, instance)
       } else {
         if (existing !== undefined || restarts > instance.restarts) await rt.remove(task.runtimeName, { force: true }).catch(() => undefined)
+        if (spec.network === 'host' && this.o.allowHostNetwork !== true) {
+          // Defence in depth: the scheduler places such capsules only on nodes that allow them.
+          await this.report(task, 'failed', { reason: 'this node does not allow host networking (set [capsules] allow_host_network = true in its config)', restarts })
+          return
+        }
         await this.report(task, 'pulling', { restarts, exitCode: lastExit })
         let imageId: string
         try {
@@ -182,6 +211,7 @@ export class Supervisor {
             resources: { ...(spec.resources.cpu > 0 ? { cpus: spec.resources.cpu } : {}), ...(spec.resources.memoryBytes >= 4 * 1024 * 1024 ? { memoryBytes: spec.resources.memoryBytes } : {}) },
             ...(spec.resources.gpus.count > 0 ? { gpus: spec.resources.gpus.count } : {}),
             ...(spec.gaming ? { gaming: true } : {}),
+            network: runtimeNetwork(spec.network),
             volumes: spec.volumes.map(v => ({ hostPath: v.host, containerPath: v.target, readOnly: v.readOnly })),
             labels: { 'bolt.capsule': spec.name, 'bolt.instance': instance.name }
           })
@@ -190,14 +220,16 @@ export class Supervisor {
           return
         }
         await this.report(task, 'running', { restarts, exitCode: lastExit })
-        exit = await this.waitOrStop(rt, task, signal)
+        exit = await this.waitOrStop(rt, task, signal, spec, instance)
       }
       if (signal.aborted) return
       lastExit = exit.exitCode
-      const failed = exit.exitCode !== 0 || exit.oomKilled
-      const reason = exit.oomKilled ? 'OOM-killed' : failed ? `exit code ${exit.exitCode}` : null
+      const unhealthy = task.unhealthyKill === true
+      task.unhealthyKill = false
+      const failed = exit.exitCode !== 0 || exit.oomKilled || unhealthy
+      const reason = unhealthy ? 'unhealthy' : exit.oomKilled ? 'OOM-killed' : failed ? `exit code ${exit.exitCode}` : null
       const policy = spec.restart.policy
-      const restart = (policy === 'always' || (policy === 'on-failure' && failed)) && restarts < spec.restart.maxRetries
+      const restart = (policy === 'always' || (policy === 'on-failure' && failed) || unhealthy) && restarts < spec.restart.maxRetries
       if (!restart) {
         await this.report(task, failed ? 'failed' : 'exited', { exitCode: exit.exitCode, reason, restarts })
         return
@@ -211,8 +243,41 @@ export class Supervisor {
     }
   }
 
-  /** Waits for the capsule to exit; if the task is cancelled (moved, removed), stops and removes it. */
-  private async waitOrStop (rt: NodeRuntime, task: Task, signal: AbortSignal): Promise<CapsuleExit> {
+  /**
+   * Waits for the capsule to exit, probing its health meanwhile; if the task
+   * is cancelled (moved, removed), stops and removes it.
+   */
+  private async waitOrStop (rt: NodeRuntime, task: Task, signal: AbortSignal, spec: CapsuleSpec, instance: InstanceRecord): Promise<CapsuleExit> {
+    const probing = new AbortController()
+    const watching = this.watchHealth(rt, task, spec, instance, AbortSignal.any([signal, probing.signal]))
+    try {
+      return await this.waitOrStopInner(rt, task, signal)
+    } finally {
+      probing.abort()
+      await watching
+    }
+  }
+
+  private async watchHealth (rt: NodeRuntime, task: Task, spec: CapsuleSpec, instance: InstanceRecord, signal: AbortSignal): Promise<void> {
+    const h = spec.health
+    if (h === undefined) return
+    const tcp = (instance.ports ?? []).find(p => p.proto === 'tcp')?.container ?? (spec.ports ?? []).find(p => p.proto === 'tcp')?.container
+    const target = {
+      address: this.o.probeAddress?.(instance) ?? '127.0.0.1',
+      httpPort: tcp,
+      exec: async (argv: string[], o: { timeoutMs: number, signal: AbortSignal }) => await rt.exec(task.runtimeName, argv, o)
+    }
+    await watchHealth(h, target, (state, detail) => {
+      this.o.log.info({ instance: task.instance, health: state, detail }, 'supervisor: health changed')
+      this.health.report(task.instance, task.generation, state)
+      if (state === 'unhealthy' && h.restartUnhealthy && !signal.aborted) {
+        task.unhealthyKill = true
+        void rt.stop(task.runtimeName, { timeoutMs: STOP_TIMEOUT_MS }).catch((err: Error) => { this.o.log.warn({ instance: task.instance, err: err.message }, 'cannot stop an unhealthy instance') })
+      }
+    }, signal).catch((err: Error) => { this.o.log.warn({ instance: task.instance, err: err.message }, 'health probe stopped') })
+  }
+
+  private async waitOrStopInner (rt: NodeRuntime, task: Task, signal: AbortSignal): Promise<CapsuleExit> {
     const waiting = rt.wait(task.runtimeName)
     const aborted = new Promise<'aborted'>(resolve => {
       if (signal.aborted) resolve('aborted')

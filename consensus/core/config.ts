@@ -18,6 +18,12 @@ export const DEFAULT_MAX_COMMITTED_SIZE_PER_READY = 16 * 1024 * 1024
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 256 * 1024
 /** ReadIndex requests queued on a leader. */
 export const DEFAULT_MAX_PENDING_READS = 4096
+/**
+ * Election timeouts without a leader from our configuration before a node
+ * accepts leader messages from a peer it does not know as a voter (its
+ * configuration may lag the cluster's); until then such messages are dropped.
+ */
+export const DEFAULT_STRANGER_ELECTIONS = 5
 /** Largest snapshot a follower accepts (the chunks are buffered in memory). */
 export const DEFAULT_MAX_SNAPSHOT_BYTES = 1024 * 1024 * 1024
 
@@ -47,6 +53,8 @@ export interface RaftCoreOptions {
   snapshotChunkBytes?: number
   maxPendingReads?: number
   maxSnapshotBytes?: number
+  /** Ticks without a leader of our configuration before leader messages from a non-voter are accepted (default: DEFAULT_STRANGER_ELECTIONS election timeouts). */
+  strangerTicks?: number
   /** Index already applied by the state machine (defaults to the snapshot index). */
   applied?: number
 }
@@ -70,10 +78,11 @@ export function resolveOptions (o: RaftCoreOptions): ResolvedOptions {
     snapshotChunkBytes: o.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES,
     maxPendingReads: o.maxPendingReads ?? DEFAULT_MAX_PENDING_READS,
     maxSnapshotBytes: o.maxSnapshotBytes ?? DEFAULT_MAX_SNAPSHOT_BYTES,
+    strangerTicks: o.strangerTicks ?? DEFAULT_STRANGER_ELECTIONS * (o.electionTicks ?? DEFAULT_ELECTION_TICKS),
     applied: o.applied,
   }
   if (r.id === '') throw new RaftConfigError('raft: id must be a non-empty string')
-  const positive: Array<keyof ResolvedOptions> = ['electionTicks', 'heartbeatTicks', 'learnerHeartbeatTicks', 'maxSizePerMsg', 'maxInflightMsgs', 'maxCommittedSizePerReady', 'snapshotChunkBytes', 'maxPendingReads']
+  const positive: Array<keyof ResolvedOptions> = ['electionTicks', 'heartbeatTicks', 'learnerHeartbeatTicks', 'maxSizePerMsg', 'maxInflightMsgs', 'maxCommittedSizePerReady', 'snapshotChunkBytes', 'maxPendingReads', 'strangerTicks']
   for (const k of positive) {
     const v = r[k]
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new RaftConfigError(`raft: ${k} must be a positive integer, got ${String(v)}`)

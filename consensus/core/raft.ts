@@ -16,6 +16,16 @@ export type { CoreStatus, PeerStatus } from './status.js'
 
 export type StepFn = (r: RaftCore, m: Message) => void
 
+/**
+ * Messages only a leader or a candidate sends. Taking one from a peer makes
+ * this node follow it, adopt its term, accept its entries or campaign, so it
+ * must come from a voter of our configuration: an admitted non-voter (a
+ * learner, a removed server, any member of the network) must not be able to
+ * raise our term or write our log.
+ */
+const FROM_VOTERS: ReadonlySet<Message['type']> = new Set(['app', 'heartbeat', 'snap', 'timeoutNow', 'vote', 'preVote', 'readIndexResp', 'transferLeader'])
+const FROM_LEADER: ReadonlySet<Message['type']> = new Set(['app', 'heartbeat', 'snap'])
+
 export class RaftCore {
   readonly id: string
   readonly opts: ResolvedOptions
@@ -27,6 +37,10 @@ export class RaftCore {
   lead: string | null = null
   role: Role = 'follower'
   electionElapsed = 0
+  /** Ticks since a voter of our configuration last spoke as leader (see senderAllowed). */
+  strangerElapsed = 0
+  /** Messages dropped because their sender may not send them (a counter for status and metrics). */
+  refusedMessages = 0
   heartbeatElapsed = 0
   learnerHeartbeatElapsed = 0
   randomizedElectionTimeout = 0
@@ -147,10 +161,12 @@ export class RaftCore {
 
   tick (): void {
     if (this.role === 'leader') {
+      this.strangerElapsed = 0
       leaderTick(this)
       return
     }
     this.electionElapsed++
+    this.strangerElapsed++
     if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
       this.electionElapsed = 0
       this.hup(false)
@@ -159,6 +175,7 @@ export class RaftCore {
 
   step (m: Message): void {
     if (m.to !== this.id) return
+    if (!this.senderAllowed(m)) { this.refusedMessages++; return }
     if (m.term > this.term) {
       if (m.type === 'vote' || m.type === 'preVote') {
         // Thesis §4.2.3: while a leader is known to be alive, ignore disruptive candidates (unless it is a transfer).
@@ -198,6 +215,28 @@ export class RaftCore {
       return
     }
     this.stepFn(this, m)
+  }
+
+  /**
+   * Whether `m` may come from its sender: leader and candidate messages
+   * (FROM_VOTERS) from voters, the rest from voters or learners. Two
+   * exceptions keep a node whose configuration lags live, as it cannot tell
+   * a new voter from a stranger: a node with no voters at all (a joiner
+   * before its first append or snapshot), and a follower that has heard no
+   * leader of its configuration for strangerTicks (the cluster may have
+   * elected a voter it has not learnt of yet). A stranger can take a node
+   * over only then; the real leader's heartbeats keep every node out of it.
+   */
+  senderAllowed (m: Message): boolean {
+    const t = this.tracker
+    if (FROM_VOTERS.has(m.type)) {
+      if (t.voters.has(m.from)) {
+        if (FROM_LEADER.has(m.type)) this.strangerElapsed = 0
+        return true
+      }
+      return t.voters.size === 0 || (this.role !== 'leader' && this.strangerElapsed >= this.opts.strangerTicks)
+    }
+    return t.voters.has(m.from) || t.learners.has(m.from)
   }
 
   /** Starts an election now (what an election timeout does). */

@@ -7,6 +7,8 @@ export interface CoreStatus {
   id: string, term: number, vote: string, leader: string | null, role: Role
   commit: number, applied: number, lastIndex: number, firstIndex: number
   config: ConfState, progress: Record<string, PeerStatus>, leadTransferee: string | null
+  /** Messages dropped because their sender is not a voter (or learner) of the configuration. */
+  refusedMessages: number
 }
 
 export function coreStatus (r: RaftCore): CoreStatus {
@@ -19,6 +21,6 @@ export function coreStatus (r: RaftCore): CoreStatus {
   return {
     id: r.id, term: r.term, vote: r.vote, leader: r.lead, role: r.role,
     commit: r.log.committed, applied: r.log.applied, lastIndex: r.log.lastIndex(), firstIndex: r.log.firstIndex(),
-    config: r.tracker.confState(), progress, leadTransferee: r.leadTransferee,
+    config: r.tracker.confState(), progress, leadTransferee: r.leadTransferee, refusedMessages: r.refusedMessages,
   }
 }

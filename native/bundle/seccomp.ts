@@ -4,9 +4,13 @@
 // granted. clone3 answers ENOSYS so libc falls back to clone, whose namespace
 // flags stay blocked without CAP_SYS_ADMIN.
 
-/** Docker's default capability set. */
+/**
+ * Docker's default capability set without CAP_NET_RAW: with it a capsule on
+ * the host network can sniff loopback (API tokens on CLI calls) and forge
+ * packets. A capsule that needs raw sockets (ping, tcpdump) asks with capAdd.
+ */
 export const DEFAULT_CAPABILITIES: readonly string[] = [
-  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_SETGID',
   'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE'
 ]
 

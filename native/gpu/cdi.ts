@@ -2,10 +2,11 @@
 // /var/run/cdi, which wins on conflicts), generating one per GPU vendor when
 // none exists, and resolving a capsule's request (N GPUs, or named devices)
 // into the container edits to apply.
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createRequire } from 'node:module'
 import { z } from 'zod'
+import { mkdirWithMode, replaceFile } from '../file-modes.js'
 import { CdiSpecError, GpuUnavailableError } from '../errors.js'
 import type { GpuInfo, GpuVendor } from './discover.js'
 import { ContainerEditsSchema, mergeEdits, type CdiDeviceNode, type ContainerEdits } from './edits.js'
@@ -160,11 +161,10 @@ export async function ensureCdiSpecs (gpus: GpuInfo[], opts: { root?: string, di
   for (const spec of await generateCdiSpecs(gpus, { root })) {
     if (have.has(spec.kind)) continue
     const dir = join(root, GENERATED_CDI_DIR)
-    await mkdir(dir, { recursive: true })
+    await mkdirWithMode(dir, 0o755, true) // read by other CDI users (podman, containerd)
     const vendor = spec.kind.split('.')[0] as string
     const path = join(dir, `bolt-${vendor}.json`)
-    await writeFile(`${path}.tmp`, JSON.stringify(spec, null, 2) + '\n')
-    await rename(`${path}.tmp`, path)
+    await replaceFile(path, JSON.stringify(spec, null, 2) + '\n', 0o644)
     written.push(path)
   }
   return written

@@ -5,15 +5,15 @@
 // dir in overlayfs's own format (whiteouts as 0:0 char devices, opaque xattrs).
 import { createHash } from 'node:crypto'
 import { constants, createReadStream } from 'node:fs'
-import { chmod, lchown, link, lstat, mkdir, open, readdir, rm, symlink } from 'node:fs/promises'
+import { lchown, link, lstat, mkdir, open, readdir, readlink, rm, symlink } from 'node:fs/promises'
 import { once } from 'node:events'
-import { join } from 'node:path'
-import { pipeline } from 'node:stream/promises'
+import { join, relative } from 'node:path'
 import { createGunzip, createZstdDecompress } from 'node:zlib'
 import type { Readable } from 'node:stream'
 import type { ReadEntry } from 'tar'
 import { mustRun } from '../command.js'
-import { DeviceNodeError, DigestMismatchError, HardlinkError, NativeError, PathTraversalError, UnsupportedLayerError } from '../errors.js'
+import { mkdirWithMode } from '../file-modes.js'
+import { DeviceNodeError, DigestMismatchError, HardlinkError, NativeError, PathTraversalError, SymlinkEscapeError, UnsupportedLayerError } from '../errors.js'
 import { assertSymlinkInside, entryComponents, resolveInRoot } from './secure-path.js'
 import type { LayerCompression } from './layout.js'
 
@@ -93,17 +93,35 @@ export async function extractLayer (src: LayerSource, dest: string, opts: Extrac
   }
   await chain
   if (failure !== undefined) throw failure
-  await applier.finish()
   const got = `sha256:${hash.digest('hex')}`
   if (got !== src.diffId) {
     throw new DigestMismatchError(`layer uncompressed content hashes to ${got}, the image config says ${src.diffId}: the image is corrupt`)
   }
+  await applier.finish()
 }
 
-/** Applies tar entries one at a time; remembers what this layer created (for opaque dirs) and the directory modes to set last. */
+/** A directory whose mode is set once the whole layer is written, and the inode it was. */
+interface DeferredMode {
+  /** The entry's name in the layer, for messages. */
+  name: string
+  /** Where it landed, as components under the root (in-root links already resolved). */
+  parts: string[]
+  dev: bigint
+  ino: bigint
+  mode: number
+}
+
+/**
+ * Applies tar entries one at a time; remembers what this layer created (for
+ * opaque dirs) and the directory modes to set last. Nothing here acts on a
+ * path by name after writing it: files are chmod/chowned through their open
+ * descriptor, deferred directory modes through a descriptor opened with
+ * O_NOFOLLOW on the very inode this layer made, so a later entry that swaps a
+ * path for a link cannot redirect a chmod to the host.
+ */
 class EntryApplier {
   private readonly createdInLayer = new Set<string>()
-  private readonly dirModes: Array<[string, number]> = []
+  private readonly dirModes: DeferredMode[] = []
 
   constructor (private readonly root: string, private readonly opts: ExtractOptions) {}
 
@@ -111,7 +129,7 @@ class EntryApplier {
     if (entry.meta || entry.ignore) { entry.resume(); return }
     const parts = entryComponents(entry.path)
     if (parts.length === 0) { // the root itself ("./")
-      if (entry.type === 'Directory' && entry.mode !== undefined) this.dirModes.push([this.root, entry.mode & 0o7777])
+      if (entry.type === 'Directory' && entry.mode !== undefined) await this.deferMode(parts, this.root, entry.mode)
       entry.resume()
       return
     }
@@ -129,7 +147,7 @@ class EntryApplier {
         const st = await lstat(target).catch(() => undefined)
         if (st !== undefined && !st.isDirectory()) await rm(target, { recursive: true, force: true })
         if (st === undefined || !st.isDirectory()) await mkdir(target, { mode: 0o700 })
-        this.dirModes.push([target, (entry.mode ?? 0o755) & 0o7777])
+        await this.deferMode(parts, target, entry.mode ?? 0o755)
         await this.chown(target, entry)
         entry.resume()
         return
@@ -141,9 +159,16 @@ class EntryApplier {
         // O_EXCL|O_NOFOLLOW: the path was just cleared; never write through a link planted meanwhile.
         const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
         const fh = await open(target, flags, 0o600)
-        await pipeline(entry, fh.createWriteStream())
-        await this.chown(target, entry)
-        await chmod(target, (entry.mode ?? 0o644) & 0o7777)
+        try {
+          for await (const chunk of entry as AsyncIterable<Buffer>) {
+            for (let off = 0; off < chunk.length;) off += (await fh.write(chunk, off)).bytesWritten
+          }
+          // Through the descriptor, never by name; chown first, as it clears set-id bits.
+          if (!this.opts.rootless) await fh.chown(entry.uid ?? 0, entry.gid ?? 0)
+          await fh.chmod((entry.mode ?? 0o644) & 0o7777)
+        } finally {
+          await fh.close()
+        }
         return
       }
       case 'SymbolicLink': {
@@ -169,6 +194,9 @@ class EntryApplier {
         const st = await lstat(from).catch(() => undefined)
         if (st === undefined) throw new HardlinkError(`hard link /${parts.join('/')} -> ${linkName}: the target is not in the layer`)
         if (st.isDirectory()) throw new HardlinkError(`hard link /${parts.join('/')} -> ${linkName}: the target is a directory`)
+        // link(2) does not follow a symlink target: the new name becomes the same
+        // symlink, whose (relative) target must stay inside from its new place too.
+        if (st.isSymbolicLink()) assertSymlinkInside(parts, await readlink(from))
         await this.replace(target)
         await link(from, target)
         entry.resume()
@@ -186,9 +214,41 @@ class EntryApplier {
     }
   }
 
+  /**
+   * Sets the deferred directory modes. Every component from the root down
+   * must still be a real directory and the last the inode recorded when the
+   * entry was applied; anything else means a later entry of the layer swapped
+   * a link in, and the layer is refused rather than followed.
+   */
   async finish (): Promise<void> {
     // Deepest first, so a read-only parent never blocks setting its children.
-    for (const [dir, mode] of this.dirModes.reverse()) await chmod(dir, mode)
+    for (const d of this.dirModes.reverse()) {
+      const replaced = (): SymlinkEscapeError => new SymlinkEscapeError(
+        `layer entry ${d.name} is a directory, but a later entry of the same layer replaced it (or a directory above it) with a link or a file: refusing the layer`)
+      for (let i = 1; i < d.parts.length; i++) {
+        const st = await lstat(join(this.root, ...d.parts.slice(0, i))).catch(() => undefined)
+        if (st === undefined || !st.isDirectory()) throw replaced()
+      }
+      const flags = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW
+      const fh = await open(join(this.root, ...d.parts), flags).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ELOOP' || err.code === 'ENOTDIR' || err.code === 'ENOENT') throw replaced()
+        throw err
+      })
+      try {
+        const st = await fh.stat({ bigint: true })
+        if (st.dev !== d.dev || st.ino !== d.ino) throw replaced()
+        await fh.chmod(d.mode)
+      } finally {
+        await fh.close()
+      }
+    }
+  }
+
+  /** Records the directory now at `parts` (just created or kept), whose mode is set by finish(). */
+  private async deferMode (entryParts: string[], host: string, mode: number): Promise<void> {
+    const st = await lstat(host, { bigint: true })
+    const parts = relative(this.root, host).split('/').filter(p => p !== '')
+    this.dirModes.push({ name: `/${entryParts.join('/')}`, parts, dev: st.dev, ino: st.ino, mode: mode & 0o7777 })
   }
 
   /** Resolves (and creates, as plain dirs) the parent of `parts`, never leaving the root. */
@@ -203,7 +263,7 @@ class EntryApplier {
         cur = [...cur, p]
         const host = await resolveInRoot(this.root, cur, true)
         const s = await lstat(host).catch(() => undefined)
-        if (s === undefined) await mkdir(host, { mode: 0o755 })
+        if (s === undefined) await mkdirWithMode(host, 0o755) // implied dirs: 0755 whatever the agent's umask
         else if (!s.isDirectory()) throw new UnsupportedLayerError(`layer entry /${parts.join('/')} needs /${cur.join('/')} to be a directory, it is not`)
       }
       return await resolveInRoot(this.root, parentParts, true)
@@ -221,7 +281,7 @@ class EntryApplier {
     const parent = await this.ensureParent(parts)
     if (base === OPAQUE_WHITEOUT) {
       if (this.opts.mode === 'overlay') {
-        await mustRun('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', parent], m => new UnsupportedLayerError(`cannot mark an opaque dir for overlayfs: ${m}`))
+        await mustRun('setfattr', ['-h', '-n', 'trusted.overlay.opaque', '-v', 'y', parent], m => new UnsupportedLayerError(`cannot mark an opaque dir for overlayfs: ${m}`))
         return
       }
       const dirKey = parts.slice(0, -1).join('/')

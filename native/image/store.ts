@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { mustRun, runCommand } from '../command.js'
 import { ImageLayoutError, RootfsError } from '../errors.js'
 import { extractLayer } from './extract.js'
+import { mkdirWithMode } from '../file-modes.js'
 import { resolveImage, verifyBlob, type ImageConfig } from './layout.js'
 
 export type RootfsMode = 'overlay' | 'copy'
@@ -71,7 +72,7 @@ export class ImageStore {
       await this.staged(imageDir, async staging => {
         if (mode === 'copy') {
           const rootfs = join(staging, 'rootfs')
-          await mkdir(rootfs, { mode: 0o755 })
+          await mkdirWithMode(rootfs, 0o755) // the capsule's `/`, entered by its users
           for (const l of img.layers) await extractLayer(l, rootfs, { mode: 'apply', rootless: this.rootless, signal })
         }
         await writeFile(join(staging, 'image.json'), JSON.stringify(prepared))
@@ -122,7 +123,8 @@ export class ImageStore {
     if (image.mode === 'overlay') {
       const upper = join(capsuleDir, 'upper')
       const work = join(capsuleDir, 'work')
-      for (const d of [upper, work, rootfs]) await mkdir(d, { recursive: true, mode: 0o755 })
+      // upper's root is the capsule's `/`, entered by its users.
+      for (const d of [upper, work, rootfs]) await mkdirWithMode(d, 0o755, true)
       // Relative lower dirs (mount runs in the layers dir) keep the options under a page.
       const lower = [...image.diffIds].reverse().map(hex).join(':')
       await mustRun('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, rootfs],
@@ -158,7 +160,7 @@ export class ImageStore {
 
   private async staged (dest: string, fill: (staging: string) => Promise<void>): Promise<void> {
     const staging = join(this.tmpDir, randomBytes(8).toString('hex'))
-    await mkdir(staging, { mode: 0o755 })
+    await mkdirWithMode(staging, 0o755)
     try {
       await fill(staging)
       await rename(staging, dest)

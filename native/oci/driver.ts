@@ -64,16 +64,23 @@ export interface DriverOptions {
   rootless?: boolean
 }
 
+/** The runtime's umask, as a shell command (the agent's own is 077). */
+export const RUNTIME_UMASK = 'umask 022'
+
 /** The verbs every OCI runtime implements, as runc and crun spell them. */
 export class OciRuntimeDriver {
   constructor (readonly name: RuntimeName, readonly binary: string, readonly opts: DriverOptions) {}
 
-  /** argv (program first) that runs the runtime with `args`. */
+  /**
+   * argv (program first) that runs the runtime with `args`. The runtime runs
+   * with umask 022, not the agent's 077: what it makes (cgroup dirs, mount
+   * points, the processes of `exec`) is read by the capsule's own users.
+   */
   argv (args: string[]): string[] {
     const base = [this.binary, '--root', this.opts.stateRoot, ...(this.opts.rootless === true ? ['--rootless', 'true'] : []), ...args]
-    if (this.opts.hybridCgroupWorkaround !== true) return base
+    if (this.opts.hybridCgroupWorkaround !== true) return ['/bin/sh', '-c', `${RUNTIME_UMASK}; exec "$0" "$@"`, ...base]
     // crun refuses hybrid cgroups ("cgroups in hybrid mode not supported"); hide the v2 mount from it only.
-    return ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$0" "$@"', ...base]
+    return ['unshare', '-m', '--propagation', 'private', 'sh', '-c', `${RUNTIME_UMASK}; umount /sys/fs/cgroup/unified 2>/dev/null; exec "$0" "$@"`, ...base]
   }
 
   /** argv for `run` in the foreground: the caller's process is the capsule's waiter. */

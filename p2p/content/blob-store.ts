@@ -112,6 +112,11 @@ export class BlobStore {
     return this.blobs.has(digest)
   }
 
+  /** Size of a complete blob, or undefined when it is not held. */
+  sizeSync (digest: string): number | undefined {
+    return this.blobs.get(digest)?.size
+  }
+
   async stat (digest: string): Promise<BlobInfo | undefined> {
     const b = this.blobs.get(digest)
     if (b === undefined) return undefined

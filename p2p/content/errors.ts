@@ -17,6 +17,11 @@ export class QuotaExceededError extends Error {
   override name = 'QuotaExceededError'
 }
 
+/** A peer asked for a complete blob cut at a piece size this node does not serve. */
+export class UnsupportedPieceSizeError extends Error {
+  override name = 'UnsupportedPieceSizeError'
+}
+
 export class SizeMismatchError extends Error {
   override name = 'SizeMismatchError'
 }

@@ -60,6 +60,11 @@ export interface GetResult {
   bytesLocal: number
 }
 
+/** An object made local by `fetchObject`, with the manifest `readObject` reads it by. */
+export interface FetchedObject extends GetResult {
+  manifest: ObjectManifest
+}
+
 export class ObjectStore {
   private readonly cdc: CdcParams
 
@@ -137,7 +142,12 @@ export class ObjectStore {
   }
 
   /** Fetches object `id` (manifest, then chunks, all verified) and writes it to `dest` atomically. */
-  async getObject (id: string, dest: string, opts: { candidates?: string[], signal?: AbortSignal } = {}): Promise<GetResult> {
+  /**
+   * Makes the whole object local: its manifest and every chunk, pulled from
+   * `candidates` where missing, verified piece by piece, and pinned. Then
+   * `readObject` yields its bytes, or `getObject` writes them to a file.
+   */
+  async fetchObject (id: string, opts: { candidates?: string[], signal?: AbortSignal } = {}): Promise<FetchedObject> {
     const { store, exchange } = this.init
     const candidates = opts.candidates ?? this.init.candidates?.() ?? []
     let bytesFromPeers = 0
@@ -156,12 +166,27 @@ export class ObjectStore {
       const s = await exchange.pull(c.digest, { size: c.size, candidates, signal: opts.signal })
       bytesFromPeers += s.bytesFromPeers
     })
+    return { id, size: manifest.size, bytesFromPeers, bytesLocal, manifest }
+  }
+
+  /** The bytes of an object fetched before (`fetchObject`), chunk by chunk in order (one chunk in memory at a time). */
+  async * readObject (manifest: ObjectManifest): AsyncIterable<Uint8Array> {
+    let pos = 0
+    for (const c of manifest.chunks) {
+      const data = await this.init.store.readAll(c.digest)
+      pos += data.length
+      yield data
+    }
+    if (pos !== manifest.size) throw new ManifestError(`object: assembled ${pos} bytes, manifest says ${manifest.size}`)
+  }
+
+  async getObject (id: string, dest: string, opts: { candidates?: string[], signal?: AbortSignal } = {}): Promise<GetResult> {
+    const { manifest, ...result } = await this.fetchObject(id, opts)
     const tmp = join(dirname(dest), `.${basename(dest)}.${randomBytes(4).toString('hex')}.part`)
     const fh = await open(tmp, 'wx')
     try {
       let pos = 0
-      for (const c of manifest.chunks) {
-        const data = await store.readAll(c.digest)
+      for await (const data of this.readObject(manifest)) {
         let off = 0
         while (off < data.length) off += (await fh.write(data, off, data.length - off, pos + off)).bytesWritten
         pos += data.length
@@ -176,7 +201,7 @@ export class ObjectStore {
       await rm(tmp, { force: true })
       throw err
     }
-    return { id, size: manifest.size, bytesFromPeers, bytesLocal }
+    return result
   }
 }
 

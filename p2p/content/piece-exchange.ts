@@ -107,6 +107,7 @@ export class PieceExchange {
     this.recent = new RecentPieces(init.recentPieceBytes ?? (uploadSlots === 0 ? 0 : DEFAULT_RECENT_PIECE_BYTES))
     this.server = new PieceServer({
       store: init.store,
+      pieceSizes: [this.pieceSize],
       uploadSlots,
       recent: this.recent,
       isPulling: (d) => this.active.has(d),

@@ -9,12 +9,23 @@ import * as varint from 'uint8-varint'
 import { Bitfield } from './bitfield.js'
 import type { BlobStore } from './blob-store.js'
 import { decodeRequest, encodeResponse, MAX_FRAME, type PieceRequest, type PieceResponse } from './piece-messages.js'
-import { HASH_BYTES, pieceCount, pieceRange } from './pieces.js'
+import { HASH_BYTES, pieceCount, pieceRange, pieceSizeFor } from './pieces.js'
+import { UnsupportedPieceSizeError } from './errors.js'
 import { PieceBuffer, pieceBuffers } from './piece-buffers.js'
 import type { RecentPieces } from './recent-pieces.js'
 
+/** Piece sizes a server may be configured to cut complete blobs at. */
+export const MAX_SERVED_PIECE_SIZES = 4
+
 export interface PieceServerHooks {
   store: BlobStore
+  /**
+   * The configured piece sizes (at most MAX_SERVED_PIECE_SIZES). A complete
+   * blob of size S is served only cut at pieceSizeFor(S, p) for one of them,
+   * as pullers cut it: any other size would make this node hash the whole
+   * blob again (and keep one more manifest) for whoever asks.
+   */
+  pieceSizes: readonly number[]
   uploadSlots: number
   /** Digests this node is pulling right now. */
   isPulling: (digest: string) => boolean
@@ -98,7 +109,17 @@ export class PieceServer {
   private readonly shutdown = new AbortController()
 
   constructor (private readonly hooks: PieceServerHooks) {
+    if (hooks.pieceSizes.length === 0 || hooks.pieceSizes.length > MAX_SERVED_PIECE_SIZES) {
+      throw new RangeError(`piece server: between 1 and ${MAX_SERVED_PIECE_SIZES} piece sizes, got ${hooks.pieceSizes.length}`)
+    }
     this.slots = new Slots(hooks.uploadSlots)
+  }
+
+  /** Null when a complete blob of `size` bytes may be cut at `pieceSize`; otherwise the error to answer with. */
+  private pieceSizeProblem (size: number, pieceSize: number): UnsupportedPieceSizeError | null {
+    const served = [...new Set(this.hooks.pieceSizes.map(p => pieceSizeFor(size, p)))]
+    if (served.includes(pieceSize)) return null
+    return new UnsupportedPieceSizeError(`piece size ${pieceSize} is not served here: a blob of ${size} bytes is cut at ${served.join(' or ')} bytes (set the same piece_size on every node)`)
   }
 
   /**
@@ -151,7 +172,13 @@ export class PieceServer {
   /** Works out the answer to `req` (for a piece: holds an upload slot and reads its bytes); `send` writes it. */
   private async prepare (req: PieceRequest, remotePeer: string): Promise<PreparedAnswer> {
     const reply = (r: PieceResponse): PreparedAnswer => ({ send: async (_s, lp) => { await lp.write(encodeResponse(r)) }, release: () => {} })
+    const refuse = (e: Error): PreparedAnswer => reply({ t: 'err', code: 'bad-request', message: `${e.name}: ${e.message}`.slice(0, 1024) })
     const { store } = this.hooks
+    if (req.t === 'have?' || req.t === 'manifest?' || req.t === 'piece?') {
+      const size = store.sizeSync(req.digest)
+      const problem = size !== undefined ? this.pieceSizeProblem(size, req.pieceSize) : null
+      if (problem !== null) return refuse(problem)
+    }
     switch (req.t) {
       case 'have?': {
         if (this.hooks.uploadSlots === 0) return reply({ t: 'none', digest: req.digest })

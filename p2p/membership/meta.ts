@@ -24,6 +24,16 @@ export const ResourcesSchema = z.object({
   gpus: z.array(GpuSchema).max(MAX_GPUS)
 })
 
+/**
+ * What this node's config lets capsules have beyond the defaults (absent:
+ * nothing, as from agents older than the setting). The scheduler places
+ * `network = "host"` and `gaming` capsules only where these are true.
+ */
+export const CapsulePolicySchema = z.object({
+  allowHostNetwork: z.boolean(),
+  allowGaming: z.boolean()
+})
+
 export const MemberMetaSchema = z.object({
   name: z.string().min(1).max(253),
   role: z.enum(['server', 'client']),
@@ -31,7 +41,8 @@ export const MemberMetaSchema = z.object({
   resources: ResourcesSchema,
   labels: z.record(z.string().min(1).max(63), z.string().max(256))
     .refine(l => Object.keys(l).length <= MAX_LABELS, { message: `at most ${MAX_LABELS} labels` }),
-  version: z.string().max(64)
+  version: z.string().max(64),
+  capsules: CapsulePolicySchema.optional()
 }).refine(m => sizer.encode(m).byteLength <= MAX_META_BYTES, { message: `metadata above ${MAX_META_BYTES} bytes` })
 
 const sizer = new Encoder({ useRecords: false, mapsAsObjects: true })
@@ -39,6 +50,7 @@ const sizer = new Encoder({ useRecords: false, mapsAsObjects: true })
 export type Gpu = z.infer<typeof GpuSchema>
 export type Resources = z.infer<typeof ResourcesSchema>
 export type MemberMeta = z.infer<typeof MemberMetaSchema>
+export type CapsulePolicy = z.infer<typeof CapsulePolicySchema>
 
 /** Metadata with no resources yet (the runtime fills them in later). */
 export function emptyMeta (name: string, role: MemberMeta['role'] = 'server', addrs: string[] = []): MemberMeta {

@@ -1,6 +1,6 @@
 // Bad input to the CLI: one clear line, the right exit code, no stack trace.
 import t from 'tap'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runCli } from '../../scenarios/harness.js'
@@ -17,7 +17,9 @@ t.test('bad input gives one clear line and the right exit code', async t => {
     { what: 'bad value', args: ['--config', await write('value.toml', '[raft]\nvoters = "three"\n'), 'init'], code: 1, line: /raft\.voters: / },
     { what: 'bad listen multiaddr', args: ['init', '--listen', 'tcp://0.0.0.0:1'], code: 1, line: /listen\.0: a multiaddr/ },
     { what: 'bad seed multiaddr', args: ['join', 'not-an-addr', '--token', TOKEN, '--listen', '/ip4/127.0.0.1/tcp/0'], code: 2, line: /not-an-addr is not a multiaddr/ },
-    { what: 'missing token', args: ['join', '/ip4/127.0.0.1/tcp/9'], code: 2, line: /join needs --token/ },
+    { what: 'missing token', args: ['join', '/ip4/127.0.0.1/tcp/9'], code: 2, line: /join needs the join token: BOLT_TOKEN=T/ },
+    { what: 'token twice', args: ['join', '/ip4/127.0.0.1/tcp/9', '--token', TOKEN, '--token-file', await write('tok', TOKEN)], code: 2, line: /join takes --token or --token-file, not both/ },
+    { what: 'missing token file', args: ['join', '/ip4/127.0.0.1/tcp/9', '--token-file', join(dir, 'absent')], code: 2, line: /--token-file \S+absent: cannot read it \(ENOENT\)/ },
     { what: 'malformed token', args: ['join', '/ip4/127.0.0.1/tcp/9', '--token', 'hello'], code: 2, line: /--token: malformed token/ },
     { what: 'unreachable seed', args: ['join', '/ip4/127.0.0.1/tcp/9/p2p/12D3KooWGzh6Y8rhAPdbVEA7cxF5M4Z8ZkT3N2wJ8QYw4XK1pTn7', '--token', TOKEN, '--listen', '/ip4/127.0.0.1/tcp/0'], code: 1, line: /join failed: cannot reach 127\.0\.0\.1/ },
     { what: 'unknown command', args: ['frobnicate'], code: 2, line: /unknown command/ },
@@ -48,4 +50,18 @@ t.test('a data dir that cannot be made is an error, not a hang', async t => {
   const f = await runCli(['--data', file, 'init', '--listen', '/ip4/127.0.0.1/tcp/0'], { timeoutMs: 30_000 })
   t.equal(f.code, 1)
   t.match(f.stderr, `cannot create the data dir ${file}: ENOTDIR: ${file} is not a directory`)
+})
+
+t.test('a truncated api.json is one clear line, not a SyntaxError', async t => {
+  const dir = await mkdtemp(join(tmpdir(), 'bolt-cli-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  await mkdir(join(dir, 'data'))
+  // What a full disk or a crash mid-write would leave.
+  await writeFile(join(dir, 'data', 'api.json'), '{"url":"http://127.0.0.1:7070","tok')
+  const r = await runCli(['--data', join(dir, 'data'), 'status'], { timeoutMs: 30_000 })
+  t.equal(r.code, 1)
+  const lines = r.stderr.split('\n').filter(l => l.trim() !== '')
+  t.equal(lines.length, 1, `one line: ${r.stderr}`)
+  t.match(lines[0], /^bolt-agent: .*data\/api\.json is damaged \(not JSON: .*\); if an agent is running, restart it/)
+  t.notMatch(r.stderr, /SyntaxError|\n\s+at /)
 })

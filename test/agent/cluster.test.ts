@@ -22,7 +22,7 @@ t.test('a cluster forms over QUIC, refuses wrong tokens, detects death and leave
   t.teardown(async () => { await cluster.destroy() })
   const agents = await cluster.form(3, 'quic')
   const [a0, a1, a2] = agents as [AgentProcess, AgentProcess, AgentProcess]
-  t.match(a0.ready?.join, /^bolt-agent join \/ip4\/127\.0\.0\.1\/udp\/\d+\/quic-v1\/p2p\/12D3KooW\S+ --token bolt1_/, 'init prints the join command')
+  t.match(a0.ready?.join, /^bolt-agent join \/ip4\/127\.0\.0\.1\/udp\/\d+\/quic-v1\/p2p\/12D3KooW\S+ --token bolt1_/, '`token --json` gives the join command')
 
   const formed = await waitFor(async () => await allSee(agents, 3), 15_000)
   t.ok(formed >= 0, `all three list 3 members alive within 15 s (took ${formed} ms)`)

@@ -39,6 +39,8 @@ t.test('dev starts a cluster of one with the demo capsule; status into a closed 
     }
   })
   t.ok(existsSync(dataDir), 'its data dir exists while it runs')
+  t.notOk(stdout.some(l => /bolt1_[0-9a-f]/.test(l)), 'its start-up output holds no join token')
+  t.match(stdout.at(-1), /bolt-agent --data \S+ token/, 'it says how to get the join command')
   const status = await runCli(['--data', dataDir, 'status', '--json'], { timeoutMs: 20_000 })
   t.equal(status.code, 0, 'status answers')
   t.equal((JSON.parse(status.stdout) as { members: unknown[] }).members.length, 1, 'a cluster of one')

@@ -78,8 +78,12 @@ t.test('client commands find the one local agent; several are listed; the join b
     createInterface({ input: join1.stdout }).on('line', l => { if (l.startsWith('bolt-agent joined')) { clearTimeout(timer); resolve(l) } })
   })
   t.match(banner, /, server\)$/, `the banner names the role b got (${banner})`)
-  const bStatus = await runCli(['--data', b.dataDir, 'status', '--json'], { timeoutMs: 20_000 })
-  t.equal((JSON.parse(bStatus.stdout || '{}') as { node?: { role?: string } }).node?.role, 'server', 'and b is a server')
+  let bStatus = { code: -1, stdout: '', stderr: '' }
+  const server = await waitFor(async () => {
+    bStatus = await runCli(['--data', b.dataDir, 'status', '--json'], { timeoutMs: 20_000 })
+    return bStatus.code === 0 && (JSON.parse(bStatus.stdout) as { node?: { role?: string } }).node?.role === 'server'
+  }, 30_000, 500)
+  t.ok(server >= 0, `and b's status says server (${bStatus.code} ${bStatus.stdout.slice(0, 200)} ${bStatus.stderr.trim().slice(0, 200)})`)
   join1.kill('SIGTERM')
   t.equal(await joinExited, 0, 'b stops cleanly')
 

@@ -172,3 +172,45 @@ t.test('Prng is deterministic per seed', async t => {
   t.same(xs, Array.from({ length: 5 }, () => b.next()))
   t.ok(xs.every(x => x >= 0 && x < 1))
 })
+
+t.test('leader messages from a peer that is not a voter are dropped; a joiner and a node that lost its leader still take them', async t => {
+  // 'c' is a learner, 'x' no member at all: neither may raise b's term, write its log or make it campaign.
+  const s = new MemoryStorage()
+  s.saveSync({ hardState: { term: 1, vote: '', commit: 3 }, entries: [{ type: 'conf', term: 1, index: 1, change: { type: 'addVoter', node: 'a' } }, { type: 'conf', term: 1, index: 2, change: { type: 'addVoter', node: 'b' } }, { type: 'conf', term: 1, index: 3, change: { type: 'addLearner', node: 'c' } }] })
+  const b = new RaftCore({ id: 'b', storage: s, random: () => 0, electionTicks: 10, strangerTicks: 50 })
+  drain(b, s)
+  const bogus = (from: string, term: number): Message[] => [
+    { type: 'app', from, to: 'b', term, index: 3, logTerm: 1, commit: 4, entries: [{ type: 'normal', term, index: 4, data: enc.encode('evil') }] },
+    { type: 'heartbeat', from, to: 'b', term, commit: 3 },
+    { type: 'snap', from, to: 'b', term, meta: { index: 9, term, confState: { voters: [from], learners: [] } }, offset: 0, total: 1, chunk: new Uint8Array([1]) },
+    { type: 'vote', from, to: 'b', term, index: 9, logTerm: term, transfer: true },
+    { type: 'timeoutNow', from, to: 'b', term }
+  ]
+  for (const from of ['c', 'x']) for (const m of bogus(from, 7)) b.step(m)
+  drain(b, s)
+  t.equal(b.term, 1, 'the term did not move')
+  t.equal(b.log.lastIndex(), 3, 'nothing was appended')
+  t.equal(b.role, 'follower', 'no campaign')
+  t.equal(b.lead, null)
+  // The real leader keeps b out of the stranger grace.
+  for (let i = 0; i < 60; i++) {
+    if (i % 5 === 0) b.step({ type: 'heartbeat', from: 'a', to: 'b', term: 1, commit: 3 })
+    b.tick()
+  }
+  drain(b, s)
+  b.step(bogus('x', 8)[1]!)
+  t.equal(b.term, 1, 'while a voter leads, a stranger is still ignored')
+  // Silence from the configuration's voters for strangerTicks: its configuration may lag, so it listens.
+  for (let i = 0; i < 60; i++) b.tick()
+  drain(b, s)
+  b.step({ type: 'heartbeat', from: 'd', to: 'b', term: 9, commit: 3 })
+  t.equal(b.term, 9, 'after strangerTicks without a leader it follows a voter it does not know yet')
+  t.equal(b.lead, 'd')
+
+  // A joiner has no configuration yet: its first leader is necessarily unknown to it.
+  const j = new MemoryStorage()
+  const fresh = new RaftCore({ id: 'j', storage: j, random: () => 0 })
+  fresh.step({ type: 'heartbeat', from: 'a', to: 'j', term: 3, commit: 0 })
+  t.equal(fresh.term, 3, 'a node without voters takes its first leader')
+  t.equal(new RaftCore({ id: 'q', storage: new MemoryStorage(), random: () => 0, electionTicks: 7 }).opts.strangerTicks, 35, 'strangerTicks defaults to five election timeouts')
+})

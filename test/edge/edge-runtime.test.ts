@@ -35,3 +35,17 @@ t.test('no re-exec for other profiles, when turned off, or when already done', a
   }
   t.equal(calls.length, 0)
 })
+
+t.test('a --token value never reaches the new argv (the caller passes it in BOLT_TOKEN)', async t => {
+  const { calls, execve } = recorder()
+  const saved = process.argv
+  process.argv = [saved[0]!, '/x/cli.js', 'join', '/ip4/10.0.0.1/tcp/1', '--token', 'bolt1_secret', '--name', 'n', '--token=bolt1_secret2']
+  try {
+    reexecForEdge(ConfigSchema.parse({ profile: 'edge' }), execve)
+  } finally {
+    process.argv = saved
+  }
+  t.equal(calls.length, 1)
+  t.same(calls[0]!.args.slice(-5), ['/x/cli.js', 'join', '/ip4/10.0.0.1/tcp/1', '--name', 'n'], 'the arguments without the token')
+  t.notOk(calls[0]!.args.join(' ').includes('bolt1_secret'), 'no token in argv')
+})

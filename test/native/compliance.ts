@@ -113,6 +113,25 @@ export function complianceSuite (t: Test, runtime: RuntimeName): void {
     t.ok(lines.includes('hi /tmp'))
   })
 
+  t.test('the default capability set lacks CAP_NET_RAW, read inside the running capsule', async t => {
+    // Security issue #21 finding 3: with NET_RAW a capsule on the host network sniffs loopback.
+    const CAP_NET_RAW_BIT = 13n
+    const { rt, image } = await withRuntime(t, runtime)
+    const capsOf = async (name: string, capAdd: string[]): Promise<{ eff: bigint, bnd: bigint }> => {
+      const h = await rt.run({ name, image, capAdd, args: ['sh', '-c', 'grep -E "^Cap(Eff|Bnd):" /proc/self/status'] })
+      t.equal((await h.exited).exitCode, 0, `${name} read its status`)
+      const lines = (await collect(rt.logs(name))).map(l => l.line)
+      const hex = (key: string): bigint => BigInt('0x' + (lines.find(l => l.startsWith(key))?.split(/\s+/)[1] ?? 'x'))
+      return { eff: hex('CapEff:'), bnd: hex('CapBnd:') }
+    }
+    const plain = await capsOf('caps', [])
+    t.equal((plain.eff >> CAP_NET_RAW_BIT) & 1n, 0n, `CapEff ${plain.eff.toString(16)} has no NET_RAW`)
+    t.equal((plain.bnd >> CAP_NET_RAW_BIT) & 1n, 0n, 'nor the bounding set')
+    t.not(plain.eff, 0n, 'the capsule still runs with the rest of the default set')
+    const asked = await capsOf('caps-raw', ['CAP_NET_RAW'])
+    t.equal((asked.eff >> CAP_NET_RAW_BIT) & 1n, 1n, 'a capsule that asks for CAP_NET_RAW gets it (the check above can see it)')
+  })
+
   t.test('logs rotate by size and read back in order', async t => {
     const { rt, image, dataDir } = await withRuntime(t, runtime)
     const h = await rt.run({ name: 'chatty', image, log: { maxBytes: 4096, maxFiles: 3 }, args: ['sh', '-c', 'i=0; while [ $i -lt 600 ]; do echo "line $i"; i=$((i+1)); done'] })

@@ -60,6 +60,7 @@ t.test('mounts, namespaces, masked paths, resources', async t => {
 t.test('capabilities and seccomp like Docker defaults', async t => {
   const c = await buildRuntimeConfig({ spec: spec(), image: IMAGE, rootfs: 'r', volumeRoots: [] })
   t.same(c.process.capabilities.bounding, [...DEFAULT_CAPABILITIES].sort())
+  t.notOk(DEFAULT_CAPABILITIES.includes('CAP_NET_RAW'), 'Docker\'s set without NET_RAW')
   t.notOk(c.process.capabilities.bounding.includes('CAP_SYS_ADMIN'))
   t.same(effectiveCapabilities(['CAP_NET_ADMIN'], ['CAP_NET_RAW']).includes('CAP_NET_RAW'), false)
   t.same(effectiveCapabilities(['CAP_KILL'], ['ALL']), ['CAP_KILL'])

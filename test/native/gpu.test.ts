@@ -170,3 +170,29 @@ t.test('a capsule asking for GPUs gets their device nodes (runc, AMD fixture hos
   t.notSame((await rt.state('g4')).devices, [g2dev])
   await t.rejects(rt.run({ name: 'g5', image: id, gpus: 2, args: ['true'] }), { name: 'GpuUnavailableError' })
 })
+
+t.test('a node refuses the gaming profile unless its config allows it (runc)', { skip: process.getuid?.() !== 0 ? 'needs root' : !haveRunc ? 'runc is not installed' : false }, async t => {
+  // Security issue #21, finding 6: input and sound devices only where the node opts in.
+  const hostRoot = await copyFixture(t, 'intel')
+  const dataDir = await mkdtemp(join(tmpdir(), 'bolt-gaming-run-'))
+  const closed = await createRuntime({ dataDir: join(dataDir, 'closed'), runtime: 'runc', hostRoot })
+  const open = await createRuntime({ dataDir: join(dataDir, 'open'), runtime: 'runc', hostRoot, allowGaming: true })
+  t.teardown(async () => {
+    for (const rt of [closed, open]) {
+      for (const c of await rt.list()) await rt.remove(c.name, { force: true })
+      await rt.close()
+    }
+    await rm(dataDir, { recursive: true, force: true })
+  })
+  const img = await busyboxImage()
+  for (const rt of [closed, open]) await rt.prepareImage(img.layoutDir, img.ref)
+  const { id } = await closed.prepareImage(img.layoutDir, img.ref)
+  await t.rejects(closed.run({ name: 'game', image: id, gaming: true, args: ['true'] }), { name: 'GamingNotAllowedError', message: /set \[capsules\] allow_gaming = true/ }, 'refused by default')
+  t.same(await closed.list(), [], 'and nothing was created')
+  // Allowed: the profile is applied (and the fixture's stand-ins, not being device nodes, are refused by the edits).
+  // A failed start waits for its waiter process, which is unref'd (it outlives the agent by design): keep this
+  // bare test process's event loop alive meanwhile, as an agent's servers do.
+  const keepAlive = setInterval(() => undefined, 1000)
+  t.teardown(() => { clearInterval(keepAlive) })
+  await t.rejects(open.run({ name: 'game', image: id, gaming: true, args: ['true'] }), { name: 'GpuUnavailableError' }, 'allowed: the gaming edits are applied')
+})

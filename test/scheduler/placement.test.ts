@@ -35,6 +35,21 @@ t.test('selectors, GPUs and impossible requests', async t => {
   t.match(v.place(demand({ memoryBytes: 1000 * G })), { ok: false, reason: /memory free/ })
 })
 
+t.test('host networking and gaming only on nodes whose config allows them', async t => {
+  const v = new CapacityView([
+    node('plain', 16, 64, { zone: 'a' }),
+    { ...node('net', 4, 8, { zone: 'b' }), allowHostNetwork: true },
+    { ...node('games', 4, 8, { zone: 'b' }), allowGaming: true }
+  ])
+  t.match(v.place(demand({ capsule: 'h', hostNetwork: true })), { ok: true, node: 'net' }, 'host network: the node that allows it, though another has more room')
+  t.match(v.place(demand({ capsule: 'g', gaming: true })), { ok: true, node: 'games' }, 'gaming: the node that opts in')
+  t.match(v.place(demand({ capsule: 'd', strategy: 'spread' })), { ok: true, node: 'plain' }, 'an ordinary capsule goes anywhere (here the emptiest)')
+  t.same(v.place(demand({ capsule: 'h2', hostNetwork: true, on: { zone: 'a' } })), { ok: false, reason: 'no node allows host networking (set [capsules] allow_host_network)' })
+  t.same(v.place(demand({ capsule: 'g2', gaming: true, on: { zone: 'a' } })), { ok: false, reason: 'no node allows gaming capsules (set [capsules] allow_gaming)' })
+  t.same(v.place(demand({ capsule: 'both', gaming: true, hostNetwork: true })), { ok: false, reason: 'no node allows host networking and gaming capsules (set [capsules] allow_host_network and [capsules] allow_gaming)' }, 'both asked: one node must allow both')
+  t.same(new CapacityView([node('old', 4, 8)]).place(demand({ hostNetwork: true })), { ok: false, reason: 'no node allows host networking (set [capsules] allow_host_network)' }, 'a node that gossips no policy (an older agent) allows neither')
+})
+
 t.test('never over-commits a node (property)', async t => {
   fc.assert(fc.property(
     fc.array(fc.record({ cpus: fc.integer({ min: 1, max: 16 }), memG: fc.integer({ min: 1, max: 32 }) }), { minLength: 1, maxLength: 8 }),

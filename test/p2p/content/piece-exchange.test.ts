@@ -14,7 +14,7 @@ import { MemoryProviderTable } from '../../../p2p/content/providers.js'
 import { HASHER_THREAD_MIN_BYTES } from '../../../p2p/content/blob-hasher.js'
 import { PeerChannel } from '../../../p2p/content/peer-channel.js'
 import { PIECES_PROTOCOL } from '../../../p2p/content/piece-messages.js'
-import { hashPiece } from '../../../p2p/content/pieces.js'
+import { hashPiece, MAX_PIECE_SIZE, MIN_PIECE_SIZE } from '../../../p2p/content/pieces.js'
 
 const PIECE = 64 * 1024
 
@@ -270,6 +270,23 @@ t.test('the server answers pipelined requests in order while reading ahead, and 
   t.equal(sha256Hex(r.data?.bytes ?? new Uint8Array()), sha256Hex(data.subarray(3 * PIECE, 4 * PIECE)))
   r.data?.release()
   later.close()
+})
+
+t.test('a complete blob is served only at the configured piece size: other sizes get a typed refusal, not a re-hash', async t => {
+  const { holder: a, puller: b, d } = await holderAndPuller(t, 6 * PIECE)
+  const ch = new PeerChannel(a.id, await b.libp2p.dialProtocol(a.libp2p.peerId, PIECES_PROTOCOL), 5000)
+  t.teardown(() => { ch.close() })
+  const manifests = async (): Promise<string[]> => (await readdir(join(a.dir, 'meta', 'pieces')).catch(() => [])).filter(f => !f.endsWith(`.${PIECE}`))
+  for (const size of [MIN_PIECE_SIZE, PIECE * 2, 1024 * 1024, MAX_PIECE_SIZE]) {
+    for (const req of [{ t: 'have?' as const, digest: d, pieceSize: size }, { t: 'manifest?' as const, digest: d, pieceSize: size }, { t: 'piece?' as const, digest: d, pieceSize: size, index: 0 }]) {
+      const { res } = await ch.request(req)
+      t.equal(res.t === 'err' ? res.code : res.t, 'bad-request', `${req.t} at ${size}: refused`)
+      t.match(res.t === 'err' ? res.message : '', /^UnsupportedPieceSizeError: piece size \d+ is not served here/, 'with the typed error\'s name and what is served')
+    }
+  }
+  t.same(await manifests(), [], 'no manifest was computed for any other piece size')
+  const ok = await ch.request({ t: 'have?', digest: d, pieceSize: PIECE })
+  t.equal(ok.res.t, 'have', 'the configured size is still served')
 })
 
 t.test('markDead drops a peer at once; upload slots 0 serve nothing', async t => {

@@ -19,8 +19,9 @@ const meta: fc.Arbitrary<MemberMeta> = fc.record({
     gpus: fc.array(fc.record({ vendor: fc.string({ maxLength: 10 }), model: fc.string({ maxLength: 20 }), memoryBytes: fc.nat(), index: fc.nat({ max: 16 }) }), { maxLength: 3 })
   }),
   labels: fc.dictionary(fc.string({ minLength: 1, maxLength: 20 }).filter(k => k !== '__proto__'), fc.string({ maxLength: 30 }), { maxKeys: 5 }),
-  version: fc.string({ maxLength: 20 })
-})
+  version: fc.string({ maxLength: 20 }),
+  capsules: fc.record({ allowHostNetwork: fc.boolean(), allowGaming: fc.boolean() })
+}, { requiredKeys: ['name', 'role', 'addrs', 'resources', 'labels', 'version'] })
 const leftSig = fc.uint8Array({ minLength: 64, maxLength: 64 }).map(b => Buffer.from(b).toString('hex'))
 const gossip: fc.Arbitrary<Gossip> = fc.oneof(
   fc.record({ k: fc.constant('alive' as const), id, inc, meta }),
