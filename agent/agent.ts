@@ -3,7 +3,7 @@
 // metrics, and shuts everything down in reverse order.
 import { randomBytes } from 'node:crypto'
 import { rm } from 'node:fs/promises'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Registry } from 'prom-client'
 import type { Stream } from '@libp2p/interface'
@@ -25,6 +25,7 @@ import { joinOverLan, joinThrough, type Seed } from './join.js'
 import type { Logger } from './logger.js'
 import { createMetrics } from './metrics.js'
 import { API_FILE } from './api/client.js'
+import { registerLocalAgent, unregisterLocalAgent } from './local-agents.js'
 import { ApiServer } from './api/server.js'
 import { MembershipHost, type MemberView } from './membership-host.js'
 import type { MemberMeta } from '../p2p/membership/meta.js'
@@ -431,6 +432,9 @@ export class Agent {
     }
     await writeAtomic(join(this.dataDir, API_FILE), JSON.stringify({ url: this.apiUrl, token, pid: process.pid }) + '\n')
     this.wroteApiFile = true
+    // So client commands find this agent without --data; without it they still work with --data.
+    await registerLocalAgent({ pid: process.pid, dataDir: resolve(this.dataDir), url: this.apiUrl })
+      .catch((err: Error) => { this.log.warn(`clients will need --data ${this.dataDir}: ${err.message}`) })
   }
 
   async stop (): Promise<void> {
@@ -447,6 +451,7 @@ export class Agent {
     // Only the file this agent wrote: an agent refused at start (another one
     // runs on this data dir) must leave that one's api.json in place.
     if (this.wroteApiFile) await rm(join(this.dataDir, API_FILE), { force: true }).catch((err: Error) => this.log.warn({ err }, 'cannot remove api.json'))
+    if (this.wroteApiFile) await unregisterLocalAgent(process.pid).catch((err: Error) => { this.log.warn(`cannot remove this agent from the runtime dir: ${err.message}`) })
     await this.mirror?.stop().catch(() => {})
     if (this.ephemeral) {
       await this.capsules?.supervisor?.stop().catch(() => {})

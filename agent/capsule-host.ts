@@ -7,9 +7,12 @@ import { pipeline } from 'node:stream/promises'
 import type { Stream, StreamHandler } from '@libp2p/interface'
 import { createRuntime, gpuReport, type NodeRuntime } from '../native/index.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
+import { parseReference } from '../p2p/content/reference.js'
 import { Scheduler, type SchedulerNode } from './scheduler/scheduler.js'
 import { Supervisor, runtimeNameOf } from './supervisor/supervisor.js'
-import { LOGS_PROTOCOL, fetchLogs, logsHandler, type LogLine } from './logs-protocol.js'
+import { LOGS_PROTOCOL, MAX_TAIL, fetchLogs, logsHandler, type LogLine, type LogsQuery } from './logs-protocol.js'
+import { mergeAsArrived, mergeByTime } from './log-merge.js'
+import { z } from 'zod'
 import { ApiError, type ApiServer } from './api/server.js'
 import { streamNdjson } from './api/ndjson.js'
 import { checkDestInRoot, checkObjectId, checkObjectSource } from './object-paths.js'
@@ -135,7 +138,7 @@ export class CapsuleHost {
     o.raft.state.onApply((cmd) => {
       if (cmd.op.startsWith('capsule.')) { this.supervisor.kick(); if (cmd.op === 'capsule.create' || cmd.op === 'capsule.unplace') this.scheduler.kick() }
     })
-    await o.libp2p.handle(LOGS_PROTOCOL, o.guard(logsHandler((instance, follow, signal) => this.localLogs(instance, follow, signal))), { maxInboundStreams: 32 })
+    await o.libp2p.handle(LOGS_PROTOCOL, o.guard(logsHandler((instance, q, signal) => this.localLogs(instance, q, signal))), { maxInboundStreams: 32 })
     await o.libp2p.handle(EXEC_PROTOCOL, o.guard(execHandler(async (req, signal) => await this.localExec(req.instance, req.argv, req.timeoutMs, signal))), { maxInboundStreams: 16 })
     this.scheduler.start()
     this.supervisor.start()
@@ -196,10 +199,10 @@ export class CapsuleHost {
     return out.sort((a, b) => a.name < b.name ? -1 : 1)
   }
 
-  private async * localLogs (instance: string, follow: boolean, signal: AbortSignal): AsyncIterable<LogLine> {
+  private async * localLogs (instance: string, q: LogsQuery, signal: AbortSignal): AsyncIterable<LogLine> {
     const rtName = this.supervisor.runtimeNameFor(instance)
     if (rtName === undefined || this.runtime === undefined) throw new Error(`${instance} does not run on this node`)
-    for await (const r of this.runtime.logs(rtName, { follow, signal })) {
+    for await (const r of this.runtime.logs(rtName, { follow: q.follow, signal, ...(q.tail !== undefined ? { tail: q.tail } : {}), ...(q.since !== undefined ? { since: q.since } : {}) })) {
       yield { stream: r.stream === 'stderr' ? 'stderr' : 'stdout', time: r.time, line: r.line }
     }
   }
@@ -250,23 +253,30 @@ export class CapsuleHost {
     }
   }
 
-  /** Log lines of an instance, from whichever node runs it. */
-  async * logs (name: string, follow: boolean, signal: AbortSignal): AsyncIterable<LogLine> {
+  /**
+   * Log lines of an instance, or of every placed instance of a capsule
+   * (each line naming its instance), from whichever nodes run them.
+   */
+  logs (name: string, q: LogsQuery, signal: AbortSignal): AsyncIterable<LogLine> {
     const table = this.o.raft.state.capsules
-    let found = table.instance(name)
-    if (found === undefined) {
-      const c = table.get(name)
-      if (c !== undefined && c.instances.length > 0) found = { capsule: c, instance: c.instances[0]! }
+    const one = table.instance(name)
+    const instances = one !== undefined ? [one.instance] : (table.get(name)?.instances ?? [])
+    if (instances.length === 0) throw new ApiError(404, `no capsule or instance named ${name}`)
+    const placed = instances.filter(i => i.node !== null)
+    if (placed.length === 0) {
+      const i = instances[0]!
+      throw new ApiError(409, `${instances.length === 1 ? i.name : name} is not placed on a node yet (${i.reason ?? i.state})`)
     }
-    if (found === undefined) throw new ApiError(404, `no capsule or instance named ${name}`)
-    const node = found.instance.node
-    if (node === null) throw new ApiError(409, `${found.instance.name} is not placed on a node yet (${found.instance.reason ?? found.instance.state})`)
-    if (node === this.o.self) {
-      yield * this.localLogs(found.instance.name, follow, signal)
-      return
-    }
-    const stream = await this.o.openStream(node, LOGS_PROTOCOL, AbortSignal.any([signal, AbortSignal.timeout(10_000)]))
-    yield * fetchLogs(stream, found.instance.name, follow, signal)
+    const sources = placed.map(i => this.instanceLogs(i.name, i.node as string, q, signal))
+    // Without --follow every source ends, so lines merge by time; following, they come as they are written.
+    return q.follow ? mergeAsArrived(sources) : mergeByTime(sources)
+  }
+
+  private async * instanceLogs (instance: string, node: string, q: LogsQuery, signal: AbortSignal): AsyncIterable<LogLine> {
+    const lines = node === this.o.self
+      ? this.localLogs(instance, q, signal)
+      : fetchLogs(await this.o.openStream(node, LOGS_PROTOCOL, AbortSignal.any([signal, AbortSignal.timeout(10_000)])), instance, q, signal)
+    for await (const l of lines) yield { ...l, instance }
   }
 
   registerRoutes (api: ApiServer): void {
@@ -277,6 +287,8 @@ export class CapsuleHost {
         const i = parsed.error.issues[0]
         throw new ApiError(400, `bad capsule spec: ${i?.path.join('.') ?? ''}: ${i?.message ?? ''}`)
       }
+      // A reference no registry could serve is refused here, not found out by the node's pull later.
+      try { parseReference(parsed.data.image) } catch (err) { throw new ApiError(400, (err as Error).message) }
       const h = parsed.data.health?.check
       if (h?.kind === 'http' && h.port === undefined && !parsed.data.ports.some(p => p.proto === 'tcp')) {
         throw new ApiError(400, `--check http:${h.path} has no port to reach: write http:PORT${h.path}, or publish a tcp port`)
@@ -311,8 +323,9 @@ export class CapsuleHost {
       return { name: req.params.name, removed: true }
     })
     api.route('GET', '/v1/logs/:name', async (req, res) => {
-      const follow = req.query.get('follow') === '1'
-      const lines = this.logs(req.params.name ?? '', follow, req.signal)
+      const q = LogsQueryParams.safeParse({ follow: req.query.get('follow') === '1', tail: req.query.get('tail') ?? undefined, since: req.query.get('since') ?? undefined })
+      if (!q.success) throw new ApiError(400, `bad logs query: ${q.error.issues[0]?.path.join('.') ?? ''}: ${q.error.issues[0]?.message ?? ''}`)
+      const lines = this.logs(req.params.name ?? '', q.data, req.signal)
       await streamNdjson(res, lines)
       return undefined
     })
@@ -367,6 +380,12 @@ export class CapsuleHost {
   }
 }
 
+/** `GET /v1/logs/NAME?follow=1&tail=N&since=MS`. */
+const LogsQueryParams = z.object({
+  follow: z.boolean(),
+  tail: z.coerce.number().int().min(0).max(MAX_TAIL).optional(),
+  since: z.coerce.number().finite().optional()
+})
 /** An object no holder has is the caller's 404, not the agent's 500. */
 function objectNotFound (err: unknown): never {
   if ((err as Error).name === 'ObjectNotFoundError') throw new ApiError(404, (err as Error).message)

@@ -32,6 +32,24 @@ export function registerClientCommands (program: Command): void {
       const r = await (await client(g)).request('PUT', `/v1/kv/${encodeURIComponent(key)}`, { value })
       if (g.json === true) out(JSON.stringify(r))
     })
+  kv.command('delete').argument('<key>').description('remove KEY (exit 1 if the key is absent)')
+    .action(async (key: string) => {
+      const g = program.opts<GlobalOpts>()
+      try {
+        const r = await (await client(g)).request('DELETE', `/v1/kv/${encodeURIComponent(key)}`)
+        if (g.json === true) out(JSON.stringify(r))
+      } catch (err) {
+        if (err instanceof AgentRequestError && err.status === 404) throw new UserError(`no such key: ${key}`)
+        throw err
+      }
+    })
+  kv.command('list').option('--prefix <p>', 'only keys that start with P').description('the keys, sorted, one a line (JSON: an array of keys)')
+    .action(async (o: { prefix?: string }) => {
+      const g = program.opts<GlobalOpts>()
+      const keys = await (await client(g)).request<string[]>('GET', `/v1/kv${o.prefix !== undefined ? `?prefix=${encodeURIComponent(o.prefix)}` : ''}`)
+      if (g.json === true) out(JSON.stringify(keys))
+      else for (const k of keys) out(k)
+    })
   kv.command('cas').argument('<key>').argument('<old>').argument('<new>').description('set KEY to NEW only if it is OLD (exit 1 when it is not)')
     .action(async (key: string, old: string, next: string) => {
       const g = program.opts<GlobalOpts>()
@@ -50,6 +68,55 @@ function defaultName (image: string): string {
 
 interface PsRow { name: string, capsule: string, image: string, node: string | null, nodeName?: string | null, address?: string | null, ports?: Array<{ host: number, container: number, proto: string }>, state: string, reason: string | null, exitCode: number | null, restarts: number, health: string | null }
 
+const PS_STATES = ['pending', 'pulling', 'running', 'exited', 'failed', 'lost']
+
+/** `--filter k=v` of ps, checked: an unknown key or state is bad usage. */
+function psFilters (list: string[] | undefined): { node: string[], state: string[] } {
+  const f: { node: string[], state: string[] } = { node: [], state: [] }
+  for (const p of list ?? []) {
+    const i = p.indexOf('=')
+    const k = p.slice(0, i)
+    const v = p.slice(i + 1)
+    if (i <= 0 || v === '' || (k !== 'node' && k !== 'state')) throw new UserError(`--filter ${p}: expected node=NAME or state=STATE`, 2)
+    if (k === 'state' && !PS_STATES.includes(v)) throw new UserError(`--filter ${p}: state is one of ${PS_STATES.join(', ')}`, 2)
+    f[k].push(v)
+  }
+  return f
+}
+
+/** How long `run` waits for the scheduler to place every instance (Nomad's `job run` monitor, kept short). */
+export const RUN_WAIT_MS = 10_000
+
+interface Placement {
+  placed: number
+  pending: Array<{ instance: string, reason: string }>
+  /** True when the scheduler has looked at every unplaced instance and said why it does not fit. */
+  verdict: boolean
+}
+
+/**
+ * Polls until every instance of `name` is on a node or the scheduler has
+ * given each unplaced one a reason, or `ms` passed. A reason other than
+ * the initial "waiting for the scheduler" is the scheduler's verdict.
+ */
+async function waitForPlacement (c: Awaited<ReturnType<typeof client>>, name: string, ms: number): Promise<Placement> {
+  const { WAITING_FOR_SCHEDULER } = await import('./state/instance-reasons.js')
+  const deadline = Date.now() + ms
+  let last: Placement = { placed: 0, pending: [], verdict: false }
+  for (;;) {
+    const rows = (await c.request<PsRow[]>('GET', '/v1/capsules')).filter(r => r.capsule === name)
+    const unplaced = rows.filter(r => r.node === null)
+    last = {
+      placed: rows.length - unplaced.length,
+      pending: unplaced.map(r => ({ instance: r.name, reason: r.reason ?? r.state })),
+      verdict: unplaced.length > 0 && unplaced.every(r => r.reason !== null && r.reason !== WAITING_FOR_SCHEDULER)
+    }
+    if (rows.length > 0 && (unplaced.length === 0 || last.verdict)) return last
+    if (Date.now() >= deadline) return last
+    await new Promise(resolve => setTimeout(resolve, 250))
+  }
+}
+
 export function registerCapsuleCommands (program: Command): void {
   addHealthOptions(program.command('run').description('submit a capsule; prints its name'))
     .argument('<image>', 'image reference, e.g. 127.0.0.1:5000/game-server:1.2')
@@ -67,6 +134,7 @@ export function registerCapsuleCommands (program: Command): void {
     .option('--gaming', 'gaming profile: GPU render nodes, input, sound, display sockets (nodes with [capsules] allow_gaming)')
     .option('-p, --publish <port>', 'publish a port: HOST:CONTAINER[/tcp|udp], or CONTAINER[/proto] for a dynamic host port; repeatable', collect)
     .option('--network <mode>', 'bridge (default): own address on the node\'s bridge | host: the node\'s network (nodes with [capsules] allow_host_network) | none: loopback only')
+    .option('-d, --detach', 'return once submitted, without waiting for placement')
     .action(async (image: string, cmd: string[], o: Record<string, unknown>) => {
       const g = program.opts<GlobalOpts>()
       const num = (flag: string, v: unknown, int = false): number | undefined => {
@@ -113,19 +181,40 @@ export function registerCapsuleCommands (program: Command): void {
         ...(ports.length > 0 ? { ports } : {}),
         ...health
       }
+      const c = await client(g)
+      let rec: { spec: { name: string } }
       try {
-        const rec = await (await client(g)).request<{ spec: { name: string } }>('POST', '/v1/capsules', spec)
-        out(g.json === true ? JSON.stringify(rec) : rec.spec.name)
+        rec = await c.request<{ spec: { name: string } }>('POST', '/v1/capsules', spec)
       } catch (err) {
         if (err instanceof AgentRequestError && err.status === 400) throw new UserError(err.message, 2)
         throw err
       }
+      if (o.detach === true) { out(g.json === true ? JSON.stringify(rec) : rec.spec.name); return }
+      const placement = await waitForPlacement(c, rec.spec.name, RUN_WAIT_MS)
+      out(g.json === true ? JSON.stringify({ ...rec, placement }) : rec.spec.name)
+      const name = rec.spec.name
+      const why = [...new Set(placement.pending.map(p => p.reason))].join('; ')
+      if (placement.verdict && placement.placed === 0) throw new UserError(`run: ${name} cannot be placed: ${why}; it stays pending (bolt-agent rm ${name} to drop it)`)
+      if (placement.pending.length > 0) {
+        const what = placement.verdict ? why : `not placed within ${RUN_WAIT_MS / 1000} s (${why})`
+        process.stderr.write(`bolt-agent: warning: ${name}: ${placement.placed} of ${placement.placed + placement.pending.length} instances placed; ${what}; see bolt-agent ps\n`)
+      }
     })
 
   program.command('ps').description('capsules: name, image, node, state, reason, exit code, restarts')
-    .action(async () => {
+    .option('--filter <k=v>', 'only rows with node=NAME|ID or state=STATE; repeatable (one key: any value; several keys: all)', collect)
+    .action(async (o: { filter?: string[] }) => {
       const g = program.opts<GlobalOpts>()
-      const rows = await (await client(g)).request<PsRow[]>('GET', '/v1/capsules')
+      const filters = psFilters(o.filter)
+      const c = await client(g)
+      let rows = await c.request<PsRow[]>('GET', '/v1/capsules')
+      if (filters.state.length > 0) rows = rows.filter(r => filters.state.includes(r.state))
+      if (filters.node.length > 0) {
+        // A node is named by its name, its id, or the id's tail that ps prints.
+        const members = (await c.request<{ members: Array<{ id: string, name: string }> }>('GET', '/v1/status')).members
+        const ids = new Set(members.filter(m => filters.node.some(f => f === m.name || f === m.id || (f.length >= 8 && m.id.endsWith(f)))).map(m => m.id))
+        rows = rows.filter(r => r.node !== null && ids.has(r.node))
+      }
       if (g.json === true) { out(JSON.stringify(rows)); return }
       const portsOf = (r: PsRow): string => (r.ports ?? []).map(p => formatPort(r.address ?? null, p)).join(',') || '-'
       const table = [['NAME', 'IMAGE', 'NODE', 'STATE', 'HEALTH', 'PORTS', 'EXIT', 'RESTARTS', 'REASON'], ...rows.map(r => [r.name, r.image, r.node === null ? '-' : (r.nodeName ?? r.node.slice(-12)), r.state, r.health ?? '-', portsOf(r), r.exitCode === null ? '-' : String(r.exitCode), String(r.restarts), r.reason ?? ''])]
@@ -133,22 +222,38 @@ export function registerCapsuleCommands (program: Command): void {
       for (const r of table) out(r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  '))
     })
 
-  program.command('logs').description('a capsule\'s output, from whichever node runs it')
-    .argument('<name>')
+  program.command('logs').description('a capsule\'s output (every replica, each line prefixed), from whichever nodes run it')
+    .argument('<name>', 'a capsule (all its instances) or one instance, e.g. web-1')
     .option('-f, --follow', 'keep printing new output')
-    .action(async (name: string, o: { follow?: boolean }) => {
+    .option('--tail <n>', 'only the last N lines of each instance (then new ones with -f); "all" for everything')
+    .option('--since <when>', 'only lines since a duration ago (10s, 5m, 1h30m, 2d) or a time (2026-12-06T19:00:00Z)')
+    .option('-t, --timestamps', 'prefix each line with the time it was written (RFC 3339)')
+    .action(async (name: string, o: { follow?: boolean, tail?: string, since?: string, timestamps?: boolean }) => {
       const g = program.opts<GlobalOpts>()
-      const res = await (await client(g)).raw('GET', `/v1/logs/${encodeURIComponent(name)}${o.follow === true ? '?follow=1' : ''}`)
+      const { MAX_TAIL } = await import('./logs-query.js')
+      const q = new URLSearchParams()
+      if (o.follow === true) q.set('follow', '1')
+      if (o.tail !== undefined && o.tail !== 'all') {
+        const n = Number(o.tail)
+        if (!/^\d+$/.test(o.tail) || n > MAX_TAIL) throw new UserError(`--tail ${o.tail}: expected a whole number up to ${MAX_TAIL}, or all`, 2)
+        q.set('tail', String(n))
+      }
+      if (o.since !== undefined) q.set('since', String(parseSince(o.since, Date.now())))
+      const res = await (await client(g)).raw('GET', `/v1/logs/${encodeURIComponent(name)}${q.size > 0 ? `?${q.toString()}` : ''}`)
       if (!res.ok) {
         const body = await res.json().catch(() => ({})) as { error?: string }
         throw new UserError(body.error ?? `HTTP ${res.status}`)
       }
       for await (const line of ndjsonLines(res)) {
-        const rec = JSON.parse(line) as { stream?: string, line?: string, error?: string }
+        const rec = JSON.parse(line) as { stream?: string, line?: string, error?: string, time?: number, instance?: string }
         if (rec.error !== undefined) throw new UserError(`logs: ${rec.error}`)
-        if (g.json === true) out(line)
-        else if (rec.stream === 'stderr') process.stderr.write((rec.line ?? '') + '\n')
-        else out(rec.line ?? '')
+        if (g.json === true) { out(line); continue }
+        // Replicas are told apart by a prefix, as docker compose logs does; one instance asked by name needs none.
+        const prefix = rec.instance !== undefined && rec.instance !== name ? `${rec.instance} | ` : ''
+        const stamp = o.timestamps === true && rec.time !== undefined ? `${new Date(rec.time).toISOString()} ` : ''
+        const text = prefix + stamp + (rec.line ?? '')
+        if (rec.stream === 'stderr') process.stderr.write(text + '\n')
+        else out(text)
       }
     })
 
@@ -318,6 +423,23 @@ export function registerStackCommands (program: Command): void {
         out(g.json === true ? JSON.stringify({ capsule: name, removed: true }) : `${name} removed`)
       }
     })
+}
+
+/**
+ * `--since`: a duration before `now` (90s, 5m, 1h30m, 2d, 500ms) or an
+ * absolute time Date.parse understands (RFC 3339 above all). Milliseconds
+ * since the epoch; a usage error otherwise.
+ */
+export function parseSince (text: string, now: number): number {
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+  if (/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(text)) {
+    let ms = 0
+    for (const m of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) ms += Number(m[1]) * (unit[m[2] as string] as number)
+    return now - ms
+  }
+  const t = Date.parse(text)
+  if (/^\d{4}-\d{2}-\d{2}/.test(text) && Number.isFinite(t)) return t
+  throw new UserError(`--since ${text}: expected a duration (10s, 5m, 1h30m, 2d) or a time (2026-12-06T19:00:00Z)`, 2)
 }
 
 /** The lines of a streamed NDJSON response, without the empty ones. */

@@ -1,6 +1,7 @@
 // Helpers shared by the CLI's command files.
 import { defaultDataDir } from './data-dir.js'
-import { ApiClient, findApi } from './api/client.js'
+import { join } from 'node:path'
+import { API_FILE, ApiClient, findApi } from './api/client.js'
 import { UserError } from './errors.js'
 
 export interface GlobalOpts {
@@ -37,8 +38,28 @@ export function markAgentRunning (): void { agentRunning = true }
 export function dataDirOf (g: GlobalOpts): string { return g.data ?? defaultDataDir() }
 
 export async function client (g: GlobalOpts): Promise<ApiClient> {
-  const api = await findApi(dataDirOf(g), { ...(g.api !== undefined ? { url: g.api } : {}), ...(g.apiToken !== undefined ? { token: g.apiToken } : {}) })
+  const api = await findApi(await clientDataDir(g), { ...(g.api !== undefined ? { url: g.api } : {}), ...(g.apiToken !== undefined ? { token: g.apiToken } : {}) })
   return new ApiClient(api)
+}
+
+/**
+ * The data dir a client command talks to: --data or BOLT_DATA when given;
+ * else the default dir when an agent runs there; else the one agent this
+ * user runs on this machine (`dev` lives in a temp dir), found through the
+ * per-user runtime dir. Several: the person picks, from the list.
+ */
+export async function clientDataDir (g: GlobalOpts): Promise<string> {
+  const chosen = dataDirOf(g)
+  if (g.data !== undefined || g.api !== undefined || (process.env.BOLT_DATA ?? '') !== '') return chosen
+  const { existsSync } = await import('node:fs')
+  if (existsSync(join(chosen, API_FILE))) return chosen
+  const { listLocalAgents } = await import('./local-agents.js')
+  const agents = await listLocalAgents()
+  if (agents.length === 1) return agents[0]!.dataDir
+  if (agents.length > 1) {
+    throw new UserError(`${agents.length} agents run on this machine and none in ${chosen}; pick one with --data:\n${agents.map(a => `  --data ${a.dataDir}   (pid ${a.pid}, API ${a.url})`).join('\n')}`)
+  }
+  return chosen
 }
 
 

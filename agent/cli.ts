@@ -26,6 +26,24 @@ const FORCE_AFTER_MS = 2000
 
 interface AgentCmdOpts { listen?: string[], api?: string, name?: string, role?: string, label?: string[], profile?: string, mirrorUpstream?: string, token?: string, tokenFile?: string, mdns?: boolean }
 
+/** How long the join banner waits for autopilot to promote a `--role auto` joiner (it loses its turn after 10 s). */
+const ROLE_SETTLE_MS = 15_000
+
+/**
+ * A `--role auto` joiner is a learner (client) when it is ready and becomes
+ * a voter moments later if the cluster has fewer than raft.voters: wait for
+ * that, so the banner names the role the node got, not the one it had.
+ */
+async function settledStatus (agent: { status: () => ReturnType<import('./agent.js').Agent['status']> }, voters: number, stopping: () => boolean): Promise<ReturnType<import('./agent.js').Agent['status']>> {
+  const deadline = Date.now() + ROLE_SETTLE_MS
+  for (;;) {
+    const st = agent.status()
+    const servers = st.members.filter(m => m.role === 'server').length
+    if (st.node.role === 'server' || servers >= voters || Date.now() >= deadline || stopping()) return st
+    await new Promise(resolve => setTimeout(resolve, 250))
+  }
+}
+
 async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = false): Promise<void> {
   if (g.api !== undefined && !/^[^\s:]+:\d+$|^\[[0-9a-fA-F:]+\]:\d+$/.test(g.api)) {
     throw new UserError(`--api ${g.api}: agent commands take HOST:PORT to serve the API on (e.g. 127.0.0.1:7070)`, 2)
@@ -102,7 +120,7 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
   if (g.json === true) {
     out(JSON.stringify({ event: 'ready', node: agent.status().node, api: agent.apiUrl, mirror: agent.mirror?.url ?? null, dns: agent.services?.dns?.url ?? null, dataDir }))
   } else {
-    const st = agent.status()
+    const st = mode.kind === 'join' && config.role === 'auto' ? await settledStatus(agent, config.raft.voters, () => stoppingSince !== undefined) : agent.status()
     out(`bolt-agent ${mode.kind === 'init' || dev ? 'started a new cluster' : mode.kind === 'join' ? 'joined the cluster' : 'rejoined the cluster'}: node ${st.node.name} (${st.node.id}, ${st.node.role})`)
     out(`data dir: ${dataDir}   API: ${agent.apiUrl} (token in ${join(dataDir, 'api.json')})`)
     if (dev) {

@@ -172,10 +172,40 @@ export interface ReadLogsOptions {
   signal?: AbortSignal
   /** The live writer, when the capsule still runs in this process. */
   writer?: RotatingLogWriter
+  /** Only the last `tail` records written so far (then, with `follow`, every new one). */
+  tail?: number
+  /** Only records read at or after this time (ms since the epoch). */
+  since?: number
 }
 
-/** Replays the rotated files oldest first, then the live one; with `follow`, tails it. */
+/** The most records `tail` may keep: they stay in memory until the reader has caught up. */
+export const MAX_TAIL = 100_000
+
+/** Marks the moment the reader has replayed everything written so far. */
+const CAUGHT_UP = Symbol('caught up')
+
+/**
+ * Replays the rotated files oldest first, then the live one; with `follow`,
+ * tails it. `since` filters by time; `tail` keeps the last N of what was
+ * written before the reader caught up (a bounded ring), new lines all.
+ */
 export async function * readLogs (path: string, opts: ReadLogsOptions): AsyncGenerator<LogRecord> {
+  const { tail, since } = opts
+  let ring: LogRecord[] | undefined = tail !== undefined ? [] : undefined
+  for await (const r of replayLogs(path, opts)) {
+    if (r === CAUGHT_UP) {
+      if (ring !== undefined) { yield * ring; ring = undefined }
+      continue
+    }
+    if (since !== undefined && r.time < since) continue
+    if (ring === undefined) { yield r; continue }
+    ring.push(r)
+    if (ring.length > Math.min(tail as number, MAX_TAIL)) ring.shift()
+  }
+  if (ring !== undefined) yield * ring
+}
+
+async function * replayLogs (path: string, opts: ReadLogsOptions): AsyncGenerator<LogRecord | typeof CAUGHT_UP> {
   for (let i = opts.maxFiles - 1; i >= 1; i--) {
     const fh = await open(`${path}.${i}`, 'r').catch(() => undefined)
     if (fh === undefined) continue
@@ -225,6 +255,7 @@ export async function * readLogs (path: string, opts: ReadLogsOptions): AsyncGen
         return
       }
       if (writer.appends !== seen) continue
+      yield CAUGHT_UP
       const ac = new AbortController()
       const waits = [once(writer, 'append', { signal: ac.signal }), once(writer, 'rotate', { signal: ac.signal }), once(writer, 'close', { signal: ac.signal })]
       if (opts.signal !== undefined) waits.push(once(opts.signal, 'abort', { signal: ac.signal }))

@@ -398,9 +398,9 @@ export class NodeRuntime {
     await rm(l.dir, { recursive: true, force: true })
   }
 
-  logs (name: string, opts: { follow?: boolean, signal?: AbortSignal } = {}): AsyncIterable<LogRecord> {
+  logs (name: string, opts: { follow?: boolean, signal?: AbortSignal, tail?: number, since?: number } = {}): AsyncIterable<LogRecord> {
     const l = this.get(name)
-    return readLogs(join(l.dir, LOG_FILE), { maxFiles: l.record.log.maxFiles, follow: opts.follow, signal: opts.signal, writer: l.log })
+    return readLogs(join(l.dir, LOG_FILE), { maxFiles: l.record.log.maxFiles, follow: opts.follow, signal: opts.signal, writer: l.log, tail: opts.tail, since: opts.since })
   }
 
   async exec (name: string, argv: string[], opts: { env?: string[], cwd?: string, timeoutMs?: number, signal?: AbortSignal } = {}): Promise<ExecResult> {

@@ -1,9 +1,12 @@
 // The small linearizable key-value store in the Raft state, for operators and
-// for the linearizability check: get (ReadIndex), put, cas.
+// for the linearizability check: get and list (ReadIndex), put, cas, delete.
 import { z } from 'zod'
 import type { Agent } from '../agent.js'
 import { ApiError, type ApiServer } from './server.js'
 import { MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../state/cluster-state.js'
+
+/** The most keys one `kv list` returns. */
+export const MAX_LIST_KEYS = 10_000
 
 const PutBody = z.object({ value: z.string().max(MAX_VALUE_BYTES) })
 const CasBody = z.object({ old: z.string().max(MAX_VALUE_BYTES).nullable(), new: z.string().max(MAX_VALUE_BYTES) })
@@ -25,6 +28,20 @@ export function registerKvRoutes (api: ApiServer, agent: Agent): void {
     const value = await agent.raft.read(key, req.signal)
     if (value === undefined) throw new ApiError(404, `no such key: ${key}`)
     return { key, value }
+  })
+  api.route('GET', '/v1/kv', async (req) => {
+    const prefix = req.query.get('prefix') ?? ''
+    if (Buffer.byteLength(prefix) > MAX_KEY_BYTES) throw new ApiError(400, `a prefix is at most ${MAX_KEY_BYTES} bytes`)
+    // Linearizable like get: confirm through the leader that this replica has applied everything committed.
+    await agent.raft.node.readIndex(AbortSignal.any([req.signal, AbortSignal.timeout(5000)]))
+    return agent.raft.state.keys(prefix, MAX_LIST_KEYS)
+  })
+  api.route('DELETE', '/v1/kv/:key', async (req) => {
+    const key = checkKey(req.params.key ?? '')
+    // Only to say "no such key": a put racing this read survives, as it would a delete ordered before it.
+    if (await agent.raft.read(key, req.signal) === undefined) throw new ApiError(404, `no such key: ${key}`)
+    await agent.raft.write({ op: 'delete', key }, req.signal)
+    return { key, deleted: true }
   })
   api.route('PUT', '/v1/kv/:key', async (req) => {
     const key = checkKey(req.params.key ?? '')

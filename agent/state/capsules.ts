@@ -6,6 +6,7 @@
 import { z } from 'zod'
 import { AssignedPortSchema, CapsuleSpecSchema, InstanceStateSchema, instanceName, MAX_PORTS, type AssignedPort, type CapsuleSpec, type InstanceState } from '../scheduler/spec.js'
 import { HealthStateSchema, type HealthState } from '../services/health-spec.js'
+import { WAITING_FOR_SCHEDULER } from './instance-reasons.js'
 
 export interface InstanceRecord {
   name: string
@@ -53,6 +54,7 @@ export const CapsuleCommandSchemas = {
 type CapsuleOp = keyof typeof CapsuleCommandSchemas
 export type CapsuleCommand = { [K in CapsuleOp]: z.infer<typeof CapsuleCommandSchemas[K]> }[CapsuleOp]
 
+
 export type Result = { ok: true, value?: string | null } | { ok: false, reason: string, current?: string | null }
 
 function initialHealth (spec: CapsuleSpec): HealthState | null {
@@ -78,7 +80,7 @@ export class CapsuleTable {
       case 'capsule.create': {
         if (this.capsules.has(cmd.spec.name)) return { ok: false, reason: `a capsule named ${cmd.spec.name} exists (rm it first)` }
         const r = cmd.spec.replicas
-        const instances = Array.from({ length: r }, (_, i): InstanceRecord => ({ name: instanceName(cmd.spec.name, i, r), index: i, node: null, gpuIndexes: [], ports: [], state: 'pending', reason: 'waiting for the scheduler', exitCode: null, restarts: 0, generation: 0 }))
+        const instances = Array.from({ length: r }, (_, i): InstanceRecord => ({ name: instanceName(cmd.spec.name, i, r), index: i, node: null, gpuIndexes: [], ports: [], state: 'pending', reason: WAITING_FOR_SCHEDULER, exitCode: null, restarts: 0, generation: 0 }))
         for (const i of instances) {
           if (this.byInstance.has(i.name)) return { ok: false, reason: `instance name ${i.name} is taken by capsule ${this.byInstance.get(i.name) ?? ''}` }
         }
