@@ -44,13 +44,18 @@ t.test('host networking and gaming are placed only where the node\'s config allo
     await waitFor(async () => { row = (await ps(plain)).find(x => x.name === name); return row !== undefined && check(row) }, 60_000, 300)
     return row
   }
-  const run = async (t: Test, args: string[]): Promise<void> => {
+  const run = async (t: Test, args: string[], unplaceable?: RegExp): Promise<void> => {
     const r = await plain.cli(['run', ...args], 30_000)
-    t.equal(r.code, 0, `run ${args.join(' ')} exits 0 ${r.stderr.trim()}`)
+    if (unplaceable === undefined) t.equal(r.code, 0, `run ${args.join(' ')} exits 0 ${r.stderr.trim()}`)
+    else {
+      // run waits for the placement and says why none is possible (issue #24).
+      t.equal(r.code, 1, `run ${args.join(' ')} exits 1: nothing can be placed`)
+      t.match(r.stderr, unplaceable, 'and says why')
+    }
   }
 
   await t.test('host networking', async t => {
-    await run(t, [DEMO_REF, '--name', 'hostnet-plain', '--network', 'host', '--on', 'zone=plain', '--memory', '16M', '--', 'sleep', '600'])
+    await run(t, [DEMO_REF, '--name', 'hostnet-plain', '--network', 'host', '--on', 'zone=plain', '--memory', '16M', '--', 'sleep', '600'], /no node allows host networking/)
     const pending = await until('hostnet-plain', r => r.reason !== null)
     t.match(pending, { node: null, state: 'pending', reason: 'no node allows host networking (set [capsules] allow_host_network)' }, 'pending with the reason on a node that does not allow it')
 
@@ -67,7 +72,7 @@ t.test('host networking and gaming are placed only where the node\'s config allo
   })
 
   await t.test('gaming', async t => {
-    await run(t, [DEMO_REF, '--name', 'game-plain', '--gaming', '--on', 'zone=plain', '--memory', '16M', '--', 'sleep', '600'])
+    await run(t, [DEMO_REF, '--name', 'game-plain', '--gaming', '--on', 'zone=plain', '--memory', '16M', '--', 'sleep', '600'], /no node allows gaming capsules/)
     t.match(await until('game-plain', r => r.reason !== null), { node: null, state: 'pending', reason: 'no node allows gaming capsules (set [capsules] allow_gaming)' }, 'pending with the reason where no node opts in')
     // An image that cannot be pulled: the placement is what counts, and no
     // input or sound device of this test machine ends up in a capsule.
