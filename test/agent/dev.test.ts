@@ -1,7 +1,7 @@
 // `bolt-agent dev`, the README's first command: a one-node cluster in a temp
 // dir that Ctrl-C stops and removes, as a real process.
-import t from 'tap'
-import { spawn } from 'node:child_process'
+import t, { type Test } from 'tap'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -11,22 +11,25 @@ import { CLI, killCapsules, runCli, waitFor } from '../../scenarios/harness.js'
 const mountsUnder = async (dir: string): Promise<string[]> =>
   (await readFile('/proc/mounts', 'utf8')).split('\n').map(l => l.split(' ')[1] ?? '').filter(m => m.startsWith(dir + '/'))
 
-t.test('dev starts a cluster of one with the demo capsule; status into a closed pipe exits quietly; a Ctrl-C delivered twice at once still shuts it down cleanly and removes its data dir', async t => {
-  const p = spawn(process.execPath, [CLI, 'dev'], { env: { ...process.env, BOLT_LOG_JSON: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
+/**
+ * Starts `bolt-agent dev` (through `cmd`), waits until it has printed its
+ * data dir and what to try, and kills it and its capsules at teardown if the
+ * test did not stop it.
+ */
+async function startDev (t: Test, cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ p: ChildProcess, exited: Promise<number | null>, stdout: string[], stderr: string[], dataDir: string }> {
+  const p = spawn(cmd, args, { env: { ...env, BOLT_LOG_JSON: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
   const exited = new Promise<number | null>(resolve => p.on('exit', (code, sig) => resolve(code ?? (sig !== null ? 128 : null))))
-  const stderr: string[] = []
-  createInterface({ input: p.stderr }).on('line', l => { stderr.push(l) })
   const stdout: string[] = []
-  // The human output ends with how to join; the data dir is on its second line.
+  const stderr: string[] = []
+  createInterface({ input: p.stderr! }).on('line', l => { stderr.push(l) })
+  // The human output says how to stop it and how to join; the data dir is on its second line.
   const dataDir = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => { reject(new Error(`dev not ready: ${stderr.slice(-3).join(' | ')}`)) }, 60_000)
-    createInterface({ input: p.stdout }).on('line', l => {
+    createInterface({ input: p.stdout! }).on('line', l => {
       stdout.push(l)
-      if (!l.startsWith('Join other machines with')) return
-      clearTimeout(timer)
+      if (!l.startsWith('Join other machines with') && !l.startsWith('Ctrl-C stops it')) return
       const m = /^data dir: (\S+)/m.exec(stdout.join('\n'))
-      if (m === null) reject(new Error(`no data dir in: ${stdout.join(' | ')}`))
-      else resolve(m[1] as string)
+      if (m !== null) { clearTimeout(timer); resolve(m[1] as string) }
     })
     p.on('exit', code => { clearTimeout(timer); reject(new Error(`dev exited with ${code}: ${stderr.slice(-3).join(' | ')}`)) })
   })
@@ -38,6 +41,11 @@ t.test('dev starts a cluster of one with the demo capsule; status into a closed 
       await rm(dataDir, { recursive: true, force: true })
     }
   })
+  return { p, exited, stdout, stderr, dataDir }
+}
+
+t.test('dev starts a cluster of one with the demo capsule; status into a closed pipe exits quietly; a Ctrl-C delivered twice at once still shuts it down cleanly and removes its data dir', async t => {
+  const { p, exited, stdout, dataDir } = await startDev(t, process.execPath, [CLI, 'dev'], process.env)
   t.ok(existsSync(dataDir), 'its data dir exists while it runs')
   t.notOk(stdout.some(l => /bolt1_[0-9a-f]/.test(l)), 'its start-up output holds no join token')
   t.match(stdout.at(-1), /bolt-agent --data \S+ token/, 'it says how to get the join command')
@@ -91,30 +99,7 @@ async function capsuleProcesses (dir: string, uid: number): Promise<string[]> {
 // the shell loop as PID 1 ignores SIGTERM, so the stop must reach its init
 // with SIGKILL, and within the shutdown budget.
 t.test('dev as an unprivileged user: Ctrl-C stops the demo capsule and removes the data dir', { skip: process.getuid?.() !== 0 ? 'needs root to drop to nobody' : !existsSync('/usr/bin/setpriv') ? 'needs setpriv' : false }, async t => {
-  const p = spawn('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', process.execPath, CLI, 'dev'], {
-    env: { ...process.env, HOME: tmpdir(), BOLT_LOG_JSON: '1' }, stdio: ['ignore', 'pipe', 'pipe']
-  })
-  const exited = new Promise<number | null>(resolve => p.on('exit', (code, sig) => resolve(code ?? (sig !== null ? 128 : null))))
-  const stdout: string[] = []
-  const stderr: string[] = []
-  createInterface({ input: p.stderr }).on('line', l => { stderr.push(l) })
-  const dataDir = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error(`dev not ready: ${stderr.slice(-3).join(' | ')}`)) }, 60_000)
-    createInterface({ input: p.stdout }).on('line', l => {
-      stdout.push(l)
-      if (!l.startsWith('Join other machines with') && !l.startsWith('Ctrl-C stops it')) return
-      const m = /^data dir: (\S+)/m.exec(stdout.join('\n'))
-      if (m !== null) { clearTimeout(timer); resolve(m[1] as string) }
-    })
-    p.on('exit', code => { clearTimeout(timer); reject(new Error(`dev exited with ${code}: ${stderr.slice(-3).join(' | ')}`)) })
-  })
-  t.teardown(async () => {
-    p.kill('SIGKILL')
-    if (existsSync(dataDir)) {
-      await killCapsules(dataDir)
-      await rm(dataDir, { recursive: true, force: true })
-    }
-  })
+  const { p, exited, stdout, stderr, dataDir } = await startDev(t, 'setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', process.execPath, CLI, 'dev'], { ...process.env, HOME: tmpdir() })
   const demo = stdout.some(l => l.startsWith('demo capsule "demo" submitted'))
   if (!demo) {
     // Rootless capsules need unprivileged user namespaces; without them dev says why and runs no capsule.
