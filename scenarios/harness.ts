@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
+import { netnsPrefix } from '../native/index.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 /** The compiled CLI: dist/agent/cli.js next to dist/scenarios. */
@@ -214,6 +215,10 @@ export async function killCapsules (dataDir: string): Promise<void> {
   }
   const mounts = (await readFile('/proc/mounts', 'utf8').catch(() => '')).split('\n').map(l => l.split(' ')[1] ?? '').filter(m => m.startsWith(dataDir + '/'))
   for (const m of mounts.sort((a, b) => b.length - a.length)) await execText('umount', ['-l', m])
+  // Bridge capsules' network namespaces, named after the runtime's dir; their veths go with them.
+  const prefix = `${netnsPrefix(join(dataDir, 'runtime'))}-`
+  const names = (await execText('ip', ['netns', 'list'])).split('\n').map(l => l.split(' ')[0] ?? '').filter(n => n.startsWith(prefix))
+  for (const ns of names) await execText('ip', ['netns', 'delete', ns])
 }
 
 async function execText (cmd: string, args: string[]): Promise<string> {
