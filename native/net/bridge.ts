@@ -234,8 +234,15 @@ add rule ${t} forwarding oifname "${br}" ct status dnat accept
     return mapTarget(r.stdout, port)
   }
 
-  /** Removes the bridge and the nft table (an ephemeral dev agent); capsules must be detached first. */
+  /**
+   * Removes the bridge and the nft table (an ephemeral dev agent); capsules
+   * must be detached first. Another agent on this host may use a bridge of
+   * the same name (several agents on one machine, as in tests): while any
+   * interface is still attached to it, both stay.
+   */
   async destroy (): Promise<void> {
+    const attached = await runCommand('ip', ['-j', 'link', 'show', 'master', this.o.bridge])
+    if (attached.exitCode === 0 && !['', '[]'].includes(attached.stdout.trim())) return
     await runCommand('nft', ['delete', 'table', 'ip', this.table])
     await runCommand('ip', ['link', 'del', this.o.bridge])
     this.ready = undefined
