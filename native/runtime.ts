@@ -326,14 +326,18 @@ export class NodeRuntime {
 
   /** Frees what a stopped capsule holds: runtime state, cgroup, rootfs mount. Keeps its record and logs. */
   private async release (name: string, dir: string, cg: CapsuleCgroup | undefined): Promise<void> {
-    const st = await this.deps.driver.state(name)
-    if (st !== undefined) {
-      if (st.status === 'running' || st.status === 'paused' || st.status === 'created') await this.deps.driver.kill(name, 'SIGKILL', true)
-      await this.deps.driver.delete(name, true)
+    try {
+      const st = await this.deps.driver.state(name)
+      if (st !== undefined) {
+        if (st.status === 'running' || st.status === 'paused' || st.status === 'created') await this.deps.driver.kill(name, 'SIGKILL', true)
+        await this.deps.driver.delete(name, true)
+      }
+      await cg?.remove()
+      await this.deps.bridge?.detach(name)
+    } finally {
+      // Whatever failed above, the rootfs mount goes: one left under a removed dir stays for the machine's life.
+      await this.deps.images.removeRootfs(dir)
     }
-    await cg?.remove()
-    await this.deps.bridge?.detach(name)
-    await this.deps.images.removeRootfs(dir)
   }
 
   private get (name: string): Live {
