@@ -10,3 +10,7 @@ export class JoinFailedError extends UserError {
 export class DataDirError extends UserError {
   override name = 'DataDirError'
 }
+/** `evict` named no member, or an ambiguous or forbidden one (the API's 404). */
+export class UnknownMemberError extends Error {
+  override name = 'UnknownMemberError'
+}

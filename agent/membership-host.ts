@@ -156,6 +156,31 @@ export class MembershipHost extends EventTarget {
       }
     })()
   }
+  /**
+   * Joins through the seeds at start. A joiner waits for one answer (admission
+   * just answered, so a seed is up); a failure there, and every other start,
+   * keeps trying in the background.
+   */
+  async joinSeeds (seeds: Array<{ id: string, addrs: string[] }>, waitForOne: boolean, signal: AbortSignal): Promise<void> {
+    if (waitForOne) {
+      try {
+        await this.join(seeds)
+        return
+      } catch (err) {
+        this.init.log.info({ err: (err as Error).message }, 'no seed answered the first join; retrying in the background')
+      }
+    }
+    this.joinInBackground(seeds, signal)
+  }
+
+  /** Calls `fn` on every change of a member's state. */
+  onMember (fn: (id: string, state: string) => void): void {
+    this.addEventListener('member', (evt) => {
+      const { member } = (evt as CustomEvent<{ member: { id: string, state: string } }>).detail
+      fn(member.id, member.state)
+    })
+  }
+
   async leave (): Promise<void> { await this.service.leave() }
   setDropRate (rate: number): void { this.service.setDropRate(rate) }
   updateMeta (meta: MemberMeta): void { this.service.updateMeta(meta) }

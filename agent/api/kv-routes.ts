@@ -1,7 +1,7 @@
 // The small linearizable key-value store in the Raft state, for operators and
 // for the linearizability check: get and list (ReadIndex), put, cas, delete.
 import { z } from 'zod'
-import type { Agent } from '../agent.js'
+import type { RaftHost } from '../raft/raft-host.js'
 import { ApiError, type ApiServer } from './server.js'
 import { MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../state/cluster-state.js'
 
@@ -22,10 +22,10 @@ async function body<T> (schema: z.ZodType<T>, raw: unknown): Promise<T> {
   return r.data
 }
 
-export function registerKvRoutes (api: ApiServer, agent: Agent): void {
+export function registerKvRoutes (api: ApiServer, raft: Pick<RaftHost, 'read' | 'write' | 'node' | 'state'>): void {
   api.route('GET', '/v1/kv/:key', async (req) => {
     const key = checkKey(req.params.key ?? '')
-    const value = await agent.raft.read(key, req.signal)
+    const value = await raft.read(key, req.signal)
     if (value === undefined) throw new ApiError(404, `no such key: ${key}`)
     return { key, value }
   })
@@ -33,26 +33,26 @@ export function registerKvRoutes (api: ApiServer, agent: Agent): void {
     const prefix = req.query.get('prefix') ?? ''
     if (Buffer.byteLength(prefix) > MAX_KEY_BYTES) throw new ApiError(400, `a prefix is at most ${MAX_KEY_BYTES} bytes`)
     // Linearizable like get: confirm through the leader that this replica has applied everything committed.
-    await agent.raft.node.readIndex(AbortSignal.any([req.signal, AbortSignal.timeout(5000)]))
-    return agent.raft.state.keys(prefix, MAX_LIST_KEYS)
+    await raft.node.readIndex(AbortSignal.any([req.signal, AbortSignal.timeout(5000)]))
+    return raft.state.keys(prefix, MAX_LIST_KEYS)
   })
   api.route('DELETE', '/v1/kv/:key', async (req) => {
     const key = checkKey(req.params.key ?? '')
     // Only to say "no such key": a put racing this read survives, as it would a delete ordered before it.
-    if (await agent.raft.read(key, req.signal) === undefined) throw new ApiError(404, `no such key: ${key}`)
-    await agent.raft.write({ op: 'delete', key }, req.signal)
+    if (await raft.read(key, req.signal) === undefined) throw new ApiError(404, `no such key: ${key}`)
+    await raft.write({ op: 'delete', key }, req.signal)
     return { key, deleted: true }
   })
   api.route('PUT', '/v1/kv/:key', async (req) => {
     const key = checkKey(req.params.key ?? '')
     const b = await body(PutBody, await req.body())
-    await agent.raft.write({ op: 'put', key, value: b.value }, req.signal)
+    await raft.write({ op: 'put', key, value: b.value }, req.signal)
     return { key, value: b.value }
   })
   api.route('POST', '/v1/kv/:key/cas', async (req) => {
     const key = checkKey(req.params.key ?? '')
     const b = await body(CasBody, await req.body())
-    const r = await agent.raft.write({ op: 'cas', key, old: b.old, value: b.new }, req.signal)
+    const r = await raft.write({ op: 'cas', key, old: b.old, value: b.new }, req.signal)
     if (!r.ok) return { key, swapped: false, current: r.current ?? null }
     return { key, swapped: true, value: b.new }
   })

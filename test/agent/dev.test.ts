@@ -27,7 +27,8 @@ async function startDev (t: Test, cmd: string, args: string[], env: NodeJS.Proce
     const timer = setTimeout(() => { reject(new Error(`dev not ready: ${stderr.slice(-3).join(' | ')}`)) }, 60_000)
     createInterface({ input: p.stdout! }).on('line', l => {
       stdout.push(l)
-      if (!l.startsWith('Join other machines with') && !l.startsWith('Ctrl-C stops it')) return
+      // The last line of the human output: everything before it has arrived.
+      if (!l.startsWith('Join other machines with')) return
       const m = /^data dir: (\S+)/m.exec(stdout.join('\n'))
       if (m !== null) { clearTimeout(timer); resolve(m[1] as string) }
     })
