@@ -1,6 +1,6 @@
 // Shared pieces of the membership scenarios.
 import { readFile } from 'node:fs/promises'
-import type { AgentProcess, Cluster } from './harness.js'
+import type { AgentProcess, Cluster } from '../test/helpers/harness.js'
 
 /** Forms a cluster of n: init one, then joins in batches so 2 cores keep up. */
 export async function formInBatches (cluster: Cluster, n: number, batch = 8): Promise<AgentProcess[]> {

@@ -2,7 +2,7 @@
 // talking to agents' KV API directly over HTTP.
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { waitFor, type AgentProcess, type Cluster, type StatusLike } from './harness.js'
+import { waitFor, type AgentProcess, type Cluster, type StatusLike } from '../test/helpers/harness.js'
 
 export const RAFT_TOML = (voters: number): string => `
 [raft]

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process'
 import { loadavg, availableParallelism } from 'node:os'
 import { join } from 'node:path'
-import { Cluster, waitFor } from './harness.js'
+import { Cluster, waitFor } from '../test/helpers/harness.js'
 import { percentile, repoRoot, type Scenario } from './report.js'
 
 const RUNS = 20

@@ -1,6 +1,6 @@
 // detect-kill: 16 agents, kill -9 one; figure: seconds until every other
 // agent marks it dead, as a ratio to the configured suspicion bound.
-import { Cluster, waitFor } from './harness.js'
+import { Cluster, waitFor } from '../test/helpers/harness.js'
 import type { Scenario } from './report.js'
 import { aliveCount, formInBatches } from './_membership.js'
 import { LAN } from '../p2p/membership/profiles.js'

@@ -8,7 +8,7 @@
 // shared with every other node process (the node binary's code).
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Cluster, waitFor, type AgentProcess } from './harness.js'
+import { Cluster, waitFor, type AgentProcess } from '../test/helpers/harness.js'
 import { formInBatches, rssBytes } from './_membership.js'
 import type { Scenario, ScenarioReport } from './report.js'
 import { EDGE_ENV } from '../agent/edge-runtime.js'

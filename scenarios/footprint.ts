@@ -1,6 +1,6 @@
 // footprint: idle RSS of one joined agent (goal <= 80 MB) and the time from
 // process start to `alive` in the cluster (goal <= 1 s).
-import { Cluster, waitFor } from './harness.js'
+import { Cluster, waitFor } from '../test/helpers/harness.js'
 import type { Scenario } from './report.js'
 import { rssBytes } from './_membership.js'
 

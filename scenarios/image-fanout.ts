@@ -26,7 +26,7 @@ import { ImagePuller } from '../p2p/content/image-puller.js'
 import { PieceExchange } from '../p2p/content/piece-exchange.js'
 import { RegistryClient } from '../p2p/content/registry-client.js'
 import { buildImage, pushImage, startCountingProxy, startRegistry } from '../test/helpers/registry.js'
-import { Cluster } from './harness.js'
+import { Cluster } from '../test/helpers/harness.js'
 import type { Scenario, ScenarioReport } from './report.js'
 
 const MiB = 1024 * 1024

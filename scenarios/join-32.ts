@@ -1,6 +1,6 @@
 // join-32: 32 agents join through one seed; figure: seconds until every
 // agent sees 32 members alive.
-import { Cluster, waitFor } from './harness.js'
+import { Cluster, waitFor } from '../test/helpers/harness.js'
 import type { Scenario } from './report.js'
 import { aliveCount, formInBatches } from './_membership.js'
 

@@ -2,7 +2,7 @@
 // different agents while leaders are killed (-9) and processes paused
 // (SIGSTOP); the history is checked for linearizability. Figures: operations
 // checked and violations (goal 0).
-import { Cluster, type AgentProcess } from './harness.js'
+import { Cluster, type AgentProcess } from '../test/helpers/harness.js'
 import type { Scenario } from './report.js'
 import { RAFT_TOML, agreedLeader, apiOf, formVoters, kv } from './_raft.js'
 import { checkHistory, type KvOp } from './lin-check.js'

@@ -1,6 +1,6 @@
 // lossy-5: 16 agents, 5% of membership messages dropped (fault hook in the
 // membership transport) for 5 minutes; figure: false `dead` verdicts.
-import { Cluster, waitFor } from './harness.js'
+import { Cluster, waitFor } from '../test/helpers/harness.js'
 import type { Scenario } from './report.js'
 import { aliveCount, formInBatches } from './_membership.js'
 

@@ -25,7 +25,7 @@ import { execFile } from 'node:child_process'
 import { readFile, mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Cluster, type AgentProcess } from './harness.js'
+import { Cluster, type AgentProcess } from '../test/helpers/harness.js'
 import { buildImage, pushImage, startCountingProxy, startRegistry } from '../test/helpers/registry.js'
 import type { Scenario, ScenarioReport } from './report.js'
 

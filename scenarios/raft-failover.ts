@@ -1,7 +1,7 @@
 // raft-failover: 3 and 5 real voters; kill -9 the leader 20 times; figure:
 // p50 and p99 time until a new leader has committed an entry, as a ratio to
 // the configured election timeout (goal p99 <= 1.5).
-import { Cluster } from './harness.js'
+import { Cluster } from '../test/helpers/harness.js'
 import { percentile, type Scenario } from './report.js'
 import { RAFT_TOML, agreedLeader, apiOf, formVoters, kv } from './_raft.js'
 

@@ -10,7 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Cluster, waitFor } from './harness.js'
+import { Cluster, waitFor } from '../test/helpers/harness.js'
 import type { Scenario } from './report.js'
 import { RAFT_TOML, agreedLeader, apiOf, formVoters, kv } from './_raft.js'
 

@@ -18,7 +18,7 @@ import { transportModules } from '../quic/transports.js'
 import { relayServerInit, DEFAULT_RELAY_SERVICE, RelaySlot } from '../p2p/reachability/index.js'
 import { BlobStore } from '../p2p/content/blob-store.js'
 import { PieceExchange } from '../p2p/content/piece-exchange.js'
-import { waitFor } from './harness.js'
+import { waitFor } from '../test/helpers/harness.js'
 import type { Scenario, ScenarioReport } from './report.js'
 
 const MiB = 1024 * 1024

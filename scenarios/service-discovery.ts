@@ -5,7 +5,7 @@
 // latter.
 import { createSocket } from 'node:dgram'
 import dnsPacket from 'dns-packet'
-import { Cluster, waitFor, type AgentProcess } from './harness.js'
+import { Cluster, waitFor, type AgentProcess } from '../test/helpers/harness.js'
 import { RAFT_TOML, agreedLeader, apiOf, kv } from './_raft.js'
 import { percentile, type Scenario } from './report.js'
 import { freePort } from '../test/helpers/registry.js'

@@ -5,7 +5,7 @@ import t from 'tap'
 import { request } from 'node:http'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Cluster, FAST_TOML } from '../../scenarios/harness.js'
+import { Cluster, FAST_TOML } from '../helpers/harness.js'
 
 /** An agent start takes seconds alone and much longer on a shared, loaded machine. */
 const START_MS = 120_000

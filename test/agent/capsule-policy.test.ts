@@ -5,7 +5,7 @@
 // gossiped member metadata.
 import t, { type Test } from 'tap'
 import { existsSync } from 'node:fs'
-import { Cluster, waitFor, type AgentProcess } from '../../scenarios/harness.js'
+import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 import { busyboxPath, DEMO_REF } from '../../agent/demo-image.js'
 

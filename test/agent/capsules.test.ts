@@ -5,7 +5,7 @@ import { promisify } from 'node:util'
 import { join } from 'node:path'
 import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
-import { Cluster, waitFor, type AgentProcess } from '../../scenarios/harness.js'
+import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML, agreedLeader } from '../../scenarios/_raft.js'
 import { buildImage, pushImage, startRegistry, REGISTRY_BIN } from '../helpers/registry.js'
 

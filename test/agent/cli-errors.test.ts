@@ -3,7 +3,7 @@ import t from 'tap'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { runCli } from '../../scenarios/harness.js'
+import { runCli } from '../helpers/harness.js'
 
 const TOKEN = 'bolt1_' + '1'.repeat(16) + '_' + '2'.repeat(24) + '_' + '3'.repeat(64)
 

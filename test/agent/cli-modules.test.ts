@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { CLI, Cluster } from '../../scenarios/harness.js'
+import { CLI, Cluster } from '../helpers/harness.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const RECORDER = join(here, '..', 'helpers', 'record-modules.js')

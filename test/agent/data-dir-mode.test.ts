@@ -4,7 +4,7 @@
 import t from 'tap'
 import { chmod, chown, lstat, mkdir, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Cluster } from '../../scenarios/harness.js'
+import { Cluster } from '../helpers/harness.js'
 
 /** Every path under `dir` (itself included) whose mode lets other users read, write or enter it. */
 async function openToOthers (dir: string): Promise<string[]> {

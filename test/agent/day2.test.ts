@@ -3,7 +3,7 @@
 // agent, real runc, the built-in demo image (no registry needed).
 import t from 'tap'
 import { existsSync } from 'node:fs'
-import { Cluster, waitFor, type AgentProcess } from '../../scenarios/harness.js'
+import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 
 const IMAGE = 'bolt.local/busybox:demo'

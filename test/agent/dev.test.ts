@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs'
 import { readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { createInterface } from 'node:readline'
-import { CLI, killCapsules, runCli, waitFor } from '../../scenarios/harness.js'
+import { CLI, killCapsules, runCli, waitFor } from '../helpers/harness.js'
 
 const mountsUnder = async (dir: string): Promise<string[]> =>
   (await readFile('/proc/mounts', 'utf8')).split('\n').map(l => l.split(' ')[1] ?? '').filter(m => m.startsWith(dir + '/'))

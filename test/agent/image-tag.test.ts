@@ -4,7 +4,7 @@
 // resolved to. Real agent, real runc, real docker-registry.
 import t from 'tap'
 import { existsSync } from 'node:fs'
-import { Cluster, waitFor } from '../../scenarios/harness.js'
+import { Cluster, waitFor } from '../helpers/harness.js'
 import { apiOf, kv } from '../../scenarios/_raft.js'
 import { buildImage, pushImage, startRegistry, REGISTRY_BIN } from '../helpers/registry.js'
 

@@ -7,7 +7,7 @@ import { mkdtemp, mkdir, readdir, rm, stat, chmod } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { CLI, Cluster, killCapsules, runCli, waitFor } from '../../scenarios/harness.js'
+import { CLI, Cluster, killCapsules, runCli, waitFor } from '../helpers/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 import { listLocalAgents, RuntimeDirError } from '../../agent/local-agents.js'
 

@@ -15,7 +15,7 @@ import { Agent } from '../../agent/agent.js'
 import { parseConfig } from '../../agent/config.js'
 import { LocalMemberMeta } from '../../agent/member-meta.js'
 import { CapsuleSpecSchema } from '../../agent/scheduler/spec.js'
-import { Cluster, FAST_TOML, waitFor } from '../../scenarios/harness.js'
+import { Cluster, FAST_TOML, waitFor } from '../helpers/harness.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const fixtures = join(here, '..', '..', '..', 'test', 'fixtures', 'gpu')

@@ -5,7 +5,7 @@
 import t from 'tap'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Cluster, seedAddr, waitFor, type AgentProcess } from '../../scenarios/harness.js'
+import { Cluster, seedAddr, waitFor, type AgentProcess } from '../helpers/harness.js'
 
 const stateOn = async (a: AgentProcess, id: string): Promise<string | undefined> => (await a.status())?.members.find(m => m.id === id)?.state
 

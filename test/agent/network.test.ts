@@ -8,7 +8,7 @@ import t from 'tap'
 import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { AgentProcess, waitFor } from '../../scenarios/harness.js'
+import { AgentProcess, waitFor } from '../helpers/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 import { NetLab, netnsUnavailable, sh, tempRoot, type Host } from '../edge/netlab.js'
 import { netnsPrefix } from '../../native/index.js'
@@ -51,7 +51,7 @@ t.test('bridge networking and published ports across two nodes', { timeout: 900_
   const { root, cleanup } = await tempRoot()
   const agents: AgentProcess[] = []
   t.teardown(async () => {
-    const { killCapsules } = await import('../../scenarios/harness.js')
+    const { killCapsules } = await import('../helpers/harness.js')
     for (const a of agents) await a.stop().catch(() => {})
     for (const a of agents) {
       await killCapsules(a.dataDir)

@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Cluster } from '../../scenarios/harness.js'
+import { Cluster } from '../helpers/harness.js'
 import { RAFT_TOML, apiOf } from '../../scenarios/_raft.js'
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')

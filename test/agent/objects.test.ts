@@ -6,7 +6,7 @@ import t from 'tap'
 import { randomBytes, createHash } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Cluster, waitFor } from '../../scenarios/harness.js'
+import { Cluster, waitFor } from '../helpers/harness.js'
 import { RAFT_TOML, formVoters } from '../../scenarios/_raft.js'
 
 interface PutJson { id: string, size: number, replicas: string[] }

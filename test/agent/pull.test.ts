@@ -2,7 +2,7 @@
 // registry with digests verified, the second agent's from its peer.
 import t from 'tap'
 import { existsSync } from 'node:fs'
-import { Cluster } from '../../scenarios/harness.js'
+import { Cluster } from '../helpers/harness.js'
 import { RAFT_TOML, formVoters } from '../../scenarios/_raft.js'
 import { buildImage, pushImage, startCountingProxy, startRegistry, REGISTRY_BIN } from '../helpers/registry.js'
 

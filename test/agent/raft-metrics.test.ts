@@ -2,7 +2,7 @@
 // batch, fsync duration and forwarded proposals, after real writes to a real
 // two-voter cluster; and the histogram they are kept in.
 import t, { type Test } from 'tap'
-import { Cluster, waitFor, seedAddr } from '../../scenarios/harness.js'
+import { Cluster, waitFor, seedAddr } from '../helpers/harness.js'
 import { RAFT_TOML, agreedLeader, apiOf, kv, voters } from '../../scenarios/_raft.js'
 import { Histogram } from '../../agent/raft/raft-metrics.js'
 

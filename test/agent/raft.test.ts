@@ -1,7 +1,7 @@
 // Issue "Raft…": real agent processes, kill -9, a 2-of-3 partition through the
 // fault hook, and autopilot replacing a dead voter.
 import t from 'tap'
-import { Cluster, waitFor, type AgentProcess } from '../../scenarios/harness.js'
+import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML, agreedLeader, apiOf, formVoters, kv, voters } from '../../scenarios/_raft.js'
 
 async function partition (a: AgentProcess, peers: string[]): Promise<void> {

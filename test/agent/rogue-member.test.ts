@@ -4,7 +4,7 @@
 // commands, no replica stalls, and its Raft messages cannot move the term.
 import t from 'tap'
 import { encode } from 'cbor-x'
-import { Cluster, seedAddr, waitFor, type AgentProcess } from '../../scenarios/harness.js'
+import { Cluster, seedAddr, waitFor, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML, agreedLeader, apiOf, kv, voters } from '../../scenarios/_raft.js'
 import type { Message } from '../../consensus/index.js'
 import { RogueMember } from '../helpers/rogue-member.js'

@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { Cluster, waitFor, type AgentProcess } from '../../scenarios/harness.js'
+import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML, agreedLeader, formVoters } from '../../scenarios/_raft.js'
 import { buildImage, pushImage, startRegistry, REGISTRY_BIN } from '../helpers/registry.js'
 

@@ -4,7 +4,7 @@
 import t from 'tap'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { AgentProcess, Cluster } from '../../scenarios/harness.js'
+import { AgentProcess, Cluster } from '../helpers/harness.js'
 
 t.test('a refused second agent leaves the running one and its api.json alone', async t => {
   const cluster = await Cluster.create()

@@ -4,7 +4,7 @@
 import t from 'tap'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Cluster, seedAddr, waitFor } from '../../scenarios/harness.js'
+import { Cluster, seedAddr, waitFor } from '../helpers/harness.js'
 
 /** pids whose /proc/PID/cmdline holds `needle` (processes that end while we read are skipped). */
 async function cmdlinesHolding (needle: string): Promise<string[]> {

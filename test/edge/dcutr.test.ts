@@ -6,7 +6,7 @@
 // is what we want — but js-libp2p cannot punch with the transports it has in
 // Node today (DCUTR_BLOCKED says why), so that test is skipped, not faked.
 import t, { type Test } from 'tap'
-import { waitFor, type StatusLike } from '../../scenarios/harness.js'
+import { waitFor, type StatusLike } from '../helpers/harness.js'
 import { addrOf, NetLab, netnsUnavailable, NsAgent, tempRoot, type NatMapping } from './netlab.js'
 
 /**

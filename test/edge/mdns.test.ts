@@ -3,7 +3,7 @@
 // joined by mistake; without mDNS, join says it needs an address.
 import t from 'tap'
 import { mdnsServiceTag } from '../../p2p/discovery/lan.js'
-import { waitFor } from '../../scenarios/harness.js'
+import { waitFor } from '../helpers/harness.js'
 import { NetLab, netnsUnavailable, NsAgent, tempRoot } from './netlab.js'
 
 t.test('the mDNS service name is a DNS label derived from the cluster id', async t => {

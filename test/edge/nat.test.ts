@@ -2,7 +2,7 @@
 // with the ordinary `join`, is reachable for the cluster's protocols through
 // a relay, and comes back by itself after its link is cut and restored.
 import t from 'tap'
-import { waitFor, type StatusLike } from '../../scenarios/harness.js'
+import { waitFor, type StatusLike } from '../helpers/harness.js'
 import { addrOf, NetLab, netnsUnavailable, NsAgent, sh, tempRoot } from './netlab.js'
 
 /**

@@ -10,7 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { AgentProcess, FAST_TOML, type CliResult, type ReadyLine } from '../../scenarios/harness.js'
+import { AgentProcess, FAST_TOML, type CliResult, type ReadyLine } from '../helpers/harness.js'
 
 const exec = promisify(execFile)
 

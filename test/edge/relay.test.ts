@@ -17,7 +17,7 @@ import { createBoltNode, guardServiceProtocols, KAD_PROTOCOL, PING_PROTOCOL, REA
 import { DEFAULT_RELAY_SERVICE, RelaySlot, type ReachabilityOptions } from '../../p2p/reachability/index.js'
 import { newClusterId, newClusterKey, newSecret } from '../../p2p/token.js'
 import { EPHEMERAL_LISTEN, transportModules } from '../../quic/transports.js'
-import { waitFor } from '../../scenarios/harness.js'
+import { waitFor } from '../helpers/harness.js'
 
 const SWIM = '/bolt/swim/1'
 const NO_REACH: ReachabilityOptions = { reserve: 'never', autonat: false, holePunching: false }

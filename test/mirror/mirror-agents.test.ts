@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer } from 'node:net'
-import { Cluster, FAST_TOML, waitFor, type AgentProcess } from '../../scenarios/harness.js'
+import { Cluster, FAST_TOML, waitFor, type AgentProcess } from '../helpers/harness.js'
 import { buildImage, pushImage, startCountingProxy, startRegistry, REGISTRY_BIN, type BuiltImage } from '../helpers/registry.js'
 
 /** An agent start takes seconds alone and much longer on a shared, loaded machine. */

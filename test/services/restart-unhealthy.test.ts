@@ -3,7 +3,7 @@
 // restart policy), and comes back healthy.
 import t from 'tap'
 import { existsSync } from 'node:fs'
-import { Cluster, waitFor } from '../../scenarios/harness.js'
+import { Cluster, waitFor } from '../helpers/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 
 const haveRunc = existsSync('/usr/sbin/runc') || existsSync('/usr/bin/runc') || existsSync('/usr/bin/crun')

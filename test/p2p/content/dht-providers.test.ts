@@ -16,7 +16,7 @@ import { sha256Digest } from '../../../p2p/content/digest.js'
 import { PieceExchange } from '../../../p2p/content/piece-exchange.js'
 import { digestToCid } from '../../../p2p/content/digest.js'
 import { DhtProviderSource, KAD_BUCKET_SIZE } from '../../../p2p/content/providers.js'
-import { waitFor } from '../../../scenarios/harness.js'
+import { waitFor } from '../../helpers/harness.js'
 
 const PIECE = 64 * 1024
 

@@ -14,6 +14,7 @@ import { MembershipService } from '../../../p2p/membership/service.js'
 import { emptyMeta } from '../../../p2p/membership/meta.js'
 import { profile, type SwimConfig } from '../../../p2p/membership/profiles.js'
 import { suspicionBoundMs } from '../../../p2p/membership/core/suspicion.js'
+import { waitOrFail } from '../../helpers/harness.js'
 
 const overrides: Partial<SwimConfig> = { tickMs: 20, probeIntervalMs: 300, probeTimeoutMs: 150, gossipIntervalMs: 60, pushPullIntervalMs: 3000 }
 const config = profile('lan', overrides)
@@ -42,14 +43,6 @@ function spawnChild (env: Record<string, string>, inc: { last: number }): Child 
   return { proc, addrs, joined, inc }
 }
 
-async function waitFor (what: string, pred: () => boolean, timeoutMs = 30_000): Promise<number> {
-  const start = Date.now()
-  while (!pred()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for: ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 25))
-  }
-  return Date.now() - start
-}
 
 async function startLocal (name: string): Promise<{ node: Libp2p, svc: MembershipService }> {
   const node = await createLibp2p({ addresses: { listen: EPHEMERAL_LISTEN }, ...transportModules(), services: { identify: identify() } })
@@ -81,12 +74,12 @@ t.test('kill -9, then restart with the same id and ports', async t => {
   children.push(child.proc)
   const listen = await child.addrs
   await child.joined
-  await waitFor('a and b see the child alive', () => a.svc.member(cid)?.state === 'alive' && b.svc.member(cid)?.state === 'alive')
+  await waitOrFail('a and b see the child alive', () => a.svc.member(cid)?.state === 'alive' && b.svc.member(cid)?.state === 'alive')
   const before = a.svc.member(cid)?.incarnation ?? 0
   t.ok(inc.last >= before, `child reported incarnation ${inc.last} for persistence`)
 
   child.proc.kill('SIGKILL')
-  const deadMs = await waitFor('a and b see the child dead', () => a.svc.member(cid)?.state === 'dead' && b.svc.member(cid)?.state === 'dead')
+  const deadMs = await waitOrFail('a and b see the child dead', () => a.svc.member(cid)?.state === 'dead' && b.svc.member(cid)?.state === 'dead')
   t.comment(`dead ${deadMs} ms after kill -9 (bound ${suspicionBoundMs(config, 3)} ms)`)
   t.pass('declared dead')
 
@@ -94,7 +87,7 @@ t.test('kill -9, then restart with the same id and ports', async t => {
   children.push(child.proc)
   t.same(await child.addrs, listen, 'restarted on the same ports')
   await child.joined
-  const backMs = await waitFor('a and b see the child alive again', () => a.svc.member(cid)?.state === 'alive' && b.svc.member(cid)?.state === 'alive')
+  const backMs = await waitOrFail('a and b see the child alive again', () => a.svc.member(cid)?.state === 'alive' && b.svc.member(cid)?.state === 'alive')
   t.comment(`alive again ${backMs} ms after joining`)
   t.ok((a.svc.member(cid)?.incarnation ?? 0) > before, `incarnation ${a.svc.member(cid)?.incarnation} > ${before}`)
   // It stays alive: the stale connections of its first life do not get it suspected again.

@@ -16,6 +16,7 @@ import { emptyMeta } from '../../../p2p/membership/meta.js'
 import { profile } from '../../../p2p/membership/profiles.js'
 import { suspicionBoundMs } from '../../../p2p/membership/core/suspicion.js'
 import type { MemberEvent, MemberState } from '../../../p2p/membership/core/types.js'
+import { waitOrFail } from '../../helpers/harness.js'
 
 const config = profile('lan', {
   tickMs: 20,
@@ -53,14 +54,6 @@ async function stopAgent (a: Agent): Promise<void> {
   await a.node.stop()
 }
 
-async function waitFor (what: string, pred: () => boolean, timeoutMs = 20_000): Promise<number> {
-  const start = Date.now()
-  while (!pred()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for: ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 25))
-  }
-  return Date.now() - start
-}
 
 const stateOf = (a: Agent, id: string): MemberState | undefined => a.svc.member(id)?.state
 const seedOf = (a: Agent): { id: string, addrs: string[] } => ({ id: a.node.peerId.toString(), addrs: a.node.getMultiaddrs().map(String) })
@@ -75,7 +68,7 @@ t.test('three libp2p agents: join, detect a kill, come back with a higher incarn
   await b.svc.join([seedOf(a)])
   await c.svc.join([seedOf(a)])
   const ids = (): string[] => [a, b, c].map(x => x.node.peerId.toString())
-  const joinMs = await waitFor('all see 3 alive', () => [a, b, c].every(x => ids().every(id => stateOf(x, id) === 'alive')))
+  const joinMs = await waitOrFail('all see 3 alive', () => [a, b, c].every(x => ids().every(id => stateOf(x, id) === 'alive')))
   t.pass(`all three see 3 alive after ${joinMs} ms`)
   t.equal(a.svc.members().length, 3)
 
@@ -83,7 +76,7 @@ t.test('three libp2p agents: join, detect a kill, come back with a higher incarn
   const cid = c.node.peerId.toString()
   const cInc = c.svc.incarnation()
   await stopAgent(c)
-  const deadMs = await waitFor('a and b see c dead', () => stateOf(a, cid) === 'dead' && stateOf(b, cid) === 'dead')
+  const deadMs = await waitOrFail('a and b see c dead', () => stateOf(a, cid) === 'dead' && stateOf(b, cid) === 'dead')
   t.comment(`c dead after ${deadMs} ms (bound ${suspicionBoundMs(config, 3)} ms)`)
   t.ok(a.events.some(e => e.kind === 'suspect' && e.member.id === cid) || b.events.some(e => e.kind === 'suspect' && e.member.id === cid), 'suspected first')
   const s = a.svc.stats()
@@ -98,7 +91,7 @@ t.test('three libp2p agents: join, detect a kill, come back with a higher incarn
   t.equal(c.node.peerId.toString(), cid, 'same peer id')
   t.ok(c.svc.incarnation() > cInc, 'restarted above the persisted incarnation')
   await c.svc.join([seedOf(a)])
-  const backMs = await waitFor('a and b see c alive again', () => stateOf(a, cid) === 'alive' && stateOf(b, cid) === 'alive')
+  const backMs = await waitOrFail('a and b see c alive again', () => stateOf(a, cid) === 'alive' && stateOf(b, cid) === 'alive')
   t.pass(`c alive again after ${backMs} ms`)
   t.ok((a.svc.member(cid)?.incarnation ?? 0) > cInc, `higher incarnation ${a.svc.member(cid)?.incarnation} > ${cInc}`)
   t.equal(c.svc.member(a.node.peerId.toString())?.state, 'alive', 'c sees a')
@@ -108,7 +101,7 @@ t.test('three libp2p agents: join, detect a kill, come back with a higher incarn
   const before = { a: a.events.length, c: c.events.length }
   await b.svc.leave()
   await stopAgent(b)
-  await waitFor('a and c see b left', () => stateOf(a, bid) === 'left' && stateOf(c, bid) === 'left')
+  await waitOrFail('a and c see b left', () => stateOf(a, bid) === 'left' && stateOf(c, bid) === 'left')
   await new Promise(resolve => setTimeout(resolve, suspicionBoundMs(config, 3)))
   t.equal(stateOf(a, bid), 'left', 'still left, not dead')
   const after = [...a.events.slice(before.a), ...c.events.slice(before.c)].filter(e => e.member.id === bid)
@@ -121,8 +114,8 @@ for (const only of ['quic', 'tcp'] as const) {
     const b = await startAgent(`b-${only}`, undefined, { inc: 0 }, only)
     t.teardown(async () => { await stopAgent(a); await stopAgent(b) })
     await b.svc.join([{ id: a.node.peerId.toString(), addrs: a.node.getMultiaddrs().filter(m => transportOf(m) === only).map(String) }])
-    await waitFor('both alive', () => stateOf(a, b.node.peerId.toString()) === 'alive' && stateOf(b, a.node.peerId.toString()) === 'alive')
-    await waitFor('a few probes answered', () => a.svc.stats().probesSent >= 3 && b.svc.stats().probesSent >= 3)
+    await waitOrFail('both alive', () => stateOf(a, b.node.peerId.toString()) === 'alive' && stateOf(b, a.node.peerId.toString()) === 'alive')
+    await waitOrFail('a few probes answered', () => a.svc.stats().probesSent >= 3 && b.svc.stats().probesSent >= 3)
     t.equal(a.svc.stats().probesFailed + b.svc.stats().probesFailed, 0, 'no probe failed')
     const conns = a.node.getConnections(b.node.peerId)
     t.ok(conns.length > 0 && conns.every(c => transportOf(c.remoteAddr) === only), `connected over ${only}`)
@@ -136,19 +129,19 @@ t.test('messages to a member share one stream; a stream closed under it is repla
   t.teardown(async () => { await stopAgent(a); await stopAgent(b) })
   await b.svc.join([seedOf(a)])
   const bid = b.node.peerId.toString()
-  await waitFor('both alive', () => stateOf(a, bid) === 'alive' && stateOf(b, a.node.peerId.toString()) === 'alive')
+  await waitOrFail('both alive', () => stateOf(a, bid) === 'alive' && stateOf(b, a.node.peerId.toString()) === 'alive')
   const sentBefore = a.svc.stats().bytesOut
-  await waitFor('a sent a dozen probes', () => a.svc.stats().probesSent >= 12)
+  await waitOrFail('a sent a dozen probes', () => a.svc.stats().probesSent >= 12)
   t.ok(a.svc.stats().bytesOut > sentBefore, 'a kept sending')
   t.ok(opened.n <= 2, `a opened ${opened.n} streams for all its messages to b (one per message before)`)
   // Reset a's stream to b from b's side: a's next messages go on a new one.
   const swimStreams = (): Array<{ abort: (err: Error) => void }> => b.node.getConnections(a.node.peerId).flatMap(c => c.streams.filter(st => st.protocol === SWIM_PROTOCOL && st.direction === 'inbound'))
-  await waitFor('b has a\'s stream', () => swimStreams().length > 0)
+  await waitOrFail('b has a\'s stream', () => swimStreams().length > 0)
   for (const st of swimStreams()) st.abort(new Error('reset by the test'))
   const failed = a.svc.stats().probesFailed
   const probes = a.svc.stats().probesSent
   const streamsBefore = opened.n
-  await waitFor('a few more probes', () => a.svc.stats().probesSent >= probes + 5)
+  await waitOrFail('a few more probes', () => a.svc.stats().probesSent >= probes + 5)
   t.ok(opened.n > streamsBefore, `a opened a new stream (${opened.n - streamsBefore})`)
   t.ok(a.svc.stats().probesFailed - failed <= 1, `at most the probe in flight failed (${a.svc.stats().probesFailed - failed})`)
   t.equal(stateOf(a, bid), 'alive')
@@ -176,9 +169,9 @@ t.test('malformed and oversized frames are counted and do not disturb the servic
   await send(Uint8Array.from([0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]))
   await send(new TextEncoder().encode('not cbor at all'))
   await send(new Uint8Array(MAX_MESSAGE_BYTES + 10))
-  await waitFor('three decode errors', () => a.svc.stats().decodeErrors === 3)
+  await waitOrFail('three decode errors', () => a.svc.stats().decodeErrors === 3)
   await b.svc.join([seedOf(a)])
-  await waitFor('still works', () => stateOf(a, b.node.peerId.toString()) === 'alive')
+  await waitOrFail('still works', () => stateOf(a, b.node.peerId.toString()) === 'alive')
   t.pass()
 })
 
@@ -189,7 +182,7 @@ t.test('fault hook: drop rate is validated and counted', async t => {
   t.throws(() => a.svc.setDropRate(2), RangeError)
   await b.svc.join([seedOf(a)])
   a.svc.setDropRate(1)
-  await waitFor('drops counted', () => a.svc.stats().faultDrops > 5)
+  await waitOrFail('drops counted', () => a.svc.stats().faultDrops > 5)
   a.svc.setDropRate(0)
   t.pass()
 })

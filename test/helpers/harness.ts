@@ -7,11 +7,11 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
-import { netnsPrefix } from '../native/index.js'
+import { netnsPrefix } from '../../native/index.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 /** The compiled CLI: dist/agent/cli.js next to dist/scenarios. */
-export const CLI = join(here, '..', 'agent', 'cli.js')
+export const CLI = join(here, '..', '..', 'agent', 'cli.js')
 
 /** Fast membership timings for tests: detection in a few seconds. */
 export const FAST_TOML = `
@@ -241,4 +241,11 @@ export async function waitFor (check: () => Promise<boolean>, timeoutMs: number,
     await new Promise(resolve => setTimeout(resolve, intervalMs))
   }
   return -1
+}
+
+/** `waitFor` for tests that cannot go on without it: throws, naming what it waited for, at the deadline; returns the elapsed ms. */
+export async function waitOrFail (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000, intervalMs = 25): Promise<number> {
+  const took = await waitFor(async () => await check(), timeoutMs, intervalMs)
+  if (took < 0) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`)
+  return took
 }
