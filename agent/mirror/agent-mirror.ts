@@ -12,7 +12,7 @@ import { MIRROR_CLIENT_KINDS, mirrorConfigSnippet, type MirrorClientKind } from 
 import type { TagResolutions } from './tag-cache.js'
 import { RegistryClient } from '../../p2p/content/registry-client.js'
 import type { ImageReference } from '../../p2p/content/reference.js'
-import { isInternalAddress, privateHostAllowed, UpstreamGuard } from './upstream-guard.js'
+import { guardedFetch, isInternalAddress, privateHostAllowed, UpstreamGuard } from './upstream-guard.js'
 
 export type MirrorConfig = Config['mirror']
 
@@ -72,11 +72,13 @@ export function credentialsAllowed (patterns: string[], ref: ImageReference): bo
 }
 
 /** The registry client the mirror fetches with (never the one capsule pulls use: those are the operator's). */
-export function mirrorRegistryClient (config: MirrorConfig, insecure: string[], extra: { dockerConfigPath?: string | false } = {}): RegistryClient {
+export function mirrorRegistryClient (config: MirrorConfig, insecure: string[], extra: { dockerConfigPath?: string | false, fetch?: typeof fetch } = {}): RegistryClient {
   const guard = new UpstreamGuard({ privateHosts: config.allow_private_hosts })
   return new RegistryClient({
     insecure,
     guard: async url => { await guard.check(url) },
+    // The same check on the addresses each connection really dials.
+    fetch: guardedFetch(config.allow_private_hosts),
     useCredentials: ref => credentialsAllowed(config.credential_repositories, ref),
     ...extra
   })

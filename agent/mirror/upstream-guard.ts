@@ -3,9 +3,14 @@
 // hop, a token realm — must be http(s) without userinfo, and its host's
 // address (the literal, or every address its name resolves to) outside
 // loopback, link-local and private ranges unless the config names that host
-// in `[mirror] allow_private_hosts`.
+// in `[mirror] allow_private_hosts`. The check runs twice: before each
+// fetch (a clear error naming the URL), and on the addresses the connection
+// really dials (a name that answered a public address to the first lookup
+// and 127.0.0.1 to the next, DNS rebinding with TTL 0, is refused there).
 import { lookup as dnsLookup } from 'node:dns/promises'
+import { lookup as dnsLookupCb, type LookupAddress, type LookupAllOptions, type LookupOptions } from 'node:dns'
 import { BlockList, isIP } from 'node:net'
+import { Agent, fetch as undiciFetch } from 'undici'
 import { UpstreamAddressRefusedError } from '../../p2p/content/errors.js'
 
 /** Ranges no mirror fetch reaches by default: loopback, private, link-local, CGNAT, multicast, reserved, documentation. */
@@ -85,4 +90,41 @@ export class UpstreamGuard {
       throw new UpstreamAddressRefusedError(`cannot resolve ${host} to check its address: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err })
     }
   }
+}
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void
+type LookupFn = (hostname: string, options: LookupAllOptions, callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void) => void
+
+/** Whether `allow_private_hosts` names this host on some port (the connection's lookup does not see the port; the check before the fetch did). */
+function nameAllowed (entries: string[], hostname: string): boolean {
+  const name = hostname.toLowerCase()
+  return entries.some(e => { const x = e.toLowerCase(); return x === '*' || x === name || x.startsWith(`${name}:`) })
+}
+
+/**
+ * A `lookup` for the sockets the mirror's fetches open: it resolves the name
+ * and fails the connection if any answer is internal, unless the config
+ * allows that host. `resolve` is for tests (dns.lookup otherwise).
+ */
+export function guardedLookup (privateHosts: string[], resolve: LookupFn = dnsLookupCb as unknown as LookupFn): (hostname: string, options: LookupOptions, callback: LookupCallback) => void {
+  return (hostname, options, callback) => {
+    resolve(hostname, { ...options, all: true }, (err, addresses) => {
+      if (err !== null) { callback(err, []); return }
+      const bad = nameAllowed(privateHosts, hostname) ? undefined : addresses.find(a => isInternalAddress(a.address))
+      if (bad !== undefined) {
+        callback(new UpstreamAddressRefusedError(`refusing to connect to ${hostname} for the mirror: it now resolves to ${bad.address}, a loopback, private or link-local address (list it in [mirror] allow_private_hosts to allow it)`), [])
+        return
+      }
+      if (options.all === true) { callback(null, addresses); return }
+      const first = addresses[0]
+      if (first === undefined) { callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), []); return }
+      callback(null, first.address, first.family)
+    })
+  }
+}
+
+/** `fetch` whose connections dial only addresses the guard allows; for the mirror's registry client. */
+export function guardedFetch (privateHosts: string[], resolve?: LookupFn): typeof fetch {
+  const dispatcher = new Agent({ connect: { lookup: guardedLookup(privateHosts, resolve) } })
+  return (async (input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) => await undiciFetch(input as Parameters<typeof undiciFetch>[0], { ...(init as Parameters<typeof undiciFetch>[1]), dispatcher })) as unknown as typeof fetch
 }
