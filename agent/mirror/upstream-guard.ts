@@ -10,7 +10,7 @@
 import { lookup as dnsLookup } from 'node:dns/promises'
 import { lookup as dnsLookupCb, type LookupAddress, type LookupAllOptions, type LookupOptions } from 'node:dns'
 import { BlockList, isIP } from 'node:net'
-import { Agent, fetch as undiciFetch } from 'undici'
+import type { Agent as UndiciAgent, fetch as UndiciFetch } from 'undici'
 import { UpstreamAddressRefusedError } from '../../p2p/content/errors.js'
 
 /** Ranges no mirror fetch reaches by default: loopback, private, link-local, CGNAT, multicast, reserved, documentation. */
@@ -123,8 +123,16 @@ export function guardedLookup (privateHosts: string[], resolve: LookupFn = dnsLo
   }
 }
 
-/** `fetch` whose connections dial only addresses the guard allows; for the mirror's registry client. */
+/**
+ * `fetch` whose connections dial only addresses the guard allows; for the
+ * mirror's registry client. undici (1 MB of code) loads on the first fetch:
+ * an agent whose mirror never fetches upstream does not hold it.
+ */
 export function guardedFetch (privateHosts: string[], resolve?: LookupFn): typeof fetch {
-  const dispatcher = new Agent({ connect: { lookup: guardedLookup(privateHosts, resolve) } })
-  return (async (input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) => await undiciFetch(input as Parameters<typeof undiciFetch>[0], { ...(init as Parameters<typeof undiciFetch>[1]), dispatcher })) as unknown as typeof fetch
+  let client: Promise<{ dispatcher: UndiciAgent, fetch: typeof UndiciFetch }> | undefined
+  return (async (input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) => {
+    client ??= import('undici').then(u => ({ dispatcher: new u.Agent({ connect: { lookup: guardedLookup(privateHosts, resolve) } }), fetch: u.fetch }))
+    const { dispatcher, fetch: undiciFetch } = await client
+    return await undiciFetch(input as Parameters<typeof UndiciFetch>[0], { ...(init as Parameters<typeof UndiciFetch>[1]), dispatcher })
+  }) as unknown as typeof fetch
 }
