@@ -25,16 +25,16 @@ const bulkDials = new WeakMap<Libp2p, Map<string, number | 'dialing'>>()
  * one is dialed beside it in the background; until it is up, bulk uses what
  * is open.
  */
-function dialBulkInBackground (libp2p: Libp2p, peerId: string, addrs: Multiaddr[]): void {
+function dialBulkInBackground (libp2p: Libp2p, peerId: string, addrs: Multiaddr[]): Promise<void> | undefined {
   const tcpAddrs = addrs.filter(a => transportOf(a) === 'tcp')
-  if (tcpAddrs.length === 0) return
+  if (tcpAddrs.length === 0) return undefined
   let dials = bulkDials.get(libp2p)
   if (dials === undefined) { dials = new Map(); bulkDials.set(libp2p, dials) }
   const state = dials.get(peerId)
-  if (state === 'dialing' || (state !== undefined && Date.now() - state < BULK_DIAL_RETRY_MS)) return
+  if (state === 'dialing' || (state !== undefined && Date.now() - state < BULK_DIAL_RETRY_MS)) return undefined
   dials.set(peerId, 'dialing')
   const m = dials
-  void (async () => {
+  return (async () => {
     for (const ma of tcpAddrs) {
       try {
         await libp2p.dial(ma, { force: true, signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
@@ -48,19 +48,20 @@ function dialBulkInBackground (libp2p: Libp2p, peerId: string, addrs: Multiaddr[
 
 /**
  * Dials a member's TCP connection for bulk traffic ahead of need, in the
- * background, unless one is open (or being dialed). A pull opens its
+ * background, unless one is open (or being dialed). Returns the background
+ * dial (it never rejects), or undefined when there is nothing to dial. A pull opens its
  * streams to every peer the moment it starts; those opened before TCP is
  * up stay on QUIC for that whole pull, and its bitfield queries with them.
  */
-export function prepareBulk (libp2p: Libp2p, peerId: string, addrs: string[]): void {
+export function prepareBulk (libp2p: Libp2p, peerId: string, addrs: string[]): Promise<void> | undefined {
   let open: Connection[]
   try {
     open = openDirect(libp2p, peerId)
   } catch {
-    return // not a peer id: nothing to dial (this runs in an event listener, where a throw would be uncaught)
+    return undefined // not a peer id: nothing to dial (this runs in an event listener, where a throw would be uncaught)
   }
-  if (open.some(c => transportOf(c.remoteAddr) === 'tcp')) return
-  dialBulkInBackground(libp2p, peerId, peerAddrs(addrs, peerId))
+  if (open.some(c => transportOf(c.remoteAddr) === 'tcp')) return undefined
+  return dialBulkInBackground(libp2p, peerId, peerAddrs(addrs, peerId))
 }
 
 /** The open connections to the member that carry no relay limits. */
@@ -89,7 +90,7 @@ export async function connectionTo (libp2p: Libp2p, peerId: string, addrs: strin
   // Parsed only past the common case above (every stream opened comes here).
   const mas = preferTransport(peerAddrs(addrs, peerId), purpose)
   if (open.length > 0) {
-    if (purpose === 'bulk') dialBulkInBackground(libp2p, peerId, mas)
+    if (purpose === 'bulk') void dialBulkInBackground(libp2p, peerId, mas)
     return open[0] as Connection
   }
   const sig = signal ?? AbortSignal.timeout(DIAL_TIMEOUT_MS * Math.max(1, mas.length))

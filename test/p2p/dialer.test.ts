@@ -10,6 +10,14 @@ async function node (): Promise<Libp2p> {
   return await createLibp2p({ addresses: { listen: EPHEMERAL_LISTEN }, ...transportModules(), services: { identify: identify() } })
 }
 
+/** Records every dial `node` makes from now on (dials start synchronously, so a call that returned without one made none). */
+function dialSpy (node: Libp2p): unknown[] {
+  const seen: unknown[] = []
+  const dial = node.dial.bind(node)
+  node.dial = async (...args: Parameters<Libp2p['dial']>) => { seen.push(args[0]); return await dial(...args) }
+  return seen
+}
+
 async function until (cond: () => boolean, ms: number): Promise<boolean> {
   const end = Date.now() + ms
   while (Date.now() < end) {
@@ -48,9 +56,10 @@ t.test('a member with no TCP address: bulk stays on QUIC and nothing else is dia
   t.teardown(async () => { await a.stop(); await b.stop() })
   const quicOnly = b.getMultiaddrs().filter(m => transportOf(m) === 'quic').map(m => m.toString())
   await a.dial(b.getMultiaddrs().find(m => transportOf(m) === 'quic')!)
+  const dials = dialSpy(a)
   const c = await connectionTo(a, b.peerId.toString(), quicOnly, 'bulk')
   t.equal(transportOf(c.remoteAddr), 'quic')
-  await new Promise(resolve => setTimeout(resolve, 500))
+  t.same(dials, [], 'nothing was dialed')
   t.equal(a.getConnections(b.peerId).length, 1, 'still one connection')
 })
 
@@ -64,14 +73,15 @@ t.test('prepareBulk dials the TCP connection ahead of need, once', async t => {
 
   // Reached over QUIC (control traffic came first): TCP comes up beside it.
   await a.dial(b.getMultiaddrs().find(m => transportOf(m) === 'quic')!)
-  prepareBulk(a, b.peerId.toString(), addrsOf(b))
+  await prepareBulk(a, b.peerId.toString(), addrsOf(b))
   t.ok(await until(() => transports(b).includes('tcp'), 10_000), 'a TCP connection comes up beside the QUIC one')
-  prepareBulk(a, b.peerId.toString(), addrsOf(b))
-  await new Promise(resolve => setTimeout(resolve, 300))
-  t.same(transports(b), ['quic', 'tcp'], 'asked again with TCP open: nothing more is dialed')
+  const dials = dialSpy(a)
+  t.equal(prepareBulk(a, b.peerId.toString(), addrsOf(b)), undefined, 'asked again with TCP open: nothing to dial')
+  t.same(dials, [], 'and nothing was dialed')
+  t.same(transports(b), ['quic', 'tcp'])
 
   // Not connected at all yet: the TCP connection is the first.
-  prepareBulk(a, c.peerId.toString(), addrsOf(c))
+  await prepareBulk(a, c.peerId.toString(), addrsOf(c))
   t.ok(await until(() => transports(c).includes('tcp'), 10_000), 'a member not yet connected gets a TCP connection')
   const bulk = await connectionTo(a, c.peerId.toString(), addrsOf(c), 'bulk')
   t.equal(transportOf(bulk.remoteAddr), 'tcp', 'bulk traffic then finds TCP at once')
@@ -79,8 +89,9 @@ t.test('prepareBulk dials the TCP connection ahead of need, once', async t => {
   // No TCP address: nothing is dialed.
   const d = await node()
   t.teardown(async () => { await d.stop() })
-  prepareBulk(a, d.peerId.toString(), d.getMultiaddrs().filter(m => transportOf(m) === 'quic').map(m => m.toString()))
-  await new Promise(resolve => setTimeout(resolve, 500))
-  t.equal(a.getConnections(d.peerId).length, 0, 'a member with only QUIC addresses is not dialed')
-  t.doesNotThrow(() => { prepareBulk(a, 'not-a-peer-id', addrsOf(d)) }, 'a malformed member id is ignored')
+  const before = dials.length
+  t.equal(prepareBulk(a, d.peerId.toString(), d.getMultiaddrs().filter(m => transportOf(m) === 'quic').map(m => m.toString())), undefined, 'a member with only QUIC addresses: nothing to dial')
+  t.equal(dials.length, before, 'and it is not dialed')
+  t.equal(a.getConnections(d.peerId).length, 0)
+  t.equal(prepareBulk(a, 'not-a-peer-id', addrsOf(d)), undefined, 'a malformed member id is ignored')
 })

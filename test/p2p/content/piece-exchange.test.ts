@@ -15,6 +15,7 @@ import { HASHER_THREAD_MIN_BYTES } from '../../../p2p/content/blob-hasher.js'
 import { PeerChannel } from '../../../p2p/content/peer-channel.js'
 import { PIECES_PROTOCOL } from '../../../p2p/content/piece-messages.js'
 import { hashPiece, MAX_PIECE_SIZE, MIN_PIECE_SIZE } from '../../../p2p/content/pieces.js'
+import { waitOrFail } from '../../helpers/harness.js'
 
 const PIECE = 64 * 1024
 
@@ -158,20 +159,21 @@ t.test('providers from the provider source; a node advertises a blob it only par
   const data = randomBytes(6 * PIECE)
   const d = sha256Digest(data)
   await a.store.put(data, d)
-  await new Promise(resolve => setTimeout(resolve, 10))
+  await waitOrFail('a put blob is announced', () => table.providers(d).includes(a.id), 10_000, 5)
   t.same(table.providers(d), [a.id], 'a put blob is announced')
   await connect(b, a)
-  let announcedEarly = false
+  // Progress is reported before a landed piece is announced: by the second
+  // piece's report the first has been announced, with 4 of 6 still missing.
+  let announcedPartly: boolean | undefined
   const stats = await b.ex.pull(d, {
     size: data.length,
-    onProgress: p => { if (p.piecesDone === 1) announcedEarly = table.providers(d).includes(b.id) || announcedEarly }
+    onProgress: p => { if (p.piecesDone === 2) announcedPartly = table.providers(d).includes(b.id) }
   })
-  await new Promise(resolve => setTimeout(resolve, 10))
   t.equal(stats.bytesFromPeers, data.length)
-  t.ok(table.providers(d).includes(b.id), 'b announces after pulling')
-  t.ok(announcedEarly || table.providers(d).includes(b.id))
+  t.equal(announcedPartly, true, 'b announced the blob while it held only part of it')
+  t.ok(table.providers(d).includes(b.id), 'and still announces it after pulling')
   await b.store.delete(d)
-  await new Promise(resolve => setTimeout(resolve, 10))
+  await waitOrFail('b withdraws the blob', () => !table.providers(d).includes(b.id), 10_000, 5)
   t.notOk(table.providers(d).includes(b.id), 'withdrawn on removal')
 })
 
