@@ -78,7 +78,7 @@ function withPeer (addr: string, peerId: string): Multiaddr | undefined {
     const ma = multiaddr(addr)
     return ma.getComponents().some(c => c.name === 'p2p') ? ma : ma.encapsulate(`/p2p/${peerId}`)
   } catch {
-    return undefined
+    return undefined // an unparsable gossiped address is skipped; the others are dialed
   }
 }
 

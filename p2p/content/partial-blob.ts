@@ -73,7 +73,9 @@ export class PartialBlob {
     let fh: FileHandle
     try {
       fh = await open(path, 'r+')
-    } catch {
+    } catch (err) {
+      // Only a missing file is made anew: 'w+' truncates, which would zero pieces the state says are held.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
       fh = await open(path, 'w+')
     }
     await fh.truncate(init.size)

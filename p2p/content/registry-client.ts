@@ -264,7 +264,7 @@ export class RegistryClient {
           attempt--
           continue
         }
-        const body = await res.text().catch(() => '')
+        const body = await res.text().catch(() => '') // the status alone still makes the error
         error = new RegistryError(`${url}: HTTP ${res.status}${body !== '' ? ' ' + body.slice(0, 200).trim() : ''}`, res.status)
         if (res.status === 401 || res.status === 403) throw new RegistryAuthError(`${host} refused access to ${ref.repository} (HTTP ${res.status}); check credentials in config or ~/.docker/config.json`, { cause: error })
         if (res.status < 500 && res.status !== 429 && res.status !== 408) throw error
