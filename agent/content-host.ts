@@ -77,8 +77,8 @@ export class ContentHost {
 
   async start (): Promise<void> {
     const o = this.o
-    this.store = await BlobStore.open({ root: join(o.dataDir, 'blobs'), pieceSize: o.config.piece_size, ...(o.config.disk_quota_bytes > 0 ? { quotaBytes: o.config.disk_quota_bytes } : {}) })
-    this.registry = new RegistryClient({ insecure: o.config.insecure_registries })
+    this.store = await BlobStore.open({ root: join(o.dataDir, 'blobs'), pieceSize: o.config.piece_size, log: msg => { o.log.warn(msg) }, ...(o.config.disk_quota_bytes > 0 ? { quotaBytes: o.config.disk_quota_bytes } : {}) })
+    this.registry = new RegistryClient({ insecure: o.config.insecure_registries, log: msg => { o.log.warn(msg) } })
     const lp = o.libp2p
     // The exchange registers its own handler; hand it a libp2p whose handle() puts admission in front.
     const guarded = {
@@ -142,8 +142,9 @@ export class ContentHost {
   }
 
   async stop (leaving = false): Promise<void> {
-    if (leaving) await Promise.resolve(this.exchange?.withdrawAll()).catch(() => {})
-    await this.exchange?.stop().catch(() => {})
+    // Stopping goes on whatever fails here: provider records not withdrawn expire with their TTL.
+    if (leaving) await Promise.resolve(this.exchange?.withdrawAll()).catch((err: Error) => { this.o.log.warn({ err: err.message }, 'content: withdrawing provider records on leave failed; they expire with their TTL') })
+    await this.exchange?.stop().catch((err: Error) => { this.o.log.warn({ err: err.message }, 'content: stopping the piece exchange failed') })
   }
 
   /**

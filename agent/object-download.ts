@@ -52,7 +52,7 @@ export async function downloadObject (api: ApiClient, id: string, destArg: strin
     await fh.close()
     await rename(tmp, dest)
   } catch (err) {
-    await fh.close().catch(() => undefined)
+    await fh.close().catch(() => undefined) // already closed when the failure came after the sync; the error below is rethrown
     await rm(tmp, { force: true })
     throw err
   }

@@ -31,7 +31,7 @@ export async function checkObjectDest (dest: string): Promise<void> {
   const st = await stat(dest).catch((err: unknown) => { if (code(err) === 'ENOENT' || code(err) === 'ENOTDIR') return undefined; throw new ApiError(400, `object get: cannot use ${dest}: ${(err as Error).message}`) })
   if (st?.isDirectory() === true) throw new ApiError(400, `object get: ${dest} is a directory; give the path of the file to write`)
   const dir = dirname(dest)
-  const parent = await stat(dir).catch(() => undefined)
+  const parent = await stat(dir).catch((err: unknown) => { if (code(err) === 'ENOENT' || code(err) === 'ENOTDIR') return undefined; throw new ApiError(400, `object get: cannot use the directory ${dir}: ${(err as Error).message}`) })
   if (parent === undefined) throw new ApiError(400, `object get: the directory ${dir} does not exist`)
   if (!parent.isDirectory()) throw new ApiError(400, `object get: ${dir} is not a directory`)
 }

@@ -50,7 +50,8 @@ export const AGENT_PID_FILE = 'agent.pid'
 export async function collectRest (dir: string, log: RotatingLogWriter): Promise<void> {
   for (const stream of ['stdout', 'stderr'] as const) {
     const file = join(dir, `${stream}.rest`)
-    const text = await readFile(file, 'utf8').catch(() => undefined)
+    // No .rest file: nothing was saved while detached. Any other failure is thrown, and the file stays for the next try.
+    const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return undefined; throw err })
     if (text === undefined) continue
     if (text !== '') log.feed(stream, text)
     await rm(file, { force: true })
@@ -63,14 +64,15 @@ export async function isWaiterAlive (pid: number, dir: string): Promise<boolean>
   try {
     process.kill(pid, 0)
   } catch {
-    return false
+    return false // ESRCH: gone (the agent is root, so EPERM cannot hide a live waiter)
   }
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '') // exited since the kill(0): not the waiter
   return cmdline.split('\0').includes(dir)
 }
 
 /** The waiter's recorded exit code, or null when it has not written one. */
 export async function readExitCode (dir: string): Promise<number | null> {
+  // No exit file (or an unreadable one) is what null says: the waiter left no code. Never throws: exit must resolve.
   const text = await readFile(join(dir, EXIT_FILE), 'utf8').catch(() => undefined)
   if (text === undefined) return null
   const t = text.trim()
@@ -191,7 +193,7 @@ export class CapsuleProcess extends EventEmitter {
   private async drainAndDetach (): Promise<void> {
     if (this.timer !== undefined) clearInterval(this.timer)
     this.timer = undefined
-    for (const h of this.holds) await h.close().catch(() => undefined)
+    for (const h of this.holds) await h.close().catch(() => undefined) // our own FIFO write ends: nothing to lose if one will not close
     this.holds = []
     // Every writer is gone now: the readers drain what is buffered and see EOF.
     const drained = Promise.all(this.readers.map(r => r.done))
@@ -199,7 +201,7 @@ export class CapsuleProcess extends EventEmitter {
     await Promise.race([drained, new Promise<void>(resolve => { t = setTimeout(resolve, LOG_DRAIN_TIMEOUT_MS) })])
     clearTimeout(t)
     await this.detach()
-    await collectRest(this.dir, this.log).catch(() => undefined)
+    await collectRest(this.dir, this.log).catch(() => undefined) // a .rest file not moved stays in the capsule dir; exit must resolve either way
   }
 
   /** Stops reading (the agent is shutting down); the capsule keeps running under its waiter. */
@@ -210,7 +212,7 @@ export class CapsuleProcess extends EventEmitter {
       r.socket.destroy()
     }
     this.readers.length = 0
-    for (const h of this.holds) await h.close().catch(() => undefined)
+    for (const h of this.holds) await h.close().catch(() => undefined) // our own FIFO write ends: nothing to lose if one will not close
     this.holds = []
   }
 }
@@ -229,7 +231,7 @@ export async function waitForStart (dir: string, exited: Promise<unknown>, timeo
       const events = watch(dir, { signal: ac.signal })
       if (await present()) return
       for await (const e of events) if (e.filename === 'pid' && await present()) return
-    })().catch(() => undefined)
+    })().catch(() => undefined) // the watch ends with an abort (finally below) or a removed dir; the race also waits on exit and the timeout
     let t: NodeJS.Timeout | undefined
     await Promise.race([watched, exited.then(() => undefined, () => undefined), new Promise<void>(resolve => { t = setTimeout(resolve, timeoutMs) })])
     clearTimeout(t)

@@ -46,6 +46,8 @@ export async function readRecord (dir: string): Promise<CapsuleRecord | undefine
     const r = CapsuleRecordSchema.safeParse(JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8')))
     return r.success ? r.data : undefined
   } catch {
+    // Missing: the capsule crashed before its first record. Unparsable: replaceFile does not fsync, so only
+    // a power cut leaves it torn, and the capsule died with the machine. Both mean "no record" to recover().
     return undefined
   }
 }

@@ -48,9 +48,10 @@ export function parseCgroupMounts (mountinfo: string): Omit<CgroupLayout, 'unifi
 }
 
 export async function detectCgroups (mountinfoPath = '/proc/self/mountinfo'): Promise<CgroupLayout> {
-  const parsed = parseCgroupMounts(await readFile(mountinfoPath, 'utf8').catch(() => ''))
+  const parsed = parseCgroupMounts(await readFile(mountinfoPath, 'utf8').catch(() => '')) // unreadable: no cgroups, mode 'none', which callers refuse clearly
   let unifiedControllers: string[] = []
   if (parsed.unified !== undefined) {
+    // Unreadable: no controllers to enable, and the limits written later fail loudly.
     unifiedControllers = (await readFile(join(parsed.unified, 'cgroup.controllers'), 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean)
   }
   return { ...parsed, unifiedControllers }
@@ -68,7 +69,7 @@ export interface CgroupStats {
 }
 
 async function readNum (file: string): Promise<number | null> {
-  const text = await readFile(file, 'utf8').catch(() => undefined)
+  const text = await readFile(file, 'utf8').catch(() => undefined) // a stat the kernel does not offer (or a cgroup gone): no figure
   if (text === undefined) return null
   const t = text.trim()
   if (t === 'max') return null
@@ -78,7 +79,7 @@ async function readNum (file: string): Promise<number | null> {
 
 async function readKeyed (file: string): Promise<Map<string, number>> {
   const out = new Map<string, number>()
-  const text = await readFile(file, 'utf8').catch(() => '')
+  const text = await readFile(file, 'utf8').catch(() => '') // a stat the kernel does not offer (or a cgroup gone): no keys
   for (const line of text.split('\n')) {
     const [k, v] = line.trim().split(/\s+/)
     if (k !== undefined && v !== undefined) out.set(k, Number(v))
@@ -118,17 +119,18 @@ export class CapsuleCgroup {
     if (this.isV2) {
       const root = this.layout.unified as string
       const want = ['cpu', 'memory', 'pids'].filter(c => this.layout.unifiedControllers.includes(c)).map(c => `+${c}`).join(' ')
-      // Enable the controllers down the path so the capsule's cgroup gets them.
+      // Enable the controllers down the path so the capsule's cgroup gets them. Best effort: a level
+      // that refuses costs only stats; memory.max below is written without a catch and fails loudly.
       let cur = root
       for (const part of this.relPath.split('/').filter(Boolean)) {
-        if (want !== '') await writeFile(join(cur, 'cgroup.subtree_control'), want).catch(() => undefined)
+        if (want !== '') await writeFile(join(cur, 'cgroup.subtree_control'), want).catch(() => undefined) // best effort, see above
         cur = join(cur, part)
         await mkdir(cur, { recursive: true })
       }
-      if (want !== '') await writeFile(join(cur, 'cgroup.subtree_control'), want).catch(() => undefined)
+      if (want !== '') await writeFile(join(cur, 'cgroup.subtree_control'), want).catch(() => undefined) // best effort, see above
       if (memoryBytes !== undefined) {
         await writeFile(join(cur, 'memory.max'), String(memoryBytes))
-        await writeFile(join(cur, 'memory.swap.max'), '0').catch(() => undefined)
+        await writeFile(join(cur, 'memory.swap.max'), '0').catch(absentWithoutSwapAccounting)
       }
       return
     }
@@ -140,7 +142,7 @@ export class CapsuleCgroup {
     if (memoryBytes !== undefined && mem !== undefined) {
       await writeFile(join(mem, 'memory.limit_in_bytes'), String(memoryBytes))
       // memsw must be >= the memory limit; equal means no swap. Absent without swap accounting.
-      await writeFile(join(mem, 'memory.memsw.limit_in_bytes'), String(memoryBytes)).catch(() => undefined)
+      await writeFile(join(mem, 'memory.memsw.limit_in_bytes'), String(memoryBytes)).catch(absentWithoutSwapAccounting)
     }
   }
 
@@ -215,13 +217,20 @@ export class CapsuleCgroup {
   }
 }
 
+/** The swap limit files exist only with swap accounting; without it there is no swap to limit. Any other failure is thrown. */
+function absentWithoutSwapAccounting (err: NodeJS.ErrnoException): void {
+  if (err.code !== 'ENOENT') throw err
+}
+
 async function removeCgroupDir (dir: string): Promise<void> {
   let entries
   try {
     entries = await readdir(dir, { withFileTypes: true })
   } catch {
-    return
+    return // gone already (or never made in this hierarchy)
   }
   for (const e of entries) if (e.isDirectory()) await removeCgroupDir(join(dir, e.name))
+  // EBUSY while a killed process is not yet reaped: the empty cgroup holds no limit on anything else,
+  // and the next capsule of this name reuses it (create makes it with recursive mkdir).
   await rmdir(dir).catch(() => undefined)
 }

@@ -33,6 +33,7 @@ export class FifoPool {
 
   private kick (): void {
     if (this.refilling !== undefined || this.closed) return
+    // A refill that fails leaves the pool short: take() then makes a pair on the spot, and that failure is thrown.
     this.refilling = this.refill().catch(() => undefined).finally(() => { this.refilling = undefined })
   }
 

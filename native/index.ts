@@ -69,7 +69,7 @@ export interface RuntimeOptions {
 /** Whether overlayfs can be mounted here, tried once in the data dir. */
 async function overlayWorks (dir: string): Promise<boolean> {
   if (process.getuid?.() !== 0) return false
-  const fs = await readFile('/proc/filesystems', 'utf8').catch(() => '')
+  const fs = await readFile('/proc/filesystems', 'utf8').catch(() => '') // unreadable: overlay not offered, the copy mode is used
   if (!/\boverlay\b/.test(fs)) return false
   const probe = join(dir, `overlay-probe-${process.pid}`)
   try {
@@ -156,8 +156,8 @@ export async function gpuReport (opts: DiscoverOptions & { cdiDirs?: string[], g
   const root = opts.root ?? '/'
   const dirs = opts.cdiDirs ?? DEFAULT_CDI_DIRS
   const gpus = await discoverGpus(opts)
-  const generated = opts.generate === false ? [] : await ensureCdiSpecs(gpus, { root, dirs }).catch(() => [])
   const errors: string[] = []
+  const generated = opts.generate === false ? [] : await ensureCdiSpecs(gpus, { root, dirs }).catch((e: Error) => { errors.push(`generating CDI specs: ${e.message}`); return [] })
   const specs = await readCdiSpecs({ root, dirs, onError: e => { errors.push(e.message) } })
   return {
     gpus,

@@ -109,7 +109,7 @@ export class RotatingLogWriter extends EventEmitter {
     await this.fh?.close()
     const keep = this.opts.maxFiles - 1
     await rm(`${this.path}.${keep}`, { force: true })
-    for (let i = keep - 1; i >= 1; i--) await rename(`${this.path}.${i}`, `${this.path}.${i + 1}`).catch(() => undefined)
+    for (let i = keep - 1; i >= 1; i--) await rename(`${this.path}.${i}`, `${this.path}.${i + 1}`).catch(ifMissing(undefined))
     if (keep >= 1) await rename(this.path, `${this.path}.1`)
     else await rm(this.path, { force: true })
     this.fh = await open(this.path, 'a', 0o640)
@@ -137,12 +137,17 @@ export class RotatingLogWriter extends EventEmitter {
   }
 }
 
+/** A rejection handler: `value` when the file is not there (not rotated that far yet, or renamed meanwhile); any other failure is thrown. */
+function ifMissing<T> (value: T): (err: NodeJS.ErrnoException) => T {
+  return err => { if (err.code === 'ENOENT') return value; throw err }
+}
+
 function parseRecord (line: string): LogRecord | undefined {
   try {
     const o = JSON.parse(line) as { t: number, s: LogStream, l: string }
     return { time: o.t, stream: o.s, line: o.l }
   } catch {
-    return undefined
+    return undefined // a line cut by a crash mid-write: skipped, the others still read
   }
 }
 
@@ -207,7 +212,7 @@ export async function * readLogs (path: string, opts: ReadLogsOptions): AsyncGen
 
 async function * replayLogs (path: string, opts: ReadLogsOptions): AsyncGenerator<LogRecord | typeof CAUGHT_UP> {
   for (let i = opts.maxFiles - 1; i >= 1; i--) {
-    const fh = await open(`${path}.${i}`, 'r').catch(() => undefined)
+    const fh = await open(`${path}.${i}`, 'r').catch(ifMissing(undefined))
     if (fh === undefined) continue
     try {
       yield * readFileRecords(fh, 0, { pos: 0, rest: '' })
@@ -216,7 +221,7 @@ async function * replayLogs (path: string, opts: ReadLogsOptions): AsyncGenerato
     }
   }
   const writer = opts.follow === true ? opts.writer : undefined
-  let fh = await open(path, 'r').catch(() => undefined)
+  let fh = await open(path, 'r').catch(ifMissing(undefined))
   if (fh === undefined) return
   let generation = writer?.generation ?? 0
   const state = { pos: 0, rest: '' }
@@ -282,10 +287,10 @@ async function * readRotatedAfter (path: string, maxFiles: number, after: number
   const names = [...Array.from({ length: maxFiles - 1 }, (_, j) => `${path}.${maxFiles - 1 - j}`), path]
   let last = after
   for (let tries = 0; tries < 1000; tries++) {
-    const inos = await Promise.all(names.map(async n => await stat(n).then(st => st.ino, () => undefined)))
+    const inos = await Promise.all(names.map(async n => await stat(n).then(st => st.ino, () => undefined))) // a name not there (yet): skipped below
     for (let i = inos.indexOf(last) + 1; i < names.length; i++) {
       if (inos[i] === undefined) continue
-      const fh = await open(names[i]!, 'r').catch(() => undefined)
+      const fh = await open(names[i]!, 'r').catch(ifMissing(undefined))
       if (fh === undefined || (await fh.stat()).ino !== inos[i]) { await fh?.close(); break }
       if (i === names.length - 1) return fh
       try {

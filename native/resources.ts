@@ -27,7 +27,7 @@ async function num (p: string): Promise<number | undefined> {
 
 /** The agent's own cgroup paths, from /proc/self/cgroup: v1 controller → path, and the v2 path. */
 async function ownCgroups (): Promise<{ v1: Record<string, string>, v2?: string }> {
-  const text = await readFile('/proc/self/cgroup', 'utf8').catch(() => '')
+  const text = await readFile('/proc/self/cgroup', 'utf8').catch(() => '') // no /proc here: no cgroup of our own, limits read as none
   const out: { v1: Record<string, string>, v2?: string } = { v1: {} }
   for (const line of text.split('\n')) {
     const [id, ctrls, path] = line.split(':')

@@ -6,7 +6,7 @@ import type { RootlessIds } from './bundle/config.js'
 
 /** /etc/subuid-style ranges for `user`, for a rootless capsule's extra ids. */
 export async function subIdRange (file: string, user = userInfo().username): Promise<{ start: number, count: number } | undefined> {
-  const text = await readFile(file, 'utf8').catch(() => '')
+  const text = await readFile(file, 'utf8').catch(() => '') // no subuid file: no range for anyone
   for (const line of text.split('\n')) {
     const [u, start, count] = line.trim().split(':')
     if (u === user && start !== undefined && count !== undefined) return { start: Number(start), count: Number(count) }

@@ -40,7 +40,7 @@ function dialBulkInBackground (libp2p: Libp2p, peerId: string, addrs: Multiaddr[
         await libp2p.dial(ma, { force: true, signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
         m.delete(peerId)
         return
-      } catch {}
+      } catch {} // next address; if none answers, the time is recorded below and bulk stays on the open connection
     }
     m.set(peerId, Date.now())
   })()
@@ -79,7 +79,7 @@ function withPeer (addr: string, peerId: string): Multiaddr | undefined {
     const ma = multiaddr(addr)
     return ma.getComponents().some(c => c.name === 'p2p') ? ma : ma.encapsulate(`/p2p/${peerId}`)
   } catch {
-    return undefined
+    return undefined // an unparsable gossiped address is skipped; the others are dialed
   }
 }
 

@@ -75,7 +75,7 @@ export async function streamWhilePulling (init: StreamWhilePullingInit, digest: 
     await pulled
     // The blob completed between the caller's check and openPartial, which
     // then opened a fresh, empty partial: drop it.
-    if (store.hasSync(digest) && store.getPartial(digest) === partial) await partial.discard().catch(() => {})
+    if (store.hasSync(digest) && store.getPartial(digest) === partial) await partial.discard().catch((err: Error) => { log?.warn({ digest, err: err.message }, 'mirror: dropping an empty partial of a complete blob failed; its directory stays under partial/') })
   }
 }
 

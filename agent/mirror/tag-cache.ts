@@ -67,7 +67,7 @@ export class FileTagResolutions implements TagResolutions {
     }
     const body = Buffer.from(JSON.stringify(Object.fromEntries(m)))
     const w = this.write.then(async () => await writeFileAtomic(this.file, body, this.tmpDir))
-    this.write = w.catch(() => {})
+    this.write = w.catch(() => {}) // this caller gets the error from `await w`; the chain goes on for the next set
     await w
   }
 }

@@ -24,7 +24,7 @@ const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/pro
 
 /** The hard RLIMIT_NOFILE this process has; a capsule cannot be given more without CAP_SYS_RESOURCE on the host. */
 export async function hostNofileHard (): Promise<number> {
-  const text = await readFile('/proc/self/limits', 'utf8').catch(() => '')
+  const text = await readFile('/proc/self/limits', 'utf8').catch(() => '') // no /proc here: the default limit below
   const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(text)
   if (m === null || m[2] === 'unlimited') return DEFAULT_RLIMIT_NOFILE.hard
   return Number(m[2])
@@ -99,7 +99,7 @@ function inside (root: string, p: string): boolean {
 
 /** Resolves each volume's host path (symlinks too) and checks it lies under a declared root. */
 export async function volumeMounts (volumes: CapsuleRunSpec['volumes'], roots: readonly string[]): Promise<OciMount[]> {
-  const realRoots = await Promise.all(roots.map(async r => await realpath(r).catch(() => r)))
+  const realRoots = await Promise.all(roots.map(async r => await realpath(r).catch(() => r))) // a root not made yet holds no volume: kept as written
   const out: OciMount[] = []
   for (const v of volumes) {
     let host: string

@@ -62,7 +62,7 @@ export async function readCdiSpecs (opts: { root?: string, dirs?: string[], onEr
   const out: LoadedCdiSpec[] = []
   for (const d of opts.dirs ?? DEFAULT_CDI_DIRS) {
     const dir = join(root, d)
-    const files = (await readdir(dir).catch(() => [] as string[])).filter(f => /\.(json|ya?ml)$/.test(f)).sort()
+    const files = (await readdir(dir).catch(() => [] as string[])).filter(f => /\.(json|ya?ml)$/.test(f)).sort() // a CDI dir that does not exist holds no spec
     for (const f of files) {
       const path = join(dir, f)
       try {
@@ -80,7 +80,7 @@ export async function readCdiSpecs (opts: { root?: string, dirs?: string[], onEr
 }
 
 async function devicesMajors (root: string): Promise<Map<string, number>> {
-  const text = await readFile(join(root, 'proc/devices'), 'utf8').catch(() => '')
+  const text = await readFile(join(root, 'proc/devices'), 'utf8').catch(() => '') // no /proc/devices: no major numbers known, none used
   const m = new Map<string, number>()
   let chars = false
   for (const line of text.split('\n')) {
@@ -131,6 +131,7 @@ export async function generateCdiSpecs (gpus: GpuInfo[], opts: { root?: string }
       const uvm = majors.get('nvidia-uvm')
       if (uvm !== undefined) common.deviceNodes.push({ path: '/dev/nvidia-uvm', type: 'c', major: uvm, minor: 0 }, { path: '/dev/nvidia-uvm-tools', type: 'c', major: uvm, minor: 1 })
       for (const dir of LIB_DIRS) {
+        // a library dir this distro lacks: try the next
         const libs = (await readdir(join(root, dir)).catch(() => [] as string[])).filter(f => NVIDIA_LIBS.test(f)).sort()
         for (const lib of libs) common.mounts?.push({ hostPath: `/${dir}/${lib}`, containerPath: `/${dir}/${lib}`, options: ['ro', 'nosuid', 'nodev', 'bind'] })
         if (libs.length > 0) break

@@ -55,7 +55,7 @@ export const NVIDIA_SMI_QUERY = ['--query-gpu=index,name,uuid,memory.total,pci.b
 export async function systemNvidiaSmi (args: string[]): Promise<string | undefined> {
   const bin = await findBinary('nvidia-smi')
   if (bin === undefined) return undefined
-  const r = await runCommand(bin, args, { timeoutMs: 15_000 }).catch(() => undefined)
+  const r = await runCommand(bin, args, { timeoutMs: 15_000 }).catch(() => undefined) // one that cannot run is as good as none: the caller falls back to /proc and /sys
   return r?.exitCode === 0 ? r.stdout : undefined
 }
 
@@ -95,6 +95,7 @@ interface DrmCard { card: string, render: string | null, vendor: GpuVendor, vend
 
 async function drmCards (root: string): Promise<DrmCard[]> {
   const base = join(root, 'sys/class/drm')
+  // Here and below: a sysfs/procfs directory that is not there means no such device.
   const names = (await readdir(base).catch(() => [] as string[])).filter(n => /^card\d+$/.test(n))
   names.sort((a, b) => Number(a.slice(4)) - Number(b.slice(4)))
   const out: DrmCard[] = []
@@ -105,6 +106,7 @@ async function drmCards (root: string): Promise<DrmCard[]> {
     if (vendorId === undefined || deviceId === undefined) continue
     const vendor = VENDOR_IDS[vendorId]
     if (vendor === undefined) continue
+    // no drm/ under the card: it has no render node
     const render = (await readdir(join(dev, 'drm')).catch(() => [] as string[])).find(n => /^renderD\d+$/.test(n)) ?? null
     const uevent = await readText(join(dev, 'uevent')) ?? ''
     const slot = /^PCI_SLOT_NAME=(.+)$/m.exec(uevent)?.[1]
@@ -121,7 +123,7 @@ export async function discoverGpus (opts: DiscoverOptions = {}): Promise<GpuInfo
 
   const procDir = join(root, 'proc/driver/nvidia/gpus')
   const nvidia: GpuInfo[] = []
-  for (const bus of (await readdir(procDir).catch(() => [] as string[])).sort()) {
+  for (const bus of (await readdir(procDir).catch(() => [] as string[])).sort()) { // no NVIDIA driver loaded: none
     const info = parseNvidiaInformation(await readText(join(procDir, bus, 'information')) ?? '')
     const minor = Number(info['Device Minor'])
     const busId = normalizeBusId(info['Bus Location'] ?? bus)

@@ -77,7 +77,7 @@ export async function applyContainerEdits (config: OciSpec, edits: ContainerEdit
     let { major, minor, type } = d
     if (major === undefined || minor === undefined || type === undefined) {
       const host = join(hostRoot, d.hostPath ?? d.path)
-      const st = await stat(host).catch(() => undefined)
+      const st = await stat(host).catch(() => undefined) // missing or unreadable: refused just below, naming the path
       if (st === undefined || !(st.isCharacterDevice() || st.isBlockDevice())) {
         throw new GpuUnavailableError(`device ${d.hostPath ?? d.path} is not a device node on this host (looked at ${host})`)
       }

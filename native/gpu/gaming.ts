@@ -35,7 +35,7 @@ async function exists (p: string): Promise<boolean> {
 }
 
 async function nodesIn (root: string, dir: string, match: RegExp): Promise<CdiDeviceNode[]> {
-  const names = (await readdir(join(root, dir)).catch(() => [] as string[])).filter(n => match.test(n)).sort()
+  const names = (await readdir(join(root, dir)).catch(() => [] as string[])).filter(n => match.test(n)).sort() // no such dir on this host: no such devices
   return names.map(n => ({ path: `/${dir}/${n}` }))
 }
 

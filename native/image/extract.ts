@@ -4,7 +4,7 @@
 // `apply` merges onto a rootfs (whiteouts delete), `overlay` writes a layer
 // dir in overlayfs's own format (whiteouts as 0:0 char devices, opaque xattrs).
 import { createHash } from 'node:crypto'
-import { constants, createReadStream } from 'node:fs'
+import { constants, createReadStream, type Stats } from 'node:fs'
 import { lchown, link, lstat, mkdir, open, readdir, readlink, rm, symlink } from 'node:fs/promises'
 import { once } from 'node:events'
 import { join, relative } from 'node:path'
@@ -35,6 +35,11 @@ export interface LayerSource {
 
 const WHITEOUT_PREFIX = '.wh.'
 const OPAQUE_WHITEOUT = '.wh..wh..opq'
+
+/** lstat, or undefined when nothing is there (ENOENT, or ENOTDIR: a component above is not a directory); other failures are thrown. */
+async function lstatIfThere (path: string): Promise<Stats | undefined> {
+  return await lstat(path).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined; throw err })
+}
 
 function decompressor (c: LayerCompression): NodeJS.ReadWriteStream | undefined {
   if (c === 'gzip') return createGunzip()
@@ -144,7 +149,7 @@ class EntryApplier {
     this.createdInLayer.add(parts.join('/'))
     switch (entry.type) {
       case 'Directory': {
-        const st = await lstat(target).catch(() => undefined)
+        const st = await lstatIfThere(target)
         if (st !== undefined && !st.isDirectory()) await rm(target, { recursive: true, force: true })
         if (st === undefined || !st.isDirectory()) await mkdir(target, { mode: 0o700 })
         await this.deferMode(parts, target, entry.mode ?? 0o755)
@@ -191,7 +196,7 @@ class EntryApplier {
           throw err
         }
         const from = await resolveInRoot(this.root, linkParts, false)
-        const st = await lstat(from).catch(() => undefined)
+        const st = await lstatIfThere(from)
         if (st === undefined) throw new HardlinkError(`hard link /${parts.join('/')} -> ${linkName}: the target is not in the layer`)
         if (st.isDirectory()) throw new HardlinkError(`hard link /${parts.join('/')} -> ${linkName}: the target is a directory`)
         // link(2) does not follow a symlink target: the new name becomes the same
@@ -226,7 +231,7 @@ class EntryApplier {
       const replaced = (): SymlinkEscapeError => new SymlinkEscapeError(
         `layer entry ${d.name} is a directory, but a later entry of the same layer replaced it (or a directory above it) with a link or a file: refusing the layer`)
       for (let i = 1; i < d.parts.length; i++) {
-        const st = await lstat(join(this.root, ...d.parts.slice(0, i))).catch(() => undefined)
+        const st = await lstatIfThere(join(this.root, ...d.parts.slice(0, i)))
         if (st === undefined || !st.isDirectory()) throw replaced()
       }
       const flags = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW
@@ -255,14 +260,14 @@ class EntryApplier {
   private async ensureParent (parts: string[]): Promise<string> {
     const parentParts = parts.slice(0, -1)
     const parent = await resolveInRoot(this.root, parentParts, true)
-    const st = await lstat(parent).catch(() => undefined)
+    const st = await lstatIfThere(parent)
     if (st === undefined) {
       // Walk it component by component so an intermediate symlink is resolved in-root too.
       let cur: string[] = []
       for (const p of parentParts) {
         cur = [...cur, p]
         const host = await resolveInRoot(this.root, cur, true)
-        const s = await lstat(host).catch(() => undefined)
+        const s = await lstatIfThere(host)
         if (s === undefined) await mkdirWithMode(host, 0o755) // implied dirs: 0755 whatever the agent's umask
         else if (!s.isDirectory()) throw new UnsupportedLayerError(`layer entry /${parts.join('/')} needs /${cur.join('/')} to be a directory, it is not`)
       }

@@ -85,6 +85,8 @@ export class ImageStore {
     try {
       return JSON.parse(await readFile(join(this.imagesDir, hex(id), 'image.json'), 'utf8')) as PreparedImage
     } catch {
+      // Not prepared. (image.json is written in staging and renamed in with its dir, so it is never half there;
+      // throwing here would leave an image that neither prepare nor remove can get past.)
       return undefined
     }
   }
@@ -92,7 +94,7 @@ export class ImageStore {
   /** Images prepared on this node. */
   async list (): Promise<PreparedImage[]> {
     const out: PreparedImage[] = []
-    for (const h of await readdir(this.imagesDir).catch(() => [] as string[])) {
+    for (const h of await readdir(this.imagesDir).catch(() => [] as string[])) { // init() made it: absent only before init, when none is prepared
       const img = await this.get(`sha256:${h}`)
       if (img !== undefined) out.push(img)
     }
@@ -177,7 +179,7 @@ async function exists (p: string): Promise<boolean> {
 
 /** Whether `path` is a mount point, from /proc/self/mountinfo (field 5, octal-escaped). */
 export async function isMountPoint (path: string): Promise<boolean> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '')
+  const info = await readFile('/proc/self/mountinfo', 'utf8') // no catch: a guessed "not mounted" would let removeRootfs rm -rf into a mount
   for (const line of info.split('\n')) {
     const mp = line.split(' ')[4]
     if (mp !== undefined && mp.replace(/\\(\d{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))) === path) return true

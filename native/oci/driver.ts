@@ -33,7 +33,7 @@ export async function detectRuntimes (): Promise<InstalledRuntime[]> {
   for (const name of RUNTIME_NAMES) {
     const path = await findBinary(name)
     if (path === undefined) continue
-    const r = await runCommand(path, ['--version'], { timeoutMs: 5000 }).catch(() => undefined)
+    const r = await runCommand(path, ['--version'], { timeoutMs: 5000 }).catch(() => undefined) // a runtime that cannot even say its version is not offered
     if (r?.exitCode !== 0) continue
     out.push({ name, path, version: /version\s+(\S+)/.exec(r.stdout)?.[1] ?? 'unknown' })
   }
@@ -121,7 +121,7 @@ export class OciRuntimeDriver {
       const s = JSON.parse(r.stdout) as { id: string, status: ContainerStatus, pid: number, bundle: string }
       return { id: s.id, status: s.status, pid: s.pid, bundle: s.bundle }
     } catch {
-      return undefined
+      return undefined // exit 0 without JSON: as unknown as a state the runtime does not report
     }
   }
 

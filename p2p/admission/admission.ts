@@ -362,7 +362,7 @@ export class Admission {
     const stream = await conn.newStream(ADMIT_PROTOCOL, { signal: sig, runOnLimitedConnection: true })
     const welcome = await this.dialerExchange(stream, conn, 'join', token.clusterId, sig, token.secret)
     if (welcome.clusterKey === undefined || clusterKeyFingerprint(Buffer.from(welcome.clusterKey, 'hex')) !== token.fingerprint) {
-      await conn.close().catch(() => {})
+      await conn.close().catch((err: Error) => { conn.abort(err) }) // an impostor's connection must not stay open
       throw new ImpostorError('the peer proved the join secret but not the cluster key the token pins')
     }
     this.secrets = {
@@ -419,7 +419,7 @@ export class Admission {
       if (last.t === 'reject') throw rejection(last.reason)
       if (last.t !== 'welcome') throw new AdmissionRejectedError('protocol', `unexpected ${last.t} from ${other}`)
       if (mode === 'member' && last.rekey !== undefined && reply.keyVersion === myKeyVersion) this.adoptKey(last.rekey, other)
-      await stream.close().catch(() => {})
+      await stream.close().catch((err: Error) => { stream.abort(err) }) // the answer is in; a peer that reset first changes nothing
       return last
     } catch (err) {
       stream.abort(err as Error)
@@ -433,8 +433,9 @@ export class Admission {
     const lp = lpStream(stream, { maxDataLength: MAX_ADMIT_FRAME })
     const signal = AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS)
     const reject = async (reason: Extract<AdmitMessage, { t: 'reject' }>['reason']): Promise<void> => {
+      // Best effort: a peer that already went away needs no reason, and the refusal stands either way.
       await lp.write(encodeAdmit({ t: 'reject', reason }), { signal }).catch(() => {})
-      await stream.close().catch(() => {})
+      await stream.close().catch((err: Error) => { stream.abort(err) })
     }
     try {
       if (!this.allowAttempt(peer, source)) { await reject('rate'); return }
@@ -462,7 +463,7 @@ export class Admission {
         this.failures.fail(source)
         this.opts.log(`admission: ${peer} (from ${source}) failed to prove the ${hello.mode === 'join' ? 'join token' : 'cluster key'}`)
         await reject('token')
-        setTimeout(() => { void conn.close().catch(() => {}) }, 200).unref()
+        setTimeout(() => { void conn.close().catch((err: Error) => { conn.abort(err) }) }, 200).unref()
         return
       }
       if (hello.mode === 'member' && answer.rekey !== undefined && used === mine) this.adoptKey(answer.rekey, peer)
@@ -479,7 +480,7 @@ export class Admission {
         : { t: 'welcome', secretVersion: now.secretVersion, keyVersion: keyVersionOf(now), members: [], ...(hello.secretVersion < now.secretVersion ? { joinSecret: now.joinSecret } : {}), ...(rekey !== undefined ? { rekey } : {}) }
       await lp.write(encodeAdmit(welcome), { signal })
       this.markAdmitted(peer)
-      await stream.close().catch(() => {})
+      await stream.close().catch((err: Error) => { stream.abort(err) }) // admitted already; a peer that reset first changes nothing
     } catch (err) {
       this.opts.log(`admission: exchange with ${peer} failed: ${(err as Error).message}`)
       stream.abort(err as Error)
@@ -517,7 +518,7 @@ export class Admission {
     const timer = setTimeout(() => {
       this.graceTimers.delete(peer)
       if (this.isAdmitted(peer)) return
-      for (const c of this.libp2p?.getConnections(conn.remotePeer) ?? []) void c.close().catch(() => {})
+      for (const c of this.libp2p?.getConnections(conn.remotePeer) ?? []) void c.close().catch((err: Error) => { c.abort(err) })
     }, this.opts.graceMs)
     timer.unref()
     this.graceTimers.set(peer, timer)

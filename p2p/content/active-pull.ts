@@ -42,6 +42,8 @@ export class ActivePull {
   private readonly count: number
   private readonly local = new AbortController()
   private readonly signal: AbortSignal
+  /** The last registry, disk or unexpected failure, told when the pull fails (peer failures are routine). */
+  private lastError: Error | undefined
 
   constructor (
     private readonly ex: PullContext,
@@ -112,7 +114,7 @@ export class ActivePull {
             await this.saveManifest()
             return { bytesFromPeers: this.bytesFromPeers, bytesFromRegistry: this.bytesFromRegistry, bannedPeers: this.picker.bannedPeers() }
           }
-          if (a.type === 'fail') throw new PullFailedError(`pull of ${this.digest} failed: ${a.reason}`)
+          if (a.type === 'fail') throw new PullFailedError(`pull of ${this.digest} failed: ${a.reason}${this.lastError !== undefined ? ` (last error: ${this.lastError.message})` : ''}`, this.lastError !== undefined ? { cause: this.lastError } : undefined)
           this.dispatch(a)
         }
         await new Promise<void>(resolve => {
@@ -139,7 +141,8 @@ export class ActivePull {
   }
 
   private op (fn: () => Promise<void>): void {
-    const p = fn().catch(() => {}).finally(() => { this.ops.delete(p); this.poke() })
+    // An op that throws (a provider lookup, a store) leaves the pull going on without it; the pull's failure tells why.
+    const p = fn().catch((err: Error) => { if (!this.signal.aborted) this.lastError = err }).finally(() => { this.ops.delete(p); this.poke() })
     this.ops.add(p)
   }
 
@@ -151,7 +154,7 @@ export class ActivePull {
       // they do not have the blob: it walks the whole table, and 8 nodes
       // pulling 6 blobs at once spent half their CPU on it.
       if ((this.opts.candidates?.length ?? 0) > 0) {
-        await delay(PROVIDER_LOOKUP_DELAY_MS, undefined, { signal: this.signal }).catch(() => {})
+        await delay(PROVIDER_LOOKUP_DELAY_MS, undefined, { signal: this.signal }).catch(() => {}) // aborted: checked just below
         if (this.signal.aborted || this.picker.livePeers().some(p => this.picker.peerOffers(p))) return
       }
       let n = 0
@@ -173,7 +176,7 @@ export class ActivePull {
     if (c === undefined) {
       const timeout = this.ex.picker?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
       c = this.ex.openStream(peer, AbortSignal.any([this.signal, AbortSignal.timeout(timeout)])).then(s => new PeerChannel(peer, s, timeout))
-      c.catch(() => {})
+      c.catch(() => {}) // every user awaits c and handles its failure; this only keeps an unused one from going unhandled
       this.channels.set(key, c)
     }
     return c
@@ -308,8 +311,9 @@ export class ActivePull {
         piece = PieceBuffer.unpooled(shared ? data.slice() : data)
         pooled.release()
       }
-    } catch {
+    } catch (err) {
       pooled.release()
+      if (!this.signal.aborted) this.lastError = err as Error
       this.picker.failed('registry', index, Date.now())
       return
     }
@@ -333,7 +337,8 @@ export class ActivePull {
     let ok: boolean
     try {
       ok = (await this.partial.storePiece(index, piece.bytes, expected)).ok
-    } catch {
+    } catch (err) {
+      if (!this.signal.aborted) this.lastError = err as Error
       return undefined
     }
     if (ok && !held) this.landed(index, piece)

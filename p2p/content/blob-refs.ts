@@ -55,7 +55,7 @@ export class BlobRefs {
   private async save (): Promise<void> {
     const body = Buffer.from(JSON.stringify(Object.fromEntries([...this.refs.entries()].map(([o, ds]) => [o, [...ds]]))))
     const write = this.write.then(async () => await writeFileAtomic(this.file, body, this.tmpDir))
-    this.write = write.catch(() => {})
+    this.write = write.catch(() => {}) // this caller gets the error from `await write`; the chain goes on for the next save
     await write
   }
 }

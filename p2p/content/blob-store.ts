@@ -28,6 +28,8 @@ export interface BlobStoreOptions {
   quotaBytes?: number
   /** Piece size used for piece manifests derived here. */
   pieceSize?: number
+  /** Told of failed writes nobody awaits (a partial's background flush, a last-access time). */
+  log?: (msg: string) => void
 }
 
 export interface BlobInfo {
@@ -66,12 +68,14 @@ export class BlobStore {
   private readonly partialOpening = new Map<string, Promise<PartialBlob>>()
   private refs!: BlobRefs
   private readonly manifests: PieceManifests
+  private readonly log: ((msg: string) => void) | undefined
 
   private constructor (opts: BlobStoreOptions) {
     this.root = opts.root
     this.quotaBytes = opts.quotaBytes ?? null
     this.pieceSize = opts.pieceSize ?? DEFAULT_PIECE_SIZE
     this.manifests = new PieceManifests(this.metaDir, this.tmpDir)
+    this.log = opts.log
   }
 
   static async open (opts: BlobStoreOptions): Promise<BlobStore> {
@@ -297,7 +301,10 @@ export class BlobStore {
     if (b.lastAccess - b.persistedAccess > ACCESS_PERSIST_MS) {
       b.persistedAccess = b.lastAccess
       const t = new Date(b.lastAccess)
-      utimes(this.blobPath(digest), t, t).catch(() => {})
+      utimes(this.blobPath(digest), t, t).catch((err: NodeJS.ErrnoException) => {
+        // ENOENT: evicted meanwhile. Otherwise only eviction order suffers, but the disk may be failing.
+        if (err.code !== 'ENOENT') this.log?.(`blob store: recording the last access of ${digest} failed: ${err.message}`)
+      })
     }
   }
 
@@ -369,6 +376,7 @@ export class BlobStore {
       pieceSize,
       state,
       tmpDir: this.tmpDir,
+      log: this.log,
       onComplete: async (dataPath) => {
         await rename(dataPath, this.blobPath(digest))
         await fsyncDir(this.blobDir)

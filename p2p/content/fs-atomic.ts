@@ -32,7 +32,7 @@ export async function writeFileAtomic (file: string, data: Uint8Array, tmpDir: s
     }
     await rename(tmp, file)
   } catch (err) {
-    await unlink(tmp).catch(() => {})
+    await unlink(tmp).catch(() => {}) // gone if the rename went through; the write's own error below is what the caller needs
     throw err
   }
   await fsyncDir(join(file, '..'))

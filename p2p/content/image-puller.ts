@@ -185,7 +185,7 @@ export class ImagePuller {
       fn(idx)
       await writeFileAtomic(this.indexPath, Buffer.from(JSON.stringify(idx, null, 2)), join(this.init.store.root, 'tmp'))
     })
-    this.indexWrite = w.catch(() => {})
+    this.indexWrite = w.catch(() => {}) // this caller gets the error from `await w`; the chain goes on for the next write
     await w
   }
 

@@ -197,7 +197,7 @@ export class ObjectStore {
       await rename(tmp, dest)
       await fsyncDir(dirname(dest))
     } catch (err) {
-      await fh.close().catch(() => {})
+      await fh.close().catch(() => {}) // already closed when the failure came after the sync; the error below is rethrown
       await rm(tmp, { force: true })
       throw err
     }

@@ -36,6 +36,8 @@ export interface PartialBlobInit {
   tmpDir: string
   onComplete: (dataPath: string) => Promise<void>
   onDiscard: () => Promise<void>
+  /** Told when a flush behind the pull fails (nobody awaits it). */
+  log?: (msg: string) => void
 }
 
 export class PartialBlob {
@@ -71,7 +73,9 @@ export class PartialBlob {
     let fh: FileHandle
     try {
       fh = await open(path, 'r+')
-    } catch {
+    } catch (err) {
+      // Only a missing file is made anew: 'w+' truncates, which would zero pieces the state says are held.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
       fh = await open(path, 'w+')
     }
     await fh.truncate(init.size)
@@ -164,7 +168,7 @@ export class PartialBlob {
     this.unflushed++
     // The flush (an fdatasync, then the state file) runs behind the pull:
     // waiting for it here would hold a request slot for a disk write.
-    if (this.unflushed >= FLUSH_EVERY_PIECES) this.flush().catch(() => {})
+    if (this.unflushed >= FLUSH_EVERY_PIECES) this.flush().catch(this.flushFailed)
     else this.scheduleFlush()
     for (const l of this.listeners) l(index)
   }
@@ -181,15 +185,21 @@ export class PartialBlob {
       await fh.datasync()
       await writeFileAtomic(join(this.init.dir, 'state'), encode({ size: this.size, pieceSize: this.pieceSize, have, hashes }), this.init.tmpDir)
     })
-    this.stateWrite = w.catch(() => {})
+    this.stateWrite = w.catch(() => {}) // this caller gets the error from `await w`; the chain goes on for the next write
     await w
+  }
+
+  /** A flush nobody awaits failed: the next flush writes the whole bitfield again; a restart before it fetches those pieces again. */
+  private readonly flushFailed = (err: Error): void => {
+    if (this.done) return // completed or discarded meanwhile: its state file no longer matters
+    this.init.log?.(`partial ${this.digest}: persisting its have-bitfield failed (${err.message}); pieces since the last good flush are fetched again after a restart`)
   }
 
   private scheduleFlush (): void {
     if (this.flushTimer !== undefined) return
     this.flushTimer = setTimeout(() => {
       this.flushTimer = undefined
-      this.flush().catch(() => {})
+      this.flush().catch(this.flushFailed)
     }, FLUSH_AFTER_MS)
     this.flushTimer.unref()
   }
@@ -226,7 +236,7 @@ export class PartialBlob {
     this.unflushed = 0
     const body = encode({ size: this.size, pieceSize: this.pieceSize, have: this.have.bytes, hashes: this.hashes })
     const w = this.stateWrite.then(async () => await writeFileAtomic(join(this.init.dir, 'state'), body, this.init.tmpDir))
-    this.stateWrite = w.catch(() => {})
+    this.stateWrite = w.catch(() => {}) // this caller gets the error from `await w`; the chain goes on for the next write
     await w
   }
 
@@ -277,7 +287,7 @@ export class PartialBlob {
   }
 
   async close (): Promise<void> {
-    await this.flush().catch(() => {})
+    await this.flush().catch(this.flushFailed)
     await this.hasher?.terminate()
     this.hasher = undefined
     await this.stateWrite

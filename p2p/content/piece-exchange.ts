@@ -150,7 +150,7 @@ export class PieceExchange {
     pieceBuffers.trim()
     this.init.store.events.off('added', this.onAdded)
     this.init.store.events.off('removed', this.onRemoved)
-    await this.init.libp2p.unhandle(PIECES_PROTOCOL).catch(() => {})
+    await this.init.libp2p.unhandle(PIECES_PROTOCOL).catch(() => {}) // the handler is removed at once; only the peer store update after it can fail (libp2p already stopped)
     this.server.stop()
     await Promise.allSettled([...this.active.values()])
     await Promise.allSettled([...this.background])
@@ -192,7 +192,7 @@ export class PieceExchange {
   private withdraw (digest: string): void {
     this.provided.delete(digest)
     const w = this.init.providers?.withdraw
-    if (w !== undefined) this.track(w(digest).catch(() => {}))
+    if (w !== undefined) this.track(w(digest).catch(() => {})) // a record not withdrawn expires with its TTL; the blob is gone either way
   }
 
   private track (p: Promise<unknown>): void {

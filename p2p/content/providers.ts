@@ -75,7 +75,7 @@ export class DhtProviderSource implements ProviderSource {
     if (members === undefined || members > KAD_BUCKET_SIZE) return undefined
     const dht = (this.libp2p.services as { dht?: { getMode?: () => string, providers?: Partial<OwnProviderRecords> } } | undefined)?.dht
     if (dht?.getMode?.() !== 'server' || typeof dht.providers?.addProvider !== 'function') return undefined
-    const self = await this.libp2p.peerStore.get(this.libp2p.peerId).catch(() => undefined)
+    const self = await this.libp2p.peerStore.get(this.libp2p.peerId).catch(() => undefined) // not in the peer store yet: no addresses, provide through the network
     if (self === undefined || self.addresses.length === 0) return undefined
     return dht.providers as OwnProviderRecords
   }

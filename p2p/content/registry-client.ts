@@ -58,6 +58,8 @@ export interface RegistryClientOptions {
    * its config names, so a client of the mirror cannot borrow the node's login.
    */
   useCredentials?: (ref: ImageReference) => boolean
+  /** Told when Docker's config.json exists but cannot be used (its credentials are then ignored). */
+  log?: (msg: string) => void
 }
 
 /** Redirects followed at most for one request (registries redirect blobs once, to a CDN). */
@@ -262,7 +264,7 @@ export class RegistryClient {
           attempt--
           continue
         }
-        const body = await res.text().catch(() => '')
+        const body = await res.text().catch(() => '') // the status alone still makes the error
         error = new RegistryError(`${url}: HTTP ${res.status}${body !== '' ? ' ' + body.slice(0, 200).trim() : ''}`, res.status)
         if (res.status === 401 || res.status === 403) throw new RegistryAuthError(`${host} refused access to ${ref.repository} (HTTP ${res.status}); check credentials in config or ~/.docker/config.json`, { cause: error })
         if (res.status < 500 && res.status !== 429 && res.status !== 408) throw error
@@ -286,7 +288,7 @@ export class RegistryClient {
       const res = await this.fetchFn(url, { headers: h, signal, redirect: 'manual' })
       const location = res.headers.get('location')
       if (![301, 302, 303, 307, 308].includes(res.status) || location === null) return res
-      await res.body?.cancel().catch(() => {})
+      await res.body?.cancel().catch(() => {}) // a redirect's body is not read; cancelling one already ended changes nothing
       if (hop >= MAX_REDIRECTS) throw new RegistryError(`${origin}: more than ${MAX_REDIRECTS} redirects`)
       url = new URL(location, url)
     }
@@ -326,24 +328,26 @@ export class RegistryClient {
     const registry = ref.registry
     const fromConfig = this.opts.credentials?.[registry] ?? this.opts.credentials?.[host]
     if (fromConfig !== undefined) return fromConfig
-    if (this.dockerAuths === undefined) this.dockerAuths = await loadDockerAuths(this.opts.dockerConfigPath)
+    if (this.dockerAuths === undefined) this.dockerAuths = await loadDockerAuths(this.opts.dockerConfigPath, this.opts.log)
     if (registry === DOCKER_HUB) return this.dockerAuths.get('https://index.docker.io/v1/') ?? this.dockerAuths.get('docker.io') ?? this.dockerAuths.get(host)
     return this.dockerAuths.get(registry) ?? this.dockerAuths.get(host) ?? this.dockerAuths.get(`https://${registry}`)
   }
 }
 
-async function loadDockerAuths (path: string | false | undefined): Promise<Map<string, RegistryCredential>> {
+async function loadDockerAuths (path: string | false | undefined, log?: (msg: string) => void): Promise<Map<string, RegistryCredential>> {
   const out = new Map<string, RegistryCredential>()
   if (path === false) return out
   const file = path ?? join(process.env.DOCKER_CONFIG ?? join(homedir(), '.docker'), 'config.json')
   let raw: unknown
   try {
     raw = JSON.parse(await readFile(file, 'utf8'))
-  } catch {
+  } catch (err) {
+    // No config.json is the usual case; one that cannot be read is said, then pulls go on without its credentials.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log?.(`registry credentials: ${file} cannot be used (${(err as Error).message}); its logins are ignored`)
     return out
   }
   const cfg = DockerConfigSchema.safeParse(raw)
-  if (!cfg.success) return out
+  if (!cfg.success) { log?.(`registry credentials: ${file} is not a Docker config (${cfg.error.issues[0]?.message ?? 'bad shape'}); its logins are ignored`); return out }
   for (const [key, a] of Object.entries(cfg.data.auths ?? {})) {
     if (a.identitytoken !== undefined) { out.set(key, { token: a.identitytoken }); continue }
     if (a.username !== undefined && a.password !== undefined) { out.set(key, { username: a.username, password: a.password }); continue }
@@ -408,7 +412,7 @@ export async function * idleBounded (body: ReadableStream<Uint8Array>, idleMs: n
       }
     }
   } finally {
-    reader.cancel().catch(() => {})
+    reader.cancel().catch(() => {}) // releases the connection; the body's own outcome was already thrown or returned above
   }
 }
 

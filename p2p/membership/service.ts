@@ -205,7 +205,7 @@ export class MembershipService extends EventTarget {
     for (const [to, link] of [...this.links]) this.dropLink(to, link, new MembershipStoppedError('membership stopped'))
     for (const w of this.joinWaiters) w.reject(new MembershipStoppedError('membership stopped during join'))
     this.joinWaiters.clear()
-    await this.libp2p.unhandle(this.protocol).catch(() => {})
+    await this.libp2p.unhandle(this.protocol).catch(() => {}) // the handler is removed at once; only the peer store update after it can fail (libp2p already stopped)
     await Promise.allSettled([...this.inflight])
   }
 

@@ -79,6 +79,6 @@ export function hasPublicInterface (ifaces = networkInterfaces()): boolean {
  */
 export function shouldReserve (mode: ReserveMode, announce: string[], publicInterface = hasPublicInterface()): boolean {
   if (mode !== 'auto') return mode === 'always'
-  const publicAnnounce = announce.some(a => { try { return isPrivate(multiaddr(a)) !== true } catch { return false } })
+  const publicAnnounce = announce.some(a => { try { return isPrivate(multiaddr(a)) !== true } catch { return false } }) // an unparsable announce address is not a public one
   return !publicAnnounce && !publicInterface
 }

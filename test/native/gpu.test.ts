@@ -104,6 +104,16 @@ t.test('gpuReport: GPUs and CDI specs for `bolt-agent gpu --json`', async t => {
   t.doesNotThrow(() => JSON.stringify(r))
 })
 
+t.test('gpuReport: a CDI spec that cannot be generated is in its errors, not dropped', async t => {
+  const root = await copyFixture(t, 'intel')
+  const { writeFile } = await import('node:fs/promises')
+  await writeFile(join(root, 'var'), 'a file where var/run/cdi should go')
+  const r = await gpuReport({ root })
+  t.equal(r.gpus.length, 1)
+  t.same(r.cdi.generated, [])
+  t.match(r.cdi.errors, [/^generating CDI specs: /])
+})
+
 t.test('a broken CDI spec is reported, the others still read', async t => {
   const root = await copyFixture(t, 'nvidia')
   const { writeFile } = await import('node:fs/promises')

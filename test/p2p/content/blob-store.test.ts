@@ -1,7 +1,7 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -129,6 +129,22 @@ t.test('partial blob: pieces persist across reopen, complete verifies and publis
   t.ok(await s2.has(d))
   t.same(await s2.listPartials(), [])
   t.same(Buffer.from(await s2.readAll(d)), data)
+})
+
+t.test('a partial whose have-bitfield cannot be persisted says so, and closing still completes', async t => {
+  const root = await tempRoot(t)
+  const data = randomBytes(32 * 1024)
+  const d = sha256Digest(data)
+  const ps = 16 * 1024
+  const logged: string[] = []
+  const s = await BlobStore.open({ root, log: m => { logged.push(m) } })
+  const p = await s.openPartial(d, data.length, ps)
+  await p.writePiece(0, data.subarray(0, ps), hashPiece(data.subarray(0, ps)))
+  // The store's tmp/ becomes a file: the atomic write of the state file cannot happen.
+  await rm(join(root, 'tmp'), { recursive: true, force: true })
+  await writeFile(join(root, 'tmp'), 'in the way')
+  await s.close()
+  t.match(logged.join('\n'), new RegExp(`partial ${d}: persisting its have-bitfield failed`), 'the failed flush is told with the blob it concerns')
 })
 
 t.test('partial blob with a wrong piece fails completion and resets', async t => {

@@ -313,3 +313,16 @@ t.test('4 nodes pull the same blob at the same moment: registry egress stays nea
   t.ok(reg.bytes() <= 1.5 * data.length, `registry egress ${(reg.bytes() / data.length).toFixed(2)}× the blob`)
   for (const n of nodes) t.same(await readdir(join(n.dir, 'partial')), [], 'no partial left')
 })
+
+t.test('a pull the registry keeps failing says the registry\'s last error', async t => {
+  const a = await mkNode(t)
+  const data = randomBytes(3 * PIECE)
+  const d = sha256Digest(data)
+  let calls = 0
+  const registry = async (): Promise<Uint8Array> => { calls++; throw new Error('HTTP 503 from the upstream registry') }
+  const err = await a.ex.pull(d, { size: data.length, registry }).then(() => undefined, (e: Error) => e)
+  t.ok(calls > 0, 'the registry was asked')
+  t.match(err, { name: 'PullFailedError', message: /registry failed \d+ times in a row \(last error: HTTP 503 from the upstream registry\)/ })
+  t.match((err as Error & { cause?: Error }).cause, { message: 'HTTP 503 from the upstream registry' }, 'the cause is kept')
+  t.notOk(await a.store.has(d))
+})

@@ -115,6 +115,31 @@ t.test('bearer token auth, credentials from a docker config, retries on 503, mir
   t.same(await mirrored.getBlob(parseReference(`registry.example/a/b`), digest), body)
 })
 
+t.test('a Docker config.json that cannot be used is said, and the pull goes on without its logins', async t => {
+  // A registry that wants a login: a client without one is refused, which is the behaviour to keep.
+  const server = createServer((req, res) => {
+    res.writeHead(401, { 'www-authenticate': 'Basic realm="test"' }).end()
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.close() })
+  const host = `127.0.0.1:${(server.address() as { port: number }).port}`
+  const dir = await mkdtemp(join(tmpdir(), 'bolt-dockercfg-'))
+  t.teardown(async () => await rm(dir, { recursive: true, force: true }))
+  const digest = sha256Digest(Buffer.from('x'))
+  for (const [name, text, said] of [['broken.json', '{ not json', /broken\.json cannot be used/], ['shape.json', '{"auths": 5}', /shape\.json is not a Docker config/]] as const) {
+    await writeFile(join(dir, name), text)
+    const logged: string[] = []
+    const client = new RegistryClient({ dockerConfigPath: join(dir, name), retries: 0, log: m => { logged.push(m) } })
+    await t.rejects(client.getBlob(parseReference(`${host}/a/b`), digest), { name: 'RegistryAuthError' })
+    t.match(logged.join('\n'), said, `${name}: the log names the file and what is wrong`)
+  }
+  // No config.json at all is the usual case: nothing to say.
+  const logged: string[] = []
+  const none = new RegistryClient({ dockerConfigPath: join(dir, 'absent.json'), retries: 0, log: m => { logged.push(m) } })
+  await t.rejects(none.getBlob(parseReference(`${host}/a/b`), digest), { name: 'RegistryAuthError' })
+  t.same(logged, [], 'a missing config.json is not reported')
+})
+
 t.test('a registry that cannot be reached is named with what the connection said', async t => {
   // A port nothing listens on: undici says only "fetch failed" and keeps the reason in its cause.
   const closed = createServer()
