@@ -64,6 +64,8 @@ export interface RuntimeOptions {
   allowGaming?: boolean
   /** The capsule bridge (root only): interface name and this node's capsule subnet. */
   bridge?: { name: string, subnet: string }
+  /** Failures that cannot fail a call (a log append, a record's last write): see NodeRuntimeDeps.onError. */
+  onError?: (what: 'log' | 'record', capsule: string, err: Error) => void
 }
 
 /** Whether overlayfs can be mounted here, tried once in the data dir. */
@@ -129,6 +131,7 @@ export async function createRuntime (opts: RuntimeOptions): Promise<NodeRuntime>
     log: { maxBytes: opts.log?.maxBytes ?? DEFAULT_LOG_MAX_BYTES, maxFiles: opts.log?.maxFiles ?? DEFAULT_LOG_MAX_FILES },
     devices: deviceProvider(opts.hostRoot ?? '/', opts.cdiDirs ?? DEFAULT_CDI_DIRS),
     allowGaming: opts.allowGaming === true,
+    ...(opts.onError !== undefined ? { onError: opts.onError } : {}),
     ...(opts.bridge !== undefined && !rootless
       ? { bridge: new BridgeNetwork({ bridge: opts.bridge.name, subnet: opts.bridge.subnet, prefix: netnsPrefix(dataDir), stateDir: join(dataDir, 'net') }) }
       : {})

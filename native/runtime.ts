@@ -75,6 +75,11 @@ export interface NodeRuntimeDeps {
   allowGaming?: boolean
   /** The node's capsule bridge; absent on a rootless node (bridge capsules are refused there). */
   bridge?: BridgeNetwork
+  /**
+   * Told of failures that cannot fail a call: a capsule's log append (disk
+   * full) or its record's last write. The capsule runs on; the agent logs it.
+   */
+  onError?: (what: 'log' | 'record', capsule: string, err: Error) => void
 }
 
 interface Live {
@@ -177,7 +182,7 @@ export class NodeRuntime {
     try {
       await writeRecord(dir, record)
       waiter = new PendingWaiter(dir, this.deps.driver.runArgv(spec.name, dir, join(dir, 'pid')))
-      const log = new RotatingLogWriter(join(dir, LOG_FILE), record.log)
+      const log = this.logWriter(spec.name, dir, record.log)
       // Independent steps run side by side: the rootfs mount and mkfifo are process spawns.
       const rootfsPath = join(dir, 'rootfs')
       const steps = await Promise.allSettled([
@@ -287,6 +292,13 @@ export class NodeRuntime {
     return config
   }
 
+  /** A capsule's log writer; a failed append (disk full) is reported, never thrown into an unheard 'error' event. */
+  private logWriter (name: string, dir: string, opts: { maxBytes: number, maxFiles: number }): RotatingLogWriter {
+    const log = new RotatingLogWriter(join(dir, LOG_FILE), opts)
+    log.on('error', (err: Error) => { this.deps.onError?.('log', name, err) })
+    return log
+  }
+
   /** Follows a capsule process to its exit, then records why it ended and frees its resources. */
   private async track (live: Live, proc: CapsuleProcess): Promise<CapsuleExit> {
     const code = await proc.exited
@@ -318,7 +330,8 @@ export class NodeRuntime {
     record.status = 'exited'
     record.exit = exit
     record.waiterPid = null
-    await writeRecord(dir, record).catch(() => undefined)
+    // The exit is known and returned either way; a record that kept 'running' is settled again at the next recovery.
+    await writeRecord(dir, record).catch((err: Error) => { this.deps.onError?.('record', record.name, err) })
     // Freeing the cgroup, runtime state and rootfs mount is off the exit path; remove() and close() wait for it.
     live.released = this.release(record.name, dir, cg).catch(() => undefined)
     return exit
@@ -446,7 +459,7 @@ export class NodeRuntime {
         report.orphansRemoved.push(name)
         continue
       }
-      const log = new RotatingLogWriter(join(dir, LOG_FILE), record.log)
+      const log = this.logWriter(name, dir, record.log)
       const live: Live = { record, dir, log, devices: record.devices, exited: Promise.resolve(record.exit as CapsuleExit) }
       this.live.set(name, live)
       if (record.status === 'exited') { await log.close(); continue }
