@@ -20,7 +20,7 @@ export class SubnetConfigError extends Error {
 
 function tryParse (text: string | undefined): Subnet | undefined {
   if (text === undefined) return undefined
-  try { return parseSubnet(text) } catch { return undefined }
+  try { return parseSubnet(text) } catch { return undefined } // a member's unparsable subnet is treated as none: it cannot collide with ours
 }
 
 /**

@@ -252,7 +252,8 @@ export class MembershipHost extends EventTarget {
     this.isolated = others.length > 0 && !others.some(m => m.state === 'alive' || m.state === 'suspect')
     if (dead.length === 0) return
     const picks = pickRandom(Math.random, dead, this.isolated ? ISOLATED_RECONNECT_FANOUT : 1)
-    void this.service.join(picks.map(m => ({ id: m.id, addrs: m.meta.addrs })), { timeoutMs: RECONNECT_TIMEOUT_MS }).catch(() => {})
+    void this.service.join(picks.map(m => ({ id: m.id, addrs: m.meta.addrs })), { timeoutMs: RECONNECT_TIMEOUT_MS })
+      .catch((err: Error) => { this.init.log.debug({ err: err.message }, 'reconnect round: no dead member answered') }) // the next round tries again
   }
 
   private saveSeeds (): void {

@@ -210,7 +210,7 @@ export class NodeRuntime {
       ])
       const failed = steps.find(r => r.status === 'rejected')
       if (failed !== undefined) {
-        if (!log.isClosed) await log.close().catch(() => undefined)
+        if (!log.isClosed) await log.close().catch(() => undefined) // the failed step is what gets thrown; the log is discarded with the dir
         throw failed.reason as Error
       }
       const proc = await CapsuleProcess.launch(dir, waiter, log)
@@ -226,6 +226,7 @@ export class NodeRuntime {
       return { name: spec.name, exited: live.exited }
     } catch (err) {
       await waiter?.cancel()
+      // Best effort: the start's own error is what the caller needs; recovery frees what this left at the next start.
       await this.release(spec.name, dir, cg).catch(() => undefined)
       await rm(dir, { recursive: true, force: true })
       throw err

@@ -57,7 +57,7 @@ export async function startMirror (o: { config: MirrorConfig, content: ContentHo
     return mirror
   } catch (err) {
     o.log.warn({ listen: o.config.listen, err: (err as Error).message }, `registry mirror not started: ${(err as Error).message} (set [mirror] listen to a free address, or enabled = false)`)
-    await mirror.stop().catch(() => {})
+    await mirror.stop().catch(() => {}) // it never listened: nothing to release but what start() opened
     return undefined
   }
 }

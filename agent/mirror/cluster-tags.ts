@@ -55,6 +55,7 @@ export class ClusterTagResolutions implements TagResolutions {
     if (Buffer.byteLength(k) <= MAX_CLUSTER_TAG_KEY_BYTES) {
       cluster = await readKvRecord(this.init.kv, k, ValueSchema, CLUSTER_TAG_READ_TIMEOUT_MS)
     }
+    // The node's own tag file is a cache: unreadable, it is as if this node had no resolution.
     const own = await this.init.local.get(key).catch(() => undefined)
     // The newest resolution wins; when both name the same digest the cluster agrees with this node.
     if (own !== undefined && (cluster === undefined || (own.at > cluster.at && own.digest !== cluster.digest))) return { ...own, source: 'node' }
@@ -62,7 +63,7 @@ export class ClusterTagResolutions implements TagResolutions {
   }
 
   async list (repoKey: string): Promise<string[]> {
-    const tags = new Set(await this.init.local.list?.(repoKey).catch(() => []) ?? [])
+    const tags = new Set(await this.init.local.list?.(repoKey).catch(() => []) ?? []) // the node's cache unreadable: the cluster's tags still answer
     const prefix = clusterTagKey(repoKey + ':')
     for (const k of this.init.kv.state.keys?.(prefix, MAX_LISTED_TAGS) ?? []) tags.add(k.slice(prefix.length))
     return [...tags].sort().slice(0, MAX_LISTED_TAGS)

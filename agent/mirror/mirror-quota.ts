@@ -39,7 +39,7 @@ export class MirrorQuota {
    */
   async reserve (digest: string, size: number): Promise<void> {
     const run = this.queue.then(async () => { await this.makeRoom(digest, size) })
-    this.queue = run.catch(() => {})
+    this.queue = run.catch(() => {}) // the caller gets this failure from `await run`; the queue only orders the next reservation
     await run
   }
 
