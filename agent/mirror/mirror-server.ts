@@ -16,7 +16,7 @@ import { HostCheck } from '../http-host.js'
 import { MirrorBindRefusedError, MirrorRequestError } from './errors.js'
 import { MirrorQuota } from './mirror-quota.js'
 import { allowedRegistries, checkRegistryAllowed, isLoopbackListen, parseMirrorPath, parseNamespace, parseRange, splitHostPort, upstreamReference } from './request.js'
-import { readBuffers, sendFileRange } from './read-buffers.js'
+import { ReadBuffers, sendFileRange, SPARE_READ_BUFFERS } from './read-buffers.js'
 import { newMirrorStats, type MirrorStats } from './stats.js'
 import { streamWhilePulling } from './stream-while-pulling.js'
 import { FileTagResolutions, tagKey, type TagResolutions } from './tag-cache.js'
@@ -84,6 +84,8 @@ export function nodeTagFile (store: BlobStore): FileTagResolutions {
 
 export class MirrorServer {
   readonly stats: MirrorStats = newMirrorStats()
+  /** Buffers of this mirror's responses from the store. */
+  readonly readBuffers = new ReadBuffers(SPARE_READ_BUFFERS)
   private server: Server | undefined
   private readonly tags: TagResolutions
   private readonly knownSizes = new Map<string, number>()
@@ -375,7 +377,7 @@ export class MirrorServer {
     if (len === 0) { res.end(); return }
     const fh = await store.openRead(digest)
     try {
-      await sendFileRange(fh, start, len, res, readBuffers, n => { if (wasLocal) this.stats.bytes.local += n })
+      await sendFileRange(fh, start, len, res, this.readBuffers, n => { if (wasLocal) this.stats.bytes.local += n })
     } catch (err) {
       res.destroy(err as Error)
     } finally {

@@ -21,9 +21,6 @@ export const SPARE_READ_BUFFERS = 8
 /** A stored blob is sent in reads (and socket writes) of this size. */
 export const SEND_CHUNK_BYTES = 1024 * 1024
 
-/** Buffers of every mirror response of this process. */
-export const readBuffers = new ReadBuffers(SPARE_READ_BUFFERS)
-
 /**
  * Sends `length` bytes of `fh` from `start` as the body of `res` (whose head
  * is written), in SEND_CHUNK_BYTES reads into `pool`'s buffers, and ends it.

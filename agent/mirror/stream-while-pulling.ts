@@ -4,7 +4,7 @@ import type { ServerResponse } from 'node:http'
 import type { BlobStore } from '../../p2p/content/blob-store.js'
 import type { PieceExchange } from '../../p2p/content/piece-exchange.js'
 import { pieceCount, pieceRange, pieceSizeFor } from '../../p2p/content/pieces.js'
-import { pieceBuffers, type PieceBuffer } from '../../p2p/content/piece-buffers.js'
+import type { PieceBuffer } from '../../p2p/content/piece-buffers.js'
 import { MirrorVerifyError } from './errors.js'
 import { clientGone, drained, writeThen } from '../api/ndjson.js'
 import type { MirrorStats } from './stats.js'
@@ -88,7 +88,7 @@ async function readPiece (init: StreamWhilePullingInit, digest: string, partial:
   const kept = init.exchange.recent.get(digest, pieceSize, i, 'mirror')
   if (kept !== undefined) return kept
   const { start, length } = pieceRange(size, pieceSize, i)
-  const piece = pieceBuffers.take(length, pieceSize)
+  const piece = init.exchange.buffers.take(length, pieceSize)
   try {
     if (init.store.hasSync(digest)) await init.store.readRange(digest, start, length, piece.bytes)
     else {

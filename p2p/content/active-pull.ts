@@ -9,7 +9,7 @@ import type { PartialBlob } from './partial-blob.js'
 import { PeerChannel } from './peer-channel.js'
 import type { PullContext, PullOptions, PullStats } from './pull-context.js'
 import { PiecePicker, DEFAULT_REQUEST_TIMEOUT_MS, type PickerAction } from './piece-picker.js'
-import { PieceBuffer, pieceBuffers } from './piece-buffers.js'
+import { PieceBuffer } from './piece-buffers.js'
 import { HASH_BYTES, pieceCount, pieceRange } from './pieces.js'
 
 /** Providers taken from a DHT lookup per pull. */
@@ -175,7 +175,7 @@ export class ActivePull {
     let c = this.channels.get(key)
     if (c === undefined) {
       const timeout = this.ex.picker?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
-      c = this.ex.openStream(peer, AbortSignal.any([this.signal, AbortSignal.timeout(timeout)])).then(s => new PeerChannel(peer, s, timeout))
+      c = this.ex.openStream(peer, AbortSignal.any([this.signal, AbortSignal.timeout(timeout)])).then(s => new PeerChannel(peer, s, timeout, this.ex.buffers))
       c.catch(() => {}) // every user awaits c and handles its failure; this only keeps an unused one from going unhandled
       this.channels.set(key, c)
     }
@@ -298,7 +298,7 @@ export class ActivePull {
     const registry = this.opts.registry
     if (registry === undefined) return
     const range = pieceRange(this.partial.size, this.partial.pieceSize, index)
-    const pooled = pieceBuffers.take(range.length, this.partial.pieceSize)
+    const pooled = this.ex.buffers.take(range.length, this.partial.pieceSize)
     let piece: PieceBuffer
     try {
       const data = await registry(range, this.signal, pooled.bytes)

@@ -12,7 +12,7 @@ import type { Stream } from '@libp2p/interface'
 import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { InvalidMessageError } from './errors.js'
-import { pieceBuffers, type PieceBuffer, type PieceBuffers } from './piece-buffers.js'
+import type { PieceBuffer, PieceBuffers } from './piece-buffers.js'
 import { decodeResponse, encodeRequest, MAX_CONTROL_FRAME, type PieceRequest, type PieceResponse } from './piece-messages.js'
 
 export class ChannelClosedError extends Error {
@@ -49,7 +49,7 @@ export class PeerChannel {
   private header: Extract<PieceResponse, { t: 'piece' }> | undefined
   private body: { piece: PieceBuffer, got: number } | undefined
 
-  constructor (readonly peer: string, private readonly stream: Stream, private readonly timeoutMs: number, private readonly pool: PieceBuffers = pieceBuffers) {
+  constructor (readonly peer: string, private readonly stream: Stream, private readonly timeoutMs: number, private readonly pool: PieceBuffers) {
     stream.addEventListener('message', (evt) => {
       if (this.broken !== undefined) return
       try {

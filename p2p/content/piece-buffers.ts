@@ -85,6 +85,10 @@ export class SpareBuffers {
   }
 }
 
+/**
+ * Reused buffers for whole pieces, one pool per piece exchange (the
+ * exchange owns it and hands it to its server, channels and pulls).
+ */
 export class PieceBuffers {
   private readonly spares: SpareBuffers
   private lastTake = 0
@@ -119,5 +123,3 @@ export class PieceBuffers {
   }
 }
 
-/** The piece buffers of this process: pieces received, pieces read from disk to serve, the recent-piece cache. */
-export const pieceBuffers = new PieceBuffers()

@@ -10,7 +10,7 @@ import type { BlobStore } from './blob-store.js'
 import { digestHex } from './digest.js'
 import { PullAbortedError, PullFailedError } from './errors.js'
 import { PeerChannel } from './peer-channel.js'
-import { pieceBuffers, SPARE_IDLE_MS } from './piece-buffers.js'
+import { PieceBuffers, SPARE_IDLE_MS } from './piece-buffers.js'
 import { PIECES_PROTOCOL } from './piece-messages.js'
 import { DEFAULT_REQUEST_TIMEOUT_MS, type PickerConfig } from './piece-picker.js'
 import { DEFAULT_RECENT_PIECE_BYTES, RECENT_PIECE_TTL_MS, RecentPieces } from './recent-pieces.js'
@@ -86,6 +86,8 @@ export class PieceExchange {
   readonly bannedPeers = new Set<string>()
   /** Verified pieces kept in memory to serve again. */
   readonly recent: RecentPieces
+  /** Buffers for pieces read from disk or the network: this exchange's own pool. */
+  readonly buffers = new PieceBuffers()
   private expireTimer: NodeJS.Timeout | undefined
   private started = false
   private pieceRequestsInFlight = 0
@@ -110,6 +112,7 @@ export class PieceExchange {
       pieceSizes: [this.pieceSize],
       uploadSlots,
       recent: this.recent,
+      buffers: this.buffers,
       isPulling: (d) => this.active.has(d),
       pullingShape: (d) => this.pullingShape.get(d),
       registryFetching: (d) => {
@@ -136,7 +139,7 @@ export class PieceExchange {
     this.init.store.events.on('removed', this.onRemoved)
     this.expireTimer = setInterval(() => {
       this.recent.expire()
-      pieceBuffers.trim(SPARE_IDLE_MS)
+      this.buffers.trim(SPARE_IDLE_MS)
     }, RECENT_PIECE_TTL_MS / 3)
     this.expireTimer.unref()
   }
@@ -147,7 +150,7 @@ export class PieceExchange {
     this.shutdown.abort(new PullAbortedError('piece exchange stopping'))
     clearInterval(this.expireTimer)
     this.recent.expire(0)
-    pieceBuffers.trim()
+    this.buffers.trim()
     this.init.store.events.off('added', this.onAdded)
     this.init.store.events.off('removed', this.onRemoved)
     await this.init.libp2p.unhandle(PIECES_PROTOCOL).catch(() => {}) // the handler is removed at once; only the peer store update after it can fail (libp2p already stopped)
@@ -283,7 +286,7 @@ export class PieceExchange {
    */
   async requestReplicate (peer: string, owner: string, blobs: Array<{ digest: string, size: number }>, opts: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<void> {
     const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(opts.timeoutMs ?? REPLICATE_TIMEOUT_MS), ...(opts.signal !== undefined ? [opts.signal] : [])])
-    const ch = new PeerChannel(peer, await this.openStream(peer, signal), opts.timeoutMs ?? REPLICATE_TIMEOUT_MS)
+    const ch = new PeerChannel(peer, await this.openStream(peer, signal), opts.timeoutMs ?? REPLICATE_TIMEOUT_MS, this.buffers)
     try {
       const { res } = await ch.request({ t: 'replicate?', owner, blobs }, signal)
       if (res.t !== 'replicated') throw new PullFailedError(`${peer} answered ${res.t} to a replicate request`)
@@ -316,7 +319,7 @@ export class PieceExchange {
       const s = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(DEFAULT_REQUEST_TIMEOUT_MS), ...(signal !== undefined ? [signal] : [])])
       let ch: PeerChannel | undefined
       try {
-        ch = new PeerChannel(peer, await this.openStream(peer, s), DEFAULT_REQUEST_TIMEOUT_MS)
+        ch = new PeerChannel(peer, await this.openStream(peer, s), DEFAULT_REQUEST_TIMEOUT_MS, this.buffers)
         const { res } = await ch.request({ t: 'have?', digest, pieceSize: this.pieceSize }, s)
         if (res.t === 'have' && res.complete) return res.size
       } catch {
@@ -345,6 +348,7 @@ export class PieceExchange {
   private pullContext (): PullContext {
     return {
       self: this.selfId,
+      buffers: this.buffers,
       providers: this.init.providers,
       picker: this.init.picker,
       counters: this.counters,

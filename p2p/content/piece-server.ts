@@ -11,13 +11,15 @@ import type { BlobStore } from './blob-store.js'
 import { decodeRequest, encodeResponse, MAX_FRAME, type PieceRequest, type PieceResponse } from './piece-messages.js'
 import { HASH_BYTES, pieceCount, pieceRange, pieceSizeFor } from './pieces.js'
 import { UnsupportedPieceSizeError } from './errors.js'
-import { PieceBuffer, pieceBuffers } from './piece-buffers.js'
+import { PieceBuffer, type PieceBuffers } from './piece-buffers.js'
 import type { RecentPieces } from './recent-pieces.js'
 
 /** Piece sizes a server may be configured to cut complete blobs at. */
 export const MAX_SERVED_PIECE_SIZES = 4
 
 export interface PieceServerHooks {
+  /** The exchange's pool of piece buffers, for pieces read from disk to send. */
+  buffers: PieceBuffers
   store: BlobStore
   /**
    * The configured piece sizes (at most MAX_SERVED_PIECE_SIZES). A complete
@@ -274,7 +276,7 @@ export class PieceServer {
     }
     const kept = recent?.get(digest, pieceSize, index)
     if (kept !== undefined) return kept
-    const piece = pieceBuffers.take(length, pieceSize)
+    const piece = this.hooks.buffers.take(length, pieceSize)
     try {
       await read(piece.bytes)
     } catch {

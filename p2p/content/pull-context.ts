@@ -2,7 +2,7 @@
 // budgets, the peers to avoid, where verified pieces go, the counters. An
 // ActivePull sees only this, so the exchange's own state stays private.
 import type { Stream } from '@libp2p/interface'
-import type { PieceBuffer } from './piece-buffers.js'
+import type { PieceBuffer, PieceBuffers } from './piece-buffers.js'
 import type { PickerConfig } from './piece-picker.js'
 import type { ProviderSource } from './providers.js'
 
@@ -43,6 +43,8 @@ export interface ExchangeCounters {
 
 export interface PullContext {
   readonly self: string
+  /** The exchange's piece buffers. */
+  readonly buffers: PieceBuffers
   readonly providers: ProviderSource | undefined
   /** Picker tuning (deadlines, pipelining) given to the exchange. */
   readonly picker: Partial<Omit<PickerConfig, 'pieceCount' | 'self' | 'registry'>> | undefined

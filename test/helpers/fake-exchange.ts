@@ -12,10 +12,11 @@ import { MirrorServer } from '../../agent/mirror/mirror-server.js'
 import { BlobStore } from '../../p2p/content/blob-store.js'
 import type { PieceExchange, PullOptions, PullStats } from '../../p2p/content/piece-exchange.js'
 import { RecentPieces } from '../../p2p/content/recent-pieces.js'
+import { PieceBuffers } from '../../p2p/content/piece-buffers.js'
 import { RegistryClient } from '../../p2p/content/registry-client.js'
 
 export function fakeExchange (pieceSize: number, pull: (digest: string, opts: PullOptions) => Promise<PullStats>): PieceExchange {
-  const fake = { pieceSize, recent: new RecentPieces(0), probeSize: async () => undefined, pull }
+  const fake = { pieceSize, recent: new RecentPieces(0), buffers: new PieceBuffers(), probeSize: async () => undefined, pull }
   return fake as unknown as PieceExchange
 }
 

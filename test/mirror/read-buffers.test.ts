@@ -8,8 +8,7 @@ import { BlobStore } from '../../p2p/content/blob-store.js'
 import type { PieceExchange, PullOptions, PullStats } from '../../p2p/content/piece-exchange.js'
 import { hashPiece, pieceCount, pieceRange } from '../../p2p/content/pieces.js'
 import { MirrorServer } from '../../agent/mirror/mirror-server.js'
-import { ReadBuffers, readBuffers, SEND_CHUNK_BYTES } from '../../agent/mirror/read-buffers.js'
-import { pieceBuffers } from '../../p2p/content/piece-buffers.js'
+import { ReadBuffers, SEND_CHUNK_BYTES } from '../../agent/mirror/read-buffers.js'
 import { fakeExchange, mirrorOverStore } from '../helpers/fake-exchange.js'
 
 t.test('ReadBuffers: a buffer given back is taken again; spares are bounded and kept by size', async t => {
@@ -68,15 +67,17 @@ async function slowGet (url: string, pauseMs: number, range?: string): Promise<{
 }
 
 /** A mirror over a fresh store that holds `blob` already (`stored`) or pulls it through slowExchange when asked. */
-async function startMirror (t: Test, blob: Uint8Array, stored: boolean): Promise<{ mirror: MirrorServer, digest: string }> {
-  const { mirror, store, digest } = await mirrorOverStore(t, PIECE, blob, store => slowExchange(store, blob))
+async function startMirror (t: Test, blob: Uint8Array, stored: boolean): Promise<{ mirror: MirrorServer, digest: string, exchange: PieceExchange }> {
+  let exchange!: PieceExchange
+  const { mirror, store, digest } = await mirrorOverStore(t, PIECE, blob, store => { exchange = slowExchange(store, blob); return exchange })
   if (stored) await store.put(blob, digest)
-  return { mirror, digest }
+  return { mirror, digest, exchange }
 }
 
 t.test('a blob streamed while pulled is read into reused buffers, and the client gets exactly its bytes', async t => {
   const blob = randomBytes(PIECES * PIECE - 1000)
-  const { mirror, digest } = await startMirror(t, blob, false)
+  const { mirror, digest, exchange } = await startMirror(t, blob, false)
+  const pieceBuffers = exchange.buffers
   const made0 = pieceBuffers.made
   const r = await slowGet(`${mirror.url}/v2/x/blobs/${digest}`, 300)
   t.equal(r.status, 200)
@@ -90,6 +91,7 @@ t.test('a blob streamed while pulled is read into reused buffers, and the client
 t.test('a stored blob is sent in reused buffers: whole, and a Range, exact under a slow reader', async t => {
   const blob = randomBytes(10 * SEND_CHUNK_BYTES + 777)
   const { mirror, digest } = await startMirror(t, blob, true)
+  const readBuffers = mirror.readBuffers
   const made0 = readBuffers.made
   // A client that leaves after the first bytes: the send stops, the mirror goes on serving.
   await new Promise<void>(resolve => {

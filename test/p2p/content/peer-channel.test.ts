@@ -8,6 +8,7 @@ import { lpStream } from '@libp2p/utils'
 import { EPHEMERAL_LISTEN, transportModules, transportOf } from '../../../quic/transports.js'
 import { ChannelClosedError, PeerChannel, RequestTimeoutError } from '../../../p2p/content/peer-channel.js'
 import { decodeRequest, encodeResponse, MAX_FRAME } from '../../../p2p/content/piece-messages.js'
+import { PieceBuffers } from '../../../p2p/content/piece-buffers.js'
 
 const PROTOCOL = '/bolt-test/peer-channel/1'
 const DIGEST = `sha256:${'ab'.repeat(32)}`
@@ -42,7 +43,7 @@ async function pair (t: { teardown: (fn: () => Promise<void>) => void }, timeout
   const addr = a.getMultiaddrs().find(m => transportOf(m) === 'tcp')
   if (addr === undefined) throw new Error('no tcp address')
   const stream = await b.dialProtocol(addr, PROTOCOL)
-  return new PeerChannel(a.peerId.toString(), stream, timeoutMs)
+  return new PeerChannel(a.peerId.toString(), stream, timeoutMs, new PieceBuffers())
 }
 
 t.test('pipelined requests are answered in order, each with its own bytes', async t => {

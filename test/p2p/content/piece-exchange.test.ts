@@ -238,7 +238,7 @@ t.test('the only peer dies mid-pull: the pull completes from the registry', asyn
 
 t.test('the server answers pipelined requests in order while reading ahead, and frees the upload slot of an answer read ahead when the client goes', async t => {
   const { holder: a, puller: b, data, d } = await holderAndPuller(t, 6 * PIECE, { uploadSlots: 1 })
-  const open = async (): Promise<PeerChannel> => new PeerChannel(a.id, await b.libp2p.dialProtocol(a.libp2p.peerId, PIECES_PROTOCOL), 5000)
+  const open = async (): Promise<PeerChannel> => new PeerChannel(a.id, await b.libp2p.dialProtocol(a.libp2p.peerId, PIECES_PROTOCOL), 5000, b.ex.buffers)
 
   // Six requests at once, piece and bitfield requests mixed: the answers come back in request order.
   const ch = await open()
@@ -276,7 +276,7 @@ t.test('the server answers pipelined requests in order while reading ahead, and 
 
 t.test('a complete blob is served only at the configured piece size: other sizes get a typed refusal, not a re-hash', async t => {
   const { holder: a, puller: b, d } = await holderAndPuller(t, 6 * PIECE)
-  const ch = new PeerChannel(a.id, await b.libp2p.dialProtocol(a.libp2p.peerId, PIECES_PROTOCOL), 5000)
+  const ch = new PeerChannel(a.id, await b.libp2p.dialProtocol(a.libp2p.peerId, PIECES_PROTOCOL), 5000, b.ex.buffers)
   t.teardown(() => { ch.close() })
   const manifests = async (): Promise<string[]> => (await readdir(join(a.dir, 'meta', 'pieces')).catch(() => [])).filter(f => !f.endsWith(`.${PIECE}`))
   for (const size of [MIN_PIECE_SIZE, PIECE * 2, 1024 * 1024, MAX_PIECE_SIZE]) {
