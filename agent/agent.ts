@@ -41,6 +41,8 @@ import { ServicesHost } from './services/services-host.js'
 import { busyboxPath, DEMO_REF } from './demo-image.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
 import { LocalMemberMeta } from './member-meta.js'
+import { registerUi } from './ui/ui.js'
+import { uiSources } from './ui/sources.js'
 
 export { AGENT_VERSION } from './member-meta.js'
 
@@ -425,6 +427,7 @@ export class Agent {
     // Registry mirror: a taken port is a warning, never a failed start.
     this.mirror = await startMirror({ config: this.config.mirror, content: this.content, raft: this.raft, candidates: () => pieceSources(this.membership.view(), this.peerId), log: this.log.child({ part: 'mirror' }), insecure: this.config.content.insecure_registries })
     registerMirrorRoutes(this.api, () => ({ mirror: this.mirror, config: this.config.mirror }))
+    await registerUi(this.api, uiSources(this))
     try {
       this.apiUrl = await this.api.listen(this.config.api.listen)
     } catch (err) {

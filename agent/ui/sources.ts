@@ -1,0 +1,48 @@
+// What the dashboard reads from the agent, in one narrow interface, so the
+// dashboard does not reach into the agent's parts (and tests can feed it).
+import type { Agent } from '../agent.js'
+import { AGENT_VERSION } from '../member-meta.js'
+import type { SampleSource } from './ring.js'
+
+export interface MemberEventView { kind: string, id: string, name: string, state: string, time: number }
+
+export interface UiSources {
+  dataDir: string
+  /** Aborts when the agent stops. */
+  signal: AbortSignal
+  version: string
+  status: () => unknown
+  /** The capsule table (`ps`): one row a capsule instance. */
+  capsules: () => Array<{ state: string }>
+  raft: () => unknown
+  onMember: (cb: (e: MemberEventView) => void) => void
+  /** Called after every committed command, with its op. */
+  onApply: (cb: (op: string) => void) => void
+  sample: SampleSource
+}
+
+export function uiSources (agent: Agent): UiSources {
+  return {
+    dataDir: agent.dataDir,
+    signal: agent.signal,
+    version: AGENT_VERSION,
+    status: () => agent.status(),
+    capsules: () => agent.capsules.ps(),
+    raft: () => {
+      const s = agent.raft.status()
+      return { id: s.id, term: s.term, leader: s.leader, role: s.role, commit: s.commit, applied: s.applied, lastIndex: s.lastIndex, snapshotIndex: s.snapshotIndex, voters: s.voters, learners: s.learners }
+    },
+    onMember: (cb) => {
+      agent.membership.addEventListener('member', (evt) => {
+        const e = (evt as CustomEvent<{ kind: string, member: { id: string, state: string, meta?: { name?: string } } }>).detail
+        cb({ kind: e.kind, id: e.member.id, name: e.member.meta?.name ?? '', state: e.member.state, time: Date.now() })
+      })
+    },
+    onApply: (cb) => { agent.raft.state.onApply((cmd) => { cb(cmd.op) }) },
+    sample: {
+      contentBytes: () => { const c = agent.content.counters(); return { peers: c.bytesFromPeers, registry: c.bytesFromRegistry } },
+      commitIndex: () => agent.raft.status().commit,
+      capsulesRunning: () => agent.raft.state.capsules.list().reduce((n, c) => n + c.instances.filter(i => i.state === 'running').length, 0)
+    }
+  }
+}
