@@ -1,7 +1,7 @@
 // The dashboard's entry: a header with the pages, the live stream, and a
 // hash router (#/cluster, #/capsules, #/capsule/NAME, ...).
 import { render } from 'preact'
-import { useEffect, useState } from 'preact/hooks'
+import { useEffect, useRef, useState } from 'preact/hooks'
 import { html, connect, useStore } from './lib.js'
 import { ClusterPage } from './pages/cluster.js'
 import { CapsulesPage } from './pages/capsules.js'
@@ -43,6 +43,13 @@ function App () {
   const route = useRoute()
   const s = useStore()
   const current = route[0] === 'capsule' ? 'capsules' : route[0]
+  // A new page starts at its top, with the focus on its content (for keyboards and screen readers).
+  const first = useRef(true)
+  useEffect(() => {
+    if (first.current) { first.current = false; return }
+    scrollTo(0, 0)
+    document.getElementById('main')?.focus({ preventScroll: true })
+  }, [route.join('/')])
   useEffect(() => { document.title = `${PAGES.find(p => p[0] === current)?.[1] || 'Cluster'} · bolt-agent` }, [current])
   return html`
     <a class="skip" href="#main">Skip to content</a>
@@ -57,4 +64,6 @@ function App () {
 }
 
 connect()
-render(html`<${App} />`, document.getElementById('app'))
+const root = document.getElementById('app')
+root.textContent = ''
+render(html`<${App} />`, root)

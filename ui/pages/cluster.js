@@ -17,13 +17,14 @@ export function ClusterPage () {
     </dl>
     <h2>Members</h2>
     <div class="scroll"><table class="members">
-      <thead><tr><th scope="col">Name</th><th scope="col">State</th><th scope="col">Role</th><th scope="col">Connection</th><th scope="col">CPUs</th><th scope="col">Memory</th><th scope="col">GPUs</th><th scope="col">Labels</th></tr></thead>
+      <thead><tr><th scope="col">Name</th><th scope="col">State</th><th scope="col">Role</th><th scope="col">Connection</th><th scope="col">Version</th><th scope="col">CPUs</th><th scope="col">Memory</th><th scope="col">GPUs</th><th scope="col">Labels</th></tr></thead>
       <tbody>${st.members.map(m => html`
         <tr key=${m.id} data-member=${m.name} data-state=${m.state}>
           <th scope="row"><span title=${m.id}>${m.name}</span>${m.id === st.leader ? html` <span class="leader" data-testid="leader-mark">leader</span>` : ''}${m.id === st.node.id ? html` <span class="muted">(this node)</span>` : ''}<div class="muted small">${shortId(m.id)}</div></th>
           <td><${Badge} value=${m.state} /></td>
           <td>${m.role}</td>
           <td>${m.connection || (m.id === st.node.id ? 'self' : '')}</td>
+          <td>${m.version || ''}</td>
           <td>${m.resources ? m.resources.cpus : ''}</td>
           <td>${m.resources ? bytes(m.resources.memoryBytes) : ''}</td>
           <td>${m.resources && m.resources.gpus.length > 0 ? html`<ul class="plain">${m.resources.gpus.map(g => html`<li key=${g.index}>${g.vendor} ${g.model} (${bytes(g.memoryBytes)})</li>`)}</ul>` : html`<span class="muted">none</span>`}</td>
