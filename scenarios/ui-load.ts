@@ -61,18 +61,19 @@ export const scenario: Scenario = {
       try {
         const page = await browser.newPage()
         await page.setViewport({ width: 1280, height: 800 })
-        await page.goto(link.url)
+        page.setDefaultNavigationTimeout(120_000)
+        await page.goto(link.url, { waitUntil: 'domcontentloaded' })
         const c = (await page.cookies()).find(x => x.name.startsWith('bolt_ui_'))
         cookie = c !== undefined ? `${c.name}=${c.value}` : ''
         for (let i = 0; i < (quick ? 3 : 7); i++) {
           await page.goto('about:blank')
-          await page.goto(`${api.url}/ui/#/capsules`)
+          await page.goto(`${api.url}/ui/#/capsules`, { waitUntil: 'domcontentloaded' })
           // performance.now() in the page counts from its navigation's start.
           const ms = await page.waitForFunction((n: number) => {
             // eslint-disable-next-line @typescript-eslint/no-explicit-any
             const d = (globalThis as any).document
             return d.querySelectorAll('[data-testid=capsule-table] tbody tr[data-capsule]').length >= n ? performance.now() : false
-          }, { timeout: 30_000, polling: 'raf' }, nCapsules).then(async h => await h.jsonValue() as number)
+          }, { timeout: 120_000, polling: 'raf' }, nCapsules).then(async h => await h.jsonValue() as number)
           renderMs.push(ms)
         }
       } finally {

@@ -125,6 +125,13 @@ t.test('the dashboard in chromium against a 3-agent cluster', { skip, timeout: 6
       t.ok(ok, `#/${hash} shows ${title}`)
       t.equal(await page.$$eval('main [role=alert]', e => e.length), 0, `#/${hash} shows no error`)
     }
+    // The pull form: a reference no registry could serve gives one error line, shown as text.
+    await page.goto(`${a0.ready!.api}/ui/#/images`)
+    await page.waitForSelector('input[name=ref]')
+    await page.type('input[name=ref]', 'Not A Reference!')
+    await page.click('form[aria-label="Pull an image"] button[type=submit]')
+    const pullErr = await page.waitForSelector('main [role=alert]', { timeout: 60_000 }).then(async e => await e!.evaluate((x: { textContent: string | null }) => x.textContent ?? ''), () => '')
+    t.ok(pullErr.length > 0, `a failed pull says why (${pullErr.slice(0, 120)})`)
     await page.goto(`${a0.ready!.api}/ui/#/graphs`)
     const charts = await page.waitForFunction(() => document.querySelectorAll('main .uplot').length === 5, { timeout: 15_000 }).then(() => true, () => false)
     t.ok(charts, 'five time-series charts')

@@ -12,11 +12,55 @@ export function ImagesPage () {
     <h1>Images</h1>
     <p class="muted">Images pulled to this node. Bytes now arriving: ${sample ? `${bytes(sample.peerBytes)}/s from peers, ${bytes(sample.registryBytes)}/s from registries` : '…'} (see Graphs for the last hour).</p>
     <${Err} err=${err} />
+    <${PullForm} onDone=${reload} />
     <button type="button" onClick=${reload}>Refresh</button>
     <div class="scroll"><table>
       <thead><tr><th scope="col">Reference</th><th scope="col">Digest</th><th scope="col">Size</th><th scope="col">Pulled</th></tr></thead>
       <tbody>${(images || []).map(i => html`<tr key=${i.digest + i.ref}><th scope="row" class="wrap">${i.ref}</th><td><code title=${i.digest}>${i.digest.slice(0, 19)}…</code></td><td>${bytes(i.size)}</td><td>${i.pulledAt}</td></tr>`)}</tbody>
     </table></div>`
+}
+
+/** Pulls an image to this node, peers first, showing each blob's progress and where the bytes came from. */
+function PullForm ({ onDone }) {
+  const [blobs, setBlobs] = useState({})
+  const [result, setResult] = useState(null)
+  const [busy, setBusy] = useState(false)
+  const submit = async (e) => {
+    e.preventDefault()
+    const ref = String(new FormData(e.currentTarget).get('ref')).trim()
+    if (ref === '') return
+    setBusy(true); setBlobs({}); setResult(null)
+    try {
+      const r = await fetch('/v1/images/pull', { method: 'POST', credentials: 'same-origin', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ref }) })
+      if (!r.ok || !r.body) { const v = await r.json().catch(() => ({})); throw new Error(v.error || `HTTP ${r.status}`) }
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader()
+      let buf = ''
+      for (;;) {
+        const { value, done } = await reader.read()
+        if (done) break
+        buf += value
+        const parts = buf.split('\n')
+        buf = parts.pop()
+        for (const p of parts) {
+          if (p.trim() === '') continue
+          const ev = JSON.parse(p)
+          if (ev.event === 'progress') setBlobs(b => ({ ...b, [ev.digest]: ev }))
+          else setResult(ev)
+        }
+      }
+      onDone()
+    } catch (err) { setResult({ event: 'error', error: err.message }) } finally { setBusy(false) }
+  }
+  const list = Object.values(blobs)
+  return html`
+    <form class="inline" onSubmit=${submit} aria-label="Pull an image">
+      <label>Pull an image <input name="ref" required placeholder="registry.example:5000/app:1" size="36" /></label>
+      <button type="submit" disabled=${busy}>Pull</button>
+    </form>
+    ${list.length > 0 ? html`<ul class="plain pulls">${list.map(b => html`<li key=${b.digest}>
+      <code>${b.digest.slice(7, 19)}</code> <progress max=${b.pieceCount || 1} value=${b.piecesDone}>${b.piecesDone}/${b.pieceCount}</progress>
+      ${bytes(b.size)}: ${bytes(b.bytesFromPeers)} from peers, ${bytes(b.bytesFromRegistry)} from the registry</li>`)}</ul>` : ''}
+    ${result ? (result.event === 'error' ? html`<p class="err" role="alert">${result.error}</p>` : html`<p class="ok" role="status">pulled ${result.ref}: ${bytes(result.size)}, ${bytes(result.bytesFromPeers)} from peers, ${bytes(result.bytesFromRegistry)} from the registry, ${bytes(result.bytesLocal)} already here</p>`) : ''}`
 }
 
 export function ObjectsPage () {
