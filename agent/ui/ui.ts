@@ -10,6 +10,7 @@ import { MetricsRing } from './ring.js'
 import { cookieName, Sessions } from './sessions.js'
 import type { MemberEventView, UiSources } from './sources.js'
 import { LOGIN_PAGE } from './login-page.js'
+import { registerStackRoutes } from './stack-routes.js'
 import type { Dashboard } from './dashboard.js'
 
 /** Membership events kept for the timeline. */
@@ -72,6 +73,7 @@ export async function registerUi (api: ApiServer, src: UiSources): Promise<UiHan
   api.route('GET', '/v1/ui/events', async (req, res) => { (await load()).events(req.raw, res); return undefined })
   api.route('GET', '/v1/ui/metrics', async () => ring.data())
   api.route('GET', '/v1/ui/raft', async () => src.raft())
+  registerStackRoutes(api)
   return { sessions, ring, timeline, dashboard: () => dashboard }
 }
 

@@ -118,6 +118,28 @@ t.test('the dashboard in chromium against a 3-agent cluster', { skip, timeout: 6
     t.ok(exited, 'stopped: exited')
   })
 
+  await t.test('a stack from pasted TOML: up in depends_on order, then down', async t => {
+    await page.goto(`${a0.ready!.api}/ui/#/capsules`)
+    await page.waitForSelector('[data-testid=stack-up]')
+    const logText = async (): Promise<string> => await page.$eval('[data-testid=stack-log]', e => e.textContent ?? '').catch(() => '')
+    await page.click('[data-testid=stack-up]')
+    const up = await page.waitForFunction(() => /stack up|failed|not running|not healthy|expected|invalid/.test(document.querySelector('[data-testid=stack-log]')?.textContent ?? ''), { timeout: 180_000, polling: 250 }).then(() => true, () => false)
+    const upLog = await logText()
+    t.ok(up && upLog.includes('stack up'), `the stack comes up (${upLog})`)
+    t.ok(upLog.indexOf('db: running') >= 0 && upLog.indexOf('db: running') < upLog.indexOf('web: submitted'), 'db runs before web is submitted')
+    t.equal(await page.$$eval('tr[data-capsule="db"][data-state="running"], tr[data-capsule="web"][data-state="running"]', r => r.length), 2, 'both run in the table')
+    await page.click('[data-testid=stack-down]')
+    const down = await page.waitForFunction(() => /stack down/.test(document.querySelector('[data-testid=stack-log]')?.textContent ?? ''), { timeout: 60_000 }).then(() => true, () => false)
+    t.ok(down, `the stack comes down (${await logText()})`)
+    const gone = await page.waitForFunction(() => document.querySelectorAll('tr[data-capsule="db"], tr[data-capsule="web"]').length === 0, { timeout: 60_000 }).then(() => true, () => false)
+    t.ok(gone, 'and leaves the table')
+    await page.$eval('textarea[name=stack]', e => { (e as { value: string }).value = '' })
+    await page.type('textarea[name=stack]', '[capsules.a]\nimage = 1\n')
+    await page.click('[data-testid=stack-up]')
+    const bad = await page.waitForFunction(() => /capsules\.a\.image/.test(document.querySelector('[data-testid=stack-log]')?.textContent ?? ''), { timeout: 15_000 }).then(() => true, () => false)
+    t.ok(bad, `a bad stack file gets one line naming the key (${await logText()})`)
+  })
+
   await t.test('graphs, images, objects, mirror and raft pages render from the API', async t => {
     for (const [hash, title] of [['graphs', 'Graphs'], ['images', 'Images'], ['objects', 'Objects'], ['mirror', 'Registry mirror'], ['raft', 'Raft']]) {
       await page.goto(`${a0.ready!.api}/ui/#/${hash}`)

@@ -4,6 +4,7 @@
 // committed commands reach an open stream; the timeline and the metrics
 // ring stay bounded.
 import t from 'tap'
+import fc from 'fast-check'
 import { request } from 'node:http'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -94,6 +95,17 @@ t.test('lazy load, live pushes and bounds', async t => {
     req.end()
   })
   t.match(got, /event: member\ndata: \{"kind":"failed","id":"zz","name":"gone","state":"dead"/, 'the membership event is pushed')
+  // The stack form's decoder: any body gets a plan or one 400 line, never a 500.
+  const post = async (body: string): Promise<number> => await new Promise((resolve, reject) => {
+    const req = request(`${base}/v1/ui/stack`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' } }, res => { res.resume(); res.on('end', () => { resolve(res.statusCode ?? 0) }) })
+    req.on('error', reject)
+    req.end(body)
+  })
+  await fc.assert(fc.asyncProperty(fc.oneof(fc.string({ maxLength: 400 }), fc.string({ maxLength: 400 }).map(toml => JSON.stringify({ toml })), fc.constantFrom('[capsules.a]\nimage = "x"\ndepends_on = ["a"]\n', '[capsules.a]\nimage = "x"\nports = ["80:80", "80:80"]\n').map(toml => JSON.stringify({ toml }))), async (body) => {
+    const status = await post(body)
+    return status === 200 || status === 400
+  }), { numRuns: 150 })
+  t.equal(await post(JSON.stringify({ toml: '[capsules.b]\nimage = "x"\n[capsules.a]\nimage = "x"\ndepends_on = ["b"]\n' })), 200, 'a good stack gets its plan')
   t.match(got, /event: capsules\ndata: \[\{"name":"fresh","state":"running"\}\]/, 'and the capsule table after the commit')
 })
 

@@ -2,6 +2,7 @@
 // health, live; and the form that runs a new capsule.
 import { useState } from 'preact/hooks'
 import { html, api, useStore, Badge } from '../lib.js'
+import { StackForm } from './stack.js'
 
 function ports (list) {
   return (list || []).map(p => `${p.host}→${p.container}/${p.proto}`).join(', ')
@@ -30,7 +31,8 @@ export function CapsulesPage () {
         </tr>`)}
       </tbody>
     </table></div>
-    <${RunForm} />`
+    <${RunForm} />
+    <${StackForm} />`
 }
 
 function pairs (text) {
