@@ -3,6 +3,7 @@
 import type { Agent } from '../agent.js'
 import { AGENT_VERSION } from '../member-meta.js'
 import type { SampleSource } from './ring.js'
+import { runtimeNameOf } from '../supervisor/supervisor.js'
 
 export interface MemberEventView { kind: string, id: string, name: string, state: string, time: number }
 
@@ -19,6 +20,16 @@ export interface UiSources {
   /** Called after every committed command, with its op. */
   onApply: (cb: (op: string) => void) => void
   sample: SampleSource
+  /** CPU and memory of an instance that runs on this node; where it runs otherwise. */
+  instanceStats: (instance: string) => Promise<InstanceStats | undefined>
+}
+
+export interface InstanceStats {
+  node: string | null
+  /** False when the instance is on another node (its stats are that node's to read). */
+  local: boolean
+  stats: { cpuNanos: number, memoryBytes: number, memoryLimitBytes: number | null, pids: number } | null
+  time: number
 }
 
 export function uiSources (agent: Agent): UiSources {
@@ -39,6 +50,17 @@ export function uiSources (agent: Agent): UiSources {
       })
     },
     onApply: (cb) => { agent.raft.state.onApply((cmd) => { cb(cmd.op) }) },
+    instanceStats: async (name) => {
+      const found = agent.raft.state.capsules.instance(name)
+      if (found === undefined) return undefined
+      const i = found.instance
+      const time = Date.now()
+      if (i.node !== agent.peerId) return { node: i.node, local: false, stats: null, time }
+      const rt = agent.capsules.runtime
+      if (rt === undefined || i.state !== 'running') return { node: i.node, local: true, stats: null, time }
+      const s = await rt.stats(runtimeNameOf(i.name, i.generation)).catch(() => null)
+      return { node: i.node, local: true, stats: s === null ? null : { cpuNanos: s.cpuNanos, memoryBytes: s.memoryBytes, memoryLimitBytes: s.memoryLimitBytes, pids: s.pids }, time }
+    },
     sample: {
       contentBytes: () => { const c = agent.content.counters(); return { peers: c.bytesFromPeers, registry: c.bytesFromRegistry } },
       commitIndex: () => agent.raft.status().commit,

@@ -74,6 +74,11 @@ export async function registerUi (api: ApiServer, src: UiSources): Promise<UiHan
   api.route('GET', '/v1/ui/metrics', async () => ring.data())
   api.route('GET', '/v1/ui/raft', async () => src.raft())
   registerStackRoutes(api)
+  api.route('GET', '/v1/ui/stats/:instance', async (req) => {
+    const s = await src.instanceStats(req.params.instance ?? '')
+    if (s === undefined) throw new ApiError(404, `no capsule instance named ${req.params.instance ?? ''}`)
+    return s
+  })
   return { sessions, ring, timeline, dashboard: () => dashboard }
 }
 

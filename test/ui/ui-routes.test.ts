@@ -30,6 +30,7 @@ function fedSources (dataDir: string, signal: AbortSignal): { src: UiSources, me
       raft: () => ({ term: 1, commit: 0 }),
       onMember: (cb) => { onMember = cb },
       onApply: (cb) => { onApply = cb },
+      instanceStats: async () => undefined,
       sample: { contentBytes: () => ({ peers: 0, registry: 0 }), commitIndex: () => 0, capsulesRunning: () => capsules.filter(c => c.state === 'running').length }
     },
     member: (e) => { onMember(e) },

@@ -1,7 +1,8 @@
 // One capsule: its spec, its instances (live), its logs (follow, pause,
 // search) and the actions stop, remove and scale.
 import { useEffect, useRef, useState } from 'preact/hooks'
-import { html, api, useStore, useApi, Badge, Labels } from '../lib.js'
+import { html, api, useStore, useApi, Badge, Labels, bytes, nameOf } from '../lib.js'
+import { Chart } from './graphs.js'
 
 /** Lines kept on the page. */
 const MAX_LINES = 2000
@@ -45,6 +46,7 @@ export function CapsulePage ({ name }) {
           <td>${(r.ports || []).map(p => `${p.host}→${p.container}/${p.proto}`).join(', ')}</td><td>${r.health || ''}</td><td class="wrap">${r.reason || ''}</td>
         </tr>`)}</tbody>
     </table></div>
+    <${Stats} instances=${instances.filter(i => i.state === 'running')} />
     <${Logs} name=${name} running=${instances.some(i => i.state === 'running')} />
     ${spec ? html`
       <h2>Spec</h2>
@@ -110,5 +112,54 @@ function Logs ({ name, running }) {
         <span class="muted">${shown.length} of ${lines.length} lines</span>
       </div>
       <pre class="logs" ref=${box} tabindex="0" aria-label="Log lines" data-testid="logs">${shown.map((l, i) => html`<div key=${i} class=${l.stream}><span class="muted">${l.instance && l.instance !== name ? `${l.instance} ` : ''}${new Date(l.time).toLocaleTimeString()} </span>${l.line}</div>`)}</pre>
+    </section>`
+}
+
+/** Samples kept a graph (5 s apart: the last 10 minutes). */
+const STATS_SAMPLES = 120
+const STATS_MS = 5000
+
+/** CPU and memory of the running instances this agent hosts, sampled while the page is open. */
+function Stats ({ instances }) {
+  const s = useStore()
+  const names = instances.map(i => i.name).join(',')
+  const [series, setSeries] = useState({})
+  const [remote, setRemote] = useState([])
+  useEffect(() => {
+    if (names === '') return
+    let live = true
+    const last = {}
+    const tick = async () => {
+      const far = []
+      for (const n of names.split(',')) {
+        const r = await api('GET', `/v1/ui/stats/${encodeURIComponent(n)}`).catch(() => undefined)
+        if (!live || !r) continue
+        if (!r.local) { far.push({ name: n, node: r.node }); continue }
+        if (!r.stats) continue
+        const prev = last[n]
+        last[n] = r
+        if (!prev || !prev.stats) continue
+        const cpu = Math.max(0, (r.stats.cpuNanos - prev.stats.cpuNanos) / 1e6 / Math.max(1, r.time - prev.time) * 100)
+        setSeries(old => {
+          const o = old[n] || { time: [], cpu: [], mem: [] }
+          return { ...old, [n]: { time: [...o.time, r.time / 1000].slice(-STATS_SAMPLES), cpu: [...o.cpu, Math.round(cpu * 10) / 10].slice(-STATS_SAMPLES), mem: [...o.mem, r.stats.memoryBytes].slice(-STATS_SAMPLES) } }
+        })
+      }
+      if (live) setRemote(far)
+    }
+    tick()
+    const timer = setInterval(tick, STATS_MS)
+    return () => { live = false; clearInterval(timer) }
+  }, [names])
+  if (names === '') return ''
+  const ready = Object.entries(series).filter(([, d]) => d.time.length > 0)
+  return html`
+    <section aria-labelledby="stats-h">
+      <h2 id="stats-h">CPU and memory</h2>
+      ${remote.length > 0 ? html`<p class="muted">${remote.map(r => `${r.name} runs on ${nameOf(s.status, r.node)}`).join('; ')}: its figures are on that node's dashboard.</p>` : ''}
+      ${ready.length === 0 && remote.length < instances.length ? html`<p class="muted">Sampling every 5 s…</p>` : ''}
+      <div class="charts" data-testid="stats">${ready.map(([n, d]) => html`
+        <${Chart} key=${`${n}-cpu`} def=${{ title: `${n}: CPU (% of one core)`, series: [['cpu', 'CPU %']] }} data=${d} />
+        <${Chart} key=${`${n}-mem`} def=${{ title: `${n}: memory`, series: [['mem', 'memory']], fmt: bytes }} data=${d} />`)}</div>
     </section>`
 }

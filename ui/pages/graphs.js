@@ -14,7 +14,7 @@ const CHARTS = [
 ]
 const COLORS = ['#1565c0', '#c62828']
 
-function Chart ({ def, data }) {
+export function Chart ({ def, data }) {
   const el = useRef(null)
   const plot = useRef(null)
   useEffect(() => {
