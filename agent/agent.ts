@@ -22,6 +22,8 @@ import type { ServicesHost } from './services/services-host.js'
 import { LocalMemberMeta } from './member-meta.js'
 import { buildStatus, type StatusJson } from './status.js'
 import { runDemoCapsule } from './demo-capsule.js'
+import { registerUi } from './ui/ui.js'
+import { uiSources } from './ui/sources.js'
 import type { Registry } from 'prom-client'
 import { agentContext, createAgentMetrics, createCapsules, createContent, createMembership, createMirror, createRaft, createServices } from './components.js'
 
@@ -109,7 +111,8 @@ export class Agent {
       (api) => { registerKvRoutes(api, this.raft) },
       (api) => { this.capsules.registerRoutes(api) },
       (api) => { this.services.registerRoutes(api) },
-      (api) => { registerMirrorRoutes(api, () => ({ mirror: this.mirror, config: config.mirror })) }
+      (api) => { registerMirrorRoutes(api, () => ({ mirror: this.mirror, config: config.mirror })) },
+      async (api) => { await registerUi(api, uiSources(this)) }
     ]) }, async () => { await this.api.stop() })
     log.info({ id: this.peerId, name: identity.file.get().name, api: this.apiUrl }, 'agent ready')
   }

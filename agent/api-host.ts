@@ -13,7 +13,7 @@ import { registerLocalAgent, unregisterLocalAgent } from './local-agents.js'
 import type { Logger } from './logger.js'
 
 /** A part that serves routes on the local API. */
-export type RouteRegistrar = (api: ApiServer) => void
+export type RouteRegistrar = (api: ApiServer) => void | Promise<void>
 
 export interface ApiHostInit {
   dataDir: string
@@ -34,7 +34,7 @@ export class ApiHost {
     const token = randomBytes(24).toString('hex')
     const api = new ApiServer(token, { allowRemote: config.allow_remote, allowedHosts: config.allowed_hosts })
     this.server = api
-    for (const register of registrars) register(api)
+    for (const register of registrars) await register(api)
     try {
       this.url = await api.listen(config.listen)
     } catch (err) {

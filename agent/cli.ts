@@ -18,6 +18,7 @@ import { UserError } from './errors.js'
 import { AgentRequestError, AgentUnreachableError, ApiFileDamagedError } from './api/client.js'
 import { registerClientCommands } from './cli-client.js'
 import { registerMirrorCommands } from './mirror/cli.js'
+import { registerUiCommand } from './ui/cli.js'
 import { client, collect, dataDirOf, handleClosedStdout, markAgentRunning, out, pairs, type GlobalOpts } from './cli-common.js'
 
 /** The longest a graceful shutdown may take before the process exits anyway. */
@@ -119,11 +120,12 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
   // The join token is a secret: start-up output (often kept in logs) never
   // holds it; `bolt-agent token` prints it when asked.
   if (g.json === true) {
-    out(JSON.stringify({ event: 'ready', node: agent.status().node, api: agent.apiUrl, mirror: agent.mirror?.url ?? null, dns: agent.services?.dns?.url ?? null, dataDir }))
+    out(JSON.stringify({ event: 'ready', node: agent.status().node, api: agent.apiUrl, mirror: agent.mirror?.url ?? null, dns: agent.services?.dns?.url ?? null, dashboard: `${agent.apiUrl}/ui/`, dataDir }))
   } else {
     const st = mode.kind === 'join' && config.role === 'auto' ? await settledStatus(agent, config.raft.voters, () => stoppingSince !== undefined) : agent.status()
     out(`bolt-agent ${mode.kind === 'init' || dev ? 'started a new cluster' : mode.kind === 'join' ? 'joined the cluster' : 'rejoined the cluster'}: node ${st.node.name} (${st.node.id}, ${st.node.role})`)
     out(`data dir: ${dataDir}   API: ${agent.apiUrl} (token in ${join(dataDir, 'api.json')})`)
+    out(`dashboard: ${agent.apiUrl}/ui/   (log in with the link \`bolt-agent${dev || g.data !== undefined ? ` --data ${dataDir}` : ''} ui\` prints)`)
     if (dev) {
       out(`members: ${st.members.map(m => `${m.name}=${m.state}`).join(', ')}   leader: ${st.leader ?? 'electing'}`)
       const why = await agent.runDemoCapsule().catch((err: Error) => err.message)
@@ -231,6 +233,7 @@ export function buildProgram (): Command {
 
   registerClientCommands(program)
   registerMirrorCommands(program)
+  registerUiCommand(program)
   return program
 }
 

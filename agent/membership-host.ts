@@ -22,6 +22,8 @@ export interface MemberView {
   resources: MemberMeta['resources']
   labels: Record<string, string>
   incarnation: number
+  /** The member's bolt-agent version, as it gossips it. */
+  version?: string
   /** What the member's config lets capsules have (host network, gaming); absent from older agents. */
   capsules?: CapsulePolicy
   /** The member's capsule subnet and dynamic port range, once announced. */
@@ -207,6 +209,7 @@ export class MembershipHost extends EventTarget {
       resources: m.meta.resources,
       labels: m.meta.labels,
       incarnation: m.incarnation,
+      version: m.meta.version,
       ...(m.meta.capsules !== undefined ? { capsules: m.meta.capsules } : {}),
       ...(m.meta.network !== undefined ? { network: m.meta.network } : {})
     }))

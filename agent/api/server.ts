@@ -59,6 +59,8 @@ export class ApiServer {
   private readonly routes: Route[] = []
   private server: Server | undefined
   private readonly hosts: HostCheck
+  /** The dashboard's session cookie check (agent/ui): a second way in besides the bearer token. */
+  private sessionCheck: ((req: IncomingMessage) => boolean) | undefined
 
   constructor (private readonly token: string, private readonly opts: ApiServerOptions = {}) {
     this.hosts = new HostCheck(opts.allowedHosts)
@@ -69,6 +71,9 @@ export class ApiServer {
     const pattern = new RegExp('^' + path.replace(/:(\w+)(\*)?/g, (_m, k: string, star?: string) => { keys.push(k); return star === '*' ? '(.+)' : '([^/]+)' }) + '$')
     this.routes.push({ method, pattern, keys, handler, open: opts.open === true })
   }
+
+  /** Accept a valid dashboard session cookie where a route needs the token; such requests that change state must come from this origin. */
+  useSessions (check: (req: IncomingMessage) => boolean): void { this.sessionCheck = check }
 
   async listen (hostPort: string): Promise<string> {
     checkApiListen(hostPort, this.opts.allowRemote === true)
@@ -116,7 +121,13 @@ export class ApiServer {
       if (candidates.length === 0) throw new ApiError(404, `no such endpoint: ${url.pathname}`)
       const route = candidates.find(r => r.method === method)
       if (route === undefined) throw new ApiError(405, `${method} not allowed on ${url.pathname}`)
-      if (!route.open && !this.authorized(req)) throw new ApiError(401, 'missing or wrong API token (check DATA/api.json or --api-token)')
+      // A browser page of another origin may not change anything here (cross-site request forgery).
+      const unsafe = method !== 'GET' && method !== 'HEAD'
+      if (unsafe && req.headers.origin !== undefined && !sameOrigin(req)) throw new ApiError(403, 'request from another origin refused')
+      if (!route.open && !this.authorized(req)) {
+        if (this.sessionCheck?.(req) !== true) throw new ApiError(401, 'missing or wrong API token (check DATA/api.json or --api-token)')
+        if (unsafe && req.headers.origin === undefined) throw new ApiError(403, 'a dashboard request that changes state must carry its Origin')
+      }
       const m = route.pattern.exec(url.pathname) as RegExpExecArray
       const params: Record<string, string> = {}
       route.keys.forEach((k, i) => { params[k] = decodeURIComponent(m[i + 1] ?? '') })
@@ -129,6 +140,13 @@ export class ApiServer {
       send(res, status, { error: (err as Error).message, name: (err as Error).name })
     }
   }
+}
+
+/** `Origin` names the very scheme, host and port the request was sent to. */
+export function sameOrigin (req: IncomingMessage): boolean {
+  const origin = req.headers.origin
+  const host = req.headers.host
+  return origin !== undefined && host !== undefined && origin.toLowerCase() === `http://${host.toLowerCase()}`
 }
 
 function send (res: ServerResponse, status: number, value: unknown): void {

@@ -1,0 +1,185 @@
+// The dashboard in a real browser (Debian's chromium, headless, driven by
+// puppeteer-core) against a real 3-agent cluster: log in through the link,
+// see the members live, a kill -9 shown dead without a reload, a capsule run
+// from the form with its logs arriving, stopped; user text shown as text and
+// no script run; the page reconnects when its agent restarts.
+import t from 'tap'
+import { existsSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Cluster, seedAddr } from '../helpers/harness.js'
+import { RAFT_TOML } from '../../scenarios/_raft.js'
+import { busyboxPath } from '../../agent/demo-image.js'
+
+// Page-side code below runs in the browser; this file is compiled without the DOM lib.
+declare const document: any, window: any, location: any, localStorage: any, sessionStorage: any // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const CHROMIUM = '/usr/bin/chromium'
+const START_MS = 120_000
+const XSS = '<img src=x onerror=alert(1)>'
+/** dist/test/ui → scenarios/reports at the repo root. */
+const REPORTS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'scenarios', 'reports')
+const haveRunc = existsSync('/usr/sbin/runc') || existsSync('/usr/bin/runc')
+const isRoot = process.getuid?.() === 0
+
+async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)) })
+  })
+}
+
+const skip = !existsSync(CHROMIUM) ? 'needs chromium (.ci/run installs it)' : !haveRunc || !isRoot || busyboxPath() === undefined ? 'needs root, runc and busybox-static' : false
+
+t.test('the dashboard in chromium against a 3-agent cluster', { skip, timeout: 600_000 }, async t => {
+  const { default: puppeteer } = await import('puppeteer-core')
+  await mkdir(REPORTS, { recursive: true })
+  const port = await freePort()
+  const cluster = await Cluster.create(RAFT_TOML(3))
+  t.teardown(async () => { await cluster.destroy() })
+  const a0 = await cluster.add('a0', `[api]\nlisten = "127.0.0.1:${port}"\n[labels]\nnote = "${XSS}"\nhome = "yes"\n`)
+  await a0.start(['init'], START_MS)
+  const seed = seedAddr(a0, 'quic')
+  const a1 = await cluster.add('a1')
+  const a2 = await cluster.add('a2')
+  await Promise.all([a1, a2].map(async a => await a.start(['join', seed], START_MS, { BOLT_TOKEN: a0.ready!.token })))
+
+  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] })
+  t.teardown(async () => { await browser.close() })
+  const page = await browser.newPage()
+  await page.setViewport({ width: 1280, height: 800 })
+  const dialogs: string[] = []
+  page.on('dialog', (d) => { dialogs.push(d.message()); void d.dismiss() })
+  const pageErrors: string[] = []
+  page.on('pageerror', (e) => { pageErrors.push(String(e)) })
+  const members = async (): Promise<Record<string, string>> => await page.$$eval('tr[data-member]', rows => Object.fromEntries(rows.map(r => [r.getAttribute('data-member') ?? '', r.getAttribute('data-state') ?? ''])))
+  const waitMembers = async (want: Record<string, string>, timeout: number): Promise<boolean> => {
+    return await page.waitForFunction((w: Record<string, string>) => Object.entries(w).every(([n, s]) => document.querySelector(`tr[data-member="${n}"]`)?.getAttribute('data-state') === s), { timeout, polling: 200 }, want).then(() => true, () => false)
+  }
+
+  await t.test('log in through the link; all three alive, the leader marked', async t => {
+    const noCookie = await page.goto(`${a0.ready!.api}/ui/`)
+    t.equal(noCookie?.status(), 401, 'before logging in: 401')
+    t.match(await page.$eval('main', m => m.textContent ?? ''), /bolt-agent ui/, 'and the login page')
+    const ui = await a0.cli(['ui', '--json'])
+    const { url } = JSON.parse(ui.stdout) as { url: string }
+    await page.goto(url)
+    t.equal(new URL(page.url()).pathname, '/ui/', 'the link lands on the dashboard')
+    t.equal(await page.evaluate(() => document.cookie), '', 'the session cookie is out of reach of scripts (HttpOnly)')
+    t.equal(await page.evaluate(() => JSON.stringify(localStorage) + JSON.stringify(sessionStorage)), '{}{}', 'nothing in browser storage')
+    const all = await waitMembers({ a0: 'alive', a1: 'alive', a2: 'alive' }, 60_000)
+    t.ok(all, `three members alive (${JSON.stringify(await members())})`)
+    await page.waitForSelector('[data-testid=leader-mark]', { timeout: 30_000 }).catch(() => undefined)
+    t.equal((await page.$$('[data-testid=leader-mark]')).length, 1, 'one member marked leader')
+    const cell = await page.$eval('tr[data-member="a0"]', r => r.textContent ?? '')
+    t.ok(cell.includes(XSS), 'a label holding markup is shown as its text')
+    t.equal(await page.$$eval('main img', imgs => imgs.length), 0, 'and made no element')
+    await page.screenshot({ path: join(REPORTS, 'ui-cluster.png') })
+    await page.reload()
+    await page.waitForSelector('tr[data-member]')
+    await page.keyboard.press('Tab')
+    t.equal(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content', 'the keyboard starts at a skip link')
+  })
+
+  await t.test('kill -9 one agent: shown dead without a reload', async t => {
+    await page.evaluate(() => { (window as unknown as { marker: number }).marker = 42 })
+    await a2.kill9()
+    t.ok(await waitMembers({ a2: 'dead' }, 30_000), `a2 dead on the page (${JSON.stringify(await members())})`)
+    t.equal(await page.evaluate(() => (window as unknown as { marker?: number }).marker), 42, 'the same page: no reload')
+    t.match(await page.$eval('.timeline', e => e.textContent ?? ''), /a2/, 'the timeline names it')
+  })
+
+  await t.test('run a capsule from the form: running, logs arrive; stop: exited', async t => {
+    await page.goto(`${a0.ready!.api}/ui/#/capsules`)
+    await page.waitForSelector('[data-testid=run-form]')
+    await page.type('input[name=name]', 'ui-hello')
+    await page.type('input[name=args]', `/bin/sh -c 'i=0; while true; do echo ui-line-$i; i=$((i+1)); sleep 1; done'`)
+    await page.type('textarea[name=labels]', `note=${XSS}`)
+    await page.type('textarea[name=on]', 'home=yes') // on a0, whose dashboard this is: its CPU and memory are read here
+    await page.click('form.run button[type=submit]')
+    await page.waitForFunction(() => location.hash === '#/capsule/ui-hello', { timeout: 30_000 })
+    const running = await page.waitForSelector('tr[data-instance="ui-hello"][data-state="running"]', { timeout: 120_000 }).then(() => true, () => false)
+    t.ok(running, 'the instance shows running')
+    const logs = await page.waitForFunction(() => /ui-line-\d+[\s\S]*ui-line-\d+/.test(document.querySelector('[data-testid=logs]')?.textContent ?? ''), { timeout: 60_000, polling: 250 }).then(() => true, () => false)
+    t.ok(logs, 'its log lines arrive')
+    const stats = await page.waitForFunction(() => document.querySelectorAll('[data-testid=stats] .uplot').length === 2, { timeout: 60_000, polling: 500 }).then(() => true, () => false)
+    t.ok(stats, 'its CPU and memory graphs appear')
+    const labels = await page.waitForFunction((x: string) => (document.querySelector('[data-testid=capsule-labels]')?.textContent ?? '').includes(x), { timeout: 10_000 }, XSS).then(() => true, () => false)
+    t.ok(labels, 'the capsule label is shown as its text')
+    t.equal(await page.$$eval('main img', imgs => imgs.length), 0, 'no element made of it')
+    await page.screenshot({ path: join(REPORTS, 'ui-capsule.png'), fullPage: true })
+    await page.setViewport({ width: 390, height: 844 })
+    t.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1), 'at phone width the page does not scroll sideways')
+    await page.screenshot({ path: join(REPORTS, 'ui-capsule-phone.png') })
+    await page.setViewport({ width: 1280, height: 800 })
+    const [stop] = await page.$$('xpath/.//button[text()="Stop"]')
+    await stop!.click()
+    const exited = await page.waitForSelector('tr[data-instance="ui-hello"][data-state="exited"]', { timeout: 60_000 }).then(() => true, () => false)
+    t.ok(exited, 'stopped: exited')
+  })
+
+  await t.test('a stack from pasted TOML: up in depends_on order, then down', async t => {
+    await page.goto(`${a0.ready!.api}/ui/#/capsules`)
+    await page.waitForSelector('[data-testid=stack-up]')
+    const logText = async (): Promise<string> => await page.$eval('[data-testid=stack-log]', e => e.textContent ?? '').catch(() => '')
+    await page.click('[data-testid=stack-up]')
+    const up = await page.waitForFunction(() => /stack up|failed|not running|not healthy|expected|invalid/.test(document.querySelector('[data-testid=stack-log]')?.textContent ?? ''), { timeout: 180_000, polling: 250 }).then(() => true, () => false)
+    const upLog = await logText()
+    t.ok(up && upLog.includes('stack up'), `the stack comes up (${upLog})`)
+    t.ok(upLog.indexOf('db: running') >= 0 && upLog.indexOf('db: running') < upLog.indexOf('web: submitted'), 'db runs before web is submitted')
+    t.equal(await page.$$eval('tr[data-capsule="db"][data-state="running"], tr[data-capsule="web"][data-state="running"]', r => r.length), 2, 'both run in the table')
+    await page.click('[data-testid=stack-down]')
+    const down = await page.waitForFunction(() => /stack down/.test(document.querySelector('[data-testid=stack-log]')?.textContent ?? ''), { timeout: 60_000 }).then(() => true, () => false)
+    t.ok(down, `the stack comes down (${await logText()})`)
+    const gone = await page.waitForFunction(() => document.querySelectorAll('tr[data-capsule="db"], tr[data-capsule="web"]').length === 0, { timeout: 60_000 }).then(() => true, () => false)
+    t.ok(gone, 'and leaves the table')
+    await page.$eval('textarea[name=stack]', e => { (e as { value: string }).value = '' })
+    await page.type('textarea[name=stack]', '[capsules.a]\nimage = 1\n')
+    await page.click('[data-testid=stack-up]')
+    const bad = await page.waitForFunction(() => /capsules\.a\.image/.test(document.querySelector('[data-testid=stack-log]')?.textContent ?? ''), { timeout: 15_000 }).then(() => true, () => false)
+    t.ok(bad, `a bad stack file gets one line naming the key (${await logText()})`)
+  })
+
+  await t.test('graphs, images, objects, mirror and raft pages render from the API', async t => {
+    for (const [hash, title] of [['graphs', 'Graphs'], ['images', 'Images'], ['objects', 'Objects'], ['mirror', 'Registry mirror'], ['raft', 'Raft']]) {
+      await page.goto(`${a0.ready!.api}/ui/#/${hash}`)
+      const ok = await page.waitForFunction((x: string) => document.querySelector('main h1')?.textContent === x, { timeout: 15_000 }, title).then(() => true, () => false)
+      t.ok(ok, `#/${hash} shows ${title}`)
+      t.equal(await page.$$eval('main [role=alert]', e => e.length), 0, `#/${hash} shows no error`)
+    }
+    // The pull form: a reference no registry could serve gives one error line, shown as text.
+    await page.goto(`${a0.ready!.api}/ui/#/images`)
+    await page.waitForSelector('input[name=ref]')
+    await page.type('input[name=ref]', 'Not A Reference!')
+    await page.$eval('form[aria-label="Pull an image"]', f => { f.requestSubmit() })
+    const pullErr = await page.waitForSelector('main [role=alert]', { timeout: 60_000 }).then(async e => await e!.evaluate((x: { textContent: string | null }) => x.textContent ?? ''), () => '')
+    t.match(pullErr, /invalid image reference/, `a failed pull says why (${pullErr.slice(0, 120) || await page.$eval('main', e => e.textContent ?? '')})`)
+    await page.goto(`${a0.ready!.api}/ui/#/graphs`)
+    const charts = await page.waitForFunction(() => document.querySelectorAll('main .uplot').length === 5, { timeout: 15_000 }).then(() => true, () => false)
+    t.ok(charts, 'five time-series charts')
+    await page.screenshot({ path: join(REPORTS, 'ui-graphs.png') })
+    await page.goto(`${a0.ready!.api}/ui/#/raft`)
+    t.ok(await page.waitForFunction(() => /Voters \([23]\)[\s\S]*\(leader\)/.test(document.querySelector('main')?.textContent ?? ''), { timeout: 30_000 }).then(() => true, () => false), 'the Raft page lists the voters (a2, dead, may be removed by now) and the leader')
+  })
+
+  await t.test('the agent restarts: the page reconnects its stream', async t => {
+    await page.goto(`${a0.ready!.api}/ui/#/cluster`)
+    await page.waitForSelector('[data-testid=connection]')
+    t.ok(await waitMembers({ a0: 'alive' }, 10_000), 'the cluster page is live')
+    await a0.stop()
+    const off = await page.waitForFunction(() => document.querySelector('[data-testid=connection]')?.textContent === 'reconnecting…', { timeout: 15_000 }).then(() => true, () => false)
+    t.ok(off, 'the page says it lost the agent')
+    await a0.start(['start'], START_MS)
+    const on = await page.waitForFunction(() => document.querySelector('[data-testid=connection]')?.textContent === 'live', { timeout: 30_000, polling: 250 }).then(() => true, () => false)
+    t.ok(on, 'and is live again without a reload')
+    // A change after the restart still arrives: the dead member comes back.
+    await a2.start(['start'], START_MS)
+    t.ok(await waitMembers({ a2: 'alive' }, 60_000), `a2 alive again on the page (${JSON.stringify(await members())})`)
+  })
+
+  t.same(dialogs, [], 'no script from user data ran (no alert)')
+  t.same(pageErrors, [], 'no errors in the page')
+})
