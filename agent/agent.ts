@@ -263,6 +263,7 @@ export class Agent {
       members: () => this.membership.view(),
       write: async (cmd, signal) => await this.raft.write(cmd, signal),
       readIndex: async (signal) => { await this.raft.node.readIndex(signal) },
+      onBridgeReady: async (fn) => { await this.capsules.onBridgeReady(fn) },
       log: this.log.child({ part: 'services' })
     })
     this.raft.state.onApply((cmd) => { if (cmd.op.startsWith('capsule.') || cmd.op === 'instance.health') this.services.kick() })

@@ -35,6 +35,8 @@ export interface DnsServerInit {
   /** Changes whenever the catalog does: cached answers older than it are not served. */
   version: () => number
   log: Logger
+  /** What to do when the address is taken, for the error (default: the [dns] keys). */
+  hint?: string
 }
 
 /** `nameserver` lines of a resolv.conf, port 53. */
@@ -87,7 +89,7 @@ export class DnsServer {
         await this.closeSockets()
       }
     }
-    throw new DnsListenError(`cannot serve DNS on ${this.o.listen}: ${lastErr?.message ?? 'unknown'} (set [dns] listen to another address, or enabled = false)`)
+    throw new DnsListenError(`cannot serve DNS on ${this.o.listen}: ${lastErr?.message ?? 'unknown'} (${this.o.hint ?? 'set [dns] listen to another address, or enabled = false'})`)
   }
 
   private async bind (host: string, port: number): Promise<void> {
