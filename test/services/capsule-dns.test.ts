@@ -5,7 +5,8 @@
 // `web.service.bolt` (A and SRV) through its resolv.conf, which points at
 // its node's bridge address, and fetches a page through the published port
 // with busybox nc. Names outside .bolt are forwarded to the node's
-// resolvers; the bridge's DNS port is not open to other machines.
+// resolvers; the bridge's DNS port is not open to other machines; after an
+// agent restart the adopted client resolves again.
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -117,6 +118,13 @@ t.test('a capsule resolves NAME.service.bolt from its own namespace and reaches 
   t.match(nx.stdout + nx.stderr, /NXDOMAIN/, 'an unknown .bolt name is NXDOMAIN')
   const fwd = await execIn(['/bin/busybox', 'nslookup', 'outside.example.test'])
   t.match(fwd.stdout, /Address: 192\.0\.2\.77/, `a name outside .bolt is forwarded (${fwd.stdout.trim().replace(/\s+/g, ' ')})`)
+
+  // The client's node restarts (kill -9): its agent adopts the running client and serves the bridge's DNS again.
+  await a1.kill9()
+  await a1.start(['start'], 60_000)
+  let again = { code: -1, stdout: '', stderr: '' }
+  const back = await waitFor(async () => { again = await execIn(['/bin/busybox', 'nslookup', 'web.service.bolt']); return again.stdout.includes(`Address: ${h0.addr}`) }, 60_000, 500)
+  t.ok(back >= 0, `after its node's agent restarts, the running client still resolves web.service.bolt (${again.stdout.trim().replace(/\s+/g, ' ')} ${again.stderr.trim()})`)
 
   // The bridge's DNS answers its node (loopback) but not another machine that routes to it.
   t.equal((await inNs(h1.ns, 'dig', [`@${gateway}`, '+short', '+time=2', '+tries=1', 'web.service.bolt', 'A'])).trim(), h0.addr, 'the node itself may ask the bridge address')
