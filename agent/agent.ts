@@ -100,7 +100,7 @@ export class Agent {
       if (this.o.ephemeral === true) { await c.supervisor?.stop(); await c.removeAllLocal() }
       await c.stop()
     })
-    this.services = await this.begin('services', createServices(ctx, { membership: this.membership, raft: this.raft }))
+    this.services = await this.begin('services', createServices(ctx, { membership: this.membership, raft: this.raft, capsules: this.capsules }))
     await this.net.startReachability(identity.file.get().clusterId, () => { this.membership.updateMeta(this.memberMeta()) })
     this.running.push({ name: 'reachability', stop: async () => { await this.net.stopReachability() } })
     this.mirror = await createMirror(ctx, { content: this.content, raft: this.raft, membership: this.membership })

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { Stream, StreamHandler } from '@libp2p/interface'
-import { createRuntime, gpuReport, type NodeRuntime } from '../native/index.js'
+import { BRIDGE_DNS_PORT, createRuntime, gpuReport, type NodeRuntime } from '../native/index.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
 import { parseReference } from '../p2p/content/reference.js'
 import { Scheduler, type SchedulerNode } from './scheduler/scheduler.js'
@@ -146,12 +146,15 @@ export class CapsuleHost {
   }
 
   /**
-   * The address capsules on this node send DNS queries to (their
-   * resolv.conf's first nameserver): the bridge's own address. Undefined on
-   * a node without a bridge (rootless, or a bad subnet).
+   * Calls `fn` with where capsules on this node send DNS queries (their
+   * resolv.conf's first nameserver: the bridge's address, port 53) once the
+   * bridge is up, now if it is, and before the capsule that brings it up
+   * attaches. Never on a node without a bridge (rootless, or a bad subnet).
    */
-  bridgeAddress (): string | undefined {
-    return this.runtime?.bridge?.gateway
+  async onBridgeReady (fn: (listen: string) => Promise<void>): Promise<void> {
+    const bridge = this.runtime?.bridge
+    if (bridge === undefined) return
+    await bridge.onReady(async () => { await fn(`${bridge.gateway}:${BRIDGE_DNS_PORT}`) })
   }
 
   /** Stops and removes every capsule on this node, then its bridge and nft table (an ephemeral dev agent leaves nothing behind). */

@@ -119,8 +119,8 @@ export function createCapsules (ctx: AgentContext, parts: { membership: Membersh
   })
 }
 
-export function createServices (ctx: AgentContext, parts: { membership: MembershipHost, raft: RaftHost }): ServicesHost {
-  const { raft, membership } = parts
+export function createServices (ctx: AgentContext, parts: { membership: MembershipHost, raft: RaftHost, capsules: CapsuleHost }): ServicesHost {
+  const { raft, membership, capsules } = parts
   const services = new ServicesHost({
     config: ctx.config.dns,
     isLeader: () => raft.status().role === 'leader',
@@ -129,6 +129,7 @@ export function createServices (ctx: AgentContext, parts: { membership: Membersh
     members: () => membership.view(),
     write: async (cmd, signal) => await raft.write(cmd, signal),
     readIndex: async (signal) => { await raft.node.readIndex(signal) },
+    onBridgeReady: async (fn) => { await capsules.onBridgeReady(fn) },
     log: ctx.log.child({ part: 'services' })
   })
   raft.state.onApply((cmd) => { if (cmd.op.startsWith('capsule.') || cmd.op === 'instance.health') services.kick() })

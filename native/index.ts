@@ -35,7 +35,7 @@ export { CdiRegistry, CdiSpecSchema, DEFAULT_CDI_DIRS, ensureCdiSpecs, generateC
 export { applyContainerEdits, type ContainerEdits } from './gpu/edits.js'
 export { gamingEdits, GAMING_ENV } from './gpu/gaming.js'
 export { nodeResources, type NodeResources, type NodeGpu } from './resources.js'
-export { BridgeNetwork, PortMappingSchema, type PortMapping, type Attachment } from './net/bridge.js'
+export { BridgeNetwork, BRIDGE_DNS_PORT, PortMappingSchema, type PortMapping, type Attachment } from './net/bridge.js'
 export { parseSubnet, formatSubnet, gatewayOf, overlaps, type Subnet } from './net/cidr.js'
 
 /** Names of this data dir's network namespaces start with it: two agents on one host never touch each other's. */

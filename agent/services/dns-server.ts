@@ -6,7 +6,8 @@
 import { createSocket, type Socket } from 'node:dgram'
 import { createServer, connect, type Server, type Socket as TcpSocket } from 'node:net'
 import { readFile } from 'node:fs/promises'
-import { isIPv6 } from 'node:net'
+import { isIP, isIPv6 } from 'node:net'
+import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns'
 import { answerQuery, headerOnlyReply, type ServiceLookup } from './dns-answer.js'
 import type { Logger } from '../logger.js'
 
@@ -35,6 +36,8 @@ export interface DnsServerInit {
   /** Changes whenever the catalog does: cached answers older than it are not served. */
   version: () => number
   log: Logger
+  /** What to do when the address is taken, for the error (default: the [dns] keys). */
+  hint?: string
 }
 
 /** `nameserver` lines of a resolv.conf, port 53. */
@@ -87,11 +90,11 @@ export class DnsServer {
         await this.closeSockets()
       }
     }
-    throw new DnsListenError(`cannot serve DNS on ${this.o.listen}: ${lastErr?.message ?? 'unknown'} (set [dns] listen to another address, or enabled = false)`)
+    throw new DnsListenError(`cannot serve DNS on ${this.o.listen}: ${lastErr?.message ?? 'unknown'} (${this.o.hint ?? 'set [dns] listen to another address, or enabled = false'})`)
   }
 
   private async bind (host: string, port: number): Promise<void> {
-    const udp = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' })
+    const udp = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', lookup: literalLookup })
     this.udp = udp
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject)
@@ -232,6 +235,17 @@ export class DnsServer {
       this.forwards--
     }
   }
+}
+
+/**
+ * The server only ever sends to the address a datagram came from, an IP
+ * literal: answered at once, where dgram's default lookup (dns.lookup) costs
+ * a tick per reply. Anything else still goes through dns.lookup.
+ */
+function literalLookup (hostname: string, options: LookupOneOptions, callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  const family = isIP(hostname)
+  if (family !== 0) { callback(null, hostname, family); return }
+  dnsLookup(hostname, options, callback)
 }
 
 /** One query to one upstream over UDP: the first reply with the query's id. */

@@ -25,6 +25,8 @@ export interface ServicesHostInit {
   write: (cmd: CommandInput, signal?: AbortSignal) => Promise<CommandResult>
   /** Waits until this replica has applied what the leader committed (a linearizable read). */
   readIndex: (signal: AbortSignal) => Promise<void>
+  /** Calls `fn` with `ADDRESS:53` on the capsule bridge once the bridge is up (now, if it is); never without a bridge. */
+  onBridgeReady?: (fn: (listen: string) => Promise<void>) => Promise<void>
   log: Logger
 }
 
@@ -39,6 +41,10 @@ export function servicesJson (catalog: ServiceCatalog): ServiceJson[] {
 export class ServicesHost {
   readonly keeper: CatalogKeeper
   dns: DnsServer | undefined
+  /** The same answers on the capsule bridge's address, port 53 (capsules' resolv.conf points there). */
+  bridgeDns: DnsServer | undefined
+  private bridgeListen: string | undefined
+  private stopped = false
 
   constructor (private readonly o: ServicesHostInit) {
     this.keeper = new CatalogKeeper({
@@ -55,27 +61,45 @@ export class ServicesHost {
     this.keeper.start()
     if (!this.o.config.enabled) return
     const upstreams: Upstream[] = this.o.config.upstream !== undefined ? this.o.config.upstream.map(u => parseHostPort(u, 53)) : await hostResolvers()
-    const own = parseHostPort(this.o.config.listen, 8600)
-    const dns = new DnsServer({
-      listen: this.o.config.listen,
+    const serve = async (listen: string, what: string, hint?: string): Promise<DnsServer | undefined> => {
       // Never forward to ourselves: a loop that would eat every forward slot.
-      upstreams: upstreams.filter(u => !(u.host === own.host && u.port === own.port)),
-      lookup: (name) => this.o.catalog().service(name),
-      version: () => this.o.catalog().version,
-      log: this.o.log
-    })
-    try {
-      await dns.start()
-      this.dns = dns
-      this.o.log.info({ dns: dns.url, upstreams: upstreams.map(u => `${u.host}:${u.port}`) }, 'dns: serving NAME.service.bolt')
-    } catch (err) {
-      this.o.log.warn({ err: (err as Error).message }, 'DNS is off')
+      const own = [this.o.config.listen, listen].map(l => parseHostPort(l, 8600))
+      const forwardTo = upstreams.filter(u => !own.some(o => u.host === o.host && u.port === o.port))
+      const dns = new DnsServer({
+        listen,
+        upstreams: forwardTo,
+        lookup: (name) => this.o.catalog().service(name),
+        version: () => this.o.catalog().version,
+        log: this.o.log,
+        ...(hint !== undefined ? { hint } : {})
+      })
+      try {
+        await dns.start()
+        this.o.log.info({ dns: dns.url, upstreams: forwardTo.map(u => `${u.host}:${u.port}`) }, `dns: serving NAME.service.bolt ${what}`)
+        return dns
+      } catch (err) {
+        this.o.log.warn({ err: (err as Error).message }, `DNS is off ${what}`)
+        return undefined
+      }
     }
+    this.dns = await serve(this.o.config.listen, 'on this host')
+    // Capsules' resolv.conf names the bridge's address: the same answers there, from when the bridge is up.
+    await this.o.onBridgeReady?.(async (listen) => {
+      if (this.stopped || this.bridgeListen === listen) return
+      this.bridgeListen = listen
+      const dns = await serve(listen, 'to capsules on the bridge', 'something else on this host serves DNS on every address; bind it to its own, or capsules cannot resolve NAME.service.bolt')
+      if (this.stopped) { await dns?.stop(); return }
+      const old = this.bridgeDns
+      this.bridgeDns = dns
+      await old?.stop()
+    })
   }
 
   async stop (): Promise<void> {
+    this.stopped = true
     this.keeper.stop()
     await this.dns?.stop()
+    await this.bridgeDns?.stop()
   }
 
   /** Something that may move the catalog happened (an apply, a member's new state). */

@@ -42,6 +42,13 @@ export interface BridgeOptions {
   stateDir: string
 }
 
+/**
+ * The agent's DNS for capsules listens on the bridge's address, on this
+ * port: their resolv.conf names no port. Accepted from the bridge (and the
+ * host itself), dropped from every other interface.
+ */
+export const BRIDGE_DNS_PORT = 53
+
 const IFNAME_RE = /^[a-zA-Z0-9_.-]{1,15}$/
 const NETNS_DIR = '/run/netns'
 
@@ -63,6 +70,9 @@ export class BridgeNetwork {
   readonly table: string
   private ready: Promise<void> | undefined
   private lock: Promise<void> = Promise.resolve()
+  /** Set up in this process (and not destroyed since). */
+  private up = false
+  private readonly readyHooks: Array<() => Promise<void>> = []
 
   constructor (private readonly o: BridgeOptions) {
     if (!IFNAME_RE.test(o.bridge)) throw new NetworkSetupError(`bridge name ${o.bridge} is not a valid interface name (letters, digits, _ . -, at most 15)`)
@@ -79,6 +89,17 @@ export class BridgeNetwork {
   async ensure (): Promise<void> {
     this.ready ??= this.setUp().catch(err => { this.ready = undefined; throw err })
     await this.ready
+  }
+
+  /**
+   * Runs `fn` whenever this process has set the bridge up (now, if it has):
+   * before the capsule that asked for the bridge attaches, so what `fn`
+   * starts (the agent's DNS on the gateway) is there for that capsule's
+   * first query. A failing `fn` fails nothing else.
+   */
+  async onReady (fn: () => Promise<void>): Promise<void> {
+    this.readyHooks.push(fn)
+    if (this.up) await fn().catch(() => undefined)
   }
 
   private async setUp (): Promise<void> {
@@ -101,10 +122,12 @@ add chain ${t} pre { type nat hook prerouting priority dstnat; policy accept; }
 add chain ${t} out { type nat hook output priority -100; policy accept; }
 add chain ${t} post { type nat hook postrouting priority srcnat; policy accept; }
 add chain ${t} forwarding { type filter hook forward priority filter; policy accept; }
+add chain ${t} input { type filter hook input priority filter; policy accept; }
 flush chain ${t} pre
 flush chain ${t} out
 flush chain ${t} post
 flush chain ${t} forwarding
+flush chain ${t} input
 add rule ${t} pre fib daddr type local dnat ip to tcp dport map @tcp_ports
 add rule ${t} pre fib daddr type local dnat ip to udp dport map @udp_ports
 add rule ${t} out fib daddr type local dnat ip to tcp dport map @tcp_ports
@@ -115,7 +138,11 @@ add rule ${t} post oifname "${br}" ct status dnat ip saddr ${net} masquerade
 add rule ${t} forwarding iifname "${br}" accept
 add rule ${t} forwarding oifname "${br}" ct state established,related accept
 add rule ${t} forwarding oifname "${br}" ct status dnat accept
+add rule ${t} input iifname "${br}" ip daddr ${this.gateway} meta l4proto { tcp, udp } th dport ${BRIDGE_DNS_PORT} accept
+add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l4proto { tcp, udp } th dport ${BRIDGE_DNS_PORT} drop
 `)
+    this.up = true
+    for (const hook of [...this.readyHooks]) await hook().catch(() => undefined)
   }
 
   /**
@@ -246,6 +273,7 @@ add rule ${t} forwarding oifname "${br}" ct status dnat accept
     await runCommand('nft', ['delete', 'table', 'ip', this.table])
     await runCommand('ip', ['link', 'del', this.o.bridge])
     this.ready = undefined
+    this.up = false
   }
 
   async records (): Promise<Attachment[]> {
