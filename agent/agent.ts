@@ -35,6 +35,8 @@ import { RaftHost } from './raft/raft-host.js'
 import { aliveMembers, ContentHost, pieceSources } from './content-host.js'
 import { registerMirrorRoutes, startMirror } from './mirror/agent-mirror.js'
 import type { MirrorServer } from './mirror/mirror-server.js'
+import { createClusterRegistry, registerRegistryRoutes } from './registry/agent-registry.js'
+import type { ClusterRegistry } from './registry/push-handler.js'
 import { mirrorMetrics, newMirrorStats } from './mirror/stats.js'
 import { CapsuleHost } from './capsule-host.js'
 import { ServicesHost } from './services/services-host.js'
@@ -87,6 +89,7 @@ export class Agent {
   raft!: RaftHost
   content!: ContentHost
   mirror: MirrorServer | undefined
+  registry: ClusterRegistry | undefined
   capsules!: CapsuleHost
   services!: ServicesHost
   private api!: ApiServer
@@ -423,7 +426,10 @@ export class Agent {
     this.capsules.registerRoutes(this.api)
     this.services.registerRoutes(this.api)
     // Registry mirror: a taken port is a warning, never a failed start.
-    this.mirror = await startMirror({ config: this.config.mirror, content: this.content, raft: this.raft, candidates: () => pieceSources(this.membership.view(), this.peerId), log: this.log.child({ part: 'mirror' }), insecure: this.config.content.insecure_registries })
+    this.registry = createClusterRegistry({ config: this.config.registry, content: this.content, raft: this.raft, candidates: () => pieceSources(this.membership.view(), this.peerId), replicaTargets: () => aliveMembers(this.membership.view(), this.peerId), self: this.peerId, clusterKey: () => this.clusterFile.get().clusterKey, log: this.log.child({ part: 'registry' }) })
+    this.content.clusterImages = this.registry?.content
+    this.mirror = await startMirror({ config: this.config.mirror, content: this.content, raft: this.raft, candidates: () => pieceSources(this.membership.view(), this.peerId), log: this.log.child({ part: 'mirror' }), insecure: this.config.content.insecure_registries, ...(this.registry !== undefined ? { push: this.registry } : {}) })
+    registerRegistryRoutes(this.api, () => ({ registry: this.registry, mirrorUrl: this.mirror?.url ?? null, clusterKey: this.clusterFile.get().clusterKey, replicas: this.config.registry.replicas }))
     registerMirrorRoutes(this.api, () => ({ mirror: this.mirror, config: this.config.mirror }))
     try {
       this.apiUrl = await this.api.listen(this.config.api.listen)
@@ -453,6 +459,7 @@ export class Agent {
     if (this.wroteApiFile) await rm(join(this.dataDir, API_FILE), { force: true }).catch((err: Error) => this.log.warn({ err }, 'cannot remove api.json'))
     if (this.wroteApiFile) await unregisterLocalAgent(process.pid).catch((err: Error) => { this.log.warn(`cannot remove this agent from the runtime dir: ${err.message}`) })
     await this.mirror?.stop().catch(() => {})
+    await this.registry?.stop().catch(() => {})
     if (this.ephemeral) {
       await this.capsules?.supervisor?.stop().catch(() => {})
       await this.capsules?.removeAllLocal().catch(() => {})
