@@ -17,6 +17,7 @@ import { UserError } from './errors.js'
 import { AgentRequestError, AgentUnreachableError, ApiFileDamagedError } from './api/client.js'
 import { registerClientCommands } from './cli-client.js'
 import { registerMirrorCommands } from './mirror/cli.js'
+import { registerRegistryCommands } from './registry/cli.js'
 import { client, collect, dataDirOf, handleClosedStdout, markAgentRunning, out, pairs, type GlobalOpts } from './cli-common.js'
 
 /** The longest a graceful shutdown may take before the process exits anyway. */
@@ -230,6 +231,7 @@ export function buildProgram (): Command {
 
   registerClientCommands(program)
   registerMirrorCommands(program)
+  registerRegistryCommands(program)
   return program
 }
 

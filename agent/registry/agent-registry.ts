@@ -1,7 +1,7 @@
 // Wiring of the cluster registry into the agent: built from `[registry]`
 // config over the content host and Raft, handed to the mirror's listener
 // (which it answers first), and the API routes the CLI uses:
-// `GET /v1/registry/login-token` (the push credential, API token needed) and
+// `GET /v1/registry/token` (the push credential, API token needed) and
 // `GET /v1/registry/images` (the cluster's catalog).
 import type { ApiServer } from '../api/server.js'
 import type { Config } from '../config.js'
@@ -39,7 +39,7 @@ export function createClusterRegistry (o: RegistryHostInit): ClusterRegistry | u
 }
 
 export function registerRegistryRoutes (api: ApiServer, get: () => { registry: ClusterRegistry | undefined, mirrorUrl: string | null, clusterKey: string, replicas: number }): void {
-  api.route('GET', '/v1/registry/login-token', async () => {
+  api.route('GET', '/v1/registry/token', async () => {
     const { registry, mirrorUrl, clusterKey } = get()
     return { username: PUSH_USERNAME, password: pushCredential(clusterKey), registry: mirrorUrl === null ? null : mirrorUrl.replace(/^https?:\/\//, ''), enabled: registry !== undefined }
   })
