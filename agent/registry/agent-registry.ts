@@ -34,6 +34,7 @@ export function createClusterRegistry (o: RegistryHostInit): ClusterRegistry | u
     self: o.self,
     replicas: o.config.replicas,
     credential: () => pushCredential(o.clusterKey()),
+    gcGraceMs: o.config.gc_grace_s * 1000,
     log: o.log
   })
 }

@@ -52,7 +52,7 @@ export function manifestKey (digest: string): string { return MANIFEST_PREFIX + 
 export interface CatalogImage { repo: string, tag: string, digest: string, mediaType: string, bytes: number, holders: string[] }
 
 export class Catalog {
-  constructor (private readonly kv: CatalogKv) {}
+  constructor (readonly kv: CatalogKv) {}
 
   async tag (repo: string, tag: string, signal?: AbortSignal): Promise<TagRecord | undefined> {
     return await readKvRecord(this.kv, tagKey(repo, tag), TagRecordSchema, CATALOG_READ_TIMEOUT_MS, signal)

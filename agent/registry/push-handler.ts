@@ -19,6 +19,7 @@ import { MirrorRequestError } from '../mirror/errors.js'
 import { challenge, issueToken, mayPush, presented } from './auth.js'
 import { CLUSTER_REGISTRY, MAX_INLINE_MANIFEST, type Catalog, type ManifestRecord } from './catalog.js'
 import { ClusterContent } from './cluster-content.js'
+import { RegistryGc } from './gc.js'
 import { checkPushedManifest, type CheckedManifest } from './manifest-check.js'
 import { replicate } from './replicate.js'
 import { checkDigest, parsePushPath, type PushRoute } from './routes.js'
@@ -44,6 +45,8 @@ export interface ClusterRegistryInit {
   replicas: number
   /** The cluster's push credential (auth.ts). */
   credential: () => string
+  /** Unnamed images are collected after this long (gc.ts); absent: no collection. */
+  gcGraceMs?: number
   log?: RegistryLog
 }
 
@@ -53,15 +56,21 @@ export class ClusterRegistry {
   readonly uploads: Uploads
   readonly content: ClusterContent
   readonly stats = { pushes: 0, uploads: 0, denied: 0, digestInvalid: 0 }
+  readonly gc: RegistryGc | undefined
 
   get catalog (): Catalog { return this.o.catalog }
 
   constructor (private readonly o: ClusterRegistryInit) {
     this.uploads = new Uploads(o.store)
     this.content = new ClusterContent({ store: o.store, exchange: o.exchange, catalog: o.catalog, candidates: o.candidates })
+    if (o.gcGraceMs !== undefined) {
+      this.gc = new RegistryGc({ store: o.store, catalog: o.catalog, graceMs: o.gcGraceMs, ...(o.log !== undefined ? { log: o.log } : {}) })
+      this.gc.start()
+    }
   }
 
   async stop (): Promise<void> {
+    await this.gc?.stop()
     await this.uploads.close()
   }
 

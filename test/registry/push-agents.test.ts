@@ -7,7 +7,7 @@ import t from 'tap'
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Cluster, waitFor, type AgentProcess } from '../../scenarios/harness.js'
@@ -24,6 +24,13 @@ async function exec (cmd: string, args: string[], timeout = 120_000): Promise<{ 
   })
 }
 
+/** Bytes of `digests` in an agent's blob store, counted on disk. */
+async function bytesOnDisk (a: AgentProcess, digests: string[]): Promise<number> {
+  let n = 0
+  for (const d of digests) n += (await stat(join(a.dataDir, 'blobs', 'blobs', 'sha256', d.slice(7))).catch(() => undefined))?.size ?? 0
+  return n
+}
+
 function registryHost (a: AgentProcess): string {
   const url = (a.ready as unknown as { mirror: string | null }).mirror
   if (url === null || url === undefined) throw new Error(`${a.name} has no registry endpoint in its ready line`)
@@ -35,7 +42,7 @@ const missing = tools.filter(p => !existsSync(p))
 
 t.test('push to A, kill -9 A, run on B, podman and ctr pull through C', { skip: missing.length > 0 ? `needs ${missing.join(', ')}` : process.getuid?.() !== 0 ? 'needs root' : false }, async t => {
   const bridge = `bp${randomBytes(3).toString('hex')}`
-  const toml = `[mirror]\nlisten = "127.0.0.1:0"\n[registry]\nreplicas = 2\n[network]\nbridge = "${bridge}"\n`
+  const toml = `[mirror]\nlisten = "127.0.0.1:0"\n[registry]\nreplicas = 2\ngc_grace_s = 3\n[network]\nbridge = "${bridge}"\n`
   const cluster = await Cluster.create(RAFT_TOML(3))
   t.teardown(async () => { await cluster.destroy() })
   const a = await cluster.add('a', toml)
@@ -119,5 +126,19 @@ t.test('push to A, kill -9 A, run on B, podman and ctr pull through C', { skip: 
     t.match(ls.out, img.manifestDigest, 'ctr lists the pushed manifest digest')
     const check = await exec('ctr', ['--address', sock, 'images', 'check'])
     t.match(check.out, /complete/, `content verified (${check.out.trim().slice(0, 200)})`)
+  })
+
+  await t.test('deleting the only tag frees the blobs on every live member after the grace period', async t => {
+    const digests = [img.manifestDigest, img.configDigest, ...img.layers.map(l => l.digest)]
+    const before = [await bytesOnDisk(b, digests), await bytesOnDisk(c, digests)]
+    t.ok(before.every(n => n >= img.blobBytes), `B and C hold the image (${before.join(', ')} bytes)`)
+    const noCred = await fetch(`http://${registryHost(b)}/v2/team/app/manifests/v1`, { method: 'DELETE' })
+    t.equal(noCred.status, 401, 'a delete without the credential is refused')
+    const del = await fetch(`http://${registryHost(b)}/v2/team/app/manifests/v1`, { method: 'DELETE', headers: { authorization: `Bearer ${cred.password}` } })
+    t.equal(del.status, 202, 'the tag is deleted through B')
+    const freed = await waitFor(async () => (await bytesOnDisk(b, digests)) + (await bytesOnDisk(c, digests)) === 0, 60_000, 500)
+    t.ok(freed >= 0, `no byte of the image is left on B or C (${await bytesOnDisk(b, digests)}, ${await bytesOnDisk(c, digests)})`)
+    const listed = await c.cli(['images', '--cluster', '--json'])
+    t.same(JSON.parse(listed.stdout), [], 'the catalog is empty')
   })
 })

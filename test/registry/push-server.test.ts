@@ -6,7 +6,7 @@ import t, { type Test } from 'tap'
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -48,24 +48,24 @@ async function skopeo (args: string[]): Promise<{ code: number, out: string }> {
   })
 }
 
-async function setup (t: Test): Promise<{ base: string, host: string, store: BlobStore, kv: ReturnType<typeof memoryKv>, dir: string }> {
+async function setup (t: Test): Promise<{ base: string, host: string, store: BlobStore, kv: ReturnType<typeof memoryKv>, dir: string, registry: ClusterRegistry }> {
   const dir = await mkdtemp(join(tmpdir(), 'bolt-push-server-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
   const store = await BlobStore.open({ root: join(dir, 'store') })
   t.teardown(async () => { await store.close() })
   const kv = memoryKv()
   const exchange = { pieceSize: store.pieceSize, recent: new RecentPieces(0), probeSize: async () => undefined, pull: async () => { throw new Error('no peers') }, requestReplicate: async () => {} } as unknown as PieceExchange
-  const registry = new ClusterRegistry({ store, exchange, catalog: new Catalog(kv), candidates: () => [], replicaTargets: () => [], self: 'self', replicas: 2, credential: () => CRED })
+  const registry = new ClusterRegistry({ store, exchange, catalog: new Catalog(kv), candidates: () => [], replicaTargets: () => [], self: 'self', replicas: 2, credential: () => CRED, gcGraceMs: 60_000 })
   const mirror = new MirrorServer({ store, registry: new RegistryClient({ dockerConfigPath: false }), exchange, candidates: () => [], listen: '127.0.0.1:0', upstream: '127.0.0.1:9', serveStaleTags: false, push: registry })
   const base = await mirror.start()
   t.teardown(async () => { await mirror.stop(); await registry.stop() })
-  return { base, host: base.slice('http://'.length), store, kv, dir }
+  return { base, host: base.slice('http://'.length), store, kv, dir, registry }
 }
 
 const haveSkopeo = existsSync('/usr/bin/skopeo')
 
 t.test('skopeo pushes a multi-layer image with the credential and pulls it back anonymously', { skip: haveSkopeo ? false : 'needs skopeo' }, async t => {
-  const { base, host, store, kv, dir } = await setup(t)
+  const { base, host, store, kv, dir, registry } = await setup(t)
   const img = await buildImage({ extraLayerSizes: [2 * 1024 * 1024 + 7, 300 * 1024] })
   const layout = join(dir, 'layout')
   await writeImageLayout(layout, 'v1', img)
@@ -97,6 +97,19 @@ t.test('skopeo pushes a multi-layer image with the credential and pulls it back 
     t.equal((await fetch(`${base}/v2/team/app/manifests/v1`, { method: 'DELETE' })).status, 401)
     t.equal((await fetch(`${base}/v2/team/app/manifests/v1`, { method: 'DELETE', headers: AUTH })).status, 202)
     t.equal((await fetch(`${base}/v2/team/app/tags/list`, { headers: AUTH })).status, 404)
+  })
+
+  await t.test('the unnamed image is collected after the grace period, not before', async t => {
+    const digests = [img.manifestDigest, img.configDigest, ...img.layers.map(l => l.digest)]
+    const onDisk = async (): Promise<number> => { let n = 0; for (const d of digests) n += (await stat(store.blobPath(d)).catch(() => undefined))?.size ?? 0; return n }
+    t.ok(await onDisk() >= img.blobBytes, 'held before')
+    const now = Date.now()
+    t.same((await registry.gc!.run(now)).deletedBlobs, [], 'first seen unnamed: kept')
+    t.same((await registry.gc!.run(now + 59_000)).deletedBlobs, [], 'within the grace period: kept')
+    const r = await registry.gc!.run(now + 61_000)
+    t.equal(r.deletedBlobs.length, digests.length, 'after it: every blob deleted')
+    t.equal(await onDisk(), 0, 'no byte left on disk')
+    t.equal(kv.map.size, 0, 'the manifest record left the catalog')
   })
 })
 
