@@ -131,7 +131,7 @@ t.test('push to A, kill -9 A, run on B, podman and ctr pull through C', { skip: 
   await t.test('deleting the only tag frees the blobs on every live member after the grace period', async t => {
     const digests = [img.manifestDigest, img.configDigest, ...img.layers.map(l => l.digest)]
     const before = [await bytesOnDisk(b, digests), await bytesOnDisk(c, digests)]
-    t.ok(before.every(n => n >= img.blobBytes), `B and C hold the image (${before.join(', ')} bytes)`)
+    t.ok(before.some(n => n >= img.blobBytes), `the replica holder among B and C holds the image (${before.join(', ')} bytes)`)
     const noCred = await fetch(`http://${registryHost(b)}/v2/team/app/manifests/v1`, { method: 'DELETE' })
     t.equal(noCred.status, 401, 'a delete without the credential is refused')
     const del = await fetch(`http://${registryHost(b)}/v2/team/app/manifests/v1`, { method: 'DELETE', headers: { authorization: `Bearer ${cred.password}` } })
