@@ -16,6 +16,9 @@ import type { BlobStore } from '../../p2p/content/blob-store.js'
 import type { PieceExchange } from '../../p2p/content/piece-exchange.js'
 import { MAX_MANIFEST_BYTES } from '../../p2p/content/oci.js'
 import { MirrorRequestError } from '../mirror/errors.js'
+import { MAX_KNOWN_SIZES } from '../mirror/mirror-server.js'
+import { newMirrorStats } from '../mirror/stats.js'
+import { streamWhilePulling } from '../mirror/stream-while-pulling.js'
 import { challenge, issueToken, mayPush, presented } from './auth.js'
 import { CLUSTER_REGISTRY, MAX_INLINE_MANIFEST, type Catalog, type ManifestRecord } from './catalog.js'
 import { ClusterContent } from './cluster-content.js'
@@ -57,6 +60,9 @@ export class ClusterRegistry {
   readonly content: ClusterContent
   readonly stats = { pushes: 0, uploads: 0, denied: 0, digestInvalid: 0 }
   readonly gc: RegistryGc | undefined
+  /** Blob sizes and holders learnt from manifests served (a blob request carries no size). */
+  private readonly sizes = new Map<string, { size: number, holders: string[] }>()
+  private readonly streamStats = newMirrorStats()
 
   get catalog (): Catalog { return this.o.catalog }
 
@@ -275,6 +281,9 @@ export class ClusterRegistry {
   private async getManifest (res: ServerResponse, name: string, reference: string, head: boolean): Promise<void> {
     const m = await this.content.manifest(name, reference)
     if (m === undefined) throw new MirrorRequestError(404, 'MANIFEST_UNKNOWN', `manifest ${name}:${reference} is not in the cluster`)
+    // A client asks for the blobs next: pulling them all from peers now lets pieces spread between members pulling together.
+    for (const blob of m.record.blobs) this.knowSize(blob.digest, blob.size, m.record.holders)
+    if (!head) for (const blob of m.record.blobs) if (!this.o.store.hasSync(blob.digest)) void this.content.blob(blob.digest, blob.size, m.record.holders).catch(() => {})
     res.writeHead(200, { 'content-type': m.mediaType, 'content-length': m.bytes.length, 'docker-content-digest': m.digest, 'x-bolt-tag-source': 'cluster', ...API_HEADERS })
     res.end(head ? undefined : m.bytes)
   }
@@ -294,12 +303,27 @@ export class ClusterRegistry {
 
   // ---- blobs and tags ----------------------------------------------------------
 
+  private knowSize (digest: string, size: number, holders: string[]): void {
+    if (this.sizes.size >= MAX_KNOWN_SIZES) {
+      const first = this.sizes.keys().next().value
+      if (first !== undefined) this.sizes.delete(first)
+    }
+    this.sizes.set(digest, { size, holders })
+  }
+
   private async getBlob (res: ServerResponse, digest: string, head: boolean): Promise<void> {
-    const size = head && !this.o.store.hasSync(digest)
-      ? await this.o.exchange.probeSize(digest, this.o.candidates(), AbortSignal.timeout(5_000)).catch(() => undefined)
-      : await this.content.blob(digest, undefined)
-    if (size === undefined) throw new MirrorRequestError(404, 'BLOB_UNKNOWN', `blob ${digest} is not in the cluster`)
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size, 'docker-content-digest': digest, ...API_HEADERS })
+    const headers = { 'content-type': 'application/octet-stream', 'docker-content-digest': digest, ...API_HEADERS }
+    if (!this.o.store.hasSync(digest)) {
+      const known = this.sizes.get(digest)
+      const size = known?.size ?? await this.o.exchange.probeSize(digest, this.o.candidates(), AbortSignal.timeout(5_000)).catch(() => undefined)
+      if (size === undefined) throw new MirrorRequestError(404, 'BLOB_UNKNOWN', `blob ${digest} is not in the cluster`)
+      if (head) { this.empty(res, 200, { ...headers, 'content-length': size }); return }
+      // Piece by piece as they land, the last one only after the pull verified the whole blob (the mirror's path).
+      await streamWhilePulling({ store: this.o.store, exchange: this.o.exchange, stats: this.streamStats, pull: async () => { await this.content.blob(digest, size, known?.holders ?? []) } }, digest, size, res, headers)
+      return
+    }
+    const size = this.o.store.sizeSync(digest) ?? 0
+    res.writeHead(200, { ...headers, 'content-length': size })
     if (head) { res.end(); return }
     const stream = this.o.store.createReadStream(digest)
     stream.on('error', err => res.destroy(err))
