@@ -54,6 +54,9 @@ export interface ClusterRegistryInit {
 }
 
 const API_HEADERS = { 'docker-distribution-api-version': 'registry/2.0' }
+/** A push's chosen replica members are reused for its repository this long. */
+const PENDING_MS = 10 * 60_000
+const MAX_PENDING = 1_000
 
 export class ClusterRegistry {
   readonly uploads: Uploads
@@ -63,6 +66,8 @@ export class ClusterRegistry {
   /** Blob sizes and holders learnt from manifests served (a blob request carries no size). */
   private readonly sizes = new Map<string, { size: number, holders: string[] }>()
   private readonly streamStats = newMirrorStats()
+  /** Repository → the members that pull its blobs as they are uploaded (so the manifest PUT finds them held). */
+  private readonly pending = new Map<string, { peers: string[], at: number }>()
 
   get catalog (): Catalog { return this.o.catalog }
 
@@ -218,13 +223,33 @@ export class ClusterRegistry {
   }
 
   private async finishUpload (res: ServerResponse, name: string, id: string, digest: string): Promise<void> {
+    let size: number
     try {
-      await this.uploads.finish(name, id, digest)
+      ({ size } = await this.uploads.finish(name, id, digest))
     } catch (err) {
       if ((err as MirrorRequestError).code === 'DIGEST_INVALID') this.stats.digestInvalid++
       throw err
     }
+    this.preReplicate(name, digest, size)
     this.empty(res, 201, { location: `/v2/${name}/blobs/${digest}`, 'docker-content-digest': digest })
+  }
+
+  /**
+   * Starts the replicas of a blob as soon as it is uploaded, on the members
+   * chosen for its repository's push, so the manifest PUT mostly finds them
+   * held. Pinned there under `registry:pending-<digest>`, which the GC
+   * releases after the grace period (the manifest's own pin keeps them).
+   */
+  private preReplicate (repo: string, digest: string, size: number): void {
+    if (this.o.replicas <= 1) return
+    const now = Date.now()
+    let p = this.pending.get(repo)
+    if (p === undefined || now - p.at > PENDING_MS) {
+      if (this.pending.size >= MAX_PENDING) this.pending.delete(this.pending.keys().next().value as string)
+      p = { peers: [...this.o.replicaTargets()].sort(() => Math.random() - 0.5).slice(0, this.o.replicas - 1), at: now }
+      this.pending.set(repo, p)
+    }
+    for (const peer of p.peers) void this.o.exchange.requestReplicate(peer, `registry:pending-${digest}`, [{ digest, size }]).catch(() => {})
   }
 
   // ---- manifests ---------------------------------------------------------------
@@ -256,7 +281,8 @@ export class ClusterRegistry {
       owner,
       blobs,
       want: this.o.replicas - 1,
-      targets: this.o.replicaTargets()
+      targets: this.o.replicaTargets(),
+      prefer: this.pending.get(name)?.peers ?? []
     })
     if (replicas.held.length < replicas.wanted) {
       throw new MirrorRequestError(503, 'UNAVAILABLE', `only ${replicas.held.length + 1} of the ${replicas.wanted + 1} members the push needs hold the image's blobs (${replicas.errors.slice(0, 3).map(e => `${e.peer.slice(-8)}: ${e.error}`).join('; ')}); nothing was tagged — push again`)

@@ -12,8 +12,10 @@ export interface ReplicateResult {
   errors: Array<{ peer: string, error: string }>
 }
 
-export async function replicate (exchange: Pick<PieceExchange, 'requestReplicate'>, o: { owner: string, blobs: Array<{ digest: string, size: number }>, want: number, targets: string[], signal?: AbortSignal }): Promise<ReplicateResult> {
-  const pool = [...o.targets].sort(() => Math.random() - 0.5)
+/** `prefer` (members already pulling these blobs, see ClusterRegistry.preReplicate) are asked first, the rest in random order. */
+export async function replicate (exchange: Pick<PieceExchange, 'requestReplicate'>, o: { owner: string, blobs: Array<{ digest: string, size: number }>, want: number, targets: string[], prefer?: string[], signal?: AbortSignal }): Promise<ReplicateResult> {
+  const prefer = (o.prefer ?? []).filter(p => o.targets.includes(p))
+  const pool = [...prefer, ...o.targets.filter(p => !prefer.includes(p)).sort(() => Math.random() - 0.5)]
   const wanted = Math.max(0, Math.min(o.want, pool.length))
   const held: string[] = []
   const errors: ReplicateResult['errors'] = []
