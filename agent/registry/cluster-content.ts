@@ -28,10 +28,15 @@ export interface ClusterManifest { digest: string, mediaType: string, bytes: Uin
 export class ClusterContent {
   constructor (private readonly o: ClusterContentInit) {}
 
-  /** Holders first, then every other candidate. */
+  /**
+   * Every candidate, the holders among them in random order before the rest
+   * (the member pushed to is the first holder recorded: asking it first
+   * everywhere made it serve most pieces of a fan-out).
+   */
   private sources (holders: string[] = []): string[] {
     const all = this.o.candidates()
-    return [...holders.filter(h => all.includes(h)), ...all.filter(c => !holders.includes(c))]
+    const held = holders.filter(h => all.includes(h)).sort(() => Math.random() - 0.5)
+    return [...held, ...all.filter(c => !holders.includes(c)).sort(() => Math.random() - 0.5)]
   }
 
   /** The manifest `reference` (tag or digest) of `repo`, verified; undefined when the catalog has none. */
