@@ -35,6 +35,9 @@ export const ManifestRecordSchema = z.object({
   blobs: z.array(BlobRef).max(1_000),
   children: z.array(BlobRef).max(1_000),
   holders: z.array(z.string().max(128)).max(64),
+  /** The manifest it refers to (OCI `subject`), for the referrers API. */
+  subject: Digest.optional(),
+  artifactType: z.string().max(255).optional(),
   at: z.number()
 })
 export type ManifestRecord = z.infer<typeof ManifestRecordSchema>
@@ -96,6 +99,17 @@ export class Catalog {
     const m = this.manifestLocal(digest)
     if (m === undefined || depth > 2) return 0
     return m.size + m.blobs.reduce((n, b) => n + b.size, 0) + m.children.reduce((n, c) => n + this.bytesOf(c.digest, depth + 1), 0)
+  }
+
+  /** Descriptors of the manifests whose `subject` is `digest` (this replica's view). */
+  referrers (digest: string, artifactType?: string): Array<{ mediaType: string, digest: string, size: number, artifactType?: string }> {
+    const out: Array<{ mediaType: string, digest: string, size: number, artifactType?: string }> = []
+    for (const key of this.kv.state.keys(MANIFEST_PREFIX, 1_000_000)) {
+      const m = parseKvRecord(ManifestRecordSchema, this.kv.state.get(key))
+      if (m?.subject !== digest || (artifactType !== undefined && m.artifactType !== artifactType)) continue
+      out.push({ mediaType: m.mediaType, digest: key.slice(MANIFEST_PREFIX.length), size: m.size, ...(m.artifactType !== undefined ? { artifactType: m.artifactType } : {}) })
+    }
+    return out
   }
 
   /** Every digest (manifests and blobs) some cluster manifest still names. */

@@ -1,6 +1,6 @@
 // Garbage collection of cluster images, run on every member. A manifest is
-// live while a tag names it or a live index does; one that stays unnamed for
-// the grace period is dropped: its record leaves the Raft state (any member
+// live while a tag names it, a live index does, or its subject (OCI
+// referrers) is live; one that stays unnamed for the grace period is dropped: its record leaves the Raft state (any member
 // may issue the delete; a second one finds nothing), this member unpins what
 // it pinned for it (`registry:<digest>` for pushes and replicas,
 // `registry-run:<digest>` for capsule starts) and deletes from its store the
@@ -39,11 +39,11 @@ export class RegistryGc {
     return await this.running
   }
 
-  private records (): Map<string, { blobs: string[], children: string[] }> {
-    const out = new Map<string, { blobs: string[], children: string[] }>()
+  private records (): Map<string, { blobs: string[], children: string[], subject?: string }> {
+    const out = new Map<string, { blobs: string[], children: string[], subject?: string }>()
     for (const key of this.o.catalog.kv.state.keys(MANIFEST_PREFIX, 1_000_000)) {
       const r = parseKvRecord(ManifestRecordSchema, this.o.catalog.kv.state.get(key))
-      if (r !== undefined) out.set(key.slice(MANIFEST_PREFIX.length), { blobs: r.blobs.map(b => b.digest), children: r.children.map(c => c.digest) })
+      if (r !== undefined) out.set(key.slice(MANIFEST_PREFIX.length), { blobs: r.blobs.map(b => b.digest), children: r.children.map(c => c.digest), ...(r.subject !== undefined ? { subject: r.subject } : {}) })
     }
     return out
   }
@@ -59,8 +59,12 @@ export class RegistryGc {
       const t = parseKvRecord(TagRecordSchema, kv.state.get(key))
       if (t !== undefined && !live.has(t.digest)) { live.add(t.digest); queue.push(t.digest) }
     }
+    // A referrer lives as long as its subject does.
+    const referrers = new Map<string, string[]>()
+    for (const [d, r] of records) if (r.subject !== undefined) referrers.set(r.subject, [...(referrers.get(r.subject) ?? []), d])
     while (queue.length > 0) {
-      for (const c of records.get(queue.pop() as string)?.children ?? []) if (!live.has(c)) { live.add(c); queue.push(c) }
+      const d = queue.pop() as string
+      for (const c of [...(records.get(d)?.children ?? []), ...(referrers.get(d) ?? [])]) if (!live.has(c)) { live.add(c); queue.push(c) }
     }
     const liveBlobs = new Set<string>(live)
     for (const d of live) for (const b of records.get(d)?.blobs ?? []) liveBlobs.add(b)

@@ -46,6 +46,8 @@ export interface CheckedManifest {
   /** Manifests an index names: each must be a cluster manifest. */
   children: Array<{ digest: string, size: number }>
   subject?: string
+  /** The referrers API's artifactType: the manifest's own, else its config's media type. */
+  artifactType?: string
 }
 
 export function sha256 (b: Uint8Array): string {
@@ -92,5 +94,6 @@ export function checkPushedManifest (bytes: Uint8Array, reference: string, conte
     if (known !== undefined && known !== d.size) throw invalid(`blob ${d.digest} is named with two sizes`)
     blobs.set(d.digest, d.size)
   }
-  return { digest, mediaType, kind: 'manifest', blobs: [...blobs].map(([digest, size]) => ({ digest, size })), children: [], ...(r.data.subject !== undefined ? { subject: r.data.subject.digest } : {}) }
+  const artifactType = r.data.artifactType ?? r.data.config.mediaType
+  return { digest, mediaType, kind: 'manifest', blobs: [...blobs].map(([digest, size]) => ({ digest, size })), children: [], artifactType, ...(r.data.subject !== undefined ? { subject: r.data.subject.digest } : {}) }
 }

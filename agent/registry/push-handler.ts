@@ -14,7 +14,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { BlobStore } from '../../p2p/content/blob-store.js'
 import type { PieceExchange } from '../../p2p/content/piece-exchange.js'
-import { MAX_MANIFEST_BYTES } from '../../p2p/content/oci.js'
+import { MAX_MANIFEST_BYTES, MT_OCI_INDEX } from '../../p2p/content/oci.js'
 import { MirrorRequestError } from '../mirror/errors.js'
 import { MAX_KNOWN_SIZES } from '../mirror/mirror-server.js'
 import { newMirrorStats } from '../mirror/stats.js'
@@ -121,6 +121,7 @@ export class ClusterRegistry {
         else await this.getBlob(res, route.digest, method === 'HEAD')
         return true
       case 'tags': this.tags(res, route.name, url, method === 'HEAD'); return true
+      case 'referrers': this.referrers(res, route.digest, url, method === 'HEAD'); return true
     }
     return false
   }
@@ -295,13 +296,15 @@ export class ClusterRegistry {
       blobs: m.blobs,
       children: m.children,
       holders: [...new Set([this.o.self, ...replicas.held, ...(prev?.holders ?? [])])].slice(0, 16),
+      ...(m.subject !== undefined ? { subject: m.subject } : {}),
+      ...(m.artifactType !== undefined ? { artifactType: m.artifactType } : {}),
       at: Date.now()
     }
     await catalog.putManifest(m.digest, record)
     if (!reference.startsWith('sha256:')) await catalog.putTag(name, reference, { digest: m.digest, mediaType: m.mediaType, size: bytes.length, at: Date.now() })
     this.stats.pushes++
     this.o.log?.info({ repo: name, reference, digest: m.digest, holders: record.holders.length }, 'cluster image pushed')
-    this.empty(res, 201, { location: `/v2/${name}/manifests/${m.digest}`, 'docker-content-digest': m.digest })
+    this.empty(res, 201, { location: `/v2/${name}/manifests/${m.digest}`, 'docker-content-digest': m.digest, ...(m.subject !== undefined ? { 'oci-subject': m.subject } : {}) })
   }
 
   private async getManifest (res: ServerResponse, name: string, reference: string, head: boolean): Promise<void> {
@@ -360,6 +363,14 @@ export class ClusterRegistry {
     if (this.o.catalog.referenced().has(digest)) throw new MirrorRequestError(405, 'UNSUPPORTED', `blob ${digest} is named by a cluster manifest: delete the manifest (its blobs are collected after the grace period)`)
     if (!await this.o.store.delete(digest)) throw new MirrorRequestError(404, 'BLOB_UNKNOWN', `blob ${digest} is not on this member`)
     this.empty(res, 202, {})
+  }
+
+  /** The referrers API: an OCI index of the manifests whose subject is `digest` (empty when none). */
+  private referrers (res: ServerResponse, digest: string, url: URL, head: boolean): void {
+    const artifactType = url.searchParams.get('artifactType') ?? undefined
+    const manifests = this.o.catalog.referrers(digest, artifactType)
+    const body = { schemaVersion: 2, mediaType: MT_OCI_INDEX, manifests }
+    this.json(res, 200, body, head, { 'content-type': MT_OCI_INDEX, ...(artifactType !== undefined ? { 'oci-filters-applied': 'artifactType' } : {}) })
   }
 
   private tags (res: ServerResponse, name: string, url: URL, head: boolean): void {

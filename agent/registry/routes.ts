@@ -19,6 +19,7 @@ export type PushRoute =
   | { kind: 'manifest', name: string, reference: string }
   | { kind: 'blob', name: string, digest: string }
   | { kind: 'tags', name: string }
+  | { kind: 'referrers', name: string, digest: string }
 
 function decode (part: string): string {
   try {
@@ -51,6 +52,8 @@ export function parsePushPath (pathname: string): PushRoute | undefined {
     if (!UUID_RE.test(id)) throw new MirrorRequestError(404, 'BLOB_UPLOAD_UNKNOWN', `no upload ${JSON.stringify(id.slice(0, 64))}`)
     return { kind: 'upload', name: checkName(m[1] as string), id }
   }
+  m = /^\/v2\/(.+)\/referrers\/([^/]+)$/.exec(pathname)
+  if (m !== null) return { kind: 'referrers', name: checkName(m[1] as string), digest: checkDigest(decode(m[2] as string)) }
   m = /^\/v2\/(.+)\/tags\/list$/.exec(pathname)
   if (m !== null) return { kind: 'tags', name: checkName(m[1] as string) }
   m = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/.exec(pathname)

@@ -52,7 +52,7 @@ t.test('routes: any path is a route, undefined or one MirrorRequestError', async
   t.equal(parsePushPath('/other'), undefined)
   t.throws(() => parsePushPath('/v2/app/blobs/uploads/..'), { name: 'MirrorRequestError', status: 404 })
   t.equal(parsePushPath('/v2/app/blobs/uploads/../../x'), undefined)
-  const unit = fc.constantFrom('/v2/', '/', 'a', 'b', '0', '.', '_', '-', '%', '%2F', 'blobs', 'uploads', 'manifests', 'tags', 'list', 'token', 'sha256:', 'b'.repeat(64), ':', 'A', '..', '0b7c2f7e-8d1b-4c6e-9a51-0c9d2b1a3e4f')
+  const unit = fc.constantFrom('/v2/', '/', 'a', 'b', '0', '.', '_', '-', '%', '%2F', 'blobs', 'uploads', 'manifests', 'tags', 'list', 'token', 'referrers', 'sha256:', 'b'.repeat(64), ':', 'A', '..', '0b7c2f7e-8d1b-4c6e-9a51-0c9d2b1a3e4f')
   fc.assert(fc.property(fc.array(unit, { maxLength: 12 }).map(a => a.join('')), p => {
     for (const path of [p, '/v2/' + p]) {
       try {

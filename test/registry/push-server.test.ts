@@ -112,6 +112,18 @@ t.test('digests: DIGEST_INVALID and MANIFEST_BLOB_UNKNOWN store nothing; a mount
   const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(manifest), size: manifest.length, platform: { architecture: 'amd64', os: 'linux' } }] }))
   t.equal((await fetch(`${base}/v2/app/manifests/multi`, { method: 'PUT', body: index, headers: { ...AUTH, 'content-type': 'application/vnd.oci.image.index.v1+json' } })).status, 201, 'an index over a cluster manifest')
   t.equal((await fetch(`${base}/v2/app/blobs/${sha(bytes)}`, { method: 'DELETE', headers: AUTH })).status, 405, 'a blob a manifest names is not deleted')
+
+  // The referrers API: an artifact whose subject is the manifest.
+  const sbom = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', artifactType: 'application/vnd.example.sbom', config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha(config), size: config.length }, layers: [], subject: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(manifest), size: manifest.length } }))
+  const putSbom = await fetch(`${base}/v2/app/manifests/${sha(sbom)}`, { method: 'PUT', body: sbom, headers: { ...AUTH, 'content-type': 'application/vnd.oci.image.manifest.v1+json' } })
+  t.equal(putSbom.status, 201)
+  t.equal(putSbom.headers.get('oci-subject'), sha(manifest), 'the PUT names its subject')
+  const refs = await fetch(`${base}/v2/app/referrers/${sha(manifest)}`)
+  t.equal(refs.status, 200)
+  t.match(await refs.json(), { schemaVersion: 2, manifests: [{ digest: sha(sbom), artifactType: 'application/vnd.example.sbom', size: sbom.length }] }, 'the referrers list it')
+  const filtered = await fetch(`${base}/v2/app/referrers/${sha(manifest)}?artifactType=other`)
+  t.same(((await filtered.json()) as { manifests: unknown[] }).manifests, [], 'filtered by artifactType')
+  t.equal(filtered.headers.get('oci-filters-applied'), 'artifactType')
 })
 
 /** A PATCH whose body stops after `send` of its `declared` bytes (the client dies mid-chunk). */
