@@ -28,6 +28,7 @@ import { replicate } from './replicate.js'
 import { checkDigest, parsePushPath, type PushRoute } from './routes.js'
 import { parseContentRange, uploadRangeHeader } from './upload-state.js'
 import { Uploads } from './uploads.js'
+import { contentLength, header, readBody } from './http-util.js'
 
 export interface RegistryLog {
   info: (obj: object, msg: string) => void
@@ -382,28 +383,4 @@ export class ClusterRegistry {
     if (Number.isSafeInteger(n) && n >= 0) tags = tags.slice(0, n)
     this.json(res, 200, { name, tags }, head)
   }
-}
-
-function header (req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name]
-  return Array.isArray(v) ? v[0] : v
-}
-
-function contentLength (req: IncomingMessage): number | undefined {
-  const v = header(req, 'content-length')
-  if (v === undefined) return req.headers['transfer-encoding'] !== undefined ? undefined : 0
-  const n = Number(v)
-  if (!/^\d{1,16}$/.test(v.trim()) || !Number.isSafeInteger(n)) throw new MirrorRequestError(400, 'BLOB_UPLOAD_INVALID', 'invalid Content-Length')
-  return n
-}
-
-async function readBody (req: IncomingMessage, max: number): Promise<Uint8Array> {
-  const parts: Buffer[] = []
-  let n = 0
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    n += chunk.length
-    if (n > max) throw new MirrorRequestError(413, 'SIZE_INVALID', `body over ${max} bytes`)
-    parts.push(chunk)
-  }
-  return new Uint8Array(Buffer.concat(parts))
 }
