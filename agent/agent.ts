@@ -17,6 +17,8 @@ import type { RaftHost } from './raft/raft-host.js'
 import type { ContentHost } from './content-host.js'
 import { registerMirrorRoutes } from './mirror/agent-mirror.js'
 import type { MirrorServer } from './mirror/mirror-server.js'
+import { registerRegistryRoutes } from './registry/agent-registry.js'
+import type { ClusterRegistry } from './registry/push-handler.js'
 import type { CapsuleHost } from './capsule-host.js'
 import type { ServicesHost } from './services/services-host.js'
 import { LocalMemberMeta } from './member-meta.js'
@@ -25,7 +27,7 @@ import { runDemoCapsule } from './demo-capsule.js'
 import { registerUi } from './ui/ui.js'
 import { uiSources } from './ui/sources.js'
 import type { Registry } from 'prom-client'
-import { agentContext, createAgentMetrics, createCapsules, createContent, createMembership, createMirror, createRaft, createServices } from './components.js'
+import { agentContext, createAgentMetrics, createCapsules, createContent, createMembership, createMirror, createRaft, createRegistry, createServices } from './components.js'
 
 export { AGENT_VERSION } from './member-meta.js'
 export { preferredJoinAddr, type AgentMode } from './identity.js'
@@ -61,6 +63,7 @@ export class Agent {
   capsules!: CapsuleHost
   services!: ServicesHost
   mirror: MirrorServer | undefined
+  registry: ClusterRegistry | undefined
   private stopping: Promise<void> | undefined
   private leaving = false
   private resolveStopped!: () => void
@@ -103,7 +106,9 @@ export class Agent {
     this.services = await this.begin('services', createServices(ctx, { membership: this.membership, raft: this.raft, capsules: this.capsules }))
     await this.net.startReachability(identity.file.get().clusterId, () => { this.membership.updateMeta(this.memberMeta()) })
     this.running.push({ name: 'reachability', stop: async () => { await this.net.stopReachability() } })
-    this.mirror = await createMirror(ctx, { content: this.content, raft: this.raft, membership: this.membership })
+    this.registry = createRegistry(ctx, { content: this.content, raft: this.raft, membership: this.membership, clusterKey: () => identity.file.get().clusterKey })
+    this.running.push({ name: 'registry', stop: async () => { await this.registry?.stop() } })
+    this.mirror = await createMirror(ctx, { content: this.content, raft: this.raft, membership: this.membership, registry: this.registry })
     this.running.push({ name: 'mirror', stop: async () => { await this.mirror?.stop() } })
     const metrics = createAgentMetrics({ membership: this.membership, raft: this.raft, content: this.content, mirror: () => this.mirror })
     await this.begin('api', { start: async () => await this.api.start([
@@ -112,6 +117,7 @@ export class Agent {
       (api) => { this.capsules.registerRoutes(api) },
       (api) => { this.services.registerRoutes(api) },
       (api) => { registerMirrorRoutes(api, () => ({ mirror: this.mirror, config: config.mirror })) },
+      (api) => { registerRegistryRoutes(api, () => ({ registry: this.registry, mirrorUrl: this.mirror?.url ?? null, clusterKey: identity.file.get().clusterKey, replicas: config.registry.replicas })) },
       async (api) => { await registerUi(api, uiSources(this)) }
     ]) }, async () => { await this.api.stop() })
     log.info({ id: this.peerId, name: identity.file.get().name, api: this.apiUrl }, 'agent ready')

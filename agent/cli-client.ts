@@ -305,8 +305,10 @@ export function registerCapsuleCommands (program: Command): void {
     })
 
   program.command('images').description('images pulled to this node')
-    .action(async () => {
+    .option('--cluster', 'the cluster\'s own images (pushed to any agent\'s registry endpoint), with sizes and replica counts')
+    .action(async (o: { cluster?: boolean }) => {
       const g = program.opts<GlobalOpts>()
+      if (o.cluster === true) { await (await import('./registry/cli.js')).printClusterImages(g, formatBytes); return }
       const rows = await (await client(g)).request<Array<{ ref: string, digest: string, size: number, pulledAt: string }>>('GET', '/v1/images')
       if (g.json === true) { out(JSON.stringify(rows)); return }
       out('REF\tDIGEST\tSIZE')

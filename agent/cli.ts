@@ -19,6 +19,7 @@ import { AgentRequestError, AgentUnreachableError, ApiFileDamagedError } from '.
 import { registerClientCommands } from './cli-client.js'
 import { registerMirrorCommands } from './mirror/cli.js'
 import { registerUiCommand } from './ui/cli.js'
+import { registerRegistryCommands } from './registry/cli.js'
 import { client, collect, dataDirOf, handleClosedStdout, markAgentRunning, out, pairs, type GlobalOpts } from './cli-common.js'
 
 /** The longest a graceful shutdown may take before the process exits anyway. */
@@ -234,6 +235,7 @@ export function buildProgram (): Command {
   registerClientCommands(program)
   registerMirrorCommands(program)
   registerUiCommand(program)
+  registerRegistryCommands(program)
   return program
 }
 

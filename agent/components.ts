@@ -15,6 +15,8 @@ import { MembershipHost } from './membership-host.js'
 import { RaftHost } from './raft/raft-host.js'
 import { ServicesHost } from './services/services-host.js'
 import { startMirror } from './mirror/agent-mirror.js'
+import { createClusterRegistry } from './registry/agent-registry.js'
+import type { ClusterRegistry } from './registry/push-handler.js'
 import type { MirrorServer } from './mirror/mirror-server.js'
 import { mirrorMetrics, newMirrorStats } from './mirror/stats.js'
 import { createMetrics } from './metrics.js'
@@ -138,15 +140,32 @@ export function createServices (ctx: AgentContext, parts: { membership: Membersh
 }
 
 /** The registry mirror, if enabled: a taken port is a warning, never a failed start. */
-export async function createMirror (ctx: AgentContext, parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost }): Promise<MirrorServer | undefined> {
+export async function createMirror (ctx: AgentContext, parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost, registry: ClusterRegistry | undefined }): Promise<MirrorServer | undefined> {
   return await startMirror({
     config: ctx.config.mirror,
     content: parts.content,
     raft: parts.raft,
     candidates: () => pieceSources(parts.membership.view(), ctx.self),
     log: ctx.log.child({ part: 'mirror' }),
-    insecure: ctx.config.content.insecure_registries
+    insecure: ctx.config.content.insecure_registries,
+    ...(parts.registry !== undefined ? { push: parts.registry } : {})
   })
+}
+
+/** The cluster's own registry (pushes), answered on the mirror's listener; undefined when `[registry] enabled = false`. */
+export function createRegistry (ctx: AgentContext, parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost, clusterKey: () => string }): ClusterRegistry | undefined {
+  const registry = createClusterRegistry({
+    config: ctx.config.registry,
+    content: parts.content,
+    raft: parts.raft,
+    candidates: () => pieceSources(parts.membership.view(), ctx.self),
+    replicaTargets: () => aliveMembers(parts.membership.view(), ctx.self),
+    self: ctx.self,
+    clusterKey: parts.clusterKey,
+    log: ctx.log.child({ part: 'registry' })
+  })
+  parts.content.clusterImages = registry?.content
+  return registry
 }
 
 /** The agent's Prometheus registry, read from the parts' own counters at scrape time. */

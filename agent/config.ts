@@ -137,6 +137,14 @@ export const ConfigSchema = z.strictObject({
      */
     prefetch: z.boolean().default(true)
   }).prefault({}),
+  registry: z.strictObject({
+    /** Accept OCI pushes on the mirror's listener (cluster images, `bolt.local/…`; agent/registry/). */
+    enabled: z.boolean().default(true),
+    /** Members that hold a pushed image's blobs before the push is acknowledged (the pushed-to one included). */
+    replicas: z.number().int().min(1).max(16).default(2),
+    /** Seconds a blob no cluster manifest names any more is kept before members remove it. */
+    gc_grace_s: z.number().int().min(0).max(30 * 24 * 3600).default(3600)
+  }).prefault({}),
   dns: z.strictObject({
     /** Answer NAME.service.bolt from the service catalog and forward other names. */
     enabled: z.boolean().default(true),

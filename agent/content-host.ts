@@ -15,7 +15,7 @@ import type { Config } from './config.js'
 import type { Logger } from './logger.js'
 import type { MetricSources } from './metrics.js'
 import type { NodeRuntime } from '../native/index.js'
-import { LOCAL_REF_PREFIX, writeDemoLayout } from './demo-image.js'
+import { DEMO_REF, LOCAL_REF_PREFIX, writeDemoLayout } from './demo-image.js'
 import { locateObject, readObjectMeta, type ObjectLocatedBy, type ObjectMetaKv } from './object-location.js'
 
 export interface ObjectGetResult extends GetResult {
@@ -72,6 +72,12 @@ export class ContentHost {
   private readonly lastDigest = new Map<string, string>()
   /** Resolutions in flight per ref: replicas starting together share one. */
   private readonly resolving = new Map<string, Promise<string>>()
+
+  /**
+   * Cluster images (`bolt.local/…` pushed to the cluster registry, see
+   * agent/registry/): set by the agent once the registry exists.
+   */
+  clusterImages: { has: (ref: string, signal?: AbortSignal) => Promise<boolean>, exportLayout: (ref: string, dir: string, signal?: AbortSignal) => Promise<{ digest: string }> } | undefined
 
   constructor (private readonly o: ContentHostInit) {}
 
@@ -191,7 +197,12 @@ export class ContentHost {
    * it last resolved to here is started, with a warning.
    */
   async prepareForRuntime (runtime: NodeRuntime, ref: string, signal: AbortSignal): Promise<string> {
-    if (ref.startsWith(LOCAL_REF_PREFIX)) return await this.prepareLocal(runtime, ref, signal)
+    if (ref.startsWith(LOCAL_REF_PREFIX)) {
+      // The demo is built here unless the cluster holds an image by that name; any other bolt.local/ ref is a cluster image.
+      if (ref === DEMO_REF && (this.clusterImages === undefined || !await this.clusterImages.has(ref, signal).catch(() => false))) return await this.prepareLocal(runtime, ref, signal)
+      if (this.clusterImages !== undefined) return await this.prepareCluster(runtime, ref, signal)
+      return await this.prepareLocal(runtime, ref, signal)
+    }
     for (;;) {
       const shared = this.resolving.get(ref)
       if (shared === undefined) break
@@ -231,6 +242,23 @@ export class ContentHost {
       // The digest exported, which a concurrent `pull` of the same ref may have moved past `pulled`.
       this.preparedIds.set(digest, img.id)
       this.lastDigest.set(ref, digest)
+      return img.id
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  }
+
+  /** A cluster image: manifest from the Raft state, blobs from this node or its peers (never a registry); prepared once per digest. */
+  private async prepareCluster (runtime: NodeRuntime, ref: string, signal: AbortSignal): Promise<string> {
+    const images = this.clusterImages as NonNullable<ContentHost['clusterImages']>
+    const dir = await mkdtemp(join(this.o.dataDir, 'layout-'))
+    try {
+      const { digest } = await images.exportLayout(ref, dir, signal)
+      const known = this.preparedIds.get(digest)
+      if (known !== undefined) return known
+      const img = await runtime.prepareImage(dir, ref, signal)
+      this.o.log.info({ ref, digest }, 'cluster image ready')
+      this.preparedIds.set(digest, img.id)
       return img.id
     } finally {
       await rm(dir, { recursive: true, force: true })

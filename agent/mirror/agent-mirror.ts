@@ -28,7 +28,7 @@ export interface MirrorInfo {
  * bind (logged). Given the agent's Raft, tag resolutions are shared by the
  * cluster (see cluster-tags.ts); without it they stay on this node.
  */
-export async function startMirror (o: { config: MirrorConfig, content: ContentHost, candidates: () => string[], log: MirrorLog, raft?: ClusterKv, tags?: TagResolutions, insecure?: string[] }): Promise<MirrorServer | undefined> {
+export async function startMirror (o: { config: MirrorConfig, content: ContentHost, candidates: () => string[], log: MirrorLog, raft?: ClusterKv, tags?: TagResolutions, insecure?: string[], push?: MirrorServerInit['push'] }): Promise<MirrorServer | undefined> {
   if (!o.config.enabled) return undefined
   const tags = o.tags ?? (o.raft === undefined
     ? undefined
@@ -45,6 +45,7 @@ export async function startMirror (o: { config: MirrorConfig, content: ContentHo
     ...mirrorChecks(o.config),
     prefetch: o.config.prefetch,
     log: o.log,
+    ...(o.push !== undefined ? { push: o.push } : {}),
     ...(tags !== undefined ? { tags } : {})
   })
   try {

@@ -61,6 +61,8 @@ export interface MirrorServerInit {
   allowedHosts?: string[]
   /** Bytes of blobs no capsule or object pins that the mirror keeps; 0 or absent: no limit (see mirror-quota.ts). */
   diskQuotaBytes?: number
+  /** The cluster registry (agent/registry/): pushes and cluster images; it answers first, false lets the mirror answer. */
+  push?: { handle: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean> }
   /** Where tag resolutions are kept; default a JSON file in the blob store root. */
   tags?: TagResolutions
   log?: MirrorLog
@@ -149,6 +151,7 @@ export class MirrorServer {
         throw new MirrorRequestError(421, 'DENIED', `Host ${JSON.stringify((req.headers.host ?? '').slice(0, 100))} is not this mirror's address (add it to [mirror] allowed_hosts if clients use that name)`)
       }
       const url = new URL(req.url ?? '/', 'http://mirror')
+      if (this.init.push !== undefined && await this.init.push.handle(req, res, url)) return
       const head = req.method === 'HEAD'
       if (req.method !== 'GET' && !head) {
         this.stats.requests.other++
@@ -214,7 +217,7 @@ export class MirrorServer {
     }
     if (status >= 500) this.init.log?.warn({ err: err.message }, 'mirror request failed')
     const body = Buffer.from(JSON.stringify({ errors: [{ code, message: err.message, detail: null }] }))
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': body.length, 'docker-distribution-api-version': 'registry/2.0' })
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': body.length, 'docker-distribution-api-version': 'registry/2.0', ...(err as { headers?: Record<string, string> }).headers })
     res.end(body)
   }
 

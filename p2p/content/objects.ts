@@ -121,7 +121,8 @@ export class ObjectStore {
 
   /** A peer asked us to hold an object's blobs: pull each (verified) and pin them. */
   private async holdReplica (from: string, owner: string, blobs: Array<{ digest: string, size: number }>, signal: AbortSignal): Promise<void> {
-    if (!owner.startsWith('object:')) throw new Error(`refusing replicas for ${owner}: only objects are replicated on request`)
+    // `registry:<manifest digest>`: a cluster image's blobs, replicated before its push is acknowledged (agent/registry/).
+    if (!owner.startsWith('object:') && !owner.startsWith('registry:')) throw new Error(`refusing replicas for ${owner}: only objects and cluster images are replicated on request`)
     const candidates = [from, ...(this.init.candidates?.() ?? []).filter(p => p !== from)]
     await this.init.store.ensureSpace(blobs.filter(b => !this.init.store.hasSync(b.digest)).reduce((n, b) => n + b.size, 0))
     await runLimited(blobs, DEFAULT_CHUNK_CONCURRENCY, async b => { await this.init.exchange.pull(b.digest, { size: b.size, candidates, signal }) })

@@ -1,0 +1,133 @@
+// Blob uploads in progress: one temp file per upload under the blob store's
+// tmp/, its bytes hashed as they arrive (the running sha256 is kept, so the
+// final digest check reads nothing again). An upload survives a client that
+// disconnects (bytes received so far are kept; `GET` tells the offset) but
+// not an agent restart (the store empties tmp/ on open). The finished blob is
+// written through BlobStore.put, which verifies the digest again and renames
+// it into place: a mismatch stores nothing.
+import { createHash, randomUUID, type Hash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { open, rm, type FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Readable } from 'node:stream'
+import type { BlobStore } from '../../p2p/content/blob-store.js'
+import { MirrorRequestError } from '../mirror/errors.js'
+import { admitChunk, MAX_UPLOAD_BYTES, type ChunkRange } from './upload-state.js'
+
+/** Uploads open at once on one agent. */
+export const MAX_UPLOADS = 256
+/** An upload no request touched for this long is dropped. */
+export const UPLOAD_IDLE_MS = 60 * 60 * 1000
+
+interface Upload {
+  id: string
+  repo: string
+  path: string
+  fh: FileHandle
+  hash: Hash
+  offset: number
+  busy: boolean
+  touched: number
+}
+
+export class Uploads {
+  private readonly open = new Map<string, Upload>()
+
+  constructor (private readonly store: BlobStore, private readonly maxBytes = MAX_UPLOAD_BYTES) {}
+
+  private get dir (): string { return join(this.store.root, 'tmp') }
+
+  async start (repo: string): Promise<{ id: string, offset: number }> {
+    this.expire()
+    if (this.open.size >= MAX_UPLOADS) throw new MirrorRequestError(429, 'TOOMANYREQUESTS', `${MAX_UPLOADS} uploads are open on this agent; finish or cancel some`)
+    const id = randomUUID()
+    const path = join(this.dir, `upload-${id}`)
+    const fh = await open(path, 'wx', 0o600)
+    this.open.set(id, { id, repo, path, fh, hash: createHash('sha256'), offset: 0, busy: false, touched: Date.now() })
+    return { id, offset: 0 }
+  }
+
+  /** The upload `id` of `repo`, or BLOB_UPLOAD_UNKNOWN. */
+  private get (repo: string, id: string): Upload {
+    const u = this.open.get(id)
+    if (u === undefined || u.repo !== repo) throw new MirrorRequestError(404, 'BLOB_UPLOAD_UNKNOWN', `no upload ${JSON.stringify(id.slice(0, 64))} in ${repo}`)
+    u.touched = Date.now()
+    return u
+  }
+
+  status (repo: string, id: string): { offset: number } {
+    return { offset: this.get(repo, id).offset }
+  }
+
+  /**
+   * Appends a chunk streamed from `body`. Bytes that arrive before the client
+   * goes away are kept (the offset says how many), so it can resume.
+   */
+  async append (repo: string, id: string, body: Readable, range: ChunkRange | undefined, contentLength: number | undefined): Promise<{ offset: number }> {
+    const u = this.get(repo, id)
+    if (u.busy) throw new MirrorRequestError(409, 'BLOB_UPLOAD_INVALID', `upload ${id} is receiving another chunk`)
+    const allowed = admitChunk(u.offset, range, contentLength, this.maxBytes)
+    u.busy = true
+    const start = u.offset
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        if (u.offset - start + chunk.length > allowed) throw new MirrorRequestError(400, 'BLOB_UPLOAD_INVALID', `the chunk carries more than the ${allowed} bytes it declared`)
+        await u.fh.write(chunk, 0, chunk.length, u.offset)
+        u.hash.update(chunk)
+        u.offset += chunk.length
+      }
+    } catch (err) {
+      // A client gone mid-chunk: what arrived stays; the client asks GET for the offset.
+      if (err instanceof MirrorRequestError) throw err
+    } finally {
+      u.busy = false
+    }
+    const declared = range !== undefined ? range.end - range.start + 1 : contentLength
+    if (declared !== undefined && u.offset - start !== declared) throw new MirrorRequestError(400, 'BLOB_UPLOAD_INVALID', `the chunk declared ${declared} bytes but ${u.offset - start} arrived (the upload holds ${u.offset}; resume from there)`)
+    return { offset: u.offset }
+  }
+
+  /**
+   * Ends an upload: checks its bytes against `digest` and stores the blob.
+   * A mismatch drops the upload and stores nothing (`DIGEST_INVALID`).
+   */
+  async finish (repo: string, id: string, digest: string): Promise<{ size: number }> {
+    const u = this.get(repo, id)
+    if (u.busy) throw new MirrorRequestError(409, 'BLOB_UPLOAD_INVALID', `upload ${id} is receiving a chunk`)
+    u.busy = true
+    try {
+      const got = 'sha256:' + u.hash.copy().digest('hex')
+      if (got !== digest) {
+        await this.drop(u)
+        throw new MirrorRequestError(400, 'DIGEST_INVALID', `the uploaded ${u.offset} bytes hash to ${got}, not ${digest}; nothing was stored`)
+      }
+      await u.fh.sync()
+      await this.store.put(createReadStream(u.path), digest, { size: u.offset })
+      await this.drop(u)
+      return { size: u.offset }
+    } finally {
+      u.busy = false
+    }
+  }
+
+  async cancel (repo: string, id: string): Promise<void> {
+    await this.drop(this.get(repo, id))
+  }
+
+  private async drop (u: Upload): Promise<void> {
+    this.open.delete(u.id)
+    await u.fh.close().catch(() => {})
+    await rm(u.path, { force: true })
+  }
+
+  private expire (): void {
+    const now = Date.now()
+    for (const u of this.open.values()) if (!u.busy && now - u.touched > UPLOAD_IDLE_MS) void this.drop(u)
+  }
+
+  get size (): number { return this.open.size }
+
+  async close (): Promise<void> {
+    await Promise.allSettled([...this.open.values()].map(async u => { await this.drop(u) }))
+  }
+}

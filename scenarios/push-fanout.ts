@@ -1,0 +1,102 @@
+// push-fanout: skopeo pushes a ~256 MiB image (32 MiB with --quick) to one
+// agent's registry endpoint, then 8 skopeo clients, one per agent, pull it
+// at once through their own agent (blobs from peers; no registry server).
+// Baseline in the same run: skopeo pushes the same image to Debian's
+// docker-registry and 8 clients pull it straight from there. Figures: total
+// wall time (push + pulls) against the baseline's (goal ≤ 1.0), and the
+// bytes the pushed-to agent served to peers against the image size
+// (goal ≤ K + 0.5, K = [registry] replicas = 2). Real agent processes on one
+// machine's loopback: on a loaded 2-core machine both sides are bound by CPU.
+import { execFile } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { availableParallelism, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Cluster, type AgentProcess } from '../test/helpers/harness.js'
+import { buildImage, startRegistry, writeImageLayout } from '../test/helpers/registry.js'
+import type { Scenario, ScenarioReport } from './report.js'
+
+const MiB = 1024 * 1024
+const AGENTS = 8
+const K = 2
+const SKOPEO_TIMEOUT_MS = 15 * 60_000
+
+async function skopeo (args: string[]): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    execFile('skopeo', args, { timeout: SKOPEO_TIMEOUT_MS, maxBuffer: 8 * MiB }, (err, _stdout, stderr) => {
+      if (err !== null) reject(new Error(`skopeo ${args.slice(0, 1).join(' ')} ${args.at(-1) ?? ''} failed: ${stderr.trim().slice(-300)}`))
+      else resolve()
+    })
+  })
+}
+
+/** Bytes this agent served to peers so far (its /metrics). */
+async function servedBytes (a: AgentProcess): Promise<number> {
+  const text = await (await fetch(`${a.ready!.api}/metrics`)).text()
+  return Number(/bolt_content_bytes_total\{source="served"\} (\d+)/.exec(text)?.[1] ?? NaN)
+}
+
+function endpoint (a: AgentProcess): string {
+  const url = (a.ready as unknown as { mirror: string | null }).mirror
+  if (url === null) throw new Error(`${a.name} has no registry endpoint`)
+  return url.slice('http://'.length)
+}
+
+export const scenario: Scenario = {
+  name: 'push-fanout',
+  description: `push an image to one agent, ${AGENTS} agents pull it at once, vs skopeo to docker-registry and ${AGENTS} direct pulls`,
+  run: async ({ quick }): Promise<ScenarioReport> => {
+    const layerSize = (quick ? 8 : 64) * MiB
+    const registry = await startRegistry()
+    const out = await mkdtemp(join(tmpdir(), 'bolt-push-fanout-'))
+    const cluster = await Cluster.create(`[mirror]\nlisten = "127.0.0.1:0"\n[registry]\nreplicas = ${K}\n`)
+    try {
+      const img = await buildImage({ extraLayerSizes: [layerSize, layerSize, layerSize, layerSize], gzip: true })
+      const layout = join(out, 'layout')
+      await writeImageLayout(layout, 'v1', img)
+      const agents = await cluster.formAlive(AGENTS, 'quic')
+      const tok = await agents[0]!.cli(['registry', 'token', '--json'])
+      if (tok.code !== 0) throw new Error(`registry token: ${tok.stderr}`)
+      const cred = JSON.parse(tok.stdout) as { username: string, password: string }
+
+      const served0 = await servedBytes(agents[0]!)
+      const t0 = performance.now()
+      await skopeo(['copy', '--dest-tls-verify=false', '--preserve-digests', '--dest-creds', `${cred.username}:${cred.password}`, `oci:${layout}:v1`, `docker://${endpoint(agents[0]!)}/bench/push:v1`])
+      const pushSeconds = (performance.now() - t0) / 1000
+      const servedByPush = await servedBytes(agents[0]!) - served0
+      await Promise.all(agents.map(async (a, i) => { await skopeo(['copy', '--src-tls-verify=false', `docker://${endpoint(a)}/bench/push:v1`, `oci:${join(out, `agent-${i}`)}:v1`]) }))
+      const clusterSeconds = (performance.now() - t0) / 1000
+      const served = await servedBytes(agents[0]!) - served0
+      process.stdout.write(`# through the agents: push ${pushSeconds.toFixed(2)} s, total ${clusterSeconds.toFixed(2)} s, pushed-to agent served ${(served / MiB).toFixed(1)} MiB\n`)
+      for (let i = 0; i < AGENTS; i++) await rm(join(out, `agent-${i}`), { recursive: true, force: true })
+
+      const t1 = performance.now()
+      await skopeo(['copy', '--dest-tls-verify=false', '--preserve-digests', `oci:${layout}:v1`, `docker://${registry.url.slice('http://'.length)}/bench/push:v1`])
+      const directPushSeconds = (performance.now() - t1) / 1000
+      await Promise.all(agents.map(async (_a, i) => { await skopeo(['copy', '--src-tls-verify=false', `docker://${registry.url.slice('http://'.length)}/bench/push:v1`, `oci:${join(out, `direct-${i}`)}:v1`]) }))
+      const directSeconds = (performance.now() - t1) / 1000
+
+      const timeRatio = clusterSeconds / directSeconds
+      const uploadRatio = served / img.blobBytes
+      return {
+        name: 'push-fanout',
+        figures: {
+          imageMiB: img.blobBytes / MiB,
+          pushSeconds,
+          secondsThroughAgents: clusterSeconds,
+          directPushSeconds,
+          secondsDirect: directSeconds,
+          servedByPushMiB: servedByPush / MiB,
+          uploadRatio,
+          timeRatio
+        },
+        goal: `timeRatio <= 1.0 and uploadRatio <= ${K + 0.5}`,
+        met: timeRatio <= 1.0 && uploadRatio <= K + 0.5,
+        config: { agents: AGENTS, replicas: K, clients: 'skopeo copy oci: → docker:// (push), docker:// → oci: (pulls)', baseline: 'Debian docker-registry on loopback', cores: availableParallelism(), layers: 4, layerBytes: layerSize, realAgents: true, quick }
+      }
+    } finally {
+      await cluster.destroy()
+      await rm(out, { recursive: true, force: true })
+      await registry.stop()
+    }
+  }
+}
