@@ -305,21 +305,31 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     // already covers entries not yet on disk (a single voter commits at once).
     const early = core.role === 'leader' && !voteChanged && rd.snapshot === undefined && core.log.committed <= o.storage.lastIndex()
     if (early) this.sendAll(rd)
+    // Committed entries already on this node's disk (from earlier Readies) are
+    // applied while this Ready's write is under way, as etcd's apply loop does:
+    // a leader's answer to a client does not wait for the next batch's fsync.
+    const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1]
+    const applyFirst = rd.snapshot === undefined && lastCommitted !== undefined && lastCommitted.index <= o.storage.lastIndex() &&
+      rd.committedEntries.every(e => e.type === 'normal')
     // 1. Persist in one batch BEFORE a follower's or candidate's message leaves (votes and acks promise durability).
     //    Synced when it carries entries, a snapshot, or a new term or vote; a commit index alone is not
     //    (etcd's MustSync): a crash that loses it only makes the node learn it again from the leader.
+    let saving: Promise<void> | undefined
     if (hs !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
       const sync = voteChanged || rd.entries.length > 0 || rd.snapshot !== undefined
-      await o.storage.save({ entries: rd.entries, ...(hs === undefined ? {} : { hardState: hs }), ...(rd.snapshot === undefined ? {} : { snapshot: rd.snapshot }), ...(sync ? {} : { sync: false }) })
+      saving = o.storage.save({ entries: rd.entries, ...(hs === undefined ? {} : { hardState: hs }), ...(rd.snapshot === undefined ? {} : { snapshot: rd.snapshot }), ...(sync ? {} : { sync: false }) })
+      saving.catch(() => { /* awaited below */ })
+    }
+    if (applyFirst) await this.applyEntries(rd)
+    if (saving !== undefined) {
+      await saving
       if (hs !== undefined) this.savedHs = hs
     }
     // 2. Send.
     if (!early) this.sendAll(rd)
     // 3. Apply.
     if (rd.snapshot !== undefined) await o.restore(rd.snapshot.data)
-    for (const e of rd.committedEntries) {
-      if (e.type === 'normal' && e.data.length > 0) await o.apply(e)
-    }
+    if (!applyFirst) await this.applyEntries(rd)
     core.advance(rd)
     for (const e of rd.committedEntries) {
       this.waiters.applied(e.index, e.term)
@@ -333,6 +343,14 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     for (const rs of rd.readStates) this.waiters.readReady(rs.context, rs.index)
     this.noteLeadership(core)
     await this.maybeCompact(core)
+  }
+
+  /** Applies a Ready's committed entries and answers the proposals they carry. */
+  private async applyEntries (rd: Ready): Promise<void> {
+    for (const e of rd.committedEntries) {
+      if (e.type === 'normal' && e.data.length > 0) await this.o.apply(e)
+      if (e.type === 'normal') this.waiters.applied(e.index, e.term)
+    }
   }
 
   private sendAll (rd: Ready): void {
