@@ -31,6 +31,8 @@ export interface RaftNodeOptions {
   /** Bootstrap a new cluster with these voters when the storage is empty (`init`: [id]). Omit to join. */
   bootstrap?: string[]
   electionTicks?: number
+  /** See RaftCoreOptions.electionJitterTicks (default: electionTicks). */
+  electionJitterTicks?: number
   heartbeatTicks?: number
   /** See RaftCoreOptions.learnerHeartbeatTicks (default: heartbeatTicks). */
   learnerHeartbeatTicks?: number
@@ -122,6 +124,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       electionTicks: this.electionTicks,
       heartbeatTicks: o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS,
       ...(o.learnerHeartbeatTicks === undefined ? {} : { learnerHeartbeatTicks: o.learnerHeartbeatTicks }),
+      ...(o.electionJitterTicks === undefined ? {} : { electionJitterTicks: o.electionJitterTicks }),
       ...(o.preVote === undefined ? {} : { preVote: o.preVote }),
       ...(o.checkQuorum === undefined ? {} : { checkQuorum: o.checkQuorum }),
       ...(o.maxSizePerMsg === undefined ? {} : { maxSizePerMsg: o.maxSizePerMsg }),

@@ -116,8 +116,7 @@ export class RaftCore implements RoleContext {
   }
 
   resetRandomizedElectionTimeout (): void {
-    const e = this.opts.electionTicks
-    this.randomizedElectionTimeout = e + Math.floor(this.opts.random() * e)
+    this.randomizedElectionTimeout = this.opts.electionTicks + Math.floor(this.opts.random() * this.opts.electionJitterTicks)
   }
 
   becomeFollower (term: number, lead: string | null): void {
