@@ -33,6 +33,8 @@ export interface RaftNodeOptions {
   electionTicks?: number
   /** See RaftCoreOptions.electionJitterTicks (default: electionTicks). */
   electionJitterTicks?: number
+  /** See RaftCoreOptions.campaignRetryTicks (default 0: off). */
+  campaignRetryTicks?: number
   heartbeatTicks?: number
   /** See RaftCoreOptions.learnerHeartbeatTicks (default: heartbeatTicks). */
   learnerHeartbeatTicks?: number
@@ -125,6 +127,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       heartbeatTicks: o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS,
       ...(o.learnerHeartbeatTicks === undefined ? {} : { learnerHeartbeatTicks: o.learnerHeartbeatTicks }),
       ...(o.electionJitterTicks === undefined ? {} : { electionJitterTicks: o.electionJitterTicks }),
+      ...(o.campaignRetryTicks === undefined ? {} : { campaignRetryTicks: o.campaignRetryTicks }),
       ...(o.preVote === undefined ? {} : { preVote: o.preVote }),
       ...(o.checkQuorum === undefined ? {} : { checkQuorum: o.checkQuorum }),
       ...(o.maxSizePerMsg === undefined ? {} : { maxSizePerMsg: o.maxSizePerMsg }),
