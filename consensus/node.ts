@@ -35,13 +35,6 @@ export interface RaftNodeOptions {
   electionJitterTicks?: number
   /** See RaftCoreOptions.campaignRetryTicks (default 0: off). */
   campaignRetryTicks?: number
-  /**
-   * Count ticks by the time that passed, not by timer callbacks (default
-   * false). Under load a 20 ms interval fires late; counted per callback, a
-   * survivor of a dead leader then still counts that leader's lease well
-   * after an election timeout, and ignores the first pre-votes.
-   */
-  wallClockTicks?: boolean
   heartbeatTicks?: number
   /** See RaftCoreOptions.learnerHeartbeatTicks (default: heartbeatTicks). */
   learnerHeartbeatTicks?: number
@@ -108,8 +101,6 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private readonly reads = new ReadBatcher(() => this.readRound())
   private last: LeaderChange = { leader: null, term: 0, role: 'follower' }
   private readonly electionTicks: number
-  /** With wallClockTicks: when the next tick is due (performance.now()). */
-  private nextTickAt = 0
   /** The term and vote last written to storage. */
   private savedHs: HardState = { term: 0, vote: '', commit: 0 }
 
@@ -146,7 +137,6 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.last = { leader: null, term: this.core.term, role: 'follower' }
     this.savedHs = o.storage.initialState().hardState
     o.storage.onAvailable = () => { this.schedule() }
-    this.nextTickAt = performance.now() + (o.tickMs ?? DEFAULT_TICK_MS)
     this.timer = setInterval(() => { this.tick() }, o.tickMs ?? DEFAULT_TICK_MS)
     this.timer.unref()
     this.schedule()
@@ -275,19 +265,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   private tick (): void {
     if (this.core === null || this.stopped) return
-    let n = 1
-    if (this.o.wallClockTicks === true) {
-      // Ticks the timer owed: a timer that fires late (a loaded machine) still
-      // counts the time that passed, at most an election timeout's worth.
-      const tickMs = this.o.tickMs ?? DEFAULT_TICK_MS
-      const now = performance.now()
-      n = 0
-      while (this.nextTickAt <= now && n < this.electionTicks) { n++; this.nextTickAt += tickMs }
-      if (this.nextTickAt <= now) this.nextTickAt = now + tickMs
-      if (n === 0) return
-    }
-    this.ticks += n
-    for (let i = 0; i < n; i++) this.core.tick()
+    this.ticks++
+    this.core.tick()
     this.waiters.expire(this.ticks, () => new RaftTimeoutError(`raft: no answer within ${REQUEST_TIMEOUT_ELECTIONS} election timeouts (leader ${this.last.leader ?? 'unknown'})`))
     this.schedule()
   }
