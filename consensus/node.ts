@@ -8,10 +8,11 @@ import type { CoreStatus } from './core/raft.js'
 import { DEFAULT_ELECTION_TICKS, DEFAULT_HEARTBEAT_TICKS } from './core/config.js'
 import type { LogStorage } from './storage/types.js'
 import { bootstrapStorage } from './storage/bootstrap.js'
-import type { ConfChange, Message, NormalEntry, Ready, Role } from './types.js'
+import type { ConfChange, HardState, Message, NormalEntry, Ready, Role } from './types.js'
 import { MAX_ENTRY_BYTES } from './codec.js'
 import { NotLeaderError, ProposalDroppedError, RaftConfigError, RaftStoppedError, RaftTimeoutError } from './errors.js'
 import { Waiters } from './waiters.js'
+import { ReadBatcher } from './read-batch.js'
 
 /** Milliseconds per tick; with 10 election ticks the election timeout is 1-2 s (hashicorp/raft uses 1 s). */
 export const DEFAULT_TICK_MS = 100
@@ -30,6 +31,10 @@ export interface RaftNodeOptions {
   /** Bootstrap a new cluster with these voters when the storage is empty (`init`: [id]). Omit to join. */
   bootstrap?: string[]
   electionTicks?: number
+  /** See RaftCoreOptions.electionJitterTicks (default: electionTicks). */
+  electionJitterTicks?: number
+  /** See RaftCoreOptions.campaignRetryTicks (default 0: off). */
+  campaignRetryTicks?: number
   heartbeatTicks?: number
   /** See RaftCoreOptions.learnerHeartbeatTicks (default: heartbeatTicks). */
   learnerHeartbeatTicks?: number
@@ -93,8 +98,11 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private failed: Error | null = null
   private readSeq = 0
   private readonly waiters = new Waiters()
+  private readonly reads = new ReadBatcher(() => this.readRound())
   private last: LeaderChange = { leader: null, term: 0, role: 'follower' }
   private readonly electionTicks: number
+  /** The term and vote last written to storage. */
+  private savedHs: HardState = { term: 0, vote: '', commit: 0 }
 
   constructor (options: RaftNodeOptions) {
     super()
@@ -118,6 +126,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       electionTicks: this.electionTicks,
       heartbeatTicks: o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS,
       ...(o.learnerHeartbeatTicks === undefined ? {} : { learnerHeartbeatTicks: o.learnerHeartbeatTicks }),
+      ...(o.electionJitterTicks === undefined ? {} : { electionJitterTicks: o.electionJitterTicks }),
+      ...(o.campaignRetryTicks === undefined ? {} : { campaignRetryTicks: o.campaignRetryTicks }),
       ...(o.preVote === undefined ? {} : { preVote: o.preVote }),
       ...(o.checkQuorum === undefined ? {} : { checkQuorum: o.checkQuorum }),
       ...(o.maxSizePerMsg === undefined ? {} : { maxSizePerMsg: o.maxSizePerMsg }),
@@ -125,6 +135,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       ...(o.snapshotChunkBytes === undefined ? {} : { snapshotChunkBytes: o.snapshotChunkBytes }),
     })
     this.last = { leader: null, term: this.core.term, role: 'follower' }
+    this.savedHs = o.storage.initialState().hardState
     o.storage.onAvailable = () => { this.schedule() }
     this.timer = setInterval(() => { this.tick() }, o.tickMs ?? DEFAULT_TICK_MS)
     this.timer.unref()
@@ -164,10 +175,19 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   /** Resolves when a linearizable read may be served from the local state machine. */
   async readIndex (signal?: AbortSignal): Promise<void> {
-    const core = this.live()
+    this.live()
     signal?.throwIfAborted()
+    // Concurrent reads share one round (read-batch.ts).
+    const index = await this.reads.read(signal)
+    const core = this.live()
+    await this.waiters.waitAppliedIndex(index, core.log.applied, signal)
+  }
+
+  /** One ReadIndex round: resolves with the index a read may be served at once it is applied. */
+  private readRound (): Promise<number> {
+    const core = this.live()
     const ctx = `${this.o.id}:${++this.readSeq}`
-    const p = this.waiters.waitRead(ctx, this.ticks + REQUEST_TIMEOUT_ELECTIONS * this.electionTicks, signal)
+    const p = this.waiters.waitRead(ctx, this.ticks + REQUEST_TIMEOUT_ELECTIONS * this.electionTicks)
     try {
       core.readIndex(ctx)
     } catch (err) {
@@ -175,8 +195,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       throw err
     }
     this.schedule()
-    const index = await p
-    await this.waiters.waitAppliedIndex(index, core.log.applied, signal)
+    return p
   }
 
   /** Asks the leader to hand leadership to `to`; resolves when `to` leads. */
@@ -283,19 +302,40 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   private async handle (core: RaftCore, rd: Ready): Promise<void> {
     const o = this.o
-    // 1. Persist in one synced batch BEFORE any message leaves (votes and acks promise durability).
-    if (rd.hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
-      await o.storage.save({ entries: rd.entries, ...(rd.hardState === undefined ? {} : { hardState: rd.hardState }), ...(rd.snapshot === undefined ? {} : { snapshot: rd.snapshot }) })
+    const hs = rd.hardState
+    const voteChanged = hs !== undefined && (hs.term !== this.savedHs.term || hs.vote !== this.savedHs.vote)
+    // A leader's appends and heartbeats may leave while its own log is being
+    // written (thesis §10.2.1): they promise nothing about its disk, and its
+    // own acknowledgement only counts towards a commit announced in a later
+    // Ready, which waits for this one's write. Not when the commit index
+    // already covers entries not yet on disk (a single voter commits at once).
+    const early = core.role === 'leader' && !voteChanged && rd.snapshot === undefined && core.log.committed <= o.storage.lastIndex()
+    if (early) this.sendAll(rd)
+    // Committed entries already on this node's disk (from earlier Readies) are
+    // applied while this Ready's write is under way, as etcd's apply loop does:
+    // a leader's answer to a client does not wait for the next batch's fsync.
+    const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1]
+    const applyFirst = rd.snapshot === undefined && lastCommitted !== undefined && lastCommitted.index <= o.storage.lastIndex() &&
+      rd.committedEntries.every(e => e.type === 'normal')
+    // 1. Persist in one batch BEFORE a follower's or candidate's message leaves (votes and acks promise durability).
+    //    Synced when it carries entries, a snapshot, or a new term or vote; a commit index alone is not
+    //    (etcd's MustSync): a crash that loses it only makes the node learn it again from the leader.
+    let saving: Promise<void> | undefined
+    if (hs !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
+      const sync = voteChanged || rd.entries.length > 0 || rd.snapshot !== undefined
+      saving = o.storage.save({ entries: rd.entries, ...(hs === undefined ? {} : { hardState: hs }), ...(rd.snapshot === undefined ? {} : { snapshot: rd.snapshot }), ...(sync ? {} : { sync: false }) })
+      saving.catch(() => { /* awaited below */ })
+    }
+    if (applyFirst) await this.applyEntries(rd)
+    if (saving !== undefined) {
+      await saving
+      if (hs !== undefined) this.savedHs = hs
     }
     // 2. Send.
-    for (const m of rd.messages) {
-      try { o.send(m.to, m) } catch { /* the transport drops; Raft retries */ }
-    }
+    if (!early) this.sendAll(rd)
     // 3. Apply.
     if (rd.snapshot !== undefined) await o.restore(rd.snapshot.data)
-    for (const e of rd.committedEntries) {
-      if (e.type === 'normal' && e.data.length > 0) await o.apply(e)
-    }
+    if (!applyFirst) await this.applyEntries(rd)
     core.advance(rd)
     for (const e of rd.committedEntries) {
       this.waiters.applied(e.index, e.term)
@@ -309,6 +349,20 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     for (const rs of rd.readStates) this.waiters.readReady(rs.context, rs.index)
     this.noteLeadership(core)
     await this.maybeCompact(core)
+  }
+
+  /** Applies a Ready's committed entries and answers the proposals they carry. */
+  private async applyEntries (rd: Ready): Promise<void> {
+    for (const e of rd.committedEntries) {
+      if (e.type === 'normal' && e.data.length > 0) await this.o.apply(e)
+      if (e.type === 'normal') this.waiters.applied(e.index, e.term)
+    }
+  }
+
+  private sendAll (rd: Ready): void {
+    for (const m of rd.messages) {
+      try { this.o.send(m.to, m) } catch { /* the transport drops; Raft retries */ }
+    }
   }
 
   private noteLeadership (core: RaftCore): void {

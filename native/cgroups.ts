@@ -4,6 +4,7 @@
 // counters — OOM kills above all — survive the capsule's exit), and stats.
 import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
+import { CPU_PERIOD_US } from './bundle/config.js'
 
 export type CgroupMode = 'v1' | 'hybrid' | 'v2' | 'none'
 
@@ -144,6 +145,25 @@ export class CapsuleCgroup {
       // memsw must be >= the memory limit; equal means no swap. Absent without swap accounting.
       await writeFile(join(mem, 'memory.memsw.limit_in_bytes'), String(memoryBytes)).catch(absentWithoutSwapAccounting)
     }
+  }
+
+  /**
+   * Sets the CPU quota (`cpus` × a 100 ms period) on the parent cgroup, which
+   * bounds the capsule's cgroup below it. Called once the capsule runs (see
+   * BundleInput.cpuOnParent); v1 needs the OCI runtime to have made the
+   * cpu hierarchy's directories by then.
+   */
+  async limitCpu (cpus: number): Promise<void> {
+    const quota = Math.max(1000, Math.round(cpus * CPU_PERIOD_US))
+    const d = this.dir('cpu')
+    if (d === undefined) throw new Error('no cpu cgroup controller to limit the capsule\'s CPU')
+    if (this.isV2) {
+      await writeFile(join(d, 'cpu.max'), `${quota} ${CPU_PERIOD_US}`)
+      return
+    }
+    await mkdir(d, { recursive: true })
+    await writeFile(join(d, 'cpu.cfs_period_us'), String(CPU_PERIOD_US))
+    await writeFile(join(d, 'cpu.cfs_quota_us'), String(quota))
   }
 
   async oomKills (): Promise<number> {

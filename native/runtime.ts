@@ -135,6 +135,16 @@ export class NodeRuntime {
     return await this.deps.images.remove(id)
   }
 
+  /** A capsule whose CPU limit cannot be set does not run unlimited: it is removed and the start fails. */
+  private async limitCpuOrRemove (name: string, cg: CapsuleCgroup, cpus: number): Promise<void> {
+    try {
+      await cg.limitCpu(cpus)
+    } catch (err) {
+      await this.remove(name, { force: true }).catch(() => undefined)
+      throw new CapsuleStateError(`capsule ${name}: could not set its CPU limit (${cpus} CPUs): ${(err as Error).message}`)
+    }
+  }
+
   private cgroupFor (name: string): CapsuleCgroup | undefined {
     if (this.deps.rootless !== undefined || this.deps.cgroups.mode === 'none') return undefined
     return new CapsuleCgroup(this.deps.cgroups, `${this.cgroupPrefix}/${name}`)
@@ -223,6 +233,8 @@ export class NodeRuntime {
       live.exited = this.track(live, proc)
       this.live.set(spec.name, live)
       await waitForStart(dir, live.exited)
+      // Only now: the OCI runtime's setup ran in this cgroup unthrottled (see BundleInput.cpuOnParent).
+      if (cg !== undefined && spec.resources.cpus !== undefined) await this.limitCpuOrRemove(spec.name, cg, spec.resources.cpus)
       return { name: spec.name, exited: live.exited }
     } catch (err) {
       await waiter?.cancel()
@@ -279,7 +291,7 @@ export class NodeRuntime {
       spec,
       image: image.config,
       rootfs,
-      ...(cg !== undefined ? { cgroupsPath: cg.leafPath, memoryOnParent: true } : {}),
+      ...(cg !== undefined ? { cgroupsPath: cg.leafPath, memoryOnParent: true, cpuOnParent: true } : {}),
       cgroupNamespace: this.deps.cgroups.mode === 'v2',
       ...(this.deps.rootless !== undefined ? { rootless: this.deps.rootless } : {}),
       volumeRoots: this.deps.volumeRoots,

@@ -100,7 +100,11 @@ export class RaftTransport {
           while (q.frames.length > 0 && !this.ac.signal.aborted) {
             const batch = q.frames.splice(0, 64)
             for (const f of batch) q.bytes -= f.byteLength
-            await lp.writeV(batch, { signal: this.ac.signal })
+            // No signal here: lp's write waits for 'drain' through p-event, which
+            // never removes the abort listener it adds, so a long-lived signal
+            // gained one listener per write (a leak that made every later
+            // addEventListener slower). stop() aborts the stream, which ends the wait.
+            await lp.writeV(batch)
             for (const f of batch) this.bytes.out += f.byteLength
           }
           if (this.ac.signal.aborted) break

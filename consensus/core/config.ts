@@ -33,7 +33,23 @@ export interface RaftCoreOptions {
   /** Uniform in [0, 1); injected so the simulator is deterministic. */
   random: () => number
   electionTicks?: number
+  /**
+   * The election timeout is drawn from [electionTicks, electionTicks +
+   * electionJitterTicks) (default electionTicks, etcd's [n, 2n)). A narrower
+   * spread shortens the worst failover; pre-vote keeps the rare tie cheap.
+   */
+  electionJitterTicks?: number
   heartbeatTicks?: number
+  /**
+   * A pre-candidate whose pre-vote has not won asks again after [n, 2n)
+   * ticks instead of a whole election timeout (default 0: off, as in etcd).
+   * Right after a leader dies, a voter whose ticks lag a little still counts
+   * the old leader's lease and ignores the first pre-vote; that used to cost
+   * another full timeout. A pre-vote changes no term, so asking again
+   * disrupts nothing; a real candidacy keeps the full timeout (a retry
+   * shorter than a vote's round trip would never let one finish).
+   */
+  campaignRetryTicks?: number
   /**
    * A leader heartbeats learners every n ticks (default: heartbeatTicks).
    * Learners never campaign, so their heartbeats only carry the commit
@@ -67,7 +83,9 @@ export function resolveOptions (o: RaftCoreOptions): ResolvedOptions {
     storage: o.storage,
     random: o.random,
     electionTicks: o.electionTicks ?? DEFAULT_ELECTION_TICKS,
+    electionJitterTicks: o.electionJitterTicks ?? o.electionTicks ?? DEFAULT_ELECTION_TICKS,
     heartbeatTicks: o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS,
+    campaignRetryTicks: o.campaignRetryTicks ?? 0,
     learnerHeartbeatTicks: o.learnerHeartbeatTicks ?? o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS,
     preVote: o.preVote ?? true,
     checkQuorum: o.checkQuorum ?? true,
@@ -82,11 +100,12 @@ export function resolveOptions (o: RaftCoreOptions): ResolvedOptions {
     applied: o.applied,
   }
   if (r.id === '') throw new RaftConfigError('raft: id must be a non-empty string')
-  const positive: Array<keyof ResolvedOptions> = ['electionTicks', 'heartbeatTicks', 'learnerHeartbeatTicks', 'maxSizePerMsg', 'maxInflightMsgs', 'maxCommittedSizePerReady', 'snapshotChunkBytes', 'maxPendingReads', 'strangerTicks']
+  const positive: Array<keyof ResolvedOptions> = ['electionTicks', 'electionJitterTicks', 'heartbeatTicks', 'learnerHeartbeatTicks', 'maxSizePerMsg', 'maxInflightMsgs', 'maxCommittedSizePerReady', 'snapshotChunkBytes', 'maxPendingReads', 'strangerTicks']
   for (const k of positive) {
     const v = r[k]
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new RaftConfigError(`raft: ${k} must be a positive integer, got ${String(v)}`)
   }
+  if (!Number.isInteger(r.campaignRetryTicks) || r.campaignRetryTicks < 0) throw new RaftConfigError(`raft: campaignRetryTicks must be a non-negative integer, got ${String(r.campaignRetryTicks)}`)
   if (r.heartbeatTicks >= r.electionTicks) {
     throw new RaftConfigError(`raft: heartbeatTicks (${r.heartbeatTicks}) must be below electionTicks (${r.electionTicks})`)
   }

@@ -45,6 +45,8 @@ export class RaftCore implements RoleContext {
   heartbeatElapsed = 0
   learnerHeartbeatElapsed = 0
   randomizedElectionTimeout = 0
+  /** Ticks after which an unfinished campaign starts again (0: a whole election timeout; see campaignRetryTicks). */
+  campaignRetry = 0
   leadTransferee: string | null = null
   /** No new configuration change may be proposed until this index is applied. */
   pendingConfIndex = 0
@@ -116,8 +118,7 @@ export class RaftCore implements RoleContext {
   }
 
   resetRandomizedElectionTimeout (): void {
-    const e = this.opts.electionTicks
-    this.randomizedElectionTimeout = e + Math.floor(this.opts.random() * e)
+    this.randomizedElectionTimeout = this.opts.electionTicks + Math.floor(this.opts.random() * this.opts.electionJitterTicks)
   }
 
   becomeFollower (term: number, lead: string | null): void {
@@ -168,7 +169,8 @@ export class RaftCore implements RoleContext {
     }
     this.electionElapsed++
     this.strangerElapsed++
-    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+    const retrying = this.campaignRetry > 0 && this.role === 'preCandidate'
+    if (this.promotable() && this.electionElapsed >= (retrying ? this.campaignRetry : this.randomizedElectionTimeout)) {
       this.electionElapsed = 0
       this.hup(false)
     }
@@ -255,6 +257,9 @@ export class RaftCore implements RoleContext {
   runElection (kind: 'pre' | 'real', transfer: boolean): void {
     if (kind === 'pre') this.becomePreCandidate()
     else this.becomeCandidate()
+    const n = this.opts.campaignRetryTicks
+    // Drawn only when enabled, so runs without it replay the same random sequence.
+    this.campaignRetry = n > 0 && kind === 'pre' ? n + Math.floor(this.opts.random() * n) : 0
     const term = kind === 'pre' ? this.term + 1 : this.term
     this.tracker.recordVote(this.id, true)
     if (this.tracker.tallyVotes() === 'won') {

@@ -34,6 +34,13 @@ export class LivenessViolation extends Error {
 
 const enc = new TextEncoder()
 
+function failoverOptions (r: Prng): { electionJitterTicks?: number, campaignRetryTicks?: number } {
+  const out: { electionJitterTicks?: number, campaignRetryTicks?: number } = {}
+  if (r.chance(0.5)) out.electionJitterTicks = r.int(2, 10)
+  if (r.chance(0.5)) out.campaignRetryTicks = r.int(1, 3)
+  return out
+}
+
 export function runSeed (seed: number, options: SimOptions = {}): SeedResult {
   const rnd = new Prng(seed)
   const netRnd = rnd.fork()
@@ -48,6 +55,8 @@ export function runSeed (seed: number, options: SimOptions = {}): SeedResult {
     heartbeatTicks: rnd.int(1, 3),
     // From its own generator, so the draws below (and so every seed's faults) stay as they were.
     learnerHeartbeatTicks: new Prng(seed ^ 0x1ea4).int(1, 10),
+    // The agent's failover options (a narrower election spread, fast campaign retries), on half the seeds each.
+    ...failoverOptions(new Prng(seed ^ 0xfa11)),
     preVote: rnd.chance(0.85),
     checkQuorum: rnd.chance(0.85),
     maxSizePerMsg: rnd.int(40, 400),

@@ -177,8 +177,9 @@ export class RaftStorage implements LogStorage {
     if (req.hardState !== undefined) ops.push({ type: 'put', key: KEY_HARD_STATE, value: encodeRecord(req.hardState) })
     if (ops.length === 0) return
     const t0 = performance.now()
-    await this.db.batch(ops, { sync: true })
-    this.onSynced?.({ entries: req.entries.length, seconds: (performance.now() - t0) / 1000 })
+    const sync = req.sync !== false
+    await this.db.batch(ops, { sync })
+    if (sync) this.onSynced?.({ entries: req.entries.length, seconds: (performance.now() - t0) / 1000 })
     // On disk: now make the read side match.
     if (req.snapshot !== undefined) {
       this.snap = req.snapshot

@@ -28,8 +28,13 @@ export interface LogReader {
   snapshot: () => Snapshot
 }
 
-/** What one Ready asks to persist, written as a single atomic, synced batch. */
-export interface PersistRequest { hardState?: HardState, entries: Entry[], snapshot?: Snapshot }
+/**
+ * What one Ready asks to persist, written as a single atomic batch, synced
+ * unless `sync` is false (only a commit index changed: losing it in a power
+ * cut is harmless). An unsynced batch still reaches the disk before any
+ * later synced one, and survives a crash of the process.
+ */
+export interface PersistRequest { hardState?: HardState, entries: Entry[], snapshot?: Snapshot, sync?: boolean }
 
 export interface LogStorage extends LogReader {
   /** Durably writes the request (one atomic batch, synced) and updates the read side. */

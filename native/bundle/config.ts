@@ -47,6 +47,13 @@ export interface BundleInput {
   cgroupsPath?: string
   /** Memory is limited on the parent cgroup by the runtime (so an OOM outlives the capsule's own cgroup); keep it out of config.json. */
   memoryOnParent?: boolean
+  /**
+   * The CPU quota is set on the parent cgroup by the runtime once the capsule
+   * runs; keep it out of config.json, or the OCI runtime's own setup (runc
+   * init runs in the capsule's cgroup) crawls at the capsule's quota: with
+   * `--cpu 0.01` a start took 1.2 s instead of 0.1 s.
+   */
+  cpuOnParent?: boolean
   /** Use a cgroup namespace (cgroup v2 hosts). */
   cgroupNamespace?: boolean
   rootless?: RootlessIds
@@ -193,9 +200,9 @@ export async function buildRuntimeConfig (input: BundleInput): Promise<OciSpec> 
     const r = spec.resources
     config.linux.resources = { devices: [{ allow: false, access: 'rwm' }] }
     if (r.memoryBytes !== undefined && input.memoryOnParent !== true) config.linux.resources.memory = { limit: r.memoryBytes, swap: r.memoryBytes }
-    if (r.cpus !== undefined || r.cpuShares !== undefined) {
+    if ((r.cpus !== undefined && input.cpuOnParent !== true) || r.cpuShares !== undefined) {
       config.linux.resources.cpu = {}
-      if (r.cpus !== undefined) { config.linux.resources.cpu.quota = Math.round(r.cpus * CPU_PERIOD_US); config.linux.resources.cpu.period = CPU_PERIOD_US }
+      if (r.cpus !== undefined && input.cpuOnParent !== true) { config.linux.resources.cpu.quota = Math.round(r.cpus * CPU_PERIOD_US); config.linux.resources.cpu.period = CPU_PERIOD_US }
       if (r.cpuShares !== undefined) config.linux.resources.cpu.shares = r.cpuShares
     }
     if (r.pids !== undefined) config.linux.resources.pids = { limit: r.pids }

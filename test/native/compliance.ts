@@ -1,9 +1,9 @@
 // One suite every OCI runtime driver must pass (runc and crun run it alike),
 // in the style of libp2p's interface-compliance-tests.
 import type { Test } from 'tap'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { createRuntime, detectRuntimes, type LogRecord, type NodeRuntime, type RuntimeName } from '../../native/index.js'
 import { busyboxImage } from './image-fixture.js'
 
@@ -28,6 +28,24 @@ export async function withRuntime (t: Test, runtime: RuntimeName | 'auto', opts:
 
 export async function runtimeInstalled (name: RuntimeName): Promise<boolean> {
   return (await detectRuntimes()).some(r => r.name === name)
+}
+
+/**
+ * The CPU quota and period ("QUOTA PERIOD") of the cgroup above the one
+ * process `pid` is in: cgroup v1's cpu hierarchy, or v2's cpu.max.
+ */
+async function cpuQuotaAbove (pid: number): Promise<string> {
+  const mounts = (await readFile('/proc/mounts', 'utf8')).split('\n').map(l => l.split(' '))
+  const own = (await readFile(`/proc/${pid}/cgroup`, 'utf8')).split('\n').map(l => l.split(':'))
+  const v1 = mounts.find(m => m[2] === 'cgroup' && (m[3] ?? '').split(',').includes('cpu'))
+  if (v1 !== undefined) {
+    const path = own.find(l => (l[1] ?? '').split(',').includes('cpu'))?.[2] ?? '/'
+    const dir = join(v1[1]!, dirname(path))
+    return `${(await readFile(join(dir, 'cpu.cfs_quota_us'), 'utf8')).trim()} ${(await readFile(join(dir, 'cpu.cfs_period_us'), 'utf8')).trim()}`
+  }
+  const v2 = mounts.find(m => m[2] === 'cgroup2')
+  const path = own.find(l => l[0] === '0')?.[2] ?? '/'
+  return (await readFile(join(v2![1]!, dirname(path), 'cpu.max'), 'utf8')).trim()
 }
 
 export function complianceSuite (t: Test, runtime: RuntimeName): void {
@@ -64,6 +82,23 @@ export function complianceSuite (t: Test, runtime: RuntimeName): void {
     const st = await rt.stats('forker')
     t.ok(st.pids <= 6 && st.pids >= 2, `pids ${st.pids} within the limit`)
     await rt.stop('forker', { timeoutMs: 200 })
+  })
+
+  t.test('a CPU limit is in force once the capsule runs, set on its parent cgroup', async t => {
+    const { rt, image } = await withRuntime(t, runtime)
+    // Set after the start (the OCI runtime's own setup runs in the capsule's cgroup, unthrottled).
+    await rt.run({ name: 'cpu', image, resources: { cpus: 0.25 }, args: ['sleep', '30'] })
+    // The pid file can be seen before its content is written: poll until it is.
+    let st = await rt.state('cpu')
+    for (const deadline = Date.now() + 5000; st.pid === null && st.status !== 'exited' && Date.now() < deadline;) {
+      await new Promise(resolve => setTimeout(resolve, 20))
+      st = await rt.state('cpu')
+    }
+    t.ok(st.pid !== null, `running (${JSON.stringify(st)})`)
+    if (!st.limitsEnforced) { t.pass('this node cannot enforce limits'); return }
+    const quota = await cpuQuotaAbove(st.pid!)
+    t.equal(quota, '25000 100000', 'quota 0.25 × 100 ms on the capsule\'s parent cgroup')
+    await rt.stop('cpu', { timeoutMs: 200 })
   })
 
   t.test('stop sends SIGTERM, then SIGKILL after the timeout', async t => {
