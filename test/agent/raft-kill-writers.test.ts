@@ -3,7 +3,7 @@
 // Afterwards every acknowledged write is readable, with its value, from every
 // member, the killed one restarted included (linearizable reads).
 import t from 'tap'
-import { Cluster, waitFor } from '../../scenarios/harness.js'
+import { Cluster, waitFor } from '../helpers/harness.js'
 import { RAFT_TOML, agreedLeader, apiOf, formVoters, kv } from '../../scenarios/_raft.js'
 
 const WRITERS = 64
