@@ -41,6 +41,9 @@ import { ServicesHost } from './services/services-host.js'
 import { busyboxPath, DEMO_REF } from './demo-image.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
 import { LocalMemberMeta } from './member-meta.js'
+import { agentS3 } from './s3/agent-s3.js'
+import type { S3Service } from './s3/s3-service.js'
+import { s3Metrics } from './s3/stats.js'
 
 export { AGENT_VERSION } from './member-meta.js'
 
@@ -89,6 +92,7 @@ export class Agent {
   mirror: MirrorServer | undefined
   capsules!: CapsuleHost
   services!: ServicesHost
+  s3: S3Service | undefined
   private api!: ApiServer
   private metrics!: Registry
   apiUrl = ''
@@ -274,7 +278,7 @@ export class Agent {
       membersByState: () => this.membership.countByState(),
       membership: () => this.membership.stats(),
       bytesByProtocol: () => ({ ...this.membership.bytesByProtocol(), '/bolt/raft/1': this.raft.bytes() }),
-      extra: [...this.content.metrics(), ...mirrorMetrics(() => this.mirror?.stats ?? newMirrorStats()), ...this.raft.metrics.gauges(), ...this.raft.refusalMetrics()],
+      extra: [...this.content.metrics(), ...mirrorMetrics(() => this.mirror?.stats ?? newMirrorStats()), ...this.raft.metrics.gauges(), ...this.raft.refusalMetrics(), ...s3Metrics(() => this.s3?.stats())],
       histograms: this.raft.metrics.histograms()
     })
     await this.startApi()
@@ -425,6 +429,9 @@ export class Agent {
     // Registry mirror: a taken port is a warning, never a failed start.
     this.mirror = await startMirror({ config: this.config.mirror, content: this.content, raft: this.raft, candidates: () => pieceSources(this.membership.view(), this.peerId), log: this.log.child({ part: 'mirror' }), insecure: this.config.content.insecure_registries })
     registerMirrorRoutes(this.api, () => ({ mirror: this.mirror, config: this.config.mirror }))
+    this.s3 = agentS3({ config: this.config.s3, dataDir: this.dataDir, raft: this.raft, content: this.content, self: this.peerId, alive: () => pieceSources(this.membership.view(), this.peerId), log: this.log.child({ part: 's3' }) })
+    await this.s3.start()
+    this.s3.registerRoutes(this.api)
     try {
       this.apiUrl = await this.api.listen(this.config.api.listen)
     } catch (err) {
@@ -453,6 +460,7 @@ export class Agent {
     if (this.wroteApiFile) await rm(join(this.dataDir, API_FILE), { force: true }).catch((err: Error) => this.log.warn({ err }, 'cannot remove api.json'))
     if (this.wroteApiFile) await unregisterLocalAgent(process.pid).catch((err: Error) => { this.log.warn(`cannot remove this agent from the runtime dir: ${err.message}`) })
     await this.mirror?.stop().catch(() => {})
+    await this.s3?.stop().catch(() => {})
     if (this.ephemeral) {
       await this.capsules?.supervisor?.stop().catch(() => {})
       await this.capsules?.removeAllLocal().catch(() => {})
