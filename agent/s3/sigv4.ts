@@ -149,15 +149,19 @@ function headerValue (headers: IncomingHttpHeaders, name: string): string | unde
   return Array.isArray(v) ? v.join(',') : v
 }
 
-/** The canonical request of SigV4 (method, URI, query, signed headers and payload hash). */
-export function canonicalRequest (method: string, rawPath: string, query: Map<string, string>, headers: IncomingHttpHeaders, c: SigV4Credential): string {
+/**
+ * The canonical request of SigV4 (method, URI, query, signed headers and
+ * payload hash). `pathAsSent`: the URI exactly as the client sent it (what
+ * SDKs sign, having encoded it themselves); otherwise re-encoded strictly.
+ */
+export function canonicalRequest (method: string, rawPath: string, query: Map<string, string>, headers: IncomingHttpHeaders, c: SigV4Credential, pathAsSent = false): string {
   const canonHeaders = c.signedHeaders.map(h => {
     const v = headerValue(headers, h)
     if (v === undefined) throw s3err.accessDenied(`the signed header ${h} is missing from the request`)
     return `${h}:${v.trim().replace(/\s+/g, ' ')}\n`
   }).join('')
   const q = getCanonicalQuery({ query: Object.fromEntries(query) } as unknown as HttpRequest)
-  return [method, canonicalPath(rawPath), q, canonHeaders, c.signedHeaders.join(';'), c.payloadHash].join('\n')
+  return [method, pathAsSent ? rawPath : canonicalPath(rawPath), q, canonHeaders, c.signedHeaders.join(';'), c.payloadHash].join('\n')
 }
 
 export function scopeOf (c: Pick<SigV4Credential, 'shortDate' | 'region' | 'service'>): string {
@@ -184,11 +188,13 @@ export function sameSignature (a: string, b: string): boolean {
 /** Checks the request's signature; returns the signing key (aws-chunked bodies sign each chunk with it). Throws SignatureDoesNotMatch. */
 export async function verifySignature (method: string, rawPath: string, query: Map<string, string>, headers: IncomingHttpHeaders, c: SigV4Credential, secret: string): Promise<Uint8Array> {
   if (c.service !== 's3') throw s3err.authorizationMalformed(`the credential scope's service is ${c.service}, expected s3`)
-  const creq = canonicalRequest(method, rawPath, query, headers, c)
-  const sts = [ALGORITHM, c.amzDate, scopeOf(c), sha256Hex(creq)].join('\n')
   const key = await signingKey(c, secret)
-  if (!sameSignature(hmacHex(key, sts), c.signature)) throw s3err.signatureMismatch()
-  return key
+  // Clients encode the path themselves, not all alike (e.g. '!' raw or as %21): the path as sent first, then strictly encoded.
+  for (const asSent of rawPath === canonicalPath(rawPath) ? [true] : [true, false]) {
+    const sts = [ALGORITHM, c.amzDate, scopeOf(c), sha256Hex(canonicalRequest(method, rawPath, query, headers, c, asSent))].join('\n')
+    if (sameSignature(hmacHex(key, sts), c.signature)) return key
+  }
+  throw s3err.signatureMismatch()
 }
 
 export { S3Error }
