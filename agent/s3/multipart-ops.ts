@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import type { S3Deps } from './deps.js'
 import { reasonError, s3err } from './errors.js'
 import { quoteEtag, readSmallBody, sendEmpty, sendXml, isoDate } from './http.js'
-import { needBucket, storeBody } from './object-ops.js'
+import { needBucket, storeBody, userMeta } from './object-ops.js'
 import type { S3Request } from './s3-server.js'
 import { MAX_PARTS, type S3ObjectRecord, type S3Upload } from './s3-state.js'
 import type { S3Stats } from './stats.js'
@@ -31,7 +31,8 @@ export async function multipartOp (deps: S3Deps, r: S3Request, stats: S3Stats): 
     await needBucket(deps, r)
     const uploadId = randomBytes(16).toString('hex')
     const type = r.req.headers['content-type']
-    const res = await deps.write({ op: 's3.upload.create', bucket: r.bucket, key: r.key, uploadId, initiated: Date.now(), ...(typeof type === 'string' && type.length <= 256 ? { contentType: type } : {}) }, r.signal)
+    const meta = userMeta(r)
+    const res = await deps.write({ op: 's3.upload.create', bucket: r.bucket, key: r.key, uploadId, initiated: Date.now(), ...(typeof type === 'string' && type.length <= 256 ? { contentType: type } : {}), ...(meta !== undefined ? { meta } : {}) }, r.signal)
     if (!res.ok) throw reasonError(res.reason, r.bucket, r.key)
     sendXml(r.res, 200, 'InitiateMultipartUploadResult', { Bucket: r.bucket, Key: r.key, UploadId: uploadId })
     return
@@ -90,7 +91,8 @@ async function complete (deps: S3Deps, r: S3Request): Promise<void> {
   const put = await deps.objects.putChunks(chunks, { replicas: bucket.replicas, name: '', signal: r.signal })
   const record: S3ObjectRecord = {
     id: put.id, size: put.size, etag, modified: Date.now(), holders: [deps.self, ...put.replicas].slice(0, 16),
-    ...(u.contentType !== undefined ? { contentType: u.contentType } : {})
+    ...(u.contentType !== undefined ? { contentType: u.contentType } : {}),
+    ...(u.meta !== undefined ? { meta: u.meta } : {})
   }
   const res = await deps.write({ op: 's3.upload.complete', uploadId: u.uploadId, record }, r.signal)
   if (!res.ok) throw reasonError(res.reason, r.bucket, r.key)

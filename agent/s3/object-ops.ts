@@ -67,7 +67,7 @@ export async function storeBody (deps: S3Deps, r: S3Request, replicas: number, s
   }
 }
 
-function userMeta (r: S3Request): Record<string, string> | undefined {
+export function userMeta (r: S3Request): Record<string, string> | undefined {
   const meta: Record<string, string> = {}
   let bytes = 0
   for (const [k, v] of Object.entries(r.req.headers)) {

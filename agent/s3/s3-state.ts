@@ -58,7 +58,7 @@ export const S3CommandSchemas = {
   's3.bucket.delete': z.object({ op: z.literal('s3.bucket.delete'), req: Req, bucket: Bucket }),
   's3.object.put': z.object({ op: z.literal('s3.object.put'), req: Req, bucket: Bucket, key: Key, record: S3ObjectRecordSchema }),
   's3.object.delete': z.object({ op: z.literal('s3.object.delete'), req: Req, bucket: Bucket, key: Key }),
-  's3.upload.create': z.object({ op: z.literal('s3.upload.create'), req: Req, bucket: Bucket, key: Key, uploadId: z.string().regex(/^[0-9a-f]{32}$/), initiated: z.number().int().nonnegative(), contentType: z.string().max(256).optional() }),
+  's3.upload.create': z.object({ op: z.literal('s3.upload.create'), req: Req, bucket: Bucket, key: Key, uploadId: z.string().regex(/^[0-9a-f]{32}$/), initiated: z.number().int().nonnegative(), contentType: z.string().max(256).optional(), meta: S3ObjectRecordSchema.shape.meta }),
   's3.upload.part': z.object({ op: z.literal('s3.upload.part'), req: Req, uploadId: z.string().max(32), part: S3PartSchema }),
   's3.upload.complete': z.object({ op: z.literal('s3.upload.complete'), req: Req, uploadId: z.string().max(32), record: S3ObjectRecordSchema }),
   's3.upload.abort': z.object({ op: z.literal('s3.upload.abort'), req: Req, uploadId: z.string().max(32) })
@@ -66,7 +66,7 @@ export const S3CommandSchemas = {
 export type S3Command = z.infer<typeof S3CommandSchemas[keyof typeof S3CommandSchemas]>
 
 export interface S3Bucket { name: string, replicas: number, created: number, objects: Map<string, S3ObjectRecord> }
-export interface S3Upload { uploadId: string, bucket: string, key: string, initiated: number, contentType?: string, parts: Map<number, S3Part> }
+export interface S3Upload { uploadId: string, bucket: string, key: string, initiated: number, contentType?: string, meta?: Record<string, string>, parts: Map<number, S3Part> }
 
 type Result = { ok: true } | { ok: false, reason: string }
 
@@ -76,7 +76,7 @@ export const S3_REASONS = { noBucket: 'NoSuchBucket', exists: 'BucketAlreadyOwne
 const SnapshotSchema = z.object({
   keys: z.array(S3KeySchema),
   buckets: z.array(z.object({ name: z.string(), replicas: z.number(), created: z.number(), objects: z.array(z.tuple([z.string(), S3ObjectRecordSchema])) })),
-  uploads: z.array(z.object({ uploadId: z.string(), bucket: z.string(), key: z.string(), initiated: z.number(), contentType: z.string().optional(), parts: z.array(S3PartSchema) }))
+  uploads: z.array(z.object({ uploadId: z.string(), bucket: z.string(), key: z.string(), initiated: z.number(), contentType: z.string().optional(), meta: S3ObjectRecordSchema.shape.meta, parts: z.array(S3PartSchema) }))
 })
 
 export class S3Table {
@@ -125,7 +125,7 @@ export class S3Table {
       }
       case 's3.upload.create':
         if (!this.buckets.has(cmd.bucket)) return { ok: false, reason: S3_REASONS.noBucket }
-        this.uploads.set(cmd.uploadId, { uploadId: cmd.uploadId, bucket: cmd.bucket, key: cmd.key, initiated: cmd.initiated, ...(cmd.contentType !== undefined ? { contentType: cmd.contentType } : {}), parts: new Map() })
+        this.uploads.set(cmd.uploadId, { uploadId: cmd.uploadId, bucket: cmd.bucket, key: cmd.key, initiated: cmd.initiated, ...(cmd.contentType !== undefined ? { contentType: cmd.contentType } : {}), ...(cmd.meta !== undefined ? { meta: cmd.meta } : {}), parts: new Map() })
         return { ok: true }
       case 's3.upload.part': {
         const u = this.uploads.get(cmd.uploadId)
@@ -151,7 +151,7 @@ export class S3Table {
     return {
       keys: this.listKeys(),
       buckets: this.listBuckets().map(b => ({ name: b.name, replicas: b.replicas, created: b.created, objects: [...b.objects].sort((x, y) => x[0] < y[0] ? -1 : 1) })),
-      uploads: [...this.uploads.values()].map(u => ({ uploadId: u.uploadId, bucket: u.bucket, key: u.key, initiated: u.initiated, ...(u.contentType !== undefined ? { contentType: u.contentType } : {}), parts: [...u.parts.values()] }))
+      uploads: [...this.uploads.values()].map(u => ({ uploadId: u.uploadId, bucket: u.bucket, key: u.key, initiated: u.initiated, ...(u.contentType !== undefined ? { contentType: u.contentType } : {}), ...(u.meta !== undefined ? { meta: u.meta } : {}), parts: [...u.parts.values()] }))
     }
   }
 
@@ -163,6 +163,6 @@ export class S3Table {
     const s = SnapshotSchema.parse(raw)
     for (const k of s.keys) this.keys.set(k.accessKey, k)
     for (const b of s.buckets) this.buckets.set(b.name, { name: b.name, replicas: b.replicas, created: b.created, objects: new Map(b.objects) })
-    for (const u of s.uploads) this.uploads.set(u.uploadId, { uploadId: u.uploadId, bucket: u.bucket, key: u.key, initiated: u.initiated, ...(u.contentType !== undefined ? { contentType: u.contentType } : {}), parts: new Map(u.parts.map(p => [p.n, p])) })
+    for (const u of s.uploads) this.uploads.set(u.uploadId, { uploadId: u.uploadId, bucket: u.bucket, key: u.key, initiated: u.initiated, ...(u.contentType !== undefined ? { contentType: u.contentType } : {}), ...(u.meta !== undefined ? { meta: u.meta } : {}), parts: new Map(u.parts.map(p => [p.n, p])) })
   }
 }

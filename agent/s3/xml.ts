@@ -31,6 +31,8 @@ const parser = new XMLParser({
   parseTagValue: false,
   trimValues: false,
   processEntities: true,
+  // Go's encoder (rclone) writes a quote as &#34;: numeric references must decode.
+  htmlEntities: true,
   ignoreDeclaration: true,
   isArray: (name) => name === 'Part' || name === 'Object'
 })
@@ -64,7 +66,7 @@ const CompleteSchema = z.object({
 export function parseCompleteBody (text: string): Array<{ n: number, etag: string }> {
   const r = CompleteSchema.safeParse(parseXmlBody(text))
   if (!r.success) throw s3err.malformedXml()
-  return r.data.CompleteMultipartUpload.Part.map(p => ({ n: Number(p.PartNumber), etag: p.ETag.trim().replace(/^"|"$/g, '').replace(/^&quot;|&quot;$/g, '') }))
+  return r.data.CompleteMultipartUpload.Part.map(p => ({ n: Number(p.PartNumber), etag: p.ETag.trim().replace(/^"|"$/g, '') }))
 }
 
 const DeleteSchema = z.object({

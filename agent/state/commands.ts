@@ -117,7 +117,7 @@ export const COMMANDS = {
   's3.bucket.delete': entry({ schema: S3CommandSchemas['s3.bucket.delete'], maxBytes: SMALL, authorize: anyMember }),
   's3.object.put': entry({ schema: S3CommandSchemas['s3.object.put'], maxBytes: S3_RECORD_BYTES, authorize: anyMember }),
   's3.object.delete': entry({ schema: S3CommandSchemas['s3.object.delete'], maxBytes: SMALL, authorize: anyMember }),
-  's3.upload.create': entry({ schema: S3CommandSchemas['s3.upload.create'], maxBytes: SMALL, authorize: anyMember }),
+  's3.upload.create': entry({ schema: S3CommandSchemas['s3.upload.create'], maxBytes: S3_RECORD_BYTES, authorize: anyMember }),
   's3.upload.part': entry({ schema: S3CommandSchemas['s3.upload.part'], maxBytes: SMALL, authorize: anyMember }),
   's3.upload.complete': entry({ schema: S3CommandSchemas['s3.upload.complete'], maxBytes: S3_RECORD_BYTES, authorize: anyMember }),
   's3.upload.abort': entry({ schema: S3CommandSchemas['s3.upload.abort'], maxBytes: SMALL, authorize: anyMember })

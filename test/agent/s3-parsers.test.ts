@@ -136,3 +136,7 @@ t.test('signing key: derived per scope', async t => {
   t.not(Buffer.from(await signingKey(c, 'x')).toString('hex'), Buffer.from(await signingKey({ ...c, region: 'eu' }, 'x')).toString('hex'))
   t.equal(scopeOf(c), '20260101/us-east-1/s3/aws4_request')
 })
+
+t.test('XML: numeric character references decode (Go writes a quote as &#34;)', async t => {
+  t.same(parseCompleteBody('<CompleteMultipartUpload><Part><ETag>&#34;abc&#34;</ETag><PartNumber>1</PartNumber></Part></CompleteMultipartUpload>'), [{ n: 1, etag: 'abc' }])
+})
