@@ -429,7 +429,7 @@ export class Agent {
     // Registry mirror: a taken port is a warning, never a failed start.
     this.mirror = await startMirror({ config: this.config.mirror, content: this.content, raft: this.raft, candidates: () => pieceSources(this.membership.view(), this.peerId), log: this.log.child({ part: 'mirror' }), insecure: this.config.content.insecure_registries })
     registerMirrorRoutes(this.api, () => ({ mirror: this.mirror, config: this.config.mirror }))
-    this.s3 = agentS3({ config: this.config.s3, dataDir: this.dataDir, raft: this.raft, content: this.content, self: this.peerId, alive: () => pieceSources(this.membership.view(), this.peerId), log: this.log.child({ part: 's3' }) })
+    this.s3 = agentS3({ config: this.config.s3, dataDir: this.dataDir, raft: this.raft, content: this.content, self: this.peerId, members: () => this.membership.view(), log: this.log.child({ part: 's3' }) })
     await this.s3.start()
     this.s3.registerRoutes(this.api)
     try {

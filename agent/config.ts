@@ -192,7 +192,9 @@ export const ConfigSchema = z.strictObject({
     /** Peer copies of each object of a new bucket, besides the agent's own. */
     replicas: z.number().int().min(0).max(16).default(2),
     /** Largest single PUT and largest part (S3: 5 GiB); larger bodies get EntityTooLarge. */
-    max_put_bytes: z.number().int().min(1).default(5 * 1024 * 1024 * 1024)
+    max_put_bytes: z.number().int().min(1).default(5 * 1024 * 1024 * 1024),
+    /** A holder dead this long has its objects copied again from the survivors (by the Raft leader) until each has its replicas. */
+    repair_grace_ms: z.number().int().min(1000).default(60_000)
   }).prefault({}),
   objects: z.strictObject({
     /**

@@ -1,27 +1,48 @@
 // The S3 component's wiring to the agent's Raft and content parts (the
 // narrow S3Deps), so agent.ts creates it in one line.
 import type { Config } from '../config.js'
-import type { ContentHost } from '../content-host.js'
+import { pieceSources, type ContentHost } from '../content-host.js'
 import type { RaftHost } from '../raft/raft-host.js'
 import { S3Error } from './errors.js'
 import { createS3Service, type S3Service } from './s3-service.js'
 import type { S3Log } from './deps.js'
+import { S3Repair } from './repair.js'
 
 /** How long a read waits for the Raft barrier before answering 503. */
 export const S3_BARRIER_TIMEOUT_MS = 5_000
 
 const unavailable = (err: Error): S3Error => new S3Error(503, 'ServiceUnavailable', `the cluster cannot confirm its state now (${err.message}); retry`)
 
-export function agentS3 (o: { config: Config['s3'], dataDir: string, raft: RaftHost, content: ContentHost, self: string, alive: () => string[], log: S3Log }): S3Service {
+export function agentS3 (o: { config: Config['s3'], dataDir: string, raft: RaftHost, content: ContentHost, self: string, members: () => ReadonlyArray<{ id: string, state: string }>, log: S3Log }): S3Service {
+  const alive = (): string[] => pieceSources(o.members(), o.self)
   const barrier = async (signal: AbortSignal): Promise<void> => {
     await o.raft.node.readIndex(AbortSignal.any([signal, AbortSignal.timeout(S3_BARRIER_TIMEOUT_MS)])).catch((err: Error) => { throw unavailable(err) })
   }
+  const write = async (cmd: Parameters<RaftHost['write']>[0], signal: AbortSignal): ReturnType<RaftHost['write']> => await o.raft.write(cmd, signal).catch((err: Error) => { throw signal.aborted ? err : unavailable(err) })
+  const fetchObject = async (id: string, holders: string[], signal: AbortSignal): ReturnType<ContentHost['objects']['fetchObject']> => {
+    const all = alive()
+    const live = new Set(all)
+    const candidates = [...holders.filter(h => h !== o.self && live.has(h)), ...all.filter(a => !holders.includes(a))]
+    return await o.content.objects.fetchObject(id, { candidates, signal })
+  }
+  const repair = new S3Repair({
+    self: o.self,
+    isLeader: () => o.raft.status().role === 'leader',
+    members: o.members,
+    table: () => o.raft.state.s3,
+    objects: o.content.objects,
+    fetchObject,
+    write,
+    graceMs: o.config.repair_grace_ms,
+    log: o.log
+  })
   return createS3Service({
+    repair,
     config: o.config,
     dataDir: o.dataDir,
     table: () => o.raft.state.s3,
     barrier,
-    write: async (cmd, signal) => await o.raft.write(cmd, signal).catch((err: Error) => { throw signal.aborted ? err : unavailable(err) }),
+    write,
     accessKey: async (ak, signal) => {
       const k = o.raft.state.s3.key(ak)
       if (k !== undefined) return k
@@ -29,12 +50,7 @@ export function agentS3 (o: { config: Config['s3'], dataDir: string, raft: RaftH
       return o.raft.state.s3.key(ak)
     },
     objects: o.content.objects,
-    fetchObject: async (id, holders, signal) => {
-      const alive = o.alive()
-      const live = new Set(alive)
-      const candidates = [...holders.filter(h => h !== o.self && live.has(h)), ...alive.filter(a => !holders.includes(a))]
-      return await o.content.objects.fetchObject(id, { candidates, signal })
-    },
+    fetchObject,
     self: o.self,
     log: o.log
   })

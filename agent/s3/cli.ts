@@ -9,6 +9,16 @@ interface CreatedKey { accessKey: string, secretKey: string, endpoint: string | 
 interface KeyRow { accessKey: string, bucket: string | null, readOnly: boolean, created: string }
 
 export function registerS3Commands (program: Command): void {
+  // Beside `object put|get` (cli-client.ts): objects stored through S3 below their copies.
+  const object = program.commands.find(c => c.name() === 'object') ?? program.command('object')
+  object.command('status').description('S3 objects with fewer live copies than their bucket asks (repaired after [s3] repair_grace_ms)')
+    .action(async () => {
+      const g = program.opts<GlobalOpts>()
+      const r = await (await client(g)).request<{ objects: number, repaired: number, belowTarget: Array<{ bucket: string, key: string, live: number, target: number }> }>('GET', '/v1/s3/status')
+      if (g.json === true) { out(JSON.stringify(r)); return }
+      out(`${r.objects} objects, ${r.belowTarget.length} below their copies`)
+      for (const o of r.belowTarget) out(`${o.bucket}/${o.key}\t${o.live}/${o.target} copies`)
+    })
   const s3 = program.command('s3').description('the S3 endpoint of this agent (aws, rclone, s3cmd)')
   const key = s3.command('key').description('access keys for the S3 endpoint, shared by every agent')
   key.command('create').option('--bucket <bucket>', 'the key may use this bucket only').option('--read-only', 'the key may only read')

@@ -10,6 +10,7 @@ import { ApiError, type ApiServer } from '../api/server.js'
 import type { S3Deps } from './deps.js'
 import { S3Server } from './s3-server.js'
 import type { S3Stats } from './stats.js'
+import type { S3Repair } from './repair.js'
 
 export interface S3Service {
   /** The endpoint's base URL, or null when off or not bound. */
@@ -33,13 +34,14 @@ export function newAccessKey (): string {
   return 'BK' + [...randomBytes(18)].map(b => ALPHABET[b % 32]).join('')
 }
 
-export function createS3Service (deps: Omit<S3Deps, 'tmpDir'> & { dataDir: string }): S3Service {
+export function createS3Service (deps: Omit<S3Deps, 'tmpDir'> & { dataDir: string, repair?: S3Repair }): S3Service {
   let server: S3Server | undefined
   const tmpDir = join(deps.dataDir, 's3-tmp')
   return {
     url: () => server?.url ?? null,
     async start () {
       if (!deps.config.enabled) return
+      deps.repair?.start()
       // Bodies of requests cut off by a crash: never part of an object.
       await rm(tmpDir, { recursive: true, force: true })
       await mkdir(tmpDir, { recursive: true, mode: 0o700 })
@@ -53,7 +55,7 @@ export function createS3Service (deps: Omit<S3Deps, 'tmpDir'> & { dataDir: strin
         await s.stop().catch(() => {})
       }
     },
-    async stop () { await server?.stop() },
+    async stop () { await deps.repair?.stop(); await server?.stop() },
     registerRoutes (api) {
       api.route('POST', '/v1/s3/keys', async (req) => {
         const r = CreateKeyBody.safeParse(await req.body())
@@ -72,6 +74,12 @@ export function createS3Service (deps: Omit<S3Deps, 'tmpDir'> & { dataDir: strin
         const res = await deps.write({ op: 's3.key.delete', accessKey: accessKey.slice(0, 32) }, req.signal)
         if (!res.ok) throw new ApiError(404, `no S3 access key ${accessKey.slice(0, 40)} (see bolt-agent s3 key list)`)
         return { accessKey, deleted: true }
+      })
+      // `object status`: S3 objects with fewer live copies than their bucket asks.
+      api.route('GET', '/v1/s3/status', async (req) => {
+        await deps.barrier(AbortSignal.any([req.signal, AbortSignal.timeout(5000)]))
+        const c = deps.repair?.copies() ?? { objects: 0, below: [] }
+        return { objects: c.objects, belowTarget: c.below, repaired: deps.repair?.repaired ?? 0 }
       })
       api.route('GET', '/v1/s3', async () => ({ url: server?.url ?? null, region: deps.config.region, stats: server === undefined ? null : { requests: Object.fromEntries(server.stats.requests), bytesIn: server.stats.bytesIn, bytesOut: server.stats.bytesOut } }))
     },

@@ -61,7 +61,9 @@ export const S3CommandSchemas = {
   's3.upload.create': z.object({ op: z.literal('s3.upload.create'), req: Req, bucket: Bucket, key: Key, uploadId: z.string().regex(/^[0-9a-f]{32}$/), initiated: z.number().int().nonnegative(), contentType: z.string().max(256).optional(), meta: S3ObjectRecordSchema.shape.meta }),
   's3.upload.part': z.object({ op: z.literal('s3.upload.part'), req: Req, uploadId: z.string().max(32), part: S3PartSchema }),
   's3.upload.complete': z.object({ op: z.literal('s3.upload.complete'), req: Req, uploadId: z.string().max(32), record: S3ObjectRecordSchema }),
-  's3.upload.abort': z.object({ op: z.literal('s3.upload.abort'), req: Req, uploadId: z.string().max(32) })
+  's3.upload.abort': z.object({ op: z.literal('s3.upload.abort'), req: Req, uploadId: z.string().max(32) }),
+  /** Repair: the object's holders after copies were made; applies only while the key still names that object. */
+  's3.object.holders': z.object({ op: z.literal('s3.object.holders'), req: Req, bucket: Bucket, key: Key, id: Id, holders: Holders })
 }
 export type S3Command = z.infer<typeof S3CommandSchemas[keyof typeof S3CommandSchemas]>
 
@@ -144,6 +146,12 @@ export class S3Table {
       }
       case 's3.upload.abort':
         return this.uploads.delete(cmd.uploadId) ? { ok: true } : { ok: false, reason: S3_REASONS.noUpload }
+      case 's3.object.holders': {
+        const rec = this.buckets.get(cmd.bucket)?.objects.get(cmd.key)
+        if (rec === undefined || rec.id !== cmd.id) return { ok: false, reason: 'changed' }
+        rec.holders = cmd.holders
+        return { ok: true }
+      }
     }
   }
 

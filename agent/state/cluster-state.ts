@@ -154,7 +154,7 @@ export class ClusterState {
       case 'noop': return { ok: true }
       case 'catalog.update': return this.catalog.apply(cmd)
       case 's3.key.put': case 's3.key.delete': case 's3.bucket.create': case 's3.bucket.delete': case 's3.object.put':
-      case 's3.object.delete': case 's3.upload.create': case 's3.upload.part': case 's3.upload.complete': case 's3.upload.abort':
+      case 's3.object.delete': case 's3.upload.create': case 's3.upload.part': case 's3.upload.complete': case 's3.upload.abort': case 's3.object.holders':
         return this.s3.apply(cmd)
       default: return this.capsules.apply(cmd)
     }

@@ -81,6 +81,7 @@ const leaderOnly: Authorize<unknown> = (_cmd, ctx) => ctx.from === ctx.leader ? 
  *   instance.health  512 KiB    the node named in it (apply: only for instances it runs)
  *   catalog.update   512 KiB    leader (its catalog keeper)
  *   s3.*             64 KiB     any member (the S3 endpoint of any agent, after it checked the request's signature)
+ *   s3.object.holders 64 KiB    leader (its S3 repair)
  *
  * Apply re-checks each command's preconditions (generations, placement), so
  * these rules are about who, not about staleness.
@@ -120,7 +121,8 @@ export const COMMANDS = {
   's3.upload.create': entry({ schema: S3CommandSchemas['s3.upload.create'], maxBytes: S3_RECORD_BYTES, authorize: anyMember }),
   's3.upload.part': entry({ schema: S3CommandSchemas['s3.upload.part'], maxBytes: SMALL, authorize: anyMember }),
   's3.upload.complete': entry({ schema: S3CommandSchemas['s3.upload.complete'], maxBytes: S3_RECORD_BYTES, authorize: anyMember }),
-  's3.upload.abort': entry({ schema: S3CommandSchemas['s3.upload.abort'], maxBytes: SMALL, authorize: anyMember })
+  's3.upload.abort': entry({ schema: S3CommandSchemas['s3.upload.abort'], maxBytes: SMALL, authorize: anyMember }),
+  's3.object.holders': entry({ schema: S3CommandSchemas['s3.object.holders'], maxBytes: S3_RECORD_BYTES, authorize: leaderOnly })
 }
 
 export type CommandOp = keyof typeof COMMANDS

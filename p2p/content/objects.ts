@@ -118,13 +118,23 @@ export class ObjectStore {
     return { id, size, chunks: chunks.length, dedupedChunks: chunks.length, replicas, replicaErrors }
   }
 
+  /**
+   * Repair: object `id` (local already, see fetchObject) gets `want` more
+   * peer copies, never on `exclude` (the holders it has).
+   */
+  async addReplicas (id: string, want: number, exclude: string[], signal?: AbortSignal): Promise<{ replicas: string[], replicaErrors: Array<{ peer: string, error: string }> }> {
+    const manifestSize = (await this.init.store.readAll(id)).length
+    const manifest = await this.readManifest(id)
+    return await this.replicate(id, manifestSize, manifest.chunks, manifest.size, want, signal, exclude)
+  }
+
   /** Asks up to `want` peers to pull and pin object `id`; when one fails, another is chosen. */
-  private async replicate (id: string, manifestSize: number, chunks: Array<{ digest: string, size: number }>, size: number, want: number, signal?: AbortSignal): Promise<{ replicas: string[], replicaErrors: Array<{ peer: string, error: string }> }> {
+  private async replicate (id: string, manifestSize: number, chunks: Array<{ digest: string, size: number }>, size: number, want: number, signal?: AbortSignal, exclude: string[] = []): Promise<{ replicas: string[], replicaErrors: Array<{ peer: string, error: string }> }> {
     const replicas: string[] = []
     const replicaErrors: Array<{ peer: string, error: string }> = []
     if (want > 0) {
       const self = this.init.exchange.self
-      const tried = new Set<string>([self])
+      const tried = new Set<string>([self, ...exclude])
       // Ask chosen peers; when one fails, choose again among the rest.
       while (replicas.length < want) {
         const chooser = this.init.chooseReplicas ?? ((count, o) => (this.init.candidates?.() ?? []).filter(p => !o.exclude.includes(p)).slice(0, count))

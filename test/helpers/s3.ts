@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import type { AgentProcess } from '../../scenarios/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 
-export const S3_TOML = (voters: number): string => `${RAFT_TOML(voters)}\n[mirror]\nenabled = false\n[s3]\nlisten = "127.0.0.1:0"\n`
+export const S3_TOML = (voters: number, s3Extra = ''): string => `${RAFT_TOML(voters)}\n[mirror]\nenabled = false\n[s3]\nlisten = "127.0.0.1:0"\n${s3Extra}\n`
 const AWS = '/usr/bin/aws'
 
 export interface S3Creds { accessKey: string, secretKey: string, endpoint: string }
