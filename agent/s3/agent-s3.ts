@@ -20,6 +20,9 @@ export function agentS3 (o: { config: Config['s3'], dataDir: string, raft: RaftH
   }
   const write = async (cmd: Parameters<RaftHost['write']>[0], signal: AbortSignal): ReturnType<RaftHost['write']> => await o.raft.write(cmd, signal).catch((err: Error) => { throw signal.aborted ? err : unavailable(err) })
   const fetchObject = async (id: string, holders: string[], signal: AbortSignal): ReturnType<ContentHost['objects']['fetchObject']> => {
+    // Held here already (the common case for ranged GETs of one object): no pin to write, no peer to ask.
+    const local = await o.content.objects.localManifest(id)
+    if (local !== undefined) return { id, size: local.size, bytesFromPeers: 0, bytesLocal: local.size, manifest: local }
     const all = alive()
     const live = new Set(all)
     const candidates = [...holders.filter(h => h !== o.self && live.has(h)), ...all.filter(a => !holders.includes(a))]

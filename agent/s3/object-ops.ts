@@ -4,8 +4,7 @@
 // (FastCDC chunks, K replicas), then its record into the Raft state: only a
 // committed record makes the object visible, on every agent at once.
 import { rm } from 'node:fs/promises'
-import { Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
+import { once } from 'node:events'
 import type { ObjectManifest } from '../../p2p/content/objects.js'
 import { receiveBody, type ReceivedBody } from './body.js'
 import type { S3Deps } from './deps.js'
@@ -17,12 +16,47 @@ import { MAX_S3_KEY_BYTES, type S3ObjectRecord } from './s3-state.js'
 import { safeDecode, scopeOf } from './sigv4.js'
 import type { S3Stats } from './stats.js'
 
+/**
+ * Bodies chunked into the store at once. Each holds a FastCDC window (4 x the
+ * largest chunk) and its chunks in memory; clients send up to 10 parts at
+ * once, so without this bound memory grows with their concurrency.
+ */
+export const MAX_CONCURRENT_STORES = 2
+
+/** A counting semaphore: at most `limit` tasks run at once, the rest wait in order. */
+export class Slots {
+  private active = 0
+  private readonly waiting: Array<() => void> = []
+  constructor (private readonly limit: number) {}
+  async run<T> (fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>(resolve => this.waiting.push(resolve))
+    else this.active++
+    try {
+      return await fn()
+    } finally {
+      const next = this.waiting.shift()
+      if (next !== undefined) next()
+      else this.active--
+    }
+  }
+}
+const storeSlots = new Slots(MAX_CONCURRENT_STORES)
+
 /** User metadata (x-amz-meta-*) one object may carry, in bytes (S3's limit). */
 export const MAX_USER_META_BYTES = 2048
 
 export async function objectOp (deps: S3Deps, r: S3Request, stats: S3Stats): Promise<void> {
   if (Buffer.byteLength(r.key) > MAX_S3_KEY_BYTES) throw s3err.keyTooLong()
   if (r.query.has('uploads') || r.query.has('uploadId')) { await multipartOp(deps, r, stats); return }
+  if (r.query.has('tagging')) {
+    // Tags are not kept: reads see none (aws-cli asks before a multipart copy), writes are not implemented.
+    if (r.method !== 'GET') throw s3err.notImplemented('object tagging')
+    r.op = 'GetObjectTagging'
+    await deps.barrier(r.signal)
+    if (deps.table().object(r.bucket, r.key) === undefined) throw s3err.noSuchKey(r.key)
+    sendXml(r.res, 200, 'Tagging', { TagSet: '' })
+    return
+  }
   switch (r.method) {
     case 'PUT':
       if (r.req.headers['x-amz-copy-source'] !== undefined) { await copyObject(deps, r); return }
@@ -49,8 +83,8 @@ export async function needBucket (deps: S3Deps, r: S3Request): Promise<{ replica
 }
 
 /** Receives the body and stores it as an object; the temp file is gone when this returns. */
-export async function storeBody (deps: S3Deps, r: S3Request, replicas: number, stats: S3Stats): Promise<ReceivedBody & { id: string, holders: string[] }> {
-  const body = await receiveBody(r.req, {
+export async function storeBody (deps: S3Deps, r: S3Request, replicas: number, stats: S3Stats, received?: ReceivedBody): Promise<ReceivedBody & { id: string, holders: string[] }> {
+  const body = received ?? await receiveBody(r.req, {
     tmpDir: deps.tmpDir,
     payloadHash: r.cred.payloadHash,
     signing: { key: r.signingKey, amzDate: r.cred.amzDate, scope: scopeOf(r.cred), seed: r.cred.signature },
@@ -59,7 +93,7 @@ export async function storeBody (deps: S3Deps, r: S3Request, replicas: number, s
   })
   try {
     stats.bytesIn += body.size
-    const put = await deps.objects.putObject(body.file, { replicas, name: '', signal: r.signal })
+    const put = await storeSlots.run(async () => await deps.objects.putObject(body.file, { replicas, name: '', signal: r.signal }))
     if (put.replicas.length < replicas) deps.log.warn({ bucket: r.bucket, key: r.key.slice(0, 200), id: put.id, replicas: put.replicas.length, want: replicas, errors: put.replicaErrors.slice(0, 3) }, 's3: object stored with fewer replicas than the bucket asks')
     return { ...body, id: put.id, holders: [deps.self, ...put.replicas] }
   } finally {
@@ -106,10 +140,7 @@ async function putObject (deps: S3Deps, r: S3Request, stats: S3Stats): Promise<v
 
 async function copyObject (deps: S3Deps, r: S3Request): Promise<void> {
   r.op = 'CopyObject'
-  const src = safeDecode(String(r.req.headers['x-amz-copy-source'])).replace(/^\//, '').replace(/\?versionId=.*$/, '')
-  const slash = src.indexOf('/')
-  if (slash <= 0 || slash === src.length - 1) throw s3err.invalidArgument('x-amz-copy-source must be BUCKET/KEY')
-  const [sb, sk] = [src.slice(0, slash), src.slice(slash + 1)]
+  const { bucket: sb, key: sk } = copySource(String(r.req.headers['x-amz-copy-source']))
   await deps.barrier(r.signal)
   const from = deps.table().object(sb, sk)
   if (deps.table().bucket(sb) === undefined) throw s3err.noSuchBucket(sb)
@@ -127,6 +158,14 @@ async function copyObject (deps: S3Deps, r: S3Request): Promise<void> {
   const res = await deps.write({ op: 's3.object.put', bucket: r.bucket, key: r.key, record }, r.signal)
   if (!res.ok) throw reasonError(res.reason, r.bucket, r.key)
   sendXml(r.res, 200, 'CopyObjectResult', { LastModified: isoDate(record.modified), ETag: quoteEtag(record.etag) })
+}
+
+/** x-amz-copy-source: `[/]BUCKET/KEY[?versionId=…]`, URL-encoded. */
+export function copySource (header: string): { bucket: string, key: string } {
+  const src = safeDecode(header.replace(/\?versionId=.*$/, '')).replace(/^\//, '')
+  const slash = src.indexOf('/')
+  if (slash <= 0 || slash === src.length - 1) throw s3err.invalidArgument('x-amz-copy-source must be BUCKET/KEY')
+  return { bucket: src.slice(0, slash), key: src.slice(slash + 1) }
 }
 
 /** `bytes=A-B`, `bytes=A-`, `bytes=-N` → [start, end] inclusive; undefined: serve it all (absent or several ranges). */
@@ -166,13 +205,17 @@ async function getObject (deps: S3Deps, r: S3Request, stats: S3Stats): Promise<v
   if (head) { r.res.writeHead(200, headers); r.res.end(); return }
   const fetched = await deps.fetchObject(rec.id, rec.holders, r.signal)
   r.res.writeHead(range !== undefined ? 206 : 200, headers)
-  const body = Readable.from(readRange(deps, fetched.manifest, start, length))
-  body.on('data', (c: Buffer) => { stats.bytesOut += c.length })
-  await pipeline(body, r.res, { signal: r.signal })
+  // One chunk in flight per request: written, then the next read only once the socket drained.
+  for await (const c of readRange(deps, fetched.manifest, start, length)) {
+    if (r.signal.aborted) throw r.signal.reason
+    stats.bytesOut += c.length
+    if (!r.res.write(c)) await once(r.res, 'drain', { signal: r.signal })
+  }
+  r.res.end()
 }
 
 /** The bytes [start, start+length) of a fetched object, one chunk in memory at a time. */
-async function * readRange (deps: S3Deps, manifest: ObjectManifest, start: number, length: number): AsyncIterable<Uint8Array> {
+export async function * readRange (deps: S3Deps, manifest: ObjectManifest, start: number, length: number): AsyncIterable<Uint8Array> {
   let pos = 0
   const end = start + length
   for (const c of manifest.chunks) {

@@ -41,7 +41,7 @@ export interface S3Request {
 
 /** Query parameters the operations understand; any other one is a sub-resource we do not serve. */
 const KNOWN_PARAMS = new Set(['prefix', 'delimiter', 'marker', 'max-keys', 'list-type', 'continuation-token', 'start-after', 'fetch-owner', 'encoding-type',
-  'max-uploads', 'key-marker', 'upload-id-marker', 'max-parts', 'part-number-marker', 'uploadId', 'partNumber', 'uploads', 'delete', 'location', 'x-id',
+  'max-uploads', 'tagging', 'key-marker', 'upload-id-marker', 'max-parts', 'part-number-marker', 'uploadId', 'partNumber', 'uploads', 'delete', 'location', 'x-id',
   'response-content-type', 'response-content-disposition', 'response-content-encoding', 'response-content-language', 'response-cache-control', 'response-expires'])
 
 export class S3Server {

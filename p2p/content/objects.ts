@@ -213,6 +213,13 @@ export class ObjectStore {
     if (pos !== manifest.size) throw new ManifestError(`object: assembled ${pos} bytes, manifest says ${manifest.size}`)
   }
 
+  /** The manifest of object `id` when it and every chunk are already in this node's store (pinned by whoever stored them); else undefined. */
+  async localManifest (id: string): Promise<ObjectManifest | undefined> {
+    if (!this.init.store.hasSync(id)) return undefined
+    const manifest = await this.readManifest(id)
+    return manifest.chunks.every(c => this.init.store.hasSync(c.digest)) ? manifest : undefined
+  }
+
   /** One chunk of a fetched object (for ranged reads). */
   async readChunk (digest: string): Promise<Uint8Array> {
     return await this.init.store.readAll(digest)

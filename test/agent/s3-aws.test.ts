@@ -70,10 +70,15 @@ t.test('aws-cli against three agents: mb, cp (multipart), ls, cp back through an
 
   const rmNonEmpty = await aws(home, creds, ea, ['s3api', 'delete-bucket', '--bucket', 'saves'])
   t.match(rmNonEmpty.stderr, /BucketNotEmpty/, 'a bucket with objects is not deleted')
-  for (const k of ['dir/small.bin', 'big.bin', 'crc.bin']) {
-    const r = await aws(home, creds, eb, ['s3', 'rm', `s3://saves/${k}`])
-    t.equal(r.code, 0, `rm ${k} ${r.stderr}`)
-  }
+  const copy = await aws(home, creds, eb, ['s3', 'cp', 's3://saves/big.bin', 's3://saves/copy/big.bin'])
+  t.equal(copy.code, 0, `CopyObject (server side) ${copy.stderr}`)
+  const copied = JSON.parse((await aws(home, creds, ec, ['s3api', 'head-object', '--bucket', 'saves', '--key', 'copy/big.bin'])).stdout) as { ETag: string, ContentLength: number }
+  t.same([copied.ETag, copied.ContentLength], [headBig.ETag, big.length], 'the copy has the source\'s ETag and size')
+  const rm1 = await aws(home, creds, eb, ['s3', 'rm', 's3://saves/dir/small.bin'])
+  t.equal(rm1.code, 0, `rm (DeleteObject) ${rm1.stderr}`)
+  const rmr = await aws(home, creds, eb, ['s3', 'rm', '--recursive', 's3://saves/'])
+  t.equal(rmr.code, 0, `rm --recursive (DeleteObjects) ${rmr.stderr}`)
+  t.match(rmr.stdout, /delete: s3:\/\/saves\/copy\/big\.bin/)
   const gone = await aws(home, creds, ec, ['s3api', 'head-object', '--bucket', 'saves', '--key', 'big.bin'])
   t.not(gone.code, 0, 'removed objects are gone on every agent')
   t.match(gone.stderr, /404|Not Found/)

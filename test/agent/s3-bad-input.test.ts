@@ -8,7 +8,7 @@
 import t from 'tap'
 import { execFile } from 'node:child_process'
 import { createHash, createHmac, randomBytes } from 'node:crypto'
-import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
@@ -182,4 +182,10 @@ t.test('S3 bad input: the S3 error code, nothing stored', async t => {
   t.ok(await tmpEmpty(), 'no request body left in the temp dir')
   const uploads = await s3('GET', '/bkt', { query: { uploads: '' } })
   t.notMatch(uploads.body, /<Upload>/, 'no upload left open')
+  const api = JSON.parse(await readFile(join(a.dataDir, 'api.json'), 'utf8')) as { url: string, token: string }
+  const metrics = await (await fetch(`${api.url}/metrics`, { headers: { authorization: `Bearer ${api.token}` } })).text()
+  t.match(metrics, /bolt_s3_requests_total\{op="PutObject"\} [1-9]/, 'requests counted per operation')
+  t.match(metrics, /bolt_s3_requests_total\{op="SignatureDoesNotMatch"\} [1-9]/, 'and refusals per S3 error code')
+  t.match(metrics, /bolt_s3_bytes_total\{direction="in"\} [1-9]/, 'bytes in')
+  t.match(metrics, /bolt_s3_bytes_total\{direction="out"\} [1-9]/, 'bytes out')
 })
