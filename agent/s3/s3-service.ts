@@ -77,7 +77,8 @@ export function createS3Service (deps: Omit<S3Deps, 'tmpDir'> & { dataDir: strin
       })
       // `object status`: S3 objects with fewer live copies than their bucket asks.
       api.route('GET', '/v1/s3/status', async (req) => {
-        await deps.barrier(AbortSignal.any([req.signal, AbortSignal.timeout(5000)]))
+        // Informational: without a leader to confirm through, this replica's state is still worth showing.
+        await deps.barrier(AbortSignal.any([req.signal, AbortSignal.timeout(5000)])).catch(() => undefined)
         const c = deps.repair?.copies() ?? { objects: 0, below: [] }
         return { objects: c.objects, belowTarget: c.below, repaired: deps.repair?.repaired ?? 0 }
       })

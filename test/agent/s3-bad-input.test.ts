@@ -48,7 +48,7 @@ const curl = async (url: string): Promise<{ status: number, body: string }> => a
 })
 
 t.test('S3 bad input: the S3 error code, nothing stored', async t => {
-  const cluster = await Cluster.create(S3_TOML(1))
+  const cluster = await Cluster.create(S3_TOML(1, 'domain = "s3.localhost"'))
   t.teardown(async () => { await cluster.destroy() })
   const a = await cluster.add('a')
   await a.start(['init'])
@@ -176,6 +176,25 @@ t.test('S3 bad input: the S3 error code, nothing stored', async t => {
     const expired = await waitFor(async () => (await curl(short)).status === 403, 10_000, 300)
     t.ok(expired >= 0, 'once expired, the same URL is refused with 403')
     t.match((await curl(short)).body, /<Code>AccessDenied<\/Code><Message>Request has expired/)
+  })
+
+  await t.test('virtual-host style: BUCKET.DOMAIN in Host names the bucket', async t => {
+    const url = new URL(creds.endpoint)
+    const host = `bkt.s3.localhost:${url.port}`
+    const signer = new SignatureV4({ credentials: { accessKeyId: creds.accessKey, secretAccessKey: creds.secretKey }, region: 'us-east-1', service: 's3', sha256: Hash.bind(null, 'sha256'), uriEscapePath: false })
+    const signed = await signer.sign(new HttpRequest({ method: 'GET', protocol: 'http:', hostname: `bkt.s3.localhost`, port: Number(url.port), path: '/shared.txt', headers: { host, 'x-amz-content-sha256': EMPTY } })) as unknown as { headers: Record<string, string> }
+    // fetch() will not send another Host than the URL's: node:http will.
+    const { request } = await import('node:http')
+    const got = await new Promise<{ status: number, body: string }>((resolve, reject) => {
+      const req = request({ host: url.hostname, port: Number(url.port), path: '/shared.txt', method: 'GET', headers: signed.headers }, res => {
+        const parts: Buffer[] = []
+        res.on('data', (c: Buffer) => parts.push(c))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString() }))
+      })
+      req.on('error', reject)
+      req.end()
+    })
+    t.same(got, { status: 200, body: 'shared bytes' }, 'the object of bucket bkt')
   })
 
   t.same((await listKeys()).sort(), ['chunked', 'shared.txt'], 'nothing else was stored')

@@ -42,8 +42,13 @@ t.test('S3 objects survive kill -9 of a holder and get their copies back after t
   t.equal(got.code, 0, `get through B after A died ${got.stderr}`)
   t.equal(sha(await readFile(join(home, 'f0.back'))), sha(files[0]!), 'byte-exact from the surviving copies')
 
-  const counted = await waitFor(async () => (await status(c!))?.belowTarget.length === 3, 60_000, 300)
-  t.ok(counted >= 0, 'once A is dead, object status counts the three objects below their copies (the grace period keeps them so for 8 s)')
+  const seen: string[] = []
+  const counted = await waitFor(async () => {
+    const s = await status(c!)
+    seen.push(s === undefined ? 'error' : `${s.belowTarget.length}`)
+    return s?.belowTarget.length === 3
+  }, 60_000, 300)
+  t.ok(counted >= 0, `once A is dead, object status counts the three objects below their copies (the grace period keeps them so for 8 s); seen ${seen.join(',')}`)
   const repaired = await waitFor(async () => { const s = await status(c!); return s?.objects === 3 && s.belowTarget.length === 0 }, 120_000, 500)
   t.ok(repaired >= 0, 'after the grace period every object has its copies again on the live members')
   for (const [i, f] of files.entries()) {
