@@ -185,7 +185,11 @@ export class ClusterState {
     this.roles = new Map(parsed.data.roles)
     this.capsules.restore(parsed.data.capsules as CapsuleRecord[])
     this.catalog.restore(parsed.data.catalog)
-    this.s3.restore(parsed.data.s3)
+    try {
+      this.s3.restore(parsed.data.s3)
+    } catch (err) {
+      throw new SnapshotCorruptError(`snapshot's S3 state has an unexpected shape: ${(err as Error).message.slice(0, 200)}`)
+    }
     // De-duplication must survive a snapshot, or replicas restored from one
     // could re-apply a retried command that the others skipped.
     this.seen.clear()

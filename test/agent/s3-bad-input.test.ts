@@ -178,6 +178,27 @@ t.test('S3 bad input: the S3 error code, nothing stored', async t => {
     t.match((await curl(short)).body, /<Code>AccessDenied<\/Code><Message>Request has expired/)
   })
 
+  await t.test('key limits and revocation: read-only, one bucket, s3 key list|delete', async t => {
+    const ro = await s3Key(a, ['--read-only'])
+    const one = await s3Key(a, ['--bucket', 'bkt'])
+    const roClient = client(creds.endpoint, ro)
+    t.equal((await roClient('GET', '/bkt/shared.txt')).status, 200, 'a read-only key reads')
+    t.equal(code((await roClient('PUT', '/bkt/ro.txt', { body: Buffer.from('no') })).body), 'AccessDenied', 'and may not write')
+    const oneClient = client(creds.endpoint, one)
+    t.equal(code((await oneClient('PUT', '/other-bucket')).body), 'AccessDenied', 'a one-bucket key may not touch another bucket')
+    t.equal((await oneClient('GET', '/bkt', { query: { 'list-type': '2' } })).status, 200, 'but lists its own')
+    const list = await a.cli(['s3', 'key', 'list', '--json'])
+    const rows = JSON.parse(list.stdout) as Array<{ accessKey: string, bucket: string | null, readOnly: boolean }>
+    t.match(rows, [{ accessKey: creds.accessKey, bucket: null, readOnly: false }, { accessKey: ro.accessKey, readOnly: true }, { accessKey: one.accessKey, bucket: 'bkt' }], 'key list (no secrets)')
+    t.notMatch(list.stdout, /secret/i, 'never a secret in the list')
+    t.equal((await a.cli(['s3', 'key', 'delete', ro.accessKey])).code, 0, 'delete')
+    t.equal(code((await roClient('GET', '/bkt/shared.txt')).body), 'InvalidAccessKeyId', 'a deleted key is refused at once')
+    const again = await a.cli(['s3', 'key', 'delete', ro.accessKey])
+    t.equal(again.code, 1, 'deleting it twice: exit 1')
+    t.match(again.stderr, /no S3 access key/)
+    t.equal((await a.cli(['s3', 'key', 'create', '--bucket', 'NO'])).code, 2, 'a bad bucket name: exit 2')
+  })
+
   await t.test('virtual-host style: BUCKET.DOMAIN in Host names the bucket', async t => {
     const url = new URL(creds.endpoint)
     const host = `bkt.s3.localhost:${url.port}`
