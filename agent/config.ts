@@ -194,7 +194,9 @@ export const ConfigSchema = z.strictObject({
     /** Largest single PUT and largest part (S3: 5 GiB); larger bodies get EntityTooLarge. */
     max_put_bytes: z.number().int().min(1).default(5 * 1024 * 1024 * 1024),
     /** A holder dead this long has its objects copied again from the survivors (by the Raft leader) until each has its replicas. */
-    repair_grace_ms: z.number().int().min(1000).default(60_000)
+    repair_grace_ms: z.number().int().min(1000).default(60_000),
+    /** How often deleted objects' blobs are freed (an object released at least this long ago that nothing names). */
+    collect_delay_ms: z.number().int().min(100).default(30_000)
   }).prefault({}),
   objects: z.strictObject({
     /**

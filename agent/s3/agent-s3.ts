@@ -7,6 +7,7 @@ import { S3Error } from './errors.js'
 import { createS3Service, type S3Service } from './s3-service.js'
 import type { S3Log } from './deps.js'
 import { S3Repair } from './repair.js'
+import { DEFAULT_COLLECT_DELAY_MS, S3Collector } from './collector.js'
 
 /** How long a read waits for the Raft barrier before answering 503. */
 export const S3_BARRIER_TIMEOUT_MS = 5_000
@@ -39,8 +40,18 @@ export function agentS3 (o: { config: Config['s3'], dataDir: string, raft: RaftH
     graceMs: o.config.repair_grace_ms,
     log: o.log
   })
+  const collector = new S3Collector({
+    table: () => o.raft.state.s3,
+    kvGet: key => o.raft.state.get(key),
+    store: o.content.store,
+    objects: o.content.objects,
+    delayMs: o.config.collect_delay_ms ?? DEFAULT_COLLECT_DELAY_MS,
+    log: o.log
+  })
+  o.raft.state.s3.onRelease = id => { collector.release(id) }
   return createS3Service({
     repair,
+    collector,
     config: o.config,
     dataDir: o.dataDir,
     table: () => o.raft.state.s3,

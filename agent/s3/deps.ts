@@ -5,6 +5,7 @@ import type { Config } from '../config.js'
 import type { CommandInput, CommandResult } from '../state/cluster-state.js'
 import type { ObjectStore, FetchedObject } from '../../p2p/content/objects.js'
 import type { S3Key, S3Table } from './s3-state.js'
+import type { S3Collector } from './collector.js'
 
 export interface S3Log {
   info: (obj: object, msg: string) => void
@@ -27,4 +28,6 @@ export interface S3Deps {
   /** Where request bodies are written before they are stored (inside the data dir). */
   tmpDir: string
   log: S3Log
+  /** Frees deleted objects' blobs; `storing` guards an id between its store and its record's commit. */
+  collector?: Pick<S3Collector, 'storing' | 'start' | 'stop'>
 }

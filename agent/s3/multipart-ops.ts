@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import type { S3Deps } from './deps.js'
 import { reasonError, s3err } from './errors.js'
 import { quoteEtag, readSmallBody, sendEmpty, sendXml, isoDate } from './http.js'
-import { copySource, needBucket, parseRange, readRange, storeBody, userMeta } from './object-ops.js'
+import { copySource, guard, needBucket, parseRange, readRange, storeBody, userMeta } from './object-ops.js'
 import type { ReceivedBody } from './body.js'
 import { open, rm } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -64,7 +64,7 @@ async function uploadPart (deps: S3Deps, r: S3Request, stats: S3Stats): Promise<
   if (copied !== undefined) r.op = 'UploadPartCopy'
   const got = await storeBody(deps, r, bucket.replicas, stats, copied)
   const part = { n: Number(raw), id: got.id, size: got.size, etag: got.md5, modified: Date.now(), holders: got.holders.slice(0, 16) }
-  const res = await deps.write({ op: 's3.upload.part', uploadId: u.uploadId, part }, r.signal)
+  const res = await guard(deps, part.id, async () => await deps.write({ op: 's3.upload.part', uploadId: u.uploadId, part }, r.signal))
   if (!res.ok) throw reasonError(res.reason, r.bucket, r.key)
   if (copied !== undefined) { sendXml(r.res, 200, 'CopyPartResult', { LastModified: isoDate(part.modified), ETag: quoteEtag(got.md5) }); return }
   const headers: Record<string, string> = { etag: quoteEtag(got.md5) }
@@ -130,7 +130,7 @@ async function complete (deps: S3Deps, r: S3Request): Promise<void> {
     ...(u.contentType !== undefined ? { contentType: u.contentType } : {}),
     ...(u.meta !== undefined ? { meta: u.meta } : {})
   }
-  const res = await deps.write({ op: 's3.upload.complete', uploadId: u.uploadId, record }, r.signal)
+  const res = await guard(deps, record.id, async () => await deps.write({ op: 's3.upload.complete', uploadId: u.uploadId, record }, r.signal))
   if (!res.ok) throw reasonError(res.reason, r.bucket, r.key)
   sendXml(r.res, 200, 'CompleteMultipartUploadResult', { Location: `/${r.bucket}/${r.key}`, Bucket: r.bucket, Key: r.key, ETag: quoteEtag(etag) })
 }

@@ -131,7 +131,7 @@ async function putObject (deps: S3Deps, r: S3Request, stats: S3Stats): Promise<v
     ...(meta !== undefined ? { meta } : {}),
     ...(Object.keys(got.checksums).length > 0 ? { checksums: got.checksums } : {})
   }
-  const res = await deps.write({ op: 's3.object.put', bucket: r.bucket, key: r.key, record }, r.signal)
+  const res = await guard(deps, record.id, async () => await deps.write({ op: 's3.object.put', bucket: r.bucket, key: r.key, record }, r.signal))
   if (!res.ok) throw reasonError(res.reason, r.bucket, r.key)
   const headers: Record<string, string> = { etag: quoteEtag(got.md5) }
   for (const [alg, v] of Object.entries(got.checksums)) headers[`x-amz-checksum-${alg}`] = v
@@ -166,6 +166,11 @@ export function copySource (header: string): { bucket: string, key: string } {
   const slash = src.indexOf('/')
   if (slash <= 0 || slash === src.length - 1) throw s3err.invalidArgument('x-amz-copy-source must be BUCKET/KEY')
   return { bucket: src.slice(0, slash), key: src.slice(slash + 1) }
+}
+
+/** Runs a record's Raft write with its object held back from the collector. */
+export async function guard<T> (deps: S3Deps, id: string, fn: () => Promise<T>): Promise<T> {
+  return deps.collector === undefined ? await fn() : await deps.collector.storing(id, fn)
 }
 
 /** `bytes=A-B`, `bytes=A-`, `bytes=-N` → [start, end] inclusive; undefined: serve it all (absent or several ranges). */

@@ -42,6 +42,7 @@ export function createS3Service (deps: Omit<S3Deps, 'tmpDir'> & { dataDir: strin
     async start () {
       if (!deps.config.enabled) return
       deps.repair?.start()
+      deps.collector?.start()
       // Bodies of requests cut off by a crash: never part of an object.
       await rm(tmpDir, { recursive: true, force: true })
       await mkdir(tmpDir, { recursive: true, mode: 0o700 })
@@ -55,7 +56,7 @@ export function createS3Service (deps: Omit<S3Deps, 'tmpDir'> & { dataDir: strin
         await s.stop().catch(() => {})
       }
     },
-    async stop () { await deps.repair?.stop(); await server?.stop() },
+    async stop () { await deps.repair?.stop(); await deps.collector?.stop(); await server?.stop() },
     registerRoutes (api) {
       api.route('POST', '/v1/s3/keys', async (req) => {
         const r = CreateKeyBody.safeParse(await req.body())

@@ -85,6 +85,8 @@ export class S3Table {
   private keys = new Map<string, S3Key>()
   private buckets = new Map<string, S3Bucket>()
   private uploads = new Map<string, S3Upload>()
+  /** Told of each object id a record, part or upload stopped naming (the collector frees it if nothing names it later). */
+  onRelease: ((id: string) => void) | undefined
 
   key (accessKey: string): S3Key | undefined { return this.keys.get(accessKey) }
   listKeys (): S3Key[] { return [...this.keys.values()].sort((a, b) => a.created - b.created) }
@@ -92,10 +94,15 @@ export class S3Table {
   listBuckets (): S3Bucket[] { return [...this.buckets.values()].sort((a, b) => a.name < b.name ? -1 : 1) }
   object (bucket: string, key: string): S3ObjectRecord | undefined { return this.buckets.get(bucket)?.objects.get(key) }
   upload (uploadId: string): S3Upload | undefined { return this.uploads.get(uploadId) }
+  allUploads (): Iterable<S3Upload> { return this.uploads.values() }
   listUploads (bucket: string): S3Upload[] { return [...this.uploads.values()].filter(u => u.bucket === bucket).sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : a.initiated - b.initiated) }
   /** Every object record, for repair and `object status`. */
   * allObjects (): Iterable<{ bucket: string, key: string, record: S3ObjectRecord, replicas: number }> {
     for (const b of this.buckets.values()) for (const [key, record] of b.objects) yield { bucket: b.name, key, record, replicas: b.replicas }
+  }
+
+  private released (id: string | undefined, keep?: string): void {
+    if (id !== undefined && id !== keep) this.onRelease?.(id)
   }
 
   apply (cmd: S3Command): Result {
@@ -116,12 +123,14 @@ export class S3Table {
       case 's3.object.put': {
         const b = this.buckets.get(cmd.bucket)
         if (b === undefined) return { ok: false, reason: S3_REASONS.noBucket }
+        this.released(b.objects.get(cmd.key)?.id, cmd.record.id)
         b.objects.set(cmd.key, cmd.record)
         return { ok: true }
       }
       case 's3.object.delete': {
         const b = this.buckets.get(cmd.bucket)
         if (b === undefined) return { ok: false, reason: S3_REASONS.noBucket }
+        this.released(b.objects.get(cmd.key)?.id)
         b.objects.delete(cmd.key)
         return { ok: true }
       }
@@ -132,6 +141,7 @@ export class S3Table {
       case 's3.upload.part': {
         const u = this.uploads.get(cmd.uploadId)
         if (u === undefined) return { ok: false, reason: S3_REASONS.noUpload }
+        this.released(u.parts.get(cmd.part.n)?.id, cmd.part.id)
         u.parts.set(cmd.part.n, cmd.part)
         return { ok: true }
       }
@@ -140,12 +150,19 @@ export class S3Table {
         if (u === undefined) return { ok: false, reason: S3_REASONS.noUpload }
         const b = this.buckets.get(u.bucket)
         if (b === undefined) return { ok: false, reason: S3_REASONS.noBucket }
+        this.released(b.objects.get(u.key)?.id, cmd.record.id)
+        for (const p of u.parts.values()) this.released(p.id, cmd.record.id)
         b.objects.set(u.key, cmd.record)
         this.uploads.delete(cmd.uploadId)
         return { ok: true }
       }
-      case 's3.upload.abort':
-        return this.uploads.delete(cmd.uploadId) ? { ok: true } : { ok: false, reason: S3_REASONS.noUpload }
+      case 's3.upload.abort': {
+        const u = this.uploads.get(cmd.uploadId)
+        if (u === undefined) return { ok: false, reason: S3_REASONS.noUpload }
+        for (const p of u.parts.values()) this.released(p.id)
+        this.uploads.delete(cmd.uploadId)
+        return { ok: true }
+      }
       case 's3.object.holders': {
         const rec = this.buckets.get(cmd.bucket)?.objects.get(cmd.key)
         if (rec === undefined || rec.id !== cmd.id) return { ok: false, reason: 'changed' }

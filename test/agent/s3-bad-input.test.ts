@@ -48,7 +48,7 @@ const curl = async (url: string): Promise<{ status: number, body: string }> => a
 })
 
 t.test('S3 bad input: the S3 error code, nothing stored', async t => {
-  const cluster = await Cluster.create(S3_TOML(1, 'domain = "s3.localhost"'))
+  const cluster = await Cluster.create(S3_TOML(1, 'domain = "s3.localhost"\ncollect_delay_ms = 300'))
   t.teardown(async () => { await cluster.destroy() })
   const a = await cluster.add('a')
   await a.start(['init'])
@@ -197,6 +197,23 @@ t.test('S3 bad input: the S3 error code, nothing stored', async t => {
     t.equal(again.code, 1, 'deleting it twice: exit 1')
     t.match(again.stderr, /no S3 access key/)
     t.equal((await a.cli(['s3', 'key', 'create', '--bucket', 'NO'])).code, 2, 'a bad bucket name: exit 2')
+  })
+
+  await t.test('a deleted object\'s blobs are freed; an object still named by another key is not', async t => {
+    const blobs = async (): Promise<number> => (await readdir(join(a.dataDir, 'blobs', 'blobs', 'sha256'))).length
+    const n0 = await blobs()
+    const body = randomBytes(3 * 1024 * 1024)
+    t.equal((await s3('PUT', '/bkt/gc-1', { body })).status, 200)
+    t.equal((await s3('PUT', '/bkt/gc-2', { body })).status, 200, 'the same bytes under a second key')
+    const n1 = await blobs()
+    t.ok(n1 > n0, `the object's manifest and chunks are stored (${n0} -> ${n1} blobs)`)
+    t.equal((await s3('DELETE', '/bkt/gc-1')).status, 204)
+    // Give the collector several sweeps: the object is still named by gc-2.
+    await new Promise(resolve => setTimeout(resolve, 2000))
+    t.equal(await blobs(), n1, 'nothing freed while another key names the object')
+    t.equal(sha256((await s3('GET', '/bkt/gc-2')).bytes), sha256(body), 'and it still reads back')
+    t.equal((await s3('DELETE', '/bkt/gc-2')).status, 204)
+    t.ok(await waitFor(async () => (await blobs()) === n0, 20_000, 200) >= 0, 'once no key names it, its blobs are deleted')
   })
 
   await t.test('virtual-host style: BUCKET.DOMAIN in Host names the bucket', async t => {
