@@ -27,7 +27,8 @@ import { runDemoCapsule } from './demo-capsule.js'
 import { registerUi } from './ui/ui.js'
 import { uiSources } from './ui/sources.js'
 import type { Registry } from 'prom-client'
-import { agentContext, createAgentMetrics, createCapsules, createContent, createMembership, createMirror, createRaft, createRegistry, createServices } from './components.js'
+import { agentContext, createAgentMetrics, createCapsules, createContent, createMembership, createMirror, createRaft, createRegistry, createS3, createServices } from './components.js'
+import type { S3Service } from './s3/s3-service.js'
 
 export { AGENT_VERSION } from './member-meta.js'
 export { preferredJoinAddr, type AgentMode } from './identity.js'
@@ -64,6 +65,7 @@ export class Agent {
   services!: ServicesHost
   mirror: MirrorServer | undefined
   registry: ClusterRegistry | undefined
+  s3: S3Service | undefined
   private stopping: Promise<void> | undefined
   private leaving = false
   private resolveStopped!: () => void
@@ -110,13 +112,15 @@ export class Agent {
     this.running.push({ name: 'registry', stop: async () => { await this.registry?.stop() } })
     this.mirror = await createMirror(ctx, { content: this.content, raft: this.raft, membership: this.membership, registry: this.registry })
     this.running.push({ name: 'mirror', stop: async () => { await this.mirror?.stop() } })
-    const metrics = createAgentMetrics({ membership: this.membership, raft: this.raft, content: this.content, mirror: () => this.mirror })
+    this.s3 = await this.begin('s3', createS3(ctx, { membership: this.membership, raft: this.raft, content: this.content }))
+    const metrics = createAgentMetrics({ membership: this.membership, raft: this.raft, content: this.content, mirror: () => this.mirror, s3: () => this.s3 })
     await this.begin('api', { start: async () => await this.api.start([
       (api) => { registerCoreRoutes(api, this.routesHost(metrics)) },
       (api) => { registerKvRoutes(api, this.raft) },
       (api) => { this.capsules.registerRoutes(api) },
       (api) => { this.services.registerRoutes(api) },
       (api) => { registerMirrorRoutes(api, () => ({ mirror: this.mirror, config: config.mirror })) },
+      (api) => { this.s3?.registerRoutes(api) },
       (api) => { registerRegistryRoutes(api, () => ({ registry: this.registry, mirrorUrl: this.mirror?.url ?? null, clusterKey: identity.file.get().clusterKey, replicas: config.registry.replicas })) },
       async (api) => { await registerUi(api, uiSources(this)) }
     ]) }, async () => { await this.api.stop() })

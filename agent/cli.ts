@@ -20,6 +20,7 @@ import { registerClientCommands } from './cli-client.js'
 import { registerMirrorCommands } from './mirror/cli.js'
 import { registerUiCommand } from './ui/cli.js'
 import { registerRegistryCommands } from './registry/cli.js'
+import { registerS3Commands } from './s3/cli.js'
 import { client, collect, dataDirOf, handleClosedStdout, markAgentRunning, out, pairs, type GlobalOpts } from './cli-common.js'
 
 /** The longest a graceful shutdown may take before the process exits anyway. */
@@ -67,6 +68,7 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     flags.listen ??= (await import('../quic/transports.js')).EPHEMERAL_LISTEN
     flags.api ??= { listen: '127.0.0.1:0' }
     flags.mirror = { ...(flags.mirror as object ?? {}), listen: '127.0.0.1:0' }
+    flags.s3 = { listen: '127.0.0.1:0' }
   }
   const { loadConfig } = await import('./config.js')
   const config: Config = await loadConfig(g.config, flags)
@@ -236,6 +238,7 @@ export function buildProgram (): Command {
   registerMirrorCommands(program)
   registerUiCommand(program)
   registerRegistryCommands(program)
+  registerS3Commands(program)
   return program
 }
 

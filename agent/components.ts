@@ -21,6 +21,9 @@ import type { MirrorServer } from './mirror/mirror-server.js'
 import { mirrorMetrics, newMirrorStats } from './mirror/stats.js'
 import { createMetrics } from './metrics.js'
 import type { Registry } from 'prom-client'
+import { agentS3 } from './s3/agent-s3.js'
+import type { S3Service } from './s3/s3-service.js'
+import { s3Metrics } from './s3/stats.js'
 
 type Open = (peerId: string, protocol: string, signal: AbortSignal) => Promise<Stream>
 
@@ -168,14 +171,19 @@ export function createRegistry (ctx: AgentContext, parts: { membership: Membersh
   return registry
 }
 
+/** The S3 endpoint over the object store (its listener opens in start(); a taken port leaves it off, logged). */
+export function createS3 (ctx: AgentContext, parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost }): S3Service {
+  return agentS3({ config: ctx.config.s3, dataDir: ctx.dataDir, raft: parts.raft, content: parts.content, self: ctx.self, members: () => parts.membership.view(), log: ctx.log.child({ part: 's3' }) })
+}
+
 /** The agent's Prometheus registry, read from the parts' own counters at scrape time. */
-export function createAgentMetrics (parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost, mirror: () => MirrorServer | undefined }): Registry {
+export function createAgentMetrics (parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost, mirror: () => MirrorServer | undefined, s3: () => S3Service | undefined }): Registry {
   const { membership, raft, content } = parts
   return createMetrics({
     membersByState: () => membership.countByState(),
     membership: () => membership.stats(),
     bytesByProtocol: () => ({ ...membership.bytesByProtocol(), '/bolt/raft/1': raft.bytes() }),
-    extra: [...content.metrics(), ...mirrorMetrics(() => parts.mirror()?.stats ?? newMirrorStats()), ...raft.metrics.gauges(), ...raft.refusalMetrics()],
+    extra: [...content.metrics(), ...mirrorMetrics(() => parts.mirror()?.stats ?? newMirrorStats()), ...raft.metrics.gauges(), ...raft.refusalMetrics(), ...s3Metrics(() => parts.s3()?.stats())],
     histograms: raft.metrics.histograms()
   })
 }

@@ -185,6 +185,27 @@ export const ConfigSchema = z.strictObject({
      */
     allow_gaming: z.boolean().default(false)
   }).prefault({}),
+  s3: z.strictObject({
+    /** Serve the S3 API (agent/s3/); a taken port is a warning (S3 off), not a failed start. */
+    enabled: z.boolean().default(true),
+    listen: HostPort.default('127.0.0.1:9000'),
+    /** Serve S3 on a non-loopback address (every request still needs a key's signature). */
+    allow_remote: z.boolean().default(false),
+    /** `Host` names the endpoint answers to besides loopback names and its own address (others get 421). */
+    allowed_hosts: z.array(HostName).max(64).default([]),
+    /** Virtual-host-style requests: `BUCKET.DOMAIN` in `Host` names the bucket (e.g. "s3.localhost"); absent: path style only. */
+    domain: HostName.optional(),
+    /** What GetBucketLocation answers; clients may sign with any region. */
+    region: z.string().regex(/^[a-z0-9-]{1,32}$/).default('us-east-1'),
+    /** Peer copies of each object of a new bucket, besides the agent's own. */
+    replicas: z.number().int().min(0).max(16).default(2),
+    /** Largest single PUT and largest part (S3: 5 GiB); larger bodies get EntityTooLarge. */
+    max_put_bytes: z.number().int().min(1).default(5 * 1024 * 1024 * 1024),
+    /** A holder dead this long has its objects copied again from the survivors (by the Raft leader) until each has its replicas. */
+    repair_grace_ms: z.number().int().min(1000).default(60_000),
+    /** How often deleted objects' blobs are freed (an object released at least this long ago that nothing names). */
+    collect_delay_ms: z.number().int().min(100).default(30_000)
+  }).prefault({}),
   objects: z.strictObject({
     /**
      * The API's `object get` with a `dest` writes (as the agent's user, root)

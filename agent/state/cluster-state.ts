@@ -10,6 +10,7 @@ import { z } from 'zod'
 import { checkCborShape } from '../../p2p/membership/cbor-guard.js'
 import { CapsuleTable, type CapsuleRecord } from './capsules.js'
 import { ServiceCatalog } from './services.js'
+import { S3Table } from '../s3/s3-state.js'
 import { decodeCommand, encodeCommand, type Command } from './commands.js'
 
 export { MAX_KEY_BYTES, MAX_VALUE_BYTES, type Command, type CommandInput } from './commands.js'
@@ -36,7 +37,8 @@ const SnapshotSchema = z.object({
   roles: z.array(z.tuple([z.string(), z.enum(['server', 'client'])])),
   capsules: z.array(z.unknown()).default([]),
   catalog: z.array(z.unknown()).default([]),
-  seen: z.array(z.tuple([z.string(), z.unknown()])).default([])
+  seen: z.array(z.tuple([z.string(), z.unknown()])).default([]),
+  s3: z.unknown().optional()
 })
 
 export interface ClusterStateInit {
@@ -56,6 +58,7 @@ export class ClusterState {
   private readonly seen = new Map<string, CommandResult>()
   readonly capsules = new CapsuleTable()
   readonly catalog = new ServiceCatalog()
+  readonly s3 = new S3Table()
   private readonly listeners = new Set<ApplyListener>()
   appliedIndex = 0
 
@@ -150,18 +153,21 @@ export class ClusterState {
       case 'role': this.roles.set(cmd.id, cmd.role); return { ok: true }
       case 'noop': return { ok: true }
       case 'catalog.update': return this.catalog.apply(cmd)
+      case 's3.key.put': case 's3.key.delete': case 's3.bucket.create': case 's3.bucket.delete': case 's3.object.put':
+      case 's3.object.delete': case 's3.upload.create': case 's3.upload.part': case 's3.upload.complete': case 's3.upload.abort': case 's3.object.holders':
+        return this.s3.apply(cmd)
       default: return this.capsules.apply(cmd)
     }
   }
 
   snapshot (): Uint8Array {
-    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1), capsules: this.capsules.toSnapshot(), catalog: this.catalog.toSnapshot(), seen: [...this.seen] }) as Uint8Array
+    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1), capsules: this.capsules.toSnapshot(), catalog: this.catalog.toSnapshot(), seen: [...this.seen], s3: this.s3.toSnapshot() }) as Uint8Array
     const sum = createHash('sha256').update(body).digest()
     return Buffer.concat([sum, body])
   }
 
   restore (data: Uint8Array): void {
-    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); this.capsules.restore([]); this.catalog.restore([]); this.seen.clear(); return }
+    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); this.capsules.restore([]); this.catalog.restore([]); this.s3.restore(undefined); this.seen.clear(); return }
     if (data.byteLength < 32) throw new SnapshotCorruptError('snapshot shorter than its checksum')
     const sum = data.subarray(0, 32)
     const body = data.subarray(32)
@@ -179,6 +185,11 @@ export class ClusterState {
     this.roles = new Map(parsed.data.roles)
     this.capsules.restore(parsed.data.capsules as CapsuleRecord[])
     this.catalog.restore(parsed.data.catalog)
+    try {
+      this.s3.restore(parsed.data.s3)
+    } catch (err) {
+      throw new SnapshotCorruptError(`snapshot's S3 state has an unexpected shape: ${(err as Error).message.slice(0, 200)}`)
+    }
     // De-duplication must survive a snapshot, or replicas restored from one
     // could re-apply a retried command that the others skipped.
     this.seen.clear()

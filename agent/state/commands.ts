@@ -9,6 +9,7 @@ import { z } from 'zod'
 import { checkCborShape } from '../../p2p/membership/cbor-guard.js'
 import { CapsuleCommandSchemas } from './capsules.js'
 import { CatalogCommandSchema } from './services.js'
+import { S3CommandSchemas } from '../s3/s3-state.js'
 
 export const MAX_KEY_BYTES = 512
 export const MAX_VALUE_BYTES = 64 * 1024
@@ -18,6 +19,8 @@ export const MAX_COMMAND_BYTES = 512 * 1024
 const SMALL = 8 * 1024
 /** put/cas: a key and up to two values of MAX_VALUE_BYTES characters (UTF-8: up to 3 bytes each). */
 const KV_BYTES = MAX_KEY_BYTES * 3 + 2 * MAX_VALUE_BYTES * 3 + 1024
+/** An S3 object record: a key of up to 1 KiB, user metadata of up to 2 KiB, checksums and holders. */
+const S3_RECORD_BYTES = 64 * 1024
 
 const Req = z.string().max(64)
 const Key = z.string().min(1).max(MAX_KEY_BYTES)
@@ -77,6 +80,8 @@ const leaderOnly: Authorize<unknown> = (_cmd, ctx) => ctx.from === ctx.leader ? 
  *   capsule.report   SMALL      the node named in it (apply: only for an instance placed there)
  *   instance.health  512 KiB    the node named in it (apply: only for instances it runs)
  *   catalog.update   512 KiB    leader (its catalog keeper)
+ *   s3.*             64 KiB     any member (the S3 endpoint of any agent, after it checked the request's signature)
+ *   s3.object.holders 64 KiB    leader (its S3 repair)
  *
  * Apply re-checks each command's preconditions (generations, placement), so
  * these rules are about who, not about staleness.
@@ -106,7 +111,18 @@ export const COMMANDS = {
     maxBytes: MAX_COMMAND_BYTES,
     authorize: (cmd, ctx) => cmd.node === ctx.from ? null : `a node reports health only for its own instances (the update names ${cmd.node})`
   }),
-  'catalog.update': entry({ schema: CatalogCommandSchema, maxBytes: MAX_COMMAND_BYTES, authorize: leaderOnly })
+  'catalog.update': entry({ schema: CatalogCommandSchema, maxBytes: MAX_COMMAND_BYTES, authorize: leaderOnly }),
+  's3.key.put': entry({ schema: S3CommandSchemas['s3.key.put'], maxBytes: SMALL, authorize: anyMember }),
+  's3.key.delete': entry({ schema: S3CommandSchemas['s3.key.delete'], maxBytes: SMALL, authorize: anyMember }),
+  's3.bucket.create': entry({ schema: S3CommandSchemas['s3.bucket.create'], maxBytes: SMALL, authorize: anyMember }),
+  's3.bucket.delete': entry({ schema: S3CommandSchemas['s3.bucket.delete'], maxBytes: SMALL, authorize: anyMember }),
+  's3.object.put': entry({ schema: S3CommandSchemas['s3.object.put'], maxBytes: S3_RECORD_BYTES, authorize: anyMember }),
+  's3.object.delete': entry({ schema: S3CommandSchemas['s3.object.delete'], maxBytes: SMALL, authorize: anyMember }),
+  's3.upload.create': entry({ schema: S3CommandSchemas['s3.upload.create'], maxBytes: S3_RECORD_BYTES, authorize: anyMember }),
+  's3.upload.part': entry({ schema: S3CommandSchemas['s3.upload.part'], maxBytes: SMALL, authorize: anyMember }),
+  's3.upload.complete': entry({ schema: S3CommandSchemas['s3.upload.complete'], maxBytes: S3_RECORD_BYTES, authorize: anyMember }),
+  's3.upload.abort': entry({ schema: S3CommandSchemas['s3.upload.abort'], maxBytes: SMALL, authorize: anyMember }),
+  's3.object.holders': entry({ schema: S3CommandSchemas['s3.object.holders'], maxBytes: S3_RECORD_BYTES, authorize: leaderOnly })
 }
 
 export type CommandOp = keyof typeof COMMANDS

@@ -96,27 +96,60 @@ export class ObjectStore {
     await store.put(bytes, id, { size: bytes.length })
     await store.pin(ObjectStore.owner(id), [id, ...chunks.map(c => c.digest)])
 
+    const { replicas, replicaErrors } = await this.replicate(id, bytes.length, chunks, size, opts.replicas ?? 0, opts.signal)
+    return { id, size, chunks: chunks.length, dedupedChunks: deduped, replicas, replicaErrors }
+  }
+
+  /**
+   * Stores a new object made of chunks already in the store (an S3 multipart
+   * upload's parts, concatenated): only its manifest is written, then pinned
+   * and replicated like putObject's.
+   */
+  async putChunks (chunks: Array<{ digest: string, size: number }>, opts: { replicas?: number, name?: string, signal?: AbortSignal } = {}): Promise<PutResult> {
+    const { store } = this.init
+    for (const c of dedupe(chunks)) if (!store.hasSync(c.digest)) throw new ObjectNotFoundError(`chunk ${c.digest} of the new object is not in this node's store`)
+    const size = chunks.reduce((n, c) => n + c.size, 0)
+    const manifest: ObjectManifest = { mediaType: OBJECT_MANIFEST_MEDIA_TYPE, size, ...(opts.name !== undefined ? { name: opts.name } : {}), chunks }
+    const bytes = Buffer.from(JSON.stringify(manifest))
+    const id = sha256Digest(bytes)
+    if (!store.hasSync(id)) await store.put(bytes, id, { size: bytes.length })
+    await store.pin(ObjectStore.owner(id), [id, ...chunks.map(c => c.digest)])
+    const { replicas, replicaErrors } = await this.replicate(id, bytes.length, chunks, size, opts.replicas ?? 0, opts.signal)
+    return { id, size, chunks: chunks.length, dedupedChunks: chunks.length, replicas, replicaErrors }
+  }
+
+  /**
+   * Repair: object `id` (local already, see fetchObject) gets `want` more
+   * peer copies, never on `exclude` (the holders it has).
+   */
+  async addReplicas (id: string, want: number, exclude: string[], signal?: AbortSignal): Promise<{ replicas: string[], replicaErrors: Array<{ peer: string, error: string }> }> {
+    const manifestSize = (await this.init.store.readAll(id)).length
+    const manifest = await this.readManifest(id)
+    return await this.replicate(id, manifestSize, manifest.chunks, manifest.size, want, signal, exclude)
+  }
+
+  /** Asks up to `want` peers to pull and pin object `id`; when one fails, another is chosen. */
+  private async replicate (id: string, manifestSize: number, chunks: Array<{ digest: string, size: number }>, size: number, want: number, signal?: AbortSignal, exclude: string[] = []): Promise<{ replicas: string[], replicaErrors: Array<{ peer: string, error: string }> }> {
     const replicas: string[] = []
     const replicaErrors: Array<{ peer: string, error: string }> = []
-    const want = opts.replicas ?? 0
     if (want > 0) {
       const self = this.init.exchange.self
-      const tried = new Set<string>([self])
+      const tried = new Set<string>([self, ...exclude])
       // Ask chosen peers; when one fails, choose again among the rest.
       while (replicas.length < want) {
         const chooser = this.init.chooseReplicas ?? ((count, o) => (this.init.candidates?.() ?? []).filter(p => !o.exclude.includes(p)).slice(0, count))
         const picks = chooser(want - replicas.length, { size, exclude: [...tried] }).filter(p => !tried.has(p))
         if (picks.length === 0) break
         for (const p of picks) tried.add(p)
-        const blobs = [{ digest: id, size: bytes.length }, ...dedupe(chunks)]
-        const results = await Promise.allSettled(picks.map(async peer => { await this.init.exchange.requestReplicate(peer, ObjectStore.owner(id), blobs, { signal: opts.signal }); return peer }))
+        const blobs = [{ digest: id, size: manifestSize }, ...dedupe(chunks)]
+        const results = await Promise.allSettled(picks.map(async peer => { await this.init.exchange.requestReplicate(peer, ObjectStore.owner(id), blobs, { signal }); return peer }))
         results.forEach((r, i) => {
           if (r.status === 'fulfilled') replicas.push(r.value)
           else replicaErrors.push({ peer: picks[i] as string, error: (r.reason as Error).message })
         })
       }
     }
-    return { id, size, chunks: chunks.length, dedupedChunks: deduped, replicas, replicaErrors }
+    return { replicas, replicaErrors }
   }
 
   /** A peer asked us to hold an object's blobs: pull each (verified) and pin them. */
@@ -179,6 +212,18 @@ export class ObjectStore {
       yield data
     }
     if (pos !== manifest.size) throw new ManifestError(`object: assembled ${pos} bytes, manifest says ${manifest.size}`)
+  }
+
+  /** The manifest of object `id` when it and every chunk are already in this node's store (pinned by whoever stored them); else undefined. */
+  async localManifest (id: string): Promise<ObjectManifest | undefined> {
+    if (!this.init.store.hasSync(id)) return undefined
+    const manifest = await this.readManifest(id)
+    return manifest.chunks.every(c => this.init.store.hasSync(c.digest)) ? manifest : undefined
+  }
+
+  /** One chunk of a fetched object (for ranged reads). */
+  async readChunk (digest: string): Promise<Uint8Array> {
+    return await this.init.store.readAll(digest)
   }
 
   async getObject (id: string, dest: string, opts: { candidates?: string[], signal?: AbortSignal } = {}): Promise<GetResult> {

@@ -1,0 +1,143 @@
+// Receiving an object's bytes: the request body, decoded when aws-chunked,
+// is written to a temp file in the data dir while MD5 (the ETag), the
+// payload's SHA-256 (when the signature covers it) and any checksum the
+// client named (CRC32, CRC32C, SHA1, SHA256; header or trailer) are
+// computed. Only a body that matches all of them is handed on to the object
+// store; anything else is deleted and answered with S3's error code. Memory
+// stays bounded by the stream's buffers whatever the object's size.
+import { createHash, randomBytes, type Hash } from 'node:crypto'
+import { createWriteStream } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import type { IncomingMessage } from 'node:http'
+import { join } from 'node:path'
+import { PassThrough, Transform, type TransformCallback } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { crc32 } from 'node:zlib'
+import { Crc32c } from '@aws-crypto/crc32c'
+import { AwsChunkedStream, type ChunkSigning } from './aws-chunked.js'
+import { S3Error, s3err } from './errors.js'
+import { STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER, UNSIGNED_PAYLOAD } from './sigv4.js'
+
+export const CHECKSUM_ALGORITHMS = ['crc32', 'crc32c', 'sha1', 'sha256'] as const
+export type ChecksumAlgorithm = typeof CHECKSUM_ALGORITHMS[number]
+
+export interface ReceivedBody {
+  file: string
+  size: number
+  md5: string
+  /** Checksums verified against what the client sent (algorithm → base64). */
+  checksums: Record<string, string>
+}
+
+interface Summer { update: (b: Buffer) => void, digest: () => string }
+
+function summer (alg: ChecksumAlgorithm): Summer {
+  if (alg === 'crc32') {
+    let v = 0
+    return { update: b => { v = crc32(b, v) }, digest: () => u32b64(v) }
+  }
+  if (alg === 'crc32c') {
+    const c = new Crc32c()
+    return { update: b => { c.update(b) }, digest: () => u32b64(c.digest()) }
+  }
+  const h: Hash = createHash(alg)
+  return { update: b => { h.update(b) }, digest: () => h.digest('base64') }
+}
+
+function u32b64 (v: number): string {
+  const b = Buffer.alloc(4)
+  b.writeUInt32BE(v >>> 0)
+  return b.toString('base64')
+}
+
+function header (req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name]
+  return Array.isArray(v) ? v[0] : v
+}
+
+/** Counts and hashes what flows through, and refuses more than `max` bytes. */
+class Measure extends Transform {
+  size = 0
+  readonly md5 = createHash('md5')
+  readonly sha256 = createHash('sha256')
+  constructor (private readonly max: number, readonly sums: Map<ChecksumAlgorithm, Summer>, private readonly wantSha: boolean) { super() }
+  override _transform (chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    this.size += chunk.length
+    if (this.size > this.max) { cb(s3err.entityTooLarge(this.max)); return }
+    this.md5.update(chunk)
+    if (this.wantSha) this.sha256.update(chunk)
+    for (const s of this.sums.values()) s.update(chunk)
+    cb(null, chunk)
+  }
+}
+
+/**
+ * Reads the body of `req` into a new file under `tmpDir`. `payloadHash` is
+ * the x-amz-content-sha256 the signature covers; `signing` checks aws-chunked
+ * chunk signatures. Throws S3Error (the temp file removed) on any mismatch.
+ */
+export async function receiveBody (req: IncomingMessage, o: { tmpDir: string, payloadHash: string, signing?: ChunkSigning, maxBytes: number, signal?: AbortSignal }): Promise<ReceivedBody> {
+  const streaming = o.payloadHash.startsWith('STREAMING-')
+  if (streaming && ![STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER].includes(o.payloadHash)) throw s3err.notImplemented(`x-amz-content-sha256 ${o.payloadHash.slice(0, 64)}`)
+  const declared = header(req, 'x-amz-decoded-content-length') ?? header(req, 'content-length')
+  if (declared !== undefined && !/^\d{1,15}$/.test(declared)) throw s3err.invalidArgument('Content-Length is not a number')
+  if (declared !== undefined && Number(declared) > o.maxBytes) throw s3err.entityTooLarge(o.maxBytes)
+  if (streaming && header(req, 'x-amz-decoded-content-length') === undefined) throw new S3Error(411, 'MissingContentLength', 'aws-chunked uploads need x-amz-decoded-content-length')
+  const trailerNames = (header(req, 'x-amz-trailer') ?? '').split(',').map(s => s.trim().toLowerCase()).filter(s => s !== '')
+  if (trailerNames.length > 0 && !streaming) throw s3err.invalidRequest('x-amz-trailer needs an aws-chunked body')
+
+  // Checksums asked for: x-amz-checksum-ALG headers, or announced trailers.
+  const sums = new Map<ChecksumAlgorithm, Summer>()
+  const expected = new Map<ChecksumAlgorithm, string | undefined>()
+  for (const alg of CHECKSUM_ALGORITHMS) {
+    const name = `x-amz-checksum-${alg}`
+    const h = header(req, name)
+    if (h !== undefined || trailerNames.includes(name)) { sums.set(alg, summer(alg)); expected.set(alg, h) }
+  }
+  for (const t of trailerNames) if (!/^x-amz-checksum-(crc32|crc32c|sha1|sha256)$/.test(t)) throw s3err.invalidRequest(`unsupported trailer ${t.slice(0, 64)}`)
+  const md5Header = header(req, 'content-md5')
+  if (md5Header !== undefined && !/^[A-Za-z0-9+/]{22}==$/.test(md5Header)) throw s3err.invalidDigest()
+
+  const signedHash = !streaming && o.payloadHash !== UNSIGNED_PAYLOAD
+  if (signedHash && !/^[0-9a-f]{64}$/.test(o.payloadHash)) throw s3err.invalidArgument('x-amz-content-sha256 is not a SHA-256 hex digest, UNSIGNED-PAYLOAD or a STREAMING- value')
+  const measure = new Measure(o.maxBytes, sums, signedHash)
+  const decoder = streaming ? new AwsChunkedStream({ trailers: trailerNames, ...(o.payloadHash !== STREAMING_UNSIGNED_TRAILER && o.signing !== undefined ? { signing: o.signing } : {}) }) : undefined
+  const file = join(o.tmpDir, `put-${randomBytes(8).toString('hex')}`)
+  try {
+    const out = createWriteStream(file, { flags: 'wx', mode: 0o600 })
+    // The request itself stays out of the pipeline: on a refused body it is
+    // drained, not destroyed, so the client still reads the S3 error.
+    const source = new PassThrough()
+    req.pipe(source)
+    const onClose = (): void => { if (!req.complete) source.destroy(s3err.incompleteBody()) }
+    req.once('close', onClose)
+    try {
+      const stages = decoder !== undefined ? [source, decoder, measure, out] : [source, measure, out]
+      await (pipeline as (...s: unknown[]) => Promise<void>)(...stages, ...(o.signal !== undefined ? [{ signal: o.signal }] : []))
+    } catch (err) {
+      req.unpipe(source)
+      req.resume()
+      throw err
+    } finally {
+      req.off('close', onClose)
+    }
+    if (declared !== undefined && measure.size !== Number(declared)) throw s3err.incompleteBody()
+    const md5 = measure.md5.digest()
+    if (md5Header !== undefined && md5.toString('base64') !== md5Header) throw s3err.badDigest()
+    if (signedHash && measure.sha256.digest('hex') !== o.payloadHash) throw s3err.xAmzContentSha256Mismatch()
+    const checksums: Record<string, string> = {}
+    for (const [alg, s] of sums) {
+      const want = expected.get(alg) ?? decoder?.decoder.trailers.get(`x-amz-checksum-${alg}`)
+      const got = s.digest()
+      if (want === undefined) throw s3err.invalidRequest(`the x-amz-checksum-${alg} trailer is missing`)
+      if (want !== got) throw s3err.badChecksum(alg.toUpperCase())
+      checksums[alg] = got
+    }
+    return { file, size: measure.size, md5: md5.toString('hex'), checksums }
+  } catch (err) {
+    await rm(file, { force: true })
+    if (err instanceof S3Error) throw err
+    if ((err as Error).name === 'AbortError' || (err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') throw s3err.incompleteBody()
+    throw err
+  }
+}
