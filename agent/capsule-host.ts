@@ -28,6 +28,7 @@ import { EXEC_PROTOCOL, ExecRequestSchema, execHandler, execRemote, type ExecOut
 import type { AssignedPort, NetworkMode } from './scheduler/spec.js'
 import { chooseSubnet, subnetConflict } from './capsule-network.js'
 import { nodeAddress } from './services/catalog-keeper.js'
+import { registerCapsuleOpsRoutes } from './day2/capsule-routes.js'
 
 export interface CapsuleHostInit {
   self: string
@@ -136,7 +137,7 @@ export class CapsuleHost {
       log: o.log.child({ part: 'supervisor' })
     })
     o.raft.state.onApply((cmd) => {
-      if (cmd.op.startsWith('capsule.')) { this.supervisor.kick(); if (cmd.op === 'capsule.create' || cmd.op === 'capsule.unplace') this.scheduler.kick() }
+      if (cmd.op.startsWith('capsule.')) { this.supervisor.kick(); if (['capsule.create', 'capsule.unplace', 'capsule.restart', 'capsule.scale', 'capsule.update', 'capsule.report'].includes(cmd.op)) this.scheduler.kick() }
     })
     await o.libp2p.handle(LOGS_PROTOCOL, o.guard(logsHandler((instance, q, signal) => this.localLogs(instance, q, signal))), { maxInboundStreams: 32 })
     await o.libp2p.handle(EXEC_PROTOCOL, o.guard(execHandler(async (req, signal) => await this.localExec(req.instance, req.argv, req.timeoutMs, signal))), { maxInboundStreams: 16 })
@@ -312,7 +313,11 @@ export class CapsuleHost {
       const instance = typeof body.instance === 'string' ? body.instance : undefined
       return await this.exec(req.params.name ?? '', instance, parsed.data.argv, parsed.data.timeoutMs, req.signal)
     })
+    registerCapsuleOpsRoutes(api, raft)
     api.route('POST', '/v1/capsules/:name/stop', async (req) => {
+      const rec = raft.state.capsules.get(req.params.name ?? '')
+      // `stop` of what already ended says so (docker: "is not running"), rather than pretending to stop it.
+      if (rec !== undefined && rec.instances.every(i => i.state === 'exited' || i.state === 'failed')) throw new ApiError(409, `${rec.spec.name} is not running (${[...new Set(rec.instances.map(i => i.state))].join(', ')}); bolt-agent restart ${rec.spec.name} runs it again`)
       const r = await raft.write({ op: 'capsule.stop', name: req.params.name ?? '' }, req.signal)
       if (!r.ok) throw new ApiError(404, r.reason)
       return { name: req.params.name, stopping: true }

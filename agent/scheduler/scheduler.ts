@@ -64,7 +64,9 @@ export class Scheduler {
       const allocations: Allocation[] = []
       const lost: Array<{ instance: string, generation: number, reason: string }> = []
       const unplaced: Array<{ capsule: ReturnType<CapsuleTable['list']>[number], instance: string, generation: number, reason: string | null }> = []
+      const finished: string[] = []
       for (const c of table.list()) {
+        if (c.spec.autoRemove === true && c.instances.every(i => i.node !== null && (i.state === 'exited' || i.state === 'failed'))) finished.push(c.spec.name)
         for (const i of c.instances) {
           if (i.node !== null) {
             const n = byId.get(i.node)
@@ -81,6 +83,10 @@ export class Scheduler {
       for (const l of lost) {
         this.o.log.info({ instance: l.instance, reason: l.reason }, 'scheduler: instance lost')
         await this.o.write({ op: 'capsule.unplace', instance: l.instance, generation: l.generation, state: 'lost', reason: l.reason }, this.ac.signal)
+      }
+      for (const name of finished) {
+        this.o.log.info({ capsule: name }, 'scheduler: removing a finished --rm capsule')
+        await this.o.write({ op: 'capsule.remove', name }, this.ac.signal)
       }
       if (unplaced.length === 0) return
       const view = new CapacityView(usable, allocations)

@@ -99,6 +99,8 @@ export const CapsuleSpecSchema = z.strictObject({
   /** The catalog and DNS name (`NAME.service.bolt`); default: the capsule's name. */
   service: z.string().regex(SERVICE_NAME_RE, 'a DNS label: lowercase letters, digits and -').optional(),
   health: HealthSchema.optional(),
+  /** `run --rm`: the leader removes the capsule once every instance has exited or failed for good. */
+  autoRemove: z.boolean().optional(),
   /** Published ports (`-p`): a host port (absent = dynamic, from the node's range) forwarded to a container port. */
   ports: z.array(PortRequestSchema).max(MAX_PORTS).default([])
 }).superRefine((s, ctx) => {

@@ -4,7 +4,7 @@
 // report carry the instance's generation and are refused when it moved on,
 // so a new leader or a late supervisor can't double-place or resurrect.
 import { z } from 'zod'
-import { AssignedPortSchema, CapsuleSpecSchema, InstanceStateSchema, instanceName, MAX_PORTS, type AssignedPort, type CapsuleSpec, type InstanceState } from '../scheduler/spec.js'
+import { AssignedPortSchema, CapsuleSpecSchema, InstanceStateSchema, instanceName, MAX_PORTS, MAX_REPLICAS, type AssignedPort, type CapsuleSpec, type InstanceState } from '../scheduler/spec.js'
 import { HealthStateSchema, type HealthState } from '../services/health-spec.js'
 import { WAITING_FOR_SCHEDULER } from './instance-reasons.js'
 
@@ -44,6 +44,12 @@ export const CapsuleCommandSchemas = {
   'capsule.report': z.object({ op: z.literal('capsule.report'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), generation: Gen, state: InstanceStateSchema, exitCode: z.number().int().nullable(), reason: z.string().max(512).nullable(), restarts: z.number().int().nonnegative() }),
   'capsule.stop': z.object({ op: z.literal('capsule.stop'), req: z.string().max(64), name: z.string().max(128) }),
   'capsule.remove': z.object({ op: z.literal('capsule.remove'), req: z.string().max(64), name: z.string().max(128) }),
+  /** `restart`: the named instances (all when absent) are placed afresh, their old runs stopped; a stopped capsule runs again. */
+  'capsule.restart': z.object({ op: z.literal('capsule.restart'), req: z.string().max(64), name: z.string().max(128), instances: z.array(z.string().max(128)).max(MAX_REPLICAS).optional() }),
+  /** `scale`: instances added (pending) or the highest-numbered ones removed. */
+  'capsule.scale': z.object({ op: z.literal('capsule.scale'), req: z.string().max(64), name: z.string().max(128), replicas: z.number().int().min(1).max(MAX_REPLICAS) }),
+  /** `up` of an edited stack: the new spec (same name), replicas resized; running instances keep their spec until restarted. */
+  'capsule.update': z.object({ op: z.literal('capsule.update'), req: z.string().max(64), spec: CapsuleSpecSchema }),
   /**
    * Health transitions seen by one node's probes, batched: only changes are
    * written, coalesced per instance, so a probe every second costs no Raft
@@ -148,6 +154,37 @@ export class CapsuleTable {
         for (const i of c.instances) this.byInstance.delete(i.name)
         return { ok: true }
       }
+      case 'capsule.restart': {
+        const c = this.capsules.get(cmd.name)
+        if (c === undefined) return { ok: false, reason: `no capsule named ${cmd.name}` }
+        const chosen = cmd.instances === undefined ? c.instances : c.instances.filter(i => cmd.instances?.includes(i.name))
+        if (chosen.length === 0) return { ok: false, reason: `${cmd.name} has no instance named ${cmd.instances?.join(', ') ?? ''}` }
+        c.desired = 'run'
+        for (const i of chosen) {
+          i.node = null
+          i.gpuIndexes = []
+          i.ports = []
+          i.state = 'pending'
+          i.reason = WAITING_FOR_SCHEDULER
+          i.exitCode = null
+          i.health = initialHealth(c.spec)
+        }
+        return { ok: true }
+      }
+      case 'capsule.scale': {
+        const c = this.capsules.get(cmd.name)
+        if (c === undefined) return { ok: false, reason: `no capsule named ${cmd.name}` }
+        const r = this.resize(c, cmd.replicas)
+        if (r.ok) c.spec = { ...c.spec, replicas: cmd.replicas }
+        return r
+      }
+      case 'capsule.update': {
+        const c = this.capsules.get(cmd.spec.name)
+        if (c === undefined) return { ok: false, reason: `no capsule named ${cmd.spec.name}` }
+        const r = this.resize(c, cmd.spec.replicas)
+        if (r.ok) c.spec = cmd.spec
+        return r
+      }
       case 'instance.health': {
         let applied = 0
         for (const u of cmd.updates) {
@@ -160,6 +197,23 @@ export class CapsuleTable {
         return applied > 0 ? { ok: true, value: String(applied) } : { ok: false, reason: 'stale health report' }
       }
     }
+  }
+
+  /** Adds instances `name-i` (pending) or removes the highest-numbered ones, so the capsule has `replicas`. */
+  private resize (c: CapsuleRecord, replicas: number): Result {
+    if (replicas < c.instances.length) {
+      for (const i of c.instances.splice(replicas)) this.byInstance.delete(i.name)
+      return { ok: true }
+    }
+    const added: InstanceRecord[] = []
+    for (let idx = c.instances.length; idx < replicas; idx++) {
+      // Existing instances keep their names (a single one is named after the capsule); new ones are name-i.
+      const name = instanceName(c.spec.name, idx, Math.max(2, replicas))
+      if (this.byInstance.has(name)) return { ok: false, reason: `instance name ${name} is taken by capsule ${this.byInstance.get(name) ?? ''}` }
+      added.push({ name, index: idx, node: null, gpuIndexes: [], ports: [], state: 'pending', reason: WAITING_FOR_SCHEDULER, exitCode: null, restarts: 0, generation: 0, health: initialHealth(c.spec) })
+    }
+    for (const i of added) { c.instances.push(i); this.byInstance.set(i.name, c.spec.name) }
+    return { ok: true }
   }
 
   toSnapshot (): CapsuleRecord[] {

@@ -1,0 +1,54 @@
+// Units of day-two operations: the capsule table's restart, scale and
+// update commands, and the plan `up` prints for an edited stack.
+import t from 'tap'
+import { CapsuleTable } from '../../agent/state/capsules.js'
+import { CapsuleSpecSchema } from '../../agent/scheduler/spec.js'
+import { planStack, replacesInstances, STACK_LABEL } from '../../agent/day2/stack-plan.js'
+
+const spec = (o: Record<string, unknown>): ReturnType<typeof CapsuleSpecSchema.parse> => CapsuleSpecSchema.parse({ image: 'r/x:1', ...o })
+
+t.test('restart, scale and update in the capsule table', async t => {
+  const tab = new CapsuleTable()
+  t.ok(tab.apply({ op: 'capsule.create', req: '1', spec: spec({ name: 'web', replicas: 2 }) }).ok)
+  t.ok(tab.apply({ op: 'capsule.place', req: '2', instance: 'web-0', node: 'n1', gpuIndexes: [], ports: [], generation: 0 }).ok)
+  t.ok(tab.apply({ op: 'capsule.report', req: '3', instance: 'web-0', node: 'n1', generation: 1, state: 'exited', exitCode: 0, reason: null, restarts: 0 }).ok)
+  tab.apply({ op: 'capsule.stop', req: '4', name: 'web' })
+  t.ok(tab.apply({ op: 'capsule.restart', req: '5', name: 'web', instances: ['web-0'] }).ok)
+  const w0 = tab.instance('web-0')!
+  t.equal(w0.capsule.desired, 'run', 'a stopped capsule runs again')
+  t.match(w0.instance, { node: null, state: 'pending', generation: 1 }, 'unplaced, generation kept for the next placement')
+  t.notOk(tab.apply({ op: 'capsule.restart', req: '6', name: 'web', instances: ['web-9'] }).ok, 'an unknown instance is refused')
+  t.notOk(tab.apply({ op: 'capsule.restart', req: '7', name: 'nope' }).ok)
+
+  t.ok(tab.apply({ op: 'capsule.scale', req: '8', name: 'web', replicas: 4 }).ok)
+  t.same(tab.get('web')!.instances.map(i => i.name), ['web-0', 'web-1', 'web-2', 'web-3'])
+  t.equal(tab.get('web')!.spec.replicas, 4, 'the spec follows')
+  t.ok(tab.apply({ op: 'capsule.scale', req: '9', name: 'web', replicas: 1 }).ok)
+  t.same(tab.get('web')!.instances.map(i => i.name), ['web-0'], 'the highest-numbered go first')
+  t.equal(tab.instance('web-2'), undefined, 'and are forgotten')
+
+  t.ok(tab.apply({ op: 'capsule.create', req: '10', spec: spec({ name: 'one' }) }).ok)
+  t.ok(tab.apply({ op: 'capsule.create', req: '11', spec: spec({ name: 'one-1' }) }).ok)
+  t.notOk(tab.apply({ op: 'capsule.scale', req: '12', name: 'one', replicas: 2 }).ok, 'a name taken by another capsule is refused')
+  t.same(tab.get('one')!.instances.map(i => i.name), ['one'], 'and nothing changes')
+
+  t.ok(tab.apply({ op: 'capsule.update', req: '13', spec: spec({ name: 'web', replicas: 2, args: ['v2'] }) }).ok)
+  t.same(tab.get('web')!.spec.args, ['v2'])
+  t.equal(tab.get('web')!.instances.length, 2)
+  t.notOk(tab.apply({ op: 'capsule.update', req: '14', spec: spec({ name: 'ghost' }) }).ok)
+})
+
+t.test('the plan of an edited stack', async t => {
+  const lab = { [STACK_LABEL]: 's' }
+  const tab = new CapsuleTable()
+  for (const s of [spec({ name: 'db', labels: lab }), spec({ name: 'web', replicas: 3, args: ['v1'], labels: lab }), spec({ name: 'old', labels: lab }), spec({ name: 'other' })]) tab.apply({ op: 'capsule.create', req: s.name, spec: s })
+  const p = planStack('s', tab.list(), [spec({ name: 'db', labels: lab }), spec({ name: 'web', replicas: 5, args: ['v2'], labels: lab }), spec({ name: 'api', labels: lab })])
+  t.same(p.added, ['api'])
+  t.same(p.changed, [{ name: 'web', fields: ['args', 'replicas'], replicas: { from: 3, to: 5 } }])
+  t.same(p.removed, ['old'], 'only capsules of this stack are removed')
+  t.same(p.unchanged, ['db'])
+  t.ok(replacesInstances(['args', 'replicas']))
+  t.notOk(replacesInstances(['replicas']), 'a scale replaces nothing')
+  const same = planStack('s', tab.list(), [CapsuleSpecSchema.parse({ labels: lab, name: 'db', image: 'r/x:1', env: {} })])
+  t.same(same.unchanged, ['db'], 'key order and defaults do not make a change')
+})
