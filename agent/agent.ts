@@ -68,6 +68,9 @@ export interface StatusJson {
   members: Array<MemberView & { connection?: 'direct' | 'relayed' | 'none' }>
 }
 
+/** How long `leave` waits for this node's capsules to run healthy elsewhere before stopping them anyway. */
+export const LEAVE_DRAIN_MS = 60_000
+
 export class UnknownMemberError extends Error {
   override name = 'UnknownMemberError'
 }
@@ -409,6 +412,8 @@ export class Agent {
 
   async leave (): Promise<void> {
     this.leaving = true
+    // Drain first: a node that has left runs nothing (its capsules moved, or stopped at the deadline).
+    await this.capsules.drainAndStopLocal(LEAVE_DRAIN_MS)
     await this.raft.prepareLeave()
     await this.membership.leave()
     await this.clusterFile.update({ left: true })

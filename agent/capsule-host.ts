@@ -29,6 +29,8 @@ import type { AssignedPort, NetworkMode } from './scheduler/spec.js'
 import { chooseSubnet, subnetConflict } from './capsule-network.js'
 import { nodeAddress } from './services/catalog-keeper.js'
 import { registerCapsuleOpsRoutes } from './day2/capsule-routes.js'
+import { registerNodeRoutes } from './day2/node-routes.js'
+import { drainBeforeLeave } from './day2/drain.js'
 
 export interface CapsuleHostInit {
   self: string
@@ -137,7 +139,7 @@ export class CapsuleHost {
       log: o.log.child({ part: 'supervisor' })
     })
     o.raft.state.onApply((cmd) => {
-      if (cmd.op.startsWith('capsule.')) { this.supervisor.kick(); if (['capsule.create', 'capsule.unplace', 'capsule.restart', 'capsule.scale', 'capsule.update', 'capsule.report'].includes(cmd.op)) this.scheduler.kick() }
+      if (cmd.op.startsWith('capsule.') || cmd.op === 'node.eligibility') { this.supervisor.kick(); if (['capsule.create', 'capsule.unplace', 'capsule.restart', 'capsule.scale', 'capsule.update', 'capsule.report', 'capsule.migrate', 'node.eligibility'].includes(cmd.op)) this.scheduler.kick() }
     })
     await o.libp2p.handle(LOGS_PROTOCOL, o.guard(logsHandler((instance, q, signal) => this.localLogs(instance, q, signal))), { maxInboundStreams: 32 })
     await o.libp2p.handle(EXEC_PROTOCOL, o.guard(execHandler(async (req, signal) => await this.localExec(req.instance, req.argv, req.timeoutMs, signal))), { maxInboundStreams: 16 })
@@ -152,6 +154,19 @@ export class CapsuleHost {
    */
   bridgeAddress (): string | undefined {
     return this.runtime?.bridge?.gateway
+  }
+
+  /**
+   * `leave`: move this node's instances elsewhere (each replacement healthy
+   * before its old run stops, until `deadlineMs`), then stop the supervisor
+   * and every capsule here, so nothing keeps running on a node that left.
+   */
+  async drainAndStopLocal (deadlineMs: number): Promise<void> {
+    const o = this.o
+    await drainBeforeLeave({ self: o.self, members: o.members, capsules: () => o.raft.state.capsules, write: async (cmd, signal) => await o.raft.write(cmd, signal) }, deadlineMs)
+      .catch((err: Error) => { o.log.warn({ err: err.message }, 'leave: drain incomplete; stopping the capsules here anyway') })
+    await this.supervisor?.stop().catch(() => {})
+    await this.removeAllLocal()
   }
 
   /** Stops and removes every capsule on this node, then its bridge and nft table (an ephemeral dev agent leaves nothing behind). */
@@ -314,6 +329,7 @@ export class CapsuleHost {
       return await this.exec(req.params.name ?? '', instance, parsed.data.argv, parsed.data.timeoutMs, req.signal)
     })
     registerCapsuleOpsRoutes(api, raft)
+    registerNodeRoutes(api, raft, this.o.members)
     api.route('POST', '/v1/capsules/:name/stop', async (req) => {
       const rec = raft.state.capsules.get(req.params.name ?? '')
       // `stop` of what already ended says so (docker: "is not running"), rather than pretending to stop it.

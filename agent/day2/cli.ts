@@ -36,4 +36,57 @@ export function registerDay2Commands (program: Command): void {
       const r = await (await client(g)).request<{ spec: { name: string, replicas: number }, instances: Array<{ name: string }> }>('POST', `/v1/capsules/${encodeURIComponent(name)}/scale`, { replicas }).catch(notFound(name))
       out(g.json === true ? JSON.stringify(r) : `${name} scaled to ${r.spec.replicas} (${r.instances.map(i => i.name).join(', ')})`)
     })
+
+  const node = program.command('node').description('nodes: drain one, or set whether it takes new capsules')
+  node.command('drain').description('move a node\'s capsules elsewhere (each replacement healthy before the old run stops) and make it ineligible')
+    .argument('<node>', 'a member\'s name or id')
+    .option('--deadline <duration>', 'after this long (30s, 5m, 1h), stop what is still on the node, replaced or not', '1h')
+    .option('-d, --detach', 'start the drain and return')
+    .action(async (name: string, o: { deadline: string, detach?: boolean }) => {
+      const g = program.opts<GlobalOpts>()
+      const ms = parseDuration(o.deadline)
+      if (ms === undefined) throw new UserError(`--deadline ${o.deadline}: expected a duration such as 30s, 5m or 1h`, 2)
+      const c = await client(g)
+      const started = await c.request<{ node: { id: string, name: string }, moving: string[] }>('POST', `/v1/nodes/${encodeURIComponent(name)}/drain`, {}).catch(nodeNotFound)
+      const label = started.node.name
+      if (g.json !== true) out(`draining ${label}: ${started.moving.length} instance(s) to move${started.moving.length > 0 ? ` (${started.moving.join(', ')})` : ''}`)
+      if (o.detach === true) { if (g.json === true) out(JSON.stringify(started)); return }
+      const deadline = Date.now() + ms
+      let released: string[] = []
+      for (;;) {
+        const p = await c.request<{ remaining: Array<{ instance: string }> }>('GET', `/v1/nodes/${encodeURIComponent(started.node.id)}/drain`)
+        if (p.remaining.length === 0) break
+        if (Date.now() >= deadline) {
+          released = (await c.request<{ released: string[] }>('POST', `/v1/nodes/${encodeURIComponent(started.node.id)}/release`, {})).released
+          if (g.json !== true) process.stderr.write(`bolt-agent: warning: deadline reached; stopped on ${label} before a healthy replacement: ${released.join(', ') || p.remaining.map(r => r.instance).join(', ')}\n`)
+          break
+        }
+        await new Promise(resolve => setTimeout(resolve, 500))
+      }
+      if (g.json === true) out(JSON.stringify({ node: started.node, moved: started.moving.filter(i => !released.includes(i)), released, eligible: false }))
+      else out(`${label} drained; it takes no new capsules until: bolt-agent node eligibility ${label} enable`)
+    })
+  node.command('eligibility').description('whether the scheduler places new capsules on a node')
+    .argument('<node>', 'a member\'s name or id')
+    .argument('<setting>', 'enable | disable')
+    .action(async (name: string, setting: string) => {
+      const g = program.opts<GlobalOpts>()
+      if (setting !== 'enable' && setting !== 'disable') throw new UserError(`node eligibility ${name} ${setting}: expected enable or disable`, 2)
+      const r = await (await client(g)).request<{ node: { id: string, name: string }, eligible: boolean }>('POST', `/v1/nodes/${encodeURIComponent(name)}/eligibility`, { eligible: setting === 'enable' }).catch(nodeNotFound)
+      out(g.json === true ? JSON.stringify(r) : `${r.node.name} ${r.eligible ? 'is eligible for new capsules' : 'takes no new capsules (those it runs stay)'}`)
+    })
+}
+
+function nodeNotFound (err: unknown): never {
+  if (err instanceof AgentRequestError && err.status === 404) throw new UserError(err.message)
+  throw err
+}
+
+/** 30s, 5m, 1h30m, 500ms: milliseconds, or undefined. */
+export function parseDuration (text: string): number | undefined {
+  if (!/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(text)) return undefined
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+  let ms = 0
+  for (const m of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) ms += Number(m[1]) * (unit[m[2] as string] as number)
+  return ms
 }

@@ -60,7 +60,7 @@ export class Scheduler {
     try {
       const table = this.o.capsules()
       const byId = new Map(nodes.map(n => [n.id, n]))
-      const usable = nodes.filter(n => n.state === 'alive')
+      const usable = nodes.filter(n => n.state === 'alive' && table.isEligible(n.id))
       const allocations: Allocation[] = []
       const lost: Array<{ instance: string, generation: number, reason: string }> = []
       const unplaced: Array<{ capsule: ReturnType<CapsuleTable['list']>[number], instance: string, generation: number, reason: string | null }> = []
@@ -68,6 +68,8 @@ export class Scheduler {
       for (const c of table.list()) {
         if (c.spec.autoRemove === true && c.instances.every(i => i.node !== null && (i.state === 'exited' || i.state === 'failed'))) finished.push(c.spec.name)
         for (const i of c.instances) {
+          // A placement being left (a drain) holds its node's resources until it stops.
+          if (i.previous != null) allocations.push({ node: i.previous.node, capsule: c.spec.name, cpu: c.spec.resources.cpu, memoryBytes: c.spec.resources.memoryBytes, gpuIndexes: i.previous.gpuIndexes, ports: i.previous.ports })
           if (i.node !== null) {
             const n = byId.get(i.node)
             const gone = n === undefined || n.state === 'left' || (n.state === 'dead' && now - (this.deadSince.get(n.id) ?? now) >= this.o.deadGraceMs)

@@ -36,7 +36,9 @@ const SnapshotSchema = z.object({
   roles: z.array(z.tuple([z.string(), z.enum(['server', 'client'])])),
   capsules: z.array(z.unknown()).default([]),
   catalog: z.array(z.unknown()).default([]),
-  seen: z.array(z.tuple([z.string(), z.unknown()])).default([])
+  seen: z.array(z.tuple([z.string(), z.unknown()])).default([]),
+  /** Nodes made ineligible for new placements (`node eligibility`, `node drain`): [id, reason]. */
+  ineligible: z.array(z.tuple([z.string(), z.string()])).default([])
 })
 
 export interface ClusterStateInit {
@@ -155,13 +157,13 @@ export class ClusterState {
   }
 
   snapshot (): Uint8Array {
-    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1), capsules: this.capsules.toSnapshot(), catalog: this.catalog.toSnapshot(), seen: [...this.seen] }) as Uint8Array
+    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1), capsules: this.capsules.toSnapshot(), catalog: this.catalog.toSnapshot(), seen: [...this.seen], ineligible: this.capsules.ineligibleNodes() }) as Uint8Array
     const sum = createHash('sha256').update(body).digest()
     return Buffer.concat([sum, body])
   }
 
   restore (data: Uint8Array): void {
-    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); this.capsules.restore([]); this.catalog.restore([]); this.seen.clear(); return }
+    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); this.capsules.restore([]); this.capsules.restoreIneligible([]); this.catalog.restore([]); this.seen.clear(); return }
     if (data.byteLength < 32) throw new SnapshotCorruptError('snapshot shorter than its checksum')
     const sum = data.subarray(0, 32)
     const body = data.subarray(32)
@@ -178,6 +180,7 @@ export class ClusterState {
     this.kv = new Map(parsed.data.kv)
     this.roles = new Map(parsed.data.roles)
     this.capsules.restore(parsed.data.capsules as CapsuleRecord[])
+    this.capsules.restoreIneligible(parsed.data.ineligible)
     this.catalog.restore(parsed.data.catalog)
     // De-duplication must survive a snapshot, or replicas restored from one
     // could re-apply a retried command that the others skipped.

@@ -103,8 +103,13 @@ export class Supervisor {
   private async reconcile (): Promise<void> {
     if (this.ac.signal.aborted) return
     const mine = new Map<string, { capsule: CapsuleRecord, instance: InstanceRecord }>()
+    /** Placements moving off this node (a drain): they keep running until their replacement is healthy. */
+    const leaving = new Set<string>()
     for (const c of this.o.capsules().list()) {
-      for (const i of c.instances) if (i.node === this.o.self) mine.set(runtimeNameOf(i.name, i.generation), { capsule: c, instance: i })
+      for (const i of c.instances) {
+        if (i.node === this.o.self) mine.set(runtimeNameOf(i.name, i.generation), { capsule: c, instance: i })
+        if (i.previous?.node === this.o.self && c.desired === 'run') leaving.add(runtimeNameOf(i.name, i.previous.generation))
+      }
     }
     // Start what should run and isn't being handled.
     for (const [rtName, { capsule, instance }] of mine) {
@@ -121,14 +126,14 @@ export class Supervisor {
     }
     // Stop and remove what runs here but is no longer placed here.
     for (const [rtName, task] of this.tasks) {
-      if (!mine.has(rtName)) task.ac.abort()
+      if (!mine.has(rtName) && !leaving.has(rtName)) task.ac.abort()
     }
     const rt = this.o.runtime
     if (rt === undefined) return
     let local: Awaited<ReturnType<NodeRuntime['list']>> = []
     try { local = await rt.list() } catch { return }
     for (const s of local) {
-      if (mine.has(s.name) || this.tasks.has(s.name)) continue
+      if (mine.has(s.name) || this.tasks.has(s.name) || leaving.has(s.name)) continue
       this.o.log.info({ capsule: s.name }, 'supervisor: stopping a capsule no longer placed here')
       await rt.stop(s.name, { timeoutMs: STOP_TIMEOUT_MS }).catch(() => undefined)
       await rt.remove(s.name, { force: true }).catch(() => undefined)
