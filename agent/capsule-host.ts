@@ -31,6 +31,7 @@ import { nodeAddress } from './services/catalog-keeper.js'
 import { registerCapsuleOpsRoutes } from './day2/capsule-routes.js'
 import { registerNodeRoutes } from './day2/node-routes.js'
 import { drainBeforeLeave } from './day2/drain.js'
+import { FenceKeeper } from './day2/fence.js'
 
 export interface CapsuleHostInit {
   self: string
@@ -135,6 +136,7 @@ export class CapsuleHost {
       images: { prepare: async (ref, signal) => await o.content.prepareForRuntime(this.runtime as NodeRuntime, ref, signal) },
       bridgeRefusal: () => this.bridgeError ?? (this.subnet !== undefined ? subnetConflict(this.subnet, o.self, o.members()) : undefined),
       // A bridge capsule's checks go to its own address on the bridge; others to loopback.
+      ...(this.runtime !== undefined ? { fence: async (name: string, graceMs: number) => { await this.fenceKeeper(o).arm(name, graceMs) } } : {}),
       probeAddress: async (runtimeName) => (await this.runtime?.bridge?.records().catch(() => []))?.find(r => r.name === runtimeName)?.address ?? '127.0.0.1',
       log: o.log.child({ part: 'supervisor' })
     })
@@ -145,6 +147,22 @@ export class CapsuleHost {
     await o.libp2p.handle(EXEC_PROTOCOL, o.guard(execHandler(async (req, signal) => await this.localExec(req.instance, req.argv, req.timeoutMs, signal))), { maxInboundStreams: 16 })
     this.scheduler.start()
     this.supervisor.start()
+  }
+
+  private fence: FenceKeeper | undefined
+  /** The lease renewer, started when the first fenced capsule runs here. */
+  private fenceKeeper (o: CapsuleHostInit): FenceKeeper {
+    if (this.fence === undefined) {
+      const rt = this.runtime as NodeRuntime
+      this.fence = new FenceKeeper({
+        dir: join(o.dataDir, 'runtime'),
+        connected: () => { const l = o.raft.status().leader; return l !== null && (l === o.self || o.members().some(m => m.id === l && m.state === 'alive')) },
+        runtimeArgv: (args) => rt.runtimeArgv(args),
+        log: o.log
+      })
+      this.fence.start()
+    }
+    return this.fence
   }
 
   /**
@@ -182,6 +200,7 @@ export class CapsuleHost {
   }
 
   async stop (): Promise<void> {
+    this.fence?.stop()
     this.scheduler?.stop()
     await this.supervisor?.stop()
     await this.o.libp2p.unhandle(LOGS_PROTOCOL).catch(() => {})

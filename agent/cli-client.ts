@@ -8,7 +8,7 @@ import { client, collect, formatBytes, out, pairs, type GlobalOpts } from './cli
 import { addHealthOptions, registerInspectExec, registerServiceCommands, type HealthFlags } from './services/cli.js'
 import type { NetworkMode, PortRequest } from './scheduler/spec.js'
 import { formatPort, parsePortOption, PortOptionError } from './ports.js'
-import { registerDay2Commands } from './day2/cli.js'
+import { disconnectGrace, registerDay2Commands } from './day2/cli.js'
 
 export function registerClientCommands (program: Command): void {
   registerCapsuleCommands(program)
@@ -138,6 +138,7 @@ export function registerCapsuleCommands (program: Command): void {
     .option('--network <mode>', 'bridge (default): own address on the node\'s bridge | host: the node\'s network (nodes with [capsules] allow_host_network) | none: loopback only')
     .option('-d, --detach', 'return once submitted, without waiting for placement')
     .option('--rm', 'remove the capsule once every instance has exited or failed for good')
+    .option('--stop-on-disconnect <duration>', 'fencing: the node stops the capsule after this long cut off (e.g. 30s), and it is replaced only after that; default: it keeps running')
     .action(async (image: string, cmd: string[], o: Record<string, unknown>) => {
       const g = program.opts<GlobalOpts>()
       const num = (flag: string, v: unknown, int = false): number | undefined => {
@@ -181,6 +182,7 @@ export function registerCapsuleCommands (program: Command): void {
         ...(o.strategy !== undefined ? { strategy: o.strategy } : {}),
         ...(o.gaming === true ? { gaming: true } : {}),
         ...(o.rm === true ? { autoRemove: true } : {}),
+        ...(o.stopOnDisconnect !== undefined ? { disconnect: { stopAfterMs: disconnectGrace(String(o.stopOnDisconnect)) } } : {}),
         ...(network !== undefined ? { network } : {}),
         ...(ports.length > 0 ? { ports } : {}),
         ...health

@@ -109,6 +109,11 @@ export class NodeRuntime {
     return this.deps.driver.name
   }
 
+  /** The command line that runs this node's OCI runtime with `args` (for a helper that must outlive the agent). */
+  runtimeArgv (args: string[]): string[] {
+    return this.deps.driver.argv(args)
+  }
+
   async init (): Promise<void> {
     await mkdir(this.capsulesDir, { recursive: true, mode: 0o700 })
     await this.fifos.init()

@@ -90,3 +90,10 @@ export function parseDuration (text: string): number | undefined {
   for (const m of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) ms += Number(m[1]) * (unit[m[2] as string] as number)
   return ms
 }
+
+/** `--stop-on-disconnect`: a duration of at least 1 s, in milliseconds; bad usage otherwise. */
+export function disconnectGrace (text: string): number {
+  const ms = parseDuration(text)
+  if (ms === undefined || ms < 1000 || ms > 86_400_000) throw new UserError(`--stop-on-disconnect ${text}: expected a duration from 1s to 24h (e.g. 30s, 5m)`, 2)
+  return Math.round(ms)
+}

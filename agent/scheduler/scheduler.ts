@@ -72,7 +72,7 @@ export class Scheduler {
           if (i.previous != null) allocations.push({ node: i.previous.node, capsule: c.spec.name, cpu: c.spec.resources.cpu, memoryBytes: c.spec.resources.memoryBytes, gpuIndexes: i.previous.gpuIndexes, ports: i.previous.ports })
           if (i.node !== null) {
             const n = byId.get(i.node)
-            const gone = n === undefined || n.state === 'left' || (n.state === 'dead' && now - (this.deadSince.get(n.id) ?? now) >= this.o.deadGraceMs)
+            const gone = n === undefined || n.state === 'left' || (n.state === 'dead' && now - (this.deadSince.get(n.id) ?? now) >= replaceAfterMs(c.spec, this.o.deadGraceMs))
             if (gone && c.desired === 'run') { lost.push({ instance: i.name, generation: i.generation, reason: `node ${n?.id ?? i.node} ${n?.state ?? 'is gone'}; rescheduling` }); continue }
             if (['pending', 'pulling', 'running'].includes(i.state)) {
               allocations.push({ node: i.node, capsule: c.spec.name, cpu: c.spec.resources.cpu, memoryBytes: c.spec.resources.memoryBytes, gpuIndexes: i.gpuIndexes, ports: i.ports })
@@ -115,4 +115,17 @@ export class Scheduler {
 /** A capsule's host ports as the placement core sees them: on the host network the container port is the host port. */
 export function portDemands (s: CapsuleSpec): PortDemand[] {
   return s.ports.map(p => ({ host: s.network === 'host' ? p.container : p.host, container: p.container, proto: p.proto }))
+}
+
+/** Time for a cut-off node to fence a capsule after its lease ran out: the watchdog's poll and the kill. */
+export const FENCE_MARGIN_MS = 2000
+
+/**
+ * How long an instance on a dead node waits before it is placed elsewhere:
+ * the dead-node grace, and for a capsule its node stops when cut off, at
+ * least that grace plus the margin — so the old copy is stopped first.
+ */
+export function replaceAfterMs (spec: CapsuleSpec, deadGraceMs: number): number {
+  const stop = spec.disconnect?.stopAfterMs
+  return stop === undefined ? deadGraceMs : Math.max(deadGraceMs, stop + FENCE_MARGIN_MS)
 }

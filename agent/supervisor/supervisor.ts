@@ -40,6 +40,8 @@ export interface SupervisorInit {
    * Default 127.0.0.1 (host network); a bridge capsule's own address.
    */
   probeAddress?: (runtimeName: string) => Promise<string>
+  /** Arms the fence of a running capsule that must stop when this node is cut off (spec.disconnect). */
+  fence?: (runtimeName: string, graceMs: number) => Promise<void>
 }
 
 interface Task {
@@ -183,6 +185,7 @@ export class Supervisor {
       if (existing !== undefined && existing.status !== 'exited' && restarts === instance.restarts) {
         // Adopted after an agent restart: watch it rather than start it again.
         if (instance.state !== 'running') await this.report(task, 'running', { restarts, exitCode: lastExit })
+        await this.armFence(task, spec)
         exit = await this.waitOrStop(rt, task, signal, spec, instance)
       } else {
         if (existing !== undefined || restarts > instance.restarts) await rt.remove(task.runtimeName, { force: true }).catch(() => undefined)
@@ -224,6 +227,7 @@ export class Supervisor {
           return
         }
         await this.report(task, 'running', { restarts, exitCode: lastExit })
+        await this.armFence(task, spec)
         exit = await this.waitOrStop(rt, task, signal, spec, instance)
       }
       if (signal.aborted) return
@@ -245,6 +249,12 @@ export class Supervisor {
       if (signal.aborted) return
       restarts++
     }
+  }
+
+  private async armFence (task: Task, spec: CapsuleSpec): Promise<void> {
+    const grace = spec.disconnect?.stopAfterMs
+    if (grace === undefined || this.o.fence === undefined) return
+    await this.o.fence(task.runtimeName, grace).catch((err: Error) => { this.o.log.warn({ capsule: task.runtimeName, err: err.message }, 'cannot arm the fence: this capsule will keep running if the node is cut off') })
   }
 
   /**
