@@ -98,6 +98,7 @@ export class CapsuleHost {
         dataDir: join(o.dataDir, 'runtime'),
         runtime: o.config.runtime.oci_runtime,
         allowGaming: o.config.capsules.allow_gaming,
+        volumeRoots: o.config.capsules.volume_roots,
         ...(o.hostRoot !== undefined ? { hostRoot: o.hostRoot } : {}),
         ...(this.subnet !== undefined ? { bridge: { name: o.config.network.bridge, subnet: this.subnet } } : {})
       })

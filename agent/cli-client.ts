@@ -8,7 +8,7 @@ import { client, collect, formatBytes, out, pairs, type GlobalOpts } from './cli
 import { addHealthOptions, registerInspectExec, registerServiceCommands, type HealthFlags } from './services/cli.js'
 import type { NetworkMode, PortRequest } from './scheduler/spec.js'
 import { formatPort, parsePortOption, PortOptionError } from './ports.js'
-import { disconnectGrace, registerDay2Commands } from './day2/cli.js'
+import { disconnectGrace, registerDay2Commands, runtimeOptions } from './day2/cli.js'
 
 export function registerClientCommands (program: Command): void {
   registerCapsuleCommands(program)
@@ -138,6 +138,10 @@ export function registerCapsuleCommands (program: Command): void {
     .option('--network <mode>', 'bridge (default): own address on the node\'s bridge | host: the node\'s network (nodes with [capsules] allow_host_network) | none: loopback only')
     .option('-d, --detach', 'return once submitted, without waiting for placement')
     .option('--rm', 'remove the capsule once every instance has exited or failed for good')
+    .option('-v, --volume <host:container[:ro]>', 'mount a host directory (under the node\'s [capsules] volume_roots); repeatable', collect)
+    .option('-w, --workdir <dir>', 'working directory inside the capsule')
+    .option('-u, --user <uid[:gid]>', 'run as this numeric user (and group)')
+    .option('--entrypoint <cmd>', 'replace the image\'s entrypoint')
     .option('--stop-on-disconnect <duration>', 'fencing: the node stops the capsule after this long cut off (e.g. 30s), and it is replaced only after that; default: it keeps running')
     .action(async (image: string, cmd: string[], o: Record<string, unknown>) => {
       const g = program.opts<GlobalOpts>()
@@ -182,6 +186,7 @@ export function registerCapsuleCommands (program: Command): void {
         ...(o.strategy !== undefined ? { strategy: o.strategy } : {}),
         ...(o.gaming === true ? { gaming: true } : {}),
         ...(o.rm === true ? { autoRemove: true } : {}),
+        ...runtimeOptions(o),
         ...(o.stopOnDisconnect !== undefined ? { disconnect: { stopAfterMs: disconnectGrace(String(o.stopOnDisconnect)) } } : {}),
         ...(network !== undefined ? { network } : {}),
         ...(ports.length > 0 ? { ports } : {}),

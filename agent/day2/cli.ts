@@ -97,3 +97,34 @@ export function disconnectGrace (text: string): number {
   if (ms === undefined || ms < 1000 || ms > 86_400_000) throw new UserError(`--stop-on-disconnect ${text}: expected a duration from 1s to 24h (e.g. 30s, 5m)`, 2)
   return Math.round(ms)
 }
+
+/** `-v HOST:CONTAINER[:ro]` as the capsule spec's volume; bad usage otherwise. */
+export function parseVolume (text: string): { host: string, target: string, readOnly: boolean } {
+  const parts = text.split(':')
+  const ro = parts.length === 3 && (parts[2] === 'ro' || parts[2] === 'rw') ? parts.pop() === 'ro' : false
+  const [host, target] = parts
+  if (parts.length !== 2 || host === undefined || target === undefined || !host.startsWith('/') || !target.startsWith('/')) {
+    throw new UserError(`-v ${text}: expected HOST:CONTAINER[:ro] with absolute paths, e.g. /srv/data:/data:ro`, 2)
+  }
+  return { host, target, readOnly: ro }
+}
+
+/** `-v`, `-w`, `-u`, `--entrypoint` of `run`, checked, as capsule spec fields. */
+export function runtimeOptions (o: { volume?: unknown, workdir?: unknown, user?: unknown, entrypoint?: unknown }): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  const vols = (o.volume as string[] | undefined) ?? []
+  if (vols.length > 0) out.volumes = vols.map(parseVolume)
+  if (o.workdir !== undefined) {
+    if (!String(o.workdir).startsWith('/')) throw new UserError(`-w ${String(o.workdir)}: expected an absolute path inside the capsule`, 2)
+    out.workdir = String(o.workdir)
+  }
+  if (o.user !== undefined) {
+    if (!/^\d{1,10}(:\d{1,10})?$/.test(String(o.user))) throw new UserError(`-u ${String(o.user)}: expected a numeric uid or uid:gid (names are not resolved)`, 2)
+    out.user = String(o.user)
+  }
+  if (o.entrypoint !== undefined) {
+    if (String(o.entrypoint) === '') throw new UserError('--entrypoint: expected a command', 2)
+    out.entrypoint = [String(o.entrypoint)]
+  }
+  return out
+}

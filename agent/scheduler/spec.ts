@@ -106,6 +106,12 @@ export const CapsuleSpecSchema = z.strictObject({
    * touch (fencing), and the scheduler replaces it only after that grace.
    */
   disconnect: z.strictObject({ stopAfterMs: z.number().int().min(1000).max(86_400_000) }).optional(),
+  /** `--entrypoint`: replaces the image's Entrypoint. */
+  entrypoint: z.array(z.string().max(4096)).min(1).max(64).optional(),
+  /** `-w`: the working directory inside the capsule. */
+  workdir: z.string().startsWith('/', 'an absolute path').max(4096).optional(),
+  /** `-u`: uid or uid:gid, numeric (names are not resolved). */
+  user: z.string().regex(/^\d{1,10}(:\d{1,10})?$/, 'uid or uid:gid, numeric').optional(),
   /** `run --rm`: the leader removes the capsule once every instance has exited or failed for good. */
   autoRemove: z.boolean().optional(),
   /** Published ports (`-p`): a host port (absent = dynamic, from the node's range) forwarded to a container port. */
