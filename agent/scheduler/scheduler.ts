@@ -32,6 +32,8 @@ export class Scheduler {
   private busy = false
   private readonly deadSince = new Map<string, number>()
   private readonly ac = new AbortController()
+  /** Placements this node's scheduler committed (while it led), for /metrics. */
+  placements = 0
 
   constructor (private readonly o: SchedulerInit) {}
 
@@ -98,7 +100,8 @@ export class Scheduler {
         const s = u.capsule.spec
         const r = view.place({ capsule: s.name, cpu: s.resources.cpu, memoryBytes: s.resources.memoryBytes, gpus: s.resources.gpus, on: s.on, strategy: s.strategy, hostNetwork: s.network === 'host', gaming: s.gaming, ports: portDemands(s) })
         if (r.ok) {
-          await this.o.write({ op: 'capsule.place', instance: u.instance, node: r.node, gpuIndexes: r.gpuIndexes, ports: r.ports, generation: u.generation }, this.ac.signal)
+          const w = await this.o.write({ op: 'capsule.place', instance: u.instance, node: r.node, gpuIndexes: r.gpuIndexes, ports: r.ports, generation: u.generation }, this.ac.signal)
+          if (w.ok) this.placements++
           placed++
         } else if (u.reason !== r.reason) {
           await this.o.write({ op: 'capsule.pending', instance: u.instance, reason: r.reason }, this.ac.signal)

@@ -68,4 +68,18 @@ t.test('volumes, workdir, user and entrypoint on a real capsule', { skip: ok ? f
     const b = await a.cli([...base, '--name', 'bad', ...bad, '--', '/bin/true'])
     t.equal(b.code, 2, `${bad.join(' ')} is bad usage (${b.stderr.trim()})`)
   }
+
+  // Metrics: instances by state and node, pending by reason, placements.
+  t.equal((await a.cli([...base, '--detach', '--name', 'mars', '--on', 'zone=mars', '--', '/bin/true'])).code, 0)
+  let text = ''
+  const seen = await waitFor(async () => {
+    const { url } = JSON.parse(await readFile(join(a.dataDir, 'api.json'), 'utf8')) as { url: string }
+    text = await (await fetch(`${url}/metrics`)).text()
+    return text.includes('bolt_capsule_pending{reason="no node has labels zone=mars"} 1')
+  }, 30_000, 500)
+  t.ok(seen >= 0, 'pending by reason')
+  t.match(text, new RegExp(`bolt_capsule_instances\\{state="exited",node="${a.id}"\\} 3`), 'instances by state and node')
+  t.match(text, /bolt_capsule_instances\{state="failed",node="[^"]+"\} 2/)
+  t.match(text, /bolt_scheduler_placements_total 5/, 'the placements this scheduler committed')
+  t.match(text, new RegExp(`bolt_capsule_restarts\\{node="${a.id}"\\} 0`), 'restarts by node')
 })
