@@ -32,6 +32,7 @@ import { registerCapsuleOpsRoutes } from './day2/capsule-routes.js'
 import { registerNodeRoutes } from './day2/node-routes.js'
 import { drainBeforeLeave } from './day2/drain.js'
 import { FenceKeeper } from './day2/fence.js'
+import { registerContentOpsRoutes } from './day2/content-routes.js'
 
 export interface CapsuleHostInit {
   self: string
@@ -350,6 +351,7 @@ export class CapsuleHost {
     })
     registerCapsuleOpsRoutes(api, raft)
     registerNodeRoutes(api, raft, this.o.members)
+    registerContentOpsRoutes(api, { raft, content: this.o.content, self: this.o.self })
     api.route('POST', '/v1/capsules/:name/stop', async (req) => {
       const rec = raft.state.capsules.get(req.params.name ?? '')
       // `stop` of what already ended says so (docker: "is not running"), rather than pretending to stop it.

@@ -37,6 +37,37 @@ export function registerDay2Commands (program: Command): void {
       out(g.json === true ? JSON.stringify(r) : `${name} scaled to ${r.spec.replicas} (${r.instances.map(i => i.name).join(', ')})`)
     })
 
+  program.command('rmi').description('remove an image from this node (refused while a capsule here uses it)')
+    .argument('<image>', 'the reference as `images` lists it')
+    .action(async (ref: string) => {
+      const g = program.opts<GlobalOpts>()
+      const r = await (await client(g)).request<{ ref: string, removed: boolean }>('POST', '/v1/images/remove', { ref }).catch((err: unknown) => {
+        if (err instanceof AgentRequestError && err.status === 400) throw new UserError(err.message, 2)
+        throw err
+      })
+      out(g.json === true ? JSON.stringify(r) : `${ref} removed`)
+    })
+
+  // `object put|get` are registered beside the other content commands; these join them.
+  const object = program.commands.find(c => c.name() === 'object') ?? program.command('object')
+  object.command('ls').description('objects stored in the cluster: id, size, chunks, peer copies')
+    .action(async () => {
+      const g = program.opts<GlobalOpts>()
+      const rows = await (await client(g)).request<Array<{ id: string, size: number, chunks: number, replicas: string[] }>>('GET', '/v1/objects')
+      if (g.json === true) { out(JSON.stringify(rows)); return }
+      out('ID\tSIZE\tCHUNKS\tCOPIES')
+      for (const r of rows) out(`${r.id}\t${r.size}\t${r.chunks}\t${r.replicas.length}`)
+    })
+  object.command('rm').argument('<id>').description('forget an object in the cluster and drop this node\'s copy (other copies are evicted under their disk quota)')
+    .action(async (id: string) => {
+      const g = program.opts<GlobalOpts>()
+      const r = await (await client(g)).request<{ id: string, removed: boolean }>('DELETE', `/v1/objects/${encodeURIComponent(id)}`).catch((err: unknown) => {
+        if (err instanceof AgentRequestError && err.status === 400) throw new UserError(err.message, 2)
+        throw err
+      })
+      out(g.json === true ? JSON.stringify(r) : `${id} removed`)
+    })
+
   const node = program.command('node').description('nodes: drain one, or set whether it takes new capsules')
   node.command('drain').description('move a node\'s capsules elsewhere (each replacement healthy before the old run stops) and make it ineligible')
     .argument('<node>', 'a member\'s name or id')

@@ -3,12 +3,13 @@
 // One real agent, real runc, the built-in busybox image.
 import t from 'tap'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Cluster, waitFor } from '../../scenarios/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 import { parseVolume } from '../../agent/day2/cli.js'
+import { buildImage, pushImage, startRegistry } from '../helpers/registry.js'
 
 const IMAGE = 'bolt.local/busybox:demo'
 const ok = (existsSync('/usr/sbin/runc') || existsSync('/usr/bin/runc')) && process.getuid?.() === 0 && existsSync('/bin/busybox')
@@ -81,5 +82,34 @@ t.test('volumes, workdir, user and entrypoint on a real capsule', { skip: ok ? f
   t.match(text, new RegExp(`bolt_capsule_instances\\{state="exited",node="${a.id}"\\} 3`), 'instances by state and node')
   t.match(text, /bolt_capsule_instances\{state="failed",node="[^"]+"\} 2/)
   t.match(text, /bolt_scheduler_placements_total 5/, 'the placements this scheduler committed')
+  // object ls / rm, rmi
+  const file = join(vols, 'obj.bin')
+  await writeFile(file, 'some bytes for an object\n')
+  const put = await a.cli(['object', 'put', file, '--replicas', '0'])
+  t.equal(put.code, 0, `object put (${put.stderr.trim()})`)
+  const id = put.stdout.trim()
+  const ls = await a.cli(['--json', 'object', 'ls'])
+  t.same((JSON.parse(ls.stdout) as Array<{ id: string, size: number }>).map(r => [r.id, r.size]), [[id, 25]], 'object ls lists it')
+  t.equal((await a.cli(['object', 'rm', id])).code, 0, 'object rm')
+  t.same(JSON.parse((await a.cli(['--json', 'object', 'ls'])).stdout), [], 'and it is no longer listed')
+  t.equal((await a.cli(['object', 'rm', id])).code, 1, 'object rm of an absent object: exit 1')
+  t.equal((await a.cli(['object', 'rm', 'nope'])).code, 2, 'a malformed id: exit 2')
+  t.equal((await a.cli([...base, '--name', 'holder', '--', '/bin/sh', '-c', 'sleep 600'])).code, 0)
+  t.ok(await waitFor(async () => (await state('holder'))?.state === 'running', 60_000, 500) >= 0)
+  const busy = await a.cli(['rmi', IMAGE])
+  t.equal(busy.code, 1, 'rmi of an image a capsule here runs: exit 1')
+  t.match(busy.stderr, /used by capsule holder/, busy.stderr.trim())
+  t.equal((await a.cli(['rm', 'holder'])).code, 0)
+  const registry = await startRegistry()
+  t.teardown(async () => { await registry.stop() })
+  await pushImage(registry.url, 'day2/rmi', '1', await buildImage())
+  const ref = `${registry.host}/day2/rmi:1`
+  t.equal((await a.cli(['pull', ref], 60_000)).code, 0, 'pull an image')
+  t.ok((await a.cli(['images'])).stdout.includes('day2/rmi'), 'images lists it')
+  const gone = await a.cli(['rmi', ref])
+  t.equal(gone.code, 0, `rmi once nothing uses it (${gone.stderr.trim()})`)
+  t.notOk((await a.cli(['images'])).stdout.includes('day2/rmi'), 'images no longer lists it')
+  t.equal((await a.cli(['rmi', ref])).code, 1, 'rmi of an absent image: exit 1')
+  t.equal((await a.cli(['rmi', 'Not A/Valid::Image'])).code, 2, 'an invalid reference: exit 2')
   t.match(text, new RegExp(`bolt_capsule_restarts\\{node="${a.id}"\\} 0`), 'restarts by node')
 })
