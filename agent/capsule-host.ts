@@ -239,6 +239,15 @@ export class CapsuleHost {
   private async * localLogs (instance: string, q: LogsQuery, signal: AbortSignal): AsyncIterable<LogLine> {
     const rtName = this.supervisor.runtimeNameFor(instance)
     if (rtName === undefined || this.runtime === undefined) throw new Error(`${instance} does not run on this node`)
+    if (q.previous === true) {
+      // The run before the last restart here, or the placement before this one (same node).
+      const gen = Number(/\.g(\d+)$/.exec(rtName)?.[1] ?? 0)
+      const opts = { ...(q.tail !== undefined ? { tail: q.tail } : {}), ...(q.since !== undefined ? { since: q.since } : {}) }
+      const prev = await this.runtime.previousLogs(rtName, opts) ?? await this.runtime.previousLogs(runtimeNameOf(instance, gen - 1), opts)
+      if (prev === undefined) throw new Error(`${instance} has no previous run on this node`)
+      for await (const r of prev) yield { stream: r.stream === 'stderr' ? 'stderr' : 'stdout', time: r.time, line: r.line }
+      return
+    }
     for await (const r of this.runtime.logs(rtName, { follow: q.follow, signal, ...(q.tail !== undefined ? { tail: q.tail } : {}), ...(q.since !== undefined ? { since: q.since } : {}) })) {
       yield { stream: r.stream === 'stderr' ? 'stderr' : 'stdout', time: r.time, line: r.line }
     }
@@ -366,7 +375,7 @@ export class CapsuleHost {
       return { name: req.params.name, removed: true }
     })
     api.route('GET', '/v1/logs/:name', async (req, res) => {
-      const q = LogsQueryParams.safeParse({ follow: req.query.get('follow') === '1', tail: req.query.get('tail') ?? undefined, since: req.query.get('since') ?? undefined })
+      const q = LogsQueryParams.safeParse({ follow: req.query.get('follow') === '1', tail: req.query.get('tail') ?? undefined, since: req.query.get('since') ?? undefined, ...(req.query.get('previous') === '1' ? { previous: true } : {}) })
       if (!q.success) throw new ApiError(400, `bad logs query: ${q.error.issues[0]?.path.join('.') ?? ''}: ${q.error.issues[0]?.message ?? ''}`)
       const lines = this.logs(req.params.name ?? '', q.data, req.signal)
       await streamNdjson(res, lines)
@@ -427,7 +436,8 @@ export class CapsuleHost {
 const LogsQueryParams = z.object({
   follow: z.boolean(),
   tail: z.coerce.number().int().min(0).max(MAX_TAIL).optional(),
-  since: z.coerce.number().finite().optional()
+  since: z.coerce.number().finite().optional(),
+  previous: z.boolean().optional()
 })
 /** An object no holder has is the caller's 404, not the agent's 500. */
 function objectNotFound (err: unknown): never {

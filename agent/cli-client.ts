@@ -239,10 +239,13 @@ export function registerCapsuleCommands (program: Command): void {
     .option('--tail <n>', 'only the last N lines of each instance (then new ones with -f); "all" for everything')
     .option('--since <when>', 'only lines since a duration ago (10s, 5m, 1h30m, 2d) or a time (2026-12-06T19:00:00Z)')
     .option('-t, --timestamps', 'prefix each line with the time it was written (RFC 3339)')
-    .action(async (name: string, o: { follow?: boolean, tail?: string, since?: string, timestamps?: boolean }) => {
+    .option('--previous', 'the output of the run before the last restart (or placement) on the same node')
+    .action(async (name: string, o: { follow?: boolean, tail?: string, since?: string, timestamps?: boolean, previous?: boolean }) => {
       const g = program.opts<GlobalOpts>()
       const { MAX_TAIL } = await import('./logs-query.js')
       const q = new URLSearchParams()
+      if (o.previous === true && o.follow === true) throw new UserError('logs --previous: a finished run has nothing to follow (drop -f)', 2)
+      if (o.previous === true) q.set('previous', '1')
       if (o.follow === true) q.set('follow', '1')
       if (o.tail !== undefined && o.tail !== 'all') {
         const n = Number(o.tail)

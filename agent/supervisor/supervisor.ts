@@ -132,6 +132,9 @@ export class Supervisor {
     }
     const rt = this.o.runtime
     if (rt === undefined) return
+    // Output kept for `logs --previous` lives as long as its instance is placed here.
+    const table = this.o.capsules()
+    await rt.prunePreviousLogs(n => table.instance(n.replace(/\.g\d+$/, ''))?.instance.node === this.o.self).catch(() => undefined)
     let local: Awaited<ReturnType<NodeRuntime['list']>> = []
     try { local = await rt.list() } catch { return }
     for (const s of local) {
@@ -188,7 +191,11 @@ export class Supervisor {
         await this.armFence(task, spec)
         exit = await this.waitOrStop(rt, task, signal, spec, instance)
       } else {
-        if (existing !== undefined || restarts > instance.restarts) await rt.remove(task.runtimeName, { force: true }).catch(() => undefined)
+        if (existing !== undefined || restarts > instance.restarts) {
+          // The run before a restart stays readable: `logs --previous`.
+          await rt.keepLogs(task.runtimeName).catch(() => undefined)
+          await rt.remove(task.runtimeName, { force: true }).catch(() => undefined)
+        }
         if (spec.network === 'host' && this.o.allowHostNetwork !== true) {
           // Defence in depth: the scheduler places such capsules only on nodes that allow them.
           await this.report(task, 'failed', { reason: 'this node does not allow host networking (set [capsules] allow_host_network = true in its config)', restarts })
@@ -305,6 +312,8 @@ export class Supervisor {
     if (!this.ac.signal.aborted) {
       // The state no longer places this here: stop it and free its resources.
       const exit = await rt.stop(task.runtimeName, { timeoutMs: STOP_TIMEOUT_MS }).catch(() => undefined)
+      // Placed afresh (restart, update, drain): the next generation's `logs --previous` reads this run.
+      await rt.keepLogs(task.runtimeName).catch(() => undefined)
       await rt.remove(task.runtimeName, { force: true }).catch(() => undefined)
       return exit ?? { exitCode: 137, reason: 'stopped', oomKilled: false, finishedAt: Date.now() }
     }

@@ -82,6 +82,22 @@ t.test('volumes, workdir, user and entrypoint on a real capsule', { skip: ok ? f
   t.match(text, new RegExp(`bolt_capsule_instances\\{state="exited",node="${a.id}"\\} 3`), 'instances by state and node')
   t.match(text, /bolt_capsule_instances\{state="failed",node="[^"]+"\} 2/)
   t.match(text, /bolt_scheduler_placements_total 5/, 'the placements this scheduler committed')
+  // logs --previous: the run before a restart.
+  t.equal((await a.cli([...base, '--name', 'crashy', '--restart', 'on-failure', '--', '/bin/sh', '-c', 'echo run-$(cat /proc/sys/kernel/random/uuid); sleep 2; exit 1'])).code, 0)
+  let prev = ''
+  let cur = ''
+  const both = await waitFor(async () => {
+    const p = await a.cli(['logs', '--previous', 'crashy'])
+    const c = await a.cli(['logs', 'crashy'])
+    prev = p.stdout.trim()
+    cur = c.stdout.trim()
+    return p.code === 0 && /^run-\S+$/.test(prev) && /^run-\S+$/.test(cur) && prev !== cur
+  }, 60_000, 300)
+  t.ok(both >= 0, `logs --previous shows the run before the restart (${prev}), logs the current one (${cur})`)
+  t.equal((await a.cli(['logs', '--previous', '-f', 'crashy'])).code, 2, '--previous with -f is bad usage')
+  t.equal((await a.cli(['logs', '--previous', 'ep'])).code, 1, 'an instance that never restarted has no previous run: exit 1')
+  t.equal((await a.cli(['rm', 'crashy'])).code, 0)
+
   // object ls / rm, rmi
   const file = join(vols, 'obj.bin')
   await writeFile(file, 'some bytes for an object\n')
