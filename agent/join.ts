@@ -33,7 +33,7 @@ export async function joinThrough (j: Joiner, addrs: string[], token: JoinToken)
     try {
       ma = multiaddr(a)
     } catch {
-      throw new UserError(`join failed: ${a} is not an address (expected HOST:PORT, quic://HOST:PORT, or a multiaddr such as /ip4/10.0.0.5/udp/7946/quic-v1/p2p/12D3KooW...)`, 2)
+      throw new UserError(`join failed: ${a} is not a multiaddr or HOST:PORT (expected e.g. 10.0.0.5:7946, quic://10.0.0.5:7946, or /ip4/10.0.0.5/udp/7946/quic-v1/p2p/12D3KooW...)`, 2)
     }
     const host = ma.getComponents().find(c => ['ip4', 'ip6', 'dns', 'dns4', 'dns6'].includes(c.name))?.value ?? a
     try {
