@@ -370,7 +370,7 @@ export function registerStackCommands (program: Command): void {
     .action(async (o: { file: string, dryRun?: boolean }) => {
       const g = program.opts<GlobalOpts>()
       const { runUp } = await import('./day2/stack-up.js')
-      await runUp(g, await client(g), o)
+      await runUp(g, async () => await client(g), o)
     })
   program.command('down').description('remove a stack\'s capsules, dependents first')
     .requiredOption('-f, --file <stack.toml>', 'the stack file')

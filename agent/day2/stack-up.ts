@@ -64,7 +64,7 @@ async function plan (c: ApiClient, stack: string, specs: Array<Record<string, un
   }
 }
 
-export async function runUp (g: GlobalOpts, c: ApiClient, o: { file: string, dryRun?: boolean }): Promise<void> {
+export async function runUp (g: GlobalOpts, connect: () => Promise<ApiClient>, o: { file: string, dryRun?: boolean }): Promise<void> {
   let stack: Stack
   let order: string[]
   try {
@@ -74,6 +74,8 @@ export async function runUp (g: GlobalOpts, c: ApiClient, o: { file: string, dry
     if (err instanceof StackError || (err as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`up: ${(err as Error).message}`, 2)
     throw err
   }
+  // The file is checked before any agent is asked: a bad stack is bad usage (exit 2) with or without one.
+  const c = await connect()
   const name = stackName(stack, o.file)
   const specFor = (n: string, env: Record<string, string>): Record<string, unknown> => withStackLabel(specOf(n, stack.capsules[n]!, env), name)
   const first = await plan(c, name, await Promise.all(order.map(async n => specFor(n, await envFor(c, stack, n, false)))))
@@ -128,7 +130,7 @@ export async function runUp (g: GlobalOpts, c: ApiClient, o: { file: string, dry
 }
 
 function report (g: GlobalOpts, capsule: string, what: string): void {
-  out(g.json === true ? JSON.stringify({ capsule, state: 'running', action: what }) : `${capsule} running (${what})`)
+  out(g.json === true ? JSON.stringify({ capsule, state: 'running', action: what }) : `${capsule} running`)
 }
 
 async function rows (c: ApiClient, capsule: string): Promise<Row[]> {
