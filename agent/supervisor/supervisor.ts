@@ -134,7 +134,8 @@ export class Supervisor {
     if (rt === undefined) return
     // Output kept for `logs --previous` lives as long as its instance is placed here.
     const table = this.o.capsules()
-    await rt.prunePreviousLogs(n => table.instance(n.replace(/\.g\d+$/, ''))?.instance.node === this.o.self).catch(() => undefined)
+    // Optional calls: runtimes that keep no output (test doubles) lack them.
+    await Promise.resolve(rt.prunePreviousLogs?.(n => table.instance(n.replace(/\.g\d+$/, ''))?.instance.node === this.o.self)).catch(() => undefined)
     let local: Awaited<ReturnType<NodeRuntime['list']>> = []
     try { local = await rt.list() } catch { return }
     for (const s of local) {
@@ -193,7 +194,7 @@ export class Supervisor {
       } else {
         if (existing !== undefined || restarts > instance.restarts) {
           // The run before a restart stays readable: `logs --previous`.
-          await rt.keepLogs(task.runtimeName).catch(() => undefined)
+          await Promise.resolve(rt.keepLogs?.(task.runtimeName)).catch(() => undefined)
           await rt.remove(task.runtimeName, { force: true }).catch(() => undefined)
         }
         if (spec.network === 'host' && this.o.allowHostNetwork !== true) {
@@ -313,7 +314,7 @@ export class Supervisor {
       // The state no longer places this here: stop it and free its resources.
       const exit = await rt.stop(task.runtimeName, { timeoutMs: STOP_TIMEOUT_MS }).catch(() => undefined)
       // Placed afresh (restart, update, drain): the next generation's `logs --previous` reads this run.
-      await rt.keepLogs(task.runtimeName).catch(() => undefined)
+      await Promise.resolve(rt.keepLogs?.(task.runtimeName)).catch(() => undefined)
       await rt.remove(task.runtimeName, { force: true }).catch(() => undefined)
       return exit ?? { exitCode: 137, reason: 'stopped', oomKilled: false, finishedAt: Date.now() }
     }
