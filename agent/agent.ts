@@ -41,7 +41,7 @@ import { ServicesHost } from './services/services-host.js'
 import { busyboxPath, DEMO_REF } from './demo-image.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
 import { LocalMemberMeta } from './member-meta.js'
-import { capsuleMetrics } from './day2/capsule-metrics.js'
+import { capsuleMetrics, raftPositionMetrics } from './day2/capsule-metrics.js'
 
 export { AGENT_VERSION } from './member-meta.js'
 
@@ -278,7 +278,7 @@ export class Agent {
       membersByState: () => this.membership.countByState(),
       membership: () => this.membership.stats(),
       bytesByProtocol: () => ({ ...this.membership.bytesByProtocol(), '/bolt/raft/1': this.raft.bytes() }),
-      extra: [...this.content.metrics(), ...mirrorMetrics(() => this.mirror?.stats ?? newMirrorStats()), ...this.raft.metrics.gauges(), ...this.raft.refusalMetrics(), ...capsuleMetrics(() => this.raft.state.capsules, () => this.capsules.scheduler?.placements ?? 0)],
+      extra: [...this.content.metrics(), ...mirrorMetrics(() => this.mirror?.stats ?? newMirrorStats()), ...this.raft.metrics.gauges(), ...this.raft.refusalMetrics(), ...capsuleMetrics(() => this.raft.state.capsules, () => this.capsules.scheduler?.placements ?? 0), ...raftPositionMetrics(() => this.raft.status())],
       histograms: this.raft.metrics.histograms()
     })
     await this.startApi()

@@ -46,3 +46,12 @@ export function capsuleMetrics (table: () => CapsuleTable, placements: () => num
     { name: 'bolt_scheduler_placements_total', help: 'Placements committed by this node\'s scheduler (while it led)', read: () => [{ value: placements() }] }
   ]
 }
+
+/** Raft's position on this node: term, commit and applied index (the commit latency is bolt_raft_commit_seconds). */
+export function raftPositionMetrics (status: () => { term: number, commit: number, applied: number }): Extra[] {
+  return [
+    { name: 'bolt_raft_term', help: 'The Raft term this node is in', read: () => [{ value: status().term }] },
+    { name: 'bolt_raft_commit_index', help: 'The highest log index this node knows committed', read: () => [{ value: status().commit }] },
+    { name: 'bolt_raft_applied_index', help: 'The highest log index this node has applied to its state', read: () => [{ value: status().applied }] }
+  ]
+}

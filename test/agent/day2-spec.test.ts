@@ -82,6 +82,8 @@ t.test('volumes, workdir, user and entrypoint on a real capsule', { skip: ok ? f
   t.match(text, new RegExp(`bolt_capsule_instances\\{state="exited",node="${a.id}"\\} 3`), 'instances by state and node')
   t.match(text, /bolt_capsule_instances\{state="failed",node="[^"]+"\} 2/)
   t.match(text, /bolt_scheduler_placements_total 5/, 'the placements this scheduler committed')
+  t.match(text, /bolt_raft_term [1-9]\d*\n/, 'the Raft term')
+  t.match(text, /bolt_raft_commit_index [1-9]\d*\n/, 'the commit index')
   // logs --previous: the run before a restart.
   t.equal((await a.cli([...base, '--name', 'crashy', '--restart', 'on-failure', '--', '/bin/sh', '-c', 'echo run-$(cat /proc/sys/kernel/random/uuid); sleep 2; exit 1'])).code, 0)
   let prev = ''
