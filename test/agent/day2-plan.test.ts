@@ -75,3 +75,22 @@ t.test('drain: migrate keeps the previous placement until the new one is healthy
   tab.apply({ op: 'node.eligibility', req: '11', id: 'n1', eligible: true, reason: '' })
   t.ok(tab.isEligible('n1'))
 })
+
+t.test('fuzz: join addresses and the saved flags file', async t => {
+  const fc = (await import('fast-check')).default
+  const { joinAddrs } = await import('../../agent/join.js')
+  const { loadSavedFlags, mergeFlags, saveFlags, FLAGS_FILE } = await import('../../agent/day2/saved-flags.js')
+  const { mkdtemp, rm, writeFile } = await import('node:fs/promises')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  fc.assert(fc.property(fc.string({ maxLength: 80 }), s => { const r = joinAddrs(s); return r.length >= 1 && r.length <= 2 }))
+  const dir = await mkdtemp(join(tmpdir(), 'bolt-flags-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  await fc.assert(fc.asyncProperty(fc.oneof(fc.string({ maxLength: 200 }), fc.json({ maxDepth: 3 })), async text => {
+    await writeFile(join(dir, FLAGS_FILE), text)
+    try { await loadSavedFlags(dir); return true } catch (err) { return /is damaged/.test((err as Error).message) }
+  }), { numRuns: 200 })
+  await saveFlags(dir, { labels: { zone: 'eu' }, name: 'n1', log_level: 'debug', listen: undefined })
+  t.same(await loadSavedFlags(dir), { labels: { zone: 'eu' }, name: 'n1' }, 'only the flags given, and only those worth keeping')
+  t.same(mergeFlags({ labels: { zone: 'eu' }, name: 'n1' }, { labels: { zone: 'us' }, name: undefined }), { labels: { zone: 'us' }, name: 'n1' }, 'a flag given to start wins')
+})
