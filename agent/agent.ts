@@ -45,6 +45,9 @@ export interface AgentOptions {
   hostRoot?: string
 }
 
+/** How long `leave` waits for this node's capsules to run healthy elsewhere before stopping them anyway. */
+export const LEAVE_DRAIN_MS = 60_000
+
 /** A part that was started (or began to): how to stop it. */
 interface Running { name: string, stop: () => Promise<void> }
 
@@ -113,7 +116,7 @@ export class Agent {
     this.mirror = await createMirror(ctx, { content: this.content, raft: this.raft, membership: this.membership, registry: this.registry })
     this.running.push({ name: 'mirror', stop: async () => { await this.mirror?.stop() } })
     this.s3 = await this.begin('s3', createS3(ctx, { membership: this.membership, raft: this.raft, content: this.content }))
-    const metrics = createAgentMetrics({ membership: this.membership, raft: this.raft, content: this.content, mirror: () => this.mirror, s3: () => this.s3 })
+    const metrics = createAgentMetrics({ membership: this.membership, raft: this.raft, content: this.content, capsules: this.capsules, mirror: () => this.mirror, s3: () => this.s3 })
     await this.begin('api', { start: async () => await this.api.start([
       (api) => { registerCoreRoutes(api, this.routesHost(metrics)) },
       (api) => { registerKvRoutes(api, this.raft) },
@@ -184,6 +187,8 @@ export class Agent {
   /** Tells the cluster this node leaves, then stops. */
   async leave (): Promise<void> {
     this.leaving = true
+    // Drain first: a node that has left runs nothing (its capsules moved, or stopped at the deadline).
+    await this.capsules.drainAndStopLocal(LEAVE_DRAIN_MS)
     await this.raft.prepareLeave()
     await this.membership.leave()
     await this.identity.file.update({ left: true })

@@ -28,6 +28,11 @@ import { EXEC_PROTOCOL, ExecRequestSchema, execHandler, execRemote, type ExecOut
 import type { AssignedPort, NetworkMode } from './scheduler/spec.js'
 import { chooseSubnet, subnetConflict } from './capsule-network.js'
 import { nodeAddress } from './services/catalog-keeper.js'
+import { registerCapsuleOpsRoutes } from './day2/capsule-routes.js'
+import { registerNodeRoutes } from './day2/node-routes.js'
+import { drainBeforeLeave } from './day2/drain.js'
+import { FenceKeeper } from './day2/fence.js'
+import { registerContentOpsRoutes } from './day2/content-routes.js'
 
 export interface CapsuleHostInit {
   self: string
@@ -95,6 +100,7 @@ export class CapsuleHost {
         runtime: o.config.runtime.oci_runtime,
         allowGaming: o.config.capsules.allow_gaming,
         onError: (what, capsule, err) => { o.log.error({ capsule, err: err.message }, what === 'log' ? 'cannot write the capsule\'s log (its output is lost until this is fixed)' : 'cannot write the capsule\'s record') },
+        volumeRoots: o.config.capsules.volume_roots,
         ...(o.hostRoot !== undefined ? { hostRoot: o.hostRoot } : {}),
         ...(this.subnet !== undefined ? { bridge: { name: o.config.network.bridge, subnet: this.subnet } } : {})
       })
@@ -133,16 +139,33 @@ export class CapsuleHost {
       images: { prepare: async (ref, signal) => await o.content.prepareForRuntime(this.runtime as NodeRuntime, ref, signal) },
       bridgeRefusal: () => this.bridgeError ?? (this.subnet !== undefined ? subnetConflict(this.subnet, o.self, o.members()) : undefined),
       // A bridge capsule's checks go to its own address on the bridge; others to loopback.
+      ...(this.runtime !== undefined ? { fence: async (name: string, graceMs: number) => { await this.fenceKeeper(o).arm(name, graceMs) } } : {}),
       probeAddress: async (runtimeName) => (await this.runtime?.bridge?.records().catch(() => []))?.find(r => r.name === runtimeName)?.address ?? '127.0.0.1',
       log: o.log.child({ part: 'supervisor' })
     })
     o.raft.state.onApply((cmd) => {
-      if (cmd.op.startsWith('capsule.')) { this.supervisor.kick(); if (cmd.op === 'capsule.create' || cmd.op === 'capsule.unplace') this.scheduler.kick() }
+      if (cmd.op.startsWith('capsule.') || cmd.op === 'node.eligibility') { this.supervisor.kick(); if (['capsule.create', 'capsule.unplace', 'capsule.restart', 'capsule.scale', 'capsule.update', 'capsule.report', 'capsule.migrate', 'node.eligibility'].includes(cmd.op)) this.scheduler.kick() }
     })
     await o.libp2p.handle(LOGS_PROTOCOL, o.guard(logsHandler((instance, q, signal) => this.localLogs(instance, q, signal))), { maxInboundStreams: 32 })
     await o.libp2p.handle(EXEC_PROTOCOL, o.guard(execHandler(async (req, signal) => await this.localExec(req.instance, req.argv, req.timeoutMs, signal))), { maxInboundStreams: 16 })
     this.scheduler.start()
     this.supervisor.start()
+  }
+
+  private fence: FenceKeeper | undefined
+  /** The lease renewer, started when the first fenced capsule runs here. */
+  private fenceKeeper (o: CapsuleHostInit): FenceKeeper {
+    if (this.fence === undefined) {
+      const rt = this.runtime as NodeRuntime
+      this.fence = new FenceKeeper({
+        dir: join(o.dataDir, 'runtime'),
+        connected: () => { const l = o.raft.status().leader; return l !== null && (l === o.self || o.members().some(m => m.id === l && m.state === 'alive')) },
+        runtimeArgv: (args) => rt.runtimeArgv(args),
+        log: o.log
+      })
+      this.fence.start()
+    }
+    return this.fence
   }
 
   /**
@@ -155,6 +178,19 @@ export class CapsuleHost {
     const bridge = this.runtime?.bridge
     if (bridge === undefined) return
     await bridge.onReady(async () => { await fn(`${bridge.gateway}:${BRIDGE_DNS_PORT}`) })
+  }
+
+  /**
+   * `leave`: move this node's instances elsewhere (each replacement healthy
+   * before its old run stops, until `deadlineMs`), then stop the supervisor
+   * and every capsule here, so nothing keeps running on a node that left.
+   */
+  async drainAndStopLocal (deadlineMs: number): Promise<void> {
+    const o = this.o
+    await drainBeforeLeave({ self: o.self, members: o.members, capsules: () => o.raft.state.capsules, write: async (cmd, signal) => await o.raft.write(cmd, signal) }, deadlineMs)
+      .catch((err: Error) => { o.log.warn({ err: err.message }, 'leave: drain incomplete; stopping the capsules here anyway') })
+    await this.supervisor?.stop().catch(() => {})
+    await this.removeAllLocal()
   }
 
   /** Stops and removes every capsule on this node, then its bridge and nft table (an ephemeral dev agent leaves nothing behind). */
@@ -170,6 +206,7 @@ export class CapsuleHost {
   }
 
   async stop (): Promise<void> {
+    this.fence?.stop()
     this.scheduler?.stop()
     await this.supervisor?.stop()
     await this.o.libp2p.unhandle(LOGS_PROTOCOL).catch(() => {})
@@ -206,6 +243,15 @@ export class CapsuleHost {
   private async * localLogs (instance: string, q: LogsQuery, signal: AbortSignal): AsyncIterable<LogLine> {
     const rtName = this.supervisor.runtimeNameFor(instance)
     if (rtName === undefined || this.runtime === undefined) throw new Error(`${instance} does not run on this node`)
+    if (q.previous === true) {
+      // The run before the last restart here, or the placement before this one (same node).
+      const gen = Number(/\.g(\d+)$/.exec(rtName)?.[1] ?? 0)
+      const opts = { ...(q.tail !== undefined ? { tail: q.tail } : {}), ...(q.since !== undefined ? { since: q.since } : {}) }
+      const prev = await this.runtime.previousLogs(rtName, opts) ?? await this.runtime.previousLogs(runtimeNameOf(instance, gen - 1), opts)
+      if (prev === undefined) throw new Error(`${instance} has no previous run on this node`)
+      for await (const r of prev) yield { stream: r.stream === 'stderr' ? 'stderr' : 'stdout', time: r.time, line: r.line }
+      return
+    }
     for await (const r of this.runtime.logs(rtName, { follow: q.follow, signal, ...(q.tail !== undefined ? { tail: q.tail } : {}), ...(q.since !== undefined ? { since: q.since } : {}) })) {
       yield { stream: r.stream === 'stderr' ? 'stderr' : 'stdout', time: r.time, line: r.line }
     }
@@ -316,7 +362,13 @@ export class CapsuleHost {
       const instance = typeof body.instance === 'string' ? body.instance : undefined
       return await this.exec(req.params.name ?? '', instance, parsed.data.argv, parsed.data.timeoutMs, req.signal)
     })
+    registerCapsuleOpsRoutes(api, raft)
+    registerNodeRoutes(api, raft, this.o.members)
+    registerContentOpsRoutes(api, { raft, content: this.o.content, self: this.o.self })
     api.route('POST', '/v1/capsules/:name/stop', async (req) => {
+      const rec = raft.state.capsules.get(req.params.name ?? '')
+      // `stop` of what already ended says so (docker: "is not running"), rather than pretending to stop it.
+      if (rec !== undefined && rec.instances.every(i => i.state === 'exited' || i.state === 'failed')) throw new ApiError(409, `${rec.spec.name} is not running (${[...new Set(rec.instances.map(i => i.state))].join(', ')}); bolt-agent restart ${rec.spec.name} runs it again`)
       const r = await raft.write({ op: 'capsule.stop', name: req.params.name ?? '' }, req.signal)
       if (!r.ok) throw new ApiError(404, r.reason)
       return { name: req.params.name, stopping: true }
@@ -327,7 +379,7 @@ export class CapsuleHost {
       return { name: req.params.name, removed: true }
     })
     api.route('GET', '/v1/logs/:name', async (req, res) => {
-      const q = LogsQueryParams.safeParse({ follow: req.query.get('follow') === '1', tail: req.query.get('tail') ?? undefined, since: req.query.get('since') ?? undefined })
+      const q = LogsQueryParams.safeParse({ follow: req.query.get('follow') === '1', tail: req.query.get('tail') ?? undefined, since: req.query.get('since') ?? undefined, ...(req.query.get('previous') === '1' ? { previous: true } : {}) })
       if (!q.success) throw new ApiError(400, `bad logs query: ${q.error.issues[0]?.path.join('.') ?? ''}: ${q.error.issues[0]?.message ?? ''}`)
       const lines = this.logs(req.params.name ?? '', q.data, req.signal)
       await streamNdjson(res, lines)
@@ -388,7 +440,8 @@ export class CapsuleHost {
 const LogsQueryParams = z.object({
   follow: z.boolean(),
   tail: z.coerce.number().int().min(0).max(MAX_TAIL).optional(),
-  since: z.coerce.number().finite().optional()
+  since: z.coerce.number().finite().optional(),
+  previous: z.boolean().optional()
 })
 /** An object no holder has is the caller's 404, not the agent's 500. */
 function objectNotFound (err: unknown): never {

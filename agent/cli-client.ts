@@ -8,12 +8,14 @@ import { client, collect, formatBytes, out, pairs, type GlobalOpts } from './cli
 import { addHealthOptions, registerInspectExec, registerServiceCommands, type HealthFlags } from './services/cli.js'
 import type { NetworkMode, PortRequest } from './scheduler/spec.js'
 import { formatPort, parsePortOption, PortOptionError } from './ports.js'
+import { disconnectGrace, registerDay2Commands, runtimeOptions } from './day2/cli.js'
 
 export function registerClientCommands (program: Command): void {
   registerCapsuleCommands(program)
   registerStackCommands(program)
   registerServiceCommands(program)
   registerInspectExec(program)
+  registerDay2Commands(program)
   const kv = program.command('kv').description('a small linearizable key-value store in the Raft state')
   kv.command('get').argument('<key>').description('print the value alone (exit 1 if the key is absent)')
     .action(async (key: string) => {
@@ -135,6 +137,12 @@ export function registerCapsuleCommands (program: Command): void {
     .option('-p, --publish <port>', 'publish a port: HOST:CONTAINER[/tcp|udp], or CONTAINER[/proto] for a dynamic host port; repeatable', collect)
     .option('--network <mode>', 'bridge (default): own address on the node\'s bridge | host: the node\'s network (nodes with [capsules] allow_host_network) | none: loopback only')
     .option('-d, --detach', 'return once submitted, without waiting for placement')
+    .option('--rm', 'remove the capsule once every instance has exited or failed for good')
+    .option('-v, --volume <host:container[:ro]>', 'mount a host directory (under the node\'s [capsules] volume_roots); repeatable', collect)
+    .option('-w, --workdir <dir>', 'working directory inside the capsule')
+    .option('-u, --user <uid[:gid]>', 'run as this numeric user (and group)')
+    .option('--entrypoint <cmd>', 'replace the image\'s entrypoint')
+    .option('--stop-on-disconnect <duration>', 'fencing: the node stops the capsule after this long cut off (e.g. 30s), and it is replaced only after that; default: it keeps running')
     .action(async (image: string, cmd: string[], o: Record<string, unknown>) => {
       const g = program.opts<GlobalOpts>()
       const num = (flag: string, v: unknown, int = false): number | undefined => {
@@ -177,6 +185,9 @@ export function registerCapsuleCommands (program: Command): void {
         ...(o.restart !== undefined ? { restart: { policy: o.restart } } : {}),
         ...(o.strategy !== undefined ? { strategy: o.strategy } : {}),
         ...(o.gaming === true ? { gaming: true } : {}),
+        ...(o.rm === true ? { autoRemove: true } : {}),
+        ...runtimeOptions(o),
+        ...(o.stopOnDisconnect !== undefined ? { disconnect: { stopAfterMs: disconnectGrace(String(o.stopOnDisconnect)) } } : {}),
         ...(network !== undefined ? { network } : {}),
         ...(ports.length > 0 ? { ports } : {}),
         ...health
@@ -228,10 +239,13 @@ export function registerCapsuleCommands (program: Command): void {
     .option('--tail <n>', 'only the last N lines of each instance (then new ones with -f); "all" for everything')
     .option('--since <when>', 'only lines since a duration ago (10s, 5m, 1h30m, 2d) or a time (2026-12-06T19:00:00Z)')
     .option('-t, --timestamps', 'prefix each line with the time it was written (RFC 3339)')
-    .action(async (name: string, o: { follow?: boolean, tail?: string, since?: string, timestamps?: boolean }) => {
+    .option('--previous', 'the output of the run before the last restart (or placement) on the same node')
+    .action(async (name: string, o: { follow?: boolean, tail?: string, since?: string, timestamps?: boolean, previous?: boolean }) => {
       const g = program.opts<GlobalOpts>()
       const { MAX_TAIL } = await import('./logs-query.js')
       const q = new URLSearchParams()
+      if (o.previous === true && o.follow === true) throw new UserError('logs --previous: a finished run has nothing to follow (drop -f)', 2)
+      if (o.previous === true) q.set('previous', '1')
       if (o.follow === true) q.set('follow', '1')
       if (o.tail !== undefined && o.tail !== 'all') {
         const n = Number(o.tail)
@@ -351,59 +365,14 @@ export function registerCapsuleCommands (program: Command): void {
     })
 }
 
-/** How long `up` waits for a healthy dependency to show in the service catalog (a dependency without ports never does). */
-const SERVICE_ENV_WAIT_MS = 5000
-
 export function registerStackCommands (program: Command): void {
-  program.command('up').description('create a stack\'s capsules in depends_on order, waiting for each to be healthy')
+  program.command('up').description('apply a stack: create new capsules in depends_on order, replace changed ones one instance at a time waiting for health, remove dropped ones')
     .requiredOption('-f, --file <stack.toml>', 'the stack file')
-    .action(async (o: { file: string }) => {
+    .option('--dry-run', 'print the plan (added, changed, removed) and change nothing')
+    .action(async (o: { file: string, dryRun?: boolean }) => {
       const g = program.opts<GlobalOpts>()
-      const { readFile } = await import('node:fs/promises')
-      const { parseStack, startOrder, specOf, serviceEnv, StackError } = await import('./stack.js')
-      let stack
-      let order: string[]
-      try {
-        stack = parseStack(await readFile(o.file, 'utf8'), o.file)
-        order = startOrder(stack)
-      } catch (err) {
-        if (err instanceof StackError || (err as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`up: ${(err as Error).message}`, 2)
-        throw err
-      }
-      const c = await client(g)
-      for (const name of order) {
-        const entry = stack.capsules[name]!
-        const deps = entry.depends_on.map(d => ({ capsule: d, service: stack.capsules[d]?.service ?? d }))
-        let env: Record<string, string> = {}
-        if (deps.length > 0) {
-          // The catalog follows health by one Raft round: give a dependency that is a service a moment to appear.
-          const until = Date.now() + SERVICE_ENV_WAIT_MS
-          for (;;) {
-            const catalog = await c.request<Array<{ name: string, instances: Array<{ address: string, ports: Array<{ host: number }>, health: string }> }>>('GET', '/v1/services')
-            env = serviceEnv(deps, catalog)
-            if (Object.keys(env).length === deps.length || Date.now() > until) break
-            await new Promise(resolve => setTimeout(resolve, 250))
-          }
-        }
-        try {
-          await c.request('POST', '/v1/capsules', specOf(name, entry, env))
-        } catch (err) {
-          if (!(err instanceof AgentRequestError && err.status === 409)) throw err // already up: keep going
-        }
-        const deadline = Date.now() + (entry.health?.timeout_ms ?? 120_000)
-        for (;;) {
-          const rows = await c.request<PsRow[]>('GET', '/v1/capsules')
-          const mine = rows.filter(r => r.capsule === name)
-          const failed = mine.find(r => r.state === 'failed')
-          if (failed !== undefined) throw new UserError(`up: ${failed.name} failed (${failed.reason ?? 'no reason'}); later capsules not started`)
-          // A node-side check counts once every instance reports healthy; a tcp address is probed from here.
-          if (mine.length > 0 && mine.every(r => r.state === 'running' && (entry.health?.check === undefined || r.health === 'healthy')) && (entry.health?.tcp === undefined || await tcpOk(entry.health.tcp))) break
-          if (Date.now() > deadline) throw new UserError(`up: ${name} not healthy within ${entry.health?.timeout_ms ?? 120_000} ms (${mine.map(r => `${r.name}=${r.state}${r.health !== null ? `/${r.health}` : ''}${r.reason !== null ? ` ${r.reason}` : ''}`).join(', ')})`)
-          await new Promise(resolve => setTimeout(resolve, 300))
-        }
-        if (g.json === true) out(JSON.stringify({ capsule: name, state: 'running' }))
-        else out(`${name} running`)
-      }
+      const { runUp } = await import('./day2/stack-up.js')
+      await runUp(g, async () => await client(g), o)
     })
   program.command('down').description('remove a stack\'s capsules, dependents first')
     .requiredOption('-f, --file <stack.toml>', 'the stack file')
@@ -419,10 +388,12 @@ export function registerStackCommands (program: Command): void {
       }
       const c = await client(g)
       for (const name of order) {
-        await c.request('DELETE', `/v1/capsules/${encodeURIComponent(name)}`).catch((err: unknown) => {
+        // Only what was there is named: a capsule already gone is no news.
+        const removed = await c.request('DELETE', `/v1/capsules/${encodeURIComponent(name)}`).then(() => true, (err: unknown) => {
           if (!(err instanceof AgentRequestError && err.status === 404)) throw err
+          return false
         })
-        out(g.json === true ? JSON.stringify({ capsule: name, removed: true }) : `${name} removed`)
+        if (removed) out(g.json === true ? JSON.stringify({ capsule: name, removed: true }) : `${name} removed`)
       }
     })
 }
@@ -458,15 +429,4 @@ async function * ndjsonLines (res: ApiResponse): AsyncIterable<string> {
     }
   }
   if (buf.trim() !== '') yield buf
-}
-
-async function tcpOk (hostPort: string): Promise<boolean> {
-  const { connect } = await import('node:net')
-  const i = hostPort.lastIndexOf(':')
-  return await new Promise(resolve => {
-    const s = connect({ host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)), timeout: 1000 })
-    s.once('connect', () => { s.destroy(); resolve(true) })
-    s.once('error', () => resolve(false))
-    s.once('timeout', () => { s.destroy(); resolve(false) })
-  })
 }

@@ -70,8 +70,11 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     flags.mirror = { ...(flags.mirror as object ?? {}), listen: '127.0.0.1:0' }
     flags.s3 = { listen: '127.0.0.1:0' }
   }
+  // `start` runs the node as `init`/`join` set it up: their flags were saved in the data dir.
+  const saved = await import('./day2/saved-flags.js')
+  const effective = mode.kind === 'start' && !dev ? saved.mergeFlags(await saved.loadSavedFlags(dataDirOf(g)).catch((err: Error) => { throw new UserError(err.message) }), flags) : flags
   const { loadConfig } = await import('./config.js')
-  const config: Config = await loadConfig(g.config, flags)
+  const config: Config = await loadConfig(g.config, effective)
   // api/server.js imports node:http, whose ESM import loads undici: not at the top.
   const { checkApiListen } = await import('./api/server.js')
   try { checkApiListen(config.api.listen, config.api.allow_remote) } catch (err) { throw new UserError((err as Error).message) }
@@ -116,6 +119,7 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
   try {
     await agent.start()
     started = true
+    if (!dev) await saved.saveFlags(dataDir, effective).catch((err: Error) => { log.warn(`cannot save the agent's flags for start: ${err.message}`) })
   } catch (err) {
     await agent.stop().catch(() => {})
     throw err

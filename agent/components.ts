@@ -24,6 +24,7 @@ import type { Registry } from 'prom-client'
 import { agentS3 } from './s3/agent-s3.js'
 import type { S3Service } from './s3/s3-service.js'
 import { s3Metrics } from './s3/stats.js'
+import { capsuleMetrics, raftPositionMetrics } from './day2/capsule-metrics.js'
 
 type Open = (peerId: string, protocol: string, signal: AbortSignal) => Promise<Stream>
 
@@ -177,13 +178,13 @@ export function createS3 (ctx: AgentContext, parts: { membership: MembershipHost
 }
 
 /** The agent's Prometheus registry, read from the parts' own counters at scrape time. */
-export function createAgentMetrics (parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost, mirror: () => MirrorServer | undefined, s3: () => S3Service | undefined }): Registry {
+export function createAgentMetrics (parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost, capsules: CapsuleHost, mirror: () => MirrorServer | undefined, s3: () => S3Service | undefined }): Registry {
   const { membership, raft, content } = parts
   return createMetrics({
     membersByState: () => membership.countByState(),
     membership: () => membership.stats(),
     bytesByProtocol: () => ({ ...membership.bytesByProtocol(), '/bolt/raft/1': raft.bytes() }),
-    extra: [...content.metrics(), ...mirrorMetrics(() => parts.mirror()?.stats ?? newMirrorStats()), ...raft.metrics.gauges(), ...raft.refusalMetrics(), ...s3Metrics(() => parts.s3()?.stats())],
+    extra: [...content.metrics(), ...mirrorMetrics(() => parts.mirror()?.stats ?? newMirrorStats()), ...raft.metrics.gauges(), ...raft.refusalMetrics(), ...s3Metrics(() => parts.s3()?.stats()), ...capsuleMetrics(() => raft.state.capsules, () => parts.capsules.scheduler?.placements ?? 0), ...raftPositionMetrics(() => raft.status())],
     histograms: raft.metrics.histograms()
   })
 }

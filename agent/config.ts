@@ -179,6 +179,11 @@ export const ConfigSchema = z.strictObject({
      */
     allow_host_network: z.boolean().default(false),
     /**
+     * Host directories capsules may mount (`run -v HOST:CONTAINER`): a path
+     * outside them is refused at start with the reason. Empty: none.
+     */
+    volume_roots: z.array(z.string().startsWith('/', 'an absolute path')).max(64).default([]),
+    /**
      * Run `gaming` capsules here: they get the node's input devices (a
      * keylogger's and keystroke injector's reach), sound devices and the
      * display/audio sockets. Only on a machine set aside for games.

@@ -28,17 +28,17 @@ export type Seed = { id: string, addrs: string[] }
 /** Tries each address in turn until a member admits us; the error lists why each failed. */
 export async function joinThrough (j: Joiner, addrs: string[], token: JoinToken): Promise<Seed[]> {
   const failures: string[] = []
-  for (const a of addrs) {
+  for (const a of addrs.flatMap(joinAddrs)) {
     let ma
     try {
       ma = multiaddr(a)
     } catch {
-      throw new UserError(`join failed: ${a} is not a multiaddr (expected e.g. /ip4/10.0.0.5/udp/7946/quic-v1/p2p/12D3KooW...)`, 2)
+      throw new UserError(`join failed: ${a} is not a multiaddr or HOST:PORT (expected e.g. 10.0.0.5:7946, quic://10.0.0.5:7946, or /ip4/10.0.0.5/udp/7946/quic-v1/p2p/12D3KooW...)`, 2)
     }
     const host = ma.getComponents().find(c => ['ip4', 'ip6', 'dns', 'dns4', 'dns6'].includes(c.name))?.value ?? a
     try {
       const res = await j.admission.join(ma, token, AbortSignal.any([AbortSignal.timeout(JOIN_TIMEOUT_MS), j.signal]))
-      const seedAddrs = [ma.decapsulate('/p2p').toString()]
+      const seedAddrs = [ma.getComponents().some(c => c.name === 'p2p') ? ma.decapsulate('/p2p').toString() : ma.toString()]
       return [{ id: res.peerId, addrs: seedAddrs }, ...res.members.filter(m => m.id !== j.self && m.id !== res.peerId)]
     } catch (err) {
       if (err instanceof AdmissionRejectedError) {
@@ -82,4 +82,22 @@ function shortReason (err: Error): string {
   const e = err as Error & { errors?: Error[] }
   const inner = e.errors?.[0]?.message ?? e.message
   return inner.split('\n')[0]?.slice(0, 160) ?? 'unknown error'
+}
+
+/**
+ * What `join` dials for one address, as `serf join` takes them: `HOST:PORT`
+ * (TCP, then QUIC on the same port, as an agent listens by default),
+ * `tcp://HOST:PORT`, `quic://HOST:PORT`, or a multiaddr as is. No peer id is
+ * needed: the token pins the cluster key, which admission checks.
+ */
+export function joinAddrs (a: string): string[] {
+  if (a.startsWith('/')) return [a]
+  const m = /^(?:(tcp|quic):\/\/)?(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(a)
+  const port = Number(m?.[3])
+  if (m === null || port < 1 || port > 65535) return [a] // left for the multiaddr parser to refuse with the usage line
+  const host = m[2]!
+  const base = host.startsWith('[') ? `/ip6/${host.slice(1, -1)}` : /^\d{1,3}(\.\d{1,3}){3}$/.test(host) ? `/ip4/${host}` : `/dns/${host}`
+  const tcp = `${base}/tcp/${port}`
+  const quic = `${base}/udp/${port}/quic-v1`
+  return m[1] === 'tcp' ? [tcp] : m[1] === 'quic' ? [quic] : [tcp, quic]
 }

@@ -13,7 +13,7 @@ export const MAX_LOG_FRAME = 256 * 1024
 export { MAX_TAIL }
 
 /** What to read: `tail` and `since` (ms since the epoch) are optional, so older nodes' requests still parse. */
-export const LogsRequest = z.object({ instance: z.string().max(128), follow: z.boolean(), tail: z.number().int().min(0).max(MAX_TAIL).optional(), since: z.number().finite().optional() })
+export const LogsRequest = z.object({ instance: z.string().max(128), follow: z.boolean(), tail: z.number().int().min(0).max(MAX_TAIL).optional(), since: z.number().finite().optional(), previous: z.boolean().optional() })
 export type LogsQuery = Omit<z.infer<typeof LogsRequest>, 'instance'>
 export const LogFrame = z.discriminatedUnion('t', [
   z.object({ t: z.literal('line'), stream: z.enum(['stdout', 'stderr']), time: z.number(), line: z.string().max(200_000) }),

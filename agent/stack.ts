@@ -27,6 +27,8 @@ const StackCapsuleSchema = z.strictObject({
   /** As `run --network`: host only on nodes whose config allows it. */
   network: NetworkModeSchema.optional(),
   depends_on: z.array(z.string()).default([]),
+  /** As `run --stop-on-disconnect`: the node stops the capsule after this long cut off (fencing). */
+  stop_on_disconnect: z.string().max(32).optional(),
   /** Catalog and DNS name; default: the capsule's name. */
   service: z.string().regex(SERVICE_NAME_RE, 'a DNS label: lowercase letters, digits and -').optional(),
   /** As `run -p`: "HOST:CONTAINER[/tcp|udp]" or "CONTAINER[/tcp|udp]". */
@@ -64,6 +66,9 @@ export function parseStack (text: string, source: string): Stack {
   const owner = new Map<string, string>()
   for (const [name, c] of Object.entries(r.data.capsules)) {
     stackHealth(`${source}: capsules.${name}.health`, c)
+    if (c.stop_on_disconnect !== undefined) {
+      try { parseDuration(c.stop_on_disconnect) } catch (err) { throw new StackError(`${source}: capsules.${name}.stop_on_disconnect: ${(err as Error).message}`) }
+    }
     for (const d of c.depends_on) if (r.data.capsules[d] === undefined) throw new StackError(`${source}: capsules.${name}.depends_on names ${d}, which the stack does not define`)
     const ports = stackPorts(source, name, c)
     const problem = portsProblem(c.network ?? 'bridge', ports)
@@ -142,6 +147,7 @@ export function specOf (name: string, c: StackCapsule, env: Record<string, strin
     replicas: c.replicas,
     restart: { policy: c.restart },
     ...(c.network !== undefined ? { network: c.network } : {}),
+    ...(c.stop_on_disconnect !== undefined ? { disconnect: { stopAfterMs: parseDuration(c.stop_on_disconnect) } } : {}),
     ports: c.ports.map(parsePortOption),
     resources: { ...(c.cpu !== undefined ? { cpu: c.cpu } : {}), ...(c.memory !== undefined ? { memoryBytes: parseMemory(c.memory) } : {}), ...(c.gpus !== undefined ? { gpus: { count: c.gpus } } : {}) }
   }

@@ -3,7 +3,7 @@
 // detached waiter, so capsules survive an agent crash and are adopted (or
 // cleaned up) when the agent comes back.
 import { createHash } from 'node:crypto'
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { buildRuntimeConfig, hostNofileHard, type RootlessIds } from './bundle/config.js'
 import type { OciSpec } from './bundle/oci-spec.js'
@@ -112,6 +112,11 @@ export class NodeRuntime {
 
   get runtimeName (): string {
     return this.deps.driver.name
+  }
+
+  /** The command line that runs this node's OCI runtime with `args` (for a helper that must outlive the agent). */
+  runtimeArgv (args: string[]): string[] {
+    return this.deps.driver.argv(args)
   }
 
   async init (): Promise<void> {
@@ -426,6 +431,34 @@ export class NodeRuntime {
     await l.released
     this.live.delete(name)
     await rm(l.dir, { recursive: true, force: true })
+  }
+
+  /** Where the output of a removed run of `name` is kept for `logs --previous` (its last log file). */
+  private previousLogPath (name: string): string {
+    return join(resolve(this.deps.dataDir), 'previous-logs', `${name}.log`)
+  }
+
+  /** Keeps the last output of `name` before it is removed and run again (a restart), for `previousLogs`. */
+  async keepLogs (name: string): Promise<void> {
+    const l = this.live.get(name)
+    if (l === undefined) return
+    await mkdir(join(resolve(this.deps.dataDir), 'previous-logs'), { recursive: true, mode: 0o700 })
+    await copyFile(join(l.dir, LOG_FILE), this.previousLogPath(name)).catch(() => undefined)
+  }
+
+  /** The output kept by keepLogs, or undefined when none was. */
+  async previousLogs (name: string, opts: { tail?: number, since?: number } = {}): Promise<AsyncIterable<LogRecord> | undefined> {
+    const path = this.previousLogPath(name)
+    if (!await stat(path).then(() => true, () => false)) return undefined
+    return readLogs(path, { maxFiles: 1, ...opts })
+  }
+
+  /** Forgets kept output of runs `keep` says no (their instances are gone for good). */
+  async prunePreviousLogs (keep: (name: string) => boolean): Promise<void> {
+    const dir = join(resolve(this.deps.dataDir), 'previous-logs')
+    for (const f of await readdir(dir).catch(() => [] as string[])) {
+      if (f.endsWith('.log') && !keep(f.slice(0, -4))) await rm(join(dir, f), { force: true })
+    }
   }
 
   logs (name: string, opts: { follow?: boolean, signal?: AbortSignal, tail?: number, since?: number } = {}): AsyncIterable<LogRecord> {

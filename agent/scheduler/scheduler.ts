@@ -32,6 +32,8 @@ export class Scheduler {
   private busy = false
   private readonly deadSince = new Map<string, number>()
   private readonly ac = new AbortController()
+  /** Placements this node's scheduler committed (while it led), for /metrics. */
+  placements = 0
 
   constructor (private readonly o: SchedulerInit) {}
 
@@ -60,15 +62,19 @@ export class Scheduler {
     try {
       const table = this.o.capsules()
       const byId = new Map(nodes.map(n => [n.id, n]))
-      const usable = nodes.filter(n => n.state === 'alive')
+      const usable = nodes.filter(n => n.state === 'alive' && table.isEligible(n.id))
       const allocations: Allocation[] = []
       const lost: Array<{ instance: string, generation: number, reason: string }> = []
       const unplaced: Array<{ capsule: ReturnType<CapsuleTable['list']>[number], instance: string, generation: number, reason: string | null }> = []
+      const finished: string[] = []
       for (const c of table.list()) {
+        if (c.spec.autoRemove === true && c.instances.every(i => i.node !== null && (i.state === 'exited' || i.state === 'failed'))) finished.push(c.spec.name)
         for (const i of c.instances) {
+          // A placement being left (a drain) holds its node's resources until it stops.
+          if (i.previous != null) allocations.push({ node: i.previous.node, capsule: c.spec.name, cpu: c.spec.resources.cpu, memoryBytes: c.spec.resources.memoryBytes, gpuIndexes: i.previous.gpuIndexes, ports: i.previous.ports })
           if (i.node !== null) {
             const n = byId.get(i.node)
-            const gone = n === undefined || n.state === 'left' || (n.state === 'dead' && now - (this.deadSince.get(n.id) ?? now) >= this.o.deadGraceMs)
+            const gone = n === undefined || n.state === 'left' || (n.state === 'dead' && now - (this.deadSince.get(n.id) ?? now) >= replaceAfterMs(c.spec, this.o.deadGraceMs))
             if (gone && c.desired === 'run') { lost.push({ instance: i.name, generation: i.generation, reason: `node ${n?.id ?? i.node} ${n?.state ?? 'is gone'}; rescheduling` }); continue }
             if (['pending', 'pulling', 'running'].includes(i.state)) {
               allocations.push({ node: i.node, capsule: c.spec.name, cpu: c.spec.resources.cpu, memoryBytes: c.spec.resources.memoryBytes, gpuIndexes: i.gpuIndexes, ports: i.ports })
@@ -82,6 +88,10 @@ export class Scheduler {
         this.o.log.info({ instance: l.instance, reason: l.reason }, 'scheduler: instance lost')
         await this.o.write({ op: 'capsule.unplace', instance: l.instance, generation: l.generation, state: 'lost', reason: l.reason }, this.ac.signal)
       }
+      for (const name of finished) {
+        this.o.log.info({ capsule: name }, 'scheduler: removing a finished --rm capsule')
+        await this.o.write({ op: 'capsule.remove', name }, this.ac.signal)
+      }
       if (unplaced.length === 0) return
       const view = new CapacityView(usable, allocations)
       let placed = 0
@@ -90,7 +100,8 @@ export class Scheduler {
         const s = u.capsule.spec
         const r = view.place({ capsule: s.name, cpu: s.resources.cpu, memoryBytes: s.resources.memoryBytes, gpus: s.resources.gpus, on: s.on, strategy: s.strategy, hostNetwork: s.network === 'host', gaming: s.gaming, ports: portDemands(s) })
         if (r.ok) {
-          await this.o.write({ op: 'capsule.place', instance: u.instance, node: r.node, gpuIndexes: r.gpuIndexes, ports: r.ports, generation: u.generation }, this.ac.signal)
+          const w = await this.o.write({ op: 'capsule.place', instance: u.instance, node: r.node, gpuIndexes: r.gpuIndexes, ports: r.ports, generation: u.generation }, this.ac.signal)
+          if (w.ok) this.placements++
           placed++
         } else if (u.reason !== r.reason) {
           await this.o.write({ op: 'capsule.pending', instance: u.instance, reason: r.reason }, this.ac.signal)
@@ -107,4 +118,17 @@ export class Scheduler {
 /** A capsule's host ports as the placement core sees them: on the host network the container port is the host port. */
 export function portDemands (s: CapsuleSpec): PortDemand[] {
   return s.ports.map(p => ({ host: s.network === 'host' ? p.container : p.host, container: p.container, proto: p.proto }))
+}
+
+/** Time for a cut-off node to fence a capsule after its lease ran out: the watchdog's poll and the kill. */
+export const FENCE_MARGIN_MS = 2000
+
+/**
+ * How long an instance on a dead node waits before it is placed elsewhere:
+ * the dead-node grace, and for a capsule its node stops when cut off, at
+ * least that grace plus the margin — so the old copy is stopped first.
+ */
+export function replaceAfterMs (spec: CapsuleSpec, deadGraceMs: number): number {
+  const stop = spec.disconnect?.stopAfterMs
+  return stop === undefined ? deadGraceMs : Math.max(deadGraceMs, stop + FENCE_MARGIN_MS)
 }

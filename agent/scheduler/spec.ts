@@ -99,6 +99,21 @@ export const CapsuleSpecSchema = z.strictObject({
   /** The catalog and DNS name (`NAME.service.bolt`); default: the capsule's name. */
   service: z.string().regex(SERVICE_NAME_RE, 'a DNS label: lowercase letters, digits and -').optional(),
   health: HealthSchema.optional(),
+  /**
+   * When the capsule's node is cut off from the cluster (Nomad's `disconnect`):
+   * absent, it keeps running (the edge default) and is replaced after the
+   * dead-node grace; `stopAfterMs`, the node stops it after that long out of
+   * touch (fencing), and the scheduler replaces it only after that grace.
+   */
+  disconnect: z.strictObject({ stopAfterMs: z.number().int().min(1000).max(86_400_000) }).optional(),
+  /** `--entrypoint`: replaces the image's Entrypoint. */
+  entrypoint: z.array(z.string().max(4096)).min(1).max(64).optional(),
+  /** `-w`: the working directory inside the capsule. */
+  workdir: z.string().startsWith('/', 'an absolute path').max(4096).optional(),
+  /** `-u`: uid or uid:gid, numeric (names are not resolved). */
+  user: z.string().regex(/^\d{1,10}(:\d{1,10})?$/, 'uid or uid:gid, numeric').optional(),
+  /** `run --rm`: the leader removes the capsule once every instance has exited or failed for good. */
+  autoRemove: z.boolean().optional(),
   /** Published ports (`-p`): a host port (absent = dynamic, from the node's range) forwarded to a container port. */
   ports: z.array(PortRequestSchema).max(MAX_PORTS).default([])
 }).superRefine((s, ctx) => {

@@ -4,7 +4,7 @@
 // report carry the instance's generation and are refused when it moved on,
 // so a new leader or a late supervisor can't double-place or resurrect.
 import { z } from 'zod'
-import { AssignedPortSchema, CapsuleSpecSchema, InstanceStateSchema, instanceName, MAX_PORTS, type AssignedPort, type CapsuleSpec, type InstanceState } from '../scheduler/spec.js'
+import { AssignedPortSchema, CapsuleSpecSchema, InstanceStateSchema, instanceName, MAX_PORTS, MAX_REPLICAS, type AssignedPort, type CapsuleSpec, type InstanceState } from '../scheduler/spec.js'
 import { HealthStateSchema, type HealthState } from '../services/health-spec.js'
 import { WAITING_FOR_SCHEDULER } from './instance-reasons.js'
 
@@ -23,7 +23,15 @@ export interface InstanceRecord {
   generation: number
   /** The health check's verdict while running; null without a check (absent in older records). */
   health?: HealthState | null
+  /**
+   * While the instance moves off a drained node: the placement it leaves,
+   * which keeps running until the new one is running and healthy (then
+   * cleared on apply) or the drain's deadline releases it.
+   */
+  previous?: PreviousPlacement | null
 }
+
+export interface PreviousPlacement { node: string, generation: number, gpuIndexes: number[], ports: AssignedPort[] }
 
 /** At most this many health transitions in one `instance.health` command. */
 export const MAX_HEALTH_UPDATES = 256
@@ -44,6 +52,18 @@ export const CapsuleCommandSchemas = {
   'capsule.report': z.object({ op: z.literal('capsule.report'), req: z.string().max(64), instance: z.string().max(128), node: z.string().max(128), generation: Gen, state: InstanceStateSchema, exitCode: z.number().int().nullable(), reason: z.string().max(512).nullable(), restarts: z.number().int().nonnegative() }),
   'capsule.stop': z.object({ op: z.literal('capsule.stop'), req: z.string().max(64), name: z.string().max(128) }),
   'capsule.remove': z.object({ op: z.literal('capsule.remove'), req: z.string().max(64), name: z.string().max(128) }),
+  /** `restart`: the named instances (all when absent) are placed afresh, their old runs stopped; a stopped capsule runs again. */
+  'capsule.restart': z.object({ op: z.literal('capsule.restart'), req: z.string().max(64), name: z.string().max(128), instances: z.array(z.string().max(128)).max(MAX_REPLICAS).optional() }),
+  /** `scale`: instances added (pending) or the highest-numbered ones removed. */
+  'capsule.scale': z.object({ op: z.literal('capsule.scale'), req: z.string().max(64), name: z.string().max(128), replicas: z.number().int().min(1).max(MAX_REPLICAS) }),
+  /** `up` of an edited stack: the new spec (same name), replicas resized; running instances keep their spec until restarted. */
+  /** `node drain`: place the instance elsewhere while the current placement keeps running (`previous`). */
+  'capsule.migrate': z.object({ op: z.literal('capsule.migrate'), req: z.string().max(64), instance: z.string().max(128), generation: Gen }),
+  /** A drain's deadline, or `leave`: the previous placement stops whether or not its replacement is healthy. */
+  'capsule.release': z.object({ op: z.literal('capsule.release'), req: z.string().max(64), instance: z.string().max(128) }),
+  /** `node eligibility` and `node drain`: whether the scheduler places new instances on a node. */
+  'node.eligibility': z.object({ op: z.literal('node.eligibility'), req: z.string().max(64), id: z.string().max(128), eligible: z.boolean(), reason: z.string().max(256).default('') }),
+  'capsule.update': z.object({ op: z.literal('capsule.update'), req: z.string().max(64), spec: CapsuleSpecSchema }),
   /**
    * Health transitions seen by one node's probes, batched: only changes are
    * written, coalesced per instance, so a probe every second costs no Raft
@@ -63,11 +83,17 @@ function initialHealth (spec: CapsuleSpec): HealthState | null {
 
 export class CapsuleTable {
   private capsules = new Map<string, CapsuleRecord>()
+  /** Nodes the scheduler places nothing new on: id → why (drained, disabled). */
+  private ineligible = new Map<string, string>()
   /** instance name → capsule name */
   private byInstance = new Map<string, string>()
 
   list (): CapsuleRecord[] { return [...this.capsules.values()] }
   get (name: string): CapsuleRecord | undefined { return this.capsules.get(name) }
+
+  isEligible (node: string): boolean { return !this.ineligible.has(node) }
+  ineligibleNodes (): Array<[string, string]> { return [...this.ineligible].sort((a, b) => a[0] < b[0] ? -1 : 1) }
+  restoreIneligible (rows: Array<[string, string]>): void { this.ineligible = new Map(rows) }
 
   instance (name: string): { capsule: CapsuleRecord, instance: InstanceRecord } | undefined {
     const c = this.capsules.get(this.byInstance.get(name) ?? '')
@@ -133,6 +159,8 @@ export class CapsuleTable {
         i.exitCode = cmd.exitCode
         i.reason = cmd.reason
         i.restarts = cmd.restarts
+        // A move off a drained node is done once the new placement runs (healthy, for a checked capsule).
+        if (cmd.state === 'running' && f.capsule.spec.health === undefined) i.previous = null
         return { ok: true }
       }
       case 'capsule.stop': {
@@ -148,6 +176,61 @@ export class CapsuleTable {
         for (const i of c.instances) this.byInstance.delete(i.name)
         return { ok: true }
       }
+      case 'capsule.restart': {
+        const c = this.capsules.get(cmd.name)
+        if (c === undefined) return { ok: false, reason: `no capsule named ${cmd.name}` }
+        const chosen = cmd.instances === undefined ? c.instances : c.instances.filter(i => cmd.instances?.includes(i.name))
+        if (chosen.length === 0) return { ok: false, reason: `${cmd.name} has no instance named ${cmd.instances?.join(', ') ?? ''}` }
+        c.desired = 'run'
+        for (const i of chosen) {
+          i.node = null
+          i.gpuIndexes = []
+          i.ports = []
+          i.state = 'pending'
+          i.reason = WAITING_FOR_SCHEDULER
+          i.exitCode = null
+          i.health = initialHealth(c.spec)
+        }
+        return { ok: true }
+      }
+      case 'capsule.migrate': {
+        const f = this.instance(cmd.instance)
+        if (f === undefined || f.instance.node === null || f.instance.generation !== cmd.generation || f.capsule.desired !== 'run') return { ok: false, reason: 'stale' }
+        const i = f.instance
+        i.previous = { node: i.node as string, generation: i.generation, gpuIndexes: i.gpuIndexes, ports: i.ports }
+        i.node = null
+        i.gpuIndexes = []
+        i.ports = []
+        i.state = 'pending'
+        i.reason = 'moving off a drained node'
+        i.health = initialHealth(f.capsule.spec)
+        return { ok: true }
+      }
+      case 'capsule.release': {
+        const f = this.instance(cmd.instance)
+        if (f === undefined || f.instance.previous == null) return { ok: false, reason: 'stale' }
+        f.instance.previous = null
+        return { ok: true }
+      }
+      case 'node.eligibility': {
+        if (cmd.eligible) this.ineligible.delete(cmd.id)
+        else this.ineligible.set(cmd.id, cmd.reason)
+        return { ok: true }
+      }
+      case 'capsule.scale': {
+        const c = this.capsules.get(cmd.name)
+        if (c === undefined) return { ok: false, reason: `no capsule named ${cmd.name}` }
+        const r = this.resize(c, cmd.replicas)
+        if (r.ok) c.spec = { ...c.spec, replicas: cmd.replicas }
+        return r
+      }
+      case 'capsule.update': {
+        const c = this.capsules.get(cmd.spec.name)
+        if (c === undefined) return { ok: false, reason: `no capsule named ${cmd.spec.name}` }
+        const r = this.resize(c, cmd.spec.replicas)
+        if (r.ok) c.spec = cmd.spec
+        return r
+      }
       case 'instance.health': {
         let applied = 0
         for (const u of cmd.updates) {
@@ -155,11 +238,29 @@ export class CapsuleTable {
           // Only the node running this placement speaks for it, and only while it runs.
           if (f === undefined || f.instance.node !== cmd.node || f.instance.generation !== u.generation || f.instance.state !== 'running' || f.capsule.spec.health === undefined) continue
           f.instance.health = u.health
+          if (u.health === 'healthy') f.instance.previous = null
           applied++
         }
         return applied > 0 ? { ok: true, value: String(applied) } : { ok: false, reason: 'stale health report' }
       }
     }
+  }
+
+  /** Adds instances `name-i` (pending) or removes the highest-numbered ones, so the capsule has `replicas`. */
+  private resize (c: CapsuleRecord, replicas: number): Result {
+    if (replicas < c.instances.length) {
+      for (const i of c.instances.splice(replicas)) this.byInstance.delete(i.name)
+      return { ok: true }
+    }
+    const added: InstanceRecord[] = []
+    for (let idx = c.instances.length; idx < replicas; idx++) {
+      // Existing instances keep their names (a single one is named after the capsule); new ones are name-i.
+      const name = instanceName(c.spec.name, idx, Math.max(2, replicas))
+      if (this.byInstance.has(name)) return { ok: false, reason: `instance name ${name} is taken by capsule ${this.byInstance.get(name) ?? ''}` }
+      added.push({ name, index: idx, node: null, gpuIndexes: [], ports: [], state: 'pending', reason: WAITING_FOR_SCHEDULER, exitCode: null, restarts: 0, generation: 0, health: initialHealth(c.spec) })
+    }
+    for (const i of added) { c.instances.push(i); this.byInstance.set(i.name, c.spec.name) }
+    return { ok: true }
   }
 
   toSnapshot (): CapsuleRecord[] {

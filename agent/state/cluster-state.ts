@@ -38,7 +38,9 @@ const SnapshotSchema = z.object({
   capsules: z.array(z.unknown()).default([]),
   catalog: z.array(z.unknown()).default([]),
   seen: z.array(z.tuple([z.string(), z.unknown()])).default([]),
-  s3: z.unknown().optional()
+  s3: z.unknown().optional(),
+  /** Nodes made ineligible for new placements (`node eligibility`, `node drain`): [id, reason]. */
+  ineligible: z.array(z.tuple([z.string(), z.string()])).default([])
 })
 
 export interface ClusterStateInit {
@@ -161,13 +163,13 @@ export class ClusterState {
   }
 
   snapshot (): Uint8Array {
-    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1), capsules: this.capsules.toSnapshot(), catalog: this.catalog.toSnapshot(), seen: [...this.seen], s3: this.s3.toSnapshot() }) as Uint8Array
+    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1), capsules: this.capsules.toSnapshot(), catalog: this.catalog.toSnapshot(), seen: [...this.seen], s3: this.s3.toSnapshot(), ineligible: this.capsules.ineligibleNodes() }) as Uint8Array
     const sum = createHash('sha256').update(body).digest()
     return Buffer.concat([sum, body])
   }
 
   restore (data: Uint8Array): void {
-    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); this.capsules.restore([]); this.catalog.restore([]); this.s3.restore(undefined); this.seen.clear(); return }
+    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); this.capsules.restore([]); this.capsules.restoreIneligible([]); this.catalog.restore([]); this.s3.restore(undefined); this.seen.clear(); return }
     if (data.byteLength < 32) throw new SnapshotCorruptError('snapshot shorter than its checksum')
     const sum = data.subarray(0, 32)
     const body = data.subarray(32)
@@ -184,6 +186,7 @@ export class ClusterState {
     this.kv = new Map(parsed.data.kv)
     this.roles = new Map(parsed.data.roles)
     this.capsules.restore(parsed.data.capsules as CapsuleRecord[])
+    this.capsules.restoreIneligible(parsed.data.ineligible)
     this.catalog.restore(parsed.data.catalog)
     try {
       this.s3.restore(parsed.data.s3)

@@ -74,6 +74,12 @@ const leaderOnly: Authorize<unknown> = (_cmd, ctx) => ctx.from === ctx.leader ? 
  *   capsule.create   512 KiB    any member (`run` / stacks through any agent's API)
  *   capsule.stop     SMALL      any member
  *   capsule.remove   SMALL      any member
+ *   capsule.restart  512 KiB    any member (`restart`, rolling updates)
+ *   capsule.scale    SMALL      any member (`scale`)
+ *   capsule.update   512 KiB    any member (`up` of an edited stack)
+ *   capsule.migrate  SMALL      any member (`node drain`, `leave`)
+ *   capsule.release  SMALL      any member (a drain's deadline, `leave`)
+ *   node.eligibility SMALL      any member (`node eligibility`, `node drain`)
  *   capsule.place    SMALL      leader (its scheduler)
  *   capsule.unplace  SMALL      leader (its scheduler)
  *   capsule.pending  SMALL      leader (its scheduler)
@@ -95,6 +101,12 @@ export const COMMANDS = {
   'capsule.create': entry({ schema: CapsuleCommandSchemas['capsule.create'], maxBytes: MAX_COMMAND_BYTES, authorize: anyMember }),
   'capsule.stop': entry({ schema: CapsuleCommandSchemas['capsule.stop'], maxBytes: SMALL, authorize: anyMember }),
   'capsule.remove': entry({ schema: CapsuleCommandSchemas['capsule.remove'], maxBytes: SMALL, authorize: anyMember }),
+  'capsule.restart': entry({ schema: CapsuleCommandSchemas['capsule.restart'], maxBytes: MAX_COMMAND_BYTES, authorize: anyMember }),
+  'capsule.scale': entry({ schema: CapsuleCommandSchemas['capsule.scale'], maxBytes: SMALL, authorize: anyMember }),
+  'capsule.update': entry({ schema: CapsuleCommandSchemas['capsule.update'], maxBytes: MAX_COMMAND_BYTES, authorize: anyMember }),
+  'capsule.migrate': entry({ schema: CapsuleCommandSchemas['capsule.migrate'], maxBytes: SMALL, authorize: anyMember }),
+  'capsule.release': entry({ schema: CapsuleCommandSchemas['capsule.release'], maxBytes: SMALL, authorize: anyMember }),
+  'node.eligibility': entry({ schema: CapsuleCommandSchemas['node.eligibility'], maxBytes: SMALL, authorize: anyMember }),
   'capsule.place': entry({ schema: CapsuleCommandSchemas['capsule.place'], maxBytes: SMALL, authorize: leaderOnly }),
   'capsule.unplace': entry({ schema: CapsuleCommandSchemas['capsule.unplace'], maxBytes: SMALL, authorize: leaderOnly }),
   'capsule.pending': entry({ schema: CapsuleCommandSchemas['capsule.pending'], maxBytes: SMALL, authorize: leaderOnly }),

@@ -40,6 +40,8 @@ export interface SupervisorInit {
    * Default 127.0.0.1 (host network); a bridge capsule's own address.
    */
   probeAddress?: (runtimeName: string) => Promise<string>
+  /** Arms the fence of a running capsule that must stop when this node is cut off (spec.disconnect). */
+  fence?: (runtimeName: string, graceMs: number) => Promise<void>
 }
 
 interface Task {
@@ -103,8 +105,13 @@ export class Supervisor {
   private async reconcile (): Promise<void> {
     if (this.ac.signal.aborted) return
     const mine = new Map<string, { capsule: CapsuleRecord, instance: InstanceRecord }>()
+    /** Placements moving off this node (a drain): they keep running until their replacement is healthy. */
+    const leaving = new Set<string>()
     for (const c of this.o.capsules().list()) {
-      for (const i of c.instances) if (i.node === this.o.self) mine.set(runtimeNameOf(i.name, i.generation), { capsule: c, instance: i })
+      for (const i of c.instances) {
+        if (i.node === this.o.self) mine.set(runtimeNameOf(i.name, i.generation), { capsule: c, instance: i })
+        if (i.previous?.node === this.o.self && c.desired === 'run') leaving.add(runtimeNameOf(i.name, i.previous.generation))
+      }
     }
     // Start what should run and isn't being handled.
     for (const [rtName, { capsule, instance }] of mine) {
@@ -121,14 +128,18 @@ export class Supervisor {
     }
     // Stop and remove what runs here but is no longer placed here.
     for (const [rtName, task] of this.tasks) {
-      if (!mine.has(rtName)) task.ac.abort()
+      if (!mine.has(rtName) && !leaving.has(rtName)) task.ac.abort()
     }
     const rt = this.o.runtime
     if (rt === undefined) return
+    // Output kept for `logs --previous` lives as long as its instance is placed here.
+    const table = this.o.capsules()
+    // Optional calls: runtimes that keep no output (test doubles) lack them.
+    await Promise.resolve(rt.prunePreviousLogs?.(n => table.instance(n.replace(/\.g\d+$/, ''))?.instance.node === this.o.self)).catch(() => undefined)
     let local: Awaited<ReturnType<NodeRuntime['list']>> = []
     try { local = await rt.list() } catch { return }
     for (const s of local) {
-      if (mine.has(s.name) || this.tasks.has(s.name)) continue
+      if (mine.has(s.name) || this.tasks.has(s.name) || leaving.has(s.name)) continue
       this.o.log.info({ capsule: s.name }, 'supervisor: stopping a capsule no longer placed here')
       await rt.stop(s.name, { timeoutMs: STOP_TIMEOUT_MS }).catch(() => undefined)
       await rt.remove(s.name, { force: true }).catch(() => undefined)
@@ -178,9 +189,14 @@ export class Supervisor {
       if (existing !== undefined && existing.status !== 'exited' && restarts === instance.restarts) {
         // Adopted after an agent restart: watch it rather than start it again.
         if (instance.state !== 'running') await this.report(task, 'running', { restarts, exitCode: lastExit })
+        await this.armFence(task, spec)
         exit = await this.waitOrStop(rt, task, signal, spec, instance)
       } else {
-        if (existing !== undefined || restarts > instance.restarts) await rt.remove(task.runtimeName, { force: true }).catch(() => undefined)
+        if (existing !== undefined || restarts > instance.restarts) {
+          // The run before a restart stays readable: `logs --previous`.
+          await Promise.resolve(rt.keepLogs?.(task.runtimeName)).catch(() => undefined)
+          await rt.remove(task.runtimeName, { force: true }).catch(() => undefined)
+        }
         if (spec.network === 'host' && this.o.allowHostNetwork !== true) {
           // Defence in depth: the scheduler places such capsules only on nodes that allow them.
           await this.report(task, 'failed', { reason: 'this node does not allow host networking (set [capsules] allow_host_network = true in its config)', restarts })
@@ -206,6 +222,9 @@ export class Supervisor {
             name: task.runtimeName,
             image: imageId,
             ...(spec.args.length > 0 ? { args: spec.args } : {}),
+            ...(spec.entrypoint !== undefined ? { entrypoint: spec.entrypoint } : {}),
+            ...(spec.workdir !== undefined ? { cwd: spec.workdir } : {}),
+            ...(spec.user !== undefined ? { user: spec.user } : {}),
             env: spec.env,
             resources: { ...(spec.resources.cpu > 0 ? { cpus: spec.resources.cpu } : {}), ...(spec.resources.memoryBytes >= 4 * 1024 * 1024 ? { memoryBytes: spec.resources.memoryBytes } : {}) },
             ...(spec.resources.gpus.count > 0 ? { gpus: spec.resources.gpus.count } : {}),
@@ -219,6 +238,7 @@ export class Supervisor {
           return
         }
         await this.report(task, 'running', { restarts, exitCode: lastExit })
+        await this.armFence(task, spec)
         exit = await this.waitOrStop(rt, task, signal, spec, instance)
       }
       if (signal.aborted) return
@@ -240,6 +260,12 @@ export class Supervisor {
       if (signal.aborted) return
       restarts++
     }
+  }
+
+  private async armFence (task: Task, spec: CapsuleSpec): Promise<void> {
+    const grace = spec.disconnect?.stopAfterMs
+    if (grace === undefined || this.o.fence === undefined) return
+    await this.o.fence(task.runtimeName, grace).catch((err: Error) => { this.o.log.warn({ capsule: task.runtimeName, err: err.message }, 'cannot arm the fence: this capsule will keep running if the node is cut off') })
   }
 
   /**
@@ -287,6 +313,8 @@ export class Supervisor {
     if (!this.ac.signal.aborted) {
       // The state no longer places this here: stop it and free its resources.
       const exit = await rt.stop(task.runtimeName, { timeoutMs: STOP_TIMEOUT_MS }).catch(() => undefined)
+      // Placed afresh (restart, update, drain): the next generation's `logs --previous` reads this run.
+      await Promise.resolve(rt.keepLogs?.(task.runtimeName)).catch(() => undefined)
       await rt.remove(task.runtimeName, { force: true }).catch(() => undefined)
       return exit ?? { exitCode: 137, reason: 'stopped', oomKilled: false, finishedAt: Date.now() }
     }

@@ -119,7 +119,7 @@ t.test('capsules run, place, heal and clean up', { skip: !haveRunc || !isRoot ||
     await writeFile(file, `[capsules.db]\nimage = "${IMAGE}"\nargs = ["/bin/sh", "-c", "sleep 600"]\nmemory = "16M"\nnetwork = "none"\n\n[capsules.app]\nimage = "${IMAGE}"\nargs = ["/bin/sh", "-c", "sleep 600"]\nmemory = "16M"\nnetwork = "none"\ndepends_on = ["db"]\n`)
     const up = await a0.cli(['up', '-f', file], 120_000)
     t.equal(up.code, 0, `up exits 0 ${up.stderr.trim()}`)
-    t.same(up.stdout.trim().split('\n'), ['db running', 'app running'], 'dependencies first, each waited for')
+    t.same(up.stdout.trim().split('\n'), ['plan for stack stack: 2 to add, 0 to change, 0 to remove', '  + db', '  + app', 'db running', 'app running'], 'the plan, then dependencies first, each waited for')
     const down = await a0.cli(['down', '-f', file])
     t.equal(down.code, 0, 'down exits 0')
     t.same(down.stdout.trim().split('\n'), ['app removed', 'db removed'], 'dependents removed first')

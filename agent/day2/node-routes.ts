@@ -1,0 +1,41 @@
+// API routes for nodes: drain (start, progress, deadline release) and
+// eligibility. NODE is a member's name or id.
+import { z } from 'zod'
+import { ApiError, type ApiServer } from '../api/server.js'
+import type { RaftHost } from '../raft/raft-host.js'
+import type { MemberView } from '../membership-host.js'
+import { drainRemaining, releaseDrain, resolveNode, startDrain, UnknownNodeError, type DrainDeps } from './drain.js'
+
+const EligibilityBody = z.strictObject({ eligible: z.boolean() })
+
+export function registerNodeRoutes (api: ApiServer, raft: RaftHost, members: () => MemberView[]): void {
+  const deps: DrainDeps = { capsules: () => raft.state.capsules, write: async (cmd, signal) => await raft.write(cmd, signal) }
+  const member = (node: string): MemberView => {
+    try { return resolveNode(members(), node) } catch (err) {
+      if (err instanceof UnknownNodeError) throw new ApiError(404, err.message)
+      throw err
+    }
+  }
+  const named = (m: MemberView): { id: string, name: string } => ({ id: m.id, name: m.name })
+  api.route('POST', '/v1/nodes/:node/drain', async (req) => {
+    const m = member(req.params.node ?? '')
+    return { node: named(m), moving: await startDrain(deps, m.id, req.signal) }
+  })
+  api.route('GET', '/v1/nodes/:node/drain', async (req) => {
+    const m = member(req.params.node ?? '')
+    await raft.node.readIndex(AbortSignal.any([req.signal, AbortSignal.timeout(5000)])).catch(() => undefined)
+    return { node: named(m), eligible: raft.state.capsules.isEligible(m.id), remaining: drainRemaining(raft.state.capsules, m.id) }
+  })
+  api.route('POST', '/v1/nodes/:node/release', async (req) => {
+    const m = member(req.params.node ?? '')
+    return { node: named(m), released: await releaseDrain(deps, m.id, req.signal) }
+  })
+  api.route('POST', '/v1/nodes/:node/eligibility', async (req) => {
+    const body = EligibilityBody.safeParse(await req.body())
+    if (!body.success) throw new ApiError(400, `bad eligibility request: ${body.error.issues[0]?.path.join('.') ?? ''}: ${body.error.issues[0]?.message ?? ''}`)
+    const m = member(req.params.node ?? '')
+    const r = await raft.write({ op: 'node.eligibility', id: m.id, eligible: body.data.eligible, reason: body.data.eligible ? '' : 'disabled' }, req.signal)
+    if (!r.ok) throw new ApiError(409, r.reason)
+    return { node: named(m), eligible: body.data.eligible }
+  })
+}
