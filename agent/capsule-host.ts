@@ -1,11 +1,9 @@
 // Capsules on this agent: the node runtime (runc/crun), the scheduler (acts
 // only while this node leads Raft), the supervisor, the logs protocol, and
-// the API routes for run/ps/logs/stop/rm, pull/images and gpu.
+// the API routes for run/ps/logs/stop/rm (images, objects and gpu: content-routes.ts).
 import { join } from 'node:path'
-import { Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import type { Stream, StreamHandler } from '@libp2p/interface'
-import { BRIDGE_DNS_PORT, createRuntime, gpuReport, type NodeRuntime } from '../native/index.js'
+import { BRIDGE_DNS_PORT, createRuntime, type NodeRuntime } from '../native/index.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
 import { parseReference } from '../p2p/content/reference.js'
 import { Scheduler, type SchedulerNode } from './scheduler/scheduler.js'
@@ -15,8 +13,8 @@ import { mergeAsArrived, mergeByTime } from './log-merge.js'
 import { z } from 'zod'
 import { ApiError, type ApiServer } from './api/server.js'
 import { streamNdjson } from './api/ndjson.js'
-import { checkDestInRoot, checkObjectId, checkObjectSource } from './object-paths.js'
-import { MAX_OBJECT_HOLDERS, OBJECT_HEADER, type ObjectGetHeader } from './object-location.js'
+import { freshOrStale } from './api/fresh-read.js'
+import { registerContentRoutes } from './content-routes.js'
 import type { RaftHost } from './raft/raft-host.js'
 import type { ContentHost } from './content-host.js'
 import type { MemberView } from './membership-host.js'
@@ -347,12 +345,12 @@ export class CapsuleHost {
       if (!r.ok) throw new ApiError(409, r.reason)
       return raft.state.capsules.get(parsed.data.name) satisfies CapsuleRecord | undefined
     })
-    api.route('GET', '/v1/capsules', async (req) => {
-      await raft.node.readIndex(AbortSignal.any([req.signal, AbortSignal.timeout(5000)])).catch(() => undefined)
+    api.route('GET', '/v1/capsules', async (req, res) => {
+      await freshOrStale(async (sig) => { await raft.node.readIndex(sig) }, req.signal, res, this.o.log)
       return this.ps()
     })
-    api.route('GET', '/v1/capsules/:name', async (req) => {
-      await raft.node.readIndex(AbortSignal.any([req.signal, AbortSignal.timeout(5000)])).catch(() => undefined)
+    api.route('GET', '/v1/capsules/:name', async (req, res) => {
+      await freshOrStale(async (sig) => { await raft.node.readIndex(sig) }, req.signal, res, this.o.log)
       return this.inspect(req.params.name ?? '')
     })
     api.route('POST', '/v1/capsules/:name/exec', async (req) => {
@@ -385,54 +383,7 @@ export class CapsuleHost {
       await streamNdjson(res, lines)
       return undefined
     })
-    api.route('POST', '/v1/images/pull', async (req, res) => {
-      const body = await req.body() as { ref?: unknown }
-      if (typeof body.ref !== 'string' || body.ref === '') throw new ApiError(400, 'ref is required')
-      const ref = body.ref
-      res.writeHead(200, { 'content-type': 'application/x-ndjson' })
-      try {
-        const done = await this.o.content.pull(ref, (p) => { res.write(JSON.stringify({ event: 'progress', ...p }) + '\n') }, req.signal)
-        res.end(JSON.stringify({ event: 'done', ref: done.ref, digest: done.digest, size: done.size, bytesFromPeers: done.bytesFromPeers, bytesFromRegistry: done.bytesFromRegistry, bytesLocal: done.bytesLocal }) + '\n')
-      } catch (err) {
-        res.end(JSON.stringify({ event: 'error', error: (err as Error).message }) + '\n')
-      }
-      return undefined
-    })
-    api.route('GET', '/v1/images', async () => await this.o.content.puller.images())
-    api.route('POST', '/v1/objects', async (req) => {
-      const body = await req.body() as { path?: unknown, replicas?: unknown }
-      if (typeof body.path !== 'string' || !body.path.startsWith('/')) throw new ApiError(400, 'path must be an absolute file path on this node')
-      const replicas = typeof body.replicas === 'number' && Number.isInteger(body.replicas) && body.replicas >= 0 ? body.replicas : 2
-      await checkObjectSource(body.path)
-      const r = await this.o.content.objects.putObject(body.path, { replicas, signal: req.signal })
-      // Object metadata goes into the Raft state, so any member can list it.
-      await this.o.raft.write({ op: 'put', key: `objects/${r.id}`, value: JSON.stringify({ size: r.size, chunks: r.chunks, replicas: r.replicas }) }, req.signal).catch(() => undefined)
-      return r
-    })
-    // The bytes of an object, streamed: `bolt-agent object get ID DEST`
-    // writes DEST itself, as the user who runs it. How the object was found
-    // rides in the x-bolt-object header (JSON: id, size, bytesFromPeers,
-    // bytesLocal, locatedBy, asked: its first MAX_OBJECT_HOLDERS, so the
-    // header stays far below HTTP clients' 16 KiB limit in large clusters).
-    api.route('GET', '/v1/objects/:id', async (req, res) => {
-      const id = req.params.id ?? ''
-      checkObjectId(id)
-      const { manifest, ...got } = await this.o.content.fetchObject(id, this.o.raft, req.signal).catch(objectNotFound)
-      const header: ObjectGetHeader = { ...got, asked: got.asked.slice(0, MAX_OBJECT_HOLDERS) }
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(got.size), [OBJECT_HEADER]: JSON.stringify(header) })
-      await pipeline(Readable.from(this.o.content.objects.readObject(manifest)), res, { signal: req.signal })
-      return undefined
-    })
-    // The agent writes the file itself only under [objects] dest_root: it runs as root.
-    api.route('POST', '/v1/objects/:id/get', async (req) => {
-      const id = req.params.id ?? ''
-      checkObjectId(id)
-      const body = await req.body() as { dest?: unknown }
-      if (typeof body.dest !== 'string' || !body.dest.startsWith('/')) throw new ApiError(400, 'dest must be an absolute path on this node')
-      const dest = await checkDestInRoot(body.dest, this.o.config.objects.dest_root)
-      return await this.o.content.getObject(id, dest, this.o.raft, req.signal).catch(objectNotFound)
-    })
-    api.route('GET', '/v1/gpu', async () => await gpuReport())
+    registerContentRoutes(api, { content: this.o.content, raft, config: this.o.config.objects, log: this.o.log })
   }
 }
 
@@ -443,10 +394,5 @@ const LogsQueryParams = z.object({
   since: z.coerce.number().finite().optional(),
   previous: z.boolean().optional()
 })
-/** An object no holder has is the caller's 404, not the agent's 500. */
-function objectNotFound (err: unknown): never {
-  if ((err as Error).name === 'ObjectNotFoundError') throw new ApiError(404, (err as Error).message)
-  throw err
-}
 
 export { runtimeNameOf }

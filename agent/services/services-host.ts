@@ -10,6 +10,7 @@ import type { Config } from '../config.js'
 import type { Logger } from '../logger.js'
 import type { MemberView } from '../membership-host.js'
 import { ApiError, type ApiServer } from '../api/server.js'
+import { freshOrStale } from '../api/fresh-read.js'
 
 export interface ServiceJson {
   name: string
@@ -106,12 +107,12 @@ export class ServicesHost {
   kick (): void { this.keeper.kick() }
 
   registerRoutes (api: ApiServer): void {
-    api.route('GET', '/v1/services', async (req) => {
-      await this.o.readIndex(AbortSignal.any([req.signal, AbortSignal.timeout(5000)])).catch(() => undefined)
+    api.route('GET', '/v1/services', async (req, res) => {
+      await freshOrStale(this.o.readIndex, req.signal, res, this.o.log)
       return servicesJson(this.o.catalog())
     })
-    api.route('GET', '/v1/services/:name', async (req) => {
-      await this.o.readIndex(AbortSignal.any([req.signal, AbortSignal.timeout(5000)])).catch(() => undefined)
+    api.route('GET', '/v1/services/:name', async (req, res) => {
+      await freshOrStale(this.o.readIndex, req.signal, res, this.o.log)
       const s = servicesJson(this.o.catalog()).find(x => x.name === req.params.name)
       if (s === undefined) throw new ApiError(404, `no service named ${req.params.name ?? ''}`)
       return s

@@ -79,6 +79,10 @@ t.test('leader election, failover, durability under kill -9, partitions', async 
     const lapi = await apiOf(leader)
     const minorityWrite = await kv(lapi, 'PUT', '/v1/kv/minority', { value: 'x' }, 12_000).catch(() => undefined)
     t.not(minorityWrite?.status, 200, 'a write through the isolated old leader does not commit')
+    // Reads that need the leader still answer from the cut-off node's copy, and say so.
+    const ps = await fetch(`${lapi.url}/v1/capsules`, { headers: { authorization: `Bearer ${lapi.token}` }, signal: AbortSignal.timeout(15_000) })
+    t.equal(ps.status, 200, 'ps through the isolated node answers')
+    t.equal(ps.headers.get('x-bolt-stale'), '1', 'marked as read from a copy that may be stale')
     const stepped = await waitFor(async () => (await leader.status())?.leader !== leader.id, 10_000)
     t.ok(stepped >= 0, 'the isolated old leader steps down (check-quorum)')
     const majority = await agreedLeader(others, 10_000)
