@@ -117,7 +117,8 @@ export class PeerLinks {
     this.peers.clear()
   }
 
-  private get stopped (): boolean { return this.ac.signal.aborted }
+  /** Between stop() and start(). */
+  get stopped (): boolean { return this.ac.signal.aborted }
 
   private peer (id: string): Peer {
     let p = this.peers.get(id)
@@ -155,6 +156,7 @@ export class PeerLinks {
       } catch (err) {
         stream?.abort(toError(err))
         this.failQueued(p)
+        if (this.stopped) break
         const backoff = this.o.backoffMs ?? [0]
         const wait = backoff[Math.min(p.failures, backoff.length - 1)] as number
         p.failures++
@@ -214,9 +216,9 @@ export class PeerLinks {
     this.outbound.delete(stream)
     const current = this.peers.get(to)?.link
     if (!this.stopped && (current === undefined || !isWritable(current.stream))) {
-      const q = this.peer(to)
-      if (current !== undefined) this.dropLink(to, q, current, new Error('stream to peer closed'))
-      this.adopt(to, q, stream, lp)
+      const stale = this.peers.get(to)
+      if (stale !== undefined && current !== undefined) this.dropLink(to, stale, current, new Error('stream to peer closed'))
+      this.adopt(to, this.peer(to), stream, lp)
     } else {
       await stream.close({ signal }).catch(() => { stream.abort(new Error('close timed out')) })
     }

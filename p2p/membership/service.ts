@@ -1,11 +1,11 @@
 // The libp2p driver of the SWIM core: ticks it on a timer, carries its
 // messages as length-prefixed CBOR frames on one /bolt/swim/1 stream per
-// member (opened on the first message, closed after STREAM_IDLE_MS without
-// one), and turns its events into DOM events. All protocol logic is in
-// core/; this file only does I/O, bounds it, and counts it.
+// member (the shared per-peer link of p2p/peer-link.ts: opened on the first
+// message, closed after STREAM_IDLE_MS without one), and turns its events
+// into DOM events. All protocol logic is in core/; this file only does I/O,
+// bounds it, and counts it.
 import { randomInt } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Connection, Libp2p, Stream, StreamHandler } from '@libp2p/interface'
 import { MAX_MESSAGE_BYTES, decodeMessage, encodeMessage } from './codec.js'
@@ -15,6 +15,7 @@ import type { MemberEvent, MemberView, Outgoing, SwimCounters } from './core/typ
 import { MemberMetaSchema, type MemberMeta } from './meta.js'
 import { LAN, checkConfig, type SwimConfig } from './profiles.js'
 import { signLeft, verifyLeft, type LeftSigner } from './left-proof.js'
+import { PeerLinks, classifyEnd } from '../peer-link.js'
 
 export const SWIM_PROTOCOL = '/bolt/swim/1'
 /** Outgoing messages in flight at once; beyond this they are dropped (SWIM tolerates loss). */
@@ -101,31 +102,7 @@ export class InvalidMetaError extends Error {
   override name = 'InvalidMetaError'
 }
 
-/** Malformed or oversized input (our decoder, or the length-prefix reader of @libp2p/utils). */
-function isDecodeError (err: unknown): boolean {
-  const name = err instanceof Error ? err.name : ''
-  return name === 'SwimDecodeError' || name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError' || name === 'InvalidMessageLengthError'
-}
-
 interface JoinWaiter { resolve: () => void, reject: (err: Error) => void, seeds: string[] }
-
-interface QueuedFrame { bytes: Uint8Array, done: (err?: Error) => void }
-
-/** An open stream to a member that later messages reuse. */
-interface MemberLink {
-  stream: Stream
-  lp: LengthPrefixedStream<Stream>
-  queue: QueuedFrame[]
-  writing: boolean
-  idle: NodeJS.Timeout | undefined
-}
-
-function isWritable (stream: Stream): boolean { return stream.status === 'open' && stream.writeStatus === 'writable' }
-
-/** A stream that ended between frames (the writer closed it when idle). */
-function isCleanEnd (err: unknown): boolean {
-  return err instanceof Error && (err.name === 'UnexpectedEOFError' || err.name === 'StreamClosedError')
-}
 
 /**
  * Events: `member` (CustomEvent<MemberEvent>) for every membership change,
@@ -147,10 +124,10 @@ export class MembershipService extends EventTarget {
   private running = false
   private readonly inflight = new Set<Promise<void>>()
   /** Per member: its open stream, if any, and the frames waiting to go on it. */
-  private readonly links = new Map<string, MemberLink>()
+  private readonly links: PeerLinks
   private readonly joinWaiters = new Set<JoinWaiter>()
   private lastIncarnationSeen: number
-  private readonly io = { bytesIn: 0, bytesOut: 0, sendFailures: 0, decodeErrors: 0, receiveErrors: 0, faultDrops: 0, overflowDrops: 0 }
+  private readonly io = { sendFailures: 0, decodeErrors: 0, receiveErrors: 0, faultDrops: 0, overflowDrops: 0 }
 
   constructor (init: MembershipServiceInit) {
     super()
@@ -176,12 +153,22 @@ export class MembershipService extends EventTarget {
       verifyLeft
     })
     this.lastIncarnationSeen = this.core.incarnation()
+    this.links = new PeerLinks({
+      // A frame resent from a failed link has no addresses: the member's current ones.
+      open: async (to, signal, addrs) => await this.openStream(to, (addrs as string[] | undefined) ?? this.core.member(to)?.meta.addrs ?? [], this.protocol, signal),
+      maxFrameBytes: MAX_MESSAGE_BYTES,
+      idleMs: STREAM_IDLE_MS,
+      onFailure: 'fresh-stream',
+      openTimeoutMs: this.sendTimeoutMs(),
+      writeTimeoutMs: this.sendTimeoutMs()
+    })
   }
 
   async start (): Promise<void> {
     if (this.running) return
     this.running = true
     this.shutdown = new AbortController()
+    this.links.start()
     const handler: StreamHandler = (stream, connection) => this.onStream(stream, connection)
     await this.libp2p.handle(this.protocol, this.guard !== undefined ? this.guard(handler) : handler, {
       maxInboundStreams: MAX_STREAMS_PER_CONNECTION,
@@ -202,7 +189,7 @@ export class MembershipService extends EventTarget {
     if (this.timer !== undefined) clearInterval(this.timer)
     this.timer = undefined
     this.shutdown.abort(new MembershipStoppedError('membership stopped'))
-    for (const [to, link] of [...this.links]) this.dropLink(to, link, new MembershipStoppedError('membership stopped'))
+    this.links.stop(new MembershipStoppedError('membership stopped'))
     for (const w of this.joinWaiters) w.reject(new MembershipStoppedError('membership stopped during join'))
     this.joinWaiters.clear()
     await this.libp2p.unhandle(this.protocol).catch(() => {}) // the handler is removed at once; only the peer store update after it can fail (libp2p already stopped)
@@ -280,7 +267,7 @@ export class MembershipService extends EventTarget {
   member (id: string): MemberView | undefined { return this.core.member(id) }
   incarnation (): number { return this.core.incarnation() }
   healthScore (): number { return this.core.healthScore() }
-  stats (): MembershipStats { return { ...this.core.stats(), ...this.io } }
+  stats (): MembershipStats { return { ...this.core.stats(), bytesIn: this.links.bytes.in, bytesOut: this.links.bytes.out, ...this.io } }
 
   /** Fault injection at run time (the lossy scenarios): drop this fraction of messages both ways. */
   setDropRate (rate: number): void {
@@ -316,99 +303,11 @@ export class MembershipService extends EventTarget {
     if (!this.running) return undefined
     if (this.dropRate > 0 && Math.random() < this.dropRate) { this.io.faultDrops++; return undefined }
     if (this.inflight.size >= MAX_INFLIGHT_SENDS) { this.io.overflowDrops++; return undefined }
-    const p = (async () => { await this.sendFrame(o.to, o.addrs, encodeMessage(o.msg)) })()
+    const p = (async () => { await this.links.send(o.to, encodeMessage(o.msg), o.addrs) })()
       .catch((err: unknown) => { this.io.sendFailures++; this.reportError('send', o.to, err) })
       .finally(() => { this.inflight.delete(p) })
     this.inflight.add(p)
     return p
-  }
-
-  /**
-   * A message goes on the member's open stream when there is one, after the
-   * messages queued there. Otherwise it opens a stream itself (dialing if
-   * need be; a message never waits behind another's dial, which may be to a
-   * dead address) and that stream stays open for the next ones.
-   */
-  private async sendFrame (to: string, addrs: string[], bytes: Uint8Array): Promise<void> {
-    const link = this.links.get(to)
-    if (link !== undefined && isWritable(link.stream)) {
-      await new Promise<void>((resolve, reject) => {
-        link.queue.push({ bytes, done: (err) => { if (err === undefined) resolve(); else reject(err) } })
-        this.pump(to, link)
-      })
-      return
-    }
-    const signal = AbortSignal.any([AbortSignal.timeout(this.sendTimeoutMs()), this.shutdown.signal])
-    const stream = await this.openStream(to, addrs, this.protocol, signal)
-    const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES })
-    try {
-      await lp.write(bytes, { signal })
-      this.io.bytesOut += bytes.byteLength
-    } catch (err) {
-      stream.abort(err instanceof Error ? err : new Error(String(err)))
-      throw err
-    }
-    const current = this.links.get(to)
-    if (this.running && (current === undefined || !isWritable(current.stream))) {
-      if (current !== undefined) this.dropLink(to, current, new Error('stream to member closed'))
-      const fresh: MemberLink = { stream, lp, queue: [], writing: false, idle: undefined }
-      this.links.set(to, fresh)
-      stream.addEventListener('close', () => { if (this.links.get(to) === fresh) this.dropLink(to, fresh, new Error('stream to member closed')) }, { once: true })
-      this.armIdle(to, fresh)
-    } else {
-      await stream.close({ signal }).catch(() => { stream.abort(new Error('close timed out')) })
-    }
-  }
-
-  /** Writes a link's queued frames in order; a failed write fails its frame and ends the link. */
-  private pump (to: string, link: MemberLink): void {
-    if (link.writing) return
-    link.writing = true
-    if (link.idle !== undefined) { clearTimeout(link.idle); link.idle = undefined }
-    void (async () => {
-      let frame: QueuedFrame | undefined
-      try {
-        while ((frame = link.queue.shift()) !== undefined) {
-          await link.lp.write(frame.bytes, { signal: AbortSignal.any([AbortSignal.timeout(this.sendTimeoutMs()), this.shutdown.signal]) })
-          this.io.bytesOut += frame.bytes.byteLength
-          frame.done()
-        }
-        link.writing = false
-        this.armIdle(to, link)
-      } catch (err) {
-        link.writing = false
-        const e = err instanceof Error ? err : new Error(String(err))
-        frame?.done(e)
-        this.dropLink(to, link, e)
-      }
-    })()
-  }
-
-  private armIdle (to: string, link: MemberLink): void {
-    if (link.idle !== undefined) clearTimeout(link.idle)
-    link.idle = setTimeout(() => {
-      link.idle = undefined
-      if (link.writing || link.queue.length > 0 || this.links.get(to) !== link) return
-      this.links.delete(to)
-      link.stream.close({ signal: AbortSignal.timeout(this.sendTimeoutMs()) }).catch(() => { link.stream.abort(new Error('close timed out')) })
-    }, STREAM_IDLE_MS)
-    link.idle.unref()
-  }
-
-  /**
-   * Forgets a link and aborts its stream. Its queued frames are failed when
-   * stopping; otherwise each goes out on a stream of its own.
-   */
-  private dropLink (to: string, link: MemberLink, err: Error): void {
-    if (this.links.get(to) === link) this.links.delete(to)
-    if (link.idle !== undefined) { clearTimeout(link.idle); link.idle = undefined }
-    if (link.stream.status === 'open') link.stream.abort(err)
-    const queued = link.queue.splice(0)
-    for (const f of queued) {
-      if (!this.running) { f.done(new MembershipStoppedError('membership stopped')); continue }
-      const addrs = this.core.member(to)?.meta.addrs ?? []
-      this.sendFrame(to, addrs, f.bytes).then(() => { f.done() }, (e: unknown) => { f.done(e instanceof Error ? e : new Error(String(e))) })
-    }
   }
 
   private sendTimeoutMs (): number { return Math.max(SEND_TIMEOUT_MS, this.config.probeIntervalMs) }
@@ -436,28 +335,19 @@ export class MembershipService extends EventTarget {
    */
   private async onStream (stream: Stream, connection: Connection): Promise<void> {
     const from = connection.remotePeer.toString()
-    const idleMs = STREAM_IDLE_MS + this.sendTimeoutMs()
     try {
-      const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES })
-      for (;;) {
-        let frame
-        try {
-          frame = await lp.read({ signal: AbortSignal.any([AbortSignal.timeout(idleMs), this.shutdown.signal]) })
-        } catch (err) {
-          if (isCleanEnd(err)) break
-          throw err
-        }
-        this.io.bytesIn += frame.byteLength
-        const msg = decodeMessage(frame.subarray())
-        if (!this.running) break
-        if (this.dropRate > 0 && Math.random() < this.dropRate) { this.io.faultDrops++; continue }
+      await this.links.read(stream, frame => {
+        const msg = decodeMessage(frame)
+        if (!this.running) return false
+        if (this.dropRate > 0 && Math.random() < this.dropRate) { this.io.faultDrops++; return true }
         this.core.receive(from, msg)
         this.flush()
-      }
+        return true
+      }, { idleMs: STREAM_IDLE_MS + this.sendTimeoutMs() })
       await stream.close({ signal: AbortSignal.timeout(SEND_TIMEOUT_MS) }).catch(() => { stream.abort(new Error('close timed out')) })
     } catch (err) {
       if (this.shutdown.signal.aborted) { stream.abort(new MembershipStoppedError('membership stopped')); return }
-      if (isDecodeError(err)) this.io.decodeErrors++
+      if (classifyEnd(err) === 'decode') this.io.decodeErrors++
       else this.io.receiveErrors++
       this.reportError('receive', from, err)
       stream.abort(err instanceof Error ? err : new Error(String(err)))
