@@ -140,6 +140,32 @@ t.test('fresh-stream mode: each frame resolves; a link is reused; a failed dial 
   await t.rejects(failing.send('b', bytes('x')), /stopped here/)
 })
 
+t.test('fresh-stream mode: a link reset under it is replaced by a new stream', async t => {
+  const inbound: Stream[] = []
+  let opens = 0
+  const receiver = new PeerLinks({ open: async () => { throw new Error('unused') }, maxFrameBytes: MAX, idleMs: 60_000, onFailure: 'drop', openTimeoutMs: 1000 })
+  const frames: string[] = []
+  const sender = new PeerLinks({
+    open: async () => {
+      opens++
+      const [out, inb] = await streamPair()
+      inbound.push(inb)
+      receiver.read(inb, f => { frames.push(Buffer.from(f).toString()) }).catch(() => {})
+      return out
+    },
+    maxFrameBytes: MAX,
+    idleMs: 60_000,
+    onFailure: 'fresh-stream',
+    openTimeoutMs: 1000,
+    writeTimeoutMs: 1000
+  })
+  t.teardown(() => { sender.stop(); receiver.stop() })
+  await sender.send('b', bytes('before'))
+  inbound[0]?.abort(new Error('receiver reset it'))
+  await waitOrFail('sends go through again', async () => { await sender.send('b', bytes('after')).catch(() => {}); return frames.includes('after') })
+  t.ok(opens >= 2, `a new stream replaced the reset one (${opens} opened)`)
+})
+
 t.test('inbound: an oversized frame ends the stream as a decode error', async t => {
   const receiver = new PeerLinks({ open: async () => { throw new Error('unused') }, maxFrameBytes: MAX, idleMs: 1000, onFailure: 'drop', openTimeoutMs: 1000 })
   t.teardown(() => { receiver.stop() })
