@@ -74,7 +74,7 @@ export class ClusterRegistry {
 
   constructor (private readonly o: ClusterRegistryInit) {
     this.uploads = new Uploads(o.store)
-    this.content = new ClusterContent({ store: o.store, exchange: o.exchange, catalog: o.catalog, candidates: o.candidates })
+    this.content = new ClusterContent({ store: o.store, exchange: o.exchange, catalog: o.catalog, candidates: o.candidates, ...(o.log !== undefined ? { log: o.log } : {}) })
     if (o.gcGraceMs !== undefined) {
       this.gc = new RegistryGc({ store: o.store, catalog: o.catalog, graceMs: o.gcGraceMs, ...(o.log !== undefined ? { log: o.log } : {}) })
       this.gc.start()
