@@ -195,7 +195,7 @@ export class ClusterRegistry {
     switch (req.method) {
       case 'GET':
       case 'HEAD': {
-        const { offset } = this.uploads.status(name, id)
+        const { offset } = await this.uploads.status(name, id)
         this.empty(res, 204, { location: loc, range: uploadRangeHeader(offset), 'docker-upload-uuid': id })
         return
       }
