@@ -1,6 +1,7 @@
 // Cluster images used like any other in real agents (no registry server
 // anywhere): `bolt-agent pull bolt.local/…` fetches a pushed image from its
-// holder with the pull's usual progress and JSON, and `images` lists it; a
+// holder with the pull's usual progress and JSON, `images` lists it and
+// `images --cluster` counts the puller as a holder now; a
 // capsule started from a cluster image keeps it from GC on every member
 // after its only tag is deleted (a second, unused image pushed and deleted
 // at the same time is freed: GC has passed the grace), so `restart` still
@@ -87,6 +88,12 @@ t.test('pull of a cluster image; GC keeps an image a capsule uses', { skip: miss
     t.equal(await held(b, digestsOf(other)), digestsOf(other).length, 'B holds the manifest and every blob')
     const listed = await b.cli(['images', '--json'])
     t.match(JSON.parse(listed.stdout), [{ ref: 'bolt.local/team/other:v1', digest: other.manifestDigest, size: other.blobBytes }], 'images lists it')
+    const cat = await a.cli(['images', '--cluster', '--json'])
+    t.equal(cat.code, 0, cat.stderr)
+    const rows = JSON.parse(cat.stdout) as Array<{ ref: string, replicas: number, holders: string[] }>
+    t.match(rows.find(r => r.ref === 'bolt.local/team/other:v1'), { replicas: 2 }, 'images --cluster counts B, which pulled it, as a holder now')
+    t.same(rows.find(r => r.ref === 'bolt.local/team/other:v1')?.holders.sort(), [a.ready!.node.id, b.ready!.node.id].sort())
+    t.match(rows.find(r => r.ref === 'bolt.local/team/app:v1'), { replicas: 1, holders: [a.ready!.node.id] }, 'the image only A holds: 1')
     const human = await b.cli(['pull', 'bolt.local/team/other:v1'], 60_000)
     t.equal(human.code, 0, 'a second pull exits 0')
     t.match(human.stdout, `bolt.local/team/other:v1 ${other.manifestDigest}`, 'and prints the ref and digest')
