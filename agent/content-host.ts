@@ -8,7 +8,8 @@ import { BlobStore } from '../p2p/content/blob-store.js'
 import { RegistryClient } from '../p2p/content/registry-client.js'
 import { PieceExchange } from '../p2p/content/piece-exchange.js'
 import { DhtProviderSource } from '../p2p/content/providers.js'
-import { ImagePuller, type ImagePullProgress, type PulledImage } from '../p2p/content/image-puller.js'
+import { ImagePuller, type ClusterResolved, type ImagePullProgress, type PulledImage } from '../p2p/content/image-puller.js'
+import type { ImageReference } from '../p2p/content/reference.js'
 import { ObjectStore, type FetchedObject, type GetResult } from '../p2p/content/objects.js'
 import type { BoltLibp2p } from '../p2p/node.js'
 import type { Config } from './config.js'
@@ -77,7 +78,11 @@ export class ContentHost {
    * Cluster images (`bolt.local/…` pushed to the cluster registry, see
    * agent/registry/): set by the agent once the registry exists.
    */
-  clusterImages: { has: (ref: string, signal?: AbortSignal) => Promise<boolean>, exportLayout: (ref: string, dir: string, signal?: AbortSignal) => Promise<{ digest: string }> } | undefined
+  clusterImages: {
+    has: (ref: string, signal?: AbortSignal) => Promise<boolean>
+    exportLayout: (ref: string, dir: string, signal?: AbortSignal) => Promise<{ digest: string }>
+    resolve: (repo: string, reference: string, signal?: AbortSignal) => Promise<ClusterResolved | undefined>
+  } | undefined
 
   constructor (private readonly o: ContentHostInit) {}
 
@@ -103,7 +108,9 @@ export class ContentHost {
       openStream: o.openStream
     })
     await this.exchange.start()
-    this.puller = new ImagePuller({ store: this.store, registry: this.registry, exchange: this.exchange, candidates: o.candidates })
+    // `pull` of a cluster image (bolt.local/…) asks the cluster registry, once the agent has set it.
+    const cluster = { host: LOCAL_REF_PREFIX.replace(/\/$/, ''), resolve: async (ref: ImageReference, signal?: AbortSignal) => await this.clusterImages?.resolve(ref.repository, ref.digest ?? ref.tag ?? 'latest', signal) }
+    this.puller = new ImagePuller({ store: this.store, registry: this.registry, exchange: this.exchange, candidates: o.candidates, cluster })
     this.objects = new ObjectStore({
       store: this.store,
       exchange: this.exchange,

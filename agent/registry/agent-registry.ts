@@ -44,8 +44,8 @@ export function registerRegistryRoutes (api: ApiServer, get: () => { registry: C
     const { registry, mirrorUrl, clusterKey } = get()
     return { username: PUSH_USERNAME, password: pushCredential(clusterKey), registry: mirrorUrl === null ? null : mirrorUrl.replace(/^https?:\/\//, ''), enabled: registry !== undefined }
   })
-  api.route('GET', '/v1/registry/images', async () => {
+  api.route('GET', '/v1/registry/images', async (req) => {
     const { registry, replicas } = get()
-    return { registry: CLUSTER_REGISTRY, replicas, images: registry?.catalog.images() ?? [] }
+    return { registry: CLUSTER_REGISTRY, replicas, images: await registry?.currentImages(req.signal) ?? [] }
   })
 }

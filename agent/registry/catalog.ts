@@ -3,6 +3,10 @@
 //
 //   registry/tags/<repo>:<tag>      → { digest, mediaType, size, at }
 //   registry/manifests/<digest>     → { mediaType, size, data?, blobs, children, holders, at }
+//   registry/resolved/<repo>:<tag>  → { digest, at }: what the tag named when
+//                                     a capsule last started from it (gc.ts
+//                                     keeps that image while a capsule's spec
+//                                     names the tag, even once it is deleted)
 //
 // `data` is the manifest's bytes in base64 when they fit a KV value (most
 // manifests do); larger ones are read from their holders as a blob. `holders`
@@ -16,6 +20,7 @@ import { parseKvRecord, readKvRecord, type KvReader } from '../state/kv-record.j
 
 export const TAG_PREFIX = 'registry/tags/'
 export const MANIFEST_PREFIX = 'registry/manifests/'
+export const RESOLVED_PREFIX = 'registry/resolved/'
 /** The registry host that names cluster images (`bolt.local/app:1`). */
 export const CLUSTER_REGISTRY = 'bolt.local'
 /** Linearizable reads wait this long before falling back to this replica's state. */
@@ -28,6 +33,8 @@ const Digest = z.string().regex(/^sha256:[a-f0-9]{64}$/)
 const BlobRef = z.object({ digest: Digest, size: z.number().int().nonnegative() })
 export const TagRecordSchema = z.object({ digest: Digest, mediaType: z.string().max(255), size: z.number().int().nonnegative(), at: z.number() })
 export type TagRecord = z.infer<typeof TagRecordSchema>
+export const ResolvedRecordSchema = z.object({ digest: Digest, at: z.number() })
+export type ResolvedRecord = z.infer<typeof ResolvedRecordSchema>
 export const ManifestRecordSchema = z.object({
   mediaType: z.string().max(255),
   size: z.number().int().nonnegative(),
@@ -45,11 +52,16 @@ export type ManifestRecord = z.infer<typeof ManifestRecordSchema>
 /** The slice of RaftHost the catalog needs. */
 export interface CatalogKv extends KvReader {
   write: (cmd: CommandInput, signal?: AbortSignal) => Promise<CommandResult>
-  state: KvReader['state'] & { keys: (prefix: string, limit?: number) => string[] }
+  state: KvReader['state'] & {
+    keys: (prefix: string, limit?: number) => string[]
+    /** The capsule table (absent in unit tests of the catalog alone): GC keeps the images their specs name. */
+    capsules?: { list: () => Array<{ spec: { image: string } }> }
+  }
 }
 
 export function tagKey (repo: string, tag: string): string { return `${TAG_PREFIX}${repo}:${tag}` }
 export function manifestKey (digest: string): string { return MANIFEST_PREFIX + digest }
+export function resolvedKey (repo: string, tag: string): string { return `${RESOLVED_PREFIX}${repo}:${tag}` }
 
 /** A catalog entry as `images --cluster` lists it. */
 export interface CatalogImage { repo: string, tag: string, digest: string, mediaType: string, bytes: number, holders: string[] }
@@ -139,6 +151,43 @@ export class Catalog {
     await this.ok(await this.kv.write({ op: 'delete', key: manifestKey(digest) }, signal))
   }
 
+  /** What `repo:tag` named when a capsule last started from it (this replica's view). */
+  resolvedLocal (repo: string, tag: string): ResolvedRecord | undefined {
+    return parseKvRecord(ResolvedRecordSchema, this.kv.state.get(resolvedKey(repo, tag)))
+  }
+
+  async putResolved (repo: string, tag: string, rec: ResolvedRecord, signal?: AbortSignal): Promise<void> {
+    await this.ok(await this.kv.write({ op: 'put', key: resolvedKey(repo, tag), value: JSON.stringify(rec) }, signal))
+  }
+
+  /**
+   * Manifests that capsules in the Raft state use (this replica's view):
+   * for each spec whose image is a cluster image, the digest it names, else
+   * what its tag names now and what it named at the capsule's last start.
+   * `refs` are the `repo:tag` the specs name (resolved records of others are stale).
+   */
+  pinnedByCapsules (): { digests: Set<string>, refs: Set<string> } {
+    const digests = new Set<string>()
+    const refs = new Set<string>()
+    for (const c of this.kv.state.capsules?.list() ?? []) {
+      if (!c.spec.image.startsWith(CLUSTER_REGISTRY + '/')) continue
+      const { repo, reference } = splitRef(c.spec.image.slice(CLUSTER_REGISTRY.length + 1))
+      if (reference.startsWith('sha256:')) { digests.add(reference); continue }
+      refs.add(`${repo}:${reference}`)
+      for (const d of [parseKvRecord(TagRecordSchema, this.kv.state.get(tagKey(repo, reference)))?.digest, this.resolvedLocal(repo, reference)?.digest]) if (d !== undefined) digests.add(d)
+    }
+    return { digests, refs }
+  }
+
+  /** `repo:tag` of every resolved record (this replica's view). */
+  resolvedRefs (): string[] {
+    return this.kv.state.keys(RESOLVED_PREFIX, 1_000_000).map(k => k.slice(RESOLVED_PREFIX.length))
+  }
+
+  async deleteResolved (ref: string, signal?: AbortSignal): Promise<void> {
+    await this.ok(await this.kv.write({ op: 'delete', key: RESOLVED_PREFIX + ref }, signal))
+  }
+
   /** Tags of `repo` that point at `digest`. */
   tagsOf (repo: string, digest: string): string[] {
     return this.tags(repo).filter(t => parseKvRecord(TagRecordSchema, this.kv.state.get(tagKey(repo, t)))?.digest === digest)
@@ -154,4 +203,13 @@ export class Catalog {
   private async ok (r: CommandResult): Promise<void> {
     if (!r.ok) throw new Error(`the cluster state refused the write: ${r.reason}`)
   }
+}
+
+/** `team/app:1` → { repo: 'team/app', reference: '1' }; `@sha256:…` → the digest; no tag → `latest`. */
+export function splitRef (rest: string): { repo: string, reference: string } {
+  const at = rest.indexOf('@')
+  if (at >= 0) return { repo: rest.slice(0, at), reference: rest.slice(at + 1) }
+  const colon = rest.lastIndexOf(':')
+  if (colon > rest.lastIndexOf('/')) return { repo: rest.slice(0, colon), reference: rest.slice(colon + 1) }
+  return { repo: rest, reference: 'latest' }
 }

@@ -6,10 +6,11 @@
 import { copyFile, link, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { BlobStore } from '../../p2p/content/blob-store.js'
+import type { ClusterResolved } from '../../p2p/content/image-puller.js'
 import type { PieceExchange } from '../../p2p/content/piece-exchange.js'
 import { hostPlatform, parseImageIndex, parseImageManifest, selectPlatform } from '../../p2p/content/oci.js'
 import { MirrorRequestError } from '../mirror/errors.js'
-import { CLUSTER_REGISTRY, type Catalog, type ManifestRecord } from './catalog.js'
+import { CATALOG_READ_TIMEOUT_MS, CLUSTER_REGISTRY, splitRef, type Catalog, type ManifestRecord } from './catalog.js'
 import { sha256 } from './manifest-check.js'
 
 /** How long a blob's size is asked of peers before it counts as unknown. */
@@ -21,6 +22,7 @@ export interface ClusterContentInit {
   catalog: Catalog
   /** Members to ask for pieces (alive and suspect ones). */
   candidates: () => string[]
+  log?: { warn: (obj: object, msg: string) => void }
 }
 
 export interface ClusterManifest { digest: string, mediaType: string, bytes: Uint8Array, record: ManifestRecord }
@@ -78,6 +80,44 @@ export class ClusterContent {
     return store.sizeSync(digest)
   }
 
+  /**
+   * `bolt-agent pull` of a cluster image: `repo` at `reference` resolved to
+   * this host's platform (an index's manifest for it, the index beside it),
+   * verified; undefined when the catalog has none.
+   */
+  async resolve (repo: string, reference: string, signal?: AbortSignal): Promise<ClusterResolved | undefined> {
+    const top = await this.manifest(repo, reference, signal)
+    if (top === undefined || top.record.children.length === 0) return top === undefined ? undefined : { digest: top.digest, bytes: top.bytes, mediaType: top.mediaType, holders: top.record.holders }
+    const chosen = selectPlatform(parseImageIndex(top.bytes), hostPlatform())
+    const m = await this.manifest(repo, chosen.digest, signal)
+    if (m === undefined) throw new MirrorRequestError(404, 'MANIFEST_UNKNOWN', `image ${CLUSTER_REGISTRY}/${repo}:${reference}: its manifest for this platform is not in the cluster`)
+    return { digest: m.digest, bytes: m.bytes, mediaType: m.mediaType, index: { digest: top.digest, bytes: top.bytes }, holders: m.record.holders }
+  }
+
+  /**
+   * A capsule start from a tag: records what the tag names in the Raft state
+   * (gc.ts keeps that image while a capsule's spec names the tag); when the
+   * tag is gone, the image it named at the last start is used instead, so a
+   * restart runs what was running.
+   */
+  private async rememberResolved (repo: string, tag: string, m: ClusterManifest | undefined, signal?: AbortSignal): Promise<ClusterManifest | undefined> {
+    const { catalog } = this.o
+    const last = catalog.resolvedLocal(repo, tag)
+    if (m === undefined) {
+      if (last === undefined) return undefined
+      this.o.log?.warn({ image: `${CLUSTER_REGISTRY}/${repo}:${tag}`, digest: last.digest }, 'cluster image: the tag is gone; starting the image it named at the last start')
+      return await this.manifest(repo, last.digest, signal)
+    }
+    if (last?.digest !== m.digest) {
+      const bounded = AbortSignal.any([AbortSignal.timeout(CATALOG_READ_TIMEOUT_MS), ...(signal !== undefined ? [signal] : [])])
+      await catalog.putResolved(repo, tag, { digest: m.digest, at: Date.now() }, bounded).catch((err: Error) => {
+        if (signal?.aborted === true) throw err
+        this.o.log?.warn({ image: `${CLUSTER_REGISTRY}/${repo}:${tag}`, err: err.message }, 'cluster image: cannot record what the tag names for gc; the image may be collected if its tag is deleted while a capsule uses it')
+      })
+    }
+    return m
+  }
+
   /** Whether `ref` (`bolt.local/repo:tag` or `@sha256:…`) names an image in the catalog. */
   async has (ref: string, signal?: AbortSignal): Promise<boolean> {
     const { repo, reference } = splitClusterRef(ref)
@@ -92,6 +132,7 @@ export class ClusterContent {
   async exportLayout (ref: string, dir: string, signal?: AbortSignal): Promise<{ digest: string }> {
     const { repo, reference } = splitClusterRef(ref)
     let m = await this.manifest(repo, reference, signal)
+    if (!reference.startsWith('sha256:')) m = await this.rememberResolved(repo, reference, m, signal)
     if (m === undefined) throw new MirrorRequestError(404, 'MANIFEST_UNKNOWN', `image ${ref} is not in the cluster (push it to any agent's registry endpoint)`)
     if (m.record.children.length > 0) {
       const chosen = selectPlatform(parseImageIndex(m.bytes), hostPlatform())
@@ -122,10 +163,5 @@ export class ClusterContent {
 
 /** `bolt.local/team/app:1` → { repo: 'team/app', reference: '1' }; `@sha256:…` → the digest; no tag → `latest`. */
 export function splitClusterRef (ref: string): { repo: string, reference: string } {
-  const rest = ref.startsWith(CLUSTER_REGISTRY + '/') ? ref.slice(CLUSTER_REGISTRY.length + 1) : ref
-  const at = rest.indexOf('@')
-  if (at >= 0) return { repo: rest.slice(0, at), reference: rest.slice(at + 1) }
-  const colon = rest.lastIndexOf(':')
-  if (colon > rest.lastIndexOf('/')) return { repo: rest.slice(0, colon), reference: rest.slice(colon + 1) }
-  return { repo: rest, reference: 'latest' }
+  return splitRef(ref.startsWith(CLUSTER_REGISTRY + '/') ? ref.slice(CLUSTER_REGISTRY.length + 1) : ref)
 }

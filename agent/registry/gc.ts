@@ -1,6 +1,8 @@
 // Garbage collection of cluster images, run on every member. A manifest is
 // live while a tag names it, a live index does, or its subject (OCI
-// referrers) is live; one that stays unnamed for the grace period is dropped: its record leaves the Raft state (any member
+// referrers) is live, or a capsule in the Raft state uses it (its spec's
+// image names it, by digest, by tag, or by a tag deleted since the capsule
+// last started: Catalog.pinnedByCapsules); one that stays unnamed for the grace period is dropped: its record leaves the Raft state (any member
 // may issue the delete; a second one finds nothing), this member unpins what
 // it pinned for it (`registry:<digest>` for pushes and replicas,
 // `registry-run:<digest>` for capsule starts) and deletes from its store the
@@ -59,6 +61,9 @@ export class RegistryGc {
       const t = parseKvRecord(TagRecordSchema, kv.state.get(key))
       if (t !== undefined && !live.has(t.digest)) { live.add(t.digest); queue.push(t.digest) }
     }
+    // Images capsules use live until no capsule does (every member computes the same from the Raft state).
+    const pinned = catalog.pinnedByCapsules()
+    for (const d of pinned.digests) if (!live.has(d)) { live.add(d); queue.push(d) }
     // A referrer lives as long as its subject does.
     const referrers = new Map<string, string[]>()
     for (const [d, r] of records) if (r.subject !== undefined) referrers.set(r.subject, [...(referrers.get(r.subject) ?? []), d])
@@ -99,6 +104,10 @@ export class RegistryGc {
       if (liveBlobs.has(d) || store.refCount(d) > 0) continue
       const size = store.sizeSync(d) ?? 0
       if (await store.delete(d)) { result.deletedBlobs.push(d); result.freedBytes += size }
+    }
+    // Records of what a tag named at a capsule's start, once no capsule names that tag.
+    for (const ref of catalog.resolvedRefs()) {
+      if (!pinned.refs.has(ref)) await catalog.deleteResolved(ref).catch(err => this.o.log?.warn({ ref, err: (err as Error).message }, 'registry gc: cannot drop a resolved-tag record'))
     }
     if (result.droppedManifests.length > 0) this.o.log?.info({ manifests: result.droppedManifests.length, blobs: result.deletedBlobs.length, bytes: result.freedBytes }, 'registry gc freed unnamed images')
     return result

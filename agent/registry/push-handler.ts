@@ -20,9 +20,10 @@ import { MAX_KNOWN_SIZES } from '../mirror/mirror-server.js'
 import { newMirrorStats } from '../mirror/stats.js'
 import { streamWhilePulling } from '../mirror/stream-while-pulling.js'
 import { challenge, issueToken, mayPush, presented } from './auth.js'
-import { CLUSTER_REGISTRY, MAX_INLINE_MANIFEST, type Catalog, type ManifestRecord } from './catalog.js'
+import { CLUSTER_REGISTRY, MAX_INLINE_MANIFEST, type Catalog, type CatalogImage, type ManifestRecord } from './catalog.js'
 import { ClusterContent } from './cluster-content.js'
 import { RegistryGc } from './gc.js'
+import { withCurrentHolders } from './replica-count.js'
 import { checkPushedManifest, type CheckedManifest } from './manifest-check.js'
 import { replicate } from './replicate.js'
 import { checkDigest, parsePushPath, type PushRoute } from './routes.js'
@@ -74,11 +75,17 @@ export class ClusterRegistry {
 
   constructor (private readonly o: ClusterRegistryInit) {
     this.uploads = new Uploads(o.store)
-    this.content = new ClusterContent({ store: o.store, exchange: o.exchange, catalog: o.catalog, candidates: o.candidates })
+    this.content = new ClusterContent({ store: o.store, exchange: o.exchange, catalog: o.catalog, candidates: o.candidates, ...(o.log !== undefined ? { log: o.log } : {}) })
     if (o.gcGraceMs !== undefined) {
       this.gc = new RegistryGc({ store: o.store, catalog: o.catalog, graceMs: o.gcGraceMs, ...(o.log !== undefined ? { log: o.log } : {}) })
       this.gc.start()
     }
+  }
+
+  /** The catalog with the members that hold each image now (`images --cluster`). */
+  async currentImages (signal?: AbortSignal): Promise<CatalogImage[]> {
+    const { catalog, store, self, exchange } = this.o
+    return await withCurrentHolders({ catalog, store, self, members: this.o.replicaTargets(), peerHas: async (peer, digest, s) => await exchange.peerHas(peer, digest, s), ...(signal !== undefined ? { signal } : {}) })
   }
 
   async stop (): Promise<void> {
@@ -195,7 +202,7 @@ export class ClusterRegistry {
     switch (req.method) {
       case 'GET':
       case 'HEAD': {
-        const { offset } = this.uploads.status(name, id)
+        const { offset } = await this.uploads.status(name, id)
         this.empty(res, 204, { location: loc, range: uploadRangeHeader(offset), 'docker-upload-uuid': id })
         return
       }

@@ -32,6 +32,21 @@ export interface ImagePullerInit {
   candidates?: () => string[]
   /** Default registry for short names (docker.io). */
   defaultRegistry?: string
+  /**
+   * Images the cluster serves itself (`bolt.local/…`, agent/registry/): for
+   * refs on `host` the manifest comes from `resolve` and the blobs from
+   * peers only (its holders first), never from a registry.
+   */
+  cluster?: { host: string, resolve: (ref: ImageReference, signal?: AbortSignal) => Promise<ClusterResolved | undefined> }
+}
+
+/** A cluster image resolved to this platform's manifest (verified), its index when it has one, and the members that hold its blobs. */
+export interface ClusterResolved {
+  digest: string
+  bytes: Uint8Array
+  mediaType: string
+  index?: { digest: string, bytes: Uint8Array }
+  holders: string[]
 }
 
 export interface ImagePullProgress {
@@ -89,6 +104,8 @@ export class ImagePuller {
     const ref = this.parse(refString)
     const name = formatReference(ref)
     const { store, registry } = this.init
+    const cluster = this.init.cluster !== undefined && ref.registry === this.init.cluster.host ? this.init.cluster : undefined
+    let holders: string[] = []
     const progress: ImagePullProgress = { ref: name, phase: 'manifest', totalBytes: 0, doneBytes: 0, bytesFromPeers: 0, bytesFromRegistry: 0, bytesLocal: 0, blobs: 0, blobsDone: 0 }
     opts.onProgress?.({ ...progress })
 
@@ -102,7 +119,9 @@ export class ImagePuller {
       manifestBytes = await store.readAll(ref.digest)
       manifestMediaType = (JSON.parse(Buffer.from(manifestBytes).toString()) as { mediaType?: string }).mediaType ?? MT_OCI_MANIFEST
     } else {
-      const resolved = await registry.resolve(ref, { signal: opts.signal })
+      const resolved = cluster !== undefined ? await cluster.resolve(ref, opts.signal) : await registry.resolve(ref, { signal: opts.signal })
+      if (resolved === undefined) throw new ImageNotFoundError(`image ${name} is not in the cluster (push it to any agent's registry endpoint)`)
+      if ('holders' in resolved) holders = resolved.holders
       manifestDigest = resolved.digest
       manifestBytes = resolved.bytes
       manifestMediaType = resolved.mediaType
@@ -139,6 +158,17 @@ export class ImagePuller {
         const desc = d
         if (store.hasSync(desc.digest)) {
           progress.bytesLocal += desc.size
+        } else if (cluster !== undefined) {
+          // A cluster image: its holders first, then every member; no registry behind them.
+          if (this.init.exchange === undefined) throw new ImageNotFoundError(`${name}: cluster images come from peers and this node has no piece exchange`)
+          const alive = this.init.candidates?.() ?? []
+          const stats = await this.init.exchange.pull(desc.digest, {
+            size: desc.size,
+            candidates: [...holders.filter(h => alive.includes(h)), ...alive.filter(c => !holders.includes(c))],
+            signal: opts.signal,
+            onProgress: p => { perBlob.set(desc.digest, { peers: p.bytesFromPeers, registry: 0 }); report() }
+          })
+          perBlob.set(desc.digest, { peers: stats.bytesFromPeers, registry: 0 })
         } else if (this.init.exchange !== undefined) {
           const stats = await this.init.exchange.pull(desc.digest, {
             size: desc.size,

@@ -312,6 +312,11 @@ export class PieceExchange {
     return await this.probeSizeFrom(digest, found, asked, signal)
   }
 
+  /** Whether `peer` says it holds all of `digest` now (false when it does not answer). */
+  async peerHas (peer: string, digest: string, signal?: AbortSignal): Promise<boolean> {
+    return await this.probeSizeFrom(digest, [peer], new Set(), signal) !== undefined
+  }
+
   private async probeSizeFrom (digest: string, candidates: string[], asked: Set<string>, signal?: AbortSignal): Promise<number | undefined> {
     for (const peer of candidates) {
       asked.add(peer)

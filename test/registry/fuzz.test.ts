@@ -102,20 +102,21 @@ t.test('pushed manifests: generated ones pass, any bytes give a result or one 4x
   t.throws(() => checkPushedManifest(Buffer.from('{}'), 'sha256:' + 'c'.repeat(64), undefined), { code: 'DIGEST_INVALID' })
 })
 
-type Op = { t: 'chunk', len: number, lie: 'none' | 'start' | 'length' } | { t: 'status' } | { t: 'finish', right: boolean } | { t: 'cancel' }
+type Op = { t: 'chunk', len: number, lie: 'none' | 'start' | 'length' } | { t: 'status' } | { t: 'finish', right: boolean } | { t: 'cancel' } | { t: 'restart' }
 
-t.test('uploads against a model: offsets, resumes, digest checks; a failed finish stores nothing', async t => {
+t.test('uploads against a model: offsets, resumes (also across an agent restart), digest checks; a failed finish stores nothing', async t => {
   const dir = await mkdtemp(join(tmpdir(), 'bolt-uploads-fuzz-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
   const store = await BlobStore.open({ root: dir })
   t.teardown(async () => { await store.close() })
-  const uploads = new Uploads(store, 1 << 20)
+  let uploads = new Uploads(store, 1 << 20)
   t.teardown(async () => { await uploads.close() })
   const op: fc.Arbitrary<Op> = fc.oneof(
     fc.record({ t: fc.constant('chunk' as const), len: fc.nat(3000), lie: fc.constantFrom('none', 'none', 'none', 'start', 'length') }),
     fc.constant({ t: 'status' as const }),
     fc.record({ t: fc.constant('finish' as const), right: fc.boolean() }),
-    fc.constant({ t: 'cancel' as const }))
+    fc.constant({ t: 'cancel' as const }),
+    fc.constant({ t: 'restart' as const }))
   await fc.assert(fc.asyncProperty(fc.array(op, { maxLength: 12 }), fc.integer({ min: 1, max: 255 }), async (ops, seed) => {
     let { id } = await uploads.start('team/app')
     let model: Buffer[] = []
@@ -139,9 +140,14 @@ t.test('uploads against a model: offsets, resumes, digest checks; a failed finis
           // A lying length keeps what arrived (the client resumes from the offset); a wrong start keeps nothing.
           if (o.lie === 'length') model.push(data)
         }
-        if (uploads.status('team/app', id).offset !== model.reduce((a, b) => a + b.length, 0)) return false
+        if ((await uploads.status('team/app', id)).offset !== model.reduce((a, b) => a + b.length, 0)) return false
       } else if (o.t === 'status') {
-        if (uploads.status('team/app', id).offset !== offset) return false
+        if ((await uploads.status('team/app', id)).offset !== offset) return false
+      } else if (o.t === 'restart') {
+        // The agent stops and starts again: the upload goes on from its bytes on disk.
+        await uploads.close()
+        uploads = new Uploads(store, 1 << 20)
+        if ((await uploads.status('team/app', id)).offset !== offset) return false
       } else if (o.t === 'finish') {
         const bytes = Buffer.concat(model)
         const digest = o.right ? sha(bytes) : sha(Buffer.concat([bytes, Buffer.from('x')]))
@@ -159,7 +165,14 @@ t.test('uploads against a model: offsets, resumes, digest checks; a failed finis
       }
     }
     if (open) await uploads.cancel('team/app', id)
-    return uploads.size === 0 && (await readdir(join(dir, 'tmp'))).length === 0
+    return uploads.size === 0 && (await readdir(join(dir, 'tmp'))).length === 0 && (await readdir(join(dir, 'uploads'))).length === 0
   }), { numRuns: 150 })
-  t.throws(() => uploads.status('other/repo', '0b7c2f7e-8d1b-4c6e-9a51-0c9d2b1a3e4f'), { code: 'BLOB_UPLOAD_UNKNOWN' })
+  await t.rejects(uploads.status('other/repo', '0b7c2f7e-8d1b-4c6e-9a51-0c9d2b1a3e4f'), { code: 'BLOB_UPLOAD_UNKNOWN' })
+  await t.rejects(uploads.status('team/app', '../../etc/passwd'), { code: 'BLOB_UPLOAD_UNKNOWN' }, 'an id that is not ours names no file')
+  const { id } = await uploads.start('team/app')
+  await uploads.close()
+  uploads = new Uploads(store, 1 << 20)
+  await t.rejects(uploads.status('other/repo', id), { code: 'BLOB_UPLOAD_UNKNOWN' }, 'after a restart an upload is still only its own repository\'s')
+  t.equal((await uploads.status('team/app', id)).offset, 0)
+  await uploads.cancel('team/app', id)
 })

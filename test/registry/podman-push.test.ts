@@ -63,7 +63,8 @@ t.test('podman push killed mid-layer, then pushed again: complete and verified',
 
   const proxy = await slowUploadProxy(new URL(base), 2 * 1024 * 1024)
   t.teardown(proxy.stop)
-  const uploadFiles = async (): Promise<Array<{ name: string, size: number }>> => await Promise.all((await readdir(join(dir, 'store', 'tmp'))).filter(n => n.startsWith('upload-')).map(async name => ({ name, size: (await stat(join(dir, 'store', 'tmp', name))).size })))
+  // Upload bytes live in the store's uploads/ (beside a .json record of each), created at the first upload.
+  const uploadFiles = async (): Promise<Array<{ name: string, size: number }>> => await Promise.all((await readdir(join(dir, 'store', 'uploads')).catch(() => [])).filter(n => n.startsWith('upload-') && !n.endsWith('.json')).map(async name => ({ name, size: (await stat(join(dir, 'store', 'uploads', name))).size })))
   const first = spawn('podman', [...args, 'push', '--tls-verify=false', '--creds', `bolt:${CRED}`, id, `docker://${proxy.host}/team/big:v1`], { stdio: ['ignore', 'ignore', 'pipe'] })
   let firstErr = ''
   first.stderr?.on('data', (d: Buffer) => { firstErr = (firstErr + d.toString()).slice(-2000) })
