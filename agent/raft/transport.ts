@@ -114,7 +114,7 @@ export class RaftTransport {
           })
           if (!woke) break
         }
-        await stream.close().catch(() => {})
+        await stream.close().catch(() => {}) // idle stream: anything unsent is resent by Raft
       } catch (err) {
         stream?.abort(err as Error)
         // Drop what was queued: Raft resends from its own state.
