@@ -97,7 +97,7 @@ export class CapsuleHost {
         dataDir: join(o.dataDir, 'runtime'),
         runtime: o.config.runtime.oci_runtime,
         allowGaming: o.config.capsules.allow_gaming,
-        onError: (what, capsule, err) => { o.log.error({ capsule, err: err.message }, what === 'log' ? 'cannot write the capsule\'s log (its output is lost until this is fixed)' : 'cannot write the capsule\'s record') },
+        onError: (what, capsule, err) => { o.log.error({ capsule, err: err.message }, what === 'log' ? 'cannot write the capsule\'s log (its output is lost until this is fixed)' : what === 'record' ? 'cannot write the capsule\'s record' : what === 'release' ? 'cannot free what a capsule left (recovery tries again at the next start)' : 'cannot keep the capsule\'s output for logs --previous') },
         volumeRoots: o.config.capsules.volume_roots,
         ...(o.hostRoot !== undefined ? { hostRoot: o.hostRoot } : {}),
         ...(this.subnet !== undefined ? { bridge: { name: o.config.network.bridge, subnet: this.subnet } } : {})
