@@ -60,7 +60,7 @@ export function parseHostPort (text: string, defaultPort: number): Upstream {
 }
 
 export async function hostResolvers (path = '/etc/resolv.conf'): Promise<Upstream[]> {
-  return parseResolvConf(await readFile(path, 'utf8').catch(() => ''))
+  return parseResolvConf(await readFile(path, 'utf8').catch(() => '')) // no resolv.conf: no upstreams, names outside .bolt get SERVFAIL
 }
 
 export class DnsServer {
