@@ -97,7 +97,7 @@ export class CapsuleHost {
         dataDir: join(o.dataDir, 'runtime'),
         runtime: o.config.runtime.oci_runtime,
         allowGaming: o.config.capsules.allow_gaming,
-        onError: (what, capsule, err) => { o.log.error({ capsule, err: err.message }, what === 'log' ? 'cannot write the capsule\'s log (its output is lost until this is fixed)' : 'cannot write the capsule\'s record') },
+        onError: (what, capsule, err) => { o.log.error({ capsule, err: err.message }, what === 'log' ? 'cannot write the capsule\'s log (its output is lost until this is fixed)' : what === 'record' ? 'cannot write the capsule\'s record' : what === 'release' ? 'cannot free what a capsule left (recovery tries again at the next start)' : 'cannot keep the capsule\'s output for logs --previous') },
         volumeRoots: o.config.capsules.volume_roots,
         ...(o.hostRoot !== undefined ? { hostRoot: o.hostRoot } : {}),
         ...(this.subnet !== undefined ? { bridge: { name: o.config.network.bridge, subnet: this.subnet } } : {})
@@ -138,6 +138,7 @@ export class CapsuleHost {
       bridgeRefusal: () => this.bridgeError ?? (this.subnet !== undefined ? subnetConflict(this.subnet, o.self, o.members()) : undefined),
       // A bridge capsule's checks go to its own address on the bridge; others to loopback.
       ...(this.runtime !== undefined ? { fence: async (name: string, graceMs: number) => { await this.fenceKeeper(o).arm(name, graceMs) } } : {}),
+      // Unreadable bridge records: probe loopback; a wrong address shows as a failing check, not silence.
       probeAddress: async (runtimeName) => (await this.runtime?.bridge?.records().catch(() => []))?.find(r => r.name === runtimeName)?.address ?? '127.0.0.1',
       log: o.log.child({ part: 'supervisor' })
     })
@@ -187,7 +188,7 @@ export class CapsuleHost {
     const o = this.o
     await drainBeforeLeave({ self: o.self, members: o.members, capsules: () => o.raft.state.capsules, write: async (cmd, signal) => await o.raft.write(cmd, signal) }, deadlineMs)
       .catch((err: Error) => { o.log.warn({ err: err.message }, 'leave: drain incomplete; stopping the capsules here anyway') })
-    await this.supervisor?.stop().catch(() => {})
+    await this.supervisor?.stop().catch((err: Error) => { o.log.warn({ err: err.message }, 'leave: supervisor did not stop cleanly') })
     await this.removeAllLocal()
   }
 
@@ -195,9 +196,9 @@ export class CapsuleHost {
   async removeAllLocal (): Promise<void> {
     const rt = this.runtime
     if (rt === undefined) return
-    for (const c of await rt.list().catch(() => [])) {
-      await rt.stop(c.name, { timeoutMs: 3000 }).catch(() => undefined)
-      await rt.remove(c.name, { force: true }).catch(() => undefined)
+    for (const c of await rt.list().catch((err: Error) => { this.o.log.warn({ err: err.message }, 'cannot list the capsules here to remove them'); return [] })) {
+      await rt.stop(c.name, { timeoutMs: 3000 }).catch(() => undefined) // a failed stop is caught by the forced remove below
+      await rt.remove(c.name, { force: true }).catch((err: Error) => { this.o.log.warn({ capsule: c.name, err: err.message }, 'cannot remove a capsule; it may still run') })
     }
     await rt.bridge?.reconcile(new Set()).catch(err => { this.o.log.warn({ err: (err as Error).message }, 'cannot clean capsule networks') })
     await rt.bridge?.destroy().catch(err => { this.o.log.warn({ err: (err as Error).message }, 'cannot remove the capsule bridge') })
@@ -207,9 +208,9 @@ export class CapsuleHost {
     this.fence?.stop()
     this.scheduler?.stop()
     await this.supervisor?.stop()
-    await this.o.libp2p.unhandle(LOGS_PROTOCOL).catch(() => {})
-    await this.o.libp2p.unhandle(EXEC_PROTOCOL).catch(() => {})
-    await this.runtime?.close().catch(() => {})
+    await this.o.libp2p.unhandle(LOGS_PROTOCOL).catch(() => {}) // best-effort on stop: libp2p is stopping too
+    await this.o.libp2p.unhandle(EXEC_PROTOCOL).catch(() => {}) // best-effort on stop: libp2p is stopping too
+    await this.runtime?.close().catch((err: Error) => { this.o.log.warn({ err: err.message }, 'capsule runtime did not close cleanly') })
   }
 
   ps (): PsRecord[] {
@@ -360,9 +361,9 @@ export class CapsuleHost {
       const instance = typeof body.instance === 'string' ? body.instance : undefined
       return await this.exec(req.params.name ?? '', instance, parsed.data.argv, parsed.data.timeoutMs, req.signal)
     })
-    registerCapsuleOpsRoutes(api, raft)
-    registerNodeRoutes(api, raft, this.o.members)
-    registerContentOpsRoutes(api, { raft, content: this.o.content, self: this.o.self })
+    registerCapsuleOpsRoutes(api, raft, this.o.log)
+    registerNodeRoutes(api, raft, this.o.members, this.o.log)
+    registerContentOpsRoutes(api, { raft, content: this.o.content, self: this.o.self, log: this.o.log })
     api.route('POST', '/v1/capsules/:name/stop', async (req) => {
       const rec = raft.state.capsules.get(req.params.name ?? '')
       // `stop` of what already ended says so (docker: "is not running"), rather than pretending to stop it.

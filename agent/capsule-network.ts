@@ -36,7 +36,7 @@ export async function chooseSubnet (config: Config['network'], dataDir: string, 
       throw new SubnetConfigError(`config error: network.subnet: ${(err as Error).message}`)
     }
   }
-  const saved = await readFile(join(dataDir, NETWORK_FILE), 'utf8').then(t => (JSON.parse(t) as { subnet?: string }).subnet, () => undefined)
+  const saved = await readFile(join(dataDir, NETWORK_FILE), 'utf8').then(t => (JSON.parse(t) as { subnet?: string }).subnet, () => undefined) // none yet (first start) or unreadable: choose one afresh below
   const kept = tryParse(saved)
   if (kept !== undefined && kept.prefix === 24) return formatSubnet(kept)
   const taken = members.filter(m => m.id !== self).map(m => tryParse(m.network?.subnet)).filter((s): s is Subnet => s !== undefined)

@@ -121,7 +121,7 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     started = true
     if (!dev) await saved.saveFlags(dataDir, effective).catch((err: Error) => { log.warn(`cannot save the agent's flags for start: ${err.message}`) })
   } catch (err) {
-    await agent.stop().catch(() => {})
+    await agent.stop().catch((serr: Error) => { log.warn(`cannot stop cleanly after a failed start: ${serr.message}`) })
     throw err
   }
   // The join token is a secret: start-up output (often kept in logs) never

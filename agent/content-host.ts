@@ -206,6 +206,7 @@ export class ContentHost {
   async prepareForRuntime (runtime: NodeRuntime, ref: string, signal: AbortSignal): Promise<string> {
     if (ref.startsWith(LOCAL_REF_PREFIX)) {
       // The demo is built here unless the cluster holds an image by that name; any other bolt.local/ ref is a cluster image.
+      // A cluster that cannot answer (has() failed) counts as not holding it.
       if (ref === DEMO_REF && (this.clusterImages === undefined || !await this.clusterImages.has(ref, signal).catch(() => false))) return await this.prepareLocal(runtime, ref, signal)
       if (this.clusterImages !== undefined) return await this.prepareCluster(runtime, ref, signal)
       return await this.prepareLocal(runtime, ref, signal)

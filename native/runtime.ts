@@ -78,8 +78,10 @@ export interface NodeRuntimeDeps {
   /**
    * Told of failures that cannot fail a call: a capsule's log append (disk
    * full) or its record's last write. The capsule runs on; the agent logs it.
+   * 'release': freeing what a capsule left (cgroup, runtime state, mount) failed;
+   * 'keep-logs': its output for `logs --previous` was not kept.
    */
-  onError?: (what: 'log' | 'record', capsule: string, err: Error) => void
+  onError?: (what: 'log' | 'record' | 'release' | 'keep-logs', capsule: string, err: Error) => void
 }
 
 interface Live {
@@ -145,7 +147,7 @@ export class NodeRuntime {
     try {
       await cg.limitCpu(cpus)
     } catch (err) {
-      await this.remove(name, { force: true }).catch(() => undefined)
+      await this.remove(name, { force: true }).catch((rerr: Error) => { this.deps.onError?.('release', name, rerr) })
       throw new CapsuleStateError(`capsule ${name}: could not set its CPU limit (${cpus} CPUs): ${(err as Error).message}`)
     }
   }
@@ -351,7 +353,7 @@ export class NodeRuntime {
     // The exit is known and returned either way; a record that kept 'running' is settled again at the next recovery.
     await writeRecord(dir, record).catch((err: Error) => { this.deps.onError?.('record', record.name, err) })
     // Freeing the cgroup, runtime state and rootfs mount is off the exit path; remove() and close() wait for it.
-    live.released = this.release(record.name, dir, cg).catch(() => undefined)
+    live.released = this.release(record.name, dir, cg).catch((err: Error) => { this.deps.onError?.('release', record.name, err) })
     return exit
   }
 
@@ -381,7 +383,7 @@ export class NodeRuntime {
     const l = this.get(name)
     let pid: number | null = null
     if (l.record.status !== 'exited') {
-      const n = Number((await readFile(join(l.dir, 'pid'), 'utf8').catch(() => '')).trim())
+      const n = Number((await readFile(join(l.dir, 'pid'), 'utf8').catch(() => '')).trim()) // no pid file yet (or any more): pid null
       pid = Number.isInteger(n) && n > 0 ? n : null
     }
     return { name, image: l.record.image, status: l.record.status, createdAt: l.record.createdAt, pid, devices: l.devices, limitsEnforced: l.record.cgroup !== null, exit: l.record.exit }
@@ -443,7 +445,7 @@ export class NodeRuntime {
     const l = this.live.get(name)
     if (l === undefined) return
     await mkdir(join(resolve(this.deps.dataDir), 'previous-logs'), { recursive: true, mode: 0o700 })
-    await copyFile(join(l.dir, LOG_FILE), this.previousLogPath(name)).catch(() => undefined)
+    await copyFile(join(l.dir, LOG_FILE), this.previousLogPath(name)).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOENT') this.deps.onError?.('keep-logs', name, err) })
   }
 
   /** The output kept by keepLogs, or undefined when none was. */
@@ -456,7 +458,7 @@ export class NodeRuntime {
   /** Forgets kept output of runs `keep` says no (their instances are gone for good). */
   async prunePreviousLogs (keep: (name: string) => boolean): Promise<void> {
     const dir = join(resolve(this.deps.dataDir), 'previous-logs')
-    for (const f of await readdir(dir).catch(() => [] as string[])) {
+    for (const f of await readdir(dir).catch(() => [] as string[])) { // none kept yet: nothing to prune
       if (f.endsWith('.log') && !keep(f.slice(0, -4))) await rm(join(dir, f), { force: true })
     }
   }
@@ -493,7 +495,7 @@ export class NodeRuntime {
   async recover (): Promise<RecoveryReport> {
     const report: RecoveryReport = { adopted: [], finished: [], orphansRemoved: [] }
     this.lastRecovery = report
-    const names = await readdir(this.capsulesDir).catch(() => [] as string[])
+    const names = await readdir(this.capsulesDir).catch(() => [] as string[]) // init() made it; absent only in a bare test
     for (const name of names.sort()) {
       if (this.live.has(name)) continue
       const dir = join(this.capsulesDir, name)
@@ -534,7 +536,7 @@ export class NodeRuntime {
       }
     }
     // Containers in our runtime state root that no record claims.
-    for (const c of await this.deps.driver.list().catch(() => [])) {
+    for (const c of await this.deps.driver.list().catch((err: Error) => { this.deps.onError?.('release', '(orphaned containers)', err); return [] })) {
       if (this.live.has(c.id)) continue
       await this.deps.driver.kill(c.id, 'SIGKILL', true)
       await this.deps.driver.delete(c.id, true)

@@ -7,6 +7,8 @@ import type { RaftHost } from '../raft/raft-host.js'
 import { CapsuleSpecSchema, MAX_REPLICAS, NAME_RE } from '../scheduler/spec.js'
 import { parseReference } from '../../p2p/content/reference.js'
 import { planStack } from './stack-plan.js'
+import { freshOrStale } from '../api/fresh-read.js'
+import type { Logger } from '../logger.js'
 
 const ScaleBody = z.strictObject({ replicas: z.number().int().min(1).max(MAX_REPLICAS) })
 const RestartBody = z.strictObject({ instances: z.array(z.string().max(128)).max(MAX_REPLICAS).optional() }).optional()
@@ -26,7 +28,7 @@ function parseSpec (raw: unknown): z.infer<typeof CapsuleSpecSchema> {
   return parsed.data
 }
 
-export function registerCapsuleOpsRoutes (api: ApiServer, raft: RaftHost): void {
+export function registerCapsuleOpsRoutes (api: ApiServer, raft: RaftHost, log: Logger): void {
   api.route('POST', '/v1/capsules/:name/restart', async (req) => {
     const name = req.params.name ?? ''
     const body = RestartBody.safeParse(await req.body())
@@ -53,11 +55,11 @@ export function registerCapsuleOpsRoutes (api: ApiServer, raft: RaftHost): void 
     if (!r.ok) throw new ApiError(r.reason.startsWith('no capsule') ? 404 : 409, r.reason)
     return raft.state.capsules.get(spec.name)
   })
-  api.route('POST', '/v1/stacks/plan', async (req) => {
+  api.route('POST', '/v1/stacks/plan', async (req, res) => {
     const body = PlanBody.safeParse(await req.body())
     if (!body.success) throw bad('plan request', body.error)
     const specs = body.data.specs.map(parseSpec)
-    await raft.node.readIndex(AbortSignal.any([req.signal, AbortSignal.timeout(5000)])).catch(() => undefined)
+    await freshOrStale(async (sig) => { await raft.node.readIndex(sig) }, req.signal, res, log)
     return { plan: planStack(body.data.stack, raft.state.capsules.list(), specs), specs }
   })
 }

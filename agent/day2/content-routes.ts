@@ -11,12 +11,14 @@ import { ObjectStore } from '../../p2p/content/objects.js'
 import { OBJECT_META_PREFIX, ObjectMetaSchema } from '../object-location.js'
 import { checkObjectId } from '../object-paths.js'
 import { parseReference } from '../../p2p/content/reference.js'
+import { freshOrStale } from '../api/fresh-read.js'
+import type { Logger } from '../logger.js'
 
 /** Object records listed at most. */
 export const MAX_OBJECTS_LISTED = 10_000
 const RmiBody = z.strictObject({ ref: z.string().min(1).max(512) })
 
-export function registerContentOpsRoutes (api: ApiServer, o: { raft: RaftHost, content: ContentHost, self: string }): void {
+export function registerContentOpsRoutes (api: ApiServer, o: { raft: RaftHost, content: ContentHost, self: string, log: Logger }): void {
   api.route('POST', '/v1/images/remove', async (req) => {
     const body = RmiBody.safeParse(await req.body())
     if (!body.success) throw new ApiError(400, `bad rmi request: ${body.error.issues[0]?.message ?? ''}`)
@@ -27,12 +29,12 @@ export function registerContentOpsRoutes (api: ApiServer, o: { raft: RaftHost, c
     if (!await o.content.puller.remove(ref)) throw new ApiError(404, `no image ${ref} on this node (see bolt-agent images)`)
     return { ref, removed: true }
   })
-  api.route('GET', '/v1/objects', async (req) => {
-    await o.raft.node.readIndex(AbortSignal.any([req.signal, AbortSignal.timeout(5000)])).catch(() => undefined)
+  api.route('GET', '/v1/objects', async (req, res) => {
+    await freshOrStale(async (sig) => { await o.raft.node.readIndex(sig) }, req.signal, res, o.log)
     const rows = []
     for (const key of o.raft.state.keys(OBJECT_META_PREFIX, MAX_OBJECTS_LISTED)) {
       let raw: unknown
-      try { raw = JSON.parse(o.raft.state.get(key) ?? '') } catch { continue }
+      try { raw = JSON.parse(o.raft.state.get(key) ?? '') } catch { o.log.warn({ key }, 'object ls: skipping a malformed object record'); continue }
       const meta = ObjectMetaSchema.safeParse(raw)
       if (meta.success) rows.push({ id: key.slice(OBJECT_META_PREFIX.length), ...meta.data })
     }

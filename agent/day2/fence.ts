@@ -54,7 +54,7 @@ export class FenceKeeper {
   /** Starts the watchdog of one running capsule, unless one already watches it (an agent restart adopts both). */
   async arm (runtimeName: string, graceMs: number): Promise<void> {
     const pidFile = join(this.o.dir, `fence-${runtimeName}.pid`)
-    const old = Number(await readFile(pidFile, 'utf8').catch(() => ''))
+    const old = Number(await readFile(pidFile, 'utf8').catch(() => '')) // none (or unreadable): start a watchdog
     if (Number.isInteger(old) && old > 0 && alive(old)) return
     this.renew()
     const args = JSON.stringify({ lease: this.lease, graceMs, kill: this.o.runtimeArgv(['kill', runtimeName, 'KILL']), state: this.o.runtimeArgv(['state', runtimeName]) })
@@ -65,5 +65,5 @@ export class FenceKeeper {
 }
 
 function alive (pid: number): boolean {
-  try { process.kill(pid, 0); return true } catch { return false }
+  try { process.kill(pid, 0); return true } catch { return false } // ESRCH: gone (the agent is root: no EPERM)
 }

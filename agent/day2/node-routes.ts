@@ -4,11 +4,13 @@ import { z } from 'zod'
 import { ApiError, type ApiServer } from '../api/server.js'
 import type { RaftHost } from '../raft/raft-host.js'
 import type { MemberView } from '../membership-host.js'
+import { freshOrStale } from '../api/fresh-read.js'
+import type { Logger } from '../logger.js'
 import { drainRemaining, releaseDrain, resolveNode, startDrain, UnknownNodeError, type DrainDeps } from './drain.js'
 
 const EligibilityBody = z.strictObject({ eligible: z.boolean() })
 
-export function registerNodeRoutes (api: ApiServer, raft: RaftHost, members: () => MemberView[]): void {
+export function registerNodeRoutes (api: ApiServer, raft: RaftHost, members: () => MemberView[], log: Logger): void {
   const deps: DrainDeps = { capsules: () => raft.state.capsules, write: async (cmd, signal) => await raft.write(cmd, signal) }
   const member = (node: string): MemberView => {
     try { return resolveNode(members(), node) } catch (err) {
@@ -21,9 +23,9 @@ export function registerNodeRoutes (api: ApiServer, raft: RaftHost, members: () 
     const m = member(req.params.node ?? '')
     return { node: named(m), moving: await startDrain(deps, m.id, req.signal) }
   })
-  api.route('GET', '/v1/nodes/:node/drain', async (req) => {
+  api.route('GET', '/v1/nodes/:node/drain', async (req, res) => {
     const m = member(req.params.node ?? '')
-    await raft.node.readIndex(AbortSignal.any([req.signal, AbortSignal.timeout(5000)])).catch(() => undefined)
+    await freshOrStale(async (sig) => { await raft.node.readIndex(sig) }, req.signal, res, log)
     return { node: named(m), eligible: raft.state.capsules.isEligible(m.id), remaining: drainRemaining(raft.state.capsules, m.id) }
   })
   api.route('POST', '/v1/nodes/:node/release', async (req) => {

@@ -109,9 +109,9 @@ export async function runUp (g: GlobalOpts, connect: () => Promise<ApiClient>, o
         const why = await replaceOne(c, n, inst, entry.health?.check !== undefined, timeoutMs)
         if (why !== undefined) {
           // The previous spec again, so a later placement of a surviving instance runs what it runs now.
-          await c.request('PUT', `/v1/capsules/${encodeURIComponent(n)}`, before.spec).catch(() => undefined)
+          const restoreErr = await c.request('PUT', `/v1/capsules/${encodeURIComponent(n)}`, before.spec).then(() => undefined, (rerr: Error) => rerr.message)
           const kept = old.filter(x => x !== inst)
-          throw new UserError(`up: rollout of ${n} stopped: ${inst} ${why}; ${kept.length > 0 ? `${kept.join(', ')} still run the previous version` : 'no other instance'}; the spec is back to the previous one (fix the stack and run up again)`)
+          throw new UserError(`up: rollout of ${n} stopped: ${inst} ${why}; ${kept.length > 0 ? `${kept.join(', ')} still run the previous version` : 'no other instance'}; ${restoreErr === undefined ? 'the spec is back to the previous one' : `the previous spec could not be put back (${restoreErr})`} (fix the stack and run up again)`)
         }
         if (g.json !== true) out(`${inst} replaced`)
       }

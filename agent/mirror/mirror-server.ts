@@ -228,7 +228,7 @@ export class MirrorServer {
     if (reference.startsWith('sha256:')) {
       if (store.hasSync(reference)) return this.remember(await store.readAll(reference), reference, null, 'local')
       // Peers first (content-addressed: any holder will do), then the upstream.
-      const fromPeers = await this.manifestFromPeers(reference, signal).catch(() => undefined)
+      const fromPeers = await this.manifestFromPeers(reference, signal).catch((err: Error) => { this.init.log?.debug({ digest: reference, err: err.message }, 'manifest not from peers: asking the upstream'); return undefined })
       if (fromPeers !== undefined) return this.remember(fromPeers, reference, null, 'peers')
       try {
         const m = await registry.getManifestBytes(ref, reference, signal)
@@ -242,7 +242,7 @@ export class MirrorServer {
     try {
       const m = await registry.getManifestBytes(ref, reference, signal)
       await store.put(m.bytes, m.digest)
-      await this.tags.set(key, { digest: m.digest, mediaType: m.mediaType, at: Date.now() }).catch(() => {})
+      await this.tags.set(key, { digest: m.digest, mediaType: m.mediaType, at: Date.now() }).catch((err: Error) => { this.init.log?.warn({ ref: key, digest: m.digest, err: err.message }, 'mirror: cannot record a tag resolution (served, not kept for upstream outages)') })
       await this.pinImage(ref, reference, m.digest, m.bytes)
       return this.remember(m.bytes, m.digest, m.mediaType, 'upstream')
     } catch (err) {
@@ -318,7 +318,7 @@ export class MirrorServer {
     if (local !== undefined) return local.size
     const known = this.knownSizes.get(digest)
     if (known !== undefined) return known
-    const fromPeers = await this.init.exchange.probeSize(digest, this.init.candidates(), AbortSignal.any([signal, AbortSignal.timeout(SIZE_PROBE_TIMEOUT_MS)])).catch(() => undefined)
+    const fromPeers = await this.init.exchange.probeSize(digest, this.init.candidates(), AbortSignal.any([signal, AbortSignal.timeout(SIZE_PROBE_TIMEOUT_MS)])).catch(() => undefined) // no peer answered in time: the upstream says
     if (fromPeers !== undefined) return fromPeers
     let res: Response
     this.init.log?.debug({ digest, ref: formatReference(ref) }, 'blob size unknown here and at peers: asking the upstream')
@@ -327,7 +327,7 @@ export class MirrorServer {
     } catch (err) {
       throw this.notFound(err as Error, 'BLOB_UNKNOWN', `blob ${digest} of ${formatReference(ref)} is not on this node, its peers or the upstream`)
     }
-    await res.body?.cancel().catch(() => {})
+    await res.body?.cancel().catch(() => {}) // only the headers count; a body already gone is fine
     const len = Number(res.headers.get('content-length') ?? NaN)
     if (!Number.isSafeInteger(len) || len < 0) throw new MirrorRequestError(502, 'UNAVAILABLE', `upstream did not say the size of blob ${digest}`)
     this.knowSize(digest, len)
@@ -399,10 +399,10 @@ export class MirrorServer {
     try {
       const parsed = parseImageManifest(m.bytes)
       blobs = [parsed.config, ...parsed.layers]
-    } catch { return }
+    } catch { return } // unreadable as an image manifest: nothing to prefetch, the client gets the bytes as they are
     for (const b of blobs.slice(0, MAX_PREFETCH_BLOBS)) {
       if (this.init.store.hasSync(b.digest) || this.pulling.has(b.digest)) continue
-      this.pullBlob(ref, b.digest, b.size, this.shutdown.signal).catch(() => {})
+      this.pullBlob(ref, b.digest, b.size, this.shutdown.signal).catch((err: Error) => { this.init.log?.debug({ digest: b.digest, err: err.message }, 'mirror: prefetch failed; the blob GET pulls it') })
     }
   }
 
@@ -428,7 +428,7 @@ export class MirrorServer {
       this.init.log?.debug({ digest, fromPeers: stats.bytesFromPeers, fromUpstream: stats.bytesFromRegistry, ms: Math.round(performance.now() - started) }, 'mirror pulled a blob')
     }).finally(() => { this.pulling.delete(digest); this.quota?.release(digest) })
     this.pulling.set(digest, p)
-    this.track(p.catch(() => {}))
+    this.track(p.catch(() => {})) // tracked for shutdown only: callers awaiting p get the error
     return p
   }
 }

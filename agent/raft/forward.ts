@@ -49,7 +49,7 @@ export async function forwardRequest (stream: Stream, req: ForwardRequest, signa
   try {
     await lp.write(encodeFrame(ForwardRequest, req, MAX_FORWARD_FRAME), { signal })
     const res = decodeFrame(ForwardResponse, (await lp.read({ signal })).subarray(), MAX_FORWARD_FRAME)
-    await stream.close().catch(() => {})
+    await stream.close().catch(() => {}) // the answer is read; a stream the leader reset changes nothing
     return res
   } catch (err) {
     stream.abort(err as Error)

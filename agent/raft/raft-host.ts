@@ -122,10 +122,10 @@ export class RaftHost {
   async stop (): Promise<void> {
     this.ac.abort()
     if (this.autopilotTimer !== undefined) clearInterval(this.autopilotTimer)
-    await this.o.libp2p.unhandle([RAFT_PROTOCOL, API_FORWARD_PROTOCOL]).catch(() => {})
-    await this.node?.stop().catch(() => {})
+    await this.o.libp2p.unhandle([RAFT_PROTOCOL, API_FORWARD_PROTOCOL]).catch(() => {}) // best-effort on stop: libp2p is stopping too
+    await this.node?.stop().catch((err: Error) => { this.o.log.warn({ err: err.message }, 'raft node did not stop cleanly') })
     this.transport?.stop()
-    await this.storage?.close().catch(() => {})
+    await this.storage?.close().catch((err: Error) => { this.o.log.error({ err: err.message }, 'raft storage did not close cleanly') })
   }
 
   status (): RaftNodeStatus { return this.node.status() }
@@ -178,7 +178,7 @@ export class RaftHost {
           const res: ForwardResponse = await forwardRequest(stream, { op: 'propose', data, req }, attempt)
           if (res.ok) {
             // Read-your-writes here too: wait until this node has applied up to the leader's commit.
-            await this.node.readIndex(sig).catch(() => undefined)
+            await this.node.readIndex(sig).catch((err: Error) => { this.o.log.debug({ err: err.message }, 'forwarded write committed; this copy may lag it (no ReadIndex)') })
             return res.result as CommandResult
           }
           lastErr = Object.assign(new Error(res.error), { name: res.name })

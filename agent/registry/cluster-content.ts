@@ -74,7 +74,7 @@ export class ClusterContent {
     const have = store.sizeSync(digest)
     if (have !== undefined) return have
     const candidates = this.sources(holders)
-    const known = size ?? await exchange.probeSize(digest, candidates, AbortSignal.any([AbortSignal.timeout(PROBE_TIMEOUT_MS), ...(signal !== undefined ? [signal] : [])])).catch(() => undefined)
+    const known = size ?? await exchange.probeSize(digest, candidates, AbortSignal.any([AbortSignal.timeout(PROBE_TIMEOUT_MS), ...(signal !== undefined ? [signal] : [])])).catch(() => undefined) // no member answered in time: not in the cluster
     if (known === undefined) return undefined
     await exchange.pull(digest, { size: known, candidates, ...(signal !== undefined ? { signal } : {}) })
     return store.sizeSync(digest)

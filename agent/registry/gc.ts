@@ -33,7 +33,7 @@ export class RegistryGc {
 
   async stop (): Promise<void> {
     if (this.timer !== undefined) clearInterval(this.timer)
-    await this.running?.catch(() => {})
+    await this.running?.catch(() => {}) // its failure is logged by the caller that started the pass
   }
 
   async run (now = Date.now()): Promise<GcResult> {

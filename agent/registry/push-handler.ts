@@ -34,6 +34,7 @@ import { contentLength, header, readBody } from './http-util.js'
 export interface RegistryLog {
   info: (obj: object, msg: string) => void
   warn: (obj: object, msg: string) => void
+  debug?: (obj: object, msg: string) => void
 }
 
 export interface ClusterRegistryInit {
@@ -170,7 +171,7 @@ export class ClusterRegistry {
     if (mount !== null) {
       const digest = checkDigest(mount)
       // Content-addressed and cluster-wide: a mount succeeds when any member holds the blob.
-      const size = await this.content.blob(digest, undefined).catch(() => undefined)
+      const size = await this.content.blob(digest, undefined).catch((err: Error) => { this.o.log?.warn({ digest, err: err.message }, 'registry: mount failed; taking a normal upload'); return undefined })
       if (size !== undefined) {
         req.resume()
         this.empty(res, 201, { location: `/v2/${name}/blobs/${digest}`, 'docker-content-digest': digest })
@@ -187,7 +188,7 @@ export class ClusterRegistry {
         await this.uploads.append(name, id, req, undefined, contentLength(req))
         await this.finishUpload(res, name, id, digest)
       } catch (err) {
-        await this.uploads.cancel(name, id).catch(() => {})
+        await this.uploads.cancel(name, id).catch((cerr: Error) => { this.o.log?.warn({ repo: name, upload: id, err: cerr.message }, 'registry: cannot drop a failed upload') })
         throw err
       }
       return
@@ -258,7 +259,7 @@ export class ClusterRegistry {
       p = { peers: [...this.o.replicaTargets()].sort(() => Math.random() - 0.5).slice(0, this.o.replicas - 1), at: now }
       this.pending.set(repo, p)
     }
-    for (const peer of p.peers) void this.o.exchange.requestReplicate(peer, `registry:pending-${digest}`, [{ digest, size }]).catch(() => {})
+    for (const peer of p.peers) void this.o.exchange.requestReplicate(peer, `registry:pending-${digest}`, [{ digest, size }]).catch((err: Error) => { this.o.log?.warn({ peer, digest, err: err.message }, 'registry: replication request failed') })
   }
 
   // ---- manifests ---------------------------------------------------------------
@@ -276,7 +277,7 @@ export class ClusterRegistry {
     // Every blob it names must be in the cluster (here, or pulled here from a member), with the size it says.
     const missing: string[] = []
     for (const b of m.blobs) {
-      const size = await this.content.blob(b.digest, undefined).catch(() => undefined)
+      const size = await this.content.blob(b.digest, undefined).catch((err: Error) => { this.o.log?.warn({ digest: b.digest, err: err.message }, 'registry: cannot fetch a blob the manifest names'); return undefined })
       if (size === undefined) missing.push(b.digest)
       else if (size !== b.size) throw new MirrorRequestError(400, 'SIZE_INVALID', `blob ${b.digest} is ${size} bytes, the manifest says ${b.size}`)
     }
@@ -320,7 +321,7 @@ export class ClusterRegistry {
     if (m === undefined) throw new MirrorRequestError(404, 'MANIFEST_UNKNOWN', `manifest ${name}:${reference} is not in the cluster`)
     // A client asks for the blobs next: pulling them all from peers now lets pieces spread between members pulling together.
     for (const blob of m.record.blobs) this.knowSize(blob.digest, blob.size, m.record.holders)
-    if (!head) for (const blob of m.record.blobs) if (!this.o.store.hasSync(blob.digest)) void this.content.blob(blob.digest, blob.size, m.record.holders).catch(() => {})
+    if (!head) for (const blob of m.record.blobs) if (!this.o.store.hasSync(blob.digest)) void this.content.blob(blob.digest, blob.size, m.record.holders).catch((err: Error) => { this.o.log?.debug?.({ digest: blob.digest, err: err.message }, 'registry: prefetch failed; the blob GET pulls it') })
     res.writeHead(200, { 'content-type': m.mediaType, 'content-length': m.bytes.length, 'docker-content-digest': m.digest, 'x-bolt-tag-source': 'cluster', ...API_HEADERS })
     res.end(head ? undefined : m.bytes)
   }
@@ -352,7 +353,7 @@ export class ClusterRegistry {
     const headers = { 'content-type': 'application/octet-stream', 'docker-content-digest': digest, ...API_HEADERS }
     if (!this.o.store.hasSync(digest)) {
       const known = this.sizes.get(digest)
-      const size = known?.size ?? await this.o.exchange.probeSize(digest, this.o.candidates(), AbortSignal.timeout(5_000)).catch(() => undefined)
+      const size = known?.size ?? await this.o.exchange.probeSize(digest, this.o.candidates(), AbortSignal.timeout(5_000)).catch(() => undefined) // no member answered in time: 404 below
       if (size === undefined) throw new MirrorRequestError(404, 'BLOB_UNKNOWN', `blob ${digest} is not in the cluster`)
       if (head) { this.empty(res, 200, { ...headers, 'content-length': size }); return }
       // Piece by piece as they land, the last one only after the pull verified the whole blob (the mirror's path).

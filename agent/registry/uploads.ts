@@ -173,7 +173,7 @@ export class Uploads {
 
   private async drop (u: Upload): Promise<void> {
     this.open.delete(u.id)
-    await u.fh.close().catch(() => {})
+    await u.fh.close().catch(() => {}) // the file is removed next either way
     await rm(u.path, { force: true })
     await rm(this.recordPath(u.id), { force: true })
   }

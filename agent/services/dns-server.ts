@@ -60,7 +60,7 @@ export function parseHostPort (text: string, defaultPort: number): Upstream {
 }
 
 export async function hostResolvers (path = '/etc/resolv.conf'): Promise<Upstream[]> {
-  return parseResolvConf(await readFile(path, 'utf8').catch(() => ''))
+  return parseResolvConf(await readFile(path, 'utf8').catch(() => '')) // no resolv.conf: no upstreams, names outside .bolt get SERVFAIL
 }
 
 export class DnsServer {
@@ -221,10 +221,10 @@ export class DnsServer {
     try {
       for (const u of this.o.upstreams) {
         if (this.ac.signal.aborted) break
-        const r = await forwardUdp(msg, u, FORWARD_TIMEOUT_MS, this.ac.signal).catch(() => undefined)
+        const r = await forwardUdp(msg, u, FORWARD_TIMEOUT_MS, this.ac.signal).catch(() => undefined) // no answer: try the next upstream (SERVFAIL and forwardFailures when none)
         // A truncated UDP answer is fetched again over TCP, so TCP clients get it whole.
         if (r !== undefined && r.byteLength >= 4 && (r.readUInt16BE(2) & 0x0200) !== 0) {
-          const full = await forwardTcp(msg, u, FORWARD_TIMEOUT_MS, this.ac.signal).catch(() => undefined)
+          const full = await forwardTcp(msg, u, FORWARD_TIMEOUT_MS, this.ac.signal).catch(() => undefined) // no TCP answer: return the truncated UDP one
           if (full !== undefined) return full
         }
         if (r !== undefined) return r

@@ -17,7 +17,7 @@ export function parseKvRecord<T> (schema: z.ZodType<T>, raw: string | undefined)
     const r = schema.safeParse(JSON.parse(raw))
     return r.success ? r.data : undefined
   } catch {
-    return undefined
+    return undefined // not JSON: no record, like one the schema refuses
   }
 }
 

@@ -135,14 +135,22 @@ export class Supervisor {
     // Output kept for `logs --previous` lives as long as its instance is placed here.
     const table = this.o.capsules()
     // Optional calls: runtimes that keep no output (test doubles) lack them.
-    await Promise.resolve(rt.prunePreviousLogs?.(n => table.instance(n.replace(/\.g\d+$/, ''))?.instance.node === this.o.self)).catch(() => undefined)
+    await Promise.resolve(rt.prunePreviousLogs?.(n => table.instance(n.replace(/\.g\d+$/, ''))?.instance.node === this.o.self)).catch((err: Error) => { this.o.log.warn({ err: err.message }, 'supervisor: cannot prune kept output of gone instances') })
     let local: Awaited<ReturnType<NodeRuntime['list']>> = []
-    try { local = await rt.list() } catch { return }
+    try { local = await rt.list() } catch (err) { this.o.log.warn({ err: (err as Error).message }, 'supervisor: cannot list local capsules; orphans stay until a later pass'); return }
     for (const s of local) {
       if (mine.has(s.name) || this.tasks.has(s.name) || leaving.has(s.name)) continue
       this.o.log.info({ capsule: s.name }, 'supervisor: stopping a capsule no longer placed here')
-      await rt.stop(s.name, { timeoutMs: STOP_TIMEOUT_MS }).catch(() => undefined)
-      await rt.remove(s.name, { force: true }).catch(() => undefined)
+      await rt.stop(s.name, { timeoutMs: STOP_TIMEOUT_MS }).catch(this.logRuntime(s.name, 'stop'))
+      await rt.remove(s.name, { force: true }).catch(this.logRuntime(s.name, 'remove'))
+    }
+  }
+
+  /** A catch handler for best-effort runtime calls: "not on this node" is expected and quiet; anything else is logged with the capsule. */
+  private logRuntime (capsule: string, what: string): (err: Error) => undefined {
+    return (err) => {
+      if (err.name !== 'CapsuleNotFoundError') this.o.log.warn({ capsule, err: err.message }, `supervisor: cannot ${what} the capsule`)
+      return undefined
     }
   }
 
@@ -166,7 +174,7 @@ export class Supervisor {
     const rt = this.o.runtime
     let exitCode: number | null = instance.exitCode
     if (rt !== undefined) {
-      const exit = await rt.stop(task.runtimeName, { timeoutMs: STOP_TIMEOUT_MS }).catch(() => undefined)
+      const exit = await rt.stop(task.runtimeName, { timeoutMs: STOP_TIMEOUT_MS }).catch(this.logRuntime(task.runtimeName, 'stop'))
       if (exit !== undefined) exitCode = exit.exitCode
     }
     await this.report(task, 'exited', { exitCode, reason: 'stopped', restarts: instance.restarts })
@@ -183,7 +191,7 @@ export class Supervisor {
       return
     }
     const signal = AbortSignal.any([task.ac.signal, this.ac.signal])
-    const existing = await rt.state(task.runtimeName).catch(() => undefined)
+    const existing = await rt.state(task.runtimeName).catch(this.logRuntime(task.runtimeName, 'read the state of')) // not here (usual): start it
     for (;;) {
       let exit: CapsuleExit
       if (existing !== undefined && existing.status !== 'exited' && restarts === instance.restarts) {
@@ -194,8 +202,8 @@ export class Supervisor {
       } else {
         if (existing !== undefined || restarts > instance.restarts) {
           // The run before a restart stays readable: `logs --previous`.
-          await Promise.resolve(rt.keepLogs?.(task.runtimeName)).catch(() => undefined)
-          await rt.remove(task.runtimeName, { force: true }).catch(() => undefined)
+          await Promise.resolve(rt.keepLogs?.(task.runtimeName)).catch(this.logRuntime(task.runtimeName, 'keep the output of'))
+          await rt.remove(task.runtimeName, { force: true }).catch(this.logRuntime(task.runtimeName, 'remove'))
         }
         if (spec.network === 'host' && this.o.allowHostNetwork !== true) {
           // Defence in depth: the scheduler places such capsules only on nodes that allow them.
@@ -312,10 +320,10 @@ export class Supervisor {
     if (first !== 'aborted') return first
     if (!this.ac.signal.aborted) {
       // The state no longer places this here: stop it and free its resources.
-      const exit = await rt.stop(task.runtimeName, { timeoutMs: STOP_TIMEOUT_MS }).catch(() => undefined)
+      const exit = await rt.stop(task.runtimeName, { timeoutMs: STOP_TIMEOUT_MS }).catch(this.logRuntime(task.runtimeName, 'stop'))
       // Placed afresh (restart, update, drain): the next generation's `logs --previous` reads this run.
-      await Promise.resolve(rt.keepLogs?.(task.runtimeName)).catch(() => undefined)
-      await rt.remove(task.runtimeName, { force: true }).catch(() => undefined)
+      await Promise.resolve(rt.keepLogs?.(task.runtimeName)).catch(this.logRuntime(task.runtimeName, 'keep the output of'))
+      await rt.remove(task.runtimeName, { force: true }).catch(this.logRuntime(task.runtimeName, 'remove'))
       return exit ?? { exitCode: 137, reason: 'stopped', oomKilled: false, finishedAt: Date.now() }
     }
     return { exitCode: 0, reason: 'stopped', oomKilled: false, finishedAt: Date.now() }

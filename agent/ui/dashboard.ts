@@ -36,7 +36,7 @@ export class Dashboard {
 
   constructor (private readonly src: UiSources, private readonly ring: MetricsRing, private readonly timeline: MemberEventView[]) {
     let names: string[] = []
-    try { names = readdirSync(WEB_DIR) } catch {}
+    try { names = readdirSync(WEB_DIR) } catch {} // no built web files: the page routes 404, the API still serves
     for (const name of names) {
       const ext = name.slice(name.lastIndexOf('.') + 1)
       const type = TYPES[ext]

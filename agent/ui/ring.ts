@@ -75,7 +75,7 @@ export class MetricsRing {
   /** Samples every interval until `signal` aborts; the timer never keeps the process alive. */
   start (signal: AbortSignal, intervalMs = SAMPLE_INTERVAL_MS): void {
     this.sample()
-    const timer = setInterval(() => { try { this.sample() } catch {} }, intervalMs)
+    const timer = setInterval(() => { try { this.sample() } catch {} }, intervalMs) // a failed tick is a gap in the graphs; the next one samples again
     timer.unref()
     signal.addEventListener('abort', () => clearInterval(timer), { once: true })
   }

@@ -27,7 +27,7 @@ export class Sessions {
   async load (): Promise<void> {
     if (this.key !== undefined) return
     const file = join(this.dataDir, SESSION_KEY_FILE)
-    const text = await readFile(file, 'utf8').catch(() => '')
+    const text = await readFile(file, 'utf8').catch(() => '') // none yet (or unreadable): a new key below; sessions sign in again
     if (/^[0-9a-f]{64}$/.test(text.trim())) { this.key = Buffer.from(text.trim(), 'hex'); return }
     const key = randomBytes(32)
     await writeFile(file, key.toString('hex') + '\n', { mode: 0o600 })

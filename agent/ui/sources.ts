@@ -73,7 +73,7 @@ export function uiSources (agent: UiParts): UiSources {
       if (i.node !== agent.peerId) return { node: i.node, local: false, stats: null, time }
       const rt = agent.capsules.runtime
       if (rt === undefined || i.state !== 'running') return { node: i.node, local: true, stats: null, time }
-      const s = await rt.stats(runtimeNameOf(i.name, i.generation)).catch(() => null)
+      const s = await rt.stats(runtimeNameOf(i.name, i.generation)).catch(() => null) // exited since the state said running: no figures
       return { node: i.node, local: true, stats: s === null ? null : { cpuNanos: s.cpuNanos, memoryBytes: s.memoryBytes, memoryLimitBytes: s.memoryLimitBytes, pids: s.pids }, time }
     },
     sample: {

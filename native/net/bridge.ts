@@ -99,7 +99,7 @@ export class BridgeNetwork {
    */
   async onReady (fn: () => Promise<void>): Promise<void> {
     this.readyHooks.push(fn)
-    if (this.up) await fn().catch(() => undefined)
+    if (this.up) await fn().catch(() => undefined) // hooks log their own failures (ServicesHost's DNS does)
   }
 
   private async setUp (): Promise<void> {
@@ -142,7 +142,7 @@ add rule ${t} input iifname "${br}" ip daddr ${this.gateway} meta l4proto { tcp,
 add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l4proto { tcp, udp } th dport ${BRIDGE_DNS_PORT} drop
 `)
     this.up = true
-    for (const hook of [...this.readyHooks]) await hook().catch(() => undefined)
+    for (const hook of [...this.readyHooks]) await hook().catch(() => undefined) // hooks log their own failures
   }
 
   /**
@@ -179,7 +179,7 @@ add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l
       await this.ip(['-n', a.netns, 'route', 'add', 'default', 'via', this.gateway])
       if (ports.length > 0) await this.publish(a.address, ports)
     } catch (err) {
-      await this.detach(capsule).catch(() => undefined)
+      await this.detach(capsule).catch(() => undefined) // undo what attached; the attach error is the one to report, reconcile() clears the rest
       throw err
     }
     return { ...a, netnsPath: join(NETNS_DIR, a.netns) }
@@ -194,7 +194,7 @@ add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l
       await this.serial(async () => {
         for (const p of rec.ports) {
           // Only the element that still points at this capsule: the scheduler may already have given the port to another.
-          if ((await this.mapTarget(p.proto, p.host)) === rec.address) await this.nft(`delete element ip ${this.table} ${p.proto}_ports { ${p.host} }\n`).catch(() => undefined)
+          if ((await this.mapTarget(p.proto, p.host)) === rec.address) await this.nft(`delete element ip ${this.table} ${p.proto}_ports { ${p.host} }\n`).catch(() => undefined) // gone already: nothing to delete
         }
       })
     }
@@ -277,7 +277,7 @@ add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l
   }
 
   async records (): Promise<Attachment[]> {
-    const names = await readdir(this.o.stateDir).catch(() => [] as string[])
+    const names = await readdir(this.o.stateDir).catch(() => [] as string[]) // no state dir before the first attach: no records
     const out: Attachment[] = []
     for (const n of names) {
       if (!n.endsWith('.json')) continue
@@ -288,7 +288,7 @@ add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l
   }
 
   private async readRecord (capsule: string): Promise<Attachment | undefined> {
-    const text = await readFile(join(this.o.stateDir, `${capsule}.json`), 'utf8').catch(() => undefined)
+    const text = await readFile(join(this.o.stateDir, `${capsule}.json`), 'utf8').catch(() => undefined) // none: never attached, or detached
     if (text === undefined) return undefined
     try {
       const r = AttachmentSchema.safeParse(JSON.parse(text))
@@ -331,7 +331,7 @@ add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l
 /** The address `nft -j list map` output forwards `port` to, if any. */
 export function mapTarget (json: string, port: number): string | undefined {
   let doc: unknown
-  try { doc = JSON.parse(json) } catch { return undefined }
+  try { doc = JSON.parse(json) } catch { return undefined } // nft printed no JSON: no forward known
   const items = (doc as { nftables?: Array<{ map?: { elem?: unknown[] } }> }).nftables ?? []
   for (const item of items) {
     for (const e of item.map?.elem ?? []) {
