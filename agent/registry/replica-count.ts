@@ -37,6 +37,7 @@ export async function withCurrentHolders (o: ReplicaCountInit): Promise<CatalogI
     const holds = async (member: string): Promise<boolean> => {
       if (member === o.self) return blobs.every(b => o.store.hasSync(b))
       const signal = AbortSignal.any([AbortSignal.timeout(REPLICA_PROBE_TIMEOUT_MS), ...(o.signal !== undefined ? [o.signal] : [])])
+      // A member that does not answer in time is not counted as a holder: the count is of copies reachable now.
       for (const b of blobs) if (!await o.peerHas(member, b, signal).catch(() => false)) return false
       return true
     }

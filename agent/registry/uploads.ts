@@ -56,7 +56,7 @@ export class Uploads {
       await mkdir(this.dir, { recursive: true, mode: 0o700 })
       const now = Date.now()
       for (const name of await readdir(this.dir)) {
-        const st = await stat(join(this.dir, name)).catch(() => undefined)
+        const st = await stat(join(this.dir, name)).catch(() => undefined) // removed meanwhile: nothing to expire
         if (st !== undefined && now - st.mtimeMs > UPLOAD_IDLE_MS) await rm(join(this.dir, name), { force: true })
       }
     })()
@@ -89,18 +89,19 @@ export class Uploads {
     if (p === undefined) {
       p = (async (): Promise<Upload | undefined> => {
         await this.prepare()
+        // No record (never started here, or expired): the caller answers BLOB_UPLOAD_UNKNOWN, as for any unknown id.
         const raw = await readFile(this.recordPath(id), 'utf8').catch(() => undefined)
         if (raw === undefined) return undefined
         let rec: z.infer<typeof UploadRecordSchema>
-        try { rec = UploadRecordSchema.parse(JSON.parse(raw)) } catch { return undefined }
-        const fh = await open(this.dataPath(id), 'r+').catch(() => undefined)
+        try { rec = UploadRecordSchema.parse(JSON.parse(raw)) } catch { return undefined } // a damaged record: the upload starts again, as an unknown one
+        const fh = await open(this.dataPath(id), 'r+').catch(() => undefined) // its bytes are gone: unknown too
         if (fh === undefined) return undefined
         const hash = createHash('sha256')
         let offset = 0
         try {
           for await (const chunk of createReadStream(this.dataPath(id)) as AsyncIterable<Buffer>) { hash.update(chunk); offset += chunk.length }
         } catch (err) {
-          await fh.close().catch(() => {})
+          await fh.close().catch(() => {}) // the read's error is the one to report
           throw err
         }
         const u: Upload = { id, repo: rec.repo, path: this.dataPath(id), fh, hash, offset, busy: false, touched: Date.now() }
