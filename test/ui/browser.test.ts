@@ -115,6 +115,13 @@ t.test('the dashboard in chromium against a 3-agent cluster', { skip, timeout: 6
     t.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1), 'at phone width the page does not scroll sideways')
     await page.screenshot({ path: join(REPORTS, 'ui-capsule-phone.png') })
     await page.setViewport({ width: 1280, height: 800 })
+    // Scale from the page, as `bolt-agent scale`: one more instance, the first keeps running.
+    await page.$eval('form.inline input[name=replicas]', (el) => { (el as unknown as { value: string }).value = '' })
+    await page.type('form.inline input[name=replicas]', '2')
+    await page.click('form.inline button[type=submit]')
+    const scaled = await page.waitForSelector('tr[data-instance="ui-hello-1"]', { timeout: 60_000 }).then(() => true, () => false)
+    t.ok(scaled, 'scaled to 2: a second instance appears')
+    t.equal(await page.$$eval('tr[data-instance="ui-hello"][data-state="running"]', r => r.length), 1, 'the first instance kept running')
     const [stop] = await page.$$('xpath/.//button[text()="Stop"]')
     await stop!.click()
     const exited = await page.waitForSelector('tr[data-instance="ui-hello"][data-state="exited"]', { timeout: 60_000 }).then(() => true, () => false)

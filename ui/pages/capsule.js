@@ -21,10 +21,8 @@ export function CapsulePage ({ name }) {
     e.preventDefault()
     const n = Number(new FormData(e.currentTarget).get('replicas'))
     if (!spec || !(n >= 1)) return
-    // No scale command yet: replace the capsule with the same spec and another count.
-    if (!confirm(`Replace ${name} with ${n} replicas? Its instances restart.`)) return
-    await act('removed for scaling', 'DELETE', `/v1/capsules/${encodeURIComponent(name)}`)
-    await act(`scaled to ${n}`, 'POST', '/v1/capsules', { ...spec, replicas: n })
+    // As `bolt-agent scale`: instances are added or removed, the others keep running.
+    await act(`scaled to ${n}`, 'POST', `/v1/capsules/${encodeURIComponent(name)}/scale`, { replicas: n })
   }
   return html`
     <p><a href="#/capsules">← Capsules</a></p>
