@@ -7,13 +7,11 @@
 // committed; anything else has its staged chunks deleted and is answered
 // with S3's error code. Memory stays bounded by one chunking window and the
 // stream's buffers whatever the object's size.
-import { createHash, type Hash } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { PassThrough, Transform, type TransformCallback } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { crc32 } from 'node:zlib'
 import type { StagedObject } from '../../p2p/content/objects.js'
-import { Crc32c } from '@aws-crypto/crc32c'
+import { bodySums, type BodySums } from './body-hasher.js'
 import { AwsChunkedStream, type ChunkSigning } from './aws-chunked.js'
 import { S3Error, s3err } from './errors.js'
 import { STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER, UNSIGNED_PAYLOAD } from './sigv4.js'
@@ -36,45 +34,21 @@ export interface ReceivedBody {
   checksums: Record<string, string>
 }
 
-interface Summer { update: (b: Buffer) => void, digest: () => string }
-
-function summer (alg: ChecksumAlgorithm): Summer {
-  if (alg === 'crc32') {
-    let v = 0
-    return { update: b => { v = crc32(b, v) }, digest: () => u32b64(v) }
-  }
-  if (alg === 'crc32c') {
-    const c = new Crc32c()
-    return { update: b => { c.update(b) }, digest: () => u32b64(c.digest()) }
-  }
-  const h: Hash = createHash(alg)
-  return { update: b => { h.update(b) }, digest: () => h.digest('base64') }
-}
-
-function u32b64 (v: number): string {
-  const b = Buffer.alloc(4)
-  b.writeUInt32BE(v >>> 0)
-  return b.toString('base64')
-}
-
 function header (req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name]
   return Array.isArray(v) ? v[0] : v
 }
 
-/** Counts and hashes what flows through, and refuses more than `max` bytes. */
+/** Counts and hashes what flows through (body-hasher.ts), and refuses more than `max` bytes. */
 class Measure extends Transform {
   size = 0
-  readonly md5 = createHash('md5')
-  readonly sha256 = createHash('sha256')
-  constructor (private readonly max: number, readonly sums: Map<ChecksumAlgorithm, Summer>, private readonly wantSha: boolean) { super() }
+  constructor (private readonly max: number, readonly sums: BodySums) { super() }
   override _transform (chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
     this.size += chunk.length
     if (this.size > this.max) { cb(s3err.entityTooLarge(this.max)); return }
-    this.md5.update(chunk)
-    if (this.wantSha) this.sha256.update(chunk)
-    for (const s of this.sums.values()) s.update(chunk)
-    cb(null, chunk)
+    const wait = this.sums.update(chunk)
+    if (wait === undefined) cb(null, chunk)
+    else wait.then(() => { cb(null, chunk) }, cb)
   }
 }
 
@@ -94,12 +68,12 @@ export async function receiveBody (req: IncomingMessage, o: { stager: BodyStager
   if (trailerNames.length > 0 && !streaming) throw s3err.invalidRequest('x-amz-trailer needs an aws-chunked body')
 
   // Checksums asked for: x-amz-checksum-ALG headers, or announced trailers.
-  const sums = new Map<ChecksumAlgorithm, Summer>()
+  const algs = new Set<string>(['md5'])
   const expected = new Map<ChecksumAlgorithm, string | undefined>()
   for (const alg of CHECKSUM_ALGORITHMS) {
     const name = `x-amz-checksum-${alg}`
     const h = header(req, name)
-    if (h !== undefined || trailerNames.includes(name)) { sums.set(alg, summer(alg)); expected.set(alg, h) }
+    if (h !== undefined || trailerNames.includes(name)) { algs.add(alg); expected.set(alg, h) }
   }
   for (const t of trailerNames) if (!/^x-amz-checksum-(crc32|crc32c|sha1|sha256)$/.test(t)) throw s3err.invalidRequest(`unsupported trailer ${t.slice(0, 64)}`)
   const md5Header = header(req, 'content-md5')
@@ -107,7 +81,9 @@ export async function receiveBody (req: IncomingMessage, o: { stager: BodyStager
 
   const signedHash = !streaming && o.payloadHash !== UNSIGNED_PAYLOAD
   if (signedHash && !/^[0-9a-f]{64}$/.test(o.payloadHash)) throw s3err.invalidArgument('x-amz-content-sha256 is not a SHA-256 hex digest, UNSIGNED-PAYLOAD or a STREAMING- value')
-  const measure = new Measure(o.maxBytes, sums, signedHash)
+  if (signedHash) algs.add('sha256')
+  const sums = bodySums([...algs], declared !== undefined ? Number(declared) : undefined)
+  const measure = new Measure(o.maxBytes, sums)
   const decoder = streaming ? new AwsChunkedStream({ trailers: trailerNames, ...(o.payloadHash !== STREAMING_UNSIGNED_TRAILER && o.signing !== undefined ? { signing: o.signing } : {}) }) : undefined
   let staged: StagedObject | undefined
   try {
@@ -130,19 +106,21 @@ export async function receiveBody (req: IncomingMessage, o: { stager: BodyStager
     }
     if (staged === undefined) throw s3err.incompleteBody()
     if (declared !== undefined && measure.size !== Number(declared)) throw s3err.incompleteBody()
-    const md5 = measure.md5.digest()
+    const digests = await sums.digests()
+    const md5 = digests.get('md5')!
     if (md5Header !== undefined && md5.toString('base64') !== md5Header) throw s3err.badDigest()
-    if (signedHash && measure.sha256.digest('hex') !== o.payloadHash) throw s3err.xAmzContentSha256Mismatch()
+    if (signedHash && digests.get('sha256')?.toString('hex') !== o.payloadHash) throw s3err.xAmzContentSha256Mismatch()
     const checksums: Record<string, string> = {}
-    for (const [alg, s] of sums) {
+    for (const alg of expected.keys()) {
       const want = expected.get(alg) ?? decoder?.decoder.trailers.get(`x-amz-checksum-${alg}`)
-      const got = s.digest()
+      const got = digests.get(alg)!.toString('base64')
       if (want === undefined) throw s3err.invalidRequest(`the x-amz-checksum-${alg} trailer is missing`)
       if (want !== got) throw s3err.badChecksum(alg.toUpperCase())
       checksums[alg] = got
     }
     return { staged, size: measure.size, md5: md5.toString('hex'), checksums }
   } catch (err) {
+    sums.drop()
     if (staged !== undefined) await o.stager.discard(staged)
     if (err instanceof S3Error) throw err
     if ((err as Error).name === 'AbortError' || (err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') throw s3err.incompleteBody()

@@ -18,6 +18,8 @@ import type { PieceExchange } from './piece-exchange.js'
 export const OBJECT_MANIFEST_MEDIA_TYPE = 'application/vnd.bolt.object.manifest.v1+json'
 /** Chunks fetched at once by getObject. */
 export const DEFAULT_CHUNK_CONCURRENCY = 4
+/** Chunking windows (2 x the largest chunk) kept for reuse by stageObject. */
+export const MAX_SPARE_WINDOWS = 4
 /** Bound on chunks per object (at 1 MiB average, about 1 TiB). */
 export const MAX_OBJECT_CHUNKS = 1_000_000
 
@@ -73,6 +75,8 @@ export interface FetchedObject extends GetResult {
 
 export class ObjectStore {
   private readonly cdc: CdcParams
+  /** Chunking windows of finished stageObject calls, for the next ones. */
+  private readonly windows: Uint8Array[] = []
 
   constructor (private readonly init: ObjectStoreInit) {
     this.cdc = init.cdc ?? DEFAULT_CDC
@@ -115,8 +119,9 @@ export class ObjectStore {
   async stageObject (source: AsyncIterable<Uint8Array>, opts: { signal?: AbortSignal } = {}): Promise<StagedObject> {
     const staged: StagedBlob[] = []
     let size = 0
+    const window = this.windows.pop() ?? new Uint8Array(this.cdc.maxSize * 2)
     try {
-      for await (const chunk of chunkStream(source, this.cdc)) {
+      for await (const chunk of chunkStream(source, this.cdc, window)) {
         opts.signal?.throwIfAborted()
         if (staged.length >= MAX_OBJECT_CHUNKS) throw new ManifestError(`object: more than ${MAX_OBJECT_CHUNKS} chunks`)
         staged.push(await this.init.store.stage(chunk))
@@ -125,6 +130,8 @@ export class ObjectStore {
     } catch (err) {
       await this.init.store.discardStaged(staged)
       throw err
+    } finally {
+      if (this.windows.length < MAX_SPARE_WINDOWS) this.windows.push(window)
     }
     return { chunks: staged, size }
   }
