@@ -271,6 +271,9 @@ export class BlobStore {
    */
   async commitStaged (staged: StagedBlob[]): Promise<void> {
     const fresh = staged.filter((b): b is Required<StagedBlob> => b.tmp !== undefined)
+    // A blob that was here at stage time (not written again) may have been evicted or collected since.
+    const gone = staged.find(b => b.tmp === undefined && !this.blobs.has(b.digest))
+    if (gone !== undefined) throw new BlobNotFoundError(`blob ${gone.digest} was removed while the object naming it was staged`)
     await this.ensureSpace(fresh.filter(b => !this.blobs.has(b.digest)).reduce((n, b) => n + b.size, 0))
     await runEach(fresh, STAGED_SYNC_CONCURRENCY, async b => {
       const fh = await open(b.tmp, 'r+')
