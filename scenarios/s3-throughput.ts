@@ -3,6 +3,7 @@
 // agent's disk in the same run (goal: >= 0.5 of dd up, >= 0.7 down), and the
 // agent's peak RSS above idle while it streams (goal: <= 100 MB).
 import { execFile } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { open, mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -20,6 +21,12 @@ async function exec (cmd: string, args: string[], env?: NodeJS.ProcessEnv): Prom
     execFile(cmd, args, { timeout: 20 * 60_000, maxBuffer: 8 * 1024 * 1024, ...(env !== undefined ? { env } : {}) }, (err, _o, stderr) => { if (err !== null) reject(new Error(`${cmd} ${args[0] ?? ''}: ${stderr.slice(-500)}`)); else resolve() })
   })
   return (Date.now() - t0) / 1000
+}
+
+/** CPU seconds (user + system, all threads) process `pid` has used: on a loaded machine, steadier than wall time. */
+async function cpuSeconds (pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).replace(/^.*\) /s, '').split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
 }
 
 async function writeRandom (file: string, bytes: number): Promise<void> {
@@ -62,10 +69,15 @@ export const scenario: Scenario = {
       let peak = idle
       const poll = setInterval(() => { void rssBytes(pid).then(r => { if (r > peak) peak = r }).catch(() => {}) }, 100)
       let up: number, down: number, peakUp: number
+      const cpu0 = await cpuSeconds(pid)
+      let cpuUp: number, cpuDown: number
       try {
         up = await exec(AWS, ['--endpoint-url', creds.endpoint, 's3', 'cp', src, 's3://bench/big.bin'], env)
         peakUp = peak
+        const cpu1 = await cpuSeconds(pid)
+        cpuUp = cpu1 - cpu0
         down = await exec(AWS, ['--endpoint-url', creds.endpoint, 's3', 'cp', 's3://bench/big.bin', join(home, 'back.bin')], env)
+        cpuDown = await cpuSeconds(pid) - cpu1
       } finally {
         clearInterval(poll)
       }
@@ -76,7 +88,7 @@ export const scenario: Scenario = {
       const peakAboveIdleMB = (peak - idle) / 1024 / 1024
       return {
         name: 's3-throughput',
-        figures: { s3UpMiBps: mib / up, s3DownMiBps: mib / down, ddUpMiBps: mib / ddUp, ddDownMiBps: mib / ddDown, upRatio, downRatio, idleRssMB: idle / 1024 / 1024, peakRssAboveIdleMB: peakAboveIdleMB, peakRssAboveIdleUpMB: (peakUp - idle) / 1024 / 1024 },
+        figures: { s3UpMiBps: mib / up, s3DownMiBps: mib / down, ddUpMiBps: mib / ddUp, ddDownMiBps: mib / ddDown, upRatio, downRatio, idleRssMB: idle / 1024 / 1024, peakRssAboveIdleMB: peakAboveIdleMB, peakRssAboveIdleUpMB: (peakUp - idle) / 1024 / 1024, agentCpuSecPerGiBUp: cpuUp / (size / 2 ** 30), agentCpuSecPerGiBDown: cpuDown / (size / 2 ** 30) },
         goal: 'upRatio >= 0.5, downRatio >= 0.7, peakRssAboveIdleMB <= 100',
         met: upRatio >= 0.5 && downRatio >= 0.7 && peakAboveIdleMB <= 100,
         config: { sizeBytes: size, client: 'aws-cli (Debian 2.9) s3 cp, default multipart (8 MiB parts)', baseline: 'dd bs=4M conv=fdatasync on the agent\'s data dir disk', agents: 1 }

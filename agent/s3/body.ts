@@ -1,19 +1,17 @@
 // Receiving an object's bytes: the request body, decoded when aws-chunked,
-// is written to a temp file in the data dir while MD5 (the ETag), the
+// is cut into FastCDC chunks straight from the stream and staged in the
+// object store (written, not fsync'd, invisible) while MD5 (the ETag), the
 // payload's SHA-256 (when the signature covers it) and any checksum the
 // client named (CRC32, CRC32C, SHA1, SHA256; header or trailer) are
-// computed. Only a body that matches all of them is handed on to the object
-// store; anything else is deleted and answered with S3's error code. Memory
-// stays bounded by the stream's buffers whatever the object's size.
-import { createHash, randomBytes, type Hash } from 'node:crypto'
-import { createWriteStream } from 'node:fs'
-import { rm } from 'node:fs/promises'
+// computed. Only a body that matches all of them is handed on to be
+// committed; anything else has its staged chunks deleted and is answered
+// with S3's error code. Memory stays bounded by one chunking window and the
+// stream's buffers whatever the object's size.
 import type { IncomingMessage } from 'node:http'
-import { join } from 'node:path'
 import { PassThrough, Transform, type TransformCallback } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { crc32 } from 'node:zlib'
-import { Crc32c } from '@aws-crypto/crc32c'
+import type { StagedObject } from '../../p2p/content/objects.js'
+import { bodySums, type BodySums } from './body-hasher.js'
 import { AwsChunkedStream, type ChunkSigning } from './aws-chunked.js'
 import { S3Error, s3err } from './errors.js'
 import { STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER, UNSIGNED_PAYLOAD } from './sigv4.js'
@@ -21,33 +19,19 @@ import { STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER,
 export const CHECKSUM_ALGORITHMS = ['crc32', 'crc32c', 'sha1', 'sha256'] as const
 export type ChecksumAlgorithm = typeof CHECKSUM_ALGORITHMS[number]
 
+/** Writes a body's bytes somewhere invisible (ObjectStore.stageObject) and deletes them again. */
+export interface BodyStager {
+  stage: (source: AsyncIterable<Uint8Array>, signal?: AbortSignal) => Promise<StagedObject>
+  discard: (staged: StagedObject) => Promise<void>
+}
+
 export interface ReceivedBody {
-  file: string
+  /** The body's chunks, staged: not yet durable nor visible. */
+  staged: StagedObject
   size: number
   md5: string
   /** Checksums verified against what the client sent (algorithm → base64). */
   checksums: Record<string, string>
-}
-
-interface Summer { update: (b: Buffer) => void, digest: () => string }
-
-function summer (alg: ChecksumAlgorithm): Summer {
-  if (alg === 'crc32') {
-    let v = 0
-    return { update: b => { v = crc32(b, v) }, digest: () => u32b64(v) }
-  }
-  if (alg === 'crc32c') {
-    const c = new Crc32c()
-    return { update: b => { c.update(b) }, digest: () => u32b64(c.digest()) }
-  }
-  const h: Hash = createHash(alg)
-  return { update: b => { h.update(b) }, digest: () => h.digest('base64') }
-}
-
-function u32b64 (v: number): string {
-  const b = Buffer.alloc(4)
-  b.writeUInt32BE(v >>> 0)
-  return b.toString('base64')
 }
 
 function header (req: IncomingMessage, name: string): string | undefined {
@@ -55,28 +39,25 @@ function header (req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v
 }
 
-/** Counts and hashes what flows through, and refuses more than `max` bytes. */
+/** Counts and hashes what flows through (body-hasher.ts), and refuses more than `max` bytes. */
 class Measure extends Transform {
   size = 0
-  readonly md5 = createHash('md5')
-  readonly sha256 = createHash('sha256')
-  constructor (private readonly max: number, readonly sums: Map<ChecksumAlgorithm, Summer>, private readonly wantSha: boolean) { super() }
+  constructor (private readonly max: number, readonly sums: BodySums) { super() }
   override _transform (chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
     this.size += chunk.length
     if (this.size > this.max) { cb(s3err.entityTooLarge(this.max)); return }
-    this.md5.update(chunk)
-    if (this.wantSha) this.sha256.update(chunk)
-    for (const s of this.sums.values()) s.update(chunk)
-    cb(null, chunk)
+    const wait = this.sums.update(chunk)
+    if (wait === undefined) cb(null, chunk)
+    else wait.then(() => { cb(null, chunk) }, cb)
   }
 }
 
 /**
- * Reads the body of `req` into a new file under `tmpDir`. `payloadHash` is
+ * Reads the body of `req` into chunks staged by `stager`. `payloadHash` is
  * the x-amz-content-sha256 the signature covers; `signing` checks aws-chunked
- * chunk signatures. Throws S3Error (the temp file removed) on any mismatch.
+ * chunk signatures. Throws S3Error (the staged chunks deleted) on any mismatch.
  */
-export async function receiveBody (req: IncomingMessage, o: { tmpDir: string, payloadHash: string, signing?: ChunkSigning, maxBytes: number, signal?: AbortSignal }): Promise<ReceivedBody> {
+export async function receiveBody (req: IncomingMessage, o: { stager: BodyStager, payloadHash: string, signing?: ChunkSigning, maxBytes: number, signal?: AbortSignal }): Promise<ReceivedBody> {
   const streaming = o.payloadHash.startsWith('STREAMING-')
   if (streaming && ![STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER].includes(o.payloadHash)) throw s3err.notImplemented(`x-amz-content-sha256 ${o.payloadHash.slice(0, 64)}`)
   const declared = header(req, 'x-amz-decoded-content-length') ?? header(req, 'content-length')
@@ -87,12 +68,12 @@ export async function receiveBody (req: IncomingMessage, o: { tmpDir: string, pa
   if (trailerNames.length > 0 && !streaming) throw s3err.invalidRequest('x-amz-trailer needs an aws-chunked body')
 
   // Checksums asked for: x-amz-checksum-ALG headers, or announced trailers.
-  const sums = new Map<ChecksumAlgorithm, Summer>()
+  const algs = new Set<string>(['md5'])
   const expected = new Map<ChecksumAlgorithm, string | undefined>()
   for (const alg of CHECKSUM_ALGORITHMS) {
     const name = `x-amz-checksum-${alg}`
     const h = header(req, name)
-    if (h !== undefined || trailerNames.includes(name)) { sums.set(alg, summer(alg)); expected.set(alg, h) }
+    if (h !== undefined || trailerNames.includes(name)) { algs.add(alg); expected.set(alg, h) }
   }
   for (const t of trailerNames) if (!/^x-amz-checksum-(crc32|crc32c|sha1|sha256)$/.test(t)) throw s3err.invalidRequest(`unsupported trailer ${t.slice(0, 64)}`)
   const md5Header = header(req, 'content-md5')
@@ -100,19 +81,21 @@ export async function receiveBody (req: IncomingMessage, o: { tmpDir: string, pa
 
   const signedHash = !streaming && o.payloadHash !== UNSIGNED_PAYLOAD
   if (signedHash && !/^[0-9a-f]{64}$/.test(o.payloadHash)) throw s3err.invalidArgument('x-amz-content-sha256 is not a SHA-256 hex digest, UNSIGNED-PAYLOAD or a STREAMING- value')
-  const measure = new Measure(o.maxBytes, sums, signedHash)
+  if (signedHash) algs.add('sha256')
+  const sums = bodySums([...algs], declared !== undefined ? Number(declared) : undefined)
+  const measure = new Measure(o.maxBytes, sums)
   const decoder = streaming ? new AwsChunkedStream({ trailers: trailerNames, ...(o.payloadHash !== STREAMING_UNSIGNED_TRAILER && o.signing !== undefined ? { signing: o.signing } : {}) }) : undefined
-  const file = join(o.tmpDir, `put-${randomBytes(8).toString('hex')}`)
+  let staged: StagedObject | undefined
   try {
-    const out = createWriteStream(file, { flags: 'wx', mode: 0o600 })
     // The request itself stays out of the pipeline: on a refused body it is
     // drained, not destroyed, so the client still reads the S3 error.
     const source = new PassThrough()
     req.pipe(source)
     const onClose = (): void => { if (!req.complete) source.destroy(s3err.incompleteBody()) }
     req.once('close', onClose)
+    const sink = async (src: AsyncIterable<Uint8Array>): Promise<void> => { staged = await o.stager.stage(src, o.signal) }
     try {
-      const stages = decoder !== undefined ? [source, decoder, measure, out] : [source, measure, out]
+      const stages = decoder !== undefined ? [source, decoder, measure, sink] : [source, measure, sink]
       await (pipeline as (...s: unknown[]) => Promise<void>)(...stages, ...(o.signal !== undefined ? [{ signal: o.signal }] : []))
     } catch (err) {
       req.unpipe(source)
@@ -121,21 +104,24 @@ export async function receiveBody (req: IncomingMessage, o: { tmpDir: string, pa
     } finally {
       req.off('close', onClose)
     }
+    if (staged === undefined) throw s3err.incompleteBody()
     if (declared !== undefined && measure.size !== Number(declared)) throw s3err.incompleteBody()
-    const md5 = measure.md5.digest()
+    const digests = await sums.digests()
+    const md5 = digests.get('md5')!
     if (md5Header !== undefined && md5.toString('base64') !== md5Header) throw s3err.badDigest()
-    if (signedHash && measure.sha256.digest('hex') !== o.payloadHash) throw s3err.xAmzContentSha256Mismatch()
+    if (signedHash && digests.get('sha256')?.toString('hex') !== o.payloadHash) throw s3err.xAmzContentSha256Mismatch()
     const checksums: Record<string, string> = {}
-    for (const [alg, s] of sums) {
+    for (const alg of expected.keys()) {
       const want = expected.get(alg) ?? decoder?.decoder.trailers.get(`x-amz-checksum-${alg}`)
-      const got = s.digest()
+      const got = digests.get(alg)!.toString('base64')
       if (want === undefined) throw s3err.invalidRequest(`the x-amz-checksum-${alg} trailer is missing`)
       if (want !== got) throw s3err.badChecksum(alg.toUpperCase())
       checksums[alg] = got
     }
-    return { file, size: measure.size, md5: md5.toString('hex'), checksums }
+    return { staged, size: measure.size, md5: md5.toString('hex'), checksums }
   } catch (err) {
-    await rm(file, { force: true })
+    sums.drop()
+    if (staged !== undefined) await o.stager.discard(staged)
     if (err instanceof S3Error) throw err
     if ((err as Error).name === 'AbortError' || (err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') throw s3err.incompleteBody()
     throw err

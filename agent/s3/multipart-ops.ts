@@ -8,10 +8,8 @@ import { createHash, randomBytes } from 'node:crypto'
 import type { S3Deps } from './deps.js'
 import { reasonError, s3err } from './errors.js'
 import { quoteEtag, readSmallBody, sendEmpty, sendXml, isoDate } from './http.js'
-import { copySource, guard, needBucket, parseRange, readRange, storeBody, userMeta } from './object-ops.js'
+import { copySource, guard, needBucket, parseRange, readRange, stagerOf, storeBody, userMeta } from './object-ops.js'
 import type { ReceivedBody } from './body.js'
-import { open, rm } from 'node:fs/promises'
-import { join } from 'node:path'
 import type { S3Request } from './http.js'
 import { MAX_PARTS, type S3ObjectRecord, type S3Upload } from './s3-state.js'
 import type { S3Stats } from './stats.js'
@@ -60,7 +58,7 @@ async function uploadPart (deps: S3Deps, r: S3Request, stats: S3Stats): Promise<
   if (!/^\d{1,5}$/.test(raw) || Number(raw) < 1 || Number(raw) > MAX_PARTS) throw s3err.invalidArgument(`Part number must be an integer between 1 and ${MAX_PARTS}, inclusive`)
   const u = await needUpload(deps, r)
   const bucket = await needBucket(deps, r)
-  const copied = r.req.headers['x-amz-copy-source'] !== undefined ? await copyRange(deps, r) : undefined
+  const copied = r.req.headers['x-amz-copy-source'] !== undefined ? async () => await copyRange(deps, r) : undefined
   if (copied !== undefined) r.op = 'UploadPartCopy'
   const got = await storeBody(deps, r, bucket.replicas, stats, copied)
   const part = { n: Number(raw), id: got.id, size: got.size, etag: got.md5, modified: Date.now(), holders: got.holders.slice(0, 16) }
@@ -72,7 +70,7 @@ async function uploadPart (deps: S3Deps, r: S3Request, stats: S3Stats): Promise<
   sendEmpty(r.res, 200, headers)
 }
 
-/** UploadPartCopy: the source's byte range (x-amz-copy-source-range) written to a temp file, as if uploaded. */
+/** UploadPartCopy: the source's byte range (x-amz-copy-source-range) staged, as if uploaded. */
 async function copyRange (deps: S3Deps, r: S3Request): Promise<ReceivedBody> {
   const { bucket, key } = copySource(String(r.req.headers['x-amz-copy-source']))
   await deps.barrier(r.signal)
@@ -84,23 +82,17 @@ async function copyRange (deps: S3Deps, r: S3Request): Promise<ReceivedBody> {
   const [start, end] = range ?? [0, src.size - 1]
   if (end - start + 1 > deps.config.max_put_bytes) throw s3err.entityTooLarge(deps.config.max_put_bytes)
   const fetched = await deps.fetchObject(src.id, src.holders, r.signal)
-  const file = join(deps.tmpDir, `copy-${randomBytes(8).toString('hex')}`)
   const md5 = createHash('md5')
   let size = 0
-  try {
-    const fh = await open(file, 'wx', 0o600)
-    try {
-      for await (const c of readRange(deps, fetched.manifest, start, src.size === 0 ? 0 : end - start + 1)) {
-        md5.update(c)
-        size += c.length
-        await fh.write(c)
-      }
-    } finally { await fh.close() }
-  } catch (err) {
-    await rm(file, { force: true })
-    throw err
+  async function * bytes (): AsyncIterable<Uint8Array> {
+    for await (const c of readRange(deps, fetched.manifest, start, src!.size === 0 ? 0 : end - start + 1)) {
+      md5.update(c)
+      size += c.length
+      yield c
+    }
   }
-  return { file, size, md5: md5.digest('hex'), checksums: {} }
+  const staged = await stagerOf(deps).stage(bytes(), r.signal)
+  return { staged, size, md5: md5.digest('hex'), checksums: {} }
 }
 
 async function complete (deps: S3Deps, r: S3Request): Promise<void> {

@@ -1,12 +1,13 @@
 // Object operations: PutObject, GetObject (Range), HeadObject, DeleteObject
-// and CopyObject, plus routing to the multipart ones. A PUT's bytes go to a
-// temp file (checked: signature, MD5, checksums), then into the object store
-// (FastCDC chunks, K replicas), then its record into the Raft state: only a
-// committed record makes the object visible, on every agent at once.
-import { rm } from 'node:fs/promises'
+// and CopyObject, plus routing to the multipart ones. A PUT's bytes are cut
+// into FastCDC chunks as they arrive and staged (invisible, not yet fsync'd)
+// while they are checked (signature, MD5, checksums); a body that passes is
+// committed to the object store (one batch of fsyncs, pinned, K replicas),
+// then its record goes into the Raft state: only a committed record makes
+// the object visible, on every agent at once.
 import { once } from 'node:events'
 import type { ObjectManifest } from '../../p2p/content/objects.js'
-import { receiveBody, type ReceivedBody } from './body.js'
+import { receiveBody, type BodyStager, type ReceivedBody } from './body.js'
 import type { S3Deps } from './deps.js'
 import { reasonError, S3Error, s3err } from './errors.js'
 import { objectHeaders, quoteEtag, sendEmpty, sendXml, isoDate } from './http.js'
@@ -16,11 +17,12 @@ import { safeDecode, scopeOf } from './sigv4.js'
 import type { S3Stats } from './stats.js'
 
 /**
- * Bodies chunked into the store at once. Each holds a FastCDC window (4 x the
- * largest chunk) and its chunks in memory; clients send up to 10 parts at
- * once, so without this bound memory grows with their concurrency.
+ * Bodies received and chunked into the store at once. Each holds a FastCDC
+ * window (2 x the largest chunk, 8 MiB) while its bytes stream in; clients
+ * send up to 10 parts at once, so without this bound memory grows with
+ * their concurrency. Requests beyond it wait unread (TCP holds their bytes).
  */
-export const MAX_CONCURRENT_STORES = 2
+export const MAX_CONCURRENT_STORES = 4
 
 /** A counting semaphore: at most `limit` tasks run at once, the rest wait in order. */
 export class Slots {
@@ -80,23 +82,33 @@ export async function needBucket (deps: S3Deps, r: S3Request): Promise<{ replica
   return b
 }
 
-/** Receives the body and stores it as an object; the temp file is gone when this returns. */
-export async function storeBody (deps: S3Deps, r: S3Request, replicas: number, stats: S3Stats, received?: ReceivedBody): Promise<ReceivedBody & { id: string, holders: string[] }> {
-  const body = received ?? await receiveBody(r.req, {
-    tmpDir: deps.tmpDir,
-    payloadHash: r.cred.payloadHash,
-    signing: { key: r.signingKey, amzDate: r.cred.amzDate, scope: scopeOf(r.cred), seed: r.cred.signature },
-    maxBytes: deps.config.max_put_bytes,
-    signal: r.signal
-  })
-  try {
+export function stagerOf (deps: S3Deps): BodyStager {
+  return {
+    stage: async (source, signal) => await deps.objects.stageObject(source, signal !== undefined ? { signal } : {}),
+    discard: async staged => { await deps.objects.discardObject(staged) }
+  }
+}
+
+/**
+ * Receives the body (or takes `received`, already staged) and stores it as
+ * an object; a body that fails its checks leaves nothing staged.
+ */
+export async function storeBody (deps: S3Deps, r: S3Request, replicas: number, stats: S3Stats, received?: () => Promise<ReceivedBody>): Promise<ReceivedBody & { id: string, holders: string[] }> {
+  return await storeSlots.run(async () => {
+    const body = received !== undefined
+      ? await received()
+      : await receiveBody(r.req, {
+        stager: stagerOf(deps),
+        payloadHash: r.cred.payloadHash,
+        signing: { key: r.signingKey, amzDate: r.cred.amzDate, scope: scopeOf(r.cred), seed: r.cred.signature },
+        maxBytes: deps.config.max_put_bytes,
+        signal: r.signal
+      })
     stats.bytesIn += body.size
-    const put = await storeSlots.run(async () => await deps.objects.putObject(body.file, { replicas, name: '', signal: r.signal }))
+    const put = await deps.objects.commitObject(body.staged, { replicas, name: '', signal: r.signal })
     if (put.replicas.length < replicas) deps.log.warn({ bucket: r.bucket, key: r.key.slice(0, 200), id: put.id, replicas: put.replicas.length, want: replicas, errors: put.replicaErrors.slice(0, 3) }, 's3: object stored with fewer replicas than the bucket asks')
     return { ...body, id: put.id, holders: [deps.self, ...put.replicas] }
-  } finally {
-    await rm(body.file, { force: true })
-  }
+  })
 }
 
 export function userMeta (r: S3Request): Record<string, string> | undefined {

@@ -102,3 +102,42 @@ export async function * chunkFile (path: string, p: CdcParams = DEFAULT_CDC): As
     await fh.close()
   }
 }
+
+/**
+ * Chunks of a byte stream, cut exactly where chunkFile would cut the same
+ * bytes. Each chunk is a view into one window (2 x the largest chunk), valid
+ * only until the next one is asked for: copy it or finish with it first.
+ * Memory stays at the window whatever the stream's length.
+ */
+export async function * chunkStream (source: AsyncIterable<Uint8Array>, p: CdcParams = DEFAULT_CDC, buffer?: Uint8Array): AsyncGenerator<Uint8Array> {
+  validateParams(p)
+  // A caller's buffer (reused across streams: no 8 MiB allocation per stream for the allocator to fragment).
+  const window = buffer !== undefined && buffer.length >= p.maxSize * 2 ? buffer.subarray(0, p.maxSize * 2) : new Uint8Array(p.maxSize * 2)
+  let filled = 0
+  let pos = 0
+  for await (const piece of source) {
+    let off = 0
+    while (off < piece.length) {
+      if (filled === window.length) {
+        // Full: cut while a whole largest chunk lies ahead, then slide the rest down.
+        while (filled - pos >= p.maxSize) {
+          const len = cutPoint(window, pos, filled, p)
+          yield window.subarray(pos, pos + len)
+          pos += len
+        }
+        window.copyWithin(0, pos, filled)
+        filled -= pos
+        pos = 0
+      }
+      const n = Math.min(piece.length - off, window.length - filled)
+      window.set(piece.subarray(off, off + n), filled)
+      filled += n
+      off += n
+    }
+  }
+  while (pos < filled) {
+    const len = cutPoint(window, pos, filled, p)
+    yield window.subarray(pos, pos + len)
+    pos += len
+  }
+}

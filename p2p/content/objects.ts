@@ -8,16 +8,18 @@ import { randomBytes } from 'node:crypto'
 import { open, rename, rm, stat } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { z } from 'zod'
-import type { BlobStore } from './blob-store.js'
+import type { BlobStore, StagedBlob } from './blob-store.js'
 import { sha256Digest } from './digest.js'
 import { ObjectNotFoundError, ManifestError } from './errors.js'
-import { chunkFile, DEFAULT_CDC, type CdcParams } from './fastcdc.js'
+import { chunkFile, chunkStream, DEFAULT_CDC, type CdcParams } from './fastcdc.js'
 import { fsyncDir } from './fs-atomic.js'
 import type { PieceExchange } from './piece-exchange.js'
 
 export const OBJECT_MANIFEST_MEDIA_TYPE = 'application/vnd.bolt.object.manifest.v1+json'
 /** Chunks fetched at once by getObject. */
 export const DEFAULT_CHUNK_CONCURRENCY = 4
+/** Chunking windows (2 x the largest chunk) kept for reuse by stageObject. */
+export const MAX_SPARE_WINDOWS = 4
 /** Bound on chunks per object (at 1 MiB average, about 1 TiB). */
 export const MAX_OBJECT_CHUNKS = 1_000_000
 
@@ -53,6 +55,12 @@ export interface PutResult {
   replicaErrors: Array<{ peer: string, error: string }>
 }
 
+/** An object's chunks written by `stageObject`, not yet stored. */
+export interface StagedObject {
+  chunks: StagedBlob[]
+  size: number
+}
+
 export interface GetResult {
   id: string
   size: number
@@ -67,6 +75,8 @@ export interface FetchedObject extends GetResult {
 
 export class ObjectStore {
   private readonly cdc: CdcParams
+  /** Chunking windows of finished stageObject calls, for the next ones. */
+  private readonly windows: Uint8Array[] = []
 
   constructor (private readonly init: ObjectStoreInit) {
     this.cdc = init.cdc ?? DEFAULT_CDC
@@ -98,6 +108,61 @@ export class ObjectStore {
 
     const { replicas, replicaErrors } = await this.replicate(id, bytes.length, chunks, size, opts.replicas ?? 0, opts.signal)
     return { id, size, chunks: chunks.length, dedupedChunks: deduped, replicas, replicaErrors }
+  }
+
+  /**
+   * Chunks a byte stream into staged blobs (written, not fsync'd, not
+   * visible): the first half of a put whose bytes are checked only once they
+   * have all gone by (an S3 body). Then `commitObject` stores it, or
+   * `discardObject` deletes every staged byte. Memory: one CDC window.
+   */
+  async stageObject (source: AsyncIterable<Uint8Array>, opts: { signal?: AbortSignal } = {}): Promise<StagedObject> {
+    const staged: StagedBlob[] = []
+    let size = 0
+    const window = this.windows.pop() ?? new Uint8Array(this.cdc.maxSize * 2)
+    try {
+      for await (const chunk of chunkStream(source, this.cdc, window)) {
+        opts.signal?.throwIfAborted()
+        if (staged.length >= MAX_OBJECT_CHUNKS) throw new ManifestError(`object: more than ${MAX_OBJECT_CHUNKS} chunks`)
+        staged.push(await this.init.store.stage(chunk))
+        size += chunk.length
+      }
+    } catch (err) {
+      await this.init.store.discardStaged(staged)
+      throw err
+    } finally {
+      if (this.windows.length < MAX_SPARE_WINDOWS) this.windows.push(window)
+    }
+    return { chunks: staged, size }
+  }
+
+  /** Deletes a staged object's temp files; nothing of it was ever visible. */
+  async discardObject (staged: StagedObject): Promise<void> {
+    await this.init.store.discardStaged(staged.chunks)
+  }
+
+  /**
+   * Stores a staged object: its chunks and manifest made durable and visible
+   * at once (one batch of fsyncs), pinned, then replicated like putObject's.
+   */
+  async commitObject (staged: StagedObject, opts: { replicas?: number, name?: string, signal?: AbortSignal } = {}): Promise<PutResult> {
+    const { store } = this.init
+    const chunks = staged.chunks.map(c => ({ digest: c.digest, size: c.size }))
+    const deduped = staged.chunks.filter(c => c.tmp === undefined).length
+    const manifest: ObjectManifest = { mediaType: OBJECT_MANIFEST_MEDIA_TYPE, size: staged.size, ...(opts.name !== undefined ? { name: opts.name } : {}), chunks }
+    const bytes = Buffer.from(JSON.stringify(manifest))
+    let all = staged.chunks
+    try {
+      all = [...staged.chunks, await store.stage(bytes)]
+      await store.commitStaged(all)
+    } catch (err) {
+      await store.discardStaged(all)
+      throw err
+    }
+    const id = all[all.length - 1]!.digest
+    await store.pin(ObjectStore.owner(id), [id, ...chunks.map(c => c.digest)])
+    const { replicas, replicaErrors } = await this.replicate(id, bytes.length, chunks, staged.size, opts.replicas ?? 0, opts.signal)
+    return { id, size: staged.size, chunks: chunks.length, dedupedChunks: deduped, replicas, replicaErrors }
   }
 
   /**

@@ -56,7 +56,8 @@ t.test('S3 bad input: the S3 error code, nothing stored', async t => {
   const s3 = client(creds.endpoint, creds)
   t.equal((await s3('PUT', '/bkt')).status, 200, 'bucket created')
   const listKeys = async (): Promise<string[]> => [...(await s3('GET', '/bkt', { query: { 'list-type': '2' } })).body.matchAll(/<Key>([^<]*)<\/Key>/g)].map(m => m[1]!)
-  const tmpEmpty = async (): Promise<boolean> => (await readdir(join(a.dataDir, 's3-tmp'))).length === 0
+  // Bodies are staged in the blob store's tmp/ while checked (s3-tmp/ held them whole before).
+  const tmpEmpty = async (): Promise<boolean> => (await readdir(join(a.dataDir, 's3-tmp'))).length === 0 && (await readdir(join(a.dataDir, 'blobs', 'tmp'))).length === 0
 
   await t.test('wrong secret: SignatureDoesNotMatch', async t => {
     const bad = client(creds.endpoint, { accessKey: creds.accessKey, secretKey: creds.secretKey + 'x' })
@@ -73,6 +74,28 @@ t.test('S3 bad input: the S3 error code, nothing stored', async t => {
     t.equal(code(r.body), 'XAmzContentSHA256Mismatch')
     const md5 = await s3('PUT', '/bkt/md5', { body: Buffer.from('abc'), headers: { 'content-md5': createHash('md5').update('abd').digest('base64') } })
     t.equal(code(md5.body), 'BadDigest', 'a Content-MD5 that does not match')
+  })
+
+  await t.test('a large body (hashed in a thread) that fails its checks stores no chunk', async t => {
+    const blobs = async (): Promise<number> => (await readdir(join(a.dataDir, 'blobs', 'blobs', 'sha256'))).length
+    const n0 = await blobs()
+    const big = randomBytes(9 * 1024 * 1024)
+    const sent = Buffer.from(big)
+    sent[7 * 1024 * 1024] ^= 1
+    const r = await s3('PUT', '/bkt/big-tampered', { body: big, send: sent })
+    t.equal(code(r.body), 'XAmzContentSHA256Mismatch')
+    const md5 = await s3('PUT', '/bkt/big-md5', { body: big, headers: { 'content-md5': createHash('md5').update(sent).digest('base64') } })
+    t.equal(code(md5.body), 'BadDigest', 'a Content-MD5 that does not match')
+    const crc = await s3('PUT', '/bkt/big-crc', { body: big, headers: { 'x-amz-checksum-crc32': Buffer.from([1, 2, 3, 4]).toString('base64') } })
+    t.equal(code(crc.body), 'BadDigest', 'a CRC32 that does not match')
+    t.equal(await blobs(), n0, 'no chunk of a refused body is in the store')
+    t.ok(await tmpEmpty(), 'and none is left staged')
+    const ok = await s3('PUT', '/bkt/big-ok', { body: big, headers: { 'content-md5': createHash('md5').update(big).digest('base64'), 'x-amz-checksum-crc32': Buffer.from(crc32(big).toString(16).padStart(8, '0'), 'hex').toString('base64') } })
+    t.equal(ok.status, 200, 'the same body, intact, is stored')
+    t.equal(ok.headers.get('etag'), `"${createHash('md5').update(big).digest('hex')}"`)
+    const back = await s3('GET', '/bkt/big-ok')
+    t.ok(back.bytes.equals(big), 'and reads back byte-exact')
+    t.equal((await s3('DELETE', '/bkt/big-ok')).status, 204)
   })
 
   await t.test('a request dated 20 minutes ago: RequestTimeTooSkewed', async t => {

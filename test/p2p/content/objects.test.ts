@@ -2,7 +2,7 @@
 // third node gets the object from the replicas, every chunk verified.
 import t from 'tap'
 import { randomBytes, createHash } from 'node:crypto'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createLibp2p, type Libp2p } from 'libp2p'
@@ -73,4 +73,41 @@ t.test('an unknown object id fails with ObjectNotFoundError', async t => {
   const nodes: Node[] = []
   nodes.push(await mkNode(t, () => nodes.map(n => n.id)))
   await t.rejects(nodes[0]!.objects.getObject('sha256:' + '0'.repeat(64), join(nodes[0]!.dir, 'x')), { name: 'ObjectNotFoundError' })
+})
+
+t.test('a staged object is invisible until committed, and a discarded one leaves nothing', async t => {
+  const n = await mkNode(t, () => [])
+  const data = randomBytes(1_000_000)
+  async function * pieces (): AsyncIterable<Uint8Array> { for (let o = 0; o < data.length; o += 50_000) yield data.subarray(o, o + 50_000) }
+  const blobFiles = async (): Promise<string[]> => await readdir(join(n.dir, 'store', 'blobs', 'sha256'))
+  const tmpFiles = async (): Promise<string[]> => await readdir(join(n.dir, 'store', 'tmp'))
+  const before = await blobFiles()
+
+  const dropped = await n.objects.stageObject(pieces())
+  t.ok(dropped.chunks.length > 1, `${dropped.chunks.length} chunks staged`)
+  t.notOk(dropped.chunks.some(c => n.store.hasSync(c.digest)), 'no staged chunk is visible')
+  t.same(await blobFiles(), before, 'nothing under blobs/ while staged')
+  await n.objects.discardObject(dropped)
+  t.same(await tmpFiles(), [], 'discarding deletes every staged file')
+  t.same(await blobFiles(), before)
+
+  const staged = await n.objects.stageObject(pieces())
+  const put = await n.objects.commitObject(staged, { name: 'x' })
+  t.equal(put.size, data.length)
+  t.same(await tmpFiles(), [], 'committing leaves no temp file')
+  t.equal(n.store.refCount(put.id), 1, 'the manifest is pinned')
+  const chunks: Buffer[] = []
+  for await (const c of n.objects.readObject(await n.objects.readManifest(put.id))) chunks.push(Buffer.from(c))
+  t.ok(Buffer.concat(chunks).equals(data), 'the committed object reads back byte-exact')
+  // The same bytes again: every chunk is already there (dedup), nothing new staged.
+  const again = await n.objects.stageObject(pieces())
+  t.ok(again.chunks.every(c => c.tmp === undefined), 'chunks already stored are not written again')
+  t.equal((await n.objects.commitObject(again, { name: 'x' })).id, put.id)
+})
+
+t.test('a stream that fails midway leaves no staged file', async t => {
+  const n = await mkNode(t, () => [])
+  async function * failing (): AsyncIterable<Uint8Array> { yield randomBytes(600_000); throw new Error('client went away') }
+  await t.rejects(n.objects.stageObject(failing()), /client went away/)
+  t.same(await readdir(join(n.dir, 'store', 'tmp')), [])
 })
