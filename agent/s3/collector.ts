@@ -61,12 +61,12 @@ export class S3Collector {
   }
 
   start (): void {
-    this.timer = setInterval(() => { if (this.running === undefined) this.running = this.sweep().finally(() => { this.running = undefined }) }, this.d.delayMs)
+    this.timer = setInterval(() => { if (this.running === undefined) this.running = this.sweep().catch((err: Error) => { this.d.log.warn({ err: err.message }, 's3: a sweep for deleted objects failed; the next one tries again') }).finally(() => { this.running = undefined }) }, this.d.delayMs)
   }
 
   async stop (): Promise<void> {
     if (this.timer !== undefined) clearInterval(this.timer)
-    await this.running?.catch(() => {})
+    await this.running
   }
 
   /** Frees the candidates released at least one interval ago that nothing names now. */
@@ -82,7 +82,7 @@ export class S3Collector {
     for (const id of batch) {
       if (named.has(id) || this.inFlight.has(id) || this.d.kvGet(`objects/${id}`) !== undefined) continue
       try {
-        const manifest = await this.d.objects.readManifest(id).catch(() => undefined)
+        const manifest = await this.d.objects.readManifest(id).catch(() => undefined) // no manifest here: only the object's own blob to free
         await this.d.store.unpin(`object:${id}`)
         for (const digest of [id, ...(manifest?.chunks.map(c => c.digest) ?? [])]) {
           if (this.d.store.refCount(digest) === 0) await this.d.store.delete(digest)

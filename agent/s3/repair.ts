@@ -41,13 +41,13 @@ export class S3Repair {
   constructor (private readonly d: S3RepairDeps) {}
 
   start (): void {
-    this.timer = setInterval(() => { if (this.running === undefined) this.running = this.pass().finally(() => { this.running = undefined }) }, REPAIR_INTERVAL_MS)
+    this.timer = setInterval(() => { if (this.running === undefined) this.running = this.pass().catch((err: Error) => { this.d.log.warn({ err: err.message }, 's3: a repair pass failed; the next one tries again') }).finally(() => { this.running = undefined }) }, REPAIR_INTERVAL_MS)
   }
 
   async stop (): Promise<void> {
     if (this.timer !== undefined) clearInterval(this.timer)
     this.ac.abort()
-    await this.running?.catch(() => {})
+    await this.running
   }
 
   private alive (): Set<string> {

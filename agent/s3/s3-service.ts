@@ -53,7 +53,7 @@ export function createS3Service (deps: Omit<S3Deps, 'tmpDir'> & { dataDir: strin
         deps.log.info({ url }, 'S3 endpoint listening')
       } catch (err) {
         deps.log.warn({ listen: deps.config.listen, err: (err as Error).message }, `S3 endpoint not started: ${(err as Error).message} (set [s3] listen to a free address, or enabled = false)`)
-        await s.stop().catch(() => {})
+        await s.stop().catch(() => {}) // it never listened: nothing to release
       }
     },
     async stop () { await deps.repair?.stop(); await deps.collector?.stop(); await server?.stop() },
