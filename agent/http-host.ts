@@ -2,7 +2,8 @@
 // a web page that rebinds its DNS name to 127.0.0.1 reaches a loopback
 // listener with its own name in `Host`; answering only to the listener's
 // address, loopback names and configured names keeps such pages out.
-import { isIP } from 'node:net'
+import type { Server } from 'node:http'
+import { isIP, type AddressInfo } from 'node:net'
 import { networkInterfaces } from 'node:os'
 
 /** A wildcard listener's interface addresses are re-read at most this often. */
@@ -65,4 +66,18 @@ export class HostCheck {
     }
     return this.interfaces.addrs
   }
+}
+
+/**
+ * Binds `server` to host:port, tells `hosts` the address it got, and
+ * returns the listener's base URL (`http://127.0.0.1:5050`, `http://[::1]:9000`).
+ */
+export async function listenHttp (server: Server, host: string, port: number, hosts: HostCheck): Promise<string> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => { server.off('error', reject); resolve() })
+  })
+  const addr = server.address() as AddressInfo
+  hosts.bind(addr.address)
+  return `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
 }

@@ -6,13 +6,12 @@
 // asked for, with no bytes sent before a failed check — so a client never
 // completes a response with bad bytes (the socket is destroyed).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import type { BlobStore } from '../../p2p/content/blob-store.js'
 import { isIndexMediaType, isManifestMediaType, manifestMediaType, MAX_MANIFEST_BYTES, MT_OCI_MANIFEST, parseImageIndex, parseImageManifest } from '../../p2p/content/oci.js'
 import type { PieceExchange } from '../../p2p/content/piece-exchange.js'
 import { formatReference, type ImageReference } from '../../p2p/content/reference.js'
 import type { RegistryClient } from '../../p2p/content/registry-client.js'
-import { HostCheck } from '../http-host.js'
+import { HostCheck, listenHttp } from '../http-host.js'
 import { MirrorBindRefusedError, MirrorRequestError } from './errors.js'
 import { MirrorQuota } from './mirror-quota.js'
 import { allowedRegistries, checkRegistryAllowed, isLoopbackListen, parseMirrorPath, parseNamespace, parseRange, splitHostPort, upstreamReference } from './request.js'
@@ -115,14 +114,8 @@ export class MirrorServer {
     }
     const server = createServer((req, res) => { void this.handle(req, res) })
     server.keepAliveTimeout = 65_000
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port, host, () => { server.off('error', reject); resolve() })
-    })
+    this.url = await listenHttp(server, host, port, this.hosts)
     this.server = server
-    const addr = server.address() as AddressInfo
-    this.hosts.bind(addr.address)
-    this.url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
     return this.url
   }
 

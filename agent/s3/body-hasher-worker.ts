@@ -3,10 +3,8 @@
 // to it, so the event loop only cuts and writes chunks. Bytes come in slot
 // buffers handed over with the message and handed back once hashed. Every
 // message names its body.
-import { createHash, type Hash } from 'node:crypto'
 import { parentPort } from 'node:worker_threads'
-import { crc32 } from 'node:zlib'
-import { Crc32c } from '@aws-crypto/crc32c'
+import { summer, type Summer } from './summer.js'
 
 type Msg =
   | { t: 'open', id: number, algs: string[] }
@@ -14,26 +12,6 @@ type Msg =
   | { t: 'end', id: number }
   | { t: 'drop', id: number }
 
-interface Summer { update: (b: Uint8Array) => void, digest: () => Uint8Array }
-
-function summer (alg: string): Summer {
-  if (alg === 'crc32') {
-    let v = 0
-    return { update: b => { v = crc32(b, v) }, digest: () => u32(v) }
-  }
-  if (alg === 'crc32c') {
-    const c = new Crc32c()
-    return { update: b => { c.update(b) }, digest: () => u32(c.digest()) }
-  }
-  const h: Hash = createHash(alg)
-  return { update: b => { h.update(b) }, digest: () => h.digest() }
-}
-
-function u32 (v: number): Uint8Array {
-  const b = Buffer.alloc(4)
-  b.writeUInt32BE(v >>> 0)
-  return b
-}
 
 const bodies = new Map<number, Map<string, Summer>>()
 const port = parentPort

@@ -11,11 +11,9 @@
 // The threads are shared: a body goes to the thread with the fewest bodies,
 // and a new one starts only while every thread has some and there are
 // fewer than BODY_HASHER_MAX_THREADS; an idle thread exits after a linger.
-import { createHash, type Hash } from 'node:crypto'
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
-import { crc32 } from 'node:zlib'
-import { Crc32c } from '@aws-crypto/crc32c'
+import { summer } from './summer.js'
 
 /** Bodies at least this large (declared) are hashed in a thread. */
 export const BODY_HASHER_MIN_BYTES = 4 * 1024 * 1024
@@ -32,26 +30,6 @@ export interface BodySums {
   drop: () => void
 }
 
-interface Summer { update: (b: Uint8Array) => void, digest: () => Buffer }
-
-function summer (alg: string): Summer {
-  if (alg === 'crc32') {
-    let v = 0
-    return { update: b => { v = crc32(b, v) }, digest: () => u32(v) }
-  }
-  if (alg === 'crc32c') {
-    const c = new Crc32c()
-    return { update: b => { c.update(b) }, digest: () => u32(c.digest()) }
-  }
-  const h: Hash = createHash(alg)
-  return { update: b => { h.update(b) }, digest: () => h.digest() }
-}
-
-function u32 (v: number): Buffer {
-  const b = Buffer.alloc(4)
-  b.writeUInt32BE(v >>> 0)
-  return b
-}
 
 /** `algs`: md5, sha1, sha256, crc32, crc32c. A thread when `size` is known and large. */
 export function bodySums (algs: string[], size: number | undefined): BodySums {

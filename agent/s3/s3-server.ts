@@ -6,8 +6,7 @@
 // multipart-ops.ts. Anything else is 501 NotImplemented, as an S3 XML error.
 import { randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { HostCheck, hostHeaderName } from '../http-host.js'
+import { HostCheck, hostHeaderName, listenHttp } from '../http-host.js'
 import { isLoopbackListen, splitHostPort } from '../mirror/request.js'
 import { S3Error, s3err } from './errors.js'
 import { checkTime, parseAuthorizationHeader, parsePresignedQuery, parseRawQuery, safeDecode, scopeOf, verifySignature } from './sigv4.js'
@@ -48,14 +47,8 @@ export class S3Server {
     const server = createServer((req, res) => { void this.handle(req, res) })
     server.keepAliveTimeout = 65_000
     server.requestTimeout = 0
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port, host, () => { server.off('error', reject); resolve() })
-    })
+    this.url = await listenHttp(server, host, port, this.hosts)
     this.server = server
-    const addr = server.address() as AddressInfo
-    this.hosts.bind(addr.address)
-    this.url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
     return this.url
   }
 
