@@ -35,14 +35,6 @@ export interface RaftNodeOptions {
   electionJitterTicks?: number
   /** See RaftCoreOptions.campaignRetryTicks (default 0: off). */
   campaignRetryTicks?: number
-  /**
-   * A follower or candidate counts ticks by the time that passed, not by
-   * timer callbacks (default false; a leader always counts callbacks, see
-   * tick()). Under load a 20 ms interval fires late; counted per callback,
-   * survivors of a dead leader campaign well after an election timeout of
-   * real time (raft-failover's median drifted to 1.3-1.8 T).
-   */
-  wallClockTicks?: boolean
   heartbeatTicks?: number
   /** See RaftCoreOptions.learnerHeartbeatTicks (default: heartbeatTicks). */
   learnerHeartbeatTicks?: number
@@ -109,8 +101,6 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private readonly reads = new ReadBatcher(() => this.readRound())
   private last: LeaderChange = { leader: null, term: 0, role: 'follower' }
   private readonly electionTicks: number
-  /** With wallClockTicks: when the next tick is due (performance.now()). */
-  private nextTickAt = 0
   /** The term and vote last written to storage. */
   private savedHs: HardState = { term: 0, vote: '', commit: 0 }
 
@@ -147,7 +137,6 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.last = { leader: null, term: this.core.term, role: 'follower' }
     this.savedHs = o.storage.initialState().hardState
     o.storage.onAvailable = () => { this.schedule() }
-    this.nextTickAt = performance.now() + (o.tickMs ?? DEFAULT_TICK_MS)
     this.timer = setInterval(() => { this.tick() }, o.tickMs ?? DEFAULT_TICK_MS)
     this.timer.unref()
     this.schedule()
@@ -276,27 +265,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   private tick (): void {
     if (this.core === null || this.stopped) return
-    let n = 1
-    const tickMs = this.o.tickMs ?? DEFAULT_TICK_MS
-    const now = performance.now()
-    if (this.o.wallClockTicks === true && this.core.role !== 'leader') {
-      // Ticks the timer owed: a follower whose timer fires late (a loaded
-      // machine) still counts the time that passed, at most an election
-      // timeout's worth. A leader counts callbacks: caught-up ticks before it
-      // reads the answers waiting in its sockets would make check-quorum
-      // step it down (what reverted d2ead3f); a follower at worst sends a
-      // pre-vote that the others, hearing the leader, ignore.
-      n = 0
-      while (this.nextTickAt <= now && n < this.electionTicks) { n++; this.nextTickAt += tickMs }
-      if (this.nextTickAt <= now) this.nextTickAt = now + tickMs
-      if (n === 0) return
-    } else {
-      this.nextTickAt = now + tickMs
-    }
-    this.ticks += n
-    const role = this.core.role
-    // At most one campaign per callback: stop once the owed ticks started one.
-    for (let i = 0; i < n && this.core.role === role; i++) this.core.tick()
+    this.ticks++
+    this.core.tick()
     this.waiters.expire(this.ticks, () => new RaftTimeoutError(`raft: no answer within ${REQUEST_TIMEOUT_ELECTIONS} election timeouts (leader ${this.last.leader ?? 'unknown'})`))
     this.schedule()
   }

@@ -97,7 +97,6 @@ export class RaftHost {
       electionJitterTicks: Math.max(1, Math.round(ELECTION_JITTER * electionTicks)),
       // A campaign that did not win (a lease still counted, crossed pre-votes) starts again within 1-2 heartbeats.
       campaignRetryTicks: heartbeatTicks,
-      wallClockTicks: true,
       heartbeatTicks,
       // Clients are learners: they never campaign, so one beat per election
       // timeout is enough for them (an idle 8-agent cluster with 3 voters

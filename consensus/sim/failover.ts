@@ -15,7 +15,7 @@ import { Prng } from './prng.js'
 const TICK_MS = 20
 const ELECTION_MS = 1000
 
-export interface FailoverOptions { voters: number, load: number, wallClock?: boolean, core?: Partial<RaftCoreOptions> }
+export interface FailoverOptions { voters: number, load: number, core?: Partial<RaftCoreOptions> }
 export interface RoundResult { ms: number, elections: number, why: string[] }
 
 interface Ev { at: number, seq: number, run: () => void }
@@ -41,7 +41,6 @@ export function failoverRound (seed: number, o: FailoverOptions): RoundResult {
   const log = (s: string): void => { if (now >= killAt) why.push(`${Math.round(now - killAt)}ms ${s}`) }
   let killAt = Infinity
   const busy = new Map<string, number>()
-  const nextDue = new Map<string, number>()
   const process = (id: string): void => {
     const c = cores.get(id)
     if (c === null || c === undefined) return
@@ -75,16 +74,7 @@ export function failoverRound (seed: number, o: FailoverOptions): RoundResult {
     const c = cores.get(id)
     if (c === null || c === undefined) return
     const before = c.role
-    // wallClock: a non-leader counts the ticks that the time since its last callback owed (at most one timeout's worth).
-    let n = 1
-    if (o.wallClock === true && c.role !== 'leader') {
-      const due = nextDue.get(id) ?? now
-      n = 0
-      let d = due
-      while (d <= now && n < 50) { n++; d += TICK_MS }
-      nextDue.set(id, Math.max(d, now + 1))
-    } else nextDue.set(id, now + TICK_MS)
-    for (let i = 0; i < n; i++) c.tick()
+    c.tick()
     if (c.role !== before) log(`${id} ${before}->${c.role} t${c.term} (tick, elapsed ${c.electionElapsed})`)
     process(id)
     // Node reschedules a repeating timer after its callback ran: lateness accumulates.
@@ -139,12 +129,12 @@ function pct (xs: number[], p: number): number {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { voters: { type: 'string', default: '3' }, rounds: { type: 'string', default: '1000' }, load: { type: 'string', default: '0.5' }, show: { type: 'string', default: '2' }, wallclock: { type: 'boolean', default: false } } })
-  const o: FailoverOptions = { voters: Number(values.voters), load: Number(values.load), wallClock: values.wallclock }
+  const { values } = parseArgs({ options: { voters: { type: 'string', default: '3' }, rounds: { type: 'string', default: '1000' }, load: { type: 'string', default: '0.5' }, show: { type: 'string', default: '2' }, retryCandidates: { type: 'boolean', default: false } } })
+  const o: FailoverOptions = { voters: Number(values.voters), load: Number(values.load) }
   const res: RoundResult[] = []
   for (let s = 1; s <= Number(values.rounds); s++) res.push({ ...failoverRound(s, o), seed: s } as RoundResult)
   const ms = res.map(x => x.ms)
   const multi = res.filter(x => x.elections > 1)
-  console.log(`voters ${o.voters} load ${o.load}${o.wallClock === true ? ' wallclock' : ''}: p50 ${(pct(ms, 50) / ELECTION_MS).toFixed(2)} p99 ${(pct(ms, 99) / ELECTION_MS).toFixed(2)} max ${(Math.max(...ms) / ELECTION_MS).toFixed(2)} x timeout; rounds with >1 term: ${multi.length}/${res.length}`)
+  console.log(`voters ${o.voters} load ${o.load}: p50 ${(pct(ms, 50) / ELECTION_MS).toFixed(2)} p99 ${(pct(ms, 99) / ELECTION_MS).toFixed(2)} max ${(Math.max(...ms) / ELECTION_MS).toFixed(2)} x timeout; rounds with >1 term: ${multi.length}/${res.length}`)
   for (const x of res.filter(y => y.ms > 1.5 * ELECTION_MS).slice(0, Number(values.show))) console.log(`--- seed ${(x as RoundResult & { seed: number }).seed} ${Math.round(x.ms)} ms, ${x.elections} terms\n${x.why.join('\n')}`)
 }
