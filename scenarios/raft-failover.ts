@@ -7,6 +7,9 @@ import { RAFT_TOML, agreedLeader, apiOf, formVoters, kv } from './_raft.js'
 
 const ELECTION_TIMEOUT_MS = 1000
 
+/** Rounds slower than 1.5 T: what each write attempt got, and how many terms the failover took. */
+export const slowRounds: Array<{ voters: number, ms: number, terms: number, attempts: string[] }> = []
+
 async function failovers (voters: number, rounds: number): Promise<number[]> {
   const cluster = await Cluster.create(RAFT_TOML(voters))
   const times: number[] = []
@@ -23,14 +26,23 @@ async function failovers (voters: number, rounds: number): Promise<number[]> {
       await leader.kill9()
       // Time until a write through a survivor commits under a new leader.
       let committed = -1
+      const attempts: string[] = []
       for (let attempt = 0; committed < 0 && Date.now() - killedAt < 30_000; attempt++) {
         const api = apis[attempt % apis.length]!
+        const t0 = Date.now() - killedAt
         try {
           const r = await kv(api, 'PUT', `/v1/kv/failover-${i}`, { value: String(attempt) }, 12_000)
           if (r.status === 200) committed = Date.now() - killedAt
-        } catch {}
+          attempts.push(`${t0}-${Date.now() - killedAt}ms via ${attempt % apis.length}: ${r.status} ${r.status === 200 ? '' : JSON.stringify(r.body).slice(0, 120)}`)
+        } catch (err) {
+          attempts.push(`${t0}-${Date.now() - killedAt}ms via ${attempt % apis.length}: ${(err as Error).message.slice(0, 120)}`)
+        }
       }
       times.push(committed)
+      if (committed < 0 || committed > 1.5 * ELECTION_TIMEOUT_MS) {
+        const now = await agreedLeader(rest, 5000)
+        slowRounds.push({ voters, ms: committed, terms: now === undefined ? -1 : now.term - cur.term, attempts })
+      }
       // Restart the old leader so the cluster keeps its size.
       await leader.start(['start'])
     }
@@ -61,7 +73,7 @@ export const scenario: Scenario = {
       figures,
       goal: 'p99Ratio <= 1.5 for 3 and 5 voters',
       met: figures.p99Ratio3 <= 1.5 && figures.p99Ratio5 <= 1.5 && figures.failedRounds === 0,
-      config: { electionTimeoutMs: ELECTION_TIMEOUT_MS, samples3: three, samples5: five }
+      config: { electionTimeoutMs: ELECTION_TIMEOUT_MS, samples3: three, samples5: five, slowRounds }
     }
   }
 }

@@ -46,8 +46,11 @@ export interface RaftCoreOptions {
    * Right after a leader dies, a voter whose ticks lag a little still counts
    * the old leader's lease and ignores the first pre-vote; that used to cost
    * another full timeout. A pre-vote changes no term, so asking again
-   * disrupts nothing; a real candidacy keeps the full timeout (a retry
-   * shorter than a vote's round trip would never let one finish).
+   * disrupts nothing. A real candidacy keeps the full timeout (a retry
+   * shorter than a vote's round trip would never let one finish) unless a
+   * voter has refused it: then it is most likely a split vote (survivors
+   * that timed out within one round trip of each other stand for the same
+   * term), and it asks again, through pre-vote, after [n, 2n) ticks too.
    */
   campaignRetryTicks?: number
   /**

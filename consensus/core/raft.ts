@@ -169,11 +169,36 @@ export class RaftCore implements RoleContext {
     }
     this.electionElapsed++
     this.strangerElapsed++
-    const retrying = this.campaignRetry > 0 && this.role === 'preCandidate'
-    if (this.promotable() && this.electionElapsed >= (retrying ? this.campaignRetry : this.randomizedElectionTimeout)) {
+    if (this.promotable() && this.electionElapsed >= this.campaignRetry && this.retryCampaign()) {
+      this.electionElapsed = 0
+      this.hup(false)
+      return
+    }
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
       this.electionElapsed = 0
       this.hup(false)
     }
+  }
+
+  /**
+   * Whether an unfinished campaign starts again after campaignRetry ticks
+   * rather than a whole election timeout: a pre-candidate (its pre-vote
+   * changes no term), and a candidate that a voter has refused while others
+   * have not answered. Right after a leader dies the survivors' timeouts,
+   * reset by the same last heartbeat, often fall within one vote's round
+   * trip: both pre-votes are granted, both stand for the same term, each
+   * refuses the other and neither can win (a split vote). Waiting a whole
+   * timeout for that is what gave raft-failover its second elections. The
+   * retry goes through pre-vote, so it raises no term unless it can win; a
+   * candidate that nobody has refused keeps its whole timeout (its votes
+   * may just be slow).
+   */
+  private retryCampaign (): boolean {
+    if (this.campaignRetry === 0) return false
+    if (this.role === 'preCandidate') return true
+    if (this.role !== 'candidate' || !this.opts.preVote) return false
+    for (const granted of this.tracker.votes.values()) if (!granted) return true
+    return false
   }
 
   step (m: Message): void {
@@ -259,7 +284,7 @@ export class RaftCore implements RoleContext {
     else this.becomeCandidate()
     const n = this.opts.campaignRetryTicks
     // Drawn only when enabled, so runs without it replay the same random sequence.
-    this.campaignRetry = n > 0 && kind === 'pre' ? n + Math.floor(this.opts.random() * n) : 0
+    this.campaignRetry = n > 0 ? n + Math.floor(this.opts.random() * n) : 0
     const term = kind === 'pre' ? this.term + 1 : this.term
     this.tracker.recordVote(this.id, true)
     if (this.tracker.tallyVotes() === 'won') {

@@ -66,3 +66,33 @@ t.test('campaignRetryTicks leaves a real candidacy its whole election timeout', 
   c.tick()
   t.equal(c.term, term + 1, 'then one')
 })
+
+t.test('campaignRetryTicks: a split vote (a voter refused, the rest silent) is retried within [n, 2n) ticks through pre-vote', async t => {
+  const { c, s } = core('a', ['a', 'b', 'c'], { electionTicks: 10, electionJitterTicks: 1, campaignRetryTicks: 2 })
+  t.equal(ticksToPreVote(c, s, 40), 10)
+  c.step({ type: 'preVoteResp', from: 'b', to: 'a', term: c.term + 1, reject: false })
+  const votes = drain(c, s).filter(m => m.type === 'vote')
+  t.equal(c.role, 'candidate', 'pre-vote won')
+  t.equal(votes.length, 2)
+  const term = c.term
+  // b stood for the same term and voted for itself; c (the dead leader) never answers.
+  c.step({ type: 'voteResp', from: 'b', to: 'a', term, reject: true })
+  drain(c, s)
+  t.equal(c.role, 'candidate', 'one refusal of three voters does not lose the election')
+  t.equal(ticksToPreVote(c, s, 40), 3, 'asked again after 2 + floor(0.999 × 2) ticks, not a whole timeout')
+  t.equal(c.role, 'preCandidate')
+  t.equal(c.term, term, 'the retry raises no term until its pre-vote wins')
+  c.step({ type: 'preVoteResp', from: 'b', to: 'a', term: term + 1, reject: false })
+  drain(c, s)
+  t.equal(c.role, 'candidate')
+  t.equal(c.term, term + 1)
+})
+
+t.test('campaignRetryTicks: a candidate nobody has refused keeps its whole election timeout', async t => {
+  const { c, s } = core('a', ['a', 'b', 'c'], { electionTicks: 10, electionJitterTicks: 1, campaignRetryTicks: 2 })
+  t.equal(ticksToPreVote(c, s, 40), 10)
+  c.step({ type: 'preVoteResp', from: 'b', to: 'a', term: c.term + 1, reject: false })
+  drain(c, s)
+  t.equal(c.role, 'candidate')
+  t.equal(ticksToPreVote(c, s, 40), 10, 'votes may just be slow: no retry before the timeout')
+})
