@@ -409,7 +409,8 @@ export class NodeRuntime {
     const l = this.get(name)
     if (l.record.status === 'exited' && l.record.exit !== null) return l.record.exit
     l.record.stopRequested = true
-    await writeRecord(l.dir, l.record)
+    // A full disk must not make a capsule unstoppable: the flag is kept in memory for its exit, and the record is written again then.
+    await writeRecord(l.dir, l.record).catch((err: Error) => { this.deps.onError?.('record', name, err) })
     await this.deps.driver.kill(name, opts.signal ?? 'SIGTERM')
     const timeoutMs = opts.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS
     let t: NodeJS.Timeout | undefined

@@ -26,6 +26,12 @@ if (process.getuid?.() !== 0 || runtimes.length === 0) {
     t.teardown(async () => {
       for (const c of await rt.list()) await rt.remove(c.name, { force: true }).catch(() => undefined)
       await rt.close()
+      // Whatever a failed run left: its containers, killed through the runtime's own state.
+      for (const r of ['runc', 'crun']) {
+        const root = join(dataDir, 'rt', `${r}-state`)
+        const ids = await run(r, ['--root', root, 'list', '-q']).then(o => o.stdout.split('\n').filter(Boolean), () => [])
+        for (const id of ids) await run(r, ['--root', root, 'delete', '-f', id]).catch(() => undefined)
+      }
       await run('umount', ['-l', dataDir]).catch(() => undefined)
       await rm(dataDir, { recursive: true, force: true })
     })
@@ -39,5 +45,10 @@ if (process.getuid?.() !== 0 || runtimes.length === 0) {
     t.match(errors[0], { what: 'log', capsule: 'chatty', code: 'ENOSPC' }, 'as the capsule\'s log, with ENOSPC')
     const st = await rt.state('chatty')
     t.equal(st.status, 'running', 'the capsule runs on')
+    // And a full disk does not make it unstoppable (stop wrote its record first, and failed there).
+    const exit = await rt.stop('chatty', { timeoutMs: 200 })
+    t.equal(exit.reason, 'stopped', 'it stops on the full disk')
+    await rt.remove('chatty', { force: true })
+    t.same(await rt.list(), [], 'and is removed')
   })
 }
