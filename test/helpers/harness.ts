@@ -196,6 +196,8 @@ export class Cluster {
     await Promise.all(this.agents.map(async a => { await a.stop().catch(() => {}) }))
     // Capsules outlive their agent by design: kill what the agents started, then unmount.
     for (const a of this.agents) await killCapsules(a.dataDir)
+    // An agent keeps its capsule bridge when it stops (capsules outlive it); a test's own bridge goes with the test.
+    for (const a of this.agents) await removeOwnBridge(await readFile(a.configFile, 'utf8').catch(() => ''))
     await rm(this.root, { recursive: true, force: true }).catch(async () => {
       await new Promise(resolve => setTimeout(resolve, 1000))
       await rm(this.root, { recursive: true, force: true }).catch(() => {})
@@ -219,6 +221,14 @@ export async function killCapsules (dataDir: string): Promise<void> {
   const prefix = `${netnsPrefix(join(dataDir, 'runtime'))}-`
   const names = (await execText('ip', ['netns', 'list'])).split('\n').map(l => l.split(' ')[0] ?? '').filter(n => n.startsWith(prefix))
   for (const ns of names) await execText('ip', ['netns', 'delete', ns])
+}
+
+/** Deletes the bridge a test's config names (`[network] bridge = "X"`, never the default bolt0) and its nft table. */
+async function removeOwnBridge (toml: string): Promise<void> {
+  const name = /^\s*bridge\s*=\s*"([A-Za-z0-9_.-]{1,15})"/m.exec(toml)?.[1]
+  if (name === undefined || name === 'bolt0') return
+  await execText('ip', ['link', 'del', name])
+  await execText('nft', ['delete', 'table', 'ip', `bolt_${name}`])
 }
 
 async function execText (cmd: string, args: string[]): Promise<string> {
