@@ -1,7 +1,9 @@
 // The agent: the composition root. Each part is a component started in order
 // (each one uses only those before it) and stopped in reverse: the node's
 // place in its cluster, the libp2p node, membership (SWIM), Raft, content,
-// capsules, services, reachability, the registry mirror and the local API.
+// capsules, services, reachability, the cluster registry and the mirror that
+// serves it, S3, and the local API with the dashboard. How each part is built
+// is in components.ts.
 import { rm } from 'node:fs/promises'
 import type { BoltLibp2p } from '../p2p/node.js'
 import type { MemberMeta } from '../p2p/membership/meta.js'
