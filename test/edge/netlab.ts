@@ -18,6 +18,9 @@ export async function sh (cmd: string, args: string[], input?: string): Promise<
   if (input === undefined) return (await exec(cmd, args, { timeout: 20_000 })).stdout
   return await new Promise((resolve, reject) => {
     const p = execFile(cmd, args, { timeout: 20_000 }, (err, stdout) => { if (err !== null) reject(err); else resolve(stdout) })
+    // A command that exits before reading its input (nc: connection refused) makes the write fail with
+    // EPIPE; its exit status is the error to report, through the callback above, not an uncaught one.
+    p.stdin?.on('error', () => {})
     p.stdin?.end(input)
   })
 }
