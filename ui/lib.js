@@ -97,3 +97,27 @@ export function useApi (path, deps = []) {
   }, [path, n, ...deps])
   return [v, err, () => setN(x => x + 1)]
 }
+
+/**
+ * Reads a response of NDJSON lines as they arrive: `onBatch` gets the
+ * records each read completed. `lenient`: a line that is not JSON is skipped
+ * (a log stream); otherwise it throws.
+ */
+export async function readNdjson (res, onBatch, lenient = false) {
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
+  let buf = ''
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) return
+    buf += value
+    const parts = buf.split('\n')
+    buf = parts.pop()
+    const got = []
+    for (const p of parts) {
+      if (p.trim() === '') continue
+      if (!lenient) { got.push(JSON.parse(p)); continue }
+      try { got.push(JSON.parse(p)) } catch { /* a torn or foreign line in a log stream: skipped */ }
+    }
+    if (got.length > 0) onBatch(got)
+  }
+}

@@ -1,7 +1,7 @@
 // One capsule: its spec, its instances (live), its logs (follow, pause,
 // search) and the actions stop, remove and scale.
 import { useEffect, useRef, useState } from 'preact/hooks'
-import { html, api, useStore, useApi, Badge, Labels, bytes, nameOf } from '../lib.js'
+import { html, api, useStore, useApi, Badge, Labels, bytes, nameOf, readNdjson } from '../lib.js'
 import { Chart } from './graphs.js'
 
 /** Lines kept on the page. */
@@ -77,20 +77,10 @@ function Logs ({ name, running }) {
     ;(async () => {
       const r = await fetch(`/v1/logs/${encodeURIComponent(name)}?follow=1&tail=200`, { signal: ac.signal, credentials: 'same-origin' })
       if (!r.ok || !r.body) return
-      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader()
-      let buf = ''
-      for (;;) {
-        const { value, done } = await reader.read()
-        if (done) break
-        buf += value
-        const parts = buf.split('\n')
-        buf = parts.pop()
-        const got = []
-        for (const p of parts) { if (p.trim() === '') continue; try { got.push(JSON.parse(p)) } catch {} }
-        if (got.length === 0) continue
-        if (pausedRef.current) { held.current.push(...got); continue }
+      await readNdjson(r, (got) => {
+        if (pausedRef.current) { held.current.push(...got); return }
         setLines(prev => [...prev, ...got].slice(-MAX_LINES))
-      }
+      }, true)
     })().catch(() => {})
     return () => ac.abort()
   }, [name, running, gen])

@@ -1,6 +1,6 @@
 // Images, Objects, Mirror and Raft: read from the agent's existing API.
 import { useEffect, useState } from 'preact/hooks'
-import { html, api, useApi, useStore, bytes, nameOf, shortId } from '../lib.js'
+import { html, api, useApi, useStore, bytes, nameOf, shortId, readNdjson } from '../lib.js'
 
 function Err ({ err }) { return err ? html`<p class="err" role="alert">${err}</p>` : '' }
 
@@ -33,21 +33,12 @@ function PullForm ({ onDone }) {
     try {
       const r = await fetch('/v1/images/pull', { method: 'POST', credentials: 'same-origin', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ref }) })
       if (!r.ok || !r.body) { const v = await r.json().catch(() => ({})); throw new Error(v.error || `HTTP ${r.status}`) }
-      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader()
-      let buf = ''
-      for (;;) {
-        const { value, done } = await reader.read()
-        if (done) break
-        buf += value
-        const parts = buf.split('\n')
-        buf = parts.pop()
-        for (const p of parts) {
-          if (p.trim() === '') continue
-          const ev = JSON.parse(p)
+      await readNdjson(r, (events) => {
+        for (const ev of events) {
           if (ev.event === 'progress') setBlobs(b => ({ ...b, [ev.digest]: ev }))
           else setResult(ev)
         }
-      }
+      })
       onDone()
     } catch (err) { setResult({ event: 'error', error: err.message }) } finally { setBusy(false) }
   }
