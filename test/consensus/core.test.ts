@@ -1,28 +1,15 @@
 import t from 'tap'
-import { RaftCore, MemoryStorage, bootstrapRequest, NotLeaderError, ConfChangeError, RaftConfigError, type Message, type Ready } from '../../consensus/index.js'
+import { RaftCore, MemoryStorage, NotLeaderError, ConfChangeError, RaftConfigError, type Message } from '../../consensus/index.js'
 import { RaftLog } from '../../consensus/core/log.js'
 import { Inflights, Progress } from '../../consensus/core/progress.js'
 import { TermIndex } from '../../consensus/storage/term-index.js'
 import { Prng } from '../../consensus/sim/prng.js'
+import { core as bootCore, drain } from '../helpers/raft-core.js'
 
 const enc = new TextEncoder()
 
 function core (id: string, voters: string[], opts: Partial<ConstructorParameters<typeof RaftCore>[0]> = {}): { c: RaftCore, s: MemoryStorage } {
-  const s = new MemoryStorage()
-  s.saveSync(bootstrapRequest(voters))
-  const c = new RaftCore({ id, storage: s, random: () => 0, ...opts })
-  drain(c, s)
-  return { c, s }
-}
-
-function drain (c: RaftCore, s: MemoryStorage): Message[] {
-  const out: Message[] = []
-  for (let rd: Ready | null = c.ready(); rd !== null; rd = c.ready()) {
-    s.saveSync({ entries: rd.entries, ...(rd.hardState === undefined ? {} : { hardState: rd.hardState }), ...(rd.snapshot === undefined ? {} : { snapshot: rd.snapshot }) })
-    out.push(...rd.messages)
-    c.advance(rd)
-  }
-  return out
+  return bootCore(id, voters, { random: () => 0, ...opts })
 }
 
 t.test('options are validated with errors naming the option', async t => {

@@ -2,24 +2,11 @@
 // spread of election timeouts, campaignRetryTicks makes a pre-candidate
 // whose pre-vote did not win ask again soon instead of after a whole timeout.
 import t from 'tap'
-import { RaftCore, MemoryStorage, bootstrapRequest, RaftConfigError, type Message, type Ready } from '../../consensus/index.js'
+import { RaftCore, MemoryStorage, RaftConfigError } from '../../consensus/index.js'
+import { core as bootCore, drain } from '../helpers/raft-core.js'
 
 function core (id: string, voters: string[], opts: Partial<ConstructorParameters<typeof RaftCore>[0]> = {}): { c: RaftCore, s: MemoryStorage } {
-  const s = new MemoryStorage()
-  s.saveSync(bootstrapRequest(voters))
-  const c = new RaftCore({ id, storage: s, random: () => 0.999, ...opts })
-  drain(c, s)
-  return { c, s }
-}
-
-function drain (c: RaftCore, s: MemoryStorage): Message[] {
-  const out: Message[] = []
-  for (let rd: Ready | null = c.ready(); rd !== null; rd = c.ready()) {
-    s.saveSync({ entries: rd.entries, ...(rd.hardState === undefined ? {} : { hardState: rd.hardState }), ...(rd.snapshot === undefined ? {} : { snapshot: rd.snapshot }) })
-    out.push(...rd.messages)
-    c.advance(rd)
-  }
-  return out
+  return bootCore(id, voters, { random: () => 0.999, ...opts })
 }
 
 /** Ticks until `c` sends pre-votes; -1 if it has not within `max`. */
