@@ -81,3 +81,10 @@ export async function listenHttp (server: Server, host: string, port: number, ho
   hosts.bind(addr.address)
   return `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
 }
+
+/** Closes a listener now: open keep-alive connections included, so a stop never waits on an idle client. */
+export async function closeHttp (server: Server | undefined): Promise<void> {
+  if (server === undefined) return
+  server.closeAllConnections()
+  await new Promise<void>(resolve => server.close(() => resolve()))
+}

@@ -5,9 +5,8 @@
 // Handlers return JSON; errors carry one line a person can act on.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { timingSafeEqual } from 'node:crypto'
-import type { AddressInfo } from 'node:net'
 import { isLoopbackHost } from '../../p2p/content/reference.js'
-import { HostCheck } from '../http-host.js'
+import { closeHttp, HostCheck, listenHttp } from '../http-host.js'
 
 export class ApiError extends Error {
   override name = 'ApiError'
@@ -82,20 +81,11 @@ export class ApiServer {
     const port = Number(hostPort.slice(idx + 1))
     const server = createServer((req, res) => { void this.dispatch(req, res) })
     this.server = server
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port, host, () => { server.off('error', reject); resolve() })
-    })
-    const addr = server.address() as AddressInfo
-    this.hosts.bind(addr.address)
-    return `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
+    return await listenHttp(server, host, port, this.hosts)
   }
 
   async close (): Promise<void> {
-    const s = this.server
-    if (s === undefined) return
-    s.closeAllConnections()
-    await new Promise<void>(resolve => s.close(() => resolve()))
+    await closeHttp(this.server)
   }
 
   private authorized (req: IncomingMessage): boolean {

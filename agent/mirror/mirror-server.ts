@@ -11,7 +11,7 @@ import { isIndexMediaType, isManifestMediaType, manifestMediaType, MAX_MANIFEST_
 import type { PieceExchange } from '../../p2p/content/piece-exchange.js'
 import { formatReference, type ImageReference } from '../../p2p/content/reference.js'
 import type { RegistryClient } from '../../p2p/content/registry-client.js'
-import { HostCheck, listenHttp } from '../http-host.js'
+import { closeHttp, HostCheck, listenHttp } from '../http-host.js'
 import { MirrorBindRefusedError, MirrorRequestError } from './errors.js'
 import { MirrorQuota } from './mirror-quota.js'
 import { allowedRegistries, checkRegistryAllowed, isLoopbackListen, parseMirrorPath, parseNamespace, parseRange, splitHostPort, upstreamReference } from './request.js'
@@ -123,10 +123,7 @@ export class MirrorServer {
     this.shutdown.abort()
     const s = this.server
     this.server = undefined
-    if (s !== undefined) {
-      s.closeAllConnections()
-      await new Promise<void>(resolve => s.close(() => resolve()))
-    }
+    await closeHttp(s)
     await Promise.allSettled([...this.background])
   }
 

@@ -6,7 +6,7 @@
 // multipart-ops.ts. Anything else is 501 NotImplemented, as an S3 XML error.
 import { randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { HostCheck, hostHeaderName, listenHttp } from '../http-host.js'
+import { closeHttp, HostCheck, hostHeaderName, listenHttp } from '../http-host.js'
 import { isLoopbackListen, splitHostPort } from '../mirror/request.js'
 import { S3Error, s3err } from './errors.js'
 import { checkTime, parseAuthorizationHeader, parsePresignedQuery, parseRawQuery, safeDecode, scopeOf, verifySignature } from './sigv4.js'
@@ -56,9 +56,7 @@ export class S3Server {
     this.shutdown.abort()
     const s = this.server
     this.server = undefined
-    if (s === undefined) return
-    s.closeAllConnections()
-    await new Promise<void>(resolve => s.close(() => resolve()))
+    await closeHttp(s)
   }
 
   private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
