@@ -7,7 +7,7 @@ import { constants } from 'node:fs'
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
-import { MAX_EVICTED } from '../p2p/admission/admission.js'
+import { MAX_EVICTED } from '../p2p/admission/secrets.js'
 
 export const CLUSTER_FILE = 'cluster.json'
 

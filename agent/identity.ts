@@ -3,7 +3,8 @@
 // connection against the cluster key. `init`, `join` and `start` differ only
 // here; the components after it see a node that belongs to a cluster.
 import { multiaddr } from '@multiformats/multiaddr'
-import { Admission, keyVersionOf, type ClusterSecrets } from '../p2p/admission/admission.js'
+import { Admission } from '../p2p/admission/admission.js'
+import { keyVersionOf, type ClusterSecrets } from '../p2p/admission/secrets.js'
 import type { BoltLibp2p } from '../p2p/node.js'
 import { clusterKeyFingerprint, formatToken, newClusterId, newClusterKey, newSecret, type JoinToken } from '../p2p/token.js'
 import { transportOf } from '../quic/transports.js'

@@ -3,7 +3,8 @@
 // mDNS. Resolves with the seeds membership starts from: the admitting member
 // and the members it listed.
 import { multiaddr } from '@multiformats/multiaddr'
-import { AdmissionRejectedError, ImpostorError, type Admission } from '../p2p/admission/admission.js'
+import type { Admission } from '../p2p/admission/admission.js'
+import { AdmissionRejectedError, ImpostorError } from '../p2p/admission/errors.js'
 import { searchLan } from '../p2p/discovery/lan.js'
 import type { BoltLibp2p } from '../p2p/node.js'
 import type { JoinToken } from '../p2p/token.js'

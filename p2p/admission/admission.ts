@@ -14,84 +14,18 @@ import type { Connection, Libp2p, PeerId, Stream, StreamHandler } from '@libp2p/
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { clusterKeyFingerprint, equalHex, type JoinToken } from '../token.js'
 import { ADMIT_PROTOCOL, admissionMac, decodeAdmit, encodeAdmit, MAX_ADMIT_FRAME, MAX_EVICTED_HANDOVER, type AdmitMessage, type Rekey } from './messages.js'
-import { FailureTable, sourceOf } from './failure-table.js'
+import { sourceOf } from './failure-table.js'
+import { AdmissionRejectedError, ImpostorError, NotAdmittedError, rejection } from './errors.js'
+import { addEvictedIds, keyOf, keyVersionOf, MAX_EVICTED, rekeyFor, type ClusterSecrets } from './secrets.js'
+import { AdmissionThrottle } from './throttle.js'
+import { resolveOptions, type AdmissionInit, type AdmissionOptions } from './options.js'
 
-export interface ClusterSecrets {
-  clusterId: string
-  clusterKey: string
-  joinSecret: string
-  secretVersion: number
-  /** Version of clusterKey: 1 until the first `evict`, +1 at each. */
-  keyVersion?: number
-  /**
-   * The key of version keyVersion − 1: a member that missed the rotation
-   * proves it and is handed the new key (when this node knows it as a member).
-   */
-  previousKey?: string
-}
 
-/**
- * Evicted peer ids kept. Enough: each evict replaces the cluster key and
- * only the previous one is still accepted, so an id evicted before the
- * previous rotation holds no key anyone accepts; the list only has to cover
- * the ids evicted with the last rotation.
- */
-export const MAX_EVICTED = 1024
-
-export interface AdmissionInit {
-  /** Absent until this node has joined: then only `join()` works. */
-  secrets?: ClusterSecrets
-  /** Peers evicted from the cluster (oldest first; at most MAX_EVICTED are kept). */
-  evicted?: Iterable<string>
-  /** Called when secrets are learned or rotated, so the caller persists them. */
-  onSecrets?: (s: ClusterSecrets) => void
-  /** Called when the evicted list changes, so the caller persists it. */
-  onEvicted?: (ids: string[]) => void
-  /**
-   * Whether a peer id is a member this node knows (its member list): only
-   * those may prove the previous cluster key and be handed the new one.
-   */
-  knownMember?: (peerId: string) => boolean
-  /** Members to hand a joiner in the welcome. */
-  members?: () => Array<{ id: string, addrs: string[] }>
-  /** How long an unadmitted inbound connection may stay open to run admission. */
-  graceMs?: number
-  /** Admission attempts allowed per remote peer in each window. */
-  attemptsPerWindow?: number
-  windowMs?: number
-  /** How long a peer that failed a proof is refused. */
-  banMs?: number
-  /**
-   * Failed proofs allowed from one source address (an IPv4 address, an
-   * IPv6 /64) within banMs; past it the source is refused until the window
-   * ends. Per address, since a peer id costs nothing to replace.
-   */
-  failuresPerSource?: number
-  log?: (msg: string) => void
-}
-
-export const DEFAULT_GRACE_MS = 10_000
-export const DEFAULT_ATTEMPTS_PER_WINDOW = 5
-export const DEFAULT_WINDOW_MS = 10_000
-export const DEFAULT_BAN_MS = 30_000
-export const DEFAULT_FAILURES_PER_SOURCE = 10
-/** Peers tracked for the attempt rate limit (the oldest are forgotten first). */
-const MAX_TRACKED_PEERS = 10_000
 const HANDSHAKE_TIMEOUT_MS = 5_000
 /** Tries of `join` through one member when the connection breaks before it answers, and the pause before the next (times the try). */
 export const JOIN_ATTEMPTS = 3
 const JOIN_RETRY_MS = 300
 
-export class AdmissionRejectedError extends Error {
-  override name = 'AdmissionRejectedError'
-  constructor (readonly reason: string, message: string) { super(message) }
-}
-export class ImpostorError extends Error {
-  override name = 'ImpostorError'
-}
-export class NotAdmittedError extends Error {
-  override name = 'NotAdmittedError'
-}
 
 export interface JoinResult {
   peerId: string
@@ -103,14 +37,12 @@ export class Admission {
   private readonly admitted = new Set<string>()
   /** Evicted peer ids, oldest first (a Set keeps insertion order). */
   private readonly evicted: Set<string>
-  private readonly attempts = new Map<string, { windowStart: number, count: number }>()
-  private readonly banned = new Map<string, number>()
-  private readonly failures: FailureTable
+  private readonly throttle: AdmissionThrottle
   /** Fault injection (scenarios, tests): peers cut off as if the network dropped everything. */
   private readonly blocked = new Set<string>()
   private readonly graceTimers = new Map<string, NodeJS.Timeout>()
   private readonly inflight = new Map<string, Promise<void>>()
-  private readonly opts: Required<Omit<AdmissionInit, 'secrets' | 'evicted'>>
+  private readonly opts: AdmissionOptions
   private libp2p: Libp2p | undefined
   private readonly onConnOpen = (evt: CustomEvent<Connection>): void => { this.armGrace(evt.detail) }
   private readonly onPeerDisconnect = (evt: CustomEvent<PeerId>): void => {
@@ -121,28 +53,13 @@ export class Admission {
   constructor (init: AdmissionInit = {}) {
     this.secrets = init.secrets
     this.evicted = new Set([...(init.evicted ?? [])].slice(-MAX_EVICTED))
-    this.opts = {
-      onSecrets: init.onSecrets ?? (() => {}),
-      onEvicted: init.onEvicted ?? (() => {}),
-      knownMember: init.knownMember ?? (() => false),
-      members: init.members ?? (() => []),
-      graceMs: init.graceMs ?? DEFAULT_GRACE_MS,
-      attemptsPerWindow: init.attemptsPerWindow ?? DEFAULT_ATTEMPTS_PER_WINDOW,
-      windowMs: init.windowMs ?? DEFAULT_WINDOW_MS,
-      banMs: init.banMs ?? DEFAULT_BAN_MS,
-      failuresPerSource: init.failuresPerSource ?? DEFAULT_FAILURES_PER_SOURCE,
-      log: init.log ?? (() => {})
-    }
-    this.failures = new FailureTable(this.opts.failuresPerSource, this.opts.banMs)
+    this.opts = resolveOptions(init)
+    this.throttle = new AdmissionThrottle(this.opts)
   }
 
   /** For libp2p's connection gater: refuse peers banned after a failed proof. */
   isBanned (peerId: string): boolean {
-    if (this.blocked.has(peerId)) return true
-    const until = this.banned.get(peerId)
-    if (until === undefined) return false
-    if (Date.now() > until) { this.banned.delete(peerId); return false }
-    return true
+    return this.blocked.has(peerId) || this.throttle.isBanned(peerId)
   }
 
   /** Installs the secrets of a cluster this node just created. */
@@ -223,23 +140,16 @@ export class Admission {
     }
   }
 
-  /** Adds evicted ids (refreshing their place), drops the oldest past MAX_EVICTED, cuts their connections. */
+  /** Adds evicted ids (see addEvictedIds) and cuts their connections. */
   private addEvicted (ids: string[]): void {
     const self = this.libp2p?.peerId.toString()
-    let changed = false
-    for (const id of ids) {
-      if (id === self) continue
-      if (!this.evicted.has(id)) changed = true
-      this.evicted.delete(id)
-      this.evicted.add(id)
+    const added = ids.filter(id => id !== self)
+    const changed = addEvictedIds(this.evicted, added)
+    for (const id of added) {
       this.admitted.delete(id)
       for (const c of this.libp2p?.getConnections() ?? []) {
         if (c.remotePeer.toString() === id) void c.close().catch((err: Error) => { c.abort(err) })
       }
-    }
-    for (const oldest of this.evicted) {
-      if (this.evicted.size <= MAX_EVICTED) break
-      this.evicted.delete(oldest)
     }
     if (changed) this.opts.onEvicted([...this.evicted])
   }
@@ -255,24 +165,9 @@ export class Admission {
     this.handshakeAgain()
   }
 
-  /** The cluster key of `version`, when this node holds it. */
-  private keyOf (version: number): string | undefined {
-    const s = this.secrets
-    if (s === undefined) return undefined
-    if (version === keyVersionOf(s)) return s.clusterKey
-    if (version === keyVersionOf(s) - 1) return s.previousKey
-    return undefined
-  }
-
   /** Whether `peer` may prove the previous key (and be handed the new one): a known member, not evicted. */
   private mayUseOldKey (peer: string): boolean {
     return !this.evicted.has(peer) && this.opts.knownMember(peer)
-  }
-
-  private rekeyFor (): Rekey | undefined {
-    const s = this.secrets
-    if (s === undefined || keyVersionOf(s) < 2) return undefined
-    return { version: keyVersionOf(s), key: s.clusterKey, evicted: [...this.evicted].slice(-MAX_EVICTED_HANDOVER) }
   }
 
   /**
@@ -399,7 +294,7 @@ export class Admission {
       if (reply.t !== 'challenge') throw new AdmissionRejectedError('protocol', `unexpected ${reply.t} from ${other}`)
       let key: string | undefined = joinKey ?? mine?.joinSecret
       if (mode === 'member') {
-        key = reply.keyVersion <= myKeyVersion ? this.keyOf(reply.keyVersion) : undefined
+        key = reply.keyVersion <= myKeyVersion ? keyOf(this.secrets, reply.keyVersion) : undefined
         if (key === undefined || (reply.keyVersion < myKeyVersion && !this.mayUseOldKey(other))) {
           throw new NotAdmittedError(`${other} holds cluster key version ${reply.keyVersion}, this node ${myKeyVersion}: one of the two must join again with a token`)
         }
@@ -413,7 +308,7 @@ export class Admission {
       }
       const proof = admissionMac(key, 'dialer', clusterId, self, other, nonce, reply.nonce)
       const handOver = mode === 'member' && mine !== undefined && mine.secretVersion > reply.secretVersion ? mine.joinSecret : undefined
-      const rekey = mode === 'member' && reply.keyVersion < myKeyVersion ? this.rekeyFor() : undefined
+      const rekey = mode === 'member' && reply.keyVersion < myKeyVersion ? rekeyFor(this.secrets, this.evicted, MAX_EVICTED_HANDOVER) : undefined
       await lp.write(encodeAdmit({ t: 'proof', proof, secretVersion: mine?.secretVersion ?? 0, ...(handOver !== undefined ? { joinSecret: handOver } : {}), ...(rekey !== undefined ? { rekey } : {}) }), opts)
       const last = decodeAdmit((await lp.read(opts)).subarray())
       if (last.t === 'reject') throw rejection(last.reason)
@@ -438,7 +333,7 @@ export class Admission {
       await stream.close().catch((err: Error) => { stream.abort(err) })
     }
     try {
-      if (!this.allowAttempt(peer, source)) { await reject('rate'); return }
+      if (!this.throttle.allow(peer, source)) { await reject('rate'); return }
       const secrets = this.secrets
       const hello = decodeAdmit((await lp.read({ signal })).subarray())
       if (hello.t !== 'hello') { await reject('protocol'); return }
@@ -449,7 +344,7 @@ export class Admission {
       // only from a member this node knows (an evicted machine under a new
       // peer id is not one).
       const used = Math.min(hello.keyVersion, mine)
-      const key = hello.mode === 'join' ? secrets.joinSecret : this.keyOf(used)
+      const key = hello.mode === 'join' ? secrets.joinSecret : keyOf(this.secrets, used)
       if (key === undefined || (hello.mode === 'member' && used < mine && !this.mayUseOldKey(peer))) { await reject('stale'); return }
       const self = this.requireLibp2p().peerId.toString()
       const nonce = randomBytes(32).toString('hex')
@@ -459,8 +354,7 @@ export class Admission {
       if (answer.t !== 'proof') { await reject('protocol'); return }
       const expected = admissionMac(key, 'dialer', secrets.clusterId, peer, self, hello.nonce, nonce)
       if (!equalHex(expected, answer.proof)) {
-        this.banned.set(peer, Date.now() + this.opts.banMs)
-        this.failures.fail(source)
+        this.throttle.failed(peer, source)
         this.opts.log(`admission: ${peer} (from ${source}) failed to prove the ${hello.mode === 'join' ? 'join token' : 'cluster key'}`)
         await reject('token')
         setTimeout(() => { void conn.close().catch((err: Error) => { conn.abort(err) }) }, 200).unref()
@@ -474,7 +368,7 @@ export class Admission {
       }
       if (hello.mode === 'join' && this.evicted.delete(peer)) this.opts.onEvicted([...this.evicted])
       const now = this.secrets ?? secrets
-      const rekey = hello.mode === 'member' && used < keyVersionOf(now) ? this.rekeyFor() : undefined
+      const rekey = hello.mode === 'member' && used < keyVersionOf(now) ? rekeyFor(this.secrets, this.evicted, MAX_EVICTED_HANDOVER) : undefined
       const welcome: AdmitMessage = hello.mode === 'join'
         ? { t: 'welcome', clusterKey: now.clusterKey, keyVersion: keyVersionOf(now), joinSecret: now.joinSecret, secretVersion: now.secretVersion, members: this.opts.members().slice(0, 256) }
         : { t: 'welcome', secretVersion: now.secretVersion, keyVersion: keyVersionOf(now), members: [], ...(hello.secretVersion < now.secretVersion ? { joinSecret: now.joinSecret } : {}), ...(rekey !== undefined ? { rekey } : {}) }
@@ -491,24 +385,6 @@ export class Admission {
     this.admitted.add(peer)
     const t = this.graceTimers.get(peer)
     if (t !== undefined) { clearTimeout(t); this.graceTimers.delete(peer) }
-  }
-
-  /** A peer's attempts are rate-limited; a source address that failed too many proofs is refused for a while. */
-  private allowAttempt (peer: string, source: string): boolean {
-    if (this.isBanned(peer) || this.failures.refused(source)) return false
-    const now = Date.now()
-    const a = this.attempts.get(peer)
-    if (a === undefined || now - a.windowStart > this.opts.windowMs) {
-      this.attempts.delete(peer)
-      this.attempts.set(peer, { windowStart: now, count: 1 })
-      for (const oldest of this.attempts.keys()) {
-        if (this.attempts.size <= MAX_TRACKED_PEERS) break
-        this.attempts.delete(oldest)
-      }
-      return true
-    }
-    a.count++
-    return a.count <= this.opts.attemptsPerWindow
   }
 
   /** An unadmitted inbound connection gets `graceMs` to run admission, then it is closed. */
@@ -530,15 +406,4 @@ export class Admission {
   }
 }
 
-export function keyVersionOf (s: ClusterSecrets): number { return s.keyVersion ?? 1 }
 
-function rejection (reason: string): Error {
-  switch (reason) {
-    case 'token': return new AdmissionRejectedError(reason, 'rejected the token')
-    case 'cluster': return new AdmissionRejectedError(reason, 'belongs to another cluster (the token names a different cluster id)')
-    case 'revoked': return new AdmissionRejectedError(reason, 'has evicted this node from the cluster (an operator must give it a new token)')
-    case 'rate': return new AdmissionRejectedError(reason, 'is refusing admission attempts for now (too many tries; wait and retry)')
-    case 'stale': return new AdmissionRejectedError(reason, 'holds a newer cluster key than this node can prove (a member was evicted since; join again with a new token from `bolt-agent token`)')
-    default: return new AdmissionRejectedError(reason, 'broke off the admission exchange')
-  }
-}
