@@ -2,7 +2,7 @@
 // scenarios: each with its own data dir, a config file, and helpers to run
 // client commands against it, kill it (-9), pause it, and restart it.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -223,12 +223,36 @@ export async function killCapsules (dataDir: string): Promise<void> {
   for (const ns of names) await execText('ip', ['netns', 'delete', ns])
 }
 
-/** Deletes the bridge a test's config names (`[network] bridge = "X"`, never the default bolt0) and its nft table. */
+/**
+ * Deletes the bridge a test's config names (`[network] bridge = "X"`) and
+ * its nft table. The default bolt0 is shared by every agent on this host
+ * that names none (tests run two at a time): it goes only when nothing is
+ * attached to it and no agent process is left on the machine, so the last
+ * test to use it removes it.
+ */
 async function removeOwnBridge (toml: string): Promise<void> {
   const name = /^\s*bridge\s*=\s*"([A-Za-z0-9_.-]{1,15})"/m.exec(toml)?.[1]
-  if (name === undefined || name === 'bolt0') return
+  if (name === undefined || name === 'bolt0') { await removeIdleDefaultBridge(); return }
   await execText('ip', ['link', 'del', name])
   await execText('nft', ['delete', 'table', 'ip', `bolt_${name}`])
+}
+
+async function removeIdleDefaultBridge (): Promise<void> {
+  const attached = (await execText('ip', ['-j', 'link', 'show', 'master', 'bolt0'])).trim()
+  if (attached !== '' && attached !== '[]') return
+  if (await anyAgentProcess()) return
+  await execText('ip', ['link', 'del', 'bolt0'])
+  await execText('nft', ['delete', 'table', 'ip', 'bolt_bolt0'])
+}
+
+/** Whether any process on the machine runs the agent's CLI (an agent, or a client command). */
+async function anyAgentProcess (): Promise<boolean> {
+  for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '') // gone already: not running
+    if (cmd.includes('dist/agent/cli.js')) return true
+  }
+  return false
 }
 
 async function execText (cmd: string, args: string[]): Promise<string> {
