@@ -4,7 +4,7 @@
 // once the lease is older than the grace it kills the capsule through the
 // OCI runtime and exits. It also exits when the capsule is gone. Node
 // built-ins only: it starts fast and holds little.
-import { statSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 
 interface WatchdogArgs { lease: string, graceMs: number, kill: string[], state: string[] }
@@ -24,9 +24,15 @@ function runArgv (argv: string[]): { code: number, stdout: string } {
 function main (): void {
   const a = JSON.parse(process.argv[2] ?? '{}') as WatchdogArgs
   if (typeof a.lease !== 'string' || typeof a.graceMs !== 'number' || !Array.isArray(a.kill) || !Array.isArray(a.state)) process.exit(2)
+  // The runtime's state dir (`--root DIR`): runc creates it when asked about
+  // a capsule under a missing one, so a watchdog outliving a removed data
+  // dir would leave an empty tree behind. Gone means nothing is left to fence.
+  const rootAt = a.state.indexOf('--root')
+  const stateRoot = rootAt >= 0 ? a.state[rootAt + 1] : undefined
   let n = 0
   const timer = setInterval(() => {
     n++
+    if (stateRoot !== undefined && !existsSync(stateRoot)) { clearInterval(timer); return }
     if (n % STATE_EVERY === 0) {
       const st = runArgv(a.state)
       // Gone, or stopped by someone else: nothing left to fence.
