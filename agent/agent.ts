@@ -127,7 +127,7 @@ export class Agent {
       (api) => { registerMirrorRoutes(api, () => ({ mirror: this.mirror, config: config.mirror })) },
       (api) => { this.s3?.registerRoutes(api) },
       (api) => { registerRegistryRoutes(api, () => ({ registry: this.registry, mirrorUrl: this.mirror?.url ?? null, clusterKey: identity.file.get().clusterKey, replicas: config.registry.replicas })) },
-      async (api) => { await registerUi(api, uiSources(this)) }
+      async (api) => { await registerUi(api, uiSources(this, ctx)) }
     ]) }, async () => { await this.api.stop() })
     log.info({ id: this.peerId, name: identity.file.get().name, api: this.apiUrl }, 'agent ready')
   }

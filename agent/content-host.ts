@@ -18,6 +18,7 @@ import type { MetricSources } from './metrics.js'
 import type { NodeRuntime } from '../native/index.js'
 import { DEMO_REF, LOCAL_REF_PREFIX, writeDemoLayout } from './demo-image.js'
 import { locateObject, readObjectMeta, type ObjectLocatedBy, type ObjectMetaKv } from './object-location.js'
+import { PullsInProgress, type PullStarter } from './pulls-in-progress.js'
 
 export interface ObjectGetResult extends GetResult {
   /** `raft`: the holders came from the object's record in the Raft state; `members`: live members and DHT providers were asked. */
@@ -65,6 +66,8 @@ export class ContentHost {
   exchange!: PieceExchange
   puller!: ImagePuller
   objects!: ObjectStore
+  /** Pulls running now, API- and capsule-started alike (the dashboard shows them). */
+  readonly pulls = new PullsInProgress()
   /** Built-here ref (bolt.local/…, never moves) → runtime image id. */
   private readonly preparedLocal = new Map<string, Promise<string>>()
   /** Manifest digest → runtime image id, for pulled images prepared for the runtime (one entry per image on this node). */
@@ -191,8 +194,13 @@ export class ContentHost {
     return { ...await fetch({ ...opts, candidates: fallback.candidates }), locatedBy: 'members', asked: fallback.candidates }
   }
 
-  async pull (ref: string, onProgress?: (p: ImagePullProgress) => void, signal?: AbortSignal): Promise<PulledImage> {
-    return await this.puller.pull(ref, { ...(signal !== undefined ? { signal } : {}), ...(onProgress !== undefined ? { onProgress } : {}) })
+  async pull (ref: string, onProgress?: (p: ImagePullProgress) => void, signal?: AbortSignal, startedBy: PullStarter = 'api'): Promise<PulledImage> {
+    const tracked = this.pulls.begin(ref, startedBy)
+    try {
+      return await this.puller.pull(ref, { ...(signal !== undefined ? { signal } : {}), onProgress: (p) => { tracked.update(p); onProgress?.(p) } })
+    } finally {
+      tracked.end()
+    }
   }
 
   /**
@@ -229,7 +237,7 @@ export class ContentHost {
   private async resolveAndPrepare (runtime: NodeRuntime, ref: string, signal: AbortSignal): Promise<string> {
     let pulled: PulledImage
     try {
-      pulled = await this.pull(ref, undefined, signal)
+      pulled = await this.pull(ref, undefined, signal, 'capsule')
     } catch (err) {
       const last = this.lastDigest.get(ref)
       const id = last === undefined ? undefined : this.preparedIds.get(last)

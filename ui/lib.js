@@ -22,7 +22,7 @@ export async function api (method, path, body) {
 
 // ---- the live store ---------------------------------------------------------
 
-const state = { connected: false, status: null, capsules: [], raft: null, timeline: [], sample: null, hello: null, since: 0 }
+const state = { connected: false, status: null, capsules: [], raft: null, timeline: [], sample: null, hello: null, pulls: [], since: 0 }
 const listeners = new Set()
 function emit () { for (const l of listeners) l() }
 export function set (patch) { Object.assign(state, patch); emit() }
@@ -48,6 +48,7 @@ export function connect () {
   on('raft', (v) => set({ raft: v }))
   on('timeline', (v) => set({ timeline: v }))
   on('sample', (v) => set({ sample: v }))
+  on('pulls', (v) => set({ pulls: v }))
   on('member', (v) => set({ timeline: [...state.timeline.slice(-199), v] }))
   es.onerror = () => {
     set({ connected: false })

@@ -1,7 +1,8 @@
 // The dashboard proper, loaded on the first dashboard request: the static
 // files built by scripts/build-ui.mjs (dist/ui-web) and one server-sent
 // events stream a page, pushed on change (membership events, committed
-// capsule commands) and every sample tick, never polled by the page.
+// capsule commands, pull progress) and every sample tick, never polled by
+// the page.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { readdirSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -24,11 +25,13 @@ const TYPES: Record<string, string> = { html: 'text/html; charset=utf-8', js: 't
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 interface WebFile { body: Buffer, gz: Buffer, type: string }
+/** What a change is pushed as, coalesced over PUSH_DELAY_MS. */
+type Pushed = 'status' | 'capsules' | 'raft' | 'pulls'
 
 export class Dashboard {
   private readonly files = new Map<string, WebFile>()
   private readonly streams = new Set<ServerResponse>()
-  private pending = new Set<'status' | 'capsules' | 'raft'>()
+  private pending = new Set<Pushed>()
   private timer: NodeJS.Timeout | undefined
   private readonly tick: NodeJS.Timeout
   private lastStatus = ''
@@ -82,6 +85,7 @@ export class Dashboard {
     this.send(res, 'capsules', this.src.capsules())
     this.send(res, 'raft', this.src.raft())
     this.send(res, 'timeline', this.timeline)
+    this.send(res, 'pulls', this.src.pulls())
     const m = this.ring.latest()
     if (m !== undefined) this.send(res, 'sample', m)
   }
@@ -98,6 +102,9 @@ export class Dashboard {
     this.schedule('raft')
   }
 
+  /** A pull began, reported progress or ended: many reports a second coalesce into one push. */
+  pullsChanged (): void { this.schedule('pulls') }
+
   close (): void {
     clearInterval(this.tick)
     if (this.timer !== undefined) clearTimeout(this.timer)
@@ -105,7 +112,7 @@ export class Dashboard {
     this.streams.clear()
   }
 
-  private schedule (what: 'status' | 'capsules' | 'raft'): void {
+  private schedule (what: Pushed): void {
     if (this.streams.size === 0) return
     this.pending.add(what)
     this.timer ??= setTimeout(() => { this.flush() }, PUSH_DELAY_MS)
@@ -118,6 +125,7 @@ export class Dashboard {
     if (kinds.has('status')) this.pushStatus(true)
     if (kinds.has('capsules')) this.broadcast('capsules', this.src.capsules())
     if (kinds.has('raft')) this.pushRaft(true)
+    if (kinds.has('pulls')) this.broadcast('pulls', this.src.pulls())
   }
 
   private onTick (): void {

@@ -39,6 +39,8 @@ export async function registerUi (api: ApiServer, src: UiSources): Promise<UiHan
     dashboard?.member(e)
   })
   src.onApply((op) => { dashboard?.applied(op) })
+  src.onPulls(() => { dashboard?.pullsChanged() })
+  await src.serve?.()
   src.signal.addEventListener('abort', () => { dashboard?.close() }, { once: true })
 
   // `bolt-agent ui`: a one-time code, asked for with the API token.
@@ -73,6 +75,7 @@ export async function registerUi (api: ApiServer, src: UiSources): Promise<UiHan
   api.route('GET', '/v1/ui/events', async (req, res) => { (await load()).events(req.raw, res); return undefined })
   api.route('GET', '/v1/ui/metrics', async () => ring.data())
   api.route('GET', '/v1/ui/raft', async () => src.raft())
+  api.route('GET', '/v1/ui/pulls', async () => src.pulls())
   registerStackRoutes(api)
   api.route('GET', '/v1/ui/stats/:instance', async (req) => {
     const s = await src.instanceStats(req.params.instance ?? '')

@@ -16,6 +16,11 @@ import { BODY_IDLE_TIMEOUT_MS, idleBounded, type RegistryClient } from './regist
 
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name'
 export const PULLED_AT_ANNOTATION = 'io.bolt.pulled-at'
+/** Where the image's blob bytes came from when it was pulled, kept in index.json with it (decimal byte counts). */
+export const FROM_PEERS_ANNOTATION = 'io.bolt.bytes-from-peers'
+export const FROM_REGISTRY_ANNOTATION = 'io.bolt.bytes-from-registry'
+export const LOCAL_ANNOTATION = 'io.bolt.bytes-local'
+const ORIGIN_ANNOTATIONS = [FROM_PEERS_ANNOTATION, FROM_REGISTRY_ANNOTATION, LOCAL_ANNOTATION] as const
 /**
  * Blobs of one image pulled at once. All of them (up to this bound): a node
  * that starts every layer at once is counted by the peers pulling the same
@@ -77,6 +82,11 @@ export interface ImageRecord {
   digest: string
   size: number
   pulledAt: string
+  /** Where its bytes came from; null for an image recorded before agents kept this. */
+  bytesFromPeers: number | null
+  bytesFromRegistry: number | null
+  /** Bytes that were already in the store (shared with another image). */
+  bytesLocal: number | null
 }
 
 const IndexFileSchema = z.object({
@@ -192,7 +202,7 @@ export class ImagePuller {
     }
     await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? DEFAULT_BLOB_CONCURRENCY, blobs.length) }, worker))
 
-    await this.recordImage(name, { mediaType: manifestMediaType, digest: manifestDigest, size: manifestBytes.length })
+    await this.recordImage(name, { mediaType: manifestMediaType, digest: manifestDigest, size: manifestBytes.length }, progress)
     progress.phase = 'done'
     report()
     return { ref: name, digest: manifestDigest, manifest, size: progress.totalBytes, bytesFromPeers: progress.bytesFromPeers, bytesFromRegistry: progress.bytesFromRegistry, bytesLocal: progress.bytesLocal }
@@ -219,10 +229,21 @@ export class ImagePuller {
     await w
   }
 
-  private async recordImage (name: string, d: { mediaType: string, digest: string, size: number }): Promise<void> {
+  /**
+   * Records the image in index.json with where its bytes came from, in the
+   * index write the pull makes anyway. A pull again of the same digest that
+   * fetched nothing (every capsule start resolves its tag again) keeps the
+   * origin the bytes had, rather than saying they were all already here.
+   */
+  private async recordImage (name: string, d: { mediaType: string, digest: string, size: number }, got: { bytesFromPeers: number, bytesFromRegistry: number, bytesLocal: number }): Promise<void> {
     await this.updateIndex(idx => {
+      const prev = idx.manifests.find(m => m.annotations?.[REF_NAME_ANNOTATION] === name)
+      const keep = prev?.digest === d.digest && got.bytesFromPeers + got.bytesFromRegistry === 0 && prev.annotations?.[FROM_PEERS_ANNOTATION] !== undefined
+      const origin = keep
+        ? Object.fromEntries(ORIGIN_ANNOTATIONS.map(k => [k, prev.annotations?.[k] ?? '0']))
+        : { [FROM_PEERS_ANNOTATION]: String(got.bytesFromPeers), [FROM_REGISTRY_ANNOTATION]: String(got.bytesFromRegistry), [LOCAL_ANNOTATION]: String(got.bytesLocal) }
       idx.manifests = idx.manifests.filter(m => m.annotations?.[REF_NAME_ANNOTATION] !== name)
-      idx.manifests.push({ ...d, annotations: { [REF_NAME_ANNOTATION]: name, [PULLED_AT_ANNOTATION]: new Date().toISOString() } })
+      idx.manifests.push({ ...d, annotations: { [REF_NAME_ANNOTATION]: name, [PULLED_AT_ANNOTATION]: new Date().toISOString(), ...origin } })
     })
   }
 
@@ -238,7 +259,7 @@ export class ImagePuller {
         const man = parseImageManifest(await this.init.store.readAll(m.digest))
         size = [man.config, ...man.layers].reduce((n, b) => n + b.size, 0)
       } catch { /* manifest evicted: report the manifest size */ }
-      out.push({ ref, digest: m.digest, size, pulledAt: m.annotations?.[PULLED_AT_ANNOTATION] ?? '' })
+      out.push({ ref, digest: m.digest, size, pulledAt: m.annotations?.[PULLED_AT_ANNOTATION] ?? '', bytesFromPeers: count(m.annotations?.[FROM_PEERS_ANNOTATION]), bytesFromRegistry: count(m.annotations?.[FROM_REGISTRY_ANNOTATION]), bytesLocal: count(m.annotations?.[LOCAL_ANNOTATION]) })
     }
     return out
   }
@@ -296,4 +317,10 @@ export class ImagePuller {
     }, null, 2))
     return { digest: found.digest }
   }
+}
+
+/** A byte count kept as an annotation; null when absent or not a count (index.json is edited by hand at times). */
+function count (v: string | undefined): number | null {
+  if (v === undefined || !/^\d{1,16}$/.test(v)) return null
+  return Number(v)
 }

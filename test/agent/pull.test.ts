@@ -34,4 +34,12 @@ t.test('pull from the registry, then from a peer with zero registry blob bytes',
   t.ok((done2?.bytesFromPeers ?? 0) > 0, 'its bytes came from the peer')
   const images = await b!.cli(['images', '--json'])
   t.match(images.stdout, 'demo/big', 'images lists it')
+  // Where each image's bytes came from, as the dashboard's Images page reads it (/v1/images).
+  type Row = { ref: string, bytesFromPeers: number | null, bytesFromRegistry: number | null }
+  const rowOf = (stdout: string): Row | undefined => (JSON.parse(stdout) as Row[]).find(r => r.ref === ref)
+  const onB = rowOf(images.stdout)
+  t.ok((onB?.bytesFromPeers ?? 0) > 0, `b's image: bytes from peers (${JSON.stringify(onB)})`)
+  t.equal(onB?.bytesFromRegistry, 0, 'none from the registry')
+  const onA = rowOf((await a!.cli(['images', '--json'])).stdout)
+  t.ok((onA?.bytesFromRegistry ?? 0) >= img.blobBytes, `a's image: its bytes from the registry (${JSON.stringify(onA)})`)
 })

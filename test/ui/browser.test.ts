@@ -1,8 +1,10 @@
 // The dashboard in a real browser (Debian's chromium, headless, driven by
 // puppeteer-core) against a real 3-agent cluster: log in through the link,
 // see the members live, a kill -9 shown dead without a reload, a capsule run
-// from the form with its logs arriving, stopped; user text shown as text and
-// no script run; the page reconnects when its agent restarts.
+// from the form with its logs arriving and its CPU and memory read on the
+// node that runs it, stopped; an image pulled from a peer shown with its
+// bytes from peers, and a capsule start's pull in progress; user text shown
+// as text and no script run; the page reconnects when its agent restarts.
 import t from 'tap'
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
@@ -12,6 +14,7 @@ import { fileURLToPath } from 'node:url'
 import { Cluster, seedAddr } from '../helpers/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 import { busyboxPath } from '../../agent/demo-image.js'
+import { buildImage, pushImage, startCountingProxy, startRegistry, REGISTRY_BIN } from '../helpers/registry.js'
 
 // Page-side code below runs in the browser; this file is compiled without the DOM lib.
 declare const document: any, window: any, location: any, localStorage: any, sessionStorage: any // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -43,7 +46,7 @@ t.test('the dashboard in chromium against a 3-agent cluster', { skip, timeout: 6
   const a0 = await cluster.add('a0', `[api]\nlisten = "127.0.0.1:${port}"\n[labels]\nnote = "${XSS}"\nhome = "yes"\n`)
   await a0.start(['init'], START_MS)
   const seed = seedAddr(a0, 'quic')
-  const a1 = await cluster.add('a1')
+  const a1 = await cluster.add('a1', '[labels]\nfar = "yes"\n')
   const a2 = await cluster.add('a2')
   await Promise.all([a1, a2].map(async a => await a.start(['join', seed], START_MS, { BOLT_TOKEN: a0.ready!.token })))
 
@@ -98,7 +101,7 @@ t.test('the dashboard in chromium against a 3-agent cluster', { skip, timeout: 6
     await page.type('input[name=name]', 'ui-hello')
     await page.type('input[name=args]', `/bin/sh -c 'i=0; while true; do echo ui-line-$i; i=$((i+1)); sleep 1; done'`)
     await page.type('textarea[name=labels]', `note=${XSS}`)
-    await page.type('textarea[name=on]', 'home=yes') // on a0, whose dashboard this is: its CPU and memory are read here
+    await page.type('textarea[name=on]', 'far=yes') // on a1, while the page is a0's: a0 asks a1 for its CPU and memory
     await page.click('form.run button[type=submit]')
     await page.waitForFunction(() => location.hash === '#/capsule/ui-hello', { timeout: 30_000 })
     const running = await page.waitForSelector('tr[data-instance="ui-hello"][data-state="running"]', { timeout: 120_000 }).then(() => true, () => false)
@@ -106,7 +109,8 @@ t.test('the dashboard in chromium against a 3-agent cluster', { skip, timeout: 6
     const logs = await page.waitForFunction(() => /ui-line-\d+[\s\S]*ui-line-\d+/.test(document.querySelector('[data-testid=logs]')?.textContent ?? ''), { timeout: 60_000, polling: 250 }).then(() => true, () => false)
     t.ok(logs, 'its log lines arrive')
     const stats = await page.waitForFunction(() => document.querySelectorAll('[data-testid=stats] .uplot').length === 2, { timeout: 60_000, polling: 500 }).then(() => true, () => false)
-    t.ok(stats, 'its CPU and memory graphs appear')
+    t.ok(stats, `its CPU and memory graphs appear, read on a1 (${await page.$eval('[aria-labelledby=stats-h]', e => e.textContent ?? '').catch(() => 'no stats section')})`)
+    t.equal(await page.$eval('tr[data-instance="ui-hello"] td:nth-of-type(2)', e => e.textContent ?? ''), 'a1', 'the instance runs on a1')
     const labels = await page.waitForFunction((x: string) => (document.querySelector('[data-testid=capsule-labels]')?.textContent ?? '').includes(x), { timeout: 10_000 }, XSS).then(() => true, () => false)
     t.ok(labels, 'the capsule label is shown as its text')
     t.equal(await page.$$eval('main img', imgs => imgs.length), 0, 'no element made of it')
@@ -172,6 +176,53 @@ t.test('the dashboard in chromium against a 3-agent cluster', { skip, timeout: 6
     t.ok(await page.waitForFunction(() => /Voters \([23]\)[\s\S]*\(leader\)/.test(document.querySelector('main')?.textContent ?? ''), { timeout: 30_000 }).then(() => true, () => false), 'the Raft page lists the voters (a2, dead, may be removed by now) and the leader')
   })
 
+  const imageRow = async (ref: string): Promise<{ peers: string, registry: string } | undefined> => await page.$eval(`tr[data-image="${ref}"]`, r => ({ peers: r.getAttribute('data-peers') ?? '', registry: r.getAttribute('data-registry') ?? '' })).catch(() => undefined)
+  let peerRef: string | undefined
+  await t.test('images: bytes from peers per image; a capsule start\'s pull in progress', { skip: existsSync(REGISTRY_BIN) ? false : 'needs docker-registry (.ci/run installs it)' }, async t => {
+    const registry = await startRegistry()
+    t.teardown(async () => { await registry.stop() })
+    const img = await buildImage({ extraLayerSizes: [2 * 1024 * 1024] })
+    await pushImage(registry.url, 'ui/peer', '1', img)
+    // a1 pulls from the registry; a0, whose page this is, then pulls from the form: from a1.
+    const ref = `${registry.host}/ui/peer:1`
+    const first = await a1.cli(['pull', '--json', ref], 120_000)
+    t.equal(first.code, 0, `a1 pulls from the registry ${first.stderr.trim()}`)
+    await page.goto(`${a0.ready!.api}/ui/#/images`)
+    await page.waitForSelector('input[name=ref]')
+    await page.type('input[name=ref]', ref)
+    await page.$eval('form[aria-label="Pull an image"]', f => { f.requestSubmit() })
+    const row = await page.waitForSelector(`tr[data-image="${ref}"]`, { timeout: 120_000 }).then(() => true, () => false)
+    t.ok(row, `the pulled image is listed (${await page.$eval('main', e => e.textContent ?? '')})`)
+    const got = await imageRow(ref)
+    t.ok(Number(got?.peers) > 0, `bytes from peers > 0 (${JSON.stringify(got)})`)
+    t.equal(got?.registry, '0', 'and none from the registry')
+    peerRef = ref
+
+    // A capsule start pulls for itself: its pull shows with a progress bar, through a slow link.
+    const slow = await startCountingProxy(registry.url, { bytesPerSecond: 256 * 1024 })
+    t.teardown(async () => { await slow.stop() })
+    const fresh = await buildImage({ extraLayerSizes: [3 * 1024 * 1024] })
+    await pushImage(registry.url, 'ui/slow', '1', fresh)
+    const slowRef = `${slow.host}/ui/slow:1`
+    const run = await a0.cli(['run', '-d', slowRef, '--name', 'ui-pulling', '--on', 'home=yes', '--', '/bin/sh', '-c', 'sleep 600'])
+    t.equal(run.code, 0, `the capsule is submitted ${run.stderr.trim()}`)
+    t.teardown(async () => { await a0.cli(['rm', 'ui-pulling']).catch(() => undefined) }) // the cluster goes with the test anyway
+    const bar = await page.waitForSelector(`li[data-pull="${slowRef}"][data-started-by="capsule"] progress`, { timeout: 60_000 }).then(() => true, () => false)
+    t.ok(bar, `the capsule start's pull shows in progress with a bar (${await page.$eval('[aria-labelledby=pulls-h]', e => e.textContent ?? '')})`)
+    const valueNow = async (): Promise<number> => await page.$eval(`li[data-pull="${slowRef}"] progress`, e => Number(e.getAttribute('value') ?? 0)).catch(() => 0)
+    const before = await valueNow()
+    const moved = await page.waitForFunction((r: string, v: number) => {
+      const bar = document.querySelector(`li[data-pull="${r}"] progress`)
+      return bar === null || Number(bar.getAttribute('value') ?? 0) > v // gone: it finished, having moved
+    }, { timeout: 60_000, polling: 250 }, slowRef, before).then(() => true, () => false)
+    t.ok(moved, `and its bar moves without a reload (from ${before})`)
+    await page.screenshot({ path: join(REPORTS, 'ui-images.png'), fullPage: true })
+    const done = await page.waitForSelector(`tr[data-image="${slowRef}"]`, { timeout: 120_000 }).then(() => true, () => false)
+    t.ok(done, 'once pulled it leaves the list and the image is listed')
+    t.equal(await page.$$eval(`li[data-pull="${slowRef}"]`, e => e.length), 0, 'no longer in progress')
+    await a0.cli(['rm', 'ui-pulling'])
+  })
+
   await t.test('the agent restarts: the page reconnects its stream', async t => {
     await page.goto(`${a0.ready!.api}/ui/#/cluster`)
     await page.waitForSelector('[data-testid=connection]')
@@ -185,6 +236,12 @@ t.test('the dashboard in chromium against a 3-agent cluster', { skip, timeout: 6
     // A change after the restart still arrives: the dead member comes back.
     await a2.start(['start'], START_MS)
     t.ok(await waitMembers({ a2: 'alive' }, 60_000), `a2 alive again on the page (${JSON.stringify(await members())})`)
+    if (peerRef !== undefined) {
+      await page.goto(`${a0.ready!.api}/ui/#/images`)
+      await page.waitForSelector(`tr[data-image="${peerRef}"]`, { timeout: 15_000 }).catch(() => undefined)
+      const got = await imageRow(peerRef)
+      t.ok(Number(got?.peers) > 0 && got?.registry === '0', `after the restart the image still shows its bytes from peers (${JSON.stringify(got)})`)
+    }
   })
 
   t.same(dialogs, [], 'no script from user data ran (no alert)')

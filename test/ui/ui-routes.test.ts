@@ -13,10 +13,12 @@ import { ApiServer } from '../../agent/api/server.js'
 import { registerUi, TIMELINE_EVENTS } from '../../agent/ui/ui.js'
 import { MetricsRing } from '../../agent/ui/ring.js'
 import type { MemberEventView, UiSources } from '../../agent/ui/sources.js'
+import { PullsInProgress } from '../../agent/pulls-in-progress.js'
 
 const TOKEN = 'x'.repeat(32)
 
-function fedSources (dataDir: string, signal: AbortSignal): { src: UiSources, member: (e: MemberEventView) => void, apply: (op: string) => void, capsules: Array<{ name: string, state: string }> } {
+function fedSources (dataDir: string, signal: AbortSignal): { src: UiSources, member: (e: MemberEventView) => void, apply: (op: string) => void, capsules: Array<{ name: string, state: string }>, pulls: PullsInProgress } {
+  const pulls = new PullsInProgress()
   let onMember: (e: MemberEventView) => void = () => {}
   let onApply: (op: string) => void = () => {}
   const capsules: Array<{ name: string, state: string }> = []
@@ -31,11 +33,14 @@ function fedSources (dataDir: string, signal: AbortSignal): { src: UiSources, me
       onMember: (cb) => { onMember = cb },
       onApply: (cb) => { onApply = cb },
       instanceStats: async () => undefined,
+      pulls: () => pulls.list(),
+      onPulls: (cb) => { pulls.onChange(cb) },
       sample: { contentBytes: () => ({ peers: 0, registry: 0 }), commitIndex: () => 0, capsulesRunning: () => capsules.filter(c => c.state === 'running').length }
     },
     member: (e) => { onMember(e) },
     apply: (op) => { onApply(op) },
-    capsules
+    capsules,
+    pulls
   }
 }
 
@@ -83,19 +88,25 @@ t.test('lazy load, live pushes and bounds', async t => {
       res.setEncoding('utf8')
       res.on('data', (d: string) => {
         body += d
-        if (!fed1 && body.includes('event: timeline')) {
+        if (!fed1 && body.includes('event: pulls')) {
           fed1 = true
           fed.member({ kind: 'failed', id: 'zz', name: 'gone', state: 'dead', time: 1 })
           fed.capsules.push({ name: 'fresh', state: 'running' })
           fed.apply('capsule.create')
+          // A capsule start's pull reports many times; the page gets its newest progress.
+          const p = fed.pulls.begin('reg.example/app:1', 'capsule')
+          for (let i = 1; i <= 50; i++) p.update({ ref: 'reg.example/app:1', phase: 'blobs', totalBytes: 5000, doneBytes: i * 100, bytesFromPeers: i * 100, bytesFromRegistry: 0, bytesLocal: 0, blobs: 2, blobsDone: 0 })
         }
-        if (body.includes('"name":"fresh"')) { req.destroy(); resolve(body) }
+        if (body.includes('"name":"fresh"') && body.includes('"doneBytes":5000')) { req.destroy(); resolve(body) }
       })
     })
     req.on('error', reject)
     req.end()
   })
   t.match(got, /event: member\ndata: \{"kind":"failed","id":"zz","name":"gone","state":"dead"/, 'the membership event is pushed')
+  t.match(got, /event: pulls\ndata: \[\]\n/, 'the stream opens with the pulls in progress: none')
+  t.match(got, /event: pulls\ndata: \[\{"id":1,"ref":"reg.example\/app:1","startedBy":"capsule","startedAt":\d+,"progress":\{"ref":"reg.example\/app:1","phase":"blobs","totalBytes":5000,"doneBytes":5000/, 'a capsule-started pull is pushed with its progress')
+  t.ok((got.match(/event: pulls/g) ?? []).length < 10, 'fifty reports coalesce into a few pushes')
   // The stack form's decoder: any body gets a plan or one 400 line, never a 500.
   const post = async (body: string): Promise<number> => await new Promise((resolve, reject) => {
     const req = request(`${base}/v1/ui/stack`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' } }, res => { res.resume(); res.on('end', () => { resolve(res.statusCode ?? 0) }) })

@@ -107,45 +107,46 @@ function Logs ({ name, running }) {
 const STATS_SAMPLES = 120
 const STATS_MS = 5000
 
-/** CPU and memory of the running instances this agent hosts, sampled while the page is open. */
+/** CPU and memory of the running instances, read by the node that runs each (this agent asks it), sampled while the page is open. */
 function Stats ({ instances }) {
   const s = useStore()
   const names = instances.map(i => i.name).join(',')
   const [series, setSeries] = useState({})
-  const [remote, setRemote] = useState([])
+  const [missing, setMissing] = useState([])
   useEffect(() => {
     if (names === '') return
     let live = true
     const last = {}
     const tick = async () => {
-      const far = []
-      for (const n of names.split(',')) {
-        const r = await api('GET', `/v1/ui/stats/${encodeURIComponent(n)}`).catch(() => undefined)
-        if (!live || !r) continue
-        if (!r.local) { far.push({ name: n, node: r.node }); continue }
-        if (!r.stats) continue
+      const why = []
+      await Promise.all(names.split(',').map(async (n) => {
+        const r = await api('GET', `/v1/ui/stats/${encodeURIComponent(n)}`).catch((e) => ({ error: e.message }))
+        if (!live) return
+        if (r.error) why.push({ name: n, node: r.node, error: r.error })
+        if (!r.stats) return
         const prev = last[n]
         last[n] = r
-        if (!prev || !prev.stats) continue
-        const cpu = Math.max(0, (r.stats.cpuNanos - prev.stats.cpuNanos) / 1e6 / Math.max(1, r.time - prev.time) * 100)
+        // Rates divide by differences of the reading node's clock; an instance that moved starts again.
+        if (!prev || !prev.stats || prev.node !== r.node || r.time <= prev.time) return
+        const cpu = Math.max(0, (r.stats.cpuNanos - prev.stats.cpuNanos) / 1e6 / (r.time - prev.time) * 100)
         setSeries(old => {
           const o = old[n] || { time: [], cpu: [], mem: [] }
-          return { ...old, [n]: { time: [...o.time, r.time / 1000].slice(-STATS_SAMPLES), cpu: [...o.cpu, Math.round(cpu * 10) / 10].slice(-STATS_SAMPLES), mem: [...o.mem, r.stats.memoryBytes].slice(-STATS_SAMPLES) } }
+          return { ...old, [n]: { time: [...o.time, Date.now() / 1000].slice(-STATS_SAMPLES), cpu: [...o.cpu, Math.round(cpu * 10) / 10].slice(-STATS_SAMPLES), mem: [...o.mem, r.stats.memoryBytes].slice(-STATS_SAMPLES) } }
         })
-      }
-      if (live) setRemote(far)
+      }))
+      if (live) setMissing(why)
     }
     tick()
     const timer = setInterval(tick, STATS_MS)
     return () => { live = false; clearInterval(timer) }
   }, [names])
   if (names === '') return ''
-  const ready = Object.entries(series).filter(([, d]) => d.time.length > 0)
+  const ready = Object.entries(series).filter(([n, d]) => d.time.length > 0 && names.split(',').includes(n))
   return html`
     <section aria-labelledby="stats-h">
       <h2 id="stats-h">CPU and memory</h2>
-      ${remote.length > 0 ? html`<p class="muted">${remote.map(r => `${r.name} runs on ${nameOf(s.status, r.node)}`).join('; ')}: its figures are on that node's dashboard.</p>` : ''}
-      ${ready.length === 0 && remote.length < instances.length ? html`<p class="muted">Sampling every 5 s…</p>` : ''}
+      ${missing.length > 0 ? html`<ul class="plain muted">${missing.map(m => html`<li key=${m.name}>${m.name}${m.node ? ` on ${nameOf(s.status, m.node)}` : ''}: ${m.error}</li>`)}</ul>` : ''}
+      ${ready.length === 0 ? html`<p class="muted">Sampling every 5 s…</p>` : ''}
       <div class="charts" data-testid="stats">${ready.map(([n, d]) => html`
         <${Chart} key=${`${n}-cpu`} def=${{ title: `${n}: CPU (% of one core)`, series: [['cpu', 'CPU %']] }} data=${d} />
         <${Chart} key=${`${n}-mem`} def=${{ title: `${n}: memory`, series: [['mem', 'memory']], fmt: bytes }} data=${d} />`)}</div>

@@ -1,5 +1,5 @@
 // Images, Objects, Mirror and Raft: read from the agent's existing API.
-import { useEffect, useState } from 'preact/hooks'
+import { useEffect, useRef, useState } from 'preact/hooks'
 import { html, api, useApi, useStore, bytes, nameOf, shortId, readNdjson } from '../lib.js'
 
 function Err ({ err }) { return err ? html`<p class="err" role="alert">${err}</p>` : '' }
@@ -8,49 +8,69 @@ export function ImagesPage () {
   const [images, err, reload] = useApi('/v1/images')
   const s = useStore()
   const sample = s.sample
+  // A pull that ended has recorded its image: read the list again.
+  const ids = s.pulls.map(p => p.id).join(',')
+  const seen = useRef(ids)
+  useEffect(() => { if (seen.current !== ids) { const ended = seen.current.split(',').some(id => id !== '' && !ids.split(',').includes(id)); seen.current = ids; if (ended) reload() } }, [ids])
   return html`
     <h1>Images</h1>
     <p class="muted">Images pulled to this node. Bytes now arriving: ${sample ? `${bytes(sample.peerBytes)}/s from peers, ${bytes(sample.registryBytes)}/s from registries` : '…'} (see Graphs for the last hour).</p>
     <${Err} err=${err} />
     <${PullForm} onDone=${reload} />
+    <${Pulls} pulls=${s.pulls} />
+    <h2>On this node</h2>
     <button type="button" onClick=${reload}>Refresh</button>
-    <div class="scroll"><table>
-      <thead><tr><th scope="col">Reference</th><th scope="col">Digest</th><th scope="col">Size</th><th scope="col">Pulled</th></tr></thead>
-      <tbody>${(images || []).map(i => html`<tr key=${i.digest + i.ref}><th scope="row" class="wrap">${i.ref}</th><td><code title=${i.digest}>${i.digest.slice(0, 19)}…</code></td><td>${bytes(i.size)}</td><td>${i.pulledAt}</td></tr>`)}</tbody>
+    <div class="scroll"><table data-testid="images">
+      <thead><tr><th scope="col">Reference</th><th scope="col">Digest</th><th scope="col">Size</th><th scope="col">From peers</th><th scope="col">From the registry</th><th scope="col">Already here</th><th scope="col">Pulled</th></tr></thead>
+      <tbody>${(images || []).length === 0 ? html`<tr><td colspan="7" class="muted">No images.</td></tr>` : images.map(i => html`<tr key=${i.digest + i.ref} data-image=${i.ref} data-peers=${i.bytesFromPeers ?? ''} data-registry=${i.bytesFromRegistry ?? ''}>
+        <th scope="row" class="wrap">${i.ref}</th><td><code title=${i.digest}>${i.digest.slice(0, 19)}…</code></td><td>${bytes(i.size)}</td>
+        <${Origin} v=${i.bytesFromPeers} /><${Origin} v=${i.bytesFromRegistry} /><${Origin} v=${i.bytesLocal} /><td>${i.pulledAt}</td></tr>`)}</tbody>
     </table></div>`
 }
 
-/** Pulls an image to this node, peers first, showing each blob's progress and where the bytes came from. */
+/** A byte count of an image's origin; pulled by an older agent: not known. */
+function Origin ({ v }) { return v == null ? html`<td class="muted" title="pulled before agents recorded it">unknown</td>` : html`<td>${bytes(v)}</td>` }
+
+const STARTERS = { api: 'bolt-agent pull', capsule: 'a capsule start' }
+
+/** Pulls running on this node, whoever started them, from the page's event stream. */
+function Pulls ({ pulls }) {
+  return html`
+    <section aria-labelledby="pulls-h">
+      <h2 id="pulls-h">Pulls in progress</h2>
+      ${pulls.length === 0 ? html`<p class="muted">None.</p>` : html`<ul class="plain pulls" data-testid="pulls">${pulls.map(p => {
+        const g = p.progress
+        const total = g ? g.totalBytes : 0
+        return html`<li key=${p.id} data-pull=${p.ref} data-started-by=${p.startedBy}>
+          <strong>${g ? g.ref : p.ref}</strong> <span class="muted">(${STARTERS[p.startedBy] || p.startedBy})</span><br />
+          <progress max=${total || 1} value=${g && total ? g.doneBytes : undefined} aria-label=${`pull of ${p.ref}`}>${g ? `${g.doneBytes}/${total}` : ''}</progress>
+          ${!g || g.phase === 'manifest' ? ' resolving the manifest…' : ` ${bytes(g.doneBytes)} of ${bytes(total)}, ${g.blobsDone}/${g.blobs} blobs: ${bytes(g.bytesFromPeers)} from peers, ${bytes(g.bytesFromRegistry)} from the registry, ${bytes(g.bytesLocal)} already here`}
+        </li>`
+      })}</ul>`}
+    </section>`
+}
+
+/** Pulls an image to this node, peers first; its progress shows with the other pulls in progress. */
 function PullForm ({ onDone }) {
-  const [blobs, setBlobs] = useState({})
   const [result, setResult] = useState(null)
   const [busy, setBusy] = useState(false)
   const submit = async (e) => {
     e.preventDefault()
     const ref = String(new FormData(e.currentTarget).get('ref')).trim()
     if (ref === '') return
-    setBusy(true); setBlobs({}); setResult(null)
+    setBusy(true); setResult(null)
     try {
       const r = await fetch('/v1/images/pull', { method: 'POST', credentials: 'same-origin', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ref }) })
       if (!r.ok || !r.body) { const v = await r.json().catch(() => ({})); throw new Error(v.error || `HTTP ${r.status}`) }
-      await readNdjson(r, (events) => {
-        for (const ev of events) {
-          if (ev.event === 'progress') setBlobs(b => ({ ...b, [ev.digest]: ev }))
-          else setResult(ev)
-        }
-      })
+      await readNdjson(r, (events) => { for (const ev of events) if (ev.event !== 'progress') setResult(ev) })
       onDone()
     } catch (err) { setResult({ event: 'error', error: err.message }) } finally { setBusy(false) }
   }
-  const list = Object.values(blobs)
   return html`
     <form class="inline" onSubmit=${submit} aria-label="Pull an image">
       <label>Pull an image <input name="ref" required placeholder="registry.example:5000/app:1" size="36" /></label>
       <button type="submit" disabled=${busy}>Pull</button>
     </form>
-    ${list.length > 0 ? html`<ul class="plain pulls">${list.map(b => html`<li key=${b.digest}>
-      <code>${b.digest.slice(7, 19)}</code> <progress max=${b.pieceCount || 1} value=${b.piecesDone}>${b.piecesDone}/${b.pieceCount}</progress>
-      ${bytes(b.size)}: ${bytes(b.bytesFromPeers)} from peers, ${bytes(b.bytesFromRegistry)} from the registry</li>`)}</ul>` : ''}
     ${result ? (result.event === 'error' ? html`<p class="err" role="alert">${result.error}</p>` : html`<p class="ok" role="status">pulled ${result.ref}: ${bytes(result.size)}, ${bytes(result.bytesFromPeers)} from peers, ${bytes(result.bytesFromRegistry)} from the registry, ${bytes(result.bytesLocal)} already here</p>`) : ''}`
 }
 

@@ -78,6 +78,14 @@ t.test('pull from the registry, then a second node pulls with zero blob bytes fr
   t.equal(proxy.blobBytes(), 0, 'zero blob bytes from the registry for the second node')
   t.equal(proxy.requests().blobs, 0)
   t.same((await b.puller.images()).map(i => [i.ref, i.digest, i.size]), [[ref, img.manifestDigest, img.blobBytes]])
+  const origin = async (n: Node): Promise<unknown> => (await n.puller.images()).map(i => [i.bytesFromPeers, i.bytesFromRegistry, i.bytesLocal])
+  t.same(await origin(a), [[0, img.blobBytes, 0]], 'the first node records its bytes as from the registry')
+  t.same(await origin(b), [[img.blobBytes, 0, 0]], 'the second as from peers')
+  const again = await b.puller.pull(ref)
+  t.equal(again.bytesLocal, img.blobBytes, 'a pull again of the same digest fetches nothing')
+  t.same(await origin(b), [[img.blobBytes, 0, 0]], 'and keeps where the bytes came from')
+  const reopened = new ImagePuller({ store: b.store, registry: new RegistryClient({ dockerConfigPath: false }) })
+  t.same((await reopened.images()).map(i => i.bytesFromPeers), [img.blobBytes], 'kept in index.json: a restarted agent reads it')
 
   // The store root is an OCI layout; an exported layout has the image alone.
   const index = JSON.parse(await readFile(join(b.dir, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string, annotations: Record<string, string> }> }
