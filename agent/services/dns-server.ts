@@ -219,6 +219,7 @@ export class DnsServer {
       this.workers.push(w)
       worker.on('message', (m: FromWorker) => {
         if (m.t === 'stats') w.stats = m.stats
+        else if (m.t === 'ready') this.o.log.info({ dns: this.url }, 'dns: a UDP thread serves')
         else if (m.t === 'warn') this.o.log.warn(m.obj, m.msg)
         else if (m.t === 'error') this.o.log.warn({ err: m.message, dns: this.url }, 'dns: a UDP thread could not bind; the event loop answers alone')
       })
