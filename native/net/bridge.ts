@@ -85,6 +85,8 @@ export class BridgeNetwork {
   /** Set up in this process (and not destroyed since). */
   private up = false
   private readonly readyHooks: Array<() => Promise<void>> = []
+  /** The bridge's MTU once set up here (BRIDGE_MTU), undefined where the kernel refused it. */
+  private mtu: number | undefined
 
   constructor (private readonly o: BridgeOptions) {
     if (!IFNAME_RE.test(o.bridge)) throw new NetworkSetupError(`bridge name ${o.bridge} is not a valid interface name (letters, digits, _ . -, at most 15)`)
@@ -121,7 +123,9 @@ export class BridgeNetwork {
     }
     await this.ip(['addr', 'replace', `${this.gateway}/${this.subnet.prefix}`, 'dev', br])
     // Set, not inherited from the ports: a bridge keeps an MTU set by hand when ports come and go.
-    await this.ip(['link', 'set', br, 'mtu', String(BRIDGE_MTU), 'up'])
+    // A kernel that refuses it keeps its default, and so do the veths (capsules work, at 1500).
+    this.mtu = (await runCommand('ip', ['link', 'set', br, 'mtu', String(BRIDGE_MTU)])).exitCode === 0 ? BRIDGE_MTU : undefined
+    await this.ip(['link', 'set', br, 'up'])
     // Forwarding for outbound NAT; route_localnet so 127.0.0.1:HOSTPORT may be DNATed onto the bridge.
     await sysctl('net/ipv4/ip_forward', '1')
     await sysctl(`net/ipv4/conf/${br}/route_localnet`, '1')
@@ -183,7 +187,8 @@ add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l
       signal?.throwIfAborted()
       const peer = `bp${this.vethName(capsule).slice(2)}`
       await this.ipRaw(['netns', 'add', a.netns])
-      await this.ip(['link', 'add', a.veth, 'mtu', String(BRIDGE_MTU), 'type', 'veth', 'peer', 'name', peer, 'mtu', String(BRIDGE_MTU), 'netns', a.netns])
+      const mtu = this.mtu !== undefined ? ['mtu', String(this.mtu)] : []
+      await this.ip(['link', 'add', a.veth, ...mtu, 'type', 'veth', 'peer', 'name', peer, ...mtu, 'netns', a.netns])
       await this.ip(['link', 'set', a.veth, 'master', this.o.bridge, 'up'])
       await this.ip(['-n', a.netns, 'link', 'set', peer, 'name', 'eth0'])
       await this.ip(['-n', a.netns, 'addr', 'add', `${a.address}/${this.subnet.prefix}`, 'dev', 'eth0'])
