@@ -3,12 +3,19 @@
 // with a published port, client capsules sending through the node address
 // and that port, and the same transfer between two host processes. Prints
 // one JSON line: seconds per round for each path.
+//
+// The host processes each run in a cpu cgroup beside the capsules' (under
+// the runtime's /bolt/ID), so both sides get the CPU weight a capsule gets:
+// on a loaded machine every agent's capsules share the /bolt group, while a
+// host process left in its session's group had a share of its own, and the
+// figure measured that instead of the network.
 import { spawn } from 'node:child_process'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { createRuntime } from '../native/index.js'
 import { writeDemoLayout, DEMO_REF } from '../agent/demo-image.js'
+import { detectCgroups } from '../native/cgroups.js'
 
 const MiB = Number(process.argv[2] ?? '512')
 const ROUNDS = Number(process.argv[3] ?? '3')
@@ -32,6 +39,17 @@ function seconds (line: string | undefined): number {
   return Number(m[2]) - Number(m[1])
 }
 
+/** The directory of a process's cpu cgroup: v1's cpu hierarchy, else the unified one. */
+async function cpuCgroupDir (pid: number): Promise<string | undefined> {
+  const layout = await detectCgroups()
+  const lines = (await readFile(`/proc/${pid}/cgroup`, 'utf8')).split('\n')
+  const v1 = layout.v1.cpu
+  const v1Line = lines.find(l => l.split(':')[1]?.split(',').includes('cpu') === true)
+  if (v1 !== undefined && v1Line !== undefined) return join(v1, v1Line.split(':')[2] ?? '')
+  const v2Line = lines.find(l => l.startsWith('0::'))
+  return layout.unified !== undefined && v2Line !== undefined ? join(layout.unified, v2Line.slice(3)) : undefined
+}
+
 async function shOut (script: string): Promise<string> {
   return await new Promise((resolve, reject) => {
     const p = spawn('sh', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] })
@@ -46,7 +64,9 @@ const dir = await mkdtemp(join(tmpdir(), 'bolt-bridge-bench-'))
 const rt = await createRuntime({ dataDir: join(dir, 'rt'), bridge: { name: 'boltb0', subnet: '10.88.250.0/24' } })
 await mkdir(join(dir, 'www'))
 await shOut(`busybox dd if=/dev/zero of=${join(dir, 'www', 'f')} bs=1048576 count=${MiB} 2>/dev/null`)
-const hostServer = spawn('busybox', ['httpd', '-f', '-p', String(BASE_PORT), '-h', join(dir, 'www')], { stdio: 'ignore' })
+let hostServer: ReturnType<typeof spawn> | undefined
+/** The host processes' cpu cgroups (server, client), siblings of the capsules'; none where cgroups are not found. */
+const hostGroups: string[] = []
 const result: { bridge: number[], host: number[], hostCapsules: number[], error?: string } = { bridge: [], host: [], hostCapsules: [] }
 try {
   const layout = join(dir, 'layout')
@@ -55,6 +75,18 @@ try {
   await rt.run({ name: 'srv', image, args: ['/bin/sh', '-c', `/bin/busybox dd if=/dev/zero of=/tmp/f bs=1048576 count=${MiB} 2>/dev/null && exec /bin/busybox httpd -f -p 5001 -h /tmp`], network: { bridge: { ports: [{ host: HOST_PORT, container: 5001, proto: 'tcp' }] } } })
   // Two host-network capsules: what a capsule costs without the bridge (seccomp, cgroups), to tell the two apart.
   await rt.run({ name: 'hsrv', image, args: ['/bin/sh', '-c', `/bin/busybox dd if=/dev/zero of=/tmp/f bs=1048576 count=${MiB} 2>/dev/null && exec /bin/busybox httpd -f -p ${HOST_CAPSULE_PORT} -h /tmp`], network: 'host' })
+  const hsrvPid = (await rt.state('hsrv')).pid
+  const capsuleGroup = hsrvPid === null ? undefined : await cpuCgroupDir(hsrvPid) // .../bolt/ID/hsrv/capsule
+  if (capsuleGroup !== undefined) {
+    for (const n of ['bench-host-srv', 'bench-host-cli']) {
+      const d = join(dirname(dirname(capsuleGroup)), n)
+      await mkdir(d)
+      hostGroups.push(d)
+    }
+  }
+  hostServer = spawn('busybox', ['httpd', '-f', '-p', String(BASE_PORT), '-h', join(dir, 'www')], { stdio: 'ignore' })
+  if (hostGroups[0] !== undefined && hostServer.pid !== undefined) await writeFile(join(hostGroups[0], 'cgroup.procs'), String(hostServer.pid))
+  const joinClientGroup = hostGroups[1] !== undefined ? `echo $$ > ${join(hostGroups[1], 'cgroup.procs')}; ` : ''
   const gw = rt.bridge?.gateway ?? ''
   const timeCapsule = async (name: string, script: string, network: 'host' | { bridge: { ports: [] } }): Promise<number> => {
     await rt.run({ name, image, args: ['/bin/sh', '-c', script], network })
@@ -68,12 +100,17 @@ try {
     // Alternate the two paths so a busy neighbour on the machine weighs on both alike.
     result.bridge.push(await timeCapsule(`cli-${i}`, getScript('/bin/busybox', gw, HOST_PORT), { bridge: { ports: [] } }))
     result.hostCapsules.push(await timeCapsule(`hcli-${i}`, getScript('/bin/busybox', '127.0.0.1', HOST_CAPSULE_PORT), 'host'))
-    result.host.push(seconds((await shOut(getScript('busybox', '127.0.0.1', BASE_PORT))).trim()))
+    result.host.push(seconds((await shOut(joinClientGroup + getScript('busybox', '127.0.0.1', BASE_PORT))).trim()))
   }
 } catch (err) {
   result.error = (err as Error).message
 } finally {
-  hostServer.kill('SIGKILL')
+  if (hostServer !== undefined && hostServer.exitCode === null) {
+    const exited = new Promise(resolve => hostServer?.once('exit', resolve))
+    hostServer.kill('SIGKILL')
+    await exited
+  }
+  for (const d of hostGroups) await rmdir(d).catch((err: Error) => { process.stderr.write(`bridge-throughput: cannot remove ${d}: ${err.message}\n`) })
   await rt.remove('srv', { force: true }).catch(() => undefined)
   await rt.remove('hsrv', { force: true }).catch(() => undefined)
   await rt.bridge?.reconcile(new Set()).catch(() => undefined)

@@ -1,33 +1,35 @@
 // The agent's DNS server, UDP and TCP on one address (default
 // 127.0.0.1:8600): cluster names answered from the in-memory catalog
-// (dns-answer.ts), everything else forwarded to the host's resolvers. Every
-// buffer and queue is bounded; a malformed or hostile packet costs one
-// FORMERR or nothing, and never the process.
+// (dns-answer.ts), everything else forwarded to the host's resolvers
+// (dns-core.ts). Every buffer and queue is bounded; a malformed or hostile
+// packet costs one FORMERR or nothing, and never the process. Under load,
+// UDP threads (dns-worker.ts) join the event loop's socket on the same port.
 import { createSocket, type Socket } from 'node:dgram'
-import { createServer, connect, type Server, type Socket as TcpSocket } from 'node:net'
+import { createServer, type Server, type Socket as TcpSocket } from 'node:net'
 import { readFile } from 'node:fs/promises'
-import { isIP, isIPv6 } from 'node:net'
-import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns'
-import { answerQuery, headerOnlyReply, type ServiceLookup } from './dns-answer.js'
+import { availableParallelism } from 'node:os'
+import { isIPv6 } from 'node:net'
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
+import { DnsCore, emptyStats, literalLookup, MAX_TCP_BUFFER, type DnsStats, type Upstream } from './dns-core.js'
+import type { ServiceLookup } from './dns-answer.js'
+import type { DnsWorkerData, FromWorker, Snapshot } from './dns-worker.js'
+import type { CatalogEntry } from '../state/services.js'
 import type { Logger } from '../logger.js'
 
+export { MAX_FORWARDS, FORWARD_TIMEOUT_MS, type Upstream } from './dns-core.js'
 export const DEFAULT_DNS_LISTEN = '127.0.0.1:8600'
-/** Forwarded queries in flight at most; beyond, SERVFAIL at once. */
-export const MAX_FORWARDS = 256
-export const FORWARD_TIMEOUT_MS = 2000
 export const MAX_TCP_CONNECTIONS = 64
 export const TCP_IDLE_MS = 10_000
-/** Bytes buffered per TCP connection at most (one max-size message plus its prefix). */
-const MAX_TCP_BUFFER = 65_537
-const SERVFAIL = 2
-/** Encoded answers kept per (query without its id, transport); cleared when full. */
-const MAX_CACHED_ANSWERS = 4096
+/** UDP datagrams within one second on the event loop's socket that start the UDP threads. */
+export const WORKER_START_QUERIES = 2000
+/** UDP threads at most: one fewer than the cores, so the event loop keeps one. */
+const MAX_UDP_WORKERS = 2
+/** How often the event loop looks for a catalog change to post to its UDP threads (ms). */
+const SNAPSHOT_POLL_MS = 50
 
 export class DnsListenError extends Error {
   override name = 'DnsListenError'
 }
-
-export interface Upstream { host: string, port: number }
 
 export interface DnsServerInit {
   listen: string
@@ -38,7 +40,16 @@ export interface DnsServerInit {
   log: Logger
   /** What to do when the address is taken, for the error (default: the [dns] keys). */
   hint?: string
+  /**
+   * Every service with its entries: given, UDP threads answer from a copy
+   * once the event loop's socket is busy (WORKER_START_QUERIES), on Linux
+   * with more than one core. `udpWorkers` overrides their number (0: none).
+   */
+  snapshot?: () => Array<[string, CatalogEntry[]]>
+  udpWorkers?: number
 }
+
+interface UdpWorker { worker: Worker, snapshots: MessagePort, stats: DnsStats }
 
 /** `nameserver` lines of a resolv.conf, port 53. */
 export function parseResolvConf (text: string): Upstream[] {
@@ -63,19 +74,53 @@ export async function hostResolvers (path = '/etc/resolv.conf'): Promise<Upstrea
   return parseResolvConf(await readFile(path, 'utf8').catch(() => '')) // no resolv.conf: no upstreams, names outside .bolt get SERVFAIL
 }
 
+
+async function bindUdp (sock: Socket, port: number, host: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    sock.once('error', reject)
+    sock.bind(port, host, () => { sock.off('error', reject); resolve() })
+  })
+}
+
+async function closeUdp (sock: Socket): Promise<void> {
+  await new Promise<void>(resolve => { try { sock.close(() => resolve()) } catch { resolve() /* never bound: nothing to close */ } })
+}
+
 export class DnsServer {
   private udp: Socket | undefined
   private tcp: Server | undefined
   private readonly conns = new Set<TcpSocket>()
-  private forwards = 0
-  /** Answers to cluster names by the query's bytes after its id: a repeat costs a copy, not a decode and encode. */
-  private readonly cache = new Map<string, Buffer>()
-  private cacheVersion = -1
-  private readonly ac = new AbortController()
+  private readonly core: DnsCore
+  private readonly workers: UdpWorker[] = []
+  private workersStarted = false
+  /** Datagrams in the current one-second window, and when it began: what starts the UDP threads. */
+  private windowCount = 0
+  private windowStart = 0
+  private readonly posted = new Int32Array(new SharedArrayBuffer(4))
+  private postedVersion = Number.NaN
+  private poll: NodeJS.Timeout | undefined
   address: { host: string, port: number } | undefined
-  readonly stats = { queries: 0, answered: 0, forwarded: 0, dropped: 0, forwardFailures: 0 }
 
-  constructor (private readonly o: DnsServerInit) {}
+  constructor (private readonly o: DnsServerInit) {
+    this.core = new DnsCore({ upstreams: o.upstreams, lookup: o.lookup, version: o.version, log: o.log })
+  }
+
+  /** Counters of the event loop and its UDP threads (theirs as of their last report, each second). */
+  get stats (): DnsStats {
+    const s = { ...this.core.stats }
+    for (const w of this.workers) for (const k of Object.keys(s) as Array<keyof DnsStats>) s[k] += w.stats[k]
+    return s
+  }
+
+  /** Each running UDP thread's counters, as of its last report. */
+  get threadStats (): DnsStats[] { return this.workers.map(w => w.stats) }
+
+  /** UDP threads this server may start: none without a snapshot, off Linux (no SO_REUSEPORT in dgram) or on one core. */
+  private workerCount (): number {
+    if (this.o.snapshot === undefined) return 0
+    if (this.o.udpWorkers !== undefined) return this.o.udpWorkers
+    return process.platform === 'linux' ? Math.max(0, Math.min(MAX_UDP_WORKERS, availableParallelism() - 1)) : 0
+  }
 
   /** Binds UDP, then TCP on the same port (port 0: a free one, both sides). */
   async start (): Promise<void> {
@@ -94,12 +139,22 @@ export class DnsServer {
   }
 
   private async bind (host: string, port: number): Promise<void> {
-    const udp = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', lookup: literalLookup })
+    const type = isIPv6(host) ? 'udp6' : 'udp4'
+    const reusePort = this.workerCount() > 0
+    if (reusePort) {
+      // A plain bind first: the port must be free of every other socket, SO_REUSEPORT or not, so two agents
+      // (one user) never split one port's queries between them; what holds the port after us fails this too.
+      const probe = createSocket({ type })
+      try {
+        await bindUdp(probe, port, host)
+        port = probe.address().port
+      } finally {
+        await closeUdp(probe)
+      }
+    }
+    const udp = createSocket({ type, lookup: literalLookup, reusePort })
     this.udp = udp
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject)
-      udp.bind(port, host, () => { udp.off('error', reject); resolve() })
-    })
+    await bindUdp(udp, port, host)
     udp.on('error', (err) => { this.o.log.warn({ err: err.message }, 'dns: UDP socket error') })
     udp.on('message', (msg, rinfo) => { this.onUdp(msg, rinfo.address, rinfo.port) })
     const bound = udp.address().port
@@ -117,7 +172,10 @@ export class DnsServer {
   get url (): string { return this.address === undefined ? '' : `${this.address.host.includes(':') ? `[${this.address.host}]` : this.address.host}:${this.address.port}` }
 
   async stop (): Promise<void> {
-    this.ac.abort()
+    this.core.stop()
+    clearInterval(this.poll)
+    this.workersStarted = true // none starts after stop
+    await Promise.all(this.workers.map(async w => { w.snapshots.close(); await w.worker.terminate() }))
     for (const c of this.conns) c.destroy()
     this.conns.clear()
     await this.closeSockets()
@@ -128,57 +186,60 @@ export class DnsServer {
     const tcp = this.tcp
     this.udp = undefined
     this.tcp = undefined
-    if (udp !== undefined) await new Promise<void>(resolve => { try { udp.close(() => resolve()) } catch { resolve() /* never bound: nothing to close */ } })
+    if (udp !== undefined) await closeUdp(udp)
     if (tcp !== undefined) await new Promise<void>(resolve => { tcp.close(() => resolve()) })
   }
 
-  /** A cached answer to this query, with its id, or undefined. Synchronous: the hot path of a busy name. */
-  private cached (msg: Buffer, transport: 'udp' | 'tcp'): Buffer | undefined {
-    const version = this.o.version()
-    if (version !== this.cacheVersion) { this.cache.clear(); this.cacheVersion = version; return undefined }
-    if (msg.byteLength < 12 || msg.byteLength > 512) return undefined
-    const hit = this.cache.get(transport[0] + msg.toString('latin1', 2))
-    if (hit === undefined) return undefined
-    this.stats.queries++
-    this.stats.answered++
-    const reply = Buffer.from(hit)
-    msg.copy(reply, 0, 0, 2) // the query's id
-    return reply
-  }
-
-  /** One query, from either transport; resolves to the reply bytes or undefined (dropped). */
-  private async handle (msg: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
-    const hit = this.cached(msg, transport)
-    if (hit !== undefined) return hit
-    this.stats.queries++
-    const key = msg.byteLength >= 12 && msg.byteLength <= 512 ? transport[0] + msg.toString('latin1', 2) : undefined
-    let d
-    try {
-      d = answerQuery(msg, this.o.lookup, transport)
-    } catch (err) {
-      // answerQuery throws nothing by design (fuzzed); if it ever does, the client still gets an answer.
-      this.o.log.warn({ err: (err as Error).message }, 'dns: answering failed')
-      return headerOnlyReply(msg, SERVFAIL)
-    }
-    if (d.kind === 'drop') { this.stats.dropped++; return undefined }
-    if (d.kind === 'answer') {
-      this.stats.answered++
-      if (key !== undefined) {
-        if (this.cache.size >= MAX_CACHED_ANSWERS) this.cache.clear()
-        this.cache.set(key, d.bytes)
-      }
-      return d.bytes
-    }
-    this.stats.forwarded++
-    return await this.forward(msg)
-  }
-
   private onUdp (msg: Buffer, host: string, port: number): void {
-    const hit = this.cached(msg, 'udp')
+    if (!this.workersStarted) this.countLoad()
+    else if (this.workers.length > 0) this.postSnapshot()
+    const hit = this.core.cached(msg, 'udp')
     if (hit !== undefined) { this.udp?.send(hit, port, host); return }
-    void this.handle(msg, 'udp').then(reply => {
+    void this.core.handle(msg, 'udp').then(reply => {
       if (reply !== undefined && this.udp !== undefined) this.udp.send(reply, port, host)
     })
+  }
+
+  /** Starts the UDP threads once one second brings WORKER_START_QUERIES datagrams. */
+  private countLoad (): void {
+    if (++this.windowCount < WORKER_START_QUERIES) return
+    const now = performance.now()
+    if (now - this.windowStart < 1000 && this.workerCount() > 0 && this.address !== undefined) this.startWorkers(this.address)
+    this.windowStart = now
+    this.windowCount = 0
+  }
+
+  private startWorkers (at: { host: string, port: number }): void {
+    this.workersStarted = true
+    for (let i = 0; i < this.workerCount(); i++) {
+      const { port1, port2 } = new MessageChannel()
+      const data: DnsWorkerData = { host: at.host, port: at.port, upstreams: this.o.upstreams, snapshots: port2, shared: this.posted.buffer as SharedArrayBuffer }
+      const worker = new Worker(new URL('./dns-worker.js', import.meta.url), { workerData: data, transferList: [port2] })
+      const w: UdpWorker = { worker, snapshots: port1, stats: emptyStats() }
+      this.workers.push(w)
+      worker.on('message', (m: FromWorker) => {
+        if (m.t === 'stats') w.stats = m.stats
+        else if (m.t === 'ready') this.o.log.info({ dns: this.url }, 'dns: a UDP thread serves')
+        else if (m.t === 'warn') this.o.log.warn(m.obj, m.msg)
+        else if (m.t === 'error') this.o.log.warn({ err: m.message, dns: this.url }, 'dns: a UDP thread could not bind; the event loop answers alone')
+      })
+      worker.on('error', (err) => { this.o.log.warn({ err: err.message, dns: this.url }, 'dns: a UDP thread failed') })
+      worker.on('exit', () => { const i = this.workers.indexOf(w); if (i >= 0) this.workers.splice(i, 1) })
+    }
+    this.postedVersion = Number.NaN
+    this.postSnapshot()
+    this.poll = setInterval(() => { this.postSnapshot() }, SNAPSHOT_POLL_MS).unref()
+    this.o.log.info({ dns: this.url, threads: this.workers.length }, 'dns: busy, UDP threads started')
+  }
+
+  /** Posts the catalog to the UDP threads when its version moved, then flags the version they must catch up to. */
+  private postSnapshot (): void {
+    const version = this.o.version() | 0
+    if (version === this.postedVersion || this.o.snapshot === undefined) return
+    const snap: Snapshot = { version, services: this.o.snapshot() }
+    for (const w of this.workers) w.snapshots.postMessage(snap)
+    this.postedVersion = version
+    Atomics.store(this.posted, 0, version)
   }
 
   private onTcp (sock: TcpSocket): void {
@@ -197,7 +258,7 @@ export class DnsServer {
           if (buf.byteLength < 2 + len) break
           const msg = buf.subarray(2, 2 + len)
           buf = buf.subarray(2 + len)
-          const reply = await this.handle(Buffer.from(msg), 'tcp')
+          const reply = await this.core.handle(Buffer.from(msg), 'tcp')
           if (reply === undefined) { sock.destroy(); return }
           const head = Buffer.alloc(2)
           head.writeUInt16BE(reply.byteLength)
@@ -213,87 +274,4 @@ export class DnsServer {
       void pump()
     })
   }
-
-  /** Sends the query to each upstream in turn until one answers. SERVFAIL when none does. */
-  private async forward (msg: Buffer): Promise<Buffer> {
-    if (this.forwards >= MAX_FORWARDS || this.o.upstreams.length === 0) { this.stats.forwardFailures++; return headerOnlyReply(msg, SERVFAIL) }
-    this.forwards++
-    try {
-      for (const u of this.o.upstreams) {
-        if (this.ac.signal.aborted) break
-        const r = await forwardUdp(msg, u, FORWARD_TIMEOUT_MS, this.ac.signal).catch(() => undefined) // no answer: try the next upstream (SERVFAIL and forwardFailures when none)
-        // A truncated UDP answer is fetched again over TCP, so TCP clients get it whole.
-        if (r !== undefined && r.byteLength >= 4 && (r.readUInt16BE(2) & 0x0200) !== 0) {
-          const full = await forwardTcp(msg, u, FORWARD_TIMEOUT_MS, this.ac.signal).catch(() => undefined) // no TCP answer: return the truncated UDP one
-          if (full !== undefined) return full
-        }
-        if (r !== undefined) return r
-      }
-      this.stats.forwardFailures++
-      return headerOnlyReply(msg, SERVFAIL)
-    } finally {
-      this.forwards--
-    }
-  }
-}
-
-/**
- * The server only ever sends to the address a datagram came from, an IP
- * literal: answered at once, where dgram's default lookup (dns.lookup) costs
- * a tick per reply. Anything else still goes through dns.lookup.
- */
-function literalLookup (hostname: string, options: LookupOneOptions, callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
-  const family = isIP(hostname)
-  if (family !== 0) { callback(null, hostname, family); return }
-  dnsLookup(hostname, options, callback)
-}
-
-/** One query to one upstream over UDP: the first reply with the query's id. */
-async function forwardUdp (msg: Buffer, u: Upstream, timeoutMs: number, signal: AbortSignal): Promise<Buffer> {
-  const sock = createSocket({ type: isIPv6(u.host) ? 'udp6' : 'udp4' })
-  const id = msg.readUInt16BE(0)
-  try {
-    return await new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => { reject(new Error('upstream timed out')) }, timeoutMs)
-      const onAbort = (): void => { clearTimeout(timer); reject(new Error('stopped')) }
-      signal.addEventListener('abort', onAbort, { once: true })
-      sock.on('error', (err) => { clearTimeout(timer); signal.removeEventListener('abort', onAbort); reject(err) })
-      sock.on('message', (reply, rinfo) => {
-        if (rinfo.port !== u.port || reply.byteLength < 12 || reply.readUInt16BE(0) !== id) return // not our answer
-        clearTimeout(timer)
-        signal.removeEventListener('abort', onAbort)
-        resolve(reply)
-      })
-      sock.send(msg, u.port, u.host)
-    })
-  } finally {
-    sock.close()
-  }
-}
-
-async function forwardTcp (msg: Buffer, u: Upstream, timeoutMs: number, signal: AbortSignal): Promise<Buffer> {
-  return await new Promise<Buffer>((resolve, reject) => {
-    const sock = connect({ host: u.host, port: u.port })
-    let buf = Buffer.alloc(0)
-    const done = (err: Error | undefined, r?: Buffer): void => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', onAbort)
-      sock.destroy()
-      if (err !== undefined) reject(err); else resolve(r as Buffer)
-    }
-    const timer = setTimeout(() => { done(new Error('upstream timed out')) }, timeoutMs)
-    const onAbort = (): void => { done(new Error('stopped')) }
-    signal.addEventListener('abort', onAbort, { once: true })
-    sock.on('error', (err) => { done(err) })
-    sock.on('connect', () => {
-      const head = Buffer.alloc(2)
-      head.writeUInt16BE(msg.byteLength)
-      sock.write(Buffer.concat([head, msg]))
-    })
-    sock.on('data', (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk])
-      if (buf.byteLength > MAX_TCP_BUFFER) { done(new Error('upstream answer too large')); return }
-      if (buf.byteLength >= 2 && buf.byteLength >= 2 + buf.readUInt16BE(0)) done(undefined, buf.subarray(2, 2 + buf.readUInt16BE(0)))
-    })
-  })
 }

@@ -71,6 +71,7 @@ export class ServicesHost {
         upstreams: forwardTo,
         lookup: (name) => this.o.catalog().service(name),
         version: () => this.o.catalog().version,
+        snapshot: () => { const c = this.o.catalog(); return c.services().map(n => [n, c.service(n)]) },
         log: this.o.log,
         ...(hint !== undefined ? { hint } : {})
       })

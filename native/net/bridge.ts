@@ -49,6 +49,18 @@ export interface BridgeOptions {
  */
 export const BRIDGE_DNS_PORT = 53
 
+/**
+ * MTU of the bridge and of both ends of every capsule's veth: traffic that
+ * stays on the node (capsule to capsule, to the gateway's published ports,
+ * host to capsule) moves in loopback-sized segments. At 1500 a bulk TCP
+ * receiver that reads a few KiB at a time spends most of its time per
+ * segment; bridge-throughput measured 0.55–0.74 of loopback at 1500 and
+ * about 0.9–1.0 here. Traffic through the default route keeps UPLINK_MTU.
+ */
+export const BRIDGE_MTU = 65535
+/** MTU of a capsule's default route: what leaves the node, as before (the MSS it advertises, the UDP it fragments). */
+export const UPLINK_MTU = 1500
+
 const IFNAME_RE = /^[a-zA-Z0-9_.-]{1,15}$/
 const NETNS_DIR = '/run/netns'
 
@@ -73,6 +85,8 @@ export class BridgeNetwork {
   /** Set up in this process (and not destroyed since). */
   private up = false
   private readonly readyHooks: Array<() => Promise<void>> = []
+  /** The bridge's MTU once set up here (BRIDGE_MTU), undefined where the kernel refused it. */
+  private mtu: number | undefined
 
   constructor (private readonly o: BridgeOptions) {
     if (!IFNAME_RE.test(o.bridge)) throw new NetworkSetupError(`bridge name ${o.bridge} is not a valid interface name (letters, digits, _ . -, at most 15)`)
@@ -108,6 +122,9 @@ export class BridgeNetwork {
       await this.ip(['link', 'add', br, 'type', 'bridge'])
     }
     await this.ip(['addr', 'replace', `${this.gateway}/${this.subnet.prefix}`, 'dev', br])
+    // Set, not inherited from the ports: a bridge keeps an MTU set by hand when ports come and go.
+    // A kernel that refuses it keeps its default, and so do the veths (capsules work, at 1500).
+    this.mtu = (await runCommand('ip', ['link', 'set', br, 'mtu', String(BRIDGE_MTU)])).exitCode === 0 ? BRIDGE_MTU : undefined
     await this.ip(['link', 'set', br, 'up'])
     // Forwarding for outbound NAT; route_localnet so 127.0.0.1:HOSTPORT may be DNATed onto the bridge.
     await sysctl('net/ipv4/ip_forward', '1')
@@ -170,13 +187,15 @@ add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l
       signal?.throwIfAborted()
       const peer = `bp${this.vethName(capsule).slice(2)}`
       await this.ipRaw(['netns', 'add', a.netns])
-      await this.ip(['link', 'add', a.veth, 'type', 'veth', 'peer', 'name', peer, 'netns', a.netns])
+      const mtu = this.mtu !== undefined ? ['mtu', String(this.mtu)] : []
+      await this.ip(['link', 'add', a.veth, ...mtu, 'type', 'veth', 'peer', 'name', peer, ...mtu, 'netns', a.netns])
       await this.ip(['link', 'set', a.veth, 'master', this.o.bridge, 'up'])
       await this.ip(['-n', a.netns, 'link', 'set', peer, 'name', 'eth0'])
       await this.ip(['-n', a.netns, 'addr', 'add', `${a.address}/${this.subnet.prefix}`, 'dev', 'eth0'])
       await this.ip(['-n', a.netns, 'link', 'set', 'eth0', 'up'])
       await this.ip(['-n', a.netns, 'link', 'set', 'lo', 'up'])
-      await this.ip(['-n', a.netns, 'route', 'add', 'default', 'via', this.gateway])
+      // The subnet's route (the bridge, the gateway, other capsules) has the veth's MTU; everything else UPLINK_MTU.
+      await this.ip(['-n', a.netns, 'route', 'add', 'default', 'via', this.gateway, 'mtu', String(UPLINK_MTU)])
       if (ports.length > 0) await this.publish(a.address, ports)
     } catch (err) {
       await this.detach(capsule).catch(() => undefined) // undo what attached; the attach error is the one to report, reconcile() clears the rest

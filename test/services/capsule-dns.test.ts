@@ -91,6 +91,10 @@ t.test('a capsule resolves NAME.service.bolt from its own namespace and reaches 
 
   const execIn = async (argv: string[]): Promise<{ code: number, stdout: string, stderr: string }> => await a1.cli(['exec', 'client', '--', ...argv], 30_000)
   const gateway = (subnets[a1.id] ?? '').replace(/\d+\/\d+$/, '1')
+  // Traffic that stays on the node moves at the bridge's MTU; what leaves it (the fetch below, to d0) at 1500.
+  const clientNs = (await sh('ip', ['netns', 'list'])).split('\n').map(l => l.split(' ')[0] ?? '').find(n => n.startsWith(netnsPrefix(join(a1.dataDir, 'runtime')) + '-')) ?? ''
+  t.match(await sh('ip', ['-n', clientNs, '-o', 'link', 'show', 'eth0']), /mtu 65535 /, `the client's eth0 has the bridge's MTU (${clientNs})`)
+  t.match(await sh('ip', ['-n', clientNs, 'route', 'show', 'default']), /mtu 1500/, 'its default route keeps 1500')
   const resolv = await execIn(['/bin/cat', '/etc/resolv.conf'])
   t.match(resolv.stdout, new RegExp(`^nameserver ${gateway.replaceAll('.', '\\.')}$`, 'm'), `the client's resolv.conf points at its bridge address ${gateway}`)
 
