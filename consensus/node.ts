@@ -1,7 +1,8 @@
 // RaftNode: drives a RaftCore with real time and durable storage. It owns the
 // only timer (the tick, through a Ticker that a test may replace with its own
 // clock), runs the Ready loop in etcd's order (persist, send, apply, advance),
-// and turns proposals, reads and membership changes into promises. Messages go out through `send` and come in through receive().
+// and turns proposals, reads and membership changes into promises. Messages
+// go out through `send` and come in through receive().
 import { EventEmitter } from 'node:events'
 import { RaftCore, type CoreStatus } from './core/raft-core.js'
 import { bootstrapStorage } from './storage/bootstrap.js'
