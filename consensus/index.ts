@@ -1,9 +1,11 @@
 // Public surface of the Raft library. The agent wires RaftNode to libp2p
 // (`/bolt/raft/1`, using encodeMessage/decodeMessage) and to RaftStorage.
-export { RaftNode, DEFAULT_TICK_MS, DEFAULT_SNAPSHOT_THRESHOLD, DEFAULT_SNAPSHOT_CATCHUP_ENTRIES, DEFAULT_MAX_PENDING_PROPOSALS, REQUEST_TIMEOUT_ELECTIONS } from './node.js'
-export type { RaftNodeOptions, RaftNodeStatus, LeaderChange, ConfigChange, RaftNodeEvents } from './node.js'
-export { RaftCore } from './core/raft.js'
-export type { CoreStatus, PeerStatus } from './core/raft.js'
+export { RaftNode } from './node.js'
+export type { RaftNodeStatus, LeaderChange, ConfigChange, RaftNodeEvents } from './node.js'
+export { DEFAULT_TICK_MS, DEFAULT_SNAPSHOT_THRESHOLD, DEFAULT_SNAPSHOT_CATCHUP_ENTRIES, DEFAULT_MAX_PENDING_PROPOSALS, REQUEST_TIMEOUT_ELECTIONS, resolveNodeOptions, intervalTicker } from './node-options.js'
+export type { RaftNodeOptions, ResolvedNodeOptions, Ticker } from './node-options.js'
+export { RaftCore } from './core/raft-core.js'
+export type { CoreStatus, PeerStatus, LogView } from './core/raft-core.js'
 export type { RaftCoreOptions } from './core/config.js'
 export * from './core/config.js'
 export { RaftStorage } from './storage/level.js'

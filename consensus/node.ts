@@ -1,63 +1,17 @@
 // RaftNode: drives a RaftCore with real time and durable storage. It owns the
-// only timer (the tick), runs the Ready loop in etcd's order (persist, send,
-// apply, advance), and turns proposals, reads and membership changes into
-// promises. Messages go out through `send` and come in through receive().
+// only timer (the tick, through a Ticker that a test may replace with its own
+// clock), runs the Ready loop in etcd's order (persist, send, apply, advance),
+// and turns proposals, reads and membership changes into promises. Messages
+// go out through `send` and come in through receive().
 import { EventEmitter } from 'node:events'
-import { RaftCore } from './core/raft.js'
-import type { CoreStatus } from './core/raft.js'
-import { DEFAULT_ELECTION_TICKS, DEFAULT_HEARTBEAT_TICKS } from './core/config.js'
-import type { LogStorage } from './storage/types.js'
+import { RaftCore, type CoreStatus } from './core/raft-core.js'
 import { bootstrapStorage } from './storage/bootstrap.js'
-import type { ConfChange, HardState, Message, NormalEntry, Ready, Role } from './types.js'
+import type { ConfChange, HardState, Message, Ready, Role } from './types.js'
 import { MAX_ENTRY_BYTES } from './codec.js'
-import { NotLeaderError, ProposalDroppedError, RaftConfigError, RaftStoppedError, RaftTimeoutError } from './errors.js'
+import { NotLeaderError, ProposalDroppedError, RaftStoppedError, RaftTimeoutError } from './errors.js'
+import { REQUEST_TIMEOUT_ELECTIONS, resolveNodeOptions, type RaftNodeOptions, type ResolvedNodeOptions } from './node-options.js'
 import { Waiters } from './waiters.js'
 import { ReadBatcher } from './read-batch.js'
-
-/** Milliseconds per tick; with 10 election ticks the election timeout is 1-2 s (hashicorp/raft uses 1 s). */
-export const DEFAULT_TICK_MS = 100
-/** Applied entries beyond the last snapshot before the log is compacted. */
-export const DEFAULT_SNAPSHOT_THRESHOLD = 10_000
-/** Entries kept below a new snapshot so followers a little behind catch up from the log (etcd's default). */
-export const DEFAULT_SNAPSHOT_CATCHUP_ENTRIES = 5000
-/** Proposals and conf changes waiting to be applied; more are refused (back-pressure). */
-export const DEFAULT_MAX_PENDING_PROPOSALS = 8192
-/** A read or leadership transfer not answered within this many election timeouts fails. */
-export const REQUEST_TIMEOUT_ELECTIONS = 2
-
-export interface RaftNodeOptions {
-  id: string
-  storage: LogStorage
-  /** Bootstrap a new cluster with these voters when the storage is empty (`init`: [id]). Omit to join. */
-  bootstrap?: string[]
-  electionTicks?: number
-  /** See RaftCoreOptions.electionJitterTicks (default: electionTicks). */
-  electionJitterTicks?: number
-  /** See RaftCoreOptions.campaignRetryTicks (default 0: off). */
-  campaignRetryTicks?: number
-  heartbeatTicks?: number
-  /** See RaftCoreOptions.learnerHeartbeatTicks (default: heartbeatTicks). */
-  learnerHeartbeatTicks?: number
-  tickMs?: number
-  preVote?: boolean
-  checkQuorum?: boolean
-  maxSizePerMsg?: number
-  maxInflightMsgs?: number
-  snapshotChunkBytes?: number
-  snapshotThreshold?: number
-  snapshotCatchUpEntries?: number
-  maxPendingProposals?: number
-  /** Defaults to Math.random; the simulator drives RaftCore directly with a seeded one. */
-  random?: () => number
-  /** Delivers a message to a peer; must not throw (drop on failure: Raft retries). */
-  send: (to: string, msg: Message) => void
-  /** Applies a committed entry to the state machine, in log order. */
-  apply: (entry: NormalEntry) => Promise<void> | void
-  /** Serializes the state machine as of the last applied entry. */
-  snapshot: () => Promise<Uint8Array>
-  /** Replaces the state machine with a snapshot's data. */
-  restore: (data: Uint8Array) => Promise<void> | void
-}
 
 export interface LeaderChange { leader: string | null, term: number, role: Role }
 
@@ -88,9 +42,10 @@ export interface RaftNodeEvents {
 }
 
 export class RaftNode extends EventEmitter<RaftNodeEvents> {
-  private readonly o: RaftNodeOptions
+  private readonly o: ResolvedNodeOptions
   private core: RaftCore | null = null
-  private timer: NodeJS.Timeout | null = null
+  /** Stops the ticker; null while not ticking. */
+  private stopTicking: (() => void) | null = null
   private ticks = 0
   private draining: Promise<void> | null = null
   private again = false
@@ -100,16 +55,12 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private readonly waiters = new Waiters()
   private readonly reads = new ReadBatcher(() => this.readRound())
   private last: LeaderChange = { leader: null, term: 0, role: 'follower' }
-  private readonly electionTicks: number
   /** The term and vote last written to storage. */
   private savedHs: HardState = { term: 0, vote: '', commit: 0 }
 
   constructor (options: RaftNodeOptions) {
     super()
-    this.o = { ...options }
-    this.electionTicks = options.electionTicks ?? DEFAULT_ELECTION_TICKS
-    const tickMs = options.tickMs ?? DEFAULT_TICK_MS
-    if (!Number.isFinite(tickMs) || tickMs <= 0) throw new RaftConfigError(`raft: tickMs must be a positive number, got ${tickMs}`)
+    this.o = resolveNodeOptions(options)
   }
 
   /** Recovers from storage (bootstrapping it if asked and empty), then starts ticking. */
@@ -119,26 +70,11 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     if (o.bootstrap !== undefined) await bootstrapStorage(o.storage, o.bootstrap)
     const snap = o.storage.snapshot()
     if (snap.meta.index > 0) await o.restore(snap.data)
-    this.core = new RaftCore({
-      id: o.id,
-      storage: o.storage,
-      random: o.random ?? Math.random,
-      electionTicks: this.electionTicks,
-      heartbeatTicks: o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS,
-      ...(o.learnerHeartbeatTicks === undefined ? {} : { learnerHeartbeatTicks: o.learnerHeartbeatTicks }),
-      ...(o.electionJitterTicks === undefined ? {} : { electionJitterTicks: o.electionJitterTicks }),
-      ...(o.campaignRetryTicks === undefined ? {} : { campaignRetryTicks: o.campaignRetryTicks }),
-      ...(o.preVote === undefined ? {} : { preVote: o.preVote }),
-      ...(o.checkQuorum === undefined ? {} : { checkQuorum: o.checkQuorum }),
-      ...(o.maxSizePerMsg === undefined ? {} : { maxSizePerMsg: o.maxSizePerMsg }),
-      ...(o.maxInflightMsgs === undefined ? {} : { maxInflightMsgs: o.maxInflightMsgs }),
-      ...(o.snapshotChunkBytes === undefined ? {} : { snapshotChunkBytes: o.snapshotChunkBytes }),
-    })
+    this.core = new RaftCore(o.core)
     this.last = { leader: null, term: this.core.term, role: 'follower' }
     this.savedHs = o.storage.initialState().hardState
     o.storage.onAvailable = () => { this.schedule() }
-    this.timer = setInterval(() => { this.tick() }, o.tickMs ?? DEFAULT_TICK_MS)
-    this.timer.unref()
+    this.stopTicking = o.ticker(() => { this.tick() }, o.tickMs)
     this.schedule()
     await this.draining
   }
@@ -146,8 +82,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   /** Stops ticking, fails pending requests with RaftStoppedError and waits for the Ready loop. Storage stays open. */
   async stop (): Promise<void> {
     this.stopped = true
-    if (this.timer !== null) clearInterval(this.timer)
-    this.timer = null
+    this.stopTicking?.()
+    this.stopTicking = null
     this.o.storage.onAvailable = null
     this.waiters.rejectAll(new RaftStoppedError('raft node stopped'))
     await this.draining
@@ -187,7 +123,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private readRound (): Promise<number> {
     const core = this.live()
     const ctx = `${this.o.id}:${++this.readSeq}`
-    const p = this.waiters.waitRead(ctx, this.ticks + REQUEST_TIMEOUT_ELECTIONS * this.electionTicks)
+    const p = this.waiters.waitRead(ctx, this.ticks + REQUEST_TIMEOUT_ELECTIONS * this.o.core.electionTicks)
     try {
       core.readIndex(ctx)
     } catch (err) {
@@ -202,7 +138,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   async transferLeadership (to: string, signal?: AbortSignal): Promise<void> {
     const core = this.live()
     if (this.last.leader === to) return
-    const p = this.waiters.waitLeader(to, this.ticks + REQUEST_TIMEOUT_ELECTIONS * this.electionTicks, signal)
+    const p = this.waiters.waitLeader(to, this.ticks + REQUEST_TIMEOUT_ELECTIONS * this.o.core.electionTicks, signal)
     try {
       core.transferLeader(to)
     } catch (err) {
@@ -259,7 +195,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   }
 
   private checkBackPressure (): void {
-    const max = this.o.maxPendingProposals ?? DEFAULT_MAX_PENDING_PROPOSALS
+    const max = this.o.maxPendingProposals
     if (this.waiters.pendingProposals() >= max) throw new ProposalDroppedError(`raft: ${max} proposals are already waiting; retry later`)
   }
 
@@ -340,7 +276,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     for (const e of rd.committedEntries) {
       this.waiters.applied(e.index, e.term)
       if (e.type === 'conf') {
-        const cs = core.tracker.confState()
+        const cs = core.confState()
         this.emit('configChange', { index: e.index, change: e.change, voters: cs.voters, learners: cs.learners })
       }
     }
@@ -378,17 +314,17 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   }
 
   private async maybeCompact (core: RaftCore): Promise<void> {
-    const threshold = this.o.snapshotThreshold ?? DEFAULT_SNAPSHOT_THRESHOLD
+    const threshold = this.o.snapshotThreshold
     const applied = core.log.applied
     if (applied - this.o.storage.snapshot().meta.index < threshold) return
     const data = await this.o.snapshot()
-    await this.o.storage.compact(core.compact(applied, data), this.o.snapshotCatchUpEntries ?? DEFAULT_SNAPSHOT_CATCHUP_ENTRIES)
+    await this.o.storage.compact(core.compact(applied, data), this.o.snapshotCatchUpEntries)
   }
 
   private fail (err: Error): void {
     this.failed = err
-    if (this.timer !== null) clearInterval(this.timer)
-    this.timer = null
+    this.stopTicking?.()
+    this.stopTicking = null
     this.waiters.rejectAll(err)
     if (this.listenerCount('fatal') > 0) this.emit('fatal', err)
   }

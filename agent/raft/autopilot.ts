@@ -67,10 +67,13 @@ export class Autopilot {
     const byId = new Map(v.members.map(m => [m.id, m]))
     for (const id of this.waitingSince.keys()) if (!v.learners.includes(id)) this.waitingSince.delete(id)
     // 1. remove members that left, or stayed dead past the grace period
+    //    (a dead voter only where that helps: see deadVoterRemovalHelps)
+    const deadPastGrace = (id: string): boolean => byId.get(id)?.state === 'dead' && v.now - (this.deadSince.get(id) ?? v.now) >= v.deadVoterGraceMs
+    const removeDeadVoters = deadVoterRemovalHelps(v, v.voters.filter(deadPastGrace).length, v.learners.some(id => promotable(byId.get(id))))
     for (const id of inConfig) {
       if (id === v.self) continue
       const m = byId.get(id)
-      const gone = m?.state === 'left' || (m?.state === 'dead' && v.now - (this.deadSince.get(id) ?? v.now) >= v.deadVoterGraceMs)
+      const gone = m?.state === 'left' || (deadPastGrace(id) && (removeDeadVoters || !v.voters.includes(id)))
       if (gone) return { kind: 'remove', id, state: m?.state }
     }
     // 2. add alive members as learners, in the order they were heard of
@@ -84,7 +87,7 @@ export class Autopilot {
     const order = new Map(v.members.map((m, i) => [m.id, i]))
     const eligible = v.learners
       .map(id => ({ id, m: byId.get(id) }))
-      .filter(c => c.m?.state === 'alive' && (c.m.labels[ROLE_PREF_LABEL] ?? 'auto') !== 'client')
+      .filter(c => promotable(c.m))
       .sort((a, b) => Number(b.m?.labels[ROLE_PREF_LABEL] === 'server') - Number(a.m?.labels[ROLE_PREF_LABEL] === 'server') ||
         (order.get(a.id) ?? order.size) - (order.get(b.id) ?? order.size))
     for (const c of eligible) {
@@ -95,4 +98,29 @@ export class Autopilot {
     }
     return undefined
   }
+}
+
+/** An alive member that does not ask to stay a client: one autopilot may make a voter. */
+function promotable (m: AutopilotMember | undefined): boolean {
+  return m?.state === 'alive' && (m.labels[ROLE_PREF_LABEL] ?? 'auto') !== 'client'
+}
+
+/**
+ * Whether removing the voters dead past their grace is worth it. Removal
+ * never lowers how many more failures the cluster survives, but it only
+ * raises it where the quorum of the live voters is smaller than today's (4
+ * voters with one dead, 5 with two): 3 voters with one dead need 2 acks
+ * either way. And it has a cost: a voter that was only slow to restart, or
+ * cut off by a partition, comes back as a learner and must catch up and be
+ * promoted again, and a leader lost in that window leaves 2 voters of 2
+ * needed (raft-failover under load: rounds that never committed, the
+ * returning member a learner still naming the dead leader). So a dead voter
+ * goes when it helps the quorum, when voters exceed the wanted count, or
+ * when an alive learner can take its place.
+ */
+export function deadVoterRemovalHelps (v: Pick<AutopilotView, 'voters' | 'wantVoters'>, dead: number, replacement: boolean): boolean {
+  if (dead === 0) return false
+  if (replacement || v.voters.length > Math.min(v.wantVoters, MAX_VOTERS)) return true
+  const quorum = (n: number): number => Math.floor(n / 2) + 1
+  return quorum(v.voters.length - dead) < quorum(v.voters.length)
 }

@@ -109,6 +109,7 @@ export class RaftHost {
     })
     this.node.on('leaderChange', (c) => {
       o.log.info({ leader: c.leader, term: c.term, role: c.role }, 'raft leader change')
+      this.metrics.onLeaderChange(c)
       for (const w of [...this.leaderWatchers]) w(c)
     })
     this.node.on('fatal', (err) => { o.log.fatal({ err: err.message }, 'raft stopped on a storage error') })

@@ -1,7 +1,7 @@
 // Raft's figures for /metrics, kept as plain numbers (metrics.ts renders them
 // with prom-client): how long a proposal takes to commit and apply, how many
-// entries each synced batch carries and how long its fsync takes, and how many
-// proposals were forwarded to the leader.
+// entries each synced batch carries and how long its fsync takes, how many
+// proposals were forwarded to the leader, and how often leadership changed.
 import type { HistogramSnapshot } from '../metrics.js'
 
 /** A fixed-bucket histogram, as Prometheus defines one: `le` upper bounds, plus +Inf. */
@@ -48,6 +48,23 @@ export class RaftMetrics {
   /** Proposals this node sent to the leader, and proposals it served as leader for others. */
   readonly forwarded = { sent: 0, served: 0 }
 
+  /**
+   * Leaders this node has seen take over: each new (leader, term) it learns
+   * of, so a re-election of the same node counts and a follower that only
+   * lost sight of its leader for a while (no leader known, then the same
+   * one) does not. Flapping leadership shows as a steep rate on every node.
+   */
+  leaderChanges = 0
+  private seen: { leader: string, term: number } | null = null
+
+  /** For RaftNode's leaderChange event. */
+  readonly onLeaderChange = (c: { leader: string | null, term: number }): void => {
+    if (c.leader === null || (this.seen !== null && this.seen.leader === c.leader && this.seen.term === c.term)) return
+    // The first leader a starting node learns of is a change too: it was elected while this node was away.
+    this.seen = { leader: c.leader, term: c.term }
+    this.leaderChanges++
+  }
+
   /** For RaftStorage's onSynced option. */
   readonly onSynced = (s: { entries: number, seconds: number }): void => {
     this.fsyncSeconds.observe(s.seconds)
@@ -64,6 +81,11 @@ export class RaftMetrics {
 
   gauges (): Array<{ name: string, help: string, labels: string[], read: () => Array<{ labels: Record<string, string>, value: number }> }> {
     return [{
+      name: 'bolt_raft_leader_changes_total',
+      help: 'Raft leaders this node has seen take over (each new leader or term; a counter)',
+      labels: [],
+      read: () => [{ labels: {}, value: this.leaderChanges }]
+    }, {
       name: 'bolt_raft_proposals_forwarded_total',
       help: 'Proposals forwarded to the leader: sent by this node, or served by it as leader',
       labels: ['direction'],

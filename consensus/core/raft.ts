@@ -1,21 +1,19 @@
-// RaftCore: the I/O-free Raft state machine (etcd-io/raft style). Messages and
-// ticks go in through step()/tick(); what to persist, send and apply comes out
-// of ready() and is acknowledged with advance(). Time is logical (ticks) and
+// Raft: the I/O-free state machine behind RaftCore (raft-core.ts), as
+// etcd-io/raft's `raft` is behind `RawNode`. Its state is open to the role
+// files (through RoleContext) and to the facade, and to nothing else: this
+// module is not exported from the package. Time is logical (ticks) and
 // randomness is injected, so a seeded simulator replays any run exactly.
-import type { ConfChange, ConfState, Entry, HardState, Message, ReadState, Ready, Role, Snapshot, SoftState } from '../types.js'
+import type { ConfChange, ConfState, Entry, HardState, Message, ReadState, Role, SoftState } from '../types.js'
 import { ConfChangeError, NotLeaderError, ProposalDroppedError, invariant } from '../errors.js'
 import { RaftLog } from './log.js'
 import { ProgressTracker, applyConfChange, confChangeProblem } from './tracker.js'
 import { ReadOnly } from './read-only.js'
-import { resolveOptions, type RaftCoreOptions, type ResolvedOptions } from './config.js'
-import { bcastAppend, handleTransfer, leaderTick, stepLeader } from './leader.js'
+import type { ResolvedOptions } from './config.js'
+import { bcastAppend, leaderTick, stepLeader } from './leader.js'
 import { stepCandidate, stepFollower } from './follower.js'
 import type { RoleContext, SnapshotReceive } from './role-context.js'
-import { coreStatus, type CoreStatus } from './status.js'
 
-export type { CoreStatus, PeerStatus } from './status.js'
-
-export type StepFn = (r: RaftCore, m: Message) => void
+export type StepFn = (r: Raft, m: Message) => void
 
 /**
  * Messages only a leader or a candidate sends. Taking one from a peer makes
@@ -27,7 +25,7 @@ export type StepFn = (r: RaftCore, m: Message) => void
 const FROM_VOTERS: ReadonlySet<Message['type']> = new Set(['app', 'heartbeat', 'snap', 'timeoutNow', 'vote', 'preVote', 'readIndexResp', 'transferLeader'])
 const FROM_LEADER: ReadonlySet<Message['type']> = new Set(['app', 'heartbeat', 'snap'])
 
-export class RaftCore implements RoleContext {
+export class Raft implements RoleContext {
   readonly id: string
   readonly opts: ResolvedOptions
   readonly log: RaftLog
@@ -56,17 +54,13 @@ export class RaftCore implements RoleContext {
   broadcastPending = false
   msgs: Message[] = []
   readStates: ReadState[] = []
-  /** Committed entries up to here were handed out in a Ready not yet advanced. */
-  applying: number
   snapRecv: SnapshotReceive | null = null
   /** Configurations by the index that installed them, for compaction (pruned there). */
   confHistory: Array<{ index: number, conf: ConfState }>
   private stepFn: StepFn = stepFollower
-  private prevHardState: HardState
-  private prevSoftState: SoftState
 
-  constructor (options: RaftCoreOptions) {
-    this.opts = resolveOptions(options)
+  constructor (opts: ResolvedOptions) {
+    this.opts = opts
     this.id = this.opts.id
     this.log = new RaftLog(this.opts.storage)
     this.tracker = new ProgressTracker(this.opts.maxInflightMsgs, this.opts.maxInflightBytes)
@@ -82,10 +76,7 @@ export class RaftCore implements RoleContext {
     this.term = hardState.term
     this.vote = hardState.vote
     if (this.opts.applied !== undefined && this.opts.applied > this.log.applied) this.log.appliedTo(Math.min(this.opts.applied, this.log.committed))
-    this.applying = this.log.applied
     this.becomeFollower(this.term, null)
-    this.prevHardState = this.hardState()
-    this.prevSoftState = this.softState()
   }
 
   // ---- state transitions -------------------------------------------------
@@ -267,9 +258,6 @@ export class RaftCore implements RoleContext {
     return t.voters.has(m.from) || t.learners.has(m.from)
   }
 
-  /** Starts an election now (what an election timeout does). */
-  campaign (): void { this.hup(false) }
-
   hup (transfer: boolean): void {
     if (this.role === 'leader' || !this.promotable()) return
     // A configuration change committed but not applied could change who votes; wait for it.
@@ -325,39 +313,6 @@ export class RaftCore implements RoleContext {
   private checkCanPropose (): void {
     if (this.role !== 'leader') throw new NotLeaderError(this.lead)
     if (this.leadTransferee !== null) throw new ProposalDroppedError(`leadership is being transferred to ${this.leadTransferee}; retry on the new leader`)
-  }
-
-  /** Linearizable read (thesis §6.4): a ReadState with `context` comes out of a later Ready. */
-  readIndex (context: string): void {
-    if (this.role === 'leader') {
-      stepLeader(this, { type: 'readIndex', from: this.id, to: this.id, term: this.term, context })
-      return
-    }
-    if (this.lead === null) throw new NotLeaderError(null, 'no raft leader is known to confirm the read (retry shortly)')
-    this.send({ type: 'readIndex', from: this.id, to: this.lead, term: this.term, context })
-  }
-
-  transferLeader (to: string): void {
-    if (this.role === 'leader') {
-      handleTransfer(this, to)
-      return
-    }
-    if (this.lead === null) throw new NotLeaderError(null)
-    this.send({ type: 'transferLeader', from: this.id, to: this.lead, term: this.term, target: to })
-  }
-
-  /**
-   * Makes a snapshot of the state machine at `index` (<= applied) with `data`.
-   * The driver must persist it with storage.compact() before entries go.
-   */
-  compact (index: number, data: Uint8Array): Snapshot {
-    invariant(index <= this.log.applied, `compact index ${index} above applied ${this.log.applied}`)
-    const term = this.log.term(index)
-    invariant(term !== undefined, `compact index ${index} has no known term`)
-    let conf = this.confHistory[0]?.conf ?? this.tracker.confState()
-    for (const h of this.confHistory) if (h.index <= index) conf = h.conf
-    this.confHistory = [{ index, conf }, ...this.confHistory.filter(h => h.index > index)]
-    return { meta: { index, term, confState: conf }, data }
   }
 
   // ---- internals shared by the role files --------------------------------
@@ -417,56 +372,9 @@ export class RaftCore implements RoleContext {
   hardState (): HardState { return { term: this.term, vote: this.vote, commit: this.log.committed } }
   softState (): SoftState { return { leader: this.lead, role: this.role } }
 
-  // ---- Ready / advance ------------------------------------------------------
-
-  ready (): Ready | null {
+  /** Sends the appends that proposals since the last Ready asked for (one batch per follower). */
+  flushBroadcast (): void {
     if (this.broadcastPending && this.role === 'leader') bcastAppend(this)
     this.broadcastPending = false
-    const rd: Ready = { entries: this.log.unstableEntries(), committedEntries: [], messages: [], readStates: [] }
-    const snap = this.log.unstable.snapshot
-    if (snap !== undefined) rd.snapshot = snap
-    const floor = Math.max(this.applying, snap?.meta.index ?? 0)
-    rd.committedEntries = this.log.nextCommittedEntries(this.opts.maxCommittedSizePerReady, floor) ?? []
-    const hs = this.hardState()
-    const ph = this.prevHardState
-    if (hs.term !== ph.term || hs.vote !== ph.vote || hs.commit !== ph.commit) rd.hardState = hs
-    const ss = this.softState()
-    if (ss.leader !== this.prevSoftState.leader || ss.role !== this.prevSoftState.role) rd.softState = ss
-    if (rd.entries.length === 0 && rd.snapshot === undefined && rd.committedEntries.length === 0 &&
-      rd.hardState === undefined && rd.softState === undefined && this.msgs.length === 0 && this.readStates.length === 0) {
-      return null
-    }
-    rd.messages = this.msgs
-    rd.readStates = this.readStates
-    this.msgs = []
-    this.readStates = []
-    if (rd.hardState !== undefined) this.prevHardState = rd.hardState
-    if (rd.softState !== undefined) this.prevSoftState = rd.softState
-    const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1]
-    if (lastCommitted !== undefined) this.applying = lastCommitted.index
-    else if (snap !== undefined) this.applying = Math.max(this.applying, snap.meta.index)
-    return rd
   }
-
-  advance (rd: Ready): void {
-    const last = rd.entries[rd.entries.length - 1]
-    if (last !== undefined) this.log.unstable.stableTo(last.index, last.term)
-    if (rd.snapshot !== undefined) {
-      this.log.unstable.stableSnapTo(rd.snapshot.meta.index)
-      if (rd.snapshot.meta.index > this.log.applied && rd.snapshot.meta.index <= this.log.committed) {
-        this.log.appliedTo(rd.snapshot.meta.index)
-      }
-    }
-    // A snapshot restored while this Ready was out supersedes its older committed entries.
-    const restoring = this.log.unstable.snapshot?.meta.index ?? 0
-    for (const e of rd.committedEntries) {
-      if (e.index <= this.log.applied || e.index <= restoring) continue
-      this.log.appliedTo(e.index)
-      this.applyConfChange(e)
-    }
-    this.applying = Math.max(this.applying, this.log.applied)
-  }
-
-  status (): CoreStatus { return coreStatus(this) }
 }
-

@@ -1,5 +1,5 @@
 // What the role step functions (leader.ts, follower.ts, status.ts) may use
-// of the core: its state and the transitions they trigger. RaftCore
+// of the core: its state and the transitions they trigger. Raft
 // implements it; the step functions take this interface, not the class, so
 // the role files do not import raft.ts back.
 import type { ConfState, Message, ReadState, Role, SnapshotMeta } from '../types.js'

@@ -2,7 +2,7 @@
 // log matching, leader completeness, state-machine safety and that committed
 // entries are never lost or replaced (Raft paper, Figure 3).
 import type { Entry } from '../types.js'
-import type { RaftCore } from '../core/raft.js'
+import type { RaftCore } from '../core/raft-core.js'
 
 export class SafetyViolation extends Error {
   override name = 'SafetyViolation'

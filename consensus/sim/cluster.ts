@@ -2,7 +2,7 @@
 // randomized simulator and the script-style interaction tests drive it: it
 // owns the nodes (core + MemoryStorage + a toy state machine), the messages
 // in flight, crashes/restarts, and runs the SafetyChecker after every step.
-import { RaftCore } from '../core/raft.js'
+import { RaftCore } from '../core/raft-core.js'
 import type { RaftCoreOptions } from '../core/config.js'
 import { MemoryStorage } from '../storage/memory.js'
 import { bootstrapRequest } from '../storage/bootstrap.js'

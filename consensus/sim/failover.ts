@@ -5,7 +5,7 @@
 // leader once per round and prints p50/p99 time until a new leader commits an
 // entry of its term, as a ratio to the timeout, and why slow rounds were slow.
 import { parseArgs } from 'node:util'
-import { RaftCore } from '../core/raft.js'
+import { RaftCore } from '../core/raft-core.js'
 import type { RaftCoreOptions } from '../core/config.js'
 import { MemoryStorage } from '../storage/memory.js'
 import { bootstrapRequest } from '../storage/bootstrap.js'
@@ -41,12 +41,13 @@ export function failoverRound (seed: number, o: FailoverOptions): RoundResult {
   const log = (s: string): void => { if (now >= killAt) why.push(`${Math.round(now - killAt)}ms ${s}`) }
   let killAt = Infinity
   const busy = new Map<string, number>()
+  const stores = new Map<string, MemoryStorage>()
   const process = (id: string): void => {
     const c = cores.get(id)
     if (c === null || c === undefined) return
     const rd = c.ready()
     if (rd === null) return
-    const st = (c as unknown as { opts: { storage: MemoryStorage } }).opts.storage
+    const st = stores.get(id)!
     const req: Parameters<MemoryStorage['saveSync']>[0] = { entries: rd.entries }
     if (rd.hardState !== undefined) req.hardState = rd.hardState
     st.saveSync(req)
@@ -75,7 +76,7 @@ export function failoverRound (seed: number, o: FailoverOptions): RoundResult {
     if (c === null || c === undefined) return
     const before = c.role
     c.tick()
-    if (c.role !== before) log(`${id} ${before}->${c.role} t${c.term} (tick, elapsed ${c.electionElapsed})`)
+    if (c.role !== before) log(`${id} ${before}->${c.role} t${c.term} (tick)`)
     process(id)
     // Node reschedules a repeating timer after its callback ran: lateness accumulates.
     at(now + TICK_MS + late(), () => tick(id))
@@ -83,6 +84,7 @@ export function failoverRound (seed: number, o: FailoverOptions): RoundResult {
   for (const id of ids) {
     const st = new MemoryStorage()
     st.saveSync(bootstrapRequest(ids))
+    stores.set(id, st)
     cores.set(id, new RaftCore({
       id,
       storage: st,

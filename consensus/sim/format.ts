@@ -1,7 +1,7 @@
 // Text rendering of messages, entries, Readies and node state for the
 // script-style interaction tests (one line per item, stable across runs).
 import type { Entry, Message, Ready } from '../types.js'
-import type { RaftCore } from '../core/raft.js'
+import type { RaftCore } from '../core/raft-core.js'
 
 const dec = new TextDecoder()
 
@@ -48,7 +48,7 @@ export function fmtReady (rd: Ready): string[] {
 }
 
 export function fmtState (c: RaftCore): string {
-  const cs = c.tracker.confState()
+  const cs = c.confState()
   const kind = cs.voters.includes(c.id) ? 'voter' : cs.learners.includes(c.id) ? 'learner' : 'none'
   return `${c.id}: ${c.role} (${kind}) term=${c.term} leader=${c.lead ?? '-'} commit=${c.log.committed} applied=${c.log.applied} last=${c.log.lastIndex()} voters=(${cs.voters.join(',')}) learners=(${cs.learners.join(',')})`
 }

@@ -46,7 +46,7 @@ export class InteractionEnv {
     const id = cmd.args[0] ?? ''
     switch (cmd.name) {
       case 'add-nodes': return this.addNodes(cmd)
-      case 'set-randomized-election-timeout': this.core(id).randomizedElectionTimeout = Number(cmd.kv.get('timeout') ?? '10'); return []
+      case 'set-randomized-election-timeout': this.core(id).setRandomizedElectionTimeout(Number(cmd.kv.get('timeout') ?? '10')); return []
       case 'campaign': this.core(id).campaign(); return []
       case 'tick': {
         const n = Number(cmd.args[1] ?? '1')

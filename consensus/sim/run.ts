@@ -186,11 +186,11 @@ export function runSeed (seed: number, options: SimOptions = {}): SeedResult {
     const leader = cluster.leader()
     if (leader?.core === null || leader?.core === undefined) return
     if (rnd.chance(0.01)) {
-      const to = rnd.pick(leader.core.tracker.confState().voters)
+      const to = rnd.pick(leader.core.confState().voters)
       if (to !== undefined) leader.core.transferLeader(to)
     }
     if (rnd.chance(0.02)) {
-      const cs = leader.core.tracker.confState()
+      const cs = leader.core.confState()
       let cc: ConfChange | undefined
       const r = rnd.next()
       if (r < 0.4 && spareLeft > 0) {
@@ -273,7 +273,7 @@ export function runSeed (seed: number, options: SimOptions = {}): SeedResult {
         } catch { finalPayload = null }
       }
       if (finalPayload === null || !acked.includes(finalPayload)) continue
-      const cs = leader.core.tracker.confState()
+      const cs = leader.core.confState()
       const target = leader.core.log.committed
       converged = [...cs.voters, ...cs.learners].every(id => cluster.nodes.get(id)?.sm.index === target)
     }

@@ -1,7 +1,7 @@
 // Autopilot's decisions, one round at a time (the real agents exercise it in
 // capsules.test.ts and raft.test.ts; this pins the order it chooses).
 import t from 'tap'
-import { Autopilot, CAUGHT_UP_ENTRIES, ROLE_PREF_LABEL, type AutopilotMember, type AutopilotView } from '../../agent/raft/autopilot.js'
+import { Autopilot, CAUGHT_UP_ENTRIES, ROLE_PREF_LABEL, deadVoterRemovalHelps, type AutopilotMember, type AutopilotView } from '../../agent/raft/autopilot.js'
 
 const alive = (id: string, role?: 'server' | 'client'): AutopilotMember => ({ id, state: 'alive', labels: role === undefined ? {} : { [ROLE_PREF_LABEL]: role } })
 
@@ -73,4 +73,41 @@ t.test('never more voters than asked for, nor than 7', async t => {
   const match = Object.fromEntries(ids.map(id => [id, 100]))
   t.equal(p.step(view({ members, voters: ids.slice(0, 7), learners: ids.slice(7), match, wantVoters: 9 })), undefined)
   t.same(p.step(view({ members, voters: ids.slice(0, 6), learners: ids.slice(6), match, wantVoters: 9 })), { kind: 'promote', id: 'n6' })
+})
+
+t.test('a dead voter stays while removing it would not help the quorum and nobody can take its place', async t => {
+  const p = new Autopilot()
+  const dead = (id: string): AutopilotMember => ({ id, state: 'dead', labels: {} })
+  // 3 voters, one cut off (a partition, a slow restart): it must come back a voter, not a learner.
+  const three = { members: [alive('a0'), alive('b'), dead('c')], voters: ['a0', 'b', 'c'] }
+  t.equal(p.step(view({ ...three, now: 0 })), undefined)
+  t.equal(p.step(view({ ...three, now: 60_000 })), undefined, 'long past the grace: still a voter')
+  const withClient = { members: [...three.members, alive('x', 'client')], learners: ['x'], match: { x: 100 } }
+  t.equal(p.step(view({ ...three, ...withClient, now: 60_000 })), undefined, 'a learner that asks to stay a client is no replacement')
+  const withSpare = { members: [...three.members, alive('y')], learners: ['y'], match: { y: 100 } }
+  t.same(p.step(view({ ...three, ...withSpare, now: 60_000 })), { kind: 'remove', id: 'c', state: 'dead' }, 'an alive learner can take its place')
+  const newcomer = { members: [...three.members, alive('z')] }
+  t.same(p.step(view({ ...three, ...newcomer, now: 60_000 })), { kind: 'addLearner', id: 'z' }, 'an alive non-member becomes a learner first')
+  const fiveOneDead = { members: [alive('a0'), alive('b'), alive('c'), alive('d'), dead('e')], voters: ['a0', 'b', 'c', 'd', 'e'], wantVoters: 5 }
+  t.equal(p.step(view({ ...fiveOneDead, now: 60_000 })), undefined, '5 voters, 1 dead: 3 acks needed either way')
+  const fiveTwoDead = { members: [alive('a0'), alive('b'), alive('c'), dead('d'), dead('e')], voters: ['a0', 'b', 'c', 'd', 'e'], wantVoters: 5 }
+  const q = new Autopilot()
+  t.equal(q.step(view({ ...fiveTwoDead, now: 0 })), undefined, 'the grace starts when a member is first seen dead')
+  t.same(q.step(view({ ...fiveTwoDead, now: 60_000 })), { kind: 'remove', id: 'd', state: 'dead' }, '5 voters, 2 dead: 3 voters need 2 acks, not 3')
+  t.same(q.step(view({ ...fiveTwoDead, voters: ['a0', 'b', 'c', 'e'], now: 60_000 })), { kind: 'remove', id: 'e', state: 'dead' }, 'then 4 voters, 1 dead')
+  const deadLearner = { members: [alive('a0'), alive('b'), alive('c'), dead('l')], voters: ['a0', 'b', 'c'], learners: ['l'] }
+  p.step(view({ ...deadLearner, now: 0 }))
+  t.same(p.step(view({ ...deadLearner, now: 60_000 })), { kind: 'remove', id: 'l', state: 'dead' }, 'a dead learner goes after its grace (no quorum depends on it)')
+})
+
+t.test('deadVoterRemovalHelps: the quorum of the live voters against today\'s', async t => {
+  const v = (voters: number, wantVoters = voters): { voters: string[], wantVoters: number } => ({ voters: Array.from({ length: voters }, (_, i) => `n${i}`), wantVoters })
+  t.equal(deadVoterRemovalHelps(v(3), 0, true), false, 'nobody dead')
+  t.equal(deadVoterRemovalHelps(v(3), 1, false), false)
+  t.equal(deadVoterRemovalHelps(v(3), 1, true), true)
+  t.equal(deadVoterRemovalHelps(v(4), 1, false), true)
+  t.equal(deadVoterRemovalHelps(v(5), 1, false), false)
+  t.equal(deadVoterRemovalHelps(v(5), 2, false), true)
+  t.equal(deadVoterRemovalHelps(v(4, 3), 1, false), true, 'more voters than wanted')
+  t.equal(deadVoterRemovalHelps(v(2), 1, false), true)
 })

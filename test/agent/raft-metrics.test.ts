@@ -4,13 +4,22 @@
 import t, { type Test } from 'tap'
 import { Cluster, waitFor, seedAddr } from '../helpers/harness.js'
 import { RAFT_TOML, agreedLeader, apiOf, kv, voters } from '../../scenarios/_raft.js'
-import { Histogram } from '../../agent/raft/raft-metrics.js'
+import { Histogram, RaftMetrics } from '../../agent/raft/raft-metrics.js'
 
 t.test('a histogram counts each value in the first bucket whose bound it does not exceed', async t => {
   const h = new Histogram([1, 2, 4])
   for (const v of [0, 1, 1.5, 2, 3, 4, 5, 100]) h.observe(v)
   t.same(h.snapshot(), { bounds: [1, 2, 4], cumulative: [2, 4, 6, 8], sum: 116.5, count: 8 })
   t.throws(() => new Histogram([1, 1]), RangeError, 'bounds must increase')
+})
+
+t.test('leader changes: each new leader or term, not a leader lost from sight and found again', async t => {
+  const m = new RaftMetrics()
+  const seq: Array<[string | null, number]> = [[null, 1], ['a', 1], [null, 1], ['a', 1], ['a', 1], [null, 2], ['b', 2], ['b', 3], ['a', 4]]
+  const counts = seq.map(([leader, term]) => { m.onLeaderChange({ leader, term }); return m.leaderChanges })
+  t.same(counts, [0, 1, 1, 1, 1, 1, 2, 3, 4])
+  const g = m.gauges().find(x => x.name === 'bolt_raft_leader_changes_total')
+  t.same(g?.read(), [{ labels: {}, value: 4 }], 'exported next to the other Raft metrics')
 })
 
 /** `name{labels} value` lines of a Prometheus text page. */
@@ -79,4 +88,5 @@ t.test('commit latency, batch entries, fsync time and forwarded proposals after 
   t.ok(one(fm, 'bolt_raft_proposals_forwarded_total', '{direction="sent"}') >= FORWARDED, 'the follower counts the proposals it forwarded')
   t.ok(one(lm, 'bolt_raft_proposals_forwarded_total', '{direction="served"}') >= FORWARDED, 'the leader counts those it served')
   t.equal(one(lm, 'bolt_raft_proposals_forwarded_total', '{direction="sent"}'), 0, 'the leader forwarded none')
+  t.ok(one(lm, 'bolt_raft_leader_changes_total') >= 1 && one(fm, 'bolt_raft_leader_changes_total') >= 1, 'both saw at least one leader take over')
 })

@@ -94,6 +94,10 @@ t.test('leader election, failover, durability under kill -9, partitions', async 
     for (const a of agents) await partition(a, [])
     const healed = await agreedLeader(agents, 20_000)
     t.ok(healed, 'after healing all agree on one leader')
+    // Removing it would not have shrunk the quorum (3 voters, 1 cut off): it
+    // comes back a voter, not a learner to re-add and promote.
+    const role = (await others[0]!.status())?.members.find(m => m.id === leader.id)?.role
+    t.equal(role, 'server', 'the cut-off voter was not removed by autopilot')
     const r1 = await kv(lapi, 'GET', '/v1/kv/majority', undefined, 10_000)
     t.equal(r1.body.value, 'y', 'the old leader sees the majority\'s write')
     const r2 = await kv(lapi, 'GET', '/v1/kv/minority', undefined, 10_000)
