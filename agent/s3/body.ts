@@ -14,6 +14,7 @@ import type { StagedObject } from '../../p2p/content/objects.js'
 import { bodySums, type BodySums } from './body-hasher.js'
 import { AwsChunkedStream, type ChunkSigning } from './aws-chunked.js'
 import { S3Error, s3err } from './errors.js'
+import { bodyGcPacer } from './gc-pacer.js'
 import { STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER, UNSIGNED_PAYLOAD } from './sigv4.js'
 
 export const CHECKSUM_ALGORITHMS = ['crc32', 'crc32c', 'sha1', 'sha256'] as const
@@ -42,9 +43,11 @@ function header (req: IncomingMessage, name: string): string | undefined {
 /** Counts and hashes what flows through (body-hasher.ts), and refuses more than `max` bytes. */
 class Measure extends Transform {
   size = 0
+  private readonly pacer = bodyGcPacer()
   constructor (private readonly max: number, readonly sums: BodySums) { super() }
   override _transform (chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
     this.size += chunk.length
+    this.pacer.note(chunk.length)
     if (this.size > this.max) { cb(s3err.entityTooLarge(this.max)); return }
     const wait = this.sums.update(chunk)
     if (wait === undefined) cb(null, chunk)

@@ -8,7 +8,8 @@ import { createHash, randomBytes } from 'node:crypto'
 import type { S3Deps } from './deps.js'
 import { reasonError, s3err } from './errors.js'
 import { quoteEtag, readSmallBody, sendEmpty, sendXml, isoDate } from './http.js'
-import { copySource, guard, needBucket, parseRange, readRange, stagerOf, storeBody, userMeta } from './object-ops.js'
+import { copySource, guard, needBucket, parseRange, stagerOf, storeBody, userMeta } from './object-ops.js'
+import { readRange } from './object-read.js'
 import type { ReceivedBody } from './body.js'
 import type { S3Request } from './http.js'
 import { MAX_PARTS, type S3ObjectRecord, type S3Upload } from './s3-state.js'
@@ -85,7 +86,7 @@ async function copyRange (deps: S3Deps, r: S3Request): Promise<ReceivedBody> {
   const md5 = createHash('md5')
   let size = 0
   async function * bytes (): AsyncIterable<Uint8Array> {
-    for await (const c of readRange(deps, fetched.manifest, start, src!.size === 0 ? 0 : end - start + 1)) {
+    for await (const c of readRange(deps.objects, fetched.manifest, start, src!.size === 0 ? 0 : end - start + 1)) {
       md5.update(c)
       size += c.length
       yield c

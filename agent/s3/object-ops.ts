@@ -5,24 +5,26 @@
 // committed to the object store (one batch of fsyncs, pinned, K replicas),
 // then its record goes into the Raft state: only a committed record makes
 // the object visible, on every agent at once.
-import { once } from 'node:events'
-import type { ObjectManifest } from '../../p2p/content/objects.js'
+import { availableParallelism } from 'node:os'
 import { receiveBody, type BodyStager, type ReceivedBody } from './body.js'
 import type { S3Deps } from './deps.js'
 import { reasonError, S3Error, s3err } from './errors.js'
 import { objectHeaders, quoteEtag, sendEmpty, sendXml, isoDate } from './http.js'
 import type { S3Request } from './http.js'
+import { sendRange } from './object-read.js'
 import { MAX_S3_KEY_BYTES, type S3ObjectRecord } from './s3-state.js'
 import { safeDecode, scopeOf } from './sigv4.js'
 import type { S3Stats } from './stats.js'
 
 /**
- * Bodies received and chunked into the store at once. Each holds a FastCDC
- * window (2 x the largest chunk, 8 MiB) while its bytes stream in; clients
- * send up to 10 parts at once, so without this bound memory grows with
- * their concurrency. Requests beyond it wait unread (TCP holds their bytes).
+ * Bodies received and chunked into the store at once: one per core, 2 to 4.
+ * Each holds a FastCDC window (2 x the largest chunk, 8 MiB) and its hash
+ * slots while its bytes stream in; clients send up to 10 parts at once, so
+ * without this bound memory grows with their concurrency. A body is cut and
+ * hashed on one core at a time, so more bodies than cores add memory, not
+ * speed. Requests beyond it wait unread (TCP holds their bytes).
  */
-export const MAX_CONCURRENT_STORES = 4
+export const MAX_CONCURRENT_STORES = Math.max(2, Math.min(4, availableParallelism()))
 
 /** A counting semaphore: at most `limit` tasks run at once, the rest wait in order. */
 export class Slots {
@@ -220,26 +222,6 @@ async function getObject (deps: S3Deps, r: S3Request, stats: S3Stats): Promise<v
   if (head) { r.res.writeHead(200, headers); r.res.end(); return }
   const fetched = await deps.fetchObject(rec.id, rec.holders, r.signal)
   r.res.writeHead(range !== undefined ? 206 : 200, headers)
-  // One chunk in flight per request: written, then the next read only once the socket drained.
-  for await (const c of readRange(deps, fetched.manifest, start, length)) {
-    if (r.signal.aborted) throw r.signal.reason
-    stats.bytesOut += c.length
-    if (!r.res.write(c)) await once(r.res, 'drain', { signal: r.signal })
-  }
+  await sendRange(deps.objects, fetched.manifest, start, length, r.res, r.signal, n => { stats.bytesOut += n })
   r.res.end()
-}
-
-/** The bytes [start, start+length) of a fetched object, one chunk in memory at a time. */
-export async function * readRange (deps: S3Deps, manifest: ObjectManifest, start: number, length: number): AsyncIterable<Uint8Array> {
-  let pos = 0
-  const end = start + length
-  for (const c of manifest.chunks) {
-    const cEnd = pos + c.size
-    if (cEnd > start && pos < end) {
-      const data = await deps.objects.readChunk(c.digest)
-      yield data.subarray(Math.max(0, start - pos), Math.min(c.size, end - pos))
-    }
-    pos = cEnd
-    if (pos >= end) break
-  }
 }

@@ -17,9 +17,10 @@ export interface CdcParams {
 /** 256 KiB / 1 MiB / 4 MiB: a chunk fits one piece, and a 1 GiB object is about a thousand chunks. */
 export const DEFAULT_CDC: CdcParams = { minSize: 256 * 1024, avgSize: 1024 * 1024, maxSize: 4 * 1024 * 1024 }
 
-const GEAR = ((): Uint32Array => {
-  const g = new Uint32Array(256)
-  for (let i = 0; i < 256; i++) g[i] = createHash('sha256').update(`bolt-fastcdc-gear-${i}`).digest().readUInt32BE(0)
+/** Signed: see cutPoint. */
+const GEAR = ((): Int32Array => {
+  const g = new Int32Array(256)
+  for (let i = 0; i < 256; i++) g[i] = createHash('sha256').update(`bolt-fastcdc-gear-${i}`).digest().readInt32BE(0)
   return g
 })()
 
@@ -45,17 +46,22 @@ export function cutPoint (buf: Uint8Array, start: number, end: number, p: CdcPar
   const limit = Math.min(n, p.maxSize)
   const normal = Math.min(limit, p.avgSize)
   const bits = Math.round(Math.log2(p.avgSize))
-  const maskS = mask(bits + 2)
-  const maskL = mask(bits - 2)
+  // The hash kept as a signed 32-bit integer (`| 0`), not an unsigned one
+  // (`>>> 0`): the same bits, but V8 keeps it in a register instead of
+  // falling back to doubles once it passes 2^31.
+  const maskS = mask(bits + 2) | 0
+  const maskL = mask(bits - 2) | 0
   let h = 0
-  let i = p.minSize
-  for (; i < normal; i++) {
-    h = ((h << 1) + (GEAR[buf[start + i] as number] as number)) >>> 0
-    if ((h & maskS) === 0) return i + 1
+  let i = start + p.minSize
+  const normalEnd = start + normal
+  const limitEnd = start + limit
+  for (; i < normalEnd; i++) {
+    h = ((h << 1) + (GEAR[buf[i] as number] as number)) | 0
+    if ((h & maskS) === 0) return i + 1 - start
   }
-  for (; i < limit; i++) {
-    h = ((h << 1) + (GEAR[buf[start + i] as number] as number)) >>> 0
-    if ((h & maskL) === 0) return i + 1
+  for (; i < limitEnd; i++) {
+    h = ((h << 1) + (GEAR[buf[i] as number] as number)) | 0
+    if ((h & maskL) === 0) return i + 1 - start
   }
   return limit
 }

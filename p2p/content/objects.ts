@@ -5,7 +5,7 @@
 // free space) to pull and pin a replica; `getObject` fetches the manifest and
 // chunks through the piece exchange, each verified, and writes the file.
 import { randomBytes } from 'node:crypto'
-import { open, rename, rm, stat } from 'node:fs/promises'
+import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { z } from 'zod'
 import type { BlobStore, StagedBlob } from './blob-store.js'
@@ -20,6 +20,14 @@ export const OBJECT_MANIFEST_MEDIA_TYPE = 'application/vnd.bolt.object.manifest.
 export const DEFAULT_CHUNK_CONCURRENCY = 4
 /** Chunking windows (2 x the largest chunk) kept for reuse by stageObject. */
 export const MAX_SPARE_WINDOWS = 4
+/**
+ * Parsed manifests kept (an id names exact bytes, so a kept one never goes
+ * stale): the ranged GETs of one object parse it once. Only manifests of at
+ * most MANIFEST_CACHE_MAX_CHUNKS chunks (about 4 GiB) are kept, so the cache
+ * stays under a few MB.
+ */
+export const MANIFEST_CACHE_ENTRIES = 8
+export const MANIFEST_CACHE_MAX_CHUNKS = 4096
 /** Bound on chunks per object (at 1 MiB average, about 1 TiB). */
 export const MAX_OBJECT_CHUNKS = 1_000_000
 
@@ -77,6 +85,8 @@ export class ObjectStore {
   private readonly cdc: CdcParams
   /** Chunking windows of finished stageObject calls, for the next ones. */
   private readonly windows: Uint8Array[] = []
+  /** Recently read manifests, oldest first (Map order). */
+  private readonly manifests = new Map<string, ObjectManifest>()
 
   constructor (private readonly init: ObjectStoreInit) {
     this.cdc = init.cdc ?? DEFAULT_CDC
@@ -228,6 +238,12 @@ export class ObjectStore {
   }
 
   async readManifest (id: string): Promise<ObjectManifest> {
+    const kept = this.manifests.get(id)
+    if (kept !== undefined) {
+      this.manifests.delete(id)
+      this.manifests.set(id, kept)
+      return kept
+    }
     const bytes = await this.init.store.readAll(id)
     let raw: unknown
     try {
@@ -237,6 +253,9 @@ export class ObjectStore {
     }
     const r = ObjectManifestSchema.safeParse(raw)
     if (!r.success) throw new ManifestError(`object ${id}: ${r.error.issues[0]?.message ?? 'invalid manifest'}`)
+    // The blob store verified these bytes against `id` when it stored them.
+    if (r.data.chunks.length <= MANIFEST_CACHE_MAX_CHUNKS) this.manifests.set(id, r.data)
+    if (this.manifests.size > MANIFEST_CACHE_ENTRIES) this.manifests.delete(this.manifests.keys().next().value!)
     return r.data
   }
 
@@ -286,9 +305,9 @@ export class ObjectStore {
     return manifest.chunks.every(c => this.init.store.hasSync(c.digest)) ? manifest : undefined
   }
 
-  /** One chunk of a fetched object (for ranged reads). */
-  async readChunk (digest: string): Promise<Uint8Array> {
-    return await this.init.store.readAll(digest)
+  /** A handle to read one chunk of a fetched object piece by piece into the caller's buffers; the caller closes it. */
+  async openChunk (digest: string): Promise<FileHandle> {
+    return await this.init.store.openRead(digest)
   }
 
   async getObject (id: string, dest: string, opts: { candidates?: string[], signal?: AbortSignal } = {}): Promise<GetResult> {
