@@ -21,6 +21,7 @@ import type { ClusterRegistry } from './registry/push-handler.js'
 import type { CapsuleHost } from './capsule-host.js'
 import type { ServicesHost } from './services/services-host.js'
 import { LocalMemberMeta } from './member-meta.js'
+import { compactHeap, STARTUP_COMPACT_DELAY_MS } from './gc-tuning.js'
 import { buildStatus, type StatusJson } from './status.js'
 import type { Registry } from 'prom-client'
 import { agentContext, createAgentMetrics, createCapsules, createContent, createMembership, createMirror, createRaft, createRegistry, createS3, createServices } from './components.js'
@@ -128,6 +129,7 @@ export class Agent {
       }
     ]) }, async () => { await this.api.stop() })
     log.info({ id: this.peerId, name: identity.file.get().name, api: this.apiUrl }, 'agent ready')
+    setTimeout(() => { void compactHeap().catch((err: Error) => { log.debug({ err: err.message }, 'heap compaction after start') }) }, STARTUP_COMPACT_DELAY_MS).unref()
   }
 
   /**

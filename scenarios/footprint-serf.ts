@@ -98,13 +98,14 @@ async function boltFigures (quick: boolean): Promise<{ rssMB: number, pssMB: num
   const cluster = await Cluster.create('')
   try {
     const first = await cluster.add('a0')
-    await first.start(['init'])
+    // Untimed: a loaded machine may take longer than the harness's 30 s default.
+    await first.start(['init'], 120_000)
     const seed = first.ready!.node.addrs.find(a => a.includes('/quic-v1'))!
     const env = { BOLT_TOKEN: first.ready!.token }
     const joiners: AgentProcess[] = []
     for (let i = 1; i < N - 1; i++) {
       const a = await cluster.add(`a${i}`)
-      await a.start(['join', seed], 60_000, env)
+      await a.start(['join', seed], 120_000, env)
       joiners.push(a)
     }
     await waitFor(async () => await aliveCount(first) === N - 1, 60_000, 200)
