@@ -13,21 +13,16 @@ import { NetworkHost } from './network-host.js'
 import { ApiHost } from './api-host.js'
 import type { Logger } from './logger.js'
 import type { MembershipHost } from './membership-host.js'
-import { registerCoreRoutes, type CoreRoutesHost } from './api/routes.js'
-import { registerKvRoutes } from './api/kv-routes.js'
+import type { CoreRoutesHost } from './api/routes.js'
 import type { RaftHost } from './raft/raft-host.js'
 import type { ContentHost } from './content-host.js'
-import { registerMirrorRoutes } from './mirror/agent-mirror.js'
 import type { MirrorServer } from './mirror/mirror-server.js'
-import { registerRegistryRoutes } from './registry/agent-registry.js'
 import type { ClusterRegistry } from './registry/push-handler.js'
 import type { CapsuleHost } from './capsule-host.js'
 import type { ServicesHost } from './services/services-host.js'
 import { LocalMemberMeta } from './member-meta.js'
+import { compactHeap, STARTUP_COMPACT_DELAY_MS } from './gc-tuning.js'
 import { buildStatus, type StatusJson } from './status.js'
-import { runDemoCapsule } from './demo-capsule.js'
-import { registerUi } from './ui/ui.js'
-import { uiSources } from './ui/sources.js'
 import type { Registry } from 'prom-client'
 import { agentContext, createAgentMetrics, createCapsules, createContent, createMembership, createMirror, createRaft, createRegistry, createS3, createServices } from './components.js'
 import type { S3Service } from './s3/s3-service.js'
@@ -102,34 +97,39 @@ export class Agent {
     const ctx = agentContext({ dataDir, config, log, hostRoot: this.o.hostRoot ?? '/', libp2p: this.libp2p, admission: identity.admission, addrsOf: (id) => this.addrsOf(id) })
     this.membership = await this.begin('membership', await createMembership(ctx, identity.file, this.memberMeta()))
     await this.membership.joinSeeds(seeds, this.o.mode.kind === 'join', this.signal)
-    this.raft = await this.begin('raft', createRaft(ctx, this.membership, this.o.mode.kind === 'init'))
-    this.content = await this.begin('content', createContent(ctx, this.membership), async (c) => { await c.stop(this.leaving) })
+    // Each later part's modules load here, after the join: see components.ts.
+    this.raft = await this.begin('raft', await createRaft(ctx, this.membership, this.o.mode.kind === 'init'))
+    this.content = await this.begin('content', await createContent(ctx, this.membership), async (c) => { await c.stop(this.leaving) })
     const announceNetwork = (n: MemberMeta['network']): void => { this.networkMeta = n; this.membership.updateMeta(this.memberMeta()) }
-    this.capsules = await this.begin('capsules', createCapsules(ctx, { membership: this.membership, raft: this.raft, content: this.content, announceNetwork }), async (c) => {
+    this.capsules = await this.begin('capsules', await createCapsules(ctx, { membership: this.membership, raft: this.raft, content: this.content, announceNetwork }), async (c) => {
       // `dev` leaves nothing behind: its capsules go with it.
       if (this.o.ephemeral === true) { await c.supervisor?.stop(); await c.removeAllLocal() }
       await c.stop()
     })
-    this.services = await this.begin('services', createServices(ctx, { membership: this.membership, raft: this.raft, capsules: this.capsules }))
+    this.services = await this.begin('services', await createServices(ctx, { membership: this.membership, raft: this.raft, capsules: this.capsules }))
     await this.net.startReachability(identity.file.get().clusterId, () => { this.membership.updateMeta(this.memberMeta()) })
     this.running.push({ name: 'reachability', stop: async () => { await this.net.stopReachability() } })
-    this.registry = createRegistry(ctx, { content: this.content, raft: this.raft, membership: this.membership, clusterKey: () => identity.file.get().clusterKey })
+    this.registry = await createRegistry(ctx, { content: this.content, raft: this.raft, membership: this.membership, clusterKey: () => identity.file.get().clusterKey })
     this.running.push({ name: 'registry', stop: async () => { await this.registry?.stop() } })
     this.mirror = await createMirror(ctx, { content: this.content, raft: this.raft, membership: this.membership, registry: this.registry })
     this.running.push({ name: 'mirror', stop: async () => { await this.mirror?.stop() } })
-    this.s3 = await this.begin('s3', createS3(ctx, { membership: this.membership, raft: this.raft, content: this.content }))
-    const metrics = createAgentMetrics({ membership: this.membership, raft: this.raft, content: this.content, capsules: this.capsules, mirror: () => this.mirror, s3: () => this.s3 })
+    this.s3 = await this.begin('s3', await createS3(ctx, { membership: this.membership, raft: this.raft, content: this.content }))
+    const metrics = await createAgentMetrics({ membership: this.membership, raft: this.raft, content: this.content, capsules: this.capsules, mirror: () => this.mirror, s3: () => this.s3 })
     await this.begin('api', { start: async () => await this.api.start([
-      (api) => { registerCoreRoutes(api, this.routesHost(metrics)) },
-      (api) => { registerKvRoutes(api, this.raft) },
+      async (api) => { (await import('./api/routes.js')).registerCoreRoutes(api, this.routesHost(metrics)) },
+      async (api) => { (await import('./api/kv-routes.js')).registerKvRoutes(api, this.raft) },
       (api) => { this.capsules.registerRoutes(api) },
       (api) => { this.services.registerRoutes(api) },
-      (api) => { registerMirrorRoutes(api, () => ({ mirror: this.mirror, config: config.mirror })) },
+      async (api) => { (await import('./mirror/agent-mirror.js')).registerMirrorRoutes(api, () => ({ mirror: this.mirror, config: config.mirror })) },
       (api) => { this.s3?.registerRoutes(api) },
-      (api) => { registerRegistryRoutes(api, () => ({ registry: this.registry, mirrorUrl: this.mirror?.url ?? null, clusterKey: identity.file.get().clusterKey, replicas: config.registry.replicas })) },
-      async (api) => { await registerUi(api, uiSources(this, ctx)) }
+      async (api) => { (await import('./registry/agent-registry.js')).registerRegistryRoutes(api, () => ({ registry: this.registry, mirrorUrl: this.mirror?.url ?? null, clusterKey: identity.file.get().clusterKey, replicas: config.registry.replicas })) },
+      async (api) => {
+        const [{ registerUi }, { uiSources }] = await Promise.all([import('./ui/ui.js'), import('./ui/sources.js')])
+        await registerUi(api, uiSources(this, ctx))
+      }
     ]) }, async () => { await this.api.stop() })
     log.info({ id: this.peerId, name: identity.file.get().name, api: this.apiUrl }, 'agent ready')
+    setTimeout(() => { void compactHeap().catch((err: Error) => { log.debug({ err: err.message }, 'heap compaction after start') }) }, STARTUP_COMPACT_DELAY_MS).unref()
   }
 
   /**
@@ -163,7 +163,7 @@ export class Agent {
   }
 
   /** `bolt-agent dev`'s demo capsule; returns why it could not be started, or undefined. */
-  async runDemoCapsule (): Promise<string | undefined> { return await runDemoCapsule(this.capsules, this.raft) }
+  async runDemoCapsule (): Promise<string | undefined> { return await (await import('./demo-capsule.js')).runDemoCapsule(this.capsules, this.raft) }
 
   /** Fault hook: drop all cluster traffic with these peers. */
   partition (peers: string[]): void { this.identity.admission.partition(peers) }

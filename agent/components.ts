@@ -1,6 +1,9 @@
 // How the agent's parts are built from what the parts before them provide.
 // Each factory takes the shared context and the parts it uses, and nothing
 // more: membership knows nothing of Raft, Raft nothing of capsules.
+// Membership is imported with the agent; every later part is imported by its
+// factory, so the node joins its cluster (and is seen alive) before Raft,
+// content, capsules, S3 and the rest are even loaded.
 import type { Stream } from '@libp2p/interface'
 import type { Admission } from '../p2p/admission/admission.js'
 import { openClusterStream, prepareBulk } from '../p2p/dialer.js'
@@ -8,23 +11,16 @@ import { loadPeerKey, type BoltLibp2p } from '../p2p/node.js'
 import type { MemberMeta } from '../p2p/membership/meta.js'
 import type { ClusterFileStore } from './cluster-file.js'
 import type { Config } from './config.js'
-import { aliveMembers, ContentHost, pieceSources } from './content-host.js'
-import { CapsuleHost } from './capsule-host.js'
+import type { ContentHost } from './content-host.js'
+import type { CapsuleHost } from './capsule-host.js'
 import type { Logger } from './logger.js'
 import { MembershipHost } from './membership-host.js'
-import { RaftHost } from './raft/raft-host.js'
-import { ServicesHost } from './services/services-host.js'
-import { startMirror } from './mirror/agent-mirror.js'
-import { createClusterRegistry } from './registry/agent-registry.js'
+import type { RaftHost } from './raft/raft-host.js'
+import type { ServicesHost } from './services/services-host.js'
 import type { ClusterRegistry } from './registry/push-handler.js'
 import type { MirrorServer } from './mirror/mirror-server.js'
-import { mirrorMetrics, newMirrorStats } from './mirror/stats.js'
-import { createMetrics } from './metrics.js'
 import type { Registry } from 'prom-client'
-import { agentS3 } from './s3/agent-s3.js'
 import type { S3Service } from './s3/s3-service.js'
-import { s3Metrics } from './s3/stats.js'
-import { capsuleMetrics, raftPositionMetrics } from './day2/capsule-metrics.js'
 
 type Open = (peerId: string, protocol: string, signal: AbortSignal) => Promise<Stream>
 
@@ -74,7 +70,8 @@ export async function createMembership (ctx: AgentContext, file: ClusterFileStor
   })
 }
 
-export function createRaft (ctx: AgentContext, membership: MembershipHost, bootstrap: boolean): RaftHost {
+export async function createRaft (ctx: AgentContext, membership: MembershipHost, bootstrap: boolean): Promise<RaftHost> {
+  const { RaftHost } = await import('./raft/raft-host.js')
   return new RaftHost({
     self: ctx.self,
     dataDir: ctx.dataDir,
@@ -88,7 +85,8 @@ export function createRaft (ctx: AgentContext, membership: MembershipHost, boots
   })
 }
 
-export function createContent (ctx: AgentContext, membership: MembershipHost): ContentHost {
+export async function createContent (ctx: AgentContext, membership: MembershipHost): Promise<ContentHost> {
+  const { ContentHost, aliveMembers, pieceSources } = await import('./content-host.js')
   const content = new ContentHost({
     dataDir: ctx.dataDir,
     config: ctx.config.content,
@@ -108,7 +106,8 @@ export function createContent (ctx: AgentContext, membership: MembershipHost): C
   return content
 }
 
-export function createCapsules (ctx: AgentContext, parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost, announceNetwork: (n: MemberMeta['network']) => void }): CapsuleHost {
+export async function createCapsules (ctx: AgentContext, parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost, announceNetwork: (n: MemberMeta['network']) => void }): Promise<CapsuleHost> {
+  const { CapsuleHost } = await import('./capsule-host.js')
   return new CapsuleHost({
     self: ctx.self,
     dataDir: ctx.dataDir,
@@ -125,8 +124,9 @@ export function createCapsules (ctx: AgentContext, parts: { membership: Membersh
   })
 }
 
-export function createServices (ctx: AgentContext, parts: { membership: MembershipHost, raft: RaftHost, capsules: CapsuleHost }): ServicesHost {
+export async function createServices (ctx: AgentContext, parts: { membership: MembershipHost, raft: RaftHost, capsules: CapsuleHost }): Promise<ServicesHost> {
   const { raft, membership, capsules } = parts
+  const { ServicesHost } = await import('./services/services-host.js')
   const services = new ServicesHost({
     config: ctx.config.dns,
     isLeader: () => raft.status().role === 'leader',
@@ -145,6 +145,8 @@ export function createServices (ctx: AgentContext, parts: { membership: Membersh
 
 /** The registry mirror, if enabled: a taken port is a warning, never a failed start. */
 export async function createMirror (ctx: AgentContext, parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost, registry: ClusterRegistry | undefined }): Promise<MirrorServer | undefined> {
+  if (!ctx.config.mirror.enabled) return undefined
+  const [{ startMirror }, { pieceSources }] = await Promise.all([import('./mirror/agent-mirror.js'), import('./content-host.js')])
   return await startMirror({
     config: ctx.config.mirror,
     content: parts.content,
@@ -157,7 +159,9 @@ export async function createMirror (ctx: AgentContext, parts: { membership: Memb
 }
 
 /** The cluster's own registry (pushes), answered on the mirror's listener; undefined when `[registry] enabled = false`. */
-export function createRegistry (ctx: AgentContext, parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost, clusterKey: () => string }): ClusterRegistry | undefined {
+export async function createRegistry (ctx: AgentContext, parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost, clusterKey: () => string }): Promise<ClusterRegistry | undefined> {
+  if (!ctx.config.registry.enabled) return undefined
+  const [{ createClusterRegistry }, { aliveMembers, pieceSources }] = await Promise.all([import('./registry/agent-registry.js'), import('./content-host.js')])
   const registry = createClusterRegistry({
     config: ctx.config.registry,
     content: parts.content,
@@ -173,13 +177,17 @@ export function createRegistry (ctx: AgentContext, parts: { membership: Membersh
 }
 
 /** The S3 endpoint over the object store (its listener opens in start(); a taken port leaves it off, logged). */
-export function createS3 (ctx: AgentContext, parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost }): S3Service {
+export async function createS3 (ctx: AgentContext, parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost }): Promise<S3Service> {
+  const { agentS3 } = await import('./s3/agent-s3.js')
   return agentS3({ config: ctx.config.s3, dataDir: ctx.dataDir, raft: parts.raft, content: parts.content, self: ctx.self, members: () => parts.membership.view(), log: ctx.log.child({ part: 's3' }) })
 }
 
 /** The agent's Prometheus registry, read from the parts' own counters at scrape time. */
-export function createAgentMetrics (parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost, capsules: CapsuleHost, mirror: () => MirrorServer | undefined, s3: () => S3Service | undefined }): Registry {
+export async function createAgentMetrics (parts: { membership: MembershipHost, raft: RaftHost, content: ContentHost, capsules: CapsuleHost, mirror: () => MirrorServer | undefined, s3: () => S3Service | undefined }): Promise<Registry> {
   const { membership, raft, content } = parts
+  const [{ createMetrics }, { mirrorMetrics, newMirrorStats }, { s3Metrics }, { capsuleMetrics, raftPositionMetrics }] = await Promise.all([
+    import('./metrics.js'), import('./mirror/stats.js'), import('./s3/stats.js'), import('./day2/capsule-metrics.js')
+  ])
   return createMetrics({
     membersByState: () => membership.countByState(),
     membership: () => membership.stats(),

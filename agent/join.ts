@@ -5,7 +5,6 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Admission } from '../p2p/admission/admission.js'
 import { AdmissionRejectedError, ImpostorError } from '../p2p/admission/errors.js'
-import { searchLan } from '../p2p/discovery/lan.js'
 import type { BoltLibp2p } from '../p2p/node.js'
 import type { JoinToken } from '../p2p/token.js'
 import { JoinFailedError, UserError } from './errors.js'
@@ -59,6 +58,8 @@ export async function joinOverLan (j: Joiner, token: JoinToken): Promise<Seed[]>
   const signal = AbortSignal.any([AbortSignal.timeout(LAN_JOIN_TIMEOUT_MS), j.signal])
   const failures: string[] = []
   const search = new AbortController()
+  // mDNS code loads only for a join that searches for members with it.
+  const { searchLan } = await import('../p2p/discovery/lan.js')
   try {
     for await (const c of searchLan(j.libp2p, token.clusterId, AbortSignal.any([signal, search.signal]))) {
       const addrs = c.addrs.map(a => `${a}/p2p/${c.id}`)

@@ -3,7 +3,7 @@
 // GPUs, labels and capsule policy, so no update can drop what the scheduler
 // places by (a GPU node once lost its GPUs when its addresses changed).
 import { availableParallelism, totalmem } from 'node:os'
-import { nodeResources } from '../native/index.js'
+import { nodeResources } from '../native/resources.js'
 import type { MemberMeta, Resources } from '../p2p/membership/meta.js'
 import { ROLE_PREF_LABEL } from './raft/autopilot.js'
 import type { Config } from './config.js'

@@ -5,7 +5,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { Admission } from '../p2p/admission/admission.js'
 import { createBoltNode, guardServiceProtocols, KAD_PROTOCOL, PING_PROTOCOL, REACHABILITY_GUARDED_PROTOCOLS, type BoltLibp2p, DEFAULT_MAX_CONNECTIONS, EDGE_MAX_CONNECTIONS } from '../p2p/node.js'
 import { dialableAddrs, isRelayed, ownAddrs, RelaySlot, shouldReserve } from '../p2p/reachability/index.js'
-import { LanAdvertiser } from '../p2p/discovery/lan.js'
+import type { LanAdvertiser } from '../p2p/discovery/lan.js'
 import { dhtServerMode, reachabilityOptions, type Config } from './config.js'
 import { UserError } from './errors.js'
 import type { Logger } from './logger.js'
@@ -74,6 +74,8 @@ export class NetworkHost {
       await this.relaySlot.start().catch((err: Error) => { log.warn({ err: err.message }, 'cannot search for a relay') })
     }
     if (config.mdns) {
+      // mDNS is loaded only where it is on.
+      const { LanAdvertiser } = await import('../p2p/discovery/lan.js')
       this.lan = new LanAdvertiser(this.libp2p)
       await this.lan.start(clusterId).catch((err: Error) => { log.warn({ err: err.message }, 'mDNS unavailable; joiners need an address') })
     }

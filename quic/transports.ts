@@ -11,9 +11,21 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { quic } from '@chainsafe/libp2p-quic'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { tcp } from '@libp2p/tcp'
-import { webSockets } from '@libp2p/websockets'
+import { createRequire } from 'node:module'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { noiseCrypto } from './noise-crypto.js'
+
+type WebSocketsFactory = typeof import('@libp2p/websockets').webSockets
+
+/**
+ * The WebSockets transport, loaded only when asked for (it brings `ws` and
+ * a few MB of heap an agent without browser clients never uses). Its
+ * package exports a `module-sync` entry, so `require` loads it synchronously.
+ */
+function webSockets (): ReturnType<WebSocketsFactory> {
+  const { webSockets: factory } = createRequire(import.meta.url)('@libp2p/websockets') as { webSockets: WebSocketsFactory }
+  return factory()
+}
 
 export type TransportName = 'quic' | 'tcp' | 'ws'
 
@@ -42,7 +54,7 @@ export interface TransportOptions {
 
 /** libp2p `transports`, `connectionEncrypters` and `streamMuxers` for an agent. */
 export function transportModules (opts: TransportOptions = {}): {
-  transports: Array<ReturnType<typeof tcp> | ReturnType<typeof quic> | ReturnType<typeof webSockets>>
+  transports: Array<ReturnType<typeof tcp> | ReturnType<typeof quic> | ReturnType<WebSocketsFactory>>
   connectionEncrypters: Array<ReturnType<typeof noise>>
   streamMuxers: Array<ReturnType<typeof yamux>>
 } {

@@ -13,6 +13,7 @@ import { promisify } from 'node:util'
 import { Cluster, waitFor, type AgentProcess } from '../test/helpers/harness.js'
 import type { Scenario } from './report.js'
 import { aliveCount } from './_membership.js'
+import { apiOf } from './_raft.js'
 
 const run = promisify(execFile)
 const N = 8
@@ -97,32 +98,54 @@ async function boltFigures (quick: boolean): Promise<{ rssMB: number, pssMB: num
   const cluster = await Cluster.create('')
   try {
     const first = await cluster.add('a0')
-    await first.start(['init'])
+    // Untimed: a loaded machine may take longer than the harness's 30 s default.
+    await first.start(['init'], 120_000)
     const seed = first.ready!.node.addrs.find(a => a.includes('/quic-v1'))!
     const env = { BOLT_TOKEN: first.ready!.token }
     const joiners: AgentProcess[] = []
     for (let i = 1; i < N - 1; i++) {
       const a = await cluster.add(`a${i}`)
-      await a.start(['join', seed], 60_000, env)
+      await a.start(['join', seed], 120_000, env)
       joiners.push(a)
     }
     await waitFor(async () => await aliveCount(first) === N - 1, 60_000, 200)
     const last = await cluster.add(`a${N - 1}`)
+    // Timed like Serf's joiner: from its process start until the seed sees it
+    // alive, which may come before the joiner says it is ready (the parts
+    // after membership start after the join).
     const t0 = Date.now()
-    await last.start(['join', seed], 60_000, env)
-    await waitFor(async () => (await first.status())?.members.find(m => m.id === last.id)?.state === 'alive', 30_000, 20)
+    const ready = last.start(['join', seed], 60_000, env)
+    await waitFor(async () => await stateOf(first, { name: last.name }) === 'alive', 30_000, 20)
     const startToAliveS = (Date.now() - t0) / 1000
+    await ready
     joiners.push(last)
     await new Promise(resolve => setTimeout(resolve, quick ? 10_000 : 60_000))
     const mems = await Promise.all(joiners.map(async a => await memoryOf(a.proc!.pid!)))
     const others = [first, ...joiners.slice(0, -1)]
     const killedAt = Date.now()
     await last.kill9()
-    await waitFor(async () => (await Promise.all(others.map(async a => (await a.status())?.members.find(m => m.id === last.id)?.state))).every(s => s === 'dead'), 120_000, 100)
+    await waitFor(async () => (await Promise.all(others.map(async a => await stateOf(a, { id: last.id })))).every(s => s === 'dead'), 120_000, 100)
     const detectS = (Date.now() - killedAt) / 1000
     return { rssMB: median(mems.map(m => m.rssMB)), pssMB: median(mems.map(m => m.pssMB)), startToAliveS, detectS }
   } finally {
     await cluster.destroy()
+  }
+}
+
+/**
+ * A member's state as one agent sees it, read from that agent's API over
+ * HTTP: a `bolt-agent status` process per poll cost a Node start (a second
+ * or more of a loaded machine's time, against `serf members`' few ms) and
+ * made bolt's figures slower than the agents were.
+ */
+async function stateOf (a: AgentProcess, who: { id?: string, name?: string }): Promise<string | undefined> {
+  try {
+    const api = await apiOf(a)
+    const res = await fetch(`${api.url}/v1/status`, { headers: { authorization: `Bearer ${api.token}` }, signal: AbortSignal.timeout(5000) })
+    if (!res.ok) return undefined
+    return ((await res.json()) as { members: Array<{ id: string, name: string, state: string }> }).members.find(m => m.id === who.id || m.name === who.name)?.state
+  } catch {
+    return undefined // not answering (busy or gone): no state seen this poll
   }
 }
 

@@ -78,3 +78,28 @@ t.test('every flag the agent sets is one this V8 knows (setFlagsFromString ignor
     t.ok(stdout.includes(`--${name} `), `${name} is a V8 flag`)
   }
 })
+
+t.test('the young generation stays at its start size once tuned, and compactHeap shrinks a grown one', async t => {
+  const mod = new URL('../../agent/gc-tuning.js', import.meta.url).href
+  // Prints the young generation's size (KiB) after churn, then after compactHeap.
+  const youngAfterChurn = async (tune: boolean): Promise<[number, number]> => {
+    const script = `
+      import v8 from 'node:v8'
+      const { tuneGc, compactHeap } = await import(${JSON.stringify(mod)})
+      if (${JSON.stringify(tune)}) tuneGc({ profile: 'lan' })
+      const young = () => v8.getHeapSpaceStatistics().find(s => s.space_name === 'new_space').space_size >> 10
+      let keep = []
+      for (let i = 0; i < 3e6; i++) { const o = { a: i, b: [i, i + 1] }; if (i % 3 === 0) keep.push(o); if (keep.length > 50000) keep = [] }
+      keep = []
+      const grown = young()
+      await compactHeap()
+      process.stdout.write(JSON.stringify([grown, young()]))
+    `
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { timeout: 60_000 })
+    return JSON.parse(stdout) as [number, number]
+  }
+  const [plainGrown, plainCompacted] = await youngAfterChurn(false)
+  const [tunedGrown] = await youngAfterChurn(true)
+  t.ok(tunedGrown < plainGrown, `young generation after churn: ${tunedGrown} KiB tuned, ${plainGrown} KiB untuned`)
+  t.ok(plainCompacted < plainGrown, `compactHeap: ${plainGrown} -> ${plainCompacted} KiB`)
+})
