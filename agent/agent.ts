@@ -3,7 +3,7 @@
 // place in its cluster, the libp2p node, membership (SWIM), Raft, content,
 // capsules, services, reachability, the cluster registry and the mirror that
 // serves it, S3, and the local API with the dashboard. How each part is built
-// is in components.ts.
+// is in components.ts, the API's routes in agent-api.ts.
 import { rm } from 'node:fs/promises'
 import type { BoltLibp2p } from '../p2p/node.js'
 import type { MemberMeta } from '../p2p/membership/meta.js'
@@ -13,7 +13,6 @@ import { NetworkHost } from './network-host.js'
 import { ApiHost } from './api-host.js'
 import type { Logger } from './logger.js'
 import type { MembershipHost } from './membership-host.js'
-import type { CoreRoutesHost } from './api/routes.js'
 import type { RaftHost } from './raft/raft-host.js'
 import type { ContentHost } from './content-host.js'
 import type { MirrorServer } from './mirror/mirror-server.js'
@@ -23,7 +22,7 @@ import type { ServicesHost } from './services/services-host.js'
 import { LocalMemberMeta } from './member-meta.js'
 import { compactHeap, STARTUP_COMPACT_DELAY_MS } from './gc-tuning.js'
 import { buildStatus, type StatusJson } from './status.js'
-import type { Registry } from 'prom-client'
+import { agentApiRoutes } from './agent-api.js'
 import { agentContext, createAgentMetrics, createCapsules, createContent, createMembership, createMirror, createRaft, createRegistry, createS3, createServices } from './components.js'
 import type { S3Service } from './s3/s3-service.js'
 
@@ -115,19 +114,8 @@ export class Agent {
     this.running.push({ name: 'mirror', stop: async () => { await this.mirror?.stop() } })
     this.s3 = await this.begin('s3', await createS3(ctx, { membership: this.membership, raft: this.raft, content: this.content }))
     const metrics = await createAgentMetrics({ membership: this.membership, raft: this.raft, content: this.content, capsules: this.capsules, mirror: () => this.mirror, s3: () => this.s3 })
-    await this.begin('api', { start: async () => await this.api.start([
-      async (api) => { (await import('./api/routes.js')).registerCoreRoutes(api, this.routesHost(metrics)) },
-      async (api) => { (await import('./api/kv-routes.js')).registerKvRoutes(api, this.raft) },
-      (api) => { this.capsules.registerRoutes(api) },
-      (api) => { this.services.registerRoutes(api) },
-      async (api) => { (await import('./mirror/agent-mirror.js')).registerMirrorRoutes(api, () => ({ mirror: this.mirror, config: config.mirror })) },
-      (api) => { this.s3?.registerRoutes(api) },
-      async (api) => { (await import('./registry/agent-registry.js')).registerRegistryRoutes(api, () => ({ registry: this.registry, mirrorUrl: this.mirror?.url ?? null, clusterKey: identity.file.get().clusterKey, replicas: config.registry.replicas })) },
-      async (api) => {
-        const [{ registerUi }, { uiSources }] = await Promise.all([import('./ui/ui.js'), import('./ui/sources.js')])
-        await registerUi(api, uiSources(this, ctx))
-      }
-    ]) }, async () => { await this.api.stop() })
+    const routes = agentApiRoutes({ config, log, identity, peerId: this.peerId, membership: this.membership, raft: this.raft, capsules: this.capsules, services: this.services, mirror: () => this.mirror, registry: () => this.registry, s3: () => this.s3, metrics, ui: this, ctx, status: () => this.status(), tokenInfo: () => this.tokenInfo(), leave: async () => { await this.leave() } })
+    await this.begin('api', { start: async () => { await this.api.start(routes) } }, async () => { await this.api.stop() })
     log.info({ id: this.peerId, name: identity.file.get().name, api: this.apiUrl }, 'agent ready')
     setTimeout(() => { void compactHeap().catch((err: Error) => { log.debug({ err: err.message }, 'heap compaction after start') }) }, STARTUP_COMPACT_DELAY_MS).unref()
   }
@@ -167,24 +155,6 @@ export class Agent {
 
   /** Fault hook: drop all cluster traffic with these peers. */
   partition (peers: string[]): void { this.identity.admission.partition(peers) }
-
-  private routesHost (metrics: Registry): CoreRoutesHost {
-    return {
-      log: this.log,
-      debug: this.config.debug.enabled,
-      status: () => this.status(),
-      tokenInfo: () => this.tokenInfo(),
-      rotateToken: async () => { await this.identity.rotateSecret(); return this.tokenInfo() },
-      evict: async (node) => {
-        const e = await this.identity.evict(node, this.membership.view(), this.peerId)
-        return { evicted: { id: e.id, name: e.name }, keyVersion: e.keyVersion, ...this.tokenInfo() }
-      },
-      leave: async () => { await this.leave() },
-      metrics: () => ({ text: async () => await metrics.metrics(), contentType: metrics.contentType }),
-      setDropRate: (rate) => { this.membership.setDropRate(rate) },
-      partition: (peers) => { this.partition(peers) }
-    }
-  }
 
   /** Tells the cluster this node leaves, then stops. */
   async leave (): Promise<void> {
