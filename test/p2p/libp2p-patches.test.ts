@@ -115,3 +115,27 @@ t.test('@libp2p/utils: onDrain() waits for the next drain, not only the first on
   }
   await s.close()
 })
+
+t.test('libp2p-yamux: a stream whose opening frame cannot be sent fails alone; the process goes on', async t => {
+  const a = await node()
+  const b = await node()
+  t.teardown(async () => { await a.stop(); await b.stop() })
+  const uncaught: Error[] = []
+  const onUncaught = (err: Error): void => { uncaught.push(err) }
+  // tap reports an uncaught exception as a failure of its own; record it here instead, to assert on it.
+  process.prependListener('uncaughtException', onUncaught)
+  t.teardown(() => { process.removeListener('uncaughtException', onUncaught) })
+  const conn = await a.dial(b.getMultiaddrs().find(m => transportOf(m) === 'tcp')!)
+  // The yamux muxer under a TCP connection. Seen in an 8-agent pull: a
+  // stream created as its connection began closing; the window update that
+  // opens it, sent from a microtask, met the muxer's "Cannot write to a
+  // stream that is closing". Here the muxer's send refuses the same way.
+  const muxer = (conn as unknown as { muxer: { createStream: () => Promise<{ status: string }>, send: (d: unknown) => boolean } }).muxer
+  const send = muxer.send.bind(muxer)
+  muxer.send = () => { throw new Error('Cannot write to a stream that is closing') }
+  const stream = await muxer.createStream()
+  await new Promise(resolve => setImmediate(resolve))
+  muxer.send = send
+  t.same(uncaught.map(e => e.message), [], 'nothing was thrown outside the caller')
+  t.equal(stream.status, 'aborted', 'the stream that could not open is aborted')
+})
