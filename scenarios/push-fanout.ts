@@ -31,8 +31,19 @@ async function skopeo (args: string[]): Promise<void> {
 
 /** Bytes this agent served to peers so far (its /metrics). */
 async function servedBytes (a: AgentProcess): Promise<number> {
+  return (await contentBytes(a)).served
+}
+
+/** This agent's content byte counters (its /metrics): served to peers, received from peers. */
+async function contentBytes (a: AgentProcess): Promise<{ served: number, peers: number }> {
   const text = await (await fetch(`${a.ready!.api}/metrics`)).text()
-  return Number(/bolt_content_bytes_total\{source="served"\} (\d+)/.exec(text)?.[1] ?? NaN)
+  const read = (source: string): number => Number(new RegExp(`bolt_content_bytes_total\\{source="${source}"\\} (\\d+)`).exec(text)?.[1] ?? NaN)
+  return { served: read('served'), peers: read('peers') }
+}
+
+/** One line per agent: MiB served to and received from peers since `before`, and when its client's pull ended. */
+function perAgentLines (agents: AgentProcess[], before: Array<{ served: number, peers: number }>, after: Array<{ served: number, peers: number }>, doneAt: number[]): string {
+  return agents.map((a, i) => `#   ${a.name}: served ${((after[i]!.served - before[i]!.served) / MiB).toFixed(1)} MiB, from peers ${((after[i]!.peers - before[i]!.peers) / MiB).toFixed(1)} MiB, pull done at ${doneAt[i]!.toFixed(2)} s`).join('\n') + '\n'
 }
 
 function endpoint (a: AgentProcess): string {
@@ -59,14 +70,21 @@ export const scenario: Scenario = {
       const cred = JSON.parse(tok.stdout) as { username: string, password: string }
 
       const served0 = await servedBytes(agents[0]!)
+      const before = await Promise.all(agents.map(contentBytes))
       const t0 = performance.now()
       await skopeo(['copy', '--dest-tls-verify=false', '--preserve-digests', '--dest-creds', `${cred.username}:${cred.password}`, `oci:${layout}:v1`, `docker://${endpoint(agents[0]!)}/bench/push:v1`])
       const pushSeconds = (performance.now() - t0) / 1000
       const servedByPush = await servedBytes(agents[0]!) - served0
-      await Promise.all(agents.map(async (a, i) => { await skopeo(['copy', '--src-tls-verify=false', `docker://${endpoint(a)}/bench/push:v1`, `oci:${join(out, `agent-${i}`)}:v1`]) }))
+      const doneAt: number[] = agents.map(() => NaN)
+      await Promise.all(agents.map(async (a, i) => {
+        await skopeo(['copy', '--src-tls-verify=false', `docker://${endpoint(a)}/bench/push:v1`, `oci:${join(out, `agent-${i}`)}:v1`])
+        doneAt[i] = (performance.now() - t0) / 1000
+      }))
       const clusterSeconds = (performance.now() - t0) / 1000
       const served = await servedBytes(agents[0]!) - served0
+      const after = await Promise.all(agents.map(contentBytes))
       process.stdout.write(`# through the agents: push ${pushSeconds.toFixed(2)} s, total ${clusterSeconds.toFixed(2)} s, pushed-to agent served ${(served / MiB).toFixed(1)} MiB\n`)
+      process.stdout.write(perAgentLines(agents, before, after, doneAt))
       for (let i = 0; i < AGENTS; i++) await rm(join(out, `agent-${i}`), { recursive: true, force: true })
 
       const t1 = performance.now()

@@ -330,17 +330,46 @@ export class PiecePicker {
     }
   }
 
-  /** Pieces from peers, rarest first, each piece from one peer. */
+  /**
+   * Pieces from peers, rarest first, each piece from one peer. Peers still
+   * pulling are asked first; a seed (a peer holding the whole blob) only for
+   * pieces none of them holds — BitTorrent's super-seeding, seen from the
+   * pullers' side. While others pull too, the seeds' pieces are split like
+   * the registry's (index mod pullers = rank) and each puller asks a seed
+   * for at most maxInflightPerSeed of its own share at a time, so a seed's
+   * piece goes to one puller and spreads from there; another share's piece
+   * only when this node has nothing in flight to its fellow pullers.
+   */
   private requestFromPeers (byRarity: number[], now: number, budget: TickBudget, out: PickerAction[]): void {
-    for (const [peer, p] of this.peers) {
-      if (p.have === null) continue
-      for (const i of byRarity) {
-        if (p.inflight.size >= this.cfg.maxInflightPerPeer || !budget.peerMay(peer)) break
-        if (!p.have.get(i) || (this.inflight.get(i)?.size ?? 0) > 0) continue
-        budget.takePeer(peer)
-        this.startRequest(peer, i, now)
-        out.push({ type: 'request', peer, index: i })
-      }
+    const partial: Array<[string, PeerState]> = []
+    const seeds: Array<[string, PeerState]> = []
+    for (const entry of this.peers) {
+      const have = entry[1].have
+      if (have !== null) (have.isComplete() ? seeds : partial).push(entry)
+    }
+    for (const [peer, p] of partial) this.requestFrom(peer, p, byRarity, now, budget, out, this.cfg.maxInflightPerPeer)
+    if (seeds.length === 0) return
+    const pullers = [this.cfg.self, ...partial.filter(([, p]) => p.pulling).map(([id]) => id)].sort()
+    if (pullers.length === 1) {
+      for (const [peer, p] of seeds) this.requestFrom(peer, p, byRarity, now, budget, out, this.cfg.maxInflightPerPeer)
+      return
+    }
+    const rank = pullers.indexOf(this.cfg.self)
+    const k = pullers.length
+    const unheld = byRarity.filter(i => !partial.some(([, p]) => p.have?.get(i) === true))
+    const mine = unheld.filter(i => i % k === rank)
+    const idle = partial.every(([, p]) => p.inflight.size === 0)
+    const fromSeeds = idle ? [...mine, ...unheld.filter(i => i % k !== rank)] : mine
+    for (const [peer, p] of seeds) this.requestFrom(peer, p, fromSeeds, now, budget, out, Math.min(this.cfg.maxInflightPerSeed, this.cfg.maxInflightPerPeer))
+  }
+
+  private requestFrom (peer: string, p: PeerState, pieces: number[], now: number, budget: TickBudget, out: PickerAction[], cap: number): void {
+    for (const i of pieces) {
+      if (p.inflight.size >= cap || !budget.peerMay(peer)) break
+      if (p.have?.get(i) !== true || (this.inflight.get(i)?.size ?? 0) > 0) continue
+      budget.takePeer(peer)
+      this.startRequest(peer, i, now)
+      out.push({ type: 'request', peer, index: i })
     }
   }
 
