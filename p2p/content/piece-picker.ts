@@ -23,7 +23,10 @@ import {
   withPickerDefaults, type PickerAction, type PickerConfig, type Source
 } from './piece-picker-config.js'
 
+import { PickerInvariantError, TickBudget, tieOrder } from './piece-picker-parts.js'
+
 export * from './piece-picker-config.js'
+export { PickerInvariantError } from './piece-picker-parts.js'
 
 /** Weight of the newest piece time in the running average (exponential). */
 const PIECE_TIME_WEIGHT = 0.2
@@ -78,16 +81,7 @@ export class PiecePicker {
     this.lastProgress = now
     this.lastNow = now
     this.claimed = new Bitfield(cfg.pieceCount)
-    // A per-node order for ties, so nodes starting together do not all chase the same piece.
-    this.order = Array.from({ length: cfg.pieceCount }, (_, i) => i)
-    let seed = hashString(cfg.self)
-    for (let i = this.order.length - 1; i > 0; i--) {
-      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
-      const j = seed % (i + 1)
-      const tmp = this.order[i] as number
-      this.order[i] = this.order[j] as number
-      this.order[j] = tmp
-    }
+    this.order = tieOrder(cfg.self, cfg.pieceCount)
   }
 
   get done (): boolean { return this.have.count() === this.cfg.pieceCount }
@@ -474,36 +468,4 @@ export class PiecePicker {
     if (reg > this.cfg.maxRegistryInflight) throw new PickerInvariantError(`${reg} registry requests in flight, more than ${this.cfg.maxRegistryInflight}`)
     for (const [peer, p] of this.peers) if (p.inflight.size > this.cfg.maxInflightPerPeer) throw new PickerInvariantError(`peer ${peer} has ${p.inflight.size} requests in flight, more than ${this.cfg.maxInflightPerPeer}`)
   }
-}
-
-/** The picker's own state broke a rule it keeps: a bug, never bad input from a peer. */
-export class PickerInvariantError extends Error {
-  override name = 'PickerInvariantError'
-}
-
-function hashString (s: string): number {
-  let h = 2166136261
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0
-  return h
-}
-
-/** What one tick may still start: peer requests, registry requests, and requests to each peer (node-wide caps kept by the caller). */
-class TickBudget {
-  private readonly room = new Map<string, number>()
-  constructor (private requests: number, private registry: number, private readonly peerRoom?: (peer: string) => number) {}
-
-  peerMay (peer: string): boolean {
-    if (this.requests <= 0) return false
-    let r = this.room.get(peer)
-    if (r === undefined) { r = this.peerRoom?.(peer) ?? Number.POSITIVE_INFINITY; this.room.set(peer, r) }
-    return r > 0
-  }
-
-  takePeer (peer: string): void {
-    this.requests--
-    this.room.set(peer, (this.room.get(peer) ?? 0) - 1)
-  }
-
-  registryMay (): boolean { return this.registry > 0 }
-  takeRegistry (): void { this.registry-- }
 }
