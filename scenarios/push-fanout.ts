@@ -11,7 +11,7 @@ import { execFile } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Cluster, type AgentProcess } from '../test/helpers/harness.js'
+import { Cluster, seedAddr, waitFor, type AgentProcess } from '../test/helpers/harness.js'
 import { buildImage, startRegistry, writeImageLayout } from '../test/helpers/registry.js'
 import type { Scenario, ScenarioReport } from './report.js'
 
@@ -19,6 +19,24 @@ const MiB = 1024 * 1024
 const AGENTS = 8
 const K = 2
 const SKOPEO_TIMEOUT_MS = 15 * 60_000
+/** How long an agent may take to start: on a loaded 2-core machine 8 agents starting at once took more than the harness's 30 s. */
+const START_TIMEOUT_MS = 180_000
+
+/** `cluster.formAlive(n, 'quic')`, joining one at a time with a longer start timeout (the figures start after this). */
+async function formAlive (cluster: Cluster, n: number): Promise<AgentProcess[]> {
+  const first = await cluster.add('a0')
+  await first.start(['init'], START_TIMEOUT_MS)
+  const seed = seedAddr(first, 'quic')
+  const agents = [first]
+  // One after another: joins at once on a loaded machine timed out reaching the first agent.
+  for (let i = 1; i < n; i++) {
+    const a = await cluster.add(`a${i}`)
+    await a.start(['join', seed], START_TIMEOUT_MS, { BOLT_TOKEN: first.ready!.token })
+    agents.push(a)
+  }
+  if (await waitFor(async () => (await first.status())?.members.filter(m => m.state === 'alive').length === n, START_TIMEOUT_MS, 500) < 0) throw new Error(`not all ${n} agents are alive members`)
+  return agents
+}
 
 async function skopeo (args: string[]): Promise<void> {
   await new Promise<void>((resolve, reject) => {
@@ -31,8 +49,19 @@ async function skopeo (args: string[]): Promise<void> {
 
 /** Bytes this agent served to peers so far (its /metrics). */
 async function servedBytes (a: AgentProcess): Promise<number> {
+  return (await contentBytes(a)).served
+}
+
+/** This agent's content byte counters (its /metrics): served to peers, received from peers. */
+async function contentBytes (a: AgentProcess): Promise<{ served: number, peers: number }> {
   const text = await (await fetch(`${a.ready!.api}/metrics`)).text()
-  return Number(/bolt_content_bytes_total\{source="served"\} (\d+)/.exec(text)?.[1] ?? NaN)
+  const read = (source: string): number => Number(new RegExp(`bolt_content_bytes_total\\{source="${source}"\\} (\\d+)`).exec(text)?.[1] ?? NaN)
+  return { served: read('served'), peers: read('peers') }
+}
+
+/** One line per agent: MiB served to and received from peers since `before`, and when its client's pull ended. */
+function perAgentLines (agents: AgentProcess[], before: Array<{ served: number, peers: number }>, after: Array<{ served: number, peers: number }>, doneAt: number[]): string {
+  return agents.map((a, i) => `#   ${a.name}: served ${((after[i]!.served - before[i]!.served) / MiB).toFixed(1)} MiB, from peers ${((after[i]!.peers - before[i]!.peers) / MiB).toFixed(1)} MiB, pull done at ${doneAt[i]!.toFixed(2)} s`).join('\n') + '\n'
 }
 
 function endpoint (a: AgentProcess): string {
@@ -53,20 +82,27 @@ export const scenario: Scenario = {
       const img = await buildImage({ extraLayerSizes: [layerSize, layerSize, layerSize, layerSize], gzip: true })
       const layout = join(out, 'layout')
       await writeImageLayout(layout, 'v1', img)
-      const agents = await cluster.formAlive(AGENTS, 'quic')
+      const agents = await formAlive(cluster, AGENTS)
       const tok = await agents[0]!.cli(['registry', 'token', '--json'])
       if (tok.code !== 0) throw new Error(`registry token: ${tok.stderr}`)
       const cred = JSON.parse(tok.stdout) as { username: string, password: string }
 
       const served0 = await servedBytes(agents[0]!)
+      const before = await Promise.all(agents.map(contentBytes))
       const t0 = performance.now()
       await skopeo(['copy', '--dest-tls-verify=false', '--preserve-digests', '--dest-creds', `${cred.username}:${cred.password}`, `oci:${layout}:v1`, `docker://${endpoint(agents[0]!)}/bench/push:v1`])
       const pushSeconds = (performance.now() - t0) / 1000
       const servedByPush = await servedBytes(agents[0]!) - served0
-      await Promise.all(agents.map(async (a, i) => { await skopeo(['copy', '--src-tls-verify=false', `docker://${endpoint(a)}/bench/push:v1`, `oci:${join(out, `agent-${i}`)}:v1`]) }))
+      const doneAt: number[] = agents.map(() => NaN)
+      await Promise.all(agents.map(async (a, i) => {
+        await skopeo(['copy', '--src-tls-verify=false', `docker://${endpoint(a)}/bench/push:v1`, `oci:${join(out, `agent-${i}`)}:v1`])
+        doneAt[i] = (performance.now() - t0) / 1000
+      }))
       const clusterSeconds = (performance.now() - t0) / 1000
       const served = await servedBytes(agents[0]!) - served0
+      const after = await Promise.all(agents.map(contentBytes))
       process.stdout.write(`# through the agents: push ${pushSeconds.toFixed(2)} s, total ${clusterSeconds.toFixed(2)} s, pushed-to agent served ${(served / MiB).toFixed(1)} MiB\n`)
+      process.stdout.write(perAgentLines(agents, before, after, doneAt))
       for (let i = 0; i < AGENTS; i++) await rm(join(out, `agent-${i}`), { recursive: true, force: true })
 
       const t1 = performance.now()

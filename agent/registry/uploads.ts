@@ -5,9 +5,10 @@
 // agent restart: the bytes live in the store's uploads/ (not tmp/, which the
 // store empties on open) beside a small record of the repository; an id
 // this process does not know is taken up again from there on its first
-// request (the hash is rebuilt by reading the bytes once). The finished blob is
-// written through BlobStore.put, which verifies the digest again and renames
-// it into place: a mismatch stores nothing.
+// request (the hash is rebuilt by reading the bytes once). A finished upload
+// whose hash matches its digest is moved into the store as it is
+// (BlobStore.adopt: fsync and rename, no second read); a mismatch stores
+// nothing.
 import { createHash, randomUUID, type Hash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { mkdir, open, readdir, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises'
@@ -159,8 +160,10 @@ export class Uploads {
         await this.drop(u)
         throw new MirrorRequestError(400, 'DIGEST_INVALID', `the uploaded ${u.offset} bytes hash to ${got}, not ${digest}; nothing was stored`)
       }
-      await u.fh.sync()
-      await this.store.put(createReadStream(u.path), digest, { size: u.offset })
+      // The running hash covered every byte written: the file moves into the store as it is.
+      this.open.delete(u.id)
+      await u.fh.close()
+      await this.store.adopt(u.path, digest, u.offset)
       await this.drop(u)
       return { size: u.offset }
     } finally {

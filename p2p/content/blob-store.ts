@@ -241,6 +241,28 @@ export class BlobStore {
   }
 
   /**
+   * Moves a file the caller wrote and hashed (an upload, verified against
+   * `digest` as its bytes arrived) into the store: fsync'd, renamed into
+   * place, the directory fsync'd — without reading and hashing it again.
+   * `path` must be on the store's filesystem; it is removed when the blob is
+   * present already.
+   */
+  async adopt (path: string, digest: string, size: number): Promise<BlobInfo> {
+    digestHex(digest)
+    const existing = this.blobs.get(digest)
+    if (existing !== undefined) {
+      await rm(path, { force: true })
+      return { digest, size: existing.size, refs: this.refCount(digest), lastAccess: existing.lastAccess }
+    }
+    await this.ensureSpace(size)
+    const fh = await open(path, 'r+')
+    try { await fh.sync() } finally { await fh.close() }
+    await rename(path, this.blobPath(digest))
+    await fsyncDir(this.blobDir)
+    return this.record(digest, size)
+  }
+
+  /**
    * Stages a blob for a later `commitStaged`: its bytes written to a temp
    * file, not fsync'd, not visible. Nothing but the caller knows of it; a
    * crash leaves only the temp file, which the next open deletes.

@@ -4,6 +4,14 @@
 
 export const DEFAULT_MAX_INFLIGHT_PER_PEER = 4
 export const DEFAULT_MAX_REGISTRY_INFLIGHT = 4
+/**
+ * Requests to one seed (a peer holding the whole blob) while other nodes
+ * pull the same blob. The seeds need to hand the swarm one copy, not one per
+ * puller: with every puller keeping a full pipeline to each seed, 2 seeds
+ * sent 2.6 copies to 6 pullers (picker simulation), 1.4 with the share
+ * split alone and 1.2 with 2 requests per seed.
+ */
+export const DEFAULT_MAX_INFLIGHT_PER_SEED = 2
 /** How long a piece nobody has waits for a peer that is pulling it before this node takes it from the registry. */
 export const DEFAULT_REGISTRY_DEADLINE_MS = 5_000
 /** A piece request unanswered this long makes its peer count as gone. */
@@ -71,6 +79,8 @@ export interface PickerConfig {
   /** Whether a registry fallback exists. */
   registry: boolean
   maxInflightPerPeer?: number
+  /** Requests to one seed at a time while other nodes pull the same blob (see requestFromPeers). */
+  maxInflightPerSeed?: number
   maxRegistryInflight?: number
   registryDeadlineMs?: number
   requestTimeoutMs?: number
@@ -86,6 +96,7 @@ export interface PickerConfig {
 export function withPickerDefaults (cfg: PickerConfig): Required<PickerConfig> {
   return {
     maxInflightPerPeer: DEFAULT_MAX_INFLIGHT_PER_PEER,
+    maxInflightPerSeed: DEFAULT_MAX_INFLIGHT_PER_SEED,
     maxRegistryInflight: DEFAULT_MAX_REGISTRY_INFLIGHT,
     registryDeadlineMs: DEFAULT_REGISTRY_DEADLINE_MS,
     requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,

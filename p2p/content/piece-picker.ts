@@ -23,7 +23,10 @@ import {
   withPickerDefaults, type PickerAction, type PickerConfig, type Source
 } from './piece-picker-config.js'
 
+import { PickerInvariantError, TickBudget, tieOrder } from './piece-picker-parts.js'
+
 export * from './piece-picker-config.js'
+export { PickerInvariantError } from './piece-picker-parts.js'
 
 /** Weight of the newest piece time in the running average (exponential). */
 const PIECE_TIME_WEIGHT = 0.2
@@ -78,16 +81,7 @@ export class PiecePicker {
     this.lastProgress = now
     this.lastNow = now
     this.claimed = new Bitfield(cfg.pieceCount)
-    // A per-node order for ties, so nodes starting together do not all chase the same piece.
-    this.order = Array.from({ length: cfg.pieceCount }, (_, i) => i)
-    let seed = hashString(cfg.self)
-    for (let i = this.order.length - 1; i > 0; i--) {
-      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
-      const j = seed % (i + 1)
-      const tmp = this.order[i] as number
-      this.order[i] = this.order[j] as number
-      this.order[j] = tmp
-    }
+    this.order = tieOrder(cfg.self, cfg.pieceCount)
   }
 
   get done (): boolean { return this.have.count() === this.cfg.pieceCount }
@@ -330,17 +324,46 @@ export class PiecePicker {
     }
   }
 
-  /** Pieces from peers, rarest first, each piece from one peer. */
+  /**
+   * Pieces from peers, rarest first, each piece from one peer. Peers still
+   * pulling are asked first; a seed (a peer holding the whole blob) only for
+   * pieces none of them holds — BitTorrent's super-seeding, seen from the
+   * pullers' side. While others pull too, the seeds' pieces are split like
+   * the registry's (index mod pullers = rank) and each puller asks a seed
+   * for at most maxInflightPerSeed of its own share at a time, so a seed's
+   * piece goes to one puller and spreads from there; another share's piece
+   * only when this node has nothing in flight to its fellow pullers.
+   */
   private requestFromPeers (byRarity: number[], now: number, budget: TickBudget, out: PickerAction[]): void {
-    for (const [peer, p] of this.peers) {
-      if (p.have === null) continue
-      for (const i of byRarity) {
-        if (p.inflight.size >= this.cfg.maxInflightPerPeer || !budget.peerMay(peer)) break
-        if (!p.have.get(i) || (this.inflight.get(i)?.size ?? 0) > 0) continue
-        budget.takePeer(peer)
-        this.startRequest(peer, i, now)
-        out.push({ type: 'request', peer, index: i })
-      }
+    const partial: Array<[string, PeerState]> = []
+    const seeds: Array<[string, PeerState]> = []
+    for (const entry of this.peers) {
+      const have = entry[1].have
+      if (have !== null) (have.isComplete() ? seeds : partial).push(entry)
+    }
+    for (const [peer, p] of partial) this.requestFrom(peer, p, byRarity, now, budget, out, this.cfg.maxInflightPerPeer)
+    if (seeds.length === 0) return
+    const pullers = [this.cfg.self, ...partial.filter(([, p]) => p.pulling).map(([id]) => id)].sort()
+    if (pullers.length === 1) {
+      for (const [peer, p] of seeds) this.requestFrom(peer, p, byRarity, now, budget, out, this.cfg.maxInflightPerPeer)
+      return
+    }
+    const rank = pullers.indexOf(this.cfg.self)
+    const k = pullers.length
+    const unheld = byRarity.filter(i => !partial.some(([, p]) => p.have?.get(i) === true))
+    const mine = unheld.filter(i => i % k === rank)
+    const idle = partial.every(([, p]) => p.inflight.size === 0)
+    const fromSeeds = idle ? [...mine, ...unheld.filter(i => i % k !== rank)] : mine
+    for (const [peer, p] of seeds) this.requestFrom(peer, p, fromSeeds, now, budget, out, Math.min(this.cfg.maxInflightPerSeed, this.cfg.maxInflightPerPeer))
+  }
+
+  private requestFrom (peer: string, p: PeerState, pieces: number[], now: number, budget: TickBudget, out: PickerAction[], cap: number): void {
+    for (const i of pieces) {
+      if (p.inflight.size >= cap || !budget.peerMay(peer)) break
+      if (p.have?.get(i) !== true || (this.inflight.get(i)?.size ?? 0) > 0) continue
+      budget.takePeer(peer)
+      this.startRequest(peer, i, now)
+      out.push({ type: 'request', peer, index: i })
     }
   }
 
@@ -445,36 +468,4 @@ export class PiecePicker {
     if (reg > this.cfg.maxRegistryInflight) throw new PickerInvariantError(`${reg} registry requests in flight, more than ${this.cfg.maxRegistryInflight}`)
     for (const [peer, p] of this.peers) if (p.inflight.size > this.cfg.maxInflightPerPeer) throw new PickerInvariantError(`peer ${peer} has ${p.inflight.size} requests in flight, more than ${this.cfg.maxInflightPerPeer}`)
   }
-}
-
-/** The picker's own state broke a rule it keeps: a bug, never bad input from a peer. */
-export class PickerInvariantError extends Error {
-  override name = 'PickerInvariantError'
-}
-
-function hashString (s: string): number {
-  let h = 2166136261
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0
-  return h
-}
-
-/** What one tick may still start: peer requests, registry requests, and requests to each peer (node-wide caps kept by the caller). */
-class TickBudget {
-  private readonly room = new Map<string, number>()
-  constructor (private requests: number, private registry: number, private readonly peerRoom?: (peer: string) => number) {}
-
-  peerMay (peer: string): boolean {
-    if (this.requests <= 0) return false
-    let r = this.room.get(peer)
-    if (r === undefined) { r = this.peerRoom?.(peer) ?? Number.POSITIVE_INFINITY; this.room.set(peer, r) }
-    return r > 0
-  }
-
-  takePeer (peer: string): void {
-    this.requests--
-    this.room.set(peer, (this.room.get(peer) ?? 0) - 1)
-  }
-
-  registryMay (): boolean { return this.registry > 0 }
-  takeRegistry (): void { this.registry-- }
 }

@@ -15,6 +15,8 @@ class Sim {
   rng: number
   registryPieces = 0
   peerPieces = 0
+  /** Pieces each peer (or puller) sent. */
+  served = new Map<string, number>()
   log: string[] = []
   constructor (seed: number) { this.rng = seed >>> 0 || 1 }
   rand (n: number): number { this.rng = (Math.imul(this.rng, 1664525) + 1013904223) >>> 0; return this.rng % n }
@@ -76,6 +78,7 @@ function run (opts: RunOptions): { sim: Sim, pickers: Map<string, PiecePicker>, 
           sim.later(id, 5 + sim.rand(20), () => {
             if (!alive(a.peer) || !haveOf(a.peer).have.get(a.index)) { pk.failed(a.peer, a.index, sim.now); return }
             sim.peerPieces++
+            sim.served.set(a.peer, (sim.served.get(a.peer) ?? 0) + 1)
             handle(id, pk, pk.received(a.peer, a.index, opts.peers[a.peer]?.corrupt !== true, sim.now))
           })
           break
@@ -337,5 +340,20 @@ t.test('pullers that start at different moments still take about one copy from t
     })
     t.same([...results.values()], pullers.map(() => 'done'), `seed ${seed}: all done`)
     t.ok(sim.registryPieces <= 48 * 1.05, `seed ${seed}: registry served ${sim.registryPieces} pieces for 48`)
+  }
+})
+
+t.test('two seeds and six pullers: the seeds send about one copy between them, the pullers share the rest', async t => {
+  // A push fan-out: the pushed-to member and its replica hold the blob, six
+  // members pull it at once. Pullers prefer each other for pieces one of
+  // them holds, so a seed's piece goes to one puller and spreads from there.
+  for (const seed of [31, 32, 33]) {
+    const pieces = 64
+    const pullers = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6']
+    const { sim, results } = run({ seed, pieces, pullers, peers: { S1: { have: Bitfield.full(pieces) }, S2: { have: Bitfield.full(pieces) } }, registry: false, picker: { queryIntervalMs: 8 }, maxSteps: 200_000 })
+    t.same([...results.values()], pullers.map(() => 'done'), `seed ${seed}: all done`)
+    const fromSeeds = (sim.served.get('S1') ?? 0) + (sim.served.get('S2') ?? 0)
+    t.comment(`seed ${seed}: seeds sent ${fromSeeds} pieces (S1 ${sim.served.get('S1') ?? 0}), pullers ${sim.peerPieces - fromSeeds}, steps ${sim.now}`)
+    t.ok(fromSeeds <= pieces * 1.4, `seed ${seed}: the seeds sent ${fromSeeds} pieces for ${pieces}`)
   }
 })
