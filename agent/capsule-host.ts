@@ -369,7 +369,7 @@ export class CapsuleHost {
     })
     registerCapsuleOpsRoutes(api, raft, this.o.log)
     registerNodeRoutes(api, raft, this.o.members, this.o.log)
-    registerContentOpsRoutes(api, { raft, content: this.o.content, self: this.o.self, log: this.o.log })
+    registerContentOpsRoutes(api, { raft, content: this.o.content, self: this.o.self, runtime: () => this.runtime, log: this.o.log })
     api.route('POST', '/v1/capsules/:name/stop', async (req) => {
       const rec = raft.state.capsules.get(req.params.name ?? '')
       // `stop` of what already ended says so (docker: "is not running"), rather than pretending to stop it.
