@@ -9,6 +9,7 @@ import type { CapsuleTable } from '../state/capsules.js'
 import type { DeploymentRecord, DrainRecord, RolloutTable } from '../state/rollouts.js'
 import type { Logger } from '../logger.js'
 import { drainRemaining } from './drain.js'
+import { RoundLoop } from '../round-loop.js'
 
 export const ROLLOUT_INTERVAL_MS = 300
 
@@ -56,49 +57,34 @@ export function nextDrainStep (d: DrainRecord, table: CapsuleTable, now: number)
 }
 
 export class RolloutDriver {
-  private timer: NodeJS.Timeout | undefined
-  private busy = false
-  private again = false
-  private readonly ac = new AbortController()
+  private readonly loop = new RoundLoop(ROLLOUT_INTERVAL_MS, async (signal) => await this.round(signal))
 
   constructor (private readonly o: RolloutDriverInit) {}
 
-  start (): void {
-    this.timer = setInterval(() => { void this.round() }, ROLLOUT_INTERVAL_MS)
-    this.timer.unref()
-  }
-
-  stop (): void {
-    this.ac.abort()
-    if (this.timer !== undefined) clearInterval(this.timer)
-  }
-
+  start (): void { this.loop.start() }
+  stop (): void { this.loop.stop() }
   /** A round soon: an instance's state or a record changed. */
-  kick (): void { setImmediate(() => { void this.round() }) }
+  kick (): void { this.loop.kick() }
 
-  async round (): Promise<void> {
-    if (this.ac.signal.aborted || !this.o.isLeader()) return
-    if (this.busy) { this.again = true; return }
-    this.busy = true
+  /** Issues every step the running records need now; true when one was committed (the next may follow at once). */
+  private async round (signal: AbortSignal): Promise<boolean> {
+    if (!this.o.isLeader()) return false
+    let stepped = false
     try {
-      do {
-        this.again = false
-        const now = (this.o.now ?? Date.now)()
-        const table = this.o.capsules()
-        const { deployments, drains } = this.o.rollouts().running()
-        const steps = [...deployments.map(d => nextDeploymentStep(d, table, now)), ...drains.map(d => nextDrainStep(d, table, now))]
-        for (const cmd of steps) {
-          if (cmd === undefined || !this.o.isLeader()) continue
-          const r = await this.o.write(cmd, this.ac.signal)
-          if (!r.ok) { this.o.log.debug({ op: cmd.op, reason: r.reason }, 'rollout step refused; the next round looks again'); continue }
-          this.o.log.info({ op: cmd.op, ...('capsule' in cmd ? { capsule: cmd.capsule } : {}), ...('node' in cmd ? { node: cmd.node } : {}), ...('instance' in cmd ? { instance: cmd.instance } : {}) }, 'rollout step')
-          this.again = true // a step changes what the next one sees
-        }
-      } while (this.again && !this.ac.signal.aborted && this.o.isLeader())
+      const now = (this.o.now ?? Date.now)()
+      const table = this.o.capsules()
+      const { deployments, drains } = this.o.rollouts().running()
+      const steps = [...deployments.map(d => nextDeploymentStep(d, table, now)), ...drains.map(d => nextDrainStep(d, table, now))]
+      for (const cmd of steps) {
+        if (cmd === undefined || !this.o.isLeader()) continue
+        const r = await this.o.write(cmd, signal)
+        if (!r.ok) { this.o.log.debug({ op: cmd.op, reason: r.reason }, 'rollout step refused; the next round looks again'); continue }
+        this.o.log.info({ op: cmd.op, ...('capsule' in cmd ? { capsule: cmd.capsule } : {}), ...('node' in cmd ? { node: cmd.node } : {}), ...('instance' in cmd ? { instance: cmd.instance } : {}) }, 'rollout step')
+        stepped = true
+      }
     } catch (err) {
       this.o.log.debug({ err: (err as Error).message }, 'rollout round failed; retrying')
-    } finally {
-      this.busy = false
     }
+    return stepped && this.o.isLeader()
   }
 }

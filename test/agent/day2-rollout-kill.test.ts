@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML, apiOf } from '../../scenarios/_raft.js'
+import { rollStack, serveVersion } from '../helpers/roll-stack.js'
 
 const run = promisify(execFile)
 const IMAGE = 'bolt.local/busybox:demo'
@@ -45,18 +46,8 @@ t.test('a rollout goes on when the up CLI is killed', { skip: ok ? false : 'need
   const a = await cluster.add('k0')
   await a.start(['init'], 90_000)
   const file = join(cluster.root, 'roll.toml')
-  const stack = (cmd: string): string => `name = "roll"
-[capsules.web]
-image = "${IMAGE}"
-replicas = 3
-memory = "16M"
-args = ["/bin/sh", "-c", ${JSON.stringify(cmd)}]
-[capsules.web.health]
-check = "http:8080/"
-interval = "300ms"
-timeout_ms = 60000
-`
-  const serve = (v: string): string => `mkdir -p /www && echo ${v} > /www/index.html && exec httpd -f -p 8080 -h /www`
+  const stack = (cmd: string): string => rollStack(IMAGE, cmd)
+  const serve = serveVersion
   const deployment = async (): Promise<Deployment | undefined> => await get<Deployment>(a, '/v1/capsules/web/deployment')
   const serving = async (i: string): Promise<string> => (await a.cli(['exec', i, '--', 'cat', '/www/index.html'], 30_000)).stdout.trim()
   await writeFile(file, stack(serve('v1')))

@@ -28,7 +28,7 @@ t.test('volumes, workdir, user and entrypoint on a real capsule', { skip: ok ? f
   const cluster = await Cluster.create(RAFT_TOML(1))
   t.teardown(async () => { await cluster.destroy() })
   const a = await cluster.add('v0', `[capsules]\nvolume_roots = ["${vols}"]\n`)
-  await a.start(['init'])
+  await a.start(['init'], 90_000)
   const state = async (name: string): Promise<{ state: string, reason: string | null } | undefined> => {
     const r = await a.cli(['ps', '--json'], 15_000)
     return r.code === 0 ? (JSON.parse(r.stdout) as Array<{ name: string, state: string, reason: string | null }>).find(x => x.name === name) : undefined
