@@ -2,7 +2,8 @@
 // CLI is killed (SIGKILL) mid-rollout of 3 replicas behind an http check:
 // the rollout still completes, and a broken version still stops with the
 // old instances running. The `node drain` CLI is killed mid-drain: the
-// drain still completes. Real agents, real runc, the built-in busybox image.
+// drain still completes. `up --detach` returns at once and `up` run again
+// follows the rollout. Real agents, real runc, the built-in busybox image.
 import t from 'tap'
 import { execFile, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -81,6 +82,18 @@ t.test('a rollout goes on when the up CLI is killed', { skip: ok ? false : 'need
   for (const i of ['web-1', 'web-2']) t.equal(await serving(i), 'v2', `${i} still serves v2`)
   t.ok(await waitFor(async () => (await get<Ps[]>(a, '/v1/capsules') ?? []).find(r => r.name === 'web-0')?.health === 'healthy', 120_000, 500) >= 0, 'web-0 runs the previous version again')
   t.equal(await serving('web-0'), 'v2')
+
+  // --detach returns once the rollout is recorded; up again follows it to the end.
+  await writeFile(file, stack(serve('v3')))
+  const detached = await a.cli(['up', '-f', file, '--detach'], 60_000)
+  t.equal(detached.code, 0, `up --detach (${detached.stderr.trim()})`)
+  t.match(detached.stdout, /^web rolling out \(web-0, web-1, web-2\); run up again to follow$/m)
+  const follow = await a.cli(['up', '-f', file], 300_000)
+  t.equal(follow.code, 0, `up again follows the rollout (${follow.stderr.trim()})`)
+  t.match(follow.stdout, /0 to change/, 'nothing left to change: the spec is v3 already')
+  t.match(follow.stdout, /web running$/m)
+  t.equal((await deployment())?.status, 'succeeded', 'and it waited for the rollout to end')
+  for (const i of ['web-0', 'web-1', 'web-2']) t.equal(await serving(i), 'v3', `${i} serves v3`)
 })
 
 t.test('a drain goes on when the node drain CLI is killed', { skip: ok ? false : 'needs root, runc and busybox-static', timeout: 600_000 }, async t => {
