@@ -29,6 +29,7 @@ import { nodeAddress } from './services/catalog-keeper.js'
 import { registerCapsuleOpsRoutes } from './day2/capsule-routes.js'
 import { registerNodeRoutes } from './day2/node-routes.js'
 import { drainBeforeLeave } from './day2/drain.js'
+import { RolloutDriver } from './day2/rollout-driver.js'
 import { FenceKeeper } from './day2/fence.js'
 import { registerContentOpsRoutes } from './day2/content-routes.js'
 
@@ -76,6 +77,7 @@ export class CapsuleHost {
   private bridgeError: string | undefined
   scheduler!: Scheduler
   supervisor!: Supervisor
+  private rollouts: RolloutDriver | undefined // rollouts and drains, driven while this node leads
 
   constructor (private readonly o: CapsuleHostInit) {}
 
@@ -142,13 +144,16 @@ export class CapsuleHost {
       probeAddress: async (runtimeName) => (await this.runtime?.bridge?.records().catch(() => []))?.find(r => r.name === runtimeName)?.address ?? '127.0.0.1',
       log: o.log.child({ part: 'supervisor' })
     })
+    this.rollouts = new RolloutDriver({ isLeader: () => o.raft.status().role === 'leader', capsules: () => o.raft.state.capsules, rollouts: () => o.raft.state.rollouts, write: async (cmd, signal) => await o.raft.write(cmd, signal), log: o.log.child({ part: 'rollouts' }) })
     o.raft.state.onApply((cmd) => {
-      if (cmd.op.startsWith('capsule.') || cmd.op === 'node.eligibility') { this.supervisor.kick(); if (['capsule.create', 'capsule.unplace', 'capsule.restart', 'capsule.scale', 'capsule.update', 'capsule.report', 'capsule.migrate', 'node.eligibility'].includes(cmd.op)) this.scheduler.kick() }
+      if (/^(capsule|deployment|drain)\./.test(cmd.op) || cmd.op === 'node.eligibility') { this.supervisor.kick(); if (['capsule.create', 'capsule.unplace', 'capsule.restart', 'capsule.scale', 'capsule.update', 'capsule.report', 'capsule.migrate', 'node.eligibility', 'deployment.start', 'deployment.step', 'deployment.finish', 'drain.start'].includes(cmd.op)) this.scheduler.kick() }
+      if (cmd.op === 'capsule.report' || cmd.op === 'instance.health' || cmd.op.startsWith('drain.') || cmd.op.startsWith('deployment.')) this.rollouts?.kick()
     })
     await o.libp2p.handle(LOGS_PROTOCOL, o.guard(logsHandler((instance, q, signal) => this.localLogs(instance, q, signal))), { maxInboundStreams: 32 })
     await o.libp2p.handle(EXEC_PROTOCOL, o.guard(execHandler(async (req, signal) => await this.localExec(req.instance, req.argv, req.timeoutMs, signal))), { maxInboundStreams: 16 })
     this.scheduler.start()
     this.supervisor.start()
+    this.rollouts.start()
   }
 
   private fence: FenceKeeper | undefined
@@ -186,7 +191,7 @@ export class CapsuleHost {
    */
   async drainAndStopLocal (deadlineMs: number): Promise<void> {
     const o = this.o
-    await drainBeforeLeave({ self: o.self, members: o.members, capsules: () => o.raft.state.capsules, write: async (cmd, signal) => await o.raft.write(cmd, signal) }, deadlineMs)
+    await drainBeforeLeave({ self: o.self, members: o.members, capsules: () => o.raft.state.capsules, rollouts: () => o.raft.state.rollouts, write: async (cmd, signal) => await o.raft.write(cmd, signal) }, deadlineMs)
       .catch((err: Error) => { o.log.warn({ err: err.message }, 'leave: drain incomplete; stopping the capsules here anyway') })
     await this.supervisor?.stop().catch((err: Error) => { o.log.warn({ err: err.message }, 'leave: supervisor did not stop cleanly') })
     await this.removeAllLocal()
@@ -206,6 +211,7 @@ export class CapsuleHost {
 
   async stop (): Promise<void> {
     this.fence?.stop()
+    this.rollouts?.stop()
     this.scheduler?.stop()
     await this.supervisor?.stop()
     await this.o.libp2p.unhandle(LOGS_PROTOCOL).catch(() => {}) // best-effort on stop: libp2p is stopping too
@@ -363,7 +369,7 @@ export class CapsuleHost {
     })
     registerCapsuleOpsRoutes(api, raft, this.o.log)
     registerNodeRoutes(api, raft, this.o.members, this.o.log)
-    registerContentOpsRoutes(api, { raft, content: this.o.content, self: this.o.self, log: this.o.log })
+    registerContentOpsRoutes(api, { raft, content: this.o.content, self: this.o.self, runtime: () => this.runtime, log: this.o.log })
     api.route('POST', '/v1/capsules/:name/stop', async (req) => {
       const rec = raft.state.capsules.get(req.params.name ?? '')
       // `stop` of what already ended says so (docker: "is not running"), rather than pretending to stop it.

@@ -369,7 +369,8 @@ export function registerStackCommands (program: Command): void {
   program.command('up').description('apply a stack: create new capsules in depends_on order, replace changed ones one instance at a time waiting for health, remove dropped ones')
     .requiredOption('-f, --file <stack.toml>', 'the stack file')
     .option('--dry-run', 'print the plan (added, changed, removed) and change nothing')
-    .action(async (o: { file: string, dryRun?: boolean }) => {
+    .option('-d, --detach', 'submit the changes and return (the agents carry out rollouts; run up again to follow)')
+    .action(async (o: { file: string, dryRun?: boolean, detach?: boolean }) => {
       const g = program.opts<GlobalOpts>()
       const { runUp } = await import('./day2/stack-up.js')
       await runUp(g, async () => await client(g), o)

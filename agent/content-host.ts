@@ -281,6 +281,20 @@ export class ContentHost {
     }
   }
 
+  /**
+   * `rmi` of the demo image, which is built here, not pulled (so `images`
+   * does not list it): its prepared copy in the runtime goes. Throws the
+   * runtime's CapsuleStateError while a capsule here still holds it; false
+   * when there is no copy. The next capsule that names it builds it again.
+   */
+  async removeDemo (runtime: NodeRuntime): Promise<boolean> {
+    const ids = (await runtime.listImages()).filter(i => i.ref === DEMO_REF).map(i => i.id)
+    for (const id of ids) await runtime.removeImage(id)
+    this.preparedLocal.delete(DEMO_REF)
+    for (const [digest, id] of this.preparedIds) if (ids.includes(id)) this.preparedIds.delete(digest)
+    return ids.length > 0
+  }
+
   /** Built on this node from the host's busybox (bolt-agent dev's demo), never pulled: prepared once per ref. */
   private async prepareLocal (runtime: NodeRuntime, ref: string, signal: AbortSignal): Promise<string> {
     let p = this.preparedLocal.get(ref)

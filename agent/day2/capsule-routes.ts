@@ -1,5 +1,6 @@
 // API routes for day-two operations on capsules: restart, scale, a new spec
-// for a running capsule (rolling updates drive it), and the plan of a stack.
+// for a running capsule, a rolling update (recorded in Raft, driven by the
+// leader), and the plan of a stack.
 // Each checks its body with zod and becomes one Raft command.
 import { z } from 'zod'
 import { ApiError, type ApiServer } from '../api/server.js'
@@ -14,6 +15,7 @@ const ScaleBody = z.strictObject({ replicas: z.number().int().min(1).max(MAX_REP
 const RestartBody = z.strictObject({ instances: z.array(z.string().max(128)).max(MAX_REPLICAS).optional() }).optional()
 /** At most this many capsules in one plan (a stack file). */
 export const MAX_STACK_CAPSULES = 256
+const DeploymentBody = z.strictObject({ spec: z.unknown(), timeoutMs: z.number().int().min(1000).max(86_400_000).default(120_000) })
 const PlanBody = z.strictObject({ stack: z.string().regex(NAME_RE), specs: z.array(z.unknown()).max(MAX_STACK_CAPSULES) })
 
 function bad (what: string, err: z.ZodError): ApiError {
@@ -54,6 +56,22 @@ export function registerCapsuleOpsRoutes (api: ApiServer, raft: RaftHost, log: L
     const r = await raft.write({ op: 'capsule.update', spec }, req.signal)
     if (!r.ok) throw new ApiError(r.reason.startsWith('no capsule') ? 404 : 409, r.reason)
     return raft.state.capsules.get(spec.name)
+  })
+  // A rolling update: the new spec now, the old instances replaced one at a time by the leader (rollout-driver.ts).
+  api.route('POST', '/v1/capsules/:name/deployment', async (req) => {
+    const body = DeploymentBody.safeParse(await req.body())
+    if (!body.success) throw bad('rollout request', body.error)
+    const spec = parseSpec(body.data.spec)
+    if (spec.name !== req.params.name) throw new ApiError(400, `the spec names ${spec.name}, the path ${req.params.name ?? ''}`)
+    const r = await raft.write({ op: 'deployment.start', spec, timeoutMs: body.data.timeoutMs }, req.signal)
+    if (!r.ok) throw new ApiError(r.reason.startsWith('no capsule') ? 404 : 409, r.reason)
+    return raft.state.rollouts.deployment(spec.name)
+  })
+  api.route('GET', '/v1/capsules/:name/deployment', async (req, res) => {
+    await freshOrStale(async (sig) => { await raft.node.readIndex(sig) }, req.signal, res, log)
+    const d = raft.state.rollouts.deployment(req.params.name ?? '')
+    if (d === undefined) throw new ApiError(404, `no rollout of ${req.params.name ?? ''}`)
+    return d
   })
   api.route('POST', '/v1/stacks/plan', async (req, res) => {
     const body = PlanBody.safeParse(await req.body())

@@ -78,22 +78,19 @@ export function registerDay2Commands (program: Command): void {
       const ms = parseDuration(o.deadline)
       if (ms === undefined) throw new UserError(`--deadline ${o.deadline}: expected a duration such as 30s, 5m or 1h`, 2)
       const c = await client(g)
-      const started = await c.request<{ node: { id: string, name: string }, moving: string[] }>('POST', `/v1/nodes/${encodeURIComponent(name)}/drain`, {}).catch(nodeNotFound)
+      // The drain is a record the leader finishes (deadline included): this process only follows it.
+      const started = await c.request<{ node: { id: string, name: string }, moving: string[] }>('POST', `/v1/nodes/${encodeURIComponent(name)}/drain`, { deadlineMs: Math.round(ms) }).catch(nodeNotFound)
       const label = started.node.name
       if (g.json !== true) out(`draining ${label}: ${started.moving.length} instance(s) to move${started.moving.length > 0 ? ` (${started.moving.join(', ')})` : ''}`)
       if (o.detach === true) { if (g.json === true) out(JSON.stringify(started)); return }
-      const deadline = Date.now() + ms
       let released: string[] = []
       for (;;) {
-        const p = await c.request<{ remaining: Array<{ instance: string }> }>('GET', `/v1/nodes/${encodeURIComponent(started.node.id)}/drain`)
-        if (p.remaining.length === 0) break
-        if (Date.now() >= deadline) {
-          released = (await c.request<{ released: string[] }>('POST', `/v1/nodes/${encodeURIComponent(started.node.id)}/release`, {})).released
-          if (g.json !== true) process.stderr.write(`bolt-agent: warning: deadline reached; stopped on ${label} before a healthy replacement: ${released.join(', ') || p.remaining.map(r => r.instance).join(', ')}\n`)
-          break
-        }
+        const p = await c.request<{ drain: { status: string, released: string[] } | null }>('GET', `/v1/nodes/${encodeURIComponent(started.node.id)}/drain`)
+        if (p.drain === null) throw new UserError(`the drain of ${label} is no longer recorded (another drain replaced it?); see bolt-agent ps`)
+        if (p.drain.status === 'done') { released = p.drain.released; break }
         await new Promise(resolve => setTimeout(resolve, 500))
       }
+      if (released.length > 0 && g.json !== true) process.stderr.write(`bolt-agent: warning: deadline reached; stopped on ${label} before a healthy replacement: ${released.join(', ')}\n`)
       if (g.json === true) out(JSON.stringify({ node: started.node, moved: started.moving.filter(i => !released.includes(i)), released, eligible: false }))
       else out(`${label} drained; it takes no new capsules until: bolt-agent node eligibility ${label} enable`)
     })

@@ -2,11 +2,13 @@
 // made ineligible, each instance running there is placed elsewhere while
 // its old run keeps serving (`previous` in the instance record), and the
 // old run stops once the replacement is running and healthy — or when the
-// deadline releases it. These functions issue the Raft commands; the
+// deadline releases it. The drain is a record in the Raft state that the
+// leader's rollout driver finishes; these functions issue its commands, the
 // scheduler places, the supervisors start and stop.
 import type { CapsuleTable } from '../state/capsules.js'
 import type { CommandInput, CommandResult } from '../state/cluster-state.js'
 import type { MemberView } from '../membership-host.js'
+import type { DrainRecord, RolloutTable } from '../state/rollouts.js'
 
 export interface DrainDeps {
   capsules: () => CapsuleTable
@@ -41,32 +43,26 @@ export function drainRemaining (table: CapsuleTable, node: string): DrainEntry[]
   return out
 }
 
-/** Makes `node` ineligible and starts moving every instance it runs; returns the instances asked to move. */
-export async function startDrain (d: DrainDeps, node: string, signal?: AbortSignal): Promise<string[]> {
-  const r = await d.write({ op: 'node.eligibility', id: node, eligible: false, reason: 'drained' }, signal)
-  if (!r.ok) throw new Error(`cannot mark the node ineligible: ${r.reason}`)
-  const moving: string[] = []
-  for (const c of d.capsules().list()) {
-    if (c.desired !== 'run') continue
-    for (const i of c.instances) {
-      if (i.node !== node || !['pending', 'pulling', 'running'].includes(i.state)) continue
-      const m = await d.write({ op: 'capsule.migrate', instance: i.name, generation: i.generation }, signal)
-      if (m.ok) moving.push(i.name)
-    }
-  }
-  return moving
+/**
+ * Records a drain of `node` in the Raft state: in one command the node is
+ * made ineligible and every instance it runs starts moving. The leader's
+ * rollout driver finishes it (or releases what is left at `deadline`, a
+ * time in ms since the epoch), whether or not the caller stays.
+ */
+export async function startDrain (d: DrainDeps & { rollouts: () => RolloutTable }, node: string, deadline: number, signal?: AbortSignal): Promise<DrainRecord> {
+  const r = await d.write({ op: 'drain.start', node, deadline: Math.max(0, Math.round(deadline)) }, signal)
+  if (!r.ok) throw new Error(`cannot start the drain: ${r.reason}`)
+  const rec = d.rollouts().drain(node)
+  if (rec === undefined) throw new Error('the drain was committed but this agent does not see it yet')
+  return rec
 }
 
-/** The deadline: every run still being left on `node` stops now, replaced or not. */
-export async function releaseDrain (d: DrainDeps, node: string, signal?: AbortSignal): Promise<string[]> {
-  const released: string[] = []
-  for (const c of d.capsules().list()) {
-    for (const i of c.instances) {
-      if (i.previous?.node !== node) continue
-      if ((await d.write({ op: 'capsule.release', instance: i.name }, signal)).ok) released.push(i.name)
-    }
-  }
-  return released
+/** The deadline now: every run still being left on `node` stops, replaced or not; returns those. */
+export async function releaseDrain (d: DrainDeps & { rollouts: () => RolloutTable }, node: string, signal?: AbortSignal): Promise<string[]> {
+  const r = await d.write({ op: 'drain.finish', node, release: true }, signal)
+  // Not running any more: the leader finished it meanwhile, and its record says what it released.
+  if (!r.ok && d.rollouts().drain(node)?.status !== 'done') throw new Error(`cannot release the drain: ${r.reason}`)
+  return d.rollouts().drain(node)?.released ?? []
 }
 
 /**
@@ -74,12 +70,12 @@ export async function releaseDrain (d: DrainDeps, node: string, signal?: AbortSi
  * another alive, eligible member can take them; then release what is left.
  * The caller stops the local capsules afterwards, so nothing keeps running.
  */
-export async function drainBeforeLeave (d: DrainDeps & { self: string, members: () => MemberView[] }, deadlineMs: number, signal?: AbortSignal): Promise<void> {
-  await startDrain(d, d.self, signal)
+export async function drainBeforeLeave (d: DrainDeps & { rollouts: () => RolloutTable, self: string, members: () => MemberView[] }, deadlineMs: number, signal?: AbortSignal): Promise<void> {
+  await startDrain(d, d.self, Date.now() + deadlineMs, signal)
   const others = (): boolean => d.members().some(m => m.id !== d.self && m.state === 'alive' && d.capsules().isEligible(m.id))
   const until = Date.now() + deadlineMs
-  while (others() && drainRemaining(d.capsules(), d.self).length > 0 && Date.now() < until && signal?.aborted !== true) {
+  while (others() && d.rollouts().drain(d.self)?.status === 'running' && Date.now() < until && signal?.aborted !== true) {
     await new Promise(resolve => setTimeout(resolve, 250))
   }
-  await releaseDrain(d, d.self, signal)
+  if (d.rollouts().drain(d.self)?.status === 'running') await releaseDrain(d, d.self, signal)
 }

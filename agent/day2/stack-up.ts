@@ -2,9 +2,11 @@
 // runs. It prints the plan (added, changed, removed), then creates new
 // capsules in depends_on order, replaces changed ones one instance at a time
 // (each replacement healthy before the next one goes), and removes the
-// capsules the file no longer lists. A replacement that fails stops the
-// rollout: the instances not yet replaced keep serving the previous spec,
-// which is put back as the capsule's spec.
+// capsules the file no longer lists. A rolling update is a rollout record in
+// the Raft state that the leader drives (state/rollouts.ts): this process
+// only submits it and follows its progress, so killing it changes nothing.
+// A replacement that fails stops the rollout: the instances not yet replaced
+// keep serving the previous spec, which the leader puts back.
 import { basename } from 'node:path'
 import { readFile } from 'node:fs/promises'
 import { AgentRequestError, type ApiClient } from '../api/client.js'
@@ -18,7 +20,6 @@ const SERVICE_ENV_WAIT_MS = 5000
 const POLL_MS = 300
 
 interface Row { name: string, capsule: string, state: string, health: string | null, reason: string | null, restarts: number, exitCode: number | null }
-interface CapsuleRec { spec: Record<string, unknown> & { name: string }, instances: Array<{ name: string }> }
 
 /** The stack's name: `name` in the file, else the file's base name made a capsule-like name. */
 export function stackName (stack: Stack, file: string): string {
@@ -64,7 +65,7 @@ async function plan (c: ApiClient, stack: string, specs: Array<Record<string, un
   }
 }
 
-export async function runUp (g: GlobalOpts, connect: () => Promise<ApiClient>, o: { file: string, dryRun?: boolean }): Promise<void> {
+export async function runUp (g: GlobalOpts, connect: () => Promise<ApiClient>, o: { file: string, dryRun?: boolean, detach?: boolean }): Promise<void> {
   let stack: Stack
   let order: string[]
   try {
@@ -85,52 +86,79 @@ export async function runUp (g: GlobalOpts, connect: () => Promise<ApiClient>, o
 
   for (const n of order) {
     const entry = stack.capsules[n]!
-    const spec = specFor(n, await envFor(c, stack, n, true))
+    const spec = specFor(n, await envFor(c, stack, n, o.detach !== true))
     // Planned again with the dependencies' current addresses: a dependency replaced just now changes them.
     const p = await plan(c, name, [spec])
     const timeoutMs = entry.health?.timeout_ms ?? 120_000
+    const settle = async (what: string): Promise<void> => {
+      if (o.detach !== true) await waitAllHealthy(c, n, entry.health?.check !== undefined, timeoutMs, entry.health?.tcp)
+      report(g, n, what, o.detach === true)
+    }
     if (p.added.includes(n)) {
       try {
         await c.request('POST', '/v1/capsules', spec)
       } catch (err) {
         if (!(err instanceof AgentRequestError && err.status === 409)) throw err
       }
-      await waitAllHealthy(c, n, entry.health?.check !== undefined, timeoutMs, entry.health?.tcp)
-      report(g, n, 'created')
+      await settle('created')
       continue
     }
     const change = p.changed.find(x => x.name === n)
-    if (change === undefined) { await waitAllHealthy(c, n, entry.health?.check !== undefined, timeoutMs, entry.health?.tcp); report(g, n, 'unchanged'); continue }
-    const before = await c.request<CapsuleRec>('GET', `/v1/capsules/${encodeURIComponent(n)}`)
-    const old = before.instances.map(i => i.name)
-    await c.request('PUT', `/v1/capsules/${encodeURIComponent(n)}`, spec)
-    if (replacesInstances(change.fields)) {
-      for (const inst of old.slice(0, Number(spec.replicas ?? 1))) {
-        const why = await replaceOne(c, n, inst, entry.health?.check !== undefined, timeoutMs)
-        if (why !== undefined) {
-          // The previous spec again, so a later placement of a surviving instance runs what it runs now.
-          const restoreErr = await c.request('PUT', `/v1/capsules/${encodeURIComponent(n)}`, before.spec).then(() => undefined, (rerr: Error) => rerr.message)
-          const kept = old.filter(x => x !== inst)
-          throw new UserError(`up: rollout of ${n} stopped: ${inst} ${why}; ${kept.length > 0 ? `${kept.join(', ')} still run the previous version` : 'no other instance'}; ${restoreErr === undefined ? 'the spec is back to the previous one' : `the previous spec could not be put back (${restoreErr})`} (fix the stack and run up again)`)
-        }
-        if (g.json !== true) out(`${inst} replaced`)
-      }
+    if (change === undefined) {
+      // A rollout an earlier `up` started (and was killed or detached from) may still run: follow it.
+      const running = await deployment(c, n)
+      if (running?.status === 'running' && o.detach !== true) await followDeployment(g, c, n, running.id)
+      await settle('unchanged')
+      continue
     }
-    await waitAllHealthy(c, n, entry.health?.check !== undefined, timeoutMs, entry.health?.tcp)
-    report(g, n, 'updated')
+    if (replacesInstances(change.fields)) {
+      const d = await c.request<Deployment>('POST', `/v1/capsules/${encodeURIComponent(n)}/deployment`, { spec, timeoutMs })
+      if (o.detach === true) { if (g.json !== true) out(`${n} rolling out (${d.pending.join(', ')}); run up again to follow`); continue }
+      await followDeployment(g, c, n, d.id)
+    } else {
+      await c.request('PUT', `/v1/capsules/${encodeURIComponent(n)}`, spec)
+    }
+    await settle('updated')
   }
   for (const n of first.removed) {
     try {
       await c.request('DELETE', `/v1/capsules/${encodeURIComponent(n)}`)
-      report(g, n, 'removed')
+      report(g, n, 'removed', false)
     } catch (err) {
       if (!(err instanceof AgentRequestError && err.status === 404)) throw err
     }
   }
 }
 
-function report (g: GlobalOpts, capsule: string, what: string): void {
-  out(g.json === true ? JSON.stringify({ capsule, state: 'running', action: what }) : `${capsule} running`)
+/** A rollout record as `GET /v1/capsules/NAME/deployment` answers it (state/rollouts.ts). */
+interface Deployment { id: string, status: 'running' | 'succeeded' | 'failed', pending: string[], replaced: string[], current: { instance: string } | null, reason: string | null }
+
+async function deployment (c: ApiClient, capsule: string): Promise<Deployment | undefined> {
+  try {
+    return await c.request<Deployment>('GET', `/v1/capsules/${encodeURIComponent(capsule)}/deployment`)
+  } catch (err) {
+    if (err instanceof AgentRequestError && err.status === 404) return undefined
+    throw err
+  }
+}
+
+/** Prints each instance as the leader replaces it, until rollout `id` ends; a failed one is the command's failure. */
+async function followDeployment (g: GlobalOpts, c: ApiClient, capsule: string, id: string): Promise<void> {
+  let shown = 0
+  for (;;) {
+    const d = await deployment(c, capsule)
+    if (d === undefined || d.id !== id) throw new UserError(`up: the rollout of ${capsule} was replaced by another one (${d === undefined ? 'the capsule is gone' : 'a later up'}); run up again to follow it`)
+    for (const inst of d.replaced.slice(shown)) if (g.json !== true) out(`${inst} replaced`)
+    shown = d.replaced.length
+    if (d.status === 'failed') throw new UserError(`up: rollout of ${capsule} stopped: ${d.reason ?? 'no reason'} (fix the stack and run up again)`)
+    if (d.status === 'succeeded') return
+    await new Promise(resolve => setTimeout(resolve, POLL_MS))
+  }
+}
+
+function report (g: GlobalOpts, capsule: string, what: string, detached: boolean): void {
+  const state = what === 'removed' ? 'removed' : detached ? 'submitted' : 'running'
+  out(g.json === true ? JSON.stringify({ capsule, state, action: what }) : `${capsule} ${state}`)
 }
 
 async function rows (c: ApiClient, capsule: string): Promise<Row[]> {
@@ -148,23 +176,6 @@ async function waitAllHealthy (c: ApiClient, capsule: string, checked: boolean, 
     // A node-side check counts once every instance reports healthy; a tcp address is probed from here.
     if (mine.length > 0 && mine.every(r => ready(r, checked)) && (tcp === undefined || await tcpOk(tcp))) return
     if (Date.now() > deadline) throw new UserError(`up: ${capsule} not healthy within ${timeoutMs} ms (${mine.map(r => `${r.name}=${r.state}${r.health !== null ? `/${r.health}` : ''}${r.reason !== null ? ` ${r.reason}` : ''}`).join(', ')})`)
-    await new Promise(resolve => setTimeout(resolve, POLL_MS))
-  }
-}
-
-/** Restarts one instance with the capsule's new spec and waits until it is healthy; why not, or undefined. */
-async function replaceOne (c: ApiClient, capsule: string, instance: string, checked: boolean, timeoutMs: number): Promise<string | undefined> {
-  const restartsBefore = (await rows(c, capsule)).find(r => r.name === instance)?.restarts ?? 0
-  await c.request('POST', `/v1/capsules/${encodeURIComponent(capsule)}/restart`, { instances: [instance] })
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const r = (await rows(c, capsule)).find(x => x.name === instance)
-    if (r === undefined) return 'is gone'
-    if (r.state === 'failed' || r.state === 'exited') return `${r.state} (${r.reason ?? 'no reason'})`
-    // A crash of the new version is enough: waiting out its restart back-off would only delay the verdict.
-    if (r.restarts > restartsBefore) return `crashed after the update (${r.exitCode !== null ? `exit code ${r.exitCode}` : r.reason ?? 'no exit code'})`
-    if (ready(r, checked)) return undefined
-    if (Date.now() > deadline) return `was not healthy within ${timeoutMs} ms (${r.state}${r.health !== null ? `/${r.health}` : ''}${r.reason !== null ? `: ${r.reason}` : ''})`
     await new Promise(resolve => setTimeout(resolve, POLL_MS))
   }
 }

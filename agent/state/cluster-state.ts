@@ -10,6 +10,7 @@ import { z } from 'zod'
 import { checkCborShape } from '../../p2p/membership/cbor-guard.js'
 import { CapsuleTable, type CapsuleRecord } from './capsules.js'
 import { ServiceCatalog } from './services.js'
+import { RolloutTable } from './rollouts.js'
 import { S3Table } from '../s3/s3-state.js'
 import { decodeCommand, encodeCommand, type Command } from './commands.js'
 
@@ -40,7 +41,9 @@ const SnapshotSchema = z.object({
   seen: z.array(z.tuple([z.string(), z.unknown()])).default([]),
   s3: z.unknown().optional(),
   /** Nodes made ineligible for new placements (`node eligibility`, `node drain`): [id, reason]. */
-  ineligible: z.array(z.tuple([z.string(), z.string()])).default([])
+  ineligible: z.array(z.tuple([z.string(), z.string()])).default([]),
+  /** Rollouts and drains the leader drives (absent in snapshots from before them). */
+  rollouts: z.object({ deployments: z.array(z.unknown()), drains: z.array(z.unknown()) }).optional()
 })
 
 export interface ClusterStateInit {
@@ -61,6 +64,7 @@ export class ClusterState {
   readonly capsules = new CapsuleTable()
   readonly catalog = new ServiceCatalog()
   readonly s3 = new S3Table()
+  readonly rollouts = new RolloutTable(this.capsules)
   private readonly listeners = new Set<ApplyListener>()
   appliedIndex = 0
 
@@ -158,18 +162,25 @@ export class ClusterState {
       case 's3.key.put': case 's3.key.delete': case 's3.bucket.create': case 's3.bucket.delete': case 's3.object.put':
       case 's3.object.delete': case 's3.upload.create': case 's3.upload.part': case 's3.upload.complete': case 's3.upload.abort': case 's3.object.holders':
         return this.s3.apply(cmd)
+      case 'deployment.start': case 'deployment.step': case 'deployment.replaced': case 'deployment.finish': case 'drain.start': case 'drain.finish':
+        return this.rollouts.apply(cmd)
+      case 'capsule.remove': {
+        const r = this.capsules.apply(cmd)
+        if (r.ok) this.rollouts.forget(cmd.name)
+        return r
+      }
       default: return this.capsules.apply(cmd)
     }
   }
 
   snapshot (): Uint8Array {
-    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1), capsules: this.capsules.toSnapshot(), catalog: this.catalog.toSnapshot(), seen: [...this.seen], s3: this.s3.toSnapshot(), ineligible: this.capsules.ineligibleNodes() }) as Uint8Array
+    const body = encode({ v: 1, kv: [...this.kv].sort((a, b) => a[0] < b[0] ? -1 : 1), roles: [...this.roles].sort((a, b) => a[0] < b[0] ? -1 : 1), capsules: this.capsules.toSnapshot(), catalog: this.catalog.toSnapshot(), seen: [...this.seen], s3: this.s3.toSnapshot(), ineligible: this.capsules.ineligibleNodes(), rollouts: this.rollouts.toSnapshot() }) as Uint8Array
     const sum = createHash('sha256').update(body).digest()
     return Buffer.concat([sum, body])
   }
 
   restore (data: Uint8Array): void {
-    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); this.capsules.restore([]); this.capsules.restoreIneligible([]); this.catalog.restore([]); this.s3.restore(undefined); this.seen.clear(); return }
+    if (data.byteLength === 0) { this.kv = new Map(); this.roles = new Map(); this.capsules.restore([]); this.capsules.restoreIneligible([]); this.rollouts.restore(undefined); this.catalog.restore([]); this.s3.restore(undefined); this.seen.clear(); return }
     if (data.byteLength < 32) throw new SnapshotCorruptError('snapshot shorter than its checksum')
     const sum = data.subarray(0, 32)
     const body = data.subarray(32)
@@ -187,6 +198,7 @@ export class ClusterState {
     this.roles = new Map(parsed.data.roles)
     this.capsules.restore(parsed.data.capsules as CapsuleRecord[])
     this.capsules.restoreIneligible(parsed.data.ineligible)
+    this.rollouts.restore(parsed.data.rollouts)
     this.catalog.restore(parsed.data.catalog)
     try {
       this.s3.restore(parsed.data.s3)

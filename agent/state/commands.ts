@@ -9,6 +9,7 @@ import { z } from 'zod'
 import { checkCborShape } from '../../p2p/membership/cbor-guard.js'
 import { CapsuleCommandSchemas } from './capsules.js'
 import { CatalogCommandSchema } from './services.js'
+import { RolloutCommandSchemas } from './rollouts.js'
 import { S3CommandSchemas } from '../s3/s3-state.js'
 
 export const MAX_KEY_BYTES = 512
@@ -83,6 +84,10 @@ const leaderOnly: Authorize<unknown> = (_cmd, ctx) => ctx.from === ctx.leader ? 
  *   capsule.place    SMALL      leader (its scheduler)
  *   capsule.unplace  SMALL      leader (its scheduler)
  *   capsule.pending  SMALL      leader (its scheduler)
+ *   deployment.start 512 KiB    any member (`up` of a changed capsule)
+ *   deployment.step, .replaced, .finish  SMALL  leader (its rollout driver)
+ *   drain.start      SMALL      any member (`node drain`, `leave`)
+ *   drain.finish     SMALL      any member (the leader's driver; `leave` with no other node to move to)
  *   capsule.report   SMALL      the node named in it (apply: only for an instance placed there)
  *   instance.health  512 KiB    the node named in it (apply: only for instances it runs)
  *   catalog.update   512 KiB    leader (its catalog keeper)
@@ -110,6 +115,12 @@ export const COMMANDS = {
   'capsule.place': entry({ schema: CapsuleCommandSchemas['capsule.place'], maxBytes: SMALL, authorize: leaderOnly }),
   'capsule.unplace': entry({ schema: CapsuleCommandSchemas['capsule.unplace'], maxBytes: SMALL, authorize: leaderOnly }),
   'capsule.pending': entry({ schema: CapsuleCommandSchemas['capsule.pending'], maxBytes: SMALL, authorize: leaderOnly }),
+  'deployment.start': entry({ schema: RolloutCommandSchemas['deployment.start'], maxBytes: MAX_COMMAND_BYTES, authorize: anyMember }),
+  'deployment.step': entry({ schema: RolloutCommandSchemas['deployment.step'], maxBytes: SMALL, authorize: leaderOnly }),
+  'deployment.replaced': entry({ schema: RolloutCommandSchemas['deployment.replaced'], maxBytes: SMALL, authorize: leaderOnly }),
+  'deployment.finish': entry({ schema: RolloutCommandSchemas['deployment.finish'], maxBytes: SMALL, authorize: leaderOnly }),
+  'drain.start': entry({ schema: RolloutCommandSchemas['drain.start'], maxBytes: SMALL, authorize: anyMember }),
+  'drain.finish': entry({ schema: RolloutCommandSchemas['drain.finish'], maxBytes: SMALL, authorize: anyMember }),
   'capsule.report': entry({
     schema: CapsuleCommandSchemas['capsule.report'],
     maxBytes: SMALL,

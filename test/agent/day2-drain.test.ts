@@ -25,9 +25,9 @@ t.test('node eligibility, drain and leave', { skip: ok ? false : 'needs root, ru
   const cluster = await Cluster.create(RAFT_TOML(1))
   t.teardown(async () => { await cluster.destroy() })
   const a0 = await cluster.add('n0')
-  await a0.start(['init'])
+  await a0.start(['init'], 90_000)
   const a1 = await cluster.add('n1')
-  await a1.start(['join', a0.ready!.node.addrs.find(x => x.includes('/quic-v1'))!, '--token', a0.ready!.token])
+  await a1.start(['join', a0.ready!.node.addrs.find(x => x.includes('/quic-v1'))!, '--token', a0.ready!.token], 90_000)
   t.ok(await waitFor(async () => (await a0.status())?.members.filter(m => m.state === 'alive').length === 2, 60_000, 500) >= 0, 'two members')
   const api = await apiOf(a0)
   const ps = async (): Promise<Ps[]> => {

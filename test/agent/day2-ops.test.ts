@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML, apiOf } from '../../scenarios/_raft.js'
+import { rollStack, serveVersion } from '../helpers/roll-stack.js'
 
 const run = promisify(execFile)
 const IMAGE = 'bolt.local/busybox:demo'
@@ -90,18 +91,8 @@ t.test('day-two changes on one agent', { skip: ok ? false : 'needs root, runc an
 
   await t.test('up of an edited stack: rolling update behind an http check', async t => {
     const file = join(cluster.root, 'roll.toml')
-    const stack = (cmd: string): string => `name = "roll"
-[capsules.web]
-image = "${IMAGE}"
-replicas = 3
-memory = "16M"
-args = ["/bin/sh", "-c", ${JSON.stringify(cmd)}]
-[capsules.web.health]
-check = "http:8080/"
-interval = "300ms"
-timeout_ms = 60000
-`
-    const serve = (v: string): string => `mkdir -p /www && echo ${v} > /www/index.html && exec httpd -f -p 8080 -h /www`
+    const stack = (cmd: string): string => rollStack(IMAGE, cmd)
+    const serve = serveVersion
     await writeFile(file, stack(serve('v1')))
     const v1 = await a.cli(['up', '-f', file], 180_000)
     t.equal(v1.code, 0, `up v1 (${v1.stderr.trim()})`)

@@ -28,7 +28,7 @@ t.test('volumes, workdir, user and entrypoint on a real capsule', { skip: ok ? f
   const cluster = await Cluster.create(RAFT_TOML(1))
   t.teardown(async () => { await cluster.destroy() })
   const a = await cluster.add('v0', `[capsules]\nvolume_roots = ["${vols}"]\n`)
-  await a.start(['init'])
+  await a.start(['init'], 90_000)
   const state = async (name: string): Promise<{ state: string, reason: string | null } | undefined> => {
     const r = await a.cli(['ps', '--json'], 15_000)
     return r.code === 0 ? (JSON.parse(r.stdout) as Array<{ name: string, state: string, reason: string | null }>).find(x => x.name === name) : undefined
@@ -129,5 +129,18 @@ t.test('volumes, workdir, user and entrypoint on a real capsule', { skip: ok ? f
   t.notOk((await a.cli(['images'])).stdout.includes('day2/rmi'), 'images no longer lists it')
   t.equal((await a.cli(['rmi', ref])).code, 1, 'rmi of an absent image: exit 1')
   t.equal((await a.cli(['rmi', 'Not A/Valid::Image'])).code, 2, 'an invalid reference: exit 2')
+
+  // The demo image is built here, not pulled: rmi removes it from the runtime once no capsule holds it.
+  const held = await a.cli(['rmi', IMAGE])
+  t.equal(held.code, 1, 'rmi of the demo image while exited capsules keep it: exit 1')
+  t.match(held.stderr.trim().split('\n'), [/^bolt-agent: bolt\.local\/busybox:demo is held by stopped capsule\(s\) .*\bep\b.* \(rm them first\)$/], `one line naming them (${held.stderr.trim()})`)
+  const holders = /capsule\(s\) (.*) \(rm them first\)/.exec(held.stderr)?.[1]?.split(', ') ?? []
+  for (const h of holders) t.equal((await a.cli(['rm', h])).code, 0, `rm ${h}`)
+  t.ok(await waitFor(async () => (await a.cli(['rmi', IMAGE])).code === 0, 60_000, 500) >= 0, 'rmi of the demo image once nothing holds it')
+  const again = await a.cli(['rmi', IMAGE])
+  t.equal(again.code, 1, 'a second rmi: exit 1')
+  t.match(again.stderr, /no image bolt\.local\/busybox:demo on this node/)
+  t.equal((await a.cli([...base, '--name', 'rebuilt', '--', '/bin/true'])).code, 0)
+  t.ok(await waitFor(async () => (await state('rebuilt'))?.state === 'exited', 60_000, 500) >= 0, 'a capsule that names it builds it again')
   t.match(text, new RegExp(`bolt_capsule_restarts\\{node="${a.id}"\\} 0`), 'restarts by node')
 })

@@ -125,6 +125,12 @@ export class AgentProcess {
     return await runCli(['--data', this.dataDir, ...args], { prefix: this.prefix, ...(timeoutMs !== undefined ? { timeoutMs } : {}) })
   }
 
+  /** A CLI command left running, for tests that kill it midway (`cli` waits for the end). */
+  spawnCli (args: string[]): ChildProcess {
+    const [cmd, argv] = cliCommand(this.prefix, ['--data', this.dataDir, ...args])
+    return spawn(cmd, argv, { env: { ...process.env, BOLT_LOG_JSON: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  }
+
   async status (): Promise<StatusLike | undefined> {
     const r = await this.cli(['status', '--json'], 10_000)
     if (r.code !== 0) return undefined

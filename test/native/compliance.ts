@@ -60,6 +60,25 @@ export function complianceSuite (t: Test, runtime: RuntimeName): void {
     t.equal((await rt.state('hello')).status, 'exited')
   })
 
+  t.test('stdout and stderr interleave in the order written, once each line was read', async t => {
+    // Two pipes keep no order between them: lines written back to back on
+    // both may be read in either order (Docker has the same limit). What
+    // holds is that a line written after the agent read the previous one
+    // (on either stream) comes after it: each line here waits for that.
+    const { rt, image } = await withRuntime(t, runtime)
+    const script = 'mkdir -p /tmp; echo a; until [ -e /tmp/1 ]; do sleep 0.02; done; echo b >&2; until [ -e /tmp/2 ]; do sleep 0.02; done; echo c; until [ -e /tmp/3 ]; do sleep 0.02; done; echo d >&2'
+    await rt.run({ name: 'inter', image, args: ['sh', '-c', script] })
+    const seen: string[] = []
+    for await (const r of rt.logs('inter', { follow: true, signal: AbortSignal.timeout(60_000) })) {
+      seen.push(`${r.stream}:${r.line}`)
+      if (seen.length === 4) break
+      await rt.exec('inter', ['sh', '-c', `: > /tmp/${seen.length}`])
+    }
+    t.same(seen, ['stdout:a', 'stderr:b', 'stdout:c', 'stderr:d'], 'followed: in the order written')
+    await rt.wait('inter')
+    t.same((await collect(rt.logs('inter'))).map(r => `${r.stream}:${r.line}`), seen, 'and so in the log file')
+  })
+
   t.test('a memory limit produces an OOM kill reported as OOM', async t => {
     const { rt, image } = await withRuntime(t, runtime)
     const h = await rt.run({ name: 'hog', image, resources: { memoryBytes: 16 * 1024 * 1024 }, args: ['sh', '-c', 'x=0123456789abcdef; while :; do x=$x$x; done'] })
