@@ -7,6 +7,7 @@ import { BRIDGE_DNS_PORT, createRuntime, type NodeRuntime } from '../native/inde
 import { CapsuleSpecSchema } from './scheduler/spec.js'
 import { parseReference } from '../p2p/content/reference.js'
 import { Scheduler, type SchedulerNode } from './scheduler/scheduler.js'
+import { placementOf, waitForPlacement } from './scheduler/placement-wait.js'
 import { Supervisor, runtimeNameOf } from './supervisor/supervisor.js'
 import { LOGS_PROTOCOL, MAX_TAIL, fetchLogs, logsHandler, type LogLine, type LogsQuery } from './logs-protocol.js'
 import { mergeAsArrived, mergeByTime } from './log-merge.js'
@@ -142,8 +143,9 @@ export class CapsuleHost {
       probeAddress: async (runtimeName) => (await this.runtime?.bridge?.records().catch(() => []))?.find(r => r.name === runtimeName)?.address ?? '127.0.0.1',
       log: o.log.child({ part: 'supervisor' })
     })
-    o.raft.state.onApply((cmd) => {
-      if (cmd.op.startsWith('capsule.') || cmd.op === 'node.eligibility') { this.supervisor.kick(); if (['capsule.create', 'capsule.unplace', 'capsule.restart', 'capsule.scale', 'capsule.update', 'capsule.report', 'capsule.migrate', 'node.eligibility'].includes(cmd.op)) this.scheduler.kick() }
+    o.raft.state.onApply((cmd, result) => {
+      this.supervisor.applied(cmd, result.ok)
+      if (cmd.op.startsWith('capsule.') || cmd.op === 'node.eligibility') { if (['capsule.create', 'capsule.unplace', 'capsule.restart', 'capsule.scale', 'capsule.update', 'capsule.report', 'capsule.migrate', 'node.eligibility'].includes(cmd.op)) this.scheduler.kick() }
     })
     await o.libp2p.handle(LOGS_PROTOCOL, o.guard(logsHandler((instance, q, signal) => this.localLogs(instance, q, signal))), { maxInboundStreams: 32 })
     await o.libp2p.handle(EXEC_PROTOCOL, o.guard(execHandler(async (req, signal) => await this.localExec(req.instance, req.argv, req.timeoutMs, signal))), { maxInboundStreams: 16 })
@@ -286,6 +288,12 @@ export class CapsuleHost {
     return await execRemote(stream, { instance: f.instance.name, argv, timeoutMs }, AbortSignal.any([signal, AbortSignal.timeout(timeoutMs + 10_000)]))
   }
 
+  /** An instance's start steps (epoch ms) when it started on this node: `{ startTrace }`, else nothing. */
+  private startTraceOf (i: { name: string, node: string | null, generation: number }): { startTrace?: Record<string, number> } {
+    const t = i.node === this.o.self ? this.supervisor.trace.get(i.name, i.generation) : undefined
+    return t === undefined ? {} : { startTrace: t }
+  }
+
   /** `inspect`: the spec and each instance with its node's address, ports, health and last exit. */
   inspect (name: string): Record<string, unknown> {
     const c = this.o.raft.state.capsules.get(name) ?? this.o.raft.state.capsules.instance(name)?.capsule
@@ -297,7 +305,7 @@ export class CapsuleHost {
       spec: c.spec,
       instances: c.instances.map(i => {
         const m = i.node !== null ? members.get(i.node) : undefined
-        return { name: i.name, node: i.node, nodeName: m?.name ?? null, address: m !== undefined ? nodeAddress(m.addrs) : null, ports: i.ports ?? [], health: i.state === 'running' ? i.health ?? null : null, state: i.state, reason: i.reason, exitCode: i.exitCode, restarts: i.restarts, generation: i.generation }
+        return { name: i.name, node: i.node, nodeName: m?.name ?? null, address: m !== undefined ? nodeAddress(m.addrs) : null, ports: i.ports ?? [], health: i.state === 'running' ? i.health ?? null : null, state: i.state, reason: i.reason, exitCode: i.exitCode, restarts: i.restarts, generation: i.generation, ...this.startTraceOf(i) }
       })
     }
   }
@@ -344,6 +352,11 @@ export class CapsuleHost {
       }
       const r = await raft.write({ op: 'capsule.create', spec: parsed.data }, req.signal)
       if (!r.ok) throw new ApiError(409, r.reason)
+      // ?wait=placed&timeoutMs=N: answer once the scheduler placed it (or said why not), pushed by the apply.
+      if (req.query.get('wait') === 'placed') {
+        const rec = await waitForPlacement({ get: (n) => raft.state.capsules.get(n), onApply: (l) => raft.state.onApply(l) }, parsed.data.name, Number(req.query.get('timeoutMs') ?? 0) || 0, req.signal)
+        return rec === undefined ? undefined : { ...rec, placement: placementOf(rec) }
+      }
       return raft.state.capsules.get(parsed.data.name) satisfies CapsuleRecord | undefined
     })
     api.route('GET', '/v1/capsules', async (req, res) => {
