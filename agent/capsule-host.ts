@@ -7,7 +7,7 @@ import { BRIDGE_DNS_PORT, createRuntime, type NodeRuntime } from '../native/inde
 import { CapsuleSpecSchema } from './scheduler/spec.js'
 import { parseReference } from '../p2p/content/reference.js'
 import { Scheduler, type SchedulerNode } from './scheduler/scheduler.js'
-import { placementOf, waitForPlacement } from './scheduler/placement-wait.js'
+import { submitAnswer } from './scheduler/placement-wait.js'
 import { Supervisor, runtimeNameOf } from './supervisor/supervisor.js'
 import { LOGS_PROTOCOL, MAX_TAIL, fetchLogs, logsHandler, type LogLine, type LogsQuery } from './logs-protocol.js'
 import { mergeAsArrived, mergeByTime } from './log-merge.js'
@@ -288,12 +288,6 @@ export class CapsuleHost {
     return await execRemote(stream, { instance: f.instance.name, argv, timeoutMs }, AbortSignal.any([signal, AbortSignal.timeout(timeoutMs + 10_000)]))
   }
 
-  /** An instance's start steps (epoch ms) when it started on this node: `{ startTrace }`, else nothing. */
-  private startTraceOf (i: { name: string, node: string | null, generation: number }): { startTrace?: Record<string, number> } {
-    const t = i.node === this.o.self ? this.supervisor.trace.get(i.name, i.generation) : undefined
-    return t === undefined ? {} : { startTrace: t }
-  }
-
   /** `inspect`: the spec and each instance with its node's address, ports, health and last exit. */
   inspect (name: string): Record<string, unknown> {
     const c = this.o.raft.state.capsules.get(name) ?? this.o.raft.state.capsules.instance(name)?.capsule
@@ -305,7 +299,7 @@ export class CapsuleHost {
       spec: c.spec,
       instances: c.instances.map(i => {
         const m = i.node !== null ? members.get(i.node) : undefined
-        return { name: i.name, node: i.node, nodeName: m?.name ?? null, address: m !== undefined ? nodeAddress(m.addrs) : null, ports: i.ports ?? [], health: i.state === 'running' ? i.health ?? null : null, state: i.state, reason: i.reason, exitCode: i.exitCode, restarts: i.restarts, generation: i.generation, ...this.startTraceOf(i) }
+        return { name: i.name, node: i.node, nodeName: m?.name ?? null, address: m !== undefined ? nodeAddress(m.addrs) : null, ports: i.ports ?? [], health: i.state === 'running' ? i.health ?? null : null, state: i.state, reason: i.reason, exitCode: i.exitCode, restarts: i.restarts, generation: i.generation, ...this.supervisor.startTraceOf(i) }
       })
     }
   }
@@ -352,11 +346,7 @@ export class CapsuleHost {
       }
       const r = await raft.write({ op: 'capsule.create', spec: parsed.data }, req.signal)
       if (!r.ok) throw new ApiError(409, r.reason)
-      // ?wait=placed&timeoutMs=N: answer once the scheduler placed it (or said why not), pushed by the apply.
-      if (req.query.get('wait') === 'placed') {
-        const rec = await waitForPlacement({ get: (n) => raft.state.capsules.get(n), onApply: (l) => raft.state.onApply(l) }, parsed.data.name, Number(req.query.get('timeoutMs') ?? 0) || 0, req.signal)
-        return rec === undefined ? undefined : { ...rec, placement: placementOf(rec) }
-      }
+      if (req.query.get('wait') === 'placed') return await submitAnswer({ get: (n) => raft.state.capsules.get(n), onApply: (l) => raft.state.onApply(l) }, parsed.data.name, req.query, req.signal)
       return raft.state.capsules.get(parsed.data.name) satisfies CapsuleRecord | undefined
     })
     api.route('GET', '/v1/capsules', async (req, res) => {

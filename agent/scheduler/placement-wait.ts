@@ -65,3 +65,9 @@ export async function waitForPlacement (src: PlacementSource, name: string, time
     else signal?.addEventListener('abort', done, { once: true })
   })
 }
+
+/** POST /v1/capsules?wait=placed&timeoutMs=N: the record once placed (or as it stands at N ms), with its `placement`. */
+export async function submitAnswer (src: PlacementSource, name: string, query: URLSearchParams, signal?: AbortSignal): Promise<(CapsuleRecord & { placement: Placement }) | undefined> {
+  const rec = await waitForPlacement(src, name, Number(query.get('timeoutMs') ?? 0) || 0, signal)
+  return rec === undefined ? undefined : { ...rec, placement: placementOf(rec) }
+}

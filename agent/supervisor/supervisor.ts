@@ -113,6 +113,12 @@ export class Supervisor {
     if (cmd.op.startsWith('capsule.') || cmd.op === 'node.eligibility') this.kick()
   }
 
+  /** An instance's start steps (epoch ms) when it started on this node: `{ startTrace }` for inspect, else nothing. */
+  startTraceOf (i: { name: string, node: string | null, generation: number }): { startTrace?: Record<string, number> } {
+    const t = i.node === this.o.self ? this.trace.get(i.name, i.generation) : undefined
+    return t === undefined ? {} : { startTrace: t }
+  }
+
   /** Where an instance's output is on this node, if it runs or ran here. */
   runtimeNameFor (instance: string): string | undefined {
     const f = this.o.capsules().instance(instance)
