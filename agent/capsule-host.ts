@@ -7,6 +7,7 @@ import { BRIDGE_DNS_PORT, createRuntime, type NodeRuntime } from '../native/inde
 import { CapsuleSpecSchema } from './scheduler/spec.js'
 import { parseReference } from '../p2p/content/reference.js'
 import { Scheduler, type SchedulerNode } from './scheduler/scheduler.js'
+import { submitAnswer } from './scheduler/placement-wait.js'
 import { Supervisor, runtimeNameOf } from './supervisor/supervisor.js'
 import { LOGS_PROTOCOL, MAX_TAIL, fetchLogs, logsHandler, type LogLine, type LogsQuery } from './logs-protocol.js'
 import { mergeAsArrived, mergeByTime } from './log-merge.js'
@@ -68,6 +69,9 @@ export interface PsRecord {
   /** The health check's verdict while running (`starting|healthy|unhealthy`); null without a check. */
   health: 'healthy' | 'unhealthy' | 'starting' | null
 }
+
+/** Commands after which the scheduler looks again. */
+const SCHEDULER_OPS = new Set(['capsule.create', 'capsule.unplace', 'capsule.restart', 'capsule.scale', 'capsule.update', 'capsule.report', 'capsule.migrate', 'node.eligibility', 'deployment.start', 'deployment.step', 'deployment.finish', 'drain.start'])
 
 export class CapsuleHost {
   runtime: NodeRuntime | undefined
@@ -145,8 +149,9 @@ export class CapsuleHost {
       log: o.log.child({ part: 'supervisor' })
     })
     this.rollouts = new RolloutDriver({ isLeader: () => o.raft.status().role === 'leader', capsules: () => o.raft.state.capsules, rollouts: () => o.raft.state.rollouts, write: async (cmd, signal) => await o.raft.write(cmd, signal), log: o.log.child({ part: 'rollouts' }) })
-    o.raft.state.onApply((cmd) => {
-      if (/^(capsule|deployment|drain)\./.test(cmd.op) || cmd.op === 'node.eligibility') { this.supervisor.kick(); if (['capsule.create', 'capsule.unplace', 'capsule.restart', 'capsule.scale', 'capsule.update', 'capsule.report', 'capsule.migrate', 'node.eligibility', 'deployment.start', 'deployment.step', 'deployment.finish', 'drain.start'].includes(cmd.op)) this.scheduler.kick() }
+    o.raft.state.onApply((cmd, result) => {
+      this.supervisor.applied(cmd, result.ok)
+      if (SCHEDULER_OPS.has(cmd.op)) this.scheduler.kick()
       if (cmd.op === 'capsule.report' || cmd.op === 'instance.health' || cmd.op.startsWith('drain.') || cmd.op.startsWith('deployment.')) this.rollouts?.kick()
     })
     await o.libp2p.handle(LOGS_PROTOCOL, o.guard(logsHandler((instance, q, signal) => this.localLogs(instance, q, signal))), { maxInboundStreams: 32 })
@@ -303,7 +308,7 @@ export class CapsuleHost {
       spec: c.spec,
       instances: c.instances.map(i => {
         const m = i.node !== null ? members.get(i.node) : undefined
-        return { name: i.name, node: i.node, nodeName: m?.name ?? null, address: m !== undefined ? nodeAddress(m.addrs) : null, ports: i.ports ?? [], health: i.state === 'running' ? i.health ?? null : null, state: i.state, reason: i.reason, exitCode: i.exitCode, restarts: i.restarts, generation: i.generation }
+        return { name: i.name, node: i.node, nodeName: m?.name ?? null, address: m !== undefined ? nodeAddress(m.addrs) : null, ports: i.ports ?? [], health: i.state === 'running' ? i.health ?? null : null, state: i.state, reason: i.reason, exitCode: i.exitCode, restarts: i.restarts, generation: i.generation, ...this.supervisor.startTraceOf(i) }
       })
     }
   }
@@ -350,6 +355,7 @@ export class CapsuleHost {
       }
       const r = await raft.write({ op: 'capsule.create', spec: parsed.data }, req.signal)
       if (!r.ok) throw new ApiError(409, r.reason)
+      if (req.query.get('wait') === 'placed') return await submitAnswer({ get: (n) => raft.state.capsules.get(n), onApply: (l) => raft.state.onApply(l) }, parsed.data.name, req.query, req.signal)
       return raft.state.capsules.get(parsed.data.name) satisfies CapsuleRecord | undefined
     })
     api.route('GET', '/v1/capsules', async (req, res) => {

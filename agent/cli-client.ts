@@ -4,11 +4,11 @@ import type { Command } from 'commander'
 import type { PutResult } from '../p2p/content/objects.js'
 import { AgentRequestError, type ApiResponse } from './api/client.js'
 import { UserError } from './errors.js'
-import { client, collect, formatBytes, out, pairs, type GlobalOpts } from './cli-common.js'
-import { addHealthOptions, registerInspectExec, registerServiceCommands, type HealthFlags } from './services/cli.js'
-import type { NetworkMode, PortRequest } from './scheduler/spec.js'
-import { formatPort, parsePortOption, PortOptionError } from './ports.js'
-import { disconnectGrace, registerDay2Commands, runtimeOptions } from './day2/cli.js'
+import { client, collect, formatBytes, out, type GlobalOpts } from './cli-common.js'
+import { registerInspectExec, registerServiceCommands } from './services/cli.js'
+import { formatPort } from './ports.js'
+import { registerDay2Commands } from './day2/cli.js'
+import { registerRunCommand } from './cli-run.js'
 
 export function registerClientCommands (program: Command): void {
   registerCapsuleCommands(program)
@@ -63,11 +63,6 @@ export function registerClientCommands (program: Command): void {
 
 // ---- capsules, images, gpu ------------------------------------------------
 
-function defaultName (image: string): string {
-  const base = (image.split('/').pop() ?? 'capsule').split(/[:@]/)[0]!.toLowerCase().replace(/[^a-z0-9_.-]/g, '-').replace(/^[^a-z0-9]+/, '') || 'capsule'
-  return `${base.slice(0, 50)}-${Math.random().toString(36).slice(2, 6)}`
-}
-
 interface PsRow { name: string, capsule: string, image: string, node: string | null, nodeName?: string | null, address?: string | null, ports?: Array<{ host: number, container: number, proto: string }>, state: string, reason: string | null, exitCode: number | null, restarts: number, health: string | null }
 
 const PS_STATES = ['pending', 'pulling', 'running', 'exited', 'failed', 'lost']
@@ -86,131 +81,8 @@ function psFilters (list: string[] | undefined): { node: string[], state: string
   return f
 }
 
-/** How long `run` waits for the scheduler to place every instance (Nomad's `job run` monitor, kept short). */
-export const RUN_WAIT_MS = 10_000
-
-interface Placement {
-  placed: number
-  pending: Array<{ instance: string, reason: string }>
-  /** True when the scheduler has looked at every unplaced instance and said why it does not fit. */
-  verdict: boolean
-}
-
-/**
- * Polls until every instance of `name` is on a node or the scheduler has
- * given each unplaced one a reason, or `ms` passed. A reason other than
- * the initial "waiting for the scheduler" is the scheduler's verdict.
- */
-async function waitForPlacement (c: Awaited<ReturnType<typeof client>>, name: string, ms: number): Promise<Placement> {
-  const { WAITING_FOR_SCHEDULER } = await import('./state/instance-reasons.js')
-  const deadline = Date.now() + ms
-  let last: Placement = { placed: 0, pending: [], verdict: false }
-  for (;;) {
-    const rows = (await c.request<PsRow[]>('GET', '/v1/capsules')).filter(r => r.capsule === name)
-    const unplaced = rows.filter(r => r.node === null)
-    last = {
-      placed: rows.length - unplaced.length,
-      pending: unplaced.map(r => ({ instance: r.name, reason: r.reason ?? r.state })),
-      verdict: unplaced.length > 0 && unplaced.every(r => r.reason !== null && r.reason !== WAITING_FOR_SCHEDULER)
-    }
-    if (rows.length > 0 && (unplaced.length === 0 || last.verdict)) return last
-    if (Date.now() >= deadline) return last
-    await new Promise(resolve => setTimeout(resolve, 250))
-  }
-}
-
 export function registerCapsuleCommands (program: Command): void {
-  addHealthOptions(program.command('run').description('submit a capsule; prints its name'))
-    .argument('<image>', 'image reference, e.g. 127.0.0.1:5000/game-server:1.2')
-    .argument('[cmd...]', 'command and arguments (after --)')
-    .option('--name <name>', 'capsule name (default: from the image)')
-    .option('--cpu <cpus>', 'CPUs to reserve (fractions allowed)')
-    .option('--memory <size>', 'memory to reserve and limit, e.g. 512M, 2G')
-    .option('--gpus <n>', 'GPUs')
-    .option('--env <k=v>', 'environment variable, repeatable', collect)
-    .option('--label <k=v>', 'capsule label, repeatable', collect)
-    .option('--on <k=v>', 'run only on nodes with this label, repeatable', collect)
-    .option('--replicas <n>', 'instances, spread across nodes')
-    .option('--restart <policy>', 'never | on-failure | always')
-    .option('--strategy <s>', 'binpack (default) | spread')
-    .option('--gaming', 'gaming profile: GPU render nodes, input, sound, display sockets (nodes with [capsules] allow_gaming)')
-    .option('-p, --publish <port>', 'publish a port: HOST:CONTAINER[/tcp|udp], or CONTAINER[/proto] for a dynamic host port; repeatable', collect)
-    .option('--network <mode>', 'bridge (default): own address on the node\'s bridge | host: the node\'s network (nodes with [capsules] allow_host_network) | none: loopback only')
-    .option('-d, --detach', 'return once submitted, without waiting for placement')
-    .option('--rm', 'remove the capsule once every instance has exited or failed for good')
-    .option('-v, --volume <host:container[:ro]>', 'mount a host directory (under the node\'s [capsules] volume_roots); repeatable', collect)
-    .option('-w, --workdir <dir>', 'working directory inside the capsule')
-    .option('-u, --user <uid[:gid]>', 'run as this numeric user (and group)')
-    .option('--entrypoint <cmd>', 'replace the image\'s entrypoint')
-    .option('--stop-on-disconnect <duration>', 'fencing: the node stops the capsule after this long cut off (e.g. 30s), and it is replaced only after that; default: it keeps running')
-    .action(async (image: string, cmd: string[], o: Record<string, unknown>) => {
-      const g = program.opts<GlobalOpts>()
-      const num = (flag: string, v: unknown, int = false): number | undefined => {
-        if (v === undefined) return undefined
-        const n = Number(v)
-        if (!Number.isFinite(n) || n < 0 || (int && !Number.isInteger(n))) throw new UserError(`${flag} ${String(v)}: expected a ${int ? 'whole ' : ''}number`, 2)
-        return n
-      }
-      let memoryBytes: number | undefined
-      if (o.memory !== undefined) {
-        // Loaded here: spec.js brings zod, which would slow every other command's start.
-        const { parseMemory } = await import('./scheduler/spec.js')
-        try { memoryBytes = parseMemory(String(o.memory)) } catch (err) { throw new UserError(`--memory ${(err as Error).message}`, 2) }
-      }
-      const gpus = num('--gpus', o.gpus, true)
-      const network = o.network as string | undefined
-      if (network !== undefined && !['bridge', 'host', 'none'].includes(network)) throw new UserError(`--network ${network}: expected bridge, host or none`, 2)
-      let ports: PortRequest[] = []
-      try {
-        ports = ((o.publish as string[] | undefined) ?? []).map(parsePortOption)
-      } catch (err) {
-        if (err instanceof PortOptionError) throw new UserError(err.message, 2)
-        throw err
-      }
-      // Loaded here: a client command loads no zod until it needs it (cli-modules.test).
-      const { portsProblem } = await import('./scheduler/spec.js')
-      const problem = portsProblem((network ?? 'bridge') as NetworkMode, ports)
-      if (problem !== undefined) throw new UserError(problem, 2)
-      const { healthFromFlags } = await import('./services/health-flags.js')
-      const health = healthFromFlags(o as HealthFlags)
-      const spec = {
-        name: (o.name as string | undefined) ?? defaultName(image),
-        image,
-        args: cmd,
-        env: pairs('--env', o.env as string[] | undefined),
-        labels: pairs('--label', o.label as string[] | undefined),
-        on: pairs('--on', o.on as string[] | undefined),
-        resources: { ...(o.cpu !== undefined ? { cpu: num('--cpu', o.cpu) } : {}), ...(memoryBytes !== undefined ? { memoryBytes } : {}), ...(gpus !== undefined ? { gpus: { count: gpus } } : {}) },
-        ...(o.replicas !== undefined ? { replicas: num('--replicas', o.replicas, true) } : {}),
-        ...(o.restart !== undefined ? { restart: { policy: o.restart } } : {}),
-        ...(o.strategy !== undefined ? { strategy: o.strategy } : {}),
-        ...(o.gaming === true ? { gaming: true } : {}),
-        ...(o.rm === true ? { autoRemove: true } : {}),
-        ...runtimeOptions(o),
-        ...(o.stopOnDisconnect !== undefined ? { disconnect: { stopAfterMs: disconnectGrace(String(o.stopOnDisconnect)) } } : {}),
-        ...(network !== undefined ? { network } : {}),
-        ...(ports.length > 0 ? { ports } : {}),
-        ...health
-      }
-      const c = await client(g)
-      let rec: { spec: { name: string } }
-      try {
-        rec = await c.request<{ spec: { name: string } }>('POST', '/v1/capsules', spec)
-      } catch (err) {
-        if (err instanceof AgentRequestError && err.status === 400) throw new UserError(err.message, 2)
-        throw err
-      }
-      if (o.detach === true) { out(g.json === true ? JSON.stringify(rec) : rec.spec.name); return }
-      const placement = await waitForPlacement(c, rec.spec.name, RUN_WAIT_MS)
-      out(g.json === true ? JSON.stringify({ ...rec, placement }) : rec.spec.name)
-      const name = rec.spec.name
-      const why = [...new Set(placement.pending.map(p => p.reason))].join('; ')
-      if (placement.verdict && placement.placed === 0) throw new UserError(`run: ${name} cannot be placed: ${why}; it stays pending (bolt-agent rm ${name} to drop it)`)
-      if (placement.pending.length > 0) {
-        const what = placement.verdict ? why : `not placed within ${RUN_WAIT_MS / 1000} s (${why})`
-        process.stderr.write(`bolt-agent: warning: ${name}: ${placement.placed} of ${placement.placed + placement.pending.length} instances placed; ${what}; see bolt-agent ps\n`)
-      }
-    })
+  registerRunCommand(program)
 
   program.command('ps').description('capsules: name, image, node, state, reason, exit code, restarts')
     .option('--filter <k=v>', 'only rows with node=NAME|ID or state=STATE; repeatable (one key: any value; several keys: all)', collect)

@@ -3,86 +3,29 @@
 // detached waiter, so capsules survive an agent crash and are adopted (or
 // cleaned up) when the agent comes back.
 import { createHash } from 'node:crypto'
-import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { buildRuntimeConfig, hostNofileHard, type RootlessIds } from './bundle/config.js'
+import { capsuleBundleConfig } from './bundle/capsule-bundle.js'
 import type { OciSpec } from './bundle/oci-spec.js'
 import { CapsuleProcess, collectRest, isWaiterAlive, PendingWaiter, readExitCode, waitForStart } from './capsule-process.js'
 import { FifoPool } from './fifo-pool.js'
-import { mkdirWithMode, writeNewFile } from './file-modes.js'
 import { readRecord, writeRecord, type CapsuleExit, type CapsuleRecord } from './capsule-state.js'
-import { CapsuleCgroup, type CgroupLayout, type CgroupStats } from './cgroups.js'
+import { CapsuleCgroup, type CgroupStats } from './cgroups.js'
 import { CapsuleExistsError, CapsuleNotFoundError, CapsuleStateError, GamingNotAllowedError, ImageLayoutError, NetworkUnsupportedError } from './errors.js'
 import type { BridgeNetwork } from './net/bridge.js'
-import { applyContainerEdits, mergeEdits, type ContainerEdits } from './gpu/edits.js'
+import { PreviousLogs } from './previous-logs.js'
+import type { CapsuleHandle, CapsuleState, NodeRuntimeDeps, RecoveryReport, RunHooks } from './runtime-types.js'
+import { DeviceGrants } from './gpu/device-grants.js'
+import { exitOf, releaseCapsule, removeOrphans } from './capsule-end.js'
 import { readLogs, RotatingLogWriter, type LogRecord } from './logs.js'
-import type { ExecResult, OciRuntimeDriver } from './oci/driver.js'
-import type { ImageStore, PreparedImage } from './image/store.js'
+import type { ExecResult } from './oci/driver.js'
+import type { PreparedImage } from './image/store.js'
 import { parseRunSpec, type CapsuleRunSpec, type CapsuleRunSpecInput } from './spec.js'
+
+export type { CapsuleHandle, CapsuleState, CapsuleStatus, DeviceProvider, NodeRuntimeDeps, RecoveryReport, RunHooks, RunStep } from './runtime-types.js'
 
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000
 export const LOG_FILE = 'capsule.log'
-
-export type CapsuleStatus = 'starting' | 'running' | 'exited'
-
-export interface CapsuleState {
-  name: string
-  image: string
-  status: CapsuleStatus
-  createdAt: number
-  /** Host pid of the capsule's init while it runs. */
-  pid: number | null
-  /** CDI devices given to it. */
-  devices: string[]
-  /** False when the node cannot apply cgroup limits (rootless without delegation): resources are then not enforced. */
-  limitsEnforced: boolean
-  exit: CapsuleExit | null
-}
-
-export interface CapsuleHandle {
-  name: string
-  /** Resolves when the capsule has exited and its output is in the log. */
-  exited: Promise<CapsuleExit>
-}
-
-export interface RecoveryReport {
-  adopted: string[]
-  /** Capsules that had exited (or lost their waiter) while the agent was down, now recorded and released. */
-  finished: string[]
-  /** Runtime containers, cgroups and mounts with no capsule record, removed. */
-  orphansRemoved: string[]
-  /** Why the capsule networks could not be reconciled (namespaces and forwards may be left until the next start). */
-  networkError?: string
-}
-
-/** Resolves GPU requests into CDI edits and gives the gaming profile; see gpu/. */
-export interface DeviceProvider {
-  gpuEdits: (request: number | string[], inUse: ReadonlySet<string>) => Promise<{ devices: string[], edits: ContainerEdits }>
-  gamingEdits: (opts: Exclude<CapsuleRunSpec['gaming'], undefined | boolean> | undefined) => Promise<ContainerEdits>
-  hostRoot: string
-}
-
-export interface NodeRuntimeDeps {
-  dataDir: string
-  driver: OciRuntimeDriver
-  images: ImageStore
-  cgroups: CgroupLayout
-  rootless?: RootlessIds
-  volumeRoots: string[]
-  log: { maxBytes: number, maxFiles: number }
-  devices: DeviceProvider
-  /** Whether `gaming` capsules may get the node's input and sound devices (default: no). */
-  allowGaming?: boolean
-  /** The node's capsule bridge; absent on a rootless node (bridge capsules are refused there). */
-  bridge?: BridgeNetwork
-  /**
-   * Told of failures that cannot fail a call: a capsule's log append (disk
-   * full) or its record's last write. The capsule runs on; the agent logs it.
-   * 'release': freeing what a capsule left (cgroup, runtime state, mount) failed;
-   * 'keep-logs': its output for `logs --previous` was not kept.
-   */
-  onError?: (what: 'log' | 'record' | 'release' | 'keep-logs', capsule: string, err: Error) => void
-}
 
 interface Live {
   record: CapsuleRecord
@@ -102,13 +45,14 @@ export class NodeRuntime {
   private readonly cgroupPrefix: string
   private closed = false
   private readonly fifos: FifoPool
-  private gpuLock: Promise<void> = Promise.resolve()
-  /** Devices picked by a run() still in progress (not yet in `live`). */
-  private readonly reservedDevices = new Set<string>()
+  private readonly previous: PreviousLogs
+  private readonly grants: DeviceGrants
 
   constructor (private readonly deps: NodeRuntimeDeps) {
     this.capsulesDir = join(resolve(deps.dataDir), 'capsules')
     this.fifos = new FifoPool(join(resolve(deps.dataDir), 'fifo-pool'))
+    this.grants = new DeviceGrants(deps.devices)
+    this.previous = new PreviousLogs(join(resolve(deps.dataDir), 'previous-logs'), (name, err) => { deps.onError?.('keep-logs', name, err) })
     this.cgroupPrefix = `/bolt/${createHash('sha256').update(resolve(deps.dataDir)).digest('hex').slice(0, 12)}`
   }
 
@@ -157,14 +101,13 @@ export class NodeRuntime {
     return new CapsuleCgroup(this.deps.cgroups, `${this.cgroupPrefix}/${name}`)
   }
 
-  private devicesInUse (): Set<string> {
-    const s = new Set<string>(this.reservedDevices)
-    for (const l of this.live.values()) if (l.record.status !== 'exited') for (const d of l.devices) s.add(d)
-    return s
+  /** Devices held by capsules that have not exited. */
+  private * devicesHeld (): Iterable<string> {
+    for (const l of this.live.values()) if (l.record.status !== 'exited') yield * l.devices
   }
 
-  /** Builds the bundle and starts the capsule; resolves once its waiter runs. */
-  async run (input: CapsuleRunSpecInput): Promise<CapsuleHandle> {
+  /** Builds the bundle and starts the capsule; resolves once its init runs (its pid file is written). */
+  async run (input: CapsuleRunSpecInput, hooks: RunHooks = {}): Promise<CapsuleHandle> {
     if (this.closed) throw new CapsuleStateError('the runtime is closed')
     const spec = parseRunSpec(input)
     if (spec.gaming !== undefined && spec.gaming !== false && this.deps.allowGaming !== true) {
@@ -208,20 +151,17 @@ export class NodeRuntime {
         cg?.create(spec.resources.memoryBytes),
         log.open(),
         (async () => {
-          const config = await this.bundleConfig(await this.attachNetwork(spec), image, rootfsPath, dir, cg)
-          if (spec.gpus !== undefined && spec.gpus !== 0) {
-            const gpus = spec.gpus
-            devices = await this.withGpuLock(async () => {
-              const g = await this.deps.devices.gpuEdits(gpus, this.devicesInUse())
-              for (const d of g.devices) this.reservedDevices.add(d)
-              await applyContainerEdits(config, g.edits, this.deps.devices.hostRoot)
-              return g.devices
-            })
-          }
-          if (spec.gaming !== undefined && spec.gaming !== false) {
-            const edits = await this.deps.devices.gamingEdits(spec.gaming === true ? undefined : spec.gaming)
-            await applyContainerEdits(config, mergeEdits(edits), this.deps.devices.hostRoot)
-          }
+          const config = await capsuleBundleConfig({
+            spec: await this.attachNetwork(spec),
+            image: image.config,
+            dir,
+            rootfs: rootfsPath,
+            ...(cg !== undefined ? { cgroupsPath: cg.leafPath } : {}),
+            cgroupNamespace: this.deps.cgroups.mode === 'v2',
+            ...(this.deps.rootless !== undefined ? { rootless: this.deps.rootless } : {}),
+            volumeRoots: this.deps.volumeRoots
+          })
+          devices = await this.grants.apply(config, spec, () => this.devicesHeld())
           await writeFile(join(dir, 'config.json'), JSON.stringify(config))
         })()
       ])
@@ -230,7 +170,9 @@ export class NodeRuntime {
         if (!log.isClosed) await log.close().catch(() => undefined) // the failed step is what gets thrown; the log is discarded with the dir
         throw failed.reason as Error
       }
+      hooks.onStep?.('bundleReady')
       const proc = await CapsuleProcess.launch(dir, waiter, log)
+      hooks.onStep?.('launched')
       waiter = undefined
       record.waiterPid = proc.waiterPid ?? null
       record.status = 'running'
@@ -240,17 +182,18 @@ export class NodeRuntime {
       live.exited = this.track(live, proc)
       this.live.set(spec.name, live)
       await waitForStart(dir, live.exited)
+      hooks.onStep?.('started')
       // Only now: the OCI runtime's setup ran in this cgroup unthrottled (see BundleInput.cpuOnParent).
       if (cg !== undefined && spec.resources.cpus !== undefined) await this.limitCpuOrRemove(spec.name, cg, spec.resources.cpus)
       return { name: spec.name, exited: live.exited }
     } catch (err) {
       await waiter?.cancel()
       // Best effort: the start's own error is what the caller needs; recovery frees what this left at the next start.
-      await this.release(spec.name, dir, cg).catch(() => undefined)
+      await releaseCapsule(this.deps, spec.name, dir, cg).catch(() => undefined)
       await rm(dir, { recursive: true, force: true })
       throw err
     } finally {
-      for (const d of devices) this.reservedDevices.delete(d)
+      this.grants.release(devices)
     }
   }
 
@@ -268,48 +211,6 @@ export class NodeRuntime {
     if (bridge === undefined) throw new NetworkUnsupportedError(`capsule ${spec.name}: bridge networking needs an agent running as root; a rootless agent runs capsules with --network host or none`)
     const a = await bridge.attach(spec.name, net.bridge.ports)
     return { ...spec, network: { netnsPath: a.netnsPath }, bridgeGateway: bridge.gateway }
-  }
-
-  /** GPU picks are serialized so two concurrent runs never get the same device. */
-  private async withGpuLock<T> (fn: () => Promise<T>): Promise<T> {
-    const prev = this.gpuLock
-    let release!: () => void
-    this.gpuLock = new Promise<void>(resolve => { release = resolve })
-    await prev
-    try {
-      return await fn()
-    } finally {
-      release()
-    }
-  }
-
-  private async bundleConfig (spec: CapsuleRunSpec & { bridgeGateway?: string }, image: PreparedImage, rootfs: string, dir: string, cg: CapsuleCgroup | undefined): Promise<OciSpec> {
-    const hostname = spec.hostname ?? spec.name
-    const etcDir = join(dir, 'etc')
-    // Bind-mounted into the capsule, where any of its users reads them.
-    await mkdirWithMode(etcDir, 0o755)
-    const resolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => 'nameserver 1.1.1.1\n')
-    await writeNewFile(join(etcDir, 'hostname'), `${hostname}\n`, 0o644)
-    await writeNewFile(join(etcDir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`, 0o644)
-    const outside = resolv.replace(/^nameserver\s+127\.\S+\s*$/gm, '')
-    // A bridge capsule asks the node's DNS on the bridge first (the agent serves *.bolt there), then the host's own resolvers.
-    await writeNewFile(join(etcDir, 'resolv.conf'), spec.network === 'host' ? resolv : spec.bridgeGateway !== undefined ? `nameserver ${spec.bridgeGateway}\n${outside}` : outside, 0o644)
-    const config = await buildRuntimeConfig({
-      spec,
-      image: image.config,
-      rootfs,
-      ...(cg !== undefined ? { cgroupsPath: cg.leafPath, memoryOnParent: true, cpuOnParent: true } : {}),
-      cgroupNamespace: this.deps.cgroups.mode === 'v2',
-      ...(this.deps.rootless !== undefined ? { rootless: this.deps.rootless } : {}),
-      volumeRoots: this.deps.volumeRoots,
-      etcFiles: { hostname: join(etcDir, 'hostname'), hosts: join(etcDir, 'hosts'), resolvConf: join(etcDir, 'resolv.conf') }
-    })
-    if (spec.gaming !== undefined && spec.gaming !== false) {
-      // esync/fsync in Wine and Proton want a high open-file limit.
-      const hard = await hostNofileHard()
-      config.process.rlimits = config.process.rlimits.map(r => r.type === 'RLIMIT_NOFILE' ? { type: r.type, soft: Math.min(hard, Math.max(r.soft, 524288)), hard: Math.min(hard, Math.max(r.hard, 524288)) } : r)
-    }
-    return config
   }
 
   /** A capsule's log writer; a failed append (disk full) is reported, never thrown into an unheard 'error' event. */
@@ -333,19 +234,7 @@ export class NodeRuntime {
   private async finalize (live: Live, code: number | null): Promise<CapsuleExit> {
     const { record, dir } = live
     const cg = record.cgroup !== null ? new CapsuleCgroup(this.deps.cgroups, record.cgroup) : undefined
-    const [oomKills, limitHit, started] = await Promise.all([
-      cg !== undefined ? cg.oomKills() : 0,
-      cg !== undefined ? cg.memoryLimitHit() : false,
-      stat(join(dir, 'pid')).then(() => true, () => false)
-    ])
-    const oom = oomKills > 0 || (limitHit && code === 137 && !record.stopRequested)
-    let reason: CapsuleExit['reason']
-    if (oom) reason = 'oom'
-    else if (code === null) reason = 'lost'
-    else if (!started) reason = 'start-failed'
-    else if (record.stopRequested) reason = 'stopped'
-    else reason = 'exited'
-    const exit: CapsuleExit = { exitCode: code, reason, oomKilled: oom, finishedAt: Date.now() }
+    const exit = await exitOf(dir, record, cg, code)
     await live.log.close()
     record.status = 'exited'
     record.exit = exit
@@ -353,24 +242,8 @@ export class NodeRuntime {
     // The exit is known and returned either way; a record that kept 'running' is settled again at the next recovery.
     await writeRecord(dir, record).catch((err: Error) => { this.deps.onError?.('record', record.name, err) })
     // Freeing the cgroup, runtime state and rootfs mount is off the exit path; remove() and close() wait for it.
-    live.released = this.release(record.name, dir, cg).catch((err: Error) => { this.deps.onError?.('release', record.name, err) })
+    live.released = releaseCapsule(this.deps, record.name, dir, cg).catch((err: Error) => { this.deps.onError?.('release', record.name, err) })
     return exit
-  }
-
-  /** Frees what a stopped capsule holds: runtime state, cgroup, rootfs mount. Keeps its record and logs. */
-  private async release (name: string, dir: string, cg: CapsuleCgroup | undefined): Promise<void> {
-    try {
-      const st = await this.deps.driver.state(name)
-      if (st !== undefined) {
-        if (st.status === 'running' || st.status === 'paused' || st.status === 'created') await this.deps.driver.kill(name, 'SIGKILL', true)
-        await this.deps.driver.delete(name, true)
-      }
-      await cg?.remove()
-      await this.deps.bridge?.detach(name)
-    } finally {
-      // Whatever failed above, the rootfs mount goes: one left under a removed dir stays for the machine's life.
-      await this.deps.images.removeRootfs(dir)
-    }
   }
 
   private get (name: string): Live {
@@ -436,32 +309,20 @@ export class NodeRuntime {
     await rm(l.dir, { recursive: true, force: true })
   }
 
-  /** Where the output of a removed run of `name` is kept for `logs --previous` (its last log file). */
-  private previousLogPath (name: string): string {
-    return join(resolve(this.deps.dataDir), 'previous-logs', `${name}.log`)
-  }
-
   /** Keeps the last output of `name` before it is removed and run again (a restart), for `previousLogs`. */
   async keepLogs (name: string): Promise<void> {
     const l = this.live.get(name)
-    if (l === undefined) return
-    await mkdir(join(resolve(this.deps.dataDir), 'previous-logs'), { recursive: true, mode: 0o700 })
-    await copyFile(join(l.dir, LOG_FILE), this.previousLogPath(name)).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOENT') this.deps.onError?.('keep-logs', name, err) })
+    if (l !== undefined) await this.previous.keep(name, join(l.dir, LOG_FILE))
   }
 
   /** The output kept by keepLogs, or undefined when none was. */
   async previousLogs (name: string, opts: { tail?: number, since?: number } = {}): Promise<AsyncIterable<LogRecord> | undefined> {
-    const path = this.previousLogPath(name)
-    if (!await stat(path).then(() => true, () => false)) return undefined
-    return readLogs(path, { maxFiles: 1, ...opts })
+    return await this.previous.read(name, opts)
   }
 
   /** Forgets kept output of runs `keep` says no (their instances are gone for good). */
   async prunePreviousLogs (keep: (name: string) => boolean): Promise<void> {
-    const dir = join(resolve(this.deps.dataDir), 'previous-logs')
-    for (const f of await readdir(dir).catch(() => [] as string[])) { // none kept yet: nothing to prune
-      if (f.endsWith('.log') && !keep(f.slice(0, -4))) await rm(join(dir, f), { force: true })
-    }
+    await this.previous.prune(keep)
   }
 
   logs (name: string, opts: { follow?: boolean, signal?: AbortSignal, tail?: number, since?: number } = {}): AsyncIterable<LogRecord> {
@@ -503,7 +364,7 @@ export class NodeRuntime {
       const record = await readRecord(dir)
       if (record === undefined) {
         // Crashed before the first record was written: nothing ran yet.
-        await this.release(name, dir, this.cgroupFor(name))
+        await releaseCapsule(this.deps, name, dir, this.cgroupFor(name))
         await rm(dir, { recursive: true, force: true })
         report.orphansRemoved.push(name)
         continue
@@ -526,23 +387,8 @@ export class NodeRuntime {
         report.finished.push(name)
       }
     }
-    // Namespaces, veths and port forwards of capsules that no longer run.
-    if (this.deps.bridge !== undefined) {
-      const running = new Set([...this.live].filter(([, l]) => l.record.status !== 'exited').map(([n]) => n))
-      try {
-        for (const n of await this.deps.bridge.reconcile(running)) report.orphansRemoved.push(`network ${n}`)
-      } catch (err) {
-        // Capsules still run without it; the next start tries again. Not a reason to refuse every capsule on this node.
-        report.networkError = (err as Error).message
-      }
-    }
-    // Containers in our runtime state root that no record claims.
-    for (const c of await this.deps.driver.list().catch((err: Error) => { this.deps.onError?.('release', '(orphaned containers)', err); return [] })) {
-      if (this.live.has(c.id)) continue
-      await this.deps.driver.kill(c.id, 'SIGKILL', true)
-      await this.deps.driver.delete(c.id, true)
-      report.orphansRemoved.push(c.id)
-    }
+    const running = new Set([...this.live].filter(([, l]) => l.record.status !== 'exited').map(([n]) => n))
+    await removeOrphans(this.deps, running, (n) => this.live.has(n), report)
     return report
   }
 

@@ -30,6 +30,8 @@ export interface SchedulerInit {
 export class Scheduler {
   private timer: NodeJS.Timeout | undefined
   private busy = false
+  /** A kick came while a round ran: run another right after it (a submit must not wait for the timer). */
+  private again = false
   private readonly deadSince = new Map<string, number>()
   private readonly ac = new AbortController()
   /** Placements this node's scheduler committed (while it led), for /metrics. */
@@ -48,10 +50,14 @@ export class Scheduler {
   }
 
   /** Nudges a round soon (after a submit), instead of waiting for the timer. */
-  kick (): void { setImmediate(() => { void this.round() }) }
+  kick (): void {
+    if (this.busy) { this.again = true; return }
+    setImmediate(() => { void this.round() })
+  }
 
   async round (): Promise<void> {
-    if (this.busy || this.ac.signal.aborted) return
+    if (this.ac.signal.aborted) return
+    if (this.busy) { this.again = true; return }
     const now = Date.now()
     const nodes = this.o.nodes()
     for (const n of nodes) {
@@ -111,6 +117,7 @@ export class Scheduler {
       this.o.log.debug({ err: (err as Error).message }, 'scheduler round failed; retrying')
     } finally {
       this.busy = false
+      if (this.again) { this.again = false; this.kick() }
     }
   }
 }

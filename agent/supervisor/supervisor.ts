@@ -12,6 +12,7 @@ import type { CapsuleSpec, InstanceState } from '../scheduler/spec.js'
 import type { Logger } from '../logger.js'
 import { watchHealth } from '../services/health-probe.js'
 import { HealthReporter } from '../services/health-reports.js'
+import { StartTrace } from './start-trace.js'
 
 export const RECONCILE_INTERVAL_MS = 1000
 export const MAX_BACKOFF_MS = 5 * 60_000
@@ -52,6 +53,8 @@ interface Task {
   done: Promise<void>
   /** Set when the health check stopped it (--restart-unhealthy): restart whatever the policy. */
   unhealthyKill?: boolean
+  /** The task's reports, in order: one not awaited (pulling) still lands before the next. */
+  reports: Promise<void>
 }
 
 /** The runtime's name for one placement of an instance: a moved instance gets a new one. */
@@ -66,6 +69,8 @@ export class Supervisor {
   private again = false
   private readonly ac = new AbortController()
   readonly health: HealthReporter
+  /** When each step of the starts on this node happened (`inspect` shows them). */
+  readonly trace = new StartTrace()
 
   constructor (private readonly o: SupervisorInit) {
     this.health = new HealthReporter({ node: o.self, write: o.write, onError: (err) => { o.log.debug({ err: err.message }, 'health report failed; retrying') } })
@@ -86,13 +91,32 @@ export class Supervisor {
     this.health.stop()
   }
 
+  /**
+   * Reacts to a change of the committed state: starts (or stops) what it
+   * places here at once, then sweeps orphans in the background. Starting
+   * never waits behind a sweep, which lists the runtime's capsules.
+   */
   kick (): void {
+    if (this.ac.signal.aborted) return
+    this.startPass()
     if (this.reconciling) { this.again = true; return }
     this.reconciling = true
-    void this.reconcile().finally(() => {
+    void this.sweep().finally(() => {
       this.reconciling = false
       if (this.again && !this.ac.signal.aborted) { this.again = false; this.kick() }
     })
+  }
+
+  /** Called for every command this node applies (`ok`: it took effect): marks start steps, then reacts as kick() does. */
+  applied (cmd: CommandInput, ok: boolean): void {
+    this.trace.applied(cmd, ok, this.o.self, this.o.capsules())
+    if (/^(capsule|deployment|drain)\./.test(cmd.op) || cmd.op === 'node.eligibility') this.kick()
+  }
+
+  /** An instance's start steps (epoch ms) when it started on this node: `{ startTrace }` for inspect, else nothing. */
+  startTraceOf (i: { name: string, node: string | null, generation: number }): { startTrace?: Record<string, number> } {
+    const t = i.node === this.o.self ? this.trace.get(i.name, i.generation) : undefined
+    return t === undefined ? {} : { startTrace: t }
   }
 
   /** Where an instance's output is on this node, if it runs or ran here. */
@@ -102,8 +126,8 @@ export class Supervisor {
     return runtimeNameOf(instance, f.instance.generation)
   }
 
-  private async reconcile (): Promise<void> {
-    if (this.ac.signal.aborted) return
+  /** What the committed state places on this node now, and the placements it is leaving (a drain). */
+  private placedHere (): { mine: Map<string, { capsule: CapsuleRecord, instance: InstanceRecord }>, leaving: Set<string> } {
     const mine = new Map<string, { capsule: CapsuleRecord, instance: InstanceRecord }>()
     /** Placements moving off this node (a drain): they keep running until their replacement is healthy. */
     const leaving = new Set<string>()
@@ -113,7 +137,12 @@ export class Supervisor {
         if (i.previous?.node === this.o.self && c.desired === 'run') leaving.add(runtimeNameOf(i.name, i.previous.generation))
       }
     }
-    // Start what should run and isn't being handled.
+    return { mine, leaving }
+  }
+
+  /** Synchronous: starts tasks for what should run here and isn't handled, and cancels those no longer placed here. */
+  private startPass (): void {
+    const { mine, leaving } = this.placedHere()
     for (const [rtName, { capsule, instance }] of mine) {
       const running = this.tasks.get(rtName)
       if (running !== undefined) {
@@ -130,6 +159,11 @@ export class Supervisor {
     for (const [rtName, task] of this.tasks) {
       if (!mine.has(rtName) && !leaving.has(rtName)) task.ac.abort()
     }
+  }
+
+  /** Removes what the runtime runs here that no placement claims, and kept output of gone instances. */
+  private async sweep (): Promise<void> {
+    if (this.ac.signal.aborted) return
     const rt = this.o.runtime
     if (rt === undefined) return
     // Output kept for `logs --previous` lives as long as its instance is placed here.
@@ -138,6 +172,7 @@ export class Supervisor {
     await Promise.resolve(rt.prunePreviousLogs?.(n => table.instance(n.replace(/\.g\d+$/, ''))?.instance.node === this.o.self)).catch((err: Error) => { this.o.log.warn({ err: err.message }, 'supervisor: cannot prune kept output of gone instances') })
     let local: Awaited<ReturnType<NodeRuntime['list']>> = []
     try { local = await rt.list() } catch (err) { this.o.log.warn({ err: (err as Error).message }, 'supervisor: cannot list local capsules; orphans stay until a later pass'); return }
+    const { mine, leaving } = this.placedHere()
     for (const s of local) {
       if (mine.has(s.name) || this.tasks.has(s.name) || leaving.has(s.name)) continue
       this.o.log.info({ capsule: s.name }, 'supervisor: stopping a capsule no longer placed here')
@@ -156,18 +191,24 @@ export class Supervisor {
 
   private spawn (rtName: string, capsule: CapsuleRecord, instance: InstanceRecord, mode: 'run' | 'stop'): void {
     const ac = new AbortController()
-    const task: Task = { instance: instance.name, generation: instance.generation, runtimeName: rtName, ac, done: Promise.resolve() }
+    const task: Task = { instance: instance.name, generation: instance.generation, runtimeName: rtName, ac, done: Promise.resolve(), reports: Promise.resolve() }
     this.tasks.set(rtName, task)
+    if (mode === 'run') this.trace.mark(instance.name, instance.generation, 'supervisor')
     task.done = (mode === 'run' ? this.runInstance(task, capsule, instance) : this.stopInstance(task, instance))
       .catch(err => { this.o.log.warn({ capsule: rtName, err: (err as Error).message }, 'supervisor task failed') })
       .finally(() => { this.tasks.delete(rtName); this.kick() })
   }
 
+  /** Reports the instance's state through Raft after the task's earlier reports; a failure is logged, never thrown. */
   private async report (task: Task, state: InstanceState, fields: { exitCode?: number | null, reason?: string | null, restarts: number }): Promise<void> {
-    await this.o.write({
+    const cmd: CommandInput = {
       op: 'capsule.report', instance: task.instance, node: this.o.self, generation: task.generation,
       state, exitCode: fields.exitCode ?? null, reason: fields.reason ?? null, restarts: fields.restarts
-    }, this.ac.signal).catch(err => { this.o.log.debug({ err: (err as Error).message }, 'report failed') })
+    }
+    task.reports = task.reports.then(async () => {
+      await this.o.write(cmd, this.ac.signal).catch(err => { this.o.log.debug({ err: (err as Error).message }, 'report failed') })
+    })
+    await task.reports
   }
 
   private async stopInstance (task: Task, instance: InstanceRecord): Promise<void> {
@@ -210,10 +251,12 @@ export class Supervisor {
           await this.report(task, 'failed', { reason: 'this node does not allow host networking (set [capsules] allow_host_network = true in its config)', restarts })
           return
         }
-        await this.report(task, 'pulling', { restarts, exitCode: lastExit })
+        // Not awaited: the image is prepared while the report commits (reports stay in order).
+        void this.report(task, 'pulling', { restarts, exitCode: lastExit })
         let imageId: string
         try {
           imageId = await this.o.images.prepare(spec.image, signal)
+          this.trace.mark(task.instance, task.generation, 'imageReady')
         } catch (err) {
           if (signal.aborted) return
           await this.report(task, 'failed', { reason: `image pull failed: ${(err as Error).message}`, restarts })
@@ -240,12 +283,13 @@ export class Supervisor {
             volumes: spec.volumes.map(v => ({ hostPath: v.host, containerPath: v.target, readOnly: v.readOnly })),
             labels: { 'bolt.capsule': spec.name, 'bolt.instance': instance.name },
             network: netMode === 'bridge' ? { bridge: { ports: instance.ports } } : netMode === 'host' ? 'host' : 'private'
-          })
+          }, { onStep: (step) => { this.trace.mark(task.instance, task.generation, step) } })
         } catch (err) {
           await this.report(task, 'failed', { reason: `start failed: ${(err as Error).message}`, restarts })
           return
         }
         await this.report(task, 'running', { restarts, exitCode: lastExit })
+        this.trace.mark(task.instance, task.generation, 'reported')
         await this.armFence(task, spec)
         exit = await this.waitOrStop(rt, task, signal, spec, instance)
       }

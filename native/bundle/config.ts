@@ -24,6 +24,13 @@ const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/pro
 
 /** The hard RLIMIT_NOFILE this process has; a capsule cannot be given more without CAP_SYS_RESOURCE on the host. */
 export async function hostNofileHard (): Promise<number> {
+  // Read once: this process's limits do not change while it runs, and every start asks.
+  nofileHard ??= readNofileHard()
+  return await nofileHard
+}
+let nofileHard: Promise<number> | undefined
+
+async function readNofileHard (): Promise<number> {
   const text = await readFile('/proc/self/limits', 'utf8').catch(() => '') // no /proc here: the default limit below
   const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(text)
   if (m === null || m[2] === 'unlimited') return DEFAULT_RLIMIT_NOFILE.hard

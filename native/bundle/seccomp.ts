@@ -98,8 +98,23 @@ function architectures (): string[] {
   }
 }
 
-/** The profile for a capsule granted `capabilities`. */
+/** Profiles built, by capability set: most capsules share the default set, and a start need not build it again. */
+const profiles = new Map<string, SeccompProfile>()
+const MAX_CACHED_PROFILES = 64
+
+/** The profile for a capsule granted `capabilities` (shared: callers must not change it). */
 export function defaultSeccompProfile (capabilities: readonly string[]): SeccompProfile {
+  const key = [...capabilities].sort().join(',')
+  let p = profiles.get(key)
+  if (p === undefined) {
+    p = buildProfile(capabilities)
+    if (profiles.size >= MAX_CACHED_PROFILES) profiles.clear()
+    profiles.set(key, p)
+  }
+  return p
+}
+
+function buildProfile (capabilities: readonly string[]): SeccompProfile {
   const caps = new Set(capabilities)
   const allow = new Set(ALLOWED)
   for (const [cap, names] of Object.entries(BY_CAPABILITY)) {

@@ -56,7 +56,9 @@ t.test('client commands against a running agent load neither libp2p nor the agen
     { args: ['kv', 'get', 'greeting'], code: 0, stdout: /^hello$/m },
     { args: ['token', '--json'], code: 0, stdout: /"join":"bolt-agent join / },
     // No such capsule: the command still runs its whole client path.
-    { args: ['logs', 'no-such-capsule'], code: 1 }
+    { args: ['logs', 'no-such-capsule'], code: 1 },
+    // run parses its flags without zod (the agent checks the spec) and waits for the placement in its submit.
+    { args: ['run', '127.0.0.1:9/none/busybox:1', '--name', 'modules-run', '--network', 'none', '--memory', '16M', '--cpu', '0.01', '--', 'true'], code: 0, stdout: /^modules-run$/m }
   ]
   for (const [i, c] of cases.entries()) {
     const name = c.args.join(' ')
