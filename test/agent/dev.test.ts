@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { CLI, killCapsules, runCli, waitFor } from '../helpers/harness.js'
 
@@ -100,6 +101,9 @@ async function capsuleProcesses (dir: string, uid: number): Promise<string[]> {
 // the shell loop as PID 1 ignores SIGTERM, so the stop must reach its init
 // with SIGKILL, and within the shutdown budget.
 t.test('dev as an unprivileged user: Ctrl-C stops the demo capsule and removes the data dir', { skip: process.getuid?.() !== 0 ? 'needs root to drop to nobody' : !existsSync('/usr/bin/setpriv') ? 'needs setpriv' : false }, async t => {
+  // Where a non-root agent registers itself for client commands (local-agents.ts): the test's leftover if it made it.
+  const registry = join(tmpdir(), `bolt-agent-${NOBODY}`)
+  if (!existsSync(registry)) t.teardown(async () => { await rm(registry, { recursive: true, force: true }) })
   const { p, exited, stdout, stderr, dataDir } = await startDev(t, 'setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', process.execPath, CLI, 'dev'], { ...process.env, HOME: tmpdir() })
   const demo = stdout.some(l => l.startsWith('demo capsule "demo" submitted'))
   if (!demo) {
