@@ -2,8 +2,9 @@
 // mounted, a per-capsule parent cgroup the runtime owns (the OCI runtime puts
 // the capsule in a child of it and deletes only that child, so the parent's
 // counters — OOM kills above all — survive the capsule's exit), and stats.
+import { createHash } from 'node:crypto'
 import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { CPU_PERIOD_US } from './bundle/config.js'
 
 export type CgroupMode = 'v1' | 'hybrid' | 'v2' | 'none'
@@ -25,6 +26,11 @@ function unescapeMount (s: string): string {
 }
 
 /** Parses /proc/self/mountinfo text into a cgroup layout (pure; tests feed it fixtures). */
+/** The cgroup under which one runtime's capsules live (`/bolt/HASH`), from its data dir: two agents on one host never share one. */
+export function cgroupPrefixOf (dataDir: string): string {
+  return `/bolt/${createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 12)}`
+}
+
 export function parseCgroupMounts (mountinfo: string): Omit<CgroupLayout, 'unifiedControllers'> {
   const v1: Record<string, string> = {}
   let unified: string | undefined

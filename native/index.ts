@@ -24,6 +24,7 @@ export { NodeRuntime, type CapsuleHandle, type CapsuleState, type CapsuleStatus,
 export { CapsuleRunSpecSchema, parseRunSpec, type CapsuleRunSpec, type CapsuleRunSpecInput } from './spec.js'
 export type { CapsuleExit } from './capsule-state.js'
 export type { CgroupStats, CgroupLayout, CgroupMode } from './cgroups.js'
+export { cgroupPrefixOf } from './cgroups.js'
 export type { LogRecord, LogStream } from './logs.js'
 export type { ExecResult, RuntimeName, InstalledRuntime } from './oci/driver.js'
 export { detectRuntimes, OciRuntimeDriver } from './oci/driver.js'

@@ -2,7 +2,6 @@
 // become OCI bundles, and an OCI runtime (runc or crun) runs them under a
 // detached waiter, so capsules survive an agent crash and are adopted (or
 // cleaned up) when the agent comes back.
-import { createHash } from 'node:crypto'
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { capsuleBundleConfig } from './bundle/capsule-bundle.js'
@@ -10,7 +9,7 @@ import type { OciSpec } from './bundle/oci-spec.js'
 import { CapsuleProcess, collectRest, isWaiterAlive, PendingWaiter, readExitCode, waitForStart } from './capsule-process.js'
 import { FifoPool } from './fifo-pool.js'
 import { readRecord, writeRecord, type CapsuleExit, type CapsuleRecord } from './capsule-state.js'
-import { CapsuleCgroup, type CgroupStats } from './cgroups.js'
+import { CapsuleCgroup, cgroupPrefixOf, type CgroupStats } from './cgroups.js'
 import { CapsuleExistsError, CapsuleNotFoundError, CapsuleStateError, GamingNotAllowedError, ImageLayoutError, NetworkUnsupportedError } from './errors.js'
 import type { BridgeNetwork } from './net/bridge.js'
 import { PreviousLogs } from './previous-logs.js'
@@ -53,7 +52,7 @@ export class NodeRuntime {
     this.fifos = new FifoPool(join(resolve(deps.dataDir), 'fifo-pool'))
     this.grants = new DeviceGrants(deps.devices)
     this.previous = new PreviousLogs(join(resolve(deps.dataDir), 'previous-logs'), (name, err) => { deps.onError?.('keep-logs', name, err) })
-    this.cgroupPrefix = `/bolt/${createHash('sha256').update(resolve(deps.dataDir)).digest('hex').slice(0, 12)}`
+    this.cgroupPrefix = cgroupPrefixOf(deps.dataDir)
   }
 
   get runtimeName (): string {

@@ -2,12 +2,12 @@
 // scenarios: each with its own data dir, a config file, and helpers to run
 // client commands against it, kill it (-9), pause it, and restart it.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
-import { netnsPrefix } from '../../native/index.js'
+import { cgroupPrefixOf, netnsPrefix } from '../../native/index.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 /** The compiled CLI: dist/agent/cli.js next to dist/scenarios. */
@@ -213,20 +213,45 @@ export class Cluster {
 
 /** Kills and deletes every container an agent's runtime left, and unmounts its rootfs mounts. */
 export async function killCapsules (dataDir: string): Promise<void> {
+  await killRuntimeCapsules(join(dataDir, 'runtime'))
+  await unmountUnder(dataDir)
+}
+
+/**
+ * What a native runtime whose data dir is `runtimeDir` left, whoever made it
+ * (an agent, or a runtime a test built itself): its containers under runc and
+ * crun, rootfs mounts, bridge capsules' network namespaces (their veths go
+ * with them) and its own cgroups (`/bolt/HASH/CAPSULE` in every hierarchy;
+ * `runc delete` removes only the runtime's leaf below them).
+ */
+export async function killRuntimeCapsules (runtimeDir: string): Promise<void> {
   for (const rt of ['runc', 'crun']) {
-    const root = join(dataDir, 'runtime', `${rt}-state`)
+    const root = join(runtimeDir, `${rt}-state`)
     const ids = await execText(rt, ['--root', root, 'list', '-q'])
     for (const id of ids.split('\n').map(s => s.trim()).filter(Boolean)) {
       await execText(rt, ['--root', root, 'kill', id, 'KILL'])
       await execText(rt, ['--root', root, 'delete', '-f', id])
     }
   }
-  const mounts = (await readFile('/proc/mounts', 'utf8').catch(() => '')).split('\n').map(l => l.split(' ')[1] ?? '').filter(m => m.startsWith(dataDir + '/'))
-  for (const m of mounts.sort((a, b) => b.length - a.length)) await execText('umount', ['-l', m])
-  // Bridge capsules' network namespaces, named after the runtime's dir; their veths go with them.
-  const prefix = `${netnsPrefix(join(dataDir, 'runtime'))}-`
+  await unmountUnder(runtimeDir)
+  const prefix = `${netnsPrefix(runtimeDir)}-`
   const names = (await execText('ip', ['netns', 'list'])).split('\n').map(l => l.split(' ')[0] ?? '').filter(n => n.startsWith(prefix))
   for (const ns of names) await execText('ip', ['netns', 'delete', ns])
+  const cgroupDir = cgroupPrefixOf(runtimeDir)
+  const hierarchies = (await readFile('/proc/mounts', 'utf8').catch(() => '')).split('\n').map(l => l.split(' ')).filter(f => f[2] === 'cgroup' || f[2] === 'cgroup2').map(f => f[1] ?? '')
+  for (const h of hierarchies) await removeEmptyTree(join(h, cgroupDir))
+}
+
+async function unmountUnder (dir: string): Promise<void> {
+  const mounts = (await readFile('/proc/mounts', 'utf8').catch(() => '')).split('\n').map(l => l.split(' ')[1] ?? '').filter(m => m.startsWith(dir + '/'))
+  for (const m of mounts.sort((a, b) => b.length - a.length)) await execText('umount', ['-l', m])
+}
+
+/** rmdir of `dir` and every dir below it, deepest first; one that is busy or gone is left as it is. */
+async function removeEmptyTree (dir: string): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => [])
+  for (const e of entries) if (e.isDirectory()) await removeEmptyTree(join(dir, e.name))
+  await rmdir(dir).catch(() => undefined) // a cgroup with a process left in it stays; the capsule kill above is what ends those
 }
 
 /**

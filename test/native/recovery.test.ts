@@ -10,6 +10,7 @@ import { detectCgroups } from '../../native/cgroups.js'
 import { fileURLToPath } from 'node:url'
 import { createRuntime, detectRuntimes, type RuntimeName } from '../../native/index.js'
 import { collect } from './compliance.js'
+import { killRuntimeCapsules } from '../helpers/harness.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const installed = (await detectRuntimes()).map(r => r.name)
@@ -29,7 +30,8 @@ async function startChild (dataDir: string, runtime: RuntimeName): Promise<Retur
 for (const runtime of ['runc', 'crun'] as const) {
   t.test(`agent kill -9 while capsules run: adopted or cleaned on restart (${runtime})`, { skip: process.getuid?.() !== 0 ? 'needs root' : !installed.includes(runtime) ? `${runtime} is not installed` : false }, async t => {
     const dataDir = await mkdtemp(join(tmpdir(), `bolt-native-recover-${runtime}-`))
-    t.teardown(async () => { await rm(dataDir, { recursive: true, force: true }) })
+    // A test that fails half-way leaves the child's capsules running: kill them before the dir goes.
+    t.teardown(async () => { await killRuntimeCapsules(dataDir); await rm(dataDir, { recursive: true, force: true }) })
     const child = await startChild(dataDir, runtime)
     child.kill('SIGKILL')
     await once(child, 'exit')
@@ -70,7 +72,7 @@ for (const runtime of ['runc', 'crun'] as const) {
 
 t.test('recover removes runtime containers no capsule record claims', { skip: process.getuid?.() !== 0 || !installed.includes('runc') ? 'needs root and runc' : false }, async t => {
   const dataDir = await mkdtemp(join(tmpdir(), 'bolt-native-orphan-'))
-  t.teardown(async () => { await rm(dataDir, { recursive: true, force: true }) })
+  t.teardown(async () => { await killRuntimeCapsules(dataDir); await rm(dataDir, { recursive: true, force: true }) })
   const child = await startChild(dataDir, 'runc')
   child.kill('SIGKILL')
   await once(child, 'exit')
