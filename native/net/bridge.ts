@@ -119,7 +119,10 @@ export class BridgeNetwork {
   private async setUp (): Promise<void> {
     const br = this.o.bridge
     if ((await runCommand('ip', ['link', 'show', 'dev', br])).exitCode !== 0) {
-      await this.ip(['link', 'add', br, 'type', 'bridge'])
+      await this.ip(['link', 'add', br, 'type', 'bridge']).catch((err: Error) => {
+        // Agents on one host share the default bridge: another may add it between the check and this add.
+        if (!/File exists/.test(err.message)) throw err
+      })
     }
     await this.ip(['addr', 'replace', `${this.gateway}/${this.subnet.prefix}`, 'dev', br])
     // Set, not inherited from the ports: a bridge keeps an MTU set by hand when ports come and go.
