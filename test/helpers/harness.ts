@@ -213,8 +213,7 @@ export class Cluster {
 
 /** Kills and deletes every container an agent's runtime left, and unmounts its rootfs mounts. */
 export async function killCapsules (dataDir: string): Promise<void> {
-  await killRuntimeCapsules(join(dataDir, 'runtime'))
-  await unmountUnder(dataDir)
+  await killRuntimeCapsules(join(dataDir, 'runtime'), dataDir)
 }
 
 /**
@@ -224,7 +223,7 @@ export async function killCapsules (dataDir: string): Promise<void> {
  * with them) and its own cgroups (`/bolt/HASH/CAPSULE` in every hierarchy;
  * `runc delete` removes only the runtime's leaf below them).
  */
-export async function killRuntimeCapsules (runtimeDir: string): Promise<void> {
+export async function killRuntimeCapsules (runtimeDir: string, unmountRoot = runtimeDir): Promise<void> {
   for (const rt of ['runc', 'crun']) {
     const root = join(runtimeDir, `${rt}-state`)
     const ids = await execText(rt, ['--root', root, 'list', '-q'])
@@ -233,18 +232,16 @@ export async function killRuntimeCapsules (runtimeDir: string): Promise<void> {
       await execText(rt, ['--root', root, 'delete', '-f', id])
     }
   }
-  await unmountUnder(runtimeDir)
+  // One read of the mount table: rootfs mounts under unmountRoot, and the cgroup hierarchies.
+  const table = (await readFile('/proc/mounts', 'utf8').catch(() => '')).split('\n').map(l => l.split(' '))
+  const mounts = table.map(f => f[1] ?? '').filter(m => m.startsWith(unmountRoot + '/'))
+  for (const m of mounts.sort((a, b) => b.length - a.length)) await execText('umount', ['-l', m])
   const prefix = `${netnsPrefix(runtimeDir)}-`
   const names = (await execText('ip', ['netns', 'list'])).split('\n').map(l => l.split(' ')[0] ?? '').filter(n => n.startsWith(prefix))
   for (const ns of names) await execText('ip', ['netns', 'delete', ns])
   const cgroupDir = cgroupPrefixOf(runtimeDir)
-  const hierarchies = (await readFile('/proc/mounts', 'utf8').catch(() => '')).split('\n').map(l => l.split(' ')).filter(f => f[2] === 'cgroup' || f[2] === 'cgroup2').map(f => f[1] ?? '')
+  const hierarchies = table.filter(f => f[2] === 'cgroup' || f[2] === 'cgroup2').map(f => f[1] ?? '')
   for (const h of hierarchies) await removeEmptyTree(join(h, cgroupDir))
-}
-
-async function unmountUnder (dir: string): Promise<void> {
-  const mounts = (await readFile('/proc/mounts', 'utf8').catch(() => '')).split('\n').map(l => l.split(' ')[1] ?? '').filter(m => m.startsWith(dir + '/'))
-  for (const m of mounts.sort((a, b) => b.length - a.length)) await execText('umount', ['-l', m])
 }
 
 /** rmdir of `dir` and every dir below it, deepest first; one that is busy or gone is left as it is. */
