@@ -122,49 +122,58 @@ t.test('uploads against a model: offsets, resumes (also across an agent restart)
     let model: Buffer[] = []
     let open = true
     let n = 0
-    for (const o of ops) {
-      if (!open) { ({ id } = await uploads.start('team/app')); model = []; open = true }
-      const offset = model.reduce((a, b) => a + b.length, 0)
-      if (o.t === 'chunk') {
-        const data = Buffer.alloc(o.len, (seed + n++) & 0xff)
-        const start = o.lie === 'start' ? offset + 1 : offset
-        const declared = o.lie === 'length' ? o.len + 1 : o.len
-        try {
-          const r = await uploads.append('team/app', id, Readable.from([data]), o.len === 0 && o.lie !== 'length' ? undefined : { start, end: start + declared - 1 }, declared)
-          if (o.lie === 'start') return false
-          model.push(data)
-          if (r.offset !== offset + o.len) return false
-        } catch (e) {
-          if (!isRequestError(e)) throw e
-          if (o.lie === 'none') return false
-          // A lying length keeps what arrived (the client resumes from the offset); a wrong start keeps nothing.
-          if (o.lie === 'length') model.push(data)
+    // A run that fails leaves nothing open, so the shrinker's next runs start clean
+    // (otherwise each fails on this run's leftovers and the counterexample it reports means nothing).
+    try {
+      for (const o of ops) {
+        if (!open) { ({ id } = await uploads.start('team/app')); model = []; open = true }
+        const offset = model.reduce((a, b) => a + b.length, 0)
+        if (o.t === 'chunk') {
+          const data = Buffer.alloc(o.len, (seed + n++) & 0xff)
+          // An empty chunk is sent without a range (a client has none to send), so it cannot lie about its start.
+          const lie = o.len === 0 && o.lie === 'start' ? 'none' : o.lie
+          const start = lie === 'start' ? offset + 1 : offset
+          const declared = lie === 'length' ? o.len + 1 : o.len
+          try {
+            const r = await uploads.append('team/app', id, Readable.from([data]), o.len === 0 && lie !== 'length' ? undefined : { start, end: start + declared - 1 }, declared)
+            if (lie === 'start') return false
+            model.push(data)
+            if (r.offset !== offset + o.len) return false
+          } catch (e) {
+            if (!isRequestError(e)) throw e
+            if (lie === 'none') return false
+            // A lying length keeps what arrived (the client resumes from the offset); a wrong start keeps nothing.
+            if (lie === 'length') model.push(data)
+          }
+          if ((await uploads.status('team/app', id)).offset !== model.reduce((a, b) => a + b.length, 0)) return false
+        } else if (o.t === 'status') {
+          if ((await uploads.status('team/app', id)).offset !== offset) return false
+        } else if (o.t === 'restart') {
+          // The agent stops and starts again: the upload goes on from its bytes on disk.
+          await uploads.close()
+          uploads = new Uploads(store, 1 << 20)
+          if ((await uploads.status('team/app', id)).offset !== offset) return false
+        } else if (o.t === 'finish') {
+          const bytes = Buffer.concat(model)
+          const digest = o.right ? sha(bytes) : sha(Buffer.concat([bytes, Buffer.from('x')]))
+          try {
+            await uploads.finish('team/app', id, digest)
+            if (!o.right || store.sizeSync(digest) !== bytes.length) return false
+            await store.delete(digest)
+          } catch (e) {
+            if (o.right || (e as { code?: string }).code !== 'DIGEST_INVALID' || store.hasSync(digest)) return false
+          }
+          open = false
+        } else {
+          await uploads.cancel('team/app', id)
+          open = false
         }
-        if ((await uploads.status('team/app', id)).offset !== model.reduce((a, b) => a + b.length, 0)) return false
-      } else if (o.t === 'status') {
-        if ((await uploads.status('team/app', id)).offset !== offset) return false
-      } else if (o.t === 'restart') {
-        // The agent stops and starts again: the upload goes on from its bytes on disk.
-        await uploads.close()
-        uploads = new Uploads(store, 1 << 20)
-        if ((await uploads.status('team/app', id)).offset !== offset) return false
-      } else if (o.t === 'finish') {
-        const bytes = Buffer.concat(model)
-        const digest = o.right ? sha(bytes) : sha(Buffer.concat([bytes, Buffer.from('x')]))
-        try {
-          await uploads.finish('team/app', id, digest)
-          if (!o.right || store.sizeSync(digest) !== bytes.length) return false
-          await store.delete(digest)
-        } catch (e) {
-          if (o.right || (e as { code?: string }).code !== 'DIGEST_INVALID' || store.hasSync(digest)) return false
-        }
-        open = false
-      } else {
-        await uploads.cancel('team/app', id)
-        open = false
       }
+      if (open) await uploads.cancel('team/app', id)
+      open = false
+    } finally {
+      if (open) await uploads.cancel('team/app', id).catch(() => {}) // the run's own failure is the one to report
     }
-    if (open) await uploads.cancel('team/app', id)
     return uploads.size === 0 && (await readdir(join(dir, 'tmp'))).length === 0 && (await readdir(join(dir, 'uploads'))).length === 0
   }), { numRuns: 150 })
   await t.rejects(uploads.status('other/repo', '0b7c2f7e-8d1b-4c6e-9a51-0c9d2b1a3e4f'), { code: 'BLOB_UPLOAD_UNKNOWN' })
