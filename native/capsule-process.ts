@@ -12,6 +12,7 @@ import { open, readFile, rm, stat, watch, writeFile, type FileHandle } from 'nod
 import { Socket } from 'node:net'
 import { join } from 'node:path'
 import type { LogStream, RotatingLogWriter } from './logs.js'
+import { RUNTIME_UMASK } from './oci/driver.js'
 
 /** How often an adopted capsule's waiter is checked (it is not our child, so no exit event). */
 export const ADOPTED_POLL_MS = 200
@@ -33,7 +34,8 @@ const WAITER_SCRIPT = [
   'exec 0</dev/null',
   'd=$1; shift',
   'exec 3<>"$d/stdout.fifo" 4<>"$d/stderr.fifo"',
-  '"$@" </dev/null >"$d/stdout.fifo" 2>"$d/stderr.fifo" 3>&- 4>&-',
+  // The runtime's umask (the waiter keeps the agent's own for the files it writes); the subshell execs it.
+  `(${RUNTIME_UMASK}; exec "$@") </dev/null >"$d/stdout.fifo" 2>"$d/stderr.fifo" 3>&- 4>&-`,
   'c=$?',
   'a=; read -r a <"$d/agent.pid" 2>/dev/null',
   'if [ -z "$a" ] || ! kill -0 "$a" 2>/dev/null; then',
