@@ -16,11 +16,6 @@ import type { StatusJson } from './status.js'
 import type { Config } from './config.js'
 import { UserError } from './errors.js'
 import { AgentRequestError, AgentUnreachableError, ApiFileDamagedError } from './api/client.js'
-import { registerClientCommands } from './cli-client.js'
-import { registerMirrorCommands } from './mirror/cli.js'
-import { registerUiCommand } from './ui/cli.js'
-import { registerRegistryCommands } from './registry/cli.js'
-import { registerS3Commands } from './s3/cli.js'
 import { client, collect, dataDirOf, handleClosedStdout, markAgentRunning, out, pairs, type GlobalOpts } from './cli-common.js'
 
 /** The longest a graceful shutdown may take before the process exits anyway. */
@@ -153,7 +148,34 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
   await agent.stopped
 }
 
-export function buildProgram (): Command {
+/**
+ * Commands whose module is loaded only when they are the command given: a
+ * `run` then loads cli-run.js alone, not every command's file and options.
+ * Any other word (another command, help, a typo) registers everything, in
+ * the order `--help` lists.
+ */
+const ALONE: Record<string, (program: Command) => Promise<void>> = {
+  run: async p => { (await import('./cli-run.js')).registerRunCommand(p) },
+  mirror: async p => { (await import('./mirror/cli.js')).registerMirrorCommands(p) },
+  ui: async p => { (await import('./ui/cli.js')).registerUiCommand(p) },
+  registry: async p => { (await import('./registry/cli.js')).registerRegistryCommands(p) }
+}
+
+/** Global options that take a value, as buildProgram declares them (commander's own parse stays the authority). */
+const VALUE_OPTIONS = new Set(['--data', '--config', '--api', '--api-token', '--log-level'])
+
+/** The command word in `args` (argv without node and the script): the first operand after the global options. */
+export function commandWord (args: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string
+    if (a === '--') return undefined
+    if (!a.startsWith('-')) return a
+    if (VALUE_OPTIONS.has(a)) i++
+  }
+  return undefined
+}
+
+export async function buildProgram (argv: string[] = process.argv): Promise<Command> {
   const program = new Command()
   program
     .name('bolt-agent')
@@ -238,11 +260,17 @@ export function buildProgram (): Command {
       else out('left the cluster; the agent is stopping')
     })
 
-  registerClientCommands(program)
-  registerMirrorCommands(program)
-  registerUiCommand(program)
-  registerRegistryCommands(program)
-  registerS3Commands(program)
+  const alone = ALONE[commandWord(argv.slice(2)) ?? '']
+  if (alone !== undefined) {
+    await alone(program)
+    return program
+  }
+  const [clientCli, mirror, ui, registry, s3] = await Promise.all([import('./cli-client.js'), import('./mirror/cli.js'), import('./ui/cli.js'), import('./registry/cli.js'), import('./s3/cli.js')])
+  clientCli.registerClientCommands(program)
+  mirror.registerMirrorCommands(program)
+  ui.registerUiCommand(program)
+  registry.registerRegistryCommands(program)
+  s3.registerS3Commands(program)
   return program
 }
 
@@ -252,7 +280,7 @@ function printTable (rows: string[][]): void {
 }
 
 async function main (argv: string[]): Promise<number> {
-  const program = buildProgram()
+  const program = await buildProgram(argv)
   try {
     await program.parseAsync(argv)
     return 0

@@ -235,15 +235,21 @@ export class ContentHost {
   }
 
   private async resolveAndPrepare (runtime: NodeRuntime, ref: string, signal: AbortSignal): Promise<string> {
+    // The tag still names the image prepared here, and `images` still lists it under that digest:
+    // one manifest request, and none of a pull's pinning and index writes (two synced files).
+    let now: string
+    try {
+      now = await this.puller.resolveDigest(ref, signal)
+    } catch (err) {
+      return this.lastPrepared(ref, err as Error, signal)
+    }
+    const prepared = this.preparedIds.get(now)
+    if (prepared !== undefined && this.lastDigest.get(ref) === now && (await this.puller.lookup(ref))?.digest === now) return prepared
     let pulled: PulledImage
     try {
       pulled = await this.pull(ref, undefined, signal, 'capsule')
     } catch (err) {
-      const last = this.lastDigest.get(ref)
-      const id = last === undefined ? undefined : this.preparedIds.get(last)
-      if (signal.aborted || id === undefined) throw err
-      this.o.log.warn({ ref, digest: last, err: (err as Error).message }, 'image: cannot resolve the tag again; starting the image it last resolved to')
-      return id
+      return this.lastPrepared(ref, err as Error, signal)
     }
     const known = this.preparedIds.get(pulled.digest)
     if (known !== undefined) {
@@ -262,6 +268,15 @@ export class ContentHost {
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
+  }
+
+  /** When the tag cannot be resolved: the image it last resolved to here, with a warning; else `err`. */
+  private lastPrepared (ref: string, err: Error, signal: AbortSignal): string {
+    const last = this.lastDigest.get(ref)
+    const id = last === undefined ? undefined : this.preparedIds.get(last)
+    if (signal.aborted || id === undefined) throw err
+    this.o.log.warn({ ref, digest: last, err: err.message }, 'image: cannot resolve the tag again; starting the image it last resolved to')
+    return id
   }
 
   /** A cluster image: manifest from the Raft state, blobs from this node or its peers (never a registry); prepared once per digest. */

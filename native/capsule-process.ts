@@ -12,6 +12,8 @@ import { open, readFile, rm, stat, watch, writeFile, type FileHandle } from 'nod
 import { Socket } from 'node:net'
 import { join } from 'node:path'
 import type { LogStream, RotatingLogWriter } from './logs.js'
+import { RUNTIME_UMASK } from './oci/driver.js'
+import type { ShellPool } from './shell-pool.js'
 
 /** How often an adopted capsule's waiter is checked (it is not our child, so no exit event). */
 export const ADOPTED_POLL_MS = 200
@@ -26,14 +28,15 @@ export const PID_FILE = 'pid'
 // At the end, if no agent is attached (its pid in agent.pid is gone), what is
 // still buffered in the FIFOs is saved to *.rest, since the pipes vanish with
 // their last fd; an attached agent drains them itself.
-const WAITER_SCRIPT = [
+export const WAITER_SCRIPT = [
   // Spawned while the bundle is still being prepared: wait for "go" on stdin (EOF: the start was called off).
   'read -r go || exit 0',
   '[ "$go" = go ] || exit 0',
   'exec 0</dev/null',
   'd=$1; shift',
   'exec 3<>"$d/stdout.fifo" 4<>"$d/stderr.fifo"',
-  '"$@" </dev/null >"$d/stdout.fifo" 2>"$d/stderr.fifo" 3>&- 4>&-',
+  // The runtime's umask (the waiter keeps the agent's own for the files it writes); the subshell execs it.
+  `(${RUNTIME_UMASK}; exec "$@") </dev/null >"$d/stdout.fifo" 2>"$d/stderr.fifo" 3>&- 4>&-`,
   'c=$?',
   'a=; read -r a <"$d/agent.pid" 2>/dev/null',
   'if [ -z "$a" ] || ! kill -0 "$a" 2>/dev/null; then',
@@ -98,8 +101,9 @@ export class PendingWaiter {
   /** Resolves when the waiter process has exited (never rejects). */
   readonly exited: Promise<void>
 
-  constructor (dir: string, argv: string[]) {
-    this.child = spawn('/bin/sh', ['-c', WAITER_SCRIPT, 'bolt-waiter', dir, ...argv], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] })
+  /** `pool`: where a waiter shell may be ready (its WAITER_SCRIPT); else one is spawned here. */
+  constructor (dir: string, argv: string[], pool?: ShellPool) {
+    this.child = pool?.takeWaiter([dir, ...argv]) ?? spawn('/bin/sh', ['-c', WAITER_SCRIPT, 'bolt-waiter', dir, ...argv], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] })
     this.child.stdin?.on('error', () => undefined) // EPIPE if it died early: its exit says so
     this.exited = new Promise<void>(resolve => {
       this.child.once('exit', () => { resolve() })

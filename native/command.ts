@@ -1,6 +1,6 @@
 // Running a short-lived native command (runc, mknod, nvidia-smi...) with its
 // output captured up to a bound, a timeout, and an AbortSignal.
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 
 /** Output kept per stream; beyond it the tail is dropped and `truncated` set. */
 export const MAX_CAPTURE_BYTES = 1024 * 1024
@@ -25,10 +25,22 @@ export interface CommandOptions {
 
 /** Runs `cmd args`; resolves with its exit status (never rejects on a non-zero exit), rejects when it cannot be spawned. */
 export async function runCommand (cmd: string, args: string[], opts: CommandOptions = {}): Promise<CommandResult> {
-  const { input, timeoutMs = DEFAULT_COMMAND_TIMEOUT_MS, signal, env, maxBytes = MAX_CAPTURE_BYTES, cwd } = opts
-  const combined = signal === undefined ? AbortSignal.timeout(timeoutMs) : AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
+  const { input, env, cwd } = opts
+  const signal = commandSignal(opts)
+  const child = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: env ?? process.env, cwd, signal, killSignal: 'SIGKILL' })
+  if (input !== undefined && child.stdin !== null) child.stdin.end(input)
+  return await settle(child, opts.maxBytes)
+}
+
+/** The signal that ends a command: the caller's, or its timeout. */
+export function commandSignal (opts: Pick<CommandOptions, 'signal' | 'timeoutMs'>): AbortSignal {
+  const timeout = AbortSignal.timeout(opts.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS)
+  return opts.signal === undefined ? timeout : AbortSignal.any([opts.signal, timeout])
+}
+
+/** Collects a started child's output (up to `maxBytes` a stream) until it ends. */
+export async function settle (child: ChildProcess, maxBytes = MAX_CAPTURE_BYTES): Promise<CommandResult> {
   return await new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: env ?? process.env, cwd, signal: combined, killSignal: 'SIGKILL' })
     const out: Buffer[] = []
     const err: Buffer[] = []
     let outLen = 0
@@ -36,7 +48,6 @@ export async function runCommand (cmd: string, args: string[], opts: CommandOpti
     let truncated = false
     child.stdout?.on('data', (b: Buffer) => { if (outLen < maxBytes) { out.push(b); outLen += b.length } else truncated = true })
     child.stderr?.on('data', (b: Buffer) => { if (errLen < maxBytes) { err.push(b); errLen += b.length } else truncated = true })
-    if (input !== undefined && child.stdin !== null) child.stdin.end(input)
     let spawnError: Error | undefined
     child.on('error', e => { spawnError = e })
     child.on('close', (code, sig) => {
@@ -53,11 +64,14 @@ export async function runCommand (cmd: string, args: string[], opts: CommandOpti
   })
 }
 
+/** How a command is run: runCommand, or a pre-spawned shell (shell-pool.ts). */
+export type CommandRunner = (cmd: string, args: string[], opts?: CommandOptions) => Promise<CommandResult>
+
 /** Runs a command that must succeed; throws `makeError(message)` with its stderr otherwise. */
-export async function mustRun (cmd: string, args: string[], makeError: (msg: string, r: CommandResult | undefined) => Error, opts: CommandOptions = {}): Promise<CommandResult> {
+export async function mustRun (cmd: string, args: string[], makeError: (msg: string, r: CommandResult | undefined) => Error, opts: CommandOptions = {}, run: CommandRunner = runCommand): Promise<CommandResult> {
   let r: CommandResult
   try {
-    r = await runCommand(cmd, args, opts)
+    r = await run(cmd, args, opts)
   } catch (err) {
     throw makeError(`${cmd} could not be started: ${(err as Error).message}`, undefined)
   }

@@ -6,7 +6,8 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { capsuleBundleConfig } from './bundle/capsule-bundle.js'
 import type { OciSpec } from './bundle/oci-spec.js'
-import { CapsuleProcess, collectRest, isWaiterAlive, PendingWaiter, readExitCode, waitForStart } from './capsule-process.js'
+import { CapsuleProcess, collectRest, isWaiterAlive, PendingWaiter, readExitCode, waitForStart, WAITER_SCRIPT } from './capsule-process.js'
+import { ShellPool } from './shell-pool.js'
 import { FifoPool } from './fifo-pool.js'
 import { readRecord, writeRecord, type CapsuleExit, type CapsuleRecord } from './capsule-state.js'
 import { CapsuleCgroup, cgroupPrefixOf, type CgroupStats } from './cgroups.js'
@@ -46,6 +47,10 @@ export class NodeRuntime {
   private readonly fifos: FifoPool
   private readonly previous: PreviousLogs
   private readonly grants: DeviceGrants
+  /** Waiter and mount shells started ahead, so a start forks nothing from the agent. */
+  private readonly shells = new ShellPool(WAITER_SCRIPT)
+  /** Starts in flight: the shell pool refills once none is. */
+  private starting = 0
 
   constructor (private readonly deps: NodeRuntimeDeps) {
     this.capsulesDir = join(resolve(deps.dataDir), 'capsules')
@@ -67,6 +72,7 @@ export class NodeRuntime {
   async init (): Promise<void> {
     await mkdir(this.capsulesDir, { recursive: true, mode: 0o700 })
     await this.fifos.init()
+    this.shells.fill()
   }
 
   /** Prepares an image from an OCI layout on disk; returns its id for `run`. */
@@ -108,6 +114,16 @@ export class NodeRuntime {
   /** Builds the bundle and starts the capsule; resolves once its init runs (its pid file is written). */
   async run (input: CapsuleRunSpecInput, hooks: RunHooks = {}): Promise<CapsuleHandle> {
     if (this.closed) throw new CapsuleStateError('the runtime is closed')
+    this.starting++
+    this.shells.hold()
+    try {
+      return await this.start(input, hooks)
+    } finally {
+      if (--this.starting === 0) this.shells.refillSoon()
+    }
+  }
+
+  private async start (input: CapsuleRunSpecInput, hooks: RunHooks): Promise<CapsuleHandle> {
     const spec = parseRunSpec(input)
     if (spec.gaming !== undefined && spec.gaming !== false && this.deps.allowGaming !== true) {
       // Defence in depth: the scheduler places gaming capsules only on nodes that allow them.
@@ -140,12 +156,12 @@ export class NodeRuntime {
     let waiter: PendingWaiter | undefined
     try {
       await writeRecord(dir, record)
-      waiter = new PendingWaiter(dir, this.deps.driver.runArgv(spec.name, dir, join(dir, 'pid')))
+      waiter = new PendingWaiter(dir, this.deps.driver.runArgv(spec.name, dir, join(dir, 'pid')), this.shells)
       const log = this.logWriter(spec.name, dir, record.log)
       // Independent steps run side by side: the rootfs mount and mkfifo are process spawns.
       const rootfsPath = join(dir, 'rootfs')
       const steps = await Promise.allSettled([
-        this.deps.images.createRootfs(image, dir),
+        this.deps.images.createRootfs(image, dir, this.shells.run),
         this.fifos.take(dir),
         cg?.create(spec.resources.memoryBytes),
         log.open(),
@@ -394,6 +410,7 @@ export class NodeRuntime {
   /** Detaches from running capsules (they keep running under their waiters) and stops all timers. */
   async close (): Promise<void> {
     this.closed = true
+    this.shells.close()
     await this.fifos.close()
     for (const l of this.live.values()) {
       await l.proc?.detach()

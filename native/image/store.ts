@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto'
 import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { mustRun, runCommand } from '../command.js'
+import { mustRun, runCommand, type CommandRunner } from '../command.js'
 import { ImageLayoutError, RootfsError } from '../errors.js'
 import { extractLayer } from './extract.js'
 import { mkdirWithMode } from '../file-modes.js'
@@ -118,9 +118,10 @@ export class ImageStore {
 
   /**
    * Makes `<capsuleDir>/rootfs` for a capsule: an overlay mount over the
-   * image's layers with the capsule's own upper dir, or a copy.
+   * image's layers with the capsule's own upper dir, or a copy. `run`
+   * runs the mount (a pre-spawned shell's, on the start path).
    */
-  async createRootfs (image: PreparedImage, capsuleDir: string): Promise<string> {
+  async createRootfs (image: PreparedImage, capsuleDir: string, run: CommandRunner = runCommand): Promise<string> {
     const rootfs = join(capsuleDir, 'rootfs')
     if (image.mode === 'overlay') {
       const upper = join(capsuleDir, 'upper')
@@ -130,7 +131,7 @@ export class ImageStore {
       // Relative lower dirs (mount runs in the layers dir) keep the options under a page.
       const lower = [...image.diffIds].reverse().map(hex).join(':')
       await mustRun('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, rootfs],
-        m => new RootfsError(`cannot mount the capsule's overlay rootfs: ${m}`), { cwd: this.layersDir })
+        m => new RootfsError(`cannot mount the capsule's overlay rootfs: ${m}`), { cwd: this.layersDir }, run)
       return rootfs
     }
     const src = join(this.imagesDir, hex(image.id), 'rootfs')

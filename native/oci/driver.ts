@@ -77,15 +77,24 @@ export class OciRuntimeDriver {
    * points, the processes of `exec`) is read by the capsule's own users.
    */
   argv (args: string[]): string[] {
-    const base = [this.binary, '--root', this.opts.stateRoot, ...(this.opts.rootless === true ? ['--rootless', 'true'] : []), ...args]
+    const base = this.bareArgv(args)
     if (this.opts.hybridCgroupWorkaround !== true) return ['/bin/sh', '-c', `${RUNTIME_UMASK}; exec "$0" "$@"`, ...base]
     // crun refuses hybrid cgroups ("cgroups in hybrid mode not supported"); hide the v2 mount from it only.
     return ['unshare', '-m', '--propagation', 'private', 'sh', '-c', `${RUNTIME_UMASK}; umount /sys/fs/cgroup/unified 2>/dev/null; exec "$0" "$@"`, ...base]
   }
 
-  /** argv for `run` in the foreground: the caller's process is the capsule's waiter. */
+  private bareArgv (args: string[]): string[] {
+    return [this.binary, '--root', this.opts.stateRoot, ...(this.opts.rootless === true ? ['--rootless', 'true'] : []), ...args]
+  }
+
+  /**
+   * argv for `run` in the foreground: the caller's process is the capsule's
+   * waiter, a shell that sets RUNTIME_UMASK itself, so no shell of our own
+   * is started in front of the runtime (one exec less on every start).
+   */
   runArgv (id: string, bundle: string, pidFile: string): string[] {
-    return this.argv(['run', '--bundle', bundle, '--pid-file', pidFile, id])
+    const args = ['run', '--bundle', bundle, '--pid-file', pidFile, id]
+    return this.opts.hybridCgroupWorkaround === true ? this.argv(args) : this.bareArgv(args)
   }
 
   private async invoke (args: string[], what: string, timeoutMs = 30_000): Promise<CommandResult> {

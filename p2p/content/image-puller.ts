@@ -208,6 +208,20 @@ export class ImagePuller {
     return { ref: name, digest: manifestDigest, manifest, size: progress.totalBytes, bytesFromPeers: progress.bytesFromPeers, bytesFromRegistry: progress.bytesFromRegistry, bytesLocal: progress.bytesLocal }
   }
 
+  /**
+   * The manifest digest `refString` names now: the digest it carries, or
+   * the tag resolved upstream (registry or cluster), with nothing pulled,
+   * pinned or recorded. A start of an image already here needs no more.
+   */
+  async resolveDigest (refString: string, signal?: AbortSignal): Promise<string> {
+    const ref = this.parse(refString)
+    if (ref.digest !== undefined) return ref.digest
+    const cluster = this.init.cluster !== undefined && ref.registry === this.init.cluster.host ? this.init.cluster : undefined
+    const resolved = cluster !== undefined ? await cluster.resolve(ref, signal) : await this.init.registry.resolve(ref, { signal })
+    if (resolved === undefined) throw new ImageNotFoundError(`image ${formatReference(ref)} is not in the cluster (push it to any agent's registry endpoint)`)
+    return resolved.digest
+  }
+
   private get indexPath (): string { return join(this.init.store.root, 'index.json') }
 
   private async readIndex (): Promise<IndexFile> {
