@@ -188,7 +188,7 @@ export class ActivePull {
     let c = this.channels.get(key)
     if (c === undefined) {
       const timeout = this.ex.picker?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
-      c = this.ex.openStream(peer, AbortSignal.any([this.signal, AbortSignal.timeout(timeout)])).then(s => new PeerChannel(peer, s, timeout, this.ex.buffers))
+      c = this.ex.openStream(peer, AbortSignal.any([this.signal, AbortSignal.timeout(timeout)])).then(s => new PeerChannel(peer, s, timeout, this.ex.buffers, () => { this.picker.peerProgress(peer, Date.now()) }))
       c.catch(() => {}) // every user awaits c and handles its failure; this only keeps an unused one from going unhandled
       this.channels.set(key, c)
     }
