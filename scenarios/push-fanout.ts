@@ -97,7 +97,11 @@ export const scenario: Scenario = {
       await Promise.all(agents.map(async (a, i) => {
         await skopeo(['copy', '--src-tls-verify=false', `docker://${endpoint(a)}/bench/push:v1`, `oci:${join(out, `agent-${i}`)}:v1`])
         doneAt[i] = (performance.now() - t0) / 1000
-      }))
+      })).catch((err: Error) => {
+        // Why a pull through an agent failed is in that agent's log: show its warnings.
+        for (const a of agents) process.stderr.write(a.stderrTail.filter(l => /"level":(4|5)\d/.test(l)).slice(-8).map(l => `# ${a.name}: ${l.slice(0, 600)}\n`).join(''))
+        throw err
+      })
       const clusterSeconds = (performance.now() - t0) / 1000
       const served = await servedBytes(agents[0]!) - served0
       const after = await Promise.all(agents.map(contentBytes))

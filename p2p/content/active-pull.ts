@@ -8,9 +8,11 @@ import { PullAbortedError, PullFailedError } from './errors.js'
 import type { PartialBlob } from './partial-blob.js'
 import { PeerChannel } from './peer-channel.js'
 import type { PullContext, PullOptions, PullStats } from './pull-context.js'
-import { PiecePicker, DEFAULT_REQUEST_TIMEOUT_MS, type PickerAction } from './piece-picker.js'
+import { PiecePicker, DEFAULT_QUERY_INTERVAL_MS, DEFAULT_REQUEST_TIMEOUT_MS, MAX_QUERY_BACKOFF, type PickerAction } from './piece-picker.js'
+import { MAX_HAVE_WAIT_MS } from './piece-messages.js'
 import { PieceBuffer } from './piece-buffers.js'
 import { HASH_BYTES, pieceCount, pieceRange } from './pieces.js'
+import { PullTrace } from './pull-trace.js'
 
 /** Providers taken from a DHT lookup per pull. */
 export const MAX_PROVIDERS_PER_PULL = 16
@@ -33,6 +35,9 @@ export class ActivePull {
   private readonly channels = new Map<string, Promise<PeerChannel>>()
   private readonly peerHashes = new Map<string, Uint8Array>()
   private readonly known = new Set<string>()
+  /** Pieces each peer still pulling held at its last answer (what a long poll waits to see exceeded). */
+  private readonly seenCount = new Map<string, number>()
+  private readonly longPollMs: number
   private lastRevive = Date.now()
   private trusted: Uint8Array | undefined
   private readonly ops = new Set<Promise<void>>()
@@ -44,6 +49,7 @@ export class ActivePull {
   private readonly signal: AbortSignal
   /** The last registry, disk or unexpected failure, told when the pull fails (peer failures are routine). */
   private lastError: Error | undefined
+  private readonly trace: PullTrace | undefined
 
   constructor (
     private readonly ex: PullContext,
@@ -54,7 +60,11 @@ export class ActivePull {
     private readonly registryOnly: boolean
   ) {
     this.count = pieceCount(partial.size, partial.pieceSize)
+    this.trace = PullTrace.create(digest)
+    this.trace?.ev({ e: 'start', n: this.count, have: partial.have.count() })
     this.signal = AbortSignal.any([signal, this.local.signal])
+    // As long as the picker's longest re-query interval, so the next query goes out as the answer comes.
+    this.longPollMs = Math.min(MAX_HAVE_WAIT_MS, (ex.picker?.queryIntervalMs ?? DEFAULT_QUERY_INTERVAL_MS) * MAX_QUERY_BACKOFF)
     const { self, picker } = ex
     this.picker = new PiecePicker({ ...picker, pieceCount: this.count, self, registry: opts.registry !== undefined }, partial.have, Date.now())
     if (partial.have.count() > 0) ex.announce(digest)
@@ -104,6 +114,7 @@ export class ActivePull {
         if (this.signal.aborted) throw new PullAbortedError(`pull of ${this.digest} aborted`, { cause: this.signal.reason })
         this.revive(Date.now())
         const actions = this.picker.tick(Date.now(), this.ex.requestBudget(), this.ex.registryBudget(), peer => this.ex.peerRoom(peer))
+        for (const a of actions) if (a.type === 'request') this.trace?.ev({ e: 'req', p: a.peer.slice(-6), i: a.index, budget: this.ex.requestBudget(), room: this.ex.peerRoom(a.peer) })
         for (const a of actions) {
           if (a.type === 'done') {
             // Endgame duplicates still in flight are not needed any more.
@@ -123,6 +134,8 @@ export class ActivePull {
         })
       }
     } finally {
+      this.trace?.ev({ e: 'end' })
+      this.trace?.flush()
       this.local.abort(new PullAbortedError('pull finished'))
       this.closeAllChannels()
       await this.settle()
@@ -175,7 +188,7 @@ export class ActivePull {
     let c = this.channels.get(key)
     if (c === undefined) {
       const timeout = this.ex.picker?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
-      c = this.ex.openStream(peer, AbortSignal.any([this.signal, AbortSignal.timeout(timeout)])).then(s => new PeerChannel(peer, s, timeout, this.ex.buffers))
+      c = this.ex.openStream(peer, AbortSignal.any([this.signal, AbortSignal.timeout(timeout)])).then(s => new PeerChannel(peer, s, timeout, this.ex.buffers, () => { this.picker.peerProgress(peer, Date.now()) }))
       c.catch(() => {}) // every user awaits c and handles its failure; this only keeps an unused one from going unhandled
       this.channels.set(key, c)
     }
@@ -217,7 +230,12 @@ export class ActivePull {
   private async query (peer: string): Promise<void> {
     try {
       const ch = await this.channel(peer, 'control')
-      const { res } = await ch.request({ t: 'have?', digest: this.digest, pieceSize: this.partial.pieceSize }, this.signal)
+      // Without a registry no claims change: a peer still pulling answers
+      // when it holds more than we saw (a long poll), so its pieces are
+      // usable here as they land. With one, claims must stay fresh: plain polls.
+      const after = this.opts.registry === undefined ? this.seenCount.get(peer) : undefined
+      const ask = after !== undefined ? { after, waitMs: this.longPollMs } : {}
+      const { res } = await ch.request({ t: 'have?', digest: this.digest, pieceSize: this.partial.pieceSize, ...ask }, this.signal)
       if (res.t === 'none') { this.picker.peerHave(peer, null, false); return }
       if (res.t !== 'have' || res.digest !== this.digest || res.size !== this.partial.size || res.pieceSize !== this.partial.pieceSize ||
           res.bitfield.length !== Math.ceil(this.count / 8) || res.hashes.length !== this.count * HASH_BYTES) {
@@ -225,6 +243,7 @@ export class ActivePull {
         return
       }
       const bf = new Bitfield(this.count, res.bitfield)
+      this.trace?.ev({ e: 'have', p: peer.slice(-6), n: bf.count(), c: res.complete, pu: res.pulling })
       // A bit without a hash cannot be checked: treat it as not held.
       for (let i = 0; i < this.count; i++) if (bf.get(i) && res.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES).every(b => b === 0)) bf.set(i, false)
       this.peerHashes.set(peer, res.hashes)
@@ -232,6 +251,8 @@ export class ActivePull {
         this.trusted = new Uint8Array(res.hashes)
         this.partial.adoptManifest({ digest: this.digest, size: this.partial.size, pieceSize: this.partial.pieceSize, hashes: this.trusted })
       }
+      if (res.pulling && !res.complete) this.seenCount.set(peer, bf.count())
+      else this.seenCount.delete(peer)
       const bits = (b: Uint8Array | undefined): Bitfield | undefined => b !== undefined && b.length === bf.bytes.length ? new Bitfield(this.count, b) : undefined
       this.picker.peerHave(peer, bf, res.pulling, bits(res.fetching), bits(res.fetchingNow))
     } catch {
@@ -268,6 +289,7 @@ export class ActivePull {
         throw new Error(`unexpected answer ${r.res.t}`)
       }
       data = r.data
+      this.trace?.ev({ e: 'got', p: peer.slice(-6), i: index })
     } catch {
       this.picker.failed(peer, index, Date.now())
       this.closeChannel(peer)
@@ -282,6 +304,7 @@ export class ActivePull {
       let ok = false
       if (expected !== undefined) {
         const stored = await this.storeAndLand(index, data, expected)
+        this.trace?.ev({ e: 'stored', p: peer.slice(-6), i: index })
         if (stored === undefined) {
           this.picker.failed(peer, index, Date.now())
           return

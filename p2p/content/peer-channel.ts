@@ -49,9 +49,16 @@ export class PeerChannel {
   private header: Extract<PieceResponse, { t: 'piece' }> | undefined
   private body: { piece: PieceBuffer, got: number } | undefined
 
-  constructor (readonly peer: string, private readonly stream: Stream, private readonly timeoutMs: number, private readonly pool: PieceBuffers) {
+  /**
+   * `onBytes` is told of every chunk that arrives. The answer at the head of
+   * the line must start or go on within timeoutMs: any bytes from the peer
+   * restart its clock (a busy peer sends slowly; a gone one sends nothing).
+   */
+  constructor (readonly peer: string, private readonly stream: Stream, private readonly timeoutMs: number, private readonly pool: PieceBuffers, private readonly onBytes?: () => void) {
     stream.addEventListener('message', (evt) => {
       if (this.broken !== undefined) return
+      if (this.pending.length > 0) this.timer?.refresh()
+      this.onBytes?.()
       try {
         for (const chunk of evt.data instanceof Uint8Array ? [evt.data] : evt.data) this.take(chunk)
       } catch (err) {

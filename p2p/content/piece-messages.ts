@@ -17,14 +17,28 @@ export const MAX_CONTROL_FRAME = MAX_PIECES * HASH_BYTES + MAX_PIECES / 8 + 4096
 /** Largest frame of any kind on the protocol. */
 export const MAX_FRAME = Math.max(MAX_CONTROL_FRAME, MAX_PIECE_SIZE)
 export const MAX_DIGESTS_PER_REPLICATE = 4096
+/** Longest a `have?` long poll may ask the server to hold its answer. */
+export const MAX_HAVE_WAIT_MS = 5_000
 
 const Digest = z.string().regex(/^sha256:[a-f0-9]{64}$/)
 const PieceSize = z.number().int().min(MIN_PIECE_SIZE).max(MAX_PIECE_SIZE)
 const Index = z.number().int().nonnegative().max(MAX_PIECES - 1)
 
 export const RequestSchema = z.discriminatedUnion('t', [
-  /** Which pieces of `digest` (cut at `pieceSize`) do you hold? */
-  z.object({ t: z.literal('have?'), digest: Digest, pieceSize: PieceSize }),
+  /**
+   * Which pieces of `digest` (cut at `pieceSize`) do you hold? With
+   * `after` (the count of pieces the asker saw last): while pulling, answer
+   * once you hold more than that, or after at most `waitMs` — BitTorrent's
+   * `have` message as a long poll, so a piece is usable by others when it
+   * lands rather than at their next query.
+   */
+  z.object({
+    t: z.literal('have?'),
+    digest: Digest,
+    pieceSize: PieceSize,
+    after: z.number().int().nonnegative().max(MAX_PIECES).optional(),
+    waitMs: z.number().int().nonnegative().max(MAX_HAVE_WAIT_MS).optional()
+  }),
   /** The piece manifest of a blob you hold completely. */
   z.object({ t: z.literal('manifest?'), digest: Digest, pieceSize: PieceSize }),
   z.object({ t: z.literal('piece?'), digest: Digest, pieceSize: PieceSize, index: Index }),

@@ -47,6 +47,8 @@ interface PeerState {
   lastQuery: number
   /** When the query its last answer replied to went out: the answer shows the peer as of then or later. */
   answeredAt: number
+  /** When bytes of an answer last came from it: a peer sending slowly is busy, not gone. */
+  lastBytes: number
 }
 
 export class PiecePicker {
@@ -99,7 +101,7 @@ export class PiecePicker {
 
   addPeer (peer: string): void {
     if (peer === this.cfg.self || this.banned.has(peer) || this.peers.has(peer)) return
-    this.peers.set(peer, { have: null, fetching: null, registryNow: null, lastChange: this.lastNow, unchanged: 0, pulling: false, inflight: new Map(), queryInflight: false, lastQuery: -Infinity, answeredAt: -Infinity })
+    this.peers.set(peer, { have: null, fetching: null, registryNow: null, lastChange: this.lastNow, unchanged: 0, pulling: false, inflight: new Map(), queryInflight: false, lastQuery: -Infinity, answeredAt: -Infinity, lastBytes: -Infinity })
   }
 
   /**
@@ -160,6 +162,12 @@ export class PiecePicker {
       if (p.registryNow?.get(index) === true) underWay = true
     }
     return { ids, underWay }
+  }
+
+  /** Bytes of an answer arrived from `peer`: its requests stay alive (see expireRequests). */
+  peerProgress (peer: string, now: number): void {
+    const p = this.peers.get(peer)
+    if (p !== undefined) p.lastBytes = now
   }
 
   queryFailed (peer: string): void {
@@ -294,11 +302,18 @@ export class PiecePicker {
     return out
   }
 
-  /** Requests that took too long: the peer counts as gone (a pipelined stream cannot cancel one request). */
+  /**
+   * Requests that took too long: the peer counts as gone (a pipelined stream
+   * cannot cancel one request). Counted from the request or from the last
+   * bytes the peer sent, whichever is later: a loaded peer answers a queue
+   * of requests slowly, and dropping it threw away the piece half received
+   * and every request behind it, then asked again elsewhere (on a 2-core
+   * machine shared with other work, fan-outs failed this way).
+   */
   private expireRequests (now: number, out: PickerAction[]): void {
     for (const [peer, p] of this.peers) {
       for (const started of p.inflight.values()) {
-        if (now - started > this.cfg.requestTimeoutMs) {
+        if (now - Math.max(started, p.lastBytes) > this.cfg.requestTimeoutMs) {
           out.push({ type: 'drop', peer, reason: 'timeout' })
           this.peerGone(peer)
           break

@@ -184,6 +184,7 @@ export class PieceServer {
     switch (req.t) {
       case 'have?': {
         if (this.hooks.uploadSlots === 0) return reply({ t: 'none', digest: req.digest })
+        if (req.after !== undefined && req.waitMs !== undefined) await this.pieceAfter(req.digest, req.pieceSize, req.after, req.waitMs)
         if (store.hasSync(req.digest)) {
           const m = await store.pieceManifest(req.digest, req.pieceSize)
           const bf = Bitfield.full(pieceCount(m.size, m.pieceSize))
@@ -250,6 +251,27 @@ export class PieceServer {
         }
       }
     }
+  }
+
+  /**
+   * A long poll's wait: returns once this node, pulling `digest`, holds more
+   * than `after` pieces of it, or after `waitMs` (at once when it is not
+   * pulling the blob, holds it whole, or holds more already).
+   */
+  private async pieceAfter (digest: string, pieceSize: number, after: number, waitMs: number): Promise<void> {
+    const p = this.hooks.store.getPartial(digest)
+    if (p === undefined || p.pieceSize !== pieceSize || !this.hooks.isPulling(digest) || p.have.count() > after || this.shutdown.signal.aborted) return
+    await new Promise<void>(resolve => {
+      const done = (): void => {
+        clearTimeout(timer)
+        off()
+        this.shutdown.signal.removeEventListener('abort', done)
+        resolve()
+      }
+      const timer = setTimeout(done, waitMs)
+      const off = p.onPiece(done)
+      this.shutdown.signal.addEventListener('abort', done)
+    })
   }
 
   /**

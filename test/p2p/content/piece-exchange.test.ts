@@ -13,6 +13,7 @@ import { PieceExchange } from '../../../p2p/content/piece-exchange.js'
 import { MemoryProviderTable } from '../../../p2p/content/providers.js'
 import { HASHER_THREAD_MIN_BYTES } from '../../../p2p/content/blob-hasher.js'
 import { PeerChannel } from '../../../p2p/content/peer-channel.js'
+import { Bitfield } from '../../../p2p/content/bitfield.js'
 import { PIECES_PROTOCOL } from '../../../p2p/content/piece-messages.js'
 import { hashPiece, MAX_PIECE_SIZE, MIN_PIECE_SIZE } from '../../../p2p/content/pieces.js'
 import { waitOrFail } from '../../helpers/harness.js'
@@ -272,6 +273,44 @@ t.test('the server answers pipelined requests in order while reading ahead, and 
   t.equal(sha256Hex(r.data?.bytes ?? new Uint8Array()), sha256Hex(data.subarray(3 * PIECE, 4 * PIECE)))
   r.data?.release()
   later.close()
+})
+
+t.test('a have? long poll is answered once the pulling node holds more than the asker saw, or when its wait ends', async t => {
+  const a = await mkNode(t)
+  const b = await mkNode(t)
+  await connect(b, a)
+  const data = randomBytes(4 * PIECE)
+  const d = sha256Digest(data)
+  // A registry that hands out a piece only when the test opens its gate.
+  const gates: Array<() => void> = []
+  let open = false
+  const registry = async (r: { start: number, length: number }): Promise<Uint8Array> => {
+    if (!open) await new Promise<void>(resolve => gates.push(resolve))
+    return data.slice(r.start, r.start + r.length)
+  }
+  const pulled = a.ex.pull(d, { size: data.length, candidates: [], registry })
+  const ch = new PeerChannel(a.id, await b.libp2p.dialProtocol(a.libp2p.peerId, PIECES_PROTOCOL), 5000, b.ex.buffers)
+  t.teardown(() => { ch.close() })
+  const count = (res: { t: string, bitfield?: Uint8Array }): number => res.t === 'have' ? new Bitfield(4, res.bitfield).count() : -1
+  await waitOrFail('a registry request of the pull', () => gates.length > 0)
+  t.equal(count((await ch.request({ t: 'have?', digest: d, pieceSize: PIECE })).res), 0, 'a plain query answers at once: nothing held yet')
+
+  // Held until a piece lands: answered at once, it would say 0.
+  const polled = ch.request({ t: 'have?', digest: d, pieceSize: PIECE, after: 0, waitMs: 4000 })
+  gates.shift()?.()
+  const news = (await polled).res
+  t.ok(count(news) >= 1, `answered with the new piece (${count(news)} held)`)
+  t.equal(news.t === 'have' && news.pulling, true)
+
+  // No news within the wait: answered with what is held.
+  const quiet = (await ch.request({ t: 'have?', digest: d, pieceSize: PIECE, after: count(news), waitMs: 50 })).res
+  t.equal(count(quiet), count(news), 'the wait ended: same count')
+
+  open = true
+  for (const g of gates.splice(0)) g()
+  await pulled
+  const whole = (await ch.request({ t: 'have?', digest: d, pieceSize: PIECE, after: 4, waitMs: 4000 })).res
+  t.equal(whole.t === 'have' && whole.complete, true, 'a complete blob is answered at once')
 })
 
 t.test('a complete blob is served only at the configured piece size: other sizes get a typed refusal, not a re-hash', async t => {

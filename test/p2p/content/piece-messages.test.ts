@@ -1,7 +1,7 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { encode } from 'cbor-x'
-import { decodeRequest, decodeResponse, encodeRequest, encodeResponse, MAX_CONTROL_FRAME, type PieceRequest } from '../../../p2p/content/piece-messages.js'
+import { decodeRequest, decodeResponse, encodeRequest, encodeResponse, MAX_CONTROL_FRAME, MAX_HAVE_WAIT_MS, type PieceRequest } from '../../../p2p/content/piece-messages.js'
 
 const digest = 'sha256:' + 'ab'.repeat(32)
 const typed = new Set(['InvalidMessageError', 'FrameTooLargeError'])
@@ -9,6 +9,7 @@ const typed = new Set(['InvalidMessageError', 'FrameTooLargeError'])
 t.test('valid messages round-trip', async t => {
   const reqs: PieceRequest[] = [
     { t: 'have?', digest, pieceSize: 4 * 1024 * 1024 },
+    { t: 'have?', digest, pieceSize: 65536, after: 3, waitMs: 1600 },
     { t: 'manifest?', digest, pieceSize: 65536 },
     { t: 'piece?', digest, pieceSize: 65536, index: 17 },
     { t: 'replicate?', owner: 'object:x', blobs: [{ digest, size: 10 }] }
@@ -38,4 +39,6 @@ t.test('decoders reject bad input with typed errors only (fuzz)', async t => {
   t.throws(() => decodeRequest(new Uint8Array(MAX_CONTROL_FRAME + 1)), { name: 'FrameTooLargeError' })
   t.throws(() => decodeRequest(encode({ t: 'piece?', digest, pieceSize: 65536, index: -1 })), { name: 'InvalidMessageError' })
   t.throws(() => decodeRequest(encode({ t: 'have?', digest, pieceSize: 1 })), { name: 'InvalidMessageError' })
+  t.throws(() => decodeRequest(encode({ t: 'have?', digest, pieceSize: 65536, after: 0, waitMs: MAX_HAVE_WAIT_MS + 1 })), { name: 'InvalidMessageError' }, 'a long poll longer than the server holds one')
+  t.throws(() => decodeRequest(encode({ t: 'have?', digest, pieceSize: 65536, after: -1, waitMs: 10 })), { name: 'InvalidMessageError' })
 })

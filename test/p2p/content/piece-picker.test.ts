@@ -308,6 +308,26 @@ t.test('the duplicate threshold follows the pull: four times its average piece t
   pk.checkInvariants()
 })
 
+t.test('a request past the timeout drops its peer only when no bytes came from the peer for that long', async t => {
+  const pk = new PiecePicker({ pieceCount: 4, self: 'A', registry: false, maxInflightPerPeer: 2, requestTimeoutMs: 1000 }, new Bitfield(4), 0)
+  pk.addPeer('B')
+  pk.tick(0)
+  pk.peerHave('B', Bitfield.full(4), false)
+  const asked = pk.tick(10).filter(a => a.type === 'request')
+  t.equal(asked.length, 2, 'two pipelined requests')
+  // A slow answer: bytes keep coming, the first piece lands after 2.5 s.
+  for (const now of [600, 1200, 1800, 2400]) {
+    pk.peerProgress('B', now)
+    t.same(pk.tick(now).filter(a => a.type === 'drop'), [], `bytes at ${now} ms: B stays`)
+  }
+  const first = asked[0]
+  if (first?.type !== 'request') throw new Error('no request')
+  pk.received('B', first.index, true, 2500)
+  // Then silence: the requests still out expire a timeout after the last bytes.
+  t.same(pk.tick(3300).filter(a => a.type === 'drop'), [], 'silent for 0.9 s: not yet')
+  t.same(pk.tick(3500).filter(a => a.type === 'drop'), [{ type: 'drop', peer: 'B', reason: 'timeout' }], 'silent for 1.1 s: dropped')
+})
+
 t.test('peerRoom caps the requests to a peer across pulls', async t => {
   const pk = new PiecePicker({ pieceCount: 8, self: 'A', registry: false, maxInflightPerPeer: 4 }, new Bitfield(8), 0)
   pk.addPeer('P1'); pk.addPeer('P2')
