@@ -7,6 +7,7 @@
 // seed so every node cuts the same data the same way (dedup across nodes).
 import { createHash } from 'node:crypto'
 import { open } from 'node:fs/promises'
+import { WasmGear } from './cdc-wasm.js'
 
 export interface CdcParams {
   minSize: number
@@ -51,6 +52,10 @@ export function cutPoint (buf: Uint8Array, start: number, end: number, p: CdcPar
   // falling back to doubles once it passes 2^31.
   const maskS = mask(bits + 2) | 0
   const maskL = mask(bits - 2) | 0
+  if (wasm !== undefined && buf.buffer === wasm.buffer) {
+    const at = buf.byteOffset + start
+    return wasm.cut(at + p.minSize, at + normal, at + limit, maskS, maskL) - at
+  }
   let h = 0
   let i = start + p.minSize
   const normalEnd = start + normal
@@ -107,6 +112,30 @@ export async function * chunkFile (path: string, p: CdcParams = DEFAULT_CDC): As
   } finally {
     await fh.close()
   }
+}
+
+/** Chunking windows kept for reuse once their stream is done, besides those in WebAssembly memory. */
+export const MAX_SPARE_WINDOWS = 4
+const spareWindows: Uint8Array[] = []
+let wasm: WasmGear | undefined
+let wasmTried = false
+
+/**
+ * A chunking window of `bytes` for CdcWindow: one in the WebAssembly
+ * module's memory while one is free (cut there, cdc-wasm.ts), else a spare
+ * or a new buffer. Give it back with `giveWindow` when the stream is done.
+ */
+export function takeWindow (bytes: number): Uint8Array {
+  if (!wasmTried) { wasmTried = true; wasm = WasmGear.create(GEAR) }
+  const w = wasm?.take(bytes)
+  if (w !== undefined) return w
+  const i = spareWindows.findIndex(b => b.length === bytes)
+  return i >= 0 ? spareWindows.splice(i, 1)[0]! : new Uint8Array(bytes)
+}
+
+export function giveWindow (buf: Uint8Array): void {
+  if (wasm?.give(buf) === true) return
+  if (spareWindows.length < MAX_SPARE_WINDOWS && !spareWindows.includes(buf)) spareWindows.push(buf)
 }
 
 /**

@@ -11,15 +11,13 @@ import { z } from 'zod'
 import type { BlobStore, StagedBlob } from './blob-store.js'
 import { sha256Digest } from './digest.js'
 import { ObjectNotFoundError, ManifestError } from './errors.js'
-import { CdcWindow, chunkFile, DEFAULT_CDC, type CdcParams } from './fastcdc.js'
+import { CdcWindow, chunkFile, DEFAULT_CDC, giveWindow, takeWindow, type CdcParams } from './fastcdc.js'
 import { fsyncDir } from './fs-atomic.js'
 import type { PieceExchange } from './piece-exchange.js'
 
 export const OBJECT_MANIFEST_MEDIA_TYPE = 'application/vnd.bolt.object.manifest.v1+json'
 /** Chunks fetched at once by getObject. */
 export const DEFAULT_CHUNK_CONCURRENCY = 4
-/** Chunking windows (2 x the largest chunk) kept for reuse by stageObject. */
-export const MAX_SPARE_WINDOWS = 4
 /**
  * Parsed manifests kept (an id names exact bytes, so a kept one never goes
  * stale): the ranged GETs of one object parse it once. Only manifests of at
@@ -83,8 +81,6 @@ export interface FetchedObject extends GetResult {
 
 export class ObjectStore {
   private readonly cdc: CdcParams
-  /** Chunking windows of finished stageObject calls, for the next ones. */
-  private readonly windows: Uint8Array[] = []
   /** Recently read manifests, oldest first (Map order). */
   private readonly manifests = new Map<string, ObjectManifest>()
 
@@ -147,7 +143,7 @@ export class ObjectStore {
    * next write); then `end`, or `abort` to delete what was staged.
    */
   stageWriter (): StageWriter {
-    return new ObjectStageWriter(this.init.store, this.cdc, this.windows)
+    return new ObjectStageWriter(this.init.store, this.cdc)
   }
   /** Deletes a staged object's temp files; nothing of it was ever visible. */
   async discardObject (staged: StagedObject): Promise<void> {
@@ -353,8 +349,8 @@ class ObjectStageWriter implements StageWriter {
   private busy: Promise<void> | undefined
   private done = false
 
-  constructor (private readonly store: BlobStore, cdc: CdcParams, private readonly windows: Uint8Array[]) {
-    this.buffer = windows.pop() ?? new Uint8Array(cdc.maxSize * 2)
+  constructor (private readonly store: BlobStore, cdc: CdcParams) {
+    this.buffer = takeWindow(cdc.maxSize * 2)
     this.w = new CdcWindow(cdc, this.buffer)
   }
 
@@ -406,7 +402,7 @@ class ObjectStageWriter implements StageWriter {
 
   private release (aborted = false): void {
     if (!aborted) this.done = true
-    if (this.windows.length < MAX_SPARE_WINDOWS && !this.windows.includes(this.buffer)) this.windows.push(this.buffer)
+    giveWindow(this.buffer)
   }
 }
 
