@@ -8,9 +8,8 @@
 // with S3's error code. Memory stays bounded by one chunking window and the
 // stream's buffers whatever the object's size.
 import type { IncomingMessage } from 'node:http'
-import { PassThrough, Transform, type TransformCallback } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
-import type { StagedObject } from '../../p2p/content/objects.js'
+import type { Readable } from 'node:stream'
+import type { StagedObject, StageWriter } from '../../p2p/content/objects.js'
 import { bodySums, type BodySums } from './body-hasher.js'
 import { AwsChunkedStream, type ChunkSigning } from './aws-chunked.js'
 import { S3Error, s3err } from './errors.js'
@@ -20,9 +19,10 @@ import { STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER,
 export const CHECKSUM_ALGORITHMS = ['crc32', 'crc32c', 'sha1', 'sha256'] as const
 export type ChecksumAlgorithm = typeof CHECKSUM_ALGORITHMS[number]
 
-/** Writes a body's bytes somewhere invisible (ObjectStore.stageObject) and deletes them again. */
+/** Writes a body's bytes somewhere invisible (ObjectStore.stageObject/stageWriter) and deletes them again. */
 export interface BodyStager {
   stage: (source: AsyncIterable<Uint8Array>, signal?: AbortSignal) => Promise<StagedObject>
+  writer: () => StageWriter
   discard: (staged: StagedObject) => Promise<void>
 }
 
@@ -38,21 +38,6 @@ export interface ReceivedBody {
 function header (req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name]
   return Array.isArray(v) ? v[0] : v
-}
-
-/** Counts and hashes what flows through (body-hasher.ts), and refuses more than `max` bytes. */
-class Measure extends Transform {
-  size = 0
-  private readonly pacer = bodyGcPacer()
-  constructor (private readonly max: number, readonly sums: BodySums) { super() }
-  override _transform (chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    this.size += chunk.length
-    this.pacer.note(chunk.length)
-    if (this.size > this.max) { cb(s3err.entityTooLarge(this.max)); return }
-    const wait = this.sums.update(chunk)
-    if (wait === undefined) cb(null, chunk)
-    else wait.then(() => { cb(null, chunk) }, cb)
-  }
 }
 
 /**
@@ -86,29 +71,12 @@ export async function receiveBody (req: IncomingMessage, o: { stager: BodyStager
   if (signedHash && !/^[0-9a-f]{64}$/.test(o.payloadHash)) throw s3err.invalidArgument('x-amz-content-sha256 is not a SHA-256 hex digest, UNSIGNED-PAYLOAD or a STREAMING- value')
   if (signedHash) algs.add('sha256')
   const sums = bodySums([...algs], declared !== undefined ? Number(declared) : undefined)
-  const measure = new Measure(o.maxBytes, sums)
   const decoder = streaming ? new AwsChunkedStream({ trailers: trailerNames, ...(o.payloadHash !== STREAMING_UNSIGNED_TRAILER && o.signing !== undefined ? { signing: o.signing } : {}) }) : undefined
   let staged: StagedObject | undefined
+  let size = 0
   try {
-    // The request itself stays out of the pipeline: on a refused body it is
-    // drained, not destroyed, so the client still reads the S3 error.
-    const source = new PassThrough()
-    req.pipe(source)
-    const onClose = (): void => { if (!req.complete) source.destroy(s3err.incompleteBody()) }
-    req.once('close', onClose)
-    const sink = async (src: AsyncIterable<Uint8Array>): Promise<void> => { staged = await o.stager.stage(src, o.signal) }
-    try {
-      const stages = decoder !== undefined ? [source, decoder, measure, sink] : [source, measure, sink]
-      await (pipeline as (...s: unknown[]) => Promise<void>)(...stages, ...(o.signal !== undefined ? [{ signal: o.signal }] : []))
-    } catch (err) {
-      req.unpipe(source)
-      req.resume()
-      throw err
-    } finally {
-      req.off('close', onClose)
-    }
-    if (staged === undefined) throw s3err.incompleteBody()
-    if (declared !== undefined && measure.size !== Number(declared)) throw s3err.incompleteBody()
+    staged = await pump(req, decoder, o.stager.writer(), sums, o.maxBytes, n => { size = n }, o.signal)
+    if (declared !== undefined && size !== Number(declared)) throw s3err.incompleteBody()
     const digests = await sums.digests()
     const md5 = digests.get('md5')!
     if (md5Header !== undefined && md5.toString('base64') !== md5Header) throw s3err.badDigest()
@@ -121,7 +89,7 @@ export async function receiveBody (req: IncomingMessage, o: { stager: BodyStager
       if (want !== got) throw s3err.badChecksum(alg.toUpperCase())
       checksums[alg] = got
     }
-    return { staged, size: measure.size, md5: md5.toString('hex'), checksums }
+    return { staged, size, md5: md5.toString('hex'), checksums }
   } catch (err) {
     sums.drop()
     if (staged !== undefined) await o.stager.discard(staged)
@@ -129,4 +97,80 @@ export async function receiveBody (req: IncomingMessage, o: { stager: BodyStager
     if ((err as Error).name === 'AbortError' || (err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') throw s3err.incompleteBody()
     throw err
   }
+}
+
+/**
+ * Moves the body's bytes (decoded when aws-chunked) into the digests and
+ * the stage writer straight from the stream's 'data' events: each span is
+ * copied into a hash slot and a chunking window, and the stream is paused
+ * only while either has no room (a slot away, a chunk being written). No
+ * stream stage and no promise per span. Refuses more than `max` bytes.
+ * On failure the writer's staged chunks are deleted and the request is
+ * drained, not destroyed, so the client still reads the S3 error.
+ */
+async function pump (req: IncomingMessage, decoder: AwsChunkedStream | undefined, writer: StageWriter, sums: BodySums, max: number, counted: (size: number) => void, signal?: AbortSignal): Promise<StagedObject> {
+  const src: Readable = decoder ?? req
+  if (decoder !== undefined) req.pipe(decoder)
+  const pacer = bodyGcPacer()
+  let size = 0
+  let waiting = false
+  let ended = false
+  let settled = false
+  return await new Promise<StagedObject>((resolve, reject) => {
+    const cleanup = (): void => {
+      settled = true
+      src.off('data', onData)
+      src.off('end', onEnd)
+      src.off('error', fail)
+      req.off('close', onClose)
+      signal?.removeEventListener('abort', onAbort)
+    }
+    function fail (err: Error): void {
+      if (settled) return
+      cleanup()
+      if (decoder !== undefined) { req.unpipe(decoder); decoder.destroy() }
+      req.resume()
+      void writer.abort().then(() => { reject(err) }, (e: Error) => { reject(new Error(`${err.message}; deleting its staged chunks failed too: ${e.message}`, { cause: err })) })
+    }
+    const finish = (): void => {
+      cleanup()
+      writer.end().then(resolve, reject)
+    }
+    function onData (b: Buffer): void {
+      if (settled) return
+      size += b.length
+      counted(size)
+      pacer.note(b.length)
+      if (size > max) { fail(s3err.entityTooLarge(max)); return }
+      const hashed = sums.update(b)
+      let written: Promise<void> | undefined
+      try {
+        written = writer.write(b)
+      } catch (err) {
+        fail(err as Error)
+        return
+      }
+      if (hashed === undefined && written === undefined) return
+      waiting = true
+      src.pause()
+      Promise.all([hashed, written]).then(() => {
+        waiting = false
+        if (settled) return
+        if (ended) finish()
+        else src.resume()
+      }, fail)
+    }
+    function onEnd (): void {
+      ended = true
+      if (!waiting) finish()
+    }
+    function onClose (): void { if (!req.complete) fail(s3err.incompleteBody()) }
+    function onAbort (): void { fail(s3err.incompleteBody()) }
+    if (signal?.aborted === true) { onAbort(); return }
+    src.on('data', onData)
+    src.once('end', onEnd)
+    src.once('error', fail)
+    req.once('close', onClose)
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
 }

@@ -87,6 +87,7 @@ export async function needBucket (deps: S3Deps, r: S3Request): Promise<{ replica
 export function stagerOf (deps: S3Deps): BodyStager {
   return {
     stage: async (source, signal) => await deps.objects.stageObject(source, signal !== undefined ? { signal } : {}),
+    writer: () => deps.objects.stageWriter(),
     discard: async staged => { await deps.objects.discardObject(staged) }
   }
 }

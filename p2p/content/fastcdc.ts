@@ -7,6 +7,7 @@
 // seed so every node cuts the same data the same way (dedup across nodes).
 import { createHash } from 'node:crypto'
 import { open } from 'node:fs/promises'
+import { WasmGear } from './cdc-wasm.js'
 
 export interface CdcParams {
   minSize: number
@@ -51,6 +52,10 @@ export function cutPoint (buf: Uint8Array, start: number, end: number, p: CdcPar
   // falling back to doubles once it passes 2^31.
   const maskS = mask(bits + 2) | 0
   const maskL = mask(bits - 2) | 0
+  if (wasm !== undefined && buf.buffer === wasm.buffer) {
+    const at = buf.byteOffset + start
+    return wasm.cut(at + p.minSize, at + normal, at + limit, maskS, maskL) - at
+  }
   let h = 0
   let i = start + p.minSize
   const normalEnd = start + normal
@@ -109,41 +114,95 @@ export async function * chunkFile (path: string, p: CdcParams = DEFAULT_CDC): As
   }
 }
 
+/** Chunking windows kept for reuse once their stream is done, besides those in WebAssembly memory. */
+export const MAX_SPARE_WINDOWS = 4
+const spareWindows: Uint8Array[] = []
+let wasm: WasmGear | undefined
+let wasmTried = false
+
+/**
+ * A chunking window of `bytes` for CdcWindow: one in the WebAssembly
+ * module's memory while one is free (cut there, cdc-wasm.ts), else a spare
+ * or a new buffer. Give it back with `giveWindow` when the stream is done.
+ */
+export function takeWindow (bytes: number): Uint8Array {
+  if (!wasmTried) { wasmTried = true; wasm = WasmGear.create(GEAR) }
+  const w = wasm?.take(bytes)
+  if (w !== undefined) return w
+  const i = spareWindows.findIndex(b => b.length === bytes)
+  return i >= 0 ? spareWindows.splice(i, 1)[0]! : new Uint8Array(bytes)
+}
+
+export function giveWindow (buf: Uint8Array): void {
+  if (wasm?.give(buf) === true) return
+  if (spareWindows.length < MAX_SPARE_WINDOWS && !spareWindows.includes(buf)) spareWindows.push(buf)
+}
+
+/**
+ * The chunking window of a byte stream (2 x the largest chunk), driven by
+ * its caller: `fill` copies bytes in, and once it is `full`, `next(false)`
+ * hands out the chunks that have a whole largest chunk of bytes after their
+ * start (so their cut is final), then slides the rest down to make room;
+ * at the end, `next(true)` hands out the rest. The cuts are chunkFile's for
+ * the same bytes. A chunk is a view into the window, valid until the next
+ * call: copy it or finish with it first. No allocation per byte or chunk,
+ * so a push-driven writer (an HTTP body's 'data' events) and the
+ * pull-driven chunkStream share it.
+ */
+export class CdcWindow {
+  private readonly window: Uint8Array
+  private filled = 0
+  private pos = 0
+
+  /** `buffer`: a caller's, reused across streams (no 8 MiB allocation per stream for the allocator to fragment). */
+  constructor (private readonly p: CdcParams = DEFAULT_CDC, buffer?: Uint8Array) {
+    validateParams(p)
+    this.window = buffer !== undefined && buffer.length >= p.maxSize * 2 ? buffer.subarray(0, p.maxSize * 2) : new Uint8Array(p.maxSize * 2)
+  }
+
+  get full (): boolean { return this.filled === this.window.length }
+
+  /** Copies `piece` from `off` until the window is full; returns where it stopped. */
+  fill (piece: Uint8Array, off: number): number {
+    const n = Math.min(piece.length - off, this.window.length - this.filled)
+    if (n <= 0) return off
+    this.window.set(n === piece.length ? piece : piece.subarray(off, off + n), this.filled)
+    this.filled += n
+    return off + n
+  }
+
+  /** The next chunk; undefined when none is ready (not final: the window has slid, room is free). */
+  next (final: boolean): Uint8Array | undefined {
+    const ahead = this.filled - this.pos
+    if (ahead === 0 || (!final && ahead < this.p.maxSize)) {
+      if (!final && this.pos > 0) {
+        this.window.copyWithin(0, this.pos, this.filled)
+        this.filled -= this.pos
+        this.pos = 0
+      }
+      return undefined
+    }
+    const len = cutPoint(this.window, this.pos, this.filled, this.p)
+    const c = this.window.subarray(this.pos, this.pos + len)
+    this.pos += len
+    return c
+  }
+}
+
 /**
  * Chunks of a byte stream, cut exactly where chunkFile would cut the same
- * bytes. Each chunk is a view into one window (2 x the largest chunk), valid
- * only until the next one is asked for: copy it or finish with it first.
- * Memory stays at the window whatever the stream's length.
+ * bytes. Each chunk is a view into one window (CdcWindow), valid only until
+ * the next one is asked for: copy it or finish with it first. Memory stays
+ * at the window whatever the stream's length.
  */
 export async function * chunkStream (source: AsyncIterable<Uint8Array>, p: CdcParams = DEFAULT_CDC, buffer?: Uint8Array): AsyncGenerator<Uint8Array> {
-  validateParams(p)
-  // A caller's buffer (reused across streams: no 8 MiB allocation per stream for the allocator to fragment).
-  const window = buffer !== undefined && buffer.length >= p.maxSize * 2 ? buffer.subarray(0, p.maxSize * 2) : new Uint8Array(p.maxSize * 2)
-  let filled = 0
-  let pos = 0
+  const w = new CdcWindow(p, buffer)
   for await (const piece of source) {
     let off = 0
     while (off < piece.length) {
-      if (filled === window.length) {
-        // Full: cut while a whole largest chunk lies ahead, then slide the rest down.
-        while (filled - pos >= p.maxSize) {
-          const len = cutPoint(window, pos, filled, p)
-          yield window.subarray(pos, pos + len)
-          pos += len
-        }
-        window.copyWithin(0, pos, filled)
-        filled -= pos
-        pos = 0
-      }
-      const n = Math.min(piece.length - off, window.length - filled)
-      window.set(piece.subarray(off, off + n), filled)
-      filled += n
-      off += n
+      if (w.full) for (let c = w.next(false); c !== undefined; c = w.next(false)) yield c
+      off = w.fill(piece, off)
     }
   }
-  while (pos < filled) {
-    const len = cutPoint(window, pos, filled, p)
-    yield window.subarray(pos, pos + len)
-    pos += len
-  }
+  for (let c = w.next(true); c !== undefined; c = w.next(true)) yield c
 }

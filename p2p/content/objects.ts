@@ -11,15 +11,13 @@ import { z } from 'zod'
 import type { BlobStore, StagedBlob } from './blob-store.js'
 import { sha256Digest } from './digest.js'
 import { ObjectNotFoundError, ManifestError } from './errors.js'
-import { chunkFile, chunkStream, DEFAULT_CDC, type CdcParams } from './fastcdc.js'
+import { CdcWindow, chunkFile, DEFAULT_CDC, giveWindow, takeWindow, type CdcParams } from './fastcdc.js'
 import { fsyncDir } from './fs-atomic.js'
 import type { PieceExchange } from './piece-exchange.js'
 
 export const OBJECT_MANIFEST_MEDIA_TYPE = 'application/vnd.bolt.object.manifest.v1+json'
 /** Chunks fetched at once by getObject. */
 export const DEFAULT_CHUNK_CONCURRENCY = 4
-/** Chunking windows (2 x the largest chunk) kept for reuse by stageObject. */
-export const MAX_SPARE_WINDOWS = 4
 /**
  * Parsed manifests kept (an id names exact bytes, so a kept one never goes
  * stale): the ranged GETs of one object parse it once. Only manifests of at
@@ -83,8 +81,6 @@ export interface FetchedObject extends GetResult {
 
 export class ObjectStore {
   private readonly cdc: CdcParams
-  /** Chunking windows of finished stageObject calls, for the next ones. */
-  private readonly windows: Uint8Array[] = []
   /** Recently read manifests, oldest first (Map order). */
   private readonly manifests = new Map<string, ObjectManifest>()
 
@@ -127,25 +123,28 @@ export class ObjectStore {
    * `discardObject` deletes every staged byte. Memory: one CDC window.
    */
   async stageObject (source: AsyncIterable<Uint8Array>, opts: { signal?: AbortSignal } = {}): Promise<StagedObject> {
-    const staged: StagedBlob[] = []
-    let size = 0
-    const window = this.windows.pop() ?? new Uint8Array(this.cdc.maxSize * 2)
+    const w = this.stageWriter()
     try {
-      for await (const chunk of chunkStream(source, this.cdc, window)) {
+      for await (const piece of source) {
         opts.signal?.throwIfAborted()
-        if (staged.length >= MAX_OBJECT_CHUNKS) throw new ManifestError(`object: more than ${MAX_OBJECT_CHUNKS} chunks`)
-        staged.push(await this.init.store.stage(chunk))
-        size += chunk.length
+        await w.write(piece)
       }
+      return await w.end()
     } catch (err) {
-      await this.init.store.discardStaged(staged)
+      await w.abort()
       throw err
-    } finally {
-      if (this.windows.length < MAX_SPARE_WINDOWS) this.windows.push(window)
     }
-    return { chunks: staged, size }
   }
 
+  /**
+   * stageObject driven by its caller, for bytes pushed as they arrive (an
+   * HTTP body's 'data' events): `write` copies the bytes and returns a
+   * promise only while chunks are being written (wait for it before the
+   * next write); then `end`, or `abort` to delete what was staged.
+   */
+  stageWriter (): StageWriter {
+    return new ObjectStageWriter(this.init.store, this.cdc)
+  }
   /** Deletes a staged object's temp files; nothing of it was ever visible. */
   async discardObject (staged: StagedObject): Promise<void> {
     await this.init.store.discardStaged(staged.chunks)
@@ -332,6 +331,78 @@ export class ObjectStore {
       throw err
     }
     return result
+  }
+}
+
+/** See ObjectStore.stageWriter. */
+export interface StageWriter {
+  write: (piece: Uint8Array) => Promise<void> | undefined
+  end: () => Promise<StagedObject>
+  abort: () => Promise<void>
+}
+
+class ObjectStageWriter implements StageWriter {
+  private readonly staged: StagedBlob[] = []
+  private size = 0
+  private readonly buffer: Uint8Array
+  private readonly w: CdcWindow
+  private busy: Promise<void> | undefined
+  private done = false
+
+  constructor (private readonly store: BlobStore, cdc: CdcParams) {
+    this.buffer = takeWindow(cdc.maxSize * 2)
+    this.w = new CdcWindow(cdc, this.buffer)
+  }
+
+  write (piece: Uint8Array): Promise<void> | undefined {
+    if (this.done || this.busy !== undefined) throw new Error('stage writer: write after end, or before the last write finished')
+    const off = this.w.fill(piece, 0)
+    if (off === piece.length) return undefined
+    this.busy = this.drain(piece, off).finally(() => { this.busy = undefined })
+    return this.busy
+  }
+
+  private async drain (piece: Uint8Array, off: number): Promise<void> {
+    while (off < piece.length) {
+      for (let c = this.w.next(false); c !== undefined; c = this.w.next(false)) await this.stage(c)
+      off = this.w.fill(piece, off)
+    }
+  }
+
+  private async stage (chunk: Uint8Array): Promise<void> {
+    if (this.done) throw new Error('stage writer: aborted')
+    if (this.staged.length >= MAX_OBJECT_CHUNKS) throw new ManifestError(`object: more than ${MAX_OBJECT_CHUNKS} chunks`)
+    this.staged.push(await this.store.stage(chunk))
+    this.size += chunk.length
+  }
+
+  async end (): Promise<StagedObject> {
+    if (this.done || this.busy !== undefined) throw new Error('stage writer: end after end, or before the last write finished')
+    try {
+      this.busy = (async () => { for (let c = this.w.next(true); c !== undefined; c = this.w.next(true)) await this.stage(c) })()
+      await this.busy
+      this.busy = undefined
+    } catch (err) {
+      this.busy = undefined
+      await this.abort()
+      throw err
+    }
+    this.release()
+    return { chunks: this.staged, size: this.size }
+  }
+
+  /** Deletes what was staged (after the write in flight, if any). */
+  async abort (): Promise<void> {
+    if (this.done) return
+    this.done = true
+    await this.busy?.catch(() => {}) // its failure is the caller's to report; here only its staged file matters
+    await this.store.discardStaged(this.staged)
+    this.release(true)
+  }
+
+  private release (aborted = false): void {
+    if (!aborted) this.done = true
+    giveWindow(this.buffer)
   }
 }
 

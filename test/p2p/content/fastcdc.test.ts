@@ -4,7 +4,8 @@ import { createHash } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { chunkBuffer, chunkFile, chunkStream, type CdcParams } from '../../../p2p/content/fastcdc.js'
+import { chunkBuffer, chunkFile, chunkStream, DEFAULT_CDC, giveWindow, takeWindow, type CdcParams } from '../../../p2p/content/fastcdc.js'
+import { WASM_WINDOWS } from '../../../p2p/content/cdc-wasm.js'
 
 const P: CdcParams = { minSize: 2048, avgSize: 8192, maxSize: 32768 }
 
@@ -65,7 +66,7 @@ t.test('property: any input is covered exactly, within bounds', async t => {
 })
 
 t.test('chunking a stream cuts where chunking the buffer cuts, whatever the pieces it arrives in', async t => {
-  fc.assert(await fc.asyncProperty(fc.integer({ min: 0, max: 300_000 }), fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 8 }), fc.boolean(), async (len, cuts, reuse) => {
+  await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: 300_000 }), fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 8 }), fc.boolean(), async (len, cuts, reuse) => {
     const data = pseudoRandom(len, len % 7)
     async function * pieces (): AsyncIterable<Uint8Array> {
       let pos = 0
@@ -77,4 +78,25 @@ t.test('chunking a stream cuts where chunking the buffer cuts, whatever the piec
     if (JSON.stringify(digests(got)) !== JSON.stringify(digests(chunkBuffer(data, P)))) throw new Error(`stream cut differs for ${len} bytes in pieces ${cuts.join(',')}`)
   }), { numRuns: 60, seed: 11 })
   t.pass('stream cuts match')
+})
+
+t.test('a window in WebAssembly memory cuts where the JS loop cuts', async t => {
+  // Every window the module has, then one beyond them (a plain buffer, cut by the JS loop).
+  const windows = Array.from({ length: WASM_WINDOWS + 1 }, () => takeWindow(P.maxSize * 2))
+  t.equal(new Set(windows.slice(0, WASM_WINDOWS).map(w => w.buffer)).size, 1, 'the first windows share the module\'s memory')
+  t.not(windows[WASM_WINDOWS]!.buffer, windows[0]!.buffer, 'one more is a buffer of its own')
+  await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: 300_000 }), fc.integer({ min: 1, max: 70_000 }), fc.nat(WASM_WINDOWS), async (len, piece, w) => {
+    const data = pseudoRandom(len, len % 5)
+    async function * pieces (): AsyncIterable<Uint8Array> { for (let o = 0; o < data.length; o += piece) yield data.subarray(o, o + piece) }
+    const got: Uint8Array[] = []
+    for await (const c of chunkStream(pieces(), P, windows[w])) got.push(Uint8Array.from(c))
+    if (JSON.stringify(digests(got)) !== JSON.stringify(digests(chunkBuffer(data, P)))) throw new Error(`window ${w}: cut differs for ${len} bytes in pieces of ${piece}`)
+  }), { numRuns: 40, seed: 17 })
+  // The default parameters too (4 MiB largest chunk: an 8 MiB window, the largest the module holds).
+  const big = pseudoRandom(12 * 1024 * 1024, 3)
+  const got: Uint8Array[] = []
+  async function * one (): AsyncIterable<Uint8Array> { yield big }
+  for await (const c of chunkStream(one(), DEFAULT_CDC, windows[0])) got.push(Uint8Array.from(c))
+  t.same(digests(got), digests(chunkBuffer(big, DEFAULT_CDC)), 'default parameters: the same cuts')
+  for (const w of windows) giveWindow(w)
 })
