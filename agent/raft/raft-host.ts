@@ -109,8 +109,6 @@ export class RaftHost {
       // timeout is enough for them (an idle 8-agent cluster with 3 voters
       // sent 140 Raft messages a second, 100 of them to and from learners).
       learnerHeartbeatTicks: Math.max(heartbeatTicks, electionTicks),
-      // A new commit index rides on the next append, or goes out within a tick.
-      deferCommitBroadcast: true,
       send: (to, m) => { this.transport.send(to, m) },
       apply: (e) => { this.state.apply(e.index, e.data) },
       snapshot: async () => this.state.snapshot(),
