@@ -57,6 +57,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private last: LeaderChange = { leader: null, term: 0, role: 'follower' }
   /** The term and vote last written to storage. */
   private savedHs: HardState = { term: 0, vote: '', commit: 0 }
+  /** A hard state that only moved the commit index, not yet written: it goes with the next write. */
+  private unsavedHs: HardState | undefined
 
   constructor (options: RaftNodeOptions) {
     super()
@@ -87,6 +89,10 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.o.storage.onAvailable = null
     this.waiters.rejectAll(new RaftStoppedError('raft node stopped'))
     await this.draining
+    const hs = this.unsavedHs
+    this.unsavedHs = undefined
+    // Best effort, unsynced: a commit index lost here is only learnt again from the leader.
+    if (hs !== undefined && this.failed === null) await this.o.storage.save({ entries: [], hardState: hs, sync: false }).catch(() => {})
   }
 
   /** Feeds a message from a peer (already decoded). */
@@ -254,12 +260,17 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     const applyFirst = rd.snapshot === undefined && lastCommitted !== undefined && lastCommitted.index <= o.storage.lastIndex() &&
       rd.committedEntries.every(e => e.type === 'normal')
     // 1. Persist in one batch BEFORE a follower's or candidate's message leaves (votes and acks promise durability).
-    //    Synced when it carries entries, a snapshot, or a new term or vote; a commit index alone is not
-    //    (etcd's MustSync): a crash that loses it only makes the node learn it again from the leader.
+    //    Synced when it carries entries, a snapshot, or a new term or vote. A hard state that only moves
+    //    the commit index is not written on its own: it goes with the next batch (etcd's MustSync leaves it
+    //    unsynced; the commit index is volatile state in Raft, and a crash that loses it only makes the
+    //    node learn it again from the leader and apply those entries again from its snapshot).
     let saving: Promise<void> | undefined
-    if (hs !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
-      const sync = voteChanged || rd.entries.length > 0 || rd.snapshot !== undefined
-      saving = o.storage.save({ entries: rd.entries, ...(hs === undefined ? {} : { hardState: hs }), ...(rd.snapshot === undefined ? {} : { snapshot: rd.snapshot }), ...(sync ? {} : { sync: false }) })
+    const sync = voteChanged || rd.entries.length > 0 || rd.snapshot !== undefined
+    if (!sync && hs !== undefined) this.unsavedHs = hs
+    else if (sync) {
+      const state = hs ?? this.unsavedHs
+      this.unsavedHs = undefined
+      saving = o.storage.save({ entries: rd.entries, ...(state === undefined ? {} : { hardState: state }), ...(rd.snapshot === undefined ? {} : { snapshot: rd.snapshot }) })
       saving.catch(() => { /* awaited below */ })
     }
     if (applyFirst) await this.applyEntries(rd)

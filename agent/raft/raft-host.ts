@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import type { Stream, StreamHandler } from '@libp2p/interface'
-import { NotLeaderError, RaftNode, RaftStorage, type RaftNodeStatus } from '../../consensus/index.js'
+import { NotLeaderError, RaftNode, RaftStoppedError, RaftStorage, type RaftNodeStatus } from '../../consensus/index.js'
 import { ClusterState, type CommandInput, type CommandResult, type Command } from '../state/cluster-state.js'
 import { admitCommand, CommandRefusedError } from '../state/commands.js'
 import type { Config } from '../config.js'
@@ -14,6 +14,7 @@ import { RAFT_PROTOCOL, RaftTransport } from './transport.js'
 import { Autopilot } from './autopilot.js'
 import { API_FORWARD_PROTOCOL, forwardHandler, forwardRequest, type ForwardResponse } from './forward.js'
 import { RaftMetrics } from './raft-metrics.js'
+import { CoarseDeadline } from './coarse-deadline.js'
 
 /** Fine ticks so that election timeouts spread over many distinct values (see ELECTION_JITTER). */
 export const RAFT_TICK_MS = 20
@@ -27,6 +28,8 @@ export const ELECTION_JITTER = 0.3
 export const AUTOPILOT_INTERVAL_MS = 1000
 const AUTOPILOT_STEPS_PER_ROUND = 4
 const WRITE_DEADLINE_MS = 10_000
+/** Writes and reads started this close together share one deadline signal (see CoarseDeadline). */
+const DEADLINE_SLOT_MS = 1000
 /**
  * One forwarding attempt to the leader we believe in. Short, because right
  * after a leader dies its connection still looks open and a stream to it
@@ -67,6 +70,10 @@ export class RaftHost {
   private autopilotBusy = false
   private readonly pilot = new Autopilot()
   private readonly ac = new AbortController()
+  private readonly deadlines = new CoarseDeadline(WRITE_DEADLINE_MS, DEADLINE_SLOT_MS)
+  /** Request ids: random per process, then counted (unique across members and restarts; no random bytes per write). */
+  private readonly reqPrefix = randomBytes(8).toString('hex')
+  private reqSeq = 0
   /** Writes waiting on a leader change (one node listener for all of them: no listener-count warnings). */
   private readonly leaderWatchers = new Set<(c: { leader: string | null }) => void>()
   /** Forwarded commands refused at this node as leader (malformed, unknown, too large or not allowed). */
@@ -122,6 +129,7 @@ export class RaftHost {
 
   async stop (): Promise<void> {
     this.ac.abort()
+    this.deadlines.stop(new RaftStoppedError('raft host stopped'))
     if (this.autopilotTimer !== undefined) clearInterval(this.autopilotTimer)
     await this.o.libp2p.unhandle([RAFT_PROTOCOL, API_FORWARD_PROTOCOL]).catch(() => {}) // best-effort on stop: libp2p is stopping too
     await this.node?.stop().catch((err: Error) => { this.o.log.warn({ err: err.message }, 'raft node did not stop cleanly') })
@@ -149,9 +157,25 @@ export class RaftHost {
 
   /** Commits a command through Raft from any member; resolves with its result once applied. */
   async write (input: CommandInput, signal?: AbortSignal): Promise<CommandResult> {
-    const req = randomBytes(12).toString('hex')
+    const req = this.reqPrefix + (++this.reqSeq).toString(36)
     const cmd = { ...input, req } as Command
     const data = ClusterState.encode(cmd)
+    // Fast path, on the leader: one proposal under the shared deadline. The
+    // caller's signal is left out: leaving early would only stop the wait,
+    // not the write. Anything but success goes the general way below.
+    const deadline = this.deadlines.signal()
+    try {
+      await this.proposeTimed(data, deadline)
+      return this.state.takeResult(req) ?? { ok: true }
+    } catch (err) {
+      if (deadline.aborted) throw new NoLeaderError(`could not commit within ${WRITE_DEADLINE_MS / 1000} s: ${(err as Error).message}`)
+      if (!(err instanceof NotLeaderError) && (err as Error).name !== 'ProposalDroppedError') throw err
+    }
+    return await this.writeAnyMember(data, req, signal)
+  }
+
+  /** write() where this node is not (or no longer) the leader: forwards, retries, waits for a leader. */
+  private async writeAnyMember (data: Uint8Array, req: string, signal?: AbortSignal): Promise<CommandResult> {
     const sig = AbortSignal.any([AbortSignal.timeout(WRITE_DEADLINE_MS), this.ac.signal, ...(signal !== undefined ? [signal] : [])])
     // Built only when needed: an Error's stack costs every write otherwise.
     let lastErr: Error | undefined
@@ -213,6 +237,14 @@ export class RaftHost {
 
   /** A linearizable read of one key (ReadIndex through the leader, then the local state). */
   async read (key: string, signal?: AbortSignal): Promise<string | undefined> {
+    // Fast path, as for writes: one ReadIndex round under the shared deadline.
+    const deadline = this.deadlines.signal()
+    try {
+      await this.node.readIndex(deadline)
+      return this.state.get(key)
+    } catch (err) {
+      if (deadline.aborted) throw new NoLeaderError(`read not confirmed within ${WRITE_DEADLINE_MS / 1000} s: ${(err as Error).message}`)
+    }
     const sig = AbortSignal.any([AbortSignal.timeout(WRITE_DEADLINE_MS), this.ac.signal, ...(signal !== undefined ? [signal] : [])])
     let lastErr: Error | undefined
     while (!sig.aborted) {
