@@ -5,7 +5,7 @@ import { promisify } from 'node:util'
 import { join } from 'node:path'
 import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
-import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
+import { Cluster, waitFor, untilStopped, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML, agreedLeader } from '../../scenarios/_raft.js'
 import { buildImage, pushImage, startRegistry, REGISTRY_BIN } from '../helpers/registry.js'
 
@@ -51,7 +51,7 @@ t.test('capsules run, place, heal and clean up', { skip: !haveRunc || !isRoot ||
   t.ok(await agreedLeader(agents, 30_000), 'every member names the same leader')
 
   await t.test('run through a client, logs through another agent', async t => {
-    const r = await a3.cli(['run', IMAGE, '--network', 'none', '--name', 'hello', '--memory', '64M', '--', '/bin/sh', '-c', 'echo hello-from-capsule; sleep 600'])
+    const r = await a3.cli(['run', IMAGE, '--network', 'none', '--name', 'hello', '--memory', '64M', '--', '/bin/sh', '-c', `echo hello-from-capsule; ${untilStopped()}`])
     t.equal(r.code, 0, `run exits 0 (${r.stderr.trim()})`)
     t.equal(r.stdout.trim(), 'hello', 'prints the capsule name')
     let row: Ps | undefined
@@ -66,14 +66,14 @@ t.test('capsules run, place, heal and clean up', { skip: !haveRunc || !isRoot ||
   })
 
   await t.test('replicas, selectors and an impossible request', async t => {
-    const r = await a0.cli(['run', IMAGE, '--network', 'none', '--name', 'web', '--replicas', '3', '--cpu', '0.1', '--memory', '16M', '--strategy', 'spread', '--', '/bin/sh', '-c', 'sleep 600'])
+    const r = await a0.cli(['run', IMAGE, '--network', 'none', '--name', 'web', '--replicas', '3', '--cpu', '0.1', '--memory', '16M', '--strategy', 'spread', '--', '/bin/sh', '-c', untilStopped()])
     t.equal(r.code, 0)
     const spread = await waitFor(async () => {
       const rows = (await ps(a0)).filter(x => x.name.startsWith('web-'))
       return rows.length === 3 && rows.every(x => x.node !== null) && new Set(rows.map(x => x.node)).size === 3
     }, 60_000, 500)
     t.ok(spread >= 0, 'three replicas on three different nodes')
-    const eu = await a0.cli(['run', IMAGE, '--network', 'none', '--name', 'eu-only', '--on', 'zone=eu', '--memory', '16M', '--', '/bin/sh', '-c', 'sleep 600'])
+    const eu = await a0.cli(['run', IMAGE, '--network', 'none', '--name', 'eu-only', '--on', 'zone=eu', '--memory', '16M', '--', '/bin/sh', '-c', untilStopped()])
     t.equal(eu.code, 0)
     let row: Ps | undefined
     await waitFor(async () => { row = (await ps(a0)).find(x => x.name === 'eu-only'); return row?.node !== null && row?.node !== undefined }, 30_000, 500)
@@ -116,7 +116,7 @@ t.test('capsules run, place, heal and clean up', { skip: !haveRunc || !isRoot ||
 
   await t.test('stacks: up in depends_on order, down removes', async t => {
     const file = join(cluster.root, 'stack.toml')
-    await writeFile(file, `[capsules.db]\nimage = "${IMAGE}"\nargs = ["/bin/sh", "-c", "sleep 600"]\nmemory = "16M"\nnetwork = "none"\n\n[capsules.app]\nimage = "${IMAGE}"\nargs = ["/bin/sh", "-c", "sleep 600"]\nmemory = "16M"\nnetwork = "none"\ndepends_on = ["db"]\n`)
+    await writeFile(file, `[capsules.db]\nimage = "${IMAGE}"\nargs = ["/bin/sh", "-c", ${JSON.stringify(untilStopped())}]\nmemory = "16M"\nnetwork = "none"\n\n[capsules.app]\nimage = "${IMAGE}"\nargs = ["/bin/sh", "-c", ${JSON.stringify(untilStopped())}]\nmemory = "16M"\nnetwork = "none"\ndepends_on = ["db"]\n`)
     const up = await a0.cli(['up', '-f', file], 120_000)
     t.equal(up.code, 0, `up exits 0 ${up.stderr.trim()}`)
     t.same(up.stdout.trim().split('\n'), ['plan for stack stack: 2 to add, 0 to change, 0 to remove', '  + db', '  + app', 'db running', 'app running'], 'the plan, then dependencies first, each waited for')
@@ -127,7 +127,7 @@ t.test('capsules run, place, heal and clean up', { skip: !haveRunc || !isRoot ||
   })
 
   await t.test('kill -9 the node running a capsule: it runs elsewhere', async t => {
-    const r = await a0.cli(['run', IMAGE, '--network', 'none', '--name', 'survivor', '--memory', '16M', '--', '/bin/sh', '-c', 'sleep 600'])
+    const r = await a0.cli(['run', IMAGE, '--network', 'none', '--name', 'survivor', '--memory', '16M', '--', '/bin/sh', '-c', untilStopped()])
     t.equal(r.code, 0)
     let row: Ps | undefined
     // Make sure it is on a node we may kill: not the only voter left standing matters less than being a different process.

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
+import { Cluster, waitFor, untilStopped, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML, apiOf } from '../../scenarios/_raft.js'
 
 const run = promisify(execFile)
@@ -36,7 +36,7 @@ t.test('node eligibility, drain and leave', { skip: ok ? false : 'needs root, ru
   }
   const runOn = async (names: string[]): Promise<void> => {
     for (const n of names) {
-      const r = await a0.cli(['run', IMAGE, '--name', n, '--network', 'none', '--memory', '16M', '--cpu', '0.05', '--check', 'exec:true', '--check-interval', '300ms', '--', '/bin/sh', '-c', 'sleep 600'], 60_000)
+      const r = await a0.cli(['run', IMAGE, '--name', n, '--network', 'none', '--memory', '16M', '--cpu', '0.05', '--check', 'exec:true', '--check-interval', '300ms', '--', '/bin/sh', '-c', untilStopped()], 60_000)
       t.equal(r.code, 0, `run ${n} (${r.stderr.trim()})`)
     }
   }
@@ -80,7 +80,7 @@ t.test('node eligibility, drain and leave', { skip: ok ? false : 'needs root, ru
     const g = goneAt.get(c)
     t.ok(h !== undefined && g !== undefined && h <= g, `${c}: healthy on n0 (sample ${h ?? '-'}) before its copy on n1 stopped (sample ${g ?? '-'})`)
   }
-  const more = await a0.cli(['run', IMAGE, '--name', 'after', '--network', 'none', '--memory', '16M', '--cpu', '0.05', '--', '/bin/sh', '-c', 'sleep 600'], 60_000)
+  const more = await a0.cli(['run', IMAGE, '--name', 'after', '--network', 'none', '--memory', '16M', '--cpu', '0.05', '--', '/bin/sh', '-c', untilStopped()], 60_000)
   t.equal(more.code, 0)
   t.equal((await ps()).find(r => r.name === 'after')?.node, a0.id, 'a drained node takes no new capsule')
 
@@ -88,11 +88,13 @@ t.test('node eligibility, drain and leave', { skip: ok ? false : 'needs root, ru
   t.equal((await a0.cli(['node', 'eligibility', 'n1', 'enable'])).code, 0)
   t.equal((await a0.cli(['node', 'eligibility', 'n0', 'disable'])).code, 0)
   await runOn(['l1', 'l2'])
-  t.ok(await waitFor(async () => (await ps()).filter(r => r.node === a1.id && r.health === 'healthy').length === 2, 90_000, 500) >= 0, 'l1, l2 run on n1')
+  const onN1 = await waitFor(async () => (await ps()).filter(r => r.node === a1.id && r.health === 'healthy').length === 2, 90_000, 500)
+  t.ok(onN1 >= 0, 'l1, l2 run on n1')
+  if (onN1 < 0) t.comment(JSON.stringify(await ps()), a1.stderrTail.slice(-20).join('\n'))
   t.equal((await a0.cli(['node', 'eligibility', 'n0', 'enable'])).code, 0)
   const left = await a1.cli(['leave'])
   t.equal(left.code, 0, `leave (${left.stderr.trim()})`)
-  t.ok(await Promise.race([a1.exited.then(() => true), new Promise(resolve => setTimeout(() => resolve(false), 120_000))]), 'n1 stopped')
+  t.ok(await Promise.race([a1.exited.then(() => true), new Promise(resolve => { setTimeout(() => resolve(false), 120_000).unref() })]), 'n1 stopped') // unref: a pending timer would keep this file's process alive for its full 2 min
   t.same(await runcList(a1), [], 'nothing runs under runc on the node that left')
   t.ok(await waitFor(async () => (await ps()).filter(r => ['l1', 'l2'].includes(r.name) && r.node === a0.id && r.state === 'running').length === 2, 60_000, 500) >= 0, 'l1 and l2 run on n0')
 })

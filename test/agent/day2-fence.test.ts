@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
+import { Cluster, waitFor, untilStopped, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML, apiOf } from '../../scenarios/_raft.js'
 import { replaceAfterMs } from '../../agent/scheduler/scheduler.js'
 import { CapsuleSpecSchema } from '../../agent/scheduler/spec.js'
@@ -47,7 +47,7 @@ t.test('kill -9 of an agent: a fenced capsule stops before its replacement is pl
   t.equal(bad.code, 2, `--stop-on-disconnect 10ms is bad usage (${bad.stderr.trim()})`)
   t.equal((await a0.cli(['node', 'eligibility', 'k0', 'disable'])).code, 0)
   for (const [name, extra] of [['fenced', ['--stop-on-disconnect', '5s']], ['kept', []]] as const) {
-    const r = await a0.cli(['run', IMAGE, '--name', name, '--network', 'none', '--memory', '16M', '--cpu', '0.05', ...extra, '--', '/bin/sh', '-c', 'sleep 600'], 60_000)
+    const r = await a0.cli(['run', IMAGE, '--name', name, '--network', 'none', '--memory', '16M', '--cpu', '0.05', ...extra, '--', '/bin/sh', '-c', untilStopped()], 60_000)
     t.equal(r.code, 0, `run ${name} (${r.stderr.trim()})`)
   }
   t.ok(await waitFor(async () => (await ps()).filter(r => r.node === a1.id && r.state === 'running').length === 2, 60_000, 500) >= 0, 'both run on k1')

@@ -4,7 +4,7 @@
 // Real agents, real runc, the built-in demo image.
 import t from 'tap'
 import { existsSync } from 'node:fs'
-import { Cluster, seedAddr, waitFor, type AgentProcess } from '../helpers/harness.js'
+import { Cluster, seedAddr, waitFor, untilStopped, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 import { joinAddrs } from '../../agent/join.js'
 
@@ -31,7 +31,7 @@ t.test('flags persist across start; join HOST:PORT', { skip: ok ? false : 'needs
   t.teardown(async () => { await cluster.destroy() })
   const a0 = await cluster.add('f0')
   await a0.start(['init', '--label', 'zone=eu'])
-  const r = await a0.cli(['run', IMAGE, '--name', 'eu-app', '--on', 'zone=eu', '--network', 'none', '--memory', '16M', '--', '/bin/sh', '-c', 'sleep 600'], 60_000)
+  const r = await a0.cli(['run', IMAGE, '--name', 'eu-app', '--on', 'zone=eu', '--network', 'none', '--memory', '16M', '--', '/bin/sh', '-c', untilStopped()], 60_000)
   t.equal(r.code, 0, `placed by the label given to init (${r.stderr.trim()})`)
   t.ok(await waitFor(async () => (await ps(a0)).find(x => x.name === 'eu-app')?.state === 'running', 60_000, 500) >= 0, 'eu-app runs')
 
@@ -41,7 +41,7 @@ t.test('flags persist across start; join HOST:PORT', { skip: ok ? false : 'needs
   t.same(st.members.find(m => m.id === a0.id)?.labels, { zone: 'eu' }, 'start without --label keeps zone=eu')
   t.ok(await waitFor(async () => (await ps(a0)).find(x => x.name === 'eu-app')?.state === 'running', 60_000, 500) >= 0, 'eu-app is running again after start')
   t.equal((await ps(a0)).find(x => x.name === 'eu-app')?.node, a0.id, 'on the same node')
-  const again = await a0.cli(['run', IMAGE, '--name', 'eu-two', '--on', 'zone=eu', '--network', 'none', '--memory', '16M', '--', '/bin/sh', '-c', 'sleep 600'], 60_000)
+  const again = await a0.cli(['run', IMAGE, '--name', 'eu-two', '--on', 'zone=eu', '--network', 'none', '--memory', '16M', '--', '/bin/sh', '-c', untilStopped()], 60_000)
   t.equal(again.code, 0, `a new capsule for zone=eu is placed after start (${again.stderr.trim()})`)
 
   const port = (transport: 'tcp' | 'quic'): string => /\/(?:tcp|udp)\/(\d+)/.exec(seedAddr(a0, transport))?.[1] ?? ''

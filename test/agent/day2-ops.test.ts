@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
+import { Cluster, waitFor, untilStopped, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML, apiOf } from '../../scenarios/_raft.js'
 import { rollStack, serveVersion } from '../helpers/roll-stack.js'
 
@@ -45,7 +45,7 @@ t.test('day-two changes on one agent', { skip: ok ? false : 'needs root, runc an
   }
 
   await t.test('restart, stop of an exited capsule, scale, run --rm', async t => {
-    await capsule('r1', '--', '/bin/sh', '-c', 'sleep 600')
+    await capsule('r1', '--', '/bin/sh', '-c', untilStopped())
     t.ok(await waitFor(async () => (await inspect(a, 'r1'))?.instances[0]?.state === 'running', 60_000, 500) >= 0, 'r1 runs')
     t.same(await runcList(a), ['r1.g1'])
     const rs = await a.cli(['restart', 'r1'])
@@ -79,7 +79,7 @@ t.test('day-two changes on one agent', { skip: ok ? false : 'needs root, runc an
 
   await t.test('down names only what it removed', async t => {
     const file = join(cluster.root, 'pair.toml')
-    await writeFile(file, `name = "pair"\n[capsules.p1]\nimage = "${IMAGE}"\nnetwork = "none"\nmemory = "16M"\nargs = ["/bin/sh", "-c", "sleep 600"]\n[capsules.p2]\nimage = "${IMAGE}"\nnetwork = "none"\nmemory = "16M"\nargs = ["/bin/sh", "-c", "sleep 600"]\n`)
+    await writeFile(file, `name = "pair"\n[capsules.p1]\nimage = "${IMAGE}"\nnetwork = "none"\nmemory = "16M"\nargs = ["/bin/sh", "-c", ${JSON.stringify(untilStopped())}]\n[capsules.p2]\nimage = "${IMAGE}"\nnetwork = "none"\nmemory = "16M"\nargs = ["/bin/sh", "-c", ${JSON.stringify(untilStopped())}]\n`)
     const up = await a.cli(['up', '-f', file], 120_000)
     t.equal(up.code, 0, `up (${up.stderr.trim()})`)
     t.match(up.stdout, /plan for stack pair: 2 to add, 0 to change, 0 to remove/)

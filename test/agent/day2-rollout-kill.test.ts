@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
+import { Cluster, waitFor, untilStopped, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML, apiOf } from '../../scenarios/_raft.js'
 import { rollStack, serveVersion } from '../helpers/roll-stack.js'
 
@@ -107,7 +107,7 @@ t.test('a drain goes on when the node drain CLI is killed', { skip: ok ? false :
   t.equal((await a0.cli(['node', 'eligibility', 'm0', 'disable'])).code, 0)
   const caps = ['d1', 'd2', 'd3']
   for (const n of caps) {
-    const r = await a0.cli(['run', IMAGE, '--name', n, '--network', 'none', '--memory', '16M', '--cpu', '0.05', '--check', 'exec:true', '--check-interval', '300ms', '--', '/bin/sh', '-c', 'sleep 600'], 60_000)
+    const r = await a0.cli(['run', IMAGE, '--name', n, '--network', 'none', '--memory', '16M', '--cpu', '0.05', '--check', 'exec:true', '--check-interval', '300ms', '--', '/bin/sh', '-c', untilStopped()], 60_000)
     t.equal(r.code, 0, `run ${n} (${r.stderr.trim()})`)
   }
   const ps = async (): Promise<Ps[]> => await get<Ps[]>(a0, '/v1/capsules') ?? []

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Cluster, waitFor } from '../helpers/harness.js'
+import { Cluster, waitFor, untilStopped } from '../helpers/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 import { parseVolume } from '../../agent/day2/cli.js'
 import { buildImage, pushImage, startRegistry } from '../helpers/registry.js'
@@ -112,7 +112,7 @@ t.test('volumes, workdir, user and entrypoint on a real capsule', { skip: ok ? f
   t.same(JSON.parse((await a.cli(['--json', 'object', 'ls'])).stdout), [], 'and it is no longer listed')
   t.equal((await a.cli(['object', 'rm', id])).code, 1, 'object rm of an absent object: exit 1')
   t.equal((await a.cli(['object', 'rm', 'nope'])).code, 2, 'a malformed id: exit 2')
-  t.equal((await a.cli([...base, '--name', 'holder', '--', '/bin/sh', '-c', 'sleep 600'])).code, 0)
+  t.equal((await a.cli([...base, '--name', 'holder', '--', '/bin/sh', '-c', untilStopped()])).code, 0)
   t.ok(await waitFor(async () => (await state('holder'))?.state === 'running', 60_000, 500) >= 0)
   const busy = await a.cli(['rmi', IMAGE])
   t.equal(busy.code, 1, 'rmi of an image a capsule here runs: exit 1')

@@ -3,7 +3,7 @@
 // agent, real runc, the built-in demo image (no registry needed).
 import t from 'tap'
 import { existsSync } from 'node:fs'
-import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
+import { Cluster, waitFor, untilStopped, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 
 const IMAGE = 'bolt.local/busybox:demo'
@@ -24,7 +24,7 @@ t.test('day-two operations on one agent', { skip: !haveRunc || !isRoot || !haveB
   await a.start(['init'])
 
   await t.test('run waits for placement, or says why not and exits 1', async t => {
-    const ok = await a.cli(['run', IMAGE, '--name', 'fits', '--memory', '16M', '--', '/bin/sh', '-c', 'sleep 600'], 60_000)
+    const ok = await a.cli(['run', IMAGE, '--name', 'fits', '--memory', '16M', '--', '/bin/sh', '-c', untilStopped()], 60_000)
     t.equal(ok.code, 0, `a capsule that fits: exit 0 (${ok.stderr.trim()})`)
     t.equal(ok.stdout.trim(), 'fits', 'prints its name')
     t.not((await ps(a)).find(r => r.name === 'fits')?.node ?? null, null, 'placed by the time run returns')
@@ -54,7 +54,7 @@ t.test('day-two operations on one agent', { skip: !haveRunc || !isRoot || !haveB
   })
 
   await t.test('logs: every replica with a prefix, --tail, --since, -t', async t => {
-    const r = await a.cli(['run', IMAGE, '--name', 'chatty', '--replicas', '2', '--memory', '16M', '--', '/bin/sh', '-c', 'for i in 1 2 3; do echo early-$i; done; sleep 2; echo late; echo oops >&2; sleep 600'], 60_000)
+    const r = await a.cli(['run', IMAGE, '--name', 'chatty', '--replicas', '2', '--memory', '16M', '--', '/bin/sh', '-c', 'for i in 1 2 3; do echo early-$i; done; sleep 2; echo late; echo oops >&2; ' + untilStopped()], 60_000)
     t.equal(r.code, 0, `run (${r.stderr.trim()})`)
     let all = { code: -1, stdout: '', stderr: '' }
     const both = await waitFor(async () => {
@@ -110,7 +110,7 @@ t.test('day-two operations on one agent', { skip: !haveRunc || !isRoot || !haveB
     t.equal(again.code, 1, 'deleting an absent key: exit 1')
     t.match(again.stderr, /no such key: app\/a/, 'saying so')
 
-    t.equal((await a.cli(['run', IMAGE, '--name', 'up1', '--memory', '16M', '--', '/bin/sh', '-c', 'sleep 600'], 60_000)).code, 0)
+    t.equal((await a.cli(['run', IMAGE, '--name', 'up1', '--memory', '16M', '--', '/bin/sh', '-c', untilStopped()], 60_000)).code, 0)
     t.equal((await a.cli(['run', '--detach', IMAGE, '--name', 'nowhere', '--on', 'zone=mars', '--', '/bin/true'], 60_000)).code, 0)
     const ran = await waitFor(async () => (await ps(a)).find(r => r.name === 'up1')?.state === 'running', 60_000, 500)
     t.ok(ran >= 0, 'up1 runs')

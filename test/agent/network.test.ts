@@ -8,7 +8,7 @@ import t from 'tap'
 import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { AgentProcess, waitFor } from '../helpers/harness.js'
+import { AgentProcess, waitFor, untilStopped } from '../helpers/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 import { NetLab, netnsUnavailable, sh, tempRoot, type Host } from '../edge/netlab.js'
 import { netnsPrefix } from '../../native/index.js'
@@ -110,7 +110,7 @@ t.test('bridge networking and published ports across two nodes', { timeout: 900_
   })
 
   await t.test('four replicas, one static port, two nodes: two run, two wait with the reason', async t => {
-    const args = ['-p', '7777:80/udp', '--memory', '16M', '--', '/bin/sh', '-c', 'sleep 600']
+    const args = ['-p', '7777:80/udp', '--memory', '16M', '--', '/bin/sh', '-c', untilStopped()]
     t.equal((await a0.cli(['run', DEMO_REF, '--name', 'pa', ...args])).code, 0)
     t.equal((await a0.cli(['run', DEMO_REF, '--name', 'pb', '--replicas', '3', ...args])).code, 0)
     let rows: Ps[] = []

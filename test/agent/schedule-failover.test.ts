@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
+import { Cluster, waitFor, untilStopped, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML, agreedLeader, formVoters } from '../../scenarios/_raft.js'
 import { buildImage, pushImage, startRegistry, REGISTRY_BIN } from '../helpers/registry.js'
 
@@ -30,7 +30,7 @@ t.test('leader killed mid-scheduling: nothing placed or running twice', { skip: 
   const lead = await agreedLeader(agents, 30_000)
   const leader = agents.find(a => a.id === lead?.leader)!
   const follower = agents.find(a => a !== leader)!
-  const r = await follower.cli(['run', IMAGE, '--network', 'none', '--name', 'burst', '--replicas', '6', '--cpu', '0.01', '--memory', '8M', '--', '/bin/sh', '-c', 'sleep 600'])
+  const r = await follower.cli(['run', IMAGE, '--network', 'none', '--name', 'burst', '--replicas', '6', '--cpu', '0.01', '--memory', '8M', '--', '/bin/sh', '-c', untilStopped()])
   t.equal(r.code, 0, 'submitted through a follower')
   await leader.kill9()
   const survivors = agents.filter(a => a !== leader)

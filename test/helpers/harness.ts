@@ -295,6 +295,17 @@ export function seedAddr (a: AgentProcess, transport: 'quic' | 'tcp'): string {
   return addr
 }
 
+/**
+ * A capsule's shell line that runs `cmd` until the capsule is stopped. A
+ * capsule's PID 1 gets no SIGTERM it has no handler for, so a bare `sleep`
+ * (or `exec httpd`) ignores the agent's stop, and each stop would wait out
+ * the agent's stop timeout (10 s) for SIGKILL. Trapping TERM ends a stop at
+ * once, as a real service does; `wait $!` keeps `cmd`'s exit status.
+ */
+export function untilStopped (cmd = 'sleep 3600'): string {
+  return `trap 'exit 0' TERM; ${cmd} & wait $!`
+}
+
 /** Polls `check` until it returns true or the deadline passes; returns the elapsed ms, or -1 on timeout. */
 export async function waitFor (check: () => Promise<boolean>, timeoutMs: number, intervalMs = 200): Promise<number> {
   const start = Date.now()

@@ -1,5 +1,6 @@
 // The stack the rolling-update tests apply: 3 replicas of busybox httpd
 // behind an http check, each version serving its name at /.
+import { untilStopped } from './harness.js'
 
 /** A stack `roll` whose capsule `web` runs `cmd` in busybox sh. */
 export function rollStack (image: string, cmd: string): string {
@@ -17,4 +18,4 @@ timeout_ms = 60000
 }
 
 /** The command that serves `version` on port 8080. */
-export const serveVersion = (version: string): string => `mkdir -p /www && echo ${version} > /www/index.html && exec httpd -f -p 8080 -h /www`
+export const serveVersion = (version: string): string => `mkdir -p /www && echo ${version} > /www/index.html || exit 1; ${untilStopped('httpd -f -p 8080 -h /www')}`

@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs'
 import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
+import { Cluster, waitFor, untilStopped, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 import { buildImage, writeImageLayout, type BuiltImage } from '../helpers/registry.js'
 
@@ -103,7 +103,7 @@ t.test('pull of a cluster image; GC keeps an image a capsule uses', { skip: miss
   })
 
   await t.test('deleting the tag of a running image: GC keeps it, restart runs it; removing the capsule frees it', async t => {
-    const run = await b.cli(['run', 'bolt.local/team/app:v1', '--network', 'none', '--name', 'app', '--memory', '32M', '--', '/bin/sh', '-c', 'echo cluster-app-runs; sleep 600'], 60_000)
+    const run = await b.cli(['run', 'bolt.local/team/app:v1', '--network', 'none', '--name', 'app', '--memory', '32M', '--', '/bin/sh', '-c', `echo cluster-app-runs; ${untilStopped()}`], 60_000)
     t.equal(run.code, 0, `run: ${run.stderr.trim()}`)
     t.ok(await waitFor(async () => (await instance(b, 'app'))?.state === 'running', 120_000, 500) >= 0, 'app runs')
     const sharedBase = app.layers[0]!.digest

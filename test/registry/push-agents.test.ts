@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs'
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
+import { Cluster, waitFor, untilStopped, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 import { buildImage, writeImageLayout } from '../helpers/registry.js'
 
@@ -84,7 +84,7 @@ t.test('push to A, kill -9 A, run on B, podman and ctr pull through C', { skip: 
 
   const aDead = await waitFor(async () => (await b.status())?.members.find(m => m.id === a.ready!.node.id)?.state === 'dead', 60_000, 500)
   t.ok(aDead >= 0, 'B sees A dead')
-  const run = await b.cli(['run', 'bolt.local/team/app:v1', '--network', 'none', '--name', 'pushed', '--memory', '32M', '--', '/bin/sh', '-c', 'echo pushed-image-runs; sleep 600'], 60_000)
+  const run = await b.cli(['run', 'bolt.local/team/app:v1', '--network', 'none', '--name', 'pushed', '--memory', '32M', '--', '/bin/sh', '-c', `echo pushed-image-runs; ${untilStopped()}`], 60_000)
   t.equal(run.code, 0, `run on B: ${run.stderr.trim()}`)
   let logs = ''
   const ran = await waitFor(async () => { const l = await b.cli(['logs', 'pushed']); logs = l.stdout + l.stderr; return l.stdout.includes('pushed-image-runs') }, 120_000, 1000)
@@ -114,7 +114,7 @@ t.test('push to A, kill -9 A, run on B, podman and ctr pull through C', { skip: 
       if (proc.exitCode === null) {
         const gone = new Promise(resolve => proc.once('exit', resolve))
         proc.kill('SIGTERM')
-        await Promise.race([gone, new Promise(resolve => setTimeout(resolve, 10_000))])
+        await Promise.race([gone, new Promise(resolve => { setTimeout(resolve, 10_000).unref() })])
         if (proc.exitCode === null) proc.kill('SIGKILL')
       }
       await exec('umount', ['-R', join(root, 'root')], 10_000)

@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { AgentProcess, killCapsules, waitFor } from '../helpers/harness.js'
+import { AgentProcess, killCapsules, waitFor, untilStopped } from '../helpers/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 import { NetLab, netnsUnavailable, sh, tempRoot, type Host } from '../edge/netlab.js'
 import { netnsPrefix } from '../../native/index.js'
@@ -74,7 +74,7 @@ t.test('a capsule resolves NAME.service.bolt from its own namespace and reaches 
 
   const web = await a0.cli(['run', DEMO_REF, '--name', 'web', '--on', 'role=web', '-p', '80', '--check', 'http:/hostname', '--memory', '32M', '--', '/bin/busybox', 'httpd', '-f', '-p', '80', '-h', '/etc'], 20_000)
   t.equal(web.code, 0, `run web exits 0 ${web.stderr.trim()}`)
-  const client = await a0.cli(['run', DEMO_REF, '--name', 'client', '--on', 'role=client', '--memory', '16M', '--', '/bin/sh', '-c', 'exec sleep 3600'], 20_000)
+  const client = await a0.cli(['run', DEMO_REF, '--name', 'client', '--on', 'role=client', '--memory', '16M', '--', '/bin/sh', '-c', untilStopped()], 20_000)
   t.equal(client.code, 0, `run client exits 0 ${client.stderr.trim()}`)
   let rows: Ps[] = []
   const up = await waitFor(async () => {

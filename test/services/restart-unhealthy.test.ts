@@ -3,7 +3,7 @@
 // restart policy), and comes back healthy.
 import t from 'tap'
 import { existsSync } from 'node:fs'
-import { Cluster, waitFor } from '../helpers/harness.js'
+import { Cluster, waitFor, untilStopped } from '../helpers/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 
 const haveRunc = existsSync('/usr/sbin/runc') || existsSync('/usr/bin/runc') || existsSync('/usr/bin/crun')
@@ -16,7 +16,7 @@ t.test('an unhealthy instance is restarted with --restart-unhealthy', { skip: ok
   t.teardown(async () => { await cluster.destroy() })
   const a0 = await cluster.add('a0')
   await a0.start(['init'], 60_000)
-  const r = await a0.cli(['run', 'bolt.local/busybox:demo', '--name', 'flaky', '--memory', '32M', '--check', 'exec:test -f /tmp/ok', '--check-interval', '300ms', '--unhealthy-threshold', '1', '--restart-unhealthy', '--', '/bin/sh', '-c', 'echo > /tmp/ok; exec sleep 3600'])
+  const r = await a0.cli(['run', 'bolt.local/busybox:demo', '--name', 'flaky', '--memory', '32M', '--check', 'exec:test -f /tmp/ok', '--check-interval', '300ms', '--unhealthy-threshold', '1', '--restart-unhealthy', '--', '/bin/sh', '-c', `echo > /tmp/ok; ${untilStopped()}`])
   t.equal(r.code, 0, `run exits 0 (${r.stderr.trim()})`)
   let row: Ps | undefined
   const ps = async (): Promise<Ps | undefined> => (JSON.parse((await a0.cli(['ps', '--json'])).stdout) as Ps[]).find(x => x.name === 'flaky')

@@ -10,7 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { Cluster, waitFor, type AgentProcess } from '../helpers/harness.js'
+import { Cluster, waitFor, untilStopped, type AgentProcess } from '../helpers/harness.js'
 import { RAFT_TOML, agreedLeader, apiOf, kv } from '../../scenarios/_raft.js'
 import { freePort } from '../helpers/registry.js'
 
@@ -67,7 +67,7 @@ t.test('health checks drive the catalog and DNS', { skip: ok ? false : 'needs ro
   const spec = {
     name: 'web',
     image: 'bolt.local/busybox:demo',
-    args: ['/bin/sh', '-c', 'echo up > /tmp/ok; exec sleep 3600'],
+    args: ['/bin/sh', '-c', `echo up > /tmp/ok; ${untilStopped()}`],
     resources: { cpu: 0.1, memoryBytes: 32 * 1024 * 1024 },
     on: { role: 'svc' },
     // Host network: the agents share one network namespace here, and the

@@ -11,7 +11,7 @@ import { mkdir } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Cluster, seedAddr } from '../helpers/harness.js'
+import { Cluster, seedAddr, untilStopped } from '../helpers/harness.js'
 import { RAFT_TOML } from '../../scenarios/_raft.js'
 import { busyboxPath } from '../../agent/demo-image.js'
 import { buildImage, pushImage, startCountingProxy, startRegistry, REGISTRY_BIN } from '../helpers/registry.js'
@@ -204,7 +204,7 @@ t.test('the dashboard in chromium against a 3-agent cluster', { skip, timeout: 6
     const fresh = await buildImage({ extraLayerSizes: [3 * 1024 * 1024] })
     await pushImage(registry.url, 'ui/slow', '1', fresh)
     const slowRef = `${slow.host}/ui/slow:1`
-    const run = await a0.cli(['run', '-d', slowRef, '--name', 'ui-pulling', '--on', 'home=yes', '--', '/bin/sh', '-c', 'sleep 600'])
+    const run = await a0.cli(['run', '-d', slowRef, '--name', 'ui-pulling', '--on', 'home=yes', '--', '/bin/sh', '-c', untilStopped()])
     t.equal(run.code, 0, `the capsule is submitted ${run.stderr.trim()}`)
     t.teardown(async () => { await a0.cli(['rm', 'ui-pulling']).catch(() => undefined) }) // the cluster goes with the test anyway
     const bar = await page.waitForSelector(`li[data-pull="${slowRef}"][data-started-by="capsule"] progress`, { timeout: 60_000 }).then(() => true, () => false)
