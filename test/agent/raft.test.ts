@@ -15,15 +15,16 @@ t.test('leader election, failover, durability under kill -9, partitions', async 
   t.teardown(async () => { await cluster.destroy() })
   const agents = await formVoters(cluster, 3)
 
-  const first = await agreedLeader(agents, 5000)
-  t.ok(first, 'every member names the same leader and term within 5 s')
+  const first = await agreedLeader(agents, 30_000)
+  t.ok(first, 'every member names the same leader and term')
 
-  await t.test('kill -9 the leader: a new one within 3 s', async t => {
+  // How fast is the `raft-failover` bench's figure; here only that a new leader comes (the bound is a liveness cut-off).
+  await t.test('kill -9 the leader: the others elect a new one', async t => {
     const old = agents.find(a => a.id === first!.leader)!
     const rest = agents.filter(a => a !== old)
     await old.kill9()
     const start = Date.now()
-    const next = await agreedLeader(rest, 3000 + 2000, old.id)
+    const next = await agreedLeader(rest, 30_000, old.id)
     const took = Date.now() - start
     t.ok(next !== undefined && next.leader !== old.id, `a new leader (${took} ms including status polling)`)
     t.ok(next !== undefined && next.term > first!.term, 'in a higher term')
