@@ -74,7 +74,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.last = { leader: null, term: this.core.term, role: 'follower' }
     this.savedHs = o.storage.initialState().hardState
     o.storage.onAvailable = () => { this.schedule() }
-    this.stopTicking = o.ticker(() => { this.tick() }, o.tickMs)
+    this.stopTicking = o.ticker((owed) => { this.tick(owed) }, o.tickMs)
     this.schedule()
     await this.draining
   }
@@ -199,10 +199,26 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     if (this.waiters.pendingProposals() >= max) throw new ProposalDroppedError(`raft: ${max} proposals are already waiting; retry later`)
   }
 
-  private tick (): void {
+  /**
+   * `owed`: the tick periods that passed (a wall-clock ticker's late
+   * callback). A follower counts them, at most an election timeout's worth,
+   * and stops at the campaign they start: a survivor of a dead leader
+   * campaigns after an election timeout of real time. Everyone else counts
+   * one per callback: a leader that counted a stall at once, before reading
+   * the answers waiting in its sockets, would fail check-quorum and step
+   * down (what reverted an earlier version, d2ead3f); a candidate's retries
+   * are short already. A follower that stalled while its leader lives sends
+   * at worst a pre-vote that voters hearing the leader ignore.
+   */
+  private tick (owed = 1): void {
     if (this.core === null || this.stopped) return
-    this.ticks++
-    this.core.tick()
+    const core = this.core
+    const counted = core.role === 'follower' ? Math.min(Math.max(owed, 1), this.o.core.electionTicks) : 1
+    for (let i = 0; i < counted; i++) {
+      this.ticks++
+      core.tick()
+      if (core.role !== 'follower') break
+    }
     this.waiters.expire(this.ticks, () => new RaftTimeoutError(`raft: no answer within ${REQUEST_TIMEOUT_ELECTIONS} election timeouts (leader ${this.last.leader ?? 'unknown'})`))
     this.schedule()
   }

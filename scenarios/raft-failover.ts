@@ -4,9 +4,9 @@
 // (same election timeout, same client loop: one attempt after another,
 // alternating survivors, 12 s each, no backoff) in the same run.
 import { existsSync } from 'node:fs'
-import { Cluster, type AgentProcess } from '../test/helpers/harness.js'
+import { Cluster, waitFor, type AgentProcess } from '../test/helpers/harness.js'
 import { percentile, type Scenario } from './report.js'
-import { RAFT_TOML, agreedLeader, apiOf, formVoters, kv } from './_raft.js'
+import { RAFT_TOML, agreedLeader, apiOf, formVoters, kv, voters as voterCount } from './_raft.js'
 import { ETCD, EtcdCluster } from './_etcd.js'
 
 const ELECTION_TIMEOUT_MS = 1000
@@ -94,6 +94,9 @@ async function failovers (voters: number, rounds: number): Promise<RoundTimes[]>
     const agents = await formVoters(cluster, voters)
     for (let i = 0; i < rounds; i++) {
       const live = agents.filter(a => a.proc?.exitCode === null && a.proc.signalCode === null)
+      // Every member a voter again (autopilot may have removed the restarted one and be adding it back):
+      // a kill while one is still a learner leaves no quorum, whatever Raft's timing.
+      if (await waitFor(async () => (await Promise.all(live.map(voterCount))).every(n => n === voters), 60_000, 200) < 0) throw new Error(`${voters} voters not back within 60 s`)
       const cur = await agreedLeader(live, 30_000)
       if (cur === undefined) throw new Error('no agreed leader')
       const leader = live.find(a => a.id === cur.leader)!

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import type { Stream, StreamHandler } from '@libp2p/interface'
-import { NotLeaderError, RaftNode, RaftStorage, type RaftNodeStatus } from '../../consensus/index.js'
+import { NotLeaderError, RaftNode, RaftStorage, wallClockTicker, type RaftNodeStatus } from '../../consensus/index.js'
 import { ClusterState, type CommandInput, type CommandResult, type Command } from '../state/cluster-state.js'
 import { admitCommand, CommandRefusedError } from '../state/commands.js'
 import type { Config } from '../config.js'
@@ -83,7 +83,7 @@ export class RaftHost {
     this.transport = new RaftTransport({
       self: o.self,
       openStream: o.openStream,
-      deliver: (m) => { this.node.receive(m) },
+      deliver: (m) => { if (TRACE && ELECTION_MSGS.has(m.type)) o.log.info({ m: trace(m) }, 'raft trace in'); this.node.receive(m) },
       log: o.log
     })
     const electionTicks = Math.max(2, Math.round(o.raft.election_timeout_ms / RAFT_TICK_MS))
@@ -93,6 +93,8 @@ export class RaftHost {
       storage: this.storage,
       ...(o.bootstrap ? { bootstrap: [o.self] } : {}),
       tickMs: RAFT_TICK_MS,
+      // A follower counts the time that passed, not late timer callbacks (see RaftNode's tick()).
+      ticker: wallClockTicker,
       electionTicks,
       electionJitterTicks: Math.max(1, Math.round(ELECTION_JITTER * electionTicks)),
       // A campaign that did not win (a lease still counted, crossed pre-votes) starts again within 1-2 heartbeats.
@@ -102,7 +104,7 @@ export class RaftHost {
       // timeout is enough for them (an idle 8-agent cluster with 3 voters
       // sent 140 Raft messages a second, 100 of them to and from learners).
       learnerHeartbeatTicks: Math.max(heartbeatTicks, electionTicks),
-      send: (to, m) => { this.transport.send(to, m) },
+      send: (to, m) => { if (TRACE && ELECTION_MSGS.has(m.type)) o.log.info({ m: trace(m) }, 'raft trace out'); this.transport.send(to, m) },
       apply: (e) => { this.state.apply(e.index, e.data) },
       snapshot: async () => this.state.snapshot(),
       restore: (d) => { this.state.restore(d) }
@@ -118,6 +120,10 @@ export class RaftHost {
     await this.node.start()
     this.autopilotTimer = setInterval(() => { void this.autopilot() }, AUTOPILOT_INTERVAL_MS)
     this.autopilotTimer.unref()
+    if (TRACE) {
+      let last = performance.now()
+      setInterval(() => { const now = performance.now(); if (now - last > 80) o.log.info({ lagMs: Math.round(now - last - 20) }, 'raft trace loop lag'); last = now }, 20).unref()
+    }
   }
 
   async stop (): Promise<void> {
@@ -320,6 +326,10 @@ export class RaftHost {
     }
   }
 }
+
+const TRACE = process.env.BOLT_RAFT_TRACE === '1'
+const ELECTION_MSGS = new Set(['preVote', 'preVoteResp', 'vote', 'voteResp', 'timeoutNow'])
+function trace (m: { type: string, from: string, to: string, term: number, reject?: boolean }): string { return `${m.type} ${m.from.slice(-6)}->${m.to.slice(-6)} t${m.term}${m.reject === true ? ' REJ' : ''}` }
 
 function sleep (ms: number): Promise<void> { return new Promise(resolve => setTimeout(resolve, ms)) }
 
