@@ -54,7 +54,8 @@ export async function voters (a: AgentProcess): Promise<number> {
 }
 
 export async function formVoters (cluster: Cluster, n: number): Promise<AgentProcess[]> {
-  const agents = await cluster.form(n, 'quic')
+  // Loaded machines (load average 20-30 on 2 cores) took over 30 s to make a joiner ready.
+  const agents = await cluster.form(n, 'quic', 120_000)
   const ok = await waitFor(async () => (await voters(agents[0]!)) === n, 60_000, 200)
   if (ok < 0) throw new Error(`${n} voters not formed within 60 s`)
   return agents
