@@ -64,6 +64,7 @@ export class RaftHost {
   node!: RaftNode
   private transport!: RaftTransport
   private autopilotTimer: NodeJS.Timeout | undefined
+  private traceTimer: NodeJS.Timeout | undefined
   private autopilotBusy = false
   private readonly pilot = new Autopilot()
   private readonly ac = new AbortController()
@@ -121,14 +122,17 @@ export class RaftHost {
     this.autopilotTimer = setInterval(() => { void this.autopilot() }, AUTOPILOT_INTERVAL_MS)
     this.autopilotTimer.unref()
     if (TRACE) {
+      // Event-loop stalls, for raft-failover's slow-round timelines.
       let last = performance.now()
-      setInterval(() => { const now = performance.now(); if (now - last > 80) o.log.info({ lagMs: Math.round(now - last - 20) }, 'raft trace loop lag'); last = now }, 20).unref()
+      this.traceTimer = setInterval(() => { const now = performance.now(); if (now - last > 80) o.log.info({ lagMs: Math.round(now - last - 20) }, 'raft trace loop lag'); last = now }, 20)
+      this.traceTimer.unref()
     }
   }
 
   async stop (): Promise<void> {
     this.ac.abort()
     if (this.autopilotTimer !== undefined) clearInterval(this.autopilotTimer)
+    if (this.traceTimer !== undefined) clearInterval(this.traceTimer)
     await this.o.libp2p.unhandle([RAFT_PROTOCOL, API_FORWARD_PROTOCOL]).catch(() => {}) // best-effort on stop: libp2p is stopping too
     await this.node?.stop().catch((err: Error) => { this.o.log.warn({ err: err.message }, 'raft node did not stop cleanly') })
     this.transport?.stop()
@@ -327,6 +331,7 @@ export class RaftHost {
   }
 }
 
+/** BOLT_RAFT_TRACE=1: election messages and event-loop stalls at info level (a diagnostic; see docs/performance.md). */
 const TRACE = process.env.BOLT_RAFT_TRACE === '1'
 const ELECTION_MSGS = new Set(['preVote', 'preVoteResp', 'vote', 'voteResp', 'timeoutNow'])
 function trace (m: { type: string, from: string, to: string, term: number, reject?: boolean }): string { return `${m.type} ${m.from.slice(-6)}->${m.to.slice(-6)} t${m.term}${m.reject === true ? ' REJ' : ''}` }
