@@ -201,9 +201,11 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   /**
    * `owed`: the tick periods that passed (a wall-clock ticker's late
-   * callback). A follower counts them, at most an election timeout's worth,
-   * and stops at the campaign they start: a survivor of a dead leader
-   * campaigns after an election timeout of real time. Everyone else counts
+   * callback). A follower counts them short of a campaign (RaftCore's
+   * catchUp): a survivor of a dead leader leaves its lease and campaigns
+   * after an election timeout of real time, yet first reads the messages
+   * that waited during the stall (another survivor's pre-vote, which it then
+   * grants rather than splitting the vote). Everyone else counts
    * one per callback: a leader that counted a stall at once, before reading
    * the answers waiting in its sockets, would fail check-quorum and step
    * down (what reverted an earlier version, d2ead3f); a candidate's retries
@@ -213,11 +215,12 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private tick (owed = 1): void {
     if (this.core === null || this.stopped) return
     const core = this.core
-    const counted = core.role === 'follower' ? Math.min(Math.max(owed, 1), this.o.core.electionTicks) : 1
-    for (let i = 0; i < counted; i++) {
+    if (owed > 1 && core.role === 'follower') {
+      this.ticks += owed
+      core.catchUp(owed)
+    } else {
       this.ticks++
       core.tick()
-      if (core.role !== 'follower') break
     }
     this.waiters.expire(this.ticks, () => new RaftTimeoutError(`raft: no answer within ${REQUEST_TIMEOUT_ELECTIONS} election timeouts (leader ${this.last.leader ?? 'unknown'})`))
     this.schedule()

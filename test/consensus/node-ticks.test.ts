@@ -29,20 +29,45 @@ async function nodeA (): Promise<{ node: RaftNode, sent: Message[], tick: (owed?
   return { node, sent, tick: async (owed) => { fire?.(owed); await settle() } }
 }
 
-t.test('a follower counts the ticks a late callback owed, and campaigns once', async t => {
+t.test('a follower counts the ticks a late callback owed, and campaigns at the next callback', async t => {
   const { node, sent, tick } = await nodeA()
   t.teardown(() => node.stop())
   await tick(1)
-  t.equal(sent.filter(m => m.type === 'preVote').length, 0, 'one tick: no campaign yet')
   await tick(10 * ELECTION_TICKS)
-  t.equal(sent.filter(m => m.type === 'preVote').length, 2, 'one late callback: pre-votes to b and c, one round only')
+  t.equal(sent.filter(m => m.type === 'preVote').length, 0, 'the late callback itself does not campaign')
+  await tick(1)
+  t.equal(sent.filter(m => m.type === 'preVote').length, 2, 'the next one does: pre-votes to b and c, one round')
   t.equal(node.status().role, 'preCandidate')
+})
+
+t.test('a follower woken from a stall grants a pending pre-vote instead of campaigning against it', async t => {
+  const { node, sent, tick } = await nodeA()
+  t.teardown(() => node.stop())
+  // b was elected leader of term 1: a follows it.
+  node.receive({ type: 'heartbeat', from: 'b', to: 'a', term: 1, commit: 0 })
+  await settle()
+  t.equal(node.status().leader, 'b')
+  // b dies; a stalls for longer than an election timeout, then reads c's pre-vote that waited meanwhile.
+  await tick(10 * ELECTION_TICKS)
+  node.receive({ type: 'preVote', from: 'c', to: 'a', term: node.status().term + 1, index: 1000, logTerm: 1000, transfer: false })
+  await settle()
+  const resp = sent.find(m => m.type === 'preVoteResp' && m.to === 'c')
+  t.ok(resp !== undefined && resp.type === 'preVoteResp' && !resp.reject, 'granted: the stall took a out of the dead leader\'s lease')
+  t.equal(sent.filter(m => m.type === 'preVote').length, 0, 'and a did not campaign against c')
+})
+
+t.test('a follower whose every callback is late still campaigns', async t => {
+  const { node, sent, tick } = await nodeA()
+  t.teardown(() => node.stop())
+  for (let i = 0; i < 2 * ELECTION_TICKS && sent.every(m => m.type !== 'preVote'); i++) await tick(2)
+  t.equal(sent.filter(m => m.type === 'preVote').length, 2)
 })
 
 t.test('a leader counts one tick per callback: a stall does not step it down', async t => {
   const { node, sent, tick } = await nodeA()
   t.teardown(() => node.stop())
   await tick(ELECTION_TICKS + 1)
+  await tick(1)
   const pv = sent.find(m => m.type === 'preVote' && m.to === 'b')
   if (pv === undefined) throw new Error('no pre-vote')
   node.receive({ type: 'preVoteResp', from: 'b', to: 'a', term: pv.term, reject: false })
