@@ -2,7 +2,7 @@
 // (`/bolt/raft/1`, using encodeMessage/decodeMessage) and to RaftStorage.
 export { RaftNode } from './node.js'
 export type { RaftNodeStatus, LeaderChange, ConfigChange, RaftNodeEvents } from './node.js'
-export { DEFAULT_TICK_MS, DEFAULT_SNAPSHOT_THRESHOLD, DEFAULT_SNAPSHOT_CATCHUP_ENTRIES, DEFAULT_MAX_PENDING_PROPOSALS, REQUEST_TIMEOUT_ELECTIONS, resolveNodeOptions, intervalTicker } from './node-options.js'
+export { DEFAULT_TICK_MS, DEFAULT_SNAPSHOT_THRESHOLD, DEFAULT_SNAPSHOT_CATCHUP_ENTRIES, DEFAULT_MAX_PENDING_PROPOSALS, REQUEST_TIMEOUT_ELECTIONS, resolveNodeOptions, intervalTicker, wallClockTicker } from './node-options.js'
 export type { RaftNodeOptions, ResolvedNodeOptions, Ticker } from './node-options.js'
 export { RaftCore } from './core/raft-core.js'
 export type { CoreStatus, PeerStatus, LogView } from './core/raft-core.js'

@@ -76,7 +76,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.last = { leader: null, term: this.core.term, role: 'follower' }
     this.savedHs = o.storage.initialState().hardState
     o.storage.onAvailable = () => { this.schedule() }
-    this.stopTicking = o.ticker(() => { this.tick() }, o.tickMs)
+    this.stopTicking = o.ticker((owed) => { this.tick(owed) }, o.tickMs)
     this.schedule()
     await this.draining
   }
@@ -205,10 +205,29 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     if (this.waiters.pendingProposals() >= max) throw new ProposalDroppedError(`raft: ${max} proposals are already waiting; retry later`)
   }
 
-  private tick (): void {
+  /**
+   * `owed`: the tick periods that passed (a wall-clock ticker's late
+   * callback). A follower counts them short of a campaign (RaftCore's
+   * catchUp): a survivor of a dead leader leaves its lease and campaigns
+   * after an election timeout of real time, yet first reads the messages
+   * that waited during the stall (another survivor's pre-vote, which it then
+   * grants rather than splitting the vote). Everyone else counts
+   * one per callback: a leader that counted a stall at once, before reading
+   * the answers waiting in its sockets, would fail check-quorum and step
+   * down (what reverted an earlier version, d2ead3f); a candidate's retries
+   * are short already. A follower that stalled while its leader lives sends
+   * at worst a pre-vote that voters hearing the leader ignore.
+   */
+  private tick (owed = 1): void {
     if (this.core === null || this.stopped) return
-    this.ticks++
-    this.core.tick()
+    const core = this.core
+    if (owed > 1 && core.role === 'follower') {
+      this.ticks += owed
+      core.catchUp(owed)
+    } else {
+      this.ticks++
+      core.tick()
+    }
     this.waiters.expire(this.ticks, () => new RaftTimeoutError(`raft: no answer within ${REQUEST_TIMEOUT_ELECTIONS} election timeouts (leader ${this.last.leader ?? 'unknown'})`))
     this.schedule()
   }

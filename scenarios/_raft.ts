@@ -20,12 +20,12 @@ export async function apiOf (a: AgentProcess): Promise<{ url: string, token: str
   return JSON.parse(await readFile(join(a.dataDir, 'api.json'), 'utf8')) as { url: string, token: string }
 }
 
-export async function kv (api: { url: string, token: string }, method: 'GET' | 'PUT' | 'POST' | 'DELETE', path: string, body?: unknown, timeoutMs = 5000): Promise<{ status: number, body: Record<string, unknown> }> {
+export async function kv (api: { url: string, token: string }, method: 'GET' | 'PUT' | 'POST' | 'DELETE', path: string, body?: unknown, timeout: number | AbortSignal = 5000): Promise<{ status: number, body: Record<string, unknown> }> {
   const res = await fetch(api.url + path, {
     method,
     headers: { authorization: `Bearer ${api.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    signal: AbortSignal.timeout(timeoutMs)
+    signal: typeof timeout === 'number' ? AbortSignal.timeout(timeout) : timeout
   })
   return { status: res.status, body: await res.json() as Record<string, unknown> }
 }
@@ -54,7 +54,8 @@ export async function voters (a: AgentProcess): Promise<number> {
 }
 
 export async function formVoters (cluster: Cluster, n: number): Promise<AgentProcess[]> {
-  const agents = await cluster.form(n, 'quic')
+  // Loaded machines (load average 20-30 on 2 cores) took over 30 s to make a joiner ready.
+  const agents = await cluster.form(n, 'quic', 120_000)
   const ok = await waitFor(async () => (await voters(agents[0]!)) === n, 60_000, 200)
   if (ok < 0) throw new Error(`${n} voters not formed within 60 s`)
   return agents

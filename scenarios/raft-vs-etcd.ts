@@ -4,34 +4,22 @@
 // scenario, both driven by the same `wrk` client with a Lua script over
 // HTTP+JSON: our `PUT|GET /v1/kv/KEY` against etcd's `/v3/kv/put|range`
 // gateway. Figures are ratios of bolt-agent's requests/s to etcd's.
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Cluster, waitFor } from '../test/helpers/harness.js'
+import { Cluster } from '../test/helpers/harness.js'
 import type { Scenario } from './report.js'
 import { RAFT_TOML, agreedLeader, apiOf, formVoters, kv } from './_raft.js'
+import { ETCD, EtcdCluster, b64 } from './_etcd.js'
 
 const VALUE_BYTES = 256
 const KEYS = 1000
-const ETCD = '/usr/bin/etcd'
 const WRK = '/usr/bin/wrk'
 
 /** One wrk run's figures (requests/s, latency percentiles in ms, non-2xx answers). */
 export interface WrkResult { rps: number, p50Ms: number, p99Ms: number, errors: number, requests: number }
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address()
-      s.close(() => { resolve(typeof a === 'object' && a !== null ? a.port : 0) })
-    })
-  })
-}
 
 /** wrk's `--latency` block gives "50%  1.23ms"; units us, ms or s. */
 function latencyMs (out: string, pct: string): number {
@@ -71,7 +59,6 @@ async function runWrk (url: string, script: string, connections: number, seconds
 // Lua for wrk: one request per call, keys spread over KEYS names so writes
 // do not all hit one key. `math.random` is seeded per thread by wrk.
 const value = 'v'.repeat(VALUE_BYTES)
-const b64 = (s: string): string => Buffer.from(s).toString('base64')
 /** A tiny base64 encoder in Lua (wrk's LuaJIT has none). */
 const LUA_B64 = `
 local b='ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
@@ -114,42 +101,11 @@ request = function()
 end
 `
 
-interface EtcdCluster { clientUrl: string, stop: () => Promise<void> }
-
-/** Three etcd members on loopback, defaults for heartbeat and election. */
-async function startEtcd (): Promise<EtcdCluster> {
-  const dir = await mkdtemp(join(tmpdir(), 'bolt-etcd-'))
-  const members = await Promise.all([1, 2, 3].map(async i => ({ name: `e${i}`, peer: await freePort(), client: await freePort() })))
-  const initial = members.map(m => `${m.name}=http://127.0.0.1:${m.peer}`).join(',')
-  const procs: ChildProcess[] = members.map(m => spawn(ETCD, [
-    '--name', m.name, '--data-dir', join(dir, m.name),
-    '--listen-peer-urls', `http://127.0.0.1:${m.peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peer}`,
-    '--listen-client-urls', `http://127.0.0.1:${m.client}`, '--advertise-client-urls', `http://127.0.0.1:${m.client}`,
-    '--initial-cluster', initial, '--initial-cluster-state', 'new', '--initial-cluster-token', 'bench', '--log-level', 'error'
-  ], { stdio: 'ignore' }))
-  const stop = async (): Promise<void> => {
-    await Promise.all(procs.map(async p => {
-      if (p.exitCode !== null || p.signalCode !== null) return
-      const exited = new Promise(resolve => p.once('exit', resolve))
-      p.kill('SIGKILL')
-      await exited
-    }))
-    await rm(dir, { recursive: true, force: true })
-  }
-  const clientUrl = `http://127.0.0.1:${members[0]!.client}`
-  // Writes go to any member (etcd forwards to its leader); wait for one to commit.
-  const ok = await waitFor(async () => {
-    const r = await fetch(`${clientUrl}/v3/kv/put`, { method: 'POST', body: JSON.stringify({ key: b64('ready'), value: b64('1') }), signal: AbortSignal.timeout(2000) }).catch(() => undefined)
-    return r?.ok === true
-  }, 30_000, 200)
-  if (ok < 0) { await stop(); throw new Error('etcd did not commit a write within 30 s') }
-  // Send the load to the leader, as for bolt-agent.
-  for (const m of members) {
-    const url = `http://127.0.0.1:${m.client}`
-    const st = await fetch(`${url}/v3/maintenance/status`, { method: 'POST', body: '{}' }).then(async r => await r.json() as { header?: { member_id?: string }, leader?: string })
-    if (st.leader !== undefined && st.leader === st.header?.member_id) return { clientUrl: url, stop }
-  }
-  return { clientUrl, stop }
+/** Three etcd members (_etcd.ts); the load goes to the leader, as for bolt-agent. */
+async function startEtcd (): Promise<{ clientUrl: string, stop: () => Promise<void> }> {
+  const c = await EtcdCluster.start(3)
+  const leader = await c.agreedLeader(10_000)
+  return { clientUrl: (leader ?? c.members[0]!).url, stop: async () => { await c.stop() } }
 }
 
 export const scenario: Scenario = {

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import type { Stream, StreamHandler } from '@libp2p/interface'
-import { NotLeaderError, RaftNode, RaftStoppedError, RaftStorage, type RaftNodeStatus } from '../../consensus/index.js'
+import { NotLeaderError, RaftNode, RaftStoppedError, RaftStorage, wallClockTicker, type RaftNodeStatus } from '../../consensus/index.js'
 import { ClusterState, type CommandInput, type CommandResult, type Command } from '../state/cluster-state.js'
 import { admitCommand, CommandRefusedError } from '../state/commands.js'
 import type { Config } from '../config.js'
@@ -67,6 +67,7 @@ export class RaftHost {
   node!: RaftNode
   private transport!: RaftTransport
   private autopilotTimer: NodeJS.Timeout | undefined
+  private traceTimer: NodeJS.Timeout | undefined
   private autopilotBusy = false
   private readonly pilot = new Autopilot()
   private readonly ac = new AbortController()
@@ -90,7 +91,7 @@ export class RaftHost {
     this.transport = new RaftTransport({
       self: o.self,
       openStream: o.openStream,
-      deliver: (m) => { this.node.receive(m) },
+      deliver: (m) => { if (TRACE && ELECTION_MSGS.has(m.type)) o.log.info({ m: trace(m) }, 'raft trace in'); this.node.receive(m) },
       log: o.log
     })
     const electionTicks = Math.max(2, Math.round(o.raft.election_timeout_ms / RAFT_TICK_MS))
@@ -100,6 +101,8 @@ export class RaftHost {
       storage: this.storage,
       ...(o.bootstrap ? { bootstrap: [o.self] } : {}),
       tickMs: RAFT_TICK_MS,
+      // A follower counts the time that passed, not late timer callbacks (see RaftNode's tick()).
+      ticker: wallClockTicker,
       electionTicks,
       electionJitterTicks: Math.max(1, Math.round(ELECTION_JITTER * electionTicks)),
       // A campaign that did not win (a lease still counted, crossed pre-votes) starts again within 1-2 heartbeats.
@@ -109,7 +112,7 @@ export class RaftHost {
       // timeout is enough for them (an idle 8-agent cluster with 3 voters
       // sent 140 Raft messages a second, 100 of them to and from learners).
       learnerHeartbeatTicks: Math.max(heartbeatTicks, electionTicks),
-      send: (to, m) => { this.transport.send(to, m) },
+      send: (to, m) => { if (TRACE && ELECTION_MSGS.has(m.type)) o.log.info({ m: trace(m) }, 'raft trace out'); this.transport.send(to, m) },
       apply: (e) => { this.state.apply(e.index, e.data) },
       snapshot: async () => this.state.snapshot(),
       restore: (d) => { this.state.restore(d) }
@@ -125,12 +128,19 @@ export class RaftHost {
     await this.node.start()
     this.autopilotTimer = setInterval(() => { void this.autopilot() }, AUTOPILOT_INTERVAL_MS)
     this.autopilotTimer.unref()
+    if (TRACE) {
+      // Event-loop stalls, for raft-failover's slow-round timelines.
+      let last = performance.now()
+      this.traceTimer = setInterval(() => { const now = performance.now(); if (now - last > 80) o.log.info({ lagMs: Math.round(now - last - 20) }, 'raft trace loop lag'); last = now }, 20)
+      this.traceTimer.unref()
+    }
   }
 
   async stop (): Promise<void> {
     this.ac.abort()
     this.deadlines.stop(new RaftStoppedError('raft host stopped'))
     if (this.autopilotTimer !== undefined) clearInterval(this.autopilotTimer)
+    if (this.traceTimer !== undefined) clearInterval(this.traceTimer)
     await this.o.libp2p.unhandle([RAFT_PROTOCOL, API_FORWARD_PROTOCOL]).catch(() => {}) // best-effort on stop: libp2p is stopping too
     await this.node?.stop().catch((err: Error) => { this.o.log.warn({ err: err.message }, 'raft node did not stop cleanly') })
     this.transport?.stop()
@@ -352,6 +362,11 @@ export class RaftHost {
     }
   }
 }
+
+/** BOLT_RAFT_TRACE=1: election messages and event-loop stalls at info level (a diagnostic; see docs/performance.md). */
+const TRACE = process.env.BOLT_RAFT_TRACE === '1'
+const ELECTION_MSGS = new Set(['preVote', 'preVoteResp', 'vote', 'voteResp', 'timeoutNow'])
+function trace (m: { type: string, from: string, to: string, term: number, reject?: boolean }): string { return `${m.type} ${m.from.slice(-6)}->${m.to.slice(-6)} t${m.term}${m.reject === true ? ' REJ' : ''}` }
 
 function sleep (ms: number): Promise<void> { return new Promise(resolve => setTimeout(resolve, ms)) }
 

@@ -58,6 +58,8 @@ export class RaftCore {
   // ---- inputs ---------------------------------------------------------------
 
   tick (): void { this.#r.tick() }
+  /** A follower's ticks that passed without a callback, counted short of a campaign (see Raft.catchUp). */
+  catchUp (n: number): void { this.#r.catchUp(n) }
   step (m: Message): void { this.#r.step(m) }
   /** Starts an election now (what an election timeout does). */
   campaign (): void { this.#r.hup(false) }

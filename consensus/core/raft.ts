@@ -172,6 +172,28 @@ export class Raft implements RoleContext {
   }
 
   /**
+   * A follower counts `n` ticks that passed while its process stalled (a
+   * late timer), up to one short of its election timeout: when the timeout
+   * passed, it forgets the leader and leaves its lease at once, but campaigns only at the next tick(), after the
+   * messages that waited in its sockets meanwhile. A survivor that woke
+   * from a stall then grants the other survivor's pending pre-vote instead
+   * of campaigning against it (a split vote, as raft-failover showed).
+   * Deferred by one callback only: one already at the brink campaigns now,
+   * so a process whose every callback is late still campaigns.
+   */
+  catchUp (n: number): void {
+    if (this.role !== 'follower') return
+    const brink = this.randomizedElectionTimeout - 1
+    if (this.electionElapsed >= brink) { this.tick(); return }
+    this.strangerElapsed += n
+    if (this.electionElapsed + n < this.randomizedElectionTimeout) { this.electionElapsed += n; return }
+    // The timeout passed during the stall: the leader is not known to live any more (what a
+    // campaign would also say), so the lease ends even where the timeout drawn was electionTicks.
+    this.electionElapsed = brink
+    this.lead = null
+  }
+
+  /**
    * Whether an unfinished campaign starts again after campaignRetry ticks
    * rather than a whole election timeout: a pre-candidate (its pre-vote
    * changes no term), and a candidate that a voter has refused while others

@@ -178,13 +178,14 @@ export class Cluster {
   }
 
   /** init the first agent, join the rest through it over `transport`. */
-  async form (n: number, transport: 'quic' | 'tcp' = 'quic'): Promise<AgentProcess[]> {
+  /** `readyTimeoutMs`: how long each agent may take to be ready (a benchmark on a loaded machine gives more). */
+  async form (n: number, transport: 'quic' | 'tcp' = 'quic', readyTimeoutMs?: number): Promise<AgentProcess[]> {
     const first = await this.add('a0')
-    await first.start(['init'])
+    await first.start(['init'], readyTimeoutMs)
     const seed = seedAddr(first, transport)
     const rest = await Promise.all(Array.from({ length: n - 1 }, async (_, i) => {
       const a = await this.add(`a${i + 1}`)
-      await a.start(['join', seed], undefined, { BOLT_TOKEN: first.ready!.token })
+      await a.start(['join', seed], readyTimeoutMs, { BOLT_TOKEN: first.ready!.token })
       return a
     }))
     return [first, ...rest]
