@@ -1,7 +1,9 @@
 // s3-throughput: `aws s3 cp` of a 1 GiB file up to an agent's S3 endpoint
 // and back down, against `dd` writing and reading the same bytes on the
 // agent's disk in the same run (goal: >= 0.5 of dd up, >= 0.7 down), and the
-// agent's peak RSS above idle while it streams (goal: <= 100 MB).
+// agent's peak RSS above idle while it streams (goal: <= 100 MB). The same
+// client against a sink that stores and checks nothing (_s3-sink.ts) gives
+// its ceiling on this machine: the ratio no server could beat here.
 import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
@@ -12,6 +14,7 @@ import { Cluster } from '../test/helpers/harness.js'
 import type { Scenario } from './report.js'
 import { rssBytes } from './_membership.js'
 import { RAFT_TOML } from './_raft.js'
+import { startS3Sink } from './_s3-sink.js'
 
 const AWS = '/usr/bin/aws'
 
@@ -82,16 +85,44 @@ export const scenario: Scenario = {
         clearInterval(poll)
       }
       if ((await stat(join(home, 'back.bin'))).size !== size) throw new Error('the downloaded copy has the wrong size')
+      await rm(join(home, 'back.bin'))
+      // The client's ceiling: the same commands against a server that does nothing.
+      const sink = await startS3Sink(src, size)
+      let sinkUp: number, sinkDown: number
+      try {
+        sinkUp = await exec(AWS, ['--endpoint-url', sink.endpoint, 's3', 'cp', src, 's3://bench/big.bin'], env)
+        sinkDown = await exec(AWS, ['--endpoint-url', sink.endpoint, 's3', 'cp', 's3://bench/big.bin', join(home, 'sink.bin')], env)
+      } finally {
+        await sink.close()
+      }
+      if ((await stat(join(home, 'sink.bin'))).size !== size) throw new Error('the copy from the sink has the wrong size')
       const mib = size / 1024 / 1024
       const upRatio = ddUp / up
       const downRatio = ddDown / down
       const peakAboveIdleMB = (peak - idle) / 1024 / 1024
       return {
         name: 's3-throughput',
-        figures: { s3UpMiBps: mib / up, s3DownMiBps: mib / down, ddUpMiBps: mib / ddUp, ddDownMiBps: mib / ddDown, upRatio, downRatio, idleRssMB: idle / 1024 / 1024, peakRssAboveIdleMB: peakAboveIdleMB, peakRssAboveIdleUpMB: (peakUp - idle) / 1024 / 1024, agentCpuSecPerGiBUp: cpuUp / (size / 2 ** 30), agentCpuSecPerGiBDown: cpuDown / (size / 2 ** 30) },
+        figures: {
+          s3UpMiBps: mib / up,
+          s3DownMiBps: mib / down,
+          ddUpMiBps: mib / ddUp,
+          ddDownMiBps: mib / ddDown,
+          upRatio,
+          downRatio,
+          idleRssMB: idle / 1024 / 1024,
+          peakRssAboveIdleMB: peakAboveIdleMB,
+          peakRssAboveIdleUpMB: (peakUp - idle) / 1024 / 1024,
+          agentCpuSecPerGiBUp: cpuUp / (size / 2 ** 30),
+          agentCpuSecPerGiBDown: cpuDown / (size / 2 ** 30),
+          sinkUpMiBps: mib / sinkUp,
+          sinkDownMiBps: mib / sinkDown,
+          // The best upRatio/downRatio any server could reach with this client on this machine.
+          clientCeilingUpRatio: ddUp / sinkUp,
+          clientCeilingDownRatio: ddDown / sinkDown
+        },
         goal: 'upRatio >= 0.5, downRatio >= 0.7, peakRssAboveIdleMB <= 100',
         met: upRatio >= 0.5 && downRatio >= 0.7 && peakAboveIdleMB <= 100,
-        config: { sizeBytes: size, client: 'aws-cli (Debian 2.9) s3 cp, default multipart (8 MiB parts)', baseline: 'dd bs=4M conv=fdatasync on the agent\'s data dir disk', agents: 1 }
+        config: { sizeBytes: size, client: 'aws-cli (Debian 2.9) s3 cp, default multipart (8 MiB parts)', baseline: 'dd bs=4M conv=fdatasync on the agent\'s data dir disk', ceiling: 'the same aws commands against scenarios/_s3-sink.ts (no auth, no hashing, no storage)', agents: 1 }
       }
     } finally {
       await cluster.destroy()
