@@ -177,8 +177,10 @@ export class Cluster {
     return a
   }
 
-  /** init the first agent, join the rest through it over `transport`. */
-  /** `readyTimeoutMs`: how long each agent may take to be ready (a benchmark on a loaded machine gives more). */
+  /**
+   * init the first agent, join the rest through it over `transport`.
+   * `readyTimeoutMs`: how long each agent may take to be ready (a benchmark on a loaded machine gives more).
+   */
   async form (n: number, transport: 'quic' | 'tcp' = 'quic', readyTimeoutMs?: number): Promise<AgentProcess[]> {
     const first = await this.add('a0')
     await first.start(['init'], readyTimeoutMs)
