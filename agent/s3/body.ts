@@ -73,9 +73,9 @@ export async function receiveBody (req: IncomingMessage, o: { stager: BodyStager
   const sums = bodySums([...algs], declared !== undefined ? Number(declared) : undefined)
   const decoder = streaming ? new AwsChunkedStream({ trailers: trailerNames, ...(o.payloadHash !== STREAMING_UNSIGNED_TRAILER && o.signing !== undefined ? { signing: o.signing } : {}) }) : undefined
   let staged: StagedObject | undefined
-  let size = 0
   try {
-    staged = await pump(req, decoder, o.stager.writer(), sums, o.maxBytes, n => { size = n }, o.signal)
+    staged = await pump(req, decoder, o.stager.writer(), sums, o.maxBytes, o.signal)
+    const size = staged.size
     if (declared !== undefined && size !== Number(declared)) throw s3err.incompleteBody()
     const digests = await sums.digests()
     const md5 = digests.get('md5')!
@@ -108,7 +108,7 @@ export async function receiveBody (req: IncomingMessage, o: { stager: BodyStager
  * On failure the writer's staged chunks are deleted and the request is
  * drained, not destroyed, so the client still reads the S3 error.
  */
-async function pump (req: IncomingMessage, decoder: AwsChunkedStream | undefined, writer: StageWriter, sums: BodySums, max: number, counted: (size: number) => void, signal?: AbortSignal): Promise<StagedObject> {
+async function pump (req: IncomingMessage, decoder: AwsChunkedStream | undefined, writer: StageWriter, sums: BodySums, max: number, signal?: AbortSignal): Promise<StagedObject> {
   const src: Readable = decoder ?? req
   if (decoder !== undefined) req.pipe(decoder)
   const pacer = bodyGcPacer()
@@ -139,7 +139,6 @@ async function pump (req: IncomingMessage, decoder: AwsChunkedStream | undefined
     function onData (b: Buffer): void {
       if (settled) return
       size += b.length
-      counted(size)
       pacer.note(b.length)
       if (size > max) { fail(s3err.entityTooLarge(max)); return }
       const hashed = sums.update(b)

@@ -397,11 +397,11 @@ class ObjectStageWriter implements StageWriter {
     this.done = true
     await this.busy?.catch(() => {}) // its failure is the caller's to report; here only its staged file matters
     await this.store.discardStaged(this.staged)
-    this.release(true)
+    this.release()
   }
 
-  private release (aborted = false): void {
-    if (!aborted) this.done = true
+  private release (): void {
+    this.done = true
     giveWindow(this.buffer)
   }
 }
