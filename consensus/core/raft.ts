@@ -172,14 +172,12 @@ export class Raft implements RoleContext {
   }
 
   /**
-   * A follower counts `n` ticks that passed while its process stalled (a
-   * late timer), up to one short of its election timeout: when the timeout
-   * passed, it forgets the leader and leaves its lease at once, but campaigns only at the next tick(), after the
-   * messages that waited in its sockets meanwhile. A survivor that woke
-   * from a stall then grants the other survivor's pending pre-vote instead
-   * of campaigning against it (a split vote, as raft-failover showed).
-   * Deferred by one callback only: one already at the brink campaigns now,
-   * so a process whose every callback is late still campaigns.
+   * A follower counts `n` ticks that passed while its process stalled (a late
+   * timer), up to one short of its election timeout. If the timeout passed, it
+   * forgets the leader (its lease ends) but campaigns only at the next tick(),
+   * after reading what waited meanwhile: it grants another survivor's pending
+   * pre-vote instead of splitting the vote. One already at the brink campaigns
+   * now, so a process whose every callback is late still campaigns.
    */
   catchUp (n: number): void {
     if (this.role !== 'follower') return
