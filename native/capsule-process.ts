@@ -44,7 +44,9 @@ export const WAITER_SCRIPT = [
   '  cat <&5 >"$d/stdout.rest"; cat <&6 >"$d/stderr.rest"',
   'fi',
   // One small write (a builtin, no mv to spawn): readers only look after the waiter is gone.
-  'echo "$c" >"$d/exit"'
+  'echo "$c" >"$d/exit"',
+  // And as the waiter's own status, for an agent that is its parent: the file is lost on a full disk.
+  'exit "$c"'
 ].join('\n')
 
 export const AGENT_PID_FILE = 'agent.pid'
@@ -100,13 +102,15 @@ export class PendingWaiter {
   private readonly child: ChildProcess
   /** Resolves when the waiter process has exited (never rejects). */
   readonly exited: Promise<void>
+  /** The waiter's exit status once it has exited (the capsule's code); null while it runs, or when a signal ended it. */
+  code: number | null = null
 
   /** `pool`: where a waiter shell may be ready (its WAITER_SCRIPT); else one is spawned here. */
   constructor (dir: string, argv: string[], pool?: ShellPool) {
     this.child = pool?.takeWaiter([dir, ...argv]) ?? spawn('/bin/sh', ['-c', WAITER_SCRIPT, 'bolt-waiter', dir, ...argv], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] })
     this.child.stdin?.on('error', () => undefined) // EPIPE if it died early: its exit says so
     this.exited = new Promise<void>(resolve => {
-      this.child.once('exit', () => { resolve() })
+      this.child.once('exit', code => { this.code = code; resolve() })
       this.child.once('error', () => { resolve() })
     })
     this.child.unref()
@@ -190,7 +194,8 @@ export class CapsuleProcess extends EventEmitter {
     try {
       await this.drainAndDetach()
     } finally {
-      this.resolveExit(await readExitCode(this.dir))
+      // The file first (an adopted capsule has nothing else); our own waiter's status when the file could not be written.
+      this.resolveExit((await readExitCode(this.dir)) ?? this.waiter?.code ?? null)
     }
   }
 

@@ -48,6 +48,8 @@ if (process.getuid?.() !== 0 || runtimes.length === 0) {
     // And a full disk does not make it unstoppable (stop wrote its record first, and failed there).
     const exit = await rt.stop('chatty', { timeoutMs: 200 })
     t.equal(exit.reason, 'stopped', 'it stops on the full disk')
+    // The waiter's exit file may not fit on the disk either: its parent has the code from the waiter's own status.
+    t.equal(exit.exitCode, 137, 'with its code (killed after the stop timeout)')
     await rt.remove('chatty', { force: true })
     t.same(await rt.list(), [], 'and is removed')
   })
