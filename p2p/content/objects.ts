@@ -14,6 +14,7 @@ import { ObjectNotFoundError, ManifestError } from './errors.js'
 import { CdcWindow, chunkFile, DEFAULT_CDC, giveWindow, takeWindow, type CdcParams } from './fastcdc.js'
 import { fsyncDir } from './fs-atomic.js'
 import type { PieceExchange } from './piece-exchange.js'
+import type { ReplicaBlob } from './piece-messages.js'
 
 export const OBJECT_MANIFEST_MEDIA_TYPE = 'application/vnd.bolt.object.manifest.v1+json'
 /** Chunks fetched at once by getObject. */
@@ -227,13 +228,32 @@ export class ObjectStore {
   }
 
   /** A peer asked us to hold an object's blobs: pull each (verified) and pin them. */
-  private async holdReplica (from: string, owner: string, blobs: Array<{ digest: string, size: number }>, signal: AbortSignal): Promise<void> {
+  private async holdReplica (from: string, owner: string, blobs: ReplicaBlob[], signal: AbortSignal): Promise<void> {
     // `registry:<manifest digest>`: a cluster image's blobs, replicated before its push is acknowledged (agent/registry/).
     if (!owner.startsWith('object:') && !owner.startsWith('registry:')) throw new Error(`refusing replicas for ${owner}: only objects and cluster images are replicated on request`)
     const candidates = [from, ...(this.init.candidates?.() ?? []).filter(p => p !== from)]
     await this.init.store.ensureSpace(blobs.filter(b => !this.init.store.hasSync(b.digest)).reduce((n, b) => n + b.size, 0))
+    await this.storeInline(blobs)
     await runLimited(blobs, DEFAULT_CHUNK_CONCURRENCY, async b => { await this.init.exchange.pull(b.digest, { size: b.size, candidates, signal }) })
     await this.init.store.pin(owner, blobs.map(b => b.digest))
+  }
+
+  /** The blobs that came with their bytes, each checked against its digest, stored in one batch of fsyncs. */
+  private async storeInline (blobs: ReplicaBlob[]): Promise<void> {
+    const { store } = this.init
+    const staged: StagedBlob[] = []
+    try {
+      for (const b of blobs) {
+        if (b.data === undefined || store.hasSync(b.digest)) continue
+        const s = await store.stage(b.data)
+        staged.push(s)
+        if (s.digest !== b.digest) throw new Error(`replica bytes sent for ${b.digest} hash to ${s.digest}`)
+      }
+      await store.commitStaged(staged)
+    } catch (err) {
+      await store.discardStaged(staged)
+      throw err
+    }
   }
 
   async readManifest (id: string): Promise<ObjectManifest> {

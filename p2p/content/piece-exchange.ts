@@ -11,7 +11,7 @@ import { digestHex } from './digest.js'
 import { PullAbortedError, PullFailedError } from './errors.js'
 import { PeerChannel } from './peer-channel.js'
 import { PieceBuffers, SPARE_IDLE_MS } from './piece-buffers.js'
-import { PIECES_PROTOCOL } from './piece-messages.js'
+import { MAX_INLINE_REPLICA_BYTES, MAX_INLINE_REPLICA_TOTAL, PIECES_PROTOCOL, type ReplicaBlob } from './piece-messages.js'
 import { DEFAULT_REQUEST_TIMEOUT_MS, type PickerConfig } from './piece-picker.js'
 import { DEFAULT_RECENT_PIECE_BYTES, RECENT_PIECE_TTL_MS, RecentPieces } from './recent-pieces.js'
 import { PieceServer } from './piece-server.js'
@@ -55,7 +55,7 @@ export interface PieceExchangeInit {
   openStream?: OpenStream
   /** Picker tuning (deadlines, pipelining); defaults are the picker's. */
   picker?: Partial<Omit<PickerConfig, 'pieceCount' | 'self' | 'registry'>>
-  onReplicate?: (from: string, owner: string, blobs: Array<{ digest: string, size: number }>, signal: AbortSignal) => Promise<void>
+  onReplicate?: (from: string, owner: string, blobs: ReplicaBlob[], signal: AbortSignal) => Promise<void>
   /** Piece requests in flight at once across all pulls of this node (bounds memory: each may bring a piece). */
   maxPieceRequests?: number
   /** Registry range requests in flight at once across all pulls of this node. */
@@ -283,17 +283,36 @@ export class PieceExchange {
   /**
    * Asks `peer` to pull `blobs` (from this node or anyone) and pin them under
    * `owner`; resolves once the peer holds them, rejects with its reason.
+   * Small blobs this node holds go along with the request (see withInlineBytes).
    */
   async requestReplicate (peer: string, owner: string, blobs: Array<{ digest: string, size: number }>, opts: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<void> {
     const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(opts.timeoutMs ?? REPLICATE_TIMEOUT_MS), ...(opts.signal !== undefined ? [opts.signal] : [])])
-    const ch = new PeerChannel(peer, await this.openStream(peer, signal), opts.timeoutMs ?? REPLICATE_TIMEOUT_MS, this.buffers)
+    const [stream, sent] = await Promise.all([this.openStream(peer, signal), this.withInlineBytes(blobs)])
+    const ch = new PeerChannel(peer, stream, opts.timeoutMs ?? REPLICATE_TIMEOUT_MS, this.buffers)
     try {
-      const { res } = await ch.request({ t: 'replicate?', owner, blobs }, signal)
+      const { res } = await ch.request({ t: 'replicate?', owner, blobs: sent }, signal)
       if (res.t !== 'replicated') throw new PullFailedError(`${peer} answered ${res.t} to a replicate request`)
       if (!res.ok) throw new PullFailedError(`${peer} could not take replicas: ${res.error ?? 'no reason given'}`)
     } finally {
       ch.close()
     }
+  }
+
+  /**
+   * `blobs`, the small ones this node holds with their bytes: an object's
+   * manifest and its small chunks (an S3 PUT of a few KiB) then cost the peer
+   * one request, not a pull of each (a `have?` round trip to every candidate,
+   * then the piece). Larger blobs, and any no longer here, are pulled as before.
+   */
+  private async withInlineBytes (blobs: Array<{ digest: string, size: number }>): Promise<ReplicaBlob[]> {
+    let room = MAX_INLINE_REPLICA_TOTAL
+    return await Promise.all(blobs.map(async b => {
+      if (b.size === 0 || b.size > MAX_INLINE_REPLICA_BYTES || b.size > room || !this.init.store.hasSync(b.digest)) return { digest: b.digest, size: b.size }
+      room -= b.size
+      // Evicted since, or unreadable: the peer pulls it instead, and says so if that fails.
+      const data = await this.init.store.readAll(b.digest).catch(() => undefined)
+      return data !== undefined && data.length === b.size ? { digest: b.digest, size: b.size, data } : { digest: b.digest, size: b.size }
+    }))
   }
 
   /** The size of `digest` as the first of `candidates` holding it reports; undefined if none does. */

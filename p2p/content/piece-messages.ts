@@ -17,6 +17,10 @@ export const MAX_CONTROL_FRAME = MAX_PIECES * HASH_BYTES + MAX_PIECES / 8 + 4096
 /** Largest frame of any kind on the protocol. */
 export const MAX_FRAME = Math.max(MAX_CONTROL_FRAME, MAX_PIECE_SIZE)
 export const MAX_DIGESTS_PER_REPLICATE = 4096
+/** A replicate request may carry the bytes of blobs up to this size (the peer then need not pull them back)... */
+export const MAX_INLINE_REPLICA_BYTES = 64 * 1024
+/** ...up to this many bytes in all. */
+export const MAX_INLINE_REPLICA_TOTAL = 512 * 1024
 /** Longest a `have?` long poll may ask the server to hold its answer. */
 export const MAX_HAVE_WAIT_MS = 5_000
 
@@ -42,14 +46,26 @@ export const RequestSchema = z.discriminatedUnion('t', [
   /** The piece manifest of a blob you hold completely. */
   z.object({ t: z.literal('manifest?'), digest: Digest, pieceSize: PieceSize }),
   z.object({ t: z.literal('piece?'), digest: Digest, pieceSize: PieceSize, index: Index }),
-  /** Please pull these blobs (from me or anyone) and pin them under `owner` (object replicas). */
+  /**
+   * Please pull these blobs (from me or anyone) and pin them under `owner`
+   * (object replicas). Small blobs may come with their bytes (`data`): one
+   * round trip instead of a pull, still checked against the digest.
+   */
   z.object({
     t: z.literal('replicate?'),
     owner: z.string().min(1).max(256),
-    blobs: z.array(z.object({ digest: Digest, size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER) })).max(MAX_DIGESTS_PER_REPLICATE)
+    blobs: z.array(z.object({
+      digest: Digest,
+      size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+      data: Bytes.refine(b => b.length <= MAX_INLINE_REPLICA_BYTES, { message: `inline replica bytes above ${MAX_INLINE_REPLICA_BYTES}` }).optional()
+    }).refine(b => b.data === undefined || b.data.length === b.size, { message: 'inline replica bytes do not match the size' }))
+      .max(MAX_DIGESTS_PER_REPLICATE)
+      .refine(bs => bs.reduce((n, b) => n + (b.data?.length ?? 0), 0) <= MAX_INLINE_REPLICA_TOTAL, { message: `inline replica bytes above ${MAX_INLINE_REPLICA_TOTAL} in all` })
   })
 ])
 export type PieceRequest = z.infer<typeof RequestSchema>
+/** One blob of a replicate request. */
+export type ReplicaBlob = Extract<PieceRequest, { t: 'replicate?' }>['blobs'][number]
 
 export const ResponseSchema = z.discriminatedUnion('t', [
   z.object({

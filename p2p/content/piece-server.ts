@@ -8,7 +8,7 @@ import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import * as varint from 'uint8-varint'
 import { Bitfield } from './bitfield.js'
 import type { BlobStore } from './blob-store.js'
-import { decodeRequest, encodeResponse, MAX_FRAME, type PieceRequest, type PieceResponse } from './piece-messages.js'
+import { decodeRequest, encodeResponse, MAX_FRAME, type PieceRequest, type PieceResponse, type ReplicaBlob } from './piece-messages.js'
 import { HASH_BYTES, pieceCount, pieceRange, pieceSizeFor } from './pieces.js'
 import { UnsupportedPieceSizeError } from './errors.js'
 import { PieceBuffer, type PieceBuffers } from './piece-buffers.js'
@@ -36,7 +36,7 @@ export interface PieceServerHooks {
   /** Bitfields of the pieces of `digest` this node claims for the registry, and of those it is fetching now. */
   registryFetching?: (digest: string) => { claimed: Uint8Array, now: Uint8Array } | undefined
   /** A peer asks this node to hold replicas; resolves with whether it now holds them. */
-  onReplicate?: (from: string, owner: string, blobs: Array<{ digest: string, size: number }>, signal: AbortSignal) => Promise<void>
+  onReplicate?: (from: string, owner: string, blobs: ReplicaBlob[], signal: AbortSignal) => Promise<void>
   /** Bytes sent to peers (metrics). */
   onServed?: (bytes: number) => void
   /** Verified pieces kept in memory: served from there before the disk, and pieces read from disk kept there. */

@@ -11,6 +11,9 @@ import { EPHEMERAL_LISTEN, transportModules, transportOf } from '../../../quic/t
 import { BlobStore } from '../../../p2p/content/blob-store.js'
 import { PieceExchange } from '../../../p2p/content/piece-exchange.js'
 import { ObjectStore } from '../../../p2p/content/objects.js'
+import { PeerChannel } from '../../../p2p/content/peer-channel.js'
+import { PieceBuffers } from '../../../p2p/content/piece-buffers.js'
+import { PIECES_PROTOCOL } from '../../../p2p/content/piece-messages.js'
 
 const PIECE = 64 * 1024
 const CDC = { minSize: 16 * 1024, avgSize: 64 * 1024, maxSize: 256 * 1024 }
@@ -110,4 +113,36 @@ t.test('a stream that fails midway leaves no staged file', async t => {
   async function * failing (): AsyncIterable<Uint8Array> { yield randomBytes(600_000); throw new Error('client went away') }
   await t.rejects(n.objects.stageObject(failing()), /client went away/)
   t.same(await readdir(join(n.dir, 'store', 'tmp')), [])
+})
+
+// A small object's replicas get its bytes with the request: the peers store
+// them without pulling anything back from the origin. And a member that sends
+// bytes under a digest they do not hash to is refused, with nothing kept.
+t.test('small replicas travel with the request, checked against their digests', async t => {
+  const nodes: Node[] = []
+  const ids = (): string[] => nodes.map(n => n.id)
+  for (let i = 0; i < 3; i++) nodes.push(await mkNode(t, ids))
+  for (let i = 0; i < 3; i++) for (let j = i + 1; j < 3; j++) await nodes[i]!.libp2p.dial(nodes[j]!.libp2p.getMultiaddrs().find(m => transportOf(m) === 'tcp')!)
+  const [a, b, c] = nodes as [Node, Node, Node]
+  const file = join(a.dir, 'small.bin')
+  const data = randomBytes(3000)
+  await writeFile(file, data)
+  const put = await a.objects.putObject(file, { replicas: 2 })
+  t.same(put.replicas.sort(), [b.id, c.id].sort(), 'both peers took a replica')
+  for (const n of [b, c]) {
+    t.ok(n.store.hasSync(put.id), 'a replica holds the manifest')
+    t.equal(n.store.refCount(put.id), 1, 'and pins it')
+  }
+  t.equal(a.ex.counters.bytesServed, 0, 'the origin served no piece: the bytes came with the request')
+
+  // A lying member: bytes that do not hash to the digest they are sent under.
+  const stream = await a.libp2p.dialProtocol(b.libp2p.peerId, PIECES_PROTOCOL)
+  const ch = new PeerChannel(b.id, stream, 10_000, new PieceBuffers())
+  t.teardown(() => { ch.close() })
+  const claimed = `sha256:${createHash('sha256').update('other bytes').digest('hex')}`
+  const { res } = await ch.request({ t: 'replicate?', owner: 'object:lie', blobs: [{ digest: claimed, size: 5, data: Buffer.from('lies!') }] })
+  t.match(res, { t: 'replicated', ok: false, error: /hash to/ }, 'refused, with the reason')
+  t.notOk(b.store.hasSync(claimed), 'nothing stored under the claimed digest')
+  const tmpLeft = await readdir(join(b.dir, 'store', 'tmp')).catch(() => [])
+  t.same(tmpLeft, [], 'and no staged file left behind')
 })

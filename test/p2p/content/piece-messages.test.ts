@@ -1,7 +1,7 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { encode } from 'cbor-x'
-import { decodeRequest, decodeResponse, encodeRequest, encodeResponse, MAX_CONTROL_FRAME, MAX_HAVE_WAIT_MS, type PieceRequest } from '../../../p2p/content/piece-messages.js'
+import { decodeRequest, decodeResponse, encodeRequest, encodeResponse, MAX_CONTROL_FRAME, MAX_HAVE_WAIT_MS, MAX_INLINE_REPLICA_BYTES, MAX_INLINE_REPLICA_TOTAL, type PieceRequest } from '../../../p2p/content/piece-messages.js'
 
 const digest = 'sha256:' + 'ab'.repeat(32)
 const typed = new Set(['InvalidMessageError', 'FrameTooLargeError'])
@@ -41,4 +41,14 @@ t.test('decoders reject bad input with typed errors only (fuzz)', async t => {
   t.throws(() => decodeRequest(encode({ t: 'have?', digest, pieceSize: 1 })), { name: 'InvalidMessageError' })
   t.throws(() => decodeRequest(encode({ t: 'have?', digest, pieceSize: 65536, after: 0, waitMs: MAX_HAVE_WAIT_MS + 1 })), { name: 'InvalidMessageError' }, 'a long poll longer than the server holds one')
   t.throws(() => decodeRequest(encode({ t: 'have?', digest, pieceSize: 65536, after: -1, waitMs: 10 })), { name: 'InvalidMessageError' })
+  // Replicate requests with bytes: the bytes must be the size they claim, small, and few in all.
+  fc.assert(fc.property(fc.array(fc.record({ digest: fc.constant(digest), size: fc.nat(70_000), data: fc.option(fc.uint8Array({ maxLength: 2048 }), { nil: undefined }) }, { requiredKeys: ['digest', 'size'] }), { maxLength: 8 }), blobs => check(encode({ t: 'replicate?', owner: 'object:x', blobs }))), { numRuns: 500, seed: 4 })
+  const bytes = (n: number): Uint8Array => new Uint8Array(n)
+  const inline = { t: 'replicate?' as const, owner: 'object:x', blobs: [{ digest, size: 3, data: bytes(3) }, { digest, size: 5 }] }
+  t.same(decodeRequest(encodeRequest(inline)), { ...inline, blobs: [{ digest, size: 3, data: Buffer.from(bytes(3)) }, { digest, size: 5 }] }, 'a replicate request with bytes round-trips')
+  t.throws(() => decodeRequest(encode({ t: 'replicate?', owner: 'object:x', blobs: [{ digest, size: 4, data: bytes(3) }] })), { name: 'InvalidMessageError', message: /do not match the size/ })
+  const big = MAX_INLINE_REPLICA_BYTES + 1
+  t.throws(() => decodeRequest(encode({ t: 'replicate?', owner: 'object:x', blobs: [{ digest, size: big, data: bytes(big) }] })), { name: 'InvalidMessageError', message: /inline replica bytes above/ })
+  const many = Array.from({ length: MAX_INLINE_REPLICA_TOTAL / MAX_INLINE_REPLICA_BYTES + 1 }, () => ({ digest, size: MAX_INLINE_REPLICA_BYTES, data: bytes(MAX_INLINE_REPLICA_BYTES) }))
+  t.throws(() => decodeRequest(encode({ t: 'replicate?', owner: 'object:x', blobs: many })), { name: 'InvalidMessageError', message: /in all/ })
 })
