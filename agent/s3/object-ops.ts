@@ -44,6 +44,14 @@ export class Slots {
   }
 }
 const storeSlots = new Slots(MAX_CONCURRENT_STORES)
+/**
+ * Received bodies committing at once: fsyncs, the pin, replication to the
+ * bucket's peers. That is waiting, not CPU, so it is not held to the receive
+ * bound above (a small PUT spent most of its time there, and small PUTs ran
+ * two at a time); this bound keeps the staged files waiting on disk few.
+ */
+export const MAX_CONCURRENT_COMMITS = 32
+const commitSlots = new Slots(MAX_CONCURRENT_COMMITS)
 
 /** User metadata (x-amz-meta-*) one object may carry, in bytes (S3's limit). */
 export const MAX_USER_META_BYTES = 2048
@@ -97,21 +105,19 @@ export function stagerOf (deps: S3Deps): BodyStager {
  * an object; a body that fails its checks leaves nothing staged.
  */
 export async function storeBody (deps: S3Deps, r: S3Request, replicas: number, stats: S3Stats, received?: () => Promise<ReceivedBody>): Promise<ReceivedBody & { id: string, holders: string[] }> {
-  return await storeSlots.run(async () => {
-    const body = received !== undefined
-      ? await received()
-      : await receiveBody(r.req, {
-        stager: stagerOf(deps),
-        payloadHash: r.cred.payloadHash,
-        signing: { key: r.signingKey, amzDate: r.cred.amzDate, scope: scopeOf(r.cred), seed: r.cred.signature },
-        maxBytes: deps.config.max_put_bytes,
-        signal: r.signal
-      })
-    stats.bytesIn += body.size
-    const put = await deps.objects.commitObject(body.staged, { replicas, name: '', signal: r.signal })
-    if (put.replicas.length < replicas) deps.log.warn({ bucket: r.bucket, key: r.key.slice(0, 200), id: put.id, replicas: put.replicas.length, want: replicas, errors: put.replicaErrors.slice(0, 3) }, 's3: object stored with fewer replicas than the bucket asks')
-    return { ...body, id: put.id, holders: [deps.self, ...put.replicas] }
-  })
+  const body = await storeSlots.run(async () => received !== undefined
+    ? await received()
+    : await receiveBody(r.req, {
+      stager: stagerOf(deps),
+      payloadHash: r.cred.payloadHash,
+      signing: { key: r.signingKey, amzDate: r.cred.amzDate, scope: scopeOf(r.cred), seed: r.cred.signature },
+      maxBytes: deps.config.max_put_bytes,
+      signal: r.signal
+    }))
+  stats.bytesIn += body.size
+  const put = await commitSlots.run(async () => await deps.objects.commitObject(body.staged, { replicas, name: '', signal: r.signal }))
+  if (put.replicas.length < replicas) deps.log.warn({ bucket: r.bucket, key: r.key.slice(0, 200), id: put.id, replicas: put.replicas.length, want: replicas, errors: put.replicaErrors.slice(0, 3) }, 's3: object stored with fewer replicas than the bucket asks')
+  return { ...body, id: put.id, holders: [deps.self, ...put.replicas] }
 }
 
 export function userMeta (r: S3Request): Record<string, string> | undefined {

@@ -1,6 +1,8 @@
 // Who pins which blobs: an owner (`image:<ref>`, `object:<id>`) holds a set
 // of digests, and a blob some owner pins is never evicted. Kept in
-// refs.json, rewritten atomically on each change, one write at a time.
+// refs.json, rewritten atomically, one write at a time; changes made while a
+// write is under way share the next one (a group commit: each S3 PUT pins,
+// and a write per pin queued them all behind one another).
 import { readFile } from 'node:fs/promises'
 import { z } from 'zod'
 import { digestHex } from './digest.js'
@@ -10,6 +12,10 @@ const RefsSchema = z.record(z.string(), z.array(z.string()))
 
 export class BlobRefs {
   private write: Promise<void> = Promise.resolve()
+  /** The write that will carry the changes made since the current one began; undefined until there are any. */
+  private next: Promise<void> | undefined
+  /** Writes of refs.json begun since load. */
+  writes = 0
 
   private constructor (private readonly file: string, private readonly tmpDir: string, private readonly refs: Map<string, Set<string>>) {}
 
@@ -52,10 +58,18 @@ export class BlobRefs {
     await this.write
   }
 
+  /** Resolves once this change is on disk: in the next write, which serializes the pins when it begins. */
   private async save (): Promise<void> {
-    const body = Buffer.from(JSON.stringify(Object.fromEntries([...this.refs.entries()].map(([o, ds]) => [o, [...ds]]))))
-    const write = this.write.then(async () => await writeFileAtomic(this.file, body, this.tmpDir))
-    this.write = write.catch(() => {}) // this caller gets the error from `await write`; the chain goes on for the next save
-    await write
+    if (this.next === undefined) {
+      const write = this.write.then(async () => {
+        this.next = undefined // changes from here on need a write of their own
+        this.writes++
+        const body = Buffer.from(JSON.stringify(Object.fromEntries([...this.refs.entries()].map(([o, ds]) => [o, [...ds]]))))
+        await writeFileAtomic(this.file, body, this.tmpDir)
+      })
+      this.next = write
+      this.write = write.catch(() => {}) // the callers get the error from `await write`; the chain goes on for the next save
+    }
+    await this.next
   }
 }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { BlobStore } from '../../../p2p/content/blob-store.js'
+import { BlobRefs } from '../../../p2p/content/blob-refs.js'
 import { sha256Digest } from '../../../p2p/content/digest.js'
 import { hashPiece } from '../../../p2p/content/pieces.js'
 
@@ -89,6 +90,17 @@ t.test('pins and blobs survive reopening', async t => {
   const b = await BlobStore.open({ root })
   t.ok(await b.has(d))
   t.equal(b.refCount(d), 1)
+})
+
+t.test('pins made while refs.json is being written share the next write, and all are kept', async t => {
+  const root = await tempRoot(t)
+  const digests = Array.from({ length: 40 }, (_, i) => sha256Digest(Buffer.from(`blob ${i}`)))
+  const refs = await BlobRefs.load(join(root, 'refs.json'), root)
+  await Promise.all(digests.map(async (d, i) => { await refs.pin(`object:${i}`, [d]) }))
+  t.ok(refs.writes >= 1 && refs.writes <= 2, `40 pins at once share ${refs.writes} write(s) of refs.json`)
+  await refs.unpin('object:0')
+  const back = await BlobRefs.load(join(root, 'refs.json'), root)
+  t.same(digests.map(d => back.count(d)), [0, ...digests.slice(1).map(() => 1)], 'every pin, and the unpin, on disk')
 })
 
 t.test('piece manifest is derived once and matches the pieces', async t => {
