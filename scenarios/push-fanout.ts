@@ -131,14 +131,14 @@ export const scenario: Scenario = {
 
       // The floor on one machine: the clients' and the registry's CPU of the
       // direct run (work any design repeats), plus the least the mesh adds
-      // for every byte that went agent to agent (sealed, opened, hashed),
+      // for every byte that went agent to agent (sealed, opened, hashed, stored),
       // against the direct run's alone. Both sides share the same cores.
       const meshMiB = after.reduce((sum, a, i) => sum + a.peers - before[i]!.peers, 0) / MiB
       const floorMsPerMiB = meshFloorMsPerMiB()
       const meshFloorCpu = meshMiB * floorMsPerMiB / 1000
       const directWorkCpu = cpuDirectPush.clients + cpuDirectPulls.clients + cpuDirectPush.registry + cpuDirectPulls.registry
       const timeRatioFloor = (directWorkCpu + meshFloorCpu) / directWorkCpu
-      process.stdout.write(`# floor: ${meshMiB.toFixed(0)} MiB agent to agent x ${floorMsPerMiB.toFixed(2)} ms/MiB (seal + open + sha256) = ${meshFloorCpu.toFixed(1)} CPU-s over the direct run's ${directWorkCpu.toFixed(1)} CPU-s of clients and registry: timeRatio >= ${timeRatioFloor.toFixed(2)} while both runs are CPU-bound on ${availableParallelism()} cores\n`)
+      process.stdout.write(`# floor: ${meshMiB.toFixed(0)} MiB agent to agent x ${floorMsPerMiB.toFixed(2)} ms/MiB (seal + open + sha256 + store) = ${meshFloorCpu.toFixed(1)} CPU-s over the direct run's ${directWorkCpu.toFixed(1)} CPU-s of clients and registry: timeRatio >= ${timeRatioFloor.toFixed(2)} while both runs are CPU-bound on ${availableParallelism()} cores\n`)
       const timeRatio = clusterSeconds / directSeconds
       const uploadRatio = served / img.blobBytes
       return {
@@ -152,6 +152,8 @@ export const scenario: Scenario = {
           servedByPushMiB: servedByPush / MiB,
           agentCpuSecondsPush: cpuPush.agents,
           agentCpuSecondsPulls: cpuPulls.agents,
+          agentSystemSecondsPulls: cpuPulls.agentsSystem,
+          agentMinorFaultsPulls: cpuPulls.agentsMinorFaults,
           clientCpuSecondsPush: cpuPush.clients,
           clientCpuSecondsPulls: cpuPulls.clients,
           machineBusySecondsThroughAgents: cpuPush.machineBusy + cpuPulls.machineBusy,
