@@ -6,7 +6,9 @@
 // wall time (push + pulls) against the baseline's (goal ≤ 1.0), and the
 // bytes the pushed-to agent served to peers against the image size
 // (goal ≤ K + 0.5, K = [registry] replicas = 2). Real agent processes on one
-// machine's loopback: on a loaded 2-core machine both sides are bound by CPU.
+// machine's loopback: on a loaded 2-core machine both sides are bound by CPU,
+// so each half's CPU-seconds per party are reported (push-fanout-cpu.ts), and
+// timeRatioFloor: the ratio no design reaches while both share the cores.
 import { execFile } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
