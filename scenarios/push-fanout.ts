@@ -6,13 +6,16 @@
 // wall time (push + pulls) against the baseline's (goal ≤ 1.0), and the
 // bytes the pushed-to agent served to peers against the image size
 // (goal ≤ K + 0.5, K = [registry] replicas = 2). Real agent processes on one
-// machine's loopback: on a loaded 2-core machine both sides are bound by CPU.
+// machine's loopback: on a loaded 2-core machine both sides are bound by CPU,
+// so each half's CPU-seconds per party are reported (push-fanout-cpu.ts), and
+// timeRatioFloor: the ratio no design reaches while both share the cores.
 import { execFile } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Cluster, seedAddr, waitFor, type AgentProcess } from '../test/helpers/harness.js'
 import { buildImage, startRegistry, writeImageLayout } from '../test/helpers/registry.js'
+import { cpuBetween, cpuLine, meshFloorMsPerMiB, sampleCpu } from './push-fanout-cpu.js'
 import type { Scenario, ScenarioReport } from './report.js'
 
 const MiB = 1024 * 1024
@@ -89,9 +92,12 @@ export const scenario: Scenario = {
 
       const served0 = await servedBytes(agents[0]!)
       const before = await Promise.all(agents.map(contentBytes))
+      const pids = agents.map(a => a.proc?.pid).filter((p): p is number => p !== undefined)
+      const c0 = await sampleCpu(pids)
       const t0 = performance.now()
       await skopeo(['copy', '--dest-tls-verify=false', '--preserve-digests', '--dest-creds', `${cred.username}:${cred.password}`, `oci:${layout}:v1`, `docker://${endpoint(agents[0]!)}/bench/push:v1`])
       const pushSeconds = (performance.now() - t0) / 1000
+      const c1 = await sampleCpu(pids)
       const servedByPush = await servedBytes(agents[0]!) - served0
       const doneAt: number[] = agents.map(() => NaN)
       await Promise.all(agents.map(async (a, i) => {
@@ -103,18 +109,38 @@ export const scenario: Scenario = {
         throw err
       })
       const clusterSeconds = (performance.now() - t0) / 1000
+      const c2 = await sampleCpu(pids)
       const served = await servedBytes(agents[0]!) - served0
       const after = await Promise.all(agents.map(contentBytes))
       process.stdout.write(`# through the agents: push ${pushSeconds.toFixed(2)} s, total ${clusterSeconds.toFixed(2)} s, pushed-to agent served ${(served / MiB).toFixed(1)} MiB\n`)
       process.stdout.write(perAgentLines(agents, before, after, doneAt))
+      const cpuPush = cpuBetween(c0, c1)
+      const cpuPulls = cpuBetween(c1, c2)
+      process.stdout.write(cpuLine('through the agents, push', cpuPush) + cpuLine('through the agents, pulls', cpuPulls))
       for (let i = 0; i < AGENTS; i++) await rm(join(out, `agent-${i}`), { recursive: true, force: true })
 
+      const d0 = await sampleCpu(pids)
       const t1 = performance.now()
       await skopeo(['copy', '--dest-tls-verify=false', '--preserve-digests', `oci:${layout}:v1`, `docker://${registry.url.slice('http://'.length)}/bench/push:v1`])
       const directPushSeconds = (performance.now() - t1) / 1000
+      const d1 = await sampleCpu(pids)
       await Promise.all(agents.map(async (_a, i) => { await skopeo(['copy', '--src-tls-verify=false', `docker://${registry.url.slice('http://'.length)}/bench/push:v1`, `oci:${join(out, `direct-${i}`)}:v1`]) }))
       const directSeconds = (performance.now() - t1) / 1000
+      const d2 = await sampleCpu(pids)
+      const cpuDirectPush = cpuBetween(d0, d1)
+      const cpuDirectPulls = cpuBetween(d1, d2)
+      process.stdout.write(cpuLine('direct, push', cpuDirectPush) + cpuLine('direct, pulls', cpuDirectPulls))
 
+      // The floor on one machine: the clients' and the registry's CPU of the
+      // direct run (work any design repeats), plus the least the mesh adds
+      // for every byte that went agent to agent (sealed, opened, hashed, stored),
+      // against the direct run's alone. Both sides share the same cores.
+      const meshMiB = after.reduce((sum, a, i) => sum + a.peers - before[i]!.peers, 0) / MiB
+      const floorMsPerMiB = meshFloorMsPerMiB()
+      const meshFloorCpu = meshMiB * floorMsPerMiB / 1000
+      const directWorkCpu = cpuDirectPush.clients + cpuDirectPulls.clients + cpuDirectPush.registry + cpuDirectPulls.registry
+      const timeRatioFloor = (directWorkCpu + meshFloorCpu) / directWorkCpu
+      process.stdout.write(`# floor: ${meshMiB.toFixed(0)} MiB agent to agent x ${floorMsPerMiB.toFixed(2)} ms/MiB (seal + open + sha256 + store) = ${meshFloorCpu.toFixed(1)} CPU-s over the direct run's ${directWorkCpu.toFixed(1)} CPU-s of clients and registry: timeRatio >= ${timeRatioFloor.toFixed(2)} while both runs are CPU-bound on ${availableParallelism()} cores\n`)
       const timeRatio = clusterSeconds / directSeconds
       const uploadRatio = served / img.blobBytes
       return {
@@ -126,6 +152,21 @@ export const scenario: Scenario = {
           directPushSeconds,
           secondsDirect: directSeconds,
           servedByPushMiB: servedByPush / MiB,
+          agentCpuSecondsPush: cpuPush.agents,
+          agentCpuSecondsPulls: cpuPulls.agents,
+          agentSystemSecondsPulls: cpuPulls.agentsSystem,
+          agentMinorFaultsPulls: cpuPulls.agentsMinorFaults,
+          clientCpuSecondsPush: cpuPush.clients,
+          clientCpuSecondsPulls: cpuPulls.clients,
+          machineBusySecondsThroughAgents: cpuPush.machineBusy + cpuPulls.machineBusy,
+          clientCpuSecondsDirectPush: cpuDirectPush.clients,
+          clientCpuSecondsDirectPulls: cpuDirectPulls.clients,
+          registryCpuSecondsDirect: cpuDirectPush.registry + cpuDirectPulls.registry,
+          machineBusySecondsDirect: cpuDirectPush.machineBusy + cpuDirectPulls.machineBusy,
+          meshMiB,
+          meshFloorMsPerMiB: floorMsPerMiB,
+          meshFloorCpuSeconds: meshFloorCpu,
+          timeRatioFloor,
           uploadRatio,
           timeRatio
         },

@@ -189,7 +189,12 @@ export class MirrorServer {
   }
 
   private fail (res: ServerResponse, err: Error): void {
-    if (res.headersSent) { res.destroy(err); return }
+    if (res.headersSent) {
+      // Too late for a status: the client sees the body end early. Say why here.
+      this.init.log?.warn({ err: err.message }, 'mirror response cut short after its head was sent')
+      res.destroy(err)
+      return
+    }
     let status = 500
     let code = 'UNKNOWN'
     if (err instanceof MirrorRequestError) {
@@ -372,6 +377,8 @@ export class MirrorServer {
     try {
       await sendFileRange(fh, start, len, res, this.readBuffers, n => { if (wasLocal) this.stats.bytes.local += n })
     } catch (err) {
+      this.stats.aborted++
+      this.init.log?.warn({ digest, size, err: (err as Error).message }, 'mirror: reading a stored blob failed mid-response; the client reads an early end of the body')
       res.destroy(err as Error)
     } finally {
       await fh.close()

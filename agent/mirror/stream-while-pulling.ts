@@ -13,7 +13,7 @@ export interface StreamWhilePullingInit {
   store: BlobStore
   exchange: PieceExchange
   stats: MirrorStats
-  log?: { warn: (obj: object, msg: string) => void, debug: (obj: object, msg: string) => void }
+  log?: { warn: (obj: object, msg: string) => void, debug?: (obj: object, msg: string) => void }
   /** Starts (or joins) the pull of the blob into the store. */
   pull: () => Promise<void>
 }
@@ -29,6 +29,11 @@ export interface StreamWhilePullingInit {
  * check covered; the connection is destroyed instead. (Hashing what was
  * sent here as well cost each agent a third sha256 pass over every blob,
  * on its event loop.)
+ *
+ * The head goes out with the first piece, so a pull that fails before any
+ * byte is ready is thrown to the caller, whose error reply (a 5xx with the
+ * reason) the client reads as such; after that, a failure can only cut the
+ * response short, and it is logged as a warning with its reason.
  */
 export async function streamWhilePulling (init: StreamWhilePullingInit, digest: string, size: number, res: ServerResponse, headers: Record<string, string | number>): Promise<void> {
   const { store, exchange, stats, log } = init
@@ -46,12 +51,12 @@ export async function streamWhilePulling (init: StreamWhilePullingInit, digest: 
   res.once('close', changed)
   const started = performance.now()
   let firstByteMs: number | undefined
+  let sent = 0
   try {
-    res.writeHead(200, { ...headers, 'content-length': size })
     for (let i = 0; i < n; i++) {
       const last = i === n - 1
       for (;;) {
-        if (clientGone(res)) { log?.debug({ digest, piece: i, of: n }, 'mirror client left mid-blob'); return }
+        if (clientGone(res)) { log?.debug?.({ digest, piece: i, of: n }, 'mirror client left mid-blob'); return }
         if (failure !== undefined) throw failure
         if (last ? done : (done || store.hasSync(digest) || partial.have.get(i))) break
         await new Promise<void>(resolve => { wake = resolve })
@@ -61,14 +66,22 @@ export async function streamWhilePulling (init: StreamWhilePullingInit, digest: 
       }
       const piece = await readPiece(init, digest, partial, i, size, pieceSize, pulled)
       firstByteMs ??= performance.now() - started
+      if (!res.headersSent) res.writeHead(200, { ...headers, 'content-length': size })
+      sent += piece.byteLength
       // The piece's buffer goes back once the socket took its bytes or never will.
       if (!writeThen(res, piece.bytes, () => { piece.release() })) await drained(res)
     }
+    if (!res.headersSent) res.writeHead(200, { ...headers, 'content-length': size })
     res.end()
-    log?.debug({ digest, size, pieces: n, firstByteMs: Math.round(firstByteMs ?? 0), totalMs: Math.round(performance.now() - started) }, 'mirror streamed a blob while pulling')
+    log?.debug?.({ digest, size, pieces: n, firstByteMs: Math.round(firstByteMs ?? 0), totalMs: Math.round(performance.now() - started) }, 'mirror streamed a blob while pulling')
   } catch (err) {
+    if (!res.headersSent) {
+      // Nothing sent yet: the caller answers with the error's status and reason (and logs a 5xx).
+      log?.debug?.({ digest, err: (err as Error).message }, 'blob pull failed before its first byte: answering with an error')
+      throw err
+    }
     stats.aborted++
-    log?.warn({ digest, err: (err as Error).message }, 'mirror response aborted')
+    log?.warn({ digest, size, sentBytes: sent, err: (err as Error).message }, 'blob response cut short: the pull behind it failed mid-blob (the client reads an early end of the body)')
     res.destroy(err as Error)
   } finally {
     off()

@@ -357,14 +357,17 @@ export class ClusterRegistry {
       if (size === undefined) throw new MirrorRequestError(404, 'BLOB_UNKNOWN', `blob ${digest} is not in the cluster`)
       if (head) { this.empty(res, 200, { ...headers, 'content-length': size }); return }
       // Piece by piece as they land, the last one only after the pull verified the whole blob (the mirror's path).
-      await streamWhilePulling({ store: this.o.store, exchange: this.o.exchange, stats: this.streamStats, pull: async () => { await this.content.blob(digest, size, known?.holders ?? []) } }, digest, size, res, headers)
+      await streamWhilePulling({ store: this.o.store, exchange: this.o.exchange, stats: this.streamStats, ...(this.o.log !== undefined ? { log: this.o.log } : {}), pull: async () => { await this.content.blob(digest, size, known?.holders ?? []) } }, digest, size, res, headers)
       return
     }
     const size = this.o.store.sizeSync(digest) ?? 0
     res.writeHead(200, { ...headers, 'content-length': size })
     if (head) { res.end(); return }
     const stream = this.o.store.createReadStream(digest)
-    stream.on('error', err => res.destroy(err))
+    stream.on('error', err => {
+      this.o.log?.warn({ digest, size, err: err.message }, 'registry: reading a stored blob failed mid-response; the client reads an early end of the body')
+      res.destroy(err)
+    })
     stream.pipe(res)
   }
 

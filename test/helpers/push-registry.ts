@@ -12,6 +12,7 @@ import { ClusterRegistry } from '../../agent/registry/push-handler.js'
 import type { CommandInput } from '../../agent/state/cluster-state.js'
 import { BlobStore } from '../../p2p/content/blob-store.js'
 import type { PieceExchange } from '../../p2p/content/piece-exchange.js'
+import { PieceBuffers } from '../../p2p/content/piece-buffers.js'
 import { RecentPieces } from '../../p2p/content/recent-pieces.js'
 import { RegistryClient } from '../../p2p/content/registry-client.js'
 
@@ -33,15 +34,25 @@ export function memoryKv (): CatalogKv & { map: Map<string, string> } {
   }
 }
 
-export async function setup (t: Test): Promise<{ base: string, host: string, store: BlobStore, kv: ReturnType<typeof memoryKv>, dir: string, registry: ClusterRegistry }> {
+export interface SetupOptions {
+  /** The store's piece size (its default when absent). */
+  pieceSize?: number
+  /** Replaces parts of the stand-in exchange (whose pull fails: no peers). */
+  exchange?: (store: BlobStore) => Partial<PieceExchange>
+  /** Given to the registry and the mirror. */
+  log?: { info: (obj: object, msg: string) => void, warn: (obj: object, msg: string) => void, debug: (obj: object, msg: string) => void }
+}
+
+export async function setup (t: Test, opts: SetupOptions = {}): Promise<{ base: string, host: string, store: BlobStore, kv: ReturnType<typeof memoryKv>, dir: string, registry: ClusterRegistry }> {
   const dir = await mkdtemp(join(tmpdir(), 'bolt-push-server-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const store = await BlobStore.open({ root: join(dir, 'store') })
+  const store = await BlobStore.open({ root: join(dir, 'store'), ...(opts.pieceSize !== undefined ? { pieceSize: opts.pieceSize } : {}) })
   t.teardown(async () => { await store.close() })
   const kv = memoryKv()
-  const exchange = { pieceSize: store.pieceSize, recent: new RecentPieces(0), probeSize: async () => undefined, pull: async () => { throw new Error('no peers') }, requestReplicate: async () => {} } as unknown as PieceExchange
-  const registry = new ClusterRegistry({ store, exchange, catalog: new Catalog(kv), candidates: () => [], replicaTargets: () => [], self: 'self', replicas: 2, credential: () => CRED, gcGraceMs: 60_000 })
-  const mirror = new MirrorServer({ store, registry: new RegistryClient({ dockerConfigPath: false }), exchange, candidates: () => [], listen: '127.0.0.1:0', upstream: '127.0.0.1:9', serveStaleTags: false, push: registry })
+  const exchange = { pieceSize: store.pieceSize, recent: new RecentPieces(0), buffers: new PieceBuffers(), probeSize: async () => undefined, pull: async () => { throw new Error('no peers') }, requestReplicate: async () => {}, ...opts.exchange?.(store) } as unknown as PieceExchange
+  const log = opts.log !== undefined ? { log: opts.log } : {}
+  const registry = new ClusterRegistry({ store, exchange, catalog: new Catalog(kv), candidates: () => [], replicaTargets: () => [], self: 'self', replicas: 2, credential: () => CRED, gcGraceMs: 60_000, ...log })
+  const mirror = new MirrorServer({ store, registry: new RegistryClient({ dockerConfigPath: false }), exchange, candidates: () => [], listen: '127.0.0.1:0', upstream: '127.0.0.1:9', serveStaleTags: false, push: registry, ...log })
   const base = await mirror.start()
   t.teardown(async () => { await mirror.stop(); await registry.stop() })
   return { base, host: base.slice('http://'.length), store, kv, dir, registry }
