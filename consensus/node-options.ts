@@ -65,6 +65,8 @@ export interface RaftNodeOptions {
   /** See RaftCoreOptions.learnerHeartbeatTicks (default: heartbeatTicks). */
   learnerHeartbeatTicks?: number
   tickMs?: number
+  /** See RaftCoreOptions.deferCommitBroadcast (default false). */
+  deferCommitBroadcast?: boolean
   preVote?: boolean
   checkQuorum?: boolean
   maxSizePerMsg?: number
@@ -117,6 +119,7 @@ export function resolveNodeOptions (o: RaftNodeOptions): ResolvedNodeOptions {
     ...(o.learnerHeartbeatTicks === undefined ? {} : { learnerHeartbeatTicks: o.learnerHeartbeatTicks }),
     ...(o.electionJitterTicks === undefined ? {} : { electionJitterTicks: o.electionJitterTicks }),
     ...(o.campaignRetryTicks === undefined ? {} : { campaignRetryTicks: o.campaignRetryTicks }),
+    ...(o.deferCommitBroadcast === undefined ? {} : { deferCommitBroadcast: o.deferCommitBroadcast }),
     ...(o.preVote === undefined ? {} : { preVote: o.preVote }),
     ...(o.checkQuorum === undefined ? {} : { checkQuorum: o.checkQuorum }),
     ...(o.maxSizePerMsg === undefined ? {} : { maxSizePerMsg: o.maxSizePerMsg }),

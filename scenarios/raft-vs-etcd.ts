@@ -6,7 +6,7 @@
 // gateway. Figures are ratios of bolt-agent's requests/s to etcd's.
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Cluster } from '../test/helpers/harness.js'
@@ -55,6 +55,30 @@ async function runWrk (url: string, script: string, connections: number, seconds
     await rm(dir, { recursive: true, force: true })
   }
 }
+
+/** CPU time (user + system) of a process so far, in ms, from /proc (clock ticks of 10 ms). */
+async function cpuMs (pid: number | undefined): Promise<number> {
+  if (pid === undefined) return Number.NaN
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12])) * 10
+}
+
+/**
+ * A wrk run with the CPU each given process spent meanwhile, per request
+ * (ms): on these shared cores CPU per request moves less with the load than
+ * requests/s, and it says which process pays.
+ */
+async function runWrkCpu (url: string, script: string, connections: number, seconds: number, pids: Array<number | undefined>): Promise<WrkResult & { cpuMsPerReq: number[] }> {
+  const before = await Promise.all(pids.map(cpuMs))
+  const r = await runWrk(url, script, connections, seconds)
+  const after = await Promise.all(pids.map(cpuMs))
+  return { ...r, cpuMsPerReq: after.map((a, i) => round2((a - before[i]!) / r.requests)) }
+}
+
+const round2 = (x: number): number => Math.round(x * 100) / 100
+const mean = (xs: number[]): number => xs.reduce((s, x) => s + x, 0) / xs.length
 
 // Lua for wrk: one request per call, keys spread over KEYS names so writes
 // do not all hit one key. `math.random` is seeded per thread by wrk.
@@ -134,10 +158,16 @@ export const scenario: Scenario = {
       const api = await apiOf(leader)
       // Every key exists before the reads, so a read measures a read, not a 404.
       for (let k = 0; k < KEYS; k += 50) await Promise.all(Array.from({ length: 50 }, async (_, j) => await kv(api, 'PUT', `/v1/kv/k${k + j}`, { value })))
-      const b1 = await runWrk(api.url, boltPut(api.token), 1, seconds)
-      const b64w = await runWrk(api.url, boltPut(api.token), 64, seconds)
+      // The leader first, then the followers.
+      const pids = [leader, ...agents.filter(a => a !== leader)].map(a => a.proc?.pid)
+      const b1 = await runWrkCpu(api.url, boltPut(api.token), 1, seconds, pids)
+      const b64w = await runWrkCpu(api.url, boltPut(api.token), 64, seconds, pids)
       const br64 = await runWrk(api.url, boltGet(api.token), 64, seconds)
-      Object.assign(figures, { boltWrites1: b1.rps, boltWrites64: b64w.rps, boltReads64: br64.rps, boltWriteP50Ms1: b1.p50Ms, boltWriteP99Ms64: b64w.p99Ms, boltErrors: b1.errors + b64w.errors + br64.errors })
+      Object.assign(figures, {
+        boltWrites1: b1.rps, boltWrites64: b64w.rps, boltReads64: br64.rps, boltWriteP50Ms1: b1.p50Ms, boltWriteP99Ms64: b64w.p99Ms, boltErrors: b1.errors + b64w.errors + br64.errors,
+        leaderCpuMsPerWrite1: b1.cpuMsPerReq[0]!, followerCpuMsPerWrite1: round2(mean(b1.cpuMsPerReq.slice(1))),
+        leaderCpuMsPerWrite64: b64w.cpuMsPerReq[0]!, followerCpuMsPerWrite64: round2(mean(b64w.cpuMsPerReq.slice(1)))
+      })
     } finally {
       await cluster.destroy()
     }

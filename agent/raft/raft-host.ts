@@ -112,6 +112,8 @@ export class RaftHost {
       // timeout is enough for them (an idle 8-agent cluster with 3 voters
       // sent 140 Raft messages a second, 100 of them to and from learners).
       learnerHeartbeatTicks: Math.max(heartbeatTicks, electionTicks),
+      // A new commit index rides on the next append, or goes out within a tick.
+      deferCommitBroadcast: true,
       send: (to, m) => { if (TRACE && ELECTION_MSGS.has(m.type)) o.log.info({ m: trace(m) }, 'raft trace out'); this.transport.send(to, m) },
       apply: (e) => { this.state.apply(e.index, e.data) },
       snapshot: async () => this.state.snapshot(),

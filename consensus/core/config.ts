@@ -61,6 +61,16 @@ export interface RaftCoreOptions {
    * appends that announce a new commit index, still go out at once.
    */
   learnerHeartbeatTicks?: number
+  /**
+   * When the commit index moves, a follower with no new entries to receive
+   * learns it on the next append or, at the latest, on the next tick,
+   * instead of from an empty append sent at once (default false: at once,
+   * as etcd does). At one writer that empty append, its answer and the
+   * follower's extra write were half of each write's messages; followers
+   * apply up to a tick later, and linearizable reads are unaffected (the
+   * heartbeats of a ReadIndex round carry the commit index).
+   */
+  deferCommitBroadcast?: boolean
   /** Pre-vote (thesis §9.6): a partitioned node does not bump terms and disrupt the cluster. */
   preVote?: boolean
   /** Check-quorum (thesis §6.2): a leader that has not heard from a quorum in an election timeout steps down. */
@@ -90,6 +100,7 @@ export function resolveOptions (o: RaftCoreOptions): ResolvedOptions {
     heartbeatTicks: o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS,
     campaignRetryTicks: o.campaignRetryTicks ?? 0,
     learnerHeartbeatTicks: o.learnerHeartbeatTicks ?? o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS,
+    deferCommitBroadcast: o.deferCommitBroadcast ?? false,
     preVote: o.preVote ?? true,
     checkQuorum: o.checkQuorum ?? true,
     maxSizePerMsg: o.maxSizePerMsg ?? DEFAULT_MAX_SIZE_PER_MSG,

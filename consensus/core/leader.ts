@@ -24,6 +24,7 @@ export function leaderTick (r: RoleContext): void {
     // A lost chunk is re-sent after a few idle heartbeats.
     if (++p.snapIdleTicks > 2 * r.opts.heartbeatTicks) sendSnapshotChunk(r, id, p)
   }
+  if (r.opts.deferCommitBroadcast) announceCommit(r)
   if (r.heartbeatElapsed >= r.opts.heartbeatTicks) {
     r.heartbeatElapsed = 0
     const learners = r.learnerHeartbeatElapsed >= r.opts.learnerHeartbeatTicks
@@ -45,6 +46,34 @@ export function bcastHeartbeat (r: RoleContext, context: string | undefined, lea
     const m: Message = { type: 'heartbeat', from: r.id, to: id, term: r.term, commit }
     if (context !== undefined) m.context = context
     r.send(m)
+    if (commit > p.sentCommit) p.sentCommit = commit
+  }
+}
+
+/**
+ * A configuration change just committed: every follower is told at once,
+ * in this Ready, an append to those it may send to and a heartbeat to a
+ * paused one (it may have the entry: heartbeats carry the commit index up
+ * to what it is known to hold). The change may remove this leader, which
+ * then goes quiet; followers left unaware of the commit would elect in the
+ * old configuration, counting the removed leader (simulator seed 6876: a
+ * paused follower never learnt it, and a lagging one campaigned in an even
+ * older one).
+ */
+function announceConfCommit (r: RoleContext): void {
+  for (const [id, p] of r.tracker.progress) {
+    if (id === r.id || sendAppend(r, id, true)) continue
+    const m: Message = { type: 'heartbeat', from: r.id, to: id, term: r.term, commit: Math.min(p.match, r.log.committed) }
+    r.send(m)
+    if (m.commit > p.sentCommit) p.sentCommit = m.commit
+  }
+}
+
+/** deferCommitBroadcast: tells each follower not yet told the commit index (an empty append if it has nothing new). */
+function announceCommit (r: RoleContext): void {
+  const committed = r.log.committed
+  for (const [id, p] of r.tracker.progress) {
+    if (id !== r.id && p.sentCommit < committed) sendAppend(r, id, true)
   }
 }
 
@@ -71,6 +100,7 @@ export function sendAppend (r: RoleContext, to: string, sendIfEmpty: boolean): b
   if (ents === null) return false // being fetched from disk; retried on the next heartbeat response
   if (ents.length === 0 && !sendIfEmpty) return false
   r.send({ type: 'app', from: r.id, to, term: r.term, index: prevIndex, logTerm: prevTerm, commit: r.log.committed, entries: ents })
+  p.sentCommit = r.log.committed
   const last = ents[ents.length - 1]
   p.sentEntries(last?.index ?? prevIndex, ents.length, ents.reduce((s, e) => s + entrySize(e), 0))
   return true
@@ -154,8 +184,15 @@ function handleAppResp (r: RoleContext, m: MessageOf<'appResp'>): void {
     p.becomeProbe()
     p.becomeReplicate()
   } else if (p.state === 'replicate') p.inflights.freeLE(m.index)
+  const before = r.log.committed
   if (r.maybeCommit()) {
-    bcastAppend(r)
+    if (r.pendingConfIndex > before && r.pendingConfIndex <= r.log.committed) announceConfCommit(r)
+    else if (!r.opts.deferCommitBroadcast) bcastAppend(r)
+    else {
+      // New entries still go out at once and carry the new commit index; the rest waits for announceCommit.
+      for (const id of r.tracker.progress.keys()) if (id !== r.id && id !== m.from) sendAppend(r, id, false)
+      if (wasPaused) sendAppend(r, m.from, true)
+    }
   } else if (wasPaused) {
     sendAppend(r, m.from, true)
   }

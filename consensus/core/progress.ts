@@ -49,6 +49,8 @@ export class Progress {
   state: ProgressState = 'probe'
   /** In probe state: an append is outstanding; cleared by a heartbeat response. */
   probeSent = false
+  /** The highest commit index sent to it (in an append or heartbeat) this term. */
+  sentCommit = 0
   /** Heard from it since the last check-quorum round. */
   recentActive = false
   isLearner: boolean

@@ -101,6 +101,7 @@ export class Raft implements RoleContext {
       p.becomeProbe()
       p.next = last + 1
       p.recentActive = true
+      p.sentCommit = 0
     }
     this.pendingConfIndex = 0
     this.readOnly.reset()

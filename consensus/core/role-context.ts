@@ -26,6 +26,8 @@ export interface RoleContext {
   learnerHeartbeatElapsed: number
   refusedMessages: number
   leadTransferee: string | null
+  /** Leader: the index of the last configuration change proposed (see Raft). */
+  readonly pendingConfIndex: number
   pendingReadIndex: Array<{ context: string, from: string }>
   readStates: ReadState[]
   snapRecv: SnapshotReceive | null

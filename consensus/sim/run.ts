@@ -57,6 +57,8 @@ export function runSeed (seed: number, options: SimOptions = {}): SeedResult {
     learnerHeartbeatTicks: new Prng(seed ^ 0x1ea4).int(1, 10),
     // The agent's failover options (a narrower election spread, fast campaign retries), on half the seeds each.
     ...failoverOptions(new Prng(seed ^ 0xfa11)),
+    // The agent's deferred commit announcements, on half the seeds.
+    deferCommitBroadcast: new Prng(seed ^ 0xc0de).chance(0.5),
     preVote: rnd.chance(0.85),
     checkQuorum: rnd.chance(0.85),
     maxSizePerMsg: rnd.int(40, 400),
