@@ -2,8 +2,10 @@
 // Node processes, each side measured on its own (process.cpuUsage, minor
 // page faults). Build first (npx tsc -p tsconfig.json), then:
 //   node_modules/.bin/node scripts/stream-cpu.mjs [MiB=512] [rounds=3]
-// The sender sends like the piece server (1 MiB slices copied out of a
-// 4 MiB buffer, a setImmediate between slices); the receiver copies what
+// The sender sends like the piece server: each 4 MiB piece read into a pool
+// buffer, sent in 1 MiB views (a setImmediate between them), the buffer back
+// in the pool once Noise sealed it; STREAM_CPU_SEND=copy sends copies of the
+// slices and reuses the buffer at once (as before). The receiver copies what
 // arrives into a 4 MiB buffer like the piece client. Extra node flags for
 // the child (e.g. --cpu-prof) go in STREAM_CPU_CHILD_FLAGS; STREAM_CPU_PLAIN_TCP=1
 // uses @libp2p/tcp as it comes (no batched writes) on both sides, for A/B.
@@ -12,6 +14,7 @@ import { fileURLToPath } from 'node:url'
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { transportModules } from '../dist/quic/transports.js'
+import { whenSealed } from '../dist/quic/noise-crypto.js'
 
 const PROTOCOL = '/bolt/bench/stream-cpu/1'
 const MiB = 1024 * 1024
@@ -33,8 +36,11 @@ async function node () {
 
 async function sender () {
   const n = await node()
-  const piece = new Uint8Array(PIECE)
-  for (let i = 0; i < piece.length; i += 4096) piece[i] = i & 0xff
+  const source = new Uint8Array(PIECE)
+  for (let i = 0; i < source.length; i += 4096) source[i] = i & 0xff
+  const spares = []
+  let made = 0
+  const copySlices = process.env.STREAM_CPU_SEND === 'copy'
   await n.handle(PROTOCOL, async (stream) => {
     // The first 8 bytes the receiver sends: how many bytes it wants.
     let want = 0
@@ -44,16 +50,30 @@ async function sender () {
     }
     const u0 = usage()
     const t0 = performance.now()
-    const slicesPerPiece = PIECE / SLICE
-    for (let off = 0, k = 0; off < want; off += SLICE, k++) {
-      const at = (k % slicesPerPiece) * SLICE
-      const slice = piece.slice(at, at + Math.min(SLICE, want - off))
-      if (!stream.send(slice)) await stream.onDrain()
-      else await new Promise(resolve => setImmediate(resolve))
+    // Each piece is read into a pool buffer (here: copied from `source`), then
+    // sent as the piece server sends it.
+    for (let off = 0; off < want; off += PIECE) {
+      const len = Math.min(PIECE, want - off)
+      const buf = spares.pop() ?? (made++, new Uint8Array(PIECE))
+      buf.set(source.subarray(0, len))
+      const bytes = buf.subarray(0, len)
+      if (copySlices) {
+        for (let o = 0; o < len; o += SLICE) {
+          if (!stream.send(bytes.slice(o, o + SLICE))) await stream.onDrain()
+          else await new Promise(resolve => setImmediate(resolve))
+        }
+        spares.push(buf)
+      } else {
+        whenSealed(bytes, () => spares.push(buf))
+        for (let o = 0; o < len; o += SLICE) {
+          if (!stream.send(bytes.subarray(o, o + SLICE))) await stream.onDrain()
+          else await new Promise(resolve => setImmediate(resolve))
+        }
+      }
     }
     await stream.close()
     const u = diff(u0, usage())
-    process.stdout.write(JSON.stringify({ side: 'sender', ms: performance.now() - t0, ...u }) + '\n')
+    process.stdout.write(JSON.stringify({ side: 'sender', ms: performance.now() - t0, made, ...u }) + '\n')
   })
   process.stdout.write(JSON.stringify({ addr: n.getMultiaddrs()[0].toString() }) + '\n')
   process.stdin.on('end', () => { void n.stop().then(() => process.exit(0)) })
@@ -111,7 +131,8 @@ async function receiver (mib, rounds) {
       recvFaultsPerMiB: +(u.faults / mib).toFixed(1),
       sendCpuPerGiB: +((s.user + s.system) / gib).toFixed(2),
       sendSysPerGiB: +(s.system / gib).toFixed(2),
-      sendFaultsPerMiB: +(s.faults / mib).toFixed(1)
+      sendFaultsPerMiB: +(s.faults / mib).toFixed(1),
+      sendPoolBuffers: s.made
     }
     results.push(row)
     console.log(JSON.stringify(row))

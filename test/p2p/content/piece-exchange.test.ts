@@ -92,6 +92,23 @@ t.test('pull a blob from one peer, over TCP and over QUIC', async t => {
   }
 })
 
+t.test('a served piece\'s buffer goes back to the pool once Noise has sealed it (TCP), never while QUIC may hold it', async t => {
+  for (const kind of ['tcp', 'quic'] as const) {
+    const a = await mkNode(t)
+    const b = await mkNode(t)
+    const data = randomBytes(10 * PIECE + 1234)
+    const d = sha256Digest(data)
+    await a.store.put(data, d)
+    await connect(b, a, kind)
+    await b.ex.pull(d, { size: data.length, candidates: [a.id] })
+    t.same(Buffer.from(await b.store.readAll(d)), data, `${kind}: the pulled bytes are intact`)
+    a.ex.recent.drop(d) // the cache's references go; only the sends' remain
+    t.ok(a.ex.buffers.made > 0, `${kind}: the server read pieces into pool buffers`)
+    if (kind === 'tcp') await waitOrFail('every buffer sent over TCP back in the pool', () => a.ex.buffers.spareCount() === a.ex.buffers.made, 5000)
+    else t.equal(a.ex.buffers.spareCount(), 0, 'quic: no buffer sent over QUIC went back to the pool')
+  }
+})
+
 t.test('a node serves the pieces it just received from memory; a corrupting server never spoils what it keeps', async t => {
   const a = await mkNode(t)
   const b = await mkNode(t)
