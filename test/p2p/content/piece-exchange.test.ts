@@ -54,13 +54,13 @@ async function connect (a: TestNode, b: TestNode, kind: 'tcp' | 'quic' = 'tcp'):
 }
 
 /** A node holding a random blob of `size` bytes, and another connected to it. */
-async function holderAndPuller (t: { teardown: (fn: () => Promise<void>) => void }, size: number, holderOpts: { uploadSlots?: number } = {}): Promise<{ holder: TestNode, puller: TestNode, data: Buffer, d: string }> {
+async function holderAndPuller (t: { teardown: (fn: () => Promise<void>) => void }, size: number, holderOpts: { uploadSlots?: number } = {}, kind: 'tcp' | 'quic' = 'tcp'): Promise<{ holder: TestNode, puller: TestNode, data: Buffer, d: string }> {
   const holder = await mkNode(t, holderOpts)
   const puller = await mkNode(t)
   const data = randomBytes(size)
   const d = sha256Digest(data)
   await holder.store.put(data, d)
-  await connect(puller, holder)
+  await connect(puller, holder, kind)
   return { holder, puller, data, d }
 }
 
@@ -94,12 +94,7 @@ t.test('pull a blob from one peer, over TCP and over QUIC', async t => {
 
 t.test('a served piece\'s buffer goes back to the pool once Noise has sealed it (TCP), never while QUIC may hold it', async t => {
   for (const kind of ['tcp', 'quic'] as const) {
-    const a = await mkNode(t)
-    const b = await mkNode(t)
-    const data = randomBytes(10 * PIECE + 1234)
-    const d = sha256Digest(data)
-    await a.store.put(data, d)
-    await connect(b, a, kind)
+    const { holder: a, puller: b, data, d } = await holderAndPuller(t, 10 * PIECE + 1234, {}, kind)
     await b.ex.pull(d, { size: data.length, candidates: [a.id] })
     t.same(Buffer.from(await b.store.readAll(d)), data, `${kind}: the pulled bytes are intact`)
     a.ex.recent.drop(d) // the cache's references go; only the sends' remain
