@@ -14,6 +14,7 @@ import { tcp } from '@libp2p/tcp'
 import { createRequire } from 'node:module'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { noiseCrypto } from './noise-crypto.js'
+import { withBatchedWrites } from './tcp-writes.js'
 
 type WebSocketsFactory = typeof import('@libp2p/websockets').webSockets
 
@@ -59,7 +60,7 @@ export function transportModules (opts: TransportOptions = {}): {
   streamMuxers: Array<ReturnType<typeof yamux>>
 } {
   return {
-    transports: [quic(), tcp(), ...(opts.websockets === true ? [webSockets()] : [])],
+    transports: [quic(), withBatchedWrites(tcp()), ...(opts.websockets === true ? [webSockets()] : [])],
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW } })]
   }

@@ -54,13 +54,13 @@ async function connect (a: TestNode, b: TestNode, kind: 'tcp' | 'quic' = 'tcp'):
 }
 
 /** A node holding a random blob of `size` bytes, and another connected to it. */
-async function holderAndPuller (t: { teardown: (fn: () => Promise<void>) => void }, size: number, holderOpts: { uploadSlots?: number } = {}): Promise<{ holder: TestNode, puller: TestNode, data: Buffer, d: string }> {
+async function holderAndPuller (t: { teardown: (fn: () => Promise<void>) => void }, size: number, holderOpts: { uploadSlots?: number } = {}, kind: 'tcp' | 'quic' = 'tcp'): Promise<{ holder: TestNode, puller: TestNode, data: Buffer, d: string }> {
   const holder = await mkNode(t, holderOpts)
   const puller = await mkNode(t)
   const data = randomBytes(size)
   const d = sha256Digest(data)
   await holder.store.put(data, d)
-  await connect(puller, holder)
+  await connect(puller, holder, kind)
   return { holder, puller, data, d }
 }
 
@@ -89,6 +89,18 @@ t.test('pull a blob from one peer, over TCP and over QUIC', async t => {
     t.equal(stats.bytesFromRegistry, 0)
     t.same(Buffer.from(await b.store.readAll(d)), data)
     t.ok(a.ex.counters.bytesServed >= data.length)
+  }
+})
+
+t.test('a served piece\'s buffer goes back to the pool once Noise has sealed it (TCP), never while QUIC may hold it', async t => {
+  for (const kind of ['tcp', 'quic'] as const) {
+    const { holder: a, puller: b, data, d } = await holderAndPuller(t, 10 * PIECE + 1234, {}, kind)
+    await b.ex.pull(d, { size: data.length, candidates: [a.id] })
+    t.same(Buffer.from(await b.store.readAll(d)), data, `${kind}: the pulled bytes are intact`)
+    a.ex.recent.drop(d) // the cache's references go; only the sends' remain
+    t.ok(a.ex.buffers.made > 0, `${kind}: the server read pieces into pool buffers`)
+    if (kind === 'tcp') await waitOrFail('every buffer sent over TCP back in the pool', () => a.ex.buffers.spareCount() === a.ex.buffers.made, 5000)
+    else t.equal(a.ex.buffers.spareCount(), 0, 'quic: no buffer sent over QUIC went back to the pool')
   }
 })
 
