@@ -25,6 +25,8 @@ export const RESOLVED_PREFIX = 'registry/resolved/'
 export const CLUSTER_REGISTRY = 'bolt.local'
 /** Linearizable reads wait this long before falling back to this replica's state. */
 export const CATALOG_READ_TIMEOUT_MS = 2_000
+/** How long a listing waits for the cluster's latest state (an election after a leader's death included). */
+export const CATALOG_SYNC_TIMEOUT_MS = 10_000
 /** Manifest bytes kept inline in the record at most (base64 must fit a KV value with room for the rest). */
 export const MAX_INLINE_MANIFEST = Math.floor((MAX_VALUE_BYTES - 8 * 1024) * 3 / 4)
 export const MAX_TAGS_LISTED = 10_000
@@ -92,7 +94,20 @@ export class Catalog {
     return this.kv.state.keys(prefix, MAX_TAGS_LISTED).map(k => k.slice(prefix.length)).filter(t => !t.includes(':')).sort()
   }
 
-  /** Every tag of every repository (this replica's view). */
+  /**
+   * Waits until this replica has applied every write committed before the
+   * call (a linearizable read), so that a listing after it shows a push
+   * another agent has just acknowledged, even one whose leader died right
+   * after (the new leader commits it again). Without a leader within
+   * CATALOG_SYNC_TIMEOUT_MS it returns anyway: the listing is then this
+   * replica's view.
+   */
+  async sync (signal?: AbortSignal): Promise<void> {
+    const sig = AbortSignal.any([AbortSignal.timeout(CATALOG_SYNC_TIMEOUT_MS), ...(signal !== undefined ? [signal] : [])])
+    await this.kv.read(TAG_PREFIX, sig).catch(() => undefined) // no leader in time: list what this replica has (see above)
+  }
+
+  /** Every tag of every repository (this replica's view; `sync` first for the cluster's). */
   images (): CatalogImage[] {
     const out: CatalogImage[] = []
     for (const key of this.kv.state.keys(TAG_PREFIX, 100_000)) {

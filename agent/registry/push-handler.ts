@@ -86,6 +86,7 @@ export class ClusterRegistry {
   /** The catalog with the members that hold each image now (`images --cluster`). */
   async currentImages (signal?: AbortSignal): Promise<CatalogImage[]> {
     const { catalog, store, self, exchange } = this.o
+    await catalog.sync(signal)
     return await withCurrentHolders({ catalog, store, self, members: this.o.replicaTargets(), peerHas: async (peer, digest, s) => await exchange.peerHas(peer, digest, s), ...(signal !== undefined ? { signal } : {}) })
   }
 
