@@ -97,7 +97,6 @@ export class Raft implements RoleContext {
     this.tracker.setConfig(this.tracker.confState(), last + 1)
     for (const [id, p] of this.tracker.progress) {
       p.match = id === this.id ? last : 0
-      p.next = last + 1
       p.becomeProbe()
       p.next = last + 1
       p.recentActive = true
