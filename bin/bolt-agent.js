@@ -3,7 +3,7 @@
 // In a checkout, `npm install` brings Node 24 through the `node` package and
 // npm/npx put it first on PATH; this launcher re-executes with it if an older
 // node started us anyway.
-import { existsSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import * as nodeModule from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -21,11 +21,17 @@ if (major < 22) {
   const r = spawnSync(node24, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' })
   process.exit(r.status ?? (r.signal !== null ? 128 : 1))
 }
-const cli = join(here, '..', 'dist', 'agent', 'cli.js')
-if (!existsSync(cli)) {
+const unbundled = join(here, '..', 'dist', 'agent', 'cli.js')
+if (!existsSync(unbundled)) {
   process.stderr.write('bolt-agent is not built: run `npm install` (or `npm run build`) in the checkout\n')
   process.exit(1)
 }
+// The bundle (scripts/build-bundle.mjs) starts in a fraction of the CPU;
+// tsc rewrites every file it emits, so a bundle older than the CLI it was
+// built from is stale and the compiled tree runs instead.
+const bundled = join(here, '..', 'dist', 'bundle', 'cli.js')
+const fresh = existsSync(bundled) && statSync(bundled).mtimeMs >= statSync(unbundled).mtimeMs
+const cli = fresh ? bundled : unbundled
 // V8's code cache on disk (Node >= 22.1; under the OS temp dir unless
 // NODE_COMPILE_CACHE says where): a client command then skips compiling the
 // CLI, commander and the HTTP client, a third of its start. Not every Node
