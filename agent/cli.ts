@@ -129,8 +129,12 @@ async function runAgent (g: GlobalOpts, o: AgentCmdOpts, mode: AgentMode, dev = 
     out(`data dir: ${dataDir}   API: ${agent.apiUrl} (token in ${join(dataDir, 'api.json')})`)
     out(`dashboard: ${agent.apiUrl}/ui/   (log in with the link \`bolt-agent${dev || g.data !== undefined ? ` --data ${dataDir}` : ''} ui\` prints)`)
     if (dev) {
-      out(`members: ${st.members.map(m => `${m.name}=${m.state}`).join(', ')}   leader: ${st.leader ?? 'electing'}`)
+      // Submitting the demo goes through Raft, so by then the one-node
+      // cluster has elected itself: the line names its leader.
       const why = await agent.runDemoCapsule().catch((err: Error) => err.message)
+      const now = agent.status()
+      const leader = now.members.find(m => m.id === now.leader)?.name ?? now.leader ?? 'electing'
+      out(`members: ${now.members.map(m => `${m.name}=${m.state}`).join(', ')}   leader: ${leader}`)
       if (why === undefined) {
         out('demo capsule "demo" submitted (busybox printing the date):')
         out(`  bolt-agent --data ${dataDir} ps`)

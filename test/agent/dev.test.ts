@@ -68,6 +68,8 @@ t.test('dev starts a cluster of one with the demo capsule; status into a closed 
   const demo = stdout.some(l => l.startsWith('demo capsule "demo" submitted'))
   t.ok(demo || stdout.some(l => l.startsWith('no demo capsule: ')), `the demo capsule is submitted, or dev says why not (${stdout.find(l => l.includes('demo capsule')) ?? ''})`)
   if (demo) {
+    // The demo's submit went through Raft: the banner names the leader, not "electing".
+    t.match(stdout.find(l => l.startsWith('members: ')), /^members: \S+=\S+\s+leader: (?!electing)\S+$/, 'the banner names the leader')
     const running = await waitFor(async () => (await runCli(['--data', dataDir, 'ps'], { timeoutMs: 20_000 })).stdout.includes('running'), 30_000, 500)
     t.ok(running >= 0, 'ps shows the demo capsule running')
   }
