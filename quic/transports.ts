@@ -15,8 +15,10 @@ import { createRequire } from 'node:module'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { noiseCrypto } from './noise-crypto.js'
 import { withBatchedWrites } from './tcp-writes.js'
+import { lentReadDialOptions, withLentReads } from './tcp-reads.js'
 
 type WebSocketsFactory = typeof import('@libp2p/websockets').webSockets
+type TcpDialOptions = NonNullable<NonNullable<Parameters<typeof tcp>[0]>['dialOpts']>
 
 /**
  * The WebSockets transport, loaded only when asked for (it brings `ws` and
@@ -60,8 +62,10 @@ export function transportModules (opts: TransportOptions = {}): {
   streamMuxers: Array<ReturnType<typeof yamux>>
 } {
   return {
-    transports: [quic(), withBatchedWrites(tcp()), ...(opts.websockets === true ? [webSockets()] : [])],
-    connectionEncrypters: [noise({ crypto: noiseCrypto })],
+    // Dialed TCP sockets read into one reused buffer, which Noise decodes
+    // from directly (tcp-reads.ts); accepted ones read as before.
+    transports: [quic(), withBatchedWrites(tcp({ dialOpts: lentReadDialOptions() as TcpDialOptions })), ...(opts.websockets === true ? [webSockets()] : [])],
+    connectionEncrypters: [withLentReads(noise({ crypto: noiseCrypto }))],
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_STREAM_WINDOW } })]
   }
 }
