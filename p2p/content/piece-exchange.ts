@@ -133,7 +133,8 @@ export class PieceExchange {
     if (this.started) return
     this.started = true
     await this.init.libp2p.handle(PIECES_PROTOCOL, (stream, connection) => {
-      void this.server.serve(stream, connection.remotePeer.toString())
+      // Noise seals what goes over every transport but QUIC (TCP, WebSockets, relays).
+      void this.server.serve(stream, connection.remotePeer.toString(), transportOf(connection.remoteAddr) !== 'quic')
     }, { maxInboundStreams: 256, maxOutboundStreams: 256 })
     this.init.store.events.on('added', this.onAdded)
     this.init.store.events.on('removed', this.onRemoved)

@@ -61,11 +61,13 @@ export const SEND_SLICE_BYTES = 1024 * 1024
  * per MiB, most of it in fresh pages): the stream may keep them until the
  * peer's window opens, so the send holds one more reference to the piece
  * and lets go of it only once Noise has sealed the piece's last byte
- * (`whenSealed`): after that no layer holds the plaintext. A send that is
- * never sealed (QUIC, an aborted stream) never lets go, and the buffer is
- * left to the garbage collector instead of going back to the pool.
+ * (`whenSealed`): after that no layer holds the plaintext. On QUIC (no
+ * Noise: `sealedByNoise` false) every send waits for its native write to
+ * finish, so once the last slice is written and the stream holds nothing
+ * more, the buffer goes back at once. An aborted send never lets go: the
+ * buffer is left to the garbage collector instead of going back to the pool.
  */
-async function sendFrameInSlices (stream: Stream, piece: PieceBuffer, signal: AbortSignal): Promise<void> {
+export async function sendFrameInSlices (stream: Stream, piece: PieceBuffer, signal: AbortSignal, sealedByNoise: boolean): Promise<void> {
   const data = piece.bytes
   // onDrain rejects when the stream closes first, and when `signal` aborts;
   // it returns at once when nothing waits to drain.
@@ -73,13 +75,20 @@ async function sendFrameInSlices (stream: Stream, piece: PieceBuffer, signal: Ab
   if (data.byteLength === 0) return
   // Before the first slice: sealing may happen inside send().
   const held = piece.retain()
-  whenSealed(data, () => held.release())
+  if (sealedByNoise) whenSealed(data, () => held.release())
   for (let off = 0; off < data.byteLength; off += SEND_SLICE_BYTES) {
     if (signal.aborted) throw signal.reason as Error
     // One send per slice: sent in 64 KiB parts, the same piece took 10% longer
     // over TCP (a Yamux frame each, and two Noise messages per frame).
     if (!stream.send(data.subarray(off, off + SEND_SLICE_BYTES))) await stream.onDrain({ signal })
     else await new Promise<void>(resolve => setImmediate(resolve))
+  }
+  if (!sealedByNoise) {
+    // A QUIC stream asks for drain after every write and drains when the
+    // native write is done; with nothing queued and no write in flight, no
+    // layer holds the piece's memory any more.
+    if (stream.writeBufferLength === 0 && !stream.writableNeedsDrain) held.release()
+    else stream.log?.('piece buffer left to the garbage collector: %d bytes still queued', stream.writeBufferLength)
   }
 }
 
@@ -139,8 +148,10 @@ export class PieceServer {
    * request order, but one answer ahead is prepared while the one before it
    * is still going out: the next request is read and its piece read from
    * disk meanwhile, so the stream does not sit idle on each disk read.
+   * `sealedByNoise`: the connection is Noise-encrypted (all but QUIC), which
+   * decides when a piece's buffer may go back to the pool.
    */
-  async serve (stream: Stream, remotePeer: string): Promise<void> {
+  async serve (stream: Stream, remotePeer: string, sealedByNoise = true): Promise<void> {
     this.streams.add(stream)
     const lp = lpStream(stream, { maxDataLength: MAX_FRAME })
     let sending: Promise<void> = Promise.resolve()
@@ -152,7 +163,7 @@ export class PieceServer {
         } catch {
           break // remote closed its side, or we are stopping
         }
-        const answer = this.prepare(decodeRequest(frame), remotePeer)
+        const answer = this.prepare(decodeRequest(frame), remotePeer, sealedByNoise)
         const before = sending
         sending = answer.then(async (a) => {
           try {
@@ -182,7 +193,7 @@ export class PieceServer {
   }
 
   /** Works out the answer to `req` (for a piece: holds an upload slot and reads its bytes); `send` writes it. */
-  private async prepare (req: PieceRequest, remotePeer: string): Promise<PreparedAnswer> {
+  private async prepare (req: PieceRequest, remotePeer: string, sealedByNoise: boolean): Promise<PreparedAnswer> {
     const reply = (r: PieceResponse): PreparedAnswer => ({ send: async (_s, lp) => { await lp.write(encodeResponse(r)) }, release: () => {} })
     const refuse = (e: Error): PreparedAnswer => reply({ t: 'err', code: 'bad-request', message: `${e.name}: ${e.message}`.slice(0, 1024) })
     const { store } = this.hooks
@@ -242,7 +253,7 @@ export class PieceServer {
         return {
           send: async (stream, lp) => {
             await lp.write(encodeResponse({ t: 'piece', digest: req.digest, index: req.index, length: piece.byteLength }))
-            await sendFrameInSlices(stream, piece, this.shutdown.signal)
+            await sendFrameInSlices(stream, piece, this.shutdown.signal, sealedByNoise)
             this.hooks.onServed?.(piece.byteLength)
           },
           release: () => {

@@ -10,6 +10,7 @@ import { EPHEMERAL_LISTEN, transportModules, transportOf } from '../../../quic/t
 import { BlobStore } from '../../../p2p/content/blob-store.js'
 import { sha256Digest, sha256Hex } from '../../../p2p/content/digest.js'
 import { PieceExchange } from '../../../p2p/content/piece-exchange.js'
+import { SEND_SLICE_BYTES } from '../../../p2p/content/piece-server.js'
 import { MemoryProviderTable } from '../../../p2p/content/providers.js'
 import { HASHER_THREAD_MIN_BYTES } from '../../../p2p/content/blob-hasher.js'
 import { PeerChannel } from '../../../p2p/content/peer-channel.js'
@@ -22,16 +23,17 @@ const PIECE = 64 * 1024
 
 interface TestNode { libp2p: Libp2p, store: BlobStore, ex: PieceExchange, id: string, dir: string }
 
-async function mkNode (t: { teardown: (fn: () => Promise<void>) => void }, opts: { corrupt?: boolean, uploadSlots?: number, providers?: MemoryProviderTable } = {}): Promise<TestNode> {
+async function mkNode (t: { teardown: (fn: () => Promise<void>) => void }, opts: { corrupt?: boolean, uploadSlots?: number, providers?: MemoryProviderTable, recentPieceBytes?: number, listen?: string[], pieceSize?: number } = {}): Promise<TestNode> {
   const dir = await mkdtemp(join(tmpdir(), 'bolt-px-'))
-  const libp2p = await createLibp2p({ addresses: { listen: EPHEMERAL_LISTEN }, ...transportModules(), services: { identify: identify() } })
-  const store = await BlobStore.open({ root: dir, pieceSize: PIECE })
+  const libp2p = await createLibp2p({ addresses: { listen: opts.listen ?? EPHEMERAL_LISTEN }, ...transportModules(), services: { identify: identify() } })
+  const store = await BlobStore.open({ root: dir, pieceSize: opts.pieceSize ?? PIECE })
   const id = libp2p.peerId.toString()
   const ex = new PieceExchange({
     libp2p,
     store,
-    pieceSize: PIECE,
+    pieceSize: opts.pieceSize ?? PIECE,
     uploadSlots: opts.uploadSlots,
+    recentPieceBytes: opts.recentPieceBytes,
     corruptPieces: opts.corrupt,
     providers: opts.providers?.sourceFor(id),
     picker: { queryIntervalMs: 50, startDelayMs: 2000, registryDeadlineMs: 2000, requestTimeoutMs: 5000, stallTimeoutMs: 5000 }
@@ -92,16 +94,34 @@ t.test('pull a blob from one peer, over TCP and over QUIC', async t => {
   }
 })
 
-t.test('a served piece\'s buffer goes back to the pool once Noise has sealed it (TCP), never while QUIC may hold it', async t => {
+t.test('a served piece\'s buffer goes back to the pool once Noise has sealed it (TCP) or once QUIC has written it', async t => {
   for (const kind of ['tcp', 'quic'] as const) {
     const { holder: a, puller: b, data, d } = await holderAndPuller(t, 10 * PIECE + 1234, {}, kind)
     await b.ex.pull(d, { size: data.length, candidates: [a.id] })
     t.same(Buffer.from(await b.store.readAll(d)), data, `${kind}: the pulled bytes are intact`)
     a.ex.recent.drop(d) // the cache's references go; only the sends' remain
     t.ok(a.ex.buffers.made > 0, `${kind}: the server read pieces into pool buffers`)
-    if (kind === 'tcp') await waitOrFail('every buffer sent over TCP back in the pool', () => a.ex.buffers.spareCount() === a.ex.buffers.made, 5000)
-    else t.equal(a.ex.buffers.spareCount(), 0, 'quic: no buffer sent over QUIC went back to the pool')
+    await waitOrFail(`every buffer sent over ${kind} back in the pool`, () => a.ex.buffers.spareCount() === a.ex.buffers.made, 5000)
   }
+})
+
+t.test('over QUIC, reused piece buffers are never handed out while a send holds them', async t => {
+  // No cache: every piece is read from disk into a pool buffer, sent in
+  // several slices (pieces over SEND_SLICE_BYTES), given back, and reused
+  // for the next piece while the other puller's sends go on.
+  const pieceSize = 2 * SEND_SLICE_BYTES
+  const a = await mkNode(t, { recentPieceBytes: 0, listen: ['/ip4/127.0.0.1/udp/0/quic-v1'], pieceSize })
+  const pullers = [await mkNode(t, { pieceSize }), await mkNode(t, { pieceSize })]
+  const pieces = 10
+  const data = randomBytes(pieces * pieceSize - 99)
+  const d = sha256Digest(data)
+  await a.store.put(data, d)
+  for (const p of pullers) await connect(p, a, 'quic')
+  await Promise.all(pullers.map(async p => { await p.ex.pull(d, { size: data.length, candidates: [a.id] }) }))
+  for (const p of pullers) t.equal(sha256Digest(Buffer.from(await p.store.readAll(d))), d, 'each puller got every byte intact')
+  t.equal(a.ex.counters.bytesServed, 2 * data.length, 'the holder served each piece once to each (none refused as corrupt and sent again)')
+  t.ok(a.ex.buffers.made < pieces, `pool buffers were reused (${a.ex.buffers.made} made for ${2 * pieces} pieces sent)`)
+  await waitOrFail('every buffer back in the pool', () => a.ex.buffers.spareCount() === a.ex.buffers.made, 5000)
 })
 
 t.test('a node serves the pieces it just received from memory; a corrupting server never spoils what it keeps', async t => {
