@@ -95,6 +95,8 @@ export class PieceExchange {
   private registryRequestsInFlight = 0
   private readonly perPeerInFlight = new Map<string, number>()
   private replicateHandler: PieceExchangeInit['onReplicate']
+  /** Reads of small blobs for replicate requests under way, by digest (see readInline). */
+  private readonly inlineReads = new Map<string, Promise<Uint8Array | undefined>>()
   private readonly onAdded = (digest: string): void => { this.announce(digest) }
   private readonly onRemoved = (digest: string): void => { this.recent.drop(digest); this.withdraw(digest) }
 
@@ -310,10 +312,24 @@ export class PieceExchange {
     return await Promise.all(blobs.map(async b => {
       if (b.size === 0 || b.size > MAX_INLINE_REPLICA_BYTES || b.size > room || !this.init.store.hasSync(b.digest)) return { digest: b.digest, size: b.size }
       room -= b.size
-      // Evicted since, or unreadable: the peer pulls it instead, and says so if that fails.
-      const data = await this.init.store.readAll(b.digest).catch(() => undefined)
+      const data = await this.readInline(b.digest)
       return data !== undefined && data.length === b.size ? { digest: b.digest, size: b.size, data } : { digest: b.digest, size: b.size }
     }))
+  }
+
+  /**
+   * A small blob's bytes for replicate requests. The K peers of one PUT are
+   * asked at once, so requests under way share one read (the bytes are only
+   * encoded into each request, never changed); nothing is kept after it.
+   */
+  private async readInline (digest: string): Promise<Uint8Array | undefined> {
+    let read = this.inlineReads.get(digest)
+    if (read === undefined) {
+      // Evicted since, or unreadable: the peer pulls it instead, and says so if that fails.
+      read = this.init.store.readAll(digest).catch(() => undefined).finally(() => { this.inlineReads.delete(digest) })
+      this.inlineReads.set(digest, read)
+    }
+    return await read
   }
 
   /** The size of `digest` as the first of `candidates` holding it reports; undefined if none does. */

@@ -397,3 +397,30 @@ t.test('a pull the registry keeps failing says the registry\'s last error', asyn
   t.match((err as Error & { cause?: Error }).cause, { message: 'HTTP 503 from the upstream registry' }, 'the cause is kept')
   t.notOk(await a.store.has(d))
 })
+
+t.test('replicate requests to K peers at once read each small blob once, and keep nothing after', async t => {
+  const a = await mkNode(t)
+  const peers = [await mkNode(t), await mkNode(t)]
+  const blobs = await Promise.all([100, 5000, 60_000].map(async n => {
+    const data = randomBytes(n)
+    const digest = sha256Digest(data)
+    await a.store.put(data, digest)
+    return { digest, size: n, data }
+  }))
+  const got = new Map<string, string[]>()
+  for (const p of peers) {
+    await connect(a, p)
+    p.ex.setReplicateHandler(async (_from, _owner, rb) => {
+      got.set(p.id, rb.map(b => b.data !== undefined ? sha256Digest(b.data) : 'pulled'))
+    })
+  }
+  let reads = 0
+  const readAll = a.store.readAll.bind(a.store)
+  a.store.readAll = async (d: string) => { reads++; return await readAll(d) }
+  const ask = blobs.map(b => ({ digest: b.digest, size: b.size }))
+  await Promise.all(peers.map(async p => { await a.ex.requestReplicate(p.id, 'object:x', ask) }))
+  t.equal(reads, 3, 'one read per blob for both peers')
+  for (const p of peers) t.same(got.get(p.id), blobs.map(b => b.digest), 'each peer got every blob\'s bytes, intact')
+  await a.ex.requestReplicate(peers[0]!.id, 'object:x', ask)
+  t.equal(reads, 6, 'a later request reads again: nothing was kept')
+})
