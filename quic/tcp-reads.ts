@@ -125,22 +125,26 @@ function canLend (socket: Socket, lender: Lender | undefined): boolean {
     (maConn as unknown as { listenerCount: (t: string) => number }).listenerCount('message') === 1
 }
 
-/** net.Socket `onread` callback (`this` is the socket). Never keeps `buf` past its return. */
-function onSocketRead (this: Socket, nread: number, buf: Buffer): void {
+/**
+ * net.Socket `onread` callback (`this` is the socket). Never keeps `buf`
+ * past its return. Returns false, which pauses the socket, when a copy
+ * could not be taken by a flowing reader (as Node's own reads do).
+ */
+function onSocketRead (this: Socket, nread: number, buf: Buffer): boolean {
   lentSockets.add(this)
   const bytes = buf.subarray(0, nread)
   if (canLend(this, lenders.get(this))) {
     lentReadStats.lent += nread
     // As Readable does for a flowing stream with nothing buffered.
     this.emit('data', bytes)
-  } else {
-    lentReadStats.copied += nread
-    this.push(Buffer.from(bytes))
+    return true
   }
+  lentReadStats.copied += nread
+  return this.push(Buffer.from(bytes))
 }
 
 /** `dialOpts` for @libp2p/tcp: dialed sockets read into the shared buffer. */
-export function lentReadDialOptions (): { onread: { buffer: Buffer, callback: (this: Socket, nread: number, buf: Buffer) => void } } {
+export function lentReadDialOptions (): { onread: { buffer: Buffer, callback: (this: Socket, nread: number, buf: Buffer) => boolean } } {
   return { onread: { buffer: sharedReadBuffer, callback: onSocketRead } }
 }
 
