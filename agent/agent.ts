@@ -20,7 +20,7 @@ import type { ClusterRegistry } from './registry/push-handler.js'
 import type { CapsuleHost } from './capsule-host.js'
 import type { ServicesHost } from './services/services-host.js'
 import { LocalMemberMeta } from './member-meta.js'
-import { compactHeap, STARTUP_COMPACT_DELAY_MS } from './gc-tuning.js'
+import { compactHeap, letYoungGenerationGrow, STARTUP_COMPACT_DELAY_MS } from './gc-tuning.js'
 import { buildStatus, type StatusJson } from './status.js'
 import { agentApiRoutes } from './agent-api.js'
 import { agentContext, createAgentMetrics, createCapsules, createContent, createMembership, createMirror, createRaft, createRegistry, createS3, createServices } from './components.js'
@@ -117,7 +117,9 @@ export class Agent {
     const routes = agentApiRoutes({ config, log, identity, peerId: this.peerId, membership: this.membership, raft: this.raft, capsules: this.capsules, services: this.services, mirror: () => this.mirror, registry: () => this.registry, s3: () => this.s3, metrics, ui: this, ctx, status: () => this.status(), tokenInfo: () => this.tokenInfo(), leave: async () => { await this.leave() } })
     await this.begin('api', { start: async () => { await this.api.start(routes) } }, async () => { await this.api.stop() })
     log.info({ id: this.peerId, name: identity.file.get().name, api: this.apiUrl }, 'agent ready')
-    setTimeout(() => { void compactHeap().catch((err: Error) => { log.debug({ err: err.message }, 'heap compaction after start') }) }, STARTUP_COMPACT_DELAY_MS).unref()
+    setTimeout(() => {
+      void compactHeap().catch((err: Error) => { log.debug({ err: err.message }, 'heap compaction after start') }).finally(() => { letYoungGenerationGrow(config) })
+    }, STARTUP_COMPACT_DELAY_MS).unref()
   }
 
   /**

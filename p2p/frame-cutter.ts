@@ -8,6 +8,29 @@ export function named (name: string, message: string): Error {
   return e
 }
 
+/** Bytes of `n`'s varint (unsigned LEB128). */
+function varintBytes (n: number): number {
+  let k = 1
+  for (let v = n; v >= 0x80; v = Math.floor(v / 0x80)) k++
+  return k
+}
+
+/** Frames in lpStream's framing (each a varint length, then its bytes), in one buffer: what FrameCutter cuts. */
+export function frameAll (frames: readonly Uint8Array[]): Uint8Array {
+  let total = 0
+  for (const f of frames) total += varintBytes(f.byteLength) + f.byteLength
+  const out = Buffer.allocUnsafe(total)
+  let off = 0
+  for (const f of frames) {
+    let v = f.byteLength
+    while (v >= 0x80) { out[off++] = (v % 0x80) | 0x80; v = Math.floor(v / 0x80) }
+    out[off++] = v
+    out.set(f, off)
+    off += f.byteLength
+  }
+  return out
+}
+
 /** Reader buffer when PeerLinksInit gives none (lpStream's default). */
 export const DEFAULT_READ_BUFFER_BYTES = 4 * 1024 * 1024
 
@@ -25,9 +48,7 @@ export class FrameCutter {
   private readonly maxLengthBytes: number
 
   constructor (private readonly maxFrameBytes: number, private readonly maxBufferBytes: number) {
-    let n = 1
-    for (let v = maxFrameBytes; v >= 0x80; v = Math.floor(v / 0x80)) n++
-    this.maxLengthBytes = n
+    this.maxLengthBytes = varintBytes(maxFrameBytes)
   }
 
   /** Adds a chunk; returns the frames it completed (views, not copies: do not write to them). */

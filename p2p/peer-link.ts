@@ -11,9 +11,8 @@
 //    open link opens a stream of its own (it never waits behind another's
 //    dial, which may be to a dead address) and that stream becomes the link;
 //    frames left queued on a failed link each go out on a fresh stream.
-import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
-import { FrameCutter, DEFAULT_READ_BUFFER_BYTES, named } from './frame-cutter.js'
-import type { Stream, StreamMessageEvent } from '@libp2p/interface'
+import { FrameCutter, DEFAULT_READ_BUFFER_BYTES, frameAll, named } from './frame-cutter.js'
+import type { AbortOptions, Stream, StreamMessageEvent } from '@libp2p/interface'
 
 /** How a stream's end is classified, once, for every user of the link. */
 export type EndKind = 'clean' | 'reset' | 'aborted' | 'decode' | 'error'
@@ -59,10 +58,9 @@ export interface PeerLinksInit {
   /** Time allowed to open a stream (dial included). */
   openTimeoutMs: number
   /**
-   * Time allowed for one write. Without it no signal reaches the write: lp's
-   * write waits for 'drain' through p-event, which never removes the abort
-   * listener it adds, so a long-lived signal would gain one per write; stop()
-   * aborts the stream instead, which ends the wait.
+   * Time allowed for one write (its wait for the stream's 'drain'). Without
+   * it the wait has no signal; stop() aborts the stream instead, which ends
+   * the wait.
    */
   writeTimeoutMs?: number
   /** Frames written at once (writeV). Default 1. */
@@ -75,7 +73,6 @@ interface Frame { bytes: Uint8Array, done?: (err?: Error) => void }
 
 interface Link {
   stream: Stream
-  lp: LengthPrefixedStream<Stream>
   writing: boolean
   idle: NodeJS.Timeout | undefined
 }
@@ -127,8 +124,16 @@ export class PeerLinks {
     return p
   }
 
-  private lp (stream: Stream): LengthPrefixedStream<Stream> {
-    return lpStream(stream, { maxDataLength: this.o.maxFrameBytes, ...(this.o.maxBufferSize !== undefined ? { maxBufferSize: this.o.maxBufferSize } : {}) })
+  /**
+   * Writes frames in lpStream's framing as one chunk and waits for the
+   * stream's drain when it asks for one: QUIC streams ask after every send,
+   * and lpStream's write waited through p-event, which builds listeners,
+   * closures and promises per write; onDrain() shares one promise per drain.
+   */
+  private async write (stream: Stream, frames: Uint8Array[]): Promise<void> {
+    if (stream.send(frameAll(frames))) return
+    const opts: AbortOptions = this.o.writeTimeoutMs !== undefined ? { signal: AbortSignal.any([AbortSignal.timeout(this.o.writeTimeoutMs), this.ac.signal]) } : {}
+    await stream.onDrain(opts)
   }
 
   /** 'drop': queues a frame for the peer; false when it was dropped (full queue, or stopped). Never throws. */
@@ -153,7 +158,7 @@ export class PeerLinks {
         stream = await this.o.open(to, AbortSignal.any([this.ac.signal, AbortSignal.timeout(this.o.openTimeoutMs)]), hint)
         if (this.stopped) { stream.abort(toError(this.ac.signal.reason)); break }
         p.failures = 0
-        this.adopt(to, p, stream, this.lp(stream))
+        this.adopt(to, p, stream)
       } catch (err) {
         stream?.abort(toError(err))
         this.failQueued(p)
@@ -205,9 +210,8 @@ export class PeerLinks {
     const signal = AbortSignal.any([AbortSignal.timeout(Math.max(this.o.openTimeoutMs, this.o.writeTimeoutMs ?? 0)), this.ac.signal])
     const stream = await this.o.open(to, signal, hint)
     this.outbound.add(stream)
-    const lp = this.lp(stream)
     try {
-      await lp.write(bytes, { signal })
+      if (!stream.send(frameAll([bytes]))) await stream.onDrain({ signal })
       this.bytes.out += bytes.byteLength
     } catch (err) {
       this.outbound.delete(stream)
@@ -219,14 +223,14 @@ export class PeerLinks {
     if (!this.stopped && (current === undefined || !isWritable(current.stream))) {
       const stale = this.peers.get(to)
       if (stale !== undefined && current !== undefined) this.dropLink(to, stale, current, new Error('stream to peer closed'))
-      this.adopt(to, this.peer(to), stream, lp)
+      this.adopt(to, this.peer(to), stream)
     } else {
       await stream.close({ signal }).catch(() => { stream.abort(new Error('close timed out')) })
     }
   }
 
-  private adopt (to: string, p: Peer, stream: Stream, lp: LengthPrefixedStream<Stream>): void {
-    const link: Link = { stream, lp, writing: false, idle: undefined }
+  private adopt (to: string, p: Peer, stream: Stream): void {
+    const link: Link = { stream, writing: false, idle: undefined }
     p.link = link
     this.outbound.add(stream)
     stream.addEventListener('close', () => { if (p.link === link) this.dropLink(to, p, link, new Error('stream to peer closed')) }, { once: true })
@@ -245,9 +249,7 @@ export class PeerLinks {
         while (p.queue.length > 0 && p.link === link && !this.stopped) {
           batch = p.queue.splice(0, this.o.batch ?? 1)
           for (const f of batch) p.bytes -= f.bytes.byteLength
-          const opts = this.o.writeTimeoutMs !== undefined ? { signal: AbortSignal.any([AbortSignal.timeout(this.o.writeTimeoutMs), this.ac.signal]) } : {}
-          if (batch.length === 1) await link.lp.write((batch[0] as Frame).bytes, opts)
-          else await link.lp.writeV(batch.map(f => f.bytes), opts)
+          await this.write(link.stream, batch.map(f => f.bytes))
           for (const f of batch) { this.bytes.out += f.bytes.byteLength; f.done?.() }
           batch = []
         }

@@ -103,3 +103,23 @@ t.test('the young generation stays at its start size once tuned, and compactHeap
   t.ok(tunedGrown < plainGrown, `young generation after churn: ${tunedGrown} KiB tuned, ${plainGrown} KiB untuned`)
   t.ok(plainCompacted < plainGrown, `compactHeap: ${plainGrown} -> ${plainCompacted} KiB`)
 })
+
+t.test('after start-up the young generation may grow again under allocation', async t => {
+  const mod = new URL('../../agent/gc-tuning.js', import.meta.url).href
+  const script = `
+    import { getHeapSpaceStatistics } from 'node:v8'
+    const { tuneGc, letYoungGenerationGrow } = await import(${JSON.stringify(mod)})
+    const young = () => getHeapSpaceStatistics().find(s => s.space_name === 'new_space').space_size
+    // Survivors make V8 grow the young generation: keep a window of recent objects alive.
+    const churn = () => { const keep = new Array(20000); for (let i = 0; i < 400000; i++) keep[i % keep.length] = { i, s: 'x' + i } }
+    tuneGc({ profile: 'lan' })
+    churn()
+    const pinned = young()
+    letYoungGenerationGrow({ profile: 'lan' })
+    churn()
+    process.stdout.write(JSON.stringify({ pinned, grown: young() }))
+  `
+  const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { timeout: 60_000 })
+  const { pinned, grown } = JSON.parse(stdout) as { pinned: number, grown: number }
+  t.ok(grown > pinned, `young generation ${pinned} bytes while pinned, ${grown} once allowed to grow`)
+})

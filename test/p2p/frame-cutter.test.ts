@@ -4,7 +4,7 @@
 import t from 'tap'
 import fc from 'fast-check'
 import * as varint from 'uint8-varint'
-import { FrameCutter } from '../../p2p/frame-cutter.js'
+import { FrameCutter, frameAll } from '../../p2p/frame-cutter.js'
 import { classifyEnd } from '../../p2p/peer-link.js'
 
 function frame (body: Uint8Array): Uint8Array {
@@ -27,6 +27,13 @@ t.test('fuzz: any frames, split at any points, come out whole and in order', asy
       }
       return out.length === bodies.length && out.every((f, i) => Buffer.from(f).equals(Buffer.from(bodies[i]!)))
     }))
+  t.pass('fuzzed')
+})
+
+t.test('frameAll writes lpStream\'s framing byte for byte', async t => {
+  fc.assert(fc.property(
+    fc.array(fc.oneof(fc.uint8Array({ maxLength: 300 }), fc.integer({ min: 0, max: 70_000 }).map(n => new Uint8Array(n).fill(7))), { maxLength: 6 }),
+    (bodies) => Buffer.from(frameAll(bodies)).equals(Buffer.concat(bodies.map(frame)))), { numRuns: 200 })
   t.pass('fuzzed')
 })
 
