@@ -61,7 +61,10 @@ export class ApiServer {
   /** The dashboard's session cookie check (agent/ui): a second way in besides the bearer token. */
   private sessionCheck: ((req: IncomingMessage) => boolean) | undefined
 
-  constructor (private readonly token: string, private readonly opts: ApiServerOptions = {}) {
+  private readonly tokenBytes: Buffer
+
+  constructor (token: string, private readonly opts: ApiServerOptions = {}) {
+    this.tokenBytes = Buffer.from(token)
     this.hosts = new HostCheck(opts.allowedHosts)
   }
 
@@ -93,7 +96,7 @@ export class ApiServer {
     const m = /^Bearer (.+)$/.exec(h)
     if (m === null) return false
     const a = Buffer.from(m[1] ?? '')
-    const b = Buffer.from(this.token)
+    const b = this.tokenBytes
     return a.length === b.length && timingSafeEqual(a, b)
   }
 
@@ -107,10 +110,12 @@ export class ApiServer {
     res.on('close', () => { if (!res.writableFinished) ac.abort() })
     try {
       if (!this.hosts.allows(req.headers.host)) throw new ForeignHostError(421, `Host ${JSON.stringify((req.headers.host ?? '').slice(0, 100))} is not this agent's API address (add it to [api] allowed_hosts if you reach the API by that name)`)
-      const candidates = this.routes.filter(r => r.pattern.test(url.pathname))
-      if (candidates.length === 0) throw new ApiError(404, `no such endpoint: ${url.pathname}`)
-      const route = candidates.find(r => r.method === method)
-      if (route === undefined) throw new ApiError(405, `${method} not allowed on ${url.pathname}`)
+      // The first route of this method whose pattern matches; only a miss tests the others (404 or 405).
+      const route = this.routes.find(r => r.method === method && r.pattern.test(url.pathname))
+      if (route === undefined) {
+        if (!this.routes.some(r => r.pattern.test(url.pathname))) throw new ApiError(404, `no such endpoint: ${url.pathname}`)
+        throw new ApiError(405, `${method} not allowed on ${url.pathname}`)
+      }
       // A browser page of another origin may not change anything here (cross-site request forgery).
       const unsafe = method !== 'GET' && method !== 'HEAD'
       if (unsafe && req.headers.origin !== undefined && !sameOrigin(req)) throw new ApiError(403, 'request from another origin refused')
@@ -145,14 +150,41 @@ function send (res: ServerResponse, status: number, value: unknown): void {
   res.end(body)
 }
 
+/** The request's body, at most MAX_BODY_BYTES (events, not an async iterator: it is on every write's path). */
+async function readBody (req: IncomingMessage): Promise<Buffer[]> {
+  return await new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    if (req.readableEnded) { resolve(chunks); return }
+    if (req.destroyed) { reject(new Error('request closed before its body was read')); return }
+    let size = 0
+    const done = (err?: Error): void => {
+      req.off('data', onData)
+      req.off('end', onEnd)
+      req.off('error', onError)
+      req.off('close', onClose)
+      if (err === undefined) resolve(chunks)
+      else reject(err)
+    }
+    const onData = (c: Buffer): void => {
+      size += c.length
+      if (size > MAX_BODY_BYTES) { req.pause(); done(new ApiError(413, `request body over ${MAX_BODY_BYTES} bytes`)); return }
+      chunks.push(c)
+    }
+    const onEnd = (): void => { done() }
+    const onError = (err: Error): void => { done(err) }
+    // A client that leaves mid-body: 'close' without 'end'.
+    const onClose = (): void => { if (!req.complete) done(new Error('request closed before its body was complete')) }
+    req.on('data', onData)
+    req.on('end', onEnd)
+    req.on('error', onError)
+    req.on('close', onClose)
+  })
+}
+
 async function readJson (req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = []
+  const chunks = await readBody(req)
   let size = 0
-  for await (const c of req) {
-    size += (c as Buffer).length
-    if (size > MAX_BODY_BYTES) throw new ApiError(413, `request body over ${MAX_BODY_BYTES} bytes`)
-    chunks.push(c as Buffer)
-  }
+  for (const c of chunks) size += c.length
   if (size === 0) return {}
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'))

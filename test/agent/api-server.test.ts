@@ -86,3 +86,23 @@ t.test('the API refuses a non-loopback address without allow_remote', async t =>
   t.teardown(async () => { await remote.close() })
   t.match(url, /^http:\/\/0\.0\.0\.0:\d+$/, 'allowed with allow_remote')
 })
+
+t.test('routes and bodies: the first route of the method wins, 404 and 405 for misses, bodies bounded and parsed', async t => {
+  const api = new ApiServer(TOKEN)
+  api.route('GET', '/v1/kv/:key', async req => ({ got: req.params.key }))
+  api.route('PUT', '/v1/kv/:key', async req => ({ put: req.params.key, body: await req.body() }))
+  api.route('PUT', '/v1/kv/:key', async () => ({ second: true }))
+  const url = await api.listen('127.0.0.1:0')
+  t.teardown(async () => { await api.close() })
+  const auth = { authorization: `Bearer ${TOKEN}` }
+  const put = async (body: string | Uint8Array): Promise<Response> => await fetch(`${url}/v1/kv/a%20b`, { method: 'PUT', headers: auth, body })
+
+  t.same(await (await fetch(`${url}/v1/kv/x`, { headers: auth })).json(), { got: 'x' })
+  t.same(await (await put('{"value":"v"}')).json(), { put: 'a b', body: { value: 'v' } }, 'the first PUT route, the body parsed')
+  t.same(await (await put('')).json(), { put: 'a b', body: {} }, 'an empty body is {}')
+  t.equal((await put('{nope')).status, 400)
+  t.equal((await put(new Uint8Array(1024 * 1024 + 1).fill(32))).status, 413)
+  t.equal((await fetch(`${url}/v1/kv/x`, { method: 'DELETE', headers: auth })).status, 405)
+  t.equal((await fetch(`${url}/v1/nothing`, { headers: auth })).status, 404)
+  t.equal((await fetch(`${url}/v1/kv/x`, { headers: { authorization: 'Bearer wrong-token!' } })).status, 401)
+})
