@@ -61,8 +61,8 @@ export function upstreamReference (name: string, ns: string | null, defaultUpstr
   return { registry, repository }
 }
 
-/** A registry as `ns=` may name it: a DNS name or IP literal, and an optional port; nothing else. */
-const NS_RE = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]{2,45}\])(?::(\d{1,5}))?$/
+/** A registry as `ns=` may name it: a DNS name or IP literal, and an optional port without a leading zero (a URL writes 09 as 9, so `a:09` would name another host than the one fetched from); nothing else. */
+const NS_RE = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]{2,45}\])(?::([1-9]\d{0,4}))?$/
 const MAX_NS = 260
 
 /** Docker Hub under any of its names is `docker.io`; other names as given, lower case. */

@@ -84,7 +84,7 @@ t.test('ns=: only host[:port], never a path, query, fragment, userinfo or privat
   t.equal(parseNamespace('ghcr.io'), 'ghcr.io')
   t.equal(parseNamespace('Registry.Example:5000'), 'registry.example:5000')
   t.equal(parseNamespace('[2001:4860::8888]:443'), '[2001:4860::8888]:443')
-  for (const bad of ['127.0.0.1:5000/admin/delete?x=', 'ghcr.io/x', 'ghcr.io?x', 'ghcr.io#x', 'u:p@ghcr.io', 'https://ghcr.io', 'ghcr.io:0', 'ghcr.io:99999', '1.2.3', '0x7f', 'a.0x7f', '2130706433', 'x.123', '[zz]:1', '', ' ghcr.io', 'ghcr.io..', '-x.io']) {
+  for (const bad of ['127.0.0.1:5000/admin/delete?x=', 'ghcr.io/x', 'ghcr.io?x', 'ghcr.io#x', 'u:p@ghcr.io', 'https://ghcr.io', 'ghcr.io:0', 'ghcr.io:99999', 'a:09', 'ghcr.io:0443', '1.2.3', '0x7f', 'a.0x7f', '2130706433', 'x.123', '[zz]:1', '', ' ghcr.io', 'ghcr.io..', '-x.io']) {
     t.throws(() => parseNamespace(bad), { name: 'MirrorRequestError', status: 400 }, JSON.stringify(bad))
   }
   for (const priv of ['127.0.0.1', '10.1.2.3:5000', '172.16.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '[::1]', '[fe80::1]:80', '[fd00::1]', '[::ffff:127.0.0.1]', 'localhost', 'x.localhost:1']) {
