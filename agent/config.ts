@@ -167,7 +167,7 @@ export const ConfigSchema = z.strictObject({
       .refine(([lo, hi]) => lo <= hi, 'port_range is [low, high] with low <= high').default([20000, 32767])
   }).prefault({}),
   runtime: z.strictObject({
-    /** runc, crun, or auto (whichever is installed, crun preferred). */
+    /** runc, crun, or auto (runc if installed, else crun: native/oci/driver.ts detectRuntimes). */
     oci_runtime: z.enum(['auto', 'runc', 'crun']).default('auto')
   }).prefault({}),
   capsules: z.strictObject({

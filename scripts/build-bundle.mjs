@@ -1,5 +1,5 @@
 // Bundles the compiled CLI (dist/agent/cli.js and everything it imports)
-// into dist/bundle with esbuild: a few dozen chunks instead of ~1,500
+// into dist/bundle with esbuild: about a hundred chunks instead of ~1,500
 // modules. Node resolves, reads and compiles each module separately, and
 // for the agent that was ~0.6 s of CPU per start; every client command paid
 // for its own ~200 modules as well. Code splitting keeps the client light:

@@ -162,7 +162,9 @@ export class AgentProcess {
     try {
       const api = JSON.parse(await readFile(join(this.dataDir, 'api.json'), 'utf8')) as { url: string, token: string }
       const res = await fetch(`${api.url}/v1/status`, { headers: { authorization: `Bearer ${api.token}` }, signal: AbortSignal.timeout(10_000) })
-      return res.ok ? await res.json() as StatusLike : undefined
+      if (res.ok) return await res.json() as StatusLike
+      await res.body?.cancel()
+      return undefined
     } catch {
       // No api.json yet, a half-written one, or an agent that is down or slow: not answering, as the CLI's non-zero exit was.
       return undefined
