@@ -5,6 +5,7 @@
 // to capsule address and port. Every name carries this agent's prefix, so
 // reconcile() removes exactly what this agent left and nothing of anyone else's.
 import { createHash } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
@@ -101,9 +102,18 @@ export class BridgeNetwork {
 
   /** Creates the bridge, forwarding and the nft table once; safe to call again (an adopted bridge keeps its capsules). */
   async ensure (): Promise<void> {
+    // Agents on one host share the bridge, and one that leaves (a dev agent,
+    // `leave`) removes it with its nft table once nothing is attached: set
+    // it up again, with this agent's published ports.
+    const gone = this.up && this.bridgeGone()
+    if (gone) { this.ready = undefined; this.up = false }
     this.ready ??= this.setUp().catch(err => { this.ready = undefined; throw err })
     await this.ready
+    if (gone) await this.rebuildPortMaps((await this.records()))
   }
+
+  /** Whether the bridge is missing now (a stat in sysfs, no process spawned). */
+  private bridgeGone (): boolean { return !existsSync(`/sys/class/net/${this.o.bridge}`) }
 
   /**
    * Runs `fn` whenever this process has set the bridge up (now, if it has):
@@ -170,7 +180,7 @@ add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l
    * default route through the bridge, and its published ports forwarded.
    * Returns the namespace path for the OCI bundle.
    */
-  async attach (capsule: string, ports: PortMapping[], signal?: AbortSignal): Promise<Attachment & { netnsPath: string }> {
+  async attach (capsule: string, ports: PortMapping[], signal?: AbortSignal, retried = false): Promise<Attachment & { netnsPath: string }> {
     await this.ensure()
     const a = await this.serial(async () => {
       const used = new Set((await this.records()).map(r => r.address))
@@ -202,6 +212,8 @@ add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l
       if (ports.length > 0) await this.publish(a.address, ports)
     } catch (err) {
       await this.detach(capsule).catch(() => undefined) // undo what attached; the attach error is the one to report, reconcile() clears the rest
+      // Removed under us by another agent leaving (between its check and our attach): once more, on a bridge set up again.
+      if (!retried && this.bridgeGone() && signal?.aborted !== true) return await this.attach(capsule, ports, signal, true)
       throw err
     }
     return { ...a, netnsPath: join(NETNS_DIR, a.netns) }
@@ -248,16 +260,21 @@ add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l
     // A veth dies with its namespace (deleting the peer deletes the pair): no scan of the bridge's ports needed.
     if (this.ready !== undefined || records.length > 0) {
       await this.ensure()
-      const elems = (proto: 'tcp' | 'udp'): string => {
-        // A capsule whose removal a crash interrupted may still claim a port its successor holds: the later attachment wins.
-        const byPort = new Map<number, string>()
-        for (const r of [...kept].sort((a, b) => a.at - b.at)) for (const p of r.ports) if (p.proto === proto) byPort.set(p.host, `${p.host} : ${r.address} . ${p.container}`)
-        const e = [...byPort.values()]
-        return e.length > 0 ? `add element ip ${this.table} ${proto}_ports { ${e.join(', ')} }\n` : ''
-      }
-      await this.serial(async () => { await this.nft(`flush map ip ${this.table} tcp_ports\nflush map ip ${this.table} udp_ports\n${elems('tcp')}${elems('udp')}`) })
+      await this.rebuildPortMaps(kept)
     }
     return cleaned
+  }
+
+  /** Sets the port maps to the published ports of `records`. */
+  private async rebuildPortMaps (records: Attachment[]): Promise<void> {
+    const elems = (proto: 'tcp' | 'udp'): string => {
+      // A capsule whose removal a crash interrupted may still claim a port its successor holds: the later attachment wins.
+      const byPort = new Map<number, string>()
+      for (const r of [...records].sort((a, b) => a.at - b.at)) for (const p of r.ports) if (p.proto === proto) byPort.set(p.host, `${p.host} : ${r.address} . ${p.container}`)
+      const e = [...byPort.values()]
+      return e.length > 0 ? `add element ip ${this.table} ${proto}_ports { ${e.join(', ')} }\n` : ''
+    }
+    await this.serial(async () => { await this.nft(`flush map ip ${this.table} tcp_ports\nflush map ip ${this.table} udp_ports\n${elems('tcp')}${elems('udp')}`) })
   }
 
   /**
