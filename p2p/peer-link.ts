@@ -130,9 +130,9 @@ export class PeerLinks {
    * and lpStream's write waited through p-event, which builds listeners,
    * closures and promises per write; onDrain() shares one promise per drain.
    */
-  private async write (stream: Stream, frames: Uint8Array[]): Promise<void> {
+  private async write (stream: Stream, frames: Uint8Array[], signal?: AbortSignal): Promise<void> {
     if (stream.send(frameAll(frames))) return
-    const opts: AbortOptions = this.o.writeTimeoutMs !== undefined ? { signal: AbortSignal.any([AbortSignal.timeout(this.o.writeTimeoutMs), this.ac.signal]) } : {}
+    const opts: AbortOptions = signal !== undefined ? { signal } : this.o.writeTimeoutMs !== undefined ? { signal: AbortSignal.any([AbortSignal.timeout(this.o.writeTimeoutMs), this.ac.signal]) } : {}
     await stream.onDrain(opts)
   }
 
@@ -211,7 +211,7 @@ export class PeerLinks {
     const stream = await this.o.open(to, signal, hint)
     this.outbound.add(stream)
     try {
-      if (!stream.send(frameAll([bytes]))) await stream.onDrain({ signal })
+      await this.write(stream, [bytes], signal)
       this.bytes.out += bytes.byteLength
     } catch (err) {
       this.outbound.delete(stream)

@@ -182,12 +182,10 @@ async function readBody (req: IncomingMessage): Promise<Buffer[]> {
 }
 
 async function readJson (req: IncomingMessage): Promise<unknown> {
-  const chunks = await readBody(req)
-  let size = 0
-  for (const c of chunks) size += c.length
-  if (size === 0) return {}
+  const body = Buffer.concat(await readBody(req))
+  if (body.length === 0) return {}
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'))
+    return JSON.parse(body.toString('utf8'))
   } catch {
     throw new ApiError(400, 'request body is not JSON')
   }

@@ -109,7 +109,7 @@ export class BridgeNetwork {
     if (gone) { this.ready = undefined; this.up = false }
     this.ready ??= this.setUp().catch(err => { this.ready = undefined; throw err })
     await this.ready
-    if (gone) await this.rebuildPortMaps((await this.records()))
+    if (gone) await this.rebuildPortMaps(await this.records())
   }
 
   /** Whether the bridge is missing now (a stat in sysfs, no process spawned). */
