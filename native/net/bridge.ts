@@ -11,7 +11,8 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { runCommand, type CommandResult } from '../command.js'
 import { NetworkSetupError, SubnetFullError } from '../errors.js'
-import { formatSubnet, gatewayOf, numberToIp, parseSubnet, subnetSize, type Subnet } from './cidr.js'
+import { mapTargets } from './port-map.js'
+import { contains, formatSubnet, gatewayOf, numberToIp, parseSubnet, subnetOf, subnetSize, type Subnet } from './cidr.js'
 
 export const PortMappingSchema = z.object({
   host: z.number().int().min(1).max(65535),
@@ -265,16 +266,42 @@ add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l
     return cleaned
   }
 
-  /** Sets the port maps to the published ports of `records`. */
+  /**
+   * Sets the port maps to the published ports of `records`. Agents on one
+   * host share the table: a forward into another agent's subnet (one that
+   * agent set on the bridge) stays, unless one of `records` holds that port
+   * now; every other forward was this agent's, or nobody's, and goes.
+   */
   private async rebuildPortMaps (records: Attachment[]): Promise<void> {
-    const elems = (proto: 'tcp' | 'udp'): string => {
-      // A capsule whose removal a crash interrupted may still claim a port its successor holds: the later attachment wins.
-      const byPort = new Map<number, string>()
-      for (const r of [...records].sort((a, b) => a.at - b.at)) for (const p of r.ports) if (p.proto === proto) byPort.set(p.host, `${p.host} : ${r.address} . ${p.container}`)
-      const e = [...byPort.values()]
-      return e.length > 0 ? `add element ip ${this.table} ${proto}_ports { ${e.join(', ')} }\n` : ''
+    await this.serial(async () => {
+      const others = await this.otherSubnets()
+      const theirs = (address: string): boolean => others.some(s => contains(s, address))
+      const lines: string[] = []
+      for (const proto of ['tcp', 'udp'] as const) {
+        // A capsule whose removal a crash interrupted may still claim a port its successor holds: the later attachment wins.
+        const want = new Map<number, string>()
+        for (const r of [...records].sort((a, b) => a.at - b.at)) for (const p of r.ports) if (p.proto === proto) want.set(p.host, `${r.address} . ${p.container}`)
+        for (const [port, address] of await this.mapTargets(proto)) {
+          if (want.has(port) || contains(this.subnet, address) || !theirs(address)) lines.push(`delete element ip ${this.table} ${proto}_ports { ${port} }`)
+        }
+        for (const [port, target] of want) lines.push(`add element ip ${this.table} ${proto}_ports { ${port} : ${target} }`)
+      }
+      if (lines.length > 0) await this.nft(lines.join('\n') + '\n')
+    })
+  }
+
+  /** The subnets other agents on this host set on the bridge (each agent adds its gateway address). */
+  private async otherSubnets (): Promise<Subnet[]> {
+    const r = await runCommand('ip', ['-j', 'addr', 'show', 'dev', this.o.bridge])
+    if (r.exitCode !== 0) return []
+    let links: Array<{ addr_info?: Array<{ family?: string, local?: string, prefixlen?: number }> }>
+    try { links = JSON.parse(r.stdout) } catch { return [] } // no JSON from ip: no other agent known, so none of its forwards are kept
+    const out: Subnet[] = []
+    for (const a of links.flatMap(l => l.addr_info ?? [])) {
+      if (a.family !== 'inet' || a.local === undefined || a.local === this.gateway) continue
+      try { out.push(subnetOf(a.local, a.prefixlen ?? 32)) } catch { continue } // an address ip printed oddly: not an agent's subnet
     }
-    await this.serial(async () => { await this.nft(`flush map ip ${this.table} tcp_ports\nflush map ip ${this.table} udp_ports\n${elems('tcp')}${elems('udp')}`) })
+    return out
   }
 
   /**
@@ -295,9 +322,13 @@ add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l
 
   /** The capsule address a host port is forwarded to now, if any. */
   private async mapTarget (proto: 'tcp' | 'udp', port: number): Promise<string | undefined> {
+    return (await this.mapTargets(proto)).get(port)
+  }
+
+  /** Every forward in a port map now: host port → capsule address (none when the map is missing). */
+  private async mapTargets (proto: 'tcp' | 'udp'): Promise<Map<number, string>> {
     const r = await runCommand('nft', ['-j', 'list', 'map', 'ip', this.table, `${proto}_ports`])
-    if (r.exitCode !== 0) return undefined
-    return mapTarget(r.stdout, port)
+    return r.exitCode === 0 ? mapTargets(r.stdout) : new Map()
   }
 
   /**
@@ -365,19 +396,4 @@ add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l
     const r = await runCommand('nft', ['-f', '-'], { input: script }).catch((err: Error) => { throw new NetworkSetupError(`nft could not be started: ${err.message} (apt-get install nftables)`) })
     if (r.exitCode !== 0) throw new NetworkSetupError(`nft failed: ${r.stderr.trim().split('\n')[0] ?? ''}`)
   }
-}
-
-/** The address `nft -j list map` output forwards `port` to, if any. */
-export function mapTarget (json: string, port: number): string | undefined {
-  let doc: unknown
-  try { doc = JSON.parse(json) } catch { return undefined } // nft printed no JSON: no forward known
-  const items = (doc as { nftables?: Array<{ map?: { elem?: unknown[] } }> }).nftables ?? []
-  for (const item of items) {
-    for (const e of item.map?.elem ?? []) {
-      if (!Array.isArray(e) || e[0] !== port) continue
-      const concat = (e[1] as { concat?: unknown[] } | undefined)?.concat
-      return typeof concat?.[0] === 'string' ? concat[0] : JSON.stringify(e[1])
-    }
-  }
-  return undefined
 }

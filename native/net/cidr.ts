@@ -51,3 +51,16 @@ export function overlaps (a: Subnet, b: Subnet): boolean {
   const bEnd = b.base + subnetSize(b)
   return a.base < bEnd && b.base < aEnd
 }
+
+/** The subnet an interface address `ip/prefix` lies in (any prefix, 0 to 32). */
+export function subnetOf (ip: string, prefix: number): Subnet {
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > 32) throw new InvalidSpecError(`${prefix} is not an IPv4 prefix length`)
+  return { base: (ipToNumber(ip) & mask(prefix)) >>> 0, prefix }
+}
+
+/** Whether `ip` is inside `s`; false for anything that is not an IPv4 address. */
+export function contains (s: Subnet, ip: string): boolean {
+  let n: number
+  try { n = ipToNumber(ip) } catch { return false } // not an IPv4 address
+  return n >= s.base && n < s.base + subnetSize(s)
+}

@@ -7,8 +7,8 @@ import { CapsuleSpecSchema, portsProblem } from '../../agent/scheduler/spec.js'
 import { parseStack, StackError } from '../../agent/stack.js'
 import { CapacityView, pickPorts } from '../../agent/scheduler/placement.js'
 import { runCli } from '../helpers/harness.js'
-import { mapTarget } from '../../native/net/bridge.js'
-import { overlaps, parseSubnet } from '../../native/net/cidr.js'
+import { mapTarget, mapTargets } from '../../native/net/port-map.js'
+import { contains, overlaps, parseSubnet, subnetOf } from '../../native/net/cidr.js'
 import { subnetConflict } from '../../agent/capsule-network.js'
 
 t.test('parsePortOption: the forms run -p takes', async t => {
@@ -81,6 +81,12 @@ t.test('nft map output and subnets', async t => {
   t.equal(mapTarget('{"nftables": [{"map": {"elem": [[20001, {"concat": ["10.88.1.2", 80]}]]}}]}', 20001), '10.88.1.2')
   t.equal(mapTarget('{"nftables": [{"map": {"elem": [[20001, {"concat": ["10.88.1.2", 80]}]]}}]}', 20002), undefined)
   t.equal(mapTarget('not json', 1), undefined)
+  t.same([...mapTargets('{"nftables": [{"metainfo": {}}, {"map": {"elem": [[20001, {"concat": ["10.88.1.2", 80]}], [53, {"concat": ["10.77.0.9", 53]}], ["x", 1]]}}]}')], [[20001, '10.88.1.2'], [53, '10.77.0.9']], 'every forward, odd elements skipped')
+  t.same(subnetOf('10.88.3.1', 24), parseSubnet('10.88.3.0/24'), 'a gateway address names its subnet')
+  t.throws(() => subnetOf('10.88.3.1', 33))
+  t.ok(contains(parseSubnet('10.88.3.0/24'), '10.88.3.255'))
+  t.notOk(contains(parseSubnet('10.88.3.0/24'), '10.88.4.0'))
+  t.notOk(contains(parseSubnet('10.88.3.0/24'), '"{...}"'), 'not an address: not inside')
   t.ok(overlaps(parseSubnet('10.88.0.0/16'), parseSubnet('10.88.3.0/24')))
   t.notOk(overlaps(parseSubnet('10.88.2.0/24'), parseSubnet('10.88.3.0/24')))
   t.throws(() => parseSubnet('10.88.3.1/24'), /did you mean 10\.88\.3\.0\/24/)

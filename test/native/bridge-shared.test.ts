@@ -58,3 +58,34 @@ t.test('a bridge removed by another agent is set up again for the next capsule',
   t.match(map3, new RegExp(`${port} : ${two.address.replaceAll('.', '\\.')} \\. 80`), 'the earlier capsule\'s port is back')
   t.match(map3, new RegExp(`${port3} : `), 'and the new one\'s')
 })
+
+t.test('an agent\'s reconcile keeps the forwards of another agent on the same bridge', { skip: haveTools ? false : 'needs root, ip and nft' }, async t => {
+  const name = `bsk${process.pid % 100000}`
+  const dir = await mkdtemp(join(tmpdir(), 'bolt-bridge-keep-'))
+  // Agents on one host: one bridge, one nft table, a subnet each.
+  const mine = new BridgeNetwork({ bridge: name, subnet: `10.78.${process.pid % 200}.0/24`, prefix: `bk${process.pid % 100000}a`, stateDir: join(dir, 'a') })
+  const other = new BridgeNetwork({ bridge: name, subnet: `10.77.${process.pid % 200}.0/24`, prefix: `bk${process.pid % 100000}b`, stateDir: join(dir, 'b') })
+  t.teardown(async () => {
+    await mine.detach('kept').catch(() => undefined)
+    await other.detach('theirs').catch(() => undefined)
+    await run('nft', ['delete', 'table', 'ip', mine.table]).catch(() => undefined) // gone already
+    await run('ip', ['link', 'del', name]).catch(() => undefined) // gone already
+    await rm(dir, { recursive: true, force: true })
+  })
+  const base = 30000 + (process.pid % 5000) * 2
+  const theirs = await other.attach('theirs', [{ proto: 'tcp', host: base, container: 80 }, { proto: 'udp', host: base, container: 53 }])
+  const kept = await mine.attach('kept', [{ proto: 'tcp', host: base + 1, container: 8080 }])
+  // A forward of ours that no record claims (a crash between the map and the record): reconcile removes it.
+  const stale = `10.78.${process.pid % 200}.200`
+  await run('nft', ['add', 'element', 'ip', mine.table, 'tcp_ports', `{ ${base + 2} : ${stale} . 80 }`])
+
+  // `mine` restarts: its start-up reconcile rebuilds the maps from its own records.
+  t.same(await mine.reconcile(new Set(['kept'])), [], 'nothing of ours to clean')
+  const tcp = (await run('nft', ['list', 'map', 'ip', mine.table, 'tcp_ports'])).stdout
+  const udp = (await run('nft', ['list', 'map', 'ip', mine.table, 'udp_ports'])).stdout
+  const esc = (a: string): string => a.replaceAll('.', '\\.')
+  t.match(tcp, new RegExp(`${base} : ${esc(theirs.address)} \\. 80`), 'the other agent\'s tcp forward stays')
+  t.match(udp, new RegExp(`${base} : ${esc(theirs.address)} \\. 53`), 'and its udp forward')
+  t.match(tcp, new RegExp(`${base + 1} : ${esc(kept.address)} \\. 8080`), 'our live capsule\'s forward is there')
+  t.notMatch(tcp, new RegExp(`${base + 2} :`), 'our stale forward is gone')
+})
