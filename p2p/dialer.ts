@@ -99,7 +99,7 @@ export async function connectionTo (libp2p: Libp2p, peerId: string, addrs: strin
     // Each address gets its own budget: one that silently drops packets
     // (a NATed member's private address) must not starve a relayed one.
     try {
-      return await libp2p.dial(ma, { signal: AbortSignal.any([sig, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) })
+      return await dialAddress(libp2p, ma, peerId, AbortSignal.any([sig, AbortSignal.timeout(DIAL_TIMEOUT_MS)]))
     } catch (err) {
       last = err
       if (sig.aborted) break
@@ -118,4 +118,27 @@ export async function openClusterStream (libp2p: Libp2p, admission: Admission, p
   const conn = await connectionTo(libp2p, peerId, addrs, purpose, signal)
   await admission.ensureAdmitted(peerId, signal)
   return await conn.newStream(protocol, signal !== undefined ? { signal } : {})
+}
+
+/**
+ * Dials one gossiped address of `peerId`. A direct address is dialed without
+ * its /p2p/ part: libp2p joins every dial naming a peer to the dial already
+ * in flight to it, and that one works through the peer's addresses one at a
+ * time, 6 s each. Started while a link was cut, it kept failing for 20 s
+ * after the link came back, and every round that joined it kept it alive.
+ * The peer that answers is checked here instead.
+ */
+async function dialAddress (libp2p: Libp2p, ma: Multiaddr, peerId: string, signal: AbortSignal): Promise<Connection> {
+  if (ma.toString().includes('/p2p-circuit')) return await libp2p.dial(ma, { signal })
+  const conn = await libp2p.dial(withoutPeer(ma), { signal })
+  if (conn.remotePeer.toString() === peerId) return conn
+  // Someone else holds that address now (a restarted host, a reused IP): not ours to keep.
+  await conn.close().catch(() => undefined) // closing is best effort; the dial already failed for this peer
+  throw new PeerUnreachableError(`${ma.toString()} answered as ${conn.remotePeer.toString()}, not ${peerId}`)
+}
+
+/** `ma` without its trailing /p2p/ID. */
+function withoutPeer (ma: Multiaddr): Multiaddr {
+  const parts = ma.getComponents()
+  return parts.at(-1)?.name === 'p2p' ? multiaddr(ma.toString().slice(0, ma.toString().lastIndexOf('/p2p/'))) : ma
 }

@@ -3,7 +3,9 @@
 import t from 'tap'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { identify } from '@libp2p/identify'
-import { connectionTo, prepareBulk } from '../../p2p/dialer.js'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createServer, type Socket } from 'node:net'
+import { connectionTo, PeerUnreachableError, prepareBulk } from '../../p2p/dialer.js'
 import { EPHEMERAL_LISTEN, transportModules, transportOf } from '../../quic/transports.js'
 
 async function node (): Promise<Libp2p> {
@@ -94,4 +96,47 @@ t.test('prepareBulk dials the TCP connection ahead of need, once', async t => {
   t.equal(dials.length, before, 'and it is not dialed')
   t.equal(a.getConnections(d.peerId).length, 0)
   t.equal(prepareBulk(a, 'not-a-peer-id', addrsOf(d)), undefined, 'a malformed member id is ignored')
+})
+
+t.test('a dial to the member already under way, stuck on a dead address, does not hold up its live address', async t => {
+  const a = await node()
+  const b = await node()
+  // A "dead" address: TCP accepts, then nothing is ever said (the Noise handshake waits out libp2p's 6 s per address).
+  const held: Socket[] = []
+  const silent = createServer(sock => { held.push(sock) })
+  await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    for (const sock of held) sock.destroy()
+    silent.close()
+    await a.stop()
+    await b.stop()
+  })
+  const bId = b.peerId.toString()
+  const port = (silent.address() as { port: number }).port
+  // What a cut leaves behind: a dial to the member, started before the link came back, working through an address that never answers.
+  const stuck = a.dial(multiaddr(`/ip4/127.0.0.1/tcp/${port}/p2p/${bId}`), { signal: AbortSignal.timeout(30_000) })
+    .then(() => 'connected', (err: Error) => err.name)
+  t.ok(await until(() => held.length > 0, 5_000), 'the stuck dial reached the silent address')
+  // libp2p gives up on that address by closing the socket: until then, the stuck dial is under way.
+  let given = false
+  held[0]?.on('close', () => { given = true })
+
+  const conn = await connectionTo(a, bId, b.getMultiaddrs().map(m => m.toString()), 'control')
+  t.equal(conn.remotePeer.toString(), bId, 'connected to the member')
+  t.notOk(given, 'before the stuck dial gave up on the silent address: the new dial did not wait behind it')
+  t.not(await stuck, 'connected', 'and did not join it (joined, the stuck dial would have gone on to the live address)')
+})
+
+t.test('an address that another peer answers on is refused, and that connection closed', async t => {
+  const a = await node()
+  const b = await node()
+  const c = await node()
+  t.teardown(async () => { await a.stop(); await b.stop(); await c.stop() })
+  // c holds the address now (a restarted host, a reused IP); a looks for b there.
+  const cAddrs = c.getMultiaddrs().map(m => m.toString().split('/p2p/')[0] ?? '')
+  const err = await connectionTo(a, b.peerId.toString(), cAddrs, 'control').then(() => undefined, (e: Error) => e)
+  t.ok(err instanceof PeerUnreachableError, `refused: ${err?.message ?? 'it connected'}`)
+  t.match(err?.message ?? '', /answered as/, 'the error names who answered')
+  t.equal(a.getConnections(b.peerId).length, 0, 'no connection to b')
+  t.ok(await until(() => a.getConnections(c.peerId).length === 0, 5_000), 'the connection to c is closed')
 })
