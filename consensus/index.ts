@@ -3,7 +3,7 @@
 export { RaftNode } from './node.js'
 export type { RaftNodeStatus, LeaderChange, ConfigChange, RaftNodeEvents } from './node.js'
 export { DEFAULT_TICK_MS, DEFAULT_SNAPSHOT_THRESHOLD, DEFAULT_SNAPSHOT_CATCHUP_ENTRIES, DEFAULT_MAX_PENDING_PROPOSALS, REQUEST_TIMEOUT_ELECTIONS, resolveNodeOptions, intervalTicker, wallClockTicker } from './node-options.js'
-export type { RaftNodeOptions, ResolvedNodeOptions, Ticker } from './node-options.js'
+export type { RaftNodeOptions, ResolvedNodeOptions, Ticker, TracePoint } from './node-options.js'
 export { RaftCore } from './core/raft-core.js'
 export type { CoreStatus, PeerStatus, LogView } from './core/raft-core.js'
 export type { RaftCoreOptions } from './core/config.js'

@@ -87,7 +87,19 @@ export interface RaftNodeOptions {
   snapshot: () => Promise<Uint8Array>
   /** Replaces the state machine with a snapshot's data. */
   restore: (data: Uint8Array) => Promise<void> | void
+  /** Marks the Ready loop's steps as they happen, for a write's timeline (see TracePoint). Off when absent; must not throw. */
+  trace?: (point: TracePoint, index: number) => void
 }
+
+/**
+ * Steps of the Ready loop, marked through RaftNodeOptions.trace: `ready` (a
+ * Ready was taken; index: its first entry's, 0 without entries), `persist`
+ * and `persisted` around its write to storage, `sent` once its messages were
+ * handed to `send`, `applied` once its committed entries were (index: the
+ * last one's). A follower's `sent` comes after its `persisted`; a leader's
+ * may come before (its appends leave while it writes).
+ */
+export type TracePoint = 'ready' | 'persist' | 'persisted' | 'sent' | 'applied'
 
 /** RaftNodeOptions with every default filled in; `core` is what RaftCore is built with. */
 export interface ResolvedNodeOptions {
@@ -104,6 +116,7 @@ export interface ResolvedNodeOptions {
   apply: RaftNodeOptions['apply']
   snapshot: RaftNodeOptions['snapshot']
   restore: RaftNodeOptions['restore']
+  trace: RaftNodeOptions['trace']
 }
 
 /** Checks `o` and resolves its defaults; throws RaftConfigError naming the first bad option. Does not copy into `o`. */
@@ -140,5 +153,6 @@ export function resolveNodeOptions (o: RaftNodeOptions): ResolvedNodeOptions {
     apply: o.apply,
     snapshot: o.snapshot,
     restore: o.restore,
+    trace: o.trace,
   }
 }

@@ -263,6 +263,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   private async handle (core: RaftCore, rd: Ready): Promise<void> {
     const o = this.o
+    o.trace?.('ready', rd.entries[0]?.index ?? 0)
     const hs = rd.hardState
     const voteChanged = hs !== undefined && (hs.term !== this.savedHs.term || hs.vote !== this.savedHs.vote)
     // A leader's appends and heartbeats may leave while its own log is being
@@ -289,12 +290,14 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     else if (sync) {
       const state = hs ?? this.unsavedHs
       this.unsavedHs = undefined
+      o.trace?.('persist', rd.entries[0]?.index ?? 0)
       saving = o.storage.save({ entries: rd.entries, ...(state === undefined ? {} : { hardState: state }), ...(rd.snapshot === undefined ? {} : { snapshot: rd.snapshot }) })
       saving.catch(() => { /* awaited below */ })
     }
     if (applyFirst) await this.applyEntries(rd)
     if (saving !== undefined) {
       await saving
+      o.trace?.('persisted', rd.entries[0]?.index ?? 0)
       if (hs !== undefined) this.savedHs = hs
     }
     // 2. Send.
@@ -323,12 +326,16 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       if (e.type === 'normal' && e.data.length > 0) await this.o.apply(e)
       if (e.type === 'normal') this.waiters.applied(e.index, e.term)
     }
+    const last = rd.committedEntries[rd.committedEntries.length - 1]
+    if (last !== undefined) this.o.trace?.('applied', last.index)
   }
 
   private sendAll (rd: Ready): void {
+    if (rd.messages.length === 0) return
     for (const m of rd.messages) {
       try { this.o.send(m.to, m) } catch { /* the transport drops; Raft retries */ }
     }
+    this.o.trace?.('sent', rd.entries[0]?.index ?? 0)
   }
 
   private noteLeadership (core: RaftCore): void {

@@ -15,6 +15,7 @@ import { Autopilot } from './autopilot.js'
 import { API_FORWARD_PROTOCOL, forwardHandler, forwardRequest, type ForwardResponse } from './forward.js'
 import { RaftMetrics } from './raft-metrics.js'
 import { CoarseDeadline } from './coarse-deadline.js'
+import { WriteTimeline, messageIndex } from './timeline.js'
 
 /** Fine ticks so that election timeouts spread over many distinct values (see ELECTION_JITTER). */
 export const RAFT_TICK_MS = 20
@@ -72,6 +73,8 @@ export class RaftHost {
   private readonly pilot = new Autopilot()
   private readonly ac = new AbortController()
   private readonly deadlines = new CoarseDeadline(WRITE_DEADLINE_MS, DEADLINE_SLOT_MS)
+  /** BOLT_RAFT_TIMELINE=DIR: the write path's marks, written to DIR at stop (timeline.ts). */
+  private readonly timeline = WriteTimeline.fromEnv()
   /** Request ids: random per process, then counted (unique across members and restarts; no random bytes per write). */
   private readonly reqPrefix = randomBytes(8).toString('hex')
   private reqSeq = 0
@@ -91,7 +94,11 @@ export class RaftHost {
     this.transport = new RaftTransport({
       self: o.self,
       openStream: o.openStream,
-      deliver: (m) => { if (TRACE && ELECTION_MSGS.has(m.type)) o.log.info({ m: trace(m) }, 'raft trace in'); this.node.receive(m) },
+      deliver: (m) => {
+        if (TRACE && ELECTION_MSGS.has(m.type)) o.log.info({ m: trace(m) }, 'raft trace in')
+        this.timeline?.mark(`in:${m.type}`, messageIndex(m))
+        this.node.receive(m)
+      },
       log: o.log
     })
     const electionTicks = Math.max(2, Math.round(o.raft.election_timeout_ms / RAFT_TICK_MS))
@@ -114,7 +121,16 @@ export class RaftHost {
       learnerHeartbeatTicks: Math.max(heartbeatTicks, electionTicks),
       // A new commit index rides on the next append, or goes out within a tick.
       deferCommitBroadcast: true,
-      send: (to, m) => { if (TRACE && ELECTION_MSGS.has(m.type)) o.log.info({ m: trace(m) }, 'raft trace out'); this.transport.send(to, m) },
+      send: (to, m) => {
+        if (TRACE && ELECTION_MSGS.has(m.type)) o.log.info({ m: trace(m) }, 'raft trace out')
+        const tl = this.timeline
+        if (tl === undefined) { this.transport.send(to, m); return }
+        // 'handed': the transport's send returned (on an idle link it includes the stream's own write call).
+        tl.mark(`out:${m.type}`, messageIndex(m))
+        this.transport.send(to, m)
+        tl.mark(`handed:${m.type}`, messageIndex(m))
+      },
+      ...(this.timeline === undefined ? {} : { trace: this.timeline.mark.bind(this.timeline) }),
       apply: (e) => { this.state.apply(e.index, e.data) },
       snapshot: async () => this.state.snapshot(),
       restore: (d) => { this.state.restore(d) }
@@ -147,6 +163,11 @@ export class RaftHost {
     await this.node?.stop().catch((err: Error) => { this.o.log.warn({ err: err.message }, 'raft node did not stop cleanly') })
     this.transport?.stop()
     await this.storage?.close().catch((err: Error) => { this.o.log.error({ err: err.message }, 'raft storage did not close cleanly') })
+    if (this.timeline !== undefined) {
+      await this.timeline.dump().then(
+        (file) => { this.o.log.info({ file, marks: this.timeline?.size }, 'raft write timeline written') },
+        (err: Error) => { this.o.log.warn({ err: err.message, dir: this.timeline?.dir }, 'raft write timeline not written') })
+    }
   }
 
   status (): RaftNodeStatus { return this.node.status() }
@@ -176,8 +197,10 @@ export class RaftHost {
     // caller's signal is left out: leaving early would only stop the wait,
     // not the write. Anything but success goes the general way below.
     const deadline = this.deadlines.signal()
+    this.timeline?.mark('write', 0)
     try {
-      await this.proposeTimed(data, deadline)
+      const at = await this.proposeTimed(data, deadline)
+      this.timeline?.mark('written', at.index)
       return this.state.takeResult(req) ?? { ok: true }
     } catch (err) {
       if (deadline.aborted) throw new NoLeaderError(`could not commit within ${WRITE_DEADLINE_MS / 1000} s: ${(err as Error).message}`)
@@ -297,10 +320,11 @@ export class RaftHost {
   }
 
   /** propose(), its time to commit and apply observed for /metrics when it succeeds. */
-  private async proposeTimed (data: Uint8Array, signal: AbortSignal): Promise<void> {
+  private async proposeTimed (data: Uint8Array, signal: AbortSignal): Promise<{ index: number, term: number }> {
     const t0 = performance.now()
-    await this.node.propose(data, signal)
+    const at = await this.node.propose(data, signal)
     this.metrics.commitSeconds.observe((performance.now() - t0) / 1000)
+    return at
   }
 
   /** Leaves Raft cleanly: a leader first hands leadership to a caught-up voter. */

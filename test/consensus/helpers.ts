@@ -1,7 +1,7 @@
 // Shared helpers for the consensus tests: an in-process cluster of RaftNodes
 // whose messages go through the wire codec, polling with a bound, and a
 // manual clock for the tests where time matters.
-import { RaftNode, MemoryStorage, encodeMessage, decodeMessage, type LogStorage, type NormalEntry, type Ticker } from '../../consensus/index.js'
+import { RaftNode, MemoryStorage, encodeMessage, decodeMessage, type LogStorage, type NormalEntry, type RaftNodeOptions, type Ticker } from '../../consensus/index.js'
 
 export async function until (cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
@@ -53,7 +53,8 @@ export class TestCluster {
   /** `clock`: drive this node's ticks from the test (tickMs is then unused). */
   constructor (private readonly clock?: ManualClock) {}
 
-  add (id: string, bootstrap: string[] | undefined, storage: LogStorage = new MemoryStorage(), tickMs = 10): TestMember {
+  /** `trace`: see RaftNodeOptions.trace. */
+  add (id: string, bootstrap: string[] | undefined, storage: LogStorage = new MemoryStorage(), tickMs = 10, trace?: RaftNodeOptions['trace']): TestMember {
     const applied: string[] = []
     const dec = new TextDecoder()
     let m: TestMember
@@ -67,6 +68,7 @@ export class TestCluster {
       heartbeatTicks: 2,
       snapshotThreshold: 20,
       snapshotCatchUpEntries: 5,
+      ...(trace === undefined ? {} : { trace }),
       send: (to, msg) => {
         const bytes = encodeMessage(msg)
         setImmediate(() => {
