@@ -103,7 +103,11 @@ export class CapsuleHost {
         dataDir: join(o.dataDir, 'runtime'),
         runtime: o.config.runtime.oci_runtime,
         allowGaming: o.config.capsules.allow_gaming,
-        onError: (what, capsule, err) => { o.log.error({ capsule, err: err.message }, what === 'log' ? 'cannot write the capsule\'s log (its output is lost until this is fixed)' : what === 'record' ? 'cannot write the capsule\'s record' : what === 'release' ? 'cannot free what a capsule left (recovery tries again at the next start)' : 'cannot keep the capsule\'s output for logs --previous') },
+        onError: (what, capsule, err) => {
+          // What was not made ahead only costs the next start its own mkfifo or mount.
+          if (what === 'spare') { o.log.warn({ capsule, err: err.message }, 'cannot prepare FIFOs or a rootfs ahead for the next start (it makes its own)'); return }
+          o.log.error({ capsule, err: err.message }, what === 'log' ? 'cannot write the capsule\'s log (its output is lost until this is fixed)' : what === 'record' ? 'cannot write the capsule\'s record' : what === 'release' ? 'cannot free what a capsule left (recovery tries again at the next start)' : 'cannot keep the capsule\'s output for logs --previous')
+        },
         volumeRoots: o.config.capsules.volume_roots,
         ...(o.hostRoot !== undefined ? { hostRoot: o.hostRoot } : {}),
         ...(this.subnet !== undefined ? { bridge: { name: o.config.network.bridge, subnet: this.subnet } } : {})

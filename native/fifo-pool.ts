@@ -1,13 +1,14 @@
 // FIFO pairs made ahead of time: Node cannot mkfifo(2) itself, and a mkfifo
 // process per capsule start is a spawn on the start path. Each run takes a
-// ready pair (two renames) and the pool refills in the background.
+// ready pair (two renames); the runtime refills the pool after its starts,
+// through its shell pool, so no start waits behind a refill's fork.
 import { randomBytes } from 'node:crypto'
 import { mkdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { mustRun } from './command.js'
+import { mustRun, runCommand, type CommandRunner } from './command.js'
 import { WaiterError } from './errors.js'
 
-/** Pairs kept ready; refilled in one mkfifo process when it runs low. */
+/** Pairs kept ready: a burst of this many starts takes no mkfifo of its own. */
 export const FIFO_POOL_SIZE = 8
 
 export class FifoPool {
@@ -20,29 +21,28 @@ export class FifoPool {
   async init (): Promise<void> {
     await rm(this.dir, { recursive: true, force: true }) // left by a previous agent
     await mkdir(this.dir, { recursive: true, mode: 0o700 })
-    await this.refill()
+    await this.fill()
   }
 
-  private async refill (): Promise<void> {
+  /** Tops the pool up to FIFO_POOL_SIZE pairs in one mkfifo process (run by `run`); one fill at a time. */
+  async fill (run: CommandRunner = runCommand): Promise<void> {
+    this.refilling ??= this.refill(run).finally(() => { this.refilling = undefined })
+    await this.refilling
+  }
+
+  private async refill (run: CommandRunner): Promise<void> {
     const want = FIFO_POOL_SIZE - this.ready.length
     if (want <= 0 || this.closed) return
     const names = Array.from({ length: want }, () => randomBytes(6).toString('hex'))
-    await mustRun('mkfifo', ['-m', '600', ...names.flatMap(n => [join(this.dir, `${n}.out`), join(this.dir, `${n}.err`)])], m => new WaiterError(m))
+    await mustRun('mkfifo', ['-m', '600', ...names.flatMap(n => [join(this.dir, `${n}.out`), join(this.dir, `${n}.err`)])], m => new WaiterError(m), {}, run)
     this.ready.push(...names)
   }
 
-  private kick (): void {
-    if (this.refilling !== undefined || this.closed) return
-    // A refill that fails leaves the pool short: take() then makes a pair on the spot, and that failure is thrown.
-    this.refilling = this.refill().catch(() => undefined).finally(() => { this.refilling = undefined })
-  }
-
-  /** Moves a ready pair to `<dir>/stdout.fifo` and `<dir>/stderr.fifo` (making one on the spot if the pool is empty). */
-  async take (dir: string): Promise<void> {
+  /** Moves a ready pair to `<dir>/stdout.fifo` and `<dir>/stderr.fifo`, or makes one there with `run` when the pool is empty. */
+  async take (dir: string, run: CommandRunner = runCommand): Promise<void> {
     const name = this.ready.shift()
-    if (this.ready.length < FIFO_POOL_SIZE / 2) this.kick()
     if (name === undefined) {
-      await mustRun('mkfifo', ['-m', '600', join(dir, 'stdout.fifo'), join(dir, 'stderr.fifo')], m => new WaiterError(m))
+      await mustRun('mkfifo', ['-m', '600', join(dir, 'stdout.fifo'), join(dir, 'stderr.fifo')], m => new WaiterError(m), {}, run)
       return
     }
     await rename(join(this.dir, `${name}.out`), join(dir, 'stdout.fifo'))
@@ -51,6 +51,6 @@ export class FifoPool {
 
   async close (): Promise<void> {
     this.closed = true
-    await this.refilling
+    await this.refilling?.catch(() => undefined) // a refill that failed left nothing to close
   }
 }

@@ -66,7 +66,7 @@ export interface RuntimeOptions {
   /** The capsule bridge (root only): interface name and this node's capsule subnet. */
   bridge?: { name: string, subnet: string }
   /** Failures that cannot fail a call (a log append, a record's last write): see NodeRuntimeDeps.onError. */
-  onError?: (what: 'log' | 'record' | 'release' | 'keep-logs', capsule: string, err: Error) => void
+  onError?: (what: 'log' | 'record' | 'release' | 'keep-logs' | 'spare', capsule: string, err: Error) => void
 }
 
 /** Whether overlayfs can be mounted here, tried once in the data dir. */

@@ -65,9 +65,10 @@ export interface NodeRuntimeDeps {
    * Told of failures that cannot fail a call: a capsule's log append (disk
    * full) or its record's last write. The capsule runs on; the agent logs it.
    * 'release': freeing what a capsule left (cgroup, runtime state, mount) failed;
-   * 'keep-logs': its output for `logs --previous` was not kept.
+   * 'keep-logs': its output for `logs --previous` was not kept;
+   * 'spare': making FIFOs or a rootfs ahead for the next start failed (that start makes its own).
    */
-  onError?: (what: 'log' | 'record' | 'release' | 'keep-logs', capsule: string, err: Error) => void
+  onError?: (what: 'log' | 'record' | 'release' | 'keep-logs' | 'spare', capsule: string, err: Error) => void
 }
 
 /** The steps of a start that `run` tells its caller about, in order (for timing a start). */

@@ -7,7 +7,8 @@ import { join, resolve } from 'node:path'
 import { capsuleBundleConfig } from './bundle/capsule-bundle.js'
 import type { OciSpec } from './bundle/oci-spec.js'
 import { CapsuleProcess, collectRest, isWaiterAlive, PendingWaiter, readExitCode, waitForStart, WAITER_SCRIPT } from './capsule-process.js'
-import { ShellPool } from './shell-pool.js'
+import { REFILL_DELAY_MS, ShellPool } from './shell-pool.js'
+import { RootfsSpares } from './image/rootfs-spares.js'
 import { FifoPool } from './fifo-pool.js'
 import { readRecord, writeRecord, type CapsuleExit, type CapsuleRecord } from './capsule-state.js'
 import { CapsuleCgroup, cgroupPrefixOf, type CgroupStats } from './cgroups.js'
@@ -49,7 +50,10 @@ export class NodeRuntime {
   private readonly grants: DeviceGrants
   /** Waiter and mount shells started ahead, so a start forks nothing from the agent. */
   private readonly shells = new ShellPool(WAITER_SCRIPT)
-  /** Starts in flight: the shell pool refills once none is. */
+  /** Overlay rootfs mounted ahead for recently started images. */
+  private readonly spares: RootfsSpares
+  private refillTimer: NodeJS.Timeout | undefined
+  /** Starts in flight: the shell pool and the spares refill once none is. */
   private starting = 0
 
   constructor (private readonly deps: NodeRuntimeDeps) {
@@ -58,6 +62,7 @@ export class NodeRuntime {
     this.grants = new DeviceGrants(deps.devices)
     this.previous = new PreviousLogs(join(resolve(deps.dataDir), 'previous-logs'), (name, err) => { deps.onError?.('keep-logs', name, err) })
     this.cgroupPrefix = cgroupPrefixOf(deps.dataDir)
+    this.spares = new RootfsSpares(join(resolve(deps.dataDir), 'rootfs-spares'), deps.images)
   }
 
   get runtimeName (): string {
@@ -72,6 +77,7 @@ export class NodeRuntime {
   async init (): Promise<void> {
     await mkdir(this.capsulesDir, { recursive: true, mode: 0o700 })
     await this.fifos.init()
+    await this.spares.init()
     this.shells.fill()
   }
 
@@ -88,6 +94,7 @@ export class NodeRuntime {
   async removeImage (id: string): Promise<boolean> {
     const users = [...this.live.values()].filter(l => l.record.image === id).map(l => l.record.name)
     if (users.length > 0) throw new CapsuleStateError(`image ${id} is used by capsule(s) ${users.join(', ')}: remove them first`)
+    await this.spares.drop(id)
     return await this.deps.images.remove(id)
   }
 
@@ -119,8 +126,34 @@ export class NodeRuntime {
     try {
       return await this.start(input, hooks)
     } finally {
-      if (--this.starting === 0) this.shells.refillSoon()
+      if (--this.starting === 0) {
+        this.shells.refillSoon()
+        this.refillSoon()
+      }
     }
+  }
+
+  /**
+   * Once no start has been in flight for REFILL_DELAY_MS: tops up the FIFO
+   * pairs and makes spares for the images just started, through pooled
+   * shells, then tops the shells up again. No start waits behind these forks.
+   */
+  private refillSoon (): void {
+    clearTimeout(this.refillTimer)
+    if (this.closed) return
+    this.refillTimer = setTimeout(() => {
+      if (this.starting > 0) return // the start in flight schedules it again when it ends
+      void this.refill()
+    }, REFILL_DELAY_MS)
+    this.refillTimer.unref()
+  }
+
+  private async refill (): Promise<void> {
+    const onError = (err: Error): void => { this.deps.onError?.('spare', '(start pools)', err) }
+    // A fill that fails leaves its pool short: the next start makes its own FIFOs and rootfs.
+    await this.fifos.fill(this.shells.run).catch(onError)
+    await this.spares.fill(this.shells.run, onError).catch(onError)
+    if (this.starting === 0) this.shells.fill()
   }
 
   private async start (input: CapsuleRunSpecInput, hooks: RunHooks): Promise<CapsuleHandle> {
@@ -138,6 +171,8 @@ export class NodeRuntime {
     } catch {
       throw new CapsuleExistsError(`capsule ${spec.name} already has a directory at ${dir} (remove it first)`)
     }
+    // A spare rootfs, mounted ahead, takes the place of the empty dir just made.
+    const spared = await this.spares.take(image, dir, (err) => { this.deps.onError?.('spare', spec.name, err) })
     const cg = this.cgroupFor(spec.name)
     const record: CapsuleRecord = {
       name: spec.name,
@@ -161,8 +196,8 @@ export class NodeRuntime {
       // Independent steps run side by side: the rootfs mount and mkfifo are process spawns.
       const rootfsPath = join(dir, 'rootfs')
       const steps = await Promise.allSettled([
-        this.deps.images.createRootfs(image, dir, this.shells.run),
-        this.fifos.take(dir),
+        spared ? undefined : this.deps.images.createRootfs(image, dir, this.shells.run),
+        this.fifos.take(dir, this.shells.run),
         cg?.create(spec.resources.memoryBytes),
         log.open(),
         (async () => {
@@ -410,8 +445,10 @@ export class NodeRuntime {
   /** Detaches from running capsules (they keep running under their waiters) and stops all timers. */
   async close (): Promise<void> {
     this.closed = true
+    clearTimeout(this.refillTimer)
     this.shells.close()
     await this.fifos.close()
+    await this.spares.close().catch((err: Error) => { this.deps.onError?.('spare', '(rootfs spare)', err) })
     for (const l of this.live.values()) {
       await l.proc?.detach()
       if (!l.log.isClosed) await l.log.close()
