@@ -54,6 +54,17 @@ export function parseCgroupMounts (mountinfo: string): Omit<CgroupLayout, 'unifi
   return { mode, v1, ...(unified !== undefined ? { unified } : {}) }
 }
 
+/**
+ * Whether crun refuses this host as it is: crun accepts a hybrid host only
+ * while its cgroup2 hierarchy has no controller (a systemd hybrid host that
+ * binds every controller to v1), and refuses it otherwise ("drop all
+ * controllers from cgroupv2"). Only then is the private mount namespace that
+ * hides the cgroup2 mount worth its processes on every crun call.
+ */
+export function crunRefusesHybrid (layout: Pick<CgroupLayout, 'mode' | 'unifiedControllers'>): boolean {
+  return layout.mode === 'hybrid' && layout.unifiedControllers.length > 0
+}
+
 export async function detectCgroups (mountinfoPath = '/proc/self/mountinfo'): Promise<CgroupLayout> {
   const parsed = parseCgroupMounts(await readFile(mountinfoPath, 'utf8').catch(() => '')) // unreadable: no cgroups, mode 'none', which callers refuse clearly
   let unifiedControllers: string[] = []

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path'
 import { readFile } from 'node:fs/promises'
 import { rootlessIds } from './rootless.js'
 import { runCommand } from './command.js'
-import { detectCgroups, type CgroupLayout } from './cgroups.js'
+import { crunRefusesHybrid, detectCgroups, type CgroupLayout } from './cgroups.js'
 import { chooseRuntime, OciRuntimeDriver, type RuntimeName } from './oci/driver.js'
 import { RuntimeUnsupportedError } from './errors.js'
 import { ImageStore, type RootfsMode } from './image/store.js'
@@ -108,14 +108,14 @@ export async function createRuntime (opts: RuntimeOptions): Promise<NodeRuntime>
   const rootless = opts.rootless ?? process.getuid?.() !== 0
   const cgroups: CgroupLayout = await detectCgroups()
   const installed = await chooseRuntime(opts.runtime ?? 'auto')
-  if (installed.name === 'crun' && rootless && cgroups.mode === 'hybrid') {
-    // crun refuses hybrid cgroups, and an unprivileged process cannot hide the v2 mount from it.
-    throw new RuntimeUnsupportedError('crun cannot run rootless on this cgroup v1 "hybrid" host (it refuses hybrid cgroups and the workaround needs root): use runc, or run the agent as root')
+  if (installed.name === 'crun' && rootless && crunRefusesHybrid(cgroups)) {
+    // crun refuses hybrid cgroups with v2 controllers, and an unprivileged process cannot hide the v2 mount from it.
+    throw new RuntimeUnsupportedError(`crun cannot run rootless on this cgroup v1 "hybrid" host (it refuses hybrid cgroups while cgroup2 has controllers: ${cgroups.unifiedControllers.join(' ')}; the workaround needs root): use runc, or run the agent as root`)
   }
   const driver = new OciRuntimeDriver(installed.name, installed.path, {
     stateRoot: join(dataDir, `${installed.name}-state`),
     // Rootless crun manages no cgroups here, and an unprivileged unshare -m could not unmount anyway.
-    hybridCgroupWorkaround: installed.name === 'crun' && cgroups.mode === 'hybrid' && !rootless,
+    hybridCgroupWorkaround: installed.name === 'crun' && crunRefusesHybrid(cgroups) && !rootless,
     rootless
   })
   const wantMode = opts.rootfsMode ?? 'auto'

@@ -52,8 +52,8 @@ async function measure (runtime: RuntimeName, runs: number, work: string): Promi
     const installed = (await detectRuntimes()).find(r => r.name === runtime)
     if (installed === undefined) throw new Error(`${runtime} vanished`)
     const { OciRuntimeDriver } = await import('../native/oci/driver.js')
-    const { CapsuleCgroup, detectCgroups } = await import('../native/cgroups.js')
-    const driver = new OciRuntimeDriver(runtime, installed.path, { stateRoot: join(work, `${runtime}-bare-state`), hybridCgroupWorkaround: runtime === 'crun' && (await detectCgroups()).mode === 'hybrid' })
+    const { CapsuleCgroup, crunRefusesHybrid, detectCgroups } = await import('../native/cgroups.js')
+    const driver = new OciRuntimeDriver(runtime, installed.path, { stateRoot: join(work, `${runtime}-bare-state`), hybridCgroupWorkaround: runtime === 'crun' && crunRefusesHybrid(await detectCgroups()) })
     try {
       for (let i = 0; i < runs; i++) {
         // Interleaved, so drift on a shared machine hits both alike.

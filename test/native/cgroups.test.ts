@@ -2,7 +2,7 @@ import t from 'tap'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { CapsuleCgroup, parseCgroupMounts } from '../../native/cgroups.js'
+import { CapsuleCgroup, crunRefusesHybrid, parseCgroupMounts } from '../../native/cgroups.js'
 
 const HYBRID = `25 1 0:22 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
 26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate
@@ -21,6 +21,13 @@ t.test('mountinfo: hybrid, v2, none', async t => {
   t.equal(h.unified, '/sys/fs/cgroup/unified')
   t.match(parseCgroupMounts(V2), { mode: 'v2', v1: {}, unified: '/sys/fs/cgroup' })
   t.equal(parseCgroupMounts('').mode, 'none')
+})
+
+t.test('crun needs the mount namespace workaround only on a hybrid host whose cgroup2 has controllers', async t => {
+  t.equal(crunRefusesHybrid({ mode: 'hybrid', unifiedControllers: [] }), false, 'systemd hybrid: every controller on v1, crun runs as is')
+  t.equal(crunRefusesHybrid({ mode: 'hybrid', unifiedControllers: ['hugetlb'] }), true, 'a controller left on v2: crun refuses')
+  t.equal(crunRefusesHybrid({ mode: 'v2', unifiedControllers: ['cpu', 'memory'] }), false)
+  t.equal(crunRefusesHybrid({ mode: 'v1', unifiedControllers: [] }), false)
 })
 
 t.test('cgroup v2 parent: controllers enabled down the path, limit, stats, OOM count (fixture tree)', async t => {
