@@ -190,12 +190,14 @@ export class NodeRuntime {
     let devices: string[] = []
     let waiter: PendingWaiter | undefined
     try {
-      await writeRecord(dir, record)
       waiter = new PendingWaiter(dir, this.deps.driver.runArgv(spec.name, dir, join(dir, 'pid')), this.shells)
       const log = this.logWriter(spec.name, dir, record.log)
       // Independent steps run side by side: the rootfs mount and mkfifo are process spawns.
       const rootfsPath = join(dir, 'rootfs')
       const steps = await Promise.allSettled([
+        // The first record need only be there before the capsule runs: an agent that crashes
+        // before it is written leaves a dir without one, which recover() frees (mount, cgroup, network) and removes.
+        writeRecord(dir, record),
         spared ? undefined : this.deps.images.createRootfs(image, dir, this.shells.run),
         this.fifos.take(dir, this.shells.run),
         cg?.create(spec.resources.memoryBytes),

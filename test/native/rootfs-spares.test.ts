@@ -20,6 +20,13 @@ async function spares (dataDir: string): Promise<string[]> {
   return await readdir(join(dataDir, 'rootfs-spares'))
 }
 
+/** Spares whose rootfs is mounted (a spare's dir is there before its mount). */
+async function mountedSpares (dataDir: string): Promise<string[]> {
+  const out: string[] = []
+  for (const s of await spares(dataDir)) if (await isMountPoint(join(dataDir, 'rootfs-spares', s, 'rootfs'))) out.push(s)
+  return out
+}
+
 if (process.getuid?.() !== 0) t.plan(0, 'overlay spares need root')
 else if (!(await runtimeInstalled('runc'))) t.plan(0, 'runc is not installed (apt-get install runc)')
 else {
@@ -28,9 +35,8 @@ else {
     t.same(await spares(dataDir), [], 'no spare before any start')
     const first = await rt.run({ name: 'first', image, args: ['/bin/true'] })
     t.equal((await first.exited).exitCode, 0)
-    await waitOrFail('a spare for the image', async () => (await spares(dataDir)).length === 1)
-    const [spare] = await spares(dataDir)
-    t.ok(await isMountPoint(join(dataDir, 'rootfs-spares', spare!, 'rootfs')), 'the spare is mounted')
+    await waitOrFail('a mounted spare for the image', async () => (await mountedSpares(dataDir)).length === 1)
+    const [spare] = await mountedSpares(dataDir)
 
     const second = await rt.run({ name: 'second', image, args: ['/bin/sh', '-c', 'echo from-the-image; test -x /bin/busybox'] })
     t.equal((await second.exited).exitCode, 0, 'the capsule on the spare sees the image')
@@ -39,7 +45,7 @@ else {
     await rt.remove('second')
     t.notOk((await mountsUnder(dataDir)).some(m => m.includes('/capsules/second/')), 'its mount is gone with the capsule')
 
-    await waitOrFail('a new spare', async () => (await spares(dataDir)).length === 1)
+    await waitOrFail('a new spare', async () => (await mountedSpares(dataDir)).length === 1)
     await rt.remove('first')
     await rt.removeImage(image)
     t.same(await mountsUnder(dataDir), [], 'removing the image unmounts its spare')
@@ -50,7 +56,7 @@ else {
     const { rt, image, dataDir } = await withRuntime(t, 'runc', { rootfsMode: 'overlay' })
     const c = await rt.run({ name: 'c', image, args: ['/bin/true'] })
     await c.exited
-    await waitOrFail('a spare', async () => (await spares(dataDir)).length === 1)
+    await waitOrFail('a spare', async () => (await mountedSpares(dataDir)).length === 1)
     await rt.remove('c')
     await rt.close()
     t.same(await mountsUnder(dataDir), [], 'no mount left after close')
