@@ -125,6 +125,8 @@ export class PendingWaiter {
   }
 
   async cancel (): Promise<void> {
+    // Unref'd (it may outlive the agent) until now: awaited here, its exit must keep the loop alive.
+    this.child.ref()
     this.child.stdin?.end()
     await this.exited
   }
