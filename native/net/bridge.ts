@@ -12,6 +12,7 @@ import { z } from 'zod'
 import { runCommand, type CommandResult } from '../command.js'
 import { NetworkSetupError, SubnetFullError } from '../errors.js'
 import { mapTargets } from './port-map.js'
+import { bridgeTable } from './bridge-table.js'
 import { contains, formatSubnet, gatewayOf, numberToIp, parseSubnet, subnetOf, subnetSize, type Subnet } from './cidr.js'
 
 export const PortMappingSchema = z.object({
@@ -44,12 +45,7 @@ export interface BridgeOptions {
   stateDir: string
 }
 
-/**
- * The agent's DNS for capsules listens on the bridge's address, on this
- * port: their resolv.conf names no port. Accepted from the bridge (and the
- * host itself), dropped from every other interface.
- */
-export const BRIDGE_DNS_PORT = 53
+export { BRIDGE_DNS_PORT } from './bridge-table.js'
 
 /**
  * MTU of the bridge and of both ends of every capsule's veth: traffic that
@@ -143,35 +139,7 @@ export class BridgeNetwork {
     // Forwarding for outbound NAT; route_localnet so 127.0.0.1:HOSTPORT may be DNATed onto the bridge.
     await sysctl('net/ipv4/ip_forward', '1')
     await sysctl(`net/ipv4/conf/${br}/route_localnet`, '1')
-    const t = `ip ${this.table}`
-    const net = formatSubnet(this.subnet)
-    await this.nft(`
-add table ${t}
-add map ${t} tcp_ports { type inet_service : ipv4_addr . inet_service; }
-add map ${t} udp_ports { type inet_service : ipv4_addr . inet_service; }
-add chain ${t} pre { type nat hook prerouting priority dstnat; policy accept; }
-add chain ${t} out { type nat hook output priority -100; policy accept; }
-add chain ${t} post { type nat hook postrouting priority srcnat; policy accept; }
-add chain ${t} forwarding { type filter hook forward priority filter; policy accept; }
-add chain ${t} input { type filter hook input priority filter; policy accept; }
-flush chain ${t} pre
-flush chain ${t} out
-flush chain ${t} post
-flush chain ${t} forwarding
-flush chain ${t} input
-add rule ${t} pre fib daddr type local dnat ip to tcp dport map @tcp_ports
-add rule ${t} pre fib daddr type local dnat ip to udp dport map @udp_ports
-add rule ${t} out fib daddr type local dnat ip to tcp dport map @tcp_ports
-add rule ${t} out fib daddr type local dnat ip to udp dport map @udp_ports
-add rule ${t} post ip saddr ${net} oifname != "${br}" masquerade
-add rule ${t} post oifname "${br}" ip saddr 127.0.0.0/8 masquerade
-add rule ${t} post oifname "${br}" ct status dnat ip saddr ${net} masquerade
-add rule ${t} forwarding iifname "${br}" accept
-add rule ${t} forwarding oifname "${br}" ct state established,related accept
-add rule ${t} forwarding oifname "${br}" ct status dnat accept
-add rule ${t} input iifname "${br}" ip daddr ${this.gateway} meta l4proto { tcp, udp } th dport ${BRIDGE_DNS_PORT} accept
-add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l4proto { tcp, udp } th dport ${BRIDGE_DNS_PORT} drop
-`)
+    await this.nft(bridgeTable(this.table, br, formatSubnet(this.subnet), this.gateway))
     this.up = true
     for (const hook of [...this.readyHooks]) await hook().catch(() => undefined) // hooks log their own failures
   }
@@ -200,16 +168,21 @@ add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l
     try {
       signal?.throwIfAborted()
       const peer = `bp${this.vethName(capsule).slice(2)}`
-      await this.ipRaw(['netns', 'add', a.netns])
-      const mtu = this.mtu !== undefined ? ['mtu', String(this.mtu)] : []
-      await this.ip(['link', 'add', a.veth, ...mtu, 'type', 'veth', 'peer', 'name', peer, ...mtu, 'netns', a.netns])
-      await this.ip(['link', 'set', a.veth, 'master', this.o.bridge, 'up'])
-      await this.ip(['-n', a.netns, 'link', 'set', peer, 'name', 'eth0'])
-      await this.ip(['-n', a.netns, 'addr', 'add', `${a.address}/${this.subnet.prefix}`, 'dev', 'eth0'])
-      await this.ip(['-n', a.netns, 'link', 'set', 'eth0', 'up'])
-      await this.ip(['-n', a.netns, 'link', 'set', 'lo', 'up'])
-      // The subnet's route (the bridge, the gateway, other capsules) has the veth's MTU; everything else UPLINK_MTU.
-      await this.ip(['-n', a.netns, 'route', 'add', 'default', 'via', this.gateway, 'mtu', String(UPLINK_MTU)])
+      const mtu = this.mtu !== undefined ? `mtu ${this.mtu} ` : ''
+      // Two `ip` processes, not nine: one batch on the host, one inside the namespace (each stops at its first failing line).
+      await this.ipBatch([], [
+        `netns add ${a.netns}`,
+        `link add ${a.veth} ${mtu}type veth peer name ${peer} ${mtu}netns ${a.netns}`,
+        `link set ${a.veth} master ${this.o.bridge} up`
+      ])
+      await this.ipBatch(['-n', a.netns], [
+        `link set ${peer} name eth0`,
+        `addr add ${a.address}/${this.subnet.prefix} dev eth0`,
+        'link set eth0 up',
+        'link set lo up',
+        // The subnet's route (the bridge, the gateway, other capsules) has the veth's MTU; everything else UPLINK_MTU.
+        `route add default via ${this.gateway} mtu ${UPLINK_MTU}`
+      ])
       if (ports.length > 0) await this.publish(a.address, ports)
     } catch (err) {
       await this.detach(capsule).catch(() => undefined) // undo what attached; the attach error is the one to report, reconcile() clears the rest
@@ -233,8 +206,11 @@ add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l
         }
       })
     }
-    await runCommand('ip', ['link', 'del', veth])
-    await runCommand('ip', ['netns', 'del', netns])
+    // No record and no namespace: the capsule never had a network here (or it is gone already).
+    if (rec !== undefined || existsSync(join(NETNS_DIR, netns))) {
+      // One process; -force goes on past a piece a crash already removed (the veth dies with its namespace anyway).
+      await runCommand('ip', ['-force', '-batch', '-'], { input: `link del ${veth}\nnetns del ${netns}\n` })
+    }
     await rm(join(this.o.stateDir, `${capsule}.json`), { force: true })
   }
 
@@ -384,12 +360,23 @@ add rule ${t} input iifname != { "${br}", "lo" } ip daddr ${this.gateway} meta l
     try { return await fn() } finally { release() }
   }
 
-  private async ip (args: string[]): Promise<CommandResult> { return await this.ipRaw(args) }
-
-  private async ipRaw (args: string[]): Promise<CommandResult> {
+  private async ip (args: string[]): Promise<CommandResult> {
     const r = await runCommand('ip', args).catch((err: Error) => { throw new NetworkSetupError(`ip could not be started: ${err.message} (apt-get install iproute2)`) })
     if (r.exitCode !== 0) throw new NetworkSetupError(`ip ${args.join(' ')} failed: ${r.stderr.trim()}`)
     return r
+  }
+
+  /**
+   * Runs `lines` through one `ip [args] -batch -`. Every name in them is
+   * this agent's own (prefix, hashed veths, validated capsule names), so
+   * none holds the spaces, quotes or `#` that batch lines would split on.
+   */
+  private async ipBatch (args: string[], lines: string[]): Promise<void> {
+    const r = await runCommand('ip', [...args, '-batch', '-'], { input: lines.join('\n') + '\n' }).catch((err: Error) => { throw new NetworkSetupError(`ip could not be started: ${err.message} (apt-get install iproute2)`) })
+    if (r.exitCode === 0) return
+    const at = Number(/Command failed -:(\d+)/.exec(r.stderr)?.[1] ?? 0)
+    const line = lines[at - 1] ?? lines.join('; ')
+    throw new NetworkSetupError(`ip ${[...args, line].join(' ')} failed: ${r.stderr.replace(/Command failed -:\d+/, '').trim().replace(/\s*\n\s*/g, '; ')}`)
   }
 
   private async nft (script: string): Promise<void> {
