@@ -7,9 +7,7 @@ import { join, resolve } from 'node:path'
 import { capsuleBundleConfig } from './bundle/capsule-bundle.js'
 import type { OciSpec } from './bundle/oci-spec.js'
 import { CapsuleProcess, collectRest, isWaiterAlive, PendingWaiter, readExitCode, waitForStart, WAITER_SCRIPT } from './capsule-process.js'
-import { REFILL_DELAY_MS, ShellPool } from './shell-pool.js'
-import { RootfsSpares } from './image/rootfs-spares.js'
-import { FifoPool } from './fifo-pool.js'
+import { StartPools } from './start-pools.js'
 import { readRecord, writeRecord, type CapsuleExit, type CapsuleRecord } from './capsule-state.js'
 import { CapsuleCgroup, cgroupPrefixOf, type CgroupStats } from './cgroups.js'
 import { CapsuleExistsError, CapsuleNotFoundError, CapsuleStateError, GamingNotAllowedError, ImageLayoutError, NetworkUnsupportedError } from './errors.js'
@@ -45,24 +43,17 @@ export class NodeRuntime {
   /** Cgroup paths are per data dir, so several agents on one host never touch each other's. */
   private readonly cgroupPrefix: string
   private closed = false
-  private readonly fifos: FifoPool
   private readonly previous: PreviousLogs
   private readonly grants: DeviceGrants
-  /** Waiter and mount shells started ahead, so a start forks nothing from the agent. */
-  private readonly shells = new ShellPool(WAITER_SCRIPT)
-  /** Overlay rootfs mounted ahead for recently started images. */
-  private readonly spares: RootfsSpares
-  private refillTimer: NodeJS.Timeout | undefined
-  /** Starts in flight: the shell pool and the spares refill once none is. */
-  private starting = 0
+  /** Shells, FIFO pairs and rootfs made ahead, so a start forks nothing from the agent. */
+  private readonly pools: StartPools
 
   constructor (private readonly deps: NodeRuntimeDeps) {
     this.capsulesDir = join(resolve(deps.dataDir), 'capsules')
-    this.fifos = new FifoPool(join(resolve(deps.dataDir), 'fifo-pool'))
     this.grants = new DeviceGrants(deps.devices)
     this.previous = new PreviousLogs(join(resolve(deps.dataDir), 'previous-logs'), (name, err) => { deps.onError?.('keep-logs', name, err) })
     this.cgroupPrefix = cgroupPrefixOf(deps.dataDir)
-    this.spares = new RootfsSpares(join(resolve(deps.dataDir), 'rootfs-spares'), deps.images)
+    this.pools = new StartPools(resolve(deps.dataDir), WAITER_SCRIPT, deps.images, (err) => { deps.onError?.('spare', '(start pools)', err) })
   }
 
   get runtimeName (): string {
@@ -76,9 +67,7 @@ export class NodeRuntime {
 
   async init (): Promise<void> {
     await mkdir(this.capsulesDir, { recursive: true, mode: 0o700 })
-    await this.fifos.init()
-    await this.spares.init()
-    this.shells.fill()
+    await this.pools.init()
   }
 
   /** Prepares an image from an OCI layout on disk; returns its id for `run`. */
@@ -94,7 +83,7 @@ export class NodeRuntime {
   async removeImage (id: string): Promise<boolean> {
     const users = [...this.live.values()].filter(l => l.record.image === id).map(l => l.record.name)
     if (users.length > 0) throw new CapsuleStateError(`image ${id} is used by capsule(s) ${users.join(', ')}: remove them first`)
-    await this.spares.drop(id)
+    await this.pools.spares.drop(id)
     return await this.deps.images.remove(id)
   }
 
@@ -121,39 +110,12 @@ export class NodeRuntime {
   /** Builds the bundle and starts the capsule; resolves once its init runs (its pid file is written). */
   async run (input: CapsuleRunSpecInput, hooks: RunHooks = {}): Promise<CapsuleHandle> {
     if (this.closed) throw new CapsuleStateError('the runtime is closed')
-    this.starting++
-    this.shells.hold()
+    this.pools.begin()
     try {
       return await this.start(input, hooks)
     } finally {
-      if (--this.starting === 0) {
-        this.shells.refillSoon()
-        this.refillSoon()
-      }
+      this.pools.end()
     }
-  }
-
-  /**
-   * Once no start has been in flight for REFILL_DELAY_MS: tops up the FIFO
-   * pairs and makes spares for the images just started, through pooled
-   * shells, then tops the shells up again. No start waits behind these forks.
-   */
-  private refillSoon (): void {
-    clearTimeout(this.refillTimer)
-    if (this.closed) return
-    this.refillTimer = setTimeout(() => {
-      if (this.starting > 0) return // the start in flight schedules it again when it ends
-      void this.refill()
-    }, REFILL_DELAY_MS)
-    this.refillTimer.unref()
-  }
-
-  private async refill (): Promise<void> {
-    const onError = (err: Error): void => { this.deps.onError?.('spare', '(start pools)', err) }
-    // A fill that fails leaves its pool short: the next start makes its own FIFOs and rootfs.
-    await this.fifos.fill(this.shells.run).catch(onError)
-    await this.spares.fill(this.shells.run, onError).catch(onError)
-    if (this.starting === 0) this.shells.fill()
   }
 
   private async start (input: CapsuleRunSpecInput, hooks: RunHooks): Promise<CapsuleHandle> {
@@ -172,7 +134,7 @@ export class NodeRuntime {
       throw new CapsuleExistsError(`capsule ${spec.name} already has a directory at ${dir} (remove it first)`)
     }
     // A spare rootfs, mounted ahead, takes the place of the empty dir just made.
-    const spared = await this.spares.take(image, dir, (err) => { this.deps.onError?.('spare', spec.name, err) })
+    const spared = await this.pools.spares.take(image, dir, (err) => { this.deps.onError?.('spare', spec.name, err) })
     const cg = this.cgroupFor(spec.name)
     const record: CapsuleRecord = {
       name: spec.name,
@@ -190,7 +152,7 @@ export class NodeRuntime {
     let devices: string[] = []
     let waiter: PendingWaiter | undefined
     try {
-      waiter = new PendingWaiter(dir, this.deps.driver.runArgv(spec.name, dir, join(dir, 'pid')), this.shells)
+      waiter = new PendingWaiter(dir, this.deps.driver.runArgv(spec.name, dir, join(dir, 'pid')), this.pools.shells)
       const log = this.logWriter(spec.name, dir, record.log)
       // Independent steps run side by side: the rootfs mount and mkfifo are process spawns.
       const rootfsPath = join(dir, 'rootfs')
@@ -198,8 +160,8 @@ export class NodeRuntime {
         // The first record need only be there before the capsule runs: an agent that crashes
         // before it is written leaves a dir without one, which recover() frees (mount, cgroup, network) and removes.
         writeRecord(dir, record),
-        spared ? undefined : this.deps.images.createRootfs(image, dir, this.shells.run),
-        this.fifos.take(dir, this.shells.run),
+        spared ? undefined : this.deps.images.createRootfs(image, dir, this.pools.shells.run),
+        this.pools.fifos.take(dir, this.pools.shells.run),
         cg?.create(spec.resources.memoryBytes),
         log.open(),
         (async () => {
@@ -447,10 +409,7 @@ export class NodeRuntime {
   /** Detaches from running capsules (they keep running under their waiters) and stops all timers. */
   async close (): Promise<void> {
     this.closed = true
-    clearTimeout(this.refillTimer)
-    this.shells.close()
-    await this.fifos.close()
-    await this.spares.close().catch((err: Error) => { this.deps.onError?.('spare', '(rootfs spare)', err) })
+    await this.pools.close()
     for (const l of this.live.values()) {
       await l.proc?.detach()
       if (!l.log.isClosed) await l.log.close()
