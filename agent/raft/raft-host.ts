@@ -163,11 +163,7 @@ export class RaftHost {
     await this.node?.stop().catch((err: Error) => { this.o.log.warn({ err: err.message }, 'raft node did not stop cleanly') })
     this.transport?.stop()
     await this.storage?.close().catch((err: Error) => { this.o.log.error({ err: err.message }, 'raft storage did not close cleanly') })
-    if (this.timeline !== undefined) {
-      await this.timeline.dump().then(
-        (file) => { this.o.log.info({ file, marks: this.timeline?.size }, 'raft write timeline written') },
-        (err: Error) => { this.o.log.warn({ err: err.message, dir: this.timeline?.dir }, 'raft write timeline not written') })
-    }
+    await this.timeline?.dumpLogged(this.o.log)
   }
 
   status (): RaftNodeStatus { return this.node.status() }

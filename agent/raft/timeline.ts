@@ -44,6 +44,13 @@ export class WriteTimeline {
     return file
   }
 
+  /** dump(), its outcome logged (at Raft's stop: a timeline not written fails nothing). */
+  async dumpLogged (log: { info: (o: object, msg: string) => void, warn: (o: object, msg: string) => void }): Promise<void> {
+    await this.dump().then(
+      (file) => { log.info({ file, marks: this.size }, 'raft write timeline written') },
+      (err: Error) => { log.warn({ err: err.message, dir: this.dir }, 'raft write timeline not written') })
+  }
+
   /** A timeline when BOLT_RAFT_TIMELINE names a directory, else undefined. */
   static fromEnv (env: NodeJS.ProcessEnv = process.env): WriteTimeline | undefined {
     const dir = env.BOLT_RAFT_TIMELINE
