@@ -13,7 +13,7 @@ import { runCommand, type CommandResult } from '../command.js'
 import { NetworkSetupError, SubnetFullError } from '../errors.js'
 import { mapTargets } from './port-map.js'
 import { bridgeTable } from './bridge-table.js'
-import { contains, formatSubnet, gatewayOf, numberToIp, parseSubnet, subnetOf, subnetSize, type Subnet } from './cidr.js'
+import { contains, formatSubnet, gatewayOf, macOfAddress, numberToIp, parseSubnet, subnetOf, subnetSize, type Subnet } from './cidr.js'
 
 export const PortMappingSchema = z.object({
   host: z.number().int().min(1).max(65535),
@@ -172,7 +172,7 @@ export class BridgeNetwork {
       // Two `ip` processes, not nine: one batch on the host, one inside the namespace (each stops at its first failing line).
       await this.ipBatch([], [
         `netns add ${a.netns}`,
-        `link add ${a.veth} ${mtu}type veth peer name ${peer} ${mtu}netns ${a.netns}`,
+        `link add ${a.veth} ${mtu}type veth peer name ${peer} ${mtu}address ${macOfAddress(a.address)} netns ${a.netns}`,
         `link set ${a.veth} master ${this.o.bridge} up`
       ])
       await this.ipBatch(['-n', a.netns], [

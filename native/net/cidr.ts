@@ -43,6 +43,18 @@ export function formatSubnet (s: Subnet): string { return `${numberToIp(s.base)}
 /** Addresses a subnet holds, network and broadcast included. */
 export function subnetSize (s: Subnet): number { return 2 ** (32 - s.prefix) }
 
+/**
+ * The MAC a capsule's eth0 gets, derived from its address (as Docker does):
+ * an address freed by one capsule and taken by the next keeps its MAC, so
+ * the neighbour caches of the host and of other capsules stay right. With a
+ * random MAC they send to the old one until their entry expires (15 to 50 s
+ * of a restarted capsule unreachable). 02: locally administered, unicast.
+ */
+export function macOfAddress (ip: string): string {
+  const n = ipToNumber(ip)
+  return ['02', 'b0', ...[n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].map(b => b.toString(16).padStart(2, '0'))].join(':')
+}
+
 /** The bridge's own address: the subnet's first host. */
 export function gatewayOf (s: Subnet): string { return numberToIp(s.base + 1) }
 
