@@ -8,7 +8,7 @@ import { BlobStore } from '../p2p/content/blob-store.js'
 import { RegistryClient } from '../p2p/content/registry-client.js'
 import { PieceExchange } from '../p2p/content/piece-exchange.js'
 import { DhtProviderSource } from '../p2p/content/providers.js'
-import { ImagePuller, type ClusterResolved, type ImagePullProgress, type PulledImage } from '../p2p/content/image-puller.js'
+import { ImagePuller, type ClusterResolved, type ImagePullProgress, type PulledImage, type TagResolution } from '../p2p/content/image-puller.js'
 import type { ImageReference } from '../p2p/content/reference.js'
 import { ObjectStore, type FetchedObject, type GetResult } from '../p2p/content/objects.js'
 import type { BoltLibp2p } from '../p2p/node.js'
@@ -72,8 +72,12 @@ export class ContentHost {
   private readonly preparedLocal = new Map<string, Promise<string>>()
   /** Manifest digest → runtime image id, for pulled images prepared for the runtime (one entry per image on this node). */
   private readonly preparedIds = new Map<string, string>()
-  /** Ref → the manifest digest it last resolved to here, for starts while its registry is unreachable. */
-  private readonly lastDigest = new Map<string, string>()
+  /**
+   * Ref → what its tag last resolved to here: the next start asks the
+   * registry only whether the tag still names it (one HEAD), and a start
+   * while the registry is unreachable runs its manifest digest.
+   */
+  private readonly lastResolved = new Map<string, TagResolution>()
   /** Resolutions in flight per ref: replicas starting together share one. */
   private readonly resolving = new Map<string, Promise<string>>()
 
@@ -208,6 +212,7 @@ export class ContentHost {
    * every capsule (re)start. A tag is resolved again each time, so a capsule
    * started after the tag moved runs the image it names now (as `docker run
    * --pull always` would); what is already prepared for that digest is reused.
+   * For a tag resolved here before, that is one HEAD request (see resolveTag).
    * When the tag cannot be resolved (registry down, node offline), the image
    * it last resolved to here is started, with a warning.
    */
@@ -236,15 +241,19 @@ export class ContentHost {
 
   private async resolveAndPrepare (runtime: NodeRuntime, ref: string, signal: AbortSignal): Promise<string> {
     // The tag still names the image prepared here, and `images` still lists it under that digest:
-    // one manifest request, and none of a pull's pinning and index writes (two synced files).
-    let now: string
+    // one HEAD request, and none of a pull's pinning and index writes (two synced files).
+    const last = this.lastResolved.get(ref)
+    let now: TagResolution
     try {
-      now = await this.puller.resolveDigest(ref, signal)
+      now = await this.puller.resolveTag(ref, signal, last)
     } catch (err) {
       return this.lastPrepared(ref, err as Error, signal)
     }
-    const prepared = this.preparedIds.get(now)
-    if (prepared !== undefined && this.lastDigest.get(ref) === now && (await this.puller.lookup(ref))?.digest === now) return prepared
+    const prepared = this.preparedIds.get(now.digest)
+    if (prepared !== undefined && last?.digest === now.digest && (await this.puller.lookup(ref))?.digest === now.digest) {
+      this.lastResolved.set(ref, now)
+      return prepared
+    }
     let pulled: PulledImage
     try {
       pulled = await this.pull(ref, undefined, signal, 'capsule')
@@ -253,7 +262,7 @@ export class ContentHost {
     }
     const known = this.preparedIds.get(pulled.digest)
     if (known !== undefined) {
-      this.lastDigest.set(ref, pulled.digest)
+      this.lastResolved.set(ref, resolution(now, pulled.digest))
       return known
     }
     const dir = await mkdtemp(join(this.o.dataDir, 'layout-'))
@@ -263,7 +272,7 @@ export class ContentHost {
       this.o.log.info({ ref, digest, fromPeers: pulled.bytesFromPeers, fromRegistry: pulled.bytesFromRegistry }, 'image ready')
       // The digest exported, which a concurrent `pull` of the same ref may have moved past `pulled`.
       this.preparedIds.set(digest, img.id)
-      this.lastDigest.set(ref, digest)
+      this.lastResolved.set(ref, resolution(now, digest))
       return img.id
     } finally {
       await rm(dir, { recursive: true, force: true })
@@ -272,7 +281,7 @@ export class ContentHost {
 
   /** When the tag cannot be resolved: the image it last resolved to here, with a warning; else `err`. */
   private lastPrepared (ref: string, err: Error, signal: AbortSignal): string {
-    const last = this.lastDigest.get(ref)
+    const last = this.lastResolved.get(ref)?.digest
     const id = last === undefined ? undefined : this.preparedIds.get(last)
     if (signal.aborted || id === undefined) throw err
     this.o.log.warn({ ref, digest: last, err: err.message }, 'image: cannot resolve the tag again; starting the image it last resolved to')
@@ -328,4 +337,15 @@ export class ContentHost {
     }
     return await p
   }
+}
+
+/**
+ * What to remember for a tag whose image `digest` was prepared: `resolved`
+ * when the pull took the same manifest; else (the tag moved between the
+ * resolve and the pull) the manifest digest as what the tag names, which a
+ * single-platform tag's HEAD then matches, and a multi-platform one's never
+ * does, so its next start fetches the manifest again.
+ */
+function resolution (resolved: TagResolution, digest: string): TagResolution {
+  return resolved.digest === digest ? resolved : { tag: digest, digest }
 }

@@ -7,7 +7,7 @@ import { copyFile, link, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import type { BlobStore } from './blob-store.js'
-import { ImageNotFoundError } from './errors.js'
+import { ImageNotFoundError, type RegistryError } from './errors.js'
 import { writeFileAtomic } from './fs-atomic.js'
 import { MT_OCI_MANIFEST, parseImageManifest, type Descriptor, type ImageManifest } from './oci.js'
 import type { PieceExchange } from './piece-exchange.js'
@@ -75,6 +75,12 @@ export interface PulledImage {
   bytesFromPeers: number
   bytesFromRegistry: number
   bytesLocal: number
+}
+
+/** What a tag resolved to: the digest it names (an index's for a multi-platform image) and this platform's manifest digest. */
+export interface TagResolution {
+  tag: string
+  digest: string
 }
 
 export interface ImageRecord {
@@ -209,17 +215,41 @@ export class ImagePuller {
   }
 
   /**
-   * The manifest digest `refString` names now: the digest it carries, or
-   * the tag resolved upstream (registry or cluster), with nothing pulled,
-   * pinned or recorded. A start of an image already here needs no more.
+   * What `refString` names now, with nothing pulled, pinned or recorded: the
+   * digest it carries, or its tag resolved upstream (registry or cluster).
+   * Given `last`, what this tag resolved to before (verified then), a
+   * registry is asked with one HEAD: when the tag still names `last.tag`
+   * (the index of a multi-platform image, else the manifest), `last` is
+   * the answer, with no manifest fetched, hashed or parsed. Otherwise, or
+   * when the HEAD gives no digest, the manifest is fetched and verified.
    */
-  async resolveDigest (refString: string, signal?: AbortSignal): Promise<string> {
+  async resolveTag (refString: string, signal?: AbortSignal, last?: TagResolution): Promise<TagResolution> {
     const ref = this.parse(refString)
-    if (ref.digest !== undefined) return ref.digest
+    if (ref.digest !== undefined) return { tag: ref.digest, digest: ref.digest }
     const cluster = this.init.cluster !== undefined && ref.registry === this.init.cluster.host ? this.init.cluster : undefined
+    if (cluster === undefined && last !== undefined) {
+      const named = await this.headTag(ref, signal)
+      if (named === last.tag) return last
+    }
     const resolved = cluster !== undefined ? await cluster.resolve(ref, signal) : await this.init.registry.resolve(ref, { signal })
     if (resolved === undefined) throw new ImageNotFoundError(`image ${formatReference(ref)} is not in the cluster (push it to any agent's registry endpoint)`)
-    return resolved.digest
+    return { tag: resolved.index?.digest ?? resolved.digest, digest: resolved.digest }
+  }
+
+  /**
+   * The digest the tag names by a HEAD; undefined where the registry answers
+   * a HEAD with a client error (some mirrors refuse the method) or no digest:
+   * the GET that follows then gives the real answer or error. A registry
+   * that cannot be reached, or fails after retries, fails here as a GET would.
+   */
+  private async headTag (ref: ImageReference, signal?: AbortSignal): Promise<string | undefined> {
+    try {
+      return await this.init.registry.headManifest(ref, ref.tag ?? 'latest', signal)
+    } catch (err) {
+      const status = (err as Error).name === 'RegistryError' ? (err as RegistryError).status : undefined
+      if (status !== undefined && status >= 400 && status < 500) return undefined
+      throw err
+    }
   }
 
   private get indexPath (): string { return join(this.init.store.root, 'index.json') }

@@ -81,6 +81,10 @@ const DockerConfigSchema = z.object({
 
 interface Challenge { scheme: string, params: Record<string, string> }
 
+interface RequestOptions { method?: 'GET' | 'HEAD', accept?: string, range?: string, signal?: AbortSignal }
+
+const SHA256_DIGEST = /^sha256:[0-9a-f]{64}$/
+
 export class RegistryClient {
   private readonly opts: RegistryClientOptions
   private readonly fetchFn: typeof fetch
@@ -106,6 +110,20 @@ export class RegistryClient {
     }
     if (!isManifestMediaType(first.mediaType)) throw new ManifestError(`${formatReference(ref)}: unsupported manifest media type ${first.mediaType} (need OCI or Docker schema 2)`)
     return { digest: first.digest, mediaType: first.mediaType, bytes: first.bytes, manifest: parseImageManifest(first.bytes) }
+  }
+
+  /**
+   * The digest `tag` names now, from a HEAD of its manifest (no body to
+   * read or hash): the registry's `Docker-Content-Digest` for the same
+   * Accept header a GET sends. undefined when the answer carries no usable
+   * digest (then GET it). The claim is trusted no more than a GET's body
+   * would be: a caller only compares it with a digest it has verified.
+   */
+  async headManifest (ref: ImageReference, tag: string, signal?: AbortSignal): Promise<string | undefined> {
+    const res = await this.request(ref, `manifests/${tag}`, { method: 'HEAD', accept: MANIFEST_ACCEPT, signal })
+    await res.body?.cancel().catch(() => {}) // a HEAD has no body; cancelling releases the connection whatever it says
+    const claimed = res.headers.get('docker-content-digest')
+    return claimed !== null && SHA256_DIGEST.test(claimed) ? claimed : undefined
   }
 
   /** One manifest by tag or digest, checked against the digest asked for or the one the registry claims. */
@@ -205,7 +223,7 @@ export class RegistryClient {
     return isLoopbackHost(host) || (this.opts.insecure ?? []).includes(host) ? 'http' : 'https'
   }
 
-  private async request (ref: ImageReference, path: string, o: { accept?: string, range?: string, signal?: AbortSignal }): Promise<Response> {
+  private async request (ref: ImageReference, path: string, o: RequestOptions): Promise<Response> {
     const errors: Error[] = []
     for (const base of this.endpoints(ref.registry)) {
       const url = new URL(base)
@@ -225,7 +243,7 @@ export class RegistryClient {
     throw new RegistryError(`${formatReference(ref)}: ${path.split('/')[0]} request failed on every endpoint: ${errors.map(e => e.message).join('; ')}`, last instanceof RegistryError ? last.status : undefined, { cause: last })
   }
 
-  private async requestWithRetry (url: string, ref: ImageReference, o: { accept?: string, range?: string, signal?: AbortSignal }): Promise<Response> {
+  private async requestWithRetry (url: string, ref: ImageReference, o: RequestOptions): Promise<Response> {
     const retries = this.opts.retries ?? DEFAULT_RETRIES
     const backoff = this.opts.backoffMs ?? DEFAULT_BACKOFF_MS
     let authTried = false
@@ -246,7 +264,7 @@ export class RegistryClient {
       try {
         const signals = [headTimeout.signal]
         if (o.signal !== undefined) signals.push(o.signal)
-        res = await this.fetchFollowing(new URL(url), headers, AbortSignal.any(signals))
+        res = await this.fetchFollowing(new URL(url), o.method ?? 'GET', headers, AbortSignal.any(signals))
       } catch (err) {
         if (o.signal?.aborted === true || (err as Error).name === 'UpstreamAddressRefusedError') throw err
         // The head timeout's own error already names the URL.
@@ -280,12 +298,12 @@ export class RegistryClient {
    * guard sees every hop; the Authorization header goes only to the origin
    * it was issued for (a blob redirect to a CDN carries a signed URL instead).
    */
-  private async fetchFollowing (url: URL, headers: Record<string, string>, signal: AbortSignal): Promise<Response> {
+  private async fetchFollowing (url: URL, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal): Promise<Response> {
     const origin = url.origin
     for (let hop = 0; ; hop++) {
       await this.opts.guard?.(url)
       const h = url.origin === origin ? headers : Object.fromEntries(Object.entries(headers).filter(([k]) => k !== 'authorization'))
-      const res = await this.fetchFn(url, { headers: h, signal, redirect: 'manual' })
+      const res = await this.fetchFn(url, { method, headers: h, signal, redirect: 'manual' })
       const location = res.headers.get('location')
       if (![301, 302, 303, 307, 308].includes(res.status) || location === null) return res
       await res.body?.cancel().catch(() => {}) // a redirect's body is not read; cancelling one already ended changes nothing
