@@ -242,7 +242,11 @@ export class ContentHost {
   private async resolveAndPrepare (runtime: NodeRuntime, ref: string, signal: AbortSignal): Promise<string> {
     // The tag still names the image prepared here, and `images` still lists it under that digest:
     // one HEAD request, and none of a pull's pinning and index writes (two synced files).
+    // The index is read beside the HEAD: on a busy node its read waits for
+    // libuv's thread pool (Raft's fsyncs) about as long as the request does.
     const last = this.lastResolved.get(ref)
+    const listed = last !== undefined && this.preparedIds.has(last.digest) ? this.puller.lookup(ref) : undefined
+    void listed?.catch(() => {}) // awaited below where it matters; when the tag moved or cannot be resolved, its outcome is not needed
     let now: TagResolution
     try {
       now = await this.puller.resolveTag(ref, signal, last)
@@ -250,7 +254,7 @@ export class ContentHost {
       return this.lastPrepared(ref, err as Error, signal)
     }
     const prepared = this.preparedIds.get(now.digest)
-    if (prepared !== undefined && last?.digest === now.digest && (await this.puller.lookup(ref))?.digest === now.digest) {
+    if (prepared !== undefined && listed !== undefined && last?.digest === now.digest && (await listed)?.digest === now.digest) {
       this.lastResolved.set(ref, now)
       return prepared
     }
