@@ -3,6 +3,7 @@
 // and records it in the store's OCI `index.json` (annotated with its
 // reference), so the store root is itself an OCI image layout that `native/`
 // can read. `exportImageLayout` writes a standalone layout of one image.
+import { statSync } from 'node:fs'
 import { copyFile, link, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
@@ -109,6 +110,8 @@ type IndexFile = z.infer<typeof IndexFileSchema>
 
 export class ImagePuller {
   private indexWrite: Promise<void> = Promise.resolve()
+  /** index.json as `lookup` last read it, with the file's identity then (see indexForLookup). */
+  private lookupIndex: { key: string, idx: IndexFile } | undefined
 
   constructor (private readonly init: ImagePullerInit) {}
 
@@ -321,9 +324,32 @@ export class ImagePuller {
     return found
   }
 
+  /**
+   * index.json, read and parsed again only when the file changed (another
+   * inode, size or mtime; every write here renames a new file in). `lookup`
+   * runs at every capsule start, and there an asynchronous read waits in
+   * libuv's thread pool behind Raft's fsyncs; a stat on the loop does not.
+   */
+  private async indexForLookup (): Promise<IndexFile> {
+    let key: string
+    try {
+      const st = statSync(this.indexPath)
+      key = `${st.ino}:${st.size}:${st.mtimeMs}`
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      this.lookupIndex = undefined
+      return await this.readIndex()
+    }
+    if (this.lookupIndex?.key === key) return this.lookupIndex.idx
+    // Read after the stat: a file replaced in between leaves a newer index under the older key, read again next time.
+    const idx = await this.readIndex()
+    this.lookupIndex = { key, idx }
+    return idx
+  }
+
   /** The manifest digest recorded for `ref` (full reference, or a digest). */
   async lookup (refString: string): Promise<{ ref: string, digest: string } | undefined> {
-    const idx = await this.readIndex()
+    const idx = await this.indexForLookup()
     const name = refString.startsWith('sha256:') ? undefined : formatReference(this.parse(refString))
     const m = idx.manifests.find(x => (name !== undefined && x.annotations?.[REF_NAME_ANNOTATION] === name) || x.digest === refString)
     return m === undefined ? undefined : { ref: m.annotations?.[REF_NAME_ANNOTATION] ?? m.digest, digest: m.digest }

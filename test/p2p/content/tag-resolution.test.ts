@@ -1,10 +1,11 @@
 // A start of a tag resolved before asks the registry one HEAD (issue 25):
 // requests counted per start against a real docker-registry, for a
 // single-platform tag and a multi-platform index; a moved tag, a HEAD with
-// no usable digest, a HEAD refused, and a registry that is down.
+// no usable digest, a HEAD refused, and a registry that is down. `lookup`
+// (every start) sees each change of index.json, its own writes or a hand edit.
 import t from 'tap'
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { BlobStore } from '../../../p2p/content/blob-store.js'
@@ -128,4 +129,29 @@ t.test('a tag resolved before costs one HEAD per start; a moved tag is fetched a
     t.same(await puller.resolveTag(`${reg.host}/tags/single@${d}`), { tag: d, digest: d })
     t.same(requests, [])
   })
+})
+
+t.test('lookup sees every change of index.json: pulls, removals, an edit in place', { skip: existsSync(REGISTRY_BIN) ? false : 'needs docker-registry' }, async t => {
+  const reg = await startRegistry()
+  t.teardown(reg.stop)
+  const v1 = await buildImage()
+  const v2 = await buildImage({ extraLayerSizes: [64] })
+  await pushImage(reg.url, 'idx/app', 'v', v1)
+  const { puller, store } = await counted(t)
+  const ref = `${reg.host}/idx/app:v`
+  t.equal(await puller.lookup(ref), undefined, 'nothing pulled yet')
+  await puller.pull(ref)
+  t.equal((await puller.lookup(ref))?.digest, v1.manifestDigest)
+  t.equal((await puller.lookup(ref))?.digest, v1.manifestDigest, 'again, unchanged')
+  await pushImage(reg.url, 'idx/app', 'v', v2)
+  await puller.pull(ref)
+  t.equal((await puller.lookup(ref))?.digest, v2.manifestDigest, 'a pull that moved the tag')
+  // Edited in place (same inode), as a person might: the digest back to v1's.
+  const path = join(store.root, 'index.json')
+  await writeFile(path, (await readFile(path, 'utf8')).replace(v2.manifestDigest.slice(7), v1.manifestDigest.slice(7)))
+  t.equal((await puller.lookup(ref))?.digest, v1.manifestDigest, 'an edit in place')
+  t.ok(await puller.remove(ref))
+  t.equal(await puller.lookup(ref), undefined, 'removed')
+  await rm(path)
+  t.equal(await puller.lookup(ref), undefined, 'no index.json at all')
 })
