@@ -206,6 +206,30 @@ export async function pushImage (registryUrl: string, name: string, tag: string,
   if (res.status !== 201) throw new Error(`manifest put: HTTP ${res.status}`)
 }
 
+/**
+ * Pushes a multi-platform index under `name:tag`: `img` (pushed already) for
+ * linux/amd64, and a copy of its manifest labelled arm64 (tagged `TAG-arm`).
+ * Returns the index's digest.
+ */
+export async function pushIndex (registryUrl: string, name: string, tag: string, img: BuiltImage): Promise<string> {
+  const other = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(img.manifest).toString()), annotations: { variant: 'arm' } }))
+  const putOther = await fetch(`${registryUrl}/v2/${name}/manifests/${tag}-arm`, { method: 'PUT', body: other, headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' } })
+  await putOther.body?.cancel()
+  if (putOther.status !== 201) throw new Error(`arm64 manifest put: HTTP ${putOther.status}`)
+  const index = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digestOf(other), size: other.length, platform: { os: 'linux', architecture: 'arm64' } },
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: img.manifestDigest, size: img.manifest.length, platform: { os: 'linux', architecture: 'amd64' } }
+    ]
+  }))
+  const put = await fetch(`${registryUrl}/v2/${name}/manifests/${tag}`, { method: 'PUT', body: index, headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' } })
+  await put.body?.cancel()
+  if (put.status !== 201) throw new Error(`index put: HTTP ${put.status}`)
+  return digestOf(index)
+}
+
 /** Writes the image as an OCI image layout (for `skopeo copy oci:DIR:TAG ...`). */
 export async function writeImageLayout (dir: string, tag: string, img: BuiltImage): Promise<void> {
   await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true })

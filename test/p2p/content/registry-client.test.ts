@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { RegistryClient, parseChallenge } from '../../../p2p/content/registry-client.js'
 import { parseReference, formatReference } from '../../../p2p/content/reference.js'
 import { sha256Digest } from '../../../p2p/content/digest.js'
-import { buildImage, pushImage, startRegistry } from '../../helpers/registry.js'
+import { buildImage, pushImage, pushIndex, startRegistry } from '../../helpers/registry.js'
 
 t.test('reference parsing follows Docker rules', async t => {
   const cases: Array<[string, string]> = [
@@ -37,19 +37,7 @@ t.test('against a real registry: manifest, index, blobs and ranges, all verified
   const img = await buildImage({ extraLayerSizes: [300_000] })
   await pushImage(reg.url, 'test/app', 'v1', img)
   // An index pointing at the manifest for linux/amd64 and at a second manifest labelled arm64.
-  const other = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(img.manifest).toString()), annotations: { variant: 'arm' } }))
-  const putOther = await fetch(`${reg.url}/v2/test/app/manifests/arm`, { method: 'PUT', body: other, headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' } })
-  t.equal(putOther.status, 201)
-  const index = Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [
-      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256Digest(other), size: other.length, platform: { os: 'linux', architecture: 'arm64' } },
-      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: img.manifestDigest, size: img.manifest.length, platform: { os: 'linux', architecture: 'amd64' } }
-    ]
-  }))
-  const put = await fetch(`${reg.url}/v2/test/app/manifests/multi`, { method: 'PUT', body: index, headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' } })
-  t.equal(put.status, 201)
+  const indexDigest = await pushIndex(reg.url, 'test/app', 'multi', img)
 
   const client = new RegistryClient({ dockerConfigPath: false, platform: { os: 'linux', architecture: 'amd64' } })
   const m = await client.resolve(parseReference(`${reg.host}/test/app:v1`))
@@ -57,7 +45,7 @@ t.test('against a real registry: manifest, index, blobs and ranges, all verified
   t.equal(m.manifest.layers.length, 2)
   const viaIndex = await client.resolve(parseReference(`${reg.host}/test/app:multi`))
   t.equal(viaIndex.digest, img.manifestDigest, 'index resolved to linux/amd64')
-  t.equal(viaIndex.index?.digest, sha256Digest(index))
+  t.equal(viaIndex.index?.digest, indexDigest)
   await t.rejects(new RegistryClient({ dockerConfigPath: false, platform: { os: 'linux', architecture: 's390x' } }).resolve(parseReference(`${reg.host}/test/app:multi`)), { name: 'PlatformNotFoundError' })
 
   const ref = parseReference(`${reg.host}/test/app`)

@@ -9,10 +9,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { BlobStore } from '../../../p2p/content/blob-store.js'
-import { sha256Digest } from '../../../p2p/content/digest.js'
 import { ImagePuller } from '../../../p2p/content/image-puller.js'
 import { RegistryClient } from '../../../p2p/content/registry-client.js'
-import { buildImage, pushImage, startRegistry, REGISTRY_BIN, type BuiltImage, type RunningRegistry } from '../../helpers/registry.js'
+import { buildImage, pushImage, pushIndex, startRegistry, REGISTRY_BIN } from '../../helpers/registry.js'
 
 interface Counted { puller: ImagePuller, requests: string[], store: BlobStore }
 /** What the fetch wrapper may do to a HEAD: pass it, strip its digest, answer it itself. */
@@ -40,24 +39,6 @@ async function counted (t: { teardown: (fn: () => Promise<void>) => void }, mode
   return { puller: new ImagePuller({ store, registry }), requests, store }
 }
 
-/** Pushes an index naming `img` for linux/amd64 and a second manifest for arm64 under `tag`; returns the index digest. */
-async function pushIndex (reg: RunningRegistry, repo: string, tag: string, img: BuiltImage): Promise<string> {
-  const other = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(img.manifest).toString()), annotations: { variant: 'arm' } }))
-  const putOther = await fetch(`${reg.url}/v2/${repo}/manifests/${tag}-arm`, { method: 'PUT', body: other, headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' } })
-  if (putOther.status !== 201) throw new Error(`push of the arm64 manifest: HTTP ${putOther.status}`)
-  const index = Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [
-      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256Digest(other), size: other.length, platform: { os: 'linux', architecture: 'arm64' } },
-      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: img.manifestDigest, size: img.manifest.length, platform: { os: 'linux', architecture: 'amd64' } }
-    ]
-  }))
-  const put = await fetch(`${reg.url}/v2/${repo}/manifests/${tag}`, { method: 'PUT', body: index, headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' } })
-  if (put.status !== 201) throw new Error(`push of the index: HTTP ${put.status}`)
-  return sha256Digest(index)
-}
-
 t.test('a tag resolved before costs one HEAD per start; a moved tag is fetched and verified again', { skip: existsSync(REGISTRY_BIN) ? false : 'needs docker-registry' }, async t => {
   const reg = await startRegistry()
   t.teardown(reg.stop)
@@ -65,7 +46,7 @@ t.test('a tag resolved before costs one HEAD per start; a moved tag is fetched a
   const v2 = await buildImage({ extraLayerSizes: [64] })
   await pushImage(reg.url, 'tags/single', 'v', v1)
   await pushImage(reg.url, 'tags/multi', 'v-amd64', v1)
-  const indexDigest = await pushIndex(reg, 'tags/multi', 'v', v1)
+  const indexDigest = await pushIndex(reg.url, 'tags/multi', 'v', v1)
 
   await t.test('single-platform tag', async t => {
     const { puller, requests } = await counted(t)
