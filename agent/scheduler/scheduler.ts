@@ -100,16 +100,21 @@ export class Scheduler {
       }
       if (unplaced.length === 0) return
       const view = new CapacityView(usable, allocations)
+      // An instance that would fit only on a node under suspicion gets no verdict yet: SWIM decides within
+      // seconds whether that node is alive, and `run` keeps waiting instead of saying it cannot be placed.
+      const suspect = nodes.filter(n => n.state === 'suspect' && table.isEligible(n.id))
+      const hopeful = suspect.length > 0 ? new CapacityView([...usable, ...suspect], allocations) : undefined
       let placed = 0
       for (const u of unplaced) {
         if (placed >= MAX_PLACEMENTS_PER_ROUND || !this.o.isLeader()) break
         const s = u.capsule.spec
-        const r = view.place({ capsule: s.name, cpu: s.resources.cpu, memoryBytes: s.resources.memoryBytes, gpus: s.resources.gpus, on: s.on, strategy: s.strategy, hostNetwork: s.network === 'host', gaming: s.gaming, ports: portDemands(s) })
+        const demand = { capsule: s.name, cpu: s.resources.cpu, memoryBytes: s.resources.memoryBytes, gpus: s.resources.gpus, on: s.on, strategy: s.strategy, hostNetwork: s.network === 'host', gaming: s.gaming, ports: portDemands(s) }
+        const r = view.place(demand)
         if (r.ok) {
           const w = await this.o.write({ op: 'capsule.place', instance: u.instance, node: r.node, gpuIndexes: r.gpuIndexes, ports: r.ports, generation: u.generation }, this.ac.signal)
           if (w.ok) this.placements++
           placed++
-        } else if (u.reason !== r.reason) {
+        } else if (u.reason !== r.reason && hopeful?.place(demand).ok !== true) {
           await this.o.write({ op: 'capsule.pending', instance: u.instance, reason: r.reason }, this.ac.signal)
         }
       }

@@ -8,7 +8,8 @@ import { pino } from 'pino'
 import { CapsuleTable } from '../../agent/state/capsules.js'
 import { CapsuleSpecSchema } from '../../agent/scheduler/spec.js'
 import { placementOf, waitForPlacement } from '../../agent/scheduler/placement-wait.js'
-import { Scheduler } from '../../agent/scheduler/scheduler.js'
+import { WAITING_FOR_SCHEDULER } from '../../agent/state/instance-reasons.js'
+import { Scheduler, type SchedulerNode } from '../../agent/scheduler/scheduler.js'
 import { Supervisor } from '../../agent/supervisor/supervisor.js'
 import { START_STEPS } from '../../agent/supervisor/start-trace.js'
 import type { CommandInput, CommandResult } from '../../agent/state/cluster-state.js'
@@ -123,4 +124,22 @@ t.test('the supervisor starts a placed instance at once and traces its steps', a
   const times = steps.map(k => trace![k]!)
   t.same(times, [...times].sort((a, b) => a - b), 'in order')
   t.equal(listCalls, 1, 'the start did not wait for the sweep that was listing')
+})
+
+t.test('an instance that fits only on a suspect node waits for it, with no verdict', async t => {
+  const s = state()
+  const node: SchedulerNode = { id: 'a', state: 'suspect', cpus: 8, memoryBytes: 64 * 1024 ** 3, gpus: [], labels: {} }
+  const sched = new Scheduler({ isLeader: () => true, capsules: () => s.table, nodes: () => [node], write: async (cmd) => s.apply(cmd), deadGraceMs: 60_000, log })
+  t.teardown(() => { sched.stop() })
+  s.apply({ op: 'capsule.create', spec: CapsuleSpecSchema.parse({ name: 'web', image: 'x' }) })
+  const waiting = waitForPlacement({ get: (n) => s.table.get(n), onApply: s.onApply }, 'web', 60_000)
+  await sched.round()
+  t.same(placementOf(s.table.get('web')!), { placed: 0, pending: [{ instance: 'web', reason: WAITING_FOR_SCHEDULER }], verdict: false }, 'not placed on a suspect node, and no verdict that would end run\'s wait')
+  node.state = 'alive'
+  await sched.round()
+  t.equal((await waiting)?.instances[0]?.node, 'a', 'placed once the node is alive again, answering the wait')
+  node.state = 'dead'
+  s.apply({ op: 'capsule.create', spec: CapsuleSpecSchema.parse({ name: 'late', image: 'x' }) })
+  await sched.round()
+  t.match(placementOf(s.table.get('late')!), { placed: 0, verdict: true, pending: [{ reason: /no alive node/ }] }, 'a dead node: the verdict as before')
 })
