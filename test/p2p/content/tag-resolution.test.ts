@@ -94,6 +94,7 @@ t.test('a tag resolved before costs one HEAD per start; a moved tag is fetched a
 
   await t.test('a registry that is down fails the resolution (the caller falls back), never answers the old digest', async t => {
     const down = await startRegistry()
+    t.teardown(down.stop) // stopped below on purpose; this one only covers a failure before that
     await pushImage(down.url, 'tags/single', 'v', v1)
     const { puller, requests } = await counted(t)
     const ref = `${down.host}/tags/single:v`
