@@ -3,7 +3,7 @@
 // the API routes for run/ps/logs/stop/rm (images, objects and gpu: content-routes.ts).
 import { join } from 'node:path'
 import type { Stream, StreamHandler } from '@libp2p/interface'
-import { BRIDGE_DNS_PORT, createRuntime, type NodeRuntime } from '../native/index.js'
+import { BRIDGE_DNS_PORT, createRuntime, RUNTIME_FAILURES, type NodeRuntime } from '../native/index.js'
 import { CapsuleSpecSchema } from './scheduler/spec.js'
 import { parseReference } from '../p2p/content/reference.js'
 import { Scheduler, type SchedulerNode } from './scheduler/scheduler.js'
@@ -104,9 +104,8 @@ export class CapsuleHost {
         runtime: o.config.runtime.oci_runtime,
         allowGaming: o.config.capsules.allow_gaming,
         onError: (what, capsule, err) => {
-          // What was not made ahead only costs the next start its own mkfifo or mount.
-          if (what === 'spare') { o.log.warn({ capsule, err: err.message }, 'cannot prepare FIFOs or a rootfs ahead for the next start (it makes its own)'); return }
-          o.log.error({ capsule, err: err.message }, what === 'log' ? 'cannot write the capsule\'s log (its output is lost until this is fixed)' : what === 'record' ? 'cannot write the capsule\'s record' : what === 'release' ? 'cannot free what a capsule left (recovery tries again at the next start)' : 'cannot keep the capsule\'s output for logs --previous')
+          // What was not made ahead only costs the next start its own mkfifo or mount: a warning.
+          o.log[what === 'spare' ? 'warn' : 'error']({ capsule, err: err.message }, RUNTIME_FAILURES[what])
         },
         volumeRoots: o.config.capsules.volume_roots,
         ...(o.hostRoot !== undefined ? { hostRoot: o.hostRoot } : {}),

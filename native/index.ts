@@ -14,6 +14,7 @@ import { RuntimeUnsupportedError } from './errors.js'
 import { ImageStore, type RootfsMode } from './image/store.js'
 import { DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES } from './logs.js'
 import { NodeRuntime, type DeviceProvider } from './runtime.js'
+import { RUNTIME_FAILURES, type NodeRuntimeDeps } from './runtime-types.js'
 import { discoverGpus, type DiscoverOptions, type GpuInfo } from './gpu/discover.js'
 import { CdiRegistry, DEFAULT_CDI_DIRS, ensureCdiSpecs, readCdiSpecs, type CdiSpec } from './gpu/cdi.js'
 import { gamingEdits } from './gpu/gaming.js'
@@ -21,6 +22,7 @@ import { BridgeNetwork } from './net/bridge.js'
 
 export * from './errors.js'
 export { NodeRuntime, type CapsuleHandle, type CapsuleState, type CapsuleStatus, type RecoveryReport } from './runtime.js'
+export { RUNTIME_FAILURES }
 export { CapsuleRunSpecSchema, parseRunSpec, type CapsuleRunSpec, type CapsuleRunSpecInput } from './spec.js'
 export type { CapsuleExit } from './capsule-state.js'
 export type { CgroupStats, CgroupLayout, CgroupMode } from './cgroups.js'
@@ -66,7 +68,7 @@ export interface RuntimeOptions {
   /** The capsule bridge (root only): interface name and this node's capsule subnet. */
   bridge?: { name: string, subnet: string }
   /** Failures that cannot fail a call (a log append, a record's last write): see NodeRuntimeDeps.onError. */
-  onError?: (what: 'log' | 'record' | 'release' | 'keep-logs' | 'spare', capsule: string, err: Error) => void
+  onError?: NodeRuntimeDeps['onError']
 }
 
 /** Whether overlayfs can be mounted here, tried once in the data dir. */

@@ -61,15 +61,19 @@ export interface NodeRuntimeDeps {
   allowGaming?: boolean
   /** The node's capsule bridge; absent on a rootless node (bridge capsules are refused there). */
   bridge?: BridgeNetwork
-  /**
-   * Told of failures that cannot fail a call: a capsule's log append (disk
-   * full) or its record's last write. The capsule runs on; the agent logs it.
-   * 'release': freeing what a capsule left (cgroup, runtime state, mount) failed;
-   * 'keep-logs': its output for `logs --previous` was not kept;
-   * 'spare': making FIFOs or a rootfs ahead for the next start failed (that start makes its own).
-   */
-  onError?: (what: 'log' | 'record' | 'release' | 'keep-logs' | 'spare', capsule: string, err: Error) => void
+  /** Told of failures that cannot fail a call (RUNTIME_FAILURES): the capsule runs on; the agent logs it. */
+  onError?: (what: RuntimeFailure, capsule: string, err: Error) => void
 }
+
+/** The failures a runtime reports through onError instead of failing a call, each as the agent logs it. */
+export const RUNTIME_FAILURES = {
+  log: 'cannot write the capsule\'s log (its output is lost until this is fixed)',
+  record: 'cannot write the capsule\'s record',
+  release: 'cannot free what a capsule left (recovery tries again at the next start)',
+  'keep-logs': 'cannot keep the capsule\'s output for logs --previous',
+  spare: 'cannot prepare FIFOs or a rootfs ahead for the next start (it makes its own)'
+} as const
+export type RuntimeFailure = keyof typeof RUNTIME_FAILURES
 
 /** The steps of a start that `run` tells its caller about, in order (for timing a start). */
 export type RunStep = 'bundleReady' | 'launched' | 'started'

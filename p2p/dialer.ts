@@ -12,6 +12,8 @@ export class PeerUnreachableError extends Error {
 }
 
 export const DIAL_TIMEOUT_MS = 5_000
+/** The multiaddr protocol code of `/p2p/ID`. */
+const P2P_CODE = 421
 /** After a failed TCP dial for bulk traffic, the member's other connection carries bulk for this long. */
 export const BULK_DIAL_RETRY_MS = 60_000
 
@@ -130,15 +132,10 @@ export async function openClusterStream (libp2p: Libp2p, admission: Admission, p
  */
 async function dialAddress (libp2p: Libp2p, ma: Multiaddr, peerId: string, signal: AbortSignal): Promise<Connection> {
   if (ma.toString().includes('/p2p-circuit')) return await libp2p.dial(ma, { signal })
-  const conn = await libp2p.dial(withoutPeer(ma), { signal })
+  const conn = await libp2p.dial(ma.decapsulateCode(P2P_CODE), { signal })
   if (conn.remotePeer.toString() === peerId) return conn
   // Someone else holds that address now (a restarted host, a reused IP): not ours to keep.
   await conn.close().catch(() => undefined) // closing is best effort; the dial already failed for this peer
   throw new PeerUnreachableError(`${ma.toString()} answered as ${conn.remotePeer.toString()}, not ${peerId}`)
 }
 
-/** `ma` without its trailing /p2p/ID. */
-function withoutPeer (ma: Multiaddr): Multiaddr {
-  const parts = ma.getComponents()
-  return parts.at(-1)?.name === 'p2p' ? multiaddr(ma.toString().slice(0, ma.toString().lastIndexOf('/p2p/'))) : ma
-}

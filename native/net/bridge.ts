@@ -200,9 +200,10 @@ export class BridgeNetwork {
     const veth = rec?.veth ?? this.vethName(capsule)
     if (rec !== undefined && rec.ports.length > 0) {
       await this.serial(async () => {
+        const now = await this.mapsNow(rec.ports)
         for (const p of rec.ports) {
           // Only the element that still points at this capsule: the scheduler may already have given the port to another.
-          if ((await this.mapTarget(p.proto, p.host)) === rec.address) await this.nft(`delete element ip ${this.table} ${p.proto}_ports { ${p.host} }\n`).catch(() => undefined) // gone already: nothing to delete
+          if (now[p.proto].get(p.host) === rec.address) await this.nft(`delete element ip ${this.table} ${p.proto}_ports { ${p.host} }\n`).catch(() => undefined) // gone already: nothing to delete
         }
       })
     }
@@ -287,18 +288,20 @@ export class BridgeNetwork {
    */
   private async publish (address: string, ports: PortMapping[]): Promise<void> {
     await this.serial(async () => {
+      const now = await this.mapsNow(ports)
       const lines: string[] = []
       for (const p of ports) {
-        if ((await this.mapTarget(p.proto, p.host)) !== undefined) lines.push(`delete element ip ${this.table} ${p.proto}_ports { ${p.host} }`)
+        if (now[p.proto].has(p.host)) lines.push(`delete element ip ${this.table} ${p.proto}_ports { ${p.host} }`)
         lines.push(`add element ip ${this.table} ${p.proto}_ports { ${p.host} : ${address} . ${p.container} }`)
       }
       await this.nft(lines.join('\n') + '\n')
     })
   }
 
-  /** The capsule address a host port is forwarded to now, if any. */
-  private async mapTarget (proto: 'tcp' | 'udp', port: number): Promise<string | undefined> {
-    return (await this.mapTargets(proto)).get(port)
+  /** The forwards now in the maps that `ports` use: one `nft` listing per protocol, not one per port. */
+  private async mapsNow (ports: PortMapping[]): Promise<Record<'tcp' | 'udp', Map<number, string>>> {
+    const list = async (proto: 'tcp' | 'udp'): Promise<Map<number, string>> => ports.some(p => p.proto === proto) ? await this.mapTargets(proto) : new Map()
+    return { tcp: await list('tcp'), udp: await list('udp') }
   }
 
   /** Every forward in a port map now: host port → capsule address (none when the map is missing). */
